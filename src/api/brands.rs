@@ -1,0 +1,141 @@
+//! `GET`/`POST /v1/brands`, `POST /v1/brands/{name}/retire` (admin). Brands
+//! are never renamed; retiring one stops new opt-ins for it.
+
+use super::auth::{Caller, Role};
+use super::json::ApiJson;
+use super::tenants::check_brand_name;
+use super::AppState;
+use crate::domain::time::Timestamp;
+use crate::error::{ApiError, Problem};
+use crate::store::tenants::{self as store, BrandRow};
+use crate::store::{Rejection, StoreError};
+use actix_web::{get, post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBrandRequest {
+    #[schema(example = "Makro Cash & Carry")]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BrandStatus {
+    Active,
+    Retired,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Brand {
+    pub name: String,
+    pub status: BrandStatus,
+    pub created_at: Timestamp,
+    pub retired_at: Option<Timestamp>,
+}
+
+impl From<BrandRow> for Brand {
+    fn from(b: BrandRow) -> Self {
+        Self {
+            name: b.name,
+            status: if b.retired_at.is_some() {
+                BrandStatus::Retired
+            } else {
+                BrandStatus::Active
+            },
+            created_at: Timestamp::from_millis(b.created_at),
+            retired_at: b.retired_at.map(Timestamp::from_millis),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BrandList {
+    pub brands: Vec<Brand>,
+}
+
+#[utoipa::path(
+    tag = "brands",
+    responses(
+        (status = 200, description = "The tenant's brands, oldest first", body = BrandList),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/v1/brands")]
+pub async fn list_brands(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let tenant = caller.tenant.id;
+    let rows = state
+        .db(move |conn| Ok(store::list_brands(conn, &tenant)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(BrandList {
+        brands: rows.into_iter().map(Brand::from).collect(),
+    }))
+}
+
+#[utoipa::path(
+    tag = "brands",
+    request_body = CreateBrandRequest,
+    responses(
+        (status = 201, description = "Brand added", body = Brand),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/brands")]
+pub async fn create_brand(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<CreateBrandRequest>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let name = body.value.name;
+    check_brand_name(&name, "name")?;
+    let tenant = caller.tenant.id;
+    let row = state
+        .db(move |conn| {
+            store::create_brand(conn, &tenant, &name).map_err(|e| match e {
+                StoreError::Rejected(Rejection::BrandExists) => ApiError::conflict(
+                    "brand_exists",
+                    "the tenant already has a brand with this name (compared case-insensitively)",
+                ),
+                other => ApiError::internal(other),
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(Brand::from(row)))
+}
+
+#[utoipa::path(
+    tag = "brands",
+    params(("name" = String, Path, description = "The brand's name, URL-encoded; compared after NFC and case folding")),
+    responses(
+        (status = 200, description = "The brand, now retired", body = Brand),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/brands/{name}/retire")]
+pub async fn retire_brand(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let tenant = caller.tenant.id;
+    let name = name.into_inner();
+    let row = state
+        .db(move |conn| {
+            store::retire_brand(conn, &tenant, &name).map_err(|e| match e {
+                StoreError::Rejected(Rejection::NotFound) => ApiError::not_found("no such brand"),
+                other => ApiError::internal(other),
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(Brand::from(row)))
+}

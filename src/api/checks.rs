@@ -1,0 +1,329 @@
+//! `POST /v1/checks` and `/v1/checks/batch` (sender): the decision of SPEC
+//! section 2, read from committed state with no cache.
+
+use super::auth::{Caller, Role};
+use super::json::{self, ApiJson, BATCH_LIMIT};
+use super::records::{check_phone_number_id, parse_number};
+use super::AppState;
+use crate::domain::decision::{self, ConsentEvent, EventKind, Question, Reason, Window};
+use crate::domain::number::E164;
+use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
+use crate::domain::time::Timestamp;
+use crate::error::{ApiError, Problem};
+use crate::store::consent::{inbound_records, subject_events};
+use crate::store::tenants::{active_brands, find_brand, BrandRow};
+use crate::store::DbConn;
+use actix_web::{post, web, HttpResponse};
+use diesel::Connection;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use utoipa::ToSchema;
+
+/// Most checks in one batch.
+pub const MAX_BATCH_ITEMS: usize = 10_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    #[schema(example = "+4915112345678")]
+    pub number: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    pub purpose: Purpose,
+    /// Matched after NFC and case folding against all brands; may be omitted
+    /// while the tenant has exactly one active brand.
+    #[serde(default)]
+    #[schema(example = "Makro")]
+    pub brand: Option<String>,
+    /// The messaging channel (default whatsapp).
+    #[serde(default)]
+    pub channel: MessageChannel,
+    #[serde(default)]
+    pub business_phone_number_id: Option<String>,
+}
+
+/// The event a decision rests on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentRef {
+    /// `opt_in` or `opt_out`.
+    #[serde(rename = "type")]
+    #[schema(example = "opt_in")]
+    pub kind: &'static str,
+    pub seq: u64,
+    /// The capture channel.
+    pub channel: CaptureChannel,
+    /// The brand an opt-in was given to; null for opt-outs.
+    pub company_name_shown: Option<String>,
+    pub captured_at: Timestamp,
+}
+
+/// The answer to "may we send this, now?" (SPEC section 2, exact fields).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Decision {
+    pub number: String,
+    pub purpose: Purpose,
+    pub brand: String,
+    pub channel: MessageChannel,
+    /// A business-initiated message (a template) may be sent now.
+    pub allowed: bool,
+    pub reason: Reason,
+    /// The window is closed: any message needs a template.
+    pub template_required: bool,
+    /// The window of that business number is open and the person has not opted out.
+    pub session_reply_allowed: bool,
+    pub window: Window,
+    pub consent: Option<ConsentRef>,
+}
+
+impl From<&ConsentEvent> for ConsentRef {
+    fn from(e: &ConsentEvent) -> Self {
+        Self {
+            kind: match e.kind {
+                EventKind::OptIn => "opt_in",
+                EventKind::OptOut => "opt_out",
+            },
+            seq: e.seq,
+            channel: e.channel,
+            company_name_shown: e.company_name_shown.clone(),
+            captured_at: e.captured_at,
+        }
+    }
+}
+
+/// The window of a number for a business number id, and whether that id is certain.
+pub fn window_of(
+    conn: &mut DbConn,
+    tenant: &str,
+    number: &E164,
+    named: Option<&str>,
+    now: Timestamp,
+) -> Result<(Window, bool), ApiError> {
+    let records = inbound_records(conn, tenant, number)?;
+    // Configured WhatsApp numbers arrive with the channel settings; until
+    // then the ids seen in interactions are the only ones known.
+    Ok(decision::window_for(&records, named, &[], now))
+}
+
+/// Resolves the brand of a check (any status), or the only active brand.
+fn resolve_brand(
+    conn: &mut DbConn,
+    tenant: &str,
+    name: Option<&str>,
+    cache: &mut HashMap<Option<String>, BrandRow>,
+) -> Result<BrandRow, ApiError> {
+    let key = name.map(crate::domain::text::fold_key);
+    if let Some(found) = cache.get(&key) {
+        return Ok(found.clone());
+    }
+    let brand = match name {
+        Some(name) => find_brand(conn, tenant, name)?.ok_or_else(|| {
+            ApiError::unprocessable("unknown_brand", "`brand` is not a brand of this tenant")
+                .with_errors(vec![crate::domain::evidence::FieldError::new(
+                    "brand",
+                    "unknown_brand",
+                )])
+        })?,
+        None => {
+            let mut active = active_brands(conn, tenant)?;
+            if active.len() != 1 {
+                return Err(ApiError::unprocessable(
+                    "brand_required",
+                    "the tenant has more than one active brand (or none): name the `brand`",
+                )
+                .with_errors(vec![crate::domain::evidence::FieldError::new(
+                    "brand", "required",
+                )]));
+            }
+            active.remove(0)
+        }
+    };
+    cache.insert(key, brand.clone());
+    Ok(brand)
+}
+
+/// Evaluates one check against committed state.
+fn evaluate(
+    conn: &mut DbConn,
+    caller: &Caller,
+    request: &CheckRequest,
+    now: Timestamp,
+    brands: &mut HashMap<Option<String>, BrandRow>,
+) -> Result<Decision, ApiError> {
+    let number = parse_number(caller, &request.number, request.region.as_deref())?;
+    check_phone_number_id(request.business_phone_number_id.as_deref())?;
+    let tenant = &caller.tenant;
+    let brand = resolve_brand(conn, &tenant.id, request.brand.as_deref(), brands)?;
+    let events = subject_events(conn, &tenant.id, &number)?;
+    let question = Question {
+        purpose: request.purpose,
+        brand_id: brand.id,
+        channel: request.channel,
+    };
+    let outcome = decision::decide(&events, question, tenant.max_consent_age_days, now);
+    let (window, certain) = match request.channel {
+        MessageChannel::Sms => (Window::closed(None), false),
+        MessageChannel::Whatsapp => window_of(
+            conn,
+            &tenant.id,
+            &number,
+            request.business_phone_number_id.as_deref(),
+            now,
+        )?,
+    };
+    let whatsapp = request.channel == MessageChannel::Whatsapp;
+    Ok(Decision {
+        number: number.as_str().to_owned(),
+        purpose: request.purpose,
+        brand: brand.name,
+        channel: request.channel,
+        allowed: outcome.reason == Reason::Allowed,
+        reason: outcome.reason,
+        template_required: whatsapp && !window.open,
+        session_reply_allowed: whatsapp
+            && window.open
+            && certain
+            && outcome.reason != Reason::OptedOut,
+        window,
+        consent: outcome.consent.map(ConsentRef::from),
+    })
+}
+
+#[utoipa::path(
+    tag = "checks",
+    request_body = CheckRequest,
+    responses(
+        (status = 200, description = "The decision, allowed or not", body = Decision),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/checks")]
+pub async fn check(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<CheckRequest>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Sender])?;
+    let request = body.value;
+    let decision = state
+        .db(move |conn| {
+            evaluate(
+                conn,
+                &caller,
+                &request,
+                Timestamp::now(),
+                &mut HashMap::new(),
+            )
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(decision))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// Up to 10,000 checks.
+    #[schema(value_type = Vec<CheckRequest>)]
+    pub checks: Vec<serde_json::Value>,
+}
+
+/// An item that could not be decided.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchItemError {
+    /// The `number` exactly as it was sent.
+    #[schema(value_type = Object)]
+    pub number: serde_json::Value,
+    pub error: ItemError,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemError {
+    pub code: String,
+    /// For `invalid_number`: not_a_number, missing_region, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BatchItem {
+    Decision(Decision),
+    Error(BatchItemError),
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// One per check, in order.
+    pub decisions: Vec<BatchItem>,
+}
+
+fn item_error(number: serde_json::Value, error: ApiError) -> BatchItem {
+    let reason = (error.code == "invalid_number")
+        .then(|| error.errors.first().map(|e| e.code.to_owned()))
+        .flatten();
+    let field = error.errors.first().map(|e| e.field.clone());
+    let detail = match field {
+        Some(field) if error.code == "invalid_request" => format!("{} ({field})", error.detail),
+        _ => error.detail.clone(),
+    };
+    BatchItem::Error(BatchItemError {
+        number,
+        error: ItemError {
+            code: error.code.to_owned(),
+            reason,
+            detail,
+        },
+    })
+}
+
+#[utoipa::path(
+    tag = "checks",
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "One decision or error per check, in order, from one snapshot and one `now`", body = BatchResponse),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/checks/batch")]
+pub async fn check_batch(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<BatchRequest, BATCH_LIMIT>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Sender])?;
+    let items = body.value.checks;
+    if items.len() > MAX_BATCH_ITEMS {
+        return Err(ApiError::invalid_field(
+            "checks",
+            "too_many",
+            format!("a batch holds at most {MAX_BATCH_ITEMS} checks"),
+        ));
+    }
+    let decisions = state
+        .db(move |conn| {
+            let now = Timestamp::now();
+            let mut brands = HashMap::new();
+            // One read transaction: every item sees the same snapshot.
+            conn.transaction(|conn| {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    let number = item
+                        .get("number")
+                        .cloned()
+                        .unwrap_or(serde_json::Value::Null);
+                    let decided = json::from_value::<CheckRequest>(item)
+                        .and_then(|request| evaluate(conn, &caller, &request, now, &mut brands));
+                    out.push(match decided {
+                        Ok(decision) => BatchItem::Decision(decision),
+                        Err(error) if error.status.is_server_error() => return Err(error),
+                        Err(error) => item_error(number, error),
+                    });
+                }
+                Ok::<_, ApiError>(out)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(BatchResponse { decisions }))
+}

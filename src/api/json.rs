@@ -1,0 +1,227 @@
+//! The JSON body extractor: `Content-Type` checked (415), size limited (413),
+//! malformed JSON refused (400) and every type error, missing or unknown
+//! field named by its path (422). Keeps the body's SHA-256 for idempotency.
+
+use crate::domain::evidence::FieldError;
+use crate::error::ApiError;
+use crate::ledger::entry::sha256_hex;
+use actix_web::dev::Payload;
+use actix_web::http::{header, StatusCode};
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+/// Limit of ordinary JSON bodies.
+pub const JSON_LIMIT: usize = 1024 * 1024;
+/// Limit of batch bodies.
+pub const BATCH_LIMIT: usize = 4 * 1024 * 1024;
+
+/// A parsed JSON body of at most `LIMIT` bytes.
+pub struct ApiJson<T, const LIMIT: usize = JSON_LIMIT> {
+    pub value: T,
+    pub body_sha256: String,
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+        .unwrap_or(false)
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the body exceeds this endpoint's limit of {limit} bytes"),
+    )
+}
+
+impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for ApiJson<T, LIMIT> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = is_json(req);
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !json {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the body as Content-Type: application/json",
+                ));
+            }
+            if declared.is_some_and(|n| n > LIMIT) {
+                return Err(too_large(LIMIT));
+            }
+            let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(LIMIT));
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_json",
+                        "the body could not be read",
+                    )
+                })?;
+                if body.len() + chunk.len() > LIMIT {
+                    return Err(too_large(LIMIT));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let value = parse_json(&body)?;
+            Ok(ApiJson {
+                value,
+                body_sha256: sha256_hex(&body),
+            })
+        })
+    }
+}
+
+/// Parses bytes into `T`, mapping errors to 400 or 422 with the field's path.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| describe_error(e.path().to_string(), e.inner()))?;
+    de.end().map_err(|e| describe_error(String::new(), &e))?;
+    Ok(value)
+}
+
+/// Deserialises an already-parsed value (batch items), naming fields the same way.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| describe_error(e.path().to_string(), e.inner()))
+}
+
+fn describe_error(path: String, error: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!(
+                "the body is not well-formed JSON (line {}, column {})",
+                error.line(),
+                error.column()
+            ),
+        ),
+        Category::Data => {
+            let message = error.to_string();
+            let named = message.split('`').nth(1).filter(|_| {
+                message.starts_with("unknown field") || message.starts_with("missing field")
+            });
+            let parent = if path == "." { String::new() } else { path };
+            let field = match named {
+                Some(name) if !parent.ends_with(name) => {
+                    if parent.is_empty() {
+                        name.to_owned()
+                    } else {
+                        format!("{parent}.{name}")
+                    }
+                }
+                _ if parent.is_empty() => "body".to_owned(),
+                _ => parent,
+            };
+            let (code, detail) = if message.starts_with("unknown field") {
+                ("unknown_field", format!("unknown field `{field}`"))
+            } else if message.starts_with("missing field") {
+                ("required", format!("`{field}` is required"))
+            } else if message.starts_with("not an RFC 3339") {
+                (
+                    "invalid_timestamp",
+                    format!("`{field}` must be an RFC 3339 date-time with Z or an offset"),
+                )
+            } else if message.starts_with("invalid type") {
+                ("invalid_type", format!("`{field}` has the wrong JSON type"))
+            } else {
+                (
+                    "invalid_value",
+                    format!("`{field}` has a value that is not allowed"),
+                )
+            };
+            ApiError::unprocessable("invalid_request", detail)
+                .with_errors(vec![FieldError::new(field, code)])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        a: u32,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        name: String,
+        inner: Inner,
+        at: Option<crate::domain::time::Timestamp>,
+    }
+
+    fn field_and_code(body: &str) -> (u16, String, String) {
+        let e = parse_json::<Outer>(body.as_bytes()).unwrap_err();
+        let p = e.problem();
+        let first = p.errors.first();
+        (
+            p.status,
+            first.map(|f| f.field.clone()).unwrap_or_default(),
+            first.map(|f| f.code.clone()).unwrap_or(p.code),
+        )
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(
+            field_and_code("{\"name\":\"x\",\"inner\":{\"a\":1},\"zzz\":1}"),
+            (422, "zzz".into(), "unknown_field".into())
+        );
+        assert_eq!(
+            field_and_code("{\"name\":\"x\",\"inner\":{\"a\":1,\"b\":2}}"),
+            (422, "inner.b".into(), "unknown_field".into())
+        );
+        assert_eq!(
+            field_and_code("{\"name\":\"x\",\"inner\":{}}"),
+            (422, "inner.a".into(), "required".into())
+        );
+        assert_eq!(
+            field_and_code("{\"name\":\"x\"}"),
+            (422, "inner".into(), "required".into())
+        );
+        assert_eq!(
+            field_and_code("{\"name\":5,\"inner\":{\"a\":1}}"),
+            (422, "name".into(), "invalid_type".into())
+        );
+        assert_eq!(
+            field_and_code("{\"name\":\"x\",\"inner\":{\"a\":1},\"at\":\"yesterday\"}"),
+            (422, "at".into(), "invalid_timestamp".into())
+        );
+        assert_eq!(
+            field_and_code("{\"name\":"),
+            (400, String::new(), "malformed_json".into())
+        );
+        assert_eq!(
+            field_and_code("{\"name\":\"x\",\"inner\":{\"a\":1}} trailing"),
+            (400, String::new(), "malformed_json".into())
+        );
+        assert_eq!(
+            field_and_code("\"text\""),
+            (422, "body".into(), "invalid_type".into())
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! `GET`/`POST /v1/keys`, `DELETE /v1/keys/{id}` (admin). A key is shown
+//! once; only its SHA-256 is stored.
+
+use super::auth::{Caller, Role};
+use super::json::ApiJson;
+use super::tenants::NewKey;
+use super::AppState;
+use crate::domain::time::Timestamp;
+use crate::error::{ApiError, Problem};
+use crate::store::tenants::{self as store, ApiKeyRow};
+use crate::store::{Rejection, StoreError};
+use actix_web::{delete, get, post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// What the key is for, 1-100 characters.
+    #[schema(example = "campaign tool")]
+    pub name: String,
+    #[schema(example = json!(["sender"]))]
+    pub roles: Vec<Role>,
+    /// When the key stops working; in the future.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+    pub roles: Vec<Role>,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    /// Approximate: updated at most once a minute.
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl From<ApiKeyRow> for KeyInfo {
+    fn from(k: ApiKeyRow) -> Self {
+        Self {
+            roles: k
+                .role_names()
+                .iter()
+                .filter_map(|r| Role::parse(r))
+                .collect(),
+            id: k.id,
+            name: k.name,
+            created_at: Timestamp::from_millis(k.created_at),
+            expires_at: k.expires_at.map(Timestamp::from_millis),
+            last_used_at: k.last_used_at.map(Timestamp::from_millis),
+            revoked_at: k.revoked_at.map(Timestamp::from_millis),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyInfo>,
+}
+
+#[utoipa::path(
+    tag = "keys",
+    responses(
+        (status = 200, description = "The tenant's keys (never the keys themselves)", body = KeyList),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/v1/keys")]
+pub async fn list_keys(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let tenant = caller.tenant.id;
+    let rows = state
+        .db(move |conn| Ok(store::list_api_keys(conn, &tenant)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(KeyList {
+        keys: rows.into_iter().map(KeyInfo::from).collect(),
+    }))
+}
+
+/// Roles as stored: de-duplicated, in a fixed order.
+pub fn normalise_roles(roles: &[Role]) -> Result<Vec<String>, ApiError> {
+    let ordered: Vec<String> = [Role::Admin, Role::Collector, Role::Sender, Role::Auditor]
+        .into_iter()
+        .filter(|r| roles.contains(r))
+        .map(|r| r.as_str().to_owned())
+        .collect();
+    if ordered.is_empty() {
+        return Err(ApiError::invalid_field(
+            "roles",
+            "empty",
+            "a key needs at least one role",
+        ));
+    }
+    Ok(ordered)
+}
+
+#[utoipa::path(
+    tag = "keys",
+    request_body = CreateKeyRequest,
+    responses(
+        (status = 201, description = "Key created; shown once", body = NewKey),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/keys")]
+pub async fn create_key(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<CreateKeyRequest>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let request = body.value;
+    let name_len = request.name.chars().count();
+    if name_len == 0 || name_len > 100 || request.name.chars().any(char::is_control) {
+        return Err(ApiError::invalid_field(
+            "name",
+            "invalid_value",
+            "a key name is 1 to 100 characters without control characters",
+        ));
+    }
+    let roles = normalise_roles(&request.roles)?;
+    if request.expires_at.is_some_and(|t| t <= Timestamp::now()) {
+        return Err(ApiError::invalid_field(
+            "expires_at",
+            "in_the_past",
+            "`expires_at` must be in the future",
+        ));
+    }
+    let tenant = caller.tenant.id;
+    let expires_at = request.expires_at.map(Timestamp::millis);
+    let (row, key) = state
+        .db(move |conn| {
+            Ok(store::create_api_key(
+                conn,
+                &tenant,
+                &request.name,
+                &roles,
+                expires_at,
+            )?)
+        })
+        .await?;
+    tracing::info!(key_id = %row.id, by = %caller.key_id, "api key created");
+    let info = KeyInfo::from(row);
+    Ok(HttpResponse::Created().json(NewKey {
+        id: info.id,
+        key,
+        roles: info.roles,
+    }))
+}
+
+#[utoipa::path(
+    tag = "keys",
+    params(("id" = String, Path, description = "key_<12 hex>")),
+    responses(
+        (status = 204, description = "Revoked; it stops working at once"),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[delete("/v1/keys/{id}")]
+pub async fn revoke_key(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let tenant = caller.tenant.id;
+    let id = id.into_inner();
+    let revoked = id.clone();
+    state
+        .db(move |conn| {
+            store::revoke_api_key(conn, &tenant, &id).map_err(|e| match e {
+                StoreError::Rejected(Rejection::NotFound) => ApiError::not_found("no such key"),
+                StoreError::Rejected(Rejection::LastAdminKey) => ApiError::conflict(
+                    "last_admin_key",
+                    "this is the tenant's last active admin key; create another admin key first",
+                ),
+                other => ApiError::internal(other),
+            })
+        })
+        .await?;
+    tracing::info!(key_id = %revoked, by = %caller.key_id, "api key revoked");
+    Ok(HttpResponse::NoContent().finish())
+}

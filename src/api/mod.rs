@@ -1,0 +1,50 @@
+//! HTTP handlers, one file per resource, composed from `domain` and `store`.
+
+pub mod auth;
+pub mod brands;
+pub mod checks;
+pub mod entries;
+pub mod health;
+pub mod idempotent;
+pub mod json;
+pub mod keys;
+pub mod records;
+pub mod subjects;
+pub mod tenants;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::keys::MasterKey;
+use crate::store::{DbConn, DbPool};
+use std::sync::Arc;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub pool: DbPool,
+    pub master: Arc<MasterKey>,
+    pub settings: Arc<Settings>,
+    /// SHA-256 of the configured operator token; `None`: the stored one counts.
+    pub configured_operator_sha256: Option<String>,
+}
+
+impl AppState {
+    /// Runs blocking database work on the blocking pool.
+    pub async fn db<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        // Keep the request's span (its request id) on the blocking thread.
+        let span = tracing::Span::current();
+        actix_web::web::block(move || {
+            let _entered = span.enter();
+            let mut conn = pool.get()?;
+            work(&mut conn)
+        })
+        .await?
+    }
+}
+
+/// The response of `4XX` problems in the OpenAPI document.
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";

@@ -1,0 +1,115 @@
+//! `POST /v1/subjects/query` (auditor): a number's consents per purpose,
+//! brand and message channel, and its whole history with openings.
+
+use super::auth::{Caller, Role};
+use super::entries::EntryView;
+use super::json::ApiJson;
+use super::records::parse_number;
+use super::AppState;
+use crate::domain::decision::{self, Question, Reason};
+use crate::domain::purpose::{MessageChannel, Purpose};
+use crate::domain::time::Timestamp;
+use crate::error::{ApiError, Problem};
+use crate::store::consent::{current_subject, subject_events, subject_history};
+use crate::store::tenants::list_brands;
+use actix_web::{post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectQuery {
+    #[schema(example = "+4915112345678")]
+    pub number: String,
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// The decision reason for one combination.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentStatus {
+    pub purpose: Purpose,
+    pub brand: String,
+    pub message_channel: MessageChannel,
+    pub status: Reason,
+    /// The event the status rests on, if any.
+    pub seq: Option<u64>,
+    pub captured_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubjectReport {
+    pub number: String,
+    /// The subject commitment.
+    pub subject: String,
+    pub consents: Vec<ConsentStatus>,
+    /// Every entry of the subject, oldest first.
+    pub history: Vec<EntryView>,
+}
+
+#[utoipa::path(
+    tag = "ledger",
+    request_body = SubjectQuery,
+    responses(
+        (status = 200, description = "The number's consents and history", body = SubjectReport),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/subjects/query")]
+pub async fn query_subject(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<SubjectQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Auditor])?;
+    let number = parse_number(&caller, &body.value.number, body.value.region.as_deref())?;
+    let tenant = caller.tenant.clone();
+    let report = state
+        .db(move |conn| {
+            let (subject_id, subject) = current_subject(conn, &tenant.id, &number)?
+                .ok_or_else(|| ApiError::not_found("this number has no subject in this tenant"))?;
+            let events = subject_events(conn, &tenant.id, &number)?;
+            let brands = list_brands(conn, &tenant.id)?;
+            let now = Timestamp::now();
+            let mut consents = Vec::new();
+            // Active brands, and retired ones the person opted in to.
+            let relevant = brands.iter().filter(|b| {
+                b.retired_at.is_none() || events.iter().any(|e| e.brand_id == Some(b.id))
+            });
+            for brand in relevant {
+                for purpose in Purpose::ALL {
+                    for channel in MessageChannel::ALL {
+                        let question = Question {
+                            purpose,
+                            brand_id: brand.id,
+                            channel,
+                        };
+                        let outcome =
+                            decision::decide(&events, question, tenant.max_consent_age_days, now);
+                        consents.push(ConsentStatus {
+                            purpose,
+                            brand: brand.name.clone(),
+                            message_channel: channel,
+                            status: outcome.reason,
+                            seq: outcome.consent.map(|e| e.seq),
+                            captured_at: outcome.consent.map(|e| e.captured_at),
+                        });
+                    }
+                }
+            }
+            let history = subject_history(conn, &tenant.id, subject_id)?
+                .into_iter()
+                .map(EntryView::try_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(SubjectReport {
+                number: number.as_str().to_owned(),
+                subject,
+                consents,
+                history,
+            })
+        })
+        .await?;
+    tracing::info!(tenant = %caller.tenant.id, key_id = %caller.key_id, subject = %report.subject, "subject read with openings");
+    Ok(HttpResponse::Ok().json(report))
+}

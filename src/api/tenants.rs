@@ -1,0 +1,289 @@
+//! `POST /v1/tenants` (operator) and `GET`/`PATCH /v1/tenant` (admin).
+
+use super::auth::{Caller, Operator, Role};
+use super::json::ApiJson;
+use super::AppState;
+use crate::domain::number::Region;
+use crate::domain::purpose::CaptureChannel;
+use crate::domain::time::Timestamp;
+use crate::error::{ApiError, Problem};
+use crate::store::tenants::{self as store, SettingsChange, TenantRow};
+use crate::store::{Rejection, StoreError};
+use actix_web::{get, patch, post, web, HttpResponse};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantRequest {
+    /// `^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$`; never reused.
+    #[schema(example = "makro")]
+    pub id: String,
+    /// The first brand (company name shown to people).
+    #[schema(example = "Makro")]
+    pub brand: String,
+}
+
+/// A new key, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewKey {
+    #[schema(example = "key_3f9a1c2b4d5e")]
+    pub id: String,
+    /// `clk_<12 hex>_<43 base64url>`; store it now, it is never shown again.
+    pub key: String,
+    pub roles: Vec<Role>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedTenant {
+    pub tenant: String,
+    /// The log's origin: `<CONSENT_LEDGER_ORIGIN>/<tenant>`.
+    pub log: String,
+    /// C2SP signed-note verifier key of the tenant's checkpoints.
+    pub verifier_key: String,
+    pub admin_key: NewKey,
+}
+
+/// A tenant id: `^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$`.
+pub fn valid_tenant_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    let inner = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !b.is_empty()
+        && b.len() <= 64
+        && inner(&b[0])
+        && inner(&b[b.len() - 1])
+        && b.iter().all(|c| inner(c) || *c == b'-')
+}
+
+/// A brand name: 1-100 characters after NFC, no control characters, no
+/// surrounding whitespace.
+pub fn check_brand_name(name: &str, field: &str) -> Result<(), ApiError> {
+    let nfc = crate::domain::text::nfc(name);
+    let count = nfc.chars().count();
+    let code = if count == 0 {
+        Some("empty")
+    } else if count > 100 {
+        Some("too_long")
+    } else if nfc.chars().any(char::is_control) || nfc.trim() != nfc {
+        Some("invalid_characters")
+    } else {
+        None
+    };
+    match code {
+        Some(code) => Err(ApiError::invalid_field(
+            field,
+            code,
+            "a brand name is 1 to 100 characters, without control characters or surrounding spaces",
+        )),
+        None => Ok(()),
+    }
+}
+
+#[utoipa::path(
+    tag = "tenants",
+    request_body = CreateTenantRequest,
+    responses(
+        (status = 201, description = "Tenant created; the admin key is shown once", body = CreatedTenant),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("operator" = []))
+)]
+#[post("/v1/tenants")]
+pub async fn create_tenant(
+    state: web::Data<AppState>,
+    _operator: Operator,
+    body: ApiJson<CreateTenantRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.value;
+    if !valid_tenant_id(&request.id) {
+        return Err(ApiError::invalid_field(
+            "id",
+            "invalid_value",
+            "a tenant id is 1 to 64 lowercase letters, digits and inner hyphens",
+        ));
+    }
+    check_brand_name(&request.brand, "brand")?;
+    let master = state.master.clone();
+    let origin = state.settings.origin.clone();
+    let created = state
+        .db(move |conn| {
+            store::create_tenant(conn, &master, &origin, &request.id, &request.brand).map_err(|e| {
+                match e {
+                    StoreError::Rejected(Rejection::TenantExists) => ApiError::conflict(
+                        "tenant_exists",
+                        "a tenant with this id exists or existed",
+                    ),
+                    other => ApiError::internal(other),
+                }
+            })
+        })
+        .await?;
+    tracing::info!(tenant = %created.tenant, key_id = %created.admin_key_id, "tenant created");
+    Ok(HttpResponse::Created().json(CreatedTenant {
+        tenant: created.tenant,
+        log: created.log,
+        verifier_key: created.verifier_key,
+        admin_key: NewKey {
+            id: created.admin_key_id,
+            key: created.admin_key,
+            roles: vec![Role::Admin],
+        },
+    }))
+}
+
+/// A tenant's settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantSettings {
+    pub id: String,
+    pub log: String,
+    pub verifier_key: String,
+    pub created_at: Timestamp,
+    /// Entries in the log.
+    pub tree_size: u64,
+    /// Opt-ins older than this many days answer `expired`.
+    pub max_consent_age_days: Option<i64>,
+    /// Region (ISO 3166 alpha-2) for national numbers given without one.
+    pub default_region: Option<String>,
+    /// Capture channels whose opt-ins need double opt-in.
+    pub require_confirmation_for: Vec<CaptureChannel>,
+    pub evidence_retention_days: Option<i64>,
+}
+
+impl From<TenantRow> for TenantSettings {
+    fn from(t: TenantRow) -> Self {
+        Self {
+            id: t.id,
+            log: t.origin,
+            verifier_key: t.verifier_key,
+            created_at: Timestamp::from_millis(t.created_at),
+            tree_size: t.tree_size as u64,
+            max_consent_age_days: t.max_consent_age_days,
+            default_region: t.default_region,
+            require_confirmation_for: serde_json::from_str(&t.require_confirmation_for)
+                .unwrap_or_default(),
+            evidence_retention_days: t.evidence_retention_days,
+        }
+    }
+}
+
+#[utoipa::path(
+    tag = "tenants",
+    responses(
+        (status = 200, description = "The tenant's settings", body = TenantSettings),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/v1/tenant")]
+pub async fn get_tenant(caller: Caller) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    Ok(HttpResponse::Ok().json(TenantSettings::from(caller.tenant)))
+}
+
+/// Absent: unchanged; null: cleared.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Fields to change; absent fields stay, null clears.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatch {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub max_consent_age_days: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub default_region: Option<Option<String>>,
+    #[serde(default)]
+    pub require_confirmation_for: Option<Vec<CaptureChannel>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub evidence_retention_days: Option<Option<i64>>,
+}
+
+fn check_days(field: &str, value: Option<Option<i64>>) -> Result<(), ApiError> {
+    match value {
+        Some(Some(days)) if !(1..=36_500).contains(&days) => Err(ApiError::invalid_field(
+            field,
+            "out_of_range",
+            format!("`{field}` is a number of days from 1 to 36500, or null"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[utoipa::path(
+    tag = "tenants",
+    request_body = TenantPatch,
+    responses(
+        (status = 200, description = "The tenant's settings after the change", body = TenantSettings),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[patch("/v1/tenant")]
+pub async fn patch_tenant(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<TenantPatch>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let patch = body.value;
+    check_days("max_consent_age_days", patch.max_consent_age_days)?;
+    check_days("evidence_retention_days", patch.evidence_retention_days)?;
+    let default_region = match patch.default_region {
+        Some(Some(region)) => Some(Some(
+            Region::parse(&region)
+                .map_err(|_| {
+                    ApiError::invalid_field(
+                        "default_region",
+                        "invalid_region",
+                        "an ISO 3166 alpha-2 region known to the numbering plan, e.g. DE",
+                    )
+                })?
+                .as_str()
+                .to_owned(),
+        )),
+        other => other,
+    };
+    let require_confirmation_for = match patch.require_confirmation_for {
+        Some(channels) if !channels.is_empty() => {
+            return Err(ApiError::unprocessable(
+                "confirmation_not_available",
+                "double opt-in needs inbound WhatsApp or SMS messages to confirm codes, which this version does not receive yet",
+            ));
+        }
+        Some(_) => Some("[]".to_owned()),
+        None => None,
+    };
+    let change = SettingsChange {
+        max_consent_age_days: patch.max_consent_age_days,
+        default_region,
+        require_confirmation_for,
+        evidence_retention_days: patch.evidence_retention_days,
+    };
+    let tenant = caller.tenant.id.clone();
+    let row = state
+        .db(move |conn| Ok(store::update_settings(conn, &tenant, change)?))
+        .await?;
+    tracing::info!(tenant = %row.id, key_id = %caller.key_id, "tenant settings changed");
+    Ok(HttpResponse::Ok().json(TenantSettings::from(row)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids() {
+        for good in ["a", "makro", "makro-de", "0", "a1-b2", &"a".repeat(64)] {
+            assert!(valid_tenant_id(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "Makro", "a_b", "a.b", &"a".repeat(65), "ä"] {
+            assert!(!valid_tenant_id(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Typed settings (SPEC section 12): a flag and an environment variable for
+//! each, an optional TOML file under them, then the defaults. Secrets are
+//! wrapped so that they never print.
+
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A secret string: `{:?}` and `{}` never show it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// The settings as given on the command line or in the environment.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SettingsArgs {
+    /// Optional TOML file with any of the settings below (snake_case keys without the prefix)
+    #[arg(long, env = "CONSENT_LEDGER_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:8080]
+    #[arg(long, env = "CONSENT_LEDGER_BIND", global = true)]
+    pub bind: Option<String>,
+    /// Data directory, created 0700 if missing [default: ./data]
+    #[arg(long, env = "CONSENT_LEDGER_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL [default: sqlite://<data dir>/consent-ledger.db]
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<Secret>,
+    /// Master key file [default: <data dir>/master.key]
+    #[arg(long, env = "CONSENT_LEDGER_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
+    /// Base origin of the tenants' logs (no scheme) [default: localhost]
+    #[arg(long, env = "CONSENT_LEDGER_ORIGIN", global = true)]
+    pub origin: Option<String>,
+    /// Operator token; when unset one is generated and written once to <data dir>/operator.token
+    #[arg(
+        long,
+        env = "CONSENT_LEDGER_OPERATOR_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub operator_token: Option<Secret>,
+    /// Public base URL of the service, for form page URLs [default: http://<bind>]
+    #[arg(long, env = "CONSENT_LEDGER_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Comma-separated CIDRs whose X-Forwarded-For is believed
+    #[arg(long, env = "CONSENT_LEDGER_TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<String>,
+    /// Background checkpoint interval, e.g. 5s, 500ms, 1m [default: 5s]
+    #[arg(long, env = "CONSENT_LEDGER_CHECKPOINT_INTERVAL", global = true)]
+    pub checkpoint_interval: Option<String>,
+    /// Signer state file [default: beside the master key]
+    #[arg(long, env = "CONSENT_LEDGER_SIGNER_STATE_FILE", global = true)]
+    pub signer_state_file: Option<PathBuf>,
+    /// Log format: text or json [default: text]
+    #[arg(long, env = "CONSENT_LEDGER_LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
+}
+
+/// The TOML file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    bind: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<Secret>,
+    master_key_file: Option<PathBuf>,
+    origin: Option<String>,
+    operator_token: Option<Secret>,
+    public_url: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    checkpoint_interval: Option<String>,
+    signer_state_file: Option<PathBuf>,
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which database and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Sqlite(PathBuf),
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: DatabaseTarget,
+    pub master_key_file: PathBuf,
+    pub origin: String,
+    pub operator_token: Option<Secret>,
+    pub public_url: String,
+    pub trusted_proxies: Vec<ipnetwork::IpNetwork>,
+    pub checkpoint_interval: Duration,
+    pub signer_state_file: PathBuf,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {0}: {1}")]
+    File(String, std::io::Error),
+    #[error("the config file {0} is not valid: {1}")]
+    Toml(String, String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+impl Settings {
+    /// Flags and environment first, then the TOML file, then defaults.
+    pub fn resolve(args: &SettingsArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::File(shown.clone(), e))?;
+                toml::from_str::<FileSettings>(&text)
+                    .map_err(|e| ConfigError::Toml(shown, e.message().to_owned()))?
+            }
+            None => FileSettings::default(),
+        };
+        let bind_text = args
+            .bind
+            .clone()
+            .or(file.bind)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let bind: SocketAddr = bind_text.parse().map_err(|_| {
+            invalid(format!(
+                "CONSENT_LEDGER_BIND {bind_text:?} is not an address like 127.0.0.1:8080"
+            ))
+        })?;
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = args.database_url.clone().or(file.database_url);
+        let database = parse_database_url(database_url.as_ref().map(Secret::expose), &data_dir)?;
+        let master_key_file = args
+            .master_key_file
+            .clone()
+            .or(file.master_key_file)
+            .unwrap_or_else(|| data_dir.join("master.key"));
+        let origin = args
+            .origin
+            .clone()
+            .or(file.origin)
+            .unwrap_or_else(|| "localhost".to_owned());
+        validate_origin(&origin)?;
+        let public_url = args
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{bind}"));
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://"))
+            || public_url.ends_with('/')
+        {
+            return Err(invalid(format!(
+                "CONSENT_LEDGER_PUBLIC_URL {public_url:?} must start with http:// or https:// and not end in /"
+            )));
+        }
+        let proxies: Vec<String> = match (&args.trusted_proxies, file.trusted_proxies) {
+            (Some(list), _) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            (None, Some(list)) => list,
+            (None, None) => Vec::new(),
+        };
+        let trusted_proxies = proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnetwork::IpNetwork>().map_err(|_| {
+                    invalid(format!(
+                        "CONSENT_LEDGER_TRUSTED_PROXIES: {p:?} is not a CIDR"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let interval_text = args
+            .checkpoint_interval
+            .clone()
+            .or(file.checkpoint_interval)
+            .unwrap_or_else(|| "5s".to_owned());
+        let checkpoint_interval = parse_duration(&interval_text).ok_or_else(|| {
+            invalid(format!(
+                "CONSENT_LEDGER_CHECKPOINT_INTERVAL {interval_text:?} is not a duration like 5s, 500ms or 1m"
+            ))
+        })?;
+        let signer_state_file = args
+            .signer_state_file
+            .clone()
+            .or(file.signer_state_file)
+            .unwrap_or_else(|| beside(&master_key_file, "signer.state"));
+        let log_format = match args
+            .log_format
+            .clone()
+            .or(file.log_format)
+            .as_deref()
+            .unwrap_or("text")
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid(format!("log format {other:?}: use text or json"))),
+        };
+        Ok(Self {
+            bind,
+            data_dir,
+            database,
+            master_key_file,
+            origin,
+            operator_token: args.operator_token.clone().or(file.operator_token),
+            public_url,
+            trusted_proxies,
+            checkpoint_interval,
+            signer_state_file,
+            log_format,
+        })
+    }
+
+    /// `serve` refuses to listen beyond loopback while the origin is the
+    /// placeholder `localhost`: logs would carry an origin nobody can reach.
+    pub fn check_bind_for_serving(&self) -> Result<(), ConfigError> {
+        if self.origin == "localhost" && !self.bind.ip().is_loopback() {
+            return Err(invalid(format!(
+                "refusing to listen on {} while CONSENT_LEDGER_ORIGIN is \"localhost\": set it to the public name of this ledger (e.g. ledger.example.com)",
+                self.bind
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn beside(file: &Path, name: &str) -> PathBuf {
+    match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.join(name),
+        _ => PathBuf::from(name),
+    }
+}
+
+fn validate_origin(origin: &str) -> Result<(), ConfigError> {
+    let bad = origin.is_empty()
+        || origin.contains("://")
+        || origin.chars().any(char::is_whitespace)
+        || origin.contains('+')
+        || origin.ends_with('/')
+        || origin.chars().any(char::is_control);
+    if bad {
+        return Err(invalid(format!(
+            "CONSENT_LEDGER_ORIGIN {origin:?} must be a name like ledger.example.com: no scheme, no whitespace, no '+', no trailing '/'"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_database_url(url: Option<&str>, data_dir: &Path) -> Result<DatabaseTarget, ConfigError> {
+    let Some(url) = url else {
+        return Ok(DatabaseTarget::Sqlite(data_dir.join("consent-ledger.db")));
+    };
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(invalid(
+            "DATABASE_URL names PostgreSQL, which this build does not support yet; use sqlite://PATH or leave DATABASE_URL unset",
+        ));
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if path.is_empty() || path.contains(":memory:") || path.starts_with("file:") {
+        return Err(invalid(
+            "DATABASE_URL must name a SQLite file (sqlite://PATH); in-memory databases would lose the ledger",
+        ));
+    }
+    Ok(DatabaseTarget::Sqlite(PathBuf::from(path)))
+}
+
+/// `5s`, `500ms`, `2m`, `1h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    };
+    (!d.is_zero()).then_some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let s = Settings::resolve(&SettingsArgs::default()).unwrap();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            s.database,
+            DatabaseTarget::Sqlite(PathBuf::from("./data/consent-ledger.db"))
+        );
+        assert_eq!(s.master_key_file, PathBuf::from("./data/master.key"));
+        assert_eq!(s.signer_state_file, PathBuf::from("./data/signer.state"));
+        assert_eq!(s.origin, "localhost");
+        assert_eq!(s.public_url, "http://127.0.0.1:8080");
+        assert_eq!(s.checkpoint_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "origin = \"file.example\"\nbind = \"127.0.0.1:9000\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n").unwrap();
+        let args = SettingsArgs {
+            config: Some(path),
+            origin: Some("flag.example".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.origin, "flag.example");
+        assert_eq!(s.bind.port(), 9000);
+        assert_eq!(s.trusted_proxies.len(), 1);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (args, needle) in [
+            (
+                SettingsArgs {
+                    origin: Some("https://x".into()),
+                    ..Default::default()
+                },
+                "CONSENT_LEDGER_ORIGIN",
+            ),
+            (
+                SettingsArgs {
+                    origin: Some("a+b".into()),
+                    ..Default::default()
+                },
+                "CONSENT_LEDGER_ORIGIN",
+            ),
+            (
+                SettingsArgs {
+                    bind: Some("nowhere".into()),
+                    ..Default::default()
+                },
+                "CONSENT_LEDGER_BIND",
+            ),
+            (
+                SettingsArgs {
+                    database_url: Some(Secret::new("postgres://u@h/db".into())),
+                    ..Default::default()
+                },
+                "PostgreSQL",
+            ),
+            (
+                SettingsArgs {
+                    database_url: Some(Secret::new("sqlite::memory:".into())),
+                    ..Default::default()
+                },
+                "in-memory",
+            ),
+            (
+                SettingsArgs {
+                    checkpoint_interval: Some("soon".into()),
+                    ..Default::default()
+                },
+                "CHECKPOINT_INTERVAL",
+            ),
+            (
+                SettingsArgs {
+                    trusted_proxies: Some("10.0.0.0/99".into()),
+                    ..Default::default()
+                },
+                "TRUSTED_PROXIES",
+            ),
+        ] {
+            let err = Settings::resolve(&args).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn localhost_origin_stays_on_loopback() {
+        let s = Settings::resolve(&SettingsArgs {
+            bind: Some("0.0.0.0:8080".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(s.check_bind_for_serving().is_err());
+        let s = Settings::resolve(&SettingsArgs {
+            bind: Some("0.0.0.0:8080".into()),
+            origin: Some("ledger.example.com".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(s.check_bind_for_serving().is_ok());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("5"), None);
+    }
+}

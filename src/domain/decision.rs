@@ -1,0 +1,638 @@
+//! The decision (SPEC section 2, exact): may the tenant, as a brand, send a
+//! message of a purpose over a channel to a person, now? And the 24-hour
+//! customer-service window.
+
+use super::purpose::{CaptureChannel, MessageChannel, MessageChannelSet, Purpose, PurposeSet};
+use super::time::Timestamp;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// How long an inbound message keeps the customer-service window open.
+pub const WINDOW_MILLIS: i64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    OptIn,
+    OptOut,
+}
+
+/// Where an opt-in stands with double opt-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    NotRequired,
+    Confirmed,
+    Pending { expires_at: Timestamp },
+}
+
+/// One opt-in or opt-out of a subject, as the decision sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentEvent {
+    pub seq: u64,
+    pub kind: EventKind,
+    pub captured_at: Timestamp,
+    pub channel: CaptureChannel,
+    pub purposes: PurposeSet,
+    pub message_channels: MessageChannelSet,
+    /// The brand an opt-in was given to; `None` for opt-outs (they cover every brand).
+    pub brand_id: Option<i64>,
+    pub company_name_shown: Option<String>,
+    pub confirmation: Confirmation,
+    /// An `opt_out_lifted` entry cancelled this opt-out.
+    pub lifted: bool,
+}
+
+impl ConsentEvent {
+    fn order_key(&self) -> (Timestamp, u8, u64) {
+        let rank = match self.kind {
+            EventKind::OptIn => 0,
+            EventKind::OptOut => 1,
+        };
+        (self.captured_at, rank, self.seq)
+    }
+
+    fn covers(&self, purpose: Purpose, channel: MessageChannel) -> bool {
+        self.purposes.contains(purpose) && self.message_channels.contains(channel)
+    }
+
+    fn is_effective_opt_out(&self) -> bool {
+        self.kind == EventKind::OptOut && !self.lifted
+    }
+
+    fn is_counting_opt_in(&self) -> bool {
+        self.kind == EventKind::OptIn
+            && matches!(
+                self.confirmation,
+                Confirmation::NotRequired | Confirmation::Confirmed
+            )
+    }
+
+    fn is_awaiting_confirmation(&self, now: Timestamp) -> bool {
+        self.kind == EventKind::OptIn
+            && matches!(self.confirmation, Confirmation::Pending { expires_at } if now < expires_at)
+    }
+}
+
+/// The decision's reason, exactly as the API spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Allowed,
+    OptedOut,
+    NoOptIn,
+    Expired,
+    PurposeNotCovered,
+    ChannelNotCovered,
+    BrandMismatch,
+    Unconfirmed,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Allowed => "allowed",
+            Reason::OptedOut => "opted_out",
+            Reason::NoOptIn => "no_opt_in",
+            Reason::Expired => "expired",
+            Reason::PurposeNotCovered => "purpose_not_covered",
+            Reason::ChannelNotCovered => "channel_not_covered",
+            Reason::BrandMismatch => "brand_mismatch",
+            Reason::Unconfirmed => "unconfirmed",
+        }
+    }
+}
+
+/// What is asked: purpose, brand and message channel.
+#[derive(Debug, Clone, Copy)]
+pub struct Question {
+    pub purpose: Purpose,
+    pub brand_id: i64,
+    pub channel: MessageChannel,
+}
+
+/// The reason and the event it rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome<'a> {
+    pub reason: Reason,
+    pub consent: Option<&'a ConsentEvent>,
+}
+
+/// Decides from a subject's events (any order). `max_consent_age_days` is the
+/// tenant's setting. A number without a current subject is `no_opt_in`: pass
+/// no events.
+pub fn decide<'a>(
+    events: &'a [ConsentEvent],
+    question: Question,
+    max_consent_age_days: Option<i64>,
+    now: Timestamp,
+) -> Outcome<'a> {
+    let Question {
+        purpose,
+        brand_id,
+        channel,
+    } = question;
+    let governing = events
+        .iter()
+        .filter(|e| {
+            (e.is_effective_opt_out() && e.covers(purpose, channel))
+                || (e.is_counting_opt_in()
+                    && e.covers(purpose, channel)
+                    && e.brand_id == Some(brand_id))
+        })
+        .max_by_key(|e| e.order_key());
+    if let Some(event) = governing {
+        let reason = match event.kind {
+            EventKind::OptOut => Reason::OptedOut,
+            EventKind::OptIn => match max_consent_age_days {
+                Some(days) if now >= event.captured_at.plus_days(days) => Reason::Expired,
+                _ => Reason::Allowed,
+            },
+        };
+        return Outcome {
+            reason,
+            consent: Some(event),
+        };
+    }
+    let awaiting = events.iter().any(|e| {
+        e.is_awaiting_confirmation(now)
+            && e.covers(purpose, channel)
+            && e.brand_id == Some(brand_id)
+    });
+    let counting: Vec<&ConsentEvent> = events.iter().filter(|e| e.is_counting_opt_in()).collect();
+    let (reason, consent) = if awaiting {
+        (Reason::Unconfirmed, None)
+    } else if counting.is_empty() {
+        (Reason::NoOptIn, None)
+    } else if !counting.iter().any(|e| e.purposes.contains(purpose)) {
+        (Reason::PurposeNotCovered, None)
+    } else if !counting.iter().any(|e| e.covers(purpose, channel)) {
+        (Reason::ChannelNotCovered, None)
+    } else {
+        let other_brand = counting
+            .iter()
+            .copied()
+            .filter(|e| e.covers(purpose, channel))
+            .max_by_key(|e| e.order_key());
+        (Reason::BrandMismatch, other_brand)
+    };
+    Outcome { reason, consent }
+}
+
+/// An inbound message's time, per business phone number id (`None`: an
+/// interaction recorded without an id, which counts for every id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundRecord {
+    pub phone_number_id: Option<String>,
+    pub last_inbound_at: Timestamp,
+}
+
+/// The customer-service window as reported in a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Window {
+    pub open: bool,
+    /// When the open window closes; null while it is closed.
+    pub closes_at: Option<Timestamp>,
+    pub business_phone_number_id: Option<String>,
+}
+
+impl Window {
+    pub fn closed(business_phone_number_id: Option<String>) -> Self {
+        Self {
+            open: false,
+            closes_at: None,
+            business_phone_number_id,
+        }
+    }
+
+    fn from_latest(latest: Option<Timestamp>, id: Option<String>, now: Timestamp) -> Self {
+        match latest.map(|t| t.plus_millis(WINDOW_MILLIS)) {
+            Some(closes) if now < closes => Self {
+                open: true,
+                closes_at: Some(closes),
+                business_phone_number_id: id,
+            },
+            _ => Self::closed(id),
+        }
+    }
+}
+
+/// The window of one business number, and whether that number is certain
+/// (a free-form reply is only ever allowed on a known business number).
+pub fn window_for(
+    records: &[InboundRecord],
+    named: Option<&str>,
+    configured: &[String],
+    now: Timestamp,
+) -> (Window, bool) {
+    let single_seen = {
+        let mut ids = records.iter().filter_map(|r| r.phone_number_id.as_deref());
+        let first = ids.next();
+        match first {
+            Some(f) if ids.all(|i| i == f) => Some(Some(f)),
+            Some(_) => None,
+            None => Some(None),
+        }
+    };
+    let target: Option<Option<&str>> = match (named, configured) {
+        (Some(id), _) => Some(Some(id)),
+        (None, [only]) => Some(Some(only.as_str())),
+        (None, []) => single_seen,
+        (None, _) => None,
+    };
+    match target {
+        Some(id) => {
+            let latest = records
+                .iter()
+                .filter(|r| r.phone_number_id.is_none() || r.phone_number_id.as_deref() == id)
+                .map(|r| r.last_inbound_at)
+                .max();
+            (
+                Window::from_latest(latest, id.map(str::to_owned), now),
+                true,
+            )
+        }
+        None => {
+            let latest = records.iter().max_by_key(|r| r.last_inbound_at);
+            let window = Window::from_latest(
+                latest.map(|r| r.last_inbound_at),
+                latest.and_then(|r| r.phone_number_id.clone()),
+                now,
+            );
+            (window, false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAKRO: i64 = 1;
+    const METRO: i64 = 2;
+
+    fn t(s: &str) -> Timestamp {
+        Timestamp::parse(s).unwrap()
+    }
+
+    fn opt_in(
+        seq: u64,
+        at: &str,
+        purposes: &[Purpose],
+        channels: &[MessageChannel],
+        brand: i64,
+    ) -> ConsentEvent {
+        ConsentEvent {
+            seq,
+            kind: EventKind::OptIn,
+            captured_at: t(at),
+            channel: CaptureChannel::Web,
+            purposes: purposes.iter().copied().collect(),
+            message_channels: channels.iter().copied().collect(),
+            brand_id: Some(brand),
+            company_name_shown: Some(format!("brand{brand}")),
+            confirmation: Confirmation::NotRequired,
+            lifted: false,
+        }
+    }
+
+    fn opt_out(
+        seq: u64,
+        at: &str,
+        purposes: &[Purpose],
+        channels: &[MessageChannel],
+    ) -> ConsentEvent {
+        ConsentEvent {
+            seq,
+            kind: EventKind::OptOut,
+            captured_at: t(at),
+            channel: CaptureChannel::Api,
+            purposes: purposes.iter().copied().collect(),
+            message_channels: channels.iter().copied().collect(),
+            brand_id: None,
+            company_name_shown: None,
+            confirmation: Confirmation::NotRequired,
+            lifted: false,
+        }
+    }
+
+    use MessageChannel::{Sms, Whatsapp};
+    use Purpose::{Authentication, Marketing, Utility};
+
+    const NOW: &str = "2026-11-22T12:00:00Z";
+
+    fn ask(
+        events: &[ConsentEvent],
+        purpose: Purpose,
+        brand: i64,
+        channel: MessageChannel,
+    ) -> (Reason, Option<u64>) {
+        let q = Question {
+            purpose,
+            brand_id: brand,
+            channel,
+        };
+        let out = decide(events, q, None, t(NOW));
+        (out.reason, out.consent.map(|e| e.seq))
+    }
+
+    #[test]
+    fn allowed_rests_on_the_governing_opt_in() {
+        let events = [opt_in(
+            3,
+            "2026-11-20T10:00:00Z",
+            &[Marketing],
+            &[Whatsapp],
+            MAKRO,
+        )];
+        assert_eq!(
+            ask(&events, Marketing, MAKRO, Whatsapp),
+            (Reason::Allowed, Some(3))
+        );
+    }
+
+    #[test]
+    fn no_events_is_no_opt_in() {
+        assert_eq!(
+            ask(&[], Marketing, MAKRO, Whatsapp),
+            (Reason::NoOptIn, None)
+        );
+    }
+
+    #[test]
+    fn an_opt_out_covers_every_brand() {
+        let events = [
+            opt_in(0, "2026-11-20T10:00:00Z", &[Marketing], &[Whatsapp], MAKRO),
+            opt_in(1, "2026-11-20T10:00:00Z", &[Marketing], &[Whatsapp], METRO),
+            opt_out(2, "2026-11-21T10:00:00Z", &[Marketing], &[Whatsapp]),
+        ];
+        assert_eq!(
+            ask(&events, Marketing, MAKRO, Whatsapp),
+            (Reason::OptedOut, Some(2))
+        );
+        assert_eq!(
+            ask(&events, Marketing, METRO, Whatsapp),
+            (Reason::OptedOut, Some(2))
+        );
+    }
+
+    #[test]
+    fn order_is_by_captured_at_not_by_seq() {
+        // A backfilled older opt-in (higher seq) never overrides a newer opt-out.
+        let events = [
+            opt_out(
+                0,
+                "2026-11-21T10:00:00Z",
+                &Purpose::ALL,
+                &MessageChannel::ALL,
+            ),
+            opt_in(1, "2026-11-01T10:00:00Z", &[Marketing], &[Whatsapp], MAKRO),
+        ];
+        assert_eq!(
+            ask(&events, Marketing, MAKRO, Whatsapp),
+            (Reason::OptedOut, Some(0))
+        );
+        // A newer opt-in after an opt-out counts again.
+        let events = [
+            opt_out(
+                0,
+                "2026-11-01T10:00:00Z",
+                &Purpose::ALL,
+                &MessageChannel::ALL,
+            ),
+            opt_in(1, "2026-11-21T10:00:00Z", &[Marketing], &[Whatsapp], MAKRO),
+        ];
+        assert_eq!(
+            ask(&events, Marketing, MAKRO, Whatsapp),
+            (Reason::Allowed, Some(1))
+        );
+    }
+
+    #[test]
+    fn an_opt_out_wins_a_tie() {
+        let events = [
+            opt_out(0, "2026-11-21T10:00:00Z", &[Marketing], &[Whatsapp]),
+            opt_in(1, "2026-11-21T10:00:00Z", &[Marketing], &[Whatsapp], MAKRO),
+        ];
+        assert_eq!(
+            ask(&events, Marketing, MAKRO, Whatsapp),
+            (Reason::OptedOut, Some(0))
+        );
+    }
+
+    #[test]
+    fn a_lifted_opt_out_no_longer_counts() {
+        let mut out = opt_out(1, "2026-11-21T10:00:00Z", &[Marketing], &[Whatsapp]);
+        out.lifted = true;
+        let events = [
+            opt_in(0, "2026-11-20T10:00:00Z", &[Marketing], &[Whatsapp], MAKRO),
+            out,
+        ];
+        assert_eq!(
+            ask(&events, Marketing, MAKRO, Whatsapp),
+            (Reason::Allowed, Some(0))
+        );
+    }
+
+    #[test]
+    fn an_opt_out_of_another_purpose_or_channel_does_not_count() {
+        let events = [
+            opt_in(
+                0,
+                "2026-11-20T10:00:00Z",
+                &[Marketing, Utility],
+                &[Whatsapp, Sms],
+                MAKRO,
+            ),
+            opt_out(1, "2026-11-21T10:00:00Z", &[Marketing], &[Sms]),
+        ];
+        assert_eq!(
+            ask(&events, Marketing, MAKRO, Whatsapp),
+            (Reason::Allowed, Some(0))
+        );
+        assert_eq!(
+            ask(&events, Marketing, MAKRO, Sms),
+            (Reason::OptedOut, Some(1))
+        );
+        assert_eq!(
+            ask(&events, Utility, MAKRO, Sms),
+            (Reason::Allowed, Some(0))
+        );
+    }
+
+    #[test]
+    fn coverage_reasons_in_order() {
+        let events = [opt_in(
+            0,
+            "2026-11-20T10:00:00Z",
+            &[Marketing],
+            &[Whatsapp],
+            MAKRO,
+        )];
+        assert_eq!(
+            ask(&events, Utility, MAKRO, Whatsapp),
+            (Reason::PurposeNotCovered, None)
+        );
+        assert_eq!(
+            ask(&events, Authentication, METRO, Sms),
+            (Reason::PurposeNotCovered, None)
+        );
+        assert_eq!(
+            ask(&events, Marketing, MAKRO, Sms),
+            (Reason::ChannelNotCovered, None)
+        );
+        assert_eq!(
+            ask(&events, Marketing, METRO, Sms),
+            (Reason::ChannelNotCovered, None)
+        );
+        assert_eq!(
+            ask(&events, Marketing, METRO, Whatsapp),
+            (Reason::BrandMismatch, Some(0))
+        );
+    }
+
+    #[test]
+    fn brand_mismatch_names_the_newest_other_brand_opt_in() {
+        let events = [
+            opt_in(0, "2026-11-21T10:00:00Z", &[Marketing], &[Whatsapp], MAKRO),
+            opt_in(1, "2026-11-20T10:00:00Z", &[Marketing], &[Whatsapp], MAKRO),
+            opt_in(2, "2026-11-19T10:00:00Z", &[Marketing], &[Sms], MAKRO),
+        ];
+        assert_eq!(
+            ask(&events, Marketing, METRO, Whatsapp),
+            (Reason::BrandMismatch, Some(0))
+        );
+    }
+
+    #[test]
+    fn only_opt_outs_and_nothing_covering_is_no_opt_in() {
+        let events = [opt_out(
+            0,
+            "2026-11-21T10:00:00Z",
+            &[Marketing],
+            &[Whatsapp],
+        )];
+        assert_eq!(
+            ask(&events, Utility, MAKRO, Whatsapp),
+            (Reason::NoOptIn, None)
+        );
+    }
+
+    #[test]
+    fn expiry_counts_from_captured_at() {
+        let events = [opt_in(
+            0,
+            "2026-11-12T12:00:00Z",
+            &[Marketing],
+            &[Whatsapp],
+            MAKRO,
+        )];
+        let q = Question {
+            purpose: Marketing,
+            brand_id: MAKRO,
+            channel: Whatsapp,
+        };
+        assert_eq!(decide(&events, q, Some(10), t(NOW)).reason, Reason::Expired);
+        assert_eq!(
+            decide(&events, q, Some(10), t("2026-11-22T11:59:59.999Z")).reason,
+            Reason::Allowed
+        );
+        assert_eq!(decide(&events, q, Some(11), t(NOW)).reason, Reason::Allowed);
+        assert_eq!(decide(&events, q, None, t(NOW)).reason, Reason::Allowed);
+        // Expired still names the governing opt-in.
+        assert_eq!(
+            decide(&events, q, Some(10), t(NOW)).consent.map(|e| e.seq),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn confirmation_rules() {
+        let mut pending = opt_in(0, "2026-11-22T11:00:00Z", &[Marketing], &[Whatsapp], MAKRO);
+        pending.confirmation = Confirmation::Pending {
+            expires_at: t("2026-11-23T11:00:00Z"),
+        };
+        assert_eq!(
+            ask(std::slice::from_ref(&pending), Marketing, MAKRO, Whatsapp),
+            (Reason::Unconfirmed, None)
+        );
+        // An expired code is ignored entirely.
+        pending.confirmation = Confirmation::Pending {
+            expires_at: t("2026-11-22T11:30:00Z"),
+        };
+        assert_eq!(
+            ask(std::slice::from_ref(&pending), Marketing, MAKRO, Whatsapp),
+            (Reason::NoOptIn, None)
+        );
+        // Confirmed keeps its own captured_at: an opt-out in between still wins.
+        pending.confirmation = Confirmation::Confirmed;
+        let events = [
+            pending,
+            opt_out(1, "2026-11-22T11:10:00Z", &[Marketing], &[Whatsapp]),
+        ];
+        assert_eq!(
+            ask(&events, Marketing, MAKRO, Whatsapp),
+            (Reason::OptedOut, Some(1))
+        );
+    }
+
+    fn rec(id: Option<&str>, at: &str) -> InboundRecord {
+        InboundRecord {
+            phone_number_id: id.map(str::to_owned),
+            last_inbound_at: t(at),
+        }
+    }
+
+    #[test]
+    fn window_opens_for_24_hours_from_the_message() {
+        let records = [rec(Some("A"), "2026-11-21T13:00:00Z")];
+        let (w, certain) = window_for(&records, Some("A"), &[], t(NOW));
+        assert!(w.open && certain);
+        assert_eq!(w.closes_at, Some(t("2026-11-22T13:00:00Z")));
+        let (w, _) = window_for(&records, Some("A"), &[], t("2026-11-22T13:00:00Z"));
+        assert_eq!(w, Window::closed(Some("A".into())));
+        let (w, _) = window_for(&records, Some("B"), &[], t(NOW));
+        assert!(!w.open);
+    }
+
+    #[test]
+    fn an_interaction_without_id_counts_for_every_id() {
+        let records = [
+            rec(None, "2026-11-22T10:00:00Z"),
+            rec(Some("A"), "2026-11-22T09:00:00Z"),
+        ];
+        let (w, _) = window_for(&records, Some("B"), &[], t(NOW));
+        assert!(w.open);
+        assert_eq!(w.closes_at, Some(t("2026-11-23T10:00:00Z")));
+        assert_eq!(w.business_phone_number_id.as_deref(), Some("B"));
+    }
+
+    #[test]
+    fn without_a_named_id() {
+        let records = [
+            rec(Some("A"), "2026-11-22T09:00:00Z"),
+            rec(Some("B"), "2026-11-22T10:00:00Z"),
+        ];
+        // The tenant's only id.
+        let (w, certain) = window_for(&records, None, &["A".into()], t(NOW));
+        assert_eq!(
+            (w.open, w.business_phone_number_id.as_deref(), certain),
+            (true, Some("A"), true)
+        );
+        // Several configured: the latest window of any, never certain.
+        let (w, certain) = window_for(&records, None, &["A".into(), "B".into()], t(NOW));
+        assert_eq!(
+            (w.open, w.business_phone_number_id.as_deref(), certain),
+            (true, Some("B"), false)
+        );
+        // None configured, several seen: same.
+        let (_, certain) = window_for(&records, None, &[], t(NOW));
+        assert!(!certain);
+        // None configured, one seen: that one.
+        let (w, certain) = window_for(&records[..1], None, &[], t(NOW));
+        assert_eq!(
+            (w.open, w.business_phone_number_id.as_deref(), certain),
+            (true, Some("A"), true)
+        );
+        let (w, certain) = window_for(&[], None, &[], t(NOW));
+        assert_eq!((w, certain), (Window::closed(None), true));
+    }
+}

@@ -1,0 +1,9 @@
+//! Pure consent rules: no I/O, no HTTP, no SQL. Everything here is testable
+//! in microseconds and reusable by an auditor's tool.
+
+pub mod decision;
+pub mod evidence;
+pub mod number;
+pub mod purpose;
+pub mod text;
+pub mod time;

@@ -1,0 +1,238 @@
+//! One `ApiError`, rendered as RFC 9457 `application/problem+json` with a
+//! stable snake_case `code`. A 500 keeps its cause in the log and shows
+//! nothing of it.
+
+use crate::domain::evidence::FieldError;
+use crate::domain::number::NumberError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use std::fmt;
+use utoipa::ToSchema;
+
+/// Every problem code the service answers with: (code, status, title, what it means).
+pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
+    ("malformed_json", 400, "Malformed JSON", "The body is not well-formed JSON, or not valid UTF-8."),
+    ("unauthorized", 401, "Unauthorized", "No credentials, or credentials that are unknown, revoked or expired. Send `Authorization: Bearer <key>`."),
+    ("forbidden", 403, "Forbidden", "The key is valid but lacks the role this operation needs."),
+    ("not_found", 404, "Not found", "No such resource for this tenant (another tenant's resources also answer 404)."),
+    ("method_not_allowed", 405, "Method not allowed", "The path exists but not with this HTTP method."),
+    ("tenant_exists", 409, "Tenant exists", "A tenant with this id exists or existed; tenant ids are never reused."),
+    ("brand_exists", 409, "Brand exists", "The tenant already has a brand with this name (compared case-insensitively)."),
+    ("last_admin_key", 409, "Last admin key", "Revoking this key would leave the tenant without an active admin key."),
+    ("idempotency_in_progress", 409, "Request in progress", "A request with this Idempotency-Key is still being processed; retry later."),
+    ("payload_too_large", 413, "Payload too large", "The body exceeds the limit of this endpoint (JSON 1 MiB, batch 4 MiB)."),
+    ("unsupported_media_type", 415, "Unsupported media type", "This endpoint takes `Content-Type: application/json`."),
+    ("invalid_request", 422, "Invalid request", "One or more fields are missing, unknown or invalid; `errors` names each field."),
+    ("invalid_number", 422, "Invalid phone number", "The number does not parse; `errors[].code` gives the reason: not_a_number, missing_region, invalid_country_code, too_short, too_long, not_valid_number or invalid_region."),
+    ("invalid_evidence", 422, "Invalid evidence", "The evidence object does not fit its capture channel's row; `errors` names each key."),
+    ("unknown_brand", 422, "Unknown brand", "The brand or company name is not a brand of this tenant."),
+    ("brand_retired", 422, "Brand retired", "The brand is retired: it takes no new opt-ins."),
+    ("brand_required", 422, "Brand required", "The tenant has more than one active brand (or none), so the check must name one."),
+    ("company_name_not_in_text", 422, "Company name not in consent text", "The consent text must contain `company_name_shown` as a whole word (compared after NFC and case folding)."),
+    ("captured_at_in_future", 422, "Captured in the future", "`captured_at` (or `received_at`) is more than 60 seconds after the server's clock."),
+    ("captured_at_too_old", 422, "Captured too long ago", "`captured_at` is older than 30 days; an admin key may import it with `backfill: true`. Interactions may be at most 24 hours old."),
+    ("unknown_document", 422, "Unknown document", "The paper evidence names a `document_id` that was never uploaded."),
+    ("idempotency_key_reused", 422, "Idempotency key reused", "The Idempotency-Key was used with a different body on this route within 24 hours."),
+    ("invalid_idempotency_key", 422, "Invalid idempotency key", "An Idempotency-Key is 1 to 255 visible ASCII characters."),
+    ("confirmation_not_available", 422, "Confirmation not available", "Double opt-in needs inbound WhatsApp or SMS messages to confirm codes, which this version does not receive yet."),
+    ("internal", 500, "Internal error", "Something failed on our side; the cause is in the service's log."),
+    ("not_ready", 503, "Not ready", "The service cannot reach its database."),
+];
+
+/// A problem answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    /// Why a 500 happened; logged, never shown.
+    cause: Option<String>,
+}
+
+/// The problem document (RFC 9457).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// `/problems/<code>`
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable snake_case code.
+    pub code: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemField>,
+}
+
+/// One field's problem.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemField {
+    pub field: String,
+    pub code: String,
+}
+
+pub fn title_of(code: &str) -> &'static str {
+    PROBLEMS
+        .iter()
+        .find(|p| p.0 == code)
+        .map(|p| p.2)
+        .unwrap_or("Error")
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        debug_assert!(PROBLEMS.iter().any(|p| p.0 == code), "unlisted code {code}");
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            cause: None,
+        }
+    }
+
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+    }
+
+    /// 422 `invalid_request` naming one field.
+    pub fn invalid_field(field: &str, code: &'static str, detail: impl Into<String>) -> Self {
+        Self::unprocessable("invalid_request", detail)
+            .with_errors(vec![FieldError::new(field, code)])
+    }
+
+    pub fn invalid_number(field: &str, error: NumberError) -> Self {
+        Self::unprocessable("invalid_number", error.to_string())
+            .with_errors(vec![FieldError::new(field, error.code())])
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, detail)
+    }
+
+    /// A 500 whose cause goes to the log only.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        Self {
+            cause: Some(cause.to_string()),
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "The request failed on our side; it has been logged.",
+            )
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        Problem {
+            kind: format!("/problems/{}", self.code),
+            title: title_of(self.code).to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            code: self.code.to_owned(),
+            errors: self
+                .errors
+                .iter()
+                .map(|e| ProblemField {
+                    field: e.field.clone(),
+                    code: e.code.to_owned(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Some(cause) = &self.cause {
+            tracing::error!(cause = %cause, "request failed");
+        }
+        let mut response = HttpResponse::build(self.status);
+        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.body(serde_json::to_string(&self.problem()).unwrap_or_default())
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::internal(format!("database: {e}"))
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for ApiError {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "The database is not reachable right now.",
+        )
+        .with_cause(format!("pool: {e}"))
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        Self::internal(format!("blocking task: {e}"))
+    }
+}
+
+impl ApiError {
+    fn with_cause(mut self, cause: String) -> Self {
+        self.cause = Some(cause);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let e = ApiError::internal("disk on fire at /secret/path");
+        let body = serde_json::to_string(&e.problem()).unwrap();
+        assert!(!body.contains("secret"));
+        assert!(body.contains("\"code\":\"internal\""));
+    }
+
+    #[test]
+    fn codes_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for (code, status, _, _) in PROBLEMS {
+            assert!(seen.insert(code), "{code} twice");
+            assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!((400..600).contains(status));
+        }
+    }
+}

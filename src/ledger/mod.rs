@@ -1,0 +1,5 @@
+//! Pure ledger crypto, no I/O: the v1 entry format (RFC 8785 JSON, leaf hash,
+//! commitments) and C2SP signed notes.
+
+pub mod entry;
+pub mod note;

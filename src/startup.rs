@@ -1,0 +1,238 @@
+//! Builds the actix application and its OpenAPI document once; `main` and
+//! the tests both start the service through here.
+
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::error::{ApiError, Problem, ProblemField};
+use crate::keys::{self, MasterKey};
+use crate::ledger::entry::{Entry, EntryType, EvidenceOpening, Openings, SubjectOpening};
+use crate::store::connection::{self, meta_get, meta_insert};
+use crate::store::DbPool;
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tracing_actix_web::TracingLogger;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::SwaggerUi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "consent-ledger",
+        description = "Opt-in consent ledger for WhatsApp Business and SMS messaging. Every opt-in and opt-out is an entry of a per-tenant, append-only, hash-chained Merkle log; `POST /v1/checks` answers whether a template may be sent, now. Errors are RFC 9457 problem+json; see /problems/{code}.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(Problem, ProblemField, Entry, EntryType, Openings, SubjectOpening, EvidenceOpening)),
+    tags(
+        (name = "tenants", description = "Tenants and their settings (operator, admin)"),
+        (name = "brands", description = "The company names a tenant may show (admin)"),
+        (name = "keys", description = "API keys with roles (admin)"),
+        (name = "recording", description = "Opt-ins, opt-outs and inbound interactions (collector)"),
+        (name = "checks", description = "May we send this, now? (sender)"),
+        (name = "ledger", description = "Entries and subjects with openings (auditor)"),
+        (name = "operations", description = "Health and problem types"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut bearer = Http::new(HttpAuthScheme::Bearer);
+        bearer.description = Some("A tenant's API key: clk_<12 hex>_<43 base64url>".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        let mut operator = Http::new(HttpAuthScheme::Bearer);
+        operator.description = Some("The operator token".to_owned());
+        components.add_security_scheme("operator", SecurityScheme::Http(operator));
+    }
+}
+
+/// Every documented route.
+pub fn api_routes(cfg: &mut ServiceConfig) {
+    cfg.service(api::tenants::create_tenant)
+        .service(api::tenants::get_tenant)
+        .service(api::tenants::patch_tenant)
+        .service(api::brands::list_brands)
+        .service(api::brands::create_brand)
+        .service(api::brands::retire_brand)
+        .service(api::keys::list_keys)
+        .service(api::keys::create_key)
+        .service(api::keys::revoke_key)
+        .service(api::records::create_opt_in)
+        .service(api::records::create_opt_out)
+        .service(api::records::create_interaction)
+        .service(api::checks::check)
+        .service(api::checks::check_batch)
+        .service(api::subjects::query_subject)
+        .service(api::entries::get_entry)
+        .service(api::health::healthz)
+        .service(api::health::readyz)
+        .service(api::health::problem_type);
+}
+
+/// The OpenAPI document, as committed in `openapi/openapi.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, openapi) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(api_routes)
+        .split_for_parts();
+    openapi
+}
+
+/// The committed form: pretty JSON with a final newline.
+pub fn openapi_json() -> String {
+    let mut text = openapi_document()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises");
+    text.push('\n');
+    text
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("no such route"))
+}
+
+/// The database, the master key and the operator token, ready to serve.
+pub struct Prepared {
+    pub pool: DbPool,
+    pub master: Arc<MasterKey>,
+    pub configured_operator_sha256: Option<String>,
+    /// Where a newly generated operator token was written.
+    pub operator_token_written: Option<PathBuf>,
+}
+
+/// Creates the data dir (0700), loads or makes the master key, opens and
+/// migrates the database and checks its canary.
+pub fn open_database(settings: &Settings) -> anyhow::Result<(DbPool, Arc<MasterKey>)> {
+    if !settings.data_dir.exists() {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!("cannot create the data dir {}", settings.data_dir.display())
+        })?;
+        std::fs::set_permissions(&settings.data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| {
+                format!(
+                    "cannot restrict the data dir {}",
+                    settings.data_dir.display()
+                )
+            })?;
+    }
+    let (master, generated) = MasterKey::load_or_generate(&settings.master_key_file)?;
+    if generated {
+        tracing::warn!(path = %settings.master_key_file.display(), "generated a new master key: back it up, outside the data dir");
+    }
+    let pool = connection::open(&settings.database, &master)?;
+    Ok((pool, Arc::new(master)))
+}
+
+/// Everything `serve` needs before it binds.
+pub fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
+    let (pool, master) = open_database(settings)?;
+    let mut conn = pool.get().context("cannot open a database connection")?;
+    let configured = settings
+        .operator_token
+        .as_ref()
+        .map(|t| keys::secret_sha256(t.expose()));
+    let mut written = None;
+    if configured.is_none() && meta_get(&mut conn, api::auth::OPERATOR_TOKEN_META)?.is_none() {
+        let token = keys::new_operator_token();
+        let path = settings.data_dir.join("operator.token");
+        keys::write_private_file(&path, &format!("{token}\n"))
+            .with_context(|| format!("cannot write the operator token to {}", path.display()))?;
+        meta_insert(
+            &mut conn,
+            api::auth::OPERATOR_TOKEN_META,
+            &keys::secret_sha256(&token),
+        )?;
+        written = Some(path);
+    }
+    crate::domain::number::warm_metadata();
+    Ok(Prepared {
+        pool,
+        master,
+        configured_operator_sha256: configured,
+        operator_token_written: written,
+    })
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Binds `settings.bind` (port 0 picks a free port) and builds the server.
+    pub fn build(settings: Settings, prepared: Prepared) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            pool: prepared.pool,
+            master: prepared.master,
+            settings: Arc::new(settings),
+            configured_operator_sha256: prepared.configured_operator_sha256,
+        });
+        let openapi = openapi_document();
+        let server = HttpServer::new(move || {
+            let path_errors = web::PathConfig::default()
+                .error_handler(|_, _| ApiError::not_found("no such resource").into());
+            let query_errors = web::QueryConfig::default().error_handler(|_, _| {
+                ApiError::invalid_field("query", "invalid_value", "the query string is not valid")
+                    .into()
+            });
+            App::new()
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .app_data(path_errors)
+                .app_data(query_errors)
+                .into_utoipa_app()
+                .openapi(ApiDoc::openapi())
+                .configure(api_routes)
+                .into_app()
+                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
+                .service(web::redirect("/docs", "/docs/"))
+                .default_service(web::to(not_found))
+        })
+        .shutdown_timeout(30)
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs until SIGINT or SIGTERM; in-flight requests finish first.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// `serve`: prepare, bind, run.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    settings.check_bind_for_serving()?;
+    let prepared = prepare(&settings)?;
+    if let Some(path) = &prepared.operator_token_written {
+        eprintln!(
+            "operator token written to {} (shown once; keep it safe)",
+            path.display()
+        );
+    }
+    let app = Application::build(settings.clone(), prepared)?;
+    tracing::info!(bind = %settings.bind, port = app.port(), origin = %settings.origin, "consent-ledger listening");
+    app.run_until_stopped().await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! The appender: each opt-in or opt-out is one transaction that holds the
+//! log's head (`BEGIN IMMEDIATE` on SQLite), writes the entry, the consent
+//! state a check reads and the idempotent answer, then moves the head.
+
+use super::idempotency::{self, IdempotencyScope};
+use super::schema::{consent_events, consent_texts, entries, subjects, tenants};
+use super::DbConn;
+use crate::domain::evidence::Evidence;
+use crate::domain::number::E164;
+use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
+use crate::domain::time::Timestamp;
+use crate::keys::random_salt_hex;
+use crate::ledger::entry::{
+    evidence_commitment, jcs, sha256_hex, subject_commitment, Entry, EntryType,
+};
+use diesel::prelude::*;
+
+/// A pending double opt-in: the code's hash and when it expires.
+#[derive(Debug, Clone)]
+pub struct PendingConfirmation {
+    pub code_sha256: String,
+    pub expires_at: Timestamp,
+}
+
+/// A validated opt-in, ready to append.
+#[derive(Debug, Clone)]
+pub struct OptInRecord {
+    pub number: E164,
+    pub channel: CaptureChannel,
+    pub brand_id: i64,
+    pub company_name_shown: String,
+    pub consent_text: String,
+    pub purposes: PurposeSet,
+    pub message_channels: MessageChannelSet,
+    pub captured_at: Timestamp,
+    pub language: Option<String>,
+    pub backfill: bool,
+    pub confirmation: Option<PendingConfirmation>,
+    pub evidence: Evidence,
+}
+
+/// A validated opt-out, ready to append.
+#[derive(Debug, Clone)]
+pub struct OptOutRecord {
+    pub number: E164,
+    pub channel: CaptureChannel,
+    pub purposes: PurposeSet,
+    pub message_channels: MessageChannelSet,
+    pub captured_at: Timestamp,
+    pub backfill: bool,
+    pub evidence: Evidence,
+}
+
+#[derive(Debug, Clone)]
+pub enum Record {
+    OptIn(OptInRecord),
+    OptOut(OptOutRecord),
+}
+
+impl Record {
+    fn number(&self) -> &E164 {
+        match self {
+            Record::OptIn(r) => &r.number,
+            Record::OptOut(r) => &r.number,
+        }
+    }
+}
+
+/// What an append produced.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub seq: u64,
+    pub leaf_hash: String,
+    pub subject: String,
+    pub subject_id: i64,
+    pub recorded_at: Timestamp,
+}
+
+/// The idempotent answer to store with the write: the scope and a function
+/// that renders the 201 body from what was appended.
+pub struct Answer<'a> {
+    pub scope: &'a IdempotencyScope,
+    pub render: &'a dyn Fn(&Appended) -> String,
+}
+
+/// The current subject of a number, or a new one with a fresh random salt.
+fn current_or_new_subject(
+    conn: &mut DbConn,
+    tenant: &str,
+    number: &E164,
+    now: i64,
+) -> QueryResult<(i64, String)> {
+    let found = subjects::table
+        .filter(subjects::tenant_id.eq(tenant))
+        .filter(subjects::e164.eq(number.as_str()))
+        .filter(subjects::erased_at.is_null())
+        .select((subjects::id, subjects::commitment))
+        .first::<(i64, String)>(conn)
+        .optional()?;
+    if let Some(found) = found {
+        return Ok(found);
+    }
+    let salt = random_salt_hex();
+    let commitment = subject_commitment(&salt, number.as_str());
+    let id = diesel::insert_into(subjects::table)
+        .values((
+            subjects::tenant_id.eq(tenant),
+            subjects::commitment.eq(&commitment),
+            subjects::e164.eq(number.as_str()),
+            subjects::salt.eq(&salt),
+            subjects::created_at.eq(now),
+        ))
+        .returning(subjects::id)
+        .get_result(conn)?;
+    Ok((id, commitment))
+}
+
+/// Appends one opt-in or opt-out to the tenant's log.
+pub fn append(
+    conn: &mut DbConn,
+    tenant: &str,
+    collector: &str,
+    record: &Record,
+    answer: Option<Answer<'_>>,
+) -> QueryResult<Appended> {
+    conn.immediate_transaction(|conn| {
+        let (origin, tree_size, head_hash, head_recorded_at) = tenants::table
+            .find(tenant)
+            .select((
+                tenants::origin,
+                tenants::tree_size,
+                tenants::head_hash,
+                tenants::head_recorded_at,
+            ))
+            .first::<(String, i64, String, Option<i64>)>(conn)?;
+        let now = Timestamp::now();
+        let recorded_at = match head_recorded_at {
+            Some(previous) if previous > now.millis() => Timestamp::from_millis(previous),
+            _ => now,
+        };
+        let (subject_id, subject) =
+            current_or_new_subject(conn, tenant, record.number(), now.millis())?;
+        let seq = tree_size as u64;
+        let evidence = match record {
+            Record::OptIn(r) => &r.evidence,
+            Record::OptOut(r) => &r.evidence,
+        };
+        let evidence_salt = random_salt_hex();
+        let evidence_jcs = jcs(evidence.fields());
+        let mut entry = Entry::new(
+            match record {
+                Record::OptIn(_) => EntryType::OptIn,
+                Record::OptOut(_) => EntryType::OptOut,
+            },
+            &origin,
+            seq,
+            &head_hash,
+            recorded_at,
+            &subject,
+            collector,
+        );
+        entry.evidence_sha256 = Some(evidence_commitment(&evidence_salt, &evidence_jcs));
+        let mut consent_text_sha256 = None;
+        match record {
+            Record::OptIn(r) => {
+                let text_hash = sha256_hex(r.consent_text.as_bytes());
+                diesel::insert_into(consent_texts::table)
+                    .values((
+                        consent_texts::tenant_id.eq(tenant),
+                        consent_texts::sha256.eq(&text_hash),
+                        consent_texts::body.eq(&r.consent_text),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)?;
+                entry.channel = Some(r.channel.as_str().to_owned());
+                entry.captured_at = Some(r.captured_at);
+                entry.purposes = Some(names(r.purposes.names()));
+                entry.message_channels = Some(names(r.message_channels.names()));
+                entry.company_name_shown = Some(r.company_name_shown.clone());
+                entry.consent_text_sha256 = Some(text_hash.clone());
+                entry.language = r.language.clone();
+                entry.backfill = r.backfill.then_some(true);
+                entry.confirmation_required = r.confirmation.is_some().then_some(true);
+                consent_text_sha256 = Some(text_hash);
+            }
+            Record::OptOut(r) => {
+                entry.channel = Some(r.channel.as_str().to_owned());
+                entry.captured_at = Some(r.captured_at);
+                entry.purposes = Some(names(r.purposes.names()));
+                entry.message_channels = Some(names(r.message_channels.names()));
+                entry.backfill = r.backfill.then_some(true);
+            }
+        }
+        let canonical = entry.canonical_json();
+        let leaf_hash = entry.leaf_hash_hex();
+        diesel::insert_into(entries::table)
+            .values((
+                entries::tenant_id.eq(tenant),
+                entries::seq.eq(seq as i64),
+                entries::leaf_hash.eq(&leaf_hash),
+                entries::canonical_json.eq(&canonical),
+                entries::subject_id.eq(subject_id),
+                entries::evidence_salt.eq(&evidence_salt),
+                entries::evidence_jcs.eq(&evidence_jcs),
+                entries::consent_text_sha256.eq(consent_text_sha256),
+            ))
+            .execute(conn)?;
+        insert_consent_event(conn, tenant, seq as i64, subject_id, record)?;
+        diesel::update(tenants::table.find(tenant))
+            .set((
+                tenants::tree_size.eq(tree_size + 1),
+                tenants::head_hash.eq(&leaf_hash),
+                tenants::head_recorded_at.eq(recorded_at.millis()),
+            ))
+            .execute(conn)?;
+        let appended = Appended {
+            seq,
+            leaf_hash,
+            subject,
+            subject_id,
+            recorded_at,
+        };
+        if let Some(answer) = answer {
+            let body = (answer.render)(&appended);
+            idempotency::finish(
+                conn,
+                answer.scope,
+                201,
+                &body,
+                Some(subject_id),
+                now.millis(),
+            )?;
+        }
+        Ok(appended)
+    })
+}
+
+fn names(list: Vec<&'static str>) -> Vec<String> {
+    list.into_iter().map(str::to_owned).collect()
+}
+
+fn insert_consent_event(
+    conn: &mut DbConn,
+    tenant: &str,
+    seq: i64,
+    subject_id: i64,
+    record: &Record,
+) -> QueryResult<()> {
+    let base = (
+        consent_events::tenant_id.eq(tenant),
+        consent_events::seq.eq(seq),
+        consent_events::subject_id.eq(subject_id),
+    );
+    match record {
+        Record::OptIn(r) => diesel::insert_into(consent_events::table)
+            .values((
+                base,
+                consent_events::kind.eq("opt_in"),
+                consent_events::captured_at.eq(r.captured_at.millis()),
+                consent_events::channel.eq(r.channel.as_str()),
+                consent_events::purposes.eq(r.purposes.bits()),
+                consent_events::message_channels.eq(r.message_channels.bits()),
+                consent_events::brand_id.eq(Some(r.brand_id)),
+                consent_events::company_name_shown.eq(Some(&r.company_name_shown)),
+                consent_events::confirmation_required.eq(r.confirmation.is_some()),
+                consent_events::confirmation_code_sha256
+                    .eq(r.confirmation.as_ref().map(|c| c.code_sha256.clone())),
+                consent_events::confirmation_expires_at
+                    .eq(r.confirmation.as_ref().map(|c| c.expires_at.millis())),
+            ))
+            .execute(conn)?,
+        Record::OptOut(r) => diesel::insert_into(consent_events::table)
+            .values((
+                base,
+                consent_events::kind.eq("opt_out"),
+                consent_events::captured_at.eq(r.captured_at.millis()),
+                consent_events::channel.eq(r.channel.as_str()),
+                consent_events::purposes.eq(r.purposes.bits()),
+                consent_events::message_channels.eq(r.message_channels.bits()),
+            ))
+            .execute(conn)?,
+    };
+    Ok(())
+}

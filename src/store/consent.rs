@@ -1,0 +1,244 @@
+//! Reads of the consent state (what checks use), the customer-service
+//! windows, subjects' histories and entries with their openings.
+
+use super::schema::{consent_events, consent_texts, entries, subjects, windows};
+use super::DbConn;
+use crate::domain::decision::{Confirmation, ConsentEvent, EventKind, InboundRecord};
+use crate::domain::number::E164;
+use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
+use crate::domain::time::Timestamp;
+use crate::ledger::entry::{EvidenceOpening, Openings, SubjectOpening};
+use diesel::prelude::*;
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = consent_events)]
+struct ConsentEventRow {
+    seq: i64,
+    kind: String,
+    captured_at: i64,
+    channel: String,
+    purposes: i32,
+    message_channels: i32,
+    brand_id: Option<i64>,
+    company_name_shown: Option<String>,
+    confirmation_required: bool,
+    confirmation_expires_at: Option<i64>,
+    confirmed_by: Option<i64>,
+    lifted_by: Option<i64>,
+}
+
+impl ConsentEventRow {
+    fn into_event(self) -> ConsentEvent {
+        let confirmation = match (self.confirmation_required, self.confirmed_by) {
+            (false, _) => Confirmation::NotRequired,
+            (true, Some(_)) => Confirmation::Confirmed,
+            (true, None) => Confirmation::Pending {
+                expires_at: Timestamp::from_millis(self.confirmation_expires_at.unwrap_or(0)),
+            },
+        };
+        ConsentEvent {
+            seq: self.seq as u64,
+            kind: if self.kind == "opt_in" {
+                EventKind::OptIn
+            } else {
+                EventKind::OptOut
+            },
+            captured_at: Timestamp::from_millis(self.captured_at),
+            channel: CaptureChannel::parse(&self.channel).unwrap_or(CaptureChannel::Api),
+            purposes: PurposeSet::from_bits(self.purposes),
+            message_channels: MessageChannelSet::from_bits(self.message_channels),
+            brand_id: self.brand_id,
+            company_name_shown: self.company_name_shown,
+            confirmation,
+            lifted: self.lifted_by.is_some(),
+        }
+    }
+}
+
+/// The opt-ins and opt-outs of the number's current subject (none when the
+/// number has no current subject). One indexed lookup.
+pub fn subject_events(
+    conn: &mut DbConn,
+    tenant: &str,
+    number: &E164,
+) -> QueryResult<Vec<ConsentEvent>> {
+    let rows: Vec<ConsentEventRow> = consent_events::table
+        .inner_join(subjects::table)
+        .filter(subjects::tenant_id.eq(tenant))
+        .filter(subjects::e164.eq(number.as_str()))
+        .filter(subjects::erased_at.is_null())
+        .select(ConsentEventRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(ConsentEventRow::into_event).collect())
+}
+
+/// The latest inbound message per business phone number id.
+pub fn inbound_records(
+    conn: &mut DbConn,
+    tenant: &str,
+    number: &E164,
+) -> QueryResult<Vec<InboundRecord>> {
+    let rows: Vec<(String, i64)> = windows::table
+        .filter(windows::tenant_id.eq(tenant))
+        .filter(windows::e164.eq(number.as_str()))
+        .select((windows::phone_number_id, windows::last_inbound_at))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, at)| InboundRecord {
+            phone_number_id: (!id.is_empty()).then_some(id),
+            last_inbound_at: Timestamp::from_millis(at),
+        })
+        .collect())
+}
+
+/// Records an inbound message: the window of that id reopens from `at`
+/// unless a later message is already known.
+pub fn record_inbound(
+    conn: &mut DbConn,
+    tenant: &str,
+    number: &E164,
+    phone_number_id: Option<&str>,
+    at: Timestamp,
+) -> QueryResult<()> {
+    let id = phone_number_id.unwrap_or("");
+    let key = windows::table
+        .filter(windows::tenant_id.eq(tenant))
+        .filter(windows::e164.eq(number.as_str()))
+        .filter(windows::phone_number_id.eq(id));
+    let known: Option<i64> = key
+        .select(windows::last_inbound_at)
+        .first(conn)
+        .optional()?;
+    match known {
+        Some(previous) if previous >= at.millis() => Ok(()),
+        Some(_) => diesel::update(key)
+            .set(windows::last_inbound_at.eq(at.millis()))
+            .execute(conn)
+            .map(|_| ()),
+        None => diesel::insert_into(windows::table)
+            .values((
+                windows::tenant_id.eq(tenant),
+                windows::e164.eq(number.as_str()),
+                windows::phone_number_id.eq(id),
+                windows::last_inbound_at.eq(at.millis()),
+            ))
+            .execute(conn)
+            .map(|_| ()),
+    }
+}
+
+/// A number's current subject: its id and commitment.
+pub fn current_subject(
+    conn: &mut DbConn,
+    tenant: &str,
+    number: &E164,
+) -> QueryResult<Option<(i64, String)>> {
+    subjects::table
+        .filter(subjects::tenant_id.eq(tenant))
+        .filter(subjects::e164.eq(number.as_str()))
+        .filter(subjects::erased_at.is_null())
+        .select((subjects::id, subjects::commitment))
+        .first(conn)
+        .optional()
+}
+
+/// An entry as stored, with what opens it.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    pub canonical_json: String,
+    pub leaf_hash: String,
+    pub openings: Openings,
+}
+
+type EntryColumns = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+fn load_entries(
+    conn: &mut DbConn,
+    tenant: &str,
+    filter: EntryFilter,
+) -> QueryResult<Vec<StoredEntry>> {
+    let query = entries::table
+        .inner_join(subjects::table)
+        .filter(entries::tenant_id.eq(tenant))
+        .select((
+            entries::canonical_json,
+            entries::leaf_hash,
+            entries::evidence_salt,
+            entries::evidence_jcs,
+            entries::consent_text_sha256,
+            subjects::e164,
+            subjects::salt,
+            subjects::erased_at,
+        ))
+        .order(entries::seq.asc())
+        .into_boxed();
+    let query = match filter {
+        EntryFilter::Seq(seq) => query.filter(entries::seq.eq(seq)),
+        EntryFilter::Subject(id) => query.filter(entries::subject_id.eq(id)),
+    };
+    let rows: Vec<EntryColumns> = query.load(conn)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (canonical_json, leaf_hash, ev_salt, ev_jcs, text_hash, e164, salt, erased_at) in rows {
+        let erased = erased_at.is_some();
+        let subject = match (erased, e164, salt) {
+            (false, Some(e164), Some(salt)) => Some(SubjectOpening { e164, salt }),
+            _ => None,
+        };
+        let evidence = match (erased, ev_salt, ev_jcs) {
+            (false, Some(salt), Some(body)) => serde_json::from_str(&body)
+                .ok()
+                .map(|body| EvidenceOpening { salt, body }),
+            _ => None,
+        };
+        let consent_text = match (erased, text_hash) {
+            (false, Some(hash)) => consent_texts::table
+                .filter(consent_texts::tenant_id.eq(tenant))
+                .filter(consent_texts::sha256.eq(hash))
+                .select(consent_texts::body)
+                .first(conn)
+                .optional()?,
+            _ => None,
+        };
+        out.push(StoredEntry {
+            canonical_json,
+            leaf_hash,
+            openings: Openings {
+                subject,
+                evidence,
+                consent_text,
+                erased,
+            },
+        });
+    }
+    Ok(out)
+}
+
+enum EntryFilter {
+    Seq(i64),
+    Subject(i64),
+}
+
+/// One entry of the tenant's log.
+pub fn entry_at(conn: &mut DbConn, tenant: &str, seq: u64) -> QueryResult<Option<StoredEntry>> {
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    Ok(load_entries(conn, tenant, EntryFilter::Seq(seq))?.pop())
+}
+
+/// Every entry of a subject, oldest first.
+pub fn subject_history(
+    conn: &mut DbConn,
+    tenant: &str,
+    subject_id: i64,
+) -> QueryResult<Vec<StoredEntry>> {
+    load_entries(conn, tenant, EntryFilter::Subject(subject_id))
+}

@@ -1,0 +1,41 @@
+//! Diesel storage: the schema, connections and migrations, and the
+//! operations on tenants, keys, the ledger and the consent state. Knows
+//! nothing of HTTP.
+
+pub mod append;
+pub mod connection;
+pub mod consent;
+pub mod idempotency;
+pub mod schema;
+pub mod tenants;
+
+pub use connection::{DbConn, DbPool};
+
+/// Errors the store reports besides database failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("{0}")]
+    Rejected(Rejection),
+}
+
+/// A refusal that depends on stored state, decided inside a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("the tenant id exists or existed")]
+    TenantExists,
+    #[error("the brand exists")]
+    BrandExists,
+    #[error("not found")]
+    NotFound,
+    #[error("this is the tenant's last active admin key")]
+    LastAdminKey,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Milliseconds since the epoch, now.
+pub fn now_millis() -> i64 {
+    crate::domain::time::Timestamp::now().millis()
+}

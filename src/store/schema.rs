@@ -1,0 +1,144 @@
+//! Diesel's view of the tables (see `migrations/`).
+
+diesel::table! {
+    meta (name) {
+        name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    tenants (id) {
+        id -> Text,
+        origin -> Text,
+        signing_seed_sealed -> Text,
+        verifier_key -> Text,
+        max_consent_age_days -> Nullable<BigInt>,
+        default_region -> Nullable<Text>,
+        require_confirmation_for -> Text,
+        evidence_retention_days -> Nullable<BigInt>,
+        tree_size -> BigInt,
+        head_hash -> Text,
+        head_recorded_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    brands (id) {
+        id -> BigInt,
+        tenant_id -> Text,
+        name -> Text,
+        name_key -> Text,
+        created_at -> BigInt,
+        retired_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        tenant_id -> Text,
+        name -> Text,
+        roles -> Text,
+        key_sha256 -> Text,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    subjects (id) {
+        id -> BigInt,
+        tenant_id -> Text,
+        commitment -> Text,
+        e164 -> Nullable<Text>,
+        salt -> Nullable<Text>,
+        created_at -> BigInt,
+        erased_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    consent_texts (tenant_id, sha256) {
+        tenant_id -> Text,
+        sha256 -> Text,
+        body -> Text,
+    }
+}
+
+diesel::table! {
+    entries (tenant_id, seq) {
+        tenant_id -> Text,
+        seq -> BigInt,
+        leaf_hash -> Text,
+        canonical_json -> Text,
+        subject_id -> BigInt,
+        evidence_salt -> Nullable<Text>,
+        evidence_jcs -> Nullable<Text>,
+        consent_text_sha256 -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    consent_events (tenant_id, seq) {
+        tenant_id -> Text,
+        seq -> BigInt,
+        subject_id -> BigInt,
+        kind -> Text,
+        captured_at -> BigInt,
+        channel -> Text,
+        purposes -> Integer,
+        message_channels -> Integer,
+        brand_id -> Nullable<BigInt>,
+        company_name_shown -> Nullable<Text>,
+        confirmation_required -> Bool,
+        confirmation_code_sha256 -> Nullable<Text>,
+        confirmation_expires_at -> Nullable<BigInt>,
+        confirmed_by -> Nullable<BigInt>,
+        lifted_by -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    windows (tenant_id, e164, phone_number_id) {
+        tenant_id -> Text,
+        e164 -> Text,
+        phone_number_id -> Text,
+        last_inbound_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (tenant_id, key_id, route, idempotency_key) {
+        tenant_id -> Text,
+        key_id -> Text,
+        route -> Text,
+        idempotency_key -> Text,
+        request_sha256 -> Text,
+        state -> Text,
+        response_status -> Nullable<Integer>,
+        response_body -> Nullable<Text>,
+        subject_id -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::joinable!(consent_events -> subjects (subject_id));
+diesel::joinable!(entries -> subjects (subject_id));
+diesel::joinable!(api_keys -> tenants (tenant_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    meta,
+    tenants,
+    brands,
+    api_keys,
+    subjects,
+    consent_texts,
+    entries,
+    consent_events,
+    windows,
+    idempotency_keys,
+);

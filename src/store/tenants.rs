@@ -1,0 +1,352 @@
+//! Tenants with their signing keys, brands, and API keys.
+
+use super::schema::{api_keys, brands, tenants};
+use super::{now_millis, DbConn, Rejection, StoreError, StoreResult};
+use crate::domain::text::{fold_key, nfc};
+use crate::keys::{self, MasterKey};
+use crate::ledger::entry::ZERO_HASH;
+use crate::ledger::note;
+use diesel::prelude::*;
+use ed25519_dalek::SigningKey;
+
+/// A tenant as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = tenants)]
+pub struct TenantRow {
+    pub id: String,
+    pub origin: String,
+    #[diesel(skip_update)]
+    pub signing_seed_sealed: String,
+    pub verifier_key: String,
+    pub max_consent_age_days: Option<i64>,
+    pub default_region: Option<String>,
+    pub require_confirmation_for: String,
+    pub evidence_retention_days: Option<i64>,
+    pub tree_size: i64,
+    pub head_hash: String,
+    pub head_recorded_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// A brand as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = brands)]
+pub struct BrandRow {
+    pub id: i64,
+    pub tenant_id: String,
+    pub name: String,
+    pub name_key: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+/// An API key as stored (the key itself is only its SHA-256).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub roles: String,
+    pub key_sha256: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+impl ApiKeyRow {
+    pub fn role_names(&self) -> Vec<String> {
+        self.roles
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn is_active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+/// What tenant creation hands out once.
+#[derive(Debug)]
+pub struct CreatedTenant {
+    pub tenant: String,
+    pub log: String,
+    pub verifier_key: String,
+    pub admin_key_id: String,
+    pub admin_key: String,
+}
+
+/// The associated data that binds a sealed signing seed to its tenant.
+fn seed_aad(tenant: &str) -> Vec<u8> {
+    format!("consent-ledger/tenant-seed/v1\n{tenant}").into_bytes()
+}
+
+/// Opens a tenant's Ed25519 signing key.
+pub fn signing_key(master: &MasterKey, tenant: &TenantRow) -> Option<SigningKey> {
+    let seed = master
+        .kek()
+        .open(&tenant.signing_seed_sealed, &seed_aad(&tenant.id))?;
+    let seed: [u8; 32] = seed.try_into().ok()?;
+    Some(SigningKey::from_bytes(&seed))
+}
+
+/// Creates a tenant with its origin, signing key, first brand and first admin key.
+pub fn create_tenant(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    base_origin: &str,
+    id: &str,
+    brand: &str,
+) -> StoreResult<CreatedTenant> {
+    conn.immediate_transaction(|conn| {
+        let exists: i64 = tenants::table
+            .filter(tenants::id.eq(id))
+            .count()
+            .get_result(conn)?;
+        if exists > 0 {
+            return Err(StoreError::Rejected(Rejection::TenantExists));
+        }
+        let now = now_millis();
+        let origin = format!("{base_origin}/{id}");
+        let seed = keys::random_bytes::<32>();
+        let signing = SigningKey::from_bytes(&seed);
+        let verifier = note::verifier_key(&origin, &signing.verifying_key().to_bytes());
+        diesel::insert_into(tenants::table)
+            .values((
+                tenants::id.eq(id),
+                tenants::origin.eq(&origin),
+                tenants::signing_seed_sealed.eq(master.kek().seal(&seed, &seed_aad(id))),
+                tenants::verifier_key.eq(&verifier),
+                tenants::head_hash.eq(ZERO_HASH),
+                tenants::created_at.eq(now),
+            ))
+            .execute(conn)?;
+        insert_brand(conn, id, brand, now)?;
+        let (key_id, key) = insert_api_key(conn, id, "admin", &["admin".to_owned()], None, now)?;
+        Ok(CreatedTenant {
+            tenant: id.to_owned(),
+            log: origin,
+            verifier_key: verifier,
+            admin_key_id: key_id,
+            admin_key: key,
+        })
+    })
+}
+
+pub fn find_tenant(conn: &mut DbConn, id: &str) -> QueryResult<Option<TenantRow>> {
+    tenants::table
+        .find(id)
+        .select(TenantRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The settings an admin may change; `None` leaves a value as it is.
+#[derive(Debug, Default)]
+pub struct SettingsChange {
+    pub max_consent_age_days: Option<Option<i64>>,
+    pub default_region: Option<Option<String>>,
+    pub require_confirmation_for: Option<String>,
+    pub evidence_retention_days: Option<Option<i64>>,
+}
+
+pub fn update_settings(
+    conn: &mut DbConn,
+    id: &str,
+    change: SettingsChange,
+) -> QueryResult<TenantRow> {
+    conn.immediate_transaction(|conn| {
+        if let Some(v) = change.max_consent_age_days {
+            diesel::update(tenants::table.find(id))
+                .set(tenants::max_consent_age_days.eq(v))
+                .execute(conn)?;
+        }
+        if let Some(v) = change.default_region {
+            diesel::update(tenants::table.find(id))
+                .set(tenants::default_region.eq(v))
+                .execute(conn)?;
+        }
+        if let Some(v) = change.require_confirmation_for {
+            diesel::update(tenants::table.find(id))
+                .set(tenants::require_confirmation_for.eq(v))
+                .execute(conn)?;
+        }
+        if let Some(v) = change.evidence_retention_days {
+            diesel::update(tenants::table.find(id))
+                .set(tenants::evidence_retention_days.eq(v))
+                .execute(conn)?;
+        }
+        tenants::table
+            .find(id)
+            .select(TenantRow::as_select())
+            .first(conn)
+    })
+}
+
+fn insert_brand(conn: &mut DbConn, tenant: &str, name: &str, now: i64) -> StoreResult<BrandRow> {
+    let name = nfc(name);
+    let key = fold_key(&name);
+    let taken: i64 = brands::table
+        .filter(brands::tenant_id.eq(tenant))
+        .filter(brands::name_key.eq(&key))
+        .count()
+        .get_result(conn)?;
+    if taken > 0 {
+        return Err(StoreError::Rejected(Rejection::BrandExists));
+    }
+    Ok(diesel::insert_into(brands::table)
+        .values((
+            brands::tenant_id.eq(tenant),
+            brands::name.eq(&name),
+            brands::name_key.eq(&key),
+            brands::created_at.eq(now),
+        ))
+        .returning(BrandRow::as_returning())
+        .get_result(conn)?)
+}
+
+pub fn create_brand(conn: &mut DbConn, tenant: &str, name: &str) -> StoreResult<BrandRow> {
+    conn.immediate_transaction(|conn| insert_brand(conn, tenant, name, now_millis()))
+}
+
+pub fn list_brands(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<BrandRow>> {
+    brands::table
+        .filter(brands::tenant_id.eq(tenant))
+        .order(brands::id.asc())
+        .select(BrandRow::as_select())
+        .load(conn)
+}
+
+/// A brand by name, compared after NFC and full case folding.
+pub fn find_brand(conn: &mut DbConn, tenant: &str, name: &str) -> QueryResult<Option<BrandRow>> {
+    brands::table
+        .filter(brands::tenant_id.eq(tenant))
+        .filter(brands::name_key.eq(fold_key(name)))
+        .select(BrandRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn active_brands(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<BrandRow>> {
+    brands::table
+        .filter(brands::tenant_id.eq(tenant))
+        .filter(brands::retired_at.is_null())
+        .select(BrandRow::as_select())
+        .load(conn)
+}
+
+pub fn retire_brand(conn: &mut DbConn, tenant: &str, name: &str) -> StoreResult<BrandRow> {
+    conn.immediate_transaction(|conn| {
+        let brand =
+            find_brand(conn, tenant, name)?.ok_or(StoreError::Rejected(Rejection::NotFound))?;
+        if brand.retired_at.is_some() {
+            return Ok(brand);
+        }
+        Ok(diesel::update(brands::table.find(brand.id))
+            .set(brands::retired_at.eq(now_millis()))
+            .returning(BrandRow::as_returning())
+            .get_result(conn)?)
+    })
+}
+
+fn insert_api_key(
+    conn: &mut DbConn,
+    tenant: &str,
+    name: &str,
+    roles: &[String],
+    expires_at: Option<i64>,
+    now: i64,
+) -> QueryResult<(String, String)> {
+    let (id, key) = keys::new_api_key();
+    diesel::insert_into(api_keys::table)
+        .values((
+            api_keys::id.eq(&id),
+            api_keys::tenant_id.eq(tenant),
+            api_keys::name.eq(name),
+            api_keys::roles.eq(roles.join(",")),
+            api_keys::key_sha256.eq(keys::secret_sha256(&key)),
+            api_keys::created_at.eq(now),
+            api_keys::expires_at.eq(expires_at),
+        ))
+        .execute(conn)?;
+    Ok((id, key))
+}
+
+/// Creates an API key; returns its row and the key, which is shown once.
+pub fn create_api_key(
+    conn: &mut DbConn,
+    tenant: &str,
+    name: &str,
+    roles: &[String],
+    expires_at: Option<i64>,
+) -> QueryResult<(ApiKeyRow, String)> {
+    conn.immediate_transaction(|conn| {
+        let (id, key) = insert_api_key(conn, tenant, name, roles, expires_at, now_millis())?;
+        let row = api_keys::table
+            .find(&id)
+            .select(ApiKeyRow::as_select())
+            .first(conn)?;
+        Ok((row, key))
+    })
+}
+
+pub fn list_api_keys(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<ApiKeyRow>> {
+    api_keys::table
+        .filter(api_keys::tenant_id.eq(tenant))
+        .order(api_keys::created_at.asc())
+        .select(ApiKeyRow::as_select())
+        .load(conn)
+}
+
+/// Revokes a key at once; refuses the tenant's last active admin key.
+pub fn revoke_api_key(conn: &mut DbConn, tenant: &str, id: &str) -> StoreResult<()> {
+    conn.immediate_transaction(|conn| {
+        let now = now_millis();
+        let key = api_keys::table
+            .filter(api_keys::tenant_id.eq(tenant))
+            .filter(api_keys::id.eq(id))
+            .select(ApiKeyRow::as_select())
+            .first(conn)
+            .optional()?
+            .ok_or(StoreError::Rejected(Rejection::NotFound))?;
+        if key.revoked_at.is_some() {
+            return Ok(());
+        }
+        let is_admin = key.role_names().iter().any(|r| r == "admin");
+        if is_admin && key.is_active(now) {
+            let other_admins = list_api_keys(conn, tenant)?
+                .into_iter()
+                .filter(|k| k.id != key.id && k.is_active(now))
+                .filter(|k| k.role_names().iter().any(|r| r == "admin"))
+                .count();
+            if other_admins == 0 {
+                return Err(StoreError::Rejected(Rejection::LastAdminKey));
+            }
+        }
+        diesel::update(api_keys::table.find(id))
+            .set(api_keys::revoked_at.eq(now))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// The key with this id and its tenant, for authentication.
+pub fn find_api_key(conn: &mut DbConn, id: &str) -> QueryResult<Option<(ApiKeyRow, TenantRow)>> {
+    api_keys::table
+        .inner_join(tenants::table)
+        .filter(api_keys::id.eq(id))
+        .select((ApiKeyRow::as_select(), TenantRow::as_select()))
+        .first(conn)
+        .optional()
+}
+
+/// Records that a key was used (approximate: callers update at most once a minute).
+pub fn touch_api_key(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<()> {
+    diesel::update(api_keys::table.find(id))
+        .set(api_keys::last_used_at.eq(now))
+        .execute(conn)
+        .map(|_| ())
+}

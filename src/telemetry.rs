@@ -1,0 +1,19 @@
+//! The tracing subscriber: text or JSON lines on stderr, filtered by
+//! `RUST_LOG` (default `info`). Request ids come from `tracing-actix-web`.
+
+use crate::config::LogFormat;
+use std::io::IsTerminal;
+use tracing_subscriber::{fmt, EnvFilter};
+
+/// Installs the global subscriber once; later calls are ignored (tests).
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

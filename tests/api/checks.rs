@@ -1,0 +1,84 @@
+//! `POST /v1/checks/batch`: order, per-item errors, limits.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn a_batch_answers_in_order_with_per_item_errors() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let other = "+4915199999999";
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    app.recorded_opt_in(&t, web_opt_in(other, "Makro", &["marketing"]))
+        .await;
+    app.recorded_opt_out(&t, api_opt_out(other)).await;
+    let checks = json!({"checks": [
+        {"number": NUMBER, "purpose": "marketing"},
+        {"number": "not a number", "purpose": "marketing"},
+        {"number": other, "purpose": "marketing"},
+        {"number": "015112345678", "purpose": "marketing"},
+        {"number": NUMBER, "purpose": "marketing", "brand": "Metro"},
+        {"number": NUMBER, "purpose": "newsletters"},
+        {"number": NUMBER, "purpose": "marketing", "colour": "red"},
+        {"number": "0151 12345678", "region": "DE", "purpose": "utility"},
+        {"purpose": "marketing"}
+    ]});
+    let answer = app.post("/v1/checks/batch", &t.sender, &checks).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let d = answer.body["decisions"].as_array().unwrap();
+    assert_eq!(d.len(), 9);
+    assert_eq!(d[0]["reason"], "allowed");
+    assert_eq!(d[1]["number"], "not a number");
+    assert_eq!(d[1]["error"]["code"], "invalid_number");
+    assert_eq!(d[1]["error"]["reason"], "not_a_number");
+    assert_eq!(d[2]["reason"], "opted_out");
+    assert_eq!(d[2]["number"], other);
+    assert_eq!(d[3]["error"]["reason"], "missing_region");
+    assert_eq!(d[4]["error"]["code"], "unknown_brand");
+    assert_eq!(d[5]["error"]["code"], "invalid_request");
+    assert_eq!(d[6]["error"]["code"], "invalid_request");
+    assert!(d[6]["error"]["detail"].as_str().unwrap().contains("colour"));
+    assert_eq!(d[7]["reason"], "purpose_not_covered");
+    assert_eq!(d[7]["number"], NUMBER);
+    assert_eq!(d[8]["number"], Value::Null);
+    assert_eq!(d[8]["error"]["code"], "invalid_request");
+    for item in d.iter().filter(|i| i.get("error").is_some()) {
+        assert!(item["error"]["detail"].is_string());
+        assert!(item.get("reason").is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_batch_is_bounded() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let empty = app
+        .post("/v1/checks/batch", &t.sender, &json!({"checks": []}))
+        .await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert_eq!(empty.body["decisions"], json!([]));
+    let item = json!({"number": NUMBER, "purpose": "marketing"});
+    let too_many = json!({"checks": vec![item.clone(); 10_001]});
+    let answer = app.post("/v1/checks/batch", &t.sender, &too_many).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.field_code("checks").as_deref(), Some("too_many"));
+    // 10,000 is allowed (and answered in one snapshot).
+    let full = json!({"checks": vec![item; 10_000]});
+    let answer = app.post("/v1/checks/batch", &t.sender, &full).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body["decisions"].as_array().unwrap().len(), 10_000);
+    // Bodies over 4 MiB are refused before parsing.
+    let huge = format!("{{\"checks\":[\"{}\"]}}", "x".repeat(4 * 1024 * 1024));
+    let answer = app
+        .post_raw(
+            "/v1/checks/batch",
+            &t.sender,
+            "application/json",
+            huge.into_bytes(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.code(), "payload_too_large");
+}

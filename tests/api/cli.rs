@@ -1,0 +1,153 @@
+//! The binary: `tenant create`, `key create`, `openapi`, `migrate`, and
+//! settings errors that name the cause.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_consent-ledger"))
+}
+
+#[test]
+fn tenant_and_key_creation_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = bin()
+            .args(args)
+            .env("CONSENT_LEDGER_DATA_DIR", &data)
+            .env("CONSENT_LEDGER_ORIGIN", "ledger.example.com")
+            .env_remove("DATABASE_URL")
+            .env_remove("CONSENT_LEDGER_MASTER_KEY_FILE")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&["tenant", "create", "makro", "--brand", "Makro"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let created: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(created["log"], "ledger.example.com/makro");
+    assert!(created["verifier_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("ledger.example.com/makro+"));
+    assert!(created["admin_key"]["key"]
+        .as_str()
+        .unwrap()
+        .starts_with("clk_"));
+    let (code, _, stderr) = run(&["tenant", "create", "makro", "--brand", "Makro"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("never reused"), "{stderr}");
+    let (code, stdout, stderr) = run(&[
+        "key", "create", "--tenant", "makro", "--role", "sender", "--role", "auditor",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let key: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(key["roles"], serde_json::json!(["sender", "auditor"]));
+    let (code, _, stderr) = run(&["key", "create", "--tenant", "nobody", "--role", "sender"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no tenant"), "{stderr}");
+    let (code, _, stderr) = run(&["key", "create", "--tenant", "makro", "--role", "root"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("unknown role"), "{stderr}");
+    // The master key was generated private, the data dir too.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data.join("master.key")), 0o600);
+    assert_eq!(mode(&data), 0o700);
+    let (code, _, stderr) = run(&["migrate"]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_database_refuses_another_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = bin()
+        .args(["migrate"])
+        .env("CONSENT_LEDGER_DATA_DIR", &data)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(first.status.success());
+    let other_key = dir.path().join("other.key");
+    std::fs::write(&other_key, format!("{}\n", "ab".repeat(32))).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&other_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = bin()
+        .args(["migrate"])
+        .env("CONSENT_LEDGER_DATA_DIR", &data)
+        .env("CONSENT_LEDGER_MASTER_KEY_FILE", &other_key)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("canary"));
+}
+
+#[test]
+fn openapi_is_printed_and_bad_settings_are_named() {
+    let out = bin().arg("openapi").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        include_str!("../../openapi/openapi.json")
+    );
+    let out = bin()
+        .args(["serve", "--bind", "0.0.0.0:0"])
+        .env("CONSENT_LEDGER_ORIGIN", "localhost")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CONSENT_LEDGER_ORIGIN"));
+    let out = bin()
+        .args(["serve"])
+        .env("DATABASE_URL", "postgres://u@localhost/db")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL"));
+}
+
+#[test]
+fn serve_writes_the_operator_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = bin()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("CONSENT_LEDGER_DATA_DIR", &data)
+        .env_remove("CONSENT_LEDGER_OPERATOR_TOKEN")
+        .env_remove("DATABASE_URL")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The token file is written before the server listens; wait for the log line.
+    use std::io::{BufRead, BufReader};
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        said.push_str(&line);
+        if line.contains("listening") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let path = data.join("operator.token");
+    assert!(said.contains(&path.display().to_string()), "{said}");
+    let token = std::fs::read_to_string(&path).unwrap();
+    assert!(token.starts_with("clo_") && token.ends_with('\n'));
+    assert!(
+        !said.contains(token.trim()),
+        "the token itself is never logged"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

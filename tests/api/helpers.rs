@@ -1,0 +1,287 @@
+//! One `spawn_app()`: each test gets its own temporary data dir, its own
+//! SQLite database and a free port, so tests run in parallel.
+
+use consent_ledger::config::{Secret, Settings, SettingsArgs};
+use consent_ledger::startup::{prepare, Application};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+pub const OPERATOR_TOKEN: &str = "clo_test-operator-token-0123456789abcdefghijklmn";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// Removed when the test ends.
+    _dir: TempDir,
+}
+
+/// A tenant with one key per role.
+pub struct Tenant {
+    pub log: String,
+    pub admin: String,
+    pub collector: String,
+    pub sender: String,
+    pub auditor: String,
+}
+
+/// A response's status, headers and JSON body.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+
+    /// The `errors[].code` of a problem, for the named field.
+    pub fn field_code(&self, field: &str) -> Option<String> {
+        self.body["errors"]
+            .as_array()?
+            .iter()
+            .find(|e| e["field"] == field)
+            .and_then(|e| e["code"].as_str())
+            .map(str::to_owned)
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = SettingsArgs {
+        data_dir: Some(dir.path().join("data")),
+        bind: Some("127.0.0.1:0".into()),
+        origin: Some("ledger.test".into()),
+        operator_token: Some(Secret::new(OPERATOR_TOKEN.into())),
+        ..Default::default()
+    };
+    let settings = Settings::resolve(&args).expect("settings");
+    let prepared = prepare(&settings).expect("prepare");
+    let app = Application::build(settings, prepared).expect("build");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+/// Milliseconds-precise RFC 3339 for a moment `offset_secs` from now.
+pub fn at(offset_secs: i64) -> String {
+    let t = chrono::Utc::now() + chrono::Duration::seconds(offset_secs);
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+pub fn days_ago(days: i64) -> String {
+    at(-days * 86_400)
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    async fn answer(response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> Answer {
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        Self::answer(response).await
+    }
+
+    pub async fn post_with(
+        &self,
+        path: &str,
+        key: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self.client.post(self.url(path)).bearer_auth(key).json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Self::answer(request.send().await.expect("request")).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        key: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Answer {
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        Self::answer(response).await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Answer {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request");
+        Self::answer(response).await
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: &Value) -> Answer {
+        let response = self
+            .client
+            .patch(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        Self::answer(response).await
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> Answer {
+        let response = self
+            .client
+            .delete(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request");
+        Self::answer(response).await
+    }
+
+    /// Creates a tenant and one key per role.
+    pub async fn tenant(&self, id: &str, brand: &str) -> Tenant {
+        let created = self
+            .post(
+                "/v1/tenants",
+                OPERATOR_TOKEN,
+                &json!({"id": id, "brand": brand}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let admin = created.body["admin_key"]["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut keys = Vec::new();
+        for role in ["collector", "sender", "auditor"] {
+            keys.push(self.new_key(&admin, &[role]).await);
+        }
+        Tenant {
+            log: created.body["log"].as_str().unwrap().to_owned(),
+            admin,
+            collector: keys[0].clone(),
+            sender: keys[1].clone(),
+            auditor: keys[2].clone(),
+        }
+    }
+
+    pub async fn new_key(&self, admin: &str, roles: &[&str]) -> String {
+        let made = self
+            .post("/v1/keys", admin, &json!({"name": "test", "roles": roles}))
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+        made.body["key"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn add_brand(&self, tenant: &Tenant, name: &str) {
+        let made = self
+            .post("/v1/brands", &tenant.admin, &json!({"name": name}))
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    }
+
+    pub async fn opt_in(&self, tenant: &Tenant, body: Value) -> Answer {
+        self.post("/v1/opt-ins", &tenant.collector, &body).await
+    }
+
+    /// Records an opt-in and insists that it was recorded.
+    pub async fn recorded_opt_in(&self, tenant: &Tenant, body: Value) -> u64 {
+        let answer = self.opt_in(tenant, body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answer.body["seq"].as_u64().unwrap()
+    }
+
+    pub async fn opt_out(&self, tenant: &Tenant, body: Value) -> Answer {
+        self.post("/v1/opt-outs", &tenant.collector, &body).await
+    }
+
+    pub async fn recorded_opt_out(&self, tenant: &Tenant, body: Value) -> u64 {
+        let answer = self.opt_out(tenant, body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answer.body["seq"].as_u64().unwrap()
+    }
+
+    pub async fn check(&self, tenant: &Tenant, body: Value) -> Answer {
+        self.post("/v1/checks", &tenant.sender, &body).await
+    }
+
+    /// The decision's reason for a check that must answer 200.
+    pub async fn reason(&self, tenant: &Tenant, body: Value) -> String {
+        let answer = self.check(tenant, body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.body["reason"].as_str().unwrap().to_owned()
+    }
+}
+
+pub const NUMBER: &str = "+4915112345678";
+
+/// A valid web opt-in for `brand`, captured a minute ago.
+pub fn web_opt_in(number: &str, brand: &str, purposes: &[&str]) -> Value {
+    json!({
+        "number": number,
+        "channel": "web",
+        "company_name_shown": brand,
+        "consent_text": format!("Yes, I want offers from {brand} on WhatsApp. Reply STOP to end."),
+        "purposes": purposes,
+        "captured_at": at(-60),
+        "evidence": {"page_url": "https://shop.example/newsletter", "ip": "203.0.113.7", "user_agent": "Mozilla/5.0"}
+    })
+}
+
+/// An API opt-out of everything, captured now.
+pub fn api_opt_out(number: &str) -> Value {
+    json!({
+        "number": number,
+        "channel": "api",
+        "captured_at": at(0),
+        "evidence": {"reason": "asked the call centre"}
+    })
+}

@@ -1,0 +1,12 @@
+//! The integration suite: one binary, one temporary data dir and port per test.
+
+mod checks;
+mod cli;
+mod decisions;
+mod errors;
+mod helpers;
+mod idempotency;
+mod openapi;
+mod recording;
+mod tenants;
+mod vectors;
