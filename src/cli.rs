@@ -6,6 +6,7 @@ use crate::api::keys::normalise_roles;
 use crate::api::tenants::{check_brand_name, valid_tenant_id};
 use crate::config::{Settings, SettingsArgs};
 use crate::domain::time::Timestamp;
+use crate::signer::Signer;
 use crate::startup;
 use crate::store::{tenants, Rejection, StoreError};
 use anyhow::{anyhow, bail, Context};
@@ -101,13 +102,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             check_brand_name(&brand, "brand").map_err(|e| anyhow!(e.detail))?;
             let (pool, master) = startup::open_database(&settings)?;
             let mut conn = pool.get()?;
-            let created = tenants::create_tenant(&mut conn, &master, &settings.origin, &id, &brand)
-                .map_err(|e| match e {
-                    StoreError::Rejected(Rejection::TenantExists) => {
-                        anyhow!("tenant {id:?} exists or existed; tenant ids are never reused")
-                    }
-                    other => anyhow!(other),
-                })?;
+            let signer = Signer::new(settings.signer_state_file.clone());
+            let created =
+                tenants::create_tenant(&mut conn, &master, &signer, &settings.origin, &id, &brand)
+                    .map_err(|e| match e {
+                        StoreError::Rejected(Rejection::TenantExists) => {
+                            anyhow!("tenant {id:?} exists or existed; tenant ids are never reused")
+                        }
+                        other => anyhow!(other),
+                    })?;
             let out = json!({
                 "tenant": created.tenant,
                 "log": created.log,

@@ -37,6 +37,7 @@ pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
     ("invalid_idempotency_key", 422, "Invalid idempotency key", "An Idempotency-Key is 1 to 255 visible ASCII characters."),
     ("confirmation_not_available", 422, "Confirmation not available", "Double opt-in needs inbound WhatsApp or SMS messages to confirm codes, which this version does not receive yet."),
     ("internal", 500, "Internal error", "Something failed on our side; the cause is in the service's log."),
+    ("signing_refused", 503, "Signing refused", "The database is not a consistent extension of the tree this instance signed before (restored from an older copy, or forked); nothing is signed until the missing entries are re-appended from a verified export."),
     ("not_ready", 503, "Not ready", "The service cannot reach its database."),
 ];
 

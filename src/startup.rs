@@ -6,6 +6,7 @@ use crate::config::Settings;
 use crate::error::{ApiError, Problem, ProblemField};
 use crate::keys::{self, MasterKey};
 use crate::ledger::entry::{Entry, EntryType, EvidenceOpening, Openings, SubjectOpening};
+use crate::signer::Signer;
 use crate::store::connection::{self, meta_get, meta_insert};
 use crate::store::DbPool;
 use actix_web::dev::Server;
@@ -38,6 +39,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "recording", description = "Opt-ins, opt-outs and inbound interactions (collector)"),
         (name = "checks", description = "May we send this, now? (sender)"),
         (name = "ledger", description = "Entries and subjects with openings (auditor)"),
+        (name = "log", description = "Checkpoints, proofs, receipts and exports: the verifiable log (auditor)"),
         (name = "operations", description = "Health and problem types"),
     )
 )]
@@ -75,6 +77,14 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(api::checks::check_batch)
         .service(api::subjects::query_subject)
         .service(api::entries::get_entry)
+        .service(api::log::receipt)
+        .service(api::log::latest_checkpoint)
+        .service(api::log::checkpoint_by_size)
+        .service(api::log::keys)
+        .service(api::log::inclusion_proof)
+        .service(api::log::consistency_proof)
+        .service(api::export::export)
+        .service(api::export::dossier)
         .service(api::health::healthz)
         .service(api::health::readyz)
         .service(api::health::problem_type);
@@ -145,16 +155,23 @@ pub fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         .map(|t| keys::secret_sha256(t.expose()));
     let mut written = None;
     if configured.is_none() && meta_get(&mut conn, api::auth::OPERATOR_TOKEN_META)?.is_none() {
+        // Write a private temporary file, store the hash, then move the file
+        // into place: a crash in between leaves no token that the database
+        // does not know, and a stale file from an older database is replaced.
         let token = keys::new_operator_token();
         let path = settings.data_dir.join("operator.token");
-        keys::write_private_file(&path, &format!("{token}\n"))
-            .with_context(|| format!("cannot write the operator token to {}", path.display()))?;
-        meta_insert(
-            &mut conn,
-            api::auth::OPERATOR_TOKEN_META,
-            &keys::secret_sha256(&token),
-        )?;
-        written = Some(path);
+        let tmp = settings.data_dir.join("operator.token.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        keys::write_private_file(&tmp, &format!("{token}\n"))
+            .with_context(|| format!("cannot write the operator token to {}", tmp.display()))?;
+        let hash = keys::secret_sha256(&token);
+        if meta_insert(&mut conn, api::auth::OPERATOR_TOKEN_META, &hash)? {
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("cannot move the operator token to {}", path.display()))?;
+            written = Some(path);
+        } else {
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
     crate::domain::number::warm_metadata();
     Ok(Prepared {
@@ -177,9 +194,11 @@ impl Application {
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
+        let signer = Arc::new(Signer::new(settings.signer_state_file.clone()));
         let state = web::Data::new(AppState {
             pool: prepared.pool,
             master: prepared.master,
+            signer,
             settings: Arc::new(settings),
             configured_operator_sha256: prepared.configured_operator_sha256,
         });

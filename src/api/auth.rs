@@ -170,10 +170,20 @@ impl FromRequest for Operator {
             if expected.is_some_and(|hash| keys::same_secret_hash(&hash, &presented)) {
                 return Ok(Operator);
             }
-            if keys::api_key_id(&token).is_some() {
-                return Err(ApiError::forbidden(
-                    "this operation needs the operator token, not a tenant's key",
-                ));
+            if let Some(key_id) = keys::api_key_id(&token) {
+                // A valid tenant key has the wrong role (403); anything else is bad credentials.
+                let found = state
+                    .db(move |conn| Ok(tenants::find_api_key(conn, &key_id)?))
+                    .await?;
+                let valid = found.is_some_and(|(key, _)| {
+                    keys::same_secret_hash(&key.key_sha256, &presented)
+                        && key.is_active(now_millis())
+                });
+                if valid {
+                    return Err(ApiError::forbidden(
+                        "this operation needs the operator token, not a tenant's key",
+                    ));
+                }
             }
             tracing::info!("operator authentication failed");
             Err(ApiError::unauthorized("the operator token is not valid"))

@@ -31,13 +31,13 @@ fn scope_of(
                 "an Idempotency-Key is 1 to 255 visible ASCII characters",
             )
         })?;
-    Ok(Some(IdempotencyScope {
-        tenant_id: caller.tenant.id.clone(),
-        key_id: caller.key_id.clone(),
+    Ok(Some(IdempotencyScope::new(
+        &caller.tenant.id,
+        &caller.key_id,
         route,
-        key: key.to_owned(),
-        request_sha256: request_sha256.to_owned(),
-    }))
+        key,
+        request_sha256,
+    )))
 }
 
 fn json_response(status: u16, body: String) -> HttpResponse {

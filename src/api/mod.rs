@@ -4,10 +4,12 @@ pub mod auth;
 pub mod brands;
 pub mod checks;
 pub mod entries;
+pub mod export;
 pub mod health;
 pub mod idempotent;
 pub mod json;
 pub mod keys;
+pub mod log;
 pub mod records;
 pub mod subjects;
 pub mod tenants;
@@ -15,6 +17,7 @@ pub mod tenants;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::keys::MasterKey;
+use crate::signer::Signer;
 use crate::store::{DbConn, DbPool};
 use std::sync::Arc;
 
@@ -23,6 +26,7 @@ pub struct AppState {
     pub pool: DbPool,
     pub master: Arc<MasterKey>,
     pub settings: Arc<Settings>,
+    pub signer: Arc<Signer>,
     /// SHA-256 of the configured operator token; `None`: the stored one counts.
     pub configured_operator_sha256: Option<String>,
 }

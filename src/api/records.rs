@@ -19,6 +19,7 @@ use crate::store::append::{self, Answer, Appended, OptInRecord, OptOutRecord, Re
 use crate::store::consent::record_inbound;
 use crate::store::idempotency;
 use crate::store::tenants::find_brand;
+use crate::store::{Rejection, StoreError};
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -176,6 +177,48 @@ fn check_evidence(
     })
 }
 
+/// For paper, `captured_at` is when the form was signed: `signed_on` must
+/// be its date (a day either way for time zones).
+fn check_signed_on(evidence: &evidence::Evidence, captured_at: Timestamp) -> Result<(), ApiError> {
+    let Some(signed_on) = evidence.get("signed_on") else {
+        return Ok(());
+    };
+    let signed = chrono::NaiveDate::parse_from_str(signed_on, "%Y-%m-%d").ok();
+    let apart = signed.map(|d| (d - captured_at.date()).num_days().abs());
+    if apart.is_none_or(|days| days > 1) {
+        return Err(ApiError::unprocessable(
+            "invalid_evidence",
+            "`evidence.signed_on` must be the date of `captured_at` (when the form was signed)",
+        )
+        .with_errors(vec![evidence::FieldError::new(
+            "evidence.signed_on",
+            "not_captured_at_date",
+        )]));
+    }
+    Ok(())
+}
+
+/// Refusals the appender decided under the log's lock.
+fn append_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Rejected(Rejection::BrandRetired) => ApiError::unprocessable(
+            "brand_retired",
+            "this brand is retired and takes no new opt-ins",
+        )
+        .with_errors(vec![evidence::FieldError::new("company_name_shown", "brand_retired")]),
+        StoreError::Rejected(Rejection::CapturedInFuture) => ApiError::unprocessable(
+            "captured_at_in_future",
+            "`captured_at` is more than 60 seconds after the server's clock",
+        )
+        .with_errors(vec![evidence::FieldError::new("captured_at", "in_future")]),
+        StoreError::Rejected(Rejection::IdempotencyLost) => ApiError::conflict(
+            "idempotency_in_progress",
+            "a newer request with this Idempotency-Key took it over; nothing was recorded by this one",
+        ),
+        other => ApiError::internal(other),
+    }
+}
+
 fn created(appended: &Appended) -> String {
     serde_json::to_string(&Recorded::from(appended)).expect("serialisable")
 }
@@ -230,17 +273,9 @@ pub async fn create_opt_in(
             ));
         }
     }
-    let now = Timestamp::now();
-    check_not_future("captured_at", r.captured_at, now)?;
-    if !r.backfill && r.captured_at < now.plus_days(-MAX_AGE_DAYS) {
-        return Err(ApiError::unprocessable(
-            "captured_at_too_old",
-            "`captured_at` is older than 30 days; import it with `backfill: true` and an admin key",
-        )
-        .with_errors(vec![evidence::FieldError::new("captured_at", "too_old")]));
-    }
     check_backfill_role(&caller, r.backfill)?;
     let evidence = check_evidence(EvidenceFor::OptIn, r.channel, &r.evidence)?;
+    check_signed_on(&evidence, r.captured_at)?;
     if evidence.get("document_id").is_some() {
         return Err(ApiError::unprocessable(
             "unknown_document",
@@ -270,6 +305,16 @@ pub async fn create_opt_in(
     let backfill = r.backfill;
     let channel = r.channel;
     idempotent::run(&state, &req, &caller, "opt-ins", &body.body_sha256, move |conn, scope| {
+        // Clock rules run after the idempotency lookup: a retry replays.
+        let now = Timestamp::now();
+        check_not_future("captured_at", captured_at, now)?;
+        if !backfill && captured_at < now.plus_days(-MAX_AGE_DAYS) {
+            return Err(ApiError::unprocessable(
+                "captured_at_too_old",
+                "`captured_at` is older than 30 days; import it with `backfill: true` and an admin key",
+            )
+            .with_errors(vec![evidence::FieldError::new("captured_at", "too_old")]));
+        }
         let brand = find_brand(conn, &tenant, &shown)?
             .filter(|b| b.name == shown)
             .ok_or_else(|| {
@@ -298,7 +343,8 @@ pub async fn create_opt_in(
             evidence,
         });
         let answer = scope.map(|scope| Answer { scope, render: &created });
-        let appended = append::append(conn, &tenant, &collector, &record, answer)?;
+        let appended =
+            append::append(conn, &tenant, &collector, &record, answer).map_err(append_error)?;
         tracing::info!(tenant = %tenant, seq = appended.seq, subject = %appended.subject, "opt-in recorded");
         Ok((201, created(&appended)))
     })
@@ -334,9 +380,9 @@ pub async fn create_opt_out(
         r.message_channels.as_deref(),
         MessageChannelSet::all(),
     )?;
-    check_not_future("captured_at", r.captured_at, Timestamp::now())?;
     check_backfill_role(&caller, r.backfill)?;
     let evidence = check_evidence(EvidenceFor::OptOut, r.channel, &r.evidence)?;
+    check_signed_on(&evidence, r.captured_at)?;
     if evidence.get("document_id").is_some() {
         return Err(ApiError::unprocessable(
             "unknown_document",
@@ -358,9 +404,12 @@ pub async fn create_opt_out(
     });
     let tenant = caller.tenant.id.clone();
     let collector = caller.key_id.clone();
+    let captured_at = r.captured_at;
     idempotent::run(&state, &req, &caller, "opt-outs", &body.body_sha256, move |conn, scope| {
+        check_not_future("captured_at", captured_at, Timestamp::now())?;
         let answer = scope.map(|scope| Answer { scope, render: &created });
-        let appended = append::append(conn, &tenant, &collector, &record, answer)?;
+        let appended =
+            append::append(conn, &tenant, &collector, &record, answer).map_err(append_error)?;
         tracing::info!(tenant = %tenant, seq = appended.seq, subject = %appended.subject, "opt-out recorded");
         Ok((201, created(&appended)))
     })
@@ -427,18 +476,9 @@ pub async fn create_interaction(
     let r = body.value;
     let number = parse_number(&caller, &r.number, r.region.as_deref())?;
     check_phone_number_id(r.business_phone_number_id.as_deref())?;
-    let now = Timestamp::now();
-    let received_at = r.received_at.unwrap_or(now);
-    check_not_future("received_at", received_at, now)?;
-    if received_at < now.plus_millis(-INTERACTION_MAX_AGE_MILLIS) {
-        return Err(ApiError::unprocessable(
-            "captured_at_too_old",
-            "`received_at` is more than 24 hours ago: that message opens no window any more",
-        )
-        .with_errors(vec![evidence::FieldError::new("received_at", "too_old")]));
-    }
     let tenant = caller.tenant.id.clone();
     let id = r.business_phone_number_id;
+    let given = r.received_at;
     idempotent::run(
         &state,
         &req,
@@ -446,17 +486,33 @@ pub async fn create_interaction(
         "interactions",
         &body.body_sha256,
         move |conn, scope| {
+            let now = Timestamp::now();
+            let received_at = given.unwrap_or(now);
+            check_not_future("received_at", received_at, now)?;
+            // Within the clock skew, a message "from the future" arrived now:
+            // its window must not close late.
+            let received_at = received_at.min(now);
+            if received_at < now.plus_millis(-INTERACTION_MAX_AGE_MILLIS) {
+                return Err(ApiError::unprocessable(
+                "captured_at_too_old",
+                "`received_at` is more than 24 hours ago: that message opens no window any more",
+            )
+            .with_errors(vec![evidence::FieldError::new("received_at", "too_old")]));
+            }
             conn.immediate_transaction(|conn| {
                 record_inbound(conn, &tenant, &number, id.as_deref(), received_at)?;
-                let (window, _) =
-                    window_of(conn, &tenant, &number, id.as_deref(), Timestamp::now())?;
+                let (window, _) = window_of(conn, &tenant, &number, id.as_deref(), now)?;
                 let body = serde_json::to_string(&InteractionRecorded {
                     number: number.as_str().to_owned(),
                     window,
                 })
                 .expect("serialisable");
                 if let Some(scope) = scope {
-                    idempotency::finish(conn, scope, 200, &body, None, now.millis())?;
+                    if !idempotency::finish(conn, scope, 200, &body, None, now.millis())? {
+                        return Err(append_error(StoreError::Rejected(
+                            Rejection::IdempotencyLost,
+                        )));
+                    }
                 }
                 Ok((200, body))
             })

@@ -13,6 +13,7 @@ use crate::error::{ApiError, Problem};
 use crate::store::consent::{current_subject, subject_events, subject_history};
 use crate::store::tenants::list_brands;
 use actix_web::{post, web, HttpResponse};
+use diesel::Connection;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -67,46 +68,55 @@ pub async fn query_subject(
     let tenant = caller.tenant.clone();
     let report = state
         .db(move |conn| {
-            let (subject_id, subject) = current_subject(conn, &tenant.id, &number)?
-                .ok_or_else(|| ApiError::not_found("this number has no subject in this tenant"))?;
-            let events = subject_events(conn, &tenant.id, &number)?;
-            let brands = list_brands(conn, &tenant.id)?;
-            let now = Timestamp::now();
-            let mut consents = Vec::new();
-            // Active brands, and retired ones the person opted in to.
-            let relevant = brands.iter().filter(|b| {
-                b.retired_at.is_none() || events.iter().any(|e| e.brand_id == Some(b.id))
-            });
-            for brand in relevant {
-                for purpose in Purpose::ALL {
-                    for channel in MessageChannel::ALL {
-                        let question = Question {
-                            purpose,
-                            brand_id: brand.id,
-                            channel,
-                        };
-                        let outcome =
-                            decision::decide(&events, question, tenant.max_consent_age_days, now);
-                        consents.push(ConsentStatus {
-                            purpose,
-                            brand: brand.name.clone(),
-                            message_channel: channel,
-                            status: outcome.reason,
-                            seq: outcome.consent.map(|e| e.seq),
-                            captured_at: outcome.consent.map(|e| e.captured_at),
-                        });
+            // One snapshot: the consents and the history agree.
+            conn.transaction(|conn| {
+                let (subject_id, subject) = current_subject(conn, &tenant.id, &number)?
+                    .ok_or_else(|| {
+                        ApiError::not_found("this number has no subject in this tenant")
+                    })?;
+                let events = subject_events(conn, &tenant.id, &number)?;
+                let brands = list_brands(conn, &tenant.id)?;
+                let now = Timestamp::now();
+                let mut consents = Vec::new();
+                // Active brands, and retired ones the person opted in to.
+                let relevant = brands.iter().filter(|b| {
+                    b.retired_at.is_none() || events.iter().any(|e| e.brand_id == Some(b.id))
+                });
+                for brand in relevant {
+                    for purpose in Purpose::ALL {
+                        for channel in MessageChannel::ALL {
+                            let question = Question {
+                                purpose,
+                                brand_id: brand.id,
+                                channel,
+                            };
+                            let outcome = decision::decide(
+                                &events,
+                                question,
+                                tenant.max_consent_age_days,
+                                now,
+                            );
+                            consents.push(ConsentStatus {
+                                purpose,
+                                brand: brand.name.clone(),
+                                message_channel: channel,
+                                status: outcome.reason,
+                                seq: outcome.consent.map(|e| e.seq),
+                                captured_at: outcome.consent.map(|e| e.captured_at),
+                            });
+                        }
                     }
                 }
-            }
-            let history = subject_history(conn, &tenant.id, subject_id)?
-                .into_iter()
-                .map(EntryView::try_from)
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(SubjectReport {
-                number: number.as_str().to_owned(),
-                subject,
-                consents,
-                history,
+                let history = subject_history(conn, &tenant.id, subject_id)?
+                    .into_iter()
+                    .map(EntryView::try_from)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(SubjectReport {
+                    number: number.as_str().to_owned(),
+                    subject,
+                    consents,
+                    history,
+                })
             })
         })
         .await?;

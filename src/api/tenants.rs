@@ -7,6 +7,7 @@ use crate::domain::number::Region;
 use crate::domain::purpose::CaptureChannel;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
+use crate::store::log::current_signing_key;
 use crate::store::tenants::{self as store, SettingsChange, TenantRow};
 use crate::store::{Rejection, StoreError};
 use actix_web::{get, patch, post, web, HttpResponse};
@@ -104,18 +105,18 @@ pub async fn create_tenant(
     }
     check_brand_name(&request.brand, "brand")?;
     let master = state.master.clone();
+    let signer = state.signer.clone();
     let origin = state.settings.origin.clone();
     let created = state
         .db(move |conn| {
-            store::create_tenant(conn, &master, &origin, &request.id, &request.brand).map_err(|e| {
-                match e {
+            store::create_tenant(conn, &master, &signer, &origin, &request.id, &request.brand)
+                .map_err(|e| match e {
                     StoreError::Rejected(Rejection::TenantExists) => ApiError::conflict(
                         "tenant_exists",
                         "a tenant with this id exists or existed",
                     ),
                     other => ApiError::internal(other),
-                }
-            })
+                })
         })
         .await?;
     tracing::info!(tenant = %created.tenant, key_id = %created.admin_key_id, "tenant created");
@@ -149,12 +150,12 @@ pub struct TenantSettings {
     pub evidence_retention_days: Option<i64>,
 }
 
-impl From<TenantRow> for TenantSettings {
-    fn from(t: TenantRow) -> Self {
+impl TenantSettings {
+    fn new(t: TenantRow, verifier_key: String) -> Self {
         Self {
             id: t.id,
             log: t.origin,
-            verifier_key: t.verifier_key,
+            verifier_key,
             created_at: Timestamp::from_millis(t.created_at),
             tree_size: t.tree_size as u64,
             max_consent_age_days: t.max_consent_age_days,
@@ -175,9 +176,19 @@ impl From<TenantRow> for TenantSettings {
     security(("bearer" = []))
 )]
 #[get("/v1/tenant")]
-pub async fn get_tenant(caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn get_tenant(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
-    Ok(HttpResponse::Ok().json(TenantSettings::from(caller.tenant)))
+    let tenant = caller.tenant;
+    let settings = state
+        .db(move |conn| {
+            let key = current_signing_key(conn, &tenant.id)?;
+            Ok(TenantSettings::new(tenant, key.verifier_key))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(settings))
 }
 
 /// Absent: unchanged; null: cleared.
@@ -266,11 +277,15 @@ pub async fn patch_tenant(
         evidence_retention_days: patch.evidence_retention_days,
     };
     let tenant = caller.tenant.id.clone();
-    let row = state
-        .db(move |conn| Ok(store::update_settings(conn, &tenant, change)?))
+    let settings = state
+        .db(move |conn| {
+            let row = store::update_settings(conn, &tenant, change)?;
+            let key = current_signing_key(conn, &tenant)?;
+            Ok(TenantSettings::new(row, key.verifier_key))
+        })
         .await?;
-    tracing::info!(tenant = %row.id, key_id = %caller.key_id, "tenant settings changed");
-    Ok(HttpResponse::Ok().json(TenantSettings::from(row)))
+    tracing::info!(tenant = %settings.id, key_id = %caller.key_id, "tenant settings changed");
+    Ok(HttpResponse::Ok().json(settings))
 }
 
 #[cfg(test)]

@@ -2,4 +2,5 @@
 //! commitments) and C2SP signed notes.
 
 pub mod entry;
+pub mod merkle;
 pub mod note;

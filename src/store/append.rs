@@ -3,15 +3,16 @@
 //! state a check reads and the idempotent answer, then moves the head.
 
 use super::idempotency::{self, IdempotencyScope};
-use super::schema::{consent_events, consent_texts, entries, subjects, tenants};
-use super::DbConn;
+use super::log;
+use super::schema::{brands, consent_events, consent_texts, entries, subjects, tenants};
+use super::{DbConn, Rejection, StoreError, StoreResult};
 use crate::domain::evidence::Evidence;
 use crate::domain::number::E164;
 use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
 use crate::domain::time::Timestamp;
 use crate::keys::random_salt_hex;
 use crate::ledger::entry::{
-    evidence_commitment, jcs, sha256_hex, subject_commitment, Entry, EntryType,
+    evidence_commitment, jcs, leaf_hash, sha256_hex, subject_commitment, Entry, EntryType,
 };
 use diesel::prelude::*;
 
@@ -115,14 +116,19 @@ fn current_or_new_subject(
     Ok((id, commitment))
 }
 
-/// Appends one opt-in or opt-out to the tenant's log.
+/// How far `captured_at` may be after `recorded_at` (clock skew).
+const CAPTURE_SKEW_MILLIS: i64 = 60_000;
+
+/// Appends one opt-in or opt-out to the tenant's log. Refusals decided
+/// under the lock (a brand retired meanwhile, a clock that stepped back, a
+/// lost idempotency key) roll everything back.
 pub fn append(
     conn: &mut DbConn,
     tenant: &str,
     collector: &str,
     record: &Record,
     answer: Option<Answer<'_>>,
-) -> QueryResult<Appended> {
+) -> StoreResult<Appended> {
     conn.immediate_transaction(|conn| {
         let (origin, tree_size, head_hash, head_recorded_at) = tenants::table
             .find(tenant)
@@ -138,6 +144,22 @@ pub fn append(
             Some(previous) if previous > now.millis() => Timestamp::from_millis(previous),
             _ => now,
         };
+        let captured_at = match record {
+            Record::OptIn(r) => r.captured_at,
+            Record::OptOut(r) => r.captured_at,
+        };
+        if captured_at > recorded_at.plus_millis(CAPTURE_SKEW_MILLIS) {
+            return Err(StoreError::Rejected(Rejection::CapturedInFuture));
+        }
+        if let Record::OptIn(r) = record {
+            let retired: Option<i64> = brands::table
+                .find(r.brand_id)
+                .select(brands::retired_at)
+                .first(conn)?;
+            if retired.is_some() {
+                return Err(StoreError::Rejected(Rejection::BrandRetired));
+            }
+        }
         let (subject_id, subject) =
             current_or_new_subject(conn, tenant, record.number(), now.millis())?;
         let seq = tree_size as u64;
@@ -192,7 +214,8 @@ pub fn append(
             }
         }
         let canonical = entry.canonical_json();
-        let leaf_hash = entry.leaf_hash_hex();
+        let leaf = leaf_hash(canonical.as_bytes());
+        let leaf_hash = hex::encode(leaf);
         diesel::insert_into(entries::table)
             .values((
                 entries::tenant_id.eq(tenant),
@@ -206,6 +229,7 @@ pub fn append(
             ))
             .execute(conn)?;
         insert_consent_event(conn, tenant, seq as i64, subject_id, record)?;
+        log::store_leaf(conn, tenant, seq, leaf)?;
         diesel::update(tenants::table.find(tenant))
             .set((
                 tenants::tree_size.eq(tree_size + 1),

@@ -146,12 +146,14 @@ pub fn current_subject(
 /// An entry as stored, with what opens it.
 #[derive(Debug, Clone)]
 pub struct StoredEntry {
+    pub seq: u64,
     pub canonical_json: String,
     pub leaf_hash: String,
     pub openings: Openings,
 }
 
 type EntryColumns = (
+    i64,
     String,
     String,
     Option<String>,
@@ -162,15 +164,20 @@ type EntryColumns = (
     Option<i64>,
 );
 
+/// Consent texts already read (an export reads each text once).
+pub type TextCache = std::collections::HashMap<String, String>;
+
 fn load_entries(
     conn: &mut DbConn,
     tenant: &str,
     filter: EntryFilter,
+    texts: &mut TextCache,
 ) -> QueryResult<Vec<StoredEntry>> {
     let query = entries::table
         .inner_join(subjects::table)
         .filter(entries::tenant_id.eq(tenant))
         .select((
+            entries::seq,
             entries::canonical_json,
             entries::leaf_hash,
             entries::evidence_salt,
@@ -185,10 +192,14 @@ fn load_entries(
     let query = match filter {
         EntryFilter::Seq(seq) => query.filter(entries::seq.eq(seq)),
         EntryFilter::Subject(id) => query.filter(entries::subject_id.eq(id)),
+        EntryFilter::Range { from, to } => query
+            .filter(entries::seq.ge(from))
+            .filter(entries::seq.lt(to)),
     };
     let rows: Vec<EntryColumns> = query.load(conn)?;
     let mut out = Vec::with_capacity(rows.len());
-    for (canonical_json, leaf_hash, ev_salt, ev_jcs, text_hash, e164, salt, erased_at) in rows {
+    for (seq, canonical_json, leaf_hash, ev_salt, ev_jcs, text_hash, e164, salt, erased_at) in rows
+    {
         let erased = erased_at.is_some();
         let subject = match (erased, e164, salt) {
             (false, Some(e164), Some(salt)) => Some(SubjectOpening { e164, salt }),
@@ -201,15 +212,25 @@ fn load_entries(
             _ => None,
         };
         let consent_text = match (erased, text_hash) {
-            (false, Some(hash)) => consent_texts::table
-                .filter(consent_texts::tenant_id.eq(tenant))
-                .filter(consent_texts::sha256.eq(hash))
-                .select(consent_texts::body)
-                .first(conn)
-                .optional()?,
+            (false, Some(hash)) => match texts.get(&hash) {
+                Some(text) => Some(text.clone()),
+                None => {
+                    let text: Option<String> = consent_texts::table
+                        .filter(consent_texts::tenant_id.eq(tenant))
+                        .filter(consent_texts::sha256.eq(&hash))
+                        .select(consent_texts::body)
+                        .first(conn)
+                        .optional()?;
+                    if let Some(text) = &text {
+                        texts.insert(hash, text.clone());
+                    }
+                    text
+                }
+            },
             _ => None,
         };
         out.push(StoredEntry {
+            seq: seq as u64,
             canonical_json,
             leaf_hash,
             openings: Openings {
@@ -226,12 +247,32 @@ fn load_entries(
 enum EntryFilter {
     Seq(i64),
     Subject(i64),
+    Range { from: i64, to: i64 },
 }
 
 /// One entry of the tenant's log.
 pub fn entry_at(conn: &mut DbConn, tenant: &str, seq: u64) -> QueryResult<Option<StoredEntry>> {
     let seq = i64::try_from(seq).unwrap_or(i64::MAX);
-    Ok(load_entries(conn, tenant, EntryFilter::Seq(seq))?.pop())
+    Ok(load_entries(conn, tenant, EntryFilter::Seq(seq), &mut TextCache::new())?.pop())
+}
+
+/// Entries `[from, to)` in seq order.
+pub fn entry_range(
+    conn: &mut DbConn,
+    tenant: &str,
+    from: u64,
+    to: u64,
+    texts: &mut TextCache,
+) -> QueryResult<Vec<StoredEntry>> {
+    load_entries(
+        conn,
+        tenant,
+        EntryFilter::Range {
+            from: from as i64,
+            to: to as i64,
+        },
+        texts,
+    )
 }
 
 /// Every entry of a subject, oldest first.
@@ -240,5 +281,10 @@ pub fn subject_history(
     tenant: &str,
     subject_id: i64,
 ) -> QueryResult<Vec<StoredEntry>> {
-    load_entries(conn, tenant, EntryFilter::Subject(subject_id))
+    load_entries(
+        conn,
+        tenant,
+        EntryFilter::Subject(subject_id),
+        &mut TextCache::new(),
+    )
 }

@@ -19,6 +19,27 @@ pub struct IdempotencyScope {
     pub route: &'static str,
     pub key: String,
     pub request_sha256: String,
+    /// Random per request: only the request that holds the key may finish or abandon it.
+    pub owner: String,
+}
+
+impl IdempotencyScope {
+    pub fn new(
+        tenant_id: &str,
+        key_id: &str,
+        route: &'static str,
+        key: &str,
+        request_sha256: &str,
+    ) -> Self {
+        Self {
+            tenant_id: tenant_id.to_owned(),
+            key_id: key_id.to_owned(),
+            route,
+            key: key.to_owned(),
+            request_sha256: request_sha256.to_owned(),
+            owner: hex::encode(crate::keys::random_bytes::<16>()),
+        }
+    }
 }
 
 /// What to do with a request that carries an idempotency key.
@@ -70,7 +91,7 @@ pub fn begin(conn: &mut DbConn, scope: &IdempotencyScope, now: i64) -> QueryResu
                     return Ok(Begin::InProgress);
                 }
                 diesel::update(row)
-                    .set(idem::updated_at.eq(now))
+                    .set((idem::updated_at.eq(now), idem::owner.eq(&scope.owner)))
                     .execute(conn)?;
                 return Ok(Begin::Proceed);
             }
@@ -83,6 +104,7 @@ pub fn begin(conn: &mut DbConn, scope: &IdempotencyScope, now: i64) -> QueryResu
                 idem::route.eq(scope.route),
                 idem::idempotency_key.eq(&scope.key),
                 idem::request_sha256.eq(&scope.request_sha256),
+                idem::owner.eq(&scope.owner),
                 idem::state.eq("in_progress"),
                 idem::created_at.eq(now),
                 idem::updated_at.eq(now),
@@ -111,7 +133,8 @@ fn scoped(scope: &IdempotencyScope) -> ScopedRow<'_> {
         .filter(idem::idempotency_key.eq(&scope.key))
 }
 
-/// Stores the answer; call inside the transaction of the write it belongs to.
+/// Stores the answer; call inside the transaction of the write it belongs
+/// to. `false`: another request took the key over, and the write must roll back.
 pub fn finish(
     conn: &mut DbConn,
     scope: &IdempotencyScope,
@@ -119,22 +142,108 @@ pub fn finish(
     body: &str,
     subject_id: Option<i64>,
     now: i64,
-) -> QueryResult<()> {
-    diesel::update(scoped(scope))
-        .set((
-            idem::state.eq("done"),
-            idem::response_status.eq(i32::from(status)),
-            idem::response_body.eq(body),
-            idem::subject_id.eq(subject_id),
-            idem::updated_at.eq(now),
-        ))
-        .execute(conn)
-        .map(|_| ())
+) -> QueryResult<bool> {
+    diesel::update(
+        scoped(scope)
+            .filter(idem::owner.eq(&scope.owner))
+            .filter(idem::state.eq("in_progress")),
+    )
+    .set((
+        idem::state.eq("done"),
+        idem::response_status.eq(i32::from(status)),
+        idem::response_body.eq(body),
+        idem::subject_id.eq(subject_id),
+        idem::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .map(|n| n == 1)
 }
 
 /// Forgets an `in_progress` key whose request failed, so it can be retried.
 pub fn abandon(conn: &mut DbConn, scope: &IdempotencyScope) -> QueryResult<()> {
-    diesel::delete(scoped(scope).filter(idem::state.eq("in_progress")))
-        .execute(conn)
-        .map(|_| ())
+    diesel::delete(
+        scoped(scope)
+            .filter(idem::owner.eq(&scope.owner))
+            .filter(idem::state.eq("in_progress")),
+    )
+    .execute(conn)
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseTarget;
+    use crate::store::connection;
+    use crate::store::schema::tenants;
+
+    fn db() -> (tempfile::TempDir, DbConn) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn =
+            connection::establish(&DatabaseTarget::Sqlite(dir.path().join("t.db"))).unwrap();
+        connection::run_migrations(&mut conn).unwrap();
+        diesel::insert_into(tenants::table)
+            .values((
+                tenants::id.eq("t"),
+                tenants::origin.eq("o/t"),
+                tenants::head_hash.eq("0"),
+                tenants::created_at.eq(0i64),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+        (dir, conn)
+    }
+
+    fn scope(body: &str) -> IdempotencyScope {
+        IdempotencyScope::new("t", "key_1", "opt-ins", "k", body)
+    }
+
+    #[test]
+    fn a_key_is_replayed_reused_or_in_progress() {
+        let (_dir, mut conn) = db();
+        let first = scope("a");
+        assert_eq!(begin(&mut conn, &first, 1_000).unwrap(), Begin::Proceed);
+        // A second request with the same body while the first runs.
+        assert_eq!(
+            begin(&mut conn, &scope("a"), 2_000).unwrap(),
+            Begin::InProgress
+        );
+        assert_eq!(begin(&mut conn, &scope("b"), 2_000).unwrap(), Begin::Reused);
+        assert!(finish(&mut conn, &first, 201, "{}", None, 3_000).unwrap());
+        assert_eq!(
+            begin(&mut conn, &scope("a"), 4_000).unwrap(),
+            Begin::Replay {
+                status: 201,
+                body: "{}".into()
+            }
+        );
+        // After 24 hours the key is forgotten.
+        assert_eq!(
+            begin(&mut conn, &scope("b"), 1_000 + RETENTION_MILLIS).unwrap(),
+            Begin::Proceed
+        );
+    }
+
+    #[test]
+    fn a_taken_over_key_belongs_to_the_new_request_only() {
+        let (_dir, mut conn) = db();
+        let stalled = scope("a");
+        assert_eq!(begin(&mut conn, &stalled, 0).unwrap(), Begin::Proceed);
+        let retry = scope("a");
+        assert_eq!(
+            begin(&mut conn, &retry, TAKEOVER_MILLIS).unwrap(),
+            Begin::Proceed
+        );
+        // The stalled request can neither finish nor abandon the retry's key.
+        assert!(!finish(&mut conn, &stalled, 201, "stale", None, TAKEOVER_MILLIS + 1).unwrap());
+        abandon(&mut conn, &stalled).unwrap();
+        assert!(finish(&mut conn, &retry, 201, "fresh", None, TAKEOVER_MILLIS + 2).unwrap());
+        assert_eq!(
+            begin(&mut conn, &scope("a"), TAKEOVER_MILLIS + 3).unwrap(),
+            Begin::Replay {
+                status: 201,
+                body: "fresh".into()
+            }
+        );
+    }
 }

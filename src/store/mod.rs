@@ -6,6 +6,7 @@ pub mod append;
 pub mod connection;
 pub mod consent;
 pub mod idempotency;
+pub mod log;
 pub mod schema;
 pub mod tenants;
 
@@ -18,6 +19,8 @@ pub enum StoreError {
     Database(#[from] diesel::result::Error),
     #[error("{0}")]
     Rejected(Rejection),
+    #[error("{0}")]
+    Signing(crate::signer::SignError),
 }
 
 /// A refusal that depends on stored state, decided inside a transaction.
@@ -31,6 +34,12 @@ pub enum Rejection {
     NotFound,
     #[error("this is the tenant's last active admin key")]
     LastAdminKey,
+    #[error("the brand was retired")]
+    BrandRetired,
+    #[error("captured_at is more than 60 s after recorded_at")]
+    CapturedInFuture,
+    #[error("the idempotency key was taken over by a newer request")]
+    IdempotencyLost,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -11,8 +11,6 @@ diesel::table! {
     tenants (id) {
         id -> Text,
         origin -> Text,
-        signing_seed_sealed -> Text,
-        verifier_key -> Text,
         max_consent_age_days -> Nullable<BigInt>,
         default_region -> Nullable<Text>,
         require_confirmation_for -> Text,
@@ -118,12 +116,46 @@ diesel::table! {
         route -> Text,
         idempotency_key -> Text,
         request_sha256 -> Text,
+        owner -> Text,
         state -> Text,
         response_status -> Nullable<Integer>,
         response_body -> Nullable<Text>,
         subject_id -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    merkle_nodes (tenant_id, level, idx) {
+        tenant_id -> Text,
+        level -> Integer,
+        idx -> BigInt,
+        hash -> Binary,
+    }
+}
+
+diesel::table! {
+    signing_keys (id) {
+        id -> BigInt,
+        tenant_id -> Text,
+        verifier_key -> Text,
+        seed_sealed -> Text,
+        status -> Text,
+        first_size -> BigInt,
+        last_size -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    checkpoints (id) {
+        id -> BigInt,
+        tenant_id -> Text,
+        size -> BigInt,
+        root -> Binary,
+        note -> Text,
+        created_at -> BigInt,
     }
 }
 
@@ -141,4 +173,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     consent_events,
     windows,
     idempotency_keys,
+    merkle_nodes,
+    signing_keys,
+    checkpoints,
 );

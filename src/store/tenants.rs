@@ -1,13 +1,13 @@
 //! Tenants with their signing keys, brands, and API keys.
 
+use super::log;
 use super::schema::{api_keys, brands, tenants};
 use super::{now_millis, DbConn, Rejection, StoreError, StoreResult};
 use crate::domain::text::{fold_key, nfc};
 use crate::keys::{self, MasterKey};
 use crate::ledger::entry::ZERO_HASH;
-use crate::ledger::note;
+use crate::signer::Signer;
 use diesel::prelude::*;
-use ed25519_dalek::SigningKey;
 
 /// A tenant as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -15,9 +15,6 @@ use ed25519_dalek::SigningKey;
 pub struct TenantRow {
     pub id: String,
     pub origin: String,
-    #[diesel(skip_update)]
-    pub signing_seed_sealed: String,
-    pub verifier_key: String,
     pub max_consent_age_days: Option<i64>,
     pub default_region: Option<String>,
     pub require_confirmation_for: String,
@@ -79,24 +76,12 @@ pub struct CreatedTenant {
     pub admin_key: String,
 }
 
-/// The associated data that binds a sealed signing seed to its tenant.
-fn seed_aad(tenant: &str) -> Vec<u8> {
-    format!("consent-ledger/tenant-seed/v1\n{tenant}").into_bytes()
-}
-
-/// Opens a tenant's Ed25519 signing key.
-pub fn signing_key(master: &MasterKey, tenant: &TenantRow) -> Option<SigningKey> {
-    let seed = master
-        .kek()
-        .open(&tenant.signing_seed_sealed, &seed_aad(&tenant.id))?;
-    let seed: [u8; 32] = seed.try_into().ok()?;
-    Some(SigningKey::from_bytes(&seed))
-}
-
-/// Creates a tenant with its origin, signing key, first brand and first admin key.
+/// Creates a tenant with its origin, signing key, size-0 checkpoint, first
+/// brand and first admin key.
 pub fn create_tenant(
     conn: &mut DbConn,
     master: &MasterKey,
+    signer: &Signer,
     base_origin: &str,
     id: &str,
     brand: &str,
@@ -111,19 +96,19 @@ pub fn create_tenant(
         }
         let now = now_millis();
         let origin = format!("{base_origin}/{id}");
-        let seed = keys::random_bytes::<32>();
-        let signing = SigningKey::from_bytes(&seed);
-        let verifier = note::verifier_key(&origin, &signing.verifying_key().to_bytes());
         diesel::insert_into(tenants::table)
             .values((
                 tenants::id.eq(id),
                 tenants::origin.eq(&origin),
-                tenants::signing_seed_sealed.eq(master.kek().seal(&seed, &seed_aad(id))),
-                tenants::verifier_key.eq(&verifier),
                 tenants::head_hash.eq(ZERO_HASH),
                 tenants::created_at.eq(now),
             ))
             .execute(conn)?;
+        let (key_row, signing) = log::insert_signing_key(conn, master, id, &origin, 0, now)?;
+        signer
+            .sign_locked(conn, id, &origin, 0, &[&signing])
+            .map_err(StoreError::Signing)?;
+        let verifier = key_row.verifier_key;
         insert_brand(conn, id, brand, now)?;
         let (key_id, key) = insert_api_key(conn, id, "admin", &["admin".to_owned()], None, now)?;
         Ok(CreatedTenant {

@@ -88,7 +88,7 @@ async fn a_backfilled_older_opt_in_never_overrides_a_newer_opt_out() {
         "purposes": ["marketing"],
         "captured_at": days_ago(40),
         "backfill": true,
-        "evidence": {"document_sha256": "e".repeat(64), "signer_name": "J. Doe", "signed_on": "2026-10-13", "collected_by": "store-0042"}
+        "evidence": {"document_sha256": "e".repeat(64), "signer_name": "J. Doe", "signed_on": date_at(-40 * 86_400), "collected_by": "store-0042"}
     });
     let imported = app.post("/v1/opt-ins", &t.admin, &paper).await;
     assert_eq!(imported.status, StatusCode::CREATED, "{}", imported.body);
@@ -100,6 +100,7 @@ async fn a_backfilled_older_opt_in_never_overrides_a_newer_opt_out() {
     // A fresh opt-in after the opt-out counts again.
     paper["captured_at"] = json!(at(5));
     paper["backfill"] = json!(false);
+    paper["evidence"]["signed_on"] = json!(date_at(5));
     let fresh = app.opt_in(&t, paper).await;
     assert_eq!(fresh.status, StatusCode::CREATED, "{}", fresh.body);
     assert_eq!(

@@ -102,7 +102,7 @@ async fn malformed_and_unknown_input_is_named() {
         )
         .await;
     assert_eq!(not_utf8.status, StatusCode::BAD_REQUEST);
-    // Nothing half-written: the log is still empty.
+    // None of these refusals recorded anything.
     assert_eq!(app.get("/v1/tenant", &t.admin).await.body["tree_size"], 0);
 }
 

@@ -86,6 +86,18 @@ pub fn days_ago(days: i64) -> String {
     at(-days * 86_400)
 }
 
+/// The UTC date `offset_secs` from now, `YYYY-MM-DD`.
+pub fn date_at(offset_secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(offset_secs))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// Today's UTC date.
+pub fn today() -> String {
+    date_at(0)
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)

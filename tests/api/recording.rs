@@ -42,7 +42,7 @@ fn rows() -> Vec<(&'static str, Value, Vec<&'static str>)> {
         ),
         (
             "paper",
-            json!({"document_sha256": "a".repeat(64), "signer_name": "J. Doe", "signed_on": "2026-11-19", "collected_by": "store-1"}),
+            json!({"document_sha256": "a".repeat(64), "signer_name": "J. Doe", "signed_on": today(), "collected_by": "store-1"}),
             vec![
                 "document_sha256",
                 "signer_name",
@@ -114,10 +114,21 @@ async fn each_channels_evidence_is_accepted_and_each_missing_key_refused() {
     );
     // A paper document_id names an upload, and there is none.
     let doc = app
-        .opt_in(&t, opt_in("paper", json!({"document_sha256": "a".repeat(64), "signer_name": "J", "signed_on": "2026-11-19", "collected_by": "s", "document_id": "doc_0123456789ab"})))
+        .opt_in(&t, opt_in("paper", json!({"document_sha256": "a".repeat(64), "signer_name": "J", "signed_on": today(), "collected_by": "s", "document_id": "doc_0123456789ab"})))
         .await;
     assert_eq!(doc.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(doc.code(), "unknown_document");
+    // For paper, captured_at is when the form was signed: the dates agree.
+    let stale = opt_in(
+        "paper",
+        json!({"document_sha256": "a".repeat(64), "signer_name": "J", "signed_on": "2026-01-05", "collected_by": "s"}),
+    );
+    let refused = app.opt_in(&t, stale).await;
+    assert_eq!(refused.code(), "invalid_evidence");
+    assert_eq!(
+        refused.field_code("evidence.signed_on").as_deref(),
+        Some("not_captured_at_date")
+    );
 }
 
 #[tokio::test]
@@ -390,7 +401,9 @@ async fn entries_chain_commit_and_open() {
     );
     assert_eq!(e1.body["openings"]["consent_text"], Value::Null);
     // recorded_at never decreases.
-    assert!(e1.body["entry"]["recorded_at"].as_str() >= entry["recorded_at"].as_str());
+    let first_at = entry["recorded_at"].as_str().unwrap();
+    let second_at = e1.body["entry"]["recorded_at"].as_str().unwrap();
+    assert!(second_at >= first_at, "{second_at} < {first_at}");
     // Unknown seq.
     assert_eq!(
         app.get("/v1/entries/2", &t.auditor).await.status,

@@ -1,3 +1,10 @@
+DROP TRIGGER checkpoints_append_only_delete;
+DROP TRIGGER checkpoints_append_only_update;
+DROP TRIGGER checkpoints_one_root_per_size;
+DROP TRIGGER checkpoints_never_shrink;
+DROP TABLE checkpoints;
+DROP TABLE signing_keys;
+DROP TABLE merkle_nodes;
 DROP TABLE idempotency_keys;
 DROP TABLE windows;
 DROP TABLE consent_events;

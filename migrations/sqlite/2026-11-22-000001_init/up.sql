@@ -9,8 +9,6 @@ CREATE TABLE meta (
 CREATE TABLE tenants (
     id TEXT PRIMARY KEY NOT NULL,
     origin TEXT NOT NULL UNIQUE,
-    signing_seed_sealed TEXT NOT NULL,
-    verifier_key TEXT NOT NULL,
     max_consent_age_days BIGINT,
     default_region TEXT,
     require_confirmation_for TEXT NOT NULL DEFAULT '[]',
@@ -114,6 +112,8 @@ CREATE TABLE idempotency_keys (
     route TEXT NOT NULL,
     idempotency_key TEXT NOT NULL,
     request_sha256 TEXT NOT NULL,
+    -- The request that holds the key; a takeover changes it.
+    owner TEXT NOT NULL,
     state TEXT NOT NULL,
     response_status INTEGER,
     response_body TEXT,
@@ -122,3 +122,56 @@ CREATE TABLE idempotency_keys (
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, key_id, route, idempotency_key)
 );
+
+-- Hashes of complete Merkle subtrees (level 0: leaf hashes), written in the
+-- append transaction: any proof reads O(log n) of them.
+CREATE TABLE merkle_nodes (
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    level INTEGER NOT NULL,
+    idx BIGINT NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, level, idx)
+) WITHOUT ROWID;
+
+-- Each tenant's Ed25519 checkpoint keys; the seed sealed under the KEK.
+CREATE TABLE signing_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    verifier_key TEXT NOT NULL UNIQUE,
+    seed_sealed TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('current', 'retired', 'revoked')),
+    first_size BIGINT NOT NULL,
+    last_size BIGINT,
+    created_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX signing_keys_one_current ON signing_keys (tenant_id) WHERE status = 'current';
+
+-- Every signed checkpoint. Never two inconsistent ones for a log: sizes
+-- never go below the largest stored one, and one size has one root.
+CREATE TABLE checkpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    size BIGINT NOT NULL,
+    root BLOB NOT NULL,
+    note TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX checkpoints_size ON checkpoints (tenant_id, size);
+CREATE TRIGGER checkpoints_never_shrink BEFORE INSERT ON checkpoints
+WHEN NEW.size < (SELECT COALESCE(MAX(size), 0) FROM checkpoints WHERE tenant_id = NEW.tenant_id)
+BEGIN
+    SELECT RAISE(ABORT, 'checkpoint size below the largest stored one');
+END;
+CREATE TRIGGER checkpoints_one_root_per_size BEFORE INSERT ON checkpoints
+WHEN EXISTS (SELECT 1 FROM checkpoints WHERE tenant_id = NEW.tenant_id AND size = NEW.size AND root <> NEW.root)
+BEGIN
+    SELECT RAISE(ABORT, 'a checkpoint of this size with another root exists');
+END;
+CREATE TRIGGER checkpoints_append_only_update BEFORE UPDATE ON checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'checkpoints are append-only');
+END;
+CREATE TRIGGER checkpoints_append_only_delete BEFORE DELETE ON checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'checkpoints are append-only');
+END;

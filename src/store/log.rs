@@ -1,0 +1,239 @@
+//! The verifiable log's storage: Merkle subtree hashes, the tenants' signing
+//! keys and the signed checkpoints.
+
+use super::schema::{checkpoints, merkle_nodes, signing_keys};
+use super::DbConn;
+use crate::keys::MasterKey;
+use crate::ledger::merkle::{self, Hash, Nodes};
+use crate::ledger::note;
+use diesel::prelude::*;
+use ed25519_dalek::SigningKey;
+
+/// Reads complete-subtree hashes of one tenant's tree.
+pub struct DbNodes<'a> {
+    pub conn: &'a mut DbConn,
+    pub tenant: &'a str,
+}
+
+impl Nodes for DbNodes<'_> {
+    type Error = diesel::result::Error;
+
+    fn node(&mut self, level: u32, index: u64) -> Result<Hash, Self::Error> {
+        let bytes: Vec<u8> = merkle_nodes::table
+            .filter(merkle_nodes::tenant_id.eq(self.tenant))
+            .filter(merkle_nodes::level.eq(level as i32))
+            .filter(merkle_nodes::idx.eq(index as i64))
+            .select(merkle_nodes::hash)
+            .first(self.conn)?;
+        bytes.try_into().map_err(|_| {
+            diesel::result::Error::DeserializationError("a Merkle node is not 32 bytes".into())
+        })
+    }
+}
+
+impl DbNodes<'_> {
+    /// The leaf hash of entry `index`.
+    pub fn leaf(&mut self, index: u64) -> QueryResult<Hash> {
+        self.node(0, index)
+    }
+}
+
+/// Stores the nodes that appending leaf `index` completes (inside the append transaction).
+pub fn store_leaf(conn: &mut DbConn, tenant: &str, index: u64, leaf: Hash) -> QueryResult<()> {
+    let completed = merkle::nodes_completed_by(&mut DbNodes { conn, tenant }, index, leaf)?;
+    let rows: Vec<_> = completed
+        .into_iter()
+        .map(|(level, idx, hash)| {
+            (
+                merkle_nodes::tenant_id.eq(tenant),
+                merkle_nodes::level.eq(level as i32),
+                merkle_nodes::idx.eq(idx as i64),
+                merkle_nodes::hash.eq(hash.to_vec()),
+            )
+        })
+        .collect();
+    diesel::insert_into(merkle_nodes::table)
+        .values(&rows)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// The root of the tenant's first `size` leaves.
+pub fn root_at(conn: &mut DbConn, tenant: &str, size: u64) -> QueryResult<Hash> {
+    merkle::root(&mut DbNodes { conn, tenant }, size)
+}
+
+pub fn inclusion_proof(
+    conn: &mut DbConn,
+    tenant: &str,
+    index: u64,
+    size: u64,
+) -> QueryResult<Vec<Hash>> {
+    merkle::inclusion_proof(&mut DbNodes { conn, tenant }, index, size)
+}
+
+pub fn consistency_proof(
+    conn: &mut DbConn,
+    tenant: &str,
+    from: u64,
+    to: u64,
+) -> QueryResult<Vec<Hash>> {
+    merkle::consistency_proof(&mut DbNodes { conn, tenant }, from, to)
+}
+
+/// A tenant's signing key as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = signing_keys)]
+pub struct SigningKeyRow {
+    pub id: i64,
+    pub tenant_id: String,
+    pub verifier_key: String,
+    pub seed_sealed: String,
+    pub status: String,
+    pub first_size: i64,
+    pub last_size: Option<i64>,
+    pub created_at: i64,
+}
+
+/// The associated data that binds a sealed signing seed to its tenant.
+fn seed_aad(tenant: &str) -> Vec<u8> {
+    format!("consent-ledger/tenant-seed/v1\n{tenant}").into_bytes()
+}
+
+impl SigningKeyRow {
+    /// Opens the Ed25519 key; `None` if the master key does not fit.
+    pub fn open(&self, master: &MasterKey) -> Option<SigningKey> {
+        let seed = master
+            .kek()
+            .open(&self.seed_sealed, &seed_aad(&self.tenant_id))?;
+        let seed: [u8; 32] = seed.try_into().ok()?;
+        Some(SigningKey::from_bytes(&seed))
+    }
+}
+
+/// Makes and stores a new current signing key for the tenant, valid from `first_size`.
+pub fn insert_signing_key(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    origin: &str,
+    first_size: u64,
+    now: i64,
+) -> QueryResult<(SigningKeyRow, SigningKey)> {
+    let seed = crate::keys::random_bytes::<32>();
+    let key = SigningKey::from_bytes(&seed);
+    let verifier = note::verifier_key(origin, &key.verifying_key().to_bytes());
+    let row = diesel::insert_into(signing_keys::table)
+        .values((
+            signing_keys::tenant_id.eq(tenant),
+            signing_keys::verifier_key.eq(&verifier),
+            signing_keys::seed_sealed.eq(master.kek().seal(&seed, &seed_aad(tenant))),
+            signing_keys::status.eq("current"),
+            signing_keys::first_size.eq(first_size as i64),
+            signing_keys::created_at.eq(now),
+        ))
+        .returning(SigningKeyRow::as_returning())
+        .get_result(conn)?;
+    Ok((row, key))
+}
+
+pub fn current_signing_key(conn: &mut DbConn, tenant: &str) -> QueryResult<SigningKeyRow> {
+    signing_keys::table
+        .filter(signing_keys::tenant_id.eq(tenant))
+        .filter(signing_keys::status.eq("current"))
+        .select(SigningKeyRow::as_select())
+        .first(conn)
+}
+
+/// Every key of the tenant, current first, then newest first.
+pub fn signing_keys_of(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<SigningKeyRow>> {
+    let mut rows: Vec<SigningKeyRow> = signing_keys::table
+        .filter(signing_keys::tenant_id.eq(tenant))
+        .order(signing_keys::id.desc())
+        .select(SigningKeyRow::as_select())
+        .load(conn)?;
+    rows.sort_by_key(|k| k.status != "current");
+    Ok(rows)
+}
+
+/// Marks the current key retired (or revoked) at `last_size`.
+pub fn retire_signing_key(
+    conn: &mut DbConn,
+    id: i64,
+    last_size: u64,
+    revoked: bool,
+) -> QueryResult<()> {
+    diesel::update(signing_keys::table.find(id))
+        .set((
+            signing_keys::status.eq(if revoked { "revoked" } else { "retired" }),
+            signing_keys::last_size.eq(Some(last_size as i64)),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = checkpoints)]
+pub struct CheckpointRow {
+    pub id: i64,
+    pub tenant_id: String,
+    pub size: i64,
+    pub root: Vec<u8>,
+    pub note: String,
+    pub created_at: i64,
+}
+
+/// The newest checkpoint (the largest size; the latest note of that size).
+pub fn latest_checkpoint(conn: &mut DbConn, tenant: &str) -> QueryResult<Option<CheckpointRow>> {
+    checkpoints::table
+        .filter(checkpoints::tenant_id.eq(tenant))
+        .order((checkpoints::size.desc(), checkpoints::id.desc()))
+        .select(CheckpointRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The latest note of one size.
+pub fn checkpoint_of_size(
+    conn: &mut DbConn,
+    tenant: &str,
+    size: u64,
+) -> QueryResult<Option<CheckpointRow>> {
+    checkpoints::table
+        .filter(checkpoints::tenant_id.eq(tenant))
+        .filter(checkpoints::size.eq(size as i64))
+        .order(checkpoints::id.desc())
+        .select(CheckpointRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Every stored checkpoint of the tenant, in signing order.
+pub fn all_checkpoints(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<CheckpointRow>> {
+    checkpoints::table
+        .filter(checkpoints::tenant_id.eq(tenant))
+        .order(checkpoints::id.asc())
+        .select(CheckpointRow::as_select())
+        .load(conn)
+}
+
+pub fn insert_checkpoint(
+    conn: &mut DbConn,
+    tenant: &str,
+    size: u64,
+    root: &Hash,
+    note: &str,
+    now: i64,
+) -> QueryResult<CheckpointRow> {
+    diesel::insert_into(checkpoints::table)
+        .values((
+            checkpoints::tenant_id.eq(tenant),
+            checkpoints::size.eq(size as i64),
+            checkpoints::root.eq(root.to_vec()),
+            checkpoints::note.eq(note),
+            checkpoints::created_at.eq(now),
+        ))
+        .returning(CheckpointRow::as_returning())
+        .get_result(conn)
+}
