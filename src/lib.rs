@@ -27,3 +27,5 @@ pub mod startup;
 pub mod store;
 /// The tracing subscriber.
 pub mod telemetry;
+/// `verify-db`: the live database checked like an export.
+pub mod verify_db;

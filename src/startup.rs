@@ -182,6 +182,46 @@ pub fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
     })
 }
 
+/// Signs a checkpoint for every log that grew, every `interval`. A refusal
+/// is logged when it first happens, not at every tick.
+fn spawn_checkpointer(state: web::Data<AppState>, interval: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_errors: std::collections::HashMap<String, String> = Default::default();
+        loop {
+            tick.tick().await;
+            let signer = state.signer.clone();
+            let master = state.master.clone();
+            let outcomes = match state
+                .db(move |conn| Ok(signer.sign_grown_logs(conn, &master)))
+                .await
+            {
+                Ok(outcomes) => outcomes,
+                Err(e) => {
+                    tracing::warn!(error = %e, "background checkpointing could not run");
+                    continue;
+                }
+            };
+            for (tenant, outcome) in outcomes {
+                match outcome {
+                    Ok(size) => {
+                        last_errors.remove(&tenant);
+                        tracing::debug!(%tenant, size, "checkpoint signed");
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        if last_errors.get(&tenant) != Some(&message) {
+                            tracing::error!(%tenant, error = %message, "background checkpoint not signed");
+                            last_errors.insert(tenant, message);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// A bound, not yet running server.
 pub struct Application {
     port: u16,
@@ -202,6 +242,7 @@ impl Application {
             settings: Arc::new(settings),
             configured_operator_sha256: prepared.configured_operator_sha256,
         });
+        spawn_checkpointer(state.clone(), state.settings.checkpoint_interval);
         let openapi = openapi_document();
         let server = HttpServer::new(move || {
             let path_errors = web::PathConfig::default()

@@ -98,15 +98,173 @@ impl Entry {
         }
     }
 
-    /// RFC 8785 (JCS) serialisation: the bytes that are hashed.
+    /// RFC 8785 (JCS) serialisation: the bytes that are hashed. Written by
+    /// hand (keys in their fixed sorted order) because verification does it
+    /// for every entry; a test checks it against a general JCS encoder.
     pub fn canonical_json(&self) -> String {
-        serde_jcs::to_string(self).expect("entries hold only strings, integers and booleans")
+        let mut out = String::with_capacity(640);
+        let mut first = true;
+        let mut key = |out: &mut String, name: &str| {
+            out.push(if first { '{' } else { ',' });
+            first = false;
+            out.push('"');
+            out.push_str(name);
+            out.push_str("\":");
+        };
+        let opt_str = |out: &mut String,
+                       key: &mut dyn FnMut(&mut String, &str),
+                       name: &str,
+                       v: &Option<String>| {
+            if let Some(v) = v {
+                key(out, name);
+                push_json_string(out, v);
+            }
+        };
+        // Sorted by UTF-16 code units; every key is ASCII, so byte order.
+        if let Some(b) = self.backfill {
+            key(&mut out, "backfill");
+            out.push_str(if b { "true" } else { "false" });
+        }
+        if let Some(t) = self.captured_at {
+            key(&mut out, "captured_at");
+            push_json_string(&mut out, &t.to_string());
+        }
+        opt_str(&mut out, &mut key, "channel", &self.channel);
+        key(&mut out, "collector");
+        push_json_string(&mut out, &self.collector);
+        opt_str(
+            &mut out,
+            &mut key,
+            "company_name_shown",
+            &self.company_name_shown,
+        );
+        if let Some(b) = self.confirmation_required {
+            key(&mut out, "confirmation_required");
+            out.push_str(if b { "true" } else { "false" });
+        }
+        if let Some(n) = self.confirms {
+            key(&mut out, "confirms");
+            out.push_str(&n.to_string());
+        }
+        opt_str(
+            &mut out,
+            &mut key,
+            "consent_text_sha256",
+            &self.consent_text_sha256,
+        );
+        opt_str(&mut out, &mut key, "evidence_sha256", &self.evidence_sha256);
+        opt_str(&mut out, &mut key, "language", &self.language);
+        if let Some(n) = self.lifts {
+            key(&mut out, "lifts");
+            out.push_str(&n.to_string());
+        }
+        key(&mut out, "log");
+        push_json_string(&mut out, &self.log);
+        if let Some(list) = &self.message_channels {
+            key(&mut out, "message_channels");
+            push_string_array(&mut out, list);
+        }
+        key(&mut out, "prev");
+        push_json_string(&mut out, &self.prev);
+        if let Some(list) = &self.purposes {
+            key(&mut out, "purposes");
+            push_string_array(&mut out, list);
+        }
+        opt_str(&mut out, &mut key, "reason", &self.reason);
+        key(&mut out, "recorded_at");
+        push_json_string(&mut out, &self.recorded_at.to_string());
+        key(&mut out, "seq");
+        out.push_str(&self.seq.to_string());
+        key(&mut out, "subject");
+        push_json_string(&mut out, &self.subject);
+        key(&mut out, "type");
+        push_json_string(&mut out, self.kind.as_str());
+        key(&mut out, "v");
+        out.push_str(&self.v.to_string());
+        out.push('}');
+        out
     }
 
     /// SHA-256(0x00 ‖ JCS(entry)), lowercase hex.
     pub fn leaf_hash_hex(&self) -> String {
         hex::encode(leaf_hash(self.canonical_json().as_bytes()))
     }
+}
+
+impl EntryType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryType::OptIn => "opt_in",
+            EntryType::OptOut => "opt_out",
+            EntryType::Confirmation => "confirmation",
+            EntryType::OptOutLifted => "opt_out_lifted",
+            EntryType::Erasure => "erasure",
+        }
+    }
+}
+
+/// A JSON string as RFC 8785 writes it (ECMAScript `JSON.stringify`):
+/// `"` and `\` escaped, control characters as `\b \t \n \f \r` or
+/// `\u00xx` (lowercase hex), everything else as is.
+pub fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            0x00..=0x1f => None,
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        match escape {
+            Some(e) => out.push_str(e),
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(HEX[(b >> 4) as usize] as char);
+                out.push(HEX[(b & 15) as usize] as char);
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+fn push_string_array(out: &mut String, list: &[String]) {
+    out.push('[');
+    for (i, item) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(out, item);
+    }
+    out.push(']');
+}
+
+/// RFC 8785 form of a flat object of strings (evidence bodies): keys sorted
+/// by UTF-16 code units.
+pub fn jcs_string_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+    pairs.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    let mut out = String::with_capacity(256);
+    out.push('{');
+    for (i, (k, v)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(&mut out, k);
+        out.push(':');
+        push_json_string(&mut out, v);
+    }
+    out.push('}');
+    out
 }
 
 /// The RFC 6962 leaf hash of serialised entry bytes.
@@ -176,6 +334,51 @@ pub struct EvidenceOpening {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hand_written_jcs_matches_a_general_encoder() {
+        let mut entry = Entry::new(
+            EntryType::OptIn,
+            "ledger.example.com/caf\u{e9}",
+            9_007_199_254_740_991,
+            ZERO_HASH,
+            Timestamp::parse("2026-11-20T10:00:07.107Z").unwrap(),
+            "ab",
+            "key_aa00bb11cc22",
+        );
+        entry.channel = Some("web".into());
+        entry.captured_at = Some(Timestamp::parse("2026-11-20T10:00:00Z").unwrap());
+        entry.purposes = Some(vec!["marketing".into(), "utility".into()]);
+        entry.message_channels = Some(vec!["sms".into()]);
+        entry.company_name_shown = Some(
+            "Caf\u{e9} \"Z\u{fc}rich\" \\ \u{1}\u{1f}\u{7f}\u{2028}\n\t\u{8}\u{c}\r \u{1F600}"
+                .into(),
+        );
+        entry.consent_text_sha256 = Some("0".repeat(64));
+        entry.evidence_sha256 = Some("1".repeat(64));
+        entry.language = Some("de".into());
+        entry.backfill = Some(true);
+        entry.confirmation_required = Some(true);
+        entry.confirms = Some(3);
+        entry.lifts = Some(0);
+        entry.reason = Some("request".into());
+        assert_eq!(
+            entry.canonical_json(),
+            serde_jcs::to_string(&entry).unwrap()
+        );
+        let evidence = [
+            ("z", "1"),
+            ("\u{e9}", "x\u{1}"),
+            ("\u{1F600}", "a"),
+            ("\u{ff61}", "b"),
+            ("A", "\""),
+        ];
+        let map: std::collections::BTreeMap<&str, &str> = evidence.into_iter().collect();
+        assert_eq!(
+            jcs_string_map(evidence),
+            serde_jcs::to_string(&map).unwrap()
+        );
+    }
 
     #[test]
     fn absent_fields_are_omitted_and_keys_sorted() {

@@ -4,3 +4,4 @@
 pub mod entry;
 pub mod merkle;
 pub mod note;
+pub mod verify;

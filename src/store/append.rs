@@ -12,7 +12,8 @@ use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
 use crate::domain::time::Timestamp;
 use crate::keys::random_salt_hex;
 use crate::ledger::entry::{
-    evidence_commitment, jcs, leaf_hash, sha256_hex, subject_commitment, Entry, EntryType,
+    evidence_commitment, jcs_string_map, leaf_hash, sha256_hex, subject_commitment, Entry,
+    EntryType,
 };
 use diesel::prelude::*;
 
@@ -168,7 +169,12 @@ pub fn append(
             Record::OptOut(r) => &r.evidence,
         };
         let evidence_salt = random_salt_hex();
-        let evidence_jcs = jcs(evidence.fields());
+        let evidence_jcs = jcs_string_map(
+            evidence
+                .fields()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         let mut entry = Entry::new(
             match record {
                 Record::OptIn(_) => EntryType::OptIn,

@@ -121,6 +121,13 @@ pub fn create_tenant(
     })
 }
 
+pub fn all_tenant_ids(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+    tenants::table
+        .select(tenants::id)
+        .order(tenants::id)
+        .load(conn)
+}
+
 pub fn find_tenant(conn: &mut DbConn, id: &str) -> QueryResult<Option<TenantRow>> {
     tenants::table
         .find(id)

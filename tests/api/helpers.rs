@@ -56,14 +56,21 @@ impl Answer {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the service with settings adjusted by `adjust` (paths under the
+/// test's own temporary directory).
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut SettingsArgs)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let args = SettingsArgs {
+    let mut args = SettingsArgs {
         data_dir: Some(dir.path().join("data")),
         bind: Some("127.0.0.1:0".into()),
         origin: Some("ledger.test".into()),
         operator_token: Some(Secret::new(OPERATOR_TOKEN.into())),
         ..Default::default()
     };
+    adjust(&mut args);
     let settings = Settings::resolve(&args).expect("settings");
     let prepared = prepare(&settings).expect("prepare");
     let app = Application::build(settings, prepared).expect("build");
@@ -99,6 +106,41 @@ pub fn today() -> String {
 }
 
 impl TestApp {
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+
+    /// A directory that lives as long as the app, for the test's own files.
+    pub fn scratch(&self) -> std::path::PathBuf {
+        self._dir.path().to_path_buf()
+    }
+
+    /// The body as text (checkpoints, NDJSON).
+    pub async fn get_text(&self, path: &str, key: &str) -> (StatusCode, String) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.text().await.expect("body"))
+    }
+
+    pub async fn post_text(&self, path: &str, key: &str, body: &Value) -> (StatusCode, String) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.text().await.expect("body"))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -296,4 +338,31 @@ pub fn api_opt_out(number: &str) -> Value {
         "captured_at": at(0),
         "evidence": {"reason": "asked the call centre"}
     })
+}
+
+/// Runs the binary; returns its exit code, stdout and stderr.
+pub fn run_cli(args: &[&str], data_dir: Option<&std::path::Path>) -> (i32, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_consent-ledger"));
+    command
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("CONSENT_LEDGER_MASTER_KEY_FILE")
+        .env_remove("CONSENT_LEDGER_SIGNER_STATE_FILE")
+        .env("CONSENT_LEDGER_ORIGIN", "ledger.test");
+    if let Some(dir) = data_dir {
+        command.env("CONSENT_LEDGER_DATA_DIR", dir);
+    }
+    let out = command.output().expect("the binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes `text` to a file under `dir` and returns its path as a string.
+pub fn write_file(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
 }

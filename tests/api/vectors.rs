@@ -155,3 +155,189 @@ fn the_go_sumdb_note_signing_example_is_reproduced() {
         sign["signature_line"].as_str().unwrap()
     );
 }
+
+#[test]
+fn the_c2sp_example_and_a_real_sumdb_checkpoint_verify() {
+    use consent_ledger::ledger::note::{open_checkpoint, SignedNote, Verifier};
+    let v: Value = serde_json::from_str(include_str!("../vectors/signed-note.json")).unwrap();
+    let spec = &v["spec_example"];
+    let key = Verifier::parse(spec["verifier_key"].as_str().unwrap()).unwrap();
+    let note = format!(
+        "{}\n{}",
+        spec["text"].as_str().unwrap(),
+        spec["signature_line"].as_str().unwrap()
+    );
+    SignedNote::parse(&note).unwrap().verify(&key).unwrap();
+    let tampered = note.replace("example message", "exemplary message");
+    assert!(SignedNote::parse(&tampered).unwrap().verify(&key).is_err());
+    let real = &v["real_checkpoint"];
+    let key = Verifier::parse(real["verifier_key"].as_str().unwrap()).unwrap();
+    let cp = open_checkpoint(real["note"].as_str().unwrap(), &key).unwrap();
+    assert_eq!(
+        (cp.origin.as_str(), cp.size),
+        ("go.sum database tree", 6476701)
+    );
+    // The Go example's own note verifies with its verifier key.
+    let sign = &v["sign"];
+    let key = Verifier::parse(sign["verifier_key"].as_str().unwrap()).unwrap();
+    let note = format!(
+        "{}\n{}",
+        sign["text"].as_str().unwrap(),
+        sign["signature_line"].as_str().unwrap()
+    );
+    SignedNote::parse(&note).unwrap().verify(&key).unwrap();
+}
+
+#[test]
+fn the_ledger_checkpoints_and_proofs_of_ledger_v1() {
+    use consent_ledger::ledger::merkle::{self, MemoryTree};
+    use consent_ledger::ledger::note::{open_checkpoint, Verifier};
+    let v = ledger_vectors();
+    let key = Verifier::parse(v["verifier_key"].as_str().unwrap()).unwrap();
+    let mut tree = MemoryTree::new();
+    for item in v["entries"].as_array().unwrap() {
+        tree.push(
+            hex::decode(item["leaf_hash"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        );
+    }
+    let hexes = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (size, name) in [
+        (0u64, "checkpoint_size_0"),
+        (5, "checkpoint_size_5"),
+        (8, "checkpoint_size_8"),
+    ] {
+        let cp = open_checkpoint(v[name].as_str().unwrap(), &key).unwrap();
+        assert_eq!(cp.size, size);
+        assert_eq!(cp.root, merkle::root(&mut tree, size).unwrap(), "{name}");
+    }
+    assert_eq!(
+        hex::encode(merkle::root(&mut tree, 8).unwrap()),
+        v["root_hex"].as_str().unwrap()
+    );
+    let consistency: Vec<String> = merkle::consistency_proof(&mut tree, 5, 8)
+        .unwrap()
+        .into_iter()
+        .map(hex::encode)
+        .collect();
+    assert_eq!(consistency, hexes(&v["consistency_5_to_8"]));
+    let inclusion: Vec<String> = merkle::inclusion_proof(&mut tree, 1, 8)
+        .unwrap()
+        .into_iter()
+        .map(hex::encode)
+        .collect();
+    assert_eq!(inclusion, hexes(&v["inclusion_seq_1_size_8"]));
+}
+
+#[test]
+fn the_export_dossier_and_receipt_verify_and_every_bad_file_fails() {
+    use consent_ledger::ledger::note::Verifier;
+    use consent_ledger::ledger::verify::{trusted_checkpoint, verify, DocumentKind, VerifyError};
+    let v = ledger_vectors();
+    let key = Verifier::parse(v["verifier_key"].as_str().unwrap()).unwrap();
+    let good = [
+        (
+            include_str!("../vectors/export-v1.ndjson"),
+            DocumentKind::Export,
+            8,
+        ),
+        (
+            include_str!("../vectors/dossier-v1.ndjson"),
+            DocumentKind::Dossier,
+            5,
+        ),
+        (
+            include_str!("../vectors/receipt-v1.json"),
+            DocumentKind::Receipt,
+            1,
+        ),
+    ];
+    for (text, kind, entries) in good {
+        let verified =
+            verify(text.as_bytes(), &key, &[]).unwrap_or_else(|e| panic!("{kind:?}: {e:?}"));
+        assert_eq!(
+            (verified.kind, verified.entries, verified.tree_size),
+            (kind, entries, 8)
+        );
+    }
+    // The export against the kept checkpoints of sizes 0, 5 and 8.
+    let kept: Vec<_> = [
+        "checkpoint_size_0",
+        "checkpoint_size_5",
+        "checkpoint_size_8",
+    ]
+    .iter()
+    .map(|n| trusted_checkpoint(v[*n].as_str().unwrap(), &key).unwrap())
+    .collect();
+    verify(
+        include_str!("../vectors/export-v1.ndjson").as_bytes(),
+        &key,
+        &kept,
+    )
+    .unwrap();
+    let bad = [
+        (
+            include_str!("../vectors/bad/export-consent-text-changed.ndjson"),
+            "seq 1: consent text",
+        ),
+        (
+            include_str!("../vectors/bad/export-entry-altered.ndjson"),
+            "seq 0: leaf_hash",
+        ),
+        (
+            include_str!("../vectors/bad/export-entry-removed.ndjson"),
+            "seq 4: expected seq 3",
+        ),
+        (
+            include_str!("../vectors/bad/export-signed-by-another-key.ndjson"),
+            "checkpoint: ",
+        ),
+        (
+            include_str!("../vectors/bad/receipt-proof-altered.json"),
+            "seq 1: inclusion proof",
+        ),
+    ];
+    for (text, why) in bad {
+        match verify(text.as_bytes(), &key, &[]) {
+            Err(VerifyError::Failed(failure)) => assert!(
+                failure.to_string().starts_with(why),
+                "{failure} (expected {why})"
+            ),
+            other => panic!("expected a failure starting {why:?}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn verify_exits_0_for_good_files_and_1_for_every_bad_file() {
+    let v = ledger_vectors();
+    let key = v["verifier_key"].as_str().unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
+    for good in ["export-v1.ndjson", "dossier-v1.ndjson", "receipt-v1.json"] {
+        let (code, out, err) =
+            crate::helpers::run_cli(&["verify", &format!("{dir}/{good}"), "--key", key], None);
+        assert_eq!(code, 0, "{good}: {out}{err}");
+    }
+    let bad: Vec<_> = std::fs::read_dir(format!("{dir}/bad"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(bad.len(), 5);
+    for path in bad {
+        let (code, out, err) =
+            crate::helpers::run_cli(&["verify", path.to_str().unwrap(), "--key", key], None);
+        assert_eq!(code, 1, "{}: {out}{err}", path.display());
+        assert!(
+            out.starts_with("seq ") || out.starts_with("checkpoint: "),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! `verify-db`: scans the live database the way `verify` checks an export,
+//! checks every stored checkpoint's signature and root, and names the first
+//! row that was altered, deleted, inserted or reordered.
+
+use crate::ledger::entry::Entry;
+use crate::ledger::merkle::{self, MemoryTree, Nodes};
+use crate::ledger::note::{Checkpoint, SignedNote, Verifier};
+use crate::ledger::verify::{check_entry, Failure, Place};
+use crate::store::consent::{entry_range, TextCache};
+use crate::store::log;
+use crate::store::schema::{merkle_nodes, tenants};
+use crate::store::DbConn;
+use diesel::prelude::*;
+
+/// What a clean scan covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanned {
+    pub tenant: String,
+    pub entries: u64,
+    pub checkpoints: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("database: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("{tenant}: {failure}")]
+    Failed { tenant: String, failure: Failure },
+}
+
+fn failure(tenant: &str, place: Place, what: impl Into<String>) -> ScanError {
+    ScanError::Failed {
+        tenant: tenant.to_owned(),
+        failure: Failure {
+            place,
+            what: what.into(),
+        },
+    }
+}
+
+/// Rows read per query.
+const CHUNK: u64 = 5_000;
+
+/// Scans every tenant (or one), in one read transaction.
+pub fn verify_db(conn: &mut DbConn, only: Option<&str>) -> Result<Vec<Scanned>, ScanError> {
+    conn.transaction(|conn| {
+        let mut ids: Vec<String> = tenants::table
+            .select(tenants::id)
+            .order(tenants::id)
+            .load(conn)?;
+        if let Some(one) = only {
+            ids.retain(|t| t == one);
+        }
+        ids.iter().map(|t| scan_tenant(conn, t)).collect()
+    })
+}
+
+fn scan_tenant(conn: &mut DbConn, tenant: &str) -> Result<Scanned, ScanError> {
+    let (origin, tree_size, head_hash) = tenants::table
+        .find(tenant)
+        .select((tenants::origin, tenants::tree_size, tenants::head_hash))
+        .first::<(String, i64, String)>(conn)?;
+    let mut tree = MemoryTree::new();
+    let mut expected: u64 = 0;
+    let mut last_leaf = [0u8; 32];
+    let mut last_at = None;
+    let mut texts = TextCache::new();
+    loop {
+        // Read past the head too: a row inserted beyond it is tampering.
+        let rows = entry_range(conn, tenant, expected, expected + CHUNK, &mut texts)?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            if row.seq != expected {
+                return Err(failure(
+                    tenant,
+                    Place::Seq(expected),
+                    "the row is missing (deleted)",
+                ));
+            }
+            let place = Place::Seq(expected);
+            let entry: Entry = serde_json::from_str(&row.canonical_json).map_err(|e| {
+                failure(
+                    tenant,
+                    place.clone(),
+                    format!("the stored entry is not a valid entry: {e}"),
+                )
+            })?;
+            if entry.seq != row.seq {
+                return Err(failure(
+                    tenant,
+                    place,
+                    format!(
+                        "the row holds the entry of seq {} (rows reordered)",
+                        entry.seq
+                    ),
+                ));
+            }
+            if entry.canonical_json() != row.canonical_json {
+                return Err(failure(
+                    tenant,
+                    place,
+                    "the stored bytes are not the entry's canonical form (altered)",
+                ));
+            }
+            let openings = (!row.openings.erased).then_some(&row.openings);
+            let (leaf, _) = check_entry(&entry, &row.leaf_hash, openings, &origin)
+                .map_err(|what| failure(tenant, place.clone(), what))?;
+            let expected_prev = if expected == 0 { [0; 32] } else { last_leaf };
+            if entry.prev != hex::encode(expected_prev) {
+                return Err(failure(tenant, place, "prev is not the previous entry's leaf hash (a row was altered, inserted or removed before it)"));
+            }
+            if last_at.is_some_and(|t| entry.recorded_at < t) {
+                return Err(failure(tenant, place, "recorded_at decreases"));
+            }
+            tree.push(leaf);
+            last_leaf = leaf;
+            last_at = Some(entry.recorded_at);
+            expected += 1;
+        }
+    }
+    if expected != tree_size as u64 {
+        return Err(failure(
+            tenant,
+            Place::Seq(expected.min(tree_size as u64)),
+            format!("the log's head counts {tree_size} entries, the table holds {expected}"),
+        ));
+    }
+    if expected > 0 && head_hash != hex::encode(last_leaf) {
+        return Err(failure(
+            tenant,
+            Place::Seq(expected - 1),
+            "the log's head hash is not the last entry's leaf hash",
+        ));
+    }
+    check_nodes(conn, tenant, &mut tree)?;
+    let checkpoints = check_checkpoints(conn, tenant, &origin, &mut tree)?;
+    Ok(Scanned {
+        tenant: tenant.to_owned(),
+        entries: expected,
+        checkpoints,
+    })
+}
+
+/// Every stored Merkle node equals the one recomputed from the entries.
+fn check_nodes(conn: &mut DbConn, tenant: &str, tree: &mut MemoryTree) -> Result<(), ScanError> {
+    let mut after: (i32, i64) = (-1, -1);
+    let mut count: u64 = 0;
+    loop {
+        let rows: Vec<(i32, i64, Vec<u8>)> = merkle_nodes::table
+            .filter(merkle_nodes::tenant_id.eq(tenant))
+            .filter(
+                merkle_nodes::level.gt(after.0).or(merkle_nodes::level
+                    .eq(after.0)
+                    .and(merkle_nodes::idx.gt(after.1))),
+            )
+            .order((merkle_nodes::level.asc(), merkle_nodes::idx.asc()))
+            .limit(CHUNK as i64)
+            .select((merkle_nodes::level, merkle_nodes::idx, merkle_nodes::hash))
+            .load(conn)?;
+        if rows.is_empty() {
+            break;
+        }
+        for (level, idx, hash) in rows {
+            let first_leaf = (idx as u64) << level;
+            let recomputed = tree.node(level as u32, idx as u64).map_err(|_| {
+                failure(tenant, Place::Seq(first_leaf), format!("a Merkle node (level {level}, index {idx}) covers entries that do not exist"))
+            })?;
+            if hash.as_slice() != recomputed {
+                return Err(failure(tenant, Place::Seq(first_leaf), format!("the stored Merkle node (level {level}, index {idx}) differs from the entries")));
+            }
+            after = (level, idx);
+            count += 1;
+        }
+    }
+    let size = tree.size();
+    let expected: u64 = (0..64).map(|level| size >> level).sum();
+    if count != expected {
+        return Err(failure(
+            tenant,
+            Place::Seq(size),
+            format!("{count} Merkle nodes stored, {expected} expected"),
+        ));
+    }
+    Ok(())
+}
+
+/// Every stored checkpoint is signed by a key of the tenant valid for its
+/// size, names the tenant's origin, and commits to the recomputed root.
+fn check_checkpoints(
+    conn: &mut DbConn,
+    tenant: &str,
+    origin: &str,
+    tree: &mut MemoryTree,
+) -> Result<u64, ScanError> {
+    let keys = log::signing_keys_of(conn, tenant)?;
+    let verifiers: Vec<(Verifier, u64, Option<u64>)> = keys
+        .iter()
+        .filter_map(|k| {
+            Verifier::parse(&k.verifier_key)
+                .ok()
+                .map(|v| (v, k.first_size as u64, k.last_size.map(|s| s as u64)))
+        })
+        .collect();
+    let rows = log::all_checkpoints(conn, tenant)?;
+    for row in &rows {
+        let bad = |what: String| {
+            failure(
+                tenant,
+                Place::Checkpoint,
+                format!("stored checkpoint {} (size {}): {what}", row.id, row.size),
+            )
+        };
+        let note = SignedNote::parse(&row.note).map_err(|e| bad(e.to_string()))?;
+        let body = Checkpoint::parse(&note.text).map_err(|e| bad(e.to_string()))?;
+        if body.origin != origin
+            || body.size != row.size as u64
+            || body.root.as_slice() != row.root.as_slice()
+        {
+            return Err(bad("its note does not match its row".into()));
+        }
+        let signed = verifiers.iter().any(|(v, first, last)| {
+            body.size >= *first && last.is_none_or(|l| body.size <= l) && note.verify(v).is_ok()
+        });
+        if !signed {
+            return Err(bad(
+                "not signed by a key of this log valid for its size".into()
+            ));
+        }
+        if body.size > tree.size() {
+            return Err(bad(format!("the log holds only {} entries", tree.size())));
+        }
+        let root = merkle::root(tree, body.size).map_err(|e| bad(e.to_string()))?;
+        if root != body.root {
+            return Err(bad("its root is not the root of the entries".into()));
+        }
+    }
+    Ok(rows.len() as u64)
+}

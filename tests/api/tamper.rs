@@ -1,0 +1,241 @@
+//! Changing the database behind the service's back: `verify-db` names the
+//! first bad row; a restored older copy makes the service refuse to sign.
+
+use crate::helpers::*;
+use consent_ledger::config::{DatabaseTarget, SettingsArgs};
+use consent_ledger::store::connection::establish;
+use diesel::RunQueryDsl;
+use reqwest::StatusCode;
+
+/// A log of six entries with a signed checkpoint, clean under `verify-db`.
+async fn signed_log() -> (TestApp, Tenant) {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    for i in 0..6 {
+        let number = format!("+49151000000{i:02}");
+        app.recorded_opt_in(&t, web_opt_in(&number, "Makro", &["marketing"]))
+            .await;
+    }
+    assert_eq!(
+        app.get("/v1/log/checkpoint", &t.auditor).await.status,
+        StatusCode::OK
+    );
+    let (code, out, err) = run_cli(&["verify-db"], Some(&app.data_dir()));
+    assert_eq!(code, 0, "clean before tampering: {out}{err}");
+    assert!(
+        out.contains("makro: 6 entries and 2 checkpoints verified"),
+        "{out}"
+    );
+    (app, t)
+}
+
+fn try_tamper(app: &TestApp, sql: &[&str]) -> Result<(), diesel::result::Error> {
+    let mut conn = establish(&DatabaseTarget::Sqlite(
+        app.data_dir().join("consent-ledger.db"),
+    ))
+    .unwrap();
+    for statement in sql {
+        diesel::sql_query(*statement).execute(&mut conn)?;
+    }
+    Ok(())
+}
+
+fn tamper(app: &TestApp, sql: &[&str]) {
+    try_tamper(app, sql).unwrap();
+}
+
+fn verify_db_fails_at(app: &TestApp, expected: &str) {
+    let (code, out, err) = run_cli(&["verify-db", "--tenant", "makro"], Some(&app.data_dir()));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.starts_with(&format!("makro: {expected}")),
+        "expected {expected:?}, got {out}"
+    );
+}
+
+#[tokio::test]
+async fn an_altered_entry_is_named() {
+    let (app, _) = signed_log().await;
+    tamper(&app, &["UPDATE entries SET canonical_json = replace(canonical_json, '\"marketing\"', '\"utility\"') WHERE seq = 3"]);
+    verify_db_fails_at(&app, "seq 3: ");
+}
+
+#[tokio::test]
+async fn an_altered_entry_with_a_recomputed_leaf_hash_breaks_the_chain() {
+    let (app, _) = signed_log().await;
+    // Change the entry and its stored leaf hash consistently: the next
+    // entry's prev (and the signed root) still give it away.
+    tamper(&app, &["UPDATE entries SET canonical_json = replace(canonical_json, '\"marketing\"', '\"utility\"') WHERE seq = 2"]);
+    let mut conn = establish(&DatabaseTarget::Sqlite(
+        app.data_dir().join("consent-ledger.db"),
+    ))
+    .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        canonical_json: String,
+    }
+    let row: Row = diesel::sql_query("SELECT canonical_json FROM entries WHERE seq = 2")
+        .get_result(&mut conn)
+        .unwrap();
+    let leaf = hex::encode(consent_ledger::ledger::merkle::hash_leaf(
+        row.canonical_json.as_bytes(),
+    ));
+    diesel::sql_query(format!(
+        "UPDATE entries SET leaf_hash = '{leaf}' WHERE seq = 2"
+    ))
+    .execute(&mut conn)
+    .unwrap();
+    verify_db_fails_at(&app, "seq 3: prev");
+}
+
+#[tokio::test]
+async fn a_deleted_entry_is_named() {
+    let (app, _) = signed_log().await;
+    tamper(
+        &app,
+        &[
+            "DELETE FROM consent_events WHERE seq = 2",
+            "DELETE FROM entries WHERE seq = 2",
+        ],
+    );
+    verify_db_fails_at(&app, "seq 2: the row is missing");
+}
+
+#[tokio::test]
+async fn an_inserted_entry_is_named() {
+    let (app, _) = signed_log().await;
+    // A copy of entry 5 appended as seq 6, behind the head's back.
+    tamper(&app, &["INSERT INTO entries SELECT tenant_id, 6, leaf_hash, replace(canonical_json, '\"seq\":5', '\"seq\":6'), subject_id, evidence_salt, evidence_jcs, consent_text_sha256 FROM entries WHERE seq = 5"]);
+    verify_db_fails_at(&app, "seq 6: ");
+}
+
+#[tokio::test]
+async fn an_entry_inserted_in_the_middle_is_named() {
+    let (app, _) = signed_log().await;
+    // Shift entries 2.. up by one and put a copy of entry 1 at seq 2.
+    tamper(&app, &[
+        "UPDATE entries SET seq = -seq - 1 WHERE seq >= 2",
+        "UPDATE entries SET seq = -seq WHERE seq < 0",
+        "INSERT INTO entries SELECT tenant_id, 2, leaf_hash, canonical_json, subject_id, evidence_salt, evidence_jcs, consent_text_sha256 FROM entries WHERE seq = 1",
+    ]);
+    verify_db_fails_at(&app, "seq 2: ");
+}
+
+#[tokio::test]
+async fn swapped_entries_are_named() {
+    let (app, _) = signed_log().await;
+    tamper(
+        &app,
+        &[
+            "UPDATE entries SET seq = 100 WHERE seq = 1",
+            "UPDATE entries SET seq = 1 WHERE seq = 4",
+            "UPDATE entries SET seq = 4 WHERE seq = 100",
+        ],
+    );
+    verify_db_fails_at(&app, "seq 1: the row holds the entry of seq 4");
+}
+
+#[tokio::test]
+async fn altered_evidence_and_merkle_nodes_are_named() {
+    let (app, _) = signed_log().await;
+    tamper(&app, &["UPDATE entries SET evidence_jcs = replace(evidence_jcs, '203.0.113.7', '203.0.113.8') WHERE seq = 4"]);
+    verify_db_fails_at(&app, "seq 4: evidence opening");
+    let (app, _) = signed_log().await;
+    tamper(
+        &app,
+        &["UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 1"],
+    );
+    verify_db_fails_at(&app, "seq 2: the stored Merkle node");
+}
+
+#[tokio::test]
+async fn a_forged_checkpoint_is_named() {
+    let (app, _) = signed_log().await;
+    // The triggers refuse to change a checkpoint; an attacker drops them first.
+    let refused = try_tamper(&app, &["UPDATE checkpoints SET note = replace(note, 'ledger.test', 'ledger.evil') WHERE size = 6"]);
+    assert!(refused.unwrap_err().to_string().contains("append-only"));
+    tamper(&app, &[
+        "DROP TRIGGER checkpoints_append_only_update",
+        "UPDATE checkpoints SET note = replace(note, char(10) || '6' || char(10), char(10) || '7' || char(10)), size = 7 WHERE size = 6",
+    ]);
+    let (code, out, _) = run_cli(&["verify-db"], Some(&app.data_dir()));
+    assert_eq!(code, 1);
+    assert!(out.starts_with("makro: checkpoint: "), "{out}");
+}
+
+#[tokio::test]
+async fn a_restored_older_database_makes_the_service_refuse_to_sign() {
+    let (app, t) = signed_log().await;
+    // Back up at size 6, then grow to 8 and sign.
+    let backup = app.scratch().join("backup.db");
+    tamper(&app, &[&format!("VACUUM INTO '{}'", backup.display())]);
+    for i in 6..8 {
+        app.recorded_opt_in(
+            &t,
+            web_opt_in(&format!("+49151000000{i:02}"), "Makro", &["marketing"]),
+        )
+        .await;
+    }
+    let (status, _) = app.get_text("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(status, StatusCode::OK);
+    // A second instance on the restored copy, with the same master key and signer state.
+    let restored_dir = app.scratch().join("restored");
+    std::fs::create_dir_all(&restored_dir).unwrap();
+    std::fs::copy(&backup, restored_dir.join("consent-ledger.db")).unwrap();
+    let data = app.data_dir();
+    let restored = spawn_app_with(|args: &mut SettingsArgs| {
+        args.data_dir = Some(restored_dir.clone());
+        args.master_key_file = Some(data.join("master.key"));
+        args.signer_state_file = Some(data.join("signer.state"));
+    })
+    .await;
+    // What it already signed it may show again; the tree is at 6.
+    let (status, note) = restored.get_text("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(note.starts_with("ledger.test/makro\n6\n"));
+    // A different 7th entry: signing size 7 would fork from the signed 8.
+    restored
+        .recorded_opt_in(&t, web_opt_in("+4915199999999", "Makro", &["utility"]))
+        .await;
+    let refused = restored.get("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.code(), "signing_refused");
+    assert!(refused.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("restored"));
+    // Growing past the signed size does not help: the tree at 8 differs.
+    for i in 0..2 {
+        restored
+            .recorded_opt_in(
+                &t,
+                web_opt_in(&format!("+49151888888{i:02}"), "Makro", &["utility"]),
+            )
+            .await;
+    }
+    let forked = restored.get("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(forked.code(), "signing_refused");
+    assert!(
+        forked.body["detail"].as_str().unwrap().contains("forked"),
+        "{}",
+        forked.body
+    );
+    // Receipts and exports need a checkpoint, so they refuse too.
+    assert_eq!(
+        restored
+            .get("/v1/entries/8/receipt", &t.auditor)
+            .await
+            .code(),
+        "signing_refused"
+    );
+    assert_eq!(
+        restored.get("/v1/export", &t.auditor).await.code(),
+        "signing_refused"
+    );
+}
