@@ -2,10 +2,10 @@
 //! checks every stored checkpoint's signature and root, and names the first
 //! row that was altered, deleted, inserted or reordered.
 
-use crate::ledger::entry::Entry;
+use crate::ledger::entry::EntryRef;
 use crate::ledger::merkle::{self, MemoryTree, Nodes};
 use crate::ledger::note::{Checkpoint, SignedNote, Verifier};
-use crate::ledger::verify::{check_entry, Failure, Place};
+use crate::ledger::verify::{check_entry, Failure, OpeningView, Place};
 use crate::store::consent::{entry_range, TextCache};
 use crate::store::log;
 use crate::store::schema::{merkle_nodes, tenants};
@@ -80,7 +80,7 @@ fn scan_tenant(conn: &mut DbConn, tenant: &str) -> Result<Scanned, ScanError> {
                 ));
             }
             let place = Place::Seq(expected);
-            let entry: Entry = serde_json::from_str(&row.canonical_json).map_err(|e| {
+            let entry: EntryRef<'_> = serde_json::from_str(&row.canonical_json).map_err(|e| {
                 failure(
                     tenant,
                     place.clone(),
@@ -104,8 +104,10 @@ fn scan_tenant(conn: &mut DbConn, tenant: &str) -> Result<Scanned, ScanError> {
                     "the stored bytes are not the entry's canonical form (altered)",
                 ));
             }
-            let openings = (!row.openings.erased).then_some(&row.openings);
-            let (leaf, _) = check_entry(&entry, &row.leaf_hash, openings, &origin)
+            let view = OpeningView::of(&row.openings);
+            let openings = (!row.openings.erased).then_some(&view);
+            let leaf = check_entry(&entry, &row.leaf_hash, openings, &origin)
+                .map(|checked| checked.leaf)
                 .map_err(|what| failure(tenant, place.clone(), what))?;
             let expected_prev = if expected == 0 { [0; 32] } else { last_leaf };
             if entry.prev != hex::encode(expected_prev) {

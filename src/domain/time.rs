@@ -1,7 +1,7 @@
 //! Canonical timestamps (SPEC section 5): any RFC 3339 date-time in, UTC
 //! truncated to milliseconds out, always written `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use std::fmt;
 
 /// Milliseconds since the Unix epoch, UTC. Rendered only in the canonical form.
@@ -126,20 +126,53 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Appends `YYYY-MM-DDTHH:MM:SS.mmmZ` (no allocation: entries are
+    /// serialised for every verification).
+    pub fn write_canonical(self, out: &mut String) {
+        let millis = self.0.rem_euclid(1000) as u32;
+        let secs = self.0.div_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let of_day = secs.rem_euclid(86_400) as u32;
+        let (year, month, day) = civil_from_days(days);
+        let mut buf = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut value: u32| {
+            for i in (0..width).rev() {
+                buf[at + i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, year as u32);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, of_day / 3600);
+        put(14, 2, of_day / 60 % 60);
+        put(17, 2, of_day % 60);
+        put(20, 3, millis);
+        out.push_str(std::str::from_utf8(&buf).expect("ASCII"));
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let dt = self.to_datetime();
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            dt.year(),
-            dt.month(),
-            dt.day(),
-            dt.hour(),
-            dt.minute(),
-            dt.second(),
-            dt.timestamp_subsec_millis()
-        )
+        let mut out = String::with_capacity(24);
+        self.write_canonical(&mut out);
+        f.write_str(&out)
     }
 }
 
@@ -176,6 +209,7 @@ impl utoipa::ToSchema for Timestamp {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{Datelike, Timelike};
 
     fn canon(s: &str) -> String {
         Timestamp::parse(s).unwrap().to_string()
@@ -224,6 +258,38 @@ mod tests {
         ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn the_fast_formatter_agrees_with_chrono() {
+        let mut t = Timestamp::from_millis(MIN_MILLIS);
+        while t.millis() < MAX_MILLIS - 7_777_777_777 {
+            let dt = t.to_datetime();
+            let expected = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                dt.year(),
+                dt.month(),
+                dt.day(),
+                dt.hour(),
+                dt.minute(),
+                dt.second(),
+                dt.timestamp_subsec_millis()
+            );
+            assert_eq!(t.to_string(), expected);
+            t = t.plus_millis(7_777_777_777);
+        }
+        assert_eq!(
+            Timestamp::parse("1969-12-31T23:59:59.999Z")
+                .unwrap()
+                .to_string(),
+            "1969-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            Timestamp::parse("2000-02-29T00:00:00Z")
+                .unwrap()
+                .to_string(),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]

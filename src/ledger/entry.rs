@@ -4,6 +4,7 @@
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use utoipa::ToSchema;
 
 /// `prev` of entry 0.
@@ -98,6 +99,201 @@ impl Entry {
         }
     }
 
+    /// RFC 8785 (JCS) serialisation: the bytes that are hashed.
+    pub fn canonical_json(&self) -> String {
+        self.borrowed().canonical_json()
+    }
+
+    /// The same entry, borrowing this one's strings.
+    pub fn borrowed(&self) -> EntryRef<'_> {
+        fn b(s: &Option<String>) -> Option<Cow<'_, str>> {
+            s.as_deref().map(Cow::Borrowed)
+        }
+        fn list(l: &Option<Vec<String>>) -> Option<Vec<Cow<'_, str>>> {
+            l.as_ref()
+                .map(|l| l.iter().map(|s| Cow::Borrowed(s.as_str())).collect())
+        }
+        EntryRef {
+            v: self.v,
+            log: Cow::Borrowed(&self.log),
+            seq: self.seq,
+            prev: Cow::Borrowed(&self.prev),
+            recorded_at: self.recorded_at,
+            kind: self.kind,
+            subject: Cow::Borrowed(&self.subject),
+            collector: Cow::Borrowed(&self.collector),
+            channel: b(&self.channel),
+            captured_at: self.captured_at,
+            evidence_sha256: b(&self.evidence_sha256),
+            purposes: list(&self.purposes),
+            message_channels: list(&self.message_channels),
+            company_name_shown: b(&self.company_name_shown),
+            consent_text_sha256: b(&self.consent_text_sha256),
+            language: b(&self.language),
+            backfill: self.backfill,
+            confirmation_required: self.confirmation_required,
+            confirms: self.confirms,
+            lifts: self.lifts,
+            reason: b(&self.reason),
+        }
+    }
+
+    /// SHA-256(0x00 ‖ JCS(entry)), lowercase hex.
+    pub fn leaf_hash_hex(&self) -> String {
+        to_hex(&leaf_hash(self.canonical_json().as_bytes()))
+    }
+}
+
+impl EntryType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryType::OptIn => "opt_in",
+            EntryType::OptOut => "opt_out",
+            EntryType::Confirmation => "confirmation",
+            EntryType::OptOutLifted => "opt_out_lifted",
+            EntryType::Erasure => "erasure",
+        }
+    }
+}
+
+/// Whether any byte is a control character, `"` or `\\` (eight bytes at a time).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        // Bytes below 0x20: subtracting 0x20 borrows into the high bit of
+        // bytes that had it clear.
+        let control = v.wrapping_sub(ONES * 0x20) & !v & HIGHS != 0;
+        if control || has_zero(v ^ (ONES * b'"' as u64)) || has_zero(v ^ (ONES * b'\\' as u64)) {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// A JSON string as RFC 8785 writes it (ECMAScript `JSON.stringify`):
+/// `"` and `\` escaped, control characters as `\b \t \n \f \r` or
+/// `\u00xx` (lowercase hex), everything else as is.
+pub fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    if !needs_escape(s.as_bytes()) {
+        // The common case: nothing to escape.
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            0x00..=0x1f => None,
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        match escape {
+            Some(e) => out.push_str(e),
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(HEX[(b >> 4) as usize] as char);
+                out.push(HEX[(b & 15) as usize] as char);
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+fn push_string_array(out: &mut String, list: &[Cow<'_, str>]) {
+    out.push('[');
+    for (i, item) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(out, item);
+    }
+    out.push(']');
+}
+
+/// RFC 8785 form of a flat object of strings (evidence bodies): keys sorted
+/// by UTF-16 code units.
+pub fn jcs_string_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+    pairs.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    let mut out = String::with_capacity(256);
+    out.push('{');
+    for (i, (k, v)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(&mut out, k);
+        out.push(':');
+        push_json_string(&mut out, v);
+    }
+    out.push('}');
+    out
+}
+
+/// An entry borrowing its strings from the text it was parsed from (the
+/// verifier parses millions); the same fields and rules as [`Entry`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryRef<'a> {
+    pub v: u8,
+    #[serde(borrow)]
+    pub log: Cow<'a, str>,
+    pub seq: u64,
+    #[serde(borrow)]
+    pub prev: Cow<'a, str>,
+    pub recorded_at: Timestamp,
+    #[serde(rename = "type")]
+    pub kind: EntryType,
+    #[serde(borrow)]
+    pub subject: Cow<'a, str>,
+    #[serde(borrow)]
+    pub collector: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub channel: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub captured_at: Option<Timestamp>,
+    #[serde(borrow, default)]
+    pub evidence_sha256: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub purposes: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    pub message_channels: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    pub company_name_shown: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub consent_text_sha256: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub language: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub backfill: Option<bool>,
+    #[serde(default)]
+    pub confirmation_required: Option<bool>,
+    #[serde(default)]
+    pub confirms: Option<u64>,
+    #[serde(default)]
+    pub lifts: Option<u64>,
+    #[serde(borrow, default)]
+    pub reason: Option<Cow<'a, str>>,
+}
+
+impl EntryRef<'_> {
     /// RFC 8785 (JCS) serialisation: the bytes that are hashed. Written by
     /// hand (keys in their fixed sorted order) because verification does it
     /// for every entry; a test checks it against a general JCS encoder.
@@ -114,7 +310,7 @@ impl Entry {
         let opt_str = |out: &mut String,
                        key: &mut dyn FnMut(&mut String, &str),
                        name: &str,
-                       v: &Option<String>| {
+                       v: &Option<Cow<'_, str>>| {
             if let Some(v) = v {
                 key(out, name);
                 push_json_string(out, v);
@@ -127,7 +323,9 @@ impl Entry {
         }
         if let Some(t) = self.captured_at {
             key(&mut out, "captured_at");
-            push_json_string(&mut out, &t.to_string());
+            out.push('"');
+            t.write_canonical(&mut out);
+            out.push('"');
         }
         opt_str(&mut out, &mut key, "channel", &self.channel);
         key(&mut out, "collector");
@@ -172,7 +370,9 @@ impl Entry {
         }
         opt_str(&mut out, &mut key, "reason", &self.reason);
         key(&mut out, "recorded_at");
-        push_json_string(&mut out, &self.recorded_at.to_string());
+        out.push('"');
+        self.recorded_at.write_canonical(&mut out);
+        out.push('"');
         key(&mut out, "seq");
         out.push_str(&self.seq.to_string());
         key(&mut out, "subject");
@@ -184,87 +384,6 @@ impl Entry {
         out.push('}');
         out
     }
-
-    /// SHA-256(0x00 ‖ JCS(entry)), lowercase hex.
-    pub fn leaf_hash_hex(&self) -> String {
-        hex::encode(leaf_hash(self.canonical_json().as_bytes()))
-    }
-}
-
-impl EntryType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntryType::OptIn => "opt_in",
-            EntryType::OptOut => "opt_out",
-            EntryType::Confirmation => "confirmation",
-            EntryType::OptOutLifted => "opt_out_lifted",
-            EntryType::Erasure => "erasure",
-        }
-    }
-}
-
-/// A JSON string as RFC 8785 writes it (ECMAScript `JSON.stringify`):
-/// `"` and `\` escaped, control characters as `\b \t \n \f \r` or
-/// `\u00xx` (lowercase hex), everything else as is.
-pub fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape: Option<&str> = match b {
-            b'"' => Some("\\\""),
-            b'\\' => Some("\\\\"),
-            b'\n' => Some("\\n"),
-            b'\r' => Some("\\r"),
-            b'\t' => Some("\\t"),
-            0x08 => Some("\\b"),
-            0x0c => Some("\\f"),
-            0x00..=0x1f => None,
-            _ => continue,
-        };
-        out.push_str(&s[start..i]);
-        match escape {
-            Some(e) => out.push_str(e),
-            None => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.push_str("\\u00");
-                out.push(HEX[(b >> 4) as usize] as char);
-                out.push(HEX[(b & 15) as usize] as char);
-            }
-        }
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
-    out.push('"');
-}
-
-fn push_string_array(out: &mut String, list: &[String]) {
-    out.push('[');
-    for (i, item) in list.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_json_string(out, item);
-    }
-    out.push(']');
-}
-
-/// RFC 8785 form of a flat object of strings (evidence bodies): keys sorted
-/// by UTF-16 code units.
-pub fn jcs_string_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
-    pairs.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-    let mut out = String::with_capacity(256);
-    out.push('{');
-    for (i, (k, v)) in pairs.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_json_string(&mut out, k);
-        out.push(':');
-        push_json_string(&mut out, v);
-    }
-    out.push('}');
-    out
 }
 
 /// The RFC 6962 leaf hash of serialised entry bytes.
@@ -275,29 +394,84 @@ pub fn leaf_hash(canonical: &[u8]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// Lowercase hex of bytes (a table lookup: the hex crate's iterators are
+/// slow on the verification path).
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize]);
+        out.push(DIGITS[(b & 15) as usize]);
+    }
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// Value of each byte as a lowercase hex digit; 0xff for anything else.
+const HEX_VALUES: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// A hash written as 64 lowercase hex digits, or `None`.
+pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    let bytes: &[u8; 64] = text.as_bytes().try_into().ok()?;
+    let mut out = [0u8; 32];
+    let mut invalid = 0u8;
+    for (i, o) in out.iter_mut().enumerate() {
+        let hi = HEX_VALUES[bytes[2 * i] as usize];
+        let lo = HEX_VALUES[bytes[2 * i + 1] as usize];
+        invalid |= hi | lo;
+        *o = (hi << 4) | (lo & 15);
+    }
+    (invalid & 0xf0 == 0).then_some(out)
+}
+
 /// Hex SHA-256 of bytes (consent texts, request bodies).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    to_hex(&Sha256::digest(bytes))
+}
+
+/// SHA-256 of bytes.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }
 
 /// `subject = SHA-256("consent-ledger/subject/v1\n" ‖ salt_hex ‖ "\n" ‖ e164)`.
-pub fn subject_commitment(salt_hex: &str, e164: &str) -> String {
+pub fn subject_commitment_bytes(salt_hex: &str, e164: &str) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"consent-ledger/subject/v1\n");
     hasher.update(salt_hex.as_bytes());
     hasher.update(b"\n");
     hasher.update(e164.as_bytes());
-    hex::encode(hasher.finalize())
+    hasher.finalize().into()
+}
+
+pub fn subject_commitment(salt_hex: &str, e164: &str) -> String {
+    to_hex(&subject_commitment_bytes(salt_hex, e164))
 }
 
 /// `evidence_sha256 = SHA-256("consent-ledger/evidence/v1\n" ‖ salt_hex ‖ "\n" ‖ JCS(evidence))`.
-pub fn evidence_commitment(salt_hex: &str, evidence_jcs: &str) -> String {
+pub fn evidence_commitment_bytes(salt_hex: &str, evidence_jcs: &str) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"consent-ledger/evidence/v1\n");
     hasher.update(salt_hex.as_bytes());
     hasher.update(b"\n");
     hasher.update(evidence_jcs.as_bytes());
-    hex::encode(hasher.finalize())
+    hasher.finalize().into()
+}
+
+pub fn evidence_commitment(salt_hex: &str, evidence_jcs: &str) -> String {
+    to_hex(&evidence_commitment_bytes(salt_hex, evidence_jcs))
 }
 
 /// RFC 8785 form of any JSON value (evidence bodies).
@@ -334,6 +508,37 @@ pub struct EvidenceOpening {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escapes_are_found_in_every_position() {
+        for len in 0..20 {
+            let plain = "a".repeat(len);
+            assert!(!needs_escape(plain.as_bytes()));
+            for at in 0..len {
+                for bad in [0u8, 0x1f, b'"', b'\\', b'\n'] {
+                    let mut bytes = plain.clone().into_bytes();
+                    bytes[at] = bad;
+                    assert!(needs_escape(&bytes), "{bad:#x} at {at} of {len}");
+                }
+                for fine in [0x20u8, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0xc3] {
+                    let mut bytes = plain.clone().into_bytes();
+                    bytes[at] = fine;
+                    assert!(!needs_escape(&bytes), "{fine:#x} at {at} of {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hashes_parse_only_as_lowercase_hex() {
+        let h = [0xab; 32];
+        assert_eq!(parse_hash(&to_hex(&h)), Some(h));
+        assert_eq!(parse_hash(&to_hex(&h).to_uppercase()), None);
+        assert_eq!(parse_hash(&"g".repeat(64)), None);
+        assert_eq!(parse_hash(&"0".repeat(63)), None);
+        assert_eq!(parse_hash(&format!("{}é", "0".repeat(62))), None);
+        assert_eq!(parse_hash(&"0f".repeat(32)), Some([0x0f; 32]));
+    }
 
     #[test]
     fn hand_written_jcs_matches_a_general_encoder() {

@@ -8,13 +8,14 @@
 //! Pure: it reads lines it is given. Entry lines are checked in parallel.
 
 use super::entry::{
-    evidence_commitment, jcs, jcs_string_map, sha256_hex, subject_commitment, Entry, EntryType,
-    Openings,
+    evidence_commitment_bytes, jcs, jcs_string_map, parse_hash, sha256, subject_commitment_bytes,
+    EntryRef, EntryType, Openings,
 };
 use super::merkle::{self, Accumulator, Hash};
 use super::note::{open_checkpoint, Checkpoint, Verifier};
 use crate::domain::time::Timestamp;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::fmt;
 use std::io::BufRead;
 
@@ -124,14 +125,254 @@ struct Header {
     filtered: bool,
 }
 
+/// An entry line, borrowing from the line's text.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EntryLine {
-    entry: Entry,
-    leaf_hash: String,
-    openings: Option<Openings>,
-    #[serde(default)]
-    inclusion_proof: Option<Vec<String>>,
+struct EntryLine<'a> {
+    #[serde(borrow)]
+    entry: EntryRef<'a>,
+    #[serde(borrow)]
+    leaf_hash: Cow<'a, str>,
+    #[serde(borrow)]
+    openings: Option<OpeningsRef<'a>>,
+    #[serde(borrow, default)]
+    inclusion_proof: Option<Vec<Cow<'a, str>>>,
+}
+
+/// Openings as they arrive in a file (SPEC section 6, exact).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpeningsRef<'a> {
+    #[serde(borrow)]
+    subject: Option<SubjectRef<'a>>,
+    #[serde(borrow)]
+    evidence: Option<EvidenceRef<'a>>,
+    #[serde(borrow)]
+    consent_text: Option<Cow<'a, str>>,
+    erased: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubjectRef<'a> {
+    #[serde(borrow)]
+    e164: Cow<'a, str>,
+    #[serde(borrow)]
+    salt: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvidenceRef<'a> {
+    #[serde(borrow)]
+    salt: Cow<'a, str>,
+    #[serde(borrow)]
+    body: EvidenceBody<'a>,
+}
+
+/// An evidence body: a flat object of strings, borrowed where possible
+/// (all the service writes), or any other JSON object.
+enum EvidenceBody<'a> {
+    Strings(Vec<(Cow<'a, str>, Cow<'a, str>)>),
+    Other(serde_json::Map<String, serde_json::Value>),
+}
+
+/// A string that borrows from the input when it has no escapes.
+struct BorrowedStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for BorrowedStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = BorrowedStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visit(std::marker::PhantomData))
+    }
+}
+
+/// A value of an evidence body: a string, or anything else as JSON.
+enum BodyValue<'a> {
+    Str(Cow<'a, str>),
+    Other(serde_json::Value),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for BodyValue<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+        use serde_json::Value;
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = BodyValue<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(BodyValue::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BodyValue::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(BodyValue::Str(Cow::Owned(v)))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(BodyValue::Other(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(BodyValue::Other(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(BodyValue::Other(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(BodyValue::Other(Value::from(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(BodyValue::Other(Value::Null))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                Value::deserialize(SeqAccessDeserializer::new(seq)).map(BodyValue::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                Value::deserialize(MapAccessDeserializer::new(map)).map(BodyValue::Other)
+            }
+        }
+        d.deserialize_any(Visit(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for EvidenceBody<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = EvidenceBody<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut pairs: Vec<(Cow<'a, str>, BodyValue<'a>)> = Vec::with_capacity(8);
+                while let Some(BorrowedStr(key)) = map.next_key()? {
+                    pairs.push((key, map.next_value()?));
+                }
+                if pairs.iter().all(|(_, v)| matches!(v, BodyValue::Str(_))) {
+                    let mut seen: Vec<&str> = pairs.iter().map(|(k, _)| k.as_ref()).collect();
+                    seen.sort_unstable();
+                    if seen.windows(2).all(|w| w[0] != w[1]) {
+                        return Ok(EvidenceBody::Strings(
+                            pairs
+                                .into_iter()
+                                .map(|(k, v)| match v {
+                                    BodyValue::Str(v) => (k, v),
+                                    BodyValue::Other(_) => unreachable!("all strings"),
+                                })
+                                .collect(),
+                        ));
+                    }
+                }
+                // Anything else keeps JSON's meaning (the last duplicate wins).
+                Ok(EvidenceBody::Other(
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let v = match v {
+                                BodyValue::Str(s) => serde_json::Value::String(s.into_owned()),
+                                BodyValue::Other(v) => v,
+                            };
+                            (k.into_owned(), v)
+                        })
+                        .collect(),
+                ))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// Openings in the form the checks read, from a file or from the database.
+pub struct OpeningView<'x> {
+    pub erased: bool,
+    /// (e164, salt)
+    pub subject: Option<(&'x str, &'x str)>,
+    /// (salt, RFC 8785 form of the body)
+    pub evidence: Option<(&'x str, String)>,
+    pub consent_text: Option<&'x str>,
+}
+
+impl<'x> OpeningView<'x> {
+    /// From stored openings (`verify-db`).
+    pub fn of(o: &'x Openings) -> Self {
+        Self {
+            erased: o.erased,
+            subject: o
+                .subject
+                .as_ref()
+                .map(|s| (s.e164.as_str(), s.salt.as_str())),
+            evidence: o
+                .evidence
+                .as_ref()
+                .map(|e| (e.salt.as_str(), evidence_jcs_of_map(&e.body))),
+            consent_text: o.consent_text.as_deref(),
+        }
+    }
+
+    fn of_ref(o: &'x OpeningsRef<'_>) -> Result<Self, String> {
+        // (Infallible today; kept fallible for bodies that cannot be read.)
+        let evidence = match &o.evidence {
+            Some(e) => Some((e.salt.as_ref(), evidence_jcs_of_body(&e.body))),
+            None => None,
+        };
+        Ok(Self {
+            erased: o.erased,
+            subject: o
+                .subject
+                .as_ref()
+                .map(|s| (s.e164.as_ref(), s.salt.as_ref())),
+            evidence,
+            consent_text: o.consent_text.as_deref(),
+        })
+    }
+}
+
+/// RFC 8785 form of an evidence body from a file.
+fn evidence_jcs_of_body(body: &EvidenceBody<'_>) -> String {
+    match body {
+        EvidenceBody::Strings(pairs) => {
+            jcs_string_map(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+        }
+        EvidenceBody::Other(map) => jcs(map),
+    }
+}
+
+fn evidence_jcs_of_map(body: &serde_json::Map<String, serde_json::Value>) -> String {
+    if body.values().all(|v| v.is_string()) {
+        jcs_string_map(
+            body.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())),
+        )
+    } else {
+        jcs(body)
+    }
 }
 
 #[derive(Deserialize)]
@@ -156,29 +397,28 @@ struct CheckpointLine {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Receipt {
+struct Receipt<'a> {
     format: String,
-    entry: Entry,
+    #[serde(borrow)]
+    entry: EntryRef<'a>,
     leaf_hash: String,
     tree_size: u64,
     inclusion_proof: Vec<String>,
     checkpoint: String,
     verifier_key: String,
-    openings: Openings,
+    #[serde(borrow)]
+    openings: OpeningsRef<'a>,
 }
 
 fn hash_hex(text: &str) -> Option<Hash> {
-    if text.len() != 64 || text.bytes().any(|b| b.is_ascii_uppercase()) {
-        return None;
-    }
-    hex::decode(text).ok()?.try_into().ok()
+    parse_hash(text)
 }
 
-fn proof_hashes(place: &Place, proof: &[String]) -> Result<Vec<Hash>, Failure> {
+fn proof_hashes<S: AsRef<str>>(place: &Place, proof: &[S]) -> Result<Vec<Hash>, Failure> {
     proof
         .iter()
         .map(|h| {
-            hash_hex(h).ok_or_else(|| Failure {
+            hash_hex(h.as_ref()).ok_or_else(|| Failure {
                 place: place.clone(),
                 what: "a proof hash is not 64 lowercase hex".into(),
             })
@@ -192,14 +432,22 @@ fn is_e164(text: &str) -> bool {
     })
 }
 
-fn sorted_subset(list: &[String], allowed: &[&str]) -> bool {
+fn sorted_subset(list: &[Cow<'_, str>], allowed: &[&str]) -> bool {
     !list.is_empty()
         && list.windows(2).all(|w| w[0] < w[1])
-        && list.iter().all(|x| allowed.contains(&x.as_str()))
+        && list.iter().all(|x| allowed.contains(&x.as_ref()))
+}
+
+/// An entry's hashes, decoded once.
+struct EntryHashes {
+    prev: Hash,
+    subject: Hash,
+    evidence: Option<Hash>,
+    consent_text: Option<Hash>,
 }
 
 /// The fields each type carries (SPEC section 5), and canonical values.
-fn check_shape(e: &Entry) -> Result<(), String> {
+fn check_shape(e: &EntryRef<'_>) -> Result<EntryHashes, String> {
     use EntryType::*;
     let t = e.kind;
     let has = |present: bool, name: &str, wanted: bool| -> Result<(), String> {
@@ -257,16 +505,22 @@ fn check_shape(e: &Entry) -> Result<(), String> {
     if e.seq >= 1 << 53 {
         return Err("seq is not below 2^53".into());
     }
-    for (name, value) in [
-        ("prev", Some(&e.prev)),
-        ("subject", Some(&e.subject)),
-        ("evidence_sha256", e.evidence_sha256.as_ref()),
-        ("consent_text_sha256", e.consent_text_sha256.as_ref()),
-    ] {
-        if value.is_some_and(|v| hash_hex(v).is_none()) {
-            return Err(format!("{name} is not 64 lowercase hex"));
-        }
-    }
+    let decode =
+        |name: &str, v: &str| hash_hex(v).ok_or_else(|| format!("{name} is not 64 lowercase hex"));
+    let hashes = EntryHashes {
+        prev: decode("prev", &e.prev)?,
+        subject: decode("subject", &e.subject)?,
+        evidence: e
+            .evidence_sha256
+            .as_deref()
+            .map(|v| decode("evidence_sha256", v))
+            .transpose()?,
+        consent_text: e
+            .consent_text_sha256
+            .as_deref()
+            .map(|v| decode("consent_text_sha256", v))
+            .transpose()?,
+    };
     if let Some(p) = &e.purposes {
         if !sorted_subset(p, &["authentication", "marketing", "utility"]) {
             return Err("purposes are not a sorted, de-duplicated set of purposes".into());
@@ -283,7 +537,7 @@ fn check_shape(e: &Entry) -> Result<(), String> {
         } else {
             &["sms", "web", "whatsapp", "ivr", "paper", "api"]
         };
-        if !allowed.contains(&c.as_str()) {
+        if !allowed.contains(&c.as_ref()) {
             return Err(format!("unknown channel {c:?}"));
         }
     }
@@ -292,41 +546,30 @@ fn check_shape(e: &Entry) -> Result<(), String> {
             return Err(format!("unknown erasure reason {r:?}"));
         }
     }
-    Ok(())
+    Ok(hashes)
 }
 
-/// Checks each opening against its commitment.
-fn check_openings(e: &Entry, o: &Openings) -> Result<bool, String> {
+/// Checks each opening against its commitment; `true` when it opened.
+fn check_openings(e: &EntryHashes, o: &OpeningView<'_>) -> Result<bool, String> {
     if o.erased {
         if o.subject.is_some() || o.evidence.is_some() || o.consent_text.is_some() {
             return Err("an erased entry carries openings".into());
         }
         return Ok(false);
     }
-    let subject = o.subject.as_ref().ok_or("subject opening missing")?;
-    if !is_e164(&subject.e164) {
+    let (e164, salt) = o.subject.ok_or("subject opening missing")?;
+    if !is_e164(e164) {
         return Err("the opened number is not E.164".into());
     }
-    if hash_hex(&subject.salt).is_none() {
+    if hash_hex(salt).is_none() {
         return Err("the subject salt is not 64 lowercase hex".into());
     }
-    if subject_commitment(&subject.salt, &subject.e164) != e.subject {
+    if subject_commitment_bytes(salt, e164) != e.subject {
         return Err("subject opening does not match the subject commitment".into());
     }
-    match (&e.evidence_sha256, &o.evidence) {
-        (Some(commitment), Some(evidence)) => {
-            let all_strings = evidence.body.values().all(|v| v.is_string());
-            let canonical = if all_strings {
-                jcs_string_map(
-                    evidence
-                        .body
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())),
-                )
-            } else {
-                jcs(&evidence.body)
-            };
-            if &evidence_commitment(&evidence.salt, &canonical) != commitment {
+    match (&e.evidence, &o.evidence) {
+        (Some(commitment), Some((salt, canonical))) => {
+            if &evidence_commitment_bytes(salt, canonical) != commitment {
                 return Err("evidence opening does not match evidence_sha256".into());
             }
         }
@@ -334,9 +577,9 @@ fn check_openings(e: &Entry, o: &Openings) -> Result<bool, String> {
         (None, Some(_)) => return Err("an evidence opening for an entry without evidence".into()),
         (None, None) => {}
     }
-    match (&e.consent_text_sha256, &o.consent_text) {
+    match (&e.consent_text, o.consent_text) {
         (Some(hash), Some(text)) => {
-            if &sha256_hex(text.as_bytes()) != hash {
+            if &sha256(text.as_bytes()) != hash {
                 return Err("consent text does not match consent_text_sha256".into());
             }
         }
@@ -357,46 +600,64 @@ struct CheckedLine {
     proof: Option<Vec<Hash>>,
 }
 
+/// What checking one entry established.
+pub struct EntryChecked {
+    pub leaf: Hash,
+    pub prev: Hash,
+    /// Its openings were given and open its commitments.
+    pub opened: bool,
+}
+
 /// Checks one entry on its own: its log, its shape, its leaf hash and its
-/// openings (when given). Returns the leaf hash and whether it was opened.
+/// openings (when given).
 pub fn check_entry(
-    entry: &Entry,
+    entry: &EntryRef<'_>,
     leaf_hash: &str,
-    openings: Option<&Openings>,
+    openings: Option<&OpeningView<'_>>,
     log: &str,
-) -> Result<(Hash, bool), String> {
+) -> Result<EntryChecked, String> {
     if entry.log != log {
         return Err(format!("log {:?} is not the key's log {log:?}", entry.log));
     }
-    check_shape(entry)?;
+    let hashes = check_shape(entry)?;
     let leaf = merkle::hash_leaf(entry.canonical_json().as_bytes());
     if hash_hex(leaf_hash) != Some(leaf) {
         return Err("leaf_hash does not match the entry".into());
     }
     let opened = match openings {
-        Some(o) => check_openings(entry, o)?,
+        Some(o) => check_openings(&hashes, o)?,
         None => false,
     };
-    Ok((leaf, opened))
+    Ok(EntryChecked {
+        leaf,
+        prev: hashes.prev,
+        opened,
+    })
 }
 
 fn check_line(line_no: u64, line: &str, log: &str) -> Result<CheckedLine, Failure> {
-    let parsed: EntryLine = serde_json::from_str(line).map_err(|e| Failure {
+    let parsed: EntryLine<'_> = serde_json::from_str(line).map_err(|e| Failure {
         place: Place::Line(line_no),
         what: format!("not an entry line: {e}"),
     })?;
     let seq = parsed.entry.seq;
     let place = Place::Seq(seq);
-    let (leaf, opened) = check_entry(
-        &parsed.entry,
-        &parsed.leaf_hash,
-        parsed.openings.as_ref(),
-        log,
-    )
-    .map_err(|what| Failure {
-        place: place.clone(),
-        what,
-    })?;
+    let view = parsed
+        .openings
+        .as_ref()
+        .map(OpeningView::of_ref)
+        .transpose()
+        .map_err(|what| Failure {
+            place: place.clone(),
+            what,
+        })?;
+    let checked =
+        check_entry(&parsed.entry, &parsed.leaf_hash, view.as_ref(), log).map_err(|what| {
+            Failure {
+                place: place.clone(),
+                what,
+            }
+        })?;
     let proof = parsed
         .inclusion_proof
         .as_deref()
@@ -404,31 +665,53 @@ fn check_line(line_no: u64, line: &str, log: &str) -> Result<CheckedLine, Failur
         .transpose()?;
     Ok(CheckedLine {
         seq,
-        leaf,
-        prev: hash_hex(&parsed.entry.prev).unwrap_or([0; 32]),
+        leaf: checked.leaf,
+        prev: checked.prev,
         recorded_at: parsed.entry.recorded_at,
-        opened,
+        opened: checked.opened,
         proof,
     })
 }
 
-/// Checks a batch of lines on all cores, keeping their order.
-fn check_batch(batch: &[(u64, String)], log: &str) -> Vec<Result<CheckedLine, Failure>> {
+/// Entry lines read together: one text and where each line lies in it.
+#[derive(Default)]
+struct Batch {
+    text: String,
+    lines: Vec<(u64, std::ops::Range<usize>)>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+}
+
+/// Checks a batch of lines on all cores, keeping their order. Workers take
+/// small chunks from a shared counter, so none idles while another works.
+fn check_batch(batch: &Batch, log: &str) -> Vec<Result<CheckedLine, Failure>> {
+    const CHUNK: usize = 256;
+    let check = |(n, range): &(u64, std::ops::Range<usize>)| {
+        check_line(*n, &batch.text[range.clone()], log)
+    };
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(batch.len().max(1));
-    if workers <= 1 || batch.len() < 64 {
-        return batch.iter().map(|(n, l)| check_line(*n, l, log)).collect();
+        .min(batch.lines.len().div_ceil(CHUNK).max(1));
+    if workers <= 1 {
+        return batch.lines.iter().map(check).collect();
     }
-    let chunk = batch.len().div_ceil(workers);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = batch
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(n, l)| check_line(*n, l, log))
-                        .collect::<Vec<_>>()
+    let chunks: Vec<&[(u64, std::ops::Range<usize>)]> = batch.lines.chunks(CHUNK).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Vec<Result<CheckedLine, Failure>>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(chunk) = chunks.get(i) else { break };
+                        mine.push((i, chunk.iter().map(check).collect::<Vec<_>>()));
+                    }
+                    mine
                 })
             })
             .collect();
@@ -436,11 +719,126 @@ fn check_batch(batch: &[(u64, String)], log: &str) -> Vec<Result<CheckedLine, Fa
             .into_iter()
             .flat_map(|h| h.join().expect("a verification worker panicked"))
             .collect()
-    })
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().flat_map(|(_, results)| results).collect()
 }
 
 /// Lines per parallel batch.
 const BATCH: usize = 16_384;
+
+/// Reads one line (without its end) into `buf`; `false` at the end of input.
+fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> Result<bool, VerifyError> {
+    buf.clear();
+    let n = input
+        .read_until(b'\n', buf)
+        .map_err(|e| VerifyError::Unreadable(e.to_string()))?;
+    while matches!(buf.last(), Some(b'\n' | b'\r')) {
+        buf.pop();
+    }
+    Ok(n > 0)
+}
+
+fn utf8(bytes: Vec<u8>) -> Result<String, VerifyError> {
+    String::from_utf8(bytes).map_err(|_| VerifyError::Unreadable("the file is not UTF-8".into()))
+}
+
+/// Reads entry lines in batches, a block at a time straight into one
+/// reused buffer; the first line that is not an entry starts the tail.
+struct BatchReader<R> {
+    input: R,
+    line_no: u64,
+    tail: Vec<String>,
+    done: bool,
+    /// A partial line left over from the last block.
+    carry: Vec<u8>,
+    /// The buffer of a batch already checked, reused.
+    spare: Vec<u8>,
+}
+
+/// Bytes read per block.
+const BLOCK: usize = 1 << 20;
+
+impl<R: BufRead> BatchReader<R> {
+    fn new(input: R, line_no: u64) -> Self {
+        Self {
+            input,
+            line_no,
+            tail: Vec::new(),
+            done: false,
+            carry: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    fn is_entry_line(line: &[u8]) -> bool {
+        let starts = |p: &[u8]| line.starts_with(p);
+        starts(b"{\"entry\"")
+            || (!starts(b"{\"checkpoint\"")
+                && !starts(b"{\"consistency\"")
+                && memchr::memmem::find(line, b"\"entry\"").is_some())
+    }
+
+    /// Gives back a checked batch's buffer for the next read.
+    fn recycle(&mut self, batch: Batch) {
+        self.spare = batch.text.into_bytes();
+    }
+
+    fn next_batch(&mut self) -> Result<Batch, VerifyError> {
+        let mut bytes = std::mem::take(&mut self.spare);
+        bytes.clear();
+        bytes.append(&mut self.carry);
+        let mut lines = Vec::with_capacity(BATCH);
+        let mut pos = 0;
+        'fill: while !self.done {
+            while let Some(nl) = memchr::memchr(b'\n', &bytes[pos..]) {
+                let (start, mut end) = (pos, pos + nl);
+                pos = end + 1;
+                if end > start && bytes[end - 1] == b'\r' {
+                    end -= 1;
+                }
+                self.line_no += 1;
+                if Self::is_entry_line(&bytes[start..end]) {
+                    lines.push((self.line_no, start..end));
+                    if lines.len() == BATCH {
+                        self.carry.extend_from_slice(&bytes[pos..]);
+                        bytes.truncate(pos);
+                        break 'fill;
+                    }
+                } else {
+                    // The tail: this line and everything after it.
+                    let mut rest = bytes.split_off(start);
+                    self.input
+                        .read_to_end(&mut rest)
+                        .map_err(|e| VerifyError::Unreadable(e.to_string()))?;
+                    let rest = utf8(rest)?;
+                    self.tail.extend(rest.lines().map(str::to_owned));
+                    self.done = true;
+                    break 'fill;
+                }
+            }
+            let old = bytes.len();
+            bytes.resize(old + BLOCK, 0);
+            let n = self
+                .input
+                .read(&mut bytes[old..])
+                .map_err(|e| VerifyError::Unreadable(e.to_string()))?;
+            bytes.truncate(old + n);
+            if n == 0 {
+                // A last line without a newline.
+                if pos < bytes.len() {
+                    bytes.push(b'\n');
+                    continue;
+                }
+                self.done = true;
+            }
+        }
+        Ok(Batch {
+            text: utf8(bytes)?,
+            lines,
+        })
+    }
+}
 
 /// Verifies an export, dossier or receipt read from `input`.
 pub fn verify(
@@ -448,13 +846,12 @@ pub fn verify(
     key: &Verifier,
     trusted: &[Trusted],
 ) -> Result<Verified, VerifyError> {
-    let mut lines = input.lines();
-    let first = match lines.next() {
-        Some(Ok(line)) => line,
-        Some(Err(e)) => return Err(VerifyError::Unreadable(e.to_string())),
-        None => return Err(VerifyError::Unreadable("the file is empty".into())),
-    };
-    if let Ok(header) = serde_json::from_str::<serde_json::Value>(&first) {
+    let mut input = input;
+    let mut first = Vec::new();
+    if !read_line(&mut input, &mut first)? {
+        return Err(VerifyError::Unreadable("the file is empty".into()));
+    }
+    if let Ok(header) = serde_json::from_slice::<serde_json::Value>(&first) {
         if header.get("format").and_then(|f| f.as_str()) == Some("consent-ledger-export/v1") {
             let header: Header = serde_json::from_value(header).map_err(|e| {
                 VerifyError::Failed(Failure {
@@ -462,21 +859,25 @@ pub fn verify(
                     what: format!("malformed header: {e}"),
                 })
             })?;
-            return verify_lines(header, lines, key, trusted);
+            return verify_lines(header, input, key, trusted);
         }
     }
     // Not NDJSON with an export header: the whole file is one JSON document.
-    let mut text = first;
-    for line in lines {
-        let line = line.map_err(|e| VerifyError::Unreadable(e.to_string()))?;
-        text.push('\n');
-        text.push_str(&line);
+    let mut bytes = first;
+    bytes.push(b'\n');
+    input
+        .read_to_end(&mut bytes)
+        .map_err(|e| VerifyError::Unreadable(e.to_string()))?;
+    let text = utf8(bytes)?;
+    #[derive(Deserialize)]
+    struct Format {
+        format: Option<String>,
     }
-    let value: serde_json::Value = serde_json::from_str(&text)
+    let format: Format = serde_json::from_str(&text)
         .map_err(|e| VerifyError::Unreadable(format!("neither an export nor a receipt: {e}")))?;
-    match value.get("format").and_then(|f| f.as_str()) {
+    match format.format.as_deref() {
         Some("consent-ledger-receipt/v1") => {
-            let receipt: Receipt = serde_json::from_value(value).map_err(|e| {
+            let receipt: Receipt<'_> = serde_json::from_str(&text).map_err(|e| {
                 VerifyError::Failed(Failure {
                     place: Place::Header,
                     what: format!("malformed receipt: {e}"),
@@ -529,66 +930,59 @@ fn open_signed(note: &str, key: &Verifier, tree_size: u64) -> Result<Checkpoint,
     Ok(cp)
 }
 
-fn verify_lines(
-    header: Header,
-    lines: impl Iterator<Item = std::io::Result<String>>,
-    key: &Verifier,
-    trusted: &[Trusted],
-) -> Result<Verified, VerifyError> {
-    if header.format != "consent-ledger-export/v1" {
-        return Err(failed(Place::Header, "unknown export format"));
+/// The in-order checks of an export or dossier: seq order, the chain,
+/// `recorded_at`, the tree and the trusted sizes.
+struct Fold {
+    dossier: bool,
+    tree_size: u64,
+    acc: Accumulator,
+    trusted_sizes: Vec<u64>,
+    next_trusted: usize,
+    roots_at: Vec<(u64, Hash)>,
+    last_seq: Option<u64>,
+    last_leaf: Hash,
+    last_at: Option<Timestamp>,
+    entries: u64,
+    opened: u64,
+    proofs: Vec<(u64, Hash, Vec<Hash>)>,
+}
+
+impl Fold {
+    fn new(dossier: bool, tree_size: u64, trusted: &[Trusted]) -> Self {
+        let mut trusted_sizes: Vec<u64> = trusted.iter().map(|t| t.size).collect();
+        trusted_sizes.sort_unstable();
+        trusted_sizes.dedup();
+        let mut fold = Self {
+            dossier,
+            tree_size,
+            acc: Accumulator::new(),
+            trusted_sizes,
+            next_trusted: 0,
+            roots_at: Vec::new(),
+            last_seq: None,
+            last_leaf: [0; 32],
+            last_at: None,
+            entries: 0,
+            opened: 0,
+            proofs: Vec::new(),
+        };
+        fold.note_trusted_roots();
+        fold
     }
-    check_header_key(&header.log, &header.verifier_key, key)?;
-    let dossier = header.filtered;
-    let log = header.log.clone();
-    let mut acc = Accumulator::new();
-    let mut roots_at: Vec<(u64, Hash)> = Vec::new();
-    let mut trusted_sizes: Vec<u64> = trusted.iter().map(|t| t.size).collect();
-    trusted_sizes.sort_unstable();
-    trusted_sizes.dedup();
-    let mut next_trusted = trusted_sizes.iter().peekable();
-    if let Some(&&0) = next_trusted.peek() {
-        roots_at.push((0, acc.root()));
-        next_trusted.next();
+
+    /// Records the root when the tree reaches a trusted size.
+    fn note_trusted_roots(&mut self) {
+        while self.trusted_sizes.get(self.next_trusted) == Some(&self.acc.size()) {
+            self.roots_at.push((self.acc.size(), self.acc.root()));
+            self.next_trusted += 1;
+        }
     }
-    let (mut last_seq, mut last_leaf, mut last_at): (Option<u64>, Hash, Option<Timestamp>) =
-        (None, [0; 32], None);
-    let (mut entries, mut opened) = (0u64, 0u64);
-    let mut proofs: Vec<(u64, Hash, Vec<Hash>)> = Vec::new();
-    let mut tail: Vec<String> = Vec::new();
-    let mut batch: Vec<(u64, String)> = Vec::with_capacity(BATCH);
-    let mut line_no = 1u64;
-    let mut lines = lines.peekable();
-    loop {
-        // Fill a batch with entry lines; stop at the first non-entry line.
-        batch.clear();
-        while batch.len() < BATCH {
-            match lines.next() {
-                None => break,
-                Some(Err(e)) => return Err(VerifyError::Unreadable(e.to_string())),
-                Some(Ok(line)) => {
-                    line_no += 1;
-                    if line.starts_with("{\"entry\"")
-                        || (!line.starts_with("{\"checkpoint\"")
-                            && !line.starts_with("{\"consistency\"")
-                            && line.contains("\"entry\""))
-                    {
-                        batch.push((line_no, line));
-                    } else {
-                        tail.push(line);
-                        tail.extend(lines.by_ref().map_while(Result::ok));
-                        break;
-                    }
-                }
-            }
-        }
-        if batch.is_empty() {
-            break;
-        }
-        for checked in check_batch(&batch, &log) {
+
+    fn take(&mut self, results: Vec<Result<CheckedLine, Failure>>) -> Result<(), VerifyError> {
+        for checked in results {
             let c = checked?;
             let place = Place::Seq(c.seq);
-            match (dossier, last_seq) {
+            match (self.dossier, self.last_seq) {
                 (false, None) if c.seq != 0 => {
                     return Err(failed(place, "the export does not start at seq 0"))
                 }
@@ -606,49 +1000,94 @@ fn verify_lines(
                 }
                 _ => {}
             }
-            if !dossier {
-                let expected_prev = if c.seq == 0 { [0; 32] } else { last_leaf };
+            if !self.dossier {
+                let expected_prev = if c.seq == 0 { [0; 32] } else { self.last_leaf };
                 if c.prev != expected_prev {
                     return Err(failed(place, "prev is not the previous entry's leaf hash"));
                 }
             }
-            if last_at.is_some_and(|t| c.recorded_at < t) {
+            if self.last_at.is_some_and(|t| c.recorded_at < t) {
                 return Err(failed(place, "recorded_at decreases"));
             }
-            if c.seq >= header.tree_size {
+            if c.seq >= self.tree_size {
                 return Err(failed(
                     place,
-                    format!("beyond the header's tree_size {}", header.tree_size),
+                    format!("beyond the header's tree_size {}", self.tree_size),
                 ));
             }
-            if dossier {
-                let proof = c.proof.clone().ok_or_else(|| Failure {
+            if self.dossier {
+                let proof = c.proof.ok_or_else(|| Failure {
                     place: place.clone(),
                     what: "inclusion_proof missing".into(),
                 })?;
-                proofs.push((c.seq, c.leaf, proof));
+                self.proofs.push((c.seq, c.leaf, proof));
             } else {
                 if c.proof.is_some() {
                     return Err(failed(place, "an export line carries an inclusion proof"));
                 }
-                acc.push(c.leaf);
-                while let Some(&&t) = next_trusted.peek() {
-                    if t != acc.size() {
-                        break;
-                    }
-                    roots_at.push((t, acc.root()));
-                    next_trusted.next();
-                }
+                self.acc.push(c.leaf);
+                self.note_trusted_roots();
             }
-            last_seq = Some(c.seq);
-            last_leaf = c.leaf;
-            last_at = Some(c.recorded_at);
-            entries += 1;
-            opened += u64::from(c.opened);
+            self.last_seq = Some(c.seq);
+            self.last_leaf = c.leaf;
+            self.last_at = Some(c.recorded_at);
+            self.entries += 1;
+            self.opened += u64::from(c.opened);
         }
+        Ok(())
     }
+}
+
+fn verify_lines(
+    header: Header,
+    input: impl BufRead,
+    key: &Verifier,
+    trusted: &[Trusted],
+) -> Result<Verified, VerifyError> {
+    if header.format != "consent-ledger-export/v1" {
+        return Err(failed(Place::Header, "unknown export format"));
+    }
+    check_header_key(&header.log, &header.verifier_key, key)?;
+    let dossier = header.filtered;
+    let log = header.log.clone();
+    let mut fold = Fold::new(dossier, header.tree_size, trusted);
+    let mut reader = BatchReader::new(input, 1);
+    let mut current = reader.next_batch()?;
+    let mut pending: Option<Vec<Result<CheckedLine, Failure>>> = None;
+    while !current.is_empty() || pending.is_some() {
+        // The workers check this batch while this thread reads the next
+        // one and folds the previous one in order.
+        let (results, next, folded) = std::thread::scope(|scope| {
+            let checking =
+                (!current.is_empty()).then(|| scope.spawn(|| check_batch(&current, &log)));
+            let next = if current.is_empty() {
+                Ok(Batch::default())
+            } else {
+                reader.next_batch()
+            };
+            let folded = pending.take().map_or(Ok(()), |p| fold.take(p));
+            let results = checking.map(|h| h.join().expect("a verification worker panicked"));
+            (results, next, folded)
+        });
+        folded?;
+        reader.recycle(std::mem::take(&mut current));
+        pending = results;
+        current = next?;
+    }
+    let Fold {
+        acc,
+        roots_at,
+        entries,
+        opened,
+        proofs,
+        ..
+    } = fold;
     // The tail: an optional consistency line (dossiers), then the checkpoint.
-    let tail: Vec<String> = tail.into_iter().filter(|l| !l.trim().is_empty()).collect();
+    let tail: Vec<String> = reader
+        .tail
+        .into_iter()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     let (consistency, checkpoint_line) = match tail.as_slice() {
         [cp] => (None, cp),
         [c, cp] if dossier => (Some(c), cp),
@@ -777,14 +1216,22 @@ fn check_trusted_by_proof(
     }
 }
 
-fn verify_receipt(r: Receipt, key: &Verifier, trusted: &[Trusted]) -> Result<Verified, Failure> {
+fn verify_receipt(
+    r: Receipt<'_>,
+    key: &Verifier,
+    trusted: &[Trusted],
+) -> Result<Verified, Failure> {
     if r.format != "consent-ledger-receipt/v1" {
         return fail(Place::Header, "unknown receipt format");
     }
     check_header_key(&r.entry.log, &r.verifier_key, key)?;
     let place = Place::Seq(r.entry.seq);
-    let (leaf, opened) = check_entry(&r.entry, &r.leaf_hash, Some(&r.openings), &key.name)
-        .map_err(|what| Failure {
+    let view = OpeningView::of_ref(&r.openings).map_err(|what| Failure {
+        place: place.clone(),
+        what,
+    })?;
+    let EntryChecked { leaf, opened, .. } =
+        check_entry(&r.entry, &r.leaf_hash, Some(&view), &key.name).map_err(|what| Failure {
             place: place.clone(),
             what,
         })?;
@@ -816,4 +1263,37 @@ fn verify_receipt(r: Receipt, key: &Verifier, trusted: &[Trusted]) -> Result<Ver
         entries: 1,
         opened: u64::from(opened),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_jcs(json: &str) -> String {
+        let body: EvidenceBody<'_> = serde_json::from_str(json).unwrap();
+        evidence_jcs_of_body(&body)
+    }
+
+    #[test]
+    fn evidence_bodies_canonicalise_like_a_general_encoder() {
+        for json in [
+            r#"{"page_url":"https://x","ip":"203.0.113.7","user_agent":"UA"}"#,
+            r#"{"b":"with \"escapes\" \u00e9","a":"x"}"#,
+            r#"{"a":1,"b":"x","c":[true,null,{"z":1.5,"y":"s"}]}"#,
+            r#"{"a":"first","a":"second"}"#,
+            r#"{}"#,
+        ] {
+            let value: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(body_jcs(json), jcs(&value), "{json}");
+        }
+        assert!(matches!(
+            serde_json::from_str::<EvidenceBody<'_>>(r#"{"a":"x"}"#).unwrap(),
+            EvidenceBody::Strings(_)
+        ));
+        assert!(matches!(
+            serde_json::from_str::<EvidenceBody<'_>>(r#"{"a":2}"#).unwrap(),
+            EvidenceBody::Other(_)
+        ));
+        assert!(serde_json::from_str::<EvidenceBody<'_>>("[1]").is_err());
+    }
 }
