@@ -336,21 +336,19 @@ impl<'x> OpeningView<'x> {
         }
     }
 
-    fn of_ref(o: &'x OpeningsRef<'_>) -> Result<Self, String> {
-        // (Infallible today; kept fallible for bodies that cannot be read.)
-        let evidence = match &o.evidence {
-            Some(e) => Some((e.salt.as_ref(), evidence_jcs_of_body(&e.body))),
-            None => None,
-        };
-        Ok(Self {
+    fn of_ref(o: &'x OpeningsRef<'_>) -> Self {
+        Self {
             erased: o.erased,
             subject: o
                 .subject
                 .as_ref()
                 .map(|s| (s.e164.as_ref(), s.salt.as_ref())),
-            evidence,
+            evidence: o
+                .evidence
+                .as_ref()
+                .map(|e| (e.salt.as_ref(), evidence_jcs_of_body(&e.body))),
             consent_text: o.consent_text.as_deref(),
-        })
+        }
     }
 }
 
@@ -642,15 +640,7 @@ fn check_line(line_no: u64, line: &str, log: &str) -> Result<CheckedLine, Failur
     })?;
     let seq = parsed.entry.seq;
     let place = Place::Seq(seq);
-    let view = parsed
-        .openings
-        .as_ref()
-        .map(OpeningView::of_ref)
-        .transpose()
-        .map_err(|what| Failure {
-            place: place.clone(),
-            what,
-        })?;
+    let view = parsed.openings.as_ref().map(OpeningView::of_ref);
     let checked =
         check_entry(&parsed.entry, &parsed.leaf_hash, view.as_ref(), log).map_err(|what| {
             Failure {
@@ -1226,10 +1216,7 @@ fn verify_receipt(
     }
     check_header_key(&r.entry.log, &r.verifier_key, key)?;
     let place = Place::Seq(r.entry.seq);
-    let view = OpeningView::of_ref(&r.openings).map_err(|what| Failure {
-        place: place.clone(),
-        what,
-    })?;
+    let view = OpeningView::of_ref(&r.openings);
     let EntryChecked { leaf, opened, .. } =
         check_entry(&r.entry, &r.leaf_hash, Some(&view), &key.name).map_err(|what| Failure {
             place: place.clone(),
