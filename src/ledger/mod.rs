@@ -1,6 +1,7 @@
 //! Pure ledger crypto, no I/O: the v1 entry format (RFC 8785 JSON, leaf hash,
 //! commitments) and C2SP signed notes.
 
+pub mod canonical;
 pub mod entry;
 pub mod merkle;
 pub mod note;
