@@ -202,6 +202,21 @@ fn proofs(entries: u64) {
             }
         }
         println!("proofs: HTTP inclusion    {}", percentiles(inclusion));
+        // For scale: the same client and server answering /healthz.
+        let mut baseline = Vec::new();
+        for _ in 0..1_000 {
+            let t = Instant::now();
+            client
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            baseline.push(t.elapsed());
+        }
+        println!("proofs: HTTP /healthz     {}", percentiles(baseline));
         println!("proofs: HTTP consistency  {}", percentiles(consistency));
     });
 }

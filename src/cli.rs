@@ -169,7 +169,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 origin: row.origin,
                 tree_size: checkpoint.size as u64,
                 checkpoint_note: checkpoint.note,
-                verifier_key: log::current_signing_key(&mut conn, &tenant)?.verifier_key,
+                verifier_key: log::key_for_size(&mut conn, &tenant, checkpoint.size as u64)?
+                    .verifier_key,
                 openings: !no_openings,
             };
             let mut writer: Box<dyn Write> = match &out {
@@ -184,9 +185,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::VerifyDb { tenant } => {
-            let (pool, _) = startup::open_database(&settings)?;
+            let (pool, master) = startup::open_database(&settings)?;
             let mut conn = pool.get()?;
-            match verify_db(&mut conn, tenant.as_deref()) {
+            let signer = Signer::new(settings.signer_state_file.clone());
+            match verify_db(&mut conn, tenant.as_deref(), &master, &signer) {
                 Ok(scanned) => {
                     if tenant.is_some() && scanned.is_empty() {
                         bail!("no tenant {:?}", tenant.unwrap_or_default());

@@ -68,6 +68,15 @@ impl Signer {
         }
     }
 
+    /// What this instance last signed for `origin`: size and root.
+    pub fn last_signed(&self, origin: &str) -> Result<Option<(u64, Hash)>, SignError> {
+        let state = self.read_state()?;
+        Ok(state.logs.get(origin).and_then(|s| {
+            let root = crate::ledger::entry::parse_hash(&s.root)?;
+            Some((s.size, root))
+        }))
+    }
+
     fn read_state(&self) -> Result<StateFile, SignError> {
         match std::fs::read_to_string(&self.state_file) {
             Ok(text) => serde_json::from_str(&text)
@@ -116,6 +125,14 @@ impl Signer {
             if (latest.size as u64) > size {
                 return Err(SignError::Refused(format!(
                     "the log has {size} entries but a checkpoint of size {} is stored: the database lost entries",
+                    latest.size
+                )));
+            }
+            // The tree must still be the one the newest checkpoint signed.
+            if log::root_at(conn, tenant, latest.size as u64)?.as_slice() != latest.root.as_slice()
+            {
+                return Err(SignError::Refused(format!(
+                    "the tree at size {} no longer matches its stored checkpoint: the log was rewritten",
                     latest.size
                 )));
             }

@@ -239,6 +239,7 @@ impl Application {
             pool: prepared.pool,
             master: prepared.master,
             signer,
+            nodes: Default::default(),
             settings: Arc::new(settings),
             configured_operator_sha256: prepared.configured_operator_sha256,
         });

@@ -2,13 +2,15 @@
 //! checks every stored checkpoint's signature and root, and names the first
 //! row that was altered, deleted, inserted or reordered.
 
+use crate::keys::MasterKey;
 use crate::ledger::entry::EntryRef;
 use crate::ledger::merkle::{self, MemoryTree, Nodes};
-use crate::ledger::note::{Checkpoint, SignedNote, Verifier};
+use crate::ledger::note::{self, Checkpoint, SignedNote, Verifier};
 use crate::ledger::verify::{check_entry, Failure, OpeningView, Place};
+use crate::signer::Signer;
 use crate::store::consent::{entry_range, TextCache};
 use crate::store::log;
-use crate::store::schema::{merkle_nodes, tenants};
+use crate::store::schema::{entries, merkle_nodes, tenants};
 use crate::store::DbConn;
 use diesel::prelude::*;
 
@@ -41,8 +43,15 @@ fn failure(tenant: &str, place: Place, what: impl Into<String>) -> ScanError {
 /// Rows read per query.
 const CHUNK: u64 = 5_000;
 
-/// Scans every tenant (or one), in one read transaction.
-pub fn verify_db(conn: &mut DbConn, only: Option<&str>) -> Result<Vec<Scanned>, ScanError> {
+/// Scans every tenant (or one), in one read transaction. The signing keys
+/// must open with `master` (a key row added behind our back does not), and
+/// the log must extend what `signer` records as signed.
+pub fn verify_db(
+    conn: &mut DbConn,
+    only: Option<&str>,
+    master: &MasterKey,
+    signer: &Signer,
+) -> Result<Vec<Scanned>, ScanError> {
     conn.transaction(|conn| {
         let mut ids: Vec<String> = tenants::table
             .select(tenants::id)
@@ -51,11 +60,18 @@ pub fn verify_db(conn: &mut DbConn, only: Option<&str>) -> Result<Vec<Scanned>, 
         if let Some(one) = only {
             ids.retain(|t| t == one);
         }
-        ids.iter().map(|t| scan_tenant(conn, t)).collect()
+        ids.iter()
+            .map(|t| scan_tenant(conn, t, master, signer))
+            .collect()
     })
 }
 
-fn scan_tenant(conn: &mut DbConn, tenant: &str) -> Result<Scanned, ScanError> {
+fn scan_tenant(
+    conn: &mut DbConn,
+    tenant: &str,
+    master: &MasterKey,
+    signer: &Signer,
+) -> Result<Scanned, ScanError> {
     let (origin, tree_size, head_hash) = tenants::table
         .find(tenant)
         .select((tenants::origin, tenants::tree_size, tenants::head_hash))
@@ -122,6 +138,19 @@ fn scan_tenant(conn: &mut DbConn, tenant: &str) -> Result<Scanned, ScanError> {
             expected += 1;
         }
     }
+    // Rows the chunked read cannot reach: far beyond the head, or negative.
+    let stray: i64 = entries::table
+        .filter(entries::tenant_id.eq(tenant))
+        .filter(entries::seq.ge(expected as i64).or(entries::seq.lt(0)))
+        .count()
+        .get_result(conn)?;
+    if stray > 0 {
+        return Err(failure(
+            tenant,
+            Place::Seq(expected),
+            format!("{stray} row(s) lie outside the log (inserted)"),
+        ));
+    }
     if expected != tree_size as u64 {
         return Err(failure(
             tenant,
@@ -137,7 +166,29 @@ fn scan_tenant(conn: &mut DbConn, tenant: &str) -> Result<Scanned, ScanError> {
         ));
     }
     check_nodes(conn, tenant, &mut tree)?;
-    let checkpoints = check_checkpoints(conn, tenant, &origin, &mut tree)?;
+    let checkpoints = check_checkpoints(conn, tenant, &origin, &mut tree, master)?;
+    match signer.last_signed(&origin) {
+        Ok(Some((size, root))) => {
+            if size > tree.size() {
+                return Err(failure(
+                    tenant,
+                    Place::Checkpoint,
+                    format!("the signer state file records size {size} as signed; the log holds {} entries (entries were removed)", tree.size()),
+                ));
+            }
+            if merkle::root(&mut tree, size).ok() != Some(root) {
+                return Err(failure(
+                    tenant,
+                    Place::Checkpoint,
+                    format!("the tree at size {size} differs from the one the signer state file records as signed"),
+                ));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            return Err(failure(tenant, Place::Checkpoint, e.to_string()));
+        }
+    }
     Ok(Scanned {
         tenant: tenant.to_owned(),
         entries: expected,
@@ -165,7 +216,16 @@ fn check_nodes(conn: &mut DbConn, tenant: &str, tree: &mut MemoryTree) -> Result
             break;
         }
         for (level, idx, hash) in rows {
-            let first_leaf = (idx as u64) << level;
+            if !(0..64).contains(&level) || idx < 0 {
+                return Err(failure(
+                    tenant,
+                    Place::Checkpoint,
+                    format!(
+                        "a Merkle node row has an impossible position (level {level}, index {idx})"
+                    ),
+                ));
+            }
+            let first_leaf = (idx as u64).checked_shl(level as u32).unwrap_or(u64::MAX);
             let recomputed = tree.node(level as u32, idx as u64).map_err(|_| {
                 failure(tenant, Place::Seq(first_leaf), format!("a Merkle node (level {level}, index {idx}) covers entries that do not exist"))
             })?;
@@ -195,8 +255,23 @@ fn check_checkpoints(
     tenant: &str,
     origin: &str,
     tree: &mut MemoryTree,
+    master: &MasterKey,
 ) -> Result<u64, ScanError> {
-    let keys = log::signing_keys_of(conn, tenant)?;
+    let mut keys = log::signing_keys_of(conn, tenant)?;
+    for key in &keys {
+        let opens = key
+            .open(master)
+            .map(|k| note::verifier_key(origin, &k.verifying_key().to_bytes()));
+        if opens.as_deref() != Some(key.verifier_key.as_str()) {
+            return Err(failure(
+                tenant,
+                Place::Checkpoint,
+                format!("signing key {} does not open with the master key into its verifier key (a key row was forged)", key.id),
+            ));
+        }
+    }
+    // A checkpoint signed only by a compromised key proves nothing.
+    keys.retain(|k| k.status != "revoked");
     let verifiers: Vec<(Verifier, u64, Option<u64>)> = keys
         .iter()
         .filter_map(|k| {
@@ -237,6 +312,13 @@ fn check_checkpoints(
         if root != body.root {
             return Err(bad("its root is not the root of the entries".into()));
         }
+    }
+    if !rows.iter().any(|r| r.size == 0) {
+        return Err(failure(
+            tenant,
+            Place::Checkpoint,
+            "the size-0 checkpoint signed at creation is missing",
+        ));
     }
     Ok(rows.len() as u64)
 }

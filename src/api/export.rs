@@ -57,8 +57,9 @@ async fn spec_for(
 ) -> Result<ExportSpec, ApiError> {
     let checkpoint = checkpoint_for(state, &caller.tenant.id, size).await?;
     let tenant = caller.tenant.id.clone();
+    let size = checkpoint.size as u64;
     let verifier_key = state
-        .db(move |conn| Ok(log::current_signing_key(conn, &tenant)?.verifier_key))
+        .db(move |conn| Ok(log::key_for_size(conn, &tenant, size)?.verifier_key))
         .await?;
     Ok(ExportSpec {
         tenant: caller.tenant.id.clone(),

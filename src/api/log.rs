@@ -195,6 +195,7 @@ pub async fn inclusion_proof(
     };
     let seq = query.seq;
     let tenant = caller.tenant.id.clone();
+    let cache = state.nodes.clone();
     let proof = state
         .db(move |conn| {
             conn.transaction(|conn| {
@@ -211,7 +212,7 @@ pub async fn inclusion_proof(
                     tenant: &tenant,
                 }
                 .leaf(seq)?;
-                let proof = log::inclusion_proof(conn, &tenant, seq, size)?;
+                let proof = log::cached_inclusion_proof(conn, &cache, &tenant, seq, size)?;
                 Ok(InclusionProof {
                     seq,
                     tree_size: size,
@@ -257,6 +258,7 @@ pub async fn consistency_proof(
     caller.require(&[Role::Auditor])?;
     let (from, to) = (query.from, query.to);
     let tenant = caller.tenant.id.clone();
+    let cache = state.nodes.clone();
     let proof = state
         .db(move |conn| {
             conn.transaction(|conn| {
@@ -271,7 +273,9 @@ pub async fn consistency_proof(
                 Ok(ConsistencyProof {
                     from,
                     to,
-                    proof: hexes(log::consistency_proof(conn, &tenant, from, to)?),
+                    proof: hexes(log::cached_consistency_proof(
+                        conn, &cache, &tenant, from, to,
+                    )?),
                 })
             })
         })

@@ -27,6 +27,8 @@ pub struct AppState {
     pub master: Arc<MasterKey>,
     pub settings: Arc<Settings>,
     pub signer: Arc<Signer>,
+    /// Upper Merkle nodes for serving proofs (immutable once stored).
+    pub nodes: Arc<crate::store::log::NodeCache>,
     /// SHA-256 of the configured operator token; `None`: the stored one counts.
     pub configured_operator_sha256: Option<String>,
 }

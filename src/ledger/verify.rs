@@ -276,10 +276,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for EvidenceBody<'a> {
                 while let Some(BorrowedStr(key)) = map.next_key()? {
                     pairs.push((key, map.next_value()?));
                 }
+                let mut seen: Vec<&str> = pairs.iter().map(|(k, _)| k.as_ref()).collect();
+                seen.sort_unstable();
+                if seen.windows(2).any(|w| w[0] == w[1]) {
+                    // Which value counts would depend on the reader.
+                    return Err(serde::de::Error::custom(
+                        "duplicate key in the evidence body",
+                    ));
+                }
                 if pairs.iter().all(|(_, v)| matches!(v, BodyValue::Str(_))) {
-                    let mut seen: Vec<&str> = pairs.iter().map(|(k, _)| k.as_ref()).collect();
-                    seen.sort_unstable();
-                    if seen.windows(2).all(|w| w[0] != w[1]) {
+                    {
                         return Ok(EvidenceBody::Strings(
                             pairs
                                 .into_iter()
@@ -291,7 +297,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for EvidenceBody<'a> {
                         ));
                     }
                 }
-                // Anything else keeps JSON's meaning (the last duplicate wins).
+                // Anything else goes through the general encoder.
                 Ok(EvidenceBody::Other(
                     pairs
                         .into_iter()
@@ -501,8 +507,14 @@ fn check_shape(e: &EntryRef<'_>) -> Result<EntryHashes, String> {
     if e.v != 1 {
         return Err(format!("unknown version v={}", e.v));
     }
-    if e.seq >= 1 << 53 {
-        return Err("seq is not below 2^53".into());
+    for (name, n) in [
+        ("seq", Some(e.seq)),
+        ("confirms", e.confirms),
+        ("lifts", e.lifts),
+    ] {
+        if n.is_some_and(|n| n >= 1 << 53) {
+            return Err(format!("{name} is not below 2^53"));
+        }
     }
     let decode =
         |name: &str, v: &str| hash_hex(v).ok_or_else(|| format!("{name} is not 64 lowercase hex"));
@@ -592,6 +604,7 @@ fn check_openings(e: &EntryHashes, o: &OpeningView<'_>) -> Result<bool, String> 
 /// One entry line, checked on its own (in parallel with others).
 struct CheckedLine {
     seq: u64,
+    subject: Hash,
     leaf: Hash,
     prev: Hash,
     recorded_at: Timestamp,
@@ -602,6 +615,7 @@ struct CheckedLine {
 /// What checking one entry established.
 pub struct EntryChecked {
     pub leaf: Hash,
+    pub subject: Hash,
     pub prev: Hash,
     /// Its openings were given and open its commitments.
     pub opened: bool,
@@ -640,6 +654,7 @@ fn check_hashed_entry(
     };
     Ok(EntryChecked {
         leaf,
+        subject: hashes.subject,
         prev: hashes.prev,
         opened,
     })
@@ -667,6 +682,7 @@ fn check_export_line_fast(line: &str, log: &str) -> Option<Result<CheckedLine, F
             .map(|checked| CheckedLine {
                 seq: entry.seq,
                 leaf: checked.leaf,
+                subject: checked.subject,
                 prev: checked.prev,
                 recorded_at: entry.recorded_at,
                 opened: checked.opened,
@@ -701,6 +717,7 @@ fn check_line(line_no: u64, line: &str, log: &str) -> Result<CheckedLine, Failur
         .transpose()?;
     Ok(CheckedLine {
         seq,
+        subject: checked.subject,
         leaf: checked.leaf,
         prev: checked.prev,
         recorded_at: parsed.entry.recorded_at,
@@ -763,12 +780,40 @@ fn check_batch(batch: &Batch, log: &str) -> Vec<Result<CheckedLine, Failure>> {
 /// Lines per parallel batch.
 const BATCH: usize = 16_384;
 
+/// The longest line (and receipt, and tail) read: a bound on memory for
+/// hostile input.
+const MAX_LINE: usize = 64 << 20;
+
+fn too_long() -> VerifyError {
+    VerifyError::Unreadable(format!(
+        "a line or document longer than {} MiB",
+        MAX_LINE >> 20
+    ))
+}
+
+/// Appends everything left of `input`, at most [`MAX_LINE`] bytes.
+fn read_rest(input: &mut impl BufRead, buf: &mut Vec<u8>) -> Result<(), VerifyError> {
+    let start = buf.len();
+    input
+        .take(MAX_LINE as u64 + 1)
+        .read_to_end(buf)
+        .map_err(|e| VerifyError::Unreadable(e.to_string()))?;
+    if buf.len() - start > MAX_LINE {
+        return Err(too_long());
+    }
+    Ok(())
+}
+
 /// Reads one line (without its end) into `buf`; `false` at the end of input.
 fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> Result<bool, VerifyError> {
     buf.clear();
     let n = input
+        .take(MAX_LINE as u64 + 1)
         .read_until(b'\n', buf)
         .map_err(|e| VerifyError::Unreadable(e.to_string()))?;
+    if buf.len() > MAX_LINE {
+        return Err(too_long());
+    }
     while matches!(buf.last(), Some(b'\n' | b'\r')) {
         buf.pop();
     }
@@ -844,14 +889,15 @@ impl<R: BufRead> BatchReader<R> {
                 } else {
                     // The tail: this line and everything after it.
                     let mut rest = bytes.split_off(start);
-                    self.input
-                        .read_to_end(&mut rest)
-                        .map_err(|e| VerifyError::Unreadable(e.to_string()))?;
+                    read_rest(&mut self.input, &mut rest)?;
                     let rest = utf8(rest)?;
                     self.tail.extend(rest.lines().map(str::to_owned));
                     self.done = true;
                     break 'fill;
                 }
+            }
+            if bytes.len() - pos > MAX_LINE {
+                return Err(too_long());
             }
             // Appends up to a block without zero-filling it first.
             let n = (&mut self.input)
@@ -899,9 +945,7 @@ pub fn verify(
     // Not NDJSON with an export header: the whole file is one JSON document.
     let mut bytes = first;
     bytes.push(b'\n');
-    input
-        .read_to_end(&mut bytes)
-        .map_err(|e| VerifyError::Unreadable(e.to_string()))?;
+    read_rest(&mut input, &mut bytes)?;
     let text = utf8(bytes)?;
     #[derive(Deserialize)]
     struct Format {
@@ -979,6 +1023,8 @@ struct Fold {
     entries: u64,
     opened: u64,
     proofs: Vec<(u64, Hash, Vec<Hash>)>,
+    /// A dossier is one person's: every entry has this subject.
+    subject: Option<Hash>,
 }
 
 impl Fold {
@@ -999,6 +1045,7 @@ impl Fold {
             entries: 0,
             opened: 0,
             proofs: Vec::new(),
+            subject: None,
         };
         fold.note_trusted_roots();
         fold
@@ -1050,6 +1097,9 @@ impl Fold {
                 ));
             }
             if self.dossier {
+                if *self.subject.get_or_insert(c.subject) != c.subject {
+                    return Err(failed(place, "another subject's entry in a dossier"));
+                }
                 let proof = c.proof.ok_or_else(|| Failure {
                     place: place.clone(),
                     what: "inclusion_proof missing".into(),
@@ -1311,7 +1361,6 @@ mod tests {
             r#"{"page_url":"https://x","ip":"203.0.113.7","user_agent":"UA"}"#,
             r#"{"b":"with \"escapes\" \u00e9","a":"x"}"#,
             r#"{"a":1,"b":"x","c":[true,null,{"z":1.5,"y":"s"}]}"#,
-            r#"{"a":"first","a":"second"}"#,
             r#"{}"#,
         ] {
             let value: serde_json::Value = serde_json::from_str(json).unwrap();
@@ -1326,5 +1375,6 @@ mod tests {
             EvidenceBody::Other(_)
         ));
         assert!(serde_json::from_str::<EvidenceBody<'_>>("[1]").is_err());
+        assert!(serde_json::from_str::<EvidenceBody<'_>>(r#"{"a":"x","a":"y"}"#).is_err());
     }
 }

@@ -35,7 +35,9 @@ fn apply_pragmas(conn: &mut DbConn) -> QueryResult<()> {
          PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
-         PRAGMA secure_delete = ON;"
+         PRAGMA secure_delete = ON;
+         PRAGMA cache_size = -32768;
+         PRAGMA mmap_size = 1073741824;"
     ))
 }
 

@@ -38,6 +38,98 @@ impl DbNodes<'_> {
     }
 }
 
+/// Hashes of the upper Merkle levels, kept in memory per process: stored
+/// nodes never change, and the few upper ones are in every proof. Proofs
+/// then read only the lower levels from the database. Signing and
+/// `verify-db` never use it: they read what the database holds.
+#[derive(Debug, Default)]
+pub struct NodeCache(std::sync::RwLock<std::collections::HashMap<(String, u32, u64), Hash>>);
+
+/// The lowest level kept in the cache.
+const CACHED_FROM_LEVEL: u32 = 6;
+/// Most nodes kept (about 80 MiB); past it the cache starts again.
+const CACHE_LIMIT: usize = 1_000_000;
+
+/// Database reads through the cache.
+pub struct CachedNodes<'a> {
+    pub conn: &'a mut DbConn,
+    pub tenant: &'a str,
+    pub cache: &'a NodeCache,
+}
+
+impl Nodes for CachedNodes<'_> {
+    type Error = diesel::result::Error;
+
+    fn node(&mut self, level: u32, index: u64) -> Result<Hash, Self::Error> {
+        if level < CACHED_FROM_LEVEL {
+            return DbNodes {
+                conn: self.conn,
+                tenant: self.tenant,
+            }
+            .node(level, index);
+        }
+        let key = (self.tenant.to_owned(), level, index);
+        if let Some(hash) = self
+            .cache
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(*hash);
+        }
+        let hash = DbNodes {
+            conn: self.conn,
+            tenant: self.tenant,
+        }
+        .node(level, index)?;
+        let mut map = self.cache.0.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CACHE_LIMIT {
+            map.clear();
+        }
+        map.insert(key, hash);
+        Ok(hash)
+    }
+}
+
+/// An inclusion proof for serving, through the cache.
+pub fn cached_inclusion_proof(
+    conn: &mut DbConn,
+    cache: &NodeCache,
+    tenant: &str,
+    index: u64,
+    size: u64,
+) -> QueryResult<Vec<Hash>> {
+    merkle::inclusion_proof(
+        &mut CachedNodes {
+            conn,
+            tenant,
+            cache,
+        },
+        index,
+        size,
+    )
+}
+
+/// A consistency proof for serving, through the cache.
+pub fn cached_consistency_proof(
+    conn: &mut DbConn,
+    cache: &NodeCache,
+    tenant: &str,
+    from: u64,
+    to: u64,
+) -> QueryResult<Vec<Hash>> {
+    merkle::consistency_proof(
+        &mut CachedNodes {
+            conn,
+            tenant,
+            cache,
+        },
+        from,
+        to,
+    )
+}
+
 /// Stores the nodes that appending leaf `index` completes (inside the append transaction).
 pub fn store_leaf(conn: &mut DbConn, tenant: &str, index: u64, leaf: Hash) -> QueryResult<()> {
     let completed = merkle::nodes_completed_by(&mut DbNodes { conn, tenant }, index, leaf)?;
@@ -154,6 +246,21 @@ pub fn signing_keys_of(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<Signi
         .load(conn)?;
     rows.sort_by_key(|k| k.status != "current");
     Ok(rows)
+}
+
+/// The key that signs checkpoints of `size`: the current one when its range
+/// covers it, else the retired key whose range does (never a revoked one).
+pub fn key_for_size(conn: &mut DbConn, tenant: &str, size: u64) -> QueryResult<SigningKeyRow> {
+    let keys = signing_keys_of(conn, tenant)?;
+    let covers = |k: &SigningKeyRow| {
+        k.status != "revoked"
+            && k.first_size as u64 <= size
+            && k.last_size.is_none_or(|l| size <= l as u64)
+    };
+    keys.iter()
+        .find(|k| covers(k))
+        .cloned()
+        .map_or_else(|| current_signing_key(conn, tenant), Ok)
 }
 
 /// Marks the current key retired (or revoked) at `last_size`.

@@ -343,6 +343,11 @@ async fn signing_keys_rotate_with_a_note_signed_by_both() {
     let (_, export) = app.get_text("/v1/export", &t.auditor).await;
     let path = write_file(&app.scratch(), "export.ndjson", &export);
     assert_eq!(run_cli(&["verify", &path, "--key", &new_key], None).0, 0);
+    // An older export names the key that signed its checkpoint.
+    let (_, old_export) = app.get_text("/v1/export?size=0", &t.auditor).await;
+    assert!(old_export.starts_with("{\"format\"") && old_export.contains(&old_key));
+    let path = write_file(&app.scratch(), "old.ndjson", &old_export);
+    assert_eq!(run_cli(&["verify", &path, "--key", &old_key], None).0, 0);
     // verify-db accepts checkpoints of both keys within their ranges.
     let (code, out, err) = run_cli(&["verify-db"], Some(&data));
     assert_eq!(code, 0, "{out}{err}");

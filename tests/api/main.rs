@@ -13,3 +13,4 @@ mod recording;
 mod tamper;
 mod tenants;
 mod vectors;
+mod verify_files;

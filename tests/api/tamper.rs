@@ -239,3 +239,44 @@ async fn a_restored_older_database_makes_the_service_refuse_to_sign() {
         "signing_refused"
     );
 }
+
+#[tokio::test]
+async fn a_row_far_beyond_the_head_is_named() {
+    let (app, _) = signed_log().await;
+    tamper(&app, &["INSERT INTO entries SELECT tenant_id, 100000, leaf_hash, canonical_json, subject_id, evidence_salt, evidence_jcs, consent_text_sha256 FROM entries WHERE seq = 5"]);
+    verify_db_fails_at(&app, "seq 6: 1 row(s) lie outside the log");
+}
+
+#[tokio::test]
+async fn a_forged_signing_key_row_is_named() {
+    let (app, _) = signed_log().await;
+    // A key row the master key never sealed (an attacker's own key).
+    tamper(&app, &["INSERT INTO signing_keys (tenant_id, verifier_key, seed_sealed, status, first_size, created_at) VALUES ('makro', 'ledger.test/makro+00000000+AQ==', '00', 'retired', 0, 0)"]);
+    verify_db_fails_at(&app, "checkpoint: signing key");
+}
+
+#[tokio::test]
+async fn a_rewritten_tree_is_never_signed_again() {
+    let (app, t) = signed_log().await;
+    // Rewrite the node over entries 0-3 below the stored checkpoint, then
+    // grow the log: the next checkpoint would not extend the stored one.
+    tamper(
+        &app,
+        &["UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 0"],
+    );
+    // This instance's state file would catch it too; a fresh instance (no
+    // state file) must refuse on the stored checkpoint alone.
+    std::fs::remove_file(app.data_dir().join("signer.state")).unwrap();
+    app.recorded_opt_in(&t, web_opt_in("+4915199999999", "Makro", &["utility"]))
+        .await;
+    let refused = app.get("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(refused.code(), "signing_refused");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("rewritten"),
+        "{}",
+        refused.body
+    );
+}
