@@ -3,6 +3,7 @@
 
 pub mod decision;
 pub mod evidence;
+pub mod keywords;
 pub mod number;
 pub mod purpose;
 pub mod text;

@@ -5,7 +5,7 @@
 //! the bytes as they are instead of parsing and re-serialising them. Any
 //! other input returns `None`, and the caller takes the general path.
 
-use super::entry::{EntryRef, EntryType};
+use super::entry::{needs_escape, EntryRef, EntryType};
 use crate::domain::time::Timestamp;
 use std::borrow::Cow;
 
@@ -35,8 +35,7 @@ impl<'a> Cursor<'a> {
         let bytes = self.text.as_bytes();
         let start = self.pos;
         let len = memchr::memchr(b'"', &bytes[start..])?;
-        let value = &bytes[start..start + len];
-        if value.iter().any(|&b| b < 0x20 || b == b'\\') {
+        if needs_escape(&bytes[start..start + len]) {
             return None;
         }
         self.pos = start + len + 1;
@@ -99,6 +98,31 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Every entry key, sorted.
+const KEYS: [&str; 21] = [
+    "backfill",
+    "captured_at",
+    "channel",
+    "collector",
+    "company_name_shown",
+    "confirmation_required",
+    "confirms",
+    "consent_text_sha256",
+    "evidence_sha256",
+    "language",
+    "lifts",
+    "log",
+    "message_channels",
+    "prev",
+    "purposes",
+    "reason",
+    "recorded_at",
+    "seq",
+    "subject",
+    "type",
+    "v",
+];
+
 /// Reads a canonical entry at the start of `text`; returns it and where it
 /// ends. `None` when the bytes are not exactly canonical.
 pub fn read_canonical_entry(text: &str) -> Option<(EntryRef<'_>, usize)> {
@@ -132,54 +156,54 @@ pub fn read_canonical_entry(text: &str) -> Option<(EntryRef<'_>, usize)> {
     };
     // Required keys seen: v, log, seq, prev, recorded_at, type, subject, collector.
     let mut required = 0u8;
-    let mut last_key: &str = "";
+    // Keys come sorted (UTF-16 order; all are ASCII, so byte order) and
+    // each at most once: walk the known keys in that order.
+    let mut next_key = 0;
     loop {
         let key = c.string()?;
-        // Sorted by UTF-16 code units; all keys are ASCII, so byte order.
-        if key <= last_key {
-            return None;
-        }
-        last_key = key;
+        let offset = KEYS[next_key..].iter().position(|k| *k == key)?;
+        let index = next_key + offset;
+        next_key = index + 1;
         c.eat(b":")?;
-        match key {
-            "backfill" => entry.backfill = Some(c.boolean()?),
-            "captured_at" => entry.captured_at = Some(c.timestamp()?),
-            "channel" => entry.channel = borrowed(c.string()?),
-            "collector" => {
+        match index {
+            0 => entry.backfill = Some(c.boolean()?),
+            1 => entry.captured_at = Some(c.timestamp()?),
+            2 => entry.channel = borrowed(c.string()?),
+            3 => {
                 entry.collector = Cow::Borrowed(c.string()?);
                 required |= 1;
             }
-            "company_name_shown" => entry.company_name_shown = borrowed(c.string()?),
-            "confirmation_required" => entry.confirmation_required = Some(c.boolean()?),
-            "confirms" => entry.confirms = Some(c.integer()?),
-            "consent_text_sha256" => entry.consent_text_sha256 = borrowed(c.string()?),
-            "evidence_sha256" => entry.evidence_sha256 = borrowed(c.string()?),
-            "language" => entry.language = borrowed(c.string()?),
-            "lifts" => entry.lifts = Some(c.integer()?),
-            "log" => {
+            4 => entry.company_name_shown = borrowed(c.string()?),
+            5 => entry.confirmation_required = Some(c.boolean()?),
+            6 => entry.confirms = Some(c.integer()?),
+            7 => entry.consent_text_sha256 = borrowed(c.string()?),
+            8 => entry.evidence_sha256 = borrowed(c.string()?),
+            9 => entry.language = borrowed(c.string()?),
+            10 => entry.lifts = Some(c.integer()?),
+            11 => {
                 entry.log = Cow::Borrowed(c.string()?);
                 required |= 2;
             }
-            "message_channels" => entry.message_channels = Some(c.strings()?),
-            "prev" => {
+            12 => entry.message_channels = Some(c.strings()?),
+            13 => {
                 entry.prev = Cow::Borrowed(c.string()?);
                 required |= 4;
             }
-            "purposes" => entry.purposes = Some(c.strings()?),
-            "reason" => entry.reason = borrowed(c.string()?),
-            "recorded_at" => {
+            14 => entry.purposes = Some(c.strings()?),
+            15 => entry.reason = borrowed(c.string()?),
+            16 => {
                 entry.recorded_at = c.timestamp()?;
                 required |= 8;
             }
-            "seq" => {
+            17 => {
                 entry.seq = c.integer()?;
                 required |= 16;
             }
-            "subject" => {
+            18 => {
                 entry.subject = Cow::Borrowed(c.string()?);
                 required |= 32;
             }
-            "type" => {
+            19 => {
                 entry.kind = match c.string()? {
                     "opt_in" => EntryType::OptIn,
                     "opt_out" => EntryType::OptOut,
@@ -190,7 +214,7 @@ pub fn read_canonical_entry(text: &str) -> Option<(EntryRef<'_>, usize)> {
                 };
                 required |= 64;
             }
-            "v" => {
+            20 => {
                 entry.v = u8::try_from(c.integer()?).ok()?;
                 required |= 128;
             }
@@ -230,6 +254,11 @@ mod tests {
         e.backfill = Some(true);
         e.confirmation_required = Some(true);
         e
+    }
+
+    #[test]
+    fn the_known_keys_are_sorted() {
+        assert!(KEYS.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
