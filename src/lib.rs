@@ -5,6 +5,8 @@
 
 /// HTTP handlers, one file per resource, and the caller extractor with roles.
 pub mod api;
+/// Channels that record by themselves: settings and the WhatsApp and Twilio webhooks.
+pub mod channels;
 /// The command line: `serve`, `migrate`, `tenant create`, `key create`, `openapi`.
 pub mod cli;
 /// Typed settings from flags, environment and an optional TOML file.

@@ -40,6 +40,8 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "checks", description = "May we send this, now? (sender)"),
         (name = "ledger", description = "Entries and subjects with openings (auditor)"),
         (name = "log", description = "Checkpoints, proofs, receipts and exports: the verifiable log (auditor)"),
+        (name = "channels", description = "Channel settings for the webhooks, and their dead letters (admin)"),
+        (name = "webhooks", description = "WhatsApp Cloud API and Twilio SMS webhooks, authenticated by the providers' signatures"),
         (name = "operations", description = "Health and problem types"),
     )
 )]
@@ -85,6 +87,12 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(api::log::consistency_proof)
         .service(api::export::export)
         .service(api::export::dossier)
+        .service(api::channels::get_channels)
+        .service(api::channels::put_channels)
+        .service(api::channels::dead_letters)
+        .service(crate::channels::whatsapp::whatsapp_handshake)
+        .service(crate::channels::whatsapp::whatsapp_notification)
+        .service(crate::channels::twilio::twilio_message)
         .service(api::health::healthz)
         .service(api::health::readyz)
         .service(api::health::problem_type);
@@ -253,7 +261,7 @@ impl Application {
                     .into()
             });
             App::new()
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
                 .app_data(state.clone())
                 .app_data(path_errors)
                 .app_data(query_errors)

@@ -197,28 +197,28 @@ pub async fn inclusion_proof(
     let tenant = caller.tenant.id.clone();
     let cache = state.nodes.clone();
     let proof = state
+        // No transaction: the nodes of every size up to the log's size are
+        // committed with it and never change.
         .db(move |conn| {
-            conn.transaction(|conn| {
-                let current = current_size(conn, &tenant)?;
-                if seq >= size || size > current {
-                    return Err(ApiError::invalid_field(
-                        "seq",
-                        "out_of_range",
-                        format!("need seq < size ≤ {current} (the log's size)"),
-                    ));
-                }
-                let leaf = log::DbNodes {
-                    conn,
-                    tenant: &tenant,
-                }
-                .leaf(seq)?;
-                let proof = log::cached_inclusion_proof(conn, &cache, &tenant, seq, size)?;
-                Ok(InclusionProof {
-                    seq,
-                    tree_size: size,
-                    leaf_hash: hex::encode(leaf),
-                    proof: hexes(proof),
-                })
+            let current = current_size(conn, &tenant)?;
+            if seq >= size || size > current {
+                return Err(ApiError::invalid_field(
+                    "seq",
+                    "out_of_range",
+                    format!("need seq < size ≤ {current} (the log's size)"),
+                ));
+            }
+            let leaf = log::DbNodes {
+                conn,
+                tenant: &tenant,
+            }
+            .leaf(seq)?;
+            let proof = log::cached_inclusion_proof(conn, &cache, &tenant, seq, size)?;
+            Ok(InclusionProof {
+                seq,
+                tree_size: size,
+                leaf_hash: hex::encode(leaf),
+                proof: hexes(proof),
             })
         })
         .await?;
@@ -260,23 +260,22 @@ pub async fn consistency_proof(
     let tenant = caller.tenant.id.clone();
     let cache = state.nodes.clone();
     let proof = state
+        // No transaction: as for inclusion proofs.
         .db(move |conn| {
-            conn.transaction(|conn| {
-                let current = current_size(conn, &tenant)?;
-                if from > to || to > current {
-                    return Err(ApiError::invalid_field(
-                        "from",
-                        "out_of_range",
-                        format!("need 0 ≤ from ≤ to ≤ {current} (the log's size)"),
-                    ));
-                }
-                Ok(ConsistencyProof {
-                    from,
-                    to,
-                    proof: hexes(log::cached_consistency_proof(
-                        conn, &cache, &tenant, from, to,
-                    )?),
-                })
+            let current = current_size(conn, &tenant)?;
+            if from > to || to > current {
+                return Err(ApiError::invalid_field(
+                    "from",
+                    "out_of_range",
+                    format!("need 0 ≤ from ≤ to ≤ {current} (the log's size)"),
+                ));
+            }
+            Ok(ConsistencyProof {
+                from,
+                to,
+                proof: hexes(log::cached_consistency_proof(
+                    conn, &cache, &tenant, from, to,
+                )?),
             })
         })
         .await?;

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod brands;
+pub mod channels;
 pub mod checks;
 pub mod entries;
 pub mod export;

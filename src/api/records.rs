@@ -401,6 +401,7 @@ pub async fn create_opt_out(
         captured_at: r.captured_at,
         backfill: r.backfill,
         evidence,
+        lift_class: None,
     });
     let tenant = caller.tenant.id.clone();
     let collector = caller.key_id.clone();

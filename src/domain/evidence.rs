@@ -32,6 +32,18 @@ impl Evidence {
     }
 }
 
+impl Evidence {
+    /// Evidence that a webhook builds from a message.
+    pub fn from_list(pairs: &[(&str, &str)]) -> Self {
+        Self(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+}
+
 /// Evidence bodies are personal data: never print them.
 impl std::fmt::Debug for Evidence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -51,12 +51,44 @@ pub struct OptOutRecord {
     pub captured_at: Timestamp,
     pub backfill: bool,
     pub evidence: Evidence,
+    /// Which messages may lift it (`None`: none, as for the API and pages).
+    pub lift_class: Option<LiftClass>,
+}
+
+/// Opt-outs that a later message may lift (SPEC section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiftClass {
+    /// Recorded from an opt-out keyword or phrase: START, UNSTOP and YES on
+    /// the same capture channel lift it.
+    Keyword,
+    /// WhatsApp's own marketing stop: its `resume` lifts it.
+    MarketingPreference,
+}
+
+impl LiftClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiftClass::Keyword => "keyword",
+            LiftClass::MarketingPreference => "marketing_preference",
+        }
+    }
+}
+
+/// An `opt_out_lifted` entry: cancels exactly the opt-out `lifts` names.
+#[derive(Debug, Clone)]
+pub struct LiftRecord {
+    pub number: E164,
+    pub channel: CaptureChannel,
+    pub captured_at: Timestamp,
+    pub evidence: Evidence,
+    pub lifts: u64,
 }
 
 #[derive(Debug, Clone)]
 pub enum Record {
     OptIn(OptInRecord),
     OptOut(OptOutRecord),
+    Lift(LiftRecord),
 }
 
 impl Record {
@@ -64,6 +96,23 @@ impl Record {
         match self {
             Record::OptIn(r) => &r.number,
             Record::OptOut(r) => &r.number,
+            Record::Lift(r) => &r.number,
+        }
+    }
+
+    fn captured_at(&self) -> Timestamp {
+        match self {
+            Record::OptIn(r) => r.captured_at,
+            Record::OptOut(r) => r.captured_at,
+            Record::Lift(r) => r.captured_at,
+        }
+    }
+
+    fn evidence(&self) -> &Evidence {
+        match self {
+            Record::OptIn(r) => &r.evidence,
+            Record::OptOut(r) => &r.evidence,
+            Record::Lift(r) => &r.evidence,
         }
     }
 }
@@ -130,7 +179,20 @@ pub fn append(
     record: &Record,
     answer: Option<Answer<'_>>,
 ) -> StoreResult<Appended> {
-    conn.immediate_transaction(|conn| {
+    conn.immediate_transaction(|conn| append_locked(conn, tenant, collector, record, answer))
+}
+
+/// Appends inside a transaction the caller holds with the log's lock
+/// (`immediate_transaction`), so several entries and other writes commit
+/// or roll back together.
+pub fn append_locked(
+    conn: &mut DbConn,
+    tenant: &str,
+    collector: &str,
+    record: &Record,
+    answer: Option<Answer<'_>>,
+) -> StoreResult<Appended> {
+    {
         let (origin, tree_size, head_hash, head_recorded_at) = tenants::table
             .find(tenant)
             .select((
@@ -145,10 +207,7 @@ pub fn append(
             Some(previous) if previous > now.millis() => Timestamp::from_millis(previous),
             _ => now,
         };
-        let captured_at = match record {
-            Record::OptIn(r) => r.captured_at,
-            Record::OptOut(r) => r.captured_at,
-        };
+        let captured_at = record.captured_at();
         if captured_at > recorded_at.plus_millis(CAPTURE_SKEW_MILLIS) {
             return Err(StoreError::Rejected(Rejection::CapturedInFuture));
         }
@@ -164,10 +223,7 @@ pub fn append(
         let (subject_id, subject) =
             current_or_new_subject(conn, tenant, record.number(), now.millis())?;
         let seq = tree_size as u64;
-        let evidence = match record {
-            Record::OptIn(r) => &r.evidence,
-            Record::OptOut(r) => &r.evidence,
-        };
+        let evidence = record.evidence();
         let evidence_salt = random_salt_hex();
         let evidence_jcs = jcs_string_map(
             evidence
@@ -179,6 +235,7 @@ pub fn append(
             match record {
                 Record::OptIn(_) => EntryType::OptIn,
                 Record::OptOut(_) => EntryType::OptOut,
+                Record::Lift(_) => EntryType::OptOutLifted,
             },
             &origin,
             seq,
@@ -217,6 +274,11 @@ pub fn append(
                 entry.purposes = Some(names(r.purposes.names()));
                 entry.message_channels = Some(names(r.message_channels.names()));
                 entry.backfill = r.backfill.then_some(true);
+            }
+            Record::Lift(r) => {
+                entry.channel = Some(r.channel.as_str().to_owned());
+                entry.captured_at = Some(r.captured_at);
+                entry.lifts = Some(r.lifts);
             }
         }
         let canonical = entry.canonical_json();
@@ -262,7 +324,7 @@ pub fn append(
             )?;
         }
         Ok(appended)
-    })
+    }
 }
 
 fn names(list: Vec<&'static str>) -> Vec<String> {
@@ -307,8 +369,24 @@ fn insert_consent_event(
                 consent_events::channel.eq(r.channel.as_str()),
                 consent_events::purposes.eq(r.purposes.bits()),
                 consent_events::message_channels.eq(r.message_channels.bits()),
+                consent_events::lift_class.eq(r.lift_class.map(LiftClass::as_str)),
             ))
             .execute(conn)?,
+        Record::Lift(r) => diesel::update(
+            consent_events::table
+                .filter(consent_events::tenant_id.eq(tenant))
+                .filter(consent_events::seq.eq(r.lifts as i64))
+                .filter(consent_events::subject_id.eq(subject_id))
+                .filter(consent_events::kind.eq("opt_out"))
+                .filter(consent_events::lifted_by.is_null()),
+        )
+        .set(consent_events::lifted_by.eq(seq))
+        .execute(conn)
+        .and_then(|lifted| match lifted {
+            1 => Ok(1),
+            // Never an entry that lifts nothing: roll the append back.
+            _ => Err(diesel::result::Error::NotFound),
+        })?,
     };
     Ok(())
 }

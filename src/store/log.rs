@@ -39,16 +39,46 @@ impl DbNodes<'_> {
 }
 
 /// Hashes of the upper Merkle levels, kept in memory per process: stored
-/// nodes never change, and the few upper ones are in every proof. Proofs
-/// then read only the lower levels from the database. Signing and
-/// `verify-db` never use it: they read what the database holds.
+/// nodes never change, and the upper ones are in every proof. Proofs then
+/// read only the lowest levels from the database. Signing and `verify-db`
+/// never use it: they read what the database holds.
 #[derive(Debug, Default)]
-pub struct NodeCache(std::sync::RwLock<std::collections::HashMap<(String, u32, u64), Hash>>);
+pub struct NodeCache(std::sync::RwLock<NodeMaps>);
 
-/// The lowest level kept in the cache.
-const CACHED_FROM_LEVEL: u32 = 6;
-/// Most nodes kept (about 80 MiB); past it the cache starts again.
+#[derive(Debug, Default)]
+pub struct NodeMaps {
+    by_tenant: std::collections::HashMap<String, std::collections::HashMap<(u32, u64), Hash>>,
+    len: usize,
+}
+
+/// The lowest level kept in the cache (a 16th of the leaves at most).
+const CACHED_FROM_LEVEL: u32 = 4;
+/// Most nodes kept (about 100 MiB); past it the cache starts again.
 const CACHE_LIMIT: usize = 1_000_000;
+
+impl NodeCache {
+    fn get(&self, tenant: &str, level: u32, index: u64) -> Option<Hash> {
+        let maps = self.0.read().unwrap_or_else(|p| p.into_inner());
+        maps.by_tenant.get(tenant)?.get(&(level, index)).copied()
+    }
+
+    fn put(&self, tenant: &str, level: u32, index: u64, hash: Hash) {
+        let mut maps = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if maps.len >= CACHE_LIMIT {
+            maps.by_tenant.clear();
+            maps.len = 0;
+        }
+        let fresh = match maps.by_tenant.get_mut(tenant) {
+            Some(map) => map.insert((level, index), hash).is_none(),
+            None => {
+                let map = std::collections::HashMap::from([((level, index), hash)]);
+                maps.by_tenant.insert(tenant.to_owned(), map);
+                true
+            }
+        };
+        maps.len += usize::from(fresh);
+    }
+}
 
 /// Database reads through the cache.
 pub struct CachedNodes<'a> {
@@ -61,33 +91,18 @@ impl Nodes for CachedNodes<'_> {
     type Error = diesel::result::Error;
 
     fn node(&mut self, level: u32, index: u64) -> Result<Hash, Self::Error> {
-        if level < CACHED_FROM_LEVEL {
-            return DbNodes {
-                conn: self.conn,
-                tenant: self.tenant,
-            }
-            .node(level, index);
-        }
-        let key = (self.tenant.to_owned(), level, index);
-        if let Some(hash) = self
-            .cache
-            .0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(*hash);
-        }
-        let hash = DbNodes {
+        let mut db = DbNodes {
             conn: self.conn,
             tenant: self.tenant,
+        };
+        if level < CACHED_FROM_LEVEL {
+            return db.node(level, index);
         }
-        .node(level, index)?;
-        let mut map = self.cache.0.write().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= CACHE_LIMIT {
-            map.clear();
+        if let Some(hash) = self.cache.get(self.tenant, level, index) {
+            return Ok(hash);
         }
-        map.insert(key, hash);
+        let hash = db.node(level, index)?;
+        self.cache.put(self.tenant, level, index, hash);
         Ok(hash)
     }
 }

@@ -3,6 +3,7 @@
 //! nothing of HTTP.
 
 pub mod append;
+pub mod channels;
 pub mod connection;
 pub mod consent;
 pub mod idempotency;

@@ -97,6 +97,7 @@ diesel::table! {
         confirmation_expires_at -> Nullable<BigInt>,
         confirmed_by -> Nullable<BigInt>,
         lifted_by -> Nullable<BigInt>,
+        lift_class -> Nullable<Text>,
     }
 }
 
@@ -159,6 +160,52 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    channel_settings (tenant_id) {
+        tenant_id -> Text,
+        settings -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    channel_numbers (kind, value) {
+        kind -> Text,
+        value -> Text,
+        tenant_id -> Text,
+    }
+}
+
+diesel::table! {
+    webhook_dedup (tenant_id, key_hash) {
+        tenant_id -> Text,
+        key_hash -> Text,
+        seen_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    subject_aliases (tenant_id, user_id) {
+        tenant_id -> Text,
+        user_id -> Text,
+        e164 -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    dead_letters (id) {
+        id -> BigInt,
+        tenant_id -> Text,
+        provider -> Text,
+        reason -> Text,
+        message_id -> Nullable<Text>,
+        phone_number_id -> Nullable<Text>,
+        received_at -> BigInt,
+        payload_sealed -> Text,
+    }
+}
+
 diesel::joinable!(consent_events -> subjects (subject_id));
 diesel::joinable!(entries -> subjects (subject_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
@@ -176,4 +223,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     merkle_nodes,
     signing_keys,
     checkpoints,
+    channel_settings,
+    channel_numbers,
+    webhook_dedup,
+    subject_aliases,
+    dead_letters,
 );

@@ -1,5 +1,6 @@
 //! The integration suite: one binary, one temporary data dir and port per test.
 
+mod channels;
 mod checks;
 mod cli;
 mod decisions;

@@ -1,0 +1,207 @@
+//! `PUT`/`GET /v1/channels` (admin): the channel settings the webhooks
+//! work with; `GET /v1/dead-letters` (admin): what they could not apply.
+
+use super::auth::{Caller, Role};
+use super::json::ApiJson;
+use super::AppState;
+use crate::channels::settings::{
+    apply_input, BrandLookup, ChannelSettingsInput, ChannelSettingsView, StoredSettings,
+};
+use crate::domain::evidence::FieldError;
+use crate::domain::time::Timestamp;
+use crate::error::{ApiError, Problem};
+use crate::store::channels::{self as store, TWILIO_NUMBER};
+use crate::store::tenants::find_brand;
+use crate::store::DbConn;
+use actix_web::{get, put, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// The tenant's stored channel settings (empty when never set).
+pub fn stored_settings(conn: &mut DbConn, tenant: &str) -> Result<StoredSettings, ApiError> {
+    match store::load_settings(conn, tenant)? {
+        None => Ok(StoredSettings::default()),
+        Some(json) => serde_json::from_str(&json).map_err(ApiError::internal),
+    }
+}
+
+#[utoipa::path(
+    tag = "channels",
+    responses(
+        (status = 200, description = "The channel settings; secrets are null with `<name>_set`", body = ChannelSettingsView),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/v1/channels")]
+pub async fn get_channels(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let tenant = caller.tenant.id;
+    let stored = state.db(move |conn| stored_settings(conn, &tenant)).await?;
+    Ok(HttpResponse::Ok().json(stored.view()))
+}
+
+#[utoipa::path(
+    tag = "channels",
+    request_body = ChannelSettingsInput,
+    responses(
+        (status = 200, description = "The settings were replaced; secrets are null with `<name>_set`", body = ChannelSettingsView),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[put("/v1/channels")]
+pub async fn put_channels(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<ChannelSettingsInput>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let tenant = caller.tenant.id;
+    let master = state.master.clone();
+    let input = body.value;
+    let view = state
+        .db(move |conn| {
+            let previous = stored_settings(conn, &tenant)?;
+            // Brands are read first; a brand retired meanwhile only stops
+            // the match from recording (the webhook checks again).
+            let mut lookups = Vec::new();
+            let names = input
+                .whatsapp
+                .iter()
+                .flat_map(|w| w.opt_in.iter())
+                .chain(input.twilio.iter().flat_map(|t| t.opt_in.iter()))
+                .map(|m| m.brand.clone())
+                .collect::<Vec<_>>();
+            for name in names {
+                let found = find_brand(conn, &tenant, &name)?;
+                let lookup = match found {
+                    Some(b) if b.retired_at.is_none() => BrandLookup::Active(b.name),
+                    Some(_) => BrandLookup::Retired,
+                    None => BrandLookup::Unknown,
+                };
+                lookups.push((name, lookup));
+            }
+            let brand = |name: &str| {
+                lookups
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(BrandLookup::Unknown, |(_, l)| l.clone())
+            };
+            let kek = master.kek();
+            let stored =
+                apply_input(input, Some(&previous), &kek, &tenant, &brand).map_err(|errors| {
+                    ApiError::unprocessable(
+                        "invalid_request",
+                        "the channel settings are not valid; `errors` names each field",
+                    )
+                    .with_errors(errors)
+                })?;
+            let json = serde_json::to_string(&stored).map_err(ApiError::internal)?;
+            let taken = store::save_settings(
+                conn,
+                &tenant,
+                &json,
+                &stored.numbers(),
+                Timestamp::now().millis(),
+            )?;
+            if let Some(number) = taken {
+                let field = if number.kind == TWILIO_NUMBER {
+                    "twilio.numbers"
+                } else {
+                    "whatsapp.phone_numbers"
+                };
+                return Err(ApiError::unprocessable(
+                    "invalid_request",
+                    "a business number is already used by another tenant",
+                )
+                .with_errors(vec![FieldError::new(field, "number_taken")]));
+            }
+            tracing::info!("channel settings replaced");
+            Ok(stored.view())
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterQuery {
+    /// Only letters with a larger id (the previous page's `next_after`).
+    pub after: Option<i64>,
+    /// At most this many (1–1000, default 100).
+    pub limit: Option<i64>,
+}
+
+/// Something a webhook could not apply. Its content stays sealed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetter {
+    pub id: i64,
+    /// `whatsapp` or `twilio`.
+    pub provider: String,
+    /// `unknown_phone_number_id`, `unknown_sender`, `timestamp_in_future`, …
+    pub reason: String,
+    pub message_id: Option<String>,
+    /// The business number it was sent to (phone number id or Twilio number).
+    pub phone_number_id: Option<String>,
+    pub received_at: Timestamp,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterPage {
+    pub dead_letters: Vec<DeadLetter>,
+    /// Pass as `after` for the next page; null when this page is the last.
+    pub next_after: Option<i64>,
+}
+
+#[utoipa::path(
+    tag = "channels",
+    params(DeadLetterQuery),
+    responses(
+        (status = 200, description = "Dead letters, oldest first", body = DeadLetterPage),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/v1/dead-letters")]
+pub async fn dead_letters(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<DeadLetterQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            "out_of_range",
+            "`limit` is 1 to 1000",
+        ));
+    }
+    let after = query.after.unwrap_or(0);
+    let tenant = caller.tenant.id;
+    let rows = state
+        .db(move |conn| Ok(store::list_dead_letters(conn, &tenant, after, limit + 1)?))
+        .await?;
+    let more = rows.len() as i64 > limit;
+    let letters: Vec<DeadLetter> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|r| DeadLetter {
+            id: r.id,
+            provider: r.provider,
+            reason: r.reason,
+            message_id: r.message_id,
+            phone_number_id: r.phone_number_id,
+            received_at: Timestamp::from_millis(r.received_at),
+        })
+        .collect();
+    let next_after = more.then(|| letters.last().map(|l| l.id)).flatten();
+    Ok(HttpResponse::Ok().json(DeadLetterPage {
+        dead_letters: letters,
+        next_after,
+    }))
+}

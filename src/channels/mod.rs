@@ -1,0 +1,54 @@
+//! Channels that record by themselves (SPEC section 7): the channel
+//! settings, the WhatsApp Cloud API and Twilio SMS webhooks, and what an
+//! inbound message means for the ledger.
+
+pub mod inbound;
+pub mod settings;
+pub mod signature;
+pub mod twilio;
+pub mod wa_id;
+pub mod whatsapp;
+pub mod whatsapp_payload;
+
+use crate::api::AppState;
+use crate::error::ApiError;
+use actix_web::http::StatusCode;
+use actix_web::web;
+use futures_util::StreamExt;
+use settings::StoredSettings;
+
+/// The raw body, at most `limit` bytes (signatures are over the exact bytes).
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                "the body could not be read",
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body exceeds this endpoint's limit of {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A tenant's channel settings; 404 for an unknown tenant.
+async fn tenant_settings(state: &AppState, tenant: &str) -> Result<StoredSettings, ApiError> {
+    let tenant = tenant.to_owned();
+    state
+        .db(move |conn| {
+            if crate::store::tenants::find_tenant(conn, &tenant)?.is_none() {
+                return Err(ApiError::not_found("no such tenant"));
+            }
+            crate::api::channels::stored_settings(conn, &tenant)
+        })
+        .await
+}

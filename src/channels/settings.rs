@@ -1,0 +1,691 @@
+//! Channel settings (SPEC section 7): what an admin `PUT`s, how it is
+//! checked, the stored form with every secret sealed under the
+//! key-encryption key, and the view `GET` shows (secrets as null).
+
+use crate::domain::evidence::FieldError;
+use crate::domain::keywords::{self, normalize};
+use crate::domain::number::E164;
+use crate::domain::purpose::{MessageChannel, Purpose};
+use crate::domain::text::contains_whole_word;
+use crate::keys::Sealer;
+use crate::store::channels::{ChannelNumber, TWILIO_NUMBER, WHATSAPP_PHONE_NUMBER_ID};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// An opt-in a message creates when it matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptInMatch {
+    /// A text (compared after normalisation) or a button payload (byte-equal).
+    #[serde(rename = "match")]
+    pub match_text: String,
+    /// An active brand of the tenant; it becomes `company_name_shown`.
+    pub brand: String,
+    pub purposes: Vec<Purpose>,
+    /// Default: the channel the message arrives on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_channels: Option<Vec<MessageChannel>>,
+    /// What the person was shown; it becomes `consent_text` and must name the brand.
+    pub prompt: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneNumber {
+    /// The WhatsApp Cloud API phone number id.
+    pub id: String,
+    #[serde(default)]
+    pub display: Option<String>,
+}
+
+/// The WhatsApp part of a `PUT`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsAppInput {
+    /// Omitted or null: keep the stored one.
+    #[serde(default)]
+    pub app_secret: Option<String>,
+    /// During rotation; `""` clears it.
+    #[serde(default)]
+    pub previous_app_secret: Option<String>,
+    #[serde(default)]
+    pub verify_token: Option<String>,
+    pub phone_numbers: Vec<PhoneNumber>,
+    #[serde(default)]
+    pub opt_in: Vec<OptInMatch>,
+}
+
+/// The Twilio part of a `PUT`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioInput {
+    #[serde(default)]
+    pub auth_token: Option<String>,
+    /// `""` clears it.
+    #[serde(default)]
+    pub secondary_auth_token: Option<String>,
+    pub account_sid: String,
+    /// The public URL Twilio posts to, exactly as configured there.
+    pub webhook_url: String,
+    /// The tenant's Twilio numbers (E.164).
+    pub numbers: Vec<String>,
+    #[serde(default)]
+    pub opt_in: Vec<OptInMatch>,
+}
+
+/// `PUT /v1/channels`: replaces the whole object.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSettingsInput {
+    #[serde(default)]
+    pub whatsapp: Option<WhatsAppInput>,
+    #[serde(default)]
+    pub twilio: Option<TwilioInput>,
+    /// Opt-out keywords besides the standard ones.
+    #[serde(default)]
+    pub opt_out_keywords: Vec<String>,
+    /// What a partial opt-out ("please stop texting me") withdraws; default `["marketing"]`.
+    #[serde(default)]
+    pub partial_opt_out: Option<Vec<Purpose>>,
+}
+
+/// The settings as stored: secrets sealed (hex of nonce ‖ ciphertext ‖ tag).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoredSettings {
+    pub whatsapp: Option<StoredWhatsApp>,
+    pub twilio: Option<StoredTwilio>,
+    pub opt_out_keywords: Vec<String>,
+    pub partial_opt_out: Vec<Purpose>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredWhatsApp {
+    pub app_secret: String,
+    pub previous_app_secret: Option<String>,
+    pub verify_token: String,
+    pub phone_numbers: Vec<PhoneNumber>,
+    pub opt_in: Vec<OptInMatch>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredTwilio {
+    pub auth_token: String,
+    pub secondary_auth_token: Option<String>,
+    pub account_sid: String,
+    pub webhook_url: String,
+    pub numbers: Vec<String>,
+    pub opt_in: Vec<OptInMatch>,
+}
+
+/// What `GET` shows: every secret null, with whether it is set.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChannelSettingsView {
+    pub whatsapp: Option<WhatsAppView>,
+    pub twilio: Option<TwilioView>,
+    pub opt_out_keywords: Vec<String>,
+    pub partial_opt_out: Vec<Purpose>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WhatsAppView {
+    /// Always null: secrets are never returned.
+    pub app_secret: Option<String>,
+    pub app_secret_set: bool,
+    pub previous_app_secret: Option<String>,
+    pub previous_app_secret_set: bool,
+    pub verify_token: Option<String>,
+    pub verify_token_set: bool,
+    pub phone_numbers: Vec<PhoneNumber>,
+    pub opt_in: Vec<OptInMatch>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TwilioView {
+    pub auth_token: Option<String>,
+    pub auth_token_set: bool,
+    pub secondary_auth_token: Option<String>,
+    pub secondary_auth_token_set: bool,
+    pub account_sid: String,
+    pub webhook_url: String,
+    pub numbers: Vec<String>,
+    pub opt_in: Vec<OptInMatch>,
+}
+
+impl StoredSettings {
+    pub fn view(&self) -> ChannelSettingsView {
+        ChannelSettingsView {
+            whatsapp: self.whatsapp.as_ref().map(|w| WhatsAppView {
+                app_secret: None,
+                app_secret_set: true,
+                previous_app_secret: None,
+                previous_app_secret_set: w.previous_app_secret.is_some(),
+                verify_token: None,
+                verify_token_set: true,
+                phone_numbers: w.phone_numbers.clone(),
+                opt_in: w.opt_in.clone(),
+            }),
+            twilio: self.twilio.as_ref().map(|t| TwilioView {
+                auth_token: None,
+                auth_token_set: true,
+                secondary_auth_token: None,
+                secondary_auth_token_set: t.secondary_auth_token.is_some(),
+                account_sid: t.account_sid.clone(),
+                webhook_url: t.webhook_url.clone(),
+                numbers: t.numbers.clone(),
+                opt_in: t.opt_in.clone(),
+            }),
+            opt_out_keywords: self.opt_out_keywords.clone(),
+            partial_opt_out: self.partial_opt_out.clone(),
+        }
+    }
+
+    /// The business numbers these settings claim.
+    pub fn numbers(&self) -> Vec<ChannelNumber> {
+        let whatsapp = self.whatsapp.iter().flat_map(|w| {
+            w.phone_numbers.iter().map(|p| ChannelNumber {
+                kind: WHATSAPP_PHONE_NUMBER_ID,
+                value: p.id.clone(),
+            })
+        });
+        let twilio = self.twilio.iter().flat_map(|t| {
+            t.numbers.iter().map(|n| ChannelNumber {
+                kind: TWILIO_NUMBER,
+                value: n.clone(),
+            })
+        });
+        whatsapp.chain(twilio).collect()
+    }
+
+    /// The tenant's extra keywords, normalised.
+    pub fn normalized_keywords(&self) -> Vec<String> {
+        self.opt_out_keywords.iter().map(|k| normalize(k)).collect()
+    }
+}
+
+/// A sealed secret's place: bound to its tenant and its name.
+fn secret_aad(tenant: &str, name: &str) -> Vec<u8> {
+    format!("consent-ledger/channel-secret/v1\n{tenant}\n{name}").into_bytes()
+}
+
+pub fn seal_secret(kek: &Sealer, tenant: &str, name: &str, secret: &str) -> String {
+    kek.seal(secret.as_bytes(), &secret_aad(tenant, name))
+}
+
+/// The secret, or `None` when it does not open (another master key).
+pub fn open_secret(kek: &Sealer, tenant: &str, name: &str, sealed: &str) -> Option<String> {
+    kek.open(sealed, &secret_aad(tenant, name))
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
+/// How a brand named in an opt-in match stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrandLookup {
+    /// Active, with its stored spelling.
+    Active(String),
+    Retired,
+    Unknown,
+}
+
+const MAX_SECRET: usize = 512;
+const MAX_MATCH: usize = 256;
+const MAX_PROMPT: usize = 10_000;
+const MAX_LIST: usize = 100;
+
+fn check_secret(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: Option<&str>,
+    stored: Option<&str>,
+    clearable: bool,
+) -> SecretChange {
+    match value {
+        None => match stored {
+            Some(_) => SecretChange::Keep,
+            None if clearable => SecretChange::Clear,
+            None => {
+                errors.push(FieldError::new(field, "required"));
+                SecretChange::Keep
+            }
+        },
+        Some("") if clearable => SecretChange::Clear,
+        Some(v) if v.is_empty() || v.len() > MAX_SECRET || v.chars().any(char::is_control) => {
+            errors.push(FieldError::new(field, "invalid_value"));
+            SecretChange::Keep
+        }
+        Some(v) => SecretChange::Set(v.to_owned()),
+    }
+}
+
+enum SecretChange {
+    Keep,
+    Clear,
+    Set(String),
+}
+
+fn apply_secret(
+    change: SecretChange,
+    stored: Option<&String>,
+    seal: &dyn Fn(&str) -> String,
+) -> Option<String> {
+    match change {
+        SecretChange::Keep => stored.cloned(),
+        SecretChange::Clear => None,
+        SecretChange::Set(secret) => Some(seal(&secret)),
+    }
+}
+
+fn is_twilio_sid(sid: &str) -> bool {
+    sid.len() == 34 && sid.starts_with("AC") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn is_webhook_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    url.len() <= 2048
+        && !url.contains(char::is_whitespace)
+        && rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains('#'))
+}
+
+/// Checks the opt-in matches of one channel.
+fn check_matches(
+    errors: &mut Vec<FieldError>,
+    prefix: &str,
+    matches: &[OptInMatch],
+    extra_keywords: &[String],
+    brand: &dyn Fn(&str) -> BrandLookup,
+) -> Vec<OptInMatch> {
+    if matches.len() > MAX_LIST {
+        errors.push(FieldError::new(prefix, "too_many"));
+    }
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for (i, m) in matches.iter().enumerate() {
+        let field = |name: &str| format!("{prefix}[{i}].{name}");
+        let normalized = normalize(&m.match_text);
+        if m.match_text.is_empty() || m.match_text.len() > MAX_MATCH || normalized.is_empty() {
+            errors.push(FieldError::new(field("match"), "invalid_value"));
+        } else if keywords::is_reserved(&m.match_text, extra_keywords) {
+            errors.push(FieldError::new(field("match"), "reserved_word"));
+        } else if seen.contains(&normalized) {
+            errors.push(FieldError::new(field("match"), "duplicate"));
+        }
+        seen.push(normalized);
+        if m.purposes.is_empty() {
+            errors.push(FieldError::new(field("purposes"), "empty"));
+        }
+        if m.message_channels.as_ref().is_some_and(Vec::is_empty) {
+            errors.push(FieldError::new(field("message_channels"), "empty"));
+        }
+        if m.prompt.is_empty() || m.prompt.chars().count() > MAX_PROMPT {
+            errors.push(FieldError::new(field("prompt"), "invalid_length"));
+        }
+        let mut stored = m.clone();
+        match brand(&m.brand) {
+            BrandLookup::Active(name) => {
+                if !contains_whole_word(&m.prompt, &name) {
+                    errors.push(FieldError::new(field("prompt"), "brand_not_named"));
+                }
+                stored.brand = name;
+            }
+            BrandLookup::Retired => errors.push(FieldError::new(field("brand"), "brand_retired")),
+            BrandLookup::Unknown => errors.push(FieldError::new(field("brand"), "unknown_brand")),
+        }
+        let mut purposes = stored.purposes.clone();
+        purposes.sort_by_key(|p| p.as_str());
+        purposes.dedup();
+        stored.purposes = purposes;
+        if let Some(channels) = stored.message_channels.as_mut() {
+            channels.sort_by_key(|c| c.as_str());
+            channels.dedup();
+        }
+        out.push(stored);
+    }
+    out
+}
+
+/// Checks a `PUT` against what is stored and the tenant's brands; returns
+/// the new stored form (secrets sealed) or every field error.
+pub fn apply_input(
+    input: ChannelSettingsInput,
+    previous: Option<&StoredSettings>,
+    kek: &Sealer,
+    tenant: &str,
+    brand: &dyn Fn(&str) -> BrandLookup,
+) -> Result<StoredSettings, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let seal = |name: &'static str| move |secret: &str| seal_secret(kek, tenant, name, secret);
+
+    if input.opt_out_keywords.len() > MAX_LIST {
+        errors.push(FieldError::new("opt_out_keywords", "too_many"));
+    }
+    let mut keywords: Vec<String> = Vec::new();
+    for (i, k) in input.opt_out_keywords.iter().enumerate() {
+        let n = normalize(k);
+        if n.is_empty() || k.len() > MAX_MATCH {
+            errors.push(FieldError::new(
+                format!("opt_out_keywords[{i}]"),
+                "invalid_value",
+            ));
+        } else if keywords::LIFT_WORDS.iter().any(|w| normalize(w) == n) {
+            errors.push(FieldError::new(
+                format!("opt_out_keywords[{i}]"),
+                "reserved_word",
+            ));
+        } else if !keywords.iter().any(|known| normalize(known) == n) {
+            keywords.push(k.clone());
+        }
+    }
+    let extra: Vec<String> = keywords.iter().map(|k| normalize(k)).collect();
+
+    let partial = match input.partial_opt_out {
+        None => vec![Purpose::Marketing],
+        Some(list) if list.is_empty() => {
+            errors.push(FieldError::new("partial_opt_out", "empty"));
+            Vec::new()
+        }
+        Some(mut list) => {
+            list.sort_by_key(|p| p.as_str());
+            list.dedup();
+            list
+        }
+    };
+
+    let whatsapp = input.whatsapp.map(|w| {
+        let before = previous.and_then(|p| p.whatsapp.as_ref());
+        let app_secret = check_secret(
+            &mut errors,
+            "whatsapp.app_secret",
+            w.app_secret.as_deref(),
+            before.map(|b| b.app_secret.as_str()),
+            false,
+        );
+        let previous_secret = check_secret(
+            &mut errors,
+            "whatsapp.previous_app_secret",
+            w.previous_app_secret.as_deref(),
+            before.and_then(|b| b.previous_app_secret.as_deref()),
+            true,
+        );
+        let verify_token = check_secret(
+            &mut errors,
+            "whatsapp.verify_token",
+            w.verify_token.as_deref(),
+            before.map(|b| b.verify_token.as_str()),
+            false,
+        );
+        if w.phone_numbers.is_empty() {
+            errors.push(FieldError::new("whatsapp.phone_numbers", "empty"));
+        }
+        if w.phone_numbers.len() > MAX_LIST {
+            errors.push(FieldError::new("whatsapp.phone_numbers", "too_many"));
+        }
+        for (i, p) in w.phone_numbers.iter().enumerate() {
+            let valid =
+                !p.id.is_empty() && p.id.len() <= 64 && p.id.bytes().all(|b| b.is_ascii_digit());
+            if !valid {
+                errors.push(FieldError::new(
+                    format!("whatsapp.phone_numbers[{i}].id"),
+                    "invalid_value",
+                ));
+            } else if w.phone_numbers[..i].iter().any(|q| q.id == p.id) {
+                errors.push(FieldError::new(
+                    format!("whatsapp.phone_numbers[{i}].id"),
+                    "duplicate",
+                ));
+            }
+            if p.display.as_ref().is_some_and(|d| d.len() > 64) {
+                errors.push(FieldError::new(
+                    format!("whatsapp.phone_numbers[{i}].display"),
+                    "invalid_value",
+                ));
+            }
+        }
+        let opt_in = check_matches(&mut errors, "whatsapp.opt_in", &w.opt_in, &extra, brand);
+        StoredWhatsApp {
+            app_secret: apply_secret(
+                app_secret,
+                before.map(|b| &b.app_secret),
+                &seal("whatsapp.app_secret"),
+            )
+            .unwrap_or_default(),
+            previous_app_secret: apply_secret(
+                previous_secret,
+                before.and_then(|b| b.previous_app_secret.as_ref()),
+                &seal("whatsapp.previous_app_secret"),
+            ),
+            verify_token: apply_secret(
+                verify_token,
+                before.map(|b| &b.verify_token),
+                &seal("whatsapp.verify_token"),
+            )
+            .unwrap_or_default(),
+            phone_numbers: w.phone_numbers,
+            opt_in,
+        }
+    });
+
+    let twilio = input.twilio.map(|t| {
+        let before = previous.and_then(|p| p.twilio.as_ref());
+        let auth_token = check_secret(
+            &mut errors,
+            "twilio.auth_token",
+            t.auth_token.as_deref(),
+            before.map(|b| b.auth_token.as_str()),
+            false,
+        );
+        let secondary = check_secret(
+            &mut errors,
+            "twilio.secondary_auth_token",
+            t.secondary_auth_token.as_deref(),
+            before.and_then(|b| b.secondary_auth_token.as_deref()),
+            true,
+        );
+        if !is_twilio_sid(&t.account_sid) {
+            errors.push(FieldError::new("twilio.account_sid", "invalid_value"));
+        }
+        if !is_webhook_url(&t.webhook_url) {
+            errors.push(FieldError::new("twilio.webhook_url", "invalid_value"));
+        }
+        if t.numbers.is_empty() {
+            errors.push(FieldError::new("twilio.numbers", "empty"));
+        }
+        if t.numbers.len() > MAX_LIST {
+            errors.push(FieldError::new("twilio.numbers", "too_many"));
+        }
+        let mut numbers: Vec<String> = Vec::new();
+        for (i, n) in t.numbers.iter().enumerate() {
+            match E164::parse(n, None, None) {
+                Ok(e164) if numbers.iter().any(|known| known == e164.as_str()) => {
+                    errors.push(FieldError::new(format!("twilio.numbers[{i}]"), "duplicate"))
+                }
+                Ok(e164) => numbers.push(e164.as_str().to_owned()),
+                Err(e) => errors.push(FieldError::new(format!("twilio.numbers[{i}]"), e.code())),
+            }
+        }
+        let opt_in = check_matches(&mut errors, "twilio.opt_in", &t.opt_in, &extra, brand);
+        StoredTwilio {
+            auth_token: apply_secret(
+                auth_token,
+                before.map(|b| &b.auth_token),
+                &seal("twilio.auth_token"),
+            )
+            .unwrap_or_default(),
+            secondary_auth_token: apply_secret(
+                secondary,
+                before.and_then(|b| b.secondary_auth_token.as_ref()),
+                &seal("twilio.secondary_auth_token"),
+            ),
+            account_sid: t.account_sid,
+            webhook_url: t.webhook_url,
+            numbers,
+            opt_in,
+        }
+    });
+
+    if errors.is_empty() {
+        Ok(StoredSettings {
+            whatsapp,
+            twilio,
+            opt_out_keywords: keywords,
+            partial_opt_out: partial,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::MasterKey;
+
+    fn brands(name: &str) -> BrandLookup {
+        match name.to_lowercase().as_str() {
+            "makro" => BrandLookup::Active("Makro".into()),
+            "oldco" => BrandLookup::Retired,
+            _ => BrandLookup::Unknown,
+        }
+    }
+
+    fn input(json: serde_json::Value) -> ChannelSettingsInput {
+        serde_json::from_value(json).expect("valid input shape")
+    }
+
+    fn codes(errors: &[FieldError]) -> Vec<(String, &'static str)> {
+        errors.iter().map(|e| (e.field.clone(), e.code)).collect()
+    }
+
+    #[test]
+    fn secrets_are_sealed_kept_and_cleared() {
+        let master = MasterKey::from_bytes([7; 32]);
+        let kek = master.kek();
+        let first = apply_input(
+            input(
+                serde_json::json!({"whatsapp":{"app_secret":"s1","previous_app_secret":"s0",
+                "verify_token":"vt","phone_numbers":[{"id":"106540352242922"}]}}),
+            ),
+            None,
+            &kek,
+            "makro",
+            &brands,
+        )
+        .expect("valid");
+        let wa = first.whatsapp.clone().expect("whatsapp");
+        assert_ne!(wa.app_secret, "s1");
+        assert_eq!(
+            open_secret(&kek, "makro", "whatsapp.app_secret", &wa.app_secret).as_deref(),
+            Some("s1")
+        );
+        // Sealed to its tenant and name.
+        assert_eq!(
+            open_secret(&kek, "other", "whatsapp.app_secret", &wa.app_secret),
+            None
+        );
+        assert_eq!(
+            open_secret(&kek, "makro", "whatsapp.verify_token", &wa.app_secret),
+            None
+        );
+        let second = apply_input(
+            input(serde_json::json!({"whatsapp":{"previous_app_secret":"",
+                "phone_numbers":[{"id":"106540352242922"}]}})),
+            Some(&first),
+            &kek,
+            "makro",
+            &brands,
+        )
+        .expect("valid");
+        let wa2 = second.whatsapp.expect("whatsapp");
+        assert_eq!(wa2.app_secret, wa.app_secret, "omitted secrets are kept");
+        assert_eq!(wa2.verify_token, wa.verify_token);
+        assert_eq!(
+            wa2.previous_app_secret, None,
+            "\"\" clears the previous secret"
+        );
+        assert_eq!(second.partial_opt_out, vec![Purpose::Marketing]);
+    }
+
+    #[test]
+    fn the_rules_of_section_7() {
+        let master = MasterKey::from_bytes([7; 32]);
+        let errors = apply_input(
+            input(serde_json::json!({
+                "whatsapp":{"phone_numbers":[{"id":"12a"}],
+                    "opt_in":[{"match":"START","brand":"Makro","purposes":["marketing"],"prompt":"Makro offers"},
+                              {"match":"JOIN","brand":"Makro","purposes":["marketing"],"prompt":"Get offers"},
+                              {"match":"OLD","brand":"OldCo","purposes":["marketing"],"prompt":"OldCo"},
+                              {"match":"X","brand":"Nope","purposes":[],"prompt":"Nope"},
+                              {"match":"ARRET","brand":"Makro","purposes":["utility"],"prompt":"Makro"}]},
+                "twilio":{"account_sid":"AC123","webhook_url":"ftp://x","numbers":["+1"]},
+                "opt_out_keywords":["ARRÊT","yes"],
+                "partial_opt_out":[]})),
+            None,
+            &master.kek(),
+            "makro",
+            &brands,
+        )
+        .expect_err("invalid");
+        let got = codes(&errors);
+        for expected in [
+            ("opt_out_keywords[1]", "reserved_word"),
+            ("partial_opt_out", "empty"),
+            ("whatsapp.app_secret", "required"),
+            ("whatsapp.verify_token", "required"),
+            ("whatsapp.phone_numbers[0].id", "invalid_value"),
+            ("whatsapp.opt_in[0].match", "reserved_word"),
+            ("whatsapp.opt_in[1].prompt", "brand_not_named"),
+            ("whatsapp.opt_in[2].brand", "brand_retired"),
+            ("whatsapp.opt_in[3].brand", "unknown_brand"),
+            ("whatsapp.opt_in[3].purposes", "empty"),
+            ("whatsapp.opt_in[4].match", "reserved_word"),
+            ("twilio.auth_token", "required"),
+            ("twilio.account_sid", "invalid_value"),
+            ("twilio.webhook_url", "invalid_value"),
+        ] {
+            assert!(
+                got.contains(&(expected.0.to_owned(), expected.1)),
+                "{expected:?} missing from {got:?}"
+            );
+        }
+        assert!(got.iter().any(|(f, _)| f == "twilio.numbers[0]"), "{got:?}");
+    }
+
+    #[test]
+    fn twilio_settings_are_normalised() {
+        let master = MasterKey::from_bytes([7; 32]);
+        let stored = apply_input(
+            input(serde_json::json!({"twilio":{"auth_token":"t","account_sid":"AC0123456789abcdef0123456789abcdef",
+                "webhook_url":"https://hooks.example.com/webhooks/twilio/makro","numbers":["+49 30 123456"],
+                "opt_in":[{"match":"Join","brand":"makro","purposes":["utility","marketing","marketing"],
+                           "message_channels":["sms"],"prompt":"Text JOIN for Makro offers"}]},
+                "partial_opt_out":["utility","marketing"]})),
+            None,
+            &master.kek(),
+            "makro",
+            &brands,
+        )
+        .expect("valid");
+        let twilio = stored.twilio.as_ref().expect("twilio");
+        assert_eq!(twilio.numbers, vec!["+4930123456".to_owned()]);
+        assert_eq!(
+            twilio.opt_in[0].brand, "Makro",
+            "the brand's stored spelling"
+        );
+        assert_eq!(
+            twilio.opt_in[0].purposes,
+            vec![Purpose::Marketing, Purpose::Utility]
+        );
+        assert_eq!(
+            stored.partial_opt_out,
+            vec![Purpose::Marketing, Purpose::Utility]
+        );
+        let view = serde_json::to_value(stored.view()).expect("json");
+        assert_eq!(view["twilio"]["auth_token"], serde_json::Value::Null);
+        assert_eq!(view["twilio"]["auth_token_set"], true);
+        assert_eq!(view["twilio"]["secondary_auth_token_set"], false);
+        assert!(
+            !view.to_string().contains(&twilio.auth_token),
+            "no sealed value shown"
+        );
+    }
+}

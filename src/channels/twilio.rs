@@ -1,0 +1,172 @@
+//! `POST /webhooks/twilio/{tenant}`: Twilio's inbound SMS, signed over the
+//! configured URL, turned into opt-ins, opt-outs and lifts. Answers an
+//! empty TwiML `<Response/>`: never an automatic reply.
+
+use super::inbound::{self, InboundMessage, Provider, Sender};
+use super::settings::{open_secret, StoredTwilio};
+use super::signature::twilio_signature_valid;
+use super::whatsapp_payload::Content;
+use super::{read_body, tenant_settings};
+use crate::api::AppState;
+use crate::domain::number::E164;
+use crate::domain::time::Timestamp;
+use crate::error::{ApiError, Problem};
+use crate::store::StoreError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{post, web, HttpRequest, HttpResponse};
+
+/// Twilio's form posts are small; this is generous.
+const BODY_LIMIT: usize = 256 * 1024;
+
+const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
+
+fn twiml() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(EMPTY_TWIML)
+}
+
+fn is_form(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn tokens(state: &AppState, tenant: &str, twilio: &StoredTwilio) -> Result<Vec<String>, ApiError> {
+    let kek = state.master.kek();
+    let mut tokens = Vec::new();
+    for (name, sealed) in [
+        ("twilio.auth_token", Some(&twilio.auth_token)),
+        (
+            "twilio.secondary_auth_token",
+            twilio.secondary_auth_token.as_ref(),
+        ),
+    ] {
+        if let Some(sealed) = sealed {
+            tokens.push(open_secret(&kek, tenant, name, sealed).ok_or_else(|| {
+                ApiError::internal("a Twilio auth token does not open with this master key")
+            })?);
+        }
+    }
+    Ok(tokens)
+}
+
+fn refused(detail: &str) -> ApiError {
+    tracing::info!(reason = detail, "Twilio request refused");
+    ApiError::unauthorized(detail.to_owned())
+}
+
+#[utoipa::path(
+    tag = "webhooks",
+    params(("tenant" = String, Path, description = "The tenant id")),
+    request_body(content = String, description = "Twilio's inbound message parameters, signed with X-Twilio-Signature", content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "An empty TwiML `<Response/>` (also when ignored)", content_type = "text/xml", body = String),
+        (status = 401, description = "Bad signature, account or number: nothing recorded", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant, or no Twilio channel", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not form-encoded", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/webhooks/twilio/{tenant}")]
+pub async fn twilio_message(
+    state: web::Data<AppState>,
+    tenant: web::Path<String>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = tenant.into_inner();
+    if !is_form(&request) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Twilio posts Content-Type: application/x-www-form-urlencoded",
+        ));
+    }
+    let body = read_body(body, BODY_LIMIT).await?;
+    let settings = tenant_settings(&state, &tenant).await?;
+    let twilio = settings
+        .twilio
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("no Twilio channel is configured"))?;
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(&body).map_err(|_| refused("the body is not a valid form"))?;
+    let tokens = tokens(&state, &tenant, twilio)?;
+    let token_refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let signature = request
+        .headers()
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok());
+    if !twilio_signature_valid(&token_refs, &twilio.webhook_url, &params, signature) {
+        return Err(refused(
+            "X-Twilio-Signature is missing or does not match the configured URL and auth tokens",
+        ));
+    }
+    if param(&params, "AccountSid") != Some(twilio.account_sid.as_str()) {
+        return Err(refused("AccountSid is not the tenant's Twilio account"));
+    }
+    let from = param(&params, "From").unwrap_or_default();
+    if from.starts_with("whatsapp:") {
+        // WhatsApp through Twilio is not this channel.
+        return Ok(twiml());
+    }
+    let to = param(&params, "To")
+        .and_then(|to| E164::parse(to, None, None).ok())
+        .filter(|to| twilio.numbers.iter().any(|n| n == to.as_str()))
+        .ok_or_else(|| refused("To is not one of the tenant's Twilio numbers"))?;
+    let Some(message_id) = param(&params, "MessageSid")
+        .or_else(|| param(&params, "SmsSid"))
+        .filter(|id| !id.is_empty() && id.len() <= 64)
+    else {
+        tracing::warn!("a signed Twilio request without MessageSid; ignored");
+        return Ok(twiml());
+    };
+    let sender = match E164::parse(from, None, None) {
+        Ok(number) => Sender::Number {
+            number,
+            user_id: None,
+        },
+        Err(_) => Sender::Unknown,
+    };
+    let content = match param(&params, "Body") {
+        Some(body) if !body.is_empty() => Content::Text {
+            body: body.to_owned(),
+            reply_to: None,
+        },
+        _ => Content::Other,
+    };
+    let message = InboundMessage {
+        provider: Provider::Twilio,
+        sender,
+        message_id: message_id.to_owned(),
+        business: to.as_str().to_owned(),
+        // Twilio's inbound request carries no timestamp: the time it arrived.
+        captured_at: Timestamp::now(),
+        content,
+    };
+    let master = state.master.clone();
+    let outcome = state
+        .db(move |conn| {
+            inbound::record_message(conn, &master, &tenant, &settings, &message).map_err(
+                |e| match e {
+                    StoreError::Database(e) => e.into(),
+                    other => ApiError::internal(other),
+                },
+            )
+        })
+        .await?;
+    tracing::info!(outcome = ?outcome, "Twilio message handled");
+    Ok(twiml())
+}

@@ -1,0 +1,291 @@
+//! `GET`/`POST /webhooks/whatsapp/{tenant}`: Meta's handshake, then signed
+//! notifications turned into windows, opt-ins, opt-outs and lifts.
+
+use super::inbound::{self, InboundMessage, Letter, PreferenceChange, Provider, Sender};
+use super::settings::{open_secret, StoredSettings, StoredWhatsApp};
+use super::signature::whatsapp_signature_valid;
+use super::wa_id::wa_id_to_e164;
+use super::whatsapp_payload::{self as payload, Event, Notification};
+use super::{read_body, tenant_settings};
+use crate::api::AppState;
+use crate::domain::time::Timestamp;
+use crate::error::{ApiError, Problem};
+use crate::keys::MasterKey;
+use crate::store::{DbConn, StoreError};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use utoipa::IntoParams;
+
+/// Meta sends at most this much in one notification.
+const BODY_LIMIT: usize = 3 * 1024 * 1024;
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct Handshake {
+    #[serde(rename = "hub.mode")]
+    #[param(rename = "hub.mode")]
+    pub mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    #[param(rename = "hub.verify_token")]
+    pub verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    #[param(rename = "hub.challenge")]
+    pub challenge: Option<String>,
+}
+
+fn whatsapp_settings(settings: &StoredSettings) -> Result<&StoredWhatsApp, ApiError> {
+    settings
+        .whatsapp
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("no WhatsApp channel is configured"))
+}
+
+#[utoipa::path(
+    tag = "webhooks",
+    params(("tenant" = String, Path, description = "The tenant id"), Handshake),
+    responses(
+        (status = 200, description = "`hub.challenge`, echoed", content_type = "text/plain", body = String),
+        (status = 403, description = "The verify token does not match", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant, or no WhatsApp channel", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/webhooks/whatsapp/{tenant}")]
+pub async fn whatsapp_handshake(
+    state: web::Data<AppState>,
+    tenant: web::Path<String>,
+    query: web::Query<Handshake>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = tenant.into_inner();
+    let settings = tenant_settings(&state, &tenant).await?;
+    let whatsapp = whatsapp_settings(&settings)?;
+    let expected = open_secret(
+        &state.master.kek(),
+        &tenant,
+        "whatsapp.verify_token",
+        &whatsapp.verify_token,
+    )
+    .ok_or_else(|| ApiError::internal("the verify token does not open with this master key"))?;
+    let presented = query.verify_token.as_deref().unwrap_or("");
+    let matches = bool::from(presented.as_bytes().ct_eq(expected.as_bytes()));
+    let challenge = query.challenge.as_deref().unwrap_or("");
+    let challenge_ok = challenge.len() <= 256 && challenge.bytes().all(|b| b.is_ascii_graphic());
+    if query.mode.as_deref() != Some("subscribe") || !matches || !challenge_ok {
+        tracing::info!("WhatsApp handshake refused");
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "hub.mode must be subscribe and hub.verify_token must match the configured token",
+        ));
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(challenge.to_owned()))
+}
+
+#[utoipa::path(
+    tag = "webhooks",
+    params(("tenant" = String, Path, description = "The tenant id")),
+    request_body(content = String, description = "Meta's notification, signed with X-Hub-Signature-256", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted (also when ignored)"),
+        (status = 401, description = "Missing or bad signature: nothing recorded", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant, or no WhatsApp channel", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than 3 MiB", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/webhooks/whatsapp/{tenant}")]
+pub async fn whatsapp_notification(
+    state: web::Data<AppState>,
+    tenant: web::Path<String>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = tenant.into_inner();
+    let body = read_body(body, BODY_LIMIT).await?;
+    let settings = tenant_settings(&state, &tenant).await?;
+    let whatsapp = whatsapp_settings(&settings)?;
+    let kek = state.master.kek();
+    let mut secrets = Vec::new();
+    for (name, sealed) in [
+        ("whatsapp.app_secret", Some(&whatsapp.app_secret)),
+        (
+            "whatsapp.previous_app_secret",
+            whatsapp.previous_app_secret.as_ref(),
+        ),
+    ] {
+        if let Some(sealed) = sealed {
+            secrets.push(open_secret(&kek, &tenant, name, sealed).ok_or_else(|| {
+                ApiError::internal("an app secret does not open with this master key")
+            })?);
+        }
+    }
+    let header = request
+        .headers()
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    if !whatsapp_signature_valid(&secret_refs, &body, header) {
+        tracing::info!("WhatsApp notification with a missing or bad signature");
+        return Err(ApiError::unauthorized(
+            "X-Hub-Signature-256 is missing or does not match the app secret",
+        ));
+    }
+    let notification: Notification = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(_) => {
+            tracing::warn!("a signed WhatsApp notification is not JSON; ignored");
+            return Ok(HttpResponse::Ok().finish());
+        }
+    };
+    let master = state.master.clone();
+    let applied = state
+        .db(move |conn| {
+            apply_notification(conn, &master, &tenant, &settings, &notification)
+                .map_err(store_failure)
+        })
+        .await?;
+    tracing::info!(
+        recorded = applied.recorded,
+        duplicates = applied.duplicates,
+        dead_letters = applied.dead_letters,
+        ignored = applied.ignored,
+        "WhatsApp notification handled"
+    );
+    Ok(HttpResponse::Ok().finish())
+}
+
+fn store_failure(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Database(e) => e.into(),
+        other => ApiError::internal(other),
+    }
+}
+
+/// Counts for the log line.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub recorded: usize,
+    pub duplicates: usize,
+    pub dead_letters: usize,
+    pub ignored: usize,
+}
+
+impl Applied {
+    fn count(&mut self, outcome: inbound::Outcome) {
+        match outcome {
+            inbound::Outcome::Duplicate => self.duplicates += 1,
+            inbound::Outcome::Recorded { seqs } => self.recorded += seqs.len(),
+            inbound::Outcome::DeadLetter { .. } => self.dead_letters += 1,
+        }
+    }
+}
+
+fn sender(wa_id: Option<&str>, user_id: Option<&str>) -> Sender {
+    match (wa_id.map(wa_id_to_e164), user_id) {
+        (Some(Ok(number)), user_id) => Sender::Number {
+            number,
+            user_id: user_id.map(str::to_owned),
+        },
+        (_, Some(user_id)) => Sender::UserId(user_id.to_owned()),
+        _ => Sender::Unknown,
+    }
+}
+
+fn timestamp(seconds: Option<i64>) -> Timestamp {
+    seconds
+        .and_then(|s| s.checked_mul(1000))
+        .map_or_else(Timestamp::now, Timestamp::from_millis)
+}
+
+/// Applies every event of a verified notification, each in its own
+/// transaction (a retry after a failure skips what was done).
+pub fn apply_notification(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    notification: &Notification,
+) -> Result<Applied, StoreError> {
+    let mut applied = Applied::default();
+    let known = |id: Option<&str>| {
+        settings
+            .whatsapp
+            .iter()
+            .flat_map(|w| w.phone_numbers.iter())
+            .any(|p| Some(p.id.as_str()) == id)
+    };
+    for event in payload::events(notification) {
+        let business = match &event {
+            Event::Message(m) => m.phone_number_id.as_deref(),
+            Event::Preference(p) => p.phone_number_id.as_deref(),
+            Event::Ignored => {
+                applied.ignored += 1;
+                continue;
+            }
+        };
+        if !known(business) {
+            let message_id = match &event {
+                Event::Message(m) => Some(m.message_id.as_str()),
+                _ => None,
+            };
+            let outcome = inbound::keep_unapplied(
+                conn,
+                master,
+                tenant,
+                Letter {
+                    provider: Provider::WhatsApp,
+                    reason: "unknown_phone_number_id",
+                    message_id,
+                    business,
+                    payload: serde_json::json!({"reason": "unknown_phone_number_id",
+                        "message_id": message_id, "phone_number_id": business}),
+                },
+            )?;
+            applied.count(outcome);
+            continue;
+        }
+        let business = business.unwrap_or_default().to_owned();
+        let outcome = match event {
+            Event::Message(m) => inbound::record_message(
+                conn,
+                master,
+                tenant,
+                settings,
+                &InboundMessage {
+                    provider: Provider::WhatsApp,
+                    sender: sender(m.wa_id.as_deref(), m.user_id.as_deref()),
+                    message_id: m.message_id,
+                    business,
+                    captured_at: timestamp(m.timestamp),
+                    content: m.content,
+                },
+            )?,
+            Event::Preference(p) => {
+                let stop = match p.value.as_str() {
+                    "stop" => true,
+                    "resume" => false,
+                    _ => {
+                        applied.ignored += 1;
+                        continue;
+                    }
+                };
+                let who = p.wa_id.clone().or(p.user_id.clone()).unwrap_or_default();
+                inbound::record_preference(
+                    conn,
+                    master,
+                    tenant,
+                    &who,
+                    &PreferenceChange {
+                        sender: sender(p.wa_id.as_deref(), p.user_id.as_deref()),
+                        business,
+                        stop,
+                        captured_at: timestamp(p.timestamp),
+                    },
+                )?
+            }
+            Event::Ignored => continue,
+        };
+        applied.count(outcome);
+    }
+    Ok(applied)
+}

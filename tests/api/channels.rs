@@ -1,0 +1,1021 @@
+//! Channels that record by themselves (SPEC section 7): settings, the
+//! WhatsApp Cloud API webhook and the Twilio SMS webhook, with payloads
+//! shaped like the providers' documented ones (`tests/fixtures/whatsapp/`).
+
+use crate::helpers::*;
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const WA_SECRET: &str = "3b1e0c9f5d2a4e6b8c7d9e0f1a2b3c4d";
+const WA_PREVIOUS: &str = "old-app-secret";
+const VERIFY_TOKEN: &str = "verify-me-please";
+const PHONE_NUMBER_ID: &str = "106540352242922";
+const TW_TOKEN: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+const TW_SECONDARY: &str = "secondary-token";
+const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const TW_NUMBER: &str = "+4930123456";
+const WEBHOOK_URL: &str = "https://hooks.example.com/webhooks/twilio/makro";
+
+fn settings() -> Value {
+    json!({
+        "whatsapp": {
+            "app_secret": WA_SECRET,
+            "previous_app_secret": WA_PREVIOUS,
+            "verify_token": VERIFY_TOKEN,
+            "phone_numbers": [{"id": PHONE_NUMBER_ID, "display": "+4930123456"}],
+            "opt_in": [
+                {"match": "JOIN MAKRO", "brand": "Makro", "purposes": ["marketing"],
+                 "prompt": "Send JOIN MAKRO to get offers from Makro on WhatsApp."},
+                {"match": "JOIN", "brand": "Makro", "purposes": ["marketing"],
+                 "prompt": "Reply JOIN to get offers from Makro."},
+                {"match": "optin_marketing_yes", "brand": "Makro", "purposes": ["marketing"],
+                 "prompt": "Tap to get offers from Makro on WhatsApp."},
+                {"match": "OPTIN_UTILITY", "brand": "Makro", "purposes": ["utility"],
+                 "prompt": "Tap to get order updates from Makro on WhatsApp."}
+            ]
+        },
+        "twilio": {
+            "auth_token": TW_TOKEN,
+            "secondary_auth_token": TW_SECONDARY,
+            "account_sid": ACCOUNT_SID,
+            "webhook_url": WEBHOOK_URL,
+            "numbers": [TW_NUMBER],
+            "opt_in": [{"match": "JOIN", "brand": "Makro", "purposes": ["marketing"],
+                        "message_channels": ["sms"],
+                        "prompt": "Text JOIN to get offers from Makro. Reply STOP to end."}]
+        },
+        "opt_out_keywords": ["ARRET", "BAJA"],
+        "partial_opt_out": ["marketing"]
+    })
+}
+
+async fn configured(app: &TestApp) -> Tenant {
+    let t = app.tenant("makro", "Makro").await;
+    let answer = put(app, "/v1/channels", &t.admin, &settings()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    t
+}
+
+async fn put(app: &TestApp, path: &str, key: &str, body: &Value) -> Answer {
+    let response = app
+        .client
+        .put(app.url(path))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    Answer {
+        status,
+        headers: Default::default(),
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// A documented payload shape with its times moved to `at` (unix seconds).
+fn fixture(name: &str, at: i64) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/whatsapp/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut value: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
+    let v = &mut value["entry"][0]["changes"][0]["value"];
+    for list in ["messages", "user_preferences", "statuses"] {
+        if let Some(items) = v[list].as_array_mut() {
+            for item in items {
+                item["timestamp"] = if list == "user_preferences" {
+                    json!(at)
+                } else {
+                    json!(at.to_string())
+                };
+            }
+        }
+    }
+    value
+}
+
+/// A text message from `wa_id`, optionally a reply to a business message.
+fn text(wa_id: &str, id: &str, body: &str, reply: bool, at: i64) -> Value {
+    let mut value = fixture(if reply { "text_reply" } else { "text" }, at);
+    let v = &mut value["entry"][0]["changes"][0]["value"];
+    v["contacts"][0]["wa_id"] = json!(wa_id);
+    let message = &mut v["messages"][0];
+    message["from"] = json!(wa_id);
+    message["id"] = json!(id);
+    message["text"]["body"] = json!(body);
+    value
+}
+
+fn hub_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn post_whatsapp(
+    app: &TestApp,
+    tenant: &str,
+    body: &[u8],
+    signature: Option<&str>,
+) -> Answer {
+    let mut request = app
+        .client
+        .post(app.url(&format!("/webhooks/whatsapp/{tenant}")))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(signature) = signature {
+        request = request.header("x-hub-signature-256", signature);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}
+
+/// Posts a payload signed with the app secret; expects 200.
+async fn whatsapp(app: &TestApp, payload: &Value) {
+    let body = serde_json::to_vec(payload).expect("json");
+    let answer = post_whatsapp(app, "makro", &body, Some(&hub_signature(WA_SECRET, &body))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+}
+
+async fn log_size(app: &TestApp, t: &Tenant) -> u64 {
+    let (status, note) = app.get_text("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(status, StatusCode::OK);
+    note.lines()
+        .nth(1)
+        .expect("size line")
+        .parse()
+        .expect("size")
+}
+
+async fn entry(app: &TestApp, t: &Tenant, seq: u64) -> Value {
+    let answer = app.get(&format!("/v1/entries/{seq}"), &t.auditor).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    answer.body
+}
+
+async fn reason_for(
+    app: &TestApp,
+    t: &Tenant,
+    number: &str,
+    purpose: &str,
+    channel: &str,
+) -> String {
+    app.reason(
+        t,
+        json!({"number": number, "purpose": purpose, "brand": "Makro", "channel": channel}),
+    )
+    .await
+}
+
+fn twilio_signature(token: &str, url: &str, params: &[(String, String)]) -> String {
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let mut data = url.to_owned();
+    for (k, v) in &sorted {
+        data.push_str(k);
+        data.push_str(v);
+    }
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).expect("key");
+    mac.update(data.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// An inbound SMS with every parameter Twilio usually sends.
+fn sms(from: &str, sid: &str, body: &str) -> Vec<(String, String)> {
+    [
+        ("ToCountry", "DE"),
+        ("ToState", ""),
+        ("SmsMessageSid", sid),
+        ("NumMedia", "0"),
+        ("ToCity", ""),
+        ("FromZip", ""),
+        ("SmsSid", sid),
+        ("FromState", ""),
+        ("SmsStatus", "received"),
+        ("FromCity", ""),
+        ("Body", body),
+        ("FromCountry", "DE"),
+        ("To", TW_NUMBER),
+        ("MessagingServiceSid", "MG0123456789abcdef0123456789abcdef"),
+        ("ToZip", ""),
+        ("NumSegments", "1"),
+        ("MessageSid", sid),
+        ("AccountSid", ACCOUNT_SID),
+        ("From", from),
+        ("ApiVersion", "2010-04-01"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+async fn post_twilio(
+    app: &TestApp,
+    params: &[(String, String)],
+    signature: Option<&str>,
+) -> (StatusCode, String, String) {
+    let body = serde_urlencoded::to_string(params).expect("form");
+    let mut request = app
+        .client
+        .post(app.url("/webhooks/twilio/makro"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some(signature) = signature {
+        request = request.header("x-twilio-signature", signature);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, content_type, response.text().await.expect("body"))
+}
+
+async fn twilio(app: &TestApp, params: &[(String, String)]) {
+    let signature = twilio_signature(TW_TOKEN, WEBHOOK_URL, params);
+    let (status, content_type, body) = post_twilio(app, params, Some(&signature)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(content_type.starts_with("text/xml"), "{content_type}");
+    assert!(body.ends_with("<Response/>"), "{body}");
+}
+
+#[tokio::test]
+async fn settings_keep_secrets_sealed_and_follow_the_rules() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let answer = app.get("/v1/channels", &t.admin).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let body = &answer.body;
+    assert_eq!(body["whatsapp"]["app_secret"], Value::Null);
+    assert_eq!(body["whatsapp"]["app_secret_set"], true);
+    assert_eq!(body["whatsapp"]["previous_app_secret_set"], true);
+    assert_eq!(body["whatsapp"]["verify_token_set"], true);
+    assert_eq!(body["twilio"]["auth_token"], Value::Null);
+    assert_eq!(body["twilio"]["secondary_auth_token_set"], true);
+    assert_eq!(body["twilio"]["numbers"], json!([TW_NUMBER]));
+    assert_eq!(body["partial_opt_out"], json!(["marketing"]));
+    let shown = body.to_string();
+    for secret in [WA_SECRET, WA_PREVIOUS, VERIFY_TOKEN, TW_TOKEN, TW_SECONDARY] {
+        assert!(!shown.contains(secret), "a secret was returned");
+    }
+    // Only admins.
+    assert_eq!(
+        app.get("/v1/channels", &t.collector).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // Omitted secrets are kept; "" clears the previous app secret.
+    let mut again = settings();
+    for key in ["app_secret", "verify_token"] {
+        again["whatsapp"]
+            .as_object_mut()
+            .expect("object")
+            .remove(key);
+    }
+    again["whatsapp"]["previous_app_secret"] = json!("");
+    again["twilio"]["auth_token"] = Value::Null;
+    let answer = put(&app, "/v1/channels", &t.admin, &again).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    assert_eq!(answer.body["whatsapp"]["app_secret_set"], true);
+    assert_eq!(answer.body["whatsapp"]["previous_app_secret_set"], false);
+    let stop = text("4915112345678", "wamid.kept", "STOP", false, now_secs());
+    let body = serde_json::to_vec(&stop).expect("json");
+    let old = post_whatsapp(
+        &app,
+        "makro",
+        &body,
+        Some(&hub_signature(WA_PREVIOUS, &body)),
+    )
+    .await;
+    assert_eq!(
+        old.status,
+        StatusCode::UNAUTHORIZED,
+        "the cleared secret no longer signs"
+    );
+    whatsapp(&app, &stop).await;
+
+    // The rules of section 7.
+    let mut bad = settings();
+    bad["whatsapp"]["opt_in"][0]["match"] = json!("Stop");
+    bad["whatsapp"]["opt_in"][1]["prompt"] = json!("Reply JOIN to get offers.");
+    bad["whatsapp"]["opt_in"][2]["brand"] = json!("Nobody");
+    bad["twilio"]["opt_in"][0]["match"] = json!("unstop");
+    bad["twilio"]["account_sid"] = json!("AC-nope");
+    let answer = put(&app, "/v1/channels", &t.admin, &bad).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.code(), "invalid_request");
+    assert_eq!(
+        answer.field_code("whatsapp.opt_in[0].match").as_deref(),
+        Some("reserved_word")
+    );
+    assert_eq!(
+        answer.field_code("whatsapp.opt_in[1].prompt").as_deref(),
+        Some("brand_not_named")
+    );
+    assert_eq!(
+        answer.field_code("whatsapp.opt_in[2].brand").as_deref(),
+        Some("unknown_brand")
+    );
+    assert_eq!(
+        answer.field_code("twilio.opt_in[0].match").as_deref(),
+        Some("reserved_word")
+    );
+    assert_eq!(
+        answer.field_code("twilio.account_sid").as_deref(),
+        Some("invalid_value")
+    );
+    let mut unknown = settings();
+    unknown["whatsapp"]["webhook"] = json!("x");
+    let answer = put(&app, "/v1/channels", &t.admin, &unknown).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A business number belongs to one tenant.
+    let other = app.tenant("other", "Other").await;
+    let mut taken = settings();
+    for m in taken["whatsapp"]["opt_in"].as_array_mut().expect("array") {
+        m["brand"] = json!("Other");
+        m["prompt"] = json!("Offers from Other");
+    }
+    taken["twilio"]["opt_in"] = json!([]);
+    taken["twilio"]["numbers"] = json!(["+4930999999"]);
+    let answer = put(&app, "/v1/channels", &other.admin, &taken).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        answer.body
+    );
+    assert_eq!(
+        answer.field_code("whatsapp.phone_numbers").as_deref(),
+        Some("number_taken")
+    );
+    // A retired brand takes no new matches.
+    app.add_brand(&t, "OldCo").await;
+    let retired = app
+        .post("/v1/brands/OldCo/retire", &t.admin, &json!({}))
+        .await;
+    assert_eq!(retired.status, StatusCode::OK, "{:?}", retired.body);
+    let mut old_brand = settings();
+    old_brand["twilio"]["opt_in"][0]["brand"] = json!("OldCo");
+    old_brand["twilio"]["opt_in"][0]["prompt"] = json!("Text JOIN for OldCo offers");
+    let answer = put(&app, "/v1/channels", &t.admin, &old_brand).await;
+    assert_eq!(
+        answer.field_code("twilio.opt_in[0].brand").as_deref(),
+        Some("brand_retired")
+    );
+}
+
+#[tokio::test]
+async fn the_whatsapp_handshake_needs_the_verify_token() {
+    let app = spawn_app().await;
+    configured(&app).await;
+    let get = |query: String| {
+        let client = app.client.clone();
+        let url = app.url(&format!("/webhooks/whatsapp/makro?{query}"));
+        async move {
+            let response = client.get(url).send().await.expect("request");
+            let status = response.status();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (status, content_type, response.text().await.expect("body"))
+        }
+    };
+    let (status, content_type, body) = get(format!(
+        "hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444"
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/plain"));
+    assert_eq!(body, "1158201444");
+    let (status, _, _) =
+        get("hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1".into()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = get(format!(
+        "hub.mode=unsubscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1"
+    ))
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let response =
+        app.client
+            .get(app.url(
+                "/webhooks/whatsapp/nobody?hub.mode=subscribe&hub.verify_token=x&hub.challenge=1",
+            ))
+            .send()
+            .await
+            .expect("request");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_invalid_signature_gets_401_and_records_nothing() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    let size = log_size(&app, &t).await;
+    let stop = text("4915112345678", "wamid.sig", "STOP", false, now_secs());
+    let body = serde_json::to_vec(&stop).expect("json");
+    for signature in [
+        None,
+        Some(hub_signature("not-the-secret", &body)),
+        Some("sha256=zz".to_owned()),
+        Some(hub_signature(WA_SECRET, b"another body")),
+    ] {
+        let answer = post_whatsapp(&app, "makro", &body, signature.as_deref()).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer.code(), "unauthorized");
+    }
+    assert_eq!(log_size(&app, &t).await, size);
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "allowed"
+    );
+    // The previous app secret still signs during rotation.
+    let answer = post_whatsapp(
+        &app,
+        "makro",
+        &body,
+        Some(&hub_signature(WA_PREVIOUS, &body)),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+}
+
+#[tokio::test]
+async fn stop_words_and_phrases_opt_out() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let numbers = [
+        "+4915112345671",
+        "+4915112345672",
+        "+4915112345673",
+        "+4915112345674",
+    ];
+    for n in numbers {
+        app.recorded_opt_in(&t, web_opt_in(n, "Makro", &["marketing", "utility"]))
+            .await;
+    }
+    let now = now_secs();
+    whatsapp(&app, &text("4915112345671", "wamid.a", "STOP", false, now)).await;
+    whatsapp(&app, &text("4915112345672", "wamid.b", "stop.", false, now)).await;
+    whatsapp(
+        &app,
+        &text(
+            "4915112345673",
+            "wamid.c",
+            "please stop texting me",
+            false,
+            now,
+        ),
+    )
+    .await;
+    whatsapp(&app, &text("4915112345674", "wamid.d", "Baja", false, now)).await;
+    for full in [numbers[0], numbers[1], numbers[3]] {
+        assert_eq!(
+            reason_for(&app, &t, full, "marketing", "whatsapp").await,
+            "opted_out"
+        );
+        assert_eq!(
+            reason_for(&app, &t, full, "utility", "whatsapp").await,
+            "opted_out"
+        );
+    }
+    // A partial opt-out withdraws the tenant's partial_opt_out purposes only.
+    assert_eq!(
+        reason_for(&app, &t, numbers[2], "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    assert_eq!(
+        reason_for(&app, &t, numbers[2], "utility", "whatsapp").await,
+        "allowed"
+    );
+    let answer = app
+        .check(
+            &t,
+            json!({"number": numbers[0], "purpose": "marketing", "brand": "Makro"}),
+        )
+        .await;
+    let seq = answer.body["consent"]["seq"].as_u64().expect("seq");
+    let e = entry(&app, &t, seq).await;
+    assert_eq!(e["entry"]["type"], "opt_out");
+    assert_eq!(e["entry"]["collector"], "webhook:whatsapp");
+    assert_eq!(e["entry"]["channel"], "whatsapp");
+    assert_eq!(
+        e["entry"]["purposes"],
+        json!(["authentication", "marketing", "utility"])
+    );
+    assert_eq!(e["entry"]["message_channels"], json!(["sms", "whatsapp"]));
+    assert_eq!(
+        e["entry"]["captured_at"],
+        chrono::DateTime::from_timestamp(now, 0)
+            .expect("time")
+            .format("%Y-%m-%dT%H:%M:%S.000Z")
+            .to_string()
+    );
+}
+
+#[tokio::test]
+async fn one_word_whatsapp_opt_ins_count_only_as_replies() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let now = now_secs();
+    whatsapp(&app, &text("4915112345671", "wamid.1", "join", false, now)).await;
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345671", "marketing", "whatsapp").await,
+        "no_opt_in"
+    );
+    whatsapp(&app, &text("4915112345672", "wamid.2", "Join!", true, now)).await;
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345672", "marketing", "whatsapp").await,
+        "allowed"
+    );
+    whatsapp(
+        &app,
+        &text("4915112345673", "wamid.3", "join makro", false, now),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345673", "marketing", "whatsapp").await,
+        "allowed"
+    );
+    // The opt-in the webhook recorded: the match's prompt, brand and purposes.
+    let answer = app
+        .check(
+            &t,
+            json!({"number": "+4915112345673", "purpose": "marketing", "brand": "Makro"}),
+        )
+        .await;
+    let seq = answer.body["consent"]["seq"].as_u64().expect("seq");
+    let e = entry(&app, &t, seq).await;
+    assert_eq!(e["entry"]["type"], "opt_in");
+    assert_eq!(e["entry"]["company_name_shown"], "Makro");
+    assert_eq!(e["entry"]["message_channels"], json!(["whatsapp"]));
+    assert_eq!(e["entry"]["collector"], "webhook:whatsapp");
+    assert!(e["entry"].get("language").is_none());
+    assert_eq!(e["openings"]["evidence"]["body"]["body"], "join makro");
+    assert_eq!(
+        e["openings"]["evidence"]["body"]["business_phone_number_id"],
+        PHONE_NUMBER_ID
+    );
+    // On SMS a one-word keyword counts.
+    twilio(
+        &app,
+        &sms(
+            "+4915112345674",
+            "SM00000000000000000000000000000001",
+            "JOIN",
+        ),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345674", "marketing", "sms").await,
+        "allowed"
+    );
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345674", "marketing", "whatsapp").await,
+        "channel_not_covered"
+    );
+}
+
+#[tokio::test]
+async fn buttons_and_interactive_replies_opt_in_by_payload() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let now = now_secs();
+    let mut button = fixture("button", now);
+    button["entry"][0]["changes"][0]["value"]["messages"][0]["button"]["payload"] =
+        json!("OPTIN_UTILITY");
+    whatsapp(&app, &button).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "utility", "whatsapp").await,
+        "allowed"
+    );
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "purpose_not_covered"
+    );
+    whatsapp(&app, &fixture("interactive", now)).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "allowed"
+    );
+    // A payload that differs in case matches nothing.
+    let mut other = fixture("button", now);
+    let message = &mut other["entry"][0]["changes"][0]["value"]["messages"][0];
+    message["from"] = json!("4915112345679");
+    message["id"] = json!("wamid.case");
+    message["button"]["payload"] = json!("optin_utility");
+    other["entry"][0]["changes"][0]["value"]["contacts"][0]["wa_id"] = json!("4915112345679");
+    whatsapp(&app, &other).await;
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345679", "utility", "whatsapp").await,
+        "no_opt_in"
+    );
+}
+
+#[tokio::test]
+async fn retries_record_once() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let size = log_size(&app, &t).await;
+    let stop = text("4915112345678", "wamid.retry", "STOP", false, now_secs());
+    whatsapp(&app, &stop).await;
+    whatsapp(&app, &stop).await;
+    assert_eq!(log_size(&app, &t).await, size + 1);
+    let params = sms(
+        "+4915112345679",
+        "SM0000000000000000000000000000dup1",
+        "STOP",
+    );
+    twilio(&app, &params).await;
+    twilio(&app, &params).await;
+    assert_eq!(log_size(&app, &t).await, size + 2);
+    // WhatsApp's marketing stop is deduplicated on (wa_id, value, timestamp).
+    let prefs = fixture("user_preferences", now_secs());
+    whatsapp(&app, &prefs).await;
+    whatsapp(&app, &prefs).await;
+    assert_eq!(log_size(&app, &t).await, size + 3);
+}
+
+#[tokio::test]
+async fn start_lifts_keyword_opt_outs_but_never_api_ones() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    let now = now_secs();
+    whatsapp(
+        &app,
+        &text("4915112345678", "wamid.s1", "STOP", false, now - 60),
+    )
+    .await;
+    whatsapp(
+        &app,
+        &text(
+            "4915112345678",
+            "wamid.s2",
+            "stop texting me",
+            false,
+            now - 50,
+        ),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    // An SMS START lifts nothing recorded on WhatsApp.
+    twilio(
+        &app,
+        &sms(NUMBER, "SM000000000000000000000000000start1", "START"),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    let size = log_size(&app, &t).await;
+    whatsapp(
+        &app,
+        &text("4915112345678", "wamid.s3", "Start", false, now - 40),
+    )
+    .await;
+    assert_eq!(
+        log_size(&app, &t).await,
+        size + 2,
+        "one opt_out_lifted per keyword opt-out"
+    );
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "allowed"
+    );
+    let lift = entry(&app, &t, size).await;
+    assert_eq!(lift["entry"]["type"], "opt_out_lifted");
+    assert_eq!(lift["entry"]["channel"], "whatsapp");
+    assert!(lift["entry"]["lifts"].as_u64().expect("lifts") < size);
+    // An opt-out through the API stays.
+    app.recorded_opt_out(&t, api_opt_out(NUMBER)).await;
+    whatsapp(
+        &app,
+        &text("4915112345678", "wamid.s4", "UNSTOP", false, now),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    // The log with its lifts verifies.
+    let (code, out, err) = run_cli(&["verify-db"], Some(&app.data_dir()));
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test]
+async fn user_messages_open_the_window_statuses_and_reactions_do_not() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let window = |number: &'static str| {
+        let app = &app;
+        let t = &t;
+        async move {
+            let answer = app
+                .check(
+                    t,
+                    json!({"number": number, "purpose": "utility", "brand": "Makro",
+                                 "business_phone_number_id": PHONE_NUMBER_ID}),
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+            answer.body["window"].clone()
+        }
+    };
+    let at = now_secs() - 3600;
+    whatsapp(&app, &fixture("status", at)).await;
+    whatsapp(&app, &fixture("reaction", at)).await;
+    assert_eq!(window(NUMBER).await["open"], false);
+    // An image (with "STOP" as its caption: not a text) opens the window from its own timestamp.
+    whatsapp(&app, &fixture("image", at)).await;
+    let w = window(NUMBER).await;
+    assert_eq!(w["open"], true);
+    let closes = chrono::DateTime::from_timestamp(at + 24 * 3600, 0)
+        .expect("time")
+        .format("%Y-%m-%dT%H:%M:%S.000Z")
+        .to_string();
+    assert_eq!(w["closes_at"], closes);
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "no_opt_in"
+    );
+    // SMS opens no WhatsApp window.
+    twilio(
+        &app,
+        &sms(
+            "+4915112345679",
+            "SM0000000000000000000000000000win1",
+            "hello",
+        ),
+    )
+    .await;
+    assert_eq!(window("+4915112345679").await["open"], false);
+}
+
+#[tokio::test]
+async fn whatsapp_marketing_stop_and_resume() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    app.recorded_opt_in(
+        &t,
+        json!({"number": NUMBER, "channel": "web", "company_name_shown": "Makro",
+               "consent_text": "Yes, Makro may message me.", "purposes": ["marketing"],
+               "message_channels": ["whatsapp", "sms"], "captured_at": at(-3600),
+               "evidence": {"page_url": "https://makro.example/join", "ip": "203.0.113.7",
+                            "user_agent": "Mozilla/5.0"}}),
+    )
+    .await;
+    let now = now_secs();
+    whatsapp(&app, &fixture("user_preferences", now - 30)).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "sms").await,
+        "allowed"
+    );
+    // START does not lift WhatsApp's own stop; resume does.
+    whatsapp(
+        &app,
+        &text("4915112345678", "wamid.p1", "START", false, now - 20),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    let mut resume = fixture("user_preferences", now - 10);
+    resume["entry"][0]["changes"][0]["value"]["user_preferences"][0]["value"] = json!("resume");
+    whatsapp(&app, &resume).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "allowed"
+    );
+}
+
+#[tokio::test]
+async fn a_brazilian_wa_id_without_the_ninth_digit_is_the_canonical_number() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let mut message = fixture("brazil_text", now_secs());
+    message["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = json!("JOIN MAKRO");
+    whatsapp(&app, &message).await;
+    assert_eq!(
+        reason_for(&app, &t, "+5511999887766", "marketing", "whatsapp").await,
+        "allowed"
+    );
+    let mut stop = text("5511999887766", "wamid.br2", "STOP", false, now_secs());
+    stop["entry"][0]["changes"][0]["value"]["contacts"][0]["profile"]["name"] = json!("João Silva");
+    whatsapp(&app, &stop).await;
+    assert_eq!(
+        reason_for(&app, &t, "+5511999887766", "marketing", "whatsapp").await,
+        "opted_out"
+    );
+}
+
+#[tokio::test]
+async fn unresolvable_opt_outs_become_dead_letters() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let now = now_secs();
+    // Only a business-scoped user id, never seen with a number: kept.
+    whatsapp(&app, &fixture("bsuid_only", now - 30)).await;
+    // A business number that is not the tenant's: kept.
+    let mut foreign = text("4915112345678", "wamid.foreign", "STOP", false, now - 20);
+    foreign["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
+        json!("999999999999999");
+    whatsapp(&app, &foreign).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "no_opt_in"
+    );
+    let answer = app.get("/v1/dead-letters", &t.admin).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    let letters = answer.body["dead_letters"].as_array().expect("array");
+    let reasons: Vec<&str> = letters
+        .iter()
+        .map(|l| l["reason"].as_str().expect("reason"))
+        .collect();
+    assert_eq!(reasons, vec!["unknown_sender", "unknown_phone_number_id"]);
+    assert_eq!(letters[1]["phone_number_id"], "999999999999999");
+    assert!(
+        !answer.body.to_string().contains("4915112345678"),
+        "no number in dead letters"
+    );
+    assert_eq!(
+        app.get("/v1/dead-letters", &t.auditor).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let page = app.get("/v1/dead-letters?limit=1", &t.admin).await;
+    assert_eq!(page.body["dead_letters"].as_array().map(Vec::len), Some(1));
+    let next = page.body["next_after"].as_i64().expect("next page");
+    let rest = app
+        .get(&format!("/v1/dead-letters?after={next}"), &t.admin)
+        .await;
+    assert_eq!(
+        rest.body["dead_letters"][0]["reason"],
+        "unknown_phone_number_id"
+    );
+    assert_eq!(rest.body["next_after"], Value::Null);
+
+    // Once the user id arrives with a number, later id-only messages resolve.
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    let mut with_number = fixture("bsuid_text", now - 10);
+    with_number["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = json!("hello");
+    whatsapp(&app, &with_number).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "allowed"
+    );
+    let mut id_only = fixture("bsuid_only", now);
+    id_only["entry"][0]["changes"][0]["value"]["messages"][0]["id"] = json!("wamid.idonly2");
+    whatsapp(&app, &id_only).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+}
+
+#[tokio::test]
+async fn twilio_requests_are_signed_over_the_configured_url() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    app.recorded_opt_in(
+        &t,
+        json!({"number": NUMBER, "channel": "web", "company_name_shown": "Makro",
+               "consent_text": "Yes, Makro may text me.", "purposes": ["marketing"],
+               "message_channels": ["sms"], "captured_at": at(-3600),
+               "evidence": {"page_url": "https://makro.example/join", "ip": "203.0.113.7",
+                            "user_agent": "Mozilla/5.0"}}),
+    )
+    .await;
+    let size = log_size(&app, &t).await;
+    let params = sms(NUMBER, "SM0000000000000000000000000000sig1", "STOP");
+    for signature in [
+        None,
+        Some(twilio_signature("wrong-token", WEBHOOK_URL, &params)),
+        Some(twilio_signature(
+            TW_TOKEN,
+            "https://evil.example/webhooks/twilio/makro",
+            &params,
+        )),
+        Some("not base64!".to_owned()),
+    ] {
+        let (status, _, _) = post_twilio(&app, &params, signature.as_deref()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // A tampered parameter breaks the signature.
+    let signature = twilio_signature(TW_TOKEN, WEBHOOK_URL, &params);
+    let mut tampered = params.clone();
+    tampered
+        .iter_mut()
+        .find(|(k, _)| k == "Body")
+        .expect("Body")
+        .1 = "JOIN".into();
+    let (status, _, _) = post_twilio(&app, &tampered, Some(&signature)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Another account or another number, even signed: refused.
+    for (name, value) in [
+        ("AccountSid", "ACffffffffffffffffffffffffffffffff"),
+        ("To", "+4930999999"),
+    ] {
+        let mut other = params.clone();
+        other.iter_mut().find(|(k, _)| k == name).expect("param").1 = value.into();
+        let signature = twilio_signature(TW_TOKEN, WEBHOOK_URL, &other);
+        let (status, _, _) = post_twilio(&app, &other, Some(&signature)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}");
+    }
+    assert_eq!(log_size(&app, &t).await, size);
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "sms").await,
+        "allowed"
+    );
+    // The secondary token, with the default port written out.
+    let signature = twilio_signature(
+        TW_SECONDARY,
+        "https://hooks.example.com:443/webhooks/twilio/makro",
+        &params,
+    );
+    let (status, content_type, body) = post_twilio(&app, &params, Some(&signature)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/xml"));
+    assert_eq!(
+        body,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>"
+    );
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "sms").await,
+        "opted_out"
+    );
+    let e = entry(&app, &t, size).await;
+    assert_eq!(e["entry"]["collector"], "webhook:twilio");
+    assert_eq!(e["entry"]["channel"], "sms");
+    assert_eq!(
+        e["openings"]["evidence"]["body"]["from_number_to"],
+        TW_NUMBER
+    );
+    assert_eq!(
+        e["openings"]["evidence"]["body"]["message_id"],
+        "SM0000000000000000000000000000sig1"
+    );
+    // START lifts the SMS keyword opt-out.
+    twilio(
+        &app,
+        &sms(NUMBER, "SM0000000000000000000000000000sig2", "start"),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "sms").await,
+        "allowed"
+    );
+    // WhatsApp through Twilio is not this channel: ignored.
+    let size = log_size(&app, &t).await;
+    twilio(
+        &app,
+        &sms(
+            "whatsapp:+4915112345678",
+            "SM0000000000000000000000000000wa01",
+            "STOP",
+        ),
+    )
+    .await;
+    assert_eq!(log_size(&app, &t).await, size);
+}
