@@ -144,7 +144,6 @@ pub struct DeadLetter {
     pub provider: String,
     /// `unknown_phone_number_id`, `unknown_sender`, `timestamp_in_future`, …
     pub reason: String,
-    pub message_id: Option<String>,
     /// The business number it was sent to (phone number id or Twilio number).
     pub phone_number_id: Option<String>,
     pub received_at: Timestamp,
@@ -194,7 +193,6 @@ pub async fn dead_letters(
             id: r.id,
             provider: r.provider,
             reason: r.reason,
-            message_id: r.message_id,
             phone_number_id: r.phone_number_id,
             received_at: Timestamp::from_millis(r.received_at),
         })

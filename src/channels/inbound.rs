@@ -218,7 +218,6 @@ fn resolve_sender(
 pub struct Letter<'a> {
     pub provider: Provider,
     pub reason: &'static str,
-    pub message_id: Option<&'a str>,
     pub business: Option<&'a str>,
     /// What an admin needs to act on it; stored sealed.
     pub payload: serde_json::Value,
@@ -237,7 +236,6 @@ fn dead_letter(
         &NewDeadLetter {
             provider: letter.provider.as_str(),
             reason: letter.reason,
-            message_id: letter.message_id,
             phone_number_id: letter.business,
             payload_sealed: &sealed,
         },
@@ -276,7 +274,6 @@ pub fn record_message(
         let letter = |reason: &'static str| Letter {
             provider: message.provider,
             reason,
-            message_id: Some(&message.message_id),
             business: Some(&message.business),
             payload: serde_json::json!({
                 "reason": reason,
@@ -295,8 +292,15 @@ pub fn record_message(
                 },
             }),
         };
-        if message.captured_at > now.plus_millis(FUTURE_SKEW_MILLIS) {
-            return dead_letter(conn, master, tenant, letter("timestamp_in_future"));
+        // A provider clock ahead of ours: an opt-out (or a plain message)
+        // counts from now rather than not at all; what restores consent waits
+        // for an admin.
+        let mut captured_at = message.captured_at;
+        if captured_at > now.plus_millis(FUTURE_SKEW_MILLIS) {
+            if matches!(intent, Intent::OptIn(_) | Intent::Lift) {
+                return dead_letter(conn, master, tenant, letter("timestamp_in_future"));
+            }
+            captured_at = now;
         }
         let Some(number) = resolve_sender(conn, tenant, &message.sender, now.millis())? else {
             if matches!(intent, Intent::OptOut { .. }) {
@@ -305,7 +309,7 @@ pub fn record_message(
             return Ok(Outcome::Recorded { seqs: Vec::new() });
         };
         if message.provider == Provider::WhatsApp {
-            record_inbound(conn, tenant, &number, Some(&message.business), message.captured_at)?;
+            record_inbound(conn, tenant, &number, Some(&message.business), captured_at)?;
         }
         let evidence = message_evidence(message);
         let collector = message.provider.collector();
@@ -322,7 +326,7 @@ pub fn record_message(
                     channel,
                     purposes,
                     message_channels: MessageChannelSet::all(),
-                    captured_at: message.captured_at,
+                    captured_at,
                     backfill: false,
                     evidence,
                     lift_class: Some(LiftClass::Keyword),
@@ -330,13 +334,18 @@ pub fn record_message(
                 seqs.push(append_locked(conn, tenant, collector, &record, None)?.seq);
             }
             Intent::Lift => {
-                for lifts in
-                    channels::liftable_opt_outs(conn, tenant, &number, LiftClass::Keyword, channel)?
-                {
+                for lifts in channels::liftable_opt_outs(
+                    conn,
+                    tenant,
+                    &number,
+                    LiftClass::Keyword,
+                    channel,
+                    captured_at.millis(),
+                )? {
                     let record = Record::Lift(LiftRecord {
                         number: number.clone(),
                         channel,
-                        captured_at: message.captured_at,
+                        captured_at,
                         evidence: evidence.clone(),
                         lifts,
                     });
@@ -345,7 +354,7 @@ pub fn record_message(
             }
             Intent::OptIn(m) => {
                 let brand = find_brand(conn, tenant, &m.brand)?.filter(|b| b.retired_at.is_none());
-                let fresh = message.captured_at.millis() + MAX_OPT_IN_AGE_MILLIS >= now.millis();
+                let fresh = captured_at.millis() + MAX_OPT_IN_AGE_MILLIS >= now.millis();
                 if let (Some(brand), true) = (brand, fresh) {
                     let message_channels = match &m.message_channels {
                         Some(list) => list.iter().copied().collect(),
@@ -359,7 +368,7 @@ pub fn record_message(
                         consent_text: m.prompt.clone(),
                         purposes: m.purposes.iter().copied().collect(),
                         message_channels,
-                        captured_at: message.captured_at,
+                        captured_at,
                         language: None,
                         backfill: false,
                         confirmation: None,
@@ -380,36 +389,35 @@ pub fn record_preference(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
-    wa_id_or_user: &str,
+    dedup: &[&str],
     change: &PreferenceChange,
 ) -> StoreResult<Outcome> {
     let value = if change.stop { "stop" } else { "resume" };
     conn.immediate_transaction(|conn| {
         let now = Timestamp::now();
-        let key = dedup_key(
-            master,
-            tenant,
-            &[
-                "user_preferences",
-                wa_id_or_user,
-                value,
-                &change.captured_at.millis().to_string(),
-            ],
-        );
+        let key = dedup_key(master, tenant, dedup);
         if !channels::first_delivery(conn, tenant, &key, now.millis())? {
             return Ok(Outcome::Duplicate);
         }
         let letter = |reason: &'static str| Letter {
             provider: Provider::WhatsApp,
             reason,
-            message_id: None,
             business: Some(&change.business),
             payload: serde_json::json!({"reason": reason, "user_preferences": value,
-                "sender": wa_id_or_user, "business": change.business,
+                "sender": match &change.sender {
+                    Sender::Number { number, .. } => number.as_str().to_owned(),
+                    Sender::UserId(id) => id.clone(),
+                    Sender::Unknown => String::new(),
+                },
+                "business": change.business,
                 "captured_at": change.captured_at.to_string()}),
         };
-        if change.captured_at > now.plus_millis(FUTURE_SKEW_MILLIS) {
-            return dead_letter(conn, master, tenant, letter("timestamp_in_future"));
+        let mut captured_at = change.captured_at;
+        if captured_at > now.plus_millis(FUTURE_SKEW_MILLIS) {
+            if !change.stop {
+                return dead_letter(conn, master, tenant, letter("timestamp_in_future"));
+            }
+            captured_at = now;
         }
         let Some(number) = resolve_sender(conn, tenant, &change.sender, now.millis())? else {
             if change.stop {
@@ -427,7 +435,7 @@ pub fn record_preference(
                     .into_iter()
                     .collect(),
                 message_channels: [MessageChannel::Whatsapp].into_iter().collect(),
-                captured_at: change.captured_at,
+                captured_at,
                 backfill: false,
                 evidence: Evidence::from_pairs([
                     ("business_phone_number_id", change.business.as_str()),
@@ -443,11 +451,12 @@ pub fn record_preference(
                 &number,
                 LiftClass::MarketingPreference,
                 CaptureChannel::Whatsapp,
+                captured_at.millis(),
             )? {
                 let record = Record::Lift(LiftRecord {
                     number: number.clone(),
                     channel: CaptureChannel::Whatsapp,
-                    captured_at: change.captured_at,
+                    captured_at,
                     evidence: Evidence::from_pairs([
                         ("business_phone_number_id", change.business.as_str()),
                         ("preference", "resume"),
@@ -463,13 +472,21 @@ pub fn record_preference(
 
 /// Keeps something that cannot be applied at all (an unknown business
 /// number): one dead letter, outside any append.
+/// `dedup` names the delivery, so a retry adds no second letter.
 pub fn keep_unapplied(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
+    dedup: &[&str],
     letter: Letter<'_>,
 ) -> StoreResult<Outcome> {
-    conn.immediate_transaction(|conn| dead_letter(conn, master, tenant, letter))
+    let key = dedup_key(master, tenant, dedup);
+    conn.immediate_transaction(|conn| {
+        if !channels::first_delivery(conn, tenant, &key, Timestamp::now().millis())? {
+            return Ok(Outcome::Duplicate);
+        }
+        dead_letter(conn, master, tenant, letter)
+    })
 }
 
 #[cfg(test)]

@@ -52,3 +52,23 @@ async fn tenant_settings(state: &AppState, tenant: &str) -> Result<StoredSetting
         })
         .await
 }
+
+/// Opens a channel's sealed secrets, skipping unset ones.
+fn open_secrets(
+    state: &AppState,
+    tenant: &str,
+    sealed: &[(&str, Option<&String>)],
+) -> Result<Vec<String>, ApiError> {
+    let kek = state.master.kek();
+    let mut secrets = Vec::new();
+    for (name, value) in sealed {
+        if let Some(value) = value {
+            secrets.push(
+                settings::open_secret(&kek, tenant, name, value).ok_or_else(|| {
+                    ApiError::internal(format!("{name} does not open with this master key"))
+                })?,
+            );
+        }
+    }
+    Ok(secrets)
+}

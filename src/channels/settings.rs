@@ -305,7 +305,10 @@ fn check_matches(
         let normalized = normalize(&m.match_text);
         if m.match_text.is_empty() || m.match_text.len() > MAX_MATCH || normalized.is_empty() {
             errors.push(FieldError::new(field("match"), "invalid_value"));
-        } else if keywords::is_reserved(&m.match_text, extra_keywords) {
+        } else if keywords::is_reserved(&m.match_text, extra_keywords)
+            || keywords::classify(&normalized, extra_keywords) != keywords::Meaning::Other
+        {
+            // A match that reads as an opt-out or a lift would contradict itself.
             errors.push(FieldError::new(field("match"), "reserved_word"));
         } else if seen.contains(&normalized) {
             errors.push(FieldError::new(field("match"), "duplicate"));
@@ -615,7 +618,8 @@ mod tests {
                               {"match":"JOIN","brand":"Makro","purposes":["marketing"],"prompt":"Get offers"},
                               {"match":"OLD","brand":"OldCo","purposes":["marketing"],"prompt":"OldCo"},
                               {"match":"X","brand":"Nope","purposes":[],"prompt":"Nope"},
-                              {"match":"ARRET","brand":"Makro","purposes":["utility"],"prompt":"Makro"}]},
+                              {"match":"ARRET","brand":"Makro","purposes":["utility"],"prompt":"Makro"},
+                              {"match":"DONT STOP","brand":"Makro","purposes":["utility"],"prompt":"Makro"}]},
                 "twilio":{"account_sid":"AC123","webhook_url":"ftp://x","numbers":["+1"]},
                 "opt_out_keywords":["ARRÊT","yes"],
                 "partial_opt_out":[]})),
@@ -638,6 +642,7 @@ mod tests {
             ("whatsapp.opt_in[3].brand", "unknown_brand"),
             ("whatsapp.opt_in[3].purposes", "empty"),
             ("whatsapp.opt_in[4].match", "reserved_word"),
+            ("whatsapp.opt_in[5].match", "reserved_word"),
             ("twilio.auth_token", "required"),
             ("twilio.account_sid", "invalid_value"),
             ("twilio.webhook_url", "invalid_value"),

@@ -3,10 +3,9 @@
 //! empty TwiML `<Response/>`: never an automatic reply.
 
 use super::inbound::{self, InboundMessage, Provider, Sender};
-use super::settings::{open_secret, StoredTwilio};
 use super::signature::twilio_signature_valid;
 use super::whatsapp_payload::Content;
-use super::{read_body, tenant_settings};
+use super::{open_secrets, read_body, tenant_settings};
 use crate::api::AppState;
 use crate::domain::number::E164;
 use crate::domain::time::Timestamp;
@@ -43,25 +42,6 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
-}
-
-fn tokens(state: &AppState, tenant: &str, twilio: &StoredTwilio) -> Result<Vec<String>, ApiError> {
-    let kek = state.master.kek();
-    let mut tokens = Vec::new();
-    for (name, sealed) in [
-        ("twilio.auth_token", Some(&twilio.auth_token)),
-        (
-            "twilio.secondary_auth_token",
-            twilio.secondary_auth_token.as_ref(),
-        ),
-    ] {
-        if let Some(sealed) = sealed {
-            tokens.push(open_secret(&kek, tenant, name, sealed).ok_or_else(|| {
-                ApiError::internal("a Twilio auth token does not open with this master key")
-            })?);
-        }
-    }
-    Ok(tokens)
 }
 
 fn refused(detail: &str) -> ApiError {
@@ -103,7 +83,17 @@ pub async fn twilio_message(
         .ok_or_else(|| ApiError::not_found("no Twilio channel is configured"))?;
     let params: Vec<(String, String)> =
         serde_urlencoded::from_bytes(&body).map_err(|_| refused("the body is not a valid form"))?;
-    let tokens = tokens(&state, &tenant, twilio)?;
+    let tokens = open_secrets(
+        &state,
+        &tenant,
+        &[
+            ("twilio.auth_token", Some(&twilio.auth_token)),
+            (
+                "twilio.secondary_auth_token",
+                twilio.secondary_auth_token.as_ref(),
+            ),
+        ],
+    )?;
     let token_refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
     let signature = request
         .headers()

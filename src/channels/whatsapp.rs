@@ -6,7 +6,7 @@ use super::settings::{open_secret, StoredSettings, StoredWhatsApp};
 use super::signature::whatsapp_signature_valid;
 use super::wa_id::wa_id_to_e164;
 use super::whatsapp_payload::{self as payload, Event, Notification};
-use super::{read_body, tenant_settings};
+use super::{open_secrets, read_body, tenant_settings};
 use crate::api::AppState;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
@@ -104,21 +104,17 @@ pub async fn whatsapp_notification(
     let body = read_body(body, BODY_LIMIT).await?;
     let settings = tenant_settings(&state, &tenant).await?;
     let whatsapp = whatsapp_settings(&settings)?;
-    let kek = state.master.kek();
-    let mut secrets = Vec::new();
-    for (name, sealed) in [
-        ("whatsapp.app_secret", Some(&whatsapp.app_secret)),
-        (
-            "whatsapp.previous_app_secret",
-            whatsapp.previous_app_secret.as_ref(),
-        ),
-    ] {
-        if let Some(sealed) = sealed {
-            secrets.push(open_secret(&kek, &tenant, name, sealed).ok_or_else(|| {
-                ApiError::internal("an app secret does not open with this master key")
-            })?);
-        }
-    }
+    let secrets = open_secrets(
+        &state,
+        &tenant,
+        &[
+            ("whatsapp.app_secret", Some(&whatsapp.app_secret)),
+            (
+                "whatsapp.previous_app_secret",
+                whatsapp.previous_app_secret.as_ref(),
+            ),
+        ],
+    )?;
     let header = request
         .headers()
         .get("x-hub-signature-256")
@@ -191,6 +187,26 @@ fn sender(wa_id: Option<&str>, user_id: Option<&str>) -> Sender {
     }
 }
 
+/// A marketing preference is deduplicated on (wa_id, value, timestamp),
+/// with the canonical number when the wa_id is one.
+fn preference_key(p: &payload::Preference) -> Vec<String> {
+    let who = match sender(p.wa_id.as_deref(), p.user_id.as_deref()) {
+        Sender::Number { number, .. } => number.as_str().to_owned(),
+        Sender::UserId(user_id) => user_id,
+        Sender::Unknown => p.wa_id.clone().unwrap_or_default(),
+    };
+    let at = p.timestamp.map(|t| t.to_string()).unwrap_or_default();
+    vec!["user_preferences".to_owned(), who, p.value.clone(), at]
+}
+
+fn content_json(content: &payload::Content) -> serde_json::Value {
+    match content {
+        payload::Content::Text { body, .. } => serde_json::json!({"body": body}),
+        payload::Content::Button { payload, .. } => serde_json::json!({"button_payload": payload}),
+        payload::Content::Other => serde_json::Value::Null,
+    }
+}
+
 fn timestamp(seconds: Option<i64>) -> Timestamp {
     seconds
         .and_then(|s| s.checked_mul(1000))
@@ -224,21 +240,32 @@ pub fn apply_notification(
             }
         };
         if !known(business) {
-            let message_id = match &event {
-                Event::Message(m) => Some(m.message_id.as_str()),
-                _ => None,
+            // Sealed whole: the admin may need the sender and the words.
+            let (dedup, payload) = match &event {
+                Event::Message(m) => (
+                    vec!["whatsapp".to_owned(), m.message_id.clone()],
+                    serde_json::json!({"message_id": m.message_id, "wa_id": m.wa_id,
+                        "user_id": m.user_id, "timestamp": m.timestamp,
+                        "content": content_json(&m.content)}),
+                ),
+                Event::Preference(p) => (
+                    preference_key(p),
+                    serde_json::json!({"user_preferences": p.value, "wa_id": p.wa_id,
+                        "user_id": p.user_id, "timestamp": p.timestamp}),
+                ),
+                Event::Ignored => continue,
             };
+            let dedup: Vec<&str> = dedup.iter().map(String::as_str).collect();
             let outcome = inbound::keep_unapplied(
                 conn,
                 master,
                 tenant,
+                &dedup,
                 Letter {
                     provider: Provider::WhatsApp,
                     reason: "unknown_phone_number_id",
-                    message_id,
                     business,
-                    payload: serde_json::json!({"reason": "unknown_phone_number_id",
-                        "message_id": message_id, "phone_number_id": business}),
+                    payload,
                 },
             )?;
             applied.count(outcome);
@@ -269,17 +296,36 @@ pub fn apply_notification(
                         continue;
                     }
                 };
-                let who = p.wa_id.clone().or(p.user_id.clone()).unwrap_or_default();
+                let key = preference_key(&p);
+                let key: Vec<&str> = key.iter().map(String::as_str).collect();
+                let Some(seconds) = p.timestamp else {
+                    // Without its timestamp a retry could not be told apart.
+                    let outcome = inbound::keep_unapplied(
+                        conn,
+                        master,
+                        tenant,
+                        &key,
+                        Letter {
+                            provider: Provider::WhatsApp,
+                            reason: "missing_timestamp",
+                            business: Some(&business),
+                            payload: serde_json::json!({"user_preferences": p.value,
+                                "wa_id": p.wa_id, "user_id": p.user_id}),
+                        },
+                    )?;
+                    applied.count(outcome);
+                    continue;
+                };
                 inbound::record_preference(
                     conn,
                     master,
                     tenant,
-                    &who,
+                    &key,
                     &PreferenceChange {
                         sender: sender(p.wa_id.as_deref(), p.user_id.as_deref()),
                         business,
                         stop,
-                        captured_at: timestamp(p.timestamp),
+                        captured_at: timestamp(Some(seconds)),
                     },
                 )?
             }

@@ -144,7 +144,6 @@ pub struct DeadLetterRow {
     pub id: i64,
     pub provider: String,
     pub reason: String,
-    pub message_id: Option<String>,
     pub phone_number_id: Option<String>,
     pub received_at: i64,
 }
@@ -154,7 +153,6 @@ pub struct DeadLetterRow {
 pub struct NewDeadLetter<'a> {
     pub provider: &'a str,
     pub reason: &'a str,
-    pub message_id: Option<&'a str>,
     pub phone_number_id: Option<&'a str>,
     pub payload_sealed: &'a str,
 }
@@ -170,7 +168,6 @@ pub fn insert_dead_letter(
             dead_letters::tenant_id.eq(tenant),
             dead_letters::provider.eq(letter.provider),
             dead_letters::reason.eq(letter.reason),
-            dead_letters::message_id.eq(letter.message_id),
             dead_letters::phone_number_id.eq(letter.phone_number_id),
             dead_letters::received_at.eq(now),
             dead_letters::payload_sealed.eq(letter.payload_sealed),
@@ -196,13 +193,16 @@ pub fn list_dead_letters(
 }
 
 /// The effective opt-outs of the number's current subject that a message
-/// may lift: of that class, recorded on that capture channel, in seq order.
+/// captured at `before` may lift: of that class, recorded on that capture
+/// channel, captured strictly earlier (a START never undoes a later STOP,
+/// and an opt-out wins a tie), in seq order.
 pub fn liftable_opt_outs(
     conn: &mut DbConn,
     tenant: &str,
     number: &E164,
     class: LiftClass,
     channel: CaptureChannel,
+    before: i64,
 ) -> QueryResult<Vec<u64>> {
     let seqs: Vec<i64> = consent_events::table
         .inner_join(subjects::table)
@@ -213,6 +213,7 @@ pub fn liftable_opt_outs(
         .filter(consent_events::lift_class.eq(class.as_str()))
         .filter(consent_events::channel.eq(channel.as_str()))
         .filter(consent_events::lifted_by.is_null())
+        .filter(consent_events::captured_at.lt(before))
         .order(consent_events::seq)
         .select(consent_events::seq)
         .load(conn)?;

@@ -199,7 +199,6 @@ diesel::table! {
         tenant_id -> Text,
         provider -> Text,
         reason -> Text,
-        message_id -> Nullable<Text>,
         phone_number_id -> Nullable<Text>,
         received_at -> BigInt,
         payload_sealed -> Text,

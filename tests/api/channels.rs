@@ -53,27 +53,9 @@ fn settings() -> Value {
 
 async fn configured(app: &TestApp) -> Tenant {
     let t = app.tenant("makro", "Makro").await;
-    let answer = put(app, "/v1/channels", &t.admin, &settings()).await;
+    let answer = app.put("/v1/channels", &t.admin, &settings()).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
     t
-}
-
-async fn put(app: &TestApp, path: &str, key: &str, body: &Value) -> Answer {
-    let response = app
-        .client
-        .put(app.url(path))
-        .bearer_auth(key)
-        .json(body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    let text = response.text().await.expect("body");
-    Answer {
-        status,
-        headers: Default::default(),
-        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    }
 }
 
 fn now_secs() -> i64 {
@@ -296,7 +278,7 @@ async fn settings_keep_secrets_sealed_and_follow_the_rules() {
     }
     again["whatsapp"]["previous_app_secret"] = json!("");
     again["twilio"]["auth_token"] = Value::Null;
-    let answer = put(&app, "/v1/channels", &t.admin, &again).await;
+    let answer = app.put("/v1/channels", &t.admin, &again).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
     assert_eq!(answer.body["whatsapp"]["app_secret_set"], true);
     assert_eq!(answer.body["whatsapp"]["previous_app_secret_set"], false);
@@ -323,7 +305,7 @@ async fn settings_keep_secrets_sealed_and_follow_the_rules() {
     bad["whatsapp"]["opt_in"][2]["brand"] = json!("Nobody");
     bad["twilio"]["opt_in"][0]["match"] = json!("unstop");
     bad["twilio"]["account_sid"] = json!("AC-nope");
-    let answer = put(&app, "/v1/channels", &t.admin, &bad).await;
+    let answer = app.put("/v1/channels", &t.admin, &bad).await;
     assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(answer.code(), "invalid_request");
     assert_eq!(
@@ -348,7 +330,7 @@ async fn settings_keep_secrets_sealed_and_follow_the_rules() {
     );
     let mut unknown = settings();
     unknown["whatsapp"]["webhook"] = json!("x");
-    let answer = put(&app, "/v1/channels", &t.admin, &unknown).await;
+    let answer = app.put("/v1/channels", &t.admin, &unknown).await;
     assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // A business number belongs to one tenant.
@@ -360,7 +342,7 @@ async fn settings_keep_secrets_sealed_and_follow_the_rules() {
     }
     taken["twilio"]["opt_in"] = json!([]);
     taken["twilio"]["numbers"] = json!(["+4930999999"]);
-    let answer = put(&app, "/v1/channels", &other.admin, &taken).await;
+    let answer = app.put("/v1/channels", &other.admin, &taken).await;
     assert_eq!(
         answer.status,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -380,7 +362,7 @@ async fn settings_keep_secrets_sealed_and_follow_the_rules() {
     let mut old_brand = settings();
     old_brand["twilio"]["opt_in"][0]["brand"] = json!("OldCo");
     old_brand["twilio"]["opt_in"][0]["prompt"] = json!("Text JOIN for OldCo offers");
-    let answer = put(&app, "/v1/channels", &t.admin, &old_brand).await;
+    let answer = app.put("/v1/channels", &t.admin, &old_brand).await;
     assert_eq!(
         answer.field_code("twilio.opt_in[0].brand").as_deref(),
         Some("brand_retired")
@@ -1018,4 +1000,63 @@ async fn twilio_requests_are_signed_over_the_configured_url() {
     )
     .await;
     assert_eq!(log_size(&app, &t).await, size);
+}
+
+#[tokio::test]
+async fn an_old_start_never_lifts_a_newer_stop_and_a_future_stop_still_counts() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    let now = now_secs();
+    // Delivered out of order: the STOP first, then the START written before it.
+    whatsapp(
+        &app,
+        &text("4915112345678", "wamid.o1", "STOP", false, now - 10),
+    )
+    .await;
+    let size = log_size(&app, &t).await;
+    whatsapp(
+        &app,
+        &text("4915112345678", "wamid.o2", "START", false, now - 20),
+    )
+    .await;
+    assert_eq!(log_size(&app, &t).await, size, "nothing to lift");
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    // A provider clock ten minutes ahead: the STOP counts from now.
+    let other = "+4915112345679";
+    app.recorded_opt_in(&t, web_opt_in(other, "Makro", &["marketing"]))
+        .await;
+    whatsapp(
+        &app,
+        &text("4915112345679", "wamid.o3", "stop", false, now + 600),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, other, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    // A dead letter is kept once, however often it is delivered, and shows
+    // no message id (a WhatsApp message id encodes the sender's number).
+    let mut foreign = text(
+        "4915112345678",
+        "wamid.HBgNNDkxNTExMjM0NTY3OBUCABIYFA==",
+        "STOP",
+        false,
+        now,
+    );
+    foreign["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = json!("999");
+    whatsapp(&app, &foreign).await;
+    whatsapp(&app, &foreign).await;
+    let answer = app.get("/v1/dead-letters", &t.admin).await;
+    let letters = answer.body["dead_letters"].as_array().expect("array");
+    assert_eq!(letters.len(), 1, "{:?}", answer.body);
+    assert!(
+        !answer.body.to_string().contains("wamid"),
+        "{:?}",
+        answer.body
+    );
 }

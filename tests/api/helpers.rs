@@ -229,6 +229,18 @@ impl TestApp {
         Self::answer(response).await
     }
 
+    pub async fn put(&self, path: &str, key: &str, body: &Value) -> Answer {
+        let response = self
+            .client
+            .put(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        Self::answer(response).await
+    }
+
     pub async fn delete(&self, path: &str, key: &str) -> Answer {
         let response = self
             .client

@@ -36,13 +36,13 @@ CREATE TABLE subject_aliases (
 );
 
 -- What a webhook could not apply (an unknown business number, an opt-out
--- whose sender is unknown): never dropped. The payload is sealed.
+-- whose sender is unknown): never dropped. The payload is sealed; message
+-- ids stay inside it (a WhatsApp message id encodes the sender's number).
 CREATE TABLE dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
     tenant_id TEXT NOT NULL REFERENCES tenants(id),
     provider TEXT NOT NULL,
     reason TEXT NOT NULL,
-    message_id TEXT,
     phone_number_id TEXT,
     received_at BIGINT NOT NULL,
     payload_sealed TEXT NOT NULL
