@@ -109,6 +109,57 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseTarget {
     Sqlite(PathBuf),
+    Postgres(PostgresUrl),
+}
+
+/// A `postgres://` URL; its password is never printed.
+///
+/// ```
+/// use consent_ledger::config::PostgresUrl;
+/// let url = PostgresUrl::new("postgres://ledger:s3cret@db.internal:5432/ledger?sslmode=require");
+/// assert_eq!(url.redacted(), "postgres://ledger:***@db.internal:5432/ledger?***");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    pub fn new(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "***".to_owned();
+        };
+        let (authority, tail) = match rest.find(['/', '?']) {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        let authority = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***@{host}"),
+                None => format!("{userinfo}@{host}"),
+            },
+            None => authority.to_owned(),
+        };
+        // Query parameters may carry a password too.
+        let tail = match tail.split_once('?') {
+            Some((path, _)) => format!("{path}?***"),
+            None => tail.to_owned(),
+        };
+        format!("{scheme}://{authority}{tail}")
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
 }
 
 /// Resolved settings.
@@ -295,9 +346,7 @@ fn parse_database_url(url: Option<&str>, data_dir: &Path) -> Result<DatabaseTarg
         return Ok(DatabaseTarget::Sqlite(data_dir.join("consent-ledger.db")));
     };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(invalid(
-            "DATABASE_URL names PostgreSQL, which this build does not support yet; use sqlite://PATH or leave DATABASE_URL unset",
-        ));
+        return Ok(DatabaseTarget::Postgres(PostgresUrl::new(url)));
     }
     let path = url
         .strip_prefix("sqlite://")
@@ -385,13 +434,6 @@ mod tests {
                     ..Default::default()
                 },
                 "CONSENT_LEDGER_BIND",
-            ),
-            (
-                SettingsArgs {
-                    database_url: Some(Secret::new("postgres://u@h/db".into())),
-                    ..Default::default()
-                },
-                "PostgreSQL",
             ),
             (
                 SettingsArgs {

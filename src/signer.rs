@@ -179,6 +179,7 @@ impl Signer {
         tenant: &str,
     ) -> Result<CheckpointRow, SignError> {
         conn.immediate_transaction(|conn| {
+            crate::store::connection::lock_log(conn, tenant)?;
             let (origin, size) = tenants::table
                 .find(tenant)
                 .select((tenants::origin, tenants::tree_size))
@@ -206,6 +207,7 @@ impl Signer {
         revoke_old: bool,
     ) -> Result<(String, CheckpointRow), SignError> {
         conn.immediate_transaction(|conn| {
+            crate::store::connection::lock_log(conn, tenant)?;
             let (origin, size) = tenants::table
                 .find(tenant)
                 .select((tenants::origin, tenants::tree_size))

@@ -193,6 +193,7 @@ pub fn append_locked(
     answer: Option<Answer<'_>>,
 ) -> StoreResult<Appended> {
     {
+        super::connection::lock_log(conn, tenant)?;
         let (origin, tree_size, head_hash, head_recorded_at) = tenants::table
             .find(tenant)
             .select((
@@ -249,14 +250,14 @@ pub fn append_locked(
         match record {
             Record::OptIn(r) => {
                 let text_hash = sha256_hex(r.consent_text.as_bytes());
-                diesel::insert_into(consent_texts::table)
+                crate::on_backend!(conn, |c| diesel::insert_into(consent_texts::table)
                     .values((
                         consent_texts::tenant_id.eq(tenant),
                         consent_texts::sha256.eq(&text_hash),
                         consent_texts::body.eq(&r.consent_text),
                     ))
                     .on_conflict_do_nothing()
-                    .execute(conn)?;
+                    .execute(c))?;
                 entry.channel = Some(r.channel.as_str().to_owned());
                 entry.captured_at = Some(r.captured_at);
                 entry.purposes = Some(names(r.purposes.names()));

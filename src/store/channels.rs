@@ -63,10 +63,10 @@ pub fn save_settings(
                 )
             })
             .collect();
-        diesel::insert_into(channel_numbers::table)
+        crate::on_backend!(conn, |c| diesel::insert_into(channel_numbers::table)
             .values(&rows)
-            .execute(conn)?;
-        diesel::insert_into(channel_settings::table)
+            .execute(c))?;
+        crate::on_backend!(conn, |c| diesel::insert_into(channel_settings::table)
             .values((
                 channel_settings::tenant_id.eq(tenant),
                 channel_settings::settings.eq(settings),
@@ -78,7 +78,7 @@ pub fn save_settings(
                 channel_settings::settings.eq(settings),
                 channel_settings::updated_at.eq(now),
             ))
-            .execute(conn)?;
+            .execute(c))?;
         Ok(None)
     })
 }
@@ -91,14 +91,14 @@ pub fn first_delivery(
     key_hash: &str,
     now: i64,
 ) -> QueryResult<bool> {
-    let inserted = diesel::insert_into(webhook_dedup::table)
+    let inserted = crate::on_backend!(conn, |c| diesel::insert_into(webhook_dedup::table)
         .values((
             webhook_dedup::tenant_id.eq(tenant),
             webhook_dedup::key_hash.eq(key_hash),
             webhook_dedup::seen_at.eq(now),
         ))
         .on_conflict_do_nothing()
-        .execute(conn)?;
+        .execute(c))?;
     Ok(inserted == 1)
 }
 
@@ -110,7 +110,7 @@ pub fn remember_alias(
     number: &E164,
     now: i64,
 ) -> QueryResult<()> {
-    diesel::insert_into(subject_aliases::table)
+    crate::on_backend!(conn, |c| diesel::insert_into(subject_aliases::table)
         .values((
             subject_aliases::tenant_id.eq(tenant),
             subject_aliases::user_id.eq(user_id),
@@ -123,8 +123,8 @@ pub fn remember_alias(
             subject_aliases::e164.eq(number.as_str()),
             subject_aliases::updated_at.eq(now),
         ))
-        .execute(conn)
-        .map(|_| ())
+        .execute(c))
+    .map(|_| ())
 }
 
 /// The number a business-scoped user id stands for, if known.

@@ -1,50 +1,133 @@
-//! Connections and migrations. SQLite runs in WAL mode with a busy timeout,
-//! foreign keys, full fsync and secure delete on every pooled connection.
+//! Connections and migrations, on SQLite (the embedded default) or
+//! PostgreSQL, chosen by the `DATABASE_URL` scheme. SQLite runs in WAL mode
+//! with a busy timeout, foreign keys, full fsync and secure delete on every
+//! pooled connection.
 
 use crate::config::DatabaseTarget;
 use crate::keys::MasterKey;
 use crate::store::schema::meta;
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use std::path::Path;
 use std::time::Duration;
 
-pub type DbConn = SqliteConnection;
+/// A connection to either backend. Queries written with diesel's DSL run on
+/// both; what the common dialect lacks (`ON CONFLICT`) goes through
+/// [`on_backend!`](crate::on_backend).
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Sqlite(SqliteConnection),
+    Pg(PgConnection),
+}
+
 pub type DbPool = Pool<ConnectionManager<DbConn>>;
 
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Runs one diesel expression on the concrete connection, for what the
+/// common dialect cannot say (`ON CONFLICT`): `on_backend!(conn, |c| …)`.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::store::DbConn::Sqlite($c) => $body,
+            $crate::store::DbConn::Pg($c) => $body,
+        }
+    };
+}
+
+impl DbConn {
+    /// A write transaction: on SQLite `BEGIN IMMEDIATE` takes the database's
+    /// write lock up front (waiting with the busy timeout), so a transaction
+    /// that reads before it writes never fails on a stale snapshot; on
+    /// PostgreSQL a plain transaction, whose writers lock the rows they need
+    /// (see [`lock_log`]).
+    pub fn immediate_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        match self {
+            DbConn::Sqlite(c) => {
+                AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+            }
+            DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
+        }
+        match f(self) {
+            Ok(value) => {
+                <DbConn as Connection>::TransactionManager::commit_transaction(self)?;
+                Ok(value)
+            }
+            Err(e) => {
+                // The first error is the one worth reporting.
+                let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(self);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, DbConn::Pg(_))
+    }
+}
+
+/// Serialises appends to one log across processes: on PostgreSQL the log's
+/// head row is locked (`SELECT … FOR UPDATE`) until the transaction ends; on
+/// SQLite `BEGIN IMMEDIATE` already holds the only write lock.
+pub fn lock_log(conn: &mut DbConn, tenant: &str) -> QueryResult<()> {
+    if let DbConn::Pg(c) = conn {
+        use crate::store::schema::tenants;
+        tenants::table
+            .find(tenant)
+            .select(tenants::id)
+            .for_update()
+            .first::<String>(c)?;
+    }
+    Ok(())
+}
 
 /// How long a writer waits for SQLite's lock before giving up.
 const BUSY_TIMEOUT_MS: u32 = 10_000;
 
 #[derive(Debug)]
-struct SqlitePragmas;
+struct Pragmas;
 
-impl CustomizeConnection<DbConn, diesel::r2d2::Error> for SqlitePragmas {
+impl CustomizeConnection<DbConn, diesel::r2d2::Error> for Pragmas {
     fn on_acquire(&self, conn: &mut DbConn) -> Result<(), diesel::r2d2::Error> {
         apply_pragmas(conn).map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
 fn apply_pragmas(conn: &mut DbConn) -> QueryResult<()> {
-    conn.batch_execute(&format!(
-        "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
-         PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA secure_delete = ON;
-         PRAGMA cache_size = -32768;
-         PRAGMA mmap_size = 1073741824;"
-    ))
+    match conn {
+        DbConn::Sqlite(c) => c.batch_execute(&format!(
+            "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
+             PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA secure_delete = ON;
+             PRAGMA cache_size = -32768;
+             PRAGMA mmap_size = 1073741824;"
+        )),
+        // Reads see committed state; a stuck statement does not hold locks forever.
+        DbConn::Pg(c) => c.batch_execute(
+            "SET default_transaction_isolation = 'read committed';
+             SET statement_timeout = '30s';
+             SET lock_timeout = '10s';",
+        ),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("cannot open the SQLite database {path}: {message}")]
     Open { path: String, message: String },
+    #[error("cannot connect to PostgreSQL at {target}: {message}")]
+    Connect { target: String, message: String },
     #[error("migrations failed: {0}")]
     Migrate(String),
     #[error("the master key does not open this database's canary: this is not the key the database was created with (check CONSENT_LEDGER_MASTER_KEY_FILE)")]
@@ -53,42 +136,82 @@ pub enum OpenError {
     Database(#[from] diesel::result::Error),
 }
 
-fn sqlite_path(target: &DatabaseTarget) -> &Path {
-    match target {
-        DatabaseTarget::Sqlite(path) => path,
-    }
-}
-
-/// One connection, outside the pool (CLI commands, migrations).
+/// One connection, outside the pool (CLI commands, migrations). The real
+/// error is shown: a wrong host, password or database name says so.
 pub fn establish(target: &DatabaseTarget) -> Result<DbConn, OpenError> {
-    let path = sqlite_path(target);
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| OpenError::Open {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-    }
-    let url = path.to_string_lossy();
-    let mut conn = SqliteConnection::establish(&url).map_err(|e| OpenError::Open {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let mut conn = match target {
+        DatabaseTarget::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| OpenError::Open {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            }
+            let url = path.to_string_lossy();
+            DbConn::Sqlite(
+                SqliteConnection::establish(&url).map_err(|e| OpenError::Open {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?,
+            )
+        }
+        DatabaseTarget::Postgres(url) => DbConn::Pg(
+            PgConnection::establish(url.expose()).map_err(|e| OpenError::Connect {
+                target: url.redacted(),
+                message: e.to_string(),
+            })?,
+        ),
+    };
     apply_pragmas(&mut conn)?;
     Ok(conn)
 }
 
+/// Any fixed number: the advisory lock that keeps two instances from
+/// migrating one PostgreSQL database at once.
+const MIGRATION_LOCK: i64 = 0x0063_6f6e_7365_6e74;
+
 /// Runs pending migrations; returns how many ran.
 pub fn run_migrations(conn: &mut DbConn) -> Result<usize, OpenError> {
-    conn.run_pending_migrations(SQLITE_MIGRATIONS)
-        .map(|done| done.len())
-        .map_err(|e| OpenError::Migrate(e.to_string()))
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| OpenError::Migrate(e.to_string());
+    match conn {
+        DbConn::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|done| done.len())
+            .map_err(failed),
+        DbConn::Pg(c) => {
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).execute(c)?;
+            let ran = c
+                .run_pending_migrations(PG_MIGRATIONS)
+                .map(|done| done.len())
+                .map_err(failed);
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).execute(c)?;
+            ran
+        }
+    }
+}
+
+/// Reverts every migration (tests).
+pub fn revert_migrations(conn: &mut DbConn) -> Result<(), OpenError> {
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| OpenError::Migrate(e.to_string());
+    match conn {
+        DbConn::Sqlite(c) => c
+            .revert_all_migrations(SQLITE_MIGRATIONS)
+            .map(|_| ())
+            .map_err(failed),
+        DbConn::Pg(c) => c
+            .revert_all_migrations(PG_MIGRATIONS)
+            .map(|_| ())
+            .map_err(failed),
+    }
 }
 
 /// Whether the schema is current (for `/readyz`).
 pub fn migrations_current(conn: &mut DbConn) -> bool {
-    conn.has_pending_migration(SQLITE_MIGRATIONS)
-        .map(|pending| !pending)
-        .unwrap_or(false)
+    let pending = match conn {
+        DbConn::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+        DbConn::Pg(c) => c.has_pending_migration(PG_MIGRATIONS),
+    };
+    pending.map(|pending| !pending).unwrap_or(false)
 }
 
 /// Checks the canary, or stores it on a fresh database.
@@ -102,13 +225,14 @@ pub fn check_canary(conn: &mut DbConn, master: &MasterKey) -> Result<(), OpenErr
         Some(sealed) if master.opens_canary(&sealed) => Ok(()),
         Some(_) => Err(OpenError::WrongMasterKey),
         None => {
-            diesel::insert_into(meta::table)
-                .values((
-                    meta::name.eq("canary"),
-                    meta::value.eq(master.make_canary()),
-                ))
-                .execute(conn)?;
-            Ok(())
+            // Two instances starting on a fresh database: the first canary wins.
+            meta_insert(conn, "canary", &master.make_canary())?;
+            let stored = meta_get(conn, "canary")?.unwrap_or_default();
+            if master.opens_canary(&stored) {
+                Ok(())
+            } else {
+                Err(OpenError::WrongMasterKey)
+            }
         }
     }
 }
@@ -119,15 +243,21 @@ pub fn open(target: &DatabaseTarget, master: &MasterKey) -> Result<DbPool, OpenE
     run_migrations(&mut conn)?;
     check_canary(&mut conn, master)?;
     drop(conn);
-    let path = sqlite_path(target);
-    let manager = ConnectionManager::<DbConn>::new(path.to_string_lossy());
+    let (url, shown) = match target {
+        DatabaseTarget::Sqlite(path) => (
+            path.to_string_lossy().into_owned(),
+            path.display().to_string(),
+        ),
+        DatabaseTarget::Postgres(url) => (url.expose().to_owned(), url.redacted()),
+    };
+    let manager = ConnectionManager::<DbConn>::new(url);
     Pool::builder()
         .max_size(8)
         .connection_timeout(Duration::from_secs(10))
-        .connection_customizer(Box::new(SqlitePragmas))
+        .connection_customizer(Box::new(Pragmas))
         .build(manager)
         .map_err(|e| OpenError::Open {
-            path: path.display().to_string(),
+            path: shown,
             message: e.to_string(),
         })
 }
@@ -143,11 +273,11 @@ pub fn meta_get(conn: &mut DbConn, name: &str) -> QueryResult<Option<String>> {
 
 /// Inserts a `meta` value unless one exists; returns whether it was inserted.
 pub fn meta_insert(conn: &mut DbConn, name: &str, value: &str) -> QueryResult<bool> {
-    diesel::insert_into(meta::table)
+    crate::on_backend!(conn, |c| diesel::insert_into(meta::table)
         .values((meta::name.eq(name), meta::value.eq(value)))
         .on_conflict_do_nothing()
-        .execute(conn)
-        .map(|n| n == 1)
+        .execute(c)
+        .map(|n| n == 1))
 }
 
 #[cfg(test)]
@@ -161,7 +291,7 @@ mod tests {
         let mut conn = establish(&target).unwrap();
         assert!(run_migrations(&mut conn).unwrap() >= 1);
         assert!(migrations_current(&mut conn));
-        conn.revert_all_migrations(SQLITE_MIGRATIONS).unwrap();
+        revert_migrations(&mut conn).unwrap();
         assert!(!migrations_current(&mut conn));
         assert!(run_migrations(&mut conn).unwrap() >= 1);
         assert!(migrations_current(&mut conn));

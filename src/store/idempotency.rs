@@ -57,6 +57,8 @@ pub enum Begin {
 
 pub fn begin(conn: &mut DbConn, scope: &IdempotencyScope, now: i64) -> QueryResult<Begin> {
     conn.immediate_transaction(|conn| {
+        // Two requests with one key on two instances: one waits for the other.
+        super::connection::lock_log(conn, &scope.tenant_id)?;
         let found = idem::table
             .filter(idem::tenant_id.eq(&scope.tenant_id))
             .filter(idem::key_id.eq(&scope.key_id))

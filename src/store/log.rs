@@ -159,10 +159,10 @@ pub fn store_leaf(conn: &mut DbConn, tenant: &str, index: u64, leaf: Hash) -> Qu
             )
         })
         .collect();
-    diesel::insert_into(merkle_nodes::table)
+    crate::on_backend!(conn, |c| diesel::insert_into(merkle_nodes::table)
         .values(&rows)
-        .execute(conn)
-        .map(|_| ())
+        .execute(c))
+    .map(|_| ())
 }
 
 /// The root of the tenant's first `size` leaves.
@@ -230,17 +230,18 @@ pub fn insert_signing_key(
     let seed = crate::keys::random_bytes::<32>();
     let key = SigningKey::from_bytes(&seed);
     let verifier = note::verifier_key(origin, &key.verifying_key().to_bytes());
-    let row = diesel::insert_into(signing_keys::table)
+    let sealed = master.kek().seal(&seed, &seed_aad(tenant));
+    let row = crate::on_backend!(conn, |c| diesel::insert_into(signing_keys::table)
         .values((
             signing_keys::tenant_id.eq(tenant),
             signing_keys::verifier_key.eq(&verifier),
-            signing_keys::seed_sealed.eq(master.kek().seal(&seed, &seed_aad(tenant))),
+            signing_keys::seed_sealed.eq(&sealed),
             signing_keys::status.eq("current"),
             signing_keys::first_size.eq(first_size as i64),
             signing_keys::created_at.eq(now),
         ))
         .returning(SigningKeyRow::as_returning())
-        .get_result(conn)?;
+        .get_result(c))?;
     Ok((row, key))
 }
 
@@ -348,7 +349,7 @@ pub fn insert_checkpoint(
     note: &str,
     now: i64,
 ) -> QueryResult<CheckpointRow> {
-    diesel::insert_into(checkpoints::table)
+    crate::on_backend!(conn, |c| diesel::insert_into(checkpoints::table)
         .values((
             checkpoints::tenant_id.eq(tenant),
             checkpoints::size.eq(size as i64),
@@ -357,5 +358,5 @@ pub fn insert_checkpoint(
             checkpoints::created_at.eq(now),
         ))
         .returning(CheckpointRow::as_returning())
-        .get_result(conn)
+        .get_result(c))
 }

@@ -189,15 +189,17 @@ fn insert_brand(conn: &mut DbConn, tenant: &str, name: &str, now: i64) -> StoreR
     if taken > 0 {
         return Err(StoreError::Rejected(Rejection::BrandExists));
     }
-    Ok(diesel::insert_into(brands::table)
-        .values((
-            brands::tenant_id.eq(tenant),
-            brands::name.eq(&name),
-            brands::name_key.eq(&key),
-            brands::created_at.eq(now),
-        ))
-        .returning(BrandRow::as_returning())
-        .get_result(conn)?)
+    Ok(crate::on_backend!(conn, |c| diesel::insert_into(
+        brands::table
+    )
+    .values((
+        brands::tenant_id.eq(tenant),
+        brands::name.eq(&name),
+        brands::name_key.eq(&key),
+        brands::created_at.eq(now),
+    ))
+    .returning(BrandRow::as_returning())
+    .get_result(c))?)
 }
 
 pub fn create_brand(conn: &mut DbConn, tenant: &str, name: &str) -> StoreResult<BrandRow> {
@@ -237,10 +239,12 @@ pub fn retire_brand(conn: &mut DbConn, tenant: &str, name: &str) -> StoreResult<
         if brand.retired_at.is_some() {
             return Ok(brand);
         }
-        Ok(diesel::update(brands::table.find(brand.id))
-            .set(brands::retired_at.eq(now_millis()))
-            .returning(BrandRow::as_returning())
-            .get_result(conn)?)
+        Ok(crate::on_backend!(conn, |c| diesel::update(
+            brands::table.find(brand.id)
+        )
+        .set(brands::retired_at.eq(now_millis()))
+        .returning(BrandRow::as_returning())
+        .get_result(c))?)
     })
 }
 

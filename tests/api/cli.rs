@@ -103,13 +103,25 @@ fn openapi_is_printed_and_bad_settings_are_named() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CONSENT_LEDGER_ORIGIN"));
+    // An unreachable PostgreSQL: the real error, and never the password.
+    let dir = tempfile::tempdir().unwrap();
     let out = bin()
         .args(["serve"])
-        .env("DATABASE_URL", "postgres://u@localhost/db")
+        .env("CONSENT_LEDGER_DATA_DIR", dir.path())
+        .env(
+            "DATABASE_URL",
+            "postgres://ledger:s3cret-pw@127.0.0.1:1/ledger",
+        )
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot connect to PostgreSQL at postgres://ledger:***@127.0.0.1:1/ledger"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! One `spawn_app()`: each test gets its own temporary data dir, its own
-//! SQLite database and a free port, so tests run in parallel.
+//! database (a SQLite file, or a database on the suite's throwaway
+//! PostgreSQL cluster) and a free port, so tests run in parallel.
 
 use consent_ledger::config::{Secret, Settings, SettingsArgs};
 use consent_ledger::startup::{prepare, Application};
@@ -8,6 +9,16 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 pub const OPERATOR_TOKEN: &str = "clo_test-operator-token-0123456789abcdefghijklmn";
+
+/// Which database the suite's binary runs on (`crate::BACKEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Beside the data dir: the PostgreSQL URL a test app uses, for the CLI.
+const DATABASE_URL_FILE: &str = "database-url";
 
 pub struct TestApp {
     pub address: String,
@@ -70,6 +81,13 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut SettingsArgs)) -> TestApp {
         operator_token: Some(Secret::new(OPERATOR_TOKEN.into())),
         ..Default::default()
     };
+    if crate::BACKEND == Backend::Postgres {
+        if let Some(cluster) = crate::postgres::cluster() {
+            let url = cluster.new_database();
+            std::fs::write(dir.path().join(DATABASE_URL_FILE), &url).expect("write url");
+            args.database_url = Some(Secret::new(url));
+        }
+    }
     adjust(&mut args);
     let settings = Settings::resolve(&args).expect("settings");
     let prepared = prepare(&settings).expect("prepare");
@@ -363,6 +381,10 @@ pub fn run_cli(args: &[&str], data_dir: Option<&std::path::Path>) -> (i32, Strin
         .env("CONSENT_LEDGER_ORIGIN", "ledger.test");
     if let Some(dir) = data_dir {
         command.env("CONSENT_LEDGER_DATA_DIR", dir);
+        let url_file = dir.parent().map(|p| p.join(DATABASE_URL_FILE));
+        if let Some(url) = url_file.and_then(|f| std::fs::read_to_string(f).ok()) {
+            command.env("DATABASE_URL", url);
+        }
     }
     let out = command.output().expect("the binary runs");
     (

@@ -1,4 +1,8 @@
-//! The integration suite: one binary, one temporary data dir and port per test.
+//! The integration suite on SQLite: one binary, one temporary data dir and
+//! port per test. `tests/postgres/main.rs` runs the same files on PostgreSQL.
+
+/// The database this binary's tests run on.
+pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
 mod channels;
 mod checks;
@@ -10,6 +14,7 @@ mod idempotency;
 mod log;
 mod merkle;
 mod openapi;
+mod postgres;
 mod recording;
 mod tamper;
 mod tenants;

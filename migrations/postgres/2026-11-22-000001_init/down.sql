@@ -1,0 +1,16 @@
+DROP TRIGGER checkpoints_guard ON checkpoints;
+DROP FUNCTION checkpoints_guard();
+DROP TABLE checkpoints;
+DROP TABLE signing_keys;
+DROP TABLE merkle_nodes;
+DROP TABLE idempotency_keys;
+DROP TABLE windows;
+DROP TABLE consent_events;
+DROP TABLE entries;
+DROP TABLE consent_texts;
+DROP INDEX subjects_current;
+DROP TABLE subjects;
+DROP TABLE api_keys;
+DROP TABLE brands;
+DROP TABLE tenants;
+DROP TABLE meta;

@@ -1,0 +1,181 @@
+//! A throwaway PostgreSQL cluster for the suite: `initdb` on a temporary
+//! directory, a free loopback port, run as the `postgres` user when the
+//! tests run as root, and stopped by a watchdog when the test process ends.
+//! Each test gets its own database.
+
+use diesel::{Connection, RunQueryDsl};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+/// Set (to anything but `0`) in CI: a cluster that cannot start fails the
+/// PostgreSQL tests instead of letting them run on SQLite.
+pub const REQUIRE_VAR: &str = "CONSENT_LEDGER_REQUIRE_POSTGRES";
+
+pub struct Cluster {
+    port: u16,
+    databases: AtomicU32,
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+fn required() -> bool {
+    std::env::var(REQUIRE_VAR).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The cluster, started on first use; `None` when PostgreSQL is not
+/// installed and not required.
+pub fn cluster() -> Option<&'static Cluster> {
+    match CLUSTER.get_or_init(start) {
+        Ok(cluster) => Some(cluster),
+        Err(why) if required() => {
+            panic!("{REQUIRE_VAR} is set but PostgreSQL did not start: {why}")
+        }
+        Err(why) => {
+            static SAID: OnceLock<()> = OnceLock::new();
+            SAID.get_or_init(|| {
+                eprintln!(
+                    "PostgreSQL is not available ({why}); the PostgreSQL suite runs on SQLite"
+                )
+            });
+            None
+        }
+    }
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin`, or `PG_BIN`.
+fn bin_dir() -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return Some(PathBuf::from(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A command run as the cluster's owner.
+fn as_owner(program: &Path, root: bool) -> Command {
+    if root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(mut command: Command, what: &str) -> Result<(), String> {
+    let out = command
+        .output()
+        .map_err(|e| format!("{what} did not run: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn start() -> Result<Cluster, String> {
+    let bin = bin_dir().ok_or("no initdb under /usr/lib/postgresql/*/bin (set PG_BIN)")?;
+    let root = is_root();
+    let dir = std::env::temp_dir().join(format!("consent-ledger-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if root {
+        run(
+            {
+                let mut c = Command::new("chown");
+                c.args(["-R", "postgres:postgres"]).arg(&dir);
+                c
+            },
+            "chown",
+        )?;
+    }
+    let data = dir.join("data");
+    let mut initdb = as_owner(&bin.join("initdb"), root);
+    initdb.arg("-D").arg(&data).args([
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "-E",
+        "UTF8",
+        "--locale=C",
+        "--no-sync",
+    ]);
+    run(initdb, "initdb")?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))?
+        .port();
+    let options = format!(
+        "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+        dir.display()
+    );
+    let mut pg_ctl = as_owner(&bin.join("pg_ctl"), root);
+    pg_ctl
+        .arg("-D")
+        .arg(&data)
+        .args(["-o", &options, "-l"])
+        .arg(dir.join("log"))
+        .args(["-w", "-t", "60", "start"]);
+    run(pg_ctl, "pg_ctl start")?;
+    // Stops the cluster and removes it once this test process has ended.
+    let stop = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {owner}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        owner = if root { "runuser -u postgres -- " } else { "" },
+        pg_ctl = bin.join("pg_ctl").display(),
+        data = data.display(),
+        dir = dir.display(),
+    );
+    Command::new("setsid")
+        .args(["sh", "-c", &stop])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("watchdog: {e}"))?;
+    Ok(Cluster {
+        port,
+        databases: AtomicU32::new(0),
+    })
+}
+
+impl Cluster {
+    /// A fresh database; its URL.
+    pub fn new_database(&self) -> String {
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            self.databases.fetch_add(1, Ordering::SeqCst)
+        );
+        let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", self.port);
+        let mut conn = diesel::pg::PgConnection::establish(&admin).expect("the cluster answers");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .expect("create database");
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+}
