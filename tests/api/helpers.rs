@@ -124,6 +124,17 @@ pub fn today() -> String {
 }
 
 impl TestApp {
+    /// A service running in another process at `address`; `dir` lives as
+    /// long as the handle. (Only the PostgreSQL suite runs several.)
+    #[allow(dead_code)]
+    pub fn external(address: String, dir: TempDir) -> Self {
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
     pub fn data_dir(&self) -> std::path::PathBuf {
         self._dir.path().join("data")
     }

@@ -13,6 +13,9 @@ use std::sync::OnceLock;
 /// PostgreSQL tests instead of letting them run on SQLite.
 pub const REQUIRE_VAR: &str = "CONSENT_LEDGER_REQUIRE_POSTGRES";
 
+/// `1`: the cluster keeps fsync and synchronous commits (benchmarks).
+pub const DURABLE_VAR: &str = "CONSENT_LEDGER_PG_DURABLE";
+
 pub struct Cluster {
     port: u16,
     databases: AtomicU32,
@@ -129,8 +132,14 @@ fn start() -> Result<Cluster, String> {
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port: {e}"))?
         .port();
+    // Tests need no durability; a benchmark comparing backends does.
+    let durability = if std::env::var(DURABLE_VAR).is_ok_and(|v| v == "1") {
+        ""
+    } else {
+        " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    };
     let options = format!(
-        "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+        "-p {port} -c listen_addresses=127.0.0.1 -k {}{durability} -c max_connections=300",
         dir.display()
     );
     let mut pg_ctl = as_owner(&bin.join("pg_ctl"), root);

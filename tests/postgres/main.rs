@@ -22,6 +22,7 @@ mod helpers;
 mod idempotency;
 #[path = "../api/log.rs"]
 mod log;
+mod multi_instance;
 #[path = "../api/postgres.rs"]
 mod postgres;
 #[path = "../api/recording.rs"]
