@@ -135,6 +135,15 @@ impl TestApp {
         }
     }
 
+    /// The app's database, for tests that change it behind its back.
+    pub fn database_target(&self) -> consent_ledger::config::DatabaseTarget {
+        use consent_ledger::config::{DatabaseTarget, PostgresUrl};
+        match std::fs::read_to_string(self._dir.path().join(DATABASE_URL_FILE)) {
+            Ok(url) => DatabaseTarget::Postgres(PostgresUrl::new(&url)),
+            Err(_) => DatabaseTarget::Sqlite(self.data_dir().join("consent-ledger.db")),
+        }
+    }
+
     pub fn data_dir(&self) -> std::path::PathBuf {
         self._dir.path().join("data")
     }

@@ -16,6 +16,7 @@ mod merkle;
 mod openapi;
 mod postgres;
 mod recording;
+mod restore;
 mod tamper;
 mod tenants;
 mod vectors;

@@ -1,7 +1,6 @@
 //! The integration suite again, on PostgreSQL: the same test files, each
 //! test on its own database of a throwaway cluster (`tests/api/postgres.rs`).
-//! Left out: the tamper tests, which edit the SQLite file behind the
-//! service's back.
+//! Left out: `restore.rs`, which copies the SQLite file.
 
 /// The database this binary's tests run on.
 pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
@@ -27,6 +26,8 @@ mod multi_instance;
 mod postgres;
 #[path = "../api/recording.rs"]
 mod recording;
+#[path = "../api/tamper.rs"]
+mod tamper;
 #[path = "../api/tenants.rs"]
 mod tenants;
 
