@@ -3,6 +3,7 @@
 //! already handled, business-scoped user ids, and dead letters.
 
 use super::append::LiftClass;
+use super::connection::{lock_shared_rule, SharedRule};
 use super::schema::{
     channel_numbers, channel_settings, consent_events, dead_letters, subject_aliases, subjects,
     webhook_dedup,
@@ -41,6 +42,7 @@ pub fn save_settings(
     now: i64,
 ) -> QueryResult<Option<ChannelNumber>> {
     conn.immediate_transaction(|conn| {
+        lock_shared_rule(conn, SharedRule::ChannelNumbers)?;
         for number in numbers {
             let holder: Option<String> = channel_numbers::table
                 .find((number.kind, &number.value))

@@ -77,7 +77,9 @@ impl DbConn {
 
 /// Serialises appends to one log across processes: on PostgreSQL the log's
 /// head row is locked (`SELECT … FOR UPDATE`) until the transaction ends; on
-/// SQLite `BEGIN IMMEDIATE` already holds the only write lock.
+/// SQLite `BEGIN IMMEDIATE` already holds the only write lock. Writers of a
+/// tenant's settings that check before they write (the last admin key, a
+/// brand name) take it too.
 pub fn lock_log(conn: &mut DbConn, tenant: &str) -> QueryResult<()> {
     if let DbConn::Pg(c) = conn {
         use crate::store::schema::tenants;
@@ -86,6 +88,29 @@ pub fn lock_log(conn: &mut DbConn, tenant: &str) -> QueryResult<()> {
             .select(tenants::id)
             .for_update()
             .first::<String>(c)?;
+    }
+    Ok(())
+}
+
+/// A rule that spans tenants, kept by writers that check before they write.
+#[derive(Debug, Clone, Copy)]
+pub enum SharedRule {
+    /// A tenant id is created once.
+    TenantIds,
+    /// A business number or phone number id belongs to one tenant.
+    ChannelNumbers,
+}
+
+/// Serialises the writers that keep a [`SharedRule`] until the transaction
+/// ends: on PostgreSQL a transaction-scoped advisory lock; on SQLite
+/// `BEGIN IMMEDIATE` already holds the only write lock.
+pub fn lock_shared_rule(conn: &mut DbConn, rule: SharedRule) -> QueryResult<()> {
+    if let DbConn::Pg(c) = conn {
+        let key = match rule {
+            SharedRule::TenantIds => MIGRATION_LOCK + 1,
+            SharedRule::ChannelNumbers => MIGRATION_LOCK + 2,
+        };
+        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({key})")).execute(c)?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Tenants with their signing keys, brands, and API keys.
 
+use super::connection::{lock_log, lock_shared_rule, SharedRule};
 use super::log;
 use super::schema::{api_keys, brands, tenants};
 use super::{now_millis, DbConn, Rejection, StoreError, StoreResult};
@@ -87,6 +88,7 @@ pub fn create_tenant(
     brand: &str,
 ) -> StoreResult<CreatedTenant> {
     conn.immediate_transaction(|conn| {
+        lock_shared_rule(conn, SharedRule::TenantIds)?;
         let exists: i64 = tenants::table
             .filter(tenants::id.eq(id))
             .count()
@@ -203,7 +205,10 @@ fn insert_brand(conn: &mut DbConn, tenant: &str, name: &str, now: i64) -> StoreR
 }
 
 pub fn create_brand(conn: &mut DbConn, tenant: &str, name: &str) -> StoreResult<BrandRow> {
-    conn.immediate_transaction(|conn| insert_brand(conn, tenant, name, now_millis()))
+    conn.immediate_transaction(|conn| {
+        lock_log(conn, tenant)?;
+        insert_brand(conn, tenant, name, now_millis())
+    })
 }
 
 pub fn list_brands(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<BrandRow>> {
@@ -300,6 +305,7 @@ pub fn list_api_keys(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<ApiKeyR
 /// Revokes a key at once; refuses the tenant's last active admin key.
 pub fn revoke_api_key(conn: &mut DbConn, tenant: &str, id: &str) -> StoreResult<()> {
     conn.immediate_transaction(|conn| {
+        lock_log(conn, tenant)?;
         let now = now_millis();
         let key = api_keys::table
             .filter(api_keys::tenant_id.eq(tenant))

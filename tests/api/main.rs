@@ -15,6 +15,7 @@ mod log;
 mod merkle;
 mod openapi;
 mod postgres;
+mod races;
 mod recording;
 mod restore;
 mod tamper;

@@ -24,6 +24,8 @@ mod log;
 mod multi_instance;
 #[path = "../api/postgres.rs"]
 mod postgres;
+#[path = "../api/races.rs"]
+mod races;
 #[path = "../api/recording.rs"]
 mod recording;
 #[path = "../api/tamper.rs"]

@@ -1,0 +1,206 @@
+//! Admin writes that race each other: on PostgreSQL (read committed, several
+//! connections) as on SQLite, every request gets its precise answer, never a
+//! 500, and the invariant behind the refusal holds afterwards.
+
+use crate::helpers::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// How many copies of one request race.
+const RACERS: usize = 8;
+
+/// Sends the requests at once; answers in the order given.
+async fn race(app: &TestApp, requests: Vec<(Method, String, String, Value)>) -> Vec<Answer> {
+    let mut tasks = Vec::new();
+    for (method, path, key, body) in requests {
+        let client = app.client.clone();
+        let url = app.url(&path);
+        tasks.push(tokio::spawn(async move {
+            let mut request = client.request(method.clone(), url).bearer_auth(key);
+            if method != Method::DELETE {
+                request = request.json(&body);
+            }
+            let response = request.send().await.expect("request");
+            let status = response.status();
+            let text = response.text().await.expect("body");
+            (status, text)
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        let (status, text) = task.await.expect("task");
+        answers.push(Answer::from_parts(status, &text));
+    }
+    answers
+}
+
+fn statuses(answers: &[Answer]) -> Vec<u16> {
+    let mut s: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    s.sort_unstable();
+    s
+}
+
+#[tokio::test]
+async fn one_tenant_id_raced_is_created_once() {
+    let app = spawn_app().await;
+    let requests = (0..RACERS)
+        .map(|i| {
+            (
+                Method::POST,
+                "/v1/tenants".to_owned(),
+                OPERATOR_TOKEN.to_owned(),
+                json!({"id": "makro", "brand": format!("Makro {i}")}),
+            )
+        })
+        .collect();
+    let answers = race(&app, requests).await;
+    let mut expected = vec![201];
+    expected.extend(vec![409; RACERS - 1]);
+    assert_eq!(statuses(&answers), expected, "{:?}", bodies(&answers));
+    for refused in answers.iter().filter(|a| a.status == StatusCode::CONFLICT) {
+        assert_eq!(refused.code(), "tenant_exists");
+    }
+    // The winner's admin key works, and its brand is the only one.
+    let winner = answers
+        .iter()
+        .find(|a| a.status == StatusCode::CREATED)
+        .expect("one created");
+    let admin = winner.body["admin_key"]["key"].as_str().expect("key");
+    let brands = app.get("/v1/brands", admin).await;
+    assert_eq!(brands.status, StatusCode::OK);
+    assert_eq!(brands.body["brands"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn one_brand_raced_is_added_once() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let requests = (0..RACERS)
+        .map(|i| {
+            // The same name up to case: one brand.
+            let name = if i % 2 == 0 { "Metro" } else { "METRO" };
+            (
+                Method::POST,
+                "/v1/brands".to_owned(),
+                t.admin.clone(),
+                json!({"name": name}),
+            )
+        })
+        .collect();
+    let answers = race(&app, requests).await;
+    let mut expected = vec![201];
+    expected.extend(vec![409; RACERS - 1]);
+    assert_eq!(statuses(&answers), expected, "{:?}", bodies(&answers));
+    let brands = app.get("/v1/brands", &t.admin).await;
+    assert_eq!(brands.body["brands"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn revoking_every_admin_key_at_once_leaves_one() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let mut admins = vec![t.admin.clone()];
+    for _ in 1..RACERS {
+        admins.push(app.new_key(&t.admin, &["admin"]).await);
+    }
+    // Each admin key revokes itself, all at once.
+    let requests = admins
+        .iter()
+        .map(|key| {
+            let id = key_id(key);
+            (
+                Method::DELETE,
+                format!("/v1/keys/{id}"),
+                key.clone(),
+                Value::Null,
+            )
+        })
+        .collect();
+    let answers = race(&app, requests).await;
+    let mut expected = vec![204; RACERS - 1];
+    expected.push(409);
+    assert_eq!(statuses(&answers), expected, "{:?}", bodies(&answers));
+    let refused = answers
+        .iter()
+        .position(|a| a.status == StatusCode::CONFLICT)
+        .expect("one refused");
+    assert_eq!(answers[refused].code(), "last_admin_key");
+    // The key that was refused is the one still working.
+    let survivor = &admins[refused];
+    assert_eq!(app.get("/v1/keys", survivor).await.status, StatusCode::OK);
+    for (i, key) in admins.iter().enumerate() {
+        if i != refused {
+            assert_eq!(
+                app.get("/v1/keys", key).await.status,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_business_number_raced_by_two_tenants_goes_to_one() {
+    let app = spawn_app().await;
+    let mut tenants = Vec::new();
+    for i in 0..RACERS {
+        tenants.push(
+            app.tenant(&format!("tenant{i}"), &format!("Brand{i}"))
+                .await,
+        );
+    }
+    let requests = tenants
+        .iter()
+        .map(|t| {
+            (
+                Method::PUT,
+                "/v1/channels".to_owned(),
+                t.admin.clone(),
+                json!({"twilio": {
+                    "auth_token": "secret-token",
+                    "account_sid": "AC00000000000000000000000000000000",
+                    "webhook_url": "https://hooks.example.com/webhooks/twilio/x",
+                    "numbers": ["+4930123456"],
+                    "opt_in": []
+                }}),
+            )
+        })
+        .collect();
+    let answers = race(&app, requests).await;
+    let mut expected = vec![200];
+    expected.extend(vec![422; RACERS - 1]);
+    assert_eq!(statuses(&answers), expected, "{:?}", bodies(&answers));
+    for refused in answers
+        .iter()
+        .filter(|a| a.status == StatusCode::UNPROCESSABLE_ENTITY)
+    {
+        assert_eq!(
+            refused.field_code("twilio.numbers").as_deref(),
+            Some("number_taken"),
+            "{}",
+            refused.body
+        );
+    }
+    // Only the winner holds it: its settings show the number.
+    let winner = answers
+        .iter()
+        .position(|a| a.status == StatusCode::OK)
+        .expect("one saved");
+    for (i, t) in tenants.iter().enumerate() {
+        let shown = app.get("/v1/channels", &t.admin).await;
+        let numbers = &shown.body["twilio"]["numbers"];
+        if i == winner {
+            assert_eq!(numbers, &json!(["+4930123456"]));
+        } else {
+            assert!(numbers.is_null(), "{}", shown.body);
+        }
+    }
+}
+
+fn bodies(answers: &[Answer]) -> Vec<String> {
+    answers.iter().map(|a| a.body.to_string()).collect()
+}
+
+/// `key_<12 hex>` from `clk_<12 hex>_…`.
+fn key_id(key: &str) -> String {
+    format!("key_{}", &key[4..16])
+}
