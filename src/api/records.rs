@@ -12,7 +12,9 @@ use crate::domain::number::E164;
 use crate::domain::purpose::{
     CaptureChannel, MessageChannel, MessageChannelSet, Purpose, PurposeSet,
 };
-use crate::domain::text::{contains_whole_word, is_well_formed_language_tag, nfc};
+use crate::domain::text::{
+    contains_whole_word, is_readable_text, is_well_formed_language_tag, nfc,
+};
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
 use crate::store::append::{self, Answer, Appended, OptInRecord, OptOutRecord, Record};
@@ -262,6 +264,13 @@ pub async fn create_opt_in(
             "consent_text",
             if text_chars == 0 { "empty" } else { "too_long" },
             "the consent text is 1 to 10,000 characters",
+        ));
+    }
+    if !is_readable_text(&r.consent_text) {
+        return Err(ApiError::invalid_field(
+            "consent_text",
+            "control_character",
+            "the consent text holds no control characters but line breaks and tabs",
         ));
     }
     if let Some(tag) = &r.language {

@@ -6,7 +6,7 @@ use crate::domain::evidence::FieldError;
 use crate::domain::keywords::{self, normalize};
 use crate::domain::number::E164;
 use crate::domain::purpose::{MessageChannel, Purpose};
-use crate::domain::text::contains_whole_word;
+use crate::domain::text::{contains_whole_word, is_readable_text};
 use crate::keys::Sealer;
 use crate::store::channels::{ChannelNumber, TWILIO_NUMBER, WHATSAPP_PHONE_NUMBER_ID};
 use serde::{Deserialize, Serialize};
@@ -322,6 +322,8 @@ fn check_matches(
         }
         if m.prompt.is_empty() || m.prompt.chars().count() > MAX_PROMPT {
             errors.push(FieldError::new(field("prompt"), "invalid_length"));
+        } else if !is_readable_text(&m.prompt) {
+            errors.push(FieldError::new(field("prompt"), "control_character"));
         }
         let mut stored = m.clone();
         match brand(&m.brand) {

@@ -14,6 +14,15 @@ pub fn fold_key(text: &str) -> String {
     nfc(&caseless::default_case_fold_str(&nfc(text)))
 }
 
+/// Whether a text shown to people (a consent text, a prompt) holds only
+/// printable characters, line breaks and tabs: no other control character,
+/// which nobody can have read (and which PostgreSQL text cannot store, NUL).
+pub fn is_readable_text(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+}
+
 fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
@@ -134,6 +143,17 @@ pub fn is_well_formed_language_tag(tag: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn readable_text_allows_line_breaks_and_tabs_only() {
+        assert!(super::is_readable_text(
+            "Offers from Makro.\r\nReply STOP\tto end."
+        ));
+        assert!(super::is_readable_text("Ofertas de Makro 🛒"));
+        for bad in ["Makro\u{0}", "Makro\u{7}", "\u{1b}[31mMakro", "Makro\u{85}"] {
+            assert!(!super::is_readable_text(bad), "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -169,3 +169,62 @@ async fn swagger_ui_and_the_document_are_served() {
         serde_json::from_str(include_str!("../../openapi/openapi.json")).unwrap();
     assert_eq!(doc.body, committed);
 }
+
+/// PostgreSQL text cannot hold U+0000; JSON can. Every free text the API
+/// stores gets a precise answer on both backends, never a 500.
+#[tokio::test]
+async fn nul_characters_in_free_text_never_fail_the_store() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let mut text = web_opt_in(NUMBER, "Makro", &["marketing"]);
+    text["consent_text"] = json!("Offers from Makro\u{0} on WhatsApp");
+    let mut evidence = web_opt_in(NUMBER, "Makro", &["marketing"]);
+    evidence["evidence"]["user_agent"] = json!("Mozilla\u{0}/5.0");
+    let mut opt_out = api_opt_out(NUMBER);
+    opt_out["evidence"]["reason"] = json!("asked\u{0}");
+    let cases = [
+        ("/v1/opt-ins", t.collector.clone(), text),
+        ("/v1/opt-ins", t.collector.clone(), evidence),
+        ("/v1/opt-outs", t.collector.clone(), opt_out),
+        ("/v1/brands", t.admin.clone(), json!({"name": "Me\u{0}tro"})),
+        (
+            "/v1/keys",
+            t.admin.clone(),
+            json!({"name": "k\u{0}", "roles": ["sender"]}),
+        ),
+    ];
+    let mut failed = Vec::new();
+    for (i, (path, key, body)) in cases.into_iter().enumerate() {
+        let answer = app.post(path, &key, &body).await;
+        if !(answer.status.is_success() || answer.status.is_client_error()) {
+            failed.push(format!("case {i} {path}: {}", answer.status));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:?}");
+    // A consent text nobody can have read is refused by name.
+    let mut text = web_opt_in(NUMBER, "Makro", &["marketing"]);
+    text["consent_text"] = json!("Offers from Makro\u{0} on WhatsApp");
+    let refused = app.opt_in(&t, text).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        refused.field_code("consent_text").as_deref(),
+        Some("control_character")
+    );
+    // So is a channel prompt that would become one.
+    let prompt = json!({"twilio": {
+        "auth_token": "secret-token",
+        "account_sid": "AC00000000000000000000000000000000",
+        "webhook_url": "https://hooks.example.com/webhooks/twilio/makro",
+        "numbers": ["+4930123456"],
+        "opt_in": [{"match": "JOIN", "brand": "Makro", "purposes": ["marketing"],
+                    "prompt": "Text JOIN for Makro\u{0} offers"}]
+    }});
+    let refused = app.put("/v1/channels", &t.admin, &prompt).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        refused.field_code("twilio.opt_in[0].prompt").as_deref(),
+        Some("control_character"),
+        "{}",
+        refused.body
+    );
+}
