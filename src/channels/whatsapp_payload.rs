@@ -379,16 +379,15 @@ fn message_event(message: &Message, index: usize, value: &ChangeValue) -> Event 
         return Event::Ignored;
     }
     // Without an id the message cannot be deduplicated or cited as evidence.
-    let Some(message_id) = present(&message.id) else {
+    let Some(message_id) = an_id(&message.id) else {
         return Event::Ignored;
     };
-    let from = present(&message.from);
+    let from = an_id(&message.from);
     let contact = matching_contact(&value.contacts, from, index);
-    let wa_id = from.or_else(|| contact.and_then(|c| present(&c.wa_id)));
-    let user_id =
-        present(&message.from_user_id).or_else(|| contact.and_then(|c| present(&c.user_id)));
+    let wa_id = from.or_else(|| contact.and_then(|c| an_id(&c.wa_id)));
+    let user_id = an_id(&message.from_user_id).or_else(|| contact.and_then(|c| an_id(&c.user_id)));
     Event::Message(InboundMessage {
-        phone_number_id: value.metadata.phone_number_id.clone(),
+        phone_number_id: an_id(&value.metadata.phone_number_id).map(str::to_owned),
         wa_id: wa_id.map(str::to_owned),
         user_id: user_id.map(str::to_owned),
         message_id: message_id.to_owned(),
@@ -458,13 +457,12 @@ fn preference_event(preference: &UserPreference, index: usize, value: &ChangeVal
     let Some(setting) = present(&preference.value) else {
         return Event::Ignored;
     };
-    let own_wa_id = present(&preference.wa_id);
+    let own_wa_id = an_id(&preference.wa_id);
     let contact = matching_contact(&value.contacts, own_wa_id, index);
-    let wa_id = own_wa_id.or_else(|| contact.and_then(|c| present(&c.wa_id)));
-    let user_id =
-        present(&preference.user_id).or_else(|| contact.and_then(|c| present(&c.user_id)));
+    let wa_id = own_wa_id.or_else(|| contact.and_then(|c| an_id(&c.wa_id)));
+    let user_id = an_id(&preference.user_id).or_else(|| contact.and_then(|c| an_id(&c.user_id)));
     Event::Preference(Preference {
-        phone_number_id: value.metadata.phone_number_id.clone(),
+        phone_number_id: an_id(&value.metadata.phone_number_id).map(str::to_owned),
         wa_id: wa_id.map(str::to_owned),
         user_id: user_id.map(str::to_owned),
         value: setting.to_owned(),
@@ -491,6 +489,12 @@ fn matching_contact<'a>(
 /// An empty string identifies nobody, so it counts as absent.
 fn present(field: &Option<String>) -> Option<&str> {
     field.as_deref().filter(|s| !s.is_empty())
+}
+
+/// An identifier Meta sends (a message id, wa_id, user id, phone number
+/// id): one with a control character is no identifier and counts as absent.
+fn an_id(field: &Option<String>) -> Option<&str> {
+    present(field).filter(|s| !s.chars().any(char::is_control))
 }
 
 /// Reads any JSON and keeps it only if it has the expected shape; otherwise the default.
@@ -747,6 +751,26 @@ mod tests {
                 Event::Ignored,
                 Event::Ignored,
             ]
+        );
+    }
+
+    #[test]
+    fn identifiers_with_control_characters_count_as_absent() {
+        let json = r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"user_preferences",
+            "value":{"metadata":{"phone_number_id":"1065403\u0000"},
+              "contacts":[{"wa_id":"4915112345678","user_id":"DE.\u0000"}],
+              "user_preferences":[
+                {"wa_id":"4915112345678","category":"marketing_messages","value":"stop","timestamp":1749417200}
+              ]}}]}]}"#;
+        assert_eq!(
+            events_of(json),
+            vec![Event::Preference(Preference {
+                phone_number_id: None,
+                wa_id: Some(LENA.to_owned()),
+                user_id: None,
+                value: "stop".to_owned(),
+                timestamp: Some(1_749_417_200),
+            }),]
         );
     }
 

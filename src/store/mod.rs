@@ -45,6 +45,13 @@ pub enum Rejection {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Whether a lookup key can name a stored row at all: PostgreSQL text holds
+/// no NUL (it refuses the query), and nothing stored has one, so such a key
+/// finds nothing on either backend.
+pub fn can_name_a_row(key: &str) -> bool {
+    !key.contains('\0')
+}
+
 /// Milliseconds since the epoch, now.
 pub fn now_millis() -> i64 {
     crate::domain::time::Timestamp::now().millis()

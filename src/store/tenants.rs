@@ -3,7 +3,7 @@
 use super::connection::{lock_log, lock_shared_rule, SharedRule};
 use super::log;
 use super::schema::{api_keys, brands, tenants};
-use super::{now_millis, DbConn, Rejection, StoreError, StoreResult};
+use super::{can_name_a_row, now_millis, DbConn, Rejection, StoreError, StoreResult};
 use crate::domain::text::{fold_key, nfc};
 use crate::keys::{self, MasterKey};
 use crate::ledger::entry::ZERO_HASH;
@@ -131,6 +131,9 @@ pub fn all_tenant_ids(conn: &mut DbConn) -> QueryResult<Vec<String>> {
 }
 
 pub fn find_tenant(conn: &mut DbConn, id: &str) -> QueryResult<Option<TenantRow>> {
+    if !can_name_a_row(id) {
+        return Ok(None);
+    }
     tenants::table
         .find(id)
         .select(TenantRow::as_select())
@@ -221,6 +224,9 @@ pub fn list_brands(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<BrandRow>
 
 /// A brand by name, compared after NFC and full case folding.
 pub fn find_brand(conn: &mut DbConn, tenant: &str, name: &str) -> QueryResult<Option<BrandRow>> {
+    if !can_name_a_row(name) {
+        return Ok(None);
+    }
     brands::table
         .filter(brands::tenant_id.eq(tenant))
         .filter(brands::name_key.eq(fold_key(name)))
@@ -304,6 +310,9 @@ pub fn list_api_keys(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<ApiKeyR
 
 /// Revokes a key at once; refuses the tenant's last active admin key.
 pub fn revoke_api_key(conn: &mut DbConn, tenant: &str, id: &str) -> StoreResult<()> {
+    if !can_name_a_row(id) {
+        return Err(StoreError::Rejected(Rejection::NotFound));
+    }
     conn.immediate_transaction(|conn| {
         lock_log(conn, tenant)?;
         let now = now_millis();
@@ -337,6 +346,9 @@ pub fn revoke_api_key(conn: &mut DbConn, tenant: &str, id: &str) -> StoreResult<
 
 /// The key with this id and its tenant, for authentication.
 pub fn find_api_key(conn: &mut DbConn, id: &str) -> QueryResult<Option<(ApiKeyRow, TenantRow)>> {
+    if !can_name_a_row(id) {
+        return Ok(None);
+    }
     api_keys::table
         .inner_join(tenants::table)
         .filter(api_keys::id.eq(id))

@@ -1060,3 +1060,35 @@ async fn an_old_start_never_lifts_a_newer_stop_and_a_future_stop_still_counts() 
         answer.body
     );
 }
+
+/// A signed payload always gets 200: identifiers PostgreSQL could not store
+/// (a NUL) count as absent, so the change becomes a dead letter and a user
+/// id is simply not remembered.
+#[tokio::test]
+async fn signed_identifiers_with_control_characters_are_not_failures() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let now = now_secs();
+    let mut foreign = text("4915112345678", "wamid.nul.1", "JOIN MAKRO", true, now - 5);
+    foreign["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
+        json!("106540352242922\u{0}");
+    whatsapp(&app, &foreign).await;
+    let letters = app.get("/v1/dead-letters", &t.admin).await;
+    assert_eq!(
+        letters.body["dead_letters"][0]["reason"], "unknown_phone_number_id",
+        "{}",
+        letters.body
+    );
+    assert_eq!(
+        letters.body["dead_letters"][0]["phone_number_id"],
+        Value::Null
+    );
+    let mut odd_user = text("4915112345678", "wamid.nul.2", "JOIN MAKRO", true, now - 4);
+    odd_user["entry"][0]["changes"][0]["value"]["contacts"] =
+        json!([{"wa_id": "4915112345678", "user_id": "DE.\u{0}"}]);
+    whatsapp(&app, &odd_user).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "allowed"
+    );
+}

@@ -227,4 +227,31 @@ async fn nul_characters_in_free_text_never_fail_the_store() {
         "{}",
         refused.body
     );
+    // A name with a NUL names nothing: an unknown brand, a missing key,
+    // brand or tenant.
+    let mut brand = prompt.clone();
+    brand["twilio"]["opt_in"][0]["brand"] = json!("Ma\u{0}kro");
+    brand["twilio"]["opt_in"][0]["prompt"] = json!("Text JOIN for Makro offers");
+    let refused = app.put("/v1/channels", &t.admin, &brand).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        refused.field_code("twilio.opt_in[0].brand").as_deref(),
+        Some("unknown_brand"),
+        "{}",
+        refused.body
+    );
+    let missing = app.delete("/v1/keys/key_%00", &t.admin).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
+    let missing = app
+        .post("/v1/brands/Ma%00kro/retire", &t.admin, &json!({}))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
+    let webhook = app
+        .client
+        .post(app.url("/webhooks/whatsapp/ma%00kro"))
+        .body("{}")
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(webhook.status(), StatusCode::NOT_FOUND);
 }
