@@ -8,17 +8,17 @@ use hmac::{KeyInit, Mac};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const WA_SECRET: &str = "3b1e0c9f5d2a4e6b8c7d9e0f1a2b3c4d";
+pub(crate) const WA_SECRET: &str = "3b1e0c9f5d2a4e6b8c7d9e0f1a2b3c4d";
 const WA_PREVIOUS: &str = "old-app-secret";
 const VERIFY_TOKEN: &str = "verify-me-please";
 const PHONE_NUMBER_ID: &str = "106540352242922";
-const TW_TOKEN: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+pub(crate) const TW_TOKEN: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 const TW_SECONDARY: &str = "secondary-token";
-const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
-const TW_NUMBER: &str = "+4930123456";
-const WEBHOOK_URL: &str = "https://hooks.example.com/webhooks/twilio/makro";
+pub(crate) const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub(crate) const TW_NUMBER: &str = "+4930123456";
+pub(crate) const WEBHOOK_URL: &str = "https://hooks.example.com/webhooks/twilio/makro";
 
-fn settings() -> Value {
+pub(crate) fn settings() -> Value {
     json!({
         "whatsapp": {
             "app_secret": WA_SECRET,
@@ -51,14 +51,14 @@ fn settings() -> Value {
     })
 }
 
-async fn configured(app: &TestApp) -> Tenant {
+pub(crate) async fn configured(app: &TestApp) -> Tenant {
     let t = app.tenant("makro", "Makro").await;
     let answer = app.put("/v1/channels", &t.admin, &settings()).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
     t
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -66,7 +66,7 @@ fn now_secs() -> i64 {
 }
 
 /// A documented payload shape with its times moved to `at` (unix seconds).
-fn fixture(name: &str, at: i64) -> Value {
+pub(crate) fn fixture(name: &str, at: i64) -> Value {
     let path = format!(
         "{}/tests/fixtures/whatsapp/{name}.json",
         env!("CARGO_MANIFEST_DIR")
@@ -100,7 +100,7 @@ fn text(wa_id: &str, id: &str, body: &str, reply: bool, at: i64) -> Value {
     value
 }
 
-fn hub_signature(secret: &str, body: &[u8]) -> String {
+pub(crate) fn hub_signature(secret: &str, body: &[u8]) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
@@ -168,7 +168,7 @@ async fn reason_for(
     .await
 }
 
-fn twilio_signature(token: &str, url: &str, params: &[(String, String)]) -> String {
+pub(crate) fn twilio_signature(token: &str, url: &str, params: &[(String, String)]) -> String {
     let mut sorted = params.to_vec();
     sorted.sort();
     let mut data = url.to_owned();
@@ -182,7 +182,7 @@ fn twilio_signature(token: &str, url: &str, params: &[(String, String)]) -> Stri
 }
 
 /// An inbound SMS with every parameter Twilio usually sends.
-fn sms(from: &str, sid: &str, body: &str) -> Vec<(String, String)> {
+pub(crate) fn sms(from: &str, sid: &str, body: &str) -> Vec<(String, String)> {
     [
         ("ToCountry", "DE"),
         ("ToState", ""),

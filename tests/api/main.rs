@@ -10,6 +10,7 @@ mod cli;
 mod decisions;
 mod errors;
 mod helpers;
+mod hostile;
 mod idempotency;
 mod log;
 mod merkle;

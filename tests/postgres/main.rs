@@ -17,6 +17,8 @@ mod decisions;
 mod errors;
 #[path = "../api/helpers.rs"]
 mod helpers;
+#[path = "../api/hostile.rs"]
+mod hostile;
 #[path = "../api/idempotency.rs"]
 mod idempotency;
 #[path = "../api/log.rs"]
