@@ -9,7 +9,8 @@
 //! cluster started as the test suite starts it, but with fsync and
 //! synchronous commits on, as SQLite syncs every commit); 4 keep-alive
 //! clients record
-//! APPENDS web opt-ins into one log, then ask CHECKS single checks.
+//! APPENDS web opt-ins into one log, then ask CHECKS single checks; then one
+//! client asks up to 5,000 checks one after the other (latency unloaded).
 
 #[path = "../tests/api/postgres.rs"]
 mod postgres;
@@ -159,12 +160,37 @@ async fn run(name: &str, url: Option<String>, appends: usize, checks: usize) {
     }
     let check_secs = started.elapsed().as_secs_f64();
     latencies.sort();
+
     println!(
         "backends: {name:<10} appends {:>6.0}/s ({appends} by {CLIENTS} clients), checks {:>6.0}/s (p50 {:.2} ms, p99 {:.2} ms, {checks} by {CLIENTS} clients)",
         appends as f64 / append_secs,
         checks as f64 / check_secs,
         percentile(&latencies, 50),
         percentile(&latencies, 99),
+    );
+
+    // One client asking one check after the other: the latency a sender
+    // sees when the service is not saturated.
+    let mut alone = Vec::new();
+    for i in 0..checks.min(5_000) {
+        let t = Instant::now();
+        let r = http
+            .post(format!("{base}/v1/checks"))
+            .bearer_auth(&sender)
+            .json(&json!({"number": number(i % appends), "purpose": "marketing"}))
+            .send()
+            .await
+            .expect("check");
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+        r.bytes().await.expect("body");
+        alone.push(t.elapsed());
+    }
+    alone.sort();
+    println!(
+        "backends: {name:<10} one client: check p50 {:.2} ms, p99 {:.2} ms ({} checks)",
+        percentile(&alone, 50),
+        percentile(&alone, 99),
+        alone.len(),
     );
     server.abort();
 }

@@ -100,7 +100,7 @@ fn proofs(entries: u64) {
     // The tree's nodes exactly as appends store them, written in big transactions.
     let started = Instant::now();
     diesel::sql_query("PRAGMA synchronous = OFF")
-        .execute(&mut conn)
+        .execute(&mut **conn)
         .unwrap();
     let mut last = [0u8; 32];
     let batch = 50_000;
@@ -119,10 +119,10 @@ fn proofs(entries: u64) {
             tenants::tree_size.eq(entries as i64),
             tenants::head_hash.eq(hex::encode(last)),
         ))
-        .execute(&mut conn)
+        .execute(&mut **conn)
         .unwrap();
     diesel::sql_query("PRAGMA synchronous = FULL")
-        .execute(&mut conn)
+        .execute(&mut **conn)
         .unwrap();
     signer
         .ensure_checkpoint(&mut conn, &prepared.master, "bench")

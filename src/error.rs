@@ -188,7 +188,30 @@ impl ResponseError for ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
-        Self::internal(format!("database: {e}"))
+        use diesel::result::{DatabaseErrorKind, Error};
+        match e {
+            // The server went away (a restart, a failover): worth a retry.
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "The database is not reachable right now.",
+            )
+            .with_cause(format!("database: {e}")),
+            other => Self::internal(format!("database: {other}")),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    /// A store failure that no caller turned into a precise answer.
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Database(e) => e.into(),
+            other => Self::internal(other),
+        }
     }
 }
 

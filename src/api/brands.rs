@@ -104,7 +104,7 @@ pub async fn create_brand(
                     "brand_exists",
                     "the tenant already has a brand with this name (compared case-insensitively)",
                 ),
-                other => ApiError::internal(other),
+                other => other.into(),
             })
         })
         .await?;
@@ -133,7 +133,7 @@ pub async fn retire_brand(
         .db(move |conn| {
             store::retire_brand(conn, &tenant, &name).map_err(|e| match e {
                 StoreError::Rejected(Rejection::NotFound) => ApiError::not_found("no such brand"),
-                other => ApiError::internal(other),
+                other => other.into(),
             })
         })
         .await?;

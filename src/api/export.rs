@@ -83,7 +83,14 @@ where
         let _entered = span.enter();
         let mut writer = ChannelWriter::new(sender);
         let result = match pool.get() {
-            Ok(mut conn) => produce(&mut conn, &mut writer),
+            Ok(mut conn) => {
+                let result = produce(&mut conn, &mut writer);
+                if result.is_err() {
+                    // Drop the connection from the pool if its server is gone.
+                    conn.check_after_failure();
+                }
+                result
+            }
             Err(e) => Err(format!("pool: {e}")),
         };
         if let Err(cause) = result {

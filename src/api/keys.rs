@@ -183,7 +183,7 @@ pub async fn revoke_key(
                     "last_admin_key",
                     "this is the tenant's last active admin key; create another admin key first",
                 ),
-                other => ApiError::internal(other),
+                other => other.into(),
             })
         })
         .await?;

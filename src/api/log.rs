@@ -24,6 +24,7 @@ impl From<SignError> for ApiError {
                 tracing::error!(%reason, "checkpoint signing refused");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "signing_refused", reason)
             }
+            SignError::Database(e) => e.into(),
             other => ApiError::internal(other),
         }
     }

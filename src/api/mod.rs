@@ -47,7 +47,16 @@ impl AppState {
         actix_web::web::block(move || {
             let _entered = span.enter();
             let mut conn = pool.get()?;
-            work(&mut conn)
+            let done = work(&mut conn);
+            if let Err(e) = &done {
+                if e.status.is_server_error() && conn.check_after_failure() {
+                    return Err(ApiError::from(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::ClosedConnection,
+                        Box::new(String::from("the connection to the database was lost")),
+                    )));
+                }
+            }
+            done
         })
         .await?
     }

@@ -217,7 +217,7 @@ fn append_error(error: StoreError) -> ApiError {
             "idempotency_in_progress",
             "a newer request with this Idempotency-Key took it over; nothing was recorded by this one",
         ),
-        other => ApiError::internal(other),
+        other => other.into(),
     }
 }
 

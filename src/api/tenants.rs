@@ -115,7 +115,7 @@ pub async fn create_tenant(
                         "tenant_exists",
                         "a tenant with this id exists or existed",
                     ),
-                    other => ApiError::internal(other),
+                    other => other.into(),
                 })
         })
         .await?;

@@ -10,7 +10,6 @@ use crate::api::AppState;
 use crate::domain::number::E164;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
-use crate::store::StoreError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{post, web, HttpRequest, HttpResponse};
 
@@ -149,12 +148,8 @@ pub async fn twilio_message(
     let master = state.master.clone();
     let outcome = state
         .db(move |conn| {
-            inbound::record_message(conn, &master, &tenant, &settings, &message).map_err(
-                |e| match e {
-                    StoreError::Database(e) => e.into(),
-                    other => ApiError::internal(other),
-                },
-            )
+            inbound::record_message(conn, &master, &tenant, &settings, &message)
+                .map_err(ApiError::from)
         })
         .await?;
     tracing::info!(outcome = ?outcome, "Twilio message handled");

@@ -137,7 +137,7 @@ pub async fn whatsapp_notification(
     let applied = state
         .db(move |conn| {
             apply_notification(conn, &master, &tenant, &settings, &notification)
-                .map_err(store_failure)
+                .map_err(ApiError::from)
         })
         .await?;
     tracing::info!(
@@ -148,13 +148,6 @@ pub async fn whatsapp_notification(
         "WhatsApp notification handled"
     );
     Ok(HttpResponse::Ok().finish())
-}
-
-fn store_failure(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Database(e) => e.into(),
-        other => ApiError::internal(other),
-    }
 }
 
 /// Counts for the log line.

@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A connection to either backend. Queries written with diesel's DSL run on
 /// both; what the common dialect lacks (`ON CONFLICT`) goes through
@@ -23,7 +23,84 @@ pub enum DbConn {
     Pg(PgConnection),
 }
 
-pub type DbPool = Pool<ConnectionManager<DbConn>>;
+pub type DbPool = Pool<Manager>;
+
+/// A pooled connection, with when it last went back to the pool and
+/// whether it was found to have lost its server.
+pub struct Pooled {
+    conn: DbConn,
+    returned: Instant,
+    lost: bool,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = DbConn;
+    fn deref(&self) -> &DbConn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut DbConn {
+        &mut self.conn
+    }
+}
+
+impl Pooled {
+    /// After work on this connection failed on the server's side: whether
+    /// the server is gone (PostgreSQL restarted or failed over). Such a
+    /// connection is dropped when it goes back to the pool.
+    pub fn check_after_failure(&mut self) -> bool {
+        if let DbConn::Pg(c) = &mut self.conn {
+            if c.batch_execute("SELECT 1").is_err() {
+                self.lost = true;
+            }
+        }
+        self.lost
+    }
+}
+
+/// A connection that went back to the pool this recently is handed out
+/// again without a round trip to test it; one idle for longer is tested
+/// first (`SELECT 1`), so that a database restart during a quiet time costs
+/// no request. A connection whose server went away while it was trusted
+/// fails its request with 503 `not_ready`, and [`Pooled::check_after_failure`]
+/// has the pool drop it (the failed query alone does not always tell diesel
+/// the connection is gone).
+const TRUSTED_AFTER_USE: Duration = Duration::from_secs(1);
+
+/// The pool's manager: diesel's, with the test on check-out skipped for
+/// connections that just worked (on PostgreSQL it is a round trip that
+/// costs a check a fifth of its time).
+#[derive(Debug)]
+pub struct Manager {
+    inner: ConnectionManager<DbConn>,
+}
+
+impl diesel::r2d2::ManageConnection for Manager {
+    type Connection = Pooled;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<Pooled, Self::Error> {
+        Ok(Pooled {
+            conn: self.inner.connect()?,
+            returned: Instant::now(),
+            lost: false,
+        })
+    }
+
+    fn is_valid(&self, pooled: &mut Pooled) -> Result<(), Self::Error> {
+        if pooled.returned.elapsed() < TRUSTED_AFTER_USE {
+            return Ok(());
+        }
+        self.inner.is_valid(&mut pooled.conn)
+    }
+
+    fn has_broken(&self, pooled: &mut Pooled) -> bool {
+        pooled.returned = Instant::now();
+        pooled.lost || self.inner.has_broken(&mut pooled.conn)
+    }
+}
 
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -121,9 +198,9 @@ const BUSY_TIMEOUT_MS: u32 = 10_000;
 #[derive(Debug)]
 struct Pragmas;
 
-impl CustomizeConnection<DbConn, diesel::r2d2::Error> for Pragmas {
-    fn on_acquire(&self, conn: &mut DbConn) -> Result<(), diesel::r2d2::Error> {
-        apply_pragmas(conn).map_err(diesel::r2d2::Error::QueryError)
+impl CustomizeConnection<Pooled, diesel::r2d2::Error> for Pragmas {
+    fn on_acquire(&self, pooled: &mut Pooled) -> Result<(), diesel::r2d2::Error> {
+        apply_pragmas(&mut pooled.conn).map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -275,7 +352,9 @@ pub fn open(target: &DatabaseTarget, master: &MasterKey) -> Result<DbPool, OpenE
         ),
         DatabaseTarget::Postgres(url) => (url.expose().to_owned(), url.redacted()),
     };
-    let manager = ConnectionManager::<DbConn>::new(url);
+    let manager = Manager {
+        inner: ConnectionManager::<DbConn>::new(url),
+    };
     Pool::builder()
         .max_size(8)
         .connection_timeout(Duration::from_secs(10))

@@ -52,3 +52,69 @@ async fn this_suite_runs_on_postgresql() {
         .expect("count");
     assert_eq!(tenants, 1);
 }
+
+/// The server drops every connection of the service (as a restart or a
+/// failover does): requests answer 200 or a retryable 503 `not_ready`,
+/// never a 500, each lost connection is replaced, and within as many
+/// requests as the pool holds everything answers again.
+#[tokio::test]
+async fn connections_the_server_drops_are_replaced() {
+    use diesel::{Connection, RunQueryDsl};
+    let app = helpers::spawn_app().await;
+    let Some(_) = postgres::cluster() else {
+        return; // Not installed and not required: the run said so.
+    };
+    let t = app.tenant("makro", "Makro").await;
+    app.recorded_opt_in(
+        &t,
+        helpers::web_opt_in(helpers::NUMBER, "Makro", &["marketing"]),
+    )
+    .await;
+    let check = serde_json::json!({"number": helpers::NUMBER, "purpose": "marketing"});
+    // Several connections in use at once, so the pool holds more than one.
+    let answers =
+        futures_util::future::join_all((0..8).map(|_| app.check(&t, check.clone()))).await;
+    assert!(answers.iter().all(|a| a.status == reqwest::StatusCode::OK));
+
+    let url = std::fs::read_to_string(app.scratch().join("database-url")).expect("url file");
+    let mut admin = diesel::pg::PgConnection::establish(&url).expect("connect");
+    #[derive(diesel::QueryableByName)]
+    struct Killed {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        killed: i64,
+    }
+    let killed: Killed = diesel::sql_query(
+        "SELECT count(pg_terminate_backend(pid)) AS killed FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .get_result(&mut admin)
+    .expect("terminate");
+    assert!(killed.killed >= 1, "the service held connections");
+
+    // Rounds of eight concurrent checks reach every pooled connection.
+    let mut unavailable = 0;
+    let mut last_round_ok = false;
+    for round in 0..10 {
+        let answers =
+            futures_util::future::join_all((0..8).map(|_| app.check(&t, check.clone()))).await;
+        last_round_ok = true;
+        for answer in answers {
+            match answer.status.as_u16() {
+                200 => assert_eq!(answer.body["reason"], "allowed"),
+                503 => {
+                    assert_eq!(answer.code(), "not_ready");
+                    unavailable += 1;
+                    last_round_ok = false;
+                }
+                other => panic!("round {round}: {other} {}", answer.body),
+            }
+        }
+    }
+    // At most one failed request per lost connection (the pool holds eight).
+    assert!(unavailable <= 8, "{unavailable} requests failed");
+    assert!(last_round_ok, "still failing after ten rounds");
+    // A write after the drop works too, and the log is whole.
+    app.recorded_opt_out(&t, helpers::api_opt_out(helpers::NUMBER))
+        .await;
+    assert_eq!(app.reason(&t, check).await, "opted_out");
+}
