@@ -3,7 +3,7 @@
 
 use super::AppState;
 use crate::error::{ApiError, Problem, PROBLEMS};
-use crate::store::connection::migrations_current;
+use crate::store::connection::{migrations_current, ping};
 use actix_web::http::StatusCode;
 use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
@@ -30,7 +30,13 @@ pub async fn healthz() -> HttpResponse {
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let current = state.db(|conn| Ok(migrations_current(conn))).await?;
+    let current = state
+        .db(|conn| {
+            // A connection the server dropped answers 503 here and leaves the pool.
+            ping(conn)?;
+            Ok(migrations_current(conn))
+        })
+        .await?;
     if !current {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

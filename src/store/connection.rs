@@ -308,6 +308,11 @@ pub fn revert_migrations(conn: &mut DbConn) -> Result<(), OpenError> {
 }
 
 /// Whether the schema is current (for `/readyz`).
+/// One round trip: whether the database answers on this connection.
+pub fn ping(conn: &mut DbConn) -> QueryResult<()> {
+    conn.batch_execute("SELECT 1")
+}
+
 pub fn migrations_current(conn: &mut DbConn) -> bool {
     let pending = match conn {
         DbConn::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),

@@ -91,6 +91,16 @@ async fn connections_the_server_drops_are_replaced() {
     .expect("terminate");
     assert!(killed.killed >= 1, "the service held connections");
 
+    // Readiness probes meet the dropped connections too: 503 `not_ready`.
+    for _ in 0..3 {
+        let ready = app.get("/readyz", "").await;
+        assert!(
+            ready.status == reqwest::StatusCode::OK || ready.code() == "not_ready",
+            "{} {}",
+            ready.status,
+            ready.body
+        );
+    }
     // Rounds of eight concurrent checks reach every pooled connection.
     let mut unavailable = 0;
     let mut last_round_ok = false;
@@ -113,6 +123,7 @@ async fn connections_the_server_drops_are_replaced() {
     // At most one failed request per lost connection (the pool holds eight).
     assert!(unavailable <= 8, "{unavailable} requests failed");
     assert!(last_round_ok, "still failing after ten rounds");
+    assert_eq!(app.get("/readyz", "").await.status, reqwest::StatusCode::OK);
     // A write after the drop works too, and the log is whole.
     app.recorded_opt_out(&t, helpers::api_opt_out(helpers::NUMBER))
         .await;
