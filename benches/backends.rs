@@ -137,21 +137,8 @@ async fn run(name: &str, url: Option<String>, appends: usize, checks: usize) {
     for c in 0..CLIENTS {
         let (http, base, sender) = (http.clone(), base.clone(), sender.clone());
         tasks.push(tokio::spawn(async move {
-            let mut took = Vec::new();
-            for i in (c..checks).step_by(CLIENTS) {
-                let t = Instant::now();
-                let r = http
-                    .post(format!("{base}/v1/checks"))
-                    .bearer_auth(&sender)
-                    .json(&json!({"number": number(i % appends), "purpose": "marketing"}))
-                    .send()
-                    .await
-                    .expect("check");
-                assert_eq!(r.status(), reqwest::StatusCode::OK);
-                r.bytes().await.expect("body");
-                took.push(t.elapsed());
-            }
-            took
+            let numbers = (c..checks).step_by(CLIENTS).map(|i| number(i % appends));
+            ask_checks(&http, &base, &sender, numbers).await
         }));
     }
     let mut latencies = Vec::new();
@@ -171,20 +158,8 @@ async fn run(name: &str, url: Option<String>, appends: usize, checks: usize) {
 
     // One client asking one check after the other: the latency a sender
     // sees when the service is not saturated.
-    let mut alone = Vec::new();
-    for i in 0..checks.min(5_000) {
-        let t = Instant::now();
-        let r = http
-            .post(format!("{base}/v1/checks"))
-            .bearer_auth(&sender)
-            .json(&json!({"number": number(i % appends), "purpose": "marketing"}))
-            .send()
-            .await
-            .expect("check");
-        assert_eq!(r.status(), reqwest::StatusCode::OK);
-        r.bytes().await.expect("body");
-        alone.push(t.elapsed());
-    }
+    let numbers = (0..checks.min(5_000)).map(|i| number(i % appends));
+    let mut alone = ask_checks(&http, &base, &sender, numbers).await;
     alone.sort();
     println!(
         "backends: {name:<10} one client: check p50 {:.2} ms, p99 {:.2} ms ({} checks)",
@@ -193,4 +168,28 @@ async fn run(name: &str, url: Option<String>, appends: usize, checks: usize) {
         alone.len(),
     );
     server.abort();
+}
+
+/// Asks one check per number, one after the other; how long each took.
+async fn ask_checks(
+    http: &reqwest::Client,
+    base: &str,
+    sender: &str,
+    numbers: impl Iterator<Item = String>,
+) -> Vec<Duration> {
+    let mut took = Vec::new();
+    for number in numbers {
+        let t = Instant::now();
+        let r = http
+            .post(format!("{base}/v1/checks"))
+            .bearer_auth(sender)
+            .json(&json!({"number": number, "purpose": "marketing"}))
+            .send()
+            .await
+            .expect("check");
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+        r.bytes().await.expect("body");
+        took.push(t.elapsed());
+    }
+    took
 }

@@ -106,7 +106,7 @@ pub(crate) fn hub_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-async fn post_whatsapp(
+pub(crate) async fn post_whatsapp(
     app: &TestApp,
     tenant: &str,
     body: &[u8],
@@ -210,7 +210,7 @@ pub(crate) fn sms(from: &str, sid: &str, body: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-async fn post_twilio(
+pub(crate) async fn post_twilio(
     app: &TestApp,
     params: &[(String, String)],
     signature: Option<&str>,

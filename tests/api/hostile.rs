@@ -7,8 +7,8 @@
 //! Deterministic and bounded: a few thousand requests per backend.
 
 use crate::channels::{
-    configured, fixture, hub_signature, now_secs, sms, twilio_signature, ACCOUNT_SID, TW_TOKEN,
-    WA_SECRET, WEBHOOK_URL,
+    configured, fixture, hub_signature, now_secs, post_twilio, post_whatsapp, sms,
+    twilio_signature, ACCOUNT_SID, TW_TOKEN, WA_SECRET, WEBHOOK_URL,
 };
 use crate::helpers::*;
 use reqwest::{Method, StatusCode};
@@ -242,32 +242,28 @@ async fn no_field_of_any_json_request_can_make_a_500() {
     for (method, path, key, body) in &requests {
         // The unmutated request is valid: the sweep starts from real requests.
         let answer = send(&app, method.clone(), path, key, body).await;
-        assert!(answer.0.is_success(), "{path}: {} {}", answer.0, answer.2);
+        assert!(
+            answer.status.is_success(),
+            "{path}: {} {}",
+            answer.status,
+            answer.body
+        );
         for (what, variant) in variants(body) {
-            let (status, content_type, text) =
-                send(&app, method.clone(), path, key, &variant).await;
+            let answer = send(&app, method.clone(), path, key, &variant).await;
             sent += 1;
-            if !acceptable(status, &content_type) {
-                failures.push(format!("{method} {path} {what}: {status} {text:.200}"));
+            if !acceptable(answer.status, answer.content_type()) {
+                let body = answer.body.to_string();
+                failures.push(format!(
+                    "{method} {path} {what}: {} {body:.200}",
+                    answer.status
+                ));
             }
         }
     }
-    assert!(sent > 1_000, "{sent} requests");
-    assert!(
-        failures.is_empty(),
-        "{} of {sent}:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    none_failed(sent, &failures);
 }
 
-async fn send(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    key: &str,
-    body: &Value,
-) -> (StatusCode, String, String) {
+async fn send(app: &TestApp, method: Method, path: &str, key: &str, body: &Value) -> Answer {
     let response = app
         .client
         .request(method, app.url(path))
@@ -276,14 +272,7 @@ async fn send(
         .send()
         .await
         .expect("request");
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    (status, content_type, response.text().await.expect("body"))
+    TestApp::answer(response).await
 }
 
 #[tokio::test]
@@ -305,18 +294,11 @@ async fn signed_webhooks_are_answered_200_whatever_they_carry() {
             // Each variant a new message, so that deduplication hides nothing.
             let variant = fresh_ids(variant, &format!("{name}.{n}"));
             let body = serde_json::to_vec(&variant).expect("json");
-            let response = app
-                .client
-                .post(app.url("/webhooks/whatsapp/makro"))
-                .header("content-type", "application/json")
-                .header("x-hub-signature-256", hub_signature(WA_SECRET, &body))
-                .body(body)
-                .send()
-                .await
-                .expect("request");
+            let signature = hub_signature(WA_SECRET, &body);
+            let answer = post_whatsapp(&app, "makro", &body, Some(&signature)).await;
             sent += 1;
-            if response.status() != StatusCode::OK {
-                failures.push(format!("{name} {what}: {}", response.status()));
+            if answer.status != StatusCode::OK {
+                failures.push(format!("{name} {what}: {}", answer.status));
             }
         }
     }
@@ -340,17 +322,8 @@ async fn signed_webhooks_are_answered_200_whatever_they_carry() {
             }
             params[i].1 = s.clone();
             let signature = twilio_signature(TW_TOKEN, WEBHOOK_URL, &params);
-            let response = app
-                .client
-                .post(app.url("/webhooks/twilio/makro"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("x-twilio-signature", signature)
-                .body(serde_urlencoded::to_string(&params).expect("form"))
-                .send()
-                .await
-                .expect("request");
+            let (status, _, _) = post_twilio(&app, &params, Some(&signature)).await;
             sent += 1;
-            let status = response.status();
             // AccountSid and To must match the tenant: 401 then, else 200.
             let tenant_field = params[i].0 == "AccountSid" || params[i].0 == "To";
             let expected = if tenant_field && *s != ACCOUNT_SID {
@@ -363,6 +336,11 @@ async fn signed_webhooks_are_answered_200_whatever_they_carry() {
             }
         }
     }
+    none_failed(sent, &failures);
+}
+
+/// Many requests were sent and none failed; else every failure, listed.
+fn none_failed(sent: usize, failures: &[String]) {
     assert!(sent > 1_000, "{sent} requests");
     assert!(
         failures.is_empty(),
