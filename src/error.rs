@@ -40,6 +40,7 @@ pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
     ("internal", 500, "Internal error", "Something failed on our side; the cause is in the service's log."),
     ("signing_refused", 503, "Signing refused", "The database is not a consistent extension of the tree this instance signed before (restored from an older copy, or forked); nothing is signed until the missing entries are re-appended from a verified export."),
     ("not_ready", 503, "Not ready", "The service cannot reach its database."),
+    ("busy", 503, "Busy", "The database stayed locked by other writers for 10 seconds, or a statement ran longer than 30 seconds; nothing was written. Retry after a moment."),
 ];
 
 /// A problem answered to a client.
@@ -200,9 +201,26 @@ impl From<diesel::result::Error> for ApiError {
                 "The database is not reachable right now.",
             )
             .with_cause(format!("database: {e}")),
+            Error::DatabaseError(_, ref info) if gave_up_waiting(info.message()) => {
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "The database is busy with other writers; nothing was written. Retry after a moment.",
+                )
+                .with_cause(format!("database: {e}"))
+            }
             other => Self::internal(format!("database: {other}")),
         }
     }
+}
+
+/// Whether a database error says it gave up waiting: SQLite's busy timeout,
+/// PostgreSQL's `lock_timeout` or `statement_timeout` (messages in English,
+/// PostgreSQL's default `lc_messages`).
+fn gave_up_waiting(message: &str) -> bool {
+    message.starts_with("database is locked")
+        || message.starts_with("canceling statement due to lock timeout")
+        || message.starts_with("canceling statement due to statement timeout")
 }
 
 impl From<crate::store::StoreError> for ApiError {

@@ -1,5 +1,6 @@
 //! Changing the database behind the service's back: `verify-db` names the
-//! first bad row, on either backend. (A restored older copy: `restore.rs`.)
+//! first bad row, on either backend (a restored older copy: `restore.rs`);
+//! holding its log's lock from outside: the service gives up with 503.
 
 use crate::helpers::*;
 use consent_ledger::config::DatabaseTarget;
@@ -231,4 +232,41 @@ async fn a_rewritten_tree_is_never_signed_again() {
         "{}",
         refused.body
     );
+}
+
+/// Another writer holds the log (here: a session outside the service) for
+/// longer than the service waits (10 s): the append answers 503 `busy`,
+/// writes nothing, and goes through once the log is free.
+#[tokio::test]
+async fn a_log_held_too_long_answers_busy_and_writes_nothing() {
+    use diesel::connection::SimpleConnection;
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let mut holder = establish(&app.database_target()).unwrap();
+    let hold = match app.database_target() {
+        DatabaseTarget::Sqlite(_) => "BEGIN IMMEDIATE",
+        DatabaseTarget::Postgres(_) => {
+            "BEGIN; SELECT id FROM tenants WHERE id = 'makro' FOR UPDATE"
+        }
+    };
+    holder.batch_execute(hold).unwrap();
+    let refused = app.opt_out(&t, api_opt_out(NUMBER)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.code(), "busy");
+    holder.batch_execute("ROLLBACK").unwrap();
+    drop(holder);
+    let (status, note) = app.get_text("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        note.lines().nth(1),
+        Some("0"),
+        "nothing was appended: {note}"
+    );
+    let seq = app.recorded_opt_out(&t, api_opt_out(NUMBER)).await;
+    assert_eq!(seq, 0);
 }
