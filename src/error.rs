@@ -39,8 +39,8 @@ pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
     ("confirmation_not_available", 422, "Confirmation not available", "Double opt-in needs inbound WhatsApp or SMS messages to confirm codes, which this version does not receive yet."),
     ("internal", 500, "Internal error", "Something failed on our side; the cause is in the service's log."),
     ("signing_refused", 503, "Signing refused", "The database is not a consistent extension of the tree this instance signed before (restored from an older copy, or forked); nothing is signed until the missing entries are re-appended from a verified export."),
-    ("not_ready", 503, "Not ready", "The service cannot reach its database."),
-    ("busy", 503, "Busy", "The database stayed locked by other writers for 10 seconds, or a statement ran longer than 30 seconds; nothing was written. Retry after a moment."),
+    ("not_ready", 503, "Not ready", "The service cannot reach its database, or lost its connection during the request (a write may then have committed: retry with the same Idempotency-Key)."),
+    ("busy", 503, "Busy", "The database stayed locked by other writers for 10 seconds, or a statement ran longer than 30 seconds; the request's transaction was rolled back. Retry after a moment, with the same Idempotency-Key."),
 ];
 
 /// A problem answered to a client.
@@ -192,20 +192,14 @@ impl From<diesel::result::Error> for ApiError {
         use diesel::result::{DatabaseErrorKind, Error};
         match e {
             // The server went away (a restart, a failover): worth a retry.
-            Error::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                _,
-            ) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "The database is not reachable right now.",
-            )
-            .with_cause(format!("database: {e}")),
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                Self::connection_lost(format!("database: {e}"))
+            }
             Error::DatabaseError(_, ref info) if gave_up_waiting(info.message()) => {
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "busy",
-                    "The database is busy with other writers; nothing was written. Retry after a moment.",
+                    "The database is busy with other writers; the request's transaction was rolled back. Retry after a moment.",
                 )
                 .with_cause(format!("database: {e}"))
             }
@@ -228,6 +222,7 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::Database(e) => e.into(),
+            crate::store::StoreError::Signing(e) => e.into(),
             other => Self::internal(other),
         }
     }
@@ -251,6 +246,22 @@ impl From<actix_web::error::BlockingError> for ApiError {
 }
 
 impl ApiError {
+    /// The connection to the database broke (a restart, a failover); the
+    /// cause goes to the log.
+    pub fn connection_lost(cause: String) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "The database is not reachable right now.",
+        )
+        .with_cause(cause)
+    }
+
+    /// Why the request failed, for the log (never shown to the client).
+    pub fn cause(&self) -> Option<&str> {
+        self.cause.as_deref()
+    }
+
     fn with_cause(mut self, cause: String) -> Self {
         self.cause = Some(cause);
         self

@@ -202,7 +202,17 @@ fn spawn_checkpointer(state: web::Data<AppState>, interval: std::time::Duration)
             let signer = state.signer.clone();
             let master = state.master.clone();
             let outcomes = match state
-                .db(move |conn| Ok(signer.sign_grown_logs(conn, &master)))
+                .db(move |conn| {
+                    let outcomes = signer.sign_grown_logs(conn, &master);
+                    let failed = outcomes.iter().any(|(_, o)| o.is_err());
+                    if failed && crate::store::connection::ping(conn).is_err() {
+                        // Fail the whole run, so the pool drops the connection.
+                        return Err(ApiError::connection_lost(
+                            "the connection broke while signing checkpoints".into(),
+                        ));
+                    }
+                    Ok(outcomes)
+                })
                 .await
             {
                 Ok(outcomes) => outcomes,

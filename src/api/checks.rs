@@ -14,7 +14,6 @@ use crate::store::consent::{inbound_records, subject_events};
 use crate::store::tenants::{active_brands, find_brand, BrandRow};
 use crate::store::DbConn;
 use actix_web::{post, web, HttpResponse};
-use diesel::Connection;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use utoipa::ToSchema;
@@ -306,7 +305,7 @@ pub async fn check_batch(
             let now = Timestamp::now();
             let mut brands = HashMap::new();
             // One read transaction: every item sees the same snapshot.
-            conn.transaction(|conn| {
+            conn.snapshot(|conn| {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
                     let number = item

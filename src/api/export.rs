@@ -10,7 +10,6 @@ use crate::export::{write_dossier, write_export, ChannelWriter, ExportSpec};
 use crate::store::consent::current_subject;
 use crate::store::log::{self, CheckpointRow};
 use actix_web::{get, post, web, HttpResponse};
-use diesel::Connection;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -126,7 +125,7 @@ pub async fn export(
     let spec = spec_for(&state, &caller, query.size, openings).await?;
     tracing::info!(tenant = %spec.tenant, key_id = %caller.key_id, tree_size = spec.tree_size, openings, "export");
     Ok(stream(&state, move |conn, writer| {
-        conn.transaction(|conn| write_export(conn, &spec, writer))
+        conn.snapshot(|conn| write_export(conn, &spec, writer))
             .map_err(|e| e.to_string())
     }))
 }
@@ -160,7 +159,7 @@ pub async fn dossier(
     let spec = spec_for(&state, &caller, None, true).await?;
     tracing::info!(tenant = %spec.tenant, key_id = %caller.key_id, "dossier");
     Ok(stream(&state, move |conn, writer| {
-        conn.transaction(|conn| {
+        conn.snapshot(|conn| {
             let subject = current_subject(conn, &spec.tenant, &number)?.map(|(id, _)| id);
             write_dossier(conn, &spec, subject, writer)
         })

@@ -12,7 +12,6 @@ use crate::store::log::{self, CheckpointRow};
 use crate::store::DbConn;
 use actix_web::http::StatusCode;
 use actix_web::{get, web, HttpResponse};
-use diesel::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
@@ -325,7 +324,7 @@ pub async fn receipt(
     let tenant = caller.tenant.id.clone();
     let receipt = state
         .db(move |conn| {
-            conn.transaction(|conn| {
+            conn.snapshot(|conn| {
                 let size = checkpoint.size as u64;
                 let stored = entry_at(conn, &tenant, seq)?
                     .ok_or_else(|| ApiError::not_found("no entry with this seq"))?;

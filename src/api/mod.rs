@@ -50,9 +50,9 @@ impl AppState {
             let done = work(&mut conn);
             if let Err(e) = &done {
                 if e.status.is_server_error() && conn.check_after_failure() {
-                    return Err(ApiError::from(diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::ClosedConnection,
-                        Box::new(String::from("the connection to the database was lost")),
+                    return Err(ApiError::connection_lost(format!(
+                        "the connection to the database was lost: {}",
+                        e.cause().unwrap_or(e.code)
                     )));
                 }
             }

@@ -13,7 +13,6 @@ use crate::error::{ApiError, Problem};
 use crate::store::consent::{current_subject, subject_events, subject_history};
 use crate::store::tenants::list_brands;
 use actix_web::{post, web, HttpResponse};
-use diesel::Connection;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -69,7 +68,7 @@ pub async fn query_subject(
     let report = state
         .db(move |conn| {
             // One snapshot: the consents and the history agree.
-            conn.transaction(|conn| {
+            conn.snapshot(|conn| {
                 let (subject_id, subject) = current_subject(conn, &tenant.id, &number)?
                     .ok_or_else(|| {
                         ApiError::not_found("this number has no subject in this tenant")

@@ -14,6 +14,7 @@ use crate::store::append::{
     append_locked, LiftClass, LiftRecord, OptInRecord, OptOutRecord, Record,
 };
 use crate::store::channels::{self, NewDeadLetter};
+use crate::store::connection::lock_log;
 use crate::store::consent::record_inbound;
 use crate::store::tenants::find_brand;
 use crate::store::{DbConn, StoreResult};
@@ -262,6 +263,10 @@ pub fn record_message(
     let intent = intent(message.provider, &message.content, settings);
     let channel = message.provider.capture_channel();
     conn.immediate_transaction(|conn| {
+        // The log first: the rows written below reference the tenant, and
+        // on PostgreSQL that share lock taken before the log's would
+        // deadlock with another writer of this log.
+        lock_log(conn, tenant)?;
         let now = Timestamp::now();
         let key = dedup_key(
             master,
@@ -394,6 +399,7 @@ pub fn record_preference(
 ) -> StoreResult<Outcome> {
     let value = if change.stop { "stop" } else { "resume" };
     conn.immediate_transaction(|conn| {
+        lock_log(conn, tenant)?; // first, as in record_message
         let now = Timestamp::now();
         let key = dedup_key(master, tenant, dedup);
         if !channels::first_delivery(conn, tenant, &key, now.millis())? {

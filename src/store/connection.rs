@@ -51,10 +51,8 @@ impl Pooled {
     /// the server is gone (PostgreSQL restarted or failed over). Such a
     /// connection is dropped when it goes back to the pool.
     pub fn check_after_failure(&mut self) -> bool {
-        if let DbConn::Pg(c) = &mut self.conn {
-            if c.batch_execute("SELECT 1").is_err() {
-                self.lost = true;
-            }
+        if self.conn.is_postgres() && ping(&mut self.conn).is_err() {
+            self.lost = true;
         }
         self.lost
     }
@@ -128,11 +126,33 @@ impl DbConn {
         F: FnOnce(&mut Self) -> Result<T, E>,
         E: From<diesel::result::Error>,
     {
+        self.transaction_begun_with("BEGIN IMMEDIATE", "BEGIN", f)
+    }
+
+    /// A read-only transaction in which every statement sees one snapshot:
+    /// on SQLite (WAL) any read transaction does; PostgreSQL's default, read
+    /// committed, gives each statement its own, so this asks for repeatable
+    /// read.
+    pub fn snapshot<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        self.transaction_begun_with(
+            "BEGIN",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            f,
+        )
+    }
+
+    fn transaction_begun_with<T, E, F>(&mut self, sqlite: &str, pg: &str, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
         match self {
-            DbConn::Sqlite(c) => {
-                AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
-            }
-            DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
+            DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, sqlite)?,
+            DbConn::Pg(c) => AnsiTransactionManager::begin_transaction_sql(c, pg)?,
         }
         match f(self) {
             Ok(value) => {
@@ -307,12 +327,12 @@ pub fn revert_migrations(conn: &mut DbConn) -> Result<(), OpenError> {
     }
 }
 
-/// Whether the schema is current (for `/readyz`).
 /// One round trip: whether the database answers on this connection.
 pub fn ping(conn: &mut DbConn) -> QueryResult<()> {
     conn.batch_execute("SELECT 1")
 }
 
+/// Whether the schema is current (for `/readyz`).
 pub fn migrations_current(conn: &mut DbConn) -> bool {
     let pending = match conn {
         DbConn::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),

@@ -93,7 +93,9 @@ pub fn inbound_records(
 }
 
 /// Records an inbound message: the window of that id reopens from `at`
-/// unless a later message is already known.
+/// unless a later message is already known. One upsert, so two first
+/// messages of a number at once both count and a late one never moves the
+/// window back.
 pub fn record_inbound(
     conn: &mut DbConn,
     tenant: &str,
@@ -101,31 +103,35 @@ pub fn record_inbound(
     phone_number_id: Option<&str>,
     at: Timestamp,
 ) -> QueryResult<()> {
-    let id = phone_number_id.unwrap_or("");
-    let key = windows::table
-        .filter(windows::tenant_id.eq(tenant))
-        .filter(windows::e164.eq(number.as_str()))
-        .filter(windows::phone_number_id.eq(id));
-    let known: Option<i64> = key
-        .select(windows::last_inbound_at)
-        .first(conn)
-        .optional()?;
-    match known {
-        Some(previous) if previous >= at.millis() => Ok(()),
-        Some(_) => diesel::update(key)
-            .set(windows::last_inbound_at.eq(at.millis()))
-            .execute(conn)
-            .map(|_| ()),
-        None => diesel::insert_into(windows::table)
-            .values((
-                windows::tenant_id.eq(tenant),
-                windows::e164.eq(number.as_str()),
-                windows::phone_number_id.eq(id),
-                windows::last_inbound_at.eq(at.millis()),
-            ))
-            .execute(conn)
-            .map(|_| ()),
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    let row = (
+        windows::tenant_id.eq(tenant),
+        windows::e164.eq(number.as_str()),
+        windows::phone_number_id.eq(phone_number_id.unwrap_or("")),
+        windows::last_inbound_at.eq(at.millis()),
+    );
+    let key = (windows::tenant_id, windows::e164, windows::phone_number_id);
+    let later = |max: &str| {
+        windows::last_inbound_at.eq(sql::<BigInt>(&format!(
+            "{max}(windows.last_inbound_at, excluded.last_inbound_at)"
+        )))
+    };
+    match conn {
+        DbConn::Sqlite(c) => diesel::insert_into(windows::table)
+            .values(row)
+            .on_conflict(key)
+            .do_update()
+            .set(later("max"))
+            .execute(c),
+        DbConn::Pg(c) => diesel::insert_into(windows::table)
+            .values(row)
+            .on_conflict(key)
+            .do_update()
+            .set(later("GREATEST"))
+            .execute(c),
     }
+    .map(|_| ())
 }
 
 /// A number's current subject: its id and commitment.

@@ -245,6 +245,8 @@ pub fn active_brands(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<BrandRo
 
 pub fn retire_brand(conn: &mut DbConn, tenant: &str, name: &str) -> StoreResult<BrandRow> {
     conn.immediate_transaction(|conn| {
+        // Under the log's lock, so no opt-in for the brand commits after it.
+        lock_log(conn, tenant)?;
         let brand =
             find_brand(conn, tenant, name)?.ok_or(StoreError::Rejected(Rejection::NotFound))?;
         if brand.retired_at.is_some() {

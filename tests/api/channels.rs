@@ -89,7 +89,7 @@ pub(crate) fn fixture(name: &str, at: i64) -> Value {
 }
 
 /// A text message from `wa_id`, optionally a reply to a business message.
-fn text(wa_id: &str, id: &str, body: &str, reply: bool, at: i64) -> Value {
+pub(crate) fn text(wa_id: &str, id: &str, body: &str, reply: bool, at: i64) -> Value {
     let mut value = fixture(if reply { "text_reply" } else { "text" }, at);
     let v = &mut value["entry"][0]["changes"][0]["value"];
     v["contacts"][0]["wa_id"] = json!(wa_id);

@@ -292,7 +292,7 @@ async fn signed_webhooks_are_answered_200_whatever_they_carry() {
         let payload = fixture(name, now - 30);
         for (n, (what, variant)) in variants(&payload).into_iter().enumerate() {
             // Each variant a new message, so that deduplication hides nothing.
-            let variant = fresh_ids(variant, &format!("{name}.{n}"));
+            let variant = fresh_ids(variant, &payload, &format!("{name}.{n}"));
             let body = serde_json::to_vec(&variant).expect("json");
             let signature = hub_signature(WA_SECRET, &body);
             let answer = post_whatsapp(&app, "makro", &body, Some(&signature)).await;
@@ -350,14 +350,14 @@ fn none_failed(sent: usize, failures: &[String]) {
     );
 }
 
-/// Gives every message id in the payload a unique value.
-fn fresh_ids(mut payload: Value, tag: &str) -> Value {
-    if let Some(messages) = payload
-        .pointer_mut("/entry/0/changes/0/value/messages")
-        .and_then(Value::as_array_mut)
-    {
+/// Gives every message id the fixture's own id still holds a unique value,
+/// so that deduplication hides nothing (a hostile id stays as it is).
+fn fresh_ids(mut payload: Value, fixture: &Value, tag: &str) -> Value {
+    const MESSAGES: &str = "/entry/0/changes/0/value/messages";
+    let original = |i: usize| fixture.pointer(&format!("{MESSAGES}/{i}/id")).cloned();
+    if let Some(messages) = payload.pointer_mut(MESSAGES).and_then(Value::as_array_mut) {
         for (i, m) in messages.iter_mut().enumerate() {
-            if m.get("id").is_some_and(Value::is_string) {
+            if m.get("id").is_some() && m.get("id").cloned() == original(i) {
                 m["id"] = json!(format!("wamid.{tag}.{i}"));
             }
         }
