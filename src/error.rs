@@ -209,10 +209,11 @@ impl From<diesel::result::Error> for ApiError {
 }
 
 /// Whether a database error says it gave up waiting: SQLite's busy timeout,
-/// PostgreSQL's `lock_timeout` or `statement_timeout` (messages in English,
-/// PostgreSQL's default `lc_messages`).
+/// PostgreSQL's `lock_timeout`, `statement_timeout` or deadlock detection
+/// (messages in English, PostgreSQL's default `lc_messages`).
 fn gave_up_waiting(message: &str) -> bool {
     message.starts_with("database is locked")
+        || message.starts_with("deadlock detected")
         || message.starts_with("canceling statement due to lock timeout")
         || message.starts_with("canceling statement due to statement timeout")
 }
@@ -271,6 +272,32 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_errors_that_deserve_a_retry_answer_503() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let db = |kind, message: &str| -> ApiError {
+            Error::DatabaseError(kind, Box::new(message.to_owned())).into()
+        };
+        for waited in [
+            "database is locked",
+            "deadlock detected",
+            "canceling statement due to lock timeout",
+            "canceling statement due to statement timeout",
+        ] {
+            let e = db(DatabaseErrorKind::Unknown, waited);
+            assert_eq!((e.status.as_u16(), e.code), (503, "busy"), "{waited}");
+        }
+        let closed = db(
+            DatabaseErrorKind::ClosedConnection,
+            "server closed the connection",
+        );
+        assert_eq!((closed.status.as_u16(), closed.code), (503, "not_ready"));
+        let other = db(DatabaseErrorKind::Unknown, "syntax error at or near");
+        assert_eq!((other.status.as_u16(), other.code), (500, "internal"));
+        let unique = db(DatabaseErrorKind::UniqueViolation, "duplicate key");
+        assert_eq!(unique.code, "internal");
+    }
 
     #[test]
     fn internal_errors_hide_their_cause() {
