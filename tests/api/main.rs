@@ -12,6 +12,7 @@ mod errors;
 mod helpers;
 mod hostile;
 mod idempotency;
+mod inbound;
 mod log;
 mod merkle;
 mod openapi;

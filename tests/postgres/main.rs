@@ -21,6 +21,8 @@ mod helpers;
 mod hostile;
 #[path = "../api/idempotency.rs"]
 mod idempotency;
+#[path = "../api/inbound.rs"]
+mod inbound;
 #[path = "../api/log.rs"]
 mod log;
 mod multi_instance;

@@ -1,0 +1,543 @@
+//! What messages mean once a webhook is verified (SPEC section 7):
+//! keywords and phrases, opt-ins by text and button, lifts, retries, the
+//! 24-hour window, WhatsApp's own marketing preference, canonical numbers
+//! and dead letters. Settings and signatures: `channels.rs`.
+
+use crate::channels::*;
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn stop_words_and_phrases_opt_out() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let numbers = [
+        "+4915112345671",
+        "+4915112345672",
+        "+4915112345673",
+        "+4915112345674",
+    ];
+    for n in numbers {
+        app.recorded_opt_in(&t, web_opt_in(n, "Makro", &["marketing", "utility"]))
+            .await;
+    }
+    let now = now_secs();
+    whatsapp(&app, &text("4915112345671", "wamid.a", "STOP", false, now)).await;
+    whatsapp(&app, &text("4915112345672", "wamid.b", "stop.", false, now)).await;
+    whatsapp(
+        &app,
+        &text(
+            "4915112345673",
+            "wamid.c",
+            "please stop texting me",
+            false,
+            now,
+        ),
+    )
+    .await;
+    whatsapp(&app, &text("4915112345674", "wamid.d", "Baja", false, now)).await;
+    for full in [numbers[0], numbers[1], numbers[3]] {
+        assert_eq!(
+            reason_for(&app, &t, full, "marketing", "whatsapp").await,
+            "opted_out"
+        );
+        assert_eq!(
+            reason_for(&app, &t, full, "utility", "whatsapp").await,
+            "opted_out"
+        );
+    }
+    // A partial opt-out withdraws the tenant's partial_opt_out purposes only.
+    assert_eq!(
+        reason_for(&app, &t, numbers[2], "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    assert_eq!(
+        reason_for(&app, &t, numbers[2], "utility", "whatsapp").await,
+        "allowed"
+    );
+    let answer = app
+        .check(
+            &t,
+            json!({"number": numbers[0], "purpose": "marketing", "brand": "Makro"}),
+        )
+        .await;
+    let seq = answer.body["consent"]["seq"].as_u64().expect("seq");
+    let e = entry(&app, &t, seq).await;
+    assert_eq!(e["entry"]["type"], "opt_out");
+    assert_eq!(e["entry"]["collector"], "webhook:whatsapp");
+    assert_eq!(e["entry"]["channel"], "whatsapp");
+    assert_eq!(
+        e["entry"]["purposes"],
+        json!(["authentication", "marketing", "utility"])
+    );
+    assert_eq!(e["entry"]["message_channels"], json!(["sms", "whatsapp"]));
+    assert_eq!(
+        e["entry"]["captured_at"],
+        chrono::DateTime::from_timestamp(now, 0)
+            .expect("time")
+            .format("%Y-%m-%dT%H:%M:%S.000Z")
+            .to_string()
+    );
+}
+
+#[tokio::test]
+async fn one_word_whatsapp_opt_ins_count_only_as_replies() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let now = now_secs();
+    whatsapp(&app, &text("4915112345671", "wamid.1", "join", false, now)).await;
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345671", "marketing", "whatsapp").await,
+        "no_opt_in"
+    );
+    whatsapp(&app, &text("4915112345672", "wamid.2", "Join!", true, now)).await;
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345672", "marketing", "whatsapp").await,
+        "allowed"
+    );
+    whatsapp(
+        &app,
+        &text("4915112345673", "wamid.3", "join makro", false, now),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345673", "marketing", "whatsapp").await,
+        "allowed"
+    );
+    // The opt-in the webhook recorded: the match's prompt, brand and purposes.
+    let answer = app
+        .check(
+            &t,
+            json!({"number": "+4915112345673", "purpose": "marketing", "brand": "Makro"}),
+        )
+        .await;
+    let seq = answer.body["consent"]["seq"].as_u64().expect("seq");
+    let e = entry(&app, &t, seq).await;
+    assert_eq!(e["entry"]["type"], "opt_in");
+    assert_eq!(e["entry"]["company_name_shown"], "Makro");
+    assert_eq!(e["entry"]["message_channels"], json!(["whatsapp"]));
+    assert_eq!(e["entry"]["collector"], "webhook:whatsapp");
+    assert!(e["entry"].get("language").is_none());
+    assert_eq!(e["openings"]["evidence"]["body"]["body"], "join makro");
+    assert_eq!(
+        e["openings"]["evidence"]["body"]["business_phone_number_id"],
+        PHONE_NUMBER_ID
+    );
+    // On SMS a one-word keyword counts.
+    twilio(
+        &app,
+        &sms(
+            "+4915112345674",
+            "SM00000000000000000000000000000001",
+            "JOIN",
+        ),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345674", "marketing", "sms").await,
+        "allowed"
+    );
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345674", "marketing", "whatsapp").await,
+        "channel_not_covered"
+    );
+}
+
+#[tokio::test]
+async fn buttons_and_interactive_replies_opt_in_by_payload() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let now = now_secs();
+    let mut button = fixture("button", now);
+    button["entry"][0]["changes"][0]["value"]["messages"][0]["button"]["payload"] =
+        json!("OPTIN_UTILITY");
+    whatsapp(&app, &button).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "utility", "whatsapp").await,
+        "allowed"
+    );
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "purpose_not_covered"
+    );
+    whatsapp(&app, &fixture("interactive", now)).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "allowed"
+    );
+    // A payload that differs in case matches nothing.
+    let mut other = fixture("button", now);
+    let message = &mut other["entry"][0]["changes"][0]["value"]["messages"][0];
+    message["from"] = json!("4915112345679");
+    message["id"] = json!("wamid.case");
+    message["button"]["payload"] = json!("optin_utility");
+    other["entry"][0]["changes"][0]["value"]["contacts"][0]["wa_id"] = json!("4915112345679");
+    whatsapp(&app, &other).await;
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345679", "utility", "whatsapp").await,
+        "no_opt_in"
+    );
+}
+
+#[tokio::test]
+async fn retries_record_once() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let size = log_size(&app, &t).await;
+    let stop = text("4915112345678", "wamid.retry", "STOP", false, now_secs());
+    whatsapp(&app, &stop).await;
+    whatsapp(&app, &stop).await;
+    assert_eq!(log_size(&app, &t).await, size + 1);
+    let params = sms(
+        "+4915112345679",
+        "SM0000000000000000000000000000dup1",
+        "STOP",
+    );
+    twilio(&app, &params).await;
+    twilio(&app, &params).await;
+    assert_eq!(log_size(&app, &t).await, size + 2);
+    // WhatsApp's marketing stop is deduplicated on (wa_id, value, timestamp).
+    let prefs = fixture("user_preferences", now_secs());
+    whatsapp(&app, &prefs).await;
+    whatsapp(&app, &prefs).await;
+    assert_eq!(log_size(&app, &t).await, size + 3);
+}
+
+#[tokio::test]
+async fn start_lifts_keyword_opt_outs_but_never_api_ones() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    let now = now_secs();
+    whatsapp(
+        &app,
+        &text("4915112345678", "wamid.s1", "STOP", false, now - 60),
+    )
+    .await;
+    whatsapp(
+        &app,
+        &text(
+            "4915112345678",
+            "wamid.s2",
+            "stop texting me",
+            false,
+            now - 50,
+        ),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    // An SMS START lifts nothing recorded on WhatsApp.
+    twilio(
+        &app,
+        &sms(NUMBER, "SM000000000000000000000000000start1", "START"),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    let size = log_size(&app, &t).await;
+    whatsapp(
+        &app,
+        &text("4915112345678", "wamid.s3", "Start", false, now - 40),
+    )
+    .await;
+    assert_eq!(
+        log_size(&app, &t).await,
+        size + 2,
+        "one opt_out_lifted per keyword opt-out"
+    );
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "allowed"
+    );
+    let lift = entry(&app, &t, size).await;
+    assert_eq!(lift["entry"]["type"], "opt_out_lifted");
+    assert_eq!(lift["entry"]["channel"], "whatsapp");
+    assert!(lift["entry"]["lifts"].as_u64().expect("lifts") < size);
+    // An opt-out through the API stays.
+    app.recorded_opt_out(&t, api_opt_out(NUMBER)).await;
+    whatsapp(
+        &app,
+        &text("4915112345678", "wamid.s4", "UNSTOP", false, now),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    // The log with its lifts verifies.
+    let (code, out, err) = run_cli(&["verify-db"], Some(&app.data_dir()));
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test]
+async fn user_messages_open_the_window_statuses_and_reactions_do_not() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let window = |number: &'static str| {
+        let app = &app;
+        let t = &t;
+        async move {
+            let answer = app
+                .check(
+                    t,
+                    json!({"number": number, "purpose": "utility", "brand": "Makro",
+                                 "business_phone_number_id": PHONE_NUMBER_ID}),
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+            answer.body["window"].clone()
+        }
+    };
+    let at = now_secs() - 3600;
+    whatsapp(&app, &fixture("status", at)).await;
+    whatsapp(&app, &fixture("reaction", at)).await;
+    assert_eq!(window(NUMBER).await["open"], false);
+    // An image (with "STOP" as its caption: not a text) opens the window from its own timestamp.
+    whatsapp(&app, &fixture("image", at)).await;
+    let w = window(NUMBER).await;
+    assert_eq!(w["open"], true);
+    let closes = chrono::DateTime::from_timestamp(at + 24 * 3600, 0)
+        .expect("time")
+        .format("%Y-%m-%dT%H:%M:%S.000Z")
+        .to_string();
+    assert_eq!(w["closes_at"], closes);
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "no_opt_in"
+    );
+    // SMS opens no WhatsApp window.
+    twilio(
+        &app,
+        &sms(
+            "+4915112345679",
+            "SM0000000000000000000000000000win1",
+            "hello",
+        ),
+    )
+    .await;
+    assert_eq!(window("+4915112345679").await["open"], false);
+}
+
+#[tokio::test]
+async fn whatsapp_marketing_stop_and_resume() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    app.recorded_opt_in(
+        &t,
+        json!({"number": NUMBER, "channel": "web", "company_name_shown": "Makro",
+               "consent_text": "Yes, Makro may message me.", "purposes": ["marketing"],
+               "message_channels": ["whatsapp", "sms"], "captured_at": at(-3600),
+               "evidence": {"page_url": "https://makro.example/join", "ip": "203.0.113.7",
+                            "user_agent": "Mozilla/5.0"}}),
+    )
+    .await;
+    let now = now_secs();
+    whatsapp(&app, &fixture("user_preferences", now - 30)).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "sms").await,
+        "allowed"
+    );
+    // START does not lift WhatsApp's own stop; resume does.
+    whatsapp(
+        &app,
+        &text("4915112345678", "wamid.p1", "START", false, now - 20),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    let mut resume = fixture("user_preferences", now - 10);
+    resume["entry"][0]["changes"][0]["value"]["user_preferences"][0]["value"] = json!("resume");
+    whatsapp(&app, &resume).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "allowed"
+    );
+}
+
+#[tokio::test]
+async fn a_brazilian_wa_id_without_the_ninth_digit_is_the_canonical_number() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let mut message = fixture("brazil_text", now_secs());
+    message["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = json!("JOIN MAKRO");
+    whatsapp(&app, &message).await;
+    assert_eq!(
+        reason_for(&app, &t, "+5511999887766", "marketing", "whatsapp").await,
+        "allowed"
+    );
+    let mut stop = text("5511999887766", "wamid.br2", "STOP", false, now_secs());
+    stop["entry"][0]["changes"][0]["value"]["contacts"][0]["profile"]["name"] = json!("João Silva");
+    whatsapp(&app, &stop).await;
+    assert_eq!(
+        reason_for(&app, &t, "+5511999887766", "marketing", "whatsapp").await,
+        "opted_out"
+    );
+}
+
+#[tokio::test]
+async fn unresolvable_opt_outs_become_dead_letters() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let now = now_secs();
+    // Only a business-scoped user id, never seen with a number: kept.
+    whatsapp(&app, &fixture("bsuid_only", now - 30)).await;
+    // A business number that is not the tenant's: kept.
+    let mut foreign = text("4915112345678", "wamid.foreign", "STOP", false, now - 20);
+    foreign["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
+        json!("999999999999999");
+    whatsapp(&app, &foreign).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "no_opt_in"
+    );
+    let answer = app.get("/v1/dead-letters", &t.admin).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    let letters = answer.body["dead_letters"].as_array().expect("array");
+    let reasons: Vec<&str> = letters
+        .iter()
+        .map(|l| l["reason"].as_str().expect("reason"))
+        .collect();
+    assert_eq!(reasons, vec!["unknown_sender", "unknown_phone_number_id"]);
+    assert_eq!(letters[1]["phone_number_id"], "999999999999999");
+    assert!(
+        !answer.body.to_string().contains("4915112345678"),
+        "no number in dead letters"
+    );
+    assert_eq!(
+        app.get("/v1/dead-letters", &t.auditor).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let page = app.get("/v1/dead-letters?limit=1", &t.admin).await;
+    assert_eq!(page.body["dead_letters"].as_array().map(Vec::len), Some(1));
+    let next = page.body["next_after"].as_i64().expect("next page");
+    let rest = app
+        .get(&format!("/v1/dead-letters?after={next}"), &t.admin)
+        .await;
+    assert_eq!(
+        rest.body["dead_letters"][0]["reason"],
+        "unknown_phone_number_id"
+    );
+    assert_eq!(rest.body["next_after"], Value::Null);
+
+    // Once the user id arrives with a number, later id-only messages resolve.
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    let mut with_number = fixture("bsuid_text", now - 10);
+    with_number["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = json!("hello");
+    whatsapp(&app, &with_number).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "allowed"
+    );
+    let mut id_only = fixture("bsuid_only", now);
+    id_only["entry"][0]["changes"][0]["value"]["messages"][0]["id"] = json!("wamid.idonly2");
+    whatsapp(&app, &id_only).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+}
+
+#[tokio::test]
+async fn an_old_start_never_lifts_a_newer_stop_and_a_future_stop_still_counts() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    let now = now_secs();
+    // Delivered out of order: the STOP first, then the START written before it.
+    whatsapp(
+        &app,
+        &text("4915112345678", "wamid.o1", "STOP", false, now - 10),
+    )
+    .await;
+    let size = log_size(&app, &t).await;
+    whatsapp(
+        &app,
+        &text("4915112345678", "wamid.o2", "START", false, now - 20),
+    )
+    .await;
+    assert_eq!(log_size(&app, &t).await, size, "nothing to lift");
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    // A provider clock ten minutes ahead: the STOP counts from now.
+    let other = "+4915112345679";
+    app.recorded_opt_in(&t, web_opt_in(other, "Makro", &["marketing"]))
+        .await;
+    whatsapp(
+        &app,
+        &text("4915112345679", "wamid.o3", "stop", false, now + 600),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, other, "marketing", "whatsapp").await,
+        "opted_out"
+    );
+    // A dead letter is kept once, however often it is delivered, and shows
+    // no message id (a WhatsApp message id encodes the sender's number).
+    let mut foreign = text(
+        "4915112345678",
+        "wamid.HBgNNDkxNTExMjM0NTY3OBUCABIYFA==",
+        "STOP",
+        false,
+        now,
+    );
+    foreign["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = json!("999");
+    whatsapp(&app, &foreign).await;
+    whatsapp(&app, &foreign).await;
+    let answer = app.get("/v1/dead-letters", &t.admin).await;
+    let letters = answer.body["dead_letters"].as_array().expect("array");
+    assert_eq!(letters.len(), 1, "{:?}", answer.body);
+    assert!(
+        !answer.body.to_string().contains("wamid"),
+        "{:?}",
+        answer.body
+    );
+}
+
+/// A signed payload always gets 200: identifiers PostgreSQL could not store
+/// (a NUL) count as absent, so the change becomes a dead letter and a user
+/// id is simply not remembered.
+#[tokio::test]
+async fn signed_identifiers_with_control_characters_are_not_failures() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let now = now_secs();
+    let mut foreign = text("4915112345678", "wamid.nul.1", "JOIN MAKRO", true, now - 5);
+    foreign["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
+        json!("106540352242922\u{0}");
+    whatsapp(&app, &foreign).await;
+    let letters = app.get("/v1/dead-letters", &t.admin).await;
+    assert_eq!(
+        letters.body["dead_letters"][0]["reason"], "unknown_phone_number_id",
+        "{}",
+        letters.body
+    );
+    assert_eq!(
+        letters.body["dead_letters"][0]["phone_number_id"],
+        Value::Null
+    );
+    let mut odd_user = text("4915112345678", "wamid.nul.2", "JOIN MAKRO", true, now - 4);
+    odd_user["entry"][0]["changes"][0]["value"]["contacts"] =
+        json!([{"wa_id": "4915112345678", "user_id": "DE.\u{0}"}]);
+    whatsapp(&app, &odd_user).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "allowed"
+    );
+}
