@@ -7,7 +7,7 @@ use crate::error::{ApiError, Problem, ProblemField};
 use crate::keys::{self, MasterKey};
 use crate::ledger::entry::{Entry, EntryType, EvidenceOpening, Openings, SubjectOpening};
 use crate::signer::Signer;
-use crate::store::connection::{self, meta_get, meta_insert};
+use crate::store::connection::{meta_get, meta_insert};
 use crate::store::DbPool;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -149,7 +149,7 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<(DbPool, Arc<MasterK
     if generated {
         tracing::warn!(path = %settings.master_key_file.display(), "generated a new master key: back it up, outside the data dir");
     }
-    let pool = connection::open(&settings.database, &master)?;
+    let pool = crate::store::pool::open(&settings.database, &master)?;
     Ok((pool, Arc::new(master)))
 }
 

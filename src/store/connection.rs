@@ -9,10 +9,8 @@ use crate::store::schema::meta;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use std::time::{Duration, Instant};
 
 /// A connection to either backend. Queries written with diesel's DSL run on
 /// both; what the common dialect lacks (`ON CONFLICT`) goes through
@@ -21,83 +19,6 @@ use std::time::{Duration, Instant};
 pub enum DbConn {
     Sqlite(SqliteConnection),
     Pg(PgConnection),
-}
-
-pub type DbPool = Pool<Manager>;
-
-/// A pooled connection, with when it last went back to the pool and
-/// whether it was found to have lost its server.
-pub struct Pooled {
-    conn: DbConn,
-    returned: Instant,
-    lost: bool,
-}
-
-impl std::ops::Deref for Pooled {
-    type Target = DbConn;
-    fn deref(&self) -> &DbConn {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for Pooled {
-    fn deref_mut(&mut self) -> &mut DbConn {
-        &mut self.conn
-    }
-}
-
-impl Pooled {
-    /// After work on this connection failed on the server's side: whether
-    /// the server is gone (PostgreSQL restarted or failed over). Such a
-    /// connection is dropped when it goes back to the pool.
-    pub fn check_after_failure(&mut self) -> bool {
-        if self.conn.is_postgres() && ping(&mut self.conn).is_err() {
-            self.lost = true;
-        }
-        self.lost
-    }
-}
-
-/// A connection that went back to the pool this recently is handed out
-/// again without a round trip to test it; one idle for longer is tested
-/// first (`SELECT 1`), so that a database restart during a quiet time costs
-/// no request. A connection whose server went away while it was trusted
-/// fails its request with 503 `not_ready`, and [`Pooled::check_after_failure`]
-/// has the pool drop it (the failed query alone does not always tell diesel
-/// the connection is gone).
-const TRUSTED_AFTER_USE: Duration = Duration::from_secs(1);
-
-/// The pool's manager: diesel's, with the test on check-out skipped for
-/// connections that just worked (on PostgreSQL it is a round trip that
-/// costs a check a fifth of its time).
-#[derive(Debug)]
-pub struct Manager {
-    inner: ConnectionManager<DbConn>,
-}
-
-impl diesel::r2d2::ManageConnection for Manager {
-    type Connection = Pooled;
-    type Error = diesel::r2d2::Error;
-
-    fn connect(&self) -> Result<Pooled, Self::Error> {
-        Ok(Pooled {
-            conn: self.inner.connect()?,
-            returned: Instant::now(),
-            lost: false,
-        })
-    }
-
-    fn is_valid(&self, pooled: &mut Pooled) -> Result<(), Self::Error> {
-        if pooled.returned.elapsed() < TRUSTED_AFTER_USE {
-            return Ok(());
-        }
-        self.inner.is_valid(&mut pooled.conn)
-    }
-
-    fn has_broken(&self, pooled: &mut Pooled) -> bool {
-        pooled.returned = Instant::now();
-        pooled.lost || self.inner.has_broken(&mut pooled.conn)
-    }
 }
 
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -215,16 +136,7 @@ pub fn lock_shared_rule(conn: &mut DbConn, rule: SharedRule) -> QueryResult<()> 
 /// How long a writer waits for SQLite's lock before giving up.
 const BUSY_TIMEOUT_MS: u32 = 10_000;
 
-#[derive(Debug)]
-struct Pragmas;
-
-impl CustomizeConnection<Pooled, diesel::r2d2::Error> for Pragmas {
-    fn on_acquire(&self, pooled: &mut Pooled) -> Result<(), diesel::r2d2::Error> {
-        apply_pragmas(&mut pooled.conn).map_err(diesel::r2d2::Error::QueryError)
-    }
-}
-
-fn apply_pragmas(conn: &mut DbConn) -> QueryResult<()> {
+pub(super) fn apply_pragmas(conn: &mut DbConn) -> QueryResult<()> {
     match conn {
         DbConn::Sqlite(c) => c.batch_execute(&format!(
             "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
@@ -364,33 +276,6 @@ pub fn check_canary(conn: &mut DbConn, master: &MasterKey) -> Result<(), OpenErr
     }
 }
 
-/// Opens the database: migrations, the canary, then the pool.
-pub fn open(target: &DatabaseTarget, master: &MasterKey) -> Result<DbPool, OpenError> {
-    let mut conn = establish(target)?;
-    run_migrations(&mut conn)?;
-    check_canary(&mut conn, master)?;
-    drop(conn);
-    let (url, shown) = match target {
-        DatabaseTarget::Sqlite(path) => (
-            path.to_string_lossy().into_owned(),
-            path.display().to_string(),
-        ),
-        DatabaseTarget::Postgres(url) => (url.expose().to_owned(), url.redacted()),
-    };
-    let manager = Manager {
-        inner: ConnectionManager::<DbConn>::new(url),
-    };
-    Pool::builder()
-        .max_size(8)
-        .connection_timeout(Duration::from_secs(10))
-        .connection_customizer(Box::new(Pragmas))
-        .build(manager)
-        .map_err(|e| OpenError::Open {
-            path: shown,
-            message: e.to_string(),
-        })
-}
-
 /// Reads a `meta` value.
 pub fn meta_get(conn: &mut DbConn, name: &str) -> QueryResult<Option<String>> {
     meta::table
@@ -412,6 +297,7 @@ pub fn meta_insert(conn: &mut DbConn, name: &str, value: &str) -> QueryResult<bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::pool::open;
 
     #[test]
     fn migrations_run_up_down_up() {

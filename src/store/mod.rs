@@ -8,10 +8,12 @@ pub mod connection;
 pub mod consent;
 pub mod idempotency;
 pub mod log;
+pub mod pool;
 pub mod schema;
 pub mod tenants;
 
-pub use connection::{DbConn, DbPool};
+pub use connection::DbConn;
+pub use pool::DbPool;
 
 /// Errors the store reports besides database failures.
 #[derive(Debug, thiserror::Error)]
