@@ -8,6 +8,7 @@ use crate::domain::evidence::Evidence;
 use crate::domain::keywords::{classify, normalize, Meaning};
 use crate::domain::number::E164;
 use crate::domain::purpose::{CaptureChannel, MessageChannel, MessageChannelSet, PurposeSet};
+use crate::domain::text::is_readable_text;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::store::append::{
@@ -358,6 +359,10 @@ pub fn record_message(
                 }
             }
             Intent::OptIn(m) => {
+                if !is_readable_text(&m.prompt) {
+                    // Saved before prompts were checked: it cannot be a consent text.
+                    return dead_letter(conn, master, tenant, letter("unreadable_prompt"));
+                }
                 let brand = find_brand(conn, tenant, &m.brand)?.filter(|b| b.retired_at.is_none());
                 let fresh = captured_at.millis() + MAX_OPT_IN_AGE_MILLIS >= now.millis();
                 if let (Some(brand), true) = (brand, fresh) {

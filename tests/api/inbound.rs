@@ -541,3 +541,39 @@ async fn signed_identifiers_with_control_characters_are_not_failures() {
         "allowed"
     );
 }
+
+/// A prompt with a control character saved before prompts were checked
+/// cannot become a consent text: the opt-in is kept as a dead letter and
+/// the webhook still answers 200.
+#[tokio::test]
+async fn an_unreadable_stored_prompt_becomes_a_dead_letter() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    crate::tamper::tamper(
+        &app,
+        &["UPDATE channel_settings SET settings = \
+           replace(settings, 'Send JOIN MAKRO to get', 'Send JOIN MAKRO\\u0000 to get')"],
+    );
+    let now = now_secs();
+    whatsapp(
+        &app,
+        &text(
+            "4915112345678",
+            "wamid.nul.prompt",
+            "JOIN MAKRO",
+            true,
+            now - 5,
+        ),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "no_opt_in"
+    );
+    let letters = app.get("/v1/dead-letters", &t.admin).await;
+    assert_eq!(
+        letters.body["dead_letters"][0]["reason"], "unreadable_prompt",
+        "{}",
+        letters.body
+    );
+}
