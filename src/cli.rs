@@ -16,7 +16,6 @@ use crate::store::{tenants, Rejection, StoreError};
 use crate::verify_db::{verify_db, ScanError};
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
-use diesel::Connection;
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -180,7 +179,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            conn.transaction(|conn| write_export(conn, &spec, &mut writer))?;
+            conn.snapshot(|conn| write_export(conn, &spec, &mut writer))?;
             eprintln!("exported {} entries of {}", spec.tree_size, spec.origin);
             Ok(ExitCode::SUCCESS)
         }

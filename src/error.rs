@@ -192,6 +192,9 @@ impl From<diesel::result::Error> for ApiError {
         use diesel::result::{DatabaseErrorKind, Error};
         match e {
             // The server went away (a restart, a failover): worth a retry.
+            // (Not UnableToSendCommand: libpq also says that of requests it
+            // refuses itself; a dead connection behind it is found by the
+            // ping after a failure, see `Pooled::check_after_failure`.)
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
                 Self::connection_lost(format!("database: {e}"))
             }

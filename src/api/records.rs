@@ -18,6 +18,7 @@ use crate::domain::text::{
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
 use crate::store::append::{self, Answer, Appended, OptInRecord, OptOutRecord, Record};
+use crate::store::connection::lock_log;
 use crate::store::consent::record_inbound;
 use crate::store::idempotency;
 use crate::store::tenants::find_brand;
@@ -510,6 +511,10 @@ pub async fn create_interaction(
             .with_errors(vec![evidence::FieldError::new("received_at", "too_old")]));
             }
             conn.immediate_transaction(|conn| {
+                // The log first, as webhooks do: the window row references
+                // the tenant, and taking that share lock first could
+                // deadlock with a webhook on PostgreSQL.
+                lock_log(conn, &tenant)?;
                 record_inbound(conn, &tenant, &number, id.as_deref(), received_at)?;
                 let (window, _) = window_of(conn, &tenant, &number, id.as_deref(), now)?;
                 let body = serde_json::to_string(&InteractionRecorded {

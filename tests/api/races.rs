@@ -205,10 +205,11 @@ fn key_id(key: &str) -> String {
     format!("key_{}", &key[4..16])
 }
 
-/// Webhooks and API appends on one tenant at once: on PostgreSQL a webhook
-/// that wrote rows referencing the tenant before it locked the log could
-/// deadlock with another writer, and two first messages of one number could
-/// both try to open its window. Every request is answered 2xx and recorded.
+/// Webhooks, API appends and interactions on one tenant at once: on
+/// PostgreSQL a writer that wrote rows referencing the tenant before it
+/// locked the log could deadlock with another, and two first messages of one
+/// number could both try to open its window. Every request is answered 2xx
+/// and recorded.
 #[tokio::test]
 async fn webhooks_and_appends_on_one_tenant_all_record() {
     use crate::channels::{configured, hub_signature, now_secs, text, WA_SECRET};
@@ -240,6 +241,16 @@ async fn webhooks_and_appends_on_one_tenant_all_record() {
             .body(body);
         tasks.push(tokio::spawn(async move {
             request.send().await.expect("webhook").status()
+        }));
+        // The person's window, told by the API while webhooks open it.
+        let interaction = app
+            .client
+            .post(app.url("/v1/interactions"))
+            .bearer_auth(&t.sender)
+            .json(&json!({"number": "+4915112345678",
+                          "business_phone_number_id": crate::channels::PHONE_NUMBER_ID}));
+        tasks.push(tokio::spawn(async move {
+            interaction.send().await.expect("interaction").status()
         }));
         let client = app.client.clone();
         let url = app.url("/v1/opt-ins");
