@@ -379,7 +379,7 @@ fn message_event(message: &Message, index: usize, value: &ChangeValue) -> Event 
         return Event::Ignored;
     }
     // Without an id the message cannot be deduplicated or cited as evidence.
-    let Some(message_id) = an_id(&message.id) else {
+    let Some(message_id) = present(&message.id) else {
         return Event::Ignored;
     };
     let from = an_id(&message.from);
@@ -491,8 +491,10 @@ fn present(field: &Option<String>) -> Option<&str> {
     field.as_deref().filter(|s| !s.is_empty())
 }
 
-/// An identifier Meta sends (a message id, wa_id, user id, phone number
-/// id): one with a control character is no identifier and counts as absent.
+/// An identifier Meta sends that is stored as it is or looked up (wa_id,
+/// user id, phone number id): one with a control character is no
+/// identifier and counts as absent. (A message id is only hashed or sealed,
+/// so any non-empty one is kept: a STOP is never dropped for its id.)
 fn an_id(field: &Option<String>) -> Option<&str> {
     present(field).filter(|s| !s.chars().any(char::is_control))
 }

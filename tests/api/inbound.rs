@@ -512,7 +512,8 @@ async fn an_old_start_never_lifts_a_newer_stop_and_a_future_stop_still_counts() 
 
 /// A signed payload always gets 200: identifiers PostgreSQL could not store
 /// (a NUL) count as absent, so the change becomes a dead letter and a user
-/// id is simply not remembered.
+/// id is simply not remembered; an odd message id is kept (only its hash
+/// and sealed evidence are stored).
 #[tokio::test]
 async fn signed_identifiers_with_control_characters_are_not_failures() {
     let app = spawn_app().await;
@@ -539,6 +540,14 @@ async fn signed_identifiers_with_control_characters_are_not_failures() {
     assert_eq!(
         reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
         "allowed"
+    );
+    // A message id is only ever hashed or sealed: an odd one still counts,
+    // and a STOP is never dropped for it.
+    let stop = text("4915112345678", "wamid.\u{0}\u{7}", "STOP", false, now - 3);
+    whatsapp(&app, &stop).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "opted_out"
     );
 }
 
