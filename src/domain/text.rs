@@ -143,18 +143,18 @@ pub fn is_well_formed_language_tag(tag: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn readable_text_allows_line_breaks_and_tabs_only() {
-        assert!(super::is_readable_text(
+        assert!(is_readable_text(
             "Offers from Makro.\r\nReply STOP\tto end."
         ));
-        assert!(super::is_readable_text("Ofertas de Makro 🛒"));
+        assert!(is_readable_text("Ofertas de Makro 🛒"));
         for bad in ["Makro\u{0}", "Makro\u{7}", "\u{1b}[31mMakro", "Makro\u{85}"] {
-            assert!(!super::is_readable_text(bad), "{bad:?}");
+            assert!(!is_readable_text(bad), "{bad:?}");
         }
     }
-
-    use super::*;
 
     #[test]
     fn company_name_must_be_a_whole_word() {

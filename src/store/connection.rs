@@ -95,9 +95,11 @@ impl DbConn {
 
 /// Serialises appends to one log across processes: on PostgreSQL the log's
 /// head row is locked (`SELECT … FOR UPDATE`) until the transaction ends; on
-/// SQLite `BEGIN IMMEDIATE` already holds the only write lock. Writers of a
-/// tenant's settings that check before they write (the last admin key, a
-/// brand name) take it too.
+/// SQLite `BEGIN IMMEDIATE` already holds the only write lock. Every writer
+/// that checks a tenant's state before it writes (the last admin key, a
+/// brand, a webhook, an interaction) takes it too, and as its first
+/// statement: a row referencing the tenant written before it takes a share
+/// lock on the tenant that could deadlock with another writer.
 pub fn lock_log(conn: &mut DbConn, tenant: &str) -> QueryResult<()> {
     if let DbConn::Pg(c) = conn {
         use crate::store::schema::tenants;

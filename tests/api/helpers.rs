@@ -58,19 +58,6 @@ impl Answer {
             .map(str::to_owned)
     }
 
-    /// An answer read elsewhere (headers left empty).
-    pub fn from_parts(status: StatusCode, text: &str) -> Answer {
-        Answer {
-            status,
-            headers: reqwest::header::HeaderMap::new(),
-            body: if text.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(text).unwrap_or(Value::String(text.to_owned()))
-            },
-        }
-    }
-
     pub fn content_type(&self) -> &str {
         self.headers
             .get("content-type")

@@ -20,16 +20,12 @@ async fn race(app: &TestApp, requests: Vec<(Method, String, String, Value)>) -> 
             if method != Method::DELETE {
                 request = request.json(&body);
             }
-            let response = request.send().await.expect("request");
-            let status = response.status();
-            let text = response.text().await.expect("body");
-            (status, text)
+            TestApp::answer(request.send().await.expect("request")).await
         }));
     }
     let mut answers = Vec::new();
     for task in tasks {
-        let (status, text) = task.await.expect("task");
-        answers.push(Answer::from_parts(status, &text));
+        answers.push(task.await.expect("task"));
     }
     answers
 }
