@@ -51,7 +51,7 @@ impl Pooled {
 /// fails its request with 503 `not_ready`, and [`Pooled::check_after_failure`]
 /// has the pool drop it (the failed query alone does not always tell diesel
 /// the connection is gone).
-const TRUSTED_AFTER_USE: Duration = Duration::from_secs(1);
+pub const TRUSTED_AFTER_USE: Duration = Duration::from_secs(1);
 
 /// The pool's manager: diesel's, with the test on check-out skipped for
 /// connections that just worked (on PostgreSQL it is a round trip that
