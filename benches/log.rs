@@ -91,11 +91,18 @@ fn proofs(entries: u64) {
         "bench.example",
         "bench",
         "Bench",
+        Timestamp::now().millis(),
     )
     .unwrap();
-    let (_, auditor) =
-        tenant_store::create_api_key(&mut conn, "bench", "bench", &["auditor".into()], None)
-            .unwrap();
+    let (_, auditor) = tenant_store::create_api_key(
+        &mut conn,
+        "bench",
+        "bench",
+        &["auditor".into()],
+        None,
+        Timestamp::now().millis(),
+    )
+    .unwrap();
 
     // The tree's nodes exactly as appends store them, written in big transactions.
     let started = Instant::now();

@@ -245,14 +245,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (pool, master) = startup::open_database(&settings)?;
             let mut conn = pool.get()?;
             let signer = Signer::new(settings.signer_state_file.clone());
-            let created =
-                tenants::create_tenant(&mut conn, &master, &signer, &settings.origin, &id, &brand)
-                    .map_err(|e| match e {
-                        StoreError::Rejected(Rejection::TenantExists) => {
-                            anyhow!("tenant {id:?} exists or existed; tenant ids are never reused")
-                        }
-                        other => anyhow!(other),
-                    })?;
+            let created = tenants::create_tenant(
+                &mut conn,
+                &master,
+                &signer,
+                &settings.origin,
+                &id,
+                &brand,
+                Timestamp::now().millis(),
+            )
+            .map_err(|e| match e {
+                StoreError::Rejected(Rejection::TenantExists) => {
+                    anyhow!("tenant {id:?} exists or existed; tenant ids are never reused")
+                }
+                other => anyhow!(other),
+            })?;
             let out = json!({
                 "tenant": created.tenant,
                 "log": created.log,
@@ -300,6 +307,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &name,
                 &roles,
                 expires_at.map(Timestamp::millis),
+                Timestamp::now().millis(),
             )
             .context("cannot create the key")?;
             let out = json!({"id": row.id, "key": key, "roles": row.role_names()});

@@ -240,6 +240,16 @@ fn spawn_checkpointer(state: web::Data<AppState>, interval: std::time::Duration)
     });
 }
 
+/// What a test may control in a running application; the default is the
+/// system clock and no gate.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub clock: crate::domain::time::Clock,
+    /// Writes under an `Idempotency-Key` wait for a permit of this
+    /// semaphore once their key is taken (see [`AppState::write_gate`]).
+    pub write_gate: Option<Arc<tokio::sync::Semaphore>>,
+}
+
 /// A bound, not yet running server.
 pub struct Application {
     port: u16,
@@ -249,6 +259,15 @@ pub struct Application {
 impl Application {
     /// Binds `settings.bind` (port 0 picks a free port) and builds the server.
     pub fn build(settings: Settings, prepared: Prepared) -> anyhow::Result<Self> {
+        Self::build_with(settings, prepared, Hooks::default())
+    }
+
+    /// [`Application::build`] with a test's clock or gate.
+    pub fn build_with(
+        settings: Settings,
+        prepared: Prepared,
+        hooks: Hooks,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
@@ -260,6 +279,8 @@ impl Application {
             nodes: Default::default(),
             settings: Arc::new(settings),
             configured_operator_sha256: prepared.configured_operator_sha256,
+            clock: hooks.clock,
+            write_gate: hooks.write_gate,
         });
         spawn_checkpointer(state.clone(), state.settings.checkpoint_interval);
         let openapi = openapi_document();

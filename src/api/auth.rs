@@ -6,7 +6,6 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::keys;
 use crate::store::connection::meta_get;
-use crate::store::now_millis;
 use crate::store::tenants::{self, TenantRow};
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -41,9 +40,6 @@ impl Role {
             .find(|r| r.as_str() == text)
     }
 }
-
-/// `last_used_at` is written at most this often per key.
-const TOUCH_INTERVAL_MILLIS: i64 = 60_000;
 
 /// A tenant's API key that passed authentication.
 #[derive(Debug, Clone)]
@@ -109,7 +105,7 @@ impl FromRequest for Caller {
             let found = state
                 .db(move |conn| Ok(tenants::find_api_key(conn, &lookup_id)?))
                 .await?;
-            let now = now_millis();
+            let now = state.now().millis();
             let (key, tenant) = found.ok_or_else(bad_credentials)?;
             if !keys::same_secret_hash(&key.key_sha256, &presented) || !key.is_active(now) {
                 tracing::info!(key_id = %key_id, "authentication failed");
@@ -117,13 +113,15 @@ impl FromRequest for Caller {
             }
             if key
                 .last_used_at
-                .is_none_or(|t| t + TOUCH_INTERVAL_MILLIS <= now)
+                .is_none_or(|t| t + tenants::TOUCH_INTERVAL_MILLIS <= now)
             {
                 let touch_id = key_id.clone();
                 // Outside the request's transaction; losing an update is harmless.
                 actix_web::rt::spawn(async move {
                     let _ = state
-                        .db(move |conn| Ok(tenants::touch_api_key(conn, &touch_id, now)?))
+                        .db(move |conn| {
+                            Ok(tenants::touch_api_key(conn, &touch_id, now).map(|_| ())?)
+                        })
                         .await;
                 });
             }
@@ -177,7 +175,7 @@ impl FromRequest for Operator {
                     .await?;
                 let valid = found.is_some_and(|(key, _)| {
                     keys::same_secret_hash(&key.key_sha256, &presented)
-                        && key.is_active(now_millis())
+                        && key.is_active(state.now().millis())
                 });
                 if valid {
                     return Err(ApiError::forbidden(

@@ -97,9 +97,10 @@ pub async fn create_brand(
     let name = body.value.name;
     check_brand_name(&name, "name")?;
     let tenant = caller.tenant.id;
+    let now = state.now().millis();
     let row = state
         .db(move |conn| {
-            store::create_brand(conn, &tenant, &name).map_err(|e| match e {
+            store::create_brand(conn, &tenant, &name, now).map_err(|e| match e {
                 StoreError::Rejected(Rejection::BrandExists) => ApiError::conflict(
                     "brand_exists",
                     "the tenant already has a brand with this name (compared case-insensitively)",
@@ -129,9 +130,10 @@ pub async fn retire_brand(
     caller.require(&[Role::Admin])?;
     let tenant = caller.tenant.id;
     let name = name.into_inner();
+    let now = state.now().millis();
     let row = state
         .db(move |conn| {
-            store::retire_brand(conn, &tenant, &name).map_err(|e| match e {
+            store::retire_brand(conn, &tenant, &name, now).map_err(|e| match e {
                 StoreError::Rejected(Rejection::NotFound) => ApiError::not_found("no such brand"),
                 other => other.into(),
             })

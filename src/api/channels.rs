@@ -62,6 +62,7 @@ pub async fn put_channels(
     caller.require(&[Role::Admin])?;
     let tenant = caller.tenant.id;
     let master = state.master.clone();
+    let now = state.now();
     let input = body.value;
     let view = state
         .db(move |conn| {
@@ -101,13 +102,8 @@ pub async fn put_channels(
                     .with_errors(errors)
                 })?;
             let json = serde_json::to_string(&stored).map_err(ApiError::internal)?;
-            let taken = store::save_settings(
-                conn,
-                &tenant,
-                &json,
-                &stored.numbers(),
-                Timestamp::now().millis(),
-            )?;
+            let taken =
+                store::save_settings(conn, &tenant, &json, &stored.numbers(), now.millis())?;
             if let Some(number) = taken {
                 let field = if number.kind == TWILIO_NUMBER {
                     "twilio.numbers"

@@ -204,16 +204,9 @@ pub async fn check(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Sender])?;
     let request = body.value;
+    let now = state.now();
     let decision = state
-        .db(move |conn| {
-            evaluate(
-                conn,
-                &caller,
-                &request,
-                Timestamp::now(),
-                &mut HashMap::new(),
-            )
-        })
+        .db(move |conn| evaluate(conn, &caller, &request, now, &mut HashMap::new()))
         .await?;
     Ok(HttpResponse::Ok().json(decision))
 }
@@ -300,9 +293,9 @@ pub async fn check_batch(
             format!("a batch holds at most {MAX_BATCH_ITEMS} checks"),
         ));
     }
+    let now = state.now();
     let decisions = state
         .db(move |conn| {
-            let now = Timestamp::now();
             let mut brands = HashMap::new();
             // One read transaction: every item sees the same snapshot.
             conn.snapshot(|conn| {

@@ -4,7 +4,7 @@ use super::auth::Caller;
 use super::AppState;
 use crate::error::ApiError;
 use crate::store::idempotency::{self, Begin, IdempotencyScope};
-use crate::store::{now_millis, DbConn};
+use crate::store::DbConn;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 
@@ -63,8 +63,9 @@ where
 {
     let scope = scope_of(req, caller, route, request_sha256)?;
     if let Some(scope) = scope.clone() {
+        let now = state.now().millis();
         let begun = state
-            .db(move |conn| Ok(idempotency::begin(conn, &scope, now_millis())?))
+            .db(move |conn| Ok(idempotency::begin(conn, &scope, now)?))
             .await?;
         match begun {
             Begin::Proceed => {}

@@ -127,7 +127,7 @@ pub async fn create_key(
         ));
     }
     let roles = normalise_roles(&request.roles)?;
-    if request.expires_at.is_some_and(|t| t <= Timestamp::now()) {
+    if request.expires_at.is_some_and(|t| t <= state.now()) {
         return Err(ApiError::invalid_field(
             "expires_at",
             "in_the_past",
@@ -136,6 +136,7 @@ pub async fn create_key(
     }
     let tenant = caller.tenant.id;
     let expires_at = request.expires_at.map(Timestamp::millis);
+    let now = state.now().millis();
     let (row, key) = state
         .db(move |conn| {
             Ok(store::create_api_key(
@@ -144,6 +145,7 @@ pub async fn create_key(
                 &request.name,
                 &roles,
                 expires_at,
+                now,
             )?)
         })
         .await?;
@@ -175,9 +177,10 @@ pub async fn revoke_key(
     let tenant = caller.tenant.id;
     let id = id.into_inner();
     let revoked = id.clone();
+    let now = state.now().millis();
     state
         .db(move |conn| {
-            store::revoke_api_key(conn, &tenant, &id).map_err(|e| match e {
+            store::revoke_api_key(conn, &tenant, &id, now).map_err(|e| match e {
                 StoreError::Rejected(Rejection::NotFound) => ApiError::not_found("no such key"),
                 StoreError::Rejected(Rejection::LastAdminKey) => ApiError::conflict(
                     "last_admin_key",

@@ -32,9 +32,19 @@ pub struct AppState {
     pub nodes: Arc<crate::store::log::NodeCache>,
     /// SHA-256 of the configured operator token; `None`: the stored one counts.
     pub configured_operator_sha256: Option<String>,
+    /// Where "now" comes from (the system clock but in tests).
+    pub clock: crate::domain::time::Clock,
+    /// Tests only: a write under an `Idempotency-Key` waits here for a
+    /// permit once its key is taken, so a test can hold it past the takeover.
+    pub write_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl AppState {
+    /// Now, by the application's clock.
+    pub fn now(&self) -> crate::domain::time::Timestamp {
+        self.clock.now()
+    }
+
     /// Runs blocking database work on the blocking pool.
     pub async fn db<T, F>(&self, work: F) -> Result<T, ApiError>
     where

@@ -314,9 +314,10 @@ pub async fn create_opt_in(
     let language = r.language;
     let backfill = r.backfill;
     let channel = r.channel;
+    let clock = state.clock.clone();
     idempotent::run(&state, &req, &caller, "opt-ins", &body.body_sha256, move |conn, scope| {
         // Clock rules run after the idempotency lookup: a retry replays.
-        let now = Timestamp::now();
+        let now = clock.now();
         check_not_future("captured_at", captured_at, now)?;
         if !backfill && captured_at < now.plus_days(-MAX_AGE_DAYS) {
             return Err(ApiError::unprocessable(
@@ -354,7 +355,7 @@ pub async fn create_opt_in(
         });
         let answer = scope.map(|scope| Answer { scope, render: &created });
         let appended =
-            append::append(conn, &tenant, &collector, &record, answer).map_err(append_error)?;
+            append::append(conn, &tenant, &collector, &record, answer, now).map_err(append_error)?;
         tracing::info!(tenant = %tenant, seq = appended.seq, subject = %appended.subject, "opt-in recorded");
         Ok((201, created(&appended)))
     })
@@ -416,11 +417,13 @@ pub async fn create_opt_out(
     let tenant = caller.tenant.id.clone();
     let collector = caller.key_id.clone();
     let captured_at = r.captured_at;
+    let clock = state.clock.clone();
     idempotent::run(&state, &req, &caller, "opt-outs", &body.body_sha256, move |conn, scope| {
-        check_not_future("captured_at", captured_at, Timestamp::now())?;
+        let now = clock.now();
+        check_not_future("captured_at", captured_at, now)?;
         let answer = scope.map(|scope| Answer { scope, render: &created });
         let appended =
-            append::append(conn, &tenant, &collector, &record, answer).map_err(append_error)?;
+            append::append(conn, &tenant, &collector, &record, answer, now).map_err(append_error)?;
         tracing::info!(tenant = %tenant, seq = appended.seq, subject = %appended.subject, "opt-out recorded");
         Ok((201, created(&appended)))
     })
@@ -490,6 +493,7 @@ pub async fn create_interaction(
     let tenant = caller.tenant.id.clone();
     let id = r.business_phone_number_id;
     let given = r.received_at;
+    let clock = state.clock.clone();
     idempotent::run(
         &state,
         &req,
@@ -497,7 +501,7 @@ pub async fn create_interaction(
         "interactions",
         &body.body_sha256,
         move |conn, scope| {
-            let now = Timestamp::now();
+            let now = clock.now();
             let received_at = given.unwrap_or(now);
             check_not_future("received_at", received_at, now)?;
             // Within the clock skew, a message "from the future" arrived now:

@@ -65,6 +65,7 @@ pub async fn query_subject(
     caller.require(&[Role::Auditor])?;
     let number = parse_number(&caller, &body.value.number, body.value.region.as_deref())?;
     let tenant = caller.tenant.clone();
+    let clock = state.clock.clone();
     let report = state
         .db(move |conn| {
             // One snapshot: the consents and the history agree.
@@ -75,7 +76,7 @@ pub async fn query_subject(
                     })?;
                 let events = subject_events(conn, &tenant.id, &number)?;
                 let brands = list_brands(conn, &tenant.id)?;
-                let now = Timestamp::now();
+                let now = clock.now();
                 let mut consents = Vec::new();
                 // Active brands, and retired ones the person opted in to.
                 let relevant = brands.iter().filter(|b| {

@@ -107,16 +107,24 @@ pub async fn create_tenant(
     let master = state.master.clone();
     let signer = state.signer.clone();
     let origin = state.settings.origin.clone();
+    let now = state.now().millis();
     let created = state
         .db(move |conn| {
-            store::create_tenant(conn, &master, &signer, &origin, &request.id, &request.brand)
-                .map_err(|e| match e {
-                    StoreError::Rejected(Rejection::TenantExists) => ApiError::conflict(
-                        "tenant_exists",
-                        "a tenant with this id exists or existed",
-                    ),
-                    other => other.into(),
-                })
+            store::create_tenant(
+                conn,
+                &master,
+                &signer,
+                &origin,
+                &request.id,
+                &request.brand,
+                now,
+            )
+            .map_err(|e| match e {
+                StoreError::Rejected(Rejection::TenantExists) => {
+                    ApiError::conflict("tenant_exists", "a tenant with this id exists or existed")
+                }
+                other => other.into(),
+            })
         })
         .await?;
     tracing::info!(tenant = %created.tenant, key_id = %created.admin_key_id, "tenant created");

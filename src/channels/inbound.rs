@@ -230,6 +230,7 @@ fn dead_letter(
     master: &MasterKey,
     tenant: &str,
     letter: Letter<'_>,
+    now: Timestamp,
 ) -> StoreResult<Outcome> {
     let sealed = sealed_letter(master, tenant, &letter.payload);
     channels::insert_dead_letter(
@@ -241,7 +242,7 @@ fn dead_letter(
             phone_number_id: letter.business,
             payload_sealed: &sealed,
         },
-        Timestamp::now().millis(),
+        now.millis(),
     )?;
     tracing::warn!(
         provider = letter.provider.as_str(),
@@ -253,13 +254,15 @@ fn dead_letter(
     })
 }
 
-/// Records one inbound message: dedup, window, and what it means.
+/// Records one inbound message: dedup, window, and what it means. `now`
+/// is the server's clock.
 pub fn record_message(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
     settings: &StoredSettings,
     message: &InboundMessage,
+    now: Timestamp,
 ) -> StoreResult<Outcome> {
     let intent = intent(message.provider, &message.content, settings);
     let channel = message.provider.capture_channel();
@@ -268,7 +271,6 @@ pub fn record_message(
         // on PostgreSQL that share lock taken before the log's would
         // deadlock with another writer of this log.
         lock_log(conn, tenant)?;
-        let now = Timestamp::now();
         let key = dedup_key(
             master,
             tenant,
@@ -304,13 +306,13 @@ pub fn record_message(
         let mut captured_at = message.captured_at;
         if captured_at > now.plus_millis(FUTURE_SKEW_MILLIS) {
             if matches!(intent, Intent::OptIn(_) | Intent::Lift) {
-                return dead_letter(conn, master, tenant, letter("timestamp_in_future"));
+                return dead_letter(conn, master, tenant, letter("timestamp_in_future"), now);
             }
             captured_at = now;
         }
         let Some(number) = resolve_sender(conn, tenant, &message.sender, now.millis())? else {
             if matches!(intent, Intent::OptOut { .. }) {
-                return dead_letter(conn, master, tenant, letter("unknown_sender"));
+                return dead_letter(conn, master, tenant, letter("unknown_sender"), now);
             }
             return Ok(Outcome::Recorded { seqs: Vec::new() });
         };
@@ -337,7 +339,7 @@ pub fn record_message(
                     evidence,
                     lift_class: Some(LiftClass::Keyword),
                 });
-                seqs.push(append_locked(conn, tenant, collector, &record, None)?.seq);
+                seqs.push(append_locked(conn, tenant, collector, &record, None, now)?.seq);
             }
             Intent::Lift => {
                 for lifts in channels::liftable_opt_outs(
@@ -355,13 +357,13 @@ pub fn record_message(
                         evidence: evidence.clone(),
                         lifts,
                     });
-                    seqs.push(append_locked(conn, tenant, collector, &record, None)?.seq);
+                    seqs.push(append_locked(conn, tenant, collector, &record, None, now)?.seq);
                 }
             }
             Intent::OptIn(m) => {
                 if !is_readable_text(&m.prompt) {
                     // Saved before prompts were checked: it cannot be a consent text.
-                    return dead_letter(conn, master, tenant, letter("unreadable_prompt"));
+                    return dead_letter(conn, master, tenant, letter("unreadable_prompt"), now);
                 }
                 let brand = find_brand(conn, tenant, &m.brand)?.filter(|b| b.retired_at.is_none());
                 let fresh = captured_at.millis() + MAX_OPT_IN_AGE_MILLIS >= now.millis();
@@ -384,7 +386,7 @@ pub fn record_message(
                         confirmation: None,
                         evidence,
                     });
-                    seqs.push(append_locked(conn, tenant, collector, &record, None)?.seq);
+                    seqs.push(append_locked(conn, tenant, collector, &record, None, now)?.seq);
                 }
             }
             Intent::Nothing => {}
@@ -401,11 +403,11 @@ pub fn record_preference(
     tenant: &str,
     dedup: &[&str],
     change: &PreferenceChange,
+    now: Timestamp,
 ) -> StoreResult<Outcome> {
     let value = if change.stop { "stop" } else { "resume" };
     conn.immediate_transaction(|conn| {
         lock_log(conn, tenant)?; // first, as in record_message
-        let now = Timestamp::now();
         let key = dedup_key(master, tenant, dedup);
         if !channels::first_delivery(conn, tenant, &key, now.millis())? {
             return Ok(Outcome::Duplicate);
@@ -426,13 +428,13 @@ pub fn record_preference(
         let mut captured_at = change.captured_at;
         if captured_at > now.plus_millis(FUTURE_SKEW_MILLIS) {
             if !change.stop {
-                return dead_letter(conn, master, tenant, letter("timestamp_in_future"));
+                return dead_letter(conn, master, tenant, letter("timestamp_in_future"), now);
             }
             captured_at = now;
         }
         let Some(number) = resolve_sender(conn, tenant, &change.sender, now.millis())? else {
             if change.stop {
-                return dead_letter(conn, master, tenant, letter("unknown_sender"));
+                return dead_letter(conn, master, tenant, letter("unknown_sender"), now);
             }
             return Ok(Outcome::Recorded { seqs: Vec::new() });
         };
@@ -454,7 +456,7 @@ pub fn record_preference(
                 ]),
                 lift_class: Some(LiftClass::MarketingPreference),
             });
-            seqs.push(append_locked(conn, tenant, collector, &record, None)?.seq);
+            seqs.push(append_locked(conn, tenant, collector, &record, None, now)?.seq);
         } else {
             for lifts in channels::liftable_opt_outs(
                 conn,
@@ -474,7 +476,7 @@ pub fn record_preference(
                     ]),
                     lifts,
                 });
-                seqs.push(append_locked(conn, tenant, collector, &record, None)?.seq);
+                seqs.push(append_locked(conn, tenant, collector, &record, None, now)?.seq);
             }
         }
         Ok(Outcome::Recorded { seqs })
@@ -490,13 +492,14 @@ pub fn keep_unapplied(
     tenant: &str,
     dedup: &[&str],
     letter: Letter<'_>,
+    now: Timestamp,
 ) -> StoreResult<Outcome> {
     let key = dedup_key(master, tenant, dedup);
     conn.immediate_transaction(|conn| {
-        if !channels::first_delivery(conn, tenant, &key, Timestamp::now().millis())? {
+        if !channels::first_delivery(conn, tenant, &key, now.millis())? {
             return Ok(Outcome::Duplicate);
         }
-        dead_letter(conn, master, tenant, letter)
+        dead_letter(conn, master, tenant, letter, now)
     })
 }
 

@@ -8,7 +8,6 @@ use super::whatsapp_payload::Content;
 use super::{open_secrets, read_body, tenant_settings};
 use crate::api::AppState;
 use crate::domain::number::E164;
-use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
 use actix_web::http::{header, StatusCode};
 use actix_web::{post, web, HttpRequest, HttpResponse};
@@ -142,13 +141,14 @@ pub async fn twilio_message(
         message_id: message_id.to_owned(),
         business: to.as_str().to_owned(),
         // Twilio's inbound request carries no timestamp: the time it arrived.
-        captured_at: Timestamp::now(),
+        captured_at: state.now(),
         content,
     };
     let master = state.master.clone();
+    let clock = state.clock.clone();
     let outcome = state
         .db(move |conn| {
-            inbound::record_message(conn, &master, &tenant, &settings, &message)
+            inbound::record_message(conn, &master, &tenant, &settings, &message, clock.now())
                 .map_err(ApiError::from)
         })
         .await?;

@@ -134,9 +134,10 @@ pub async fn whatsapp_notification(
         }
     };
     let master = state.master.clone();
+    let clock = state.clock.clone();
     let applied = state
         .db(move |conn| {
-            apply_notification(conn, &master, &tenant, &settings, &notification)
+            apply_notification(conn, &master, &tenant, &settings, &notification, &clock)
                 .map_err(ApiError::from)
         })
         .await?;
@@ -200,10 +201,10 @@ fn content_json(content: &payload::Content) -> serde_json::Value {
     }
 }
 
-fn timestamp(seconds: Option<i64>) -> Timestamp {
+fn timestamp(seconds: Option<i64>, now: Timestamp) -> Timestamp {
     seconds
         .and_then(|s| s.checked_mul(1000))
-        .map_or_else(Timestamp::now, Timestamp::from_millis)
+        .map_or(now, Timestamp::from_millis)
 }
 
 /// Applies every event of a verified notification, each in its own
@@ -214,6 +215,7 @@ pub fn apply_notification(
     tenant: &str,
     settings: &StoredSettings,
     notification: &Notification,
+    clock: &crate::domain::time::Clock,
 ) -> Result<Applied, StoreError> {
     let mut applied = Applied::default();
     let known = |id: Option<&str>| {
@@ -260,11 +262,13 @@ pub fn apply_notification(
                     business,
                     payload,
                 },
+                clock.now(),
             )?;
             applied.count(outcome);
             continue;
         }
         let business = business.unwrap_or_default().to_owned();
+        let now = clock.now();
         let outcome = match event {
             Event::Message(m) => inbound::record_message(
                 conn,
@@ -276,9 +280,10 @@ pub fn apply_notification(
                     sender: sender(m.wa_id.as_deref(), m.user_id.as_deref()),
                     message_id: m.message_id,
                     business,
-                    captured_at: timestamp(m.timestamp),
+                    captured_at: timestamp(m.timestamp, now),
                     content: m.content,
                 },
+                now,
             )?,
             Event::Preference(p) => {
                 let stop = match p.value.as_str() {
@@ -305,6 +310,7 @@ pub fn apply_notification(
                             payload: serde_json::json!({"user_preferences": p.value,
                                 "wa_id": p.wa_id, "user_id": p.user_id}),
                         },
+                        now,
                     )?;
                     applied.count(outcome);
                     continue;
@@ -318,8 +324,9 @@ pub fn apply_notification(
                         sender: sender(p.wa_id.as_deref(), p.user_id.as_deref()),
                         business,
                         stop,
-                        captured_at: timestamp(Some(seconds)),
+                        captured_at: timestamp(Some(seconds), now),
                     },
+                    now,
                 )?
             }
             Event::Ignored => continue,

@@ -168,6 +168,51 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Where "now" comes from: the system clock, or a manual one that a test
+/// sets and steps (to expire a key, or to step the clock back).
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    manual: Option<std::sync::Arc<std::sync::atomic::AtomicI64>>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self { manual: None }
+    }
+
+    /// A clock that stands at `start` until it is set or advanced.
+    pub fn manual(start: Timestamp) -> Self {
+        Self {
+            manual: Some(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+                start.millis(),
+            ))),
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        match &self.manual {
+            None => Timestamp::now(),
+            Some(at) => Timestamp::from_millis(at.load(std::sync::atomic::Ordering::SeqCst)),
+        }
+    }
+
+    /// Sets a manual clock (every clone of it). Panics on the system clock:
+    /// only a test's own clock can be set.
+    pub fn set(&self, to: Timestamp) {
+        let at = self
+            .manual
+            .as_ref()
+            .expect("only a manual clock can be set");
+        at.store(to.millis(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Moves a manual clock by `millis` (negative: back).
+    pub fn advance(&self, millis: i64) {
+        self.set(self.now().plus_millis(millis));
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = String::with_capacity(24);
@@ -290,6 +335,18 @@ mod tests {
                 .to_string(),
             "2000-02-29T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn a_manual_clock_is_shared_by_its_clones_and_steps_both_ways() {
+        let clock = Clock::manual(Timestamp::from_millis(1_000));
+        let seen_by_the_app = clock.clone();
+        clock.advance(61_000);
+        assert_eq!(seen_by_the_app.now().millis(), 62_000);
+        clock.advance(-2_000);
+        assert_eq!(seen_by_the_app.now().millis(), 60_000);
+        let system = Clock::system().now().millis();
+        assert!((system - Timestamp::now().millis()).abs() < 60_000);
     }
 
     #[test]

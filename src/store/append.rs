@@ -171,15 +171,16 @@ const CAPTURE_SKEW_MILLIS: i64 = 60_000;
 
 /// Appends one opt-in or opt-out to the tenant's log. Refusals decided
 /// under the lock (a brand retired meanwhile, a clock that stepped back, a
-/// lost idempotency key) roll everything back.
+/// lost idempotency key) roll everything back. `now` is the server's clock.
 pub fn append(
     conn: &mut DbConn,
     tenant: &str,
     collector: &str,
     record: &Record,
     answer: Option<Answer<'_>>,
+    now: Timestamp,
 ) -> StoreResult<Appended> {
-    conn.immediate_transaction(|conn| append_locked(conn, tenant, collector, record, answer))
+    conn.immediate_transaction(|conn| append_locked(conn, tenant, collector, record, answer, now))
 }
 
 /// Appends inside a transaction the caller holds with the log's lock
@@ -191,6 +192,7 @@ pub fn append_locked(
     collector: &str,
     record: &Record,
     answer: Option<Answer<'_>>,
+    now: Timestamp,
 ) -> StoreResult<Appended> {
     {
         super::connection::lock_log(conn, tenant)?;
@@ -203,7 +205,6 @@ pub fn append_locked(
                 tenants::head_recorded_at,
             ))
             .first::<(String, i64, String, Option<i64>)>(conn)?;
-        let now = Timestamp::now();
         let recorded_at = match head_recorded_at {
             Some(previous) if previous > now.millis() => Timestamp::from_millis(previous),
             _ => now,

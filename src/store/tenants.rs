@@ -3,7 +3,7 @@
 use super::connection::{lock_log, lock_shared_rule, SharedRule};
 use super::log;
 use super::schema::{api_keys, brands, tenants};
-use super::{can_name_a_row, now_millis, DbConn, Rejection, StoreError, StoreResult};
+use super::{can_name_a_row, DbConn, Rejection, StoreError, StoreResult};
 use crate::domain::text::{fold_key, nfc};
 use crate::keys::{self, MasterKey};
 use crate::ledger::entry::ZERO_HASH;
@@ -86,6 +86,7 @@ pub fn create_tenant(
     base_origin: &str,
     id: &str,
     brand: &str,
+    now: i64,
 ) -> StoreResult<CreatedTenant> {
     conn.immediate_transaction(|conn| {
         lock_shared_rule(conn, SharedRule::TenantIds)?;
@@ -96,7 +97,6 @@ pub fn create_tenant(
         if exists > 0 {
             return Err(StoreError::Rejected(Rejection::TenantExists));
         }
-        let now = now_millis();
         let origin = format!("{base_origin}/{id}");
         diesel::insert_into(tenants::table)
             .values((
@@ -207,10 +207,15 @@ fn insert_brand(conn: &mut DbConn, tenant: &str, name: &str, now: i64) -> StoreR
     .get_result(c))?)
 }
 
-pub fn create_brand(conn: &mut DbConn, tenant: &str, name: &str) -> StoreResult<BrandRow> {
+pub fn create_brand(
+    conn: &mut DbConn,
+    tenant: &str,
+    name: &str,
+    now: i64,
+) -> StoreResult<BrandRow> {
     conn.immediate_transaction(|conn| {
         lock_log(conn, tenant)?;
-        insert_brand(conn, tenant, name, now_millis())
+        insert_brand(conn, tenant, name, now)
     })
 }
 
@@ -243,7 +248,12 @@ pub fn active_brands(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<BrandRo
         .load(conn)
 }
 
-pub fn retire_brand(conn: &mut DbConn, tenant: &str, name: &str) -> StoreResult<BrandRow> {
+pub fn retire_brand(
+    conn: &mut DbConn,
+    tenant: &str,
+    name: &str,
+    now: i64,
+) -> StoreResult<BrandRow> {
     conn.immediate_transaction(|conn| {
         // Under the log's lock, so no opt-in for the brand commits after it.
         lock_log(conn, tenant)?;
@@ -255,7 +265,7 @@ pub fn retire_brand(conn: &mut DbConn, tenant: &str, name: &str) -> StoreResult<
         Ok(crate::on_backend!(conn, |c| diesel::update(
             brands::table.find(brand.id)
         )
-        .set(brands::retired_at.eq(now_millis()))
+        .set(brands::retired_at.eq(now))
         .returning(BrandRow::as_returning())
         .get_result(c))?)
     })
@@ -291,9 +301,10 @@ pub fn create_api_key(
     name: &str,
     roles: &[String],
     expires_at: Option<i64>,
+    now: i64,
 ) -> QueryResult<(ApiKeyRow, String)> {
     conn.immediate_transaction(|conn| {
-        let (id, key) = insert_api_key(conn, tenant, name, roles, expires_at, now_millis())?;
+        let (id, key) = insert_api_key(conn, tenant, name, roles, expires_at, now)?;
         let row = api_keys::table
             .find(&id)
             .select(ApiKeyRow::as_select())
@@ -311,13 +322,12 @@ pub fn list_api_keys(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<ApiKeyR
 }
 
 /// Revokes a key at once; refuses the tenant's last active admin key.
-pub fn revoke_api_key(conn: &mut DbConn, tenant: &str, id: &str) -> StoreResult<()> {
+pub fn revoke_api_key(conn: &mut DbConn, tenant: &str, id: &str, now: i64) -> StoreResult<()> {
     if !can_name_a_row(id) {
         return Err(StoreError::Rejected(Rejection::NotFound));
     }
     conn.immediate_transaction(|conn| {
         lock_log(conn, tenant)?;
-        let now = now_millis();
         let key = api_keys::table
             .filter(api_keys::tenant_id.eq(tenant))
             .filter(api_keys::id.eq(id))
@@ -359,10 +369,60 @@ pub fn find_api_key(conn: &mut DbConn, id: &str) -> QueryResult<Option<(ApiKeyRo
         .optional()
 }
 
-/// Records that a key was used (approximate: callers update at most once a minute).
-pub fn touch_api_key(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<()> {
-    diesel::update(api_keys::table.find(id))
-        .set(api_keys::last_used_at.eq(now))
-        .execute(conn)
-        .map(|_| ())
+/// `last_used_at` moves at most this often per key.
+pub const TOUCH_INTERVAL_MILLIS: i64 = 60_000;
+
+/// Records that a key was used, unless it was recorded less than a minute
+/// ago (by any instance): `last_used_at` is approximate and costs at most
+/// one write per key and minute. `true` when it was written.
+pub fn touch_api_key(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<bool> {
+    diesel::update(
+        api_keys::table.find(id).filter(
+            api_keys::last_used_at
+                .is_null()
+                .or(api_keys::last_used_at.le(now - TOUCH_INTERVAL_MILLIS)),
+        ),
+    )
+    .set(api_keys::last_used_at.eq(now))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseTarget;
+    use crate::store::connection;
+
+    #[test]
+    fn a_key_is_touched_at_most_once_a_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn =
+            connection::establish(&DatabaseTarget::Sqlite(dir.path().join("t.db"))).unwrap();
+        connection::run_migrations(&mut conn).unwrap();
+        diesel::insert_into(tenants::table)
+            .values((
+                tenants::id.eq("t"),
+                tenants::origin.eq("o/t"),
+                tenants::head_hash.eq(ZERO_HASH),
+                tenants::created_at.eq(0i64),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+        let (id, _) = insert_api_key(&mut conn, "t", "k", &["sender".into()], None, 0).unwrap();
+        let last_used = |conn: &mut DbConn| -> Option<i64> {
+            api_keys::table
+                .find(&id)
+                .select(api_keys::last_used_at)
+                .first(conn)
+                .unwrap()
+        };
+        assert!(touch_api_key(&mut conn, &id, 1_000).unwrap());
+        assert_eq!(last_used(&mut conn), Some(1_000));
+        // Within the minute (another instance, a racing request): not written.
+        assert!(!touch_api_key(&mut conn, &id, 60_999).unwrap());
+        assert_eq!(last_used(&mut conn), Some(1_000));
+        assert!(touch_api_key(&mut conn, &id, 61_000).unwrap());
+        assert_eq!(last_used(&mut conn), Some(61_000));
+    }
 }

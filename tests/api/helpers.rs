@@ -3,7 +3,8 @@
 //! PostgreSQL cluster) and a free port, so tests run in parallel.
 
 use consent_ledger::config::{Secret, Settings, SettingsArgs};
-use consent_ledger::startup::{prepare, Application};
+use consent_ledger::domain::time::{Clock, Timestamp};
+use consent_ledger::startup::{prepare, Application, Hooks};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -23,6 +24,8 @@ const DATABASE_URL_FILE: &str = "database-url";
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    /// The app's clock: the system's, or the manual one the test set.
+    pub clock: Clock,
     /// Removed when the test ends.
     _dir: TempDir,
 }
@@ -73,6 +76,21 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the service with settings adjusted by `adjust` (paths under the
 /// test's own temporary directory).
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut SettingsArgs)) -> TestApp {
+    spawn_app_hooked(adjust, Hooks::default()).await
+}
+
+/// Starts the service on a manual clock that stands at the real now until
+/// the test moves it (`app.clock.advance(…)`).
+pub async fn spawn_app_at_manual_clock() -> TestApp {
+    let hooks = Hooks {
+        clock: Clock::manual(Timestamp::now()),
+        ..Hooks::default()
+    };
+    spawn_app_hooked(|_| {}, hooks).await
+}
+
+/// Starts the service with settings adjusted by `adjust` and a test's hooks.
+pub async fn spawn_app_hooked(adjust: impl FnOnce(&mut SettingsArgs), hooks: Hooks) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut args = SettingsArgs {
         data_dir: Some(dir.path().join("data")),
@@ -91,13 +109,23 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut SettingsArgs)) -> TestApp {
     adjust(&mut args);
     let settings = Settings::resolve(&args).expect("settings");
     let prepared = prepare(&settings).expect("prepare");
-    let app = Application::build(settings, prepared).expect("build");
+    let clock = hooks.clock.clone();
+    let app = Application::build_with(settings, prepared, hooks).expect("build");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         client: reqwest::Client::new(),
+        clock,
         _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// The app's now moved by `offset_secs`, canonical (what `at` is for
+    /// apps on the system clock).
+    pub fn at(&self, offset_secs: i64) -> String {
+        self.clock.now().plus_millis(offset_secs * 1000).to_string()
     }
 }
 
@@ -131,6 +159,7 @@ impl TestApp {
         TestApp {
             address,
             client: reqwest::Client::new(),
+            clock: Clock::system(),
             _dir: dir,
         }
     }

@@ -310,20 +310,77 @@ async fn keys_are_listed_without_secrets_and_revoked_at_once() {
         past.field_code("expires_at").as_deref(),
         Some("in_the_past")
     );
-    // An expiring key works until it expires.
+}
+
+/// An expiring key works until its `expires_at`, and from then on answers
+/// 401 like a revoked one (SPEC section 10).
+#[tokio::test]
+async fn an_expiring_key_works_until_it_expires() {
+    let app = spawn_app_at_manual_clock().await;
+    let t = app.tenant("makro", "Makro").await;
+    let check = json!({"number": NUMBER, "purpose": "marketing"});
     let soon = app
         .post(
             "/v1/keys",
             &t.admin,
-            &json!({"name": "x", "roles": ["sender"], "expires_at": at(3600)}),
+            &json!({"name": "x", "roles": ["sender"], "expires_at": app.at(3600)}),
         )
         .await;
+    assert_eq!(soon.status, StatusCode::CREATED, "{}", soon.body);
+    let key = soon.body["key"].as_str().unwrap();
     assert_eq!(
-        app.post("/v1/checks", soon.body["key"].as_str().unwrap(), &check)
-            .await
-            .status,
+        app.post("/v1/checks", key, &check).await.status,
         StatusCode::OK
     );
+    app.clock.advance(3_599_999);
+    assert_eq!(
+        app.post("/v1/checks", key, &check).await.status,
+        StatusCode::OK
+    );
+    app.clock.advance(1);
+    let expired = app.post("/v1/checks", key, &check).await;
+    assert_eq!(expired.status, StatusCode::UNAUTHORIZED, "{}", expired.body);
+    assert_eq!(expired.code(), "unauthorized");
+    // The other keys, without an expiry, still work.
+    assert_eq!(app.check(&t, check).await.status, StatusCode::OK);
+}
+
+/// `last_used_at` is set on first use and moved at most once a minute.
+#[tokio::test]
+async fn last_used_at_moves_at_most_once_a_minute() {
+    let app = spawn_app_at_manual_clock().await;
+    let t = app.tenant("makro", "Makro").await;
+    let check = json!({"number": NUMBER, "purpose": "marketing"});
+    let sender_id = |keys: &serde_json::Value| {
+        keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["roles"] == json!(["sender"]))
+            .unwrap()["last_used_at"]
+            .clone()
+    };
+    // Written outside the request: wait for it, bounded.
+    let wait_for = |expected: String| {
+        let app = &app;
+        let t = &t;
+        async move {
+            for _ in 0..100 {
+                let keys = app.get("/v1/keys", &t.admin).await;
+                if sender_id(&keys.body) == json!(expected) {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("last_used_at never became {expected}");
+        }
+    };
+    let first_use = app.at(0);
+    assert_eq!(app.check(&t, check.clone()).await.status, StatusCode::OK);
+    wait_for(first_use.clone()).await;
+    app.clock.advance(61_000);
+    assert_eq!(app.check(&t, check).await.status, StatusCode::OK);
+    wait_for(app.at(0)).await;
 }
 
 #[tokio::test]
