@@ -67,44 +67,61 @@ where
         let begun = state
             .db(move |conn| Ok(idempotency::begin(conn, &scope, now)?))
             .await?;
-        match begun {
-            Begin::Proceed => {}
-            Begin::Replay { status, body } => {
-                let mut response = json_response(status, body);
-                response.headers_mut().insert(
-                    header::HeaderName::from_static("idempotent-replayed"),
-                    header::HeaderValue::from_static("true"),
-                );
-                return Ok(response);
-            }
-            Begin::InProgress => {
-                return Err(ApiError::conflict(
-                    "idempotency_in_progress",
-                    "a request with this Idempotency-Key is still being processed",
-                ))
-            }
-            Begin::Reused => {
-                return Err(ApiError::unprocessable(
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used with a different body",
-                ))
-            }
+        if begun != Begin::Proceed {
+            return answer_without_work(begun);
+        }
+        if let Some(gate) = &state.write_gate {
+            // Tests only: hold this request while it owns its key.
+            gate.acquire().await.map_err(ApiError::internal)?.forget();
         }
     }
     let scope_for_work = scope.clone();
     let outcome = state
         .db(move |conn| work(conn, scope_for_work.as_ref()))
         .await;
-    match outcome {
-        Ok((status, body)) => Ok(json_response(status, body)),
-        Err(error) => {
-            if let Some(scope) = scope {
-                // Let the client retry with the same key once the cause is fixed.
-                let _ = state
-                    .db(move |conn| Ok(idempotency::abandon(conn, &scope)?))
-                    .await;
-            }
+    match (outcome, scope) {
+        (Ok((status, body)), _) => Ok(json_response(status, body)),
+        (Err(error), Some(scope)) if error.code == TAKEN_OVER => {
+            // A retry took the key over while this request stalled, and
+            // this one wrote nothing: answer as that retry's request would
+            // be answered now (its answer, or 409 while it runs).
+            let now = state
+                .db(move |conn| Ok(idempotency::current(conn, &scope)?))
+                .await?;
+            answer_without_work(now)
+        }
+        (Err(error), Some(scope)) => {
+            // Let the client retry with the same key once the cause is fixed.
+            let _ = state
+                .db(move |conn| Ok(idempotency::abandon(conn, &scope)?))
+                .await;
             Err(error)
         }
+        (Err(error), None) => Err(error),
+    }
+}
+
+/// The code of the error a write returns when its key was taken over.
+const TAKEN_OVER: &str = "idempotency_in_progress";
+
+/// The answer to a key that was used before: a replay, 409 or 422.
+fn answer_without_work(begun: Begin) -> Result<HttpResponse, ApiError> {
+    match begun {
+        Begin::Replay { status, body } => {
+            let mut response = json_response(status, body);
+            response.headers_mut().insert(
+                header::HeaderName::from_static("idempotent-replayed"),
+                header::HeaderValue::from_static("true"),
+            );
+            Ok(response)
+        }
+        Begin::InProgress | Begin::Proceed => Err(ApiError::conflict(
+            "idempotency_in_progress",
+            "a request with this Idempotency-Key is still being processed",
+        )),
+        Begin::Reused => Err(ApiError::unprocessable(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different body",
+        )),
     }
 }

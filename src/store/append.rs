@@ -316,7 +316,7 @@ pub fn append_locked(
         };
         if let Some(answer) = answer {
             let body = (answer.render)(&appended);
-            idempotency::finish(
+            let still_ours = idempotency::finish(
                 conn,
                 answer.scope,
                 201,
@@ -324,6 +324,11 @@ pub fn append_locked(
                 Some(subject_id),
                 now.millis(),
             )?;
+            if !still_ours {
+                // A retry took the key over while this request stalled: it
+                // records the entry, so this one must record nothing.
+                return Err(StoreError::Rejected(Rejection::IdempotencyLost));
+            }
         }
         Ok(appended)
     }

@@ -161,6 +161,28 @@ pub fn finish(
     .map(|n| n == 1)
 }
 
+/// What a key holds now, for a request that lost it to a takeover: the
+/// answer of the request that finished it, or `InProgress`.
+pub fn current(conn: &mut DbConn, scope: &IdempotencyScope) -> QueryResult<Begin> {
+    let found = scoped(scope)
+        .select((
+            idem::request_sha256,
+            idem::state,
+            idem::response_status,
+            idem::response_body,
+        ))
+        .first::<(String, String, Option<i32>, Option<String>)>(conn)
+        .optional()?;
+    Ok(match found {
+        Some((hash, _, _, _)) if hash != scope.request_sha256 => Begin::Reused,
+        Some((_, state, Some(status), Some(body))) if state == "done" => Begin::Replay {
+            status: status as u16,
+            body,
+        },
+        _ => Begin::InProgress,
+    })
+}
+
 /// Forgets an `in_progress` key whose request failed, so it can be retried.
 pub fn abandon(conn: &mut DbConn, scope: &IdempotencyScope) -> QueryResult<()> {
     diesel::delete(
@@ -245,6 +267,83 @@ mod tests {
             Begin::Replay {
                 status: 201,
                 body: "fresh".into()
+            }
+        );
+    }
+
+    /// The stalled request's append rolls back whole, whether the retry
+    /// has finished (the stalled one then answers the retry's answer) or not.
+    #[test]
+    fn an_append_whose_key_was_taken_over_records_nothing() {
+        use crate::domain::evidence::Evidence;
+        use crate::domain::number::E164;
+        use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
+        use crate::domain::time::Timestamp;
+        use crate::store::append::{self, Answer, OptOutRecord, Record};
+        let (_dir, mut conn) = db();
+        let record = Record::OptOut(OptOutRecord {
+            number: E164::from_canonical("+4915112345678").unwrap(),
+            channel: CaptureChannel::Api,
+            purposes: PurposeSet::all(),
+            message_channels: MessageChannelSet::all(),
+            captured_at: Timestamp::from_millis(0),
+            backfill: false,
+            evidence: Evidence::from_pairs([("reason", "test")]),
+            lift_class: None,
+        });
+        let render = |_: &append::Appended| "{}".to_owned();
+        let stalled = scope("a");
+        assert_eq!(begin(&mut conn, &stalled, 0).unwrap(), Begin::Proceed);
+        let retry = scope("a");
+        assert_eq!(
+            begin(&mut conn, &retry, TAKEOVER_MILLIS).unwrap(),
+            Begin::Proceed
+        );
+        let at = Timestamp::from_millis(TAKEOVER_MILLIS + 1);
+        let lost = append::append(
+            &mut conn,
+            "t",
+            "key_1",
+            &record,
+            Some(Answer {
+                scope: &stalled,
+                render: &render,
+            }),
+            at,
+        );
+        assert!(matches!(
+            lost,
+            Err(crate::store::StoreError::Rejected(
+                crate::store::Rejection::IdempotencyLost
+            ))
+        ));
+        let size = |conn: &mut DbConn| -> i64 {
+            tenants::table
+                .find("t")
+                .select(tenants::tree_size)
+                .first(conn)
+                .unwrap()
+        };
+        assert_eq!(size(&mut conn), 0, "the stalled append rolled back");
+        assert_eq!(current(&mut conn, &stalled).unwrap(), Begin::InProgress);
+        let done = append::append(
+            &mut conn,
+            "t",
+            "key_1",
+            &record,
+            Some(Answer {
+                scope: &retry,
+                render: &render,
+            }),
+            at,
+        );
+        assert_eq!(done.unwrap().seq, 0);
+        assert_eq!(size(&mut conn), 1);
+        assert_eq!(
+            current(&mut conn, &stalled).unwrap(),
+            Begin::Replay {
+                status: 201,
+                body: "{}".into()
             }
         );
     }

@@ -137,3 +137,81 @@ async fn concurrent_retries_record_once() {
     assert!(statuses.contains(&StatusCode::CREATED));
     assert_eq!(app.get("/v1/tenant", &t.admin).await.body["tree_size"], 1);
 }
+
+/// The `updated_at` of the request's idempotency row, once it exists.
+fn key_taken_at(app: &TestApp, key: &str) -> Option<i64> {
+    use consent_ledger::store::connection::establish;
+    use consent_ledger::store::schema::idempotency_keys as idem;
+    use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, RunQueryDsl};
+    let mut conn = establish(&app.database_target()).unwrap();
+    idem::table
+        .filter(idem::idempotency_key.eq(key))
+        .select(idem::updated_at)
+        .first(&mut conn)
+        .optional()
+        .unwrap()
+}
+
+/// Waits (bounded) until the request holding `key` took it at `at`.
+async fn until_key_taken_at(app: &TestApp, key: &str, at: i64) {
+    for _ in 0..200 {
+        if key_taken_at(app, key) == Some(at) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no request took the key {key} at {at}");
+}
+
+/// SPEC section 10: an `in_progress` key older than 60 s is taken over by
+/// a retry. The stalled original must then roll back (one entry for one
+/// key) and answer as the key stands: 409 while the retry runs.
+#[tokio::test]
+async fn a_request_held_past_the_takeover_records_nothing() {
+    use consent_ledger::domain::time::{Clock, Timestamp};
+    use consent_ledger::startup::Hooks;
+    use std::sync::Arc;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let hooks = Hooks {
+        clock: Clock::manual(Timestamp::now()),
+        write_gate: Some(gate.clone()),
+    };
+    let app = spawn_app_hooked(|_| {}, hooks).await;
+    let t = app.tenant("makro", "Makro").await;
+    let body = web_opt_in(NUMBER, "Makro", &["marketing"]);
+    let send = |app: &TestApp| {
+        let request = app
+            .client
+            .post(app.url("/v1/opt-ins"))
+            .bearer_auth(&t.collector)
+            .header("Idempotency-Key", "held")
+            .json(&body);
+        tokio::spawn(async move { TestApp::answer(request.send().await.unwrap()).await })
+    };
+    // The original takes the key and stalls before it writes.
+    let original = send(&app);
+    until_key_taken_at(&app, "held", app.clock.now().millis()).await;
+    // A minute later its retry takes the key over, and stalls too.
+    app.clock.advance(61_000);
+    let retry = send(&app);
+    until_key_taken_at(&app, "held", app.clock.now().millis()).await;
+    // The original goes on first (the gate is first come, first served).
+    gate.add_permits(1);
+    let original = original.await.unwrap();
+    assert_eq!(original.status, StatusCode::CONFLICT, "{}", original.body);
+    assert_eq!(original.code(), "idempotency_in_progress");
+    let (_, note) = app.get_text("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(note.lines().nth(1), Some("0"), "the original wrote nothing");
+    gate.add_permits(1);
+    let retry = retry.await.unwrap();
+    assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
+    assert_eq!(retry.body["seq"], 0);
+    // Asked again, the key answers the retry's entry: one entry for one key.
+    // (A permit, so that a wrong second write would answer instead of hang.)
+    gate.add_permits(1);
+    let again = send(&app).await.unwrap();
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.headers.get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(again.body, retry.body);
+    assert_eq!(app.get("/v1/tenant", &t.admin).await.body["tree_size"], 1);
+}
