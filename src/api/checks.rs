@@ -10,6 +10,7 @@ use crate::domain::number::E164;
 use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
+use crate::store::channels::whatsapp_phone_number_ids;
 use crate::store::consent::{inbound_records, subject_events};
 use crate::store::tenants::{active_brands, find_brand, BrandRow};
 use crate::store::DbConn;
@@ -89,18 +90,31 @@ impl From<&ConsentEvent> for ConsentRef {
     }
 }
 
-/// The window of a number for a business number id, and whether that id is certain.
+/// The window of a number for a business number id, and whether that id is
+/// certain. `configured` caches the tenant's WhatsApp phone number ids
+/// (read only when the check names no id).
 pub fn window_of(
     conn: &mut DbConn,
     tenant: &str,
     number: &E164,
     named: Option<&str>,
     now: Timestamp,
+    configured: &mut Option<Vec<String>>,
 ) -> Result<(Window, bool), ApiError> {
     let records = inbound_records(conn, tenant, number)?;
-    // Configured WhatsApp numbers arrive with the channel settings; until
-    // then the ids seen in interactions are the only ones known.
-    Ok(decision::window_for(&records, named, &[], now))
+    let ids: &[String] = match (named, &*configured) {
+        (Some(_), _) => &[],
+        (None, Some(ids)) => ids,
+        (None, None) => configured.insert(whatsapp_phone_number_ids(conn, tenant)?),
+    };
+    Ok(decision::window_for(&records, named, ids, now))
+}
+
+/// What one request (a check, or a whole batch) reads once.
+#[derive(Default)]
+struct Cache {
+    brands: HashMap<Option<String>, BrandRow>,
+    phone_number_ids: Option<Vec<String>>,
 }
 
 /// Resolves the brand of a check (any status), or the only active brand.
@@ -146,12 +160,17 @@ fn evaluate(
     caller: &Caller,
     request: &CheckRequest,
     now: Timestamp,
-    brands: &mut HashMap<Option<String>, BrandRow>,
+    cache: &mut Cache,
 ) -> Result<Decision, ApiError> {
     let number = parse_number(caller, &request.number, request.region.as_deref())?;
     check_phone_number_id(request.business_phone_number_id.as_deref())?;
     let tenant = &caller.tenant;
-    let brand = resolve_brand(conn, &tenant.id, request.brand.as_deref(), brands)?;
+    let brand = resolve_brand(
+        conn,
+        &tenant.id,
+        request.brand.as_deref(),
+        &mut cache.brands,
+    )?;
     let events = subject_events(conn, &tenant.id, &number)?;
     let question = Question {
         purpose: request.purpose,
@@ -167,6 +186,7 @@ fn evaluate(
             &number,
             request.business_phone_number_id.as_deref(),
             now,
+            &mut cache.phone_number_ids,
         )?,
     };
     let whatsapp = request.channel == MessageChannel::Whatsapp;
@@ -206,7 +226,7 @@ pub async fn check(
     let request = body.value;
     let now = state.now();
     let decision = state
-        .db(move |conn| evaluate(conn, &caller, &request, now, &mut HashMap::new()))
+        .db(move |conn| evaluate(conn, &caller, &request, now, &mut Cache::default()))
         .await?;
     Ok(HttpResponse::Ok().json(decision))
 }
@@ -296,7 +316,7 @@ pub async fn check_batch(
     let now = state.now();
     let decisions = state
         .db(move |conn| {
-            let mut brands = HashMap::new();
+            let mut cache = Cache::default();
             // One read transaction: every item sees the same snapshot.
             conn.snapshot(|conn| {
                 let mut out = Vec::with_capacity(items.len());
@@ -306,7 +326,7 @@ pub async fn check_batch(
                         .cloned()
                         .unwrap_or(serde_json::Value::Null);
                     let decided = json::from_value::<CheckRequest>(item)
-                        .and_then(|request| evaluate(conn, &caller, &request, now, &mut brands));
+                        .and_then(|request| evaluate(conn, &caller, &request, now, &mut cache));
                     out.push(match decided {
                         Ok(decision) => BatchItem::Decision(decision),
                         Err(error) if error.status.is_server_error() => return Err(error),

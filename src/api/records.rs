@@ -520,7 +520,7 @@ pub async fn create_interaction(
                 // deadlock with a webhook on PostgreSQL.
                 lock_log(conn, &tenant)?;
                 record_inbound(conn, &tenant, &number, id.as_deref(), received_at)?;
-                let (window, _) = window_of(conn, &tenant, &number, id.as_deref(), now)?;
+                let (window, _) = window_of(conn, &tenant, &number, id.as_deref(), now, &mut None)?;
                 let body = serde_json::to_string(&InteractionRecorded {
                     number: number.as_str().to_owned(),
                     window,

@@ -85,6 +85,16 @@ pub fn save_settings(
     })
 }
 
+/// The tenant's configured WhatsApp phone number ids, in order.
+pub fn whatsapp_phone_number_ids(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<String>> {
+    channel_numbers::table
+        .filter(channel_numbers::tenant_id.eq(tenant))
+        .filter(channel_numbers::kind.eq(WHATSAPP_PHONE_NUMBER_ID))
+        .order(channel_numbers::value)
+        .select(channel_numbers::value)
+        .load(conn)
+}
+
 /// Marks a provider message as handled; `false` when it was already (a
 /// retry). Call it inside the transaction that records what it means.
 pub fn first_delivery(

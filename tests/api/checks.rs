@@ -1,4 +1,4 @@
-//! `POST /v1/checks/batch`: order, per-item errors, limits.
+//! `POST /v1/checks` and `/v1/checks/batch`: order, per-item errors, limits, and the window the decision reports.
 
 use crate::helpers::*;
 use reqwest::StatusCode;
@@ -81,4 +81,73 @@ async fn a_batch_is_bounded() {
         .await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(answer.code(), "payload_too_large");
+}
+
+/// SPEC section 2: the window reported is the named id's, or the tenant's
+/// only configured id's; with several configured and none named, the
+/// latest of any, but no free-form reply is allowed.
+#[tokio::test]
+async fn the_window_follows_the_configured_whatsapp_numbers() {
+    use crate::channels::{settings, PHONE_NUMBER_ID};
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let configure = |ids: &[&str]| {
+        let mut body = settings();
+        body["whatsapp"]["phone_numbers"] = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| json!({"id": id, "display": format!("+493012345{i}")}))
+            .collect();
+        body
+    };
+    let put = app
+        .put("/v1/channels", &t.admin, &configure(&[PHONE_NUMBER_ID]))
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let check = json!({"number": NUMBER, "purpose": "utility"});
+    // One configured id and no message: that id's (closed) window.
+    let answer = app.check(&t, check.clone()).await;
+    assert_eq!(
+        answer.body["window"],
+        json!({"open": false, "closes_at": null, "business_phone_number_id": PHONE_NUMBER_ID})
+    );
+    let wrote = app
+        .post(
+            "/v1/interactions",
+            &t.sender,
+            &json!({"number": NUMBER, "business_phone_number_id": PHONE_NUMBER_ID,
+                    "received_at": at(-60)}),
+        )
+        .await;
+    assert_eq!(wrote.status, StatusCode::OK, "{}", wrote.body);
+    let answer = app.check(&t, check.clone()).await;
+    assert_eq!(answer.body["window"]["open"], true);
+    assert_eq!(answer.body["session_reply_allowed"], true);
+    // A second configured id the person never wrote to: with no id named,
+    // the latest window is reported, but a free-form reply is not allowed.
+    let put = app
+        .put(
+            "/v1/channels",
+            &t.admin,
+            &configure(&[PHONE_NUMBER_ID, "206540352242999"]),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let answer = app.check(&t, check.clone()).await;
+    assert_eq!(answer.body["window"]["open"], true);
+    assert_eq!(
+        answer.body["window"]["business_phone_number_id"],
+        PHONE_NUMBER_ID
+    );
+    assert_eq!(answer.body["session_reply_allowed"], false);
+    let mut named = check.clone();
+    named["business_phone_number_id"] = json!("206540352242999");
+    let answer = app.check(&t, named).await;
+    assert_eq!(answer.body["window"]["open"], false);
+    assert_eq!(answer.body["session_reply_allowed"], false);
+    // The same in a batch.
+    let batch = app
+        .post("/v1/checks/batch", &t.sender, &json!({"checks": [check]}))
+        .await;
+    assert_eq!(batch.body["decisions"][0]["session_reply_allowed"], false);
 }

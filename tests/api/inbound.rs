@@ -323,6 +323,22 @@ async fn user_messages_open_the_window_statuses_and_reactions_do_not() {
     )
     .await;
     assert_eq!(window("+4915112345679").await["open"], false);
+    // Not for any business number: no window at all was stored for it.
+    assert_eq!(stored_windows(&app, "+4915112345679"), 0);
+    assert_eq!(stored_windows(&app, NUMBER), 1);
+}
+
+/// How many customer-service windows are stored for a number (any id).
+fn stored_windows(app: &TestApp, number: &str) -> i64 {
+    use consent_ledger::store::connection::establish;
+    use consent_ledger::store::schema::windows;
+    use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+    let mut conn = establish(&app.database_target()).unwrap();
+    windows::table
+        .filter(windows::e164.eq(number))
+        .count()
+        .get_result(&mut conn)
+        .unwrap()
 }
 
 #[tokio::test]
