@@ -90,6 +90,7 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(api::channels::get_channels)
         .service(api::channels::put_channels)
         .service(api::channels::dead_letters)
+        .service(api::channels::dead_letter)
         .service(crate::channels::whatsapp::whatsapp_handshake)
         .service(crate::channels::whatsapp::whatsapp_notification)
         .service(crate::channels::twilio::twilio_message)

@@ -1,9 +1,11 @@
 //! `PUT`/`GET /v1/channels` (admin): the channel settings the webhooks
-//! work with; `GET /v1/dead-letters` (admin): what they could not apply.
+//! work with; `GET /v1/dead-letters` and `/v1/dead-letters/{id}` (admin):
+//! what they could not apply, and what it held.
 
 use super::auth::{Caller, Role};
 use super::json::ApiJson;
 use super::AppState;
+use crate::channels::inbound;
 use crate::channels::settings::{
     apply_input, BrandLookup, ChannelSettingsInput, ChannelSettingsView, StoredSettings,
 };
@@ -11,6 +13,7 @@ use crate::domain::evidence::FieldError;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
 use crate::store::channels::{self as store, TWILIO_NUMBER};
+use crate::store::connection::lock_log;
 use crate::store::tenants::find_brand;
 use crate::store::DbConn;
 use actix_web::{get, put, web, HttpResponse};
@@ -102,22 +105,31 @@ pub async fn put_channels(
                     .with_errors(errors)
                 })?;
             let json = serde_json::to_string(&stored).map_err(ApiError::internal)?;
-            let taken =
-                store::save_settings(conn, &tenant, &json, &stored.numbers(), now.millis())?;
-            if let Some(number) = taken {
-                let field = if number.kind == TWILIO_NUMBER {
-                    "twilio.numbers"
-                } else {
-                    "whatsapp.phone_numbers"
-                };
-                return Err(ApiError::unprocessable(
-                    "invalid_request",
-                    "a business number is already used by another tenant",
-                )
-                .with_errors(vec![FieldError::new(field, "number_taken")]));
-            }
-            tracing::info!("channel settings replaced");
-            Ok(stored.view())
+            conn.immediate_transaction(|conn| {
+                lock_log(conn, &tenant)?;
+                let taken =
+                    store::replace_settings(conn, &tenant, &json, &stored.numbers(), now.millis())?;
+                if let Some(number) = taken {
+                    let field = if number.kind == TWILIO_NUMBER {
+                        "twilio.numbers"
+                    } else {
+                        "whatsapp.phone_numbers"
+                    };
+                    return Err(ApiError::unprocessable(
+                        "invalid_request",
+                        "a business number is already used by another tenant",
+                    )
+                    .with_errors(vec![FieldError::new(field, "number_taken")]));
+                }
+                // Opt-outs kept while a number was not configured apply now.
+                let applied =
+                    inbound::apply_letters_for_business(conn, &master, &tenant, &stored, now)?;
+                tracing::info!(
+                    kept_opt_outs_applied = applied.len(),
+                    "channel settings replaced"
+                );
+                Ok(stored.view())
+            })
         })
         .await?;
     Ok(HttpResponse::Ok().json(view))
@@ -143,6 +155,37 @@ pub struct DeadLetter {
     /// The business number it was sent to (phone number id or Twilio number).
     pub phone_number_id: Option<String>,
     pub received_at: Timestamp,
+    /// When a kept opt-out was applied (its business number configured, or
+    /// its user id resolved); null while it waits or holds no opt-out.
+    pub resolved_at: Option<Timestamp>,
+    /// The entry that applied it.
+    pub resolved_seq: Option<u64>,
+}
+
+impl From<store::DeadLetterRow> for DeadLetter {
+    fn from(r: store::DeadLetterRow) -> Self {
+        Self {
+            id: r.id,
+            provider: r.provider,
+            reason: r.reason,
+            phone_number_id: r.phone_number_id,
+            received_at: Timestamp::from_millis(r.received_at),
+            resolved_at: r.resolved_at.map(Timestamp::from_millis),
+            resolved_seq: r.resolved_seq.map(|s| s as u64),
+        }
+    }
+}
+
+/// A dead letter with what it held, unsealed (admins only).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterDetail {
+    #[serde(flatten)]
+    pub letter: DeadLetter,
+    /// What arrived, as kept: the message (sender, business number, time,
+    /// text or button payload) or preference, or the statuses, reactions
+    /// and system messages of an unknown business number.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -185,17 +228,48 @@ pub async fn dead_letters(
     let letters: Vec<DeadLetter> = rows
         .into_iter()
         .take(limit as usize)
-        .map(|r| DeadLetter {
-            id: r.id,
-            provider: r.provider,
-            reason: r.reason,
-            phone_number_id: r.phone_number_id,
-            received_at: Timestamp::from_millis(r.received_at),
-        })
+        .map(DeadLetter::from)
         .collect();
     let next_after = more.then(|| letters.last().map(|l| l.id)).flatten();
     Ok(HttpResponse::Ok().json(DeadLetterPage {
         dead_letters: letters,
         next_after,
     }))
+}
+
+#[utoipa::path(
+    tag = "channels",
+    params(("id" = i64, Path, description = "The dead letter's id")),
+    responses(
+        (status = 200, description = "The dead letter and its unsealed payload", body = DeadLetterDetail),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/v1/dead-letters/{id}")]
+pub async fn dead_letter(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let tenant = caller.tenant.id;
+    let id = id.into_inner();
+    let master = state.master.clone();
+    let detail = state
+        .db(move |conn| {
+            let row = store::dead_letter(conn, &tenant, id)?
+                .ok_or_else(|| ApiError::not_found("no such dead letter"))?;
+            let payload =
+                inbound::open_letter(&master, &tenant, &row.payload_sealed).ok_or_else(|| {
+                    ApiError::internal("a dead letter does not open with this master key")
+                })?;
+            Ok(DeadLetterDetail {
+                letter: DeadLetter::from(row),
+                payload,
+            })
+        })
+        .await?;
+    tracing::info!(dead_letter = id, by = %caller.key_id, "dead letter read");
+    Ok(HttpResponse::Ok().json(detail))
 }

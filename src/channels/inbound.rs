@@ -1,96 +1,32 @@
-//! What an inbound message means for the ledger (SPEC section 7), and
-//! recording it: the delivery's dedup mark, the window, and every entry it
-//! causes commit in one transaction under the log's lock, or none do.
+//! Recording an inbound message (SPEC section 7): the delivery's dedup mark,
+//! the window, and every entry it causes commit in one transaction under the
+//! log's lock, or none do. What cannot be applied is kept as a dead letter,
+//! and a kept opt-out is applied, with its own `captured_at`, as soon as it
+//! can be (SPEC section 3). What a message means: `message.rs`.
 
+use super::letter::{LetterPayload, MessageLetter, PreferenceLetter};
+use super::message::{
+    intent, message_evidence, message_letter, message_of_letter, opt_out_purposes,
+    preference_letter, InboundMessage, Intent, PreferenceChange, Provider, Sender,
+};
 use super::settings::{OptInMatch, StoredSettings};
-use super::whatsapp_payload::Content;
 use crate::domain::evidence::Evidence;
-use crate::domain::keywords::{classify, normalize, Meaning};
 use crate::domain::number::E164;
-use crate::domain::purpose::{CaptureChannel, MessageChannel, MessageChannelSet, PurposeSet};
+use crate::domain::purpose::{
+    CaptureChannel, MessageChannel, MessageChannelSet, Purpose, PurposeSet,
+};
 use crate::domain::text::is_readable_text;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::store::append::{
     append_locked, LiftClass, LiftRecord, OptInRecord, OptOutRecord, Record,
 };
-use crate::store::channels::{self, NewDeadLetter};
+use crate::store::channels::{self, DeadLetterRow, NewDeadLetter};
 use crate::store::connection::lock_log;
 use crate::store::consent::record_inbound;
 use crate::store::tenants::find_brand;
 use crate::store::{DbConn, StoreResult};
 use hmac::{KeyInit, Mac};
-
-/// Where a message came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    WhatsApp,
-    Twilio,
-}
-
-impl Provider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::WhatsApp => "whatsapp",
-            Provider::Twilio => "twilio",
-        }
-    }
-
-    pub fn collector(self) -> &'static str {
-        match self {
-            Provider::WhatsApp => "webhook:whatsapp",
-            Provider::Twilio => "webhook:twilio",
-        }
-    }
-
-    fn capture_channel(self) -> CaptureChannel {
-        match self {
-            Provider::WhatsApp => CaptureChannel::Whatsapp,
-            Provider::Twilio => CaptureChannel::Sms,
-        }
-    }
-
-    fn message_channel(self) -> MessageChannel {
-        match self {
-            Provider::WhatsApp => MessageChannel::Whatsapp,
-            Provider::Twilio => MessageChannel::Sms,
-        }
-    }
-}
-
-/// Who sent a message: a number, or only a business-scoped user id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sender {
-    Number {
-        number: E164,
-        user_id: Option<String>,
-    },
-    UserId(String),
-    /// Nothing that names a person we can resolve (a malformed number).
-    Unknown,
-}
-
-/// One inbound message, as both webhooks hand it over.
-#[derive(Debug, Clone)]
-pub struct InboundMessage {
-    pub provider: Provider,
-    pub sender: Sender,
-    /// The provider's message id (`wamid.…`, `SM…`).
-    pub message_id: String,
-    /// The WhatsApp phone number id or the Twilio number it was sent to.
-    pub business: String,
-    pub captured_at: Timestamp,
-    pub content: Content,
-}
-
-/// WhatsApp's own marketing stop or resume (`user_preferences`).
-#[derive(Debug, Clone)]
-pub struct PreferenceChange {
-    pub sender: Sender,
-    pub business: String,
-    pub stop: bool,
-    pub captured_at: Timestamp,
-}
 
 /// What handling a delivery did (for the log line and the tests' eyes).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,78 +34,6 @@ pub enum Outcome {
     Duplicate,
     Recorded { seqs: Vec<u64> },
     DeadLetter { reason: &'static str },
-}
-
-/// What a message asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Intent<'a> {
-    OptOut { full: bool },
-    Lift,
-    OptIn(&'a OptInMatch),
-    Nothing,
-}
-
-fn words(normalized: &str) -> usize {
-    normalized.split(' ').filter(|w| !w.is_empty()).count()
-}
-
-fn intent<'a>(provider: Provider, content: &Content, settings: &'a StoredSettings) -> Intent<'a> {
-    let matches: &[OptInMatch] = match provider {
-        Provider::WhatsApp => settings.whatsapp.as_ref().map_or(&[], |w| &w.opt_in),
-        Provider::Twilio => settings.twilio.as_ref().map_or(&[], |t| &t.opt_in),
-    };
-    let extra = settings.normalized_keywords();
-    let (text, is_button, is_reply) = match content {
-        Content::Button { payload, .. } => {
-            if let Some(m) = matches.iter().find(|m| m.match_text == *payload) {
-                return Intent::OptIn(m);
-            }
-            (payload, true, true)
-        }
-        Content::Text { body, reply_to } => (body, false, reply_to.is_some()),
-        Content::Other => return Intent::Nothing,
-    };
-    let normalized = normalize(text);
-    match classify(&normalized, &extra) {
-        Meaning::FullOptOut => Intent::OptOut { full: true },
-        Meaning::PartialOptOut => Intent::OptOut { full: false },
-        Meaning::Lift => Intent::Lift,
-        // A button opts in only by its exact payload (above).
-        Meaning::Other if is_button => Intent::Nothing,
-        Meaning::Other => matches
-            .iter()
-            .filter(|m| normalize(&m.match_text) == normalized)
-            // On WhatsApp a one-word text opts in only as a reply to the business.
-            .find(|m| {
-                provider == Provider::Twilio || is_reply || words(&normalize(&m.match_text)) >= 2
-            })
-            .map_or(Intent::Nothing, Intent::OptIn),
-    }
-}
-
-/// The evidence a message carries: its channel's opt-in keys.
-fn message_evidence(message: &InboundMessage) -> Evidence {
-    let mut pairs: Vec<(&str, &str)> = vec![("message_id", &message.message_id)];
-    pairs.push(match message.provider {
-        Provider::WhatsApp => ("business_phone_number_id", &message.business),
-        Provider::Twilio => ("from_number_to", &message.business),
-    });
-    match &message.content {
-        Content::Text { body, reply_to } => {
-            pairs.push(("body", body));
-            if let (Provider::WhatsApp, Some(id)) = (message.provider, reply_to) {
-                pairs.push(("prompt_message_id", id));
-            }
-        }
-        Content::Button { payload, reply_to } => {
-            pairs.push(("button_payload", payload));
-            if let Some(id) = reply_to {
-                pairs.push(("prompt_message_id", id));
-            }
-        }
-        Content::Other => {}
-    }
-    Evidence::from_list(&pairs)
 }
 
 /// The tenant's keyed hash of a delivery: survives erasure, names no one.
@@ -189,25 +53,33 @@ const MAX_OPT_IN_AGE_MILLIS: i64 = 30 * 24 * 3600 * 1000;
 /// How far a provider's timestamp may run ahead of our clock.
 const FUTURE_SKEW_MILLIS: i64 = 60_000;
 
-/// Seals what could not be applied, for an admin to act on.
-fn sealed_letter(master: &MasterKey, tenant: &str, payload: &serde_json::Value) -> String {
-    master.kek().seal(
-        payload.to_string().as_bytes(),
-        format!("consent-ledger/dead-letter/v1\n{tenant}").as_bytes(),
-    )
+/// Where a dead letter's payload is sealed (the associated data).
+fn letter_aad(tenant: &str) -> Vec<u8> {
+    format!("consent-ledger/dead-letter/v1\n{tenant}").into_bytes()
 }
 
-/// The number a sender stands for, remembering a user id that came with it.
+/// Opens a dead letter's sealed payload (any JSON: letters kept by older
+/// versions have another shape).
+pub fn open_letter(master: &MasterKey, tenant: &str, sealed: &str) -> Option<serde_json::Value> {
+    let plain = master.kek().open(sealed, &letter_aad(tenant))?;
+    serde_json::from_slice(&plain).ok()
+}
+
+/// The number a sender stands for, remembering a user id that came with
+/// it, and applying the opt-outs that waited for that user id.
 fn resolve_sender(
     conn: &mut DbConn,
+    master: &MasterKey,
     tenant: &str,
+    settings: &StoredSettings,
     sender: &Sender,
-    now: i64,
+    now: Timestamp,
 ) -> StoreResult<Option<E164>> {
     Ok(match sender {
         Sender::Number { number, user_id } => {
             if let Some(user_id) = user_id {
-                channels::remember_alias(conn, tenant, user_id, number, now)?;
+                channels::remember_alias(conn, tenant, user_id, number, now.millis())?;
+                apply_letters_waiting_for(conn, master, tenant, settings, user_id, now)?;
             }
             Some(number.clone())
         }
@@ -221,18 +93,25 @@ pub struct Letter<'a> {
     pub provider: Provider,
     pub reason: &'static str,
     pub business: Option<&'a str>,
-    /// What an admin needs to act on it; stored sealed.
-    pub payload: serde_json::Value,
+    /// What an admin needs to act on it, and the service to apply it; sealed.
+    pub payload: LetterPayload,
+    /// The user id it waits for (a sender without a readable number).
+    pub waits_for: Option<&'a str>,
 }
 
-fn dead_letter(
+/// Keeps a dead letter (inside the caller's transaction).
+fn keep(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
     letter: Letter<'_>,
     now: Timestamp,
 ) -> StoreResult<Outcome> {
-    let sealed = sealed_letter(master, tenant, &letter.payload);
+    let json = serde_json::to_vec(&letter.payload).expect("a letter serialises");
+    let sealed = master.kek().seal(&json, &letter_aad(tenant));
+    let user_id_hash = letter
+        .waits_for
+        .map(|user_id| dedup_key(master, tenant, &["user_id", user_id]));
     channels::insert_dead_letter(
         conn,
         tenant,
@@ -241,6 +120,8 @@ fn dead_letter(
             reason: letter.reason,
             phone_number_id: letter.business,
             payload_sealed: &sealed,
+            opt_out: letter.payload.holds_opt_out(),
+            user_id_hash: user_id_hash.as_deref(),
         },
         now.millis(),
     )?;
@@ -265,7 +146,10 @@ pub fn record_message(
     now: Timestamp,
 ) -> StoreResult<Outcome> {
     let intent = intent(message.provider, &message.content, settings);
-    let channel = message.provider.capture_channel();
+    let withdrawn = match intent {
+        Intent::OptOut { full } => Some(opt_out_purposes(full, settings)),
+        _ => None,
+    };
     conn.immediate_transaction(|conn| {
         // The log first: the rows written below reference the tenant, and
         // on PostgreSQL that share lock taken before the log's would
@@ -283,36 +167,29 @@ pub fn record_message(
             provider: message.provider,
             reason,
             business: Some(&message.business),
-            payload: serde_json::json!({
-                "reason": reason,
-                "message_id": message.message_id,
-                "business": message.business,
-                "sender": match &message.sender {
-                    Sender::Number { number, .. } => number.as_str().to_owned(),
-                    Sender::UserId(id) => id.clone(),
-                    Sender::Unknown => String::new(),
-                },
-                "captured_at": message.captured_at.to_string(),
-                "content": match &message.content {
-                    Content::Text { body, .. } => serde_json::json!({"body": body}),
-                    Content::Button { payload, .. } => serde_json::json!({"button_payload": payload}),
-                    Content::Other => serde_json::Value::Null,
-                },
-            }),
+            payload: message_letter(message, withdrawn),
+            waits_for: message.sender.only_user_id(),
         };
-        // A provider clock ahead of ours: an opt-out (or a plain message)
-        // counts from now rather than not at all; what restores consent waits
-        // for an admin.
-        let mut captured_at = message.captured_at;
-        if captured_at > now.plus_millis(FUTURE_SKEW_MILLIS) {
-            if matches!(intent, Intent::OptIn(_) | Intent::Lift) {
-                return dead_letter(conn, master, tenant, letter("timestamp_in_future"), now);
+        // A provider clock ahead of ours, or no readable time at all: an
+        // opt-out (or a plain message) counts from now rather than not at
+        // all; what restores consent waits for an admin.
+        let captured_at = match message.captured_at {
+            Some(at) if at <= now.plus_millis(FUTURE_SKEW_MILLIS) => at,
+            unusable => {
+                if matches!(intent, Intent::OptIn(_) | Intent::Lift) {
+                    let reason = match unusable {
+                        Some(_) => "timestamp_in_future",
+                        None => "invalid_timestamp",
+                    };
+                    return keep(conn, master, tenant, letter(reason), now);
+                }
+                now
             }
-            captured_at = now;
-        }
-        let Some(number) = resolve_sender(conn, tenant, &message.sender, now.millis())? else {
-            if matches!(intent, Intent::OptOut { .. }) {
-                return dead_letter(conn, master, tenant, letter("unknown_sender"), now);
+        };
+        let resolved = resolve_sender(conn, master, tenant, settings, &message.sender, now)?;
+        let Some(number) = resolved else {
+            if withdrawn.is_some() {
+                return keep(conn, master, tenant, letter("unknown_sender"), now);
             }
             return Ok(Outcome::Recorded { seqs: Vec::new() });
         };
@@ -320,79 +197,185 @@ pub fn record_message(
             record_inbound(conn, tenant, &number, Some(&message.business), captured_at)?;
         }
         let evidence = message_evidence(message);
-        let collector = message.provider.collector();
-        let mut seqs = Vec::new();
-        match intent {
+        let done = match intent {
             Intent::OptOut { full } => {
-                let purposes = if full {
-                    PurposeSet::all()
-                } else {
-                    settings.partial_opt_out.iter().copied().collect()
-                };
-                let record = Record::OptOut(OptOutRecord {
-                    number,
-                    channel,
-                    purposes,
-                    message_channels: MessageChannelSet::all(),
-                    captured_at,
-                    backfill: false,
-                    evidence,
-                    lift_class: Some(LiftClass::Keyword),
-                });
-                seqs.push(append_locked(conn, tenant, collector, &record, None, now)?.seq);
+                let purposes = opt_out_purposes(full, settings);
+                let opt_out =
+                    keyword_opt_out(message.provider, number, purposes, captured_at, evidence);
+                vec![
+                    append_locked(
+                        conn,
+                        tenant,
+                        message.provider.collector(),
+                        &opt_out,
+                        None,
+                        now,
+                    )?
+                    .seq,
+                ]
             }
             Intent::Lift => {
-                for lifts in channels::liftable_opt_outs(
+                let lift = Lift {
+                    class: LiftClass::Keyword,
+                    channel: message.provider.capture_channel(),
+                    captured_at,
+                    evidence,
+                };
+                lift_opt_outs(
                     conn,
                     tenant,
+                    message.provider.collector(),
                     &number,
-                    LiftClass::Keyword,
-                    channel,
-                    captured_at.millis(),
-                )? {
-                    let record = Record::Lift(LiftRecord {
-                        number: number.clone(),
-                        channel,
-                        captured_at,
-                        evidence: evidence.clone(),
-                        lifts,
-                    });
-                    seqs.push(append_locked(conn, tenant, collector, &record, None, now)?.seq);
-                }
+                    &lift,
+                    now,
+                )?
             }
             Intent::OptIn(m) => {
                 if !is_readable_text(&m.prompt) {
                     // Saved before prompts were checked: it cannot be a consent text.
-                    return dead_letter(conn, master, tenant, letter("unreadable_prompt"), now);
+                    return keep(conn, master, tenant, letter("unreadable_prompt"), now);
                 }
-                let brand = find_brand(conn, tenant, &m.brand)?.filter(|b| b.retired_at.is_none());
-                let fresh = captured_at.millis() + MAX_OPT_IN_AGE_MILLIS >= now.millis();
-                if let (Some(brand), true) = (brand, fresh) {
-                    let message_channels = match &m.message_channels {
-                        Some(list) => list.iter().copied().collect(),
-                        None => [message.provider.message_channel()].into_iter().collect(),
-                    };
-                    let record = Record::OptIn(OptInRecord {
-                        number,
-                        channel,
-                        brand_id: brand.id,
-                        company_name_shown: brand.name,
-                        consent_text: m.prompt.clone(),
-                        purposes: m.purposes.iter().copied().collect(),
-                        message_channels,
-                        captured_at,
-                        language: None,
-                        backfill: false,
-                        confirmation: None,
-                        evidence,
-                    });
-                    seqs.push(append_locked(conn, tenant, collector, &record, None, now)?.seq);
-                }
+                let opt_in = OptInFromMessage {
+                    matched: m,
+                    provider: message.provider,
+                    number,
+                    captured_at,
+                    evidence,
+                };
+                record_opt_in(conn, tenant, &opt_in, now)?
             }
-            Intent::Nothing => {}
-        }
-        Ok(Outcome::Recorded { seqs })
+            Intent::Nothing => Vec::new(),
+        };
+        Ok(Outcome::Recorded { seqs: done })
     })
+}
+
+/// A full or partial opt-out by message, which START, UNSTOP or YES lift.
+fn keyword_opt_out(
+    provider: Provider,
+    number: E164,
+    purposes: PurposeSet,
+    captured_at: Timestamp,
+    evidence: Evidence,
+) -> Record {
+    Record::OptOut(OptOutRecord {
+        number,
+        channel: provider.capture_channel(),
+        purposes,
+        message_channels: MessageChannelSet::all(),
+        captured_at,
+        backfill: false,
+        evidence,
+        lift_class: Some(LiftClass::Keyword),
+    })
+}
+
+/// What a lifting message carries.
+struct Lift {
+    class: LiftClass,
+    channel: CaptureChannel,
+    captured_at: Timestamp,
+    evidence: Evidence,
+}
+
+/// Lifts every effective opt-out of that class, channel and earlier time:
+/// one `opt_out_lifted` entry each, in seq order.
+fn lift_opt_outs(
+    conn: &mut DbConn,
+    tenant: &str,
+    collector: &str,
+    number: &E164,
+    lift: &Lift,
+    now: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    let mut seqs = Vec::new();
+    let liftable = channels::liftable_opt_outs(
+        conn,
+        tenant,
+        number,
+        lift.class,
+        lift.channel,
+        lift.captured_at.millis(),
+    )?;
+    for lifts in liftable {
+        let record = Record::Lift(LiftRecord {
+            number: number.clone(),
+            channel: lift.channel,
+            captured_at: lift.captured_at,
+            evidence: lift.evidence.clone(),
+            lifts,
+        });
+        seqs.push(append_locked(conn, tenant, collector, &record, None, now)?.seq);
+    }
+    Ok(seqs)
+}
+
+/// An opt-in a message matched.
+struct OptInFromMessage<'a> {
+    matched: &'a OptInMatch,
+    provider: Provider,
+    number: E164,
+    captured_at: Timestamp,
+    evidence: Evidence,
+}
+
+/// Records a matched opt-in unless its brand was retired or it is older
+/// than an API opt-in may be without `backfill`.
+fn record_opt_in(
+    conn: &mut DbConn,
+    tenant: &str,
+    opt_in: &OptInFromMessage<'_>,
+    now: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    let m = opt_in.matched;
+    let brand = find_brand(conn, tenant, &m.brand)?.filter(|b| b.retired_at.is_none());
+    let fresh = opt_in.captured_at.millis() + MAX_OPT_IN_AGE_MILLIS >= now.millis();
+    let (Some(brand), true) = (brand, fresh) else {
+        return Ok(Vec::new());
+    };
+    let message_channels = match &m.message_channels {
+        Some(list) => list.iter().copied().collect(),
+        None => [opt_in.provider.message_channel()].into_iter().collect(),
+    };
+    let record = Record::OptIn(OptInRecord {
+        number: opt_in.number.clone(),
+        channel: opt_in.provider.capture_channel(),
+        brand_id: brand.id,
+        company_name_shown: brand.name,
+        consent_text: m.prompt.clone(),
+        purposes: m.purposes.iter().copied().collect(),
+        message_channels,
+        captured_at: opt_in.captured_at,
+        language: None,
+        backfill: false,
+        confirmation: None,
+        evidence: opt_in.evidence.clone(),
+    });
+    let collector = opt_in.provider.collector();
+    Ok(vec![
+        append_locked(conn, tenant, collector, &record, None, now)?.seq,
+    ])
+}
+
+/// WhatsApp's own marketing stop: an opt-out of marketing on WhatsApp.
+fn marketing_stop(number: E164, captured_at: Timestamp, evidence: Evidence) -> Record {
+    Record::OptOut(OptOutRecord {
+        number,
+        channel: CaptureChannel::Whatsapp,
+        purposes: [Purpose::Marketing].into_iter().collect(),
+        message_channels: [MessageChannel::Whatsapp].into_iter().collect(),
+        captured_at,
+        backfill: false,
+        evidence,
+        lift_class: Some(LiftClass::MarketingPreference),
+    })
+}
+
+fn preference_evidence(business: &str, value: &str) -> Evidence {
+    Evidence::from_pairs([
+        ("business_phone_number_id", business),
+        ("preference", value),
+    ])
 }
 
 /// Records WhatsApp's marketing stop (an opt-out of marketing on WhatsApp)
@@ -401,6 +384,7 @@ pub fn record_preference(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
+    settings: &StoredSettings,
     dedup: &[&str],
     change: &PreferenceChange,
     now: Timestamp,
@@ -416,76 +400,44 @@ pub fn record_preference(
             provider: Provider::WhatsApp,
             reason,
             business: Some(&change.business),
-            payload: serde_json::json!({"reason": reason, "user_preferences": value,
-                "sender": match &change.sender {
-                    Sender::Number { number, .. } => number.as_str().to_owned(),
-                    Sender::UserId(id) => id.clone(),
-                    Sender::Unknown => String::new(),
-                },
-                "business": change.business,
-                "captured_at": change.captured_at.to_string()}),
+            payload: preference_letter(change, Some(change.captured_at)),
+            waits_for: change.sender.only_user_id(),
         };
         let mut captured_at = change.captured_at;
         if captured_at > now.plus_millis(FUTURE_SKEW_MILLIS) {
             if !change.stop {
-                return dead_letter(conn, master, tenant, letter("timestamp_in_future"), now);
+                return keep(conn, master, tenant, letter("timestamp_in_future"), now);
             }
             captured_at = now;
         }
-        let Some(number) = resolve_sender(conn, tenant, &change.sender, now.millis())? else {
+        let resolved = resolve_sender(conn, master, tenant, settings, &change.sender, now)?;
+        let Some(number) = resolved else {
             if change.stop {
-                return dead_letter(conn, master, tenant, letter("unknown_sender"), now);
+                return keep(conn, master, tenant, letter("unknown_sender"), now);
             }
             return Ok(Outcome::Recorded { seqs: Vec::new() });
         };
         let collector = Provider::WhatsApp.collector();
-        let mut seqs = Vec::new();
-        if change.stop {
-            let record = Record::OptOut(OptOutRecord {
-                number,
-                channel: CaptureChannel::Whatsapp,
-                purposes: [crate::domain::purpose::Purpose::Marketing]
-                    .into_iter()
-                    .collect(),
-                message_channels: [MessageChannel::Whatsapp].into_iter().collect(),
-                captured_at,
-                backfill: false,
-                evidence: Evidence::from_pairs([
-                    ("business_phone_number_id", change.business.as_str()),
-                    ("preference", "stop"),
-                ]),
-                lift_class: Some(LiftClass::MarketingPreference),
-            });
-            seqs.push(append_locked(conn, tenant, collector, &record, None, now)?.seq);
+        let evidence = preference_evidence(&change.business, value);
+        let seqs = if change.stop {
+            let record = marketing_stop(number, captured_at, evidence);
+            vec![append_locked(conn, tenant, collector, &record, None, now)?.seq]
         } else {
-            for lifts in channels::liftable_opt_outs(
-                conn,
-                tenant,
-                &number,
-                LiftClass::MarketingPreference,
-                CaptureChannel::Whatsapp,
-                captured_at.millis(),
-            )? {
-                let record = Record::Lift(LiftRecord {
-                    number: number.clone(),
-                    channel: CaptureChannel::Whatsapp,
-                    captured_at,
-                    evidence: Evidence::from_pairs([
-                        ("business_phone_number_id", change.business.as_str()),
-                        ("preference", "resume"),
-                    ]),
-                    lifts,
-                });
-                seqs.push(append_locked(conn, tenant, collector, &record, None, now)?.seq);
-            }
-        }
+            let lift = Lift {
+                class: LiftClass::MarketingPreference,
+                channel: CaptureChannel::Whatsapp,
+                captured_at,
+                evidence,
+            };
+            lift_opt_outs(conn, tenant, collector, &number, &lift, now)?
+        };
         Ok(Outcome::Recorded { seqs })
     })
 }
 
-/// Keeps something that cannot be applied at all (an unknown business
-/// number): one dead letter, outside any append.
-/// `dedup` names the delivery, so a retry adds no second letter.
+/// Keeps something that cannot be applied now (an unknown business
+/// number, a preference without its time): one dead letter, outside any
+/// append. `dedup` names the delivery, so a retry adds no second letter.
 pub fn keep_unapplied(
     conn: &mut DbConn,
     master: &MasterKey,
@@ -496,109 +448,194 @@ pub fn keep_unapplied(
 ) -> StoreResult<Outcome> {
     let key = dedup_key(master, tenant, dedup);
     conn.immediate_transaction(|conn| {
+        lock_log(conn, tenant)?;
         if !channels::first_delivery(conn, tenant, &key, now.millis())? {
             return Ok(Outcome::Duplicate);
         }
-        dead_letter(conn, master, tenant, letter, now)
+        keep(conn, master, tenant, letter, now)
+    })
+}
+
+/// Keeps a message sent to a business number the tenant does not have
+/// (yet): its opt-out applies once the number is configured.
+pub fn keep_for_unknown_business(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    message: &InboundMessage,
+    now: Timestamp,
+) -> StoreResult<Outcome> {
+    let withdrawn = match intent(message.provider, &message.content, settings) {
+        Intent::OptOut { full } => Some(opt_out_purposes(full, settings)),
+        _ => None,
+    };
+    let letter = Letter {
+        provider: message.provider,
+        reason: "unknown_phone_number_id",
+        business: Some(message.business.as_str()).filter(|b| !b.is_empty()),
+        payload: message_letter(message, withdrawn),
+        waits_for: message.sender.only_user_id(),
+    };
+    let dedup = [message.provider.as_str(), message.message_id.as_str()];
+    keep_unapplied(conn, master, tenant, &dedup, letter, now)
+}
+
+/// Applies the kept opt-outs that waited for `user_id`, now that it
+/// stands for a number (inside the caller's transaction, under the log's
+/// lock). Returns the seqs appended.
+fn apply_letters_waiting_for(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    user_id: &str,
+    now: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    let hash = dedup_key(master, tenant, &["user_id", user_id]);
+    let waiting = channels::letters_waiting_for(conn, tenant, &hash)?;
+    apply_letters(conn, master, tenant, settings, &waiting, now)
+}
+
+/// Applies the kept opt-outs that arrived for business numbers the tenant
+/// has now (call inside a transaction that holds the log's lock, after the
+/// settings are saved). Returns the seqs appended.
+pub fn apply_letters_for_business(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    now: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    let business: Vec<String> = settings
+        .whatsapp
+        .iter()
+        .flat_map(|w| w.phone_numbers.iter().map(|p| p.id.clone()))
+        .collect();
+    if business.is_empty() {
+        return Ok(Vec::new());
+    }
+    let waiting = channels::letters_for_business(conn, tenant, &business)?;
+    apply_letters(conn, master, tenant, settings, &waiting, now)
+}
+
+fn apply_letters(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    rows: &[DeadLetterRow],
+    now: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    let mut seqs = Vec::new();
+    for row in rows {
+        if let Some(seq) = apply_letter(conn, master, tenant, settings, row, now)? {
+            channels::resolve_dead_letter(conn, row.id, seq, now.millis())?;
+            tracing::info!(dead_letter = row.id, seq, "kept opt-out applied");
+            seqs.push(seq);
+        }
+    }
+    Ok(seqs)
+}
+
+/// Appends a kept opt-out if it can be applied now: its business number is
+/// the tenant's and its sender resolves to a number. Its `captured_at` is
+/// its own (the time it was kept, when it had none or one in the future);
+/// its evidence names the dead letter.
+fn apply_letter(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    row: &DeadLetterRow,
+    now: Timestamp,
+) -> StoreResult<Option<u64>> {
+    let payload = open_letter(master, tenant, &row.payload_sealed)
+        .and_then(|json| serde_json::from_value::<LetterPayload>(json).ok());
+    let letter_id = row.id.to_string();
+    let kept_at = Timestamp::from_millis(row.received_at);
+    let own_time = |at: Option<Timestamp>| {
+        at.filter(|t| *t <= kept_at.plus_millis(FUTURE_SKEW_MILLIS))
+            .unwrap_or(kept_at)
+    };
+    let (record, collector) = match payload {
+        Some(LetterPayload::Message(letter)) => {
+            let Some((message, purposes)) = applicable_message(&letter, settings) else {
+                return Ok(None);
+            };
+            let Some(number) = sender_number(conn, tenant, &message.sender)? else {
+                return Ok(None);
+            };
+            let evidence = message_evidence(&message).with("dead_letter_id", &letter_id);
+            let at = own_time(message.captured_at);
+            let purposes = purposes.into_iter().collect();
+            let record = keyword_opt_out(message.provider, number, purposes, at, evidence);
+            (record, message.provider.collector())
+        }
+        Some(LetterPayload::Preference(letter)) => {
+            let Some(sender) = applicable_stop(&letter, settings) else {
+                return Ok(None);
+            };
+            let Some(number) = sender_number(conn, tenant, &sender)? else {
+                return Ok(None);
+            };
+            let business = letter.business.unwrap_or_default();
+            let evidence =
+                preference_evidence(&business, "stop").with("dead_letter_id", &letter_id);
+            let record = marketing_stop(number, own_time(letter.captured_at), evidence);
+            (record, Provider::WhatsApp.collector())
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(
+        append_locked(conn, tenant, collector, &record, None, now)?.seq,
+    ))
+}
+
+/// The kept message and the purposes it withdrew, when it holds an
+/// opt-out to a business number the tenant has.
+fn applicable_message(
+    letter: &MessageLetter,
+    settings: &StoredSettings,
+) -> Option<(InboundMessage, Vec<Purpose>)> {
+    let purposes = letter.opt_out.clone()?;
+    let message = message_of_letter(letter)?;
+    let known = match message.provider {
+        Provider::WhatsApp => is_whatsapp_number(settings, &message.business),
+        Provider::Twilio => settings
+            .twilio
+            .iter()
+            .any(|t| t.numbers.contains(&message.business)),
+    };
+    known.then_some((message, purposes))
+}
+
+/// The sender of a kept marketing stop to a business number the tenant has.
+fn applicable_stop(letter: &PreferenceLetter, settings: &StoredSettings) -> Option<Sender> {
+    let business = letter.business.as_deref()?;
+    (letter.value == "stop" && is_whatsapp_number(settings, business))
+        .then(|| Provider::WhatsApp.sender(letter.from.as_deref(), letter.user_id.as_deref()))
+}
+
+fn is_whatsapp_number(settings: &StoredSettings, id: &str) -> bool {
+    settings
+        .whatsapp
+        .iter()
+        .any(|w| w.phone_numbers.iter().any(|p| p.id == id))
+}
+
+/// The number a sender stands for (a user id through its alias).
+fn sender_number(conn: &mut DbConn, tenant: &str, sender: &Sender) -> StoreResult<Option<E164>> {
+    Ok(match sender {
+        Sender::Number { number, .. } => Some(number.clone()),
+        Sender::UserId(user_id) => channels::resolve_alias(conn, tenant, user_id)?,
+        Sender::Unknown => None,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channels::settings::StoredTwilio;
-    use crate::domain::purpose::Purpose;
-
-    fn settings() -> StoredSettings {
-        let opt_in = |m: &str| OptInMatch {
-            match_text: m.into(),
-            brand: "Makro".into(),
-            purposes: vec![Purpose::Marketing],
-            message_channels: None,
-            prompt: "Makro".into(),
-        };
-        StoredSettings {
-            whatsapp: Some(crate::channels::settings::StoredWhatsApp {
-                app_secret: String::new(),
-                previous_app_secret: None,
-                verify_token: String::new(),
-                phone_numbers: Vec::new(),
-                opt_in: vec![
-                    opt_in("JOIN"),
-                    opt_in("JOIN MAKRO"),
-                    opt_in("OPTIN_UTILITY"),
-                ],
-            }),
-            twilio: Some(StoredTwilio {
-                auth_token: String::new(),
-                secondary_auth_token: None,
-                account_sid: String::new(),
-                webhook_url: String::new(),
-                numbers: Vec::new(),
-                opt_in: vec![opt_in("JOIN")],
-            }),
-            opt_out_keywords: vec!["BAJA".into()],
-            partial_opt_out: vec![Purpose::Marketing],
-        }
-    }
-
-    fn text(body: &str, reply: bool) -> Content {
-        Content::Text {
-            body: body.into(),
-            reply_to: reply.then(|| "wamid.prompt".to_owned()),
-        }
-    }
-
-    #[test]
-    fn what_messages_ask_for() {
-        let s = settings();
-        let wa = Provider::WhatsApp;
-        assert_eq!(
-            intent(wa, &text("STOP", false), &s),
-            Intent::OptOut { full: true }
-        );
-        assert_eq!(
-            intent(wa, &text("stop.", false), &s),
-            Intent::OptOut { full: true }
-        );
-        assert_eq!(
-            intent(wa, &text("baja", false), &s),
-            Intent::OptOut { full: true }
-        );
-        assert_eq!(
-            intent(wa, &text("please stop texting me", false), &s),
-            Intent::OptOut { full: false }
-        );
-        assert_eq!(intent(wa, &text("Start", false), &s), Intent::Lift);
-        // One word opts in on WhatsApp only as a reply; two words always.
-        assert_eq!(intent(wa, &text("join", false), &s), Intent::Nothing);
-        assert!(
-            matches!(intent(wa, &text("join", true), &s), Intent::OptIn(m) if m.match_text == "JOIN")
-        );
-        assert!(
-            matches!(intent(wa, &text("Join Makro!", false), &s), Intent::OptIn(m) if m.match_text == "JOIN MAKRO")
-        );
-        // On SMS a configured keyword counts.
-        assert!(matches!(
-            intent(Provider::Twilio, &text("join", false), &s),
-            Intent::OptIn(_)
-        ));
-        // Button payloads are byte-equal.
-        let button = |p: &str| Content::Button {
-            payload: p.into(),
-            reply_to: None,
-        };
-        assert!(matches!(
-            intent(wa, &button("OPTIN_UTILITY"), &s),
-            Intent::OptIn(_)
-        ));
-        assert_eq!(intent(wa, &button("optin_utility"), &s), Intent::Nothing);
-        assert_eq!(
-            intent(wa, &button("STOP"), &s),
-            Intent::OptOut { full: true }
-        );
-        assert_eq!(intent(wa, &Content::Other, &s), Intent::Nothing);
-    }
 
     #[test]
     fn dedup_keys_are_keyed_per_tenant() {

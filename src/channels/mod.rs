@@ -3,6 +3,8 @@
 //! inbound message means for the ledger.
 
 pub mod inbound;
+pub mod letter;
+pub mod message;
 pub mod settings;
 pub mod signature;
 pub mod twilio;

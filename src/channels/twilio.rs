@@ -2,7 +2,8 @@
 //! configured URL, turned into opt-ins, opt-outs and lifts. Answers an
 //! empty TwiML `<Response/>`: never an automatic reply.
 
-use super::inbound::{self, InboundMessage, Provider, Sender};
+use super::inbound;
+use super::message::{InboundMessage, Provider};
 use super::signature::twilio_signature_valid;
 use super::whatsapp_payload::Content;
 use super::{open_secrets, read_body, tenant_settings};
@@ -121,13 +122,6 @@ pub async fn twilio_message(
         tracing::warn!("a signed Twilio request without MessageSid; ignored");
         return Ok(twiml());
     };
-    let sender = match E164::parse(from, None, None) {
-        Ok(number) => Sender::Number {
-            number,
-            user_id: None,
-        },
-        Err(_) => Sender::Unknown,
-    };
     let content = match param(&params, "Body") {
         Some(body) if !body.is_empty() => Content::Text {
             body: body.to_owned(),
@@ -137,11 +131,12 @@ pub async fn twilio_message(
     };
     let message = InboundMessage {
         provider: Provider::Twilio,
-        sender,
+        sender: Provider::Twilio.sender(Some(from), None),
+        from: Some(from.to_owned()),
         message_id: message_id.to_owned(),
         business: to.as_str().to_owned(),
         // Twilio's inbound request carries no timestamp: the time it arrived.
-        captured_at: state.now(),
+        captured_at: Some(state.now()),
         content,
     };
     let master = state.master.clone();

@@ -1,10 +1,11 @@
 //! `GET`/`POST /webhooks/whatsapp/{tenant}`: Meta's handshake, then signed
 //! notifications turned into windows, opt-ins, opt-outs and lifts.
 
-use super::inbound::{self, InboundMessage, Letter, PreferenceChange, Provider, Sender};
+use super::inbound::{self, Letter};
+use super::letter::LetterPayload;
+use super::message::{preference_letter, InboundMessage, PreferenceChange, Provider, Sender};
 use super::settings::{open_secret, StoredSettings, StoredWhatsApp};
 use super::signature::whatsapp_signature_valid;
-use super::wa_id::wa_id_to_e164;
 use super::whatsapp_payload::{self as payload, Event, Notification};
 use super::{open_secrets, read_body, tenant_settings};
 use crate::api::AppState;
@@ -170,21 +171,10 @@ impl Applied {
     }
 }
 
-fn sender(wa_id: Option<&str>, user_id: Option<&str>) -> Sender {
-    match (wa_id.map(wa_id_to_e164), user_id) {
-        (Some(Ok(number)), user_id) => Sender::Number {
-            number,
-            user_id: user_id.map(str::to_owned),
-        },
-        (_, Some(user_id)) => Sender::UserId(user_id.to_owned()),
-        _ => Sender::Unknown,
-    }
-}
-
 /// A marketing preference is deduplicated on (wa_id, value, timestamp),
 /// with the canonical number when the wa_id is one.
 fn preference_key(p: &payload::Preference) -> Vec<String> {
-    let who = match sender(p.wa_id.as_deref(), p.user_id.as_deref()) {
+    let who = match Provider::WhatsApp.sender(p.wa_id.as_deref(), p.user_id.as_deref()) {
         Sender::Number { number, .. } => number.as_str().to_owned(),
         Sender::UserId(user_id) => user_id,
         Sender::Unknown => p.wa_id.clone().unwrap_or_default(),
@@ -193,18 +183,24 @@ fn preference_key(p: &payload::Preference) -> Vec<String> {
     vec!["user_preferences".to_owned(), who, p.value.clone(), at]
 }
 
-fn content_json(content: &payload::Content) -> serde_json::Value {
-    match content {
-        payload::Content::Text { body, .. } => serde_json::json!({"body": body}),
-        payload::Content::Button { payload, .. } => serde_json::json!({"button_payload": payload}),
-        payload::Content::Other => serde_json::Value::Null,
-    }
-}
-
-fn timestamp(seconds: Option<i64>, now: Timestamp) -> Timestamp {
+/// The time of a message or preference: `None` when missing or beyond
+/// what a timestamp can be.
+fn timestamp(seconds: Option<i64>) -> Option<Timestamp> {
     seconds
         .and_then(|s| s.checked_mul(1000))
-        .map_or(now, Timestamp::from_millis)
+        .map(Timestamp::from_millis)
+}
+
+fn inbound_message(m: payload::InboundMessage) -> InboundMessage {
+    InboundMessage {
+        provider: Provider::WhatsApp,
+        sender: Provider::WhatsApp.sender(m.wa_id.as_deref(), m.user_id.as_deref()),
+        from: m.wa_id,
+        message_id: m.message_id,
+        business: m.phone_number_id.unwrap_or_default(),
+        captured_at: timestamp(m.timestamp),
+        content: m.content,
+    }
 }
 
 /// Applies every event of a verified notification, each in its own
@@ -226,112 +222,98 @@ pub fn apply_notification(
             .any(|p| Some(p.id.as_str()) == id)
     };
     for event in payload::events(notification) {
-        let business = match &event {
-            Event::Message(m) => m.phone_number_id.as_deref(),
-            Event::Preference(p) => p.phone_number_id.as_deref(),
+        let now = clock.now();
+        let outcome = match event {
             Event::Ignored => {
                 applied.ignored += 1;
                 continue;
             }
-        };
-        if !known(business) {
-            // Sealed whole: the admin may need the sender and the words.
-            let (dedup, payload) = match &event {
-                Event::Message(m) => (
-                    vec!["whatsapp".to_owned(), m.message_id.clone()],
-                    serde_json::json!({"message_id": m.message_id, "wa_id": m.wa_id,
-                        "user_id": m.user_id, "timestamp": m.timestamp,
-                        "content": content_json(&m.content)}),
-                ),
-                Event::Preference(p) => (
-                    preference_key(p),
-                    serde_json::json!({"user_preferences": p.value, "wa_id": p.wa_id,
-                        "user_id": p.user_id, "timestamp": p.timestamp}),
-                ),
-                Event::Ignored => continue,
-            };
-            let dedup: Vec<&str> = dedup.iter().map(String::as_str).collect();
-            let outcome = inbound::keep_unapplied(
-                conn,
-                master,
-                tenant,
-                &dedup,
-                Letter {
+            Event::Unrecorded(u) if known(u.phone_number_id.as_deref()) => {
+                applied.ignored += 1;
+                continue;
+            }
+            Event::Unrecorded(u) => {
+                let letter = Letter {
                     provider: Provider::WhatsApp,
                     reason: "unknown_phone_number_id",
-                    business,
-                    payload,
-                },
-                clock.now(),
-            )?;
-            applied.count(outcome);
-            continue;
-        }
-        let business = business.unwrap_or_default().to_owned();
-        let now = clock.now();
-        let outcome = match event {
-            Event::Message(m) => inbound::record_message(
-                conn,
-                master,
-                tenant,
-                settings,
-                &InboundMessage {
-                    provider: Provider::WhatsApp,
-                    sender: sender(m.wa_id.as_deref(), m.user_id.as_deref()),
-                    message_id: m.message_id,
-                    business,
-                    captured_at: timestamp(m.timestamp, now),
-                    content: m.content,
-                },
-                now,
-            )?,
-            Event::Preference(p) => {
-                let stop = match p.value.as_str() {
-                    "stop" => true,
-                    "resume" => false,
-                    _ => {
-                        applied.ignored += 1;
-                        continue;
-                    }
+                    business: u.phone_number_id.as_deref(),
+                    payload: LetterPayload::Unrecorded { detail: u.detail },
+                    waits_for: None,
                 };
-                let key = preference_key(&p);
-                let key: Vec<&str> = key.iter().map(String::as_str).collect();
-                let Some(seconds) = p.timestamp else {
-                    // Without its timestamp a retry could not be told apart.
-                    let outcome = inbound::keep_unapplied(
-                        conn,
-                        master,
-                        tenant,
-                        &key,
-                        Letter {
-                            provider: Provider::WhatsApp,
-                            reason: "missing_timestamp",
-                            business: Some(&business),
-                            payload: serde_json::json!({"user_preferences": p.value,
-                                "wa_id": p.wa_id, "user_id": p.user_id}),
-                        },
-                        now,
-                    )?;
-                    applied.count(outcome);
+                let dedup: Vec<&str> = u.dedup.iter().map(String::as_str).collect();
+                inbound::keep_unapplied(conn, master, tenant, &dedup, letter, now)?
+            }
+            Event::Message(m) => {
+                let business_known = known(m.phone_number_id.as_deref());
+                let message = inbound_message(m);
+                if business_known {
+                    inbound::record_message(conn, master, tenant, settings, &message, now)?
+                } else {
+                    // Sealed whole: the admin may need the sender and the words.
+                    inbound::keep_for_unknown_business(
+                        conn, master, tenant, settings, &message, now,
+                    )?
+                }
+            }
+            Event::Preference(p) => {
+                let Some(outcome) =
+                    apply_preference(conn, master, tenant, settings, &p, known, now)?
+                else {
+                    applied.ignored += 1;
                     continue;
                 };
-                inbound::record_preference(
-                    conn,
-                    master,
-                    tenant,
-                    &key,
-                    &PreferenceChange {
-                        sender: sender(p.wa_id.as_deref(), p.user_id.as_deref()),
-                        business,
-                        stop,
-                        captured_at: timestamp(Some(seconds), now),
-                    },
-                    now,
-                )?
+                outcome
             }
-            Event::Ignored => continue,
         };
         applied.count(outcome);
     }
     Ok(applied)
+}
+
+/// A `user_preferences` change: recorded, or kept when its business number
+/// is unknown or it has no time; `None` for values other than stop and
+/// resume.
+fn apply_preference(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    p: &payload::Preference,
+    known: impl Fn(Option<&str>) -> bool,
+    now: Timestamp,
+) -> Result<Option<inbound::Outcome>, StoreError> {
+    let stop = match p.value.as_str() {
+        "stop" => true,
+        "resume" => false,
+        _ => return Ok(None),
+    };
+    let key = preference_key(p);
+    let key: Vec<&str> = key.iter().map(String::as_str).collect();
+    let change = PreferenceChange {
+        sender: Provider::WhatsApp.sender(p.wa_id.as_deref(), p.user_id.as_deref()),
+        from: p.wa_id.clone(),
+        business: p.phone_number_id.clone().unwrap_or_default(),
+        stop,
+        captured_at: timestamp(p.timestamp).unwrap_or(now),
+    };
+    // Without its time a retry could not be told apart from a new change.
+    let reason = match (known(p.phone_number_id.as_deref()), timestamp(p.timestamp)) {
+        (false, at) => Some(("unknown_phone_number_id", at)),
+        (true, None) => Some(("missing_timestamp", None)),
+        (true, Some(_)) => None,
+    };
+    let outcome = match reason {
+        Some((reason, at)) => {
+            let letter = Letter {
+                provider: Provider::WhatsApp,
+                reason,
+                business: p.phone_number_id.as_deref(),
+                payload: preference_letter(&change, at),
+                waits_for: change.sender.only_user_id(),
+            };
+            inbound::keep_unapplied(conn, master, tenant, &key, letter, now)?
+        }
+        None => inbound::record_preference(conn, master, tenant, settings, &key, &change, now)?,
+    };
+    Ok(Some(outcome))
 }

@@ -2,7 +2,7 @@
 //! and flattened by [`events`] into the few things the consent service acts on.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// The `object` Meta sends for WhatsApp Business Account webhooks.
@@ -287,8 +287,23 @@ pub enum Event {
     Message(InboundMessage),
     /// `user_preferences` with category `marketing_messages`.
     Preference(Preference),
-    /// A `changes[]` entry the service does not act on (statuses, reactions, system, other fields) — counted, ignored.
+    /// Statuses, reactions and system messages: nothing to record for a
+    /// business number of the tenant; kept as a dead letter for one it
+    /// does not have (SPEC section 7).
+    Unrecorded(Unrecorded),
+    /// A `changes[]` entry the service does not act on (other fields, other products, items without an id) — counted, ignored.
     Ignored,
+}
+
+/// Something that records nothing, with what a dead letter keeps of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unrecorded {
+    /// `value.metadata.phone_number_id`.
+    pub phone_number_id: Option<String>,
+    /// Names the delivery, so that a retry keeps no second letter.
+    pub dedup: Vec<String>,
+    /// What an admin reads: the type and its ids, times and statuses.
+    pub detail: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,7 +320,8 @@ pub struct InboundMessage {
     pub content: Content,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Content {
     /// `text.body`; `reply_to` is `context.id`.
     Text {
@@ -356,9 +372,9 @@ fn change_events(change: &Change, out: &mut Vec<Event>) {
         for (index, message) in value.messages.iter().enumerate() {
             out.push(message_event(message, index, value));
         }
-        // Delivery receipts say nothing about consent: one Ignored per change, however many.
+        // Delivery receipts say nothing about consent: one event per change, however many.
         if !value.statuses.is_empty() {
-            out.push(Event::Ignored);
+            out.push(statuses_event(value));
         }
     }
     if matches!(field, None | Some("user_preferences")) {
@@ -374,14 +390,28 @@ fn change_events(change: &Change, out: &mut Vec<Event>) {
 
 fn message_event(message: &Message, index: usize, value: &ChangeValue) -> Event {
     let kind = message_kind(message);
-    // Reactions and system notices are not the person writing to us.
-    if matches!(kind, Some("reaction" | "system")) {
-        return Event::Ignored;
-    }
     // Without an id the message cannot be deduplicated or cited as evidence.
     let Some(message_id) = present(&message.id) else {
         return Event::Ignored;
     };
+    // Reactions and system notices are not the person writing to us.
+    if let Some(kind @ ("reaction" | "system")) = kind {
+        let mut detail = serde_json::json!({"type": kind, "message_id": message_id,
+            "from": an_id(&message.from), "timestamp": message.timestamp});
+        if let Some(system) = &message.system {
+            detail["system"] = serde_json::json!({"type": system.kind, "body": system.body,
+                "wa_id": system.wa_id, "user_id": system.user_id});
+        }
+        if let Some(reaction) = &message.reaction {
+            detail["reaction"] =
+                serde_json::json!({"message_id": reaction.message_id, "emoji": reaction.emoji});
+        }
+        return Event::Unrecorded(Unrecorded {
+            phone_number_id: an_id(&value.metadata.phone_number_id).map(str::to_owned),
+            dedup: vec!["whatsapp".to_owned(), message_id.to_owned()],
+            detail,
+        });
+    }
     let from = an_id(&message.from);
     let contact = matching_contact(&value.contacts, from, index);
     let wa_id = from.or_else(|| contact.and_then(|c| an_id(&c.wa_id)));
@@ -393,6 +423,29 @@ fn message_event(message: &Message, index: usize, value: &ChangeValue) -> Event 
         message_id: message_id.to_owned(),
         timestamp: message.timestamp,
         content: content(message, kind),
+    })
+}
+
+/// A change's delivery statuses as one event: their ids, statuses and times.
+fn statuses_event(value: &ChangeValue) -> Event {
+    let statuses: Vec<Value> = value
+        .statuses
+        .iter()
+        .map(|s| serde_json::json!({"id": s.id, "status": s.status, "timestamp": s.timestamp}))
+        .collect();
+    let mut dedup = vec!["whatsapp-statuses".to_owned()];
+    for s in &value.statuses {
+        dedup.push(format!(
+            "{}:{}:{}",
+            s.id.as_deref().unwrap_or(""),
+            s.status.as_deref().unwrap_or(""),
+            s.timestamp.unwrap_or(0)
+        ));
+    }
+    Event::Unrecorded(Unrecorded {
+        phone_number_id: an_id(&value.metadata.phone_number_id).map(str::to_owned),
+        dedup,
+        detail: serde_json::json!({"type": "statuses", "statuses": statuses}),
     })
 }
 
@@ -687,31 +740,51 @@ mod tests {
         );
     }
 
+    /// The one event of a notification, which must record nothing.
+    fn unrecorded(events: Vec<Event>) -> Unrecorded {
+        match events.as_slice() {
+            [Event::Unrecorded(u)] => u.clone(),
+            other => panic!("not one unrecorded event: {other:?}"),
+        }
+    }
+
     #[test]
-    fn reaction_is_ignored() {
+    fn reaction_records_nothing() {
         let n = parse(include_str!("../../tests/fixtures/whatsapp/reaction.json"));
         let reaction = n.entry[0].changes[0].value.messages[0]
             .reaction
             .as_ref()
             .unwrap();
         assert_eq!(reaction.emoji.as_deref(), Some("👍"));
-        assert_eq!(events(&n), vec![Event::Ignored]);
+        let u = unrecorded(events(&n));
+        assert_eq!(u.phone_number_id.as_deref(), Some(PHONE_NUMBER_ID));
+        assert_eq!(u.detail["type"], "reaction");
+        assert_eq!(u.detail["reaction"]["emoji"], "👍");
+        assert_eq!(u.dedup[0], "whatsapp");
     }
 
     #[test]
-    fn status_is_one_ignored() {
+    fn status_is_one_unrecorded_event() {
         let n = parse(include_str!("../../tests/fixtures/whatsapp/status.json"));
         let status = &n.entry[0].changes[0].value.statuses[0];
         assert_eq!(status.status.as_deref(), Some("delivered"));
         assert_eq!(status.timestamp, Some(1_749_416_401));
-        assert_eq!(events(&n), vec![Event::Ignored]);
+        let u = unrecorded(events(&n));
+        assert_eq!(u.phone_number_id.as_deref(), Some(PHONE_NUMBER_ID));
+        assert_eq!(u.detail["statuses"][0]["status"], "delivered");
+        assert_eq!(u.detail["statuses"][0]["timestamp"], 1_749_416_401);
     }
 
     #[test]
-    fn many_statuses_in_one_change_are_one_ignored() {
+    fn many_statuses_in_one_change_are_one_event() {
         let json = r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages",
             "value":{"statuses":[{"id":"a","status":"sent"},{"id":"b","status":"read"},{"id":"c"}]}}]}]}"#;
-        assert_eq!(events_of(json), vec![Event::Ignored]);
+        let u = unrecorded(events_of(json));
+        assert_eq!(u.detail["statuses"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            u.dedup,
+            ["whatsapp-statuses", "a:sent:0", "b:read:0", "c::0"]
+        );
     }
 
     #[test]
@@ -864,10 +937,13 @@ mod tests {
                 {"from":"111","id":"n","timestamp":"8","text":{"body":"untyped"}}
               ]}}]}]}"#;
         let wa = Some("111");
+        let mut events = events_of(json);
+        let system = unrecorded(events.drain(..1).collect());
+        assert_eq!(system.detail["system"]["type"], "user_changed_number");
+        assert_eq!(system.detail["system"]["wa_id"], "112");
         assert_eq!(
-            events_of(json),
+            events,
             vec![
-                Event::Ignored,
                 Event::Ignored,
                 Event::Ignored,
                 message(wa, None, "l", 4, Content::Other),
@@ -959,10 +1035,14 @@ mod tests {
             {"changes":[{"field":"messages","value":{"statuses":[{"id":"s"}]}},
                         {"field":"messages","value":{"messages":[{"from":"1","id":"m1","timestamp":"1","type":"text","text":{"body":"a"}}]}}]},
             {"changes":[{"field":"user_preferences","value":{"user_preferences":[{"wa_id":"1","category":"marketing_messages","value":"stop","timestamp":2}]}}]}]}"#;
+        let mut events = events_of(json);
         assert_eq!(
-            events_of(json),
+            unrecorded(events.drain(..1).collect()).detail["type"],
+            "statuses"
+        );
+        assert_eq!(
+            events,
             vec![
-                Event::Ignored,
                 Event::Message(InboundMessage {
                     phone_number_id: None,
                     wa_id: Some("1".to_owned()),

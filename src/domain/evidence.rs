@@ -33,6 +33,12 @@ impl Evidence {
 }
 
 impl Evidence {
+    /// The same evidence with one more key (a server-captured field).
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.0.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
     /// Evidence that a webhook builds from a message.
     pub fn from_list(pairs: &[(&str, &str)]) -> Self {
         Self(

@@ -32,16 +32,17 @@ pub struct ChannelNumber {
 pub const WHATSAPP_PHONE_NUMBER_ID: &str = "whatsapp_phone_number_id";
 pub const TWILIO_NUMBER: &str = "twilio_number";
 
-/// Replaces the tenant's settings and numbers in one transaction. Returns
-/// the first number another tenant holds (nothing is written then).
-pub fn save_settings(
+/// Replaces the tenant's settings and numbers; call inside a transaction
+/// that holds the tenant's log (`lock_log`). Returns the first number
+/// another tenant holds (nothing is written then).
+pub fn replace_settings(
     conn: &mut DbConn,
     tenant: &str,
     settings: &str,
     numbers: &[ChannelNumber],
     now: i64,
 ) -> QueryResult<Option<ChannelNumber>> {
-    conn.immediate_transaction(|conn| {
+    {
         lock_shared_rule(conn, SharedRule::ChannelNumbers)?;
         for number in numbers {
             let holder: Option<String> = channel_numbers::table
@@ -82,7 +83,7 @@ pub fn save_settings(
             ))
             .execute(c))?;
         Ok(None)
-    })
+    }
 }
 
 /// The tenant's configured WhatsApp phone number ids, in order.
@@ -158,6 +159,12 @@ pub struct DeadLetterRow {
     pub reason: String,
     pub phone_number_id: Option<String>,
     pub received_at: i64,
+    pub payload_sealed: String,
+    /// It holds an opt-out, applied as soon as it can be.
+    pub opt_out: bool,
+    pub resolved_at: Option<i64>,
+    /// The entry that applied it.
+    pub resolved_seq: Option<i64>,
 }
 
 /// What to keep of something a webhook could not apply.
@@ -167,6 +174,9 @@ pub struct NewDeadLetter<'a> {
     pub reason: &'a str,
     pub phone_number_id: Option<&'a str>,
     pub payload_sealed: &'a str,
+    pub opt_out: bool,
+    /// The tenant's keyed hash of the user id it waits for.
+    pub user_id_hash: Option<&'a str>,
 }
 
 pub fn insert_dead_letter(
@@ -174,8 +184,8 @@ pub fn insert_dead_letter(
     tenant: &str,
     letter: &NewDeadLetter<'_>,
     now: i64,
-) -> QueryResult<()> {
-    diesel::insert_into(dead_letters::table)
+) -> QueryResult<i64> {
+    crate::on_backend!(conn, |c| diesel::insert_into(dead_letters::table)
         .values((
             dead_letters::tenant_id.eq(tenant),
             dead_letters::provider.eq(letter.provider),
@@ -183,6 +193,63 @@ pub fn insert_dead_letter(
             dead_letters::phone_number_id.eq(letter.phone_number_id),
             dead_letters::received_at.eq(now),
             dead_letters::payload_sealed.eq(letter.payload_sealed),
+            dead_letters::opt_out.eq(letter.opt_out),
+            dead_letters::user_id_hash.eq(letter.user_id_hash),
+        ))
+        .returning(dead_letters::id)
+        .get_result(c))
+}
+
+/// One dead letter of the tenant.
+pub fn dead_letter(conn: &mut DbConn, tenant: &str, id: i64) -> QueryResult<Option<DeadLetterRow>> {
+    dead_letters::table
+        .filter(dead_letters::tenant_id.eq(tenant))
+        .filter(dead_letters::id.eq(id))
+        .select(DeadLetterRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The unapplied opt-outs waiting for a user id (by its keyed hash).
+pub fn letters_waiting_for(
+    conn: &mut DbConn,
+    tenant: &str,
+    user_id_hash: &str,
+) -> QueryResult<Vec<DeadLetterRow>> {
+    dead_letters::table
+        .filter(dead_letters::tenant_id.eq(tenant))
+        .filter(dead_letters::user_id_hash.eq(user_id_hash))
+        .filter(dead_letters::opt_out.eq(true))
+        .filter(dead_letters::resolved_at.is_null())
+        .order(dead_letters::id)
+        .select(DeadLetterRow::as_select())
+        .load(conn)
+}
+
+/// The unapplied opt-outs that arrived for one of these business numbers
+/// while the tenant did not have it.
+pub fn letters_for_business(
+    conn: &mut DbConn,
+    tenant: &str,
+    business: &[String],
+) -> QueryResult<Vec<DeadLetterRow>> {
+    dead_letters::table
+        .filter(dead_letters::tenant_id.eq(tenant))
+        .filter(dead_letters::reason.eq("unknown_phone_number_id"))
+        .filter(dead_letters::phone_number_id.eq_any(business))
+        .filter(dead_letters::opt_out.eq(true))
+        .filter(dead_letters::resolved_at.is_null())
+        .order(dead_letters::id)
+        .select(DeadLetterRow::as_select())
+        .load(conn)
+}
+
+/// Marks a letter applied, by the entry `seq`.
+pub fn resolve_dead_letter(conn: &mut DbConn, id: i64, seq: u64, now: i64) -> QueryResult<()> {
+    diesel::update(dead_letters::table.find(id))
+        .set((
+            dead_letters::resolved_at.eq(now),
+            dead_letters::resolved_seq.eq(seq as i64),
         ))
         .execute(conn)
         .map(|_| ())

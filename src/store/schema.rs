@@ -202,6 +202,10 @@ diesel::table! {
         phone_number_id -> Nullable<Text>,
         received_at -> BigInt,
         payload_sealed -> Text,
+        opt_out -> Bool,
+        user_id_hash -> Nullable<Text>,
+        resolved_at -> Nullable<BigInt>,
+        resolved_seq -> Nullable<BigInt>,
     }
 }
 

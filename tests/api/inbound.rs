@@ -428,9 +428,10 @@ async fn unresolvable_opt_outs_become_dead_letters() {
         .collect();
     assert_eq!(reasons, vec!["unknown_sender", "unknown_phone_number_id"]);
     assert_eq!(letters[1]["phone_number_id"], "999999999999999");
+    assert_eq!(letters[0]["resolved_at"], Value::Null);
     assert!(
         !answer.body.to_string().contains("4915112345678"),
-        "no number in dead letters"
+        "no number in the list of dead letters"
     );
     assert_eq!(
         app.get("/v1/dead-letters", &t.auditor).await.status,
@@ -447,24 +448,224 @@ async fn unresolvable_opt_outs_become_dead_letters() {
         "unknown_phone_number_id"
     );
     assert_eq!(rest.body["next_after"], Value::Null);
+}
 
-    // Once the user id arrives with a number, later id-only messages resolve.
+/// An admin reads what a dead letter held (SPEC section 3); nobody else,
+/// and no other tenant, does.
+#[tokio::test]
+async fn an_admin_reads_a_dead_letter_unsealed() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let now = now_secs();
+    whatsapp(&app, &fixture("bsuid_only", now - 30)).await;
+    let list = app.get("/v1/dead-letters", &t.admin).await;
+    let id = list.body["dead_letters"][0]["id"].as_i64().expect("id");
+    let letter = app.get(&format!("/v1/dead-letters/{id}"), &t.admin).await;
+    assert_eq!(letter.status, StatusCode::OK, "{}", letter.body);
+    assert_eq!(letter.body["id"], id);
+    assert_eq!(letter.body["reason"], "unknown_sender");
+    assert_eq!(letter.body["provider"], "whatsapp");
+    let payload = &letter.body["payload"];
+    assert_eq!(payload["kind"], "message");
+    assert_eq!(payload["user_id"], "DE.1502576394655843");
+    assert_eq!(payload["business"], PHONE_NUMBER_ID);
+    assert_eq!(
+        payload["content"],
+        json!({"type": "text", "body": "STOP", "reply_to": null})
+    );
+    let sent_at = chrono::DateTime::from_timestamp(now - 30, 0)
+        .expect("time")
+        .format("%Y-%m-%dT%H:%M:%S.000Z")
+        .to_string();
+    assert_eq!(payload["captured_at"], sent_at);
+    assert_eq!(
+        payload["opt_out"],
+        json!(["marketing", "utility", "authentication"])
+    );
+    for key in [&t.auditor, &t.collector, &t.sender] {
+        let refused = app.get(&format!("/v1/dead-letters/{id}"), key).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    }
+    let missing = app.get("/v1/dead-letters/999999", &t.admin).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/v1/dead-letters/abc", &t.admin).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let other = app.tenant("metro", "Metro").await;
+    let theirs = app
+        .get(&format!("/v1/dead-letters/{id}"), &other.admin)
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+}
+
+/// A STOP that came with only a user id is applied, with its own time,
+/// as soon as that user id arrives with a number; its evidence names the
+/// dead letter, which is marked resolved.
+#[tokio::test]
+async fn a_kept_opt_out_applies_once_its_user_id_resolves() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let now = now_secs();
     app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
         .await;
+    whatsapp(&app, &fixture("bsuid_only", now - 30)).await;
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "allowed",
+        "kept, not applied: the user id stands for no number yet"
+    );
+    let id = app.get("/v1/dead-letters", &t.admin).await.body["dead_letters"][0]["id"]
+        .as_i64()
+        .expect("id");
+    // The user id arrives with the number (a plain message).
     let mut with_number = fixture("bsuid_text", now - 10);
     with_number["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = json!("hello");
     whatsapp(&app, &with_number).await;
+    let answer = app
+        .check(
+            &t,
+            json!({"number": NUMBER, "purpose": "marketing", "brand": "Makro"}),
+        )
+        .await;
+    assert_eq!(answer.body["reason"], "opted_out", "{}", answer.body);
+    let seq = answer.body["consent"]["seq"].as_u64().expect("seq");
+    let e = entry(&app, &t, seq).await;
+    assert_eq!(e["entry"]["type"], "opt_out");
+    assert_eq!(e["entry"]["collector"], "webhook:whatsapp");
+    let sent_at = chrono::DateTime::from_timestamp(now - 30, 0)
+        .expect("time")
+        .format("%Y-%m-%dT%H:%M:%S.000Z")
+        .to_string();
+    assert_eq!(e["entry"]["captured_at"], sent_at, "its own time");
+    let evidence = &e["openings"]["evidence"]["body"];
+    assert_eq!(evidence["dead_letter_id"], id.to_string());
+    assert_eq!(evidence["body"], "STOP");
+    assert_eq!(evidence["business_phone_number_id"], PHONE_NUMBER_ID);
+    let letter = app.get(&format!("/v1/dead-letters/{id}"), &t.admin).await;
+    assert_eq!(letter.body["resolved_seq"], seq);
+    assert!(letter.body["resolved_at"].is_string(), "{}", letter.body);
+    // Applied once: later messages of that person apply nothing again.
+    let size = log_size(&app, &t).await;
+    let mut again = fixture("bsuid_text", now - 5);
+    again["entry"][0]["changes"][0]["value"]["messages"][0]["id"] = json!("wamid.again");
+    again["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = json!("hi");
+    whatsapp(&app, &again).await;
+    assert_eq!(log_size(&app, &t).await, size);
+}
+
+/// A STOP sent to a business number the tenant did not have yet is
+/// applied, with its own time, once the number is configured.
+#[tokio::test]
+async fn a_kept_opt_out_applies_once_its_business_number_is_configured() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let now = now_secs();
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    let mut foreign = text("4915112345678", "wamid.foreign", "STOP", false, now - 20);
+    foreign["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
+        json!("999999999999999");
+    whatsapp(&app, &foreign).await;
+    // A plain message to that number is kept too, but holds no opt-out.
+    let mut hello = text("4915112345679", "wamid.hello", "hello", false, now - 15);
+    hello["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
+        json!("999999999999999");
+    whatsapp(&app, &hello).await;
     assert_eq!(
         reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
         "allowed"
     );
-    let mut id_only = fixture("bsuid_only", now);
-    id_only["entry"][0]["changes"][0]["value"]["messages"][0]["id"] = json!("wamid.idonly2");
-    whatsapp(&app, &id_only).await;
+    let mut body = settings();
+    body["whatsapp"]["phone_numbers"] = json!([
+        {"id": PHONE_NUMBER_ID, "display": "+4930123456"},
+        {"id": "999999999999999", "display": "+4930123457"}
+    ]);
+    let put = app.put("/v1/channels", &t.admin, &body).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let answer = app
+        .check(
+            &t,
+            json!({"number": NUMBER, "purpose": "marketing", "brand": "Makro"}),
+        )
+        .await;
+    assert_eq!(answer.body["reason"], "opted_out", "{}", answer.body);
+    let seq = answer.body["consent"]["seq"].as_u64().expect("seq");
+    let e = entry(&app, &t, seq).await;
+    let sent_at = chrono::DateTime::from_timestamp(now - 20, 0)
+        .expect("time")
+        .format("%Y-%m-%dT%H:%M:%S.000Z")
+        .to_string();
+    assert_eq!(e["entry"]["captured_at"], sent_at);
     assert_eq!(
-        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
-        "opted_out"
+        e["openings"]["evidence"]["body"]["business_phone_number_id"],
+        "999999999999999"
     );
+    let letters = app.get("/v1/dead-letters", &t.admin).await;
+    let letters = letters.body["dead_letters"]
+        .as_array()
+        .expect("array")
+        .clone();
+    assert_eq!(letters.len(), 2);
+    assert_eq!(letters[0]["resolved_seq"], seq);
+    assert_eq!(letters[1]["resolved_at"], Value::Null, "nothing to apply");
+    // Saving the settings again applies nothing twice.
+    let size = log_size(&app, &t).await;
+    let put = app.put("/v1/channels", &t.admin, &body).await;
+    assert_eq!(put.status, StatusCode::OK);
+    assert_eq!(log_size(&app, &t).await, size);
+}
+
+/// Statuses, reactions and system messages for a business number the
+/// tenant does not have are kept as dead letters (SPEC section 7), once
+/// each; for its own numbers they record nothing.
+#[tokio::test]
+async fn events_for_an_unknown_business_number_are_kept() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let now = now_secs();
+    let unknown = |mut payload: Value| {
+        payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
+            json!("999999999999999");
+        payload
+    };
+    let system = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+        "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp",
+            "metadata": {"phone_number_id": PHONE_NUMBER_ID},
+            "messages": [{"from": "4915112345678", "id": "wamid.system", "timestamp": now.to_string(),
+                "type": "system", "system": {"body": "User changed number", "type": "user_changed_number",
+                "wa_id": "4915112345670"}}]}}]}]});
+    for known in [
+        fixture("status", now),
+        fixture("reaction", now),
+        system.clone(),
+    ] {
+        whatsapp(&app, &known).await;
+    }
+    let none = app.get("/v1/dead-letters", &t.admin).await;
+    assert_eq!(none.body["dead_letters"], json!([]));
+    for payload in [fixture("status", now), fixture("reaction", now), system] {
+        let payload = unknown(payload);
+        whatsapp(&app, &payload).await;
+        whatsapp(&app, &payload).await; // Meta's retry keeps nothing more.
+    }
+    let kept = app.get("/v1/dead-letters", &t.admin).await;
+    let kept = kept.body["dead_letters"].as_array().expect("array").clone();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    let mut kinds = Vec::new();
+    for letter in &kept {
+        assert_eq!(letter["reason"], "unknown_phone_number_id");
+        assert_eq!(letter["phone_number_id"], "999999999999999");
+        let id = letter["id"].as_i64().unwrap();
+        let detail = app.get(&format!("/v1/dead-letters/{id}"), &t.admin).await;
+        assert_eq!(detail.body["payload"]["kind"], "unrecorded");
+        kinds.push(detail.body["payload"]["detail"]["type"].clone());
+    }
+    assert_eq!(
+        kinds,
+        vec![json!("statuses"), json!("reaction"), json!("system")]
+    );
+    assert_eq!(log_size(&app, &t).await, 0);
 }
 
 #[tokio::test]
@@ -601,4 +802,70 @@ async fn an_unreadable_stored_prompt_becomes_a_dead_letter() {
         "{}",
         letters.body
     );
+}
+
+/// A message whose time is missing, unreadable or beyond any date is
+/// treated like one from the future: an opt-in or a lift waits as a dead
+/// letter for an admin, an opt-out counts from now.
+#[tokio::test]
+async fn a_message_without_a_usable_time_is_kept_like_a_future_one() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let now = now_secs();
+    let timed = |wa_id: &str, id: &str, body: &str, timestamp: Value| {
+        let mut payload = text(wa_id, id, body, false, now);
+        let message = &mut payload["entry"][0]["changes"][0]["value"]["messages"][0];
+        match timestamp {
+            Value::Null => {
+                message.as_object_mut().unwrap().remove("timestamp");
+            }
+            other => message["timestamp"] = other,
+        }
+        payload
+    };
+    let overflowing = json!(i64::MAX.to_string());
+    for (i, timestamp) in [overflowing.clone(), Value::Null, json!("soon")]
+        .into_iter()
+        .enumerate()
+    {
+        let number = format!("49151123456{}", 70 + i);
+        whatsapp(
+            &app,
+            &timed(&number, &format!("wamid.join{i}"), "JOIN MAKRO", timestamp),
+        )
+        .await;
+        assert_eq!(
+            reason_for(&app, &t, &format!("+{number}"), "marketing", "whatsapp").await,
+            "no_opt_in"
+        );
+    }
+    assert_eq!(log_size(&app, &t).await, 0);
+    let letters = app.get("/v1/dead-letters", &t.admin).await;
+    let reasons: Vec<Value> = letters.body["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["reason"].clone())
+        .collect();
+    assert_eq!(reasons, vec![json!("invalid_timestamp"); 3]);
+    // A STOP without a usable time still counts, from now.
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    whatsapp(
+        &app,
+        &timed("4915112345678", "wamid.stop", "STOP", overflowing),
+    )
+    .await;
+    let answer = app
+        .check(
+            &t,
+            json!({"number": NUMBER, "purpose": "marketing", "brand": "Makro"}),
+        )
+        .await;
+    assert_eq!(answer.body["reason"], "opted_out", "{}", answer.body);
+    let captured = answer.body["consent"]["captured_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(captured >= at(-60) && captured <= at(1), "{captured}");
 }

@@ -1,0 +1,109 @@
+//! What a dead letter keeps (SPEC section 3): the event as it arrived, sealed,
+//! so that an admin can read it (`GET /v1/dead-letters/{id}`) and the
+//! service can apply a kept opt-out with its own `captured_at` once it can
+//! (the business number is configured, or the user id resolves). Pure.
+
+use super::whatsapp_payload::Content;
+use crate::domain::purpose::Purpose;
+use crate::domain::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// The sealed content of a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LetterPayload {
+    /// A message from a person (WhatsApp or SMS).
+    Message(MessageLetter),
+    /// WhatsApp's own marketing stop or resume.
+    Preference(PreferenceLetter),
+    /// Statuses, reactions and system messages for a business number the
+    /// tenant does not have: kept for the admin to read, never applied.
+    Unrecorded { detail: serde_json::Value },
+}
+
+/// A message as it arrived, and what it meant when it arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageLetter {
+    /// `whatsapp` or `twilio`.
+    pub provider: String,
+    pub message_id: String,
+    /// The WhatsApp phone number id or Twilio number it was sent to.
+    pub business: Option<String>,
+    /// The sender as the provider wrote it (`wa_id`, or Twilio's `From`).
+    pub from: Option<String>,
+    /// The sender's business-scoped user id, if any.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// The provider's time of the message; null when missing or unreadable.
+    pub captured_at: Option<Timestamp>,
+    pub content: Content,
+    /// For an opt-out: the purposes it withdrew, by the rules when it
+    /// arrived (the person's words mean what they meant then).
+    #[serde(default)]
+    pub opt_out: Option<Vec<Purpose>>,
+}
+
+/// A `user_preferences` change as it arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreferenceLetter {
+    pub business: Option<String>,
+    pub from: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// `stop` or `resume`.
+    pub value: String,
+    pub captured_at: Option<Timestamp>,
+}
+
+impl LetterPayload {
+    /// Whether this letter holds an opt-out that applies once it can.
+    pub fn holds_opt_out(&self) -> bool {
+        match self {
+            LetterPayload::Message(m) => m.opt_out.is_some(),
+            LetterPayload::Preference(p) => p.value == "stop",
+            LetterPayload::Unrecorded { .. } => false,
+        }
+    }
+
+    /// The user id a letter waits for: its sender's, when the sender has
+    /// no readable number.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            LetterPayload::Message(m) => m.user_id.as_deref(),
+            LetterPayload::Preference(p) => p.user_id.as_deref(),
+            LetterPayload::Unrecorded { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_letter_reads_back_as_it_was_written() {
+        let letter = LetterPayload::Message(MessageLetter {
+            provider: "whatsapp".into(),
+            message_id: "wamid.1".into(),
+            business: Some("106540352242922".into()),
+            from: None,
+            user_id: Some("US.13491208655302741918".into()),
+            captured_at: Some(Timestamp::from_millis(1_749_416_383_000)),
+            content: Content::Text {
+                body: "STOP".into(),
+                reply_to: Some("wamid.prompt".into()),
+            },
+            opt_out: Some(vec![Purpose::Marketing, Purpose::Utility]),
+        });
+        let json = serde_json::to_value(&letter).unwrap();
+        assert_eq!(json["kind"], "message");
+        assert_eq!(json["content"]["type"], "text");
+        assert_eq!(json["captured_at"], "2025-06-08T20:59:43.000Z");
+        assert_eq!(
+            serde_json::from_value::<LetterPayload>(json).unwrap(),
+            letter
+        );
+        assert!(letter.holds_opt_out());
+        assert_eq!(letter.user_id(), Some("US.13491208655302741918"));
+    }
+}

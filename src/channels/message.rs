@@ -1,0 +1,418 @@
+//! What an inbound message means (SPEC section 7), pure: who sent it, what
+//! it asks for under the tenant's settings, the evidence it carries, and
+//! what a dead letter keeps of it. Recording it: `inbound.rs`.
+
+use super::letter::{LetterPayload, MessageLetter, PreferenceLetter};
+use super::settings::{OptInMatch, StoredSettings};
+use super::wa_id::wa_id_to_e164;
+use super::whatsapp_payload::Content;
+use crate::domain::evidence::Evidence;
+use crate::domain::keywords::{classify, normalize, Meaning};
+use crate::domain::number::E164;
+use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose, PurposeSet};
+use crate::domain::time::Timestamp;
+
+/// Where a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    WhatsApp,
+    Twilio,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::WhatsApp => "whatsapp",
+            Provider::Twilio => "twilio",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "whatsapp" => Some(Provider::WhatsApp),
+            "twilio" => Some(Provider::Twilio),
+            _ => None,
+        }
+    }
+
+    pub fn collector(self) -> &'static str {
+        match self {
+            Provider::WhatsApp => "webhook:whatsapp",
+            Provider::Twilio => "webhook:twilio",
+        }
+    }
+
+    pub fn capture_channel(self) -> CaptureChannel {
+        match self {
+            Provider::WhatsApp => CaptureChannel::Whatsapp,
+            Provider::Twilio => CaptureChannel::Sms,
+        }
+    }
+
+    pub fn message_channel(self) -> MessageChannel {
+        match self {
+            Provider::WhatsApp => MessageChannel::Whatsapp,
+            Provider::Twilio => MessageChannel::Sms,
+        }
+    }
+
+    /// Who a sender is, as the provider wrote it: a WhatsApp `wa_id` (with
+    /// the canonical Brazilian and Mexican forms) or Twilio's `From`.
+    pub fn sender(self, from: Option<&str>, user_id: Option<&str>) -> Sender {
+        let number = from.and_then(|from| match self {
+            Provider::WhatsApp => wa_id_to_e164(from).ok(),
+            Provider::Twilio => E164::parse(from, None, None).ok(),
+        });
+        match (number, user_id) {
+            (Some(number), user_id) => Sender::Number {
+                number,
+                user_id: user_id.map(str::to_owned),
+            },
+            (None, Some(user_id)) => Sender::UserId(user_id.to_owned()),
+            (None, None) => Sender::Unknown,
+        }
+    }
+}
+
+/// Who sent a message: a number, or only a business-scoped user id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sender {
+    Number {
+        number: E164,
+        user_id: Option<String>,
+    },
+    UserId(String),
+    /// Nothing that names a person we can resolve (a malformed number).
+    Unknown,
+}
+
+impl Sender {
+    /// The user id, when it came without a readable number (what a dead
+    /// letter of this sender waits for).
+    pub fn only_user_id(&self) -> Option<&str> {
+        match self {
+            Sender::UserId(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The user id that came with the sender, if any.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Sender::Number { user_id, .. } => user_id.as_deref(),
+            Sender::UserId(id) => Some(id),
+            Sender::Unknown => None,
+        }
+    }
+}
+
+/// One inbound message, as both webhooks hand it over.
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    pub provider: Provider,
+    pub sender: Sender,
+    /// The sender as the provider wrote it (`wa_id` or `From`), kept in
+    /// dead letters so that later rules can read it again.
+    pub from: Option<String>,
+    /// The provider's message id (`wamid.…`, `SM…`).
+    pub message_id: String,
+    /// The WhatsApp phone number id or the Twilio number it was sent to.
+    pub business: String,
+    /// The provider's time of the message; `None` when it was missing or
+    /// unreadable (treated like a time in the future).
+    pub captured_at: Option<Timestamp>,
+    pub content: Content,
+}
+
+/// WhatsApp's own marketing stop or resume (`user_preferences`).
+#[derive(Debug, Clone)]
+pub struct PreferenceChange {
+    pub sender: Sender,
+    pub from: Option<String>,
+    pub business: String,
+    pub stop: bool,
+    pub captured_at: Timestamp,
+}
+
+/// What a message asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent<'a> {
+    OptOut { full: bool },
+    Lift,
+    OptIn(&'a OptInMatch),
+    Nothing,
+}
+
+fn words(normalized: &str) -> usize {
+    normalized.split(' ').filter(|w| !w.is_empty()).count()
+}
+
+/// What a message asks for under the tenant's settings.
+pub fn intent<'a>(
+    provider: Provider,
+    content: &Content,
+    settings: &'a StoredSettings,
+) -> Intent<'a> {
+    let matches: &[OptInMatch] = match provider {
+        Provider::WhatsApp => settings.whatsapp.as_ref().map_or(&[], |w| &w.opt_in),
+        Provider::Twilio => settings.twilio.as_ref().map_or(&[], |t| &t.opt_in),
+    };
+    let extra = settings.normalized_keywords();
+    let (text, is_button, is_reply) = match content {
+        Content::Button { payload, .. } => {
+            if let Some(m) = matches.iter().find(|m| m.match_text == *payload) {
+                return Intent::OptIn(m);
+            }
+            (payload, true, true)
+        }
+        Content::Text { body, reply_to } => (body, false, reply_to.is_some()),
+        Content::Other => return Intent::Nothing,
+    };
+    let normalized = normalize(text);
+    match classify(&normalized, &extra) {
+        Meaning::FullOptOut => Intent::OptOut { full: true },
+        Meaning::PartialOptOut => Intent::OptOut { full: false },
+        Meaning::Lift => Intent::Lift,
+        // A button opts in only by its exact payload (above).
+        Meaning::Other if is_button => Intent::Nothing,
+        Meaning::Other => matches
+            .iter()
+            .filter(|m| normalize(&m.match_text) == normalized)
+            // On WhatsApp a one-word text opts in only as a reply to the business.
+            .find(|m| {
+                provider == Provider::Twilio || is_reply || words(&normalize(&m.match_text)) >= 2
+            })
+            .map_or(Intent::Nothing, Intent::OptIn),
+    }
+}
+
+/// The purposes an opt-out withdraws: all, or the tenant's partial ones.
+pub fn opt_out_purposes(full: bool, settings: &StoredSettings) -> PurposeSet {
+    if full {
+        PurposeSet::all()
+    } else {
+        settings.partial_opt_out.iter().copied().collect()
+    }
+}
+
+/// The evidence a message carries: its channel's opt-in keys.
+pub fn message_evidence(message: &InboundMessage) -> Evidence {
+    let mut pairs: Vec<(&str, &str)> = vec![("message_id", &message.message_id)];
+    pairs.push(match message.provider {
+        Provider::WhatsApp => ("business_phone_number_id", &message.business),
+        Provider::Twilio => ("from_number_to", &message.business),
+    });
+    match &message.content {
+        Content::Text { body, reply_to } => {
+            pairs.push(("body", body));
+            if let (Provider::WhatsApp, Some(id)) = (message.provider, reply_to) {
+                pairs.push(("prompt_message_id", id));
+            }
+        }
+        Content::Button { payload, reply_to } => {
+            pairs.push(("button_payload", payload));
+            if let Some(id) = reply_to {
+                pairs.push(("prompt_message_id", id));
+            }
+        }
+        Content::Other => {}
+    }
+    Evidence::from_list(&pairs)
+}
+
+/// What a dead letter keeps of a message; `opt_out` names the purposes it
+/// withdrew when it arrived, if it was an opt-out.
+pub fn message_letter(message: &InboundMessage, opt_out: Option<PurposeSet>) -> LetterPayload {
+    LetterPayload::Message(MessageLetter {
+        provider: message.provider.as_str().to_owned(),
+        message_id: message.message_id.clone(),
+        business: Some(message.business.clone()).filter(|b| !b.is_empty()),
+        from: message.from.clone(),
+        user_id: message.sender.user_id().map(str::to_owned),
+        captured_at: message.captured_at,
+        content: message.content.clone(),
+        opt_out: opt_out.map(|set| {
+            Purpose::ALL
+                .into_iter()
+                .filter(|p| set.contains(*p))
+                .collect()
+        }),
+    })
+}
+
+/// The message a dead letter kept, read under today's rules (a `wa_id`
+/// read again), or `None` when it is not a message.
+pub fn message_of_letter(letter: &MessageLetter) -> Option<InboundMessage> {
+    let provider = Provider::parse(&letter.provider)?;
+    Some(InboundMessage {
+        provider,
+        sender: provider.sender(letter.from.as_deref(), letter.user_id.as_deref()),
+        from: letter.from.clone(),
+        message_id: letter.message_id.clone(),
+        business: letter.business.clone().unwrap_or_default(),
+        captured_at: letter.captured_at,
+        content: letter.content.clone(),
+    })
+}
+
+/// What a dead letter keeps of a marketing preference change.
+pub fn preference_letter(
+    change: &PreferenceChange,
+    captured_at: Option<Timestamp>,
+) -> LetterPayload {
+    LetterPayload::Preference(PreferenceLetter {
+        business: Some(change.business.clone()).filter(|b| !b.is_empty()),
+        from: change.from.clone(),
+        user_id: change.sender.user_id().map(str::to_owned),
+        value: if change.stop { "stop" } else { "resume" }.to_owned(),
+        captured_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channels::settings::StoredTwilio;
+
+    fn settings() -> StoredSettings {
+        let opt_in = |m: &str| OptInMatch {
+            match_text: m.into(),
+            brand: "Makro".into(),
+            purposes: vec![Purpose::Marketing],
+            message_channels: None,
+            prompt: "Makro".into(),
+        };
+        StoredSettings {
+            whatsapp: Some(crate::channels::settings::StoredWhatsApp {
+                app_secret: String::new(),
+                previous_app_secret: None,
+                verify_token: String::new(),
+                phone_numbers: Vec::new(),
+                opt_in: vec![
+                    opt_in("JOIN"),
+                    opt_in("JOIN MAKRO"),
+                    opt_in("OPTIN_UTILITY"),
+                ],
+            }),
+            twilio: Some(StoredTwilio {
+                auth_token: String::new(),
+                secondary_auth_token: None,
+                account_sid: String::new(),
+                webhook_url: String::new(),
+                numbers: Vec::new(),
+                opt_in: vec![opt_in("JOIN")],
+            }),
+            opt_out_keywords: vec!["BAJA".into()],
+            partial_opt_out: vec![Purpose::Marketing],
+        }
+    }
+
+    fn text(body: &str, reply: bool) -> Content {
+        Content::Text {
+            body: body.into(),
+            reply_to: reply.then(|| "wamid.prompt".to_owned()),
+        }
+    }
+
+    #[test]
+    fn what_messages_ask_for() {
+        let s = settings();
+        let wa = Provider::WhatsApp;
+        assert_eq!(
+            intent(wa, &text("STOP", false), &s),
+            Intent::OptOut { full: true }
+        );
+        assert_eq!(
+            intent(wa, &text("stop.", false), &s),
+            Intent::OptOut { full: true }
+        );
+        assert_eq!(
+            intent(wa, &text("baja", false), &s),
+            Intent::OptOut { full: true }
+        );
+        assert_eq!(
+            intent(wa, &text("please stop texting me", false), &s),
+            Intent::OptOut { full: false }
+        );
+        assert_eq!(intent(wa, &text("Start", false), &s), Intent::Lift);
+        // One word opts in on WhatsApp only as a reply; two words always.
+        assert_eq!(intent(wa, &text("join", false), &s), Intent::Nothing);
+        assert!(
+            matches!(intent(wa, &text("join", true), &s), Intent::OptIn(m) if m.match_text == "JOIN")
+        );
+        assert!(
+            matches!(intent(wa, &text("Join Makro!", false), &s), Intent::OptIn(m) if m.match_text == "JOIN MAKRO")
+        );
+        // On SMS a configured keyword counts.
+        assert!(matches!(
+            intent(Provider::Twilio, &text("join", false), &s),
+            Intent::OptIn(_)
+        ));
+        // Button payloads are byte-equal.
+        let button = |p: &str| Content::Button {
+            payload: p.into(),
+            reply_to: None,
+        };
+        assert!(matches!(
+            intent(wa, &button("OPTIN_UTILITY"), &s),
+            Intent::OptIn(_)
+        ));
+        assert_eq!(intent(wa, &button("optin_utility"), &s), Intent::Nothing);
+        assert_eq!(
+            intent(wa, &button("STOP"), &s),
+            Intent::OptOut { full: true }
+        );
+        assert_eq!(intent(wa, &Content::Other, &s), Intent::Nothing);
+    }
+
+    #[test]
+    fn senders_by_provider() {
+        let wa = Provider::WhatsApp;
+        assert!(matches!(
+            wa.sender(Some("4915112345678"), Some("DE.1")),
+            Sender::Number { number, user_id: Some(id) } if number.as_str() == "+4915112345678" && id == "DE.1"
+        ));
+        assert_eq!(
+            wa.sender(Some("12"), Some("DE.1")),
+            Sender::UserId("DE.1".into())
+        );
+        assert_eq!(wa.sender(None, None), Sender::Unknown);
+        assert!(matches!(
+            Provider::Twilio.sender(Some("+4915112345678"), None),
+            Sender::Number { .. }
+        ));
+        assert_eq!(
+            Provider::Twilio.sender(Some("whatever"), None),
+            Sender::Unknown
+        );
+    }
+
+    #[test]
+    fn a_message_survives_its_dead_letter() {
+        let message = InboundMessage {
+            provider: Provider::WhatsApp,
+            sender: Sender::UserId("US.1".into()),
+            from: None,
+            message_id: "wamid.1".into(),
+            business: "1065".into(),
+            captured_at: None,
+            content: text("STOP", true),
+        };
+        let LetterPayload::Message(letter) = message_letter(&message, Some(PurposeSet::all()))
+        else {
+            panic!("a message letter");
+        };
+        assert_eq!(
+            letter.opt_out,
+            Some(vec![
+                Purpose::Marketing,
+                Purpose::Utility,
+                Purpose::Authentication
+            ])
+        );
+        let back = message_of_letter(&letter).unwrap();
+        assert_eq!(back.sender, message.sender);
+        assert_eq!(back.content, message.content);
+        assert_eq!(message_evidence(&back), message_evidence(&message));
+    }
+}
