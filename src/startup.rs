@@ -118,8 +118,67 @@ pub fn openapi_json() -> String {
     text
 }
 
-async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found("no such route"))
+/// The documented paths with their methods, to tell a wrong method (405
+/// with `Allow`) from a path that does not exist (404).
+struct KnownRoutes(Vec<(actix_web::dev::ResourceDef, String)>);
+
+impl KnownRoutes {
+    fn of(openapi: &utoipa::openapi::OpenApi) -> Self {
+        let document = serde_json::to_value(openapi).unwrap_or_default();
+        let mut routes = Vec::new();
+        if let Some(paths) = document["paths"].as_object() {
+            for (path, item) in paths {
+                let methods: Vec<String> = item
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|ops| ops.keys())
+                    .filter(|m| {
+                        ["get", "put", "post", "delete", "patch", "head", "options"]
+                            .contains(&m.as_str())
+                    })
+                    .map(|m| m.to_uppercase())
+                    .collect();
+                routes.push((
+                    actix_web::dev::ResourceDef::new(path.as_str()),
+                    methods.join(", "),
+                ));
+            }
+        }
+        Self(routes)
+    }
+
+    /// The `Allow` value of the documented path `path` matches, if any.
+    fn allowed(&self, path: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(def, _)| def.is_match(path))
+            .map(|(_, allow)| allow.as_str())
+    }
+}
+
+/// Anything no route took: 405 on a known path, else 404.
+fn unrouted(routes: &KnownRoutes, req: &actix_web::HttpRequest) -> HttpResponse {
+    use actix_web::ResponseError;
+    match routes.allowed(req.path()) {
+        Some(allow) => {
+            let mut response = ApiError::new(
+                actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!(
+                    "{} is not allowed here; this path takes {allow}",
+                    req.method()
+                ),
+            )
+            .error_response();
+            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
+                response
+                    .headers_mut()
+                    .insert(actix_web::http::header::ALLOW, value);
+            }
+            response
+        }
+        None => ApiError::not_found("no such route").error_response(),
+    }
 }
 
 /// The database, the master key and the operator token, ready to serve.
@@ -241,14 +300,59 @@ fn spawn_checkpointer(state: web::Data<AppState>, interval: std::time::Duration)
     });
 }
 
+/// How often the housekeeping job runs, unless a test says otherwise.
+const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+/// Rows the housekeeping job deletes per transaction, and batches per run.
+const HOUSEKEEPING_BATCH: i64 = 1_000;
+const HOUSEKEEPING_BATCHES: usize = 100;
+
+/// Forgets what is kept no longer than it serves, every `interval`, in
+/// bounded batches so that writers wait at most one batch: idempotency
+/// answers after 24 hours (SPEC section 10). Every instance runs it; two at
+/// once only find less to delete.
+fn spawn_housekeeping(state: web::Data<AppState>, interval: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = state.now().millis();
+            let purged = state
+                .db(move |conn| {
+                    let mut total = 0;
+                    for _ in 0..HOUSEKEEPING_BATCHES {
+                        let n = crate::store::idempotency::purge_expired(
+                            conn,
+                            now,
+                            HOUSEKEEPING_BATCH,
+                        )?;
+                        total += n;
+                        if n < HOUSEKEEPING_BATCH as usize {
+                            break;
+                        }
+                    }
+                    Ok(total)
+                })
+                .await;
+            match purged {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(idempotency_keys = n, "expired idempotency keys purged"),
+                Err(e) => tracing::warn!(error = %e, "housekeeping could not run"),
+            }
+        }
+    });
+}
+
 /// What a test may control in a running application; the default is the
-/// system clock and no gate.
+/// system clock, no gate and the usual housekeeping interval.
 #[derive(Debug, Clone, Default)]
 pub struct Hooks {
     pub clock: crate::domain::time::Clock,
     /// Writes under an `Idempotency-Key` wait for a permit of this
     /// semaphore once their key is taken (see [`AppState::write_gate`]).
     pub write_gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// How often housekeeping runs (default 10 minutes).
+    pub housekeeping_interval: Option<std::time::Duration>,
 }
 
 /// A bound, not yet running server.
@@ -284,8 +388,14 @@ impl Application {
             write_gate: hooks.write_gate,
         });
         spawn_checkpointer(state.clone(), state.settings.checkpoint_interval);
+        spawn_housekeeping(
+            state.clone(),
+            hooks.housekeeping_interval.unwrap_or(HOUSEKEEPING_INTERVAL),
+        );
         let openapi = openapi_document();
+        let routes = Arc::new(KnownRoutes::of(&openapi));
         let server = HttpServer::new(move || {
+            let routes = routes.clone();
             let path_errors = web::PathConfig::default()
                 .error_handler(|_, _| ApiError::not_found("no such resource").into());
             let query_errors = web::QueryConfig::default().error_handler(|_, _| {
@@ -303,7 +413,10 @@ impl Application {
                 .into_app()
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
                 .service(web::redirect("/docs", "/docs/"))
-                .default_service(web::to(not_found))
+                .default_service(web::to(move |req: actix_web::HttpRequest| {
+                    let answer = unrouted(&routes, &req);
+                    async move { answer }
+                }))
         })
         .shutdown_timeout(30)
         .listen(listener)?

@@ -61,6 +61,25 @@ where
         + Send
         + 'static,
 {
+    run_with_replay(state, req, caller, route, request_sha256, |body| body, work).await
+}
+
+/// [`run`] for a write that stores less than it answers (an interaction
+/// keeps no number): `replay` turns the stored answer into the one sent.
+pub async fn run_with_replay<F>(
+    state: &AppState,
+    req: &HttpRequest,
+    caller: &Caller,
+    route: &'static str,
+    request_sha256: &str,
+    replay: impl Fn(String) -> String,
+    work: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(&mut DbConn, Option<&IdempotencyScope>) -> Result<(u16, String), ApiError>
+        + Send
+        + 'static,
+{
     let scope = scope_of(req, caller, route, request_sha256)?;
     if let Some(scope) = scope.clone() {
         let now = state.now().millis();
@@ -68,7 +87,7 @@ where
             .db(move |conn| Ok(idempotency::begin(conn, &scope, now)?))
             .await?;
         if begun != Begin::Proceed {
-            return answer_without_work(begun);
+            return answer_without_work(begun, &replay);
         }
         if let Some(gate) = &state.write_gate {
             // Tests only: hold this request while it owns its key.
@@ -88,7 +107,7 @@ where
             let now = state
                 .db(move |conn| Ok(idempotency::current(conn, &scope)?))
                 .await?;
-            answer_without_work(now)
+            answer_without_work(now, &replay)
         }
         (Err(error), Some(scope)) => {
             // Let the client retry with the same key once the cause is fixed.
@@ -105,10 +124,13 @@ where
 const TAKEN_OVER: &str = "idempotency_in_progress";
 
 /// The answer to a key that was used before: a replay, 409 or 422.
-fn answer_without_work(begun: Begin) -> Result<HttpResponse, ApiError> {
+fn answer_without_work(
+    begun: Begin,
+    replay: &impl Fn(String) -> String,
+) -> Result<HttpResponse, ApiError> {
     match begun {
         Begin::Replay { status, body } => {
-            let mut response = json_response(status, body);
+            let mut response = json_response(status, replay(body));
             response.headers_mut().insert(
                 header::HeaderName::from_static("idempotent-replayed"),
                 header::HeaderValue::from_static("true"),

@@ -451,6 +451,44 @@ pub struct InteractionRecorded {
     pub window: Window,
 }
 
+/// What an interaction's idempotent answer keeps: the window, never the
+/// number (a replay takes the number from its own, identical, request).
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredInteraction {
+    window: Window,
+}
+
+/// The answer to an interaction, from what was stored and the number asked.
+fn interaction_answer(number: &E164, stored: &str) -> Option<String> {
+    let stored: StoredInteraction = serde_json::from_str(stored).ok()?;
+    serde_json::to_string(&InteractionRecorded {
+        number: number.as_str().to_owned(),
+        window: stored.window,
+    })
+    .ok()
+}
+
+/// SPEC section 4: an interaction's `received_at` is not after the
+/// server's clock (no tolerance: omit it to mean now) and at most 24 hours
+/// old (an older message opens no window any more).
+fn check_received_at(received_at: Timestamp, now: Timestamp) -> Result<(), ApiError> {
+    if received_at > now {
+        return Err(ApiError::unprocessable(
+            "received_at_in_future",
+            "`received_at` is after the server's clock (no tolerance); omit it to mean now",
+        )
+        .with_errors(vec![evidence::FieldError::new("received_at", "in_future")]));
+    }
+    if received_at < now.plus_millis(-INTERACTION_MAX_AGE_MILLIS) {
+        return Err(ApiError::unprocessable(
+            "received_at_too_old",
+            "`received_at` is more than 24 hours ago: that message opens no window any more",
+        )
+        .with_errors(vec![evidence::FieldError::new("received_at", "too_old")]));
+    }
+    Ok(())
+}
+
 /// A business phone number id: 1-64 visible ASCII characters.
 pub fn check_phone_number_id(id: Option<&str>) -> Result<(), ApiError> {
     match id {
@@ -494,26 +532,21 @@ pub async fn create_interaction(
     let id = r.business_phone_number_id;
     let given = r.received_at;
     let clock = state.clock.clone();
-    idempotent::run(
+    let asked = number.clone();
+    // A replay answers the stored window with the number of this request
+    // (the same body, so the same number).
+    let replay = move |stored: String| interaction_answer(&asked, &stored).unwrap_or(stored);
+    idempotent::run_with_replay(
         &state,
         &req,
         &caller,
         "interactions",
         &body.body_sha256,
+        replay,
         move |conn, scope| {
             let now = clock.now();
             let received_at = given.unwrap_or(now);
-            check_not_future("received_at", received_at, now)?;
-            // Within the clock skew, a message "from the future" arrived now:
-            // its window must not close late.
-            let received_at = received_at.min(now);
-            if received_at < now.plus_millis(-INTERACTION_MAX_AGE_MILLIS) {
-                return Err(ApiError::unprocessable(
-                "captured_at_too_old",
-                "`received_at` is more than 24 hours ago: that message opens no window any more",
-            )
-            .with_errors(vec![evidence::FieldError::new("received_at", "too_old")]));
-            }
+            check_received_at(received_at, now)?;
             conn.immediate_transaction(|conn| {
                 // The log first, as webhooks do: the window row references
                 // the tenant, and taking that share lock first could
@@ -521,18 +554,16 @@ pub async fn create_interaction(
                 lock_log(conn, &tenant)?;
                 record_inbound(conn, &tenant, &number, id.as_deref(), received_at)?;
                 let (window, _) = window_of(conn, &tenant, &number, id.as_deref(), now, &mut None)?;
-                let body = serde_json::to_string(&InteractionRecorded {
-                    number: number.as_str().to_owned(),
-                    window,
-                })
-                .expect("serialisable");
+                let stored =
+                    serde_json::to_string(&StoredInteraction { window }).expect("serialisable");
                 if let Some(scope) = scope {
-                    if !idempotency::finish(conn, scope, 200, &body, None, now.millis())? {
+                    if !idempotency::finish(conn, scope, 200, &stored, None, now.millis())? {
                         return Err(append_error(StoreError::Rejected(
                             Rejection::IdempotencyLost,
                         )));
                     }
                 }
+                let body = interaction_answer(&number, &stored).expect("it was just written");
                 Ok((200, body))
             })
         },

@@ -13,8 +13,8 @@ use crate::error::{ApiError, Problem};
 use actix_web::http::{header, StatusCode};
 use actix_web::{post, web, HttpRequest, HttpResponse};
 
-/// Twilio's form posts are small; this is generous.
-const BODY_LIMIT: usize = 256 * 1024;
+/// Webhook bodies are at most 3 MiB (SPEC section 10), Twilio's as Meta's.
+const BODY_LIMIT: usize = 3 * 1024 * 1024;
 
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
 

@@ -186,7 +186,7 @@ pub struct InboundRecord {
 }
 
 /// The customer-service window as reported in a decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 pub struct Window {
     pub open: bool,
     /// When the open window closes; null while it is closed.

@@ -183,6 +183,36 @@ pub fn current(conn: &mut DbConn, scope: &IdempotencyScope) -> QueryResult<Begin
     })
 }
 
+/// Forgets the keys kept longer than 24 hours (answers, and `in_progress`
+/// rows of requests that died), the oldest first and at most `limit` in
+/// one transaction. Returns how many were forgotten.
+pub fn purge_expired(conn: &mut DbConn, now: i64, limit: i64) -> QueryResult<usize> {
+    conn.immediate_transaction(|conn| {
+        let expired: Vec<(String, String, String, String)> = idem::table
+            .filter(idem::created_at.le(now - RETENTION_MILLIS))
+            .order(idem::created_at)
+            .limit(limit)
+            .select((
+                idem::tenant_id,
+                idem::key_id,
+                idem::route,
+                idem::idempotency_key,
+            ))
+            .load(conn)?;
+        for (tenant_id, key_id, route, key) in &expired {
+            diesel::delete(
+                idem::table
+                    .filter(idem::tenant_id.eq(tenant_id))
+                    .filter(idem::key_id.eq(key_id))
+                    .filter(idem::route.eq(route))
+                    .filter(idem::idempotency_key.eq(key)),
+            )
+            .execute(conn)?;
+        }
+        Ok(expired.len())
+    })
+}
+
 /// Forgets an `in_progress` key whose request failed, so it can be retried.
 pub fn abandon(conn: &mut DbConn, scope: &IdempotencyScope) -> QueryResult<()> {
     diesel::delete(
@@ -269,6 +299,24 @@ mod tests {
                 body: "fresh".into()
             }
         );
+    }
+
+    #[test]
+    fn keys_older_than_a_day_are_purged_in_batches() {
+        let (_dir, mut conn) = db();
+        for (i, at) in [0, 1, 2, RETENTION_MILLIS].into_iter().enumerate() {
+            let scope = IdempotencyScope::new("t", "key_1", "opt-ins", &format!("k{i}"), "a");
+            assert_eq!(begin(&mut conn, &scope, at).unwrap(), Begin::Proceed);
+        }
+        let now = RETENTION_MILLIS + 2;
+        assert_eq!(purge_expired(&mut conn, now, 2).unwrap(), 2);
+        assert_eq!(purge_expired(&mut conn, now, 2).unwrap(), 1);
+        assert_eq!(purge_expired(&mut conn, now, 2).unwrap(), 0);
+        let left: Vec<String> = idem::table
+            .select(idem::idempotency_key)
+            .load(&mut conn)
+            .unwrap();
+        assert_eq!(left, vec!["k3"], "a key younger than a day stays");
     }
 
     /// The stalled request's append rolls back whole, whether the retry

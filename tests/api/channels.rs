@@ -559,3 +559,39 @@ async fn twilio_requests_are_signed_over_the_configured_url() {
     .await;
     assert_eq!(log_size(&app, &t).await, size);
 }
+
+/// Webhook bodies may be 3 MiB (SPEC section 10), Twilio's too; larger
+/// ones answer 413 and record nothing.
+#[tokio::test]
+async fn twilio_bodies_up_to_three_mebibytes_are_read() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    // A long STOP (Twilio joins segments of long messages into one Body).
+    let mut params = sms(NUMBER, "SM0000000000000000000000000000big1", "STOP");
+    params.push(("AddOns".to_owned(), "x".repeat(512 * 1024)));
+    twilio(&app, &params).await;
+    assert_eq!(
+        app.reason(
+            &t,
+            json!({"number": NUMBER, "purpose": "marketing", "channel": "sms"})
+        )
+        .await,
+        "opted_out"
+    );
+    let mut huge = sms(NUMBER, "SM0000000000000000000000000000big2", "START");
+    huge.push(("AddOns".to_owned(), "x".repeat(3 * 1024 * 1024)));
+    let signature = twilio_signature(TW_TOKEN, WEBHOOK_URL, &huge);
+    let (status, content_type, _) = post_twilio(&app, &huge, Some(&signature)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(content_type.starts_with("application/problem+json"));
+    assert_eq!(
+        app.reason(
+            &t,
+            json!({"number": NUMBER, "purpose": "marketing", "channel": "sms"})
+        )
+        .await,
+        "opted_out"
+    );
+}

@@ -323,47 +323,79 @@ async fn the_window_opens_per_business_number_and_closes_after_24_hours() {
 
 #[tokio::test]
 async fn a_window_closes_24_hours_after_the_message() {
-    let app = spawn_app().await;
+    let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
     // A message from 24 hours minus two seconds ago: open for two more seconds.
-    let received = chrono::Utc::now() - chrono::Duration::hours(24) + chrono::Duration::seconds(2);
-    let received_text = received.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    let received = app.at(-86_400 + 2);
     let opened = app
         .post(
             "/v1/interactions",
             &t.collector,
-            &json!({"number": NUMBER, "received_at": received_text}),
+            &json!({"number": NUMBER, "received_at": received}),
         )
         .await;
     assert_eq!(opened.status, StatusCode::OK, "{}", opened.body);
-    let closes_at = opened.body["window"]["closes_at"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let expected = (received + chrono::Duration::hours(24))
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string();
-    assert_eq!(closes_at, expected);
-    // Wait for the known closing instant (same clock as the server), then ask.
-    let deadline = received + chrono::Duration::hours(24) + chrono::Duration::milliseconds(50);
-    let wait = (deadline - chrono::Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(wait).await;
-    let d = app
-        .check(&t, json!({"number": NUMBER, "purpose": "utility"}))
-        .await;
+    assert_eq!(opened.body["window"]["closes_at"], app.at(2));
+    let check = json!({"number": NUMBER, "purpose": "utility"});
+    app.clock.advance(1_999);
+    assert_eq!(
+        app.check(&t, check.clone()).await.body["window"]["open"],
+        true
+    );
+    app.clock.advance(1);
+    let d = app.check(&t, check).await;
     assert_eq!(d.body["window"]["open"], false);
     assert_eq!(d.body["window"]["closes_at"], serde_json::Value::Null);
     assert_eq!(d.body["template_required"], true);
-    // Older than 24 hours opens nothing and is refused.
-    let stale = app
-        .post(
-            "/v1/interactions",
-            &t.collector,
-            &json!({"number": NUMBER, "received_at": at(-86_401)}),
-        )
-        .await;
-    assert_eq!(stale.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(stale.code(), "captured_at_too_old");
+}
+
+/// SPEC section 4: `received_at` is not in the future (no tolerance) and
+/// not older than 24 hours; each refusal names the field in its code.
+#[tokio::test]
+async fn an_interaction_is_neither_from_the_future_nor_older_than_a_day() {
+    let app = spawn_app_at_manual_clock().await;
+    let t = app.tenant("makro", "Makro").await;
+    let interaction = |received_at: String| {
+        let app = &app;
+        let t = &t;
+        async move {
+            app.post(
+                "/v1/interactions",
+                &t.collector,
+                &json!({"number": NUMBER, "received_at": received_at}),
+            )
+            .await
+        }
+    };
+    let ahead = interaction(app.clock.now().plus_millis(1).to_string()).await;
+    assert_eq!(
+        ahead.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        ahead.body
+    );
+    assert_eq!(ahead.code(), "received_at_in_future");
+    assert_eq!(
+        ahead.field_code("received_at").as_deref(),
+        Some("in_future")
+    );
+    let stale = interaction(app.clock.now().plus_millis(-86_400_001).to_string()).await;
+    assert_eq!(
+        stale.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        stale.body
+    );
+    assert_eq!(stale.code(), "received_at_too_old");
+    assert_eq!(stale.field_code("received_at").as_deref(), Some("too_old"));
+    // The edges themselves are accepted: now, and exactly 24 hours ago.
+    let now = interaction(app.at(0)).await;
+    assert_eq!(now.status, StatusCode::OK, "{}", now.body);
+    assert_eq!(now.body["window"]["closes_at"], app.at(86_400));
+    let oldest = interaction(app.at(-86_400)).await;
+    assert_eq!(oldest.status, StatusCode::OK, "{}", oldest.body);
+    let problem = app.get("/problems/received_at_in_future", &t.admin).await;
+    assert_eq!(problem.status, StatusCode::OK);
 }
 
 #[tokio::test]

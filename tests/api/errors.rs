@@ -150,6 +150,69 @@ async fn media_types_sizes_and_routes() {
     assert_eq!(app.get("/readyz", "").await.body["status"], "ready");
 }
 
+/// A known path with the wrong method answers 405 with `Allow` (SPEC
+/// section 10), an unknown path 404; neither runs the handler.
+#[tokio::test]
+async fn a_wrong_method_answers_405_with_allow() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let cases = [
+        (reqwest::Method::GET, "/v1/opt-ins", "POST"),
+        (reqwest::Method::DELETE, "/v1/keys", "GET, POST"),
+        (reqwest::Method::GET, "/v1/keys/key_0123456789ab", "DELETE"),
+        (reqwest::Method::PUT, "/v1/tenant", "GET, PATCH"),
+        (
+            reqwest::Method::DELETE,
+            "/webhooks/whatsapp/makro",
+            "GET, POST",
+        ),
+        (reqwest::Method::GET, "/v1/dead-letters/7", "GET"),
+    ];
+    for (method, path, allow) in cases {
+        let response = app
+            .client
+            .request(method.clone(), app.url(path))
+            .bearer_auth(&t.admin)
+            .send()
+            .await
+            .unwrap();
+        let answer = TestApp::answer(response).await;
+        if allow.split(", ").any(|m| m == method.as_str()) {
+            assert_ne!(
+                answer.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            continue;
+        }
+        assert_eq!(
+            answer.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {}",
+            answer.body
+        );
+        assert_eq!(answer.code(), "method_not_allowed");
+        assert_eq!(answer.content_type(), "application/problem+json");
+        let mut listed: Vec<&str> = answer.headers["allow"]
+            .to_str()
+            .unwrap()
+            .split(", ")
+            .collect();
+        listed.sort_unstable();
+        let mut expected: Vec<&str> = allow.split(", ").collect();
+        expected.sort_unstable();
+        assert_eq!(listed, expected, "{method} {path}");
+    }
+    let nowhere = app
+        .client
+        .delete(app.url("/v1/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/v1/tenant", &t.admin).await.body["tree_size"], 0);
+}
+
 #[tokio::test]
 async fn swagger_ui_and_the_document_are_served() {
     let app = spawn_app().await;

@@ -175,6 +175,7 @@ async fn a_request_held_past_the_takeover_records_nothing() {
     let hooks = Hooks {
         clock: Clock::manual(Timestamp::now()),
         write_gate: Some(gate.clone()),
+        ..Hooks::default()
     };
     let app = spawn_app_hooked(|_| {}, hooks).await;
     let t = app.tenant("makro", "Makro").await;
@@ -214,4 +215,76 @@ async fn a_request_held_past_the_takeover_records_nothing() {
     assert_eq!(again.headers.get("idempotent-replayed").unwrap(), "true");
     assert_eq!(again.body, retry.body);
     assert_eq!(app.get("/v1/tenant", &t.admin).await.body["tree_size"], 1);
+}
+
+/// How many idempotency keys are stored, and their stored answers.
+fn stored_answers(app: &TestApp) -> Vec<Option<String>> {
+    use consent_ledger::store::connection::establish;
+    use consent_ledger::store::schema::idempotency_keys as idem;
+    use diesel::{QueryDsl, RunQueryDsl};
+    let mut conn = establish(&app.database_target()).unwrap();
+    idem::table
+        .select(idem::response_body)
+        .load(&mut conn)
+        .unwrap()
+}
+
+/// SPEC section 10: keys are kept 24 hours, and then forgotten by the
+/// housekeeping job even if they never come back.
+#[tokio::test]
+async fn idempotency_keys_are_purged_after_a_day() {
+    use consent_ledger::domain::time::{Clock, Timestamp};
+    use consent_ledger::startup::Hooks;
+    let hooks = Hooks {
+        clock: Clock::manual(Timestamp::now()),
+        housekeeping_interval: Some(std::time::Duration::from_millis(50)),
+        ..Hooks::default()
+    };
+    let app = spawn_app_hooked(|_| {}, hooks).await;
+    let t = app.tenant("makro", "Makro").await;
+    let recorded = app
+        .post_with(
+            "/v1/opt-ins",
+            &t.collector,
+            &web_opt_in(NUMBER, "Makro", &["marketing"]),
+            &[("Idempotency-Key", "day-old")],
+        )
+        .await;
+    assert_eq!(recorded.status, StatusCode::CREATED, "{}", recorded.body);
+    app.clock.advance(24 * 3600 * 1000 - 1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(stored_answers(&app).len(), 1, "kept for 24 hours");
+    app.clock.advance(1);
+    for _ in 0..200 {
+        if stored_answers(&app).is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the day-old idempotency key was never purged");
+}
+
+/// An interaction's stored answer keeps the window, not the number; its
+/// replay still answers the number asked.
+#[tokio::test]
+async fn an_interactions_stored_answer_keeps_no_number() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let interaction = json!({"number": "0151 12345678", "region": "DE", "received_at": at(-60)});
+    let key = [("Idempotency-Key", "window-1")];
+    let first = app
+        .post_with("/v1/interactions", &t.sender, &interaction, &key)
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body["number"], NUMBER);
+    let stored = stored_answers(&app);
+    assert_eq!(stored.len(), 1);
+    let stored = stored[0].clone().expect("an answer");
+    assert!(!stored.contains("12345678"), "{stored}");
+    assert!(stored.contains("closes_at"), "{stored}");
+    let again = app
+        .post_with("/v1/interactions", &t.sender, &interaction, &key)
+        .await;
+    assert_eq!(again.headers.get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(again.body, first.body);
 }
