@@ -30,7 +30,7 @@ use utoipa_swagger_ui::SwaggerUi;
         description = "Opt-in consent ledger for WhatsApp Business and SMS messaging. Every opt-in and opt-out is an entry of a per-tenant, append-only, hash-chained Merkle log; `POST /v1/checks` answers whether a template may be sent, now. Errors are RFC 9457 problem+json; see /problems/{code}.",
         license(name = "Apache-2.0")
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &ServerErrors),
     components(schemas(Problem, ProblemField, Entry, EntryType, Openings, SubjectOpening, EvidenceOpening)),
     tags(
         (name = "tenants", description = "Tenants and their settings (operator, admin)"),
@@ -58,6 +58,41 @@ impl Modify for SecuritySchemes {
         let mut operator = Http::new(HttpAuthScheme::Bearer);
         operator.description = Some("The operator token".to_owned());
         components.add_security_scheme("operator", SecurityScheme::Http(operator));
+    }
+}
+
+/// Any operation may answer a 5XX problem (`internal`, or `not_ready` and
+/// `busy` when the database is away or locked): documented on each that
+/// does not describe its own.
+struct ServerErrors;
+
+impl Modify for ServerErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = ResponseBuilder::new()
+            .description("Problem on our side: `internal`, or `not_ready`/`busy` (retry)")
+            .content(
+                crate::api::PROBLEM_CONTENT_TYPE,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                if !responses.keys().any(|status| status.starts_with('5')) {
+                    responses.insert("5XX".to_owned(), problem.clone().into());
+                }
+            }
+        }
     }
 }
 

@@ -242,8 +242,8 @@ pub struct BatchRequest {
 /// An item that could not be decided.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchItemError {
-    /// The `number` exactly as it was sent.
-    #[schema(value_type = Object)]
+    /// The `number` exactly as it was sent: a string, or whatever JSON
+    /// value (null when it was missing).
     pub number: serde_json::Value,
     pub error: ItemError,
 }

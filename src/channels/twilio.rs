@@ -54,8 +54,10 @@ fn refused(detail: &str) -> ApiError {
     request_body(content = String, description = "Twilio's inbound message parameters, signed with X-Twilio-Signature", content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "An empty TwiML `<Response/>` (also when ignored)", content_type = "text/xml", body = String),
+        (status = 400, description = "The body could not be read", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Bad signature, account or number: nothing recorded", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant, or no Twilio channel", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than 3 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not form-encoded", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -48,6 +48,7 @@ fn whatsapp_settings(settings: &StoredSettings) -> Result<&StoredWhatsApp, ApiEr
         (status = 200, description = "`hub.challenge`, echoed", content_type = "text/plain", body = String),
         (status = 403, description = "The verify token does not match", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant, or no WhatsApp channel", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The query string is not valid", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/webhooks/whatsapp/{tenant}")]
@@ -89,6 +90,7 @@ pub async fn whatsapp_handshake(
     request_body(content = String, description = "Meta's notification, signed with X-Hub-Signature-256", content_type = "application/json"),
     responses(
         (status = 200, description = "Accepted (also when ignored)"),
+        (status = 400, description = "The body could not be read", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad signature: nothing recorded", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant, or no WhatsApp channel", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than 3 MiB", body = Problem, content_type = "application/problem+json"),

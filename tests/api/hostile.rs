@@ -1,7 +1,8 @@
 //! A sweep of hostile input: every field of a valid request of each JSON
 //! endpoint replaced, one at a time, by values a careless or hostile client
 //! sends (NUL, huge strings and numbers, wrong types, impossible dates).
-//! Each answer is a 2xx or a 4xx problem+json, never a 500 (on PostgreSQL
+//! Each answer is a 2xx or a 4xx problem+json that the OpenAPI document
+//! describes, never a 500 (on PostgreSQL
 //! a NUL or an oversized index key fails the query if it reaches it). Signed
 //! webhook payloads mutated the same way are always answered 200.
 //! Deterministic and bounded: a few thousand requests per backend.
@@ -239,6 +240,7 @@ async fn no_field_of_any_json_request_can_make_a_500() {
     ];
     let mut sent = 0;
     let mut failures = Vec::new();
+    let contract = crate::contract::Contract::load();
     for (method, path, key, body) in &requests {
         // The unmutated request is valid: the sweep starts from real requests.
         let answer = send(&app, method.clone(), path, key, body).await;
@@ -257,6 +259,18 @@ async fn no_field_of_any_json_request_can_make_a_500() {
                     "{method} {path} {what}: {} {body:.200}",
                     answer.status
                 ));
+            }
+            // And the answer is one the OpenAPI document describes.
+            let text = answer.body.to_string();
+            let violation = contract.violation(
+                method.as_str(),
+                path,
+                answer.status,
+                answer.content_type(),
+                &text,
+            );
+            if let Some(violation) = violation {
+                failures.push(format!("{what}: {violation}"));
             }
         }
     }

@@ -7,6 +7,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 mod channels;
 mod checks;
 mod cli;
+mod contract;
 mod decisions;
 mod errors;
 mod helpers;

@@ -12,6 +12,8 @@ mod channels;
 mod checks;
 #[path = "../api/cli.rs"]
 mod cli;
+#[path = "../api/contract.rs"]
+mod contract;
 #[path = "../api/decisions.rs"]
 mod decisions;
 #[path = "../api/errors.rs"]
