@@ -193,8 +193,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         bail!("no tenant {:?}", tenant.unwrap_or_default());
                     }
                     for s in scanned {
+                        let revoked = match s.revoked_only {
+                            0 => String::new(),
+                            n => format!(" ({n} signed only by a revoked key: their roots match the entries, their signatures prove nothing)"),
+                        };
                         println!(
-                            "{}: {} entries and {} checkpoints verified",
+                            "{}: {} entries and {} checkpoints verified{revoked}",
                             s.tenant, s.entries, s.checkpoints
                         );
                     }

@@ -20,6 +20,9 @@ pub struct Scanned {
     pub tenant: String,
     pub entries: u64,
     pub checkpoints: u64,
+    /// Checkpoints signed only by a key later revoked as compromised: their
+    /// roots match the entries, but their signatures prove nothing.
+    pub revoked_only: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,7 +171,7 @@ fn scan_tenant(
         ));
     }
     check_nodes(conn, tenant, &mut tree)?;
-    let checkpoints = check_checkpoints(conn, tenant, &origin, &mut tree, master)?;
+    let (checkpoints, revoked_only) = check_checkpoints(conn, tenant, &origin, &mut tree, master)?;
     match signer.last_signed(&origin) {
         Ok(Some((size, root))) => {
             if size > tree.size() {
@@ -195,6 +198,7 @@ fn scan_tenant(
         tenant: tenant.to_owned(),
         entries: expected,
         checkpoints,
+        revoked_only,
     })
 }
 
@@ -251,15 +255,20 @@ fn check_nodes(conn: &mut DbConn, tenant: &str, tree: &mut MemoryTree) -> Result
 }
 
 /// Every stored checkpoint is signed by a key of the tenant valid for its
-/// size, names the tenant's origin, and commits to the recomputed root.
+/// size (a retired or revoked key up to its `last_size`), names the
+/// tenant's origin, and commits to the recomputed root. Returns how many
+/// were checked, and how many of them only a revoked key signed: those
+/// were signed before the rotation that revoked it (the rotation's own
+/// checkpoint, signed by the new key too, covers their entries), so they
+/// are not a failure, but their signatures prove nothing.
 fn check_checkpoints(
     conn: &mut DbConn,
     tenant: &str,
     origin: &str,
     tree: &mut MemoryTree,
     master: &MasterKey,
-) -> Result<u64, ScanError> {
-    let mut keys = log::signing_keys_of(conn, tenant)?;
+) -> Result<(u64, u64), ScanError> {
+    let keys = log::signing_keys_of(conn, tenant)?;
     for key in &keys {
         let opens = key
             .open(master)
@@ -272,16 +281,21 @@ fn check_checkpoints(
             ));
         }
     }
-    // A checkpoint signed only by a compromised key proves nothing.
-    keys.retain(|k| k.status != "revoked");
-    let verifiers: Vec<(Verifier, u64, Option<u64>)> = keys
+    let verifiers: Vec<(Verifier, u64, Option<u64>, bool)> = keys
         .iter()
         .filter_map(|k| {
-            Verifier::parse(&k.verifier_key)
-                .ok()
-                .map(|v| (v, k.first_size as u64, k.last_size.map(|s| s as u64)))
+            Verifier::parse(&k.verifier_key).ok().map(|v| {
+                let revoked = k.status == "revoked";
+                (
+                    v,
+                    k.first_size as u64,
+                    k.last_size.map(|s| s as u64),
+                    revoked,
+                )
+            })
         })
         .collect();
+    let mut revoked_only = 0;
     let rows = log::all_checkpoints(conn, tenant)?;
     for row in &rows {
         let bad = |what: String| {
@@ -299,13 +313,21 @@ fn check_checkpoints(
         {
             return Err(bad("its note does not match its row".into()));
         }
-        let signed = verifiers.iter().any(|(v, first, last)| {
-            body.size >= *first && last.is_none_or(|l| body.size <= l) && note.verify(v).is_ok()
-        });
-        if !signed {
-            return Err(bad(
-                "not signed by a key of this log valid for its size".into()
-            ));
+        let signed_by = |by_revoked: bool| {
+            verifiers.iter().any(|(v, first, last, revoked)| {
+                *revoked == by_revoked
+                    && body.size >= *first
+                    && last.is_none_or(|l| body.size <= l)
+                    && note.verify(v).is_ok()
+            })
+        };
+        if !signed_by(false) {
+            if !signed_by(true) {
+                return Err(bad(
+                    "not signed by a key of this log valid for its size".into()
+                ));
+            }
+            revoked_only += 1;
         }
         if body.size > tree.size() {
             return Err(bad(format!("the log holds only {} entries", tree.size())));
@@ -322,5 +344,5 @@ fn check_checkpoints(
             "the size-0 checkpoint signed at creation is missing",
         ));
     }
-    Ok(rows.len() as u64)
+    Ok((rows.len() as u64, revoked_only))
 }

@@ -869,3 +869,55 @@ async fn a_message_without_a_usable_time_is_kept_like_a_future_one() {
         .to_owned();
     assert!(captured >= at(-60) && captured <= at(1), "{captured}");
 }
+
+/// SPEC section 2: retiring a brand stops webhook matches for it (its
+/// recorded opt-ins keep counting); opt-outs still record.
+#[tokio::test]
+async fn a_retired_brand_takes_no_more_opt_ins_by_message() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let now = now_secs();
+    whatsapp(
+        &app,
+        &text("4915112345671", "wamid.r1", "JOIN MAKRO", false, now),
+    )
+    .await;
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345671", "marketing", "whatsapp").await,
+        "allowed"
+    );
+    let retired = app
+        .post("/v1/brands/Makro/retire", &t.admin, &json!({}))
+        .await;
+    assert_eq!(retired.status, StatusCode::OK, "{}", retired.body);
+    let size = log_size(&app, &t).await;
+    whatsapp(
+        &app,
+        &text("4915112345672", "wamid.r2", "JOIN MAKRO", false, now),
+    )
+    .await;
+    twilio(
+        &app,
+        &sms(
+            "+4915112345673",
+            "SM000000000000000000000000000ret1",
+            "JOIN",
+        ),
+    )
+    .await;
+    assert_eq!(log_size(&app, &t).await, size, "no opt-in recorded");
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345672", "marketing", "whatsapp").await,
+        "no_opt_in"
+    );
+    // The opt-in given before the retirement still counts, and a STOP still records.
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345671", "marketing", "whatsapp").await,
+        "allowed"
+    );
+    whatsapp(&app, &text("4915112345671", "wamid.r3", "STOP", false, now)).await;
+    assert_eq!(
+        reason_for(&app, &t, "+4915112345671", "marketing", "whatsapp").await,
+        "opted_out"
+    );
+}

@@ -353,3 +353,144 @@ async fn signing_keys_rotate_with_a_note_signed_by_both() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("makro: 6 entries and"), "{out}");
 }
+
+/// Signs the tree at `size` with the tenant's stored key of `status`
+/// (opened with the app's master key) and stores the note, as someone
+/// holding that key could; returns nothing, the row is what counts.
+fn store_checkpoint_signed_by(app: &TestApp, status: &str, size: u64) {
+    use consent_ledger::keys::MasterKey;
+    use consent_ledger::ledger::note;
+    use consent_ledger::store::connection::establish;
+    use consent_ledger::store::log;
+    let (master, _) = MasterKey::load_or_generate(&app.data_dir().join("master.key")).unwrap();
+    let mut conn = establish(&app.database_target()).unwrap();
+    let key = log::signing_keys_of(&mut conn, "makro")
+        .unwrap()
+        .into_iter()
+        .find(|k| k.status == status)
+        .expect("a key of that status")
+        .open(&master)
+        .expect("it opens");
+    let root = log::root_at(&mut conn, "makro", size).unwrap();
+    let origin = "ledger.test/makro";
+    let body = note::checkpoint_body(origin, size, &root);
+    let signed = format!("{body}\n{}", note::signature_line(&body, origin, &key));
+    log::insert_checkpoint(&mut conn, "makro", size, &root, &signed, 0).unwrap();
+}
+
+/// SPEC section 5: a checkpoint signed only by a retired key is valid only
+/// up to that key's `last_size`.
+#[tokio::test]
+async fn a_retired_key_is_valid_only_up_to_its_last_size() {
+    let app = spawn_app_with(|a| a.checkpoint_interval = Some("1h".into())).await;
+    let t = populated(&app).await;
+    let data = app.data_dir();
+    let (code, out, err) = run_cli(&["signing-key", "rotate", "--tenant", "makro"], Some(&data));
+    assert_eq!(code, 0, "{out}{err}");
+    app.recorded_opt_in(&t, web_opt_in("+4915100000004", "Makro", &["marketing"]))
+        .await;
+    // Size 6, past the retired key's last size 5: the current key may sign it…
+    store_checkpoint_signed_by(&app, "current", 6);
+    let (code, out, _) = run_cli(&["verify-db"], Some(&data));
+    assert_eq!(code, 0, "{out}");
+    // …the retired one may not.
+    store_checkpoint_signed_by(&app, "retired", 6);
+    let (code, out, _) = run_cli(&["verify-db"], Some(&data));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("(size 6): not signed by a key of this log valid for its size"),
+        "{out}"
+    );
+}
+
+/// `signing-key rotate --compromised`: the old key is revoked at the
+/// current size, nothing is signed with it again, the checkpoints it signed
+/// before still match the entries (verify-db says they prove nothing), and
+/// a checkpoint it signs later is refused.
+#[tokio::test]
+async fn a_compromised_key_is_revoked() {
+    let app = spawn_app_with(|a| a.checkpoint_interval = Some("1h".into())).await;
+    let t = populated(&app).await;
+    let old_key = verifier_key(&app, &t).await;
+    let data = app.data_dir();
+    let (code, out, err) = run_cli(
+        &[
+            "signing-key",
+            "rotate",
+            "--tenant",
+            "makro",
+            "--compromised",
+        ],
+        Some(&data),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let new_key = verifier_key(&app, &t).await;
+    let keys = app.get("/v1/log/keys", &t.auditor).await;
+    assert_eq!(
+        keys.body["keys"],
+        json!([
+            {"verifier_key": new_key, "status": "current", "first_size": 5, "last_size": null},
+            {"verifier_key": old_key, "status": "revoked", "first_size": 0, "last_size": 5}
+        ])
+    );
+    let (code, out, _) = run_cli(&["verify-db"], Some(&data));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 signed only by a revoked key"), "{out}");
+    // Receipts of older entries rest on checkpoints the new key signed;
+    // what is signed later, the revoked key never signs.
+    app.recorded_opt_in(&t, web_opt_in("+4915100000004", "Makro", &["marketing"]))
+        .await;
+    let receipt = app.get("/v1/entries/1/receipt", &t.auditor).await;
+    assert_eq!(receipt.body["verifier_key"], new_key);
+    assert_eq!(receipt.body["tree_size"], 6);
+    let note = receipt.body["checkpoint"].as_str().unwrap();
+    assert!(open_checkpoint(note, &Verifier::parse(&new_key).unwrap()).is_ok());
+    assert!(open_checkpoint(note, &Verifier::parse(&old_key).unwrap()).is_err());
+    store_checkpoint_signed_by(&app, "revoked", 6);
+    let (code, out, _) = run_cli(&["verify-db"], Some(&data));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("(size 6): not signed by a key"), "{out}");
+}
+
+/// Checkpoints are signed in the background every
+/// `CONSENT_LEDGER_CHECKPOINT_INTERVAL` while the log grows, without anyone
+/// asking for one.
+#[tokio::test]
+async fn the_background_signs_a_grown_log_every_interval() {
+    let stored = |app: &TestApp, t: &Tenant, size: u64| {
+        let path = format!("/v1/log/checkpoints?size={size}");
+        let app = app.url(&path);
+        let auditor = t.auditor.clone();
+        async move {
+            reqwest::Client::new()
+                .get(app)
+                .bearer_auth(auditor)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let slow = spawn_app_with(|a| a.checkpoint_interval = Some("1h".into())).await;
+    let slow_t = slow.tenant("makro", "Makro").await;
+    slow.recorded_opt_in(&slow_t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    // Reading a stored checkpoint signs nothing.
+    assert_eq!(stored(&slow, &slow_t, 1).await, StatusCode::NOT_FOUND);
+    let app = spawn_app_with(|a| a.checkpoint_interval = Some("100ms".into())).await;
+    let t = app.tenant("makro", "Makro").await;
+    for size in 1..=2u64 {
+        app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+            .await;
+        let mut signed = false;
+        for _ in 0..100 {
+            if stored(&app, &t, size).await == StatusCode::OK {
+                signed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(signed, "no checkpoint of size {size} within 5 s");
+    }
+    assert_eq!(stored(&slow, &slow_t, 1).await, StatusCode::NOT_FOUND);
+}
