@@ -3,7 +3,7 @@
 
 use crate::api::{self, AppState};
 use crate::config::Settings;
-use crate::error::{ApiError, Problem, ProblemField};
+use crate::error::{ApiError, ErrorCode, Problem, ProblemField};
 use crate::keys::{self, MasterKey};
 use crate::ledger::entry::{Entry, EntryType, EvidenceOpening, Openings, SubjectOpening};
 use crate::signer::Signer;
@@ -197,8 +197,7 @@ fn unrouted(routes: &KnownRoutes, req: &actix_web::HttpRequest) -> HttpResponse 
     match routes.allowed(req.path()) {
         Some(allow) => {
             let mut response = ApiError::new(
-                actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 format!(
                     "{} is not allowed here; this path takes {allow}",
                     req.method()

@@ -6,7 +6,7 @@ use super::json::ApiJson;
 use super::tenants::check_brand_name;
 use super::AppState;
 use crate::domain::time::Timestamp;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::store::tenants::{self as store, BrandRow};
 use crate::store::{Rejection, StoreError};
 use actix_web::{get, post, web, HttpResponse};
@@ -101,8 +101,8 @@ pub async fn create_brand(
     let row = state
         .db(move |conn| {
             store::create_brand(conn, &tenant, &name, now).map_err(|e| match e {
-                StoreError::Rejected(Rejection::BrandExists) => ApiError::conflict(
-                    "brand_exists",
+                StoreError::Rejected(Rejection::BrandExists) => ApiError::new(
+                    ErrorCode::BrandExists,
                     "the tenant already has a brand with this name (compared case-insensitively)",
                 ),
                 other => other.into(),

@@ -11,7 +11,7 @@ use crate::channels::settings::{
 };
 use crate::domain::evidence::FieldError;
 use crate::domain::time::Timestamp;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::store::channels::{self as store, TWILIO_NUMBER};
 use crate::store::connection::lock_log;
 use crate::store::tenants::find_brand;
@@ -98,8 +98,8 @@ pub async fn put_channels(
             let kek = master.kek();
             let stored =
                 apply_input(input, Some(&previous), &kek, &tenant, &brand).map_err(|errors| {
-                    ApiError::unprocessable(
-                        "invalid_request",
+                    ApiError::new(
+                        ErrorCode::InvalidRequest,
                         "the channel settings are not valid; `errors` names each field",
                     )
                     .with_errors(errors)
@@ -115,8 +115,8 @@ pub async fn put_channels(
                     } else {
                         "whatsapp.phone_numbers"
                     };
-                    return Err(ApiError::unprocessable(
-                        "invalid_request",
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidRequest,
                         "a business number is already used by another tenant",
                     )
                     .with_errors(vec![FieldError::new(field, "number_taken")]));

@@ -9,7 +9,7 @@ use crate::domain::decision::{self, ConsentEvent, EventKind, Question, Reason, W
 use crate::domain::number::E164;
 use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
 use crate::domain::time::Timestamp;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::store::channels::whatsapp_phone_number_ids;
 use crate::store::consent::{inbound_records, subject_events};
 use crate::store::tenants::{active_brands, find_brand, BrandRow};
@@ -130,17 +130,20 @@ fn resolve_brand(
     }
     let brand = match name {
         Some(name) => find_brand(conn, tenant, name)?.ok_or_else(|| {
-            ApiError::unprocessable("unknown_brand", "`brand` is not a brand of this tenant")
-                .with_errors(vec![crate::domain::evidence::FieldError::new(
-                    "brand",
-                    "unknown_brand",
-                )])
+            ApiError::new(
+                ErrorCode::UnknownBrand,
+                "`brand` is not a brand of this tenant",
+            )
+            .with_errors(vec![crate::domain::evidence::FieldError::new(
+                "brand",
+                "unknown_brand",
+            )])
         })?,
         None => {
             let mut active = active_brands(conn, tenant)?;
             if active.len() != 1 {
-                return Err(ApiError::unprocessable(
-                    "brand_required",
+                return Err(ApiError::new(
+                    ErrorCode::BrandRequired,
                     "the tenant has more than one active brand (or none): name the `brand`",
                 )
                 .with_errors(vec![crate::domain::evidence::FieldError::new(
@@ -271,18 +274,20 @@ pub struct BatchResponse {
 }
 
 fn item_error(number: serde_json::Value, error: ApiError) -> BatchItem {
-    let reason = (error.code == "invalid_number")
+    let reason = (error.code == ErrorCode::InvalidNumber)
         .then(|| error.errors.first().map(|e| e.code.to_owned()))
         .flatten();
     let field = error.errors.first().map(|e| e.field.clone());
     let detail = match field {
-        Some(field) if error.code == "invalid_request" => format!("{} ({field})", error.detail),
+        Some(field) if error.code == ErrorCode::InvalidRequest => {
+            format!("{} ({field})", error.detail)
+        }
         _ => error.detail.clone(),
     };
     BatchItem::Error(BatchItemError {
         number,
         error: ItemError {
-            code: error.code.to_owned(),
+            code: error.code.as_str().to_owned(),
             reason,
             detail,
         },
@@ -329,7 +334,7 @@ pub async fn check_batch(
                         .and_then(|request| evaluate(conn, &caller, &request, now, &mut cache));
                     out.push(match decided {
                         Ok(decision) => BatchItem::Decision(decision),
-                        Err(error) if error.status.is_server_error() => return Err(error),
+                        Err(error) if error.status().is_server_error() => return Err(error),
                         Err(error) => item_error(number, error),
                     });
                 }

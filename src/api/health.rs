@@ -2,9 +2,8 @@
 //! master key loaded) and `/problems/{code}`.
 
 use super::AppState;
-use crate::error::{ApiError, Problem, PROBLEMS};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::store::connection::{migrations_current, ping};
-use actix_web::http::StatusCode;
 use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -39,8 +38,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .await?;
     if !current {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            ErrorCode::NotReady,
             "the database schema is not current",
         ));
     }
@@ -66,15 +64,12 @@ pub struct ProblemType {
 )]
 #[get("/problems/{code}")]
 pub async fn problem_type(code: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let (code, status, title, description) = PROBLEMS
-        .iter()
-        .find(|p| p.0 == code.as_str())
-        .copied()
-        .ok_or_else(|| ApiError::not_found("no such problem code"))?;
+    let code =
+        ErrorCode::parse(&code).ok_or_else(|| ApiError::not_found("no such problem code"))?;
     Ok(HttpResponse::Ok().json(ProblemType {
-        code,
-        status,
-        title,
-        description,
+        code: code.as_str(),
+        status: code.status().as_u16(),
+        title: code.title(),
+        description: code.description(),
     }))
 }

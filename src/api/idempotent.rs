@@ -2,7 +2,7 @@
 
 use super::auth::Caller;
 use super::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::store::idempotency::{self, Begin, IdempotencyScope};
 use crate::store::DbConn;
 use actix_web::http::{header, StatusCode};
@@ -26,8 +26,8 @@ fn scope_of(
             !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x21..=0x7e).contains(&b))
         })
         .ok_or_else(|| {
-            ApiError::unprocessable(
-                "invalid_idempotency_key",
+            ApiError::new(
+                ErrorCode::InvalidIdempotencyKey,
                 "an Idempotency-Key is 1 to 255 visible ASCII characters",
             )
         })?;
@@ -100,7 +100,7 @@ where
         .await;
     match (outcome, scope) {
         (Ok((status, body)), _) => Ok(json_response(status, body)),
-        (Err(error), Some(scope)) if error.code == TAKEN_OVER => {
+        (Err(error), Some(scope)) if error.code == ErrorCode::IdempotencyInProgress => {
             // A retry took the key over while this request stalled, and
             // this one wrote nothing: answer as that retry's request would
             // be answered now (its answer, or 409 while it runs).
@@ -120,9 +120,6 @@ where
     }
 }
 
-/// The code of the error a write returns when its key was taken over.
-const TAKEN_OVER: &str = "idempotency_in_progress";
-
 /// The answer to a key that was used before: a replay, 409 or 422.
 fn answer_without_work(
     begun: Begin,
@@ -137,12 +134,12 @@ fn answer_without_work(
             );
             Ok(response)
         }
-        Begin::InProgress | Begin::Proceed => Err(ApiError::conflict(
-            "idempotency_in_progress",
+        Begin::InProgress | Begin::Proceed => Err(ApiError::new(
+            ErrorCode::IdempotencyInProgress,
             "a request with this Idempotency-Key is still being processed",
         )),
-        Begin::Reused => Err(ApiError::unprocessable(
-            "idempotency_key_reused",
+        Begin::Reused => Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was used with a different body",
         )),
     }

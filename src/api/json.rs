@@ -3,10 +3,10 @@
 //! field named by its path (422). Keeps the body's SHA-256 for idempotency.
 
 use crate::domain::evidence::FieldError;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ledger::entry::sha256_hex;
 use actix_web::dev::Payload;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
@@ -34,8 +34,7 @@ fn is_json(req: &HttpRequest) -> bool {
 
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        ErrorCode::PayloadTooLarge,
         format!("the body exceeds this endpoint's limit of {limit} bytes"),
     )
 }
@@ -55,8 +54,7 @@ impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for ApiJson<
         Box::pin(async move {
             if !json {
                 return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
+                    ErrorCode::UnsupportedMediaType,
                     "send the body as Content-Type: application/json",
                 ));
             }
@@ -66,11 +64,7 @@ impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for ApiJson<
             let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(LIMIT));
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|_| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "malformed_json",
-                        "the body could not be read",
-                    )
+                    ApiError::new(ErrorCode::MalformedJson, "the body could not be read")
                 })?;
                 if body.len() + chunk.len() > LIMIT {
                     return Err(too_large(LIMIT));
@@ -105,8 +99,7 @@ fn describe_error(path: String, error: &serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     match error.classify() {
         Category::Syntax | Category::Eof | Category::Io => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
+            ErrorCode::MalformedJson,
             format!(
                 "the body is not well-formed JSON (line {}, column {})",
                 error.line(),
@@ -147,7 +140,7 @@ fn describe_error(path: String, error: &serde_json::Error) -> ApiError {
                     format!("`{field}` has a value that is not allowed"),
                 )
             };
-            ApiError::unprocessable("invalid_request", detail)
+            ApiError::new(ErrorCode::InvalidRequest, detail)
                 .with_errors(vec![FieldError::new(field, code)])
         }
     }

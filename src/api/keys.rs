@@ -6,7 +6,7 @@ use super::json::ApiJson;
 use super::tenants::NewKey;
 use super::AppState;
 use crate::domain::time::Timestamp;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::store::tenants::{self as store, ApiKeyRow};
 use crate::store::{Rejection, StoreError};
 use actix_web::{delete, get, post, web, HttpResponse};
@@ -182,8 +182,8 @@ pub async fn revoke_key(
         .db(move |conn| {
             store::revoke_api_key(conn, &tenant, &id, now).map_err(|e| match e {
                 StoreError::Rejected(Rejection::NotFound) => ApiError::not_found("no such key"),
-                StoreError::Rejected(Rejection::LastAdminKey) => ApiError::conflict(
-                    "last_admin_key",
+                StoreError::Rejected(Rejection::LastAdminKey) => ApiError::new(
+                    ErrorCode::LastAdminKey,
                     "this is the tenant's last active admin key; create another admin key first",
                 ),
                 other => other.into(),

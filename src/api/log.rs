@@ -4,13 +4,12 @@
 use super::auth::{Caller, Role};
 use super::entries::EntryView;
 use super::AppState;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::ledger::entry::Openings;
 use crate::signer::SignError;
 use crate::store::consent::entry_at;
 use crate::store::log::{self, CheckpointRow};
 use crate::store::DbConn;
-use actix_web::http::StatusCode;
 use actix_web::{get, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -21,7 +20,7 @@ impl From<SignError> for ApiError {
         match e {
             SignError::Refused(reason) => {
                 tracing::error!(%reason, "checkpoint signing refused");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "signing_refused", reason)
+                ApiError::new(ErrorCode::SigningRefused, reason)
             }
             SignError::Database(e) => e.into(),
             other => ApiError::internal(other),

@@ -59,10 +59,10 @@ impl AppState {
             let mut conn = pool.get()?;
             let done = work(&mut conn);
             if let Err(e) = &done {
-                if e.status.is_server_error() && conn.check_after_failure() {
+                if e.status().is_server_error() && conn.check_after_failure() {
                     return Err(ApiError::connection_lost(format!(
                         "the connection to the database was lost: {}",
-                        e.cause().unwrap_or(e.code)
+                        e.cause().unwrap_or(e.code.as_str())
                     )));
                 }
             }

@@ -16,7 +16,7 @@ use crate::domain::text::{
     contains_whole_word, is_readable_text, is_well_formed_language_tag, nfc,
 };
 use crate::domain::time::Timestamp;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::store::append::{self, Answer, Appended, OptInRecord, OptOutRecord, Record};
 use crate::store::connection::lock_log;
 use crate::store::consent::record_inbound;
@@ -121,8 +121,8 @@ pub fn parse_number(caller: &Caller, number: &str, region: Option<&str>) -> Resu
 
 fn check_not_future(field: &str, at: Timestamp, now: Timestamp) -> Result<(), ApiError> {
     if at > now.plus_millis(FUTURE_SKEW_MILLIS) {
-        return Err(ApiError::unprocessable(
-            "captured_at_in_future",
+        return Err(ApiError::new(
+            ErrorCode::CapturedAtInFuture,
             format!("`{field}` is more than 60 seconds after the server's clock"),
         )
         .with_errors(vec![evidence::FieldError::new(field, "in_future")]));
@@ -172,8 +172,8 @@ fn check_evidence(
     raw: &serde_json::Value,
 ) -> Result<evidence::Evidence, ApiError> {
     evidence::validate(kind, channel, raw).map_err(|errors| {
-        ApiError::unprocessable(
-            "invalid_evidence",
+        ApiError::new(
+            ErrorCode::InvalidEvidence,
             format!("the evidence does not fit the `{channel}` row; see errors"),
         )
         .with_errors(errors)
@@ -189,8 +189,8 @@ fn check_signed_on(evidence: &evidence::Evidence, captured_at: Timestamp) -> Res
     let signed = chrono::NaiveDate::parse_from_str(signed_on, "%Y-%m-%d").ok();
     let apart = signed.map(|d| (d - captured_at.date()).num_days().abs());
     if apart.is_none_or(|days| days > 1) {
-        return Err(ApiError::unprocessable(
-            "invalid_evidence",
+        return Err(ApiError::new(
+            ErrorCode::InvalidEvidence,
             "`evidence.signed_on` must be the date of `captured_at` (when the form was signed)",
         )
         .with_errors(vec![evidence::FieldError::new(
@@ -204,18 +204,15 @@ fn check_signed_on(evidence: &evidence::Evidence, captured_at: Timestamp) -> Res
 /// Refusals the appender decided under the log's lock.
 fn append_error(error: StoreError) -> ApiError {
     match error {
-        StoreError::Rejected(Rejection::BrandRetired) => ApiError::unprocessable(
-            "brand_retired",
+        StoreError::Rejected(Rejection::BrandRetired) => ApiError::new(ErrorCode::BrandRetired,
             "this brand is retired and takes no new opt-ins",
         )
         .with_errors(vec![evidence::FieldError::new("company_name_shown", "brand_retired")]),
-        StoreError::Rejected(Rejection::CapturedInFuture) => ApiError::unprocessable(
-            "captured_at_in_future",
+        StoreError::Rejected(Rejection::CapturedInFuture) => ApiError::new(ErrorCode::CapturedAtInFuture,
             "`captured_at` is more than 60 seconds after the server's clock",
         )
         .with_errors(vec![evidence::FieldError::new("captured_at", "in_future")]),
-        StoreError::Rejected(Rejection::IdempotencyLost) => ApiError::conflict(
-            "idempotency_in_progress",
+        StoreError::Rejected(Rejection::IdempotencyLost) => ApiError::new(ErrorCode::IdempotencyInProgress,
             "a newer request with this Idempotency-Key took it over; nothing was recorded by this one",
         ),
         other => other.into(),
@@ -287,8 +284,8 @@ pub async fn create_opt_in(
     let evidence = check_evidence(EvidenceFor::OptIn, r.channel, &r.evidence)?;
     check_signed_on(&evidence, r.captured_at)?;
     if evidence.get("document_id").is_some() {
-        return Err(ApiError::unprocessable(
-            "unknown_document",
+        return Err(ApiError::new(
+            ErrorCode::UnknownDocument,
             "no document with this `document_id` was uploaded",
         )
         .with_errors(vec![evidence::FieldError::new(
@@ -298,8 +295,8 @@ pub async fn create_opt_in(
     }
     let shown = nfc(&r.company_name_shown);
     if !contains_whole_word(&r.consent_text, &shown) {
-        return Err(ApiError::unprocessable(
-            "company_name_not_in_text",
+        return Err(ApiError::new(
+            ErrorCode::CompanyNameNotInText,
             "the consent text must contain `company_name_shown` as a whole word",
         )
         .with_errors(vec![evidence::FieldError::new(
@@ -320,8 +317,7 @@ pub async fn create_opt_in(
         let now = clock.now();
         check_not_future("captured_at", captured_at, now)?;
         if !backfill && captured_at < now.plus_days(-MAX_AGE_DAYS) {
-            return Err(ApiError::unprocessable(
-                "captured_at_too_old",
+            return Err(ApiError::new(ErrorCode::CapturedAtTooOld,
                 "`captured_at` is older than 30 days; import it with `backfill: true` and an admin key",
             )
             .with_errors(vec![evidence::FieldError::new("captured_at", "too_old")]));
@@ -329,14 +325,13 @@ pub async fn create_opt_in(
         let brand = find_brand(conn, &tenant, &shown)?
             .filter(|b| b.name == shown)
             .ok_or_else(|| {
-                ApiError::unprocessable(
-                    "unknown_brand",
+                ApiError::new(ErrorCode::UnknownBrand,
                     "`company_name_shown` must be exactly (after NFC) a brand of this tenant",
                 )
                 .with_errors(vec![evidence::FieldError::new("company_name_shown", "unknown_brand")])
             })?;
         if brand.retired_at.is_some() {
-            return Err(ApiError::unprocessable("brand_retired", "this brand is retired and takes no new opt-ins")
+            return Err(ApiError::new(ErrorCode::BrandRetired, "this brand is retired and takes no new opt-ins")
                 .with_errors(vec![evidence::FieldError::new("company_name_shown", "brand_retired")]));
         }
         let record = Record::OptIn(OptInRecord {
@@ -395,8 +390,8 @@ pub async fn create_opt_out(
     let evidence = check_evidence(EvidenceFor::OptOut, r.channel, &r.evidence)?;
     check_signed_on(&evidence, r.captured_at)?;
     if evidence.get("document_id").is_some() {
-        return Err(ApiError::unprocessable(
-            "unknown_document",
+        return Err(ApiError::new(
+            ErrorCode::UnknownDocument,
             "no document with this `document_id` was uploaded",
         )
         .with_errors(vec![evidence::FieldError::new(
@@ -473,15 +468,15 @@ fn interaction_answer(number: &E164, stored: &str) -> Option<String> {
 /// old (an older message opens no window any more).
 fn check_received_at(received_at: Timestamp, now: Timestamp) -> Result<(), ApiError> {
     if received_at > now {
-        return Err(ApiError::unprocessable(
-            "received_at_in_future",
+        return Err(ApiError::new(
+            ErrorCode::ReceivedAtInFuture,
             "`received_at` is after the server's clock (no tolerance); omit it to mean now",
         )
         .with_errors(vec![evidence::FieldError::new("received_at", "in_future")]));
     }
     if received_at < now.plus_millis(-INTERACTION_MAX_AGE_MILLIS) {
-        return Err(ApiError::unprocessable(
-            "received_at_too_old",
+        return Err(ApiError::new(
+            ErrorCode::ReceivedAtTooOld,
             "`received_at` is more than 24 hours ago: that message opens no window any more",
         )
         .with_errors(vec![evidence::FieldError::new("received_at", "too_old")]));

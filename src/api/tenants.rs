@@ -6,7 +6,7 @@ use super::AppState;
 use crate::domain::number::Region;
 use crate::domain::purpose::CaptureChannel;
 use crate::domain::time::Timestamp;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::store::log::current_signing_key;
 use crate::store::tenants::{self as store, SettingsChange, TenantRow};
 use crate::store::{Rejection, StoreError};
@@ -120,9 +120,10 @@ pub async fn create_tenant(
                 now,
             )
             .map_err(|e| match e {
-                StoreError::Rejected(Rejection::TenantExists) => {
-                    ApiError::conflict("tenant_exists", "a tenant with this id exists or existed")
-                }
+                StoreError::Rejected(Rejection::TenantExists) => ApiError::new(
+                    ErrorCode::TenantExists,
+                    "a tenant with this id exists or existed",
+                ),
                 other => other.into(),
             })
         })
@@ -270,8 +271,7 @@ pub async fn patch_tenant(
     };
     let require_confirmation_for = match patch.require_confirmation_for {
         Some(channels) if !channels.is_empty() => {
-            return Err(ApiError::unprocessable(
-                "confirmation_not_available",
+            return Err(ApiError::new(ErrorCode::ConfirmationNotAvailable,
                 "double opt-in needs inbound WhatsApp or SMS messages to confirm codes, which this version does not receive yet",
             ));
         }

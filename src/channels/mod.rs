@@ -13,8 +13,7 @@ pub mod whatsapp;
 pub mod whatsapp_payload;
 
 use crate::api::AppState;
-use crate::error::ApiError;
-use actix_web::http::StatusCode;
+use crate::error::{ApiError, ErrorCode};
 use actix_web::web;
 use futures_util::StreamExt;
 use settings::StoredSettings;
@@ -23,17 +22,11 @@ use settings::StoredSettings;
 async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_body",
-                "the body could not be read",
-            )
-        })?;
+        let chunk = chunk
+            .map_err(|_| ApiError::new(ErrorCode::MalformedBody, "the body could not be read"))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("the body exceeds this endpoint's limit of {limit} bytes"),
             ));
         }

@@ -9,8 +9,8 @@ use super::whatsapp_payload::Content;
 use super::{open_secrets, read_body, tenant_settings};
 use crate::api::AppState;
 use crate::domain::number::E164;
-use crate::error::{ApiError, Problem};
-use actix_web::http::{header, StatusCode};
+use crate::error::{ApiError, ErrorCode, Problem};
+use actix_web::http::header;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 
 /// Webhook bodies are at most 3 MiB (SPEC section 10), Twilio's as Meta's.
@@ -71,8 +71,7 @@ pub async fn twilio_message(
     let tenant = tenant.into_inner();
     if !is_form(&request) {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "Twilio posts Content-Type: application/x-www-form-urlencoded",
         ));
     }

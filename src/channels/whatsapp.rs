@@ -10,7 +10,7 @@ use super::whatsapp_payload::{self as payload, Event, Notification};
 use super::{open_secrets, read_body, tenant_settings};
 use crate::api::AppState;
 use crate::domain::time::Timestamp;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::keys::MasterKey;
 use crate::store::{DbConn, StoreError};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
@@ -74,8 +74,7 @@ pub async fn whatsapp_handshake(
     if query.mode.as_deref() != Some("subscribe") || !matches || !challenge_ok {
         tracing::info!("WhatsApp handshake refused");
         return Err(ApiError::new(
-            actix_web::http::StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "hub.mode must be subscribe and hub.verify_token must match the configured token",
         ));
     }
