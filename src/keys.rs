@@ -135,6 +135,19 @@ impl MasterKey {
         self.derive(format!("{SUPPRESS_LABEL}{tenant}").as_bytes())
     }
 
+    /// The tenant's keyed hash of `parts` (each followed by a newline), hex:
+    /// names a delivery or a user id without revealing it, and survives
+    /// erasure (SPEC section 7).
+    pub fn keyed_hash(&self, tenant: &str, parts: &[&str]) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.suppress_key(tenant))
+            .expect("HMAC takes any key length");
+        for part in parts {
+            mac.update(part.as_bytes());
+            mac.update(b"\n");
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     /// The canary stored in the database, encrypted under the master key.
     pub fn make_canary(&self) -> String {
         Sealer(self.0).seal(CANARY_PLAINTEXT, CANARY_AAD)

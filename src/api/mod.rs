@@ -2,8 +2,9 @@
 
 pub mod auth;
 pub mod brands;
-pub mod channels;
+pub mod channel_settings;
 pub mod checks;
+pub mod dead_letters;
 pub mod entries;
 pub mod export;
 pub mod health;
@@ -14,6 +15,7 @@ pub mod log;
 pub mod records;
 pub mod subjects;
 pub mod tenants;
+pub mod webhooks;
 
 use crate::config::Settings;
 use crate::error::ApiError;

@@ -9,7 +9,10 @@ use super::whatsapp_payload::Content;
 use crate::domain::evidence::Evidence;
 use crate::domain::keywords::{classify, normalize, Meaning};
 use crate::domain::number::E164;
-use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose, PurposeSet};
+use crate::domain::purpose::{
+    CaptureChannel, MessageChannel, MessageChannelSet, Purpose, PurposeSet,
+};
+use crate::domain::record::{LiftClass, OptOutRecord, Record};
 use crate::domain::time::Timestamp;
 
 /// Where a message came from.
@@ -267,6 +270,59 @@ pub fn preference_letter(
         value: if change.stop { "stop" } else { "resume" }.to_owned(),
         captured_at,
     })
+}
+
+/// What handling a delivery did (for the log line and the tests' eyes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Duplicate,
+    Recorded { seqs: Vec<u64> },
+    DeadLetter { reason: &'static str },
+}
+
+/// How far a provider's timestamp may run ahead of our clock: a later
+/// one counts as "in the future" (SPEC section 7).
+pub const PROVIDER_CLOCK_SKEW_MILLIS: i64 = 60_000;
+
+/// A full or partial opt-out by message, which START, UNSTOP or YES lift.
+pub fn keyword_opt_out(
+    provider: Provider,
+    number: E164,
+    purposes: PurposeSet,
+    captured_at: Timestamp,
+    evidence: Evidence,
+) -> Record {
+    Record::OptOut(OptOutRecord {
+        number,
+        channel: provider.capture_channel(),
+        purposes,
+        message_channels: MessageChannelSet::all(),
+        captured_at,
+        backfill: false,
+        evidence,
+        lift_class: Some(LiftClass::Keyword),
+    })
+}
+
+/// WhatsApp's own marketing stop: an opt-out of marketing on WhatsApp.
+pub fn marketing_stop(number: E164, captured_at: Timestamp, evidence: Evidence) -> Record {
+    Record::OptOut(OptOutRecord {
+        number,
+        channel: CaptureChannel::Whatsapp,
+        purposes: [Purpose::Marketing].into_iter().collect(),
+        message_channels: [MessageChannel::Whatsapp].into_iter().collect(),
+        captured_at,
+        backfill: false,
+        evidence,
+        lift_class: Some(LiftClass::MarketingPreference),
+    })
+}
+
+pub fn preference_evidence(business: &str, value: &str) -> Evidence {
+    Evidence::from_pairs([
+        ("business_phone_number_id", business),
+        ("preference", value),
+    ])
 }
 
 #[cfg(test)]

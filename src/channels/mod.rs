@@ -1,8 +1,8 @@
-//! Channels that record by themselves (SPEC section 7): the channel
-//! settings, the WhatsApp Cloud API and Twilio SMS webhooks, and what an
-//! inbound message means for the ledger.
+//! What the channels that record by themselves mean (SPEC section 7),
+//! pure: the providers' payloads and signatures, `wa_id`s, what a message
+//! asks for, the channel settings and what a dead letter keeps. The
+//! handlers are in `api/webhooks/`; recording is in `store/`.
 
-pub mod inbound;
 pub mod letter;
 pub mod message;
 pub mod settings;
@@ -11,59 +11,3 @@ pub mod twilio;
 pub mod wa_id;
 pub mod whatsapp;
 pub mod whatsapp_payload;
-
-use crate::api::AppState;
-use crate::error::{ApiError, ErrorCode};
-use actix_web::web;
-use futures_util::StreamExt;
-use settings::StoredSettings;
-
-/// The raw body, at most `limit` bytes (signatures are over the exact bytes).
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|_| ApiError::new(ErrorCode::MalformedBody, "the body could not be read"))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("the body exceeds this endpoint's limit of {limit} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// A tenant's channel settings; 404 for an unknown tenant.
-async fn tenant_settings(state: &AppState, tenant: &str) -> Result<StoredSettings, ApiError> {
-    let tenant = tenant.to_owned();
-    state
-        .db(move |conn| {
-            if crate::store::tenants::find_tenant(conn, &tenant)?.is_none() {
-                return Err(ApiError::not_found("no such tenant"));
-            }
-            crate::api::channels::stored_settings(conn, &tenant)
-        })
-        .await
-}
-
-/// Opens a channel's sealed secrets, skipping unset ones.
-fn open_secrets(
-    state: &AppState,
-    tenant: &str,
-    sealed: &[(&str, Option<&String>)],
-) -> Result<Vec<String>, ApiError> {
-    let kek = state.master.kek();
-    let mut secrets = Vec::new();
-    for (name, value) in sealed {
-        if let Some(value) = value {
-            secrets.push(
-                settings::open_secret(&kek, tenant, name, value).ok_or_else(|| {
-                    ApiError::internal(format!("{name} does not open with this master key"))
-                })?,
-            );
-        }
-    }
-    Ok(secrets)
-}

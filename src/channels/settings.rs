@@ -8,9 +8,19 @@ use crate::domain::number::E164;
 use crate::domain::purpose::{MessageChannel, Purpose};
 use crate::domain::text::{contains_whole_word, is_readable_text};
 use crate::keys::Sealer;
-use crate::store::channels::{ChannelNumber, TWILIO_NUMBER, WHATSAPP_PHONE_NUMBER_ID};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+/// A business number: a WhatsApp phone number id or a Twilio number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelNumber {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+/// The kinds of business numbers, as stored.
+pub const WHATSAPP_PHONE_NUMBER_ID: &str = "whatsapp_phone_number_id";
+pub const TWILIO_NUMBER: &str = "twilio_number";
 
 /// An opt-in a message creates when it matches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

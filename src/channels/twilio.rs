@@ -1,153 +1,73 @@
-//! `POST /webhooks/twilio/{tenant}`: Twilio's inbound SMS, signed over the
-//! configured URL, turned into opt-ins, opt-outs and lifts. Answers an
-//! empty TwiML `<Response/>`: never an automatic reply.
+//! What a verified Twilio inbound SMS carries (SPEC section 7), pure: the
+//! checks of its account and number, and the message it is. The handler is
+//! `api/webhooks/twilio.rs`.
 
-use super::inbound;
 use super::message::{InboundMessage, Provider};
-use super::signature::twilio_signature_valid;
+use super::settings::StoredTwilio;
 use super::whatsapp_payload::Content;
-use super::{open_secrets, read_body, tenant_settings};
-use crate::api::AppState;
 use crate::domain::number::E164;
-use crate::error::{ApiError, ErrorCode, Problem};
-use actix_web::http::header;
-use actix_web::{post, web, HttpRequest, HttpResponse};
+use crate::domain::time::Timestamp;
 
-/// Webhook bodies are at most 3 MiB (SPEC section 10), Twilio's as Meta's.
-const BODY_LIMIT: usize = 3 * 1024 * 1024;
-
-const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
-
-fn twiml() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/xml; charset=utf-8")
-        .body(EMPTY_TWIML)
-}
-
-fn is_form(request: &HttpRequest) -> bool {
-    request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-}
-
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// A form parameter by name.
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
 }
 
-fn refused(detail: &str) -> ApiError {
-    tracing::info!(reason = detail, "Twilio request refused");
-    ApiError::unauthorized(detail.to_owned())
+/// What a signed request is.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// A message to record.
+    Message(InboundMessage),
+    /// Nothing this channel records, and why (for the log).
+    Ignored(&'static str),
 }
 
-#[utoipa::path(
-    tag = "webhooks",
-    params(("tenant" = String, Path, description = "The tenant id")),
-    request_body(content = String, description = "Twilio's inbound message parameters, signed with X-Twilio-Signature", content_type = "application/x-www-form-urlencoded"),
-    responses(
-        (status = 200, description = "An empty TwiML `<Response/>` (also when ignored)", content_type = "text/xml", body = String),
-        (status = 400, description = "The body could not be read", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Bad signature, account or number: nothing recorded", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such tenant, or no Twilio channel", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Larger than 3 MiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not form-encoded", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-#[post("/webhooks/twilio/{tenant}")]
-pub async fn twilio_message(
-    state: web::Data<AppState>,
-    tenant: web::Path<String>,
-    request: HttpRequest,
-    body: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let tenant = tenant.into_inner();
-    if !is_form(&request) {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            "Twilio posts Content-Type: application/x-www-form-urlencoded",
-        ));
+/// Reads a signed request (its signature already checked). `Err` names why
+/// it is refused: not the tenant's account, or not one of its numbers.
+/// `received` is when it arrived: Twilio's request carries no timestamp.
+pub fn read_delivery(
+    params: &[(String, String)],
+    twilio: &StoredTwilio,
+    received: Timestamp,
+) -> Result<Delivery, &'static str> {
+    if param(params, "AccountSid") != Some(twilio.account_sid.as_str()) {
+        return Err("AccountSid is not the tenant's Twilio account");
     }
-    let body = read_body(body, BODY_LIMIT).await?;
-    let settings = tenant_settings(&state, &tenant).await?;
-    let twilio = settings
-        .twilio
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("no Twilio channel is configured"))?;
-    let params: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(&body).map_err(|_| refused("the body is not a valid form"))?;
-    let tokens = open_secrets(
-        &state,
-        &tenant,
-        &[
-            ("twilio.auth_token", Some(&twilio.auth_token)),
-            (
-                "twilio.secondary_auth_token",
-                twilio.secondary_auth_token.as_ref(),
-            ),
-        ],
-    )?;
-    let token_refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
-    let signature = request
-        .headers()
-        .get("x-twilio-signature")
-        .and_then(|v| v.to_str().ok());
-    if !twilio_signature_valid(&token_refs, &twilio.webhook_url, &params, signature) {
-        return Err(refused(
-            "X-Twilio-Signature is missing or does not match the configured URL and auth tokens",
-        ));
-    }
-    if param(&params, "AccountSid") != Some(twilio.account_sid.as_str()) {
-        return Err(refused("AccountSid is not the tenant's Twilio account"));
-    }
-    let from = param(&params, "From").unwrap_or_default();
+    let from = param(params, "From").unwrap_or_default();
     if from.starts_with("whatsapp:") {
-        // WhatsApp through Twilio is not this channel.
-        return Ok(twiml());
+        return Ok(Delivery::Ignored(
+            "WhatsApp through Twilio is not this channel",
+        ));
     }
-    let to = param(&params, "To")
+    let to = param(params, "To")
         .and_then(|to| E164::parse(to, None, None).ok())
         .filter(|to| twilio.numbers.iter().any(|n| n == to.as_str()))
-        .ok_or_else(|| refused("To is not one of the tenant's Twilio numbers"))?;
-    let Some(message_id) = param(&params, "MessageSid")
-        .or_else(|| param(&params, "SmsSid"))
+        .ok_or("To is not one of the tenant's Twilio numbers")?;
+    let Some(message_id) = param(params, "MessageSid")
+        .or_else(|| param(params, "SmsSid"))
         .filter(|id| !id.is_empty() && id.len() <= 64)
     else {
-        tracing::warn!("a signed Twilio request without MessageSid; ignored");
-        return Ok(twiml());
+        return Ok(Delivery::Ignored(
+            "a signed Twilio request without MessageSid",
+        ));
     };
-    let content = match param(&params, "Body") {
+    let content = match param(params, "Body") {
         Some(body) if !body.is_empty() => Content::Text {
             body: body.to_owned(),
             reply_to: None,
         },
         _ => Content::Other,
     };
-    let message = InboundMessage {
+    Ok(Delivery::Message(InboundMessage {
         provider: Provider::Twilio,
         sender: Provider::Twilio.sender(Some(from), None),
         from: Some(from.to_owned()),
         message_id: message_id.to_owned(),
         business: to.as_str().to_owned(),
-        // Twilio's inbound request carries no timestamp: the time it arrived.
-        captured_at: Some(state.now()),
+        captured_at: Some(received),
         content,
-    };
-    let master = state.master.clone();
-    let clock = state.clock.clone();
-    let outcome = state
-        .db(move |conn| {
-            inbound::record_message(conn, &master, &tenant, &settings, &message, clock.now())
-                .map_err(ApiError::from)
-        })
-        .await?;
-    tracing::info!(outcome = ?outcome, "Twilio message handled");
-    Ok(twiml())
+    }))
 }

@@ -6,5 +6,6 @@ pub mod evidence;
 pub mod keywords;
 pub mod number;
 pub mod purpose;
+pub mod record;
 pub mod text;
 pub mod time;

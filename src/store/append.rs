@@ -6,9 +6,10 @@ use super::idempotency::{self, IdempotencyScope};
 use super::log;
 use super::schema::{brands, consent_events, consent_texts, entries, subjects, tenants};
 use super::{DbConn, Rejection, StoreError, StoreResult};
-use crate::domain::evidence::Evidence;
 use crate::domain::number::E164;
-use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
+pub use crate::domain::record::{
+    LiftClass, LiftRecord, OptInRecord, OptOutRecord, PendingConfirmation, Record,
+};
 use crate::domain::time::Timestamp;
 use crate::keys::random_salt_hex;
 use crate::ledger::entry::{
@@ -16,106 +17,6 @@ use crate::ledger::entry::{
     EntryType,
 };
 use diesel::prelude::*;
-
-/// A pending double opt-in: the code's hash and when it expires.
-#[derive(Debug, Clone)]
-pub struct PendingConfirmation {
-    pub code_sha256: String,
-    pub expires_at: Timestamp,
-}
-
-/// A validated opt-in, ready to append.
-#[derive(Debug, Clone)]
-pub struct OptInRecord {
-    pub number: E164,
-    pub channel: CaptureChannel,
-    pub brand_id: i64,
-    pub company_name_shown: String,
-    pub consent_text: String,
-    pub purposes: PurposeSet,
-    pub message_channels: MessageChannelSet,
-    pub captured_at: Timestamp,
-    pub language: Option<String>,
-    pub backfill: bool,
-    pub confirmation: Option<PendingConfirmation>,
-    pub evidence: Evidence,
-}
-
-/// A validated opt-out, ready to append.
-#[derive(Debug, Clone)]
-pub struct OptOutRecord {
-    pub number: E164,
-    pub channel: CaptureChannel,
-    pub purposes: PurposeSet,
-    pub message_channels: MessageChannelSet,
-    pub captured_at: Timestamp,
-    pub backfill: bool,
-    pub evidence: Evidence,
-    /// Which messages may lift it (`None`: none, as for the API and pages).
-    pub lift_class: Option<LiftClass>,
-}
-
-/// Opt-outs that a later message may lift (SPEC section 7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LiftClass {
-    /// Recorded from an opt-out keyword or phrase: START, UNSTOP and YES on
-    /// the same capture channel lift it.
-    Keyword,
-    /// WhatsApp's own marketing stop: its `resume` lifts it.
-    MarketingPreference,
-}
-
-impl LiftClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LiftClass::Keyword => "keyword",
-            LiftClass::MarketingPreference => "marketing_preference",
-        }
-    }
-}
-
-/// An `opt_out_lifted` entry: cancels exactly the opt-out `lifts` names.
-#[derive(Debug, Clone)]
-pub struct LiftRecord {
-    pub number: E164,
-    pub channel: CaptureChannel,
-    pub captured_at: Timestamp,
-    pub evidence: Evidence,
-    pub lifts: u64,
-}
-
-#[derive(Debug, Clone)]
-pub enum Record {
-    OptIn(OptInRecord),
-    OptOut(OptOutRecord),
-    Lift(LiftRecord),
-}
-
-impl Record {
-    fn number(&self) -> &E164 {
-        match self {
-            Record::OptIn(r) => &r.number,
-            Record::OptOut(r) => &r.number,
-            Record::Lift(r) => &r.number,
-        }
-    }
-
-    fn captured_at(&self) -> Timestamp {
-        match self {
-            Record::OptIn(r) => r.captured_at,
-            Record::OptOut(r) => r.captured_at,
-            Record::Lift(r) => r.captured_at,
-        }
-    }
-
-    fn evidence(&self) -> &Evidence {
-        match self {
-            Record::OptIn(r) => &r.evidence,
-            Record::OptOut(r) => &r.evidence,
-            Record::Lift(r) => &r.evidence,
-        }
-    }
-}
 
 /// What an append produced.
 #[derive(Debug, Clone)]

@@ -5,32 +5,27 @@
 use super::append::LiftClass;
 use super::connection::{lock_shared_rule, SharedRule};
 use super::schema::{
-    channel_numbers, channel_settings, consent_events, dead_letters, subject_aliases, subjects,
-    webhook_dedup,
+    channel_numbers, channel_settings, consent_events, subject_aliases, subjects, webhook_dedup,
 };
-use super::DbConn;
+use super::{DbConn, StoreError, StoreResult};
+use crate::channels::settings::{ChannelNumber, StoredSettings, WHATSAPP_PHONE_NUMBER_ID};
 use crate::domain::number::E164;
 use crate::domain::purpose::CaptureChannel;
 use diesel::prelude::*;
 
-/// The stored settings document of a tenant, if any.
-pub fn load_settings(conn: &mut DbConn, tenant: &str) -> QueryResult<Option<String>> {
-    channel_settings::table
+/// The tenant's channel settings (empty when never set).
+pub fn settings_of(conn: &mut DbConn, tenant: &str) -> StoreResult<StoredSettings> {
+    let stored: Option<String> = channel_settings::table
         .find(tenant)
         .select(channel_settings::settings)
         .first(conn)
-        .optional()
+        .optional()?;
+    match stored {
+        None => Ok(StoredSettings::default()),
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| StoreError::Unreadable(format!("channel settings: {e}"))),
+    }
 }
-
-/// A business number: a WhatsApp phone number id or a Twilio number.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelNumber {
-    pub kind: &'static str,
-    pub value: String,
-}
-
-pub const WHATSAPP_PHONE_NUMBER_ID: &str = "whatsapp_phone_number_id";
-pub const TWILIO_NUMBER: &str = "twilio_number";
 
 /// Replaces the tenant's settings and numbers; call inside a transaction
 /// that holds the tenant's log (`lock_log`). Returns the first number
@@ -148,127 +143,6 @@ pub fn resolve_alias(conn: &mut DbConn, tenant: &str, user_id: &str) -> QueryRes
         .first(conn)
         .optional()?;
     Ok(found.as_deref().and_then(E164::from_canonical))
-}
-
-/// A dead letter as stored (the payload stays sealed).
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = dead_letters)]
-pub struct DeadLetterRow {
-    pub id: i64,
-    pub provider: String,
-    pub reason: String,
-    pub phone_number_id: Option<String>,
-    pub received_at: i64,
-    pub payload_sealed: String,
-    /// It holds an opt-out, applied as soon as it can be.
-    pub opt_out: bool,
-    pub resolved_at: Option<i64>,
-    /// The entry that applied it.
-    pub resolved_seq: Option<i64>,
-}
-
-/// What to keep of something a webhook could not apply.
-#[derive(Debug, Clone)]
-pub struct NewDeadLetter<'a> {
-    pub provider: &'a str,
-    pub reason: &'a str,
-    pub phone_number_id: Option<&'a str>,
-    pub payload_sealed: &'a str,
-    pub opt_out: bool,
-    /// The tenant's keyed hash of the user id it waits for.
-    pub user_id_hash: Option<&'a str>,
-}
-
-pub fn insert_dead_letter(
-    conn: &mut DbConn,
-    tenant: &str,
-    letter: &NewDeadLetter<'_>,
-    now: i64,
-) -> QueryResult<i64> {
-    crate::on_backend!(conn, |c| diesel::insert_into(dead_letters::table)
-        .values((
-            dead_letters::tenant_id.eq(tenant),
-            dead_letters::provider.eq(letter.provider),
-            dead_letters::reason.eq(letter.reason),
-            dead_letters::phone_number_id.eq(letter.phone_number_id),
-            dead_letters::received_at.eq(now),
-            dead_letters::payload_sealed.eq(letter.payload_sealed),
-            dead_letters::opt_out.eq(letter.opt_out),
-            dead_letters::user_id_hash.eq(letter.user_id_hash),
-        ))
-        .returning(dead_letters::id)
-        .get_result(c))
-}
-
-/// One dead letter of the tenant.
-pub fn dead_letter(conn: &mut DbConn, tenant: &str, id: i64) -> QueryResult<Option<DeadLetterRow>> {
-    dead_letters::table
-        .filter(dead_letters::tenant_id.eq(tenant))
-        .filter(dead_letters::id.eq(id))
-        .select(DeadLetterRow::as_select())
-        .first(conn)
-        .optional()
-}
-
-/// The unapplied opt-outs waiting for a user id (by its keyed hash).
-pub fn letters_waiting_for(
-    conn: &mut DbConn,
-    tenant: &str,
-    user_id_hash: &str,
-) -> QueryResult<Vec<DeadLetterRow>> {
-    dead_letters::table
-        .filter(dead_letters::tenant_id.eq(tenant))
-        .filter(dead_letters::user_id_hash.eq(user_id_hash))
-        .filter(dead_letters::opt_out.eq(true))
-        .filter(dead_letters::resolved_at.is_null())
-        .order(dead_letters::id)
-        .select(DeadLetterRow::as_select())
-        .load(conn)
-}
-
-/// The unapplied opt-outs that arrived for one of these business numbers
-/// while the tenant did not have it.
-pub fn letters_for_business(
-    conn: &mut DbConn,
-    tenant: &str,
-    business: &[String],
-) -> QueryResult<Vec<DeadLetterRow>> {
-    dead_letters::table
-        .filter(dead_letters::tenant_id.eq(tenant))
-        .filter(dead_letters::reason.eq("unknown_phone_number_id"))
-        .filter(dead_letters::phone_number_id.eq_any(business))
-        .filter(dead_letters::opt_out.eq(true))
-        .filter(dead_letters::resolved_at.is_null())
-        .order(dead_letters::id)
-        .select(DeadLetterRow::as_select())
-        .load(conn)
-}
-
-/// Marks a letter applied, by the entry `seq`.
-pub fn resolve_dead_letter(conn: &mut DbConn, id: i64, seq: u64, now: i64) -> QueryResult<()> {
-    diesel::update(dead_letters::table.find(id))
-        .set((
-            dead_letters::resolved_at.eq(now),
-            dead_letters::resolved_seq.eq(seq as i64),
-        ))
-        .execute(conn)
-        .map(|_| ())
-}
-
-/// A page of dead letters, oldest first, after the id `after`.
-pub fn list_dead_letters(
-    conn: &mut DbConn,
-    tenant: &str,
-    after: i64,
-    limit: i64,
-) -> QueryResult<Vec<DeadLetterRow>> {
-    dead_letters::table
-        .filter(dead_letters::tenant_id.eq(tenant))
-        .filter(dead_letters::id.gt(after))
-        .order(dead_letters::id)
-        .limit(limit)
-        .select(DeadLetterRow::as_select())
-        .load(conn)
 }
 
 /// The effective opt-outs of the number's current subject that a message

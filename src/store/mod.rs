@@ -6,8 +6,11 @@ pub mod append;
 pub mod channels;
 pub mod connection;
 pub mod consent;
+pub mod dead_letters;
 pub mod idempotency;
+pub mod inbound;
 pub mod log;
+pub mod notification;
 pub mod pool;
 pub mod schema;
 pub mod tenants;
@@ -24,6 +27,10 @@ pub enum StoreError {
     Rejected(Rejection),
     #[error("{0}")]
     Signing(crate::signer::SignError),
+    /// A stored document that no longer reads (written by hand, or by a
+    /// version that wrote another shape).
+    #[error("unreadable stored data: {0}")]
+    Unreadable(String),
 }
 
 /// A refusal that depends on stored state, decided inside a transaction.

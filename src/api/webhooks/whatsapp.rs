@@ -1,0 +1,149 @@
+//! `GET`/`POST /webhooks/whatsapp/{tenant}`: Meta's handshake, then signed
+//! notifications turned into windows, opt-ins, opt-outs and lifts.
+
+use super::{open_secrets, read_body, tenant_settings};
+use crate::api::AppState;
+use crate::channels::settings::{open_secret, StoredSettings, StoredWhatsApp};
+use crate::channels::signature::whatsapp_signature_valid;
+use crate::channels::whatsapp_payload::Notification;
+use crate::error::{ApiError, ErrorCode, Problem};
+use crate::store::notification::record_notification;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use utoipa::IntoParams;
+
+/// Meta sends at most this much in one notification.
+const BODY_LIMIT: usize = 3 * 1024 * 1024;
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct Handshake {
+    #[serde(rename = "hub.mode")]
+    #[param(rename = "hub.mode")]
+    pub mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    #[param(rename = "hub.verify_token")]
+    pub verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    #[param(rename = "hub.challenge")]
+    pub challenge: Option<String>,
+}
+
+fn whatsapp_settings(settings: &StoredSettings) -> Result<&StoredWhatsApp, ApiError> {
+    settings
+        .whatsapp
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("no WhatsApp channel is configured"))
+}
+
+#[utoipa::path(
+    tag = "webhooks",
+    params(("tenant" = String, Path, description = "The tenant id"), Handshake),
+    responses(
+        (status = 200, description = "`hub.challenge`, echoed", content_type = "text/plain", body = String),
+        (status = 403, description = "The verify token does not match", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant, or no WhatsApp channel", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The query string is not valid", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/webhooks/whatsapp/{tenant}")]
+pub async fn whatsapp_handshake(
+    state: web::Data<AppState>,
+    tenant: web::Path<String>,
+    query: web::Query<Handshake>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = tenant.into_inner();
+    let settings = tenant_settings(&state, &tenant).await?;
+    let whatsapp = whatsapp_settings(&settings)?;
+    let expected = open_secret(
+        &state.master.kek(),
+        &tenant,
+        "whatsapp.verify_token",
+        &whatsapp.verify_token,
+    )
+    .ok_or_else(|| ApiError::internal("the verify token does not open with this master key"))?;
+    let presented = query.verify_token.as_deref().unwrap_or("");
+    let matches = bool::from(presented.as_bytes().ct_eq(expected.as_bytes()));
+    let challenge = query.challenge.as_deref().unwrap_or("");
+    let challenge_ok = challenge.len() <= 256 && challenge.bytes().all(|b| b.is_ascii_graphic());
+    if query.mode.as_deref() != Some("subscribe") || !matches || !challenge_ok {
+        tracing::info!("WhatsApp handshake refused");
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "hub.mode must be subscribe and hub.verify_token must match the configured token",
+        ));
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(challenge.to_owned()))
+}
+
+#[utoipa::path(
+    tag = "webhooks",
+    params(("tenant" = String, Path, description = "The tenant id")),
+    request_body(content = String, description = "Meta's notification, signed with X-Hub-Signature-256", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted (also when ignored)"),
+        (status = 400, description = "The body could not be read", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad signature: nothing recorded", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant, or no WhatsApp channel", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than 3 MiB", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/webhooks/whatsapp/{tenant}")]
+pub async fn whatsapp_notification(
+    state: web::Data<AppState>,
+    tenant: web::Path<String>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = tenant.into_inner();
+    let body = read_body(body, BODY_LIMIT).await?;
+    let settings = tenant_settings(&state, &tenant).await?;
+    let whatsapp = whatsapp_settings(&settings)?;
+    let secrets = open_secrets(
+        &state,
+        &tenant,
+        &[
+            ("whatsapp.app_secret", Some(&whatsapp.app_secret)),
+            (
+                "whatsapp.previous_app_secret",
+                whatsapp.previous_app_secret.as_ref(),
+            ),
+        ],
+    )?;
+    let header = request
+        .headers()
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    if !whatsapp_signature_valid(&secret_refs, &body, header) {
+        tracing::info!("WhatsApp notification with a missing or bad signature");
+        return Err(ApiError::unauthorized(
+            "X-Hub-Signature-256 is missing or does not match the app secret",
+        ));
+    }
+    let notification: Notification = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(_) => {
+            tracing::warn!("a signed WhatsApp notification is not JSON; ignored");
+            return Ok(HttpResponse::Ok().finish());
+        }
+    };
+    let master = state.master.clone();
+    let clock = state.clock.clone();
+    let applied = state
+        .db(move |conn| {
+            record_notification(conn, &master, &tenant, &settings, &notification, &clock)
+                .map_err(ApiError::from)
+        })
+        .await?;
+    tracing::info!(
+        recorded = applied.recorded,
+        duplicates = applied.duplicates,
+        dead_letters = applied.dead_letters,
+        ignored = applied.ignored,
+        "WhatsApp notification handled"
+    );
+    Ok(HttpResponse::Ok().finish())
+}

@@ -1,0 +1,111 @@
+//! An event ready to append (SPEC sections 4 and 7): an opt-in, an
+//! opt-out or a lift, with everything the ledger needs and nothing left to
+//! check but what depends on stored state (the brand still active, the
+//! clock, the idempotency key). The API, the webhooks and the hosted pages
+//! all build these; the store appends them.
+
+use super::evidence::Evidence;
+use super::number::E164;
+use super::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
+use super::time::Timestamp;
+
+/// A pending double opt-in: the code's hash and when it expires.
+#[derive(Debug, Clone)]
+pub struct PendingConfirmation {
+    pub code_sha256: String,
+    pub expires_at: Timestamp,
+}
+
+/// A validated opt-in, ready to append.
+#[derive(Debug, Clone)]
+pub struct OptInRecord {
+    pub number: E164,
+    pub channel: CaptureChannel,
+    pub brand_id: i64,
+    pub company_name_shown: String,
+    pub consent_text: String,
+    pub purposes: PurposeSet,
+    pub message_channels: MessageChannelSet,
+    pub captured_at: Timestamp,
+    pub language: Option<String>,
+    pub backfill: bool,
+    pub confirmation: Option<PendingConfirmation>,
+    pub evidence: Evidence,
+}
+
+/// A validated opt-out, ready to append.
+#[derive(Debug, Clone)]
+pub struct OptOutRecord {
+    pub number: E164,
+    pub channel: CaptureChannel,
+    pub purposes: PurposeSet,
+    pub message_channels: MessageChannelSet,
+    pub captured_at: Timestamp,
+    pub backfill: bool,
+    pub evidence: Evidence,
+    /// Which messages may lift it (`None`: none, as for the API and pages).
+    pub lift_class: Option<LiftClass>,
+}
+
+/// Opt-outs that a later message may lift (SPEC section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiftClass {
+    /// Recorded from an opt-out keyword or phrase: START, UNSTOP and YES on
+    /// the same capture channel lift it.
+    Keyword,
+    /// WhatsApp's own marketing stop: its `resume` lifts it.
+    MarketingPreference,
+}
+
+impl LiftClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiftClass::Keyword => "keyword",
+            LiftClass::MarketingPreference => "marketing_preference",
+        }
+    }
+}
+
+/// An `opt_out_lifted` entry: cancels exactly the opt-out `lifts` names.
+#[derive(Debug, Clone)]
+pub struct LiftRecord {
+    pub number: E164,
+    pub channel: CaptureChannel,
+    pub captured_at: Timestamp,
+    pub evidence: Evidence,
+    pub lifts: u64,
+}
+
+/// What is appended.
+#[derive(Debug, Clone)]
+pub enum Record {
+    OptIn(OptInRecord),
+    OptOut(OptOutRecord),
+    Lift(LiftRecord),
+}
+
+impl Record {
+    pub fn number(&self) -> &E164 {
+        match self {
+            Record::OptIn(r) => &r.number,
+            Record::OptOut(r) => &r.number,
+            Record::Lift(r) => &r.number,
+        }
+    }
+
+    pub fn captured_at(&self) -> Timestamp {
+        match self {
+            Record::OptIn(r) => r.captured_at,
+            Record::OptOut(r) => r.captured_at,
+            Record::Lift(r) => r.captured_at,
+        }
+    }
+
+    pub fn evidence(&self) -> &Evidence {
+        match self {
+            Record::OptIn(r) => &r.evidence,
+            Record::OptOut(r) => &r.evidence,
+            Record::Lift(r) => &r.evidence,
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! Dead letters (SPEC section 3): what a webhook could not apply is kept,
+//! sealed, never dropped; an admin can read it; a kept opt-out is applied,
+//! with its own `captured_at`, as soon as it can be (its user id arrives
+//! with a number, or its business number is configured), and the letter is
+//! marked resolved.
+
+use super::append::append_locked;
+use super::channels;
+use super::connection::lock_log;
+use super::schema::dead_letters;
+use super::{DbConn, StoreResult};
+use crate::channels::letter::{LetterPayload, MessageLetter, PreferenceLetter};
+use crate::channels::message::{
+    intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, message_of_letter,
+    opt_out_purposes, preference_evidence, InboundMessage, Intent, Outcome, Provider, Sender,
+    PROVIDER_CLOCK_SKEW_MILLIS,
+};
+use crate::channels::settings::StoredSettings;
+use crate::domain::number::E164;
+use crate::domain::purpose::Purpose;
+use crate::domain::time::Timestamp;
+use crate::keys::MasterKey;
+use diesel::prelude::*;
+
+/// Where a dead letter's payload is sealed (the associated data).
+fn letter_aad(tenant: &str) -> Vec<u8> {
+    format!("consent-ledger/dead-letter/v1\n{tenant}").into_bytes()
+}
+
+/// Opens a dead letter's sealed payload (any JSON: letters kept by older
+/// versions have another shape).
+pub fn open_letter(master: &MasterKey, tenant: &str, sealed: &str) -> Option<serde_json::Value> {
+    let plain = master.kek().open(sealed, &letter_aad(tenant))?;
+    serde_json::from_slice(&plain).ok()
+}
+
+/// Something a webhook could not apply.
+pub struct Letter<'a> {
+    pub provider: Provider,
+    pub reason: &'static str,
+    pub business: Option<&'a str>,
+    /// What an admin needs to act on it, and the service to apply it; sealed.
+    pub payload: LetterPayload,
+    /// The user id it waits for (a sender without a readable number).
+    pub waits_for: Option<&'a str>,
+}
+
+/// Keeps a dead letter (inside the caller's transaction).
+pub fn keep(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    letter: Letter<'_>,
+    now: Timestamp,
+) -> StoreResult<Outcome> {
+    let json = serde_json::to_vec(&letter.payload).expect("a letter serialises");
+    let sealed = master.kek().seal(&json, &letter_aad(tenant));
+    let user_id_hash = letter
+        .waits_for
+        .map(|user_id| master.keyed_hash(tenant, &["user_id", user_id]));
+    insert_dead_letter(
+        conn,
+        tenant,
+        &NewDeadLetter {
+            provider: letter.provider.as_str(),
+            reason: letter.reason,
+            phone_number_id: letter.business,
+            payload_sealed: &sealed,
+            opt_out: letter.payload.holds_opt_out(),
+            user_id_hash: user_id_hash.as_deref(),
+        },
+        now.millis(),
+    )?;
+    tracing::warn!(
+        provider = letter.provider.as_str(),
+        reason = letter.reason,
+        "webhook event kept as a dead letter"
+    );
+    Ok(Outcome::DeadLetter {
+        reason: letter.reason,
+    })
+}
+
+/// Keeps something that cannot be applied now (an unknown business
+/// number, a preference without its time): one dead letter, outside any
+/// append. `dedup` names the delivery, so a retry adds no second letter.
+pub fn keep_unapplied(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    dedup: &[&str],
+    letter: Letter<'_>,
+    now: Timestamp,
+) -> StoreResult<Outcome> {
+    let key = master.keyed_hash(tenant, dedup);
+    conn.immediate_transaction(|conn| {
+        lock_log(conn, tenant)?;
+        if !channels::first_delivery(conn, tenant, &key, now.millis())? {
+            return Ok(Outcome::Duplicate);
+        }
+        keep(conn, master, tenant, letter, now)
+    })
+}
+
+/// Keeps a message sent to a business number the tenant does not have
+/// (yet): its opt-out applies once the number is configured.
+pub fn keep_for_unknown_business(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    message: &InboundMessage,
+    now: Timestamp,
+) -> StoreResult<Outcome> {
+    let withdrawn = match intent(message.provider, &message.content, settings) {
+        Intent::OptOut { full } => Some(opt_out_purposes(full, settings)),
+        _ => None,
+    };
+    let letter = Letter {
+        provider: message.provider,
+        reason: "unknown_phone_number_id",
+        business: Some(message.business.as_str()).filter(|b| !b.is_empty()),
+        payload: message_letter(message, withdrawn),
+        waits_for: message.sender.only_user_id(),
+    };
+    let dedup = [message.provider.as_str(), message.message_id.as_str()];
+    keep_unapplied(conn, master, tenant, &dedup, letter, now)
+}
+
+/// Applies the kept opt-outs that waited for `user_id`, now that it
+/// stands for a number (inside the caller's transaction, under the log's
+/// lock). Returns the seqs appended.
+pub fn apply_letters_waiting_for(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    user_id: &str,
+    now: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    let hash = master.keyed_hash(tenant, &["user_id", user_id]);
+    let waiting = letters_waiting_for(conn, tenant, &hash)?;
+    apply_letters(conn, master, tenant, settings, &waiting, now)
+}
+
+/// Applies the kept opt-outs that arrived for business numbers the tenant
+/// has now (call inside a transaction that holds the log's lock, after the
+/// settings are saved). Returns the seqs appended.
+pub fn apply_letters_for_business(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    now: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    let business: Vec<String> = settings
+        .whatsapp
+        .iter()
+        .flat_map(|w| w.phone_numbers.iter().map(|p| p.id.clone()))
+        .collect();
+    if business.is_empty() {
+        return Ok(Vec::new());
+    }
+    let waiting = letters_for_business(conn, tenant, &business)?;
+    apply_letters(conn, master, tenant, settings, &waiting, now)
+}
+
+fn apply_letters(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    rows: &[DeadLetterRow],
+    now: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    let mut seqs = Vec::new();
+    for row in rows {
+        if let Some(seq) = apply_letter(conn, master, tenant, settings, row, now)? {
+            resolve_dead_letter(conn, row.id, seq, now.millis())?;
+            tracing::info!(dead_letter = row.id, seq, "kept opt-out applied");
+            seqs.push(seq);
+        }
+    }
+    Ok(seqs)
+}
+
+/// Appends a kept opt-out if it can be applied now: its business number is
+/// the tenant's and its sender resolves to a number. Its `captured_at` is
+/// its own (the time it was kept, when it had none or one in the future);
+/// its evidence names the dead letter.
+fn apply_letter(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    row: &DeadLetterRow,
+    now: Timestamp,
+) -> StoreResult<Option<u64>> {
+    let payload = open_letter(master, tenant, &row.payload_sealed)
+        .and_then(|json| serde_json::from_value::<LetterPayload>(json).ok());
+    let letter_id = row.id.to_string();
+    let kept_at = Timestamp::from_millis(row.received_at);
+    let own_time = |at: Option<Timestamp>| {
+        at.filter(|t| *t <= kept_at.plus_millis(PROVIDER_CLOCK_SKEW_MILLIS))
+            .unwrap_or(kept_at)
+    };
+    let (record, collector) = match payload {
+        Some(LetterPayload::Message(letter)) => {
+            let Some((message, purposes)) = applicable_message(&letter, settings) else {
+                return Ok(None);
+            };
+            let Some(number) = sender_number(conn, tenant, &message.sender)? else {
+                return Ok(None);
+            };
+            let evidence = message_evidence(&message).with("dead_letter_id", &letter_id);
+            let at = own_time(message.captured_at);
+            let purposes = purposes.into_iter().collect();
+            let record = keyword_opt_out(message.provider, number, purposes, at, evidence);
+            (record, message.provider.collector())
+        }
+        Some(LetterPayload::Preference(letter)) => {
+            let Some(sender) = applicable_stop(&letter, settings) else {
+                return Ok(None);
+            };
+            let Some(number) = sender_number(conn, tenant, &sender)? else {
+                return Ok(None);
+            };
+            let business = letter.business.unwrap_or_default();
+            let evidence =
+                preference_evidence(&business, "stop").with("dead_letter_id", &letter_id);
+            let record = marketing_stop(number, own_time(letter.captured_at), evidence);
+            (record, Provider::WhatsApp.collector())
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(
+        append_locked(conn, tenant, collector, &record, None, now)?.seq,
+    ))
+}
+
+/// The kept message and the purposes it withdrew, when it holds an
+/// opt-out to a business number the tenant has.
+fn applicable_message(
+    letter: &MessageLetter,
+    settings: &StoredSettings,
+) -> Option<(InboundMessage, Vec<Purpose>)> {
+    let purposes = letter.opt_out.clone()?;
+    let message = message_of_letter(letter)?;
+    let known = match message.provider {
+        Provider::WhatsApp => is_whatsapp_number(settings, &message.business),
+        Provider::Twilio => settings
+            .twilio
+            .iter()
+            .any(|t| t.numbers.contains(&message.business)),
+    };
+    known.then_some((message, purposes))
+}
+
+/// The sender of a kept marketing stop to a business number the tenant has.
+fn applicable_stop(letter: &PreferenceLetter, settings: &StoredSettings) -> Option<Sender> {
+    let business = letter.business.as_deref()?;
+    (letter.value == "stop" && is_whatsapp_number(settings, business))
+        .then(|| Provider::WhatsApp.sender(letter.from.as_deref(), letter.user_id.as_deref()))
+}
+
+fn is_whatsapp_number(settings: &StoredSettings, id: &str) -> bool {
+    settings
+        .whatsapp
+        .iter()
+        .any(|w| w.phone_numbers.iter().any(|p| p.id == id))
+}
+
+/// The number a sender stands for (a user id through its alias).
+fn sender_number(conn: &mut DbConn, tenant: &str, sender: &Sender) -> StoreResult<Option<E164>> {
+    Ok(match sender {
+        Sender::Number { number, .. } => Some(number.clone()),
+        Sender::UserId(user_id) => channels::resolve_alias(conn, tenant, user_id)?,
+        Sender::Unknown => None,
+    })
+}
+
+/// A dead letter as stored (the payload stays sealed).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = dead_letters)]
+pub struct DeadLetterRow {
+    pub id: i64,
+    pub provider: String,
+    pub reason: String,
+    pub phone_number_id: Option<String>,
+    pub received_at: i64,
+    pub payload_sealed: String,
+    /// It holds an opt-out, applied as soon as it can be.
+    pub opt_out: bool,
+    pub resolved_at: Option<i64>,
+    /// The entry that applied it.
+    pub resolved_seq: Option<i64>,
+}
+
+/// What to keep of something a webhook could not apply.
+#[derive(Debug, Clone)]
+pub struct NewDeadLetter<'a> {
+    pub provider: &'a str,
+    pub reason: &'a str,
+    pub phone_number_id: Option<&'a str>,
+    pub payload_sealed: &'a str,
+    pub opt_out: bool,
+    /// The tenant's keyed hash of the user id it waits for.
+    pub user_id_hash: Option<&'a str>,
+}
+
+pub fn insert_dead_letter(
+    conn: &mut DbConn,
+    tenant: &str,
+    letter: &NewDeadLetter<'_>,
+    now: i64,
+) -> QueryResult<i64> {
+    crate::on_backend!(conn, |c| diesel::insert_into(dead_letters::table)
+        .values((
+            dead_letters::tenant_id.eq(tenant),
+            dead_letters::provider.eq(letter.provider),
+            dead_letters::reason.eq(letter.reason),
+            dead_letters::phone_number_id.eq(letter.phone_number_id),
+            dead_letters::received_at.eq(now),
+            dead_letters::payload_sealed.eq(letter.payload_sealed),
+            dead_letters::opt_out.eq(letter.opt_out),
+            dead_letters::user_id_hash.eq(letter.user_id_hash),
+        ))
+        .returning(dead_letters::id)
+        .get_result(c))
+}
+
+/// One dead letter of the tenant.
+pub fn dead_letter(conn: &mut DbConn, tenant: &str, id: i64) -> QueryResult<Option<DeadLetterRow>> {
+    dead_letters::table
+        .filter(dead_letters::tenant_id.eq(tenant))
+        .filter(dead_letters::id.eq(id))
+        .select(DeadLetterRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The unapplied opt-outs waiting for a user id (by its keyed hash).
+pub fn letters_waiting_for(
+    conn: &mut DbConn,
+    tenant: &str,
+    user_id_hash: &str,
+) -> QueryResult<Vec<DeadLetterRow>> {
+    dead_letters::table
+        .filter(dead_letters::tenant_id.eq(tenant))
+        .filter(dead_letters::user_id_hash.eq(user_id_hash))
+        .filter(dead_letters::opt_out.eq(true))
+        .filter(dead_letters::resolved_at.is_null())
+        .order(dead_letters::id)
+        .select(DeadLetterRow::as_select())
+        .load(conn)
+}
+
+/// The unapplied opt-outs that arrived for one of these business numbers
+/// while the tenant did not have it.
+pub fn letters_for_business(
+    conn: &mut DbConn,
+    tenant: &str,
+    business: &[String],
+) -> QueryResult<Vec<DeadLetterRow>> {
+    dead_letters::table
+        .filter(dead_letters::tenant_id.eq(tenant))
+        .filter(dead_letters::reason.eq("unknown_phone_number_id"))
+        .filter(dead_letters::phone_number_id.eq_any(business))
+        .filter(dead_letters::opt_out.eq(true))
+        .filter(dead_letters::resolved_at.is_null())
+        .order(dead_letters::id)
+        .select(DeadLetterRow::as_select())
+        .load(conn)
+}
+
+/// Marks a letter applied, by the entry `seq`.
+pub fn resolve_dead_letter(conn: &mut DbConn, id: i64, seq: u64, now: i64) -> QueryResult<()> {
+    diesel::update(dead_letters::table.find(id))
+        .set((
+            dead_letters::resolved_at.eq(now),
+            dead_letters::resolved_seq.eq(seq as i64),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// A page of dead letters, oldest first, after the id `after`.
+pub fn list_dead_letters(
+    conn: &mut DbConn,
+    tenant: &str,
+    after: i64,
+    limit: i64,
+) -> QueryResult<Vec<DeadLetterRow>> {
+    dead_letters::table
+        .filter(dead_letters::tenant_id.eq(tenant))
+        .filter(dead_letters::id.gt(after))
+        .order(dead_letters::id)
+        .limit(limit)
+        .select(DeadLetterRow::as_select())
+        .load(conn)
+}

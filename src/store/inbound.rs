@@ -1,0 +1,326 @@
+//! Recording an inbound message (SPEC section 7): the delivery's dedup mark,
+//! the window, and every entry it causes commit in one transaction under the
+//! log's lock, or none do. What cannot be applied is kept as a dead letter
+//! (`dead_letters.rs`). What a message means: `channels/message.rs`.
+
+use super::append::append_locked;
+use super::channels;
+use super::connection::lock_log;
+use super::consent::record_inbound;
+use super::dead_letters::{apply_letters_waiting_for, keep, Letter};
+use super::tenants::find_brand;
+use super::{DbConn, StoreResult};
+use crate::channels::message::{
+    intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, opt_out_purposes,
+    preference_evidence, preference_letter, InboundMessage, Intent, Outcome, PreferenceChange,
+    Provider, Sender, PROVIDER_CLOCK_SKEW_MILLIS,
+};
+use crate::channels::settings::{OptInMatch, StoredSettings};
+use crate::domain::evidence::Evidence;
+use crate::domain::number::E164;
+use crate::domain::purpose::CaptureChannel;
+use crate::domain::record::{LiftClass, LiftRecord, OptInRecord, Record};
+use crate::domain::text::is_readable_text;
+use crate::domain::time::Timestamp;
+use crate::keys::MasterKey;
+
+/// Opt-ins older than this are not recorded from a message (as for the API
+/// without `backfill`).
+const MAX_OPT_IN_AGE_MILLIS: i64 = 30 * 24 * 3600 * 1000;
+
+/// The number a sender stands for, remembering a user id that came with
+/// it, and applying the opt-outs that waited for that user id.
+fn resolve_sender(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    sender: &Sender,
+    now: Timestamp,
+) -> StoreResult<Option<E164>> {
+    Ok(match sender {
+        Sender::Number { number, user_id } => {
+            if let Some(user_id) = user_id {
+                channels::remember_alias(conn, tenant, user_id, number, now.millis())?;
+                apply_letters_waiting_for(conn, master, tenant, settings, user_id, now)?;
+            }
+            Some(number.clone())
+        }
+        Sender::UserId(user_id) => channels::resolve_alias(conn, tenant, user_id)?,
+        Sender::Unknown => None,
+    })
+}
+
+/// Records one inbound message: dedup, window, and what it means. `now`
+/// is the server's clock.
+pub fn record_message(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    message: &InboundMessage,
+    now: Timestamp,
+) -> StoreResult<Outcome> {
+    let intent = intent(message.provider, &message.content, settings);
+    let withdrawn = match intent {
+        Intent::OptOut { full } => Some(opt_out_purposes(full, settings)),
+        _ => None,
+    };
+    conn.immediate_transaction(|conn| {
+        // The log first: the rows written below reference the tenant, and
+        // on PostgreSQL that share lock taken before the log's would
+        // deadlock with another writer of this log.
+        lock_log(conn, tenant)?;
+        let key = master.keyed_hash(tenant, &[message.provider.as_str(), &message.message_id]);
+        if !channels::first_delivery(conn, tenant, &key, now.millis())? {
+            return Ok(Outcome::Duplicate);
+        }
+        let letter = |reason: &'static str| Letter {
+            provider: message.provider,
+            reason,
+            business: Some(&message.business),
+            payload: message_letter(message, withdrawn),
+            waits_for: message.sender.only_user_id(),
+        };
+        // A provider clock ahead of ours, or no readable time at all: an
+        // opt-out (or a plain message) counts from now rather than not at
+        // all; what restores consent waits for an admin.
+        let captured_at = match message.captured_at {
+            Some(at) if at <= now.plus_millis(PROVIDER_CLOCK_SKEW_MILLIS) => at,
+            unusable => {
+                if matches!(intent, Intent::OptIn(_) | Intent::Lift) {
+                    let reason = match unusable {
+                        Some(_) => "timestamp_in_future",
+                        None => "invalid_timestamp",
+                    };
+                    return keep(conn, master, tenant, letter(reason), now);
+                }
+                now
+            }
+        };
+        let resolved = resolve_sender(conn, master, tenant, settings, &message.sender, now)?;
+        let Some(number) = resolved else {
+            if withdrawn.is_some() {
+                return keep(conn, master, tenant, letter("unknown_sender"), now);
+            }
+            return Ok(Outcome::Recorded { seqs: Vec::new() });
+        };
+        if message.provider == Provider::WhatsApp {
+            record_inbound(conn, tenant, &number, Some(&message.business), captured_at)?;
+        }
+        let evidence = message_evidence(message);
+        let done = match intent {
+            Intent::OptOut { full } => {
+                let purposes = opt_out_purposes(full, settings);
+                let opt_out =
+                    keyword_opt_out(message.provider, number, purposes, captured_at, evidence);
+                vec![
+                    append_locked(
+                        conn,
+                        tenant,
+                        message.provider.collector(),
+                        &opt_out,
+                        None,
+                        now,
+                    )?
+                    .seq,
+                ]
+            }
+            Intent::Lift => {
+                let lift = Lift {
+                    class: LiftClass::Keyword,
+                    channel: message.provider.capture_channel(),
+                    captured_at,
+                    evidence,
+                };
+                lift_opt_outs(
+                    conn,
+                    tenant,
+                    message.provider.collector(),
+                    &number,
+                    &lift,
+                    now,
+                )?
+            }
+            Intent::OptIn(m) => {
+                if !is_readable_text(&m.prompt) {
+                    // Saved before prompts were checked: it cannot be a consent text.
+                    return keep(conn, master, tenant, letter("unreadable_prompt"), now);
+                }
+                let opt_in = OptInFromMessage {
+                    matched: m,
+                    provider: message.provider,
+                    number,
+                    captured_at,
+                    evidence,
+                };
+                record_opt_in(conn, tenant, &opt_in, now)?
+            }
+            Intent::Nothing => Vec::new(),
+        };
+        Ok(Outcome::Recorded { seqs: done })
+    })
+}
+
+/// What a lifting message carries.
+struct Lift {
+    class: LiftClass,
+    channel: CaptureChannel,
+    captured_at: Timestamp,
+    evidence: Evidence,
+}
+
+/// Lifts every effective opt-out of that class, channel and earlier time:
+/// one `opt_out_lifted` entry each, in seq order.
+fn lift_opt_outs(
+    conn: &mut DbConn,
+    tenant: &str,
+    collector: &str,
+    number: &E164,
+    lift: &Lift,
+    now: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    let mut seqs = Vec::new();
+    let liftable = channels::liftable_opt_outs(
+        conn,
+        tenant,
+        number,
+        lift.class,
+        lift.channel,
+        lift.captured_at.millis(),
+    )?;
+    for lifts in liftable {
+        let record = Record::Lift(LiftRecord {
+            number: number.clone(),
+            channel: lift.channel,
+            captured_at: lift.captured_at,
+            evidence: lift.evidence.clone(),
+            lifts,
+        });
+        seqs.push(append_locked(conn, tenant, collector, &record, None, now)?.seq);
+    }
+    Ok(seqs)
+}
+
+/// An opt-in a message matched.
+struct OptInFromMessage<'a> {
+    matched: &'a OptInMatch,
+    provider: Provider,
+    number: E164,
+    captured_at: Timestamp,
+    evidence: Evidence,
+}
+
+/// Records a matched opt-in unless its brand was retired or it is older
+/// than an API opt-in may be without `backfill`.
+fn record_opt_in(
+    conn: &mut DbConn,
+    tenant: &str,
+    opt_in: &OptInFromMessage<'_>,
+    now: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    let m = opt_in.matched;
+    let brand = find_brand(conn, tenant, &m.brand)?.filter(|b| b.retired_at.is_none());
+    let fresh = opt_in.captured_at.millis() + MAX_OPT_IN_AGE_MILLIS >= now.millis();
+    let (Some(brand), true) = (brand, fresh) else {
+        return Ok(Vec::new());
+    };
+    let message_channels = match &m.message_channels {
+        Some(list) => list.iter().copied().collect(),
+        None => [opt_in.provider.message_channel()].into_iter().collect(),
+    };
+    let record = Record::OptIn(OptInRecord {
+        number: opt_in.number.clone(),
+        channel: opt_in.provider.capture_channel(),
+        brand_id: brand.id,
+        company_name_shown: brand.name,
+        consent_text: m.prompt.clone(),
+        purposes: m.purposes.iter().copied().collect(),
+        message_channels,
+        captured_at: opt_in.captured_at,
+        language: None,
+        backfill: false,
+        confirmation: None,
+        evidence: opt_in.evidence.clone(),
+    });
+    let collector = opt_in.provider.collector();
+    Ok(vec![
+        append_locked(conn, tenant, collector, &record, None, now)?.seq,
+    ])
+}
+
+/// Records WhatsApp's marketing stop (an opt-out of marketing on WhatsApp)
+/// or resume (lifts every effective stop of that kind).
+pub fn record_preference(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    dedup: &[&str],
+    change: &PreferenceChange,
+    now: Timestamp,
+) -> StoreResult<Outcome> {
+    let value = if change.stop { "stop" } else { "resume" };
+    conn.immediate_transaction(|conn| {
+        lock_log(conn, tenant)?; // first, as in record_message
+        let key = master.keyed_hash(tenant, dedup);
+        if !channels::first_delivery(conn, tenant, &key, now.millis())? {
+            return Ok(Outcome::Duplicate);
+        }
+        let letter = |reason: &'static str| Letter {
+            provider: Provider::WhatsApp,
+            reason,
+            business: Some(&change.business),
+            payload: preference_letter(change, Some(change.captured_at)),
+            waits_for: change.sender.only_user_id(),
+        };
+        let mut captured_at = change.captured_at;
+        if captured_at > now.plus_millis(PROVIDER_CLOCK_SKEW_MILLIS) {
+            if !change.stop {
+                return keep(conn, master, tenant, letter("timestamp_in_future"), now);
+            }
+            captured_at = now;
+        }
+        let resolved = resolve_sender(conn, master, tenant, settings, &change.sender, now)?;
+        let Some(number) = resolved else {
+            if change.stop {
+                return keep(conn, master, tenant, letter("unknown_sender"), now);
+            }
+            return Ok(Outcome::Recorded { seqs: Vec::new() });
+        };
+        let collector = Provider::WhatsApp.collector();
+        let evidence = preference_evidence(&change.business, value);
+        let seqs = if change.stop {
+            let record = marketing_stop(number, captured_at, evidence);
+            vec![append_locked(conn, tenant, collector, &record, None, now)?.seq]
+        } else {
+            let lift = Lift {
+                class: LiftClass::MarketingPreference,
+                channel: CaptureChannel::Whatsapp,
+                captured_at,
+                evidence,
+            };
+            lift_opt_outs(conn, tenant, collector, &number, &lift, now)?
+        };
+        Ok(Outcome::Recorded { seqs })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::keys::MasterKey;
+
+    #[test]
+    fn dedup_keys_are_keyed_per_tenant() {
+        let master = MasterKey::from_bytes([1; 32]);
+        let a = master.keyed_hash("a", &["whatsapp", "wamid.1"]);
+        assert_eq!(a, master.keyed_hash("a", &["whatsapp", "wamid.1"]));
+        assert_ne!(a, master.keyed_hash("b", &["whatsapp", "wamid.1"]));
+        assert_ne!(a, master.keyed_hash("a", &["twilio", "wamid.1"]));
+        assert_ne!(
+            a,
+            MasterKey::from_bytes([2; 32]).keyed_hash("a", &["whatsapp", "wamid.1"])
+        );
+        assert!(!a.contains("wamid"));
+    }
+}

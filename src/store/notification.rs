@@ -1,0 +1,148 @@
+//! Recording a verified WhatsApp notification (SPEC section 7): each event
+//! in its own transaction (a retry after a failure skips what was done),
+//! kept as a dead letter when its business number is not the tenant's.
+
+use super::dead_letters::{self, Letter};
+use super::inbound;
+use super::{DbConn, StoreError};
+use crate::channels::letter::LetterPayload;
+use crate::channels::message::{preference_letter, Outcome, PreferenceChange, Provider};
+use crate::channels::settings::StoredSettings;
+use crate::channels::whatsapp::{inbound_message, preference_key, timestamp};
+use crate::channels::whatsapp_payload::{self as payload, Event, Notification};
+use crate::domain::time::{Clock, Timestamp};
+use crate::keys::MasterKey;
+
+/// Counts for the log line.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub recorded: usize,
+    pub duplicates: usize,
+    pub dead_letters: usize,
+    pub ignored: usize,
+}
+
+impl Applied {
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Duplicate => self.duplicates += 1,
+            Outcome::Recorded { seqs } => self.recorded += seqs.len(),
+            Outcome::DeadLetter { .. } => self.dead_letters += 1,
+        }
+    }
+}
+
+/// Applies every event of a verified notification, each in its own
+/// transaction (a retry after a failure skips what was done).
+pub fn record_notification(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    notification: &Notification,
+    clock: &Clock,
+) -> Result<Applied, StoreError> {
+    let mut applied = Applied::default();
+    let known = |id: Option<&str>| {
+        settings
+            .whatsapp
+            .iter()
+            .flat_map(|w| w.phone_numbers.iter())
+            .any(|p| Some(p.id.as_str()) == id)
+    };
+    for event in payload::events(notification) {
+        let now = clock.now();
+        let outcome = match event {
+            Event::Ignored => {
+                applied.ignored += 1;
+                continue;
+            }
+            Event::Unrecorded(u) if known(u.phone_number_id.as_deref()) => {
+                applied.ignored += 1;
+                continue;
+            }
+            Event::Unrecorded(u) => {
+                let letter = Letter {
+                    provider: Provider::WhatsApp,
+                    reason: "unknown_phone_number_id",
+                    business: u.phone_number_id.as_deref(),
+                    payload: LetterPayload::Unrecorded { detail: u.detail },
+                    waits_for: None,
+                };
+                let dedup: Vec<&str> = u.dedup.iter().map(String::as_str).collect();
+                dead_letters::keep_unapplied(conn, master, tenant, &dedup, letter, now)?
+            }
+            Event::Message(m) => {
+                let business_known = known(m.phone_number_id.as_deref());
+                let message = inbound_message(m);
+                if business_known {
+                    inbound::record_message(conn, master, tenant, settings, &message, now)?
+                } else {
+                    // Sealed whole: the admin may need the sender and the words.
+                    dead_letters::keep_for_unknown_business(
+                        conn, master, tenant, settings, &message, now,
+                    )?
+                }
+            }
+            Event::Preference(p) => {
+                let Some(outcome) =
+                    apply_preference(conn, master, tenant, settings, &p, known, now)?
+                else {
+                    applied.ignored += 1;
+                    continue;
+                };
+                outcome
+            }
+        };
+        applied.count(outcome);
+    }
+    Ok(applied)
+}
+
+/// A `user_preferences` change: recorded, or kept when its business number
+/// is unknown or it has no time; `None` for values other than stop and
+/// resume.
+fn apply_preference(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    p: &payload::Preference,
+    known: impl Fn(Option<&str>) -> bool,
+    now: Timestamp,
+) -> Result<Option<Outcome>, StoreError> {
+    let stop = match p.value.as_str() {
+        "stop" => true,
+        "resume" => false,
+        _ => return Ok(None),
+    };
+    let key = preference_key(p);
+    let key: Vec<&str> = key.iter().map(String::as_str).collect();
+    let change = PreferenceChange {
+        sender: Provider::WhatsApp.sender(p.wa_id.as_deref(), p.user_id.as_deref()),
+        from: p.wa_id.clone(),
+        business: p.phone_number_id.clone().unwrap_or_default(),
+        stop,
+        captured_at: timestamp(p.timestamp).unwrap_or(now),
+    };
+    // Without its time a retry could not be told apart from a new change.
+    let reason = match (known(p.phone_number_id.as_deref()), timestamp(p.timestamp)) {
+        (false, at) => Some(("unknown_phone_number_id", at)),
+        (true, None) => Some(("missing_timestamp", None)),
+        (true, Some(_)) => None,
+    };
+    let outcome = match reason {
+        Some((reason, at)) => {
+            let letter = Letter {
+                provider: Provider::WhatsApp,
+                reason,
+                business: p.phone_number_id.as_deref(),
+                payload: preference_letter(&change, at),
+                waits_for: change.sender.only_user_id(),
+            };
+            dead_letters::keep_unapplied(conn, master, tenant, &key, letter, now)?
+        }
+        None => inbound::record_preference(conn, master, tenant, settings, &key, &change, now)?,
+    };
+    Ok(Some(outcome))
+}
