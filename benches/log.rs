@@ -19,7 +19,7 @@ use consent_ledger::ledger::entry::{
 use consent_ledger::ledger::merkle::{self, Accumulator};
 use consent_ledger::ledger::note::{self, Verifier};
 use consent_ledger::ledger::verify::verify;
-use consent_ledger::signer::Signer;
+use consent_ledger::services::signer::Signer;
 use consent_ledger::startup::{prepare, Application};
 use consent_ledger::store::{log, schema::tenants, tenants as tenant_store};
 use diesel::prelude::*;
@@ -84,7 +84,7 @@ fn proofs(entries: u64) {
     let prepared = prepare(&settings).unwrap();
     let signer = Signer::new(settings.signer_state_file.clone());
     let mut conn = prepared.pool.get().unwrap();
-    let created = tenant_store::create_tenant(
+    let created = consent_ledger::services::tenants::create_tenant(
         &mut conn,
         &prepared.master,
         &signer,

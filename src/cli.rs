@@ -6,14 +6,15 @@ use crate::api::keys::normalise_roles;
 use crate::api::tenants::{check_brand_name, valid_tenant_id};
 use crate::config::{Settings, SettingsArgs};
 use crate::domain::time::Timestamp;
-use crate::export::{write_export, ExportSpec};
 use crate::ledger::note::Verifier;
 use crate::ledger::verify::{self, trusted_checkpoint, VerifyError};
-use crate::signer::Signer;
+use crate::services::export::{write_export, ExportSpec};
+use crate::services::signer::Signer;
+use crate::services::tenants::{create_tenant, TenantError};
+use crate::services::verify_db::{verify_db, ScanError};
 use crate::startup;
 use crate::store::log;
-use crate::store::{tenants, Rejection, StoreError};
-use crate::verify_db::{verify_db, ScanError};
+use crate::store::tenants;
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
 use serde_json::json;
@@ -249,7 +250,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (pool, master) = startup::open_database(&settings)?;
             let mut conn = pool.get()?;
             let signer = Signer::new(settings.signer_state_file.clone());
-            let created = tenants::create_tenant(
+            let created = create_tenant(
                 &mut conn,
                 &master,
                 &signer,
@@ -259,7 +260,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Timestamp::now().millis(),
             )
             .map_err(|e| match e {
-                StoreError::Rejected(Rejection::TenantExists) => {
+                TenantError::Exists => {
                     anyhow!("tenant {id:?} exists or existed; tenant ids are never reused")
                 }
                 other => anyhow!(other),

@@ -4,6 +4,7 @@
 
 use crate::domain::evidence::FieldError;
 use crate::domain::number::NumberError;
+use crate::services::signer::SignError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
@@ -287,8 +288,20 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::Database(e) => e.into(),
-            crate::store::StoreError::Signing(e) => e.into(),
             other => Self::internal(other),
+        }
+    }
+}
+
+impl From<SignError> for ApiError {
+    fn from(e: SignError) -> Self {
+        match e {
+            SignError::Refused(reason) => {
+                tracing::error!(%reason, "checkpoint signing refused");
+                ApiError::new(ErrorCode::SigningRefused, reason)
+            }
+            SignError::Database(e) => e.into(),
+            other => ApiError::internal(other),
         }
     }
 }

@@ -15,19 +15,15 @@ pub mod config;
 pub mod domain;
 /// One `ApiError` rendered as RFC 9457 problem+json with stable codes.
 pub mod error;
-/// Exports and dossiers: NDJSON written to any `Write`.
-pub mod export;
 /// The master key file, HMAC derivations and sealed secrets.
 pub mod keys;
 /// Pure ledger crypto: entries (JCS, commitments, leaf hash) and signed notes.
 pub mod ledger;
-/// Signing checkpoints safely: the append lock, stored sizes and the signer state file.
-pub mod signer;
+/// What composes store calls with files and signing: the signer, tenant creation, exports, verify-db.
+pub mod services;
 /// Building the actix application and its OpenAPI document.
 pub mod startup;
 /// Diesel storage: schema, connections, migrations and the appender.
 pub mod store;
 /// The tracing subscriber.
 pub mod telemetry;
-/// `verify-db`: the live database checked like an export.
-pub mod verify_db;

@@ -6,7 +6,7 @@ use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode, Problem, ProblemField};
 use crate::keys::{self, MasterKey};
 use crate::ledger::entry::{Entry, EntryType, EvidenceOpening, Openings, SubjectOpening};
-use crate::signer::Signer;
+use crate::services::signer::Signer;
 use crate::store::connection::{meta_get, meta_insert};
 use crate::store::DbPool;
 use actix_web::dev::Server;

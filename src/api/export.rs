@@ -6,7 +6,7 @@ use super::log::fresh_checkpoint;
 use super::records::parse_number;
 use super::AppState;
 use crate::error::{ApiError, Problem};
-use crate::export::{write_dossier, write_export, ChannelWriter, ExportSpec};
+use crate::services::export::{write_dossier, write_export, ChannelWriter, ExportSpec};
 use crate::store::consent::current_subject;
 use crate::store::log::{self, CheckpointRow};
 use actix_web::{get, post, web, HttpResponse};
@@ -163,6 +163,6 @@ pub async fn dossier(
             let subject = current_subject(conn, &spec.tenant, &number)?.map(|(id, _)| id);
             write_dossier(conn, &spec, subject, writer)
         })
-        .map_err(|e: crate::export::ExportError| e.to_string())
+        .map_err(|e: crate::services::export::ExportError| e.to_string())
     }))
 }

@@ -4,9 +4,8 @@
 use super::auth::{Caller, Role};
 use super::entries::EntryView;
 use super::AppState;
-use crate::error::{ApiError, ErrorCode, Problem};
+use crate::error::{ApiError, Problem};
 use crate::ledger::entry::Openings;
-use crate::signer::SignError;
 use crate::store::consent::entry_at;
 use crate::store::log::{self, CheckpointRow};
 use crate::store::DbConn;
@@ -14,19 +13,6 @@ use actix_web::{get, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
-
-impl From<SignError> for ApiError {
-    fn from(e: SignError) -> Self {
-        match e {
-            SignError::Refused(reason) => {
-                tracing::error!(%reason, "checkpoint signing refused");
-                ApiError::new(ErrorCode::SigningRefused, reason)
-            }
-            SignError::Database(e) => e.into(),
-            other => ApiError::internal(other),
-        }
-    }
-}
 
 fn note_response(row: CheckpointRow) -> HttpResponse {
     HttpResponse::Ok()

@@ -20,7 +20,7 @@ pub mod webhooks;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::keys::MasterKey;
-use crate::signer::Signer;
+use crate::services::signer::Signer;
 use crate::store::{DbConn, DbPool};
 use std::sync::Arc;
 

@@ -7,9 +7,9 @@ use crate::domain::number::Region;
 use crate::domain::purpose::CaptureChannel;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
+use crate::services::tenants::{self as service, TenantError};
 use crate::store::log::current_signing_key;
 use crate::store::tenants::{self as store, SettingsChange, TenantRow};
-use crate::store::{Rejection, StoreError};
 use actix_web::{get, patch, post, web, HttpResponse};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -110,7 +110,7 @@ pub async fn create_tenant(
     let now = state.now().millis();
     let created = state
         .db(move |conn| {
-            store::create_tenant(
+            service::create_tenant(
                 conn,
                 &master,
                 &signer,
@@ -120,11 +120,12 @@ pub async fn create_tenant(
                 now,
             )
             .map_err(|e| match e {
-                StoreError::Rejected(Rejection::TenantExists) => ApiError::new(
+                TenantError::Exists => ApiError::new(
                     ErrorCode::TenantExists,
                     "a tenant with this id exists or existed",
                 ),
-                other => other.into(),
+                TenantError::Store(e) => e.into(),
+                TenantError::Signing(e) => e.into(),
             })
         })
         .await?;

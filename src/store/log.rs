@@ -1,7 +1,7 @@
 //! The verifiable log's storage: Merkle subtree hashes, the tenants' signing
 //! keys and the signed checkpoints.
 
-use super::schema::{checkpoints, merkle_nodes, signing_keys};
+use super::schema::{checkpoints, entries, merkle_nodes, signing_keys, tenants};
 use super::DbConn;
 use crate::keys::MasterKey;
 use crate::ledger::merkle::{self, Hash, Nodes};
@@ -359,4 +359,82 @@ pub fn insert_checkpoint(
         ))
         .returning(CheckpointRow::as_returning())
         .get_result(c))
+}
+
+/// A log's head: its origin, size and the last entry's leaf hash (hex).
+#[derive(Debug, Clone)]
+pub struct LogHead {
+    pub origin: String,
+    pub size: u64,
+    pub head_hash: String,
+}
+
+/// The head of the tenant's log.
+pub fn log_head(conn: &mut DbConn, tenant: &str) -> QueryResult<LogHead> {
+    let (origin, size, head_hash) = tenants::table
+        .find(tenant)
+        .select((tenants::origin, tenants::tree_size, tenants::head_hash))
+        .first::<(String, i64, String)>(conn)?;
+    Ok(LogHead {
+        origin,
+        size: size as u64,
+        head_hash,
+    })
+}
+
+/// The tenants whose log grew past its latest checkpoint (two queries,
+/// whatever the number of tenants).
+pub fn grown_logs(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+    let sizes: Vec<(String, i64)> = tenants::table
+        .select((tenants::id, tenants::tree_size))
+        .order(tenants::id)
+        .load(conn)?;
+    let signed: std::collections::HashMap<String, Option<i64>> = checkpoints::table
+        .group_by(checkpoints::tenant_id)
+        .select((checkpoints::tenant_id, diesel::dsl::max(checkpoints::size)))
+        .load::<(String, Option<i64>)>(conn)?
+        .into_iter()
+        .collect();
+    Ok(sizes
+        .into_iter()
+        .filter(|(tenant, size)| {
+            signed
+                .get(tenant)
+                .copied()
+                .flatten()
+                .is_none_or(|s| s < *size)
+        })
+        .map(|(tenant, _)| tenant)
+        .collect())
+}
+
+/// How many entry rows lie at or beyond `from`, or below 0: rows a scan
+/// that stopped at `from` did not read (inserted behind the log's back).
+pub fn entries_beyond(conn: &mut DbConn, tenant: &str, from: u64) -> QueryResult<i64> {
+    entries::table
+        .filter(entries::tenant_id.eq(tenant))
+        .filter(entries::seq.ge(from as i64).or(entries::seq.lt(0)))
+        .count()
+        .get_result(conn)
+}
+
+/// A page of stored Merkle nodes `(level, index, hash)` after `after`, in
+/// (level, index) order.
+pub fn node_page(
+    conn: &mut DbConn,
+    tenant: &str,
+    after: (i32, i64),
+    limit: i64,
+) -> QueryResult<Vec<(i32, i64, Vec<u8>)>> {
+    merkle_nodes::table
+        .filter(merkle_nodes::tenant_id.eq(tenant))
+        .filter(
+            merkle_nodes::level.gt(after.0).or(merkle_nodes::level
+                .eq(after.0)
+                .and(merkle_nodes::idx.gt(after.1))),
+        )
+        .order((merkle_nodes::level.asc(), merkle_nodes::idx.asc()))
+        .limit(limit)
+        .select((merkle_nodes::level, merkle_nodes::idx, merkle_nodes::hash))
+        .load(conn)
 }

@@ -25,8 +25,6 @@ pub enum StoreError {
     Database(#[from] diesel::result::Error),
     #[error("{0}")]
     Rejected(Rejection),
-    #[error("{0}")]
-    Signing(crate::signer::SignError),
     /// A stored document that no longer reads (written by hand, or by a
     /// version that wrote another shape).
     #[error("unreadable stored data: {0}")]

@@ -7,8 +7,8 @@ use super::{can_name_a_row, DbConn, Rejection, StoreError, StoreResult};
 use crate::domain::text::{fold_key, nfc};
 use crate::keys::{self, MasterKey};
 use crate::ledger::entry::ZERO_HASH;
-use crate::signer::Signer;
 use diesel::prelude::*;
+use ed25519_dalek::SigningKey;
 
 /// A tenant as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -69,7 +69,7 @@ impl ApiKeyRow {
 
 /// What tenant creation hands out once.
 #[derive(Debug)]
-pub struct CreatedTenant {
+pub struct NewTenant {
     pub tenant: String,
     pub log: String,
     pub verifier_key: String,
@@ -77,18 +77,18 @@ pub struct CreatedTenant {
     pub admin_key: String,
 }
 
-/// Creates a tenant with its origin, signing key, size-0 checkpoint, first
-/// brand and first admin key.
-pub fn create_tenant(
+/// Writes a new tenant with its origin, signing key, first brand and first
+/// admin key; call inside the transaction that also signs its size-0
+/// checkpoint with the key returned (`services::tenants`).
+pub fn insert_tenant(
     conn: &mut DbConn,
     master: &MasterKey,
-    signer: &Signer,
     base_origin: &str,
     id: &str,
     brand: &str,
     now: i64,
-) -> StoreResult<CreatedTenant> {
-    conn.immediate_transaction(|conn| {
+) -> StoreResult<(NewTenant, SigningKey)> {
+    {
         lock_shared_rule(conn, SharedRule::TenantIds)?;
         let exists: i64 = tenants::table
             .filter(tenants::id.eq(id))
@@ -107,20 +107,18 @@ pub fn create_tenant(
             ))
             .execute(conn)?;
         let (key_row, signing) = log::insert_signing_key(conn, master, id, &origin, 0, now)?;
-        signer
-            .sign_locked(conn, id, &origin, 0, &[&signing])
-            .map_err(StoreError::Signing)?;
         let verifier = key_row.verifier_key;
         insert_brand(conn, id, brand, now)?;
         let (key_id, key) = insert_api_key(conn, id, "admin", &["admin".to_owned()], None, now)?;
-        Ok(CreatedTenant {
+        let created = NewTenant {
             tenant: id.to_owned(),
             log: origin,
             verifier_key: verifier,
             admin_key_id: key_id,
             admin_key: key,
-        })
-    })
+        };
+        Ok((created, signing))
+    }
 }
 
 pub fn all_tenant_ids(conn: &mut DbConn) -> QueryResult<Vec<String>> {

@@ -4,13 +4,12 @@
 //! signed before (kept in the signer state file, outside the database), so a
 //! restored or forked database is caught instead of signed.
 
+use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::ledger::merkle::Hash;
 use crate::ledger::note;
 use crate::store::log::{self, CheckpointRow};
-use crate::store::schema::tenants;
-use crate::store::{now_millis, DbConn};
-use diesel::prelude::*;
+use crate::store::DbConn;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -159,7 +158,8 @@ impl Signer {
         for key in keys {
             signed.push_str(&note::signature_line(&body, origin, key));
         }
-        let row = log::insert_checkpoint(conn, tenant, size, &root, &signed, now_millis())?;
+        let now = Timestamp::now().millis();
+        let row = log::insert_checkpoint(conn, tenant, size, &root, &signed, now)?;
         state.logs.insert(
             origin.to_owned(),
             Signed {
@@ -180,19 +180,17 @@ impl Signer {
     ) -> Result<CheckpointRow, SignError> {
         conn.immediate_transaction(|conn| {
             crate::store::connection::lock_log(conn, tenant)?;
-            let (origin, size) = tenants::table
-                .find(tenant)
-                .select((tenants::origin, tenants::tree_size))
-                .first::<(String, i64)>(conn)?;
+            let head = log::log_head(conn, tenant)?;
+            let (origin, size) = (head.origin, head.size);
             if let Some(latest) = log::latest_checkpoint(conn, tenant)? {
-                if latest.size == size {
+                if latest.size as u64 == size {
                     return Ok(latest);
                 }
             }
             let key = log::current_signing_key(conn, tenant)?
                 .open(master)
                 .ok_or(SignError::Key)?;
-            self.sign_locked(conn, tenant, &origin, size as u64, &[&key])
+            self.sign_locked(conn, tenant, &origin, size, &[&key])
         })
     }
 
@@ -208,16 +206,19 @@ impl Signer {
     ) -> Result<(String, CheckpointRow), SignError> {
         conn.immediate_transaction(|conn| {
             crate::store::connection::lock_log(conn, tenant)?;
-            let (origin, size) = tenants::table
-                .find(tenant)
-                .select((tenants::origin, tenants::tree_size))
-                .first::<(String, i64)>(conn)?;
-            let size = size as u64;
+            let head = log::log_head(conn, tenant)?;
+            let (origin, size) = (head.origin, head.size);
             let old_row = log::current_signing_key(conn, tenant)?;
             let old = old_row.open(master).ok_or(SignError::Key)?;
             log::retire_signing_key(conn, old_row.id, size, revoke_old)?;
-            let (new_row, new) =
-                log::insert_signing_key(conn, master, tenant, &origin, size, now_millis())?;
+            let (new_row, new) = log::insert_signing_key(
+                conn,
+                master,
+                tenant,
+                &origin,
+                size,
+                Timestamp::now().millis(),
+            )?;
             let checkpoint = self.sign_locked(conn, tenant, &origin, size, &[&old, &new])?;
             Ok((new_row.verifier_key, checkpoint))
         })
@@ -229,7 +230,7 @@ impl Signer {
         conn: &mut DbConn,
         master: &MasterKey,
     ) -> Vec<(String, Result<u64, SignError>)> {
-        let grown: Vec<String> = match grown_tenants(conn) {
+        let grown: Vec<String> = match log::grown_logs(conn) {
             Ok(list) => list,
             Err(e) => return vec![(String::new(), Err(e.into()))],
         };
@@ -243,25 +244,6 @@ impl Signer {
             })
             .collect()
     }
-}
-
-/// Tenants whose tree is larger than their latest checkpoint.
-fn grown_tenants(conn: &mut DbConn) -> QueryResult<Vec<String>> {
-    use crate::store::schema::checkpoints;
-    let sizes: Vec<(String, i64)> = tenants::table
-        .select((tenants::id, tenants::tree_size))
-        .load(conn)?;
-    let mut out = Vec::new();
-    for (tenant, size) in sizes {
-        let signed: Option<i64> = checkpoints::table
-            .filter(checkpoints::tenant_id.eq(&tenant))
-            .select(diesel::dsl::max(checkpoints::size))
-            .first(conn)?;
-        if signed.is_none_or(|s| s < size) {
-            out.push(tenant);
-        }
-    }
-    Ok(out)
 }
 
 /// Decodes a stored root.

@@ -7,12 +7,11 @@ use crate::ledger::entry::EntryRef;
 use crate::ledger::merkle::{self, MemoryTree, Nodes};
 use crate::ledger::note::{self, Checkpoint, SignedNote, Verifier};
 use crate::ledger::verify::{check_entry, Failure, OpeningView, Place};
-use crate::signer::Signer;
+use crate::services::signer::Signer;
 use crate::store::consent::{entry_range, TextCache};
-use crate::store::log;
-use crate::store::schema::{entries, merkle_nodes, tenants};
+use crate::store::log::{self, LogHead};
+use crate::store::tenants::all_tenant_ids;
 use crate::store::DbConn;
-use diesel::prelude::*;
 
 /// What a clean scan covered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,10 +57,7 @@ pub fn verify_db(
     // One snapshot: an append while the live database is scanned is not
     // seen half (a head that counts fewer rows than the table holds).
     conn.snapshot(|conn| {
-        let mut ids: Vec<String> = tenants::table
-            .select(tenants::id)
-            .order(tenants::id)
-            .load(conn)?;
+        let mut ids = all_tenant_ids(conn)?;
         if let Some(one) = only {
             ids.retain(|t| t == one);
         }
@@ -77,10 +73,11 @@ fn scan_tenant(
     master: &MasterKey,
     signer: &Signer,
 ) -> Result<Scanned, ScanError> {
-    let (origin, tree_size, head_hash) = tenants::table
-        .find(tenant)
-        .select((tenants::origin, tenants::tree_size, tenants::head_hash))
-        .first::<(String, i64, String)>(conn)?;
+    let LogHead {
+        origin,
+        size: tree_size,
+        head_hash,
+    } = log::log_head(conn, tenant)?;
     let mut tree = MemoryTree::new();
     let mut expected: u64 = 0;
     let mut last_leaf = [0u8; 32];
@@ -144,11 +141,7 @@ fn scan_tenant(
         }
     }
     // Rows the chunked read cannot reach: far beyond the head, or negative.
-    let stray: i64 = entries::table
-        .filter(entries::tenant_id.eq(tenant))
-        .filter(entries::seq.ge(expected as i64).or(entries::seq.lt(0)))
-        .count()
-        .get_result(conn)?;
+    let stray = log::entries_beyond(conn, tenant, expected)?;
     if stray > 0 {
         return Err(failure(
             tenant,
@@ -156,10 +149,10 @@ fn scan_tenant(
             format!("{stray} row(s) lie outside the log (inserted)"),
         ));
     }
-    if expected != tree_size as u64 {
+    if expected != tree_size {
         return Err(failure(
             tenant,
-            Place::Seq(expected.min(tree_size as u64)),
+            Place::Seq(expected.min(tree_size)),
             format!("the log's head counts {tree_size} entries, the table holds {expected}"),
         ));
     }
@@ -207,17 +200,7 @@ fn check_nodes(conn: &mut DbConn, tenant: &str, tree: &mut MemoryTree) -> Result
     let mut after: (i32, i64) = (-1, -1);
     let mut count: u64 = 0;
     loop {
-        let rows: Vec<(i32, i64, Vec<u8>)> = merkle_nodes::table
-            .filter(merkle_nodes::tenant_id.eq(tenant))
-            .filter(
-                merkle_nodes::level.gt(after.0).or(merkle_nodes::level
-                    .eq(after.0)
-                    .and(merkle_nodes::idx.gt(after.1))),
-            )
-            .order((merkle_nodes::level.asc(), merkle_nodes::idx.asc()))
-            .limit(CHUNK as i64)
-            .select((merkle_nodes::level, merkle_nodes::idx, merkle_nodes::hash))
-            .load(conn)?;
+        let rows = log::node_page(conn, tenant, after, CHUNK as i64)?;
         if rows.is_empty() {
             break;
         }

@@ -1,0 +1,51 @@
+//! Creating a tenant (SPEC section 5): its rows and its size-0 checkpoint,
+//! signed with its new key, commit together or not at all.
+
+use super::signer::{SignError, Signer};
+use crate::keys::MasterKey;
+use crate::store::tenants::{self, NewTenant};
+use crate::store::{DbConn, Rejection, StoreError};
+
+/// Why a tenant was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error("the tenant id exists or existed")]
+    Exists,
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Signing(#[from] SignError),
+}
+
+impl From<StoreError> for TenantError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Rejected(Rejection::TenantExists) => TenantError::Exists,
+            other => TenantError::Store(other),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for TenantError {
+    fn from(e: diesel::result::Error) -> Self {
+        TenantError::Store(e.into())
+    }
+}
+
+/// Creates a tenant with its origin `<base_origin>/<id>`, signing key,
+/// size-0 checkpoint, first brand and first admin key.
+pub fn create_tenant(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    signer: &Signer,
+    base_origin: &str,
+    id: &str,
+    brand: &str,
+    now: i64,
+) -> Result<NewTenant, TenantError> {
+    conn.immediate_transaction(|conn| {
+        let (created, key) = tenants::insert_tenant(conn, master, base_origin, id, brand, now)?;
+        signer.sign_locked(conn, id, &created.log, 0, &[&key])?;
+        Ok(created)
+    })
+}
