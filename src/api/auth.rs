@@ -3,6 +3,7 @@
 //! a revoked key stops working on the next request of every instance.
 
 use super::AppState;
+pub use crate::domain::access::Role;
 use crate::error::ApiError;
 use crate::keys;
 use crate::store::connection::meta_get;
@@ -11,35 +12,6 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-/// Roles of API keys. `admin` implies all the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Admin,
-    Collector,
-    Sender,
-    Auditor,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Collector => "collector",
-            Role::Sender => "sender",
-            Role::Auditor => "auditor",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Role::Admin, Role::Collector, Role::Sender, Role::Auditor]
-            .into_iter()
-            .find(|r| r.as_str() == text)
-    }
-}
 
 /// A tenant's API key that passed authentication.
 #[derive(Debug, Clone)]

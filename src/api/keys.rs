@@ -5,6 +5,7 @@ use super::auth::{Caller, Role};
 use super::json::ApiJson;
 use super::tenants::NewKey;
 use super::AppState;
+use crate::domain::access::normalised_roles;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::store::tenants::{self as store, ApiKeyRow};
@@ -84,21 +85,10 @@ pub async fn list_keys(
     }))
 }
 
-/// Roles as stored: de-duplicated, in a fixed order.
-pub fn normalise_roles(roles: &[Role]) -> Result<Vec<String>, ApiError> {
-    let ordered: Vec<String> = [Role::Admin, Role::Collector, Role::Sender, Role::Auditor]
-        .into_iter()
-        .filter(|r| roles.contains(r))
-        .map(|r| r.as_str().to_owned())
-        .collect();
-    if ordered.is_empty() {
-        return Err(ApiError::invalid_field(
-            "roles",
-            "empty",
-            "a key needs at least one role",
-        ));
-    }
-    Ok(ordered)
+/// The roles of a new key, in order (422 when there is none).
+fn normalise_roles(roles: &[Role]) -> Result<Vec<String>, ApiError> {
+    normalised_roles(roles)
+        .ok_or_else(|| ApiError::invalid_field("roles", "empty", "a key needs at least one role"))
 }
 
 #[utoipa::path(

@@ -3,6 +3,7 @@
 use super::auth::{Caller, Operator, Role};
 use super::json::ApiJson;
 use super::AppState;
+use crate::domain::access::{self, BRAND_NAME_RULE};
 use crate::domain::number::Region;
 use crate::domain::purpose::CaptureChannel;
 use crate::domain::time::Timestamp;
@@ -45,39 +46,10 @@ pub struct CreatedTenant {
     pub admin_key: NewKey,
 }
 
-/// A tenant id: `^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$`.
-pub fn valid_tenant_id(id: &str) -> bool {
-    let b = id.as_bytes();
-    let inner = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !b.is_empty()
-        && b.len() <= 64
-        && inner(&b[0])
-        && inner(&b[b.len() - 1])
-        && b.iter().all(|c| inner(c) || *c == b'-')
-}
-
-/// A brand name: 1-100 characters after NFC, no control characters, no
-/// surrounding whitespace.
+/// A brand name of a request's `field` (422 `invalid_request`).
 pub fn check_brand_name(name: &str, field: &str) -> Result<(), ApiError> {
-    let nfc = crate::domain::text::nfc(name);
-    let count = nfc.chars().count();
-    let code = if count == 0 {
-        Some("empty")
-    } else if count > 100 {
-        Some("too_long")
-    } else if nfc.chars().any(char::is_control) || nfc.trim() != nfc {
-        Some("invalid_characters")
-    } else {
-        None
-    };
-    match code {
-        Some(code) => Err(ApiError::invalid_field(
-            field,
-            code,
-            "a brand name is 1 to 100 characters, without control characters or surrounding spaces",
-        )),
-        None => Ok(()),
-    }
+    access::check_brand_name(name)
+        .map_err(|code| ApiError::invalid_field(field, code, BRAND_NAME_RULE))
 }
 
 #[utoipa::path(
@@ -96,7 +68,7 @@ pub async fn create_tenant(
     body: ApiJson<CreateTenantRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.value;
-    if !valid_tenant_id(&request.id) {
+    if !access::is_tenant_id(&request.id) {
         return Err(ApiError::invalid_field(
             "id",
             "invalid_value",
@@ -295,19 +267,4 @@ pub async fn patch_tenant(
         .await?;
     tracing::info!(tenant = %settings.id, key_id = %caller.key_id, "tenant settings changed");
     Ok(HttpResponse::Ok().json(settings))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tenant_ids() {
-        for good in ["a", "makro", "makro-de", "0", "a1-b2", &"a".repeat(64)] {
-            assert!(valid_tenant_id(good), "{good}");
-        }
-        for bad in ["", "-a", "a-", "Makro", "a_b", "a.b", &"a".repeat(65), "ä"] {
-            assert!(!valid_tenant_id(bad), "{bad}");
-        }
-    }
 }

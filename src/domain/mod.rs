@@ -1,6 +1,7 @@
 //! Pure consent rules: no I/O, no HTTP, no SQL. Everything here is testable
 //! in microseconds and reusable by an auditor's tool.
 
+pub mod access;
 pub mod decision;
 pub mod evidence;
 pub mod keywords;

@@ -10,6 +10,8 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use std::time::{Duration, Instant};
 
 pub type DbPool = Pool<Manager>;
+/// A connection checked out of the pool.
+pub type PooledConn = diesel::r2d2::PooledConnection<Manager>;
 
 /// A pooled connection, with when it last went back to the pool and
 /// whether it was found to have lost its server.

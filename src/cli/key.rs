@@ -1,0 +1,54 @@
+//! `key create --tenant ID --role ROLE… [--name N] [--expires-at T]`: an
+//! API key; prints it once.
+
+use super::{open, KeyCommand};
+use crate::config::Settings;
+use crate::domain::access::{normalised_roles, Role};
+use crate::domain::time::Timestamp;
+use crate::store::tenants;
+use anyhow::{anyhow, bail, Context};
+use serde_json::json;
+use std::process::ExitCode;
+
+pub fn run(settings: &Settings, command: KeyCommand) -> anyhow::Result<ExitCode> {
+    let KeyCommand::Create {
+        tenant,
+        roles,
+        name,
+        expires_at,
+    } = command;
+    let parsed: Vec<Role> = roles
+        .iter()
+        .map(|r| {
+            Role::parse(r).ok_or_else(|| {
+                anyhow!("unknown role {r:?}: use admin, collector, sender or auditor")
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let roles =
+        normalised_roles(&parsed).ok_or_else(|| anyhow!("a key needs at least one --role"))?;
+    let expires_at = expires_at
+        .map(|t| {
+            Timestamp::parse(&t).map_err(|_| anyhow!("--expires-at must be an RFC 3339 date-time"))
+        })
+        .transpose()?;
+    if expires_at.is_some_and(|t| t <= Timestamp::now()) {
+        bail!("--expires-at must be in the future");
+    }
+    let mut conn = open(settings)?.conn;
+    if tenants::find_tenant(&mut conn, &tenant)?.is_none() {
+        bail!("no tenant {tenant:?}");
+    }
+    let (row, key) = tenants::create_api_key(
+        &mut conn,
+        &tenant,
+        &name,
+        &roles,
+        expires_at.map(Timestamp::millis),
+        Timestamp::now().millis(),
+    )
+    .context("cannot create the key")?;
+    let out = json!({"id": row.id, "key": key, "roles": row.role_names()});
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}

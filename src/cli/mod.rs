@@ -1,0 +1,190 @@
+//! The command line (SPEC section 12): `serve` (the default), `migrate`,
+//! `tenant create`, `key create`, `export`, `verify`, `verify-db`,
+//! `signing-key rotate`, `openapi`; one file per command, and one helper
+//! that opens the database, the master key and the signer.
+
+mod export;
+mod key;
+mod signing_key;
+mod tenant;
+mod verify;
+mod verify_db;
+
+use crate::config::{Settings, SettingsArgs};
+use crate::keys::MasterKey;
+use crate::services::signer::Signer;
+use crate::startup;
+use crate::store::pool::PooledConn;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "consent-ledger",
+    version,
+    about = "Opt-in consent ledger for WhatsApp Business and SMS messaging"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default)
+    Serve,
+    /// Run pending database migrations and exit
+    Migrate,
+    /// Manage tenants
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage API keys
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Write a tenant's export (NDJSON) with a fresh checkpoint
+    Export {
+        #[arg(long)]
+        tenant: String,
+        /// Where to write it [default: standard output]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Leave the openings out (integrity-only audit)
+        #[arg(long)]
+        no_openings: bool,
+    },
+    /// Verify an export, dossier or receipt offline; exit 0 verified, 1 failed, 2 unreadable
+    Verify {
+        /// The file to check ("-" for standard input)
+        file: PathBuf,
+        /// The log's verifier key: the only thing trusted
+        #[arg(long)]
+        key: String,
+        /// A checkpoint kept from an earlier audit; repeatable
+        #[arg(long = "trusted")]
+        trusted: Vec<PathBuf>,
+    },
+    /// Scan the live database like an export; exit 0 clean, 1 tampered
+    VerifyDb {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Manage the tenants' checkpoint signing keys
+    SigningKey {
+        #[command(subcommand)]
+        command: SigningKeyCommand,
+    },
+    /// Print the OpenAPI document
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SigningKeyCommand {
+    /// New key for one tenant (or all): the current size is signed by the old and the new key
+    Rotate {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The old key is compromised: mark it revoked instead of retired
+        #[arg(long)]
+        compromised: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant with its first brand; prints its admin key once
+    Create {
+        /// Tenant id: lowercase letters, digits and inner hyphens
+        id: String,
+        /// The first brand (company name shown to people)
+        #[arg(long)]
+        brand: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key; prints it once
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// admin, collector, sender or auditor; repeat for several
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// What the key is for
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// RFC 3339 time when the key stops working
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+}
+
+/// What most commands work with: a connection, the master key, the signer.
+struct Opened {
+    conn: PooledConn,
+    master: Arc<MasterKey>,
+    signer: Signer,
+}
+
+/// Opens (and migrates) the database, loads the master key and the signer
+/// state file of `settings`.
+fn open(settings: &Settings) -> anyhow::Result<Opened> {
+    let (pool, master) = startup::open_database(settings)?;
+    Ok(Opened {
+        conn: pool.get()?,
+        master,
+        signer: Signer::new(settings.signer_state_file.clone()),
+    })
+}
+
+/// Runs a parsed command line; the exit code on success.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    match command {
+        Command::Openapi => {
+            print!("{}", startup::openapi_json());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Verify { file, key, trusted } => return Ok(verify::run(&file, &key, &trusted)),
+        _ => {}
+    }
+    let settings = Settings::resolve(&cli.settings)?;
+    crate::telemetry::init(settings.log_format);
+    match command {
+        Command::Openapi | Command::Verify { .. } => unreachable!("handled above"),
+        Command::Serve => {
+            actix_web::rt::System::new().block_on(startup::serve(settings))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            startup::open_database(&settings)?;
+            eprintln!("migrations are current");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export {
+            tenant,
+            out,
+            no_openings,
+        } => export::run(&settings, &tenant, out.as_deref(), no_openings),
+        Command::VerifyDb { tenant } => verify_db::run(&settings, tenant.as_deref()),
+        Command::SigningKey {
+            command:
+                SigningKeyCommand::Rotate {
+                    tenant,
+                    compromised,
+                },
+        } => signing_key::rotate(&settings, tenant.as_deref(), compromised),
+        Command::Tenant {
+            command: TenantCommand::Create { id, brand },
+        } => tenant::create(&settings, &id, &brand),
+        Command::Key { command } => key::run(&settings, command),
+    }
+}

@@ -1,0 +1,32 @@
+//! `signing-key rotate [--tenant ID] [--compromised]`: a new checkpoint key;
+//! the current size is signed by the old and the new key.
+
+use super::open;
+use crate::config::Settings;
+use crate::store::tenants;
+use anyhow::anyhow;
+use std::process::ExitCode;
+
+pub fn rotate(
+    settings: &Settings,
+    tenant: Option<&str>,
+    compromised: bool,
+) -> anyhow::Result<ExitCode> {
+    let opened = open(settings)?;
+    let (mut conn, master, signer) = (opened.conn, opened.master, opened.signer);
+    let ids: Vec<String> = match tenant {
+        Some(id) => {
+            tenants::find_tenant(&mut conn, id)?.ok_or_else(|| anyhow!("no tenant {id:?}"))?;
+            vec![id.to_owned()]
+        }
+        None => tenants::all_tenant_ids(&mut conn)?,
+    };
+    for id in ids {
+        let (verifier_key, checkpoint) = signer.rotate(&mut conn, &master, &id, compromised)?;
+        println!(
+            "{id}: new verifier key {verifier_key} (size {} signed by both keys)",
+            checkpoint.size
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,42 @@
+//! `tenant create ID --brand NAME`: a tenant with its first brand; prints
+//! its admin key once.
+
+use super::open;
+use crate::config::Settings;
+use crate::domain::access::{check_brand_name, is_tenant_id, BRAND_NAME_RULE, TENANT_ID_RULE};
+use crate::domain::time::Timestamp;
+use crate::services::tenants::{create_tenant, TenantError};
+use anyhow::{anyhow, bail};
+use serde_json::json;
+use std::process::ExitCode;
+
+pub fn create(settings: &Settings, id: &str, brand: &str) -> anyhow::Result<ExitCode> {
+    if !is_tenant_id(id) {
+        bail!("{TENANT_ID_RULE}");
+    }
+    check_brand_name(brand).map_err(|code| anyhow!("--brand: {BRAND_NAME_RULE} ({code})"))?;
+    let mut opened = open(settings)?;
+    let created = create_tenant(
+        &mut opened.conn,
+        &opened.master,
+        &opened.signer,
+        &settings.origin,
+        id,
+        brand,
+        Timestamp::now().millis(),
+    )
+    .map_err(|e| match e {
+        TenantError::Exists => {
+            anyhow!("tenant {id:?} exists or existed; tenant ids are never reused")
+        }
+        other => anyhow!(other),
+    })?;
+    let out = json!({
+        "tenant": created.tenant,
+        "log": created.log,
+        "verifier_key": created.verifier_key,
+        "admin_key": {"id": created.admin_key_id, "key": created.admin_key, "roles": ["admin"]},
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
