@@ -4,103 +4,13 @@
 
 use crate::domain::evidence::FieldError;
 use crate::domain::number::NumberError;
+pub use crate::domain::problem::{ErrorCode, Invalid};
 use crate::services::signer::SignError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use std::fmt;
 use utoipa::ToSchema;
-
-/// Declares [`ErrorCode`] from one table: each code with its HTTP status,
-/// title and what it means, so that a typo does not compile and the
-/// registry (`GET /problems/{code}`) has one source.
-macro_rules! problem_codes {
-    ($($variant:ident = ($code:literal, $status:literal, $title:literal, $about:literal),)*) => {
-        /// Every problem code the service answers with.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum ErrorCode {
-            $($variant,)*
-        }
-
-        impl ErrorCode {
-            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
-
-            /// The stable snake_case `code` of the problem.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(ErrorCode::$variant => $code,)*
-                }
-            }
-
-            pub fn status(self) -> StatusCode {
-                let status: u16 = match self {
-                    $(ErrorCode::$variant => $status,)*
-                };
-                StatusCode::from_u16(status).expect("a valid status")
-            }
-
-            pub fn title(self) -> &'static str {
-                match self {
-                    $(ErrorCode::$variant => $title,)*
-                }
-            }
-
-            /// What the code means and what to do about it.
-            pub fn description(self) -> &'static str {
-                match self {
-                    $(ErrorCode::$variant => $about,)*
-                }
-            }
-        }
-    };
-}
-
-problem_codes! {
-    MalformedJson = ("malformed_json", 400, "Malformed JSON", "The body is not well-formed JSON, or not valid UTF-8."),
-    MalformedBody = ("malformed_body", 400, "Malformed body", "The body could not be read, or is not the form this endpoint takes."),
-    Unauthorized = ("unauthorized", 401, "Unauthorized", "No credentials, or credentials that are unknown, revoked or expired. Send `Authorization: Bearer <key>`. Webhooks: a missing or bad provider signature, account or business number."),
-    Forbidden = ("forbidden", 403, "Forbidden", "The key is valid but lacks the role this operation needs, or a webhook handshake's verify token does not match."),
-    NotFound = ("not_found", 404, "Not found", "No such resource for this tenant (another tenant's resources also answer 404)."),
-    MethodNotAllowed = ("method_not_allowed", 405, "Method not allowed", "The path exists but not with this HTTP method; `Allow` lists the methods it takes."),
-    TenantExists = ("tenant_exists", 409, "Tenant exists", "A tenant with this id exists or existed; tenant ids are never reused."),
-    BrandExists = ("brand_exists", 409, "Brand exists", "The tenant already has a brand with this name (compared case-insensitively)."),
-    LastAdminKey = ("last_admin_key", 409, "Last admin key", "Revoking this key would leave the tenant without an active admin key."),
-    IdempotencyInProgress = ("idempotency_in_progress", 409, "Request in progress", "A request with this Idempotency-Key is still being processed; retry later."),
-    PayloadTooLarge = ("payload_too_large", 413, "Payload too large", "The body exceeds the limit of this endpoint (JSON 1 MiB, batch 4 MiB, webhooks 3 MiB)."),
-    UnsupportedMediaType = ("unsupported_media_type", 415, "Unsupported media type", "This endpoint takes `Content-Type: application/json`."),
-    InvalidRequest = ("invalid_request", 422, "Invalid request", "One or more fields are missing, unknown or invalid; `errors` names each field."),
-    InvalidNumber = ("invalid_number", 422, "Invalid phone number", "The number does not parse; `errors[].code` gives the reason: not_a_number, missing_region, invalid_country_code, too_short, too_long, not_valid_number or invalid_region."),
-    InvalidEvidence = ("invalid_evidence", 422, "Invalid evidence", "The evidence object does not fit its capture channel's row; `errors` names each key."),
-    UnknownBrand = ("unknown_brand", 422, "Unknown brand", "The brand or company name is not a brand of this tenant."),
-    BrandRetired = ("brand_retired", 422, "Brand retired", "The brand is retired: it takes no new opt-ins."),
-    BrandRequired = ("brand_required", 422, "Brand required", "The tenant has more than one active brand (or none), so the check must name one."),
-    CompanyNameNotInText = ("company_name_not_in_text", 422, "Company name not in consent text", "The consent text must contain `company_name_shown` as a whole word (compared after NFC and case folding)."),
-    CapturedAtInFuture = ("captured_at_in_future", 422, "Captured in the future", "`captured_at` is more than 60 seconds after the server's clock (the tolerance for clock skew)."),
-    CapturedAtTooOld = ("captured_at_too_old", 422, "Captured too long ago", "`captured_at` is older than 30 days; an admin key may import it with `backfill: true`."),
-    ReceivedAtInFuture = ("received_at_in_future", 422, "Received in the future", "An interaction's `received_at` is after the server's clock; there is no tolerance: omit it to mean now."),
-    ReceivedAtTooOld = ("received_at_too_old", 422, "Received too long ago", "An interaction's `received_at` is more than 24 hours ago: that message opens no window any more."),
-    UnknownDocument = ("unknown_document", 422, "Unknown document", "The paper evidence names a `document_id` that was never uploaded."),
-    IdempotencyKeyReused = ("idempotency_key_reused", 422, "Idempotency key reused", "The Idempotency-Key was used with a different body on this route within 24 hours."),
-    InvalidIdempotencyKey = ("invalid_idempotency_key", 422, "Invalid idempotency key", "An Idempotency-Key is 1 to 255 visible ASCII characters."),
-    ConfirmationNotAvailable = ("confirmation_not_available", 422, "Confirmation not available", "Double opt-in needs inbound WhatsApp or SMS messages to confirm codes, which this version does not receive yet."),
-    Internal = ("internal", 500, "Internal error", "Something failed on our side; the cause is in the service's log."),
-    SigningRefused = ("signing_refused", 503, "Signing refused", "The database is not a consistent extension of the tree this instance signed before (restored from an older copy, or forked); nothing is signed until the missing entries are re-appended from a verified export."),
-    NotReady = ("not_ready", 503, "Not ready", "The service cannot reach its database, or lost its connection during the request (a write may then have committed: retry with the same Idempotency-Key)."),
-    Busy = ("busy", 503, "Busy", "The database stayed locked by other writers for 10 seconds, or a statement ran longer than 30 seconds; the request's transaction was rolled back. Retry after a moment, with the same Idempotency-Key."),
-}
-
-impl ErrorCode {
-    /// The code named `text`, if there is one.
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|c| c.as_str() == text)
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A problem answered to a client.
 #[derive(Debug)]
@@ -134,6 +44,12 @@ pub struct ProblemField {
     pub code: String,
 }
 
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> Self {
+        Self::new(invalid.code, invalid.detail).with_errors(invalid.errors)
+    }
+}
+
 impl ApiError {
     /// A problem of `code`, whose status the code carries.
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
@@ -146,7 +62,7 @@ impl ApiError {
     }
 
     pub fn status(&self) -> StatusCode {
-        self.code.status()
+        StatusCode::from_u16(self.code.status()).expect("every code has a valid status")
     }
 
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
@@ -205,7 +121,7 @@ impl ApiError {
         Problem {
             kind: format!("/problems/{}", self.code),
             title: self.code.title().to_owned(),
-            status: self.status().as_u16(),
+            status: self.code.status(),
             detail: self.detail.clone(),
             code: self.code.as_str().to_owned(),
             errors: self
@@ -390,17 +306,5 @@ mod tests {
         let body = serde_json::to_string(&e.problem()).unwrap();
         assert!(!body.contains("secret"));
         assert!(body.contains("\"code\":\"internal\""));
-    }
-
-    #[test]
-    fn codes_are_unique_snake_case_with_error_statuses() {
-        let mut seen = std::collections::HashSet::new();
-        for code in ErrorCode::ALL {
-            let text = code.as_str();
-            assert!(seen.insert(text), "{text} twice");
-            assert!(text.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
-            assert!(code.status().is_client_error() || code.status().is_server_error());
-            assert_eq!(ErrorCode::parse(text), Some(*code));
-        }
     }
 }

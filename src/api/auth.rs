@@ -4,6 +4,7 @@
 
 use super::AppState;
 pub use crate::domain::access::Role;
+use crate::domain::number::E164;
 use crate::error::ApiError;
 use crate::keys;
 use crate::store::connection::meta_get;
@@ -24,6 +25,17 @@ pub struct Caller {
 impl Caller {
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&Role::Admin) || self.roles.contains(&role)
+    }
+
+    /// A number of a request body, national ones in the tenant's
+    /// `default_region` (422 `invalid_number`).
+    pub fn parse_number(&self, number: &str, region: Option<&str>) -> Result<E164, ApiError> {
+        let default_region = self.tenant.default_region.as_deref();
+        Ok(crate::domain::recording::parse_number(
+            number,
+            region,
+            default_region,
+        )?)
     }
 
     /// 403 unless the key has one of the roles.

@@ -3,15 +3,13 @@
 
 use super::auth::{Caller, Role};
 use super::json::{self, ApiJson, BATCH_LIMIT};
-use super::records::{check_phone_number_id, parse_number};
 use super::AppState;
 use crate::domain::decision::{self, ConsentEvent, EventKind, Question, Reason, Window};
-use crate::domain::number::E164;
 use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
+use crate::domain::recording::check_phone_number_id;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::store::channels::whatsapp_phone_number_ids;
-use crate::store::consent::{inbound_records, subject_events};
+use crate::store::consent::{subject_events, window_of};
 use crate::store::tenants::{active_brands, find_brand, BrandRow};
 use crate::store::DbConn;
 use actix_web::{post, web, HttpResponse};
@@ -90,26 +88,6 @@ impl From<&ConsentEvent> for ConsentRef {
     }
 }
 
-/// The window of a number for a business number id, and whether that id is
-/// certain. `configured` caches the tenant's WhatsApp phone number ids
-/// (read only when the check names no id).
-pub fn window_of(
-    conn: &mut DbConn,
-    tenant: &str,
-    number: &E164,
-    named: Option<&str>,
-    now: Timestamp,
-    configured: &mut Option<Vec<String>>,
-) -> Result<(Window, bool), ApiError> {
-    let records = inbound_records(conn, tenant, number)?;
-    let ids: &[String] = match (named, &*configured) {
-        (Some(_), _) => &[],
-        (None, Some(ids)) => ids,
-        (None, None) => configured.insert(whatsapp_phone_number_ids(conn, tenant)?),
-    };
-    Ok(decision::window_for(&records, named, ids, now))
-}
-
 /// What one request (a check, or a whole batch) reads once.
 #[derive(Default)]
 struct Cache {
@@ -165,7 +143,7 @@ fn evaluate(
     now: Timestamp,
     cache: &mut Cache,
 ) -> Result<Decision, ApiError> {
-    let number = parse_number(caller, &request.number, request.region.as_deref())?;
+    let number = caller.parse_number(&request.number, request.region.as_deref())?;
     check_phone_number_id(request.business_phone_number_id.as_deref())?;
     let tenant = &caller.tenant;
     let brand = resolve_brand(

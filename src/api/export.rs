@@ -3,7 +3,6 @@
 use super::auth::{Caller, Role};
 use super::json::ApiJson;
 use super::log::fresh_checkpoint;
-use super::records::parse_number;
 use super::AppState;
 use crate::error::{ApiError, Problem};
 use crate::services::export::{write_dossier, write_export, ChannelWriter, ExportSpec};
@@ -155,7 +154,7 @@ pub async fn dossier(
     body: ApiJson<DossierRequest>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Auditor])?;
-    let number = parse_number(&caller, &body.value.number, body.value.region.as_deref())?;
+    let number = caller.parse_number(&body.value.number, body.value.region.as_deref())?;
     let spec = spec_for(&state, &caller, None, true).await?;
     tracing::info!(tenant = %spec.tenant, key_id = %caller.key_id, "dossier");
     Ok(stream(&state, move |conn, writer| {

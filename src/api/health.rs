@@ -68,7 +68,7 @@ pub async fn problem_type(code: web::Path<String>) -> Result<HttpResponse, ApiEr
         ErrorCode::parse(&code).ok_or_else(|| ApiError::not_found("no such problem code"))?;
     Ok(HttpResponse::Ok().json(ProblemType {
         code: code.as_str(),
-        status: code.status().as_u16(),
+        status: code.status(),
         title: code.title(),
         description: code.description(),
     }))

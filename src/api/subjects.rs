@@ -4,7 +4,6 @@
 use super::auth::{Caller, Role};
 use super::entries::EntryView;
 use super::json::ApiJson;
-use super::records::parse_number;
 use super::AppState;
 use crate::domain::decision::{self, Question, Reason};
 use crate::domain::purpose::{MessageChannel, Purpose};
@@ -63,7 +62,7 @@ pub async fn query_subject(
     body: ApiJson<SubjectQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Auditor])?;
-    let number = parse_number(&caller, &body.value.number, body.value.region.as_deref())?;
+    let number = caller.parse_number(&body.value.number, body.value.region.as_deref())?;
     let tenant = caller.tenant.clone();
     let clock = state.clock.clone();
     let report = state

@@ -1,9 +1,10 @@
 //! Reads of the consent state (what checks use), the customer-service
 //! windows, subjects' histories and entries with their openings.
 
+use super::channels::whatsapp_phone_number_ids;
 use super::schema::{consent_events, consent_texts, entries, subjects, windows};
 use super::DbConn;
-use crate::domain::decision::{Confirmation, ConsentEvent, EventKind, InboundRecord};
+use crate::domain::decision::{self, Confirmation, ConsentEvent, EventKind, InboundRecord, Window};
 use crate::domain::number::E164;
 use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
 use crate::domain::time::Timestamp;
@@ -90,6 +91,26 @@ pub fn inbound_records(
             last_inbound_at: Timestamp::from_millis(at),
         })
         .collect())
+}
+
+/// The window of a number for a business number id, and whether that id is
+/// certain. `configured` caches the tenant's WhatsApp phone number ids
+/// (read only when the check names no id).
+pub fn window_of(
+    conn: &mut DbConn,
+    tenant: &str,
+    number: &E164,
+    named: Option<&str>,
+    now: Timestamp,
+    configured: &mut Option<Vec<String>>,
+) -> QueryResult<(Window, bool)> {
+    let records = inbound_records(conn, tenant, number)?;
+    let ids: &[String] = match (named, &*configured) {
+        (Some(_), _) => &[],
+        (None, Some(ids)) => ids,
+        (None, None) => configured.insert(whatsapp_phone_number_ids(conn, tenant)?),
+    };
+    Ok(decision::window_for(&records, named, ids, now))
 }
 
 /// Records an inbound message: the window of that id reopens from `at`

@@ -1,0 +1,476 @@
+//! What a recording request must be (SPEC section 4), parsed once into
+//! what the store appends: opt-ins, opt-outs and interactions. The rules
+//! that need no stored state run in `parse`; the clock rules run when the
+//! write runs (after an idempotent replay could have answered); the brand
+//! is checked against the one the store finds.
+
+use super::decision::Window;
+use super::evidence::{self, Evidence, EvidenceFor, FieldError};
+use super::number::E164;
+use super::problem::{ErrorCode, Invalid};
+use super::purpose::{CaptureChannel, MessageChannel, MessageChannelSet, Purpose, PurposeSet};
+use super::record::{OptInRecord, OptOutRecord};
+use super::text::{contains_whole_word, is_readable_text, is_well_formed_language_tag, nfc};
+use super::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// How far in the future a capture time may be (clock skew).
+const FUTURE_SKEW_MILLIS: i64 = 60_000;
+/// How old an opt-in may be without `backfill`.
+const MAX_AGE_DAYS: i64 = 30;
+/// How old an interaction may be.
+const INTERACTION_MAX_AGE_MILLIS: i64 = 24 * 3600 * 1000;
+/// Longest consent text, in characters.
+const MAX_CONSENT_TEXT_CHARS: usize = 10_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptInRequest {
+    /// E.164, or a national number with `region` (or the tenant's `default_region`).
+    #[schema(example = "+4915112345678")]
+    pub number: String,
+    /// ISO 3166 alpha-2, any case.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Where the person opted in: sms, web, whatsapp, ivr or paper.
+    pub channel: CaptureChannel,
+    /// Exactly (after NFC) an active brand of the tenant.
+    #[schema(example = "Makro")]
+    pub company_name_shown: String,
+    /// The exact wording the person saw, heard or signed (1-10,000 characters); must name the brand.
+    #[schema(example = "Yes, I want offers from Makro on WhatsApp. Reply STOP to end.")]
+    pub consent_text: String,
+    pub purposes: Vec<Purpose>,
+    /// Default `["whatsapp"]`.
+    #[serde(default)]
+    pub message_channels: Option<Vec<MessageChannel>>,
+    /// When the person acted.
+    pub captured_at: Timestamp,
+    /// BCP 47 tag of the consent text.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Importing an older record (admin only).
+    #[serde(default)]
+    pub backfill: bool,
+    /// A flat object of strings; keys per capture channel (SPEC section 4).
+    #[schema(value_type = Object, example = json!({"page_url":"https://shop.example/newsletter","ip":"203.0.113.7","user_agent":"Mozilla/5.0"}))]
+    pub evidence: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptOutRequest {
+    #[schema(example = "+4915112345678")]
+    pub number: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A capture channel, or `api`.
+    pub channel: CaptureChannel,
+    /// Default: all three.
+    #[serde(default)]
+    pub purposes: Option<Vec<Purpose>>,
+    /// Default: both.
+    #[serde(default)]
+    pub message_channels: Option<Vec<MessageChannel>>,
+    pub captured_at: Timestamp,
+    #[serde(default)]
+    pub backfill: bool,
+    #[schema(value_type = Object, example = json!({"reason":"asked the call centre"}))]
+    pub evidence: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InteractionRequest {
+    #[schema(example = "+4915112345678")]
+    pub number: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The business number the person wrote to; without it the window counts for every id.
+    #[serde(default)]
+    pub business_phone_number_id: Option<String>,
+    /// When the person's message arrived (default now); at most 24 h old.
+    #[serde(default)]
+    pub received_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InteractionRecorded {
+    pub number: String,
+    pub window: Window,
+}
+
+/// What the caller brings that the rules depend on.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The tenant's `default_region`, for national numbers.
+    pub default_region: Option<&'a str>,
+    /// Admins may import older records (`backfill`).
+    pub may_backfill: bool,
+}
+
+/// A request's number (422 `invalid_number` with the reason).
+pub fn parse_number(
+    number: &str,
+    region: Option<&str>,
+    default_region: Option<&str>,
+) -> Result<E164, Invalid> {
+    E164::parse(number, region, default_region)
+        .map_err(|e| Invalid::field(ErrorCode::InvalidNumber, "number", e.code(), e.to_string()))
+}
+
+/// A business phone number id: 1-64 visible ASCII characters.
+pub fn check_phone_number_id(id: Option<&str>) -> Result<(), Invalid> {
+    match id {
+        Some(id)
+            if id.is_empty()
+                || id.len() > 64
+                || !id.bytes().all(|b| (0x21..=0x7e).contains(&b)) =>
+        {
+            Err(Invalid::request_field(
+                "business_phone_number_id",
+                "invalid_value",
+                "a business phone number id is 1 to 64 visible ASCII characters",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An opt-in whose request holds; what is left depends on the clock and
+/// on the tenant's brands.
+#[derive(Debug, Clone)]
+pub struct OptInDraft {
+    pub number: E164,
+    pub channel: CaptureChannel,
+    /// After NFC: the brand's stored spelling it must equal.
+    pub company_name_shown: String,
+    pub consent_text: String,
+    pub purposes: PurposeSet,
+    pub message_channels: MessageChannelSet,
+    pub captured_at: Timestamp,
+    pub language: Option<String>,
+    pub backfill: bool,
+    pub evidence: Evidence,
+}
+
+/// The brand the store found for `company_name_shown`.
+#[derive(Debug, Clone)]
+pub struct FoundBrand {
+    pub id: i64,
+    pub name: String,
+    pub retired: bool,
+}
+
+impl OptInRequest {
+    /// Every rule that needs no stored state (SPEC section 4).
+    pub fn parse(self, caller: Caller<'_>) -> Result<OptInDraft, Invalid> {
+        let number = parse_number(&self.number, self.region.as_deref(), caller.default_region)?;
+        if !self.channel.can_capture_opt_in() {
+            return Err(Invalid::request_field(
+                "channel",
+                "invalid_value",
+                "an opt-in's channel is sms, web, whatsapp, ivr or paper",
+            ));
+        }
+        let purposes = purpose_set("purposes", &self.purposes)?;
+        let whatsapp = [MessageChannel::Whatsapp].into_iter().collect();
+        let message_channels = channel_set(
+            "message_channels",
+            self.message_channels.as_deref(),
+            whatsapp,
+        )?;
+        check_consent_text(&self.consent_text)?;
+        check_language(self.language.as_deref())?;
+        check_backfill(caller, self.backfill)?;
+        let evidence = check_evidence(EvidenceFor::OptIn, self.channel, &self.evidence)?;
+        check_signed_on(&evidence, self.captured_at)?;
+        check_no_document(&evidence)?;
+        let shown = nfc(&self.company_name_shown);
+        if !contains_whole_word(&self.consent_text, &shown) {
+            return Err(Invalid::field(
+                ErrorCode::CompanyNameNotInText,
+                "consent_text",
+                "company_name_missing",
+                "the consent text must contain `company_name_shown` as a whole word",
+            ));
+        }
+        Ok(OptInDraft {
+            number,
+            channel: self.channel,
+            company_name_shown: shown,
+            consent_text: self.consent_text,
+            purposes,
+            message_channels,
+            captured_at: self.captured_at,
+            language: self.language,
+            backfill: self.backfill,
+            evidence,
+        })
+    }
+}
+
+impl OptInDraft {
+    /// The clock rules: not more than 60 s ahead, not older than 30 days
+    /// unless backfilled.
+    pub fn check_clock(&self, now: Timestamp) -> Result<(), Invalid> {
+        check_not_future(self.captured_at, now)?;
+        if !self.backfill && self.captured_at < now.plus_days(-MAX_AGE_DAYS) {
+            return Err(Invalid::field(
+                ErrorCode::CapturedAtTooOld,
+                "captured_at",
+                "too_old",
+                "`captured_at` is older than 30 days; import it with `backfill: true` and an admin key",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The opt-in to append, given the brand the store found for its
+    /// `company_name_shown` (any status, compared after case folding).
+    pub fn into_record(self, brand: Option<FoundBrand>) -> Result<OptInRecord, Invalid> {
+        let brand = brand
+            .filter(|b| b.name == self.company_name_shown)
+            .ok_or_else(|| {
+                Invalid::field(
+                    ErrorCode::UnknownBrand,
+                    "company_name_shown",
+                    "unknown_brand",
+                    "`company_name_shown` must be exactly (after NFC) a brand of this tenant",
+                )
+            })?;
+        if brand.retired {
+            return Err(brand_retired());
+        }
+        Ok(OptInRecord {
+            number: self.number,
+            channel: self.channel,
+            brand_id: brand.id,
+            company_name_shown: brand.name,
+            consent_text: self.consent_text,
+            purposes: self.purposes,
+            message_channels: self.message_channels,
+            captured_at: self.captured_at,
+            language: self.language,
+            backfill: self.backfill,
+            confirmation: None,
+            evidence: self.evidence,
+        })
+    }
+}
+
+/// 422 `brand_retired`: a retired brand takes no new opt-ins.
+pub fn brand_retired() -> Invalid {
+    Invalid::field(
+        ErrorCode::BrandRetired,
+        "company_name_shown",
+        "brand_retired",
+        "this brand is retired and takes no new opt-ins",
+    )
+}
+
+impl OptOutRequest {
+    /// Every rule that needs no stored state; opt-outs are never refused
+    /// for age. The clock rule: [`check_not_future`].
+    pub fn parse(self, caller: Caller<'_>) -> Result<OptOutRecord, Invalid> {
+        let number = parse_number(&self.number, self.region.as_deref(), caller.default_region)?;
+        let purposes = match &self.purposes {
+            Some(list) => purpose_set("purposes", list)?,
+            None => PurposeSet::all(),
+        };
+        let message_channels = channel_set(
+            "message_channels",
+            self.message_channels.as_deref(),
+            MessageChannelSet::all(),
+        )?;
+        check_backfill(caller, self.backfill)?;
+        let evidence = check_evidence(EvidenceFor::OptOut, self.channel, &self.evidence)?;
+        check_signed_on(&evidence, self.captured_at)?;
+        check_no_document(&evidence)?;
+        Ok(OptOutRecord {
+            number,
+            channel: self.channel,
+            purposes,
+            message_channels,
+            captured_at: self.captured_at,
+            backfill: self.backfill,
+            evidence,
+            lift_class: None,
+        })
+    }
+}
+
+/// An interaction whose request holds.
+#[derive(Debug, Clone)]
+pub struct Interaction {
+    pub number: E164,
+    pub business_phone_number_id: Option<String>,
+    received_at: Option<Timestamp>,
+}
+
+impl InteractionRequest {
+    pub fn parse(self, caller: Caller<'_>) -> Result<Interaction, Invalid> {
+        let number = parse_number(&self.number, self.region.as_deref(), caller.default_region)?;
+        check_phone_number_id(self.business_phone_number_id.as_deref())?;
+        Ok(Interaction {
+            number,
+            business_phone_number_id: self.business_phone_number_id,
+            received_at: self.received_at,
+        })
+    }
+}
+
+impl Interaction {
+    /// When the message arrived: `received_at` (default now), not after
+    /// the server's clock (no tolerance: omit it to mean now) and at most
+    /// 24 hours old (an older message opens no window any more).
+    pub fn received_at(&self, now: Timestamp) -> Result<Timestamp, Invalid> {
+        let received_at = self.received_at.unwrap_or(now);
+        if received_at > now {
+            return Err(Invalid::field(
+                ErrorCode::ReceivedAtInFuture,
+                "received_at",
+                "in_future",
+                "`received_at` is after the server's clock (no tolerance); omit it to mean now",
+            ));
+        }
+        if received_at < now.plus_millis(-INTERACTION_MAX_AGE_MILLIS) {
+            return Err(Invalid::field(
+                ErrorCode::ReceivedAtTooOld,
+                "received_at",
+                "too_old",
+                "`received_at` is more than 24 hours ago: that message opens no window any more",
+            ));
+        }
+        Ok(received_at)
+    }
+}
+
+/// `captured_at` at most 60 seconds after the server's clock.
+pub fn check_not_future(captured_at: Timestamp, now: Timestamp) -> Result<(), Invalid> {
+    if captured_at > now.plus_millis(FUTURE_SKEW_MILLIS) {
+        return Err(Invalid::field(
+            ErrorCode::CapturedAtInFuture,
+            "captured_at",
+            "in_future",
+            "`captured_at` is more than 60 seconds after the server's clock",
+        ));
+    }
+    Ok(())
+}
+
+fn check_consent_text(text: &str) -> Result<(), Invalid> {
+    let chars = text.chars().count();
+    if chars == 0 || chars > MAX_CONSENT_TEXT_CHARS {
+        return Err(Invalid::request_field(
+            "consent_text",
+            if chars == 0 { "empty" } else { "too_long" },
+            "the consent text is 1 to 10,000 characters",
+        ));
+    }
+    if !is_readable_text(text) {
+        return Err(Invalid::request_field(
+            "consent_text",
+            "control_character",
+            "the consent text holds no control characters but line breaks and tabs",
+        ));
+    }
+    Ok(())
+}
+
+fn check_language(tag: Option<&str>) -> Result<(), Invalid> {
+    match tag {
+        Some(tag) if !is_well_formed_language_tag(tag) => Err(Invalid::request_field(
+            "language",
+            "invalid_language_tag",
+            "`language` is a BCP 47 tag such as en or pt-BR",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_backfill(caller: Caller<'_>, backfill: bool) -> Result<(), Invalid> {
+    if backfill && !caller.may_backfill {
+        return Err(Invalid::new(
+            ErrorCode::Forbidden,
+            "`backfill: true` needs a key with the admin role",
+        ));
+    }
+    Ok(())
+}
+
+fn purpose_set(field: &str, list: &[Purpose]) -> Result<PurposeSet, Invalid> {
+    if list.is_empty() {
+        return Err(Invalid::request_field(
+            field,
+            "empty",
+            format!("`{field}` needs at least one purpose"),
+        ));
+    }
+    Ok(list.iter().copied().collect())
+}
+
+fn channel_set(
+    field: &str,
+    list: Option<&[MessageChannel]>,
+    default: MessageChannelSet,
+) -> Result<MessageChannelSet, Invalid> {
+    match list {
+        None => Ok(default),
+        Some([]) => Err(Invalid::request_field(
+            field,
+            "empty",
+            format!("`{field}` needs at least one message channel"),
+        )),
+        Some(list) => Ok(list.iter().copied().collect()),
+    }
+}
+
+fn check_evidence(
+    kind: EvidenceFor,
+    channel: CaptureChannel,
+    raw: &serde_json::Value,
+) -> Result<Evidence, Invalid> {
+    evidence::validate(kind, channel, raw).map_err(|errors| Invalid {
+        code: ErrorCode::InvalidEvidence,
+        detail: format!("the evidence does not fit the `{channel}` row; see errors"),
+        errors,
+    })
+}
+
+/// For paper, `captured_at` is when the form was signed: `signed_on` must
+/// be its date (a day either way for time zones).
+fn check_signed_on(evidence: &Evidence, captured_at: Timestamp) -> Result<(), Invalid> {
+    let Some(signed_on) = evidence.get("signed_on") else {
+        return Ok(());
+    };
+    let signed = chrono::NaiveDate::parse_from_str(signed_on, "%Y-%m-%d").ok();
+    let apart = signed.map(|d| (d - captured_at.date()).num_days().abs());
+    if apart.is_none_or(|days| days > 1) {
+        return Err(Invalid {
+            code: ErrorCode::InvalidEvidence,
+            detail:
+                "`evidence.signed_on` must be the date of `captured_at` (when the form was signed)"
+                    .into(),
+            errors: vec![FieldError::new(
+                "evidence.signed_on",
+                "not_captured_at_date",
+            )],
+        });
+    }
+    Ok(())
+}
+
+/// Documents are not stored yet: no `document_id` can name one.
+fn check_no_document(evidence: &Evidence) -> Result<(), Invalid> {
+    if evidence.get("document_id").is_some() {
+        return Err(Invalid::field(
+            ErrorCode::UnknownDocument,
+            "evidence.document_id",
+            "unknown_document",
+            "no document with this `document_id` was uploaded",
+        ));
+    }
+    Ok(())
+}
