@@ -1,7 +1,7 @@
 //! `export --tenant ID [--out FILE] [--no-openings]`: a tenant's export
 //! (NDJSON) with a fresh checkpoint.
 
-use super::open;
+use super::open::open;
 use crate::config::Settings;
 use crate::services::export::{write_export, ExportSpec};
 use crate::store::{log, tenants};

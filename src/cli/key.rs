@@ -1,7 +1,7 @@
 //! `key create --tenant ID --role ROLE… [--name N] [--expires-at T]`: an
 //! API key; prints it once.
 
-use super::{open, KeyCommand};
+use super::open::open;
 use crate::config::Settings;
 use crate::domain::access::{normalised_roles, Role};
 use crate::domain::time::Timestamp;
@@ -10,13 +10,13 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 use std::process::ExitCode;
 
-pub fn run(settings: &Settings, command: KeyCommand) -> anyhow::Result<ExitCode> {
-    let KeyCommand::Create {
-        tenant,
-        roles,
-        name,
-        expires_at,
-    } = command;
+pub fn create(
+    settings: &Settings,
+    tenant: &str,
+    roles: &[String],
+    name: &str,
+    expires_at: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let parsed: Vec<Role> = roles
         .iter()
         .map(|r| {
@@ -29,20 +29,20 @@ pub fn run(settings: &Settings, command: KeyCommand) -> anyhow::Result<ExitCode>
         normalised_roles(&parsed).ok_or_else(|| anyhow!("a key needs at least one --role"))?;
     let expires_at = expires_at
         .map(|t| {
-            Timestamp::parse(&t).map_err(|_| anyhow!("--expires-at must be an RFC 3339 date-time"))
+            Timestamp::parse(t).map_err(|_| anyhow!("--expires-at must be an RFC 3339 date-time"))
         })
         .transpose()?;
     if expires_at.is_some_and(|t| t <= Timestamp::now()) {
         bail!("--expires-at must be in the future");
     }
     let mut conn = open(settings)?.conn;
-    if tenants::find_tenant(&mut conn, &tenant)?.is_none() {
+    if tenants::find_tenant(&mut conn, tenant)?.is_none() {
         bail!("no tenant {tenant:?}");
     }
     let (row, key) = tenants::create_api_key(
         &mut conn,
-        &tenant,
-        &name,
+        tenant,
+        name,
         &roles,
         expires_at.map(Timestamp::millis),
         Timestamp::now().millis(),

@@ -5,20 +5,17 @@
 
 mod export;
 mod key;
+mod open;
 mod signing_key;
 mod tenant;
 mod verify;
 mod verify_db;
 
 use crate::config::{Settings, SettingsArgs};
-use crate::keys::MasterKey;
-use crate::services::signer::Signer;
 use crate::startup;
-use crate::store::pool::PooledConn;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -127,24 +124,6 @@ pub enum KeyCommand {
     },
 }
 
-/// What most commands work with: a connection, the master key, the signer.
-struct Opened {
-    conn: PooledConn,
-    master: Arc<MasterKey>,
-    signer: Signer,
-}
-
-/// Opens (and migrates) the database, loads the master key and the signer
-/// state file of `settings`.
-fn open(settings: &Settings) -> anyhow::Result<Opened> {
-    let (pool, master) = startup::open_database(settings)?;
-    Ok(Opened {
-        conn: pool.get()?,
-        master,
-        signer: Signer::new(settings.signer_state_file.clone()),
-    })
-}
-
 /// Runs a parsed command line; the exit code on success.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = cli.command.unwrap_or(Command::Serve);
@@ -185,6 +164,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tenant {
             command: TenantCommand::Create { id, brand },
         } => tenant::create(&settings, &id, &brand),
-        Command::Key { command } => key::run(&settings, command),
+        Command::Key {
+            command:
+                KeyCommand::Create {
+                    tenant,
+                    roles,
+                    name,
+                    expires_at,
+                },
+        } => key::create(&settings, &tenant, &roles, &name, expires_at.as_deref()),
     }
 }

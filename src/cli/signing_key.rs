@@ -1,7 +1,7 @@
 //! `signing-key rotate [--tenant ID] [--compromised]`: a new checkpoint key;
 //! the current size is signed by the old and the new key.
 
-use super::open;
+use super::open::open;
 use crate::config::Settings;
 use crate::store::tenants;
 use anyhow::anyhow;

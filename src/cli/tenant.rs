@@ -1,7 +1,7 @@
 //! `tenant create ID --brand NAME`: a tenant with its first brand; prints
 //! its admin key once.
 
-use super::open;
+use super::open::open;
 use crate::config::Settings;
 use crate::domain::access::{check_brand_name, is_tenant_id, BRAND_NAME_RULE, TENANT_ID_RULE};
 use crate::domain::time::Timestamp;

@@ -1,7 +1,7 @@
 //! `verify-db [--tenant ID]`: the live database scanned like an export;
 //! exit 0 clean, 1 tampered.
 
-use super::open;
+use super::open::open;
 use crate::config::Settings;
 use crate::services::verify_db::{verify_db, ScanError};
 use anyhow::bail;

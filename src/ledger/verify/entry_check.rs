@@ -1,7 +1,8 @@
 //! One entry line checked on its own: its shape, its hashes and what its
 //! openings open.
 
-use super::*;
+use super::failure::*;
+use super::lines::*;
 use crate::domain::time::Timestamp;
 use crate::ledger::canonical::read_canonical_entry;
 use crate::ledger::entry::{

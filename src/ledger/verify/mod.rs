@@ -11,63 +11,9 @@ use crate::domain::time::Timestamp;
 use crate::ledger::merkle::{self, Accumulator, Hash};
 use crate::ledger::note::{open_checkpoint, Checkpoint, Verifier};
 use serde::Deserialize;
-use std::fmt;
 use std::io::BufRead;
 
 /// Where a verification failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Place {
-    Header,
-    Seq(u64),
-    Line(u64),
-    Checkpoint,
-}
-
-/// A verification failure: `seq N: <what failed>` and the like.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub place: Place,
-    pub what: String,
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.place {
-            Place::Header => write!(f, "header: {}", self.what),
-            Place::Seq(n) => write!(f, "seq {n}: {}", self.what),
-            Place::Line(n) => write!(f, "line {n}: {}", self.what),
-            Place::Checkpoint => write!(f, "checkpoint: {}", self.what),
-        }
-    }
-}
-
-fn fail<T>(place: Place, what: impl Into<String>) -> Result<T, Failure> {
-    Err(Failure {
-        place,
-        what: what.into(),
-    })
-}
-
-/// What went wrong: unreadable input (exit 2) or a failed check (exit 1).
-#[derive(Debug)]
-pub enum VerifyError {
-    Unreadable(String),
-    Failed(Failure),
-}
-
-fn failed(place: Place, what: impl Into<String>) -> VerifyError {
-    VerifyError::Failed(Failure {
-        place,
-        what: what.into(),
-    })
-}
-
-impl From<Failure> for VerifyError {
-    fn from(f: Failure) -> Self {
-        VerifyError::Failed(f)
-    }
-}
-
 /// The kinds of documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DocumentKind {
@@ -110,11 +56,14 @@ pub fn trusted_checkpoint(note: &str, key: &Verifier) -> Result<Trusted, String>
 }
 
 mod entry_check;
+mod failure;
 mod lines;
 mod reader;
 
 use entry_check::*;
 pub use entry_check::{check_entry, EntryChecked};
+use failure::{fail, failed};
+pub use failure::{Failure, Place, VerifyError};
 pub use lines::OpeningView;
 use lines::*;
 use reader::*;

@@ -1,7 +1,8 @@
 //! Reading lines in batches of whole lines (1 MiB blocks) and checking a
 //! batch on every core, in order.
 
-use super::*;
+use super::entry_check::{check_line, CheckedLine};
+use super::failure::*;
 use std::io::{BufRead, Read};
 
 /// Entry lines read together: one text and where each line lies in it.
