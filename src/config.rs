@@ -192,19 +192,68 @@ fn invalid(message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(message.into())
 }
 
+/// The TOML settings file, if one is named.
+fn read_file(path: Option<&Path>) -> Result<FileSettings, ConfigError> {
+    let Some(path) = path else {
+        return Ok(FileSettings::default());
+    };
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File(shown.clone(), e))?;
+    toml::from_str::<FileSettings>(&text)
+        .map_err(|e| ConfigError::Toml(shown, e.message().to_owned()))
+}
+
+fn check_public_url(public_url: &str) -> Result<(), ConfigError> {
+    if !(public_url.starts_with("http://") || public_url.starts_with("https://"))
+        || public_url.ends_with('/')
+    {
+        return Err(invalid(format!(
+            "CONSENT_LEDGER_PUBLIC_URL {public_url:?} must start with http:// or https:// and not end in /"
+        )));
+    }
+    Ok(())
+}
+
+/// The trusted proxies: a comma-separated flag or environment value wins
+/// over the file's list.
+fn parse_trusted_proxies(
+    given: Option<&str>,
+    from_file: Option<Vec<String>>,
+) -> Result<Vec<ipnetwork::IpNetwork>, ConfigError> {
+    let proxies: Vec<String> = match (given, from_file) {
+        (Some(list), _) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        (None, Some(list)) => list,
+        (None, None) => Vec::new(),
+    };
+    proxies
+        .iter()
+        .map(|p| {
+            p.parse::<ipnetwork::IpNetwork>().map_err(|_| {
+                invalid(format!(
+                    "CONSENT_LEDGER_TRUSTED_PROXIES: {p:?} is not a CIDR"
+                ))
+            })
+        })
+        .collect()
+}
+
+fn parse_log_format(given: Option<&str>) -> Result<LogFormat, ConfigError> {
+    match given.unwrap_or("text") {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(invalid(format!("log format {other:?}: use text or json"))),
+    }
+}
+
 impl Settings {
     /// Flags and environment first, then the TOML file, then defaults.
     pub fn resolve(args: &SettingsArgs) -> Result<Self, ConfigError> {
-        let file = match &args.config {
-            Some(path) => {
-                let shown = path.display().to_string();
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::File(shown.clone(), e))?;
-                toml::from_str::<FileSettings>(&text)
-                    .map_err(|e| ConfigError::Toml(shown, e.message().to_owned()))?
-            }
-            None => FileSettings::default(),
-        };
+        let file = read_file(args.config.as_deref())?;
         let bind_text = args
             .bind
             .clone()
@@ -238,33 +287,9 @@ impl Settings {
             .clone()
             .or(file.public_url)
             .unwrap_or_else(|| format!("http://{bind}"));
-        if !(public_url.starts_with("http://") || public_url.starts_with("https://"))
-            || public_url.ends_with('/')
-        {
-            return Err(invalid(format!(
-                "CONSENT_LEDGER_PUBLIC_URL {public_url:?} must start with http:// or https:// and not end in /"
-            )));
-        }
-        let proxies: Vec<String> = match (&args.trusted_proxies, file.trusted_proxies) {
-            (Some(list), _) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            (None, Some(list)) => list,
-            (None, None) => Vec::new(),
-        };
-        let trusted_proxies = proxies
-            .iter()
-            .map(|p| {
-                p.parse::<ipnetwork::IpNetwork>().map_err(|_| {
-                    invalid(format!(
-                        "CONSENT_LEDGER_TRUSTED_PROXIES: {p:?} is not a CIDR"
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        check_public_url(&public_url)?;
+        let trusted_proxies =
+            parse_trusted_proxies(args.trusted_proxies.as_deref(), file.trusted_proxies)?;
         let interval_text = args
             .checkpoint_interval
             .clone()
@@ -280,17 +305,7 @@ impl Settings {
             .clone()
             .or(file.signer_state_file)
             .unwrap_or_else(|| beside(&master_key_file, "signer.state"));
-        let log_format = match args
-            .log_format
-            .clone()
-            .or(file.log_format)
-            .as_deref()
-            .unwrap_or("text")
-        {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => return Err(invalid(format!("log format {other:?}: use text or json"))),
-        };
+        let log_format = parse_log_format(args.log_format.clone().or(file.log_format).as_deref())?;
         Ok(Self {
             bind,
             data_dir,

@@ -359,6 +359,23 @@ fn check_matches(
     out
 }
 
+/// What checking a `PUT` needs besides the input: where secrets are
+/// sealed, the tenant's extra keywords, and its brands.
+struct Applying<'a> {
+    kek: &'a Sealer,
+    tenant: &'a str,
+    /// The tenant's extra opt-out keywords, normalised.
+    extra: &'a [String],
+    brand: &'a dyn Fn(&str) -> BrandLookup,
+}
+
+impl Applying<'_> {
+    /// Seals a new secret named `name`.
+    fn seal(&self, name: &'static str) -> impl Fn(&str) -> String + '_ {
+        move |secret: &str| seal_secret(self.kek, self.tenant, name, secret)
+    }
+}
+
 /// Checks a `PUT` against what is stored and the tenant's brands; returns
 /// the new stored form (secrets sealed) or every field error.
 pub fn apply_input(
@@ -369,13 +386,43 @@ pub fn apply_input(
     brand: &dyn Fn(&str) -> BrandLookup,
 ) -> Result<StoredSettings, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let seal = |name: &'static str| move |secret: &str| seal_secret(kek, tenant, name, secret);
+    let keywords = check_keywords(&mut errors, &input.opt_out_keywords);
+    let extra: Vec<String> = keywords.iter().map(|k| normalize(k)).collect();
+    let partial = check_partial(&mut errors, input.partial_opt_out);
+    let at = Applying {
+        kek,
+        tenant,
+        extra: &extra,
+        brand,
+    };
+    let whatsapp = input.whatsapp.map(|w| {
+        let before = previous.and_then(|p| p.whatsapp.as_ref());
+        apply_whatsapp(&mut errors, w, before, &at)
+    });
+    let twilio = input.twilio.map(|t| {
+        let before = previous.and_then(|p| p.twilio.as_ref());
+        apply_twilio(&mut errors, t, before, &at)
+    });
+    if errors.is_empty() {
+        Ok(StoredSettings {
+            whatsapp,
+            twilio,
+            opt_out_keywords: keywords,
+            partial_opt_out: partial,
+        })
+    } else {
+        Err(errors)
+    }
+}
 
-    if input.opt_out_keywords.len() > MAX_LIST {
+/// The tenant's extra opt-out keywords, without repeats; START, UNSTOP and
+/// YES are reserved.
+fn check_keywords(errors: &mut Vec<FieldError>, given: &[String]) -> Vec<String> {
+    if given.len() > MAX_LIST {
         errors.push(FieldError::new("opt_out_keywords", "too_many"));
     }
     let mut keywords: Vec<String> = Vec::new();
-    for (i, k) in input.opt_out_keywords.iter().enumerate() {
+    for (i, k) in given.iter().enumerate() {
         let n = normalize(k);
         if n.is_empty() || k.len() > MAX_MATCH {
             errors.push(FieldError::new(
@@ -391,9 +438,12 @@ pub fn apply_input(
             keywords.push(k.clone());
         }
     }
-    let extra: Vec<String> = keywords.iter().map(|k| normalize(k)).collect();
+    keywords
+}
 
-    let partial = match input.partial_opt_out {
+/// `partial_opt_out`: a non-empty set of purposes (default marketing).
+fn check_partial(errors: &mut Vec<FieldError>, given: Option<Vec<Purpose>>) -> Vec<Purpose> {
+    match given {
         None => vec![Purpose::Marketing],
         Some(list) if list.is_empty() => {
             errors.push(FieldError::new("partial_opt_out", "empty"));
@@ -404,149 +454,146 @@ pub fn apply_input(
             list.dedup();
             list
         }
-    };
+    }
+}
 
-    let whatsapp = input.whatsapp.map(|w| {
-        let before = previous.and_then(|p| p.whatsapp.as_ref());
-        let app_secret = check_secret(
-            &mut errors,
-            "whatsapp.app_secret",
-            w.app_secret.as_deref(),
-            before.map(|b| b.app_secret.as_str()),
-            false,
-        );
-        let previous_secret = check_secret(
-            &mut errors,
-            "whatsapp.previous_app_secret",
-            w.previous_app_secret.as_deref(),
-            before.and_then(|b| b.previous_app_secret.as_deref()),
-            true,
-        );
-        let verify_token = check_secret(
-            &mut errors,
-            "whatsapp.verify_token",
-            w.verify_token.as_deref(),
-            before.map(|b| b.verify_token.as_str()),
-            false,
-        );
-        if w.phone_numbers.is_empty() {
-            errors.push(FieldError::new("whatsapp.phone_numbers", "empty"));
+fn apply_whatsapp(
+    errors: &mut Vec<FieldError>,
+    w: WhatsAppInput,
+    before: Option<&StoredWhatsApp>,
+    at: &Applying<'_>,
+) -> StoredWhatsApp {
+    let app_secret = check_secret(
+        errors,
+        "whatsapp.app_secret",
+        w.app_secret.as_deref(),
+        before.map(|b| b.app_secret.as_str()),
+        false,
+    );
+    let previous_secret = check_secret(
+        errors,
+        "whatsapp.previous_app_secret",
+        w.previous_app_secret.as_deref(),
+        before.and_then(|b| b.previous_app_secret.as_deref()),
+        true,
+    );
+    let verify_token = check_secret(
+        errors,
+        "whatsapp.verify_token",
+        w.verify_token.as_deref(),
+        before.map(|b| b.verify_token.as_str()),
+        false,
+    );
+    if w.phone_numbers.is_empty() {
+        errors.push(FieldError::new("whatsapp.phone_numbers", "empty"));
+    }
+    if w.phone_numbers.len() > MAX_LIST {
+        errors.push(FieldError::new("whatsapp.phone_numbers", "too_many"));
+    }
+    for (i, p) in w.phone_numbers.iter().enumerate() {
+        let valid =
+            !p.id.is_empty() && p.id.len() <= 64 && p.id.bytes().all(|b| b.is_ascii_digit());
+        if !valid {
+            errors.push(FieldError::new(
+                format!("whatsapp.phone_numbers[{i}].id"),
+                "invalid_value",
+            ));
+        } else if w.phone_numbers[..i].iter().any(|q| q.id == p.id) {
+            errors.push(FieldError::new(
+                format!("whatsapp.phone_numbers[{i}].id"),
+                "duplicate",
+            ));
         }
-        if w.phone_numbers.len() > MAX_LIST {
-            errors.push(FieldError::new("whatsapp.phone_numbers", "too_many"));
+        if p.display.as_ref().is_some_and(|d| d.len() > 64) {
+            errors.push(FieldError::new(
+                format!("whatsapp.phone_numbers[{i}].display"),
+                "invalid_value",
+            ));
         }
-        for (i, p) in w.phone_numbers.iter().enumerate() {
-            let valid =
-                !p.id.is_empty() && p.id.len() <= 64 && p.id.bytes().all(|b| b.is_ascii_digit());
-            if !valid {
-                errors.push(FieldError::new(
-                    format!("whatsapp.phone_numbers[{i}].id"),
-                    "invalid_value",
-                ));
-            } else if w.phone_numbers[..i].iter().any(|q| q.id == p.id) {
-                errors.push(FieldError::new(
-                    format!("whatsapp.phone_numbers[{i}].id"),
-                    "duplicate",
-                ));
-            }
-            if p.display.as_ref().is_some_and(|d| d.len() > 64) {
-                errors.push(FieldError::new(
-                    format!("whatsapp.phone_numbers[{i}].display"),
-                    "invalid_value",
-                ));
-            }
-        }
-        let opt_in = check_matches(&mut errors, "whatsapp.opt_in", &w.opt_in, &extra, brand);
-        StoredWhatsApp {
-            app_secret: apply_secret(
-                app_secret,
-                before.map(|b| &b.app_secret),
-                &seal("whatsapp.app_secret"),
-            )
-            .unwrap_or_default(),
-            previous_app_secret: apply_secret(
-                previous_secret,
-                before.and_then(|b| b.previous_app_secret.as_ref()),
-                &seal("whatsapp.previous_app_secret"),
-            ),
-            verify_token: apply_secret(
-                verify_token,
-                before.map(|b| &b.verify_token),
-                &seal("whatsapp.verify_token"),
-            )
-            .unwrap_or_default(),
-            phone_numbers: w.phone_numbers,
-            opt_in,
-        }
-    });
+    }
+    let opt_in = check_matches(errors, "whatsapp.opt_in", &w.opt_in, at.extra, at.brand);
+    StoredWhatsApp {
+        app_secret: apply_secret(
+            app_secret,
+            before.map(|b| &b.app_secret),
+            &at.seal("whatsapp.app_secret"),
+        )
+        .unwrap_or_default(),
+        previous_app_secret: apply_secret(
+            previous_secret,
+            before.and_then(|b| b.previous_app_secret.as_ref()),
+            &at.seal("whatsapp.previous_app_secret"),
+        ),
+        verify_token: apply_secret(
+            verify_token,
+            before.map(|b| &b.verify_token),
+            &at.seal("whatsapp.verify_token"),
+        )
+        .unwrap_or_default(),
+        phone_numbers: w.phone_numbers,
+        opt_in,
+    }
+}
 
-    let twilio = input.twilio.map(|t| {
-        let before = previous.and_then(|p| p.twilio.as_ref());
-        let auth_token = check_secret(
-            &mut errors,
-            "twilio.auth_token",
-            t.auth_token.as_deref(),
-            before.map(|b| b.auth_token.as_str()),
-            false,
-        );
-        let secondary = check_secret(
-            &mut errors,
-            "twilio.secondary_auth_token",
-            t.secondary_auth_token.as_deref(),
-            before.and_then(|b| b.secondary_auth_token.as_deref()),
-            true,
-        );
-        if !is_twilio_sid(&t.account_sid) {
-            errors.push(FieldError::new("twilio.account_sid", "invalid_value"));
-        }
-        if !is_webhook_url(&t.webhook_url) {
-            errors.push(FieldError::new("twilio.webhook_url", "invalid_value"));
-        }
-        if t.numbers.is_empty() {
-            errors.push(FieldError::new("twilio.numbers", "empty"));
-        }
-        if t.numbers.len() > MAX_LIST {
-            errors.push(FieldError::new("twilio.numbers", "too_many"));
-        }
-        let mut numbers: Vec<String> = Vec::new();
-        for (i, n) in t.numbers.iter().enumerate() {
-            match E164::parse(n, None, None) {
-                Ok(e164) if numbers.iter().any(|known| known == e164.as_str()) => {
-                    errors.push(FieldError::new(format!("twilio.numbers[{i}]"), "duplicate"))
-                }
-                Ok(e164) => numbers.push(e164.as_str().to_owned()),
-                Err(e) => errors.push(FieldError::new(format!("twilio.numbers[{i}]"), e.code())),
+fn apply_twilio(
+    errors: &mut Vec<FieldError>,
+    t: TwilioInput,
+    before: Option<&StoredTwilio>,
+    at: &Applying<'_>,
+) -> StoredTwilio {
+    let auth_token = check_secret(
+        errors,
+        "twilio.auth_token",
+        t.auth_token.as_deref(),
+        before.map(|b| b.auth_token.as_str()),
+        false,
+    );
+    let secondary = check_secret(
+        errors,
+        "twilio.secondary_auth_token",
+        t.secondary_auth_token.as_deref(),
+        before.and_then(|b| b.secondary_auth_token.as_deref()),
+        true,
+    );
+    if !is_twilio_sid(&t.account_sid) {
+        errors.push(FieldError::new("twilio.account_sid", "invalid_value"));
+    }
+    if !is_webhook_url(&t.webhook_url) {
+        errors.push(FieldError::new("twilio.webhook_url", "invalid_value"));
+    }
+    if t.numbers.is_empty() {
+        errors.push(FieldError::new("twilio.numbers", "empty"));
+    }
+    if t.numbers.len() > MAX_LIST {
+        errors.push(FieldError::new("twilio.numbers", "too_many"));
+    }
+    let mut numbers: Vec<String> = Vec::new();
+    for (i, n) in t.numbers.iter().enumerate() {
+        match E164::parse(n, None, None) {
+            Ok(e164) if numbers.iter().any(|known| known == e164.as_str()) => {
+                errors.push(FieldError::new(format!("twilio.numbers[{i}]"), "duplicate"))
             }
+            Ok(e164) => numbers.push(e164.as_str().to_owned()),
+            Err(e) => errors.push(FieldError::new(format!("twilio.numbers[{i}]"), e.code())),
         }
-        let opt_in = check_matches(&mut errors, "twilio.opt_in", &t.opt_in, &extra, brand);
-        StoredTwilio {
-            auth_token: apply_secret(
-                auth_token,
-                before.map(|b| &b.auth_token),
-                &seal("twilio.auth_token"),
-            )
-            .unwrap_or_default(),
-            secondary_auth_token: apply_secret(
-                secondary,
-                before.and_then(|b| b.secondary_auth_token.as_ref()),
-                &seal("twilio.secondary_auth_token"),
-            ),
-            account_sid: t.account_sid,
-            webhook_url: t.webhook_url,
-            numbers,
-            opt_in,
-        }
-    });
-
-    if errors.is_empty() {
-        Ok(StoredSettings {
-            whatsapp,
-            twilio,
-            opt_out_keywords: keywords,
-            partial_opt_out: partial,
-        })
-    } else {
-        Err(errors)
+    }
+    let opt_in = check_matches(errors, "twilio.opt_in", &t.opt_in, at.extra, at.brand);
+    StoredTwilio {
+        auth_token: apply_secret(
+            auth_token,
+            before.map(|b| &b.auth_token),
+            &at.seal("twilio.auth_token"),
+        )
+        .unwrap_or_default(),
+        secondary_auth_token: apply_secret(
+            secondary,
+            before.and_then(|b| b.secondary_auth_token.as_ref()),
+            &at.seal("twilio.secondary_auth_token"),
+        ),
+        account_sid: t.account_sid,
+        webhook_url: t.webhook_url,
+        numbers,
+        opt_in,
     }
 }
 

@@ -126,12 +126,32 @@ const KEYS: [&str; 21] = [
 /// Reads a canonical entry at the start of `text`; returns it and where it
 /// ends. `None` when the bytes are not exactly canonical.
 pub fn read_canonical_entry(text: &str) -> Option<(EntryRef<'_>, usize)> {
-    fn borrowed(s: &str) -> Option<Cow<'_, str>> {
-        Some(Cow::Borrowed(s))
-    }
     let mut c = Cursor { text, pos: 0 };
     c.eat(b"{")?;
-    let mut entry = EntryRef {
+    let mut entry = empty_entry();
+    // Required keys seen: v, log, seq, prev, recorded_at, type, subject, collector.
+    let mut required = 0u8;
+    // Keys come sorted (UTF-16 order; all are ASCII, so byte order) and
+    // each at most once: walk the known keys in that order.
+    let mut next_key = 0;
+    loop {
+        let key = c.string()?;
+        let offset = KEYS[next_key..].iter().position(|k| *k == key)?;
+        let index = next_key + offset;
+        next_key = index + 1;
+        c.eat(b":")?;
+        required |= read_value(&mut c, index, &mut entry)?;
+        if c.eat(b"}").is_some() {
+            break;
+        }
+        c.eat(b",")?;
+    }
+    (required == 255).then_some((entry, c.pos))
+}
+
+/// An entry with every field unset, to be read into.
+fn empty_entry<'a>() -> EntryRef<'a> {
+    EntryRef {
         v: 0,
         log: Cow::Borrowed(""),
         seq: 0,
@@ -153,79 +173,73 @@ pub fn read_canonical_entry(text: &str) -> Option<(EntryRef<'_>, usize)> {
         confirms: None,
         lifts: None,
         reason: None,
-    };
-    // Required keys seen: v, log, seq, prev, recorded_at, type, subject, collector.
-    let mut required = 0u8;
-    // Keys come sorted (UTF-16 order; all are ASCII, so byte order) and
-    // each at most once: walk the known keys in that order.
-    let mut next_key = 0;
-    loop {
-        let key = c.string()?;
-        let offset = KEYS[next_key..].iter().position(|k| *k == key)?;
-        let index = next_key + offset;
-        next_key = index + 1;
-        c.eat(b":")?;
-        match index {
-            0 => entry.backfill = Some(c.boolean()?),
-            1 => entry.captured_at = Some(c.timestamp()?),
-            2 => entry.channel = borrowed(c.string()?),
-            3 => {
-                entry.collector = Cow::Borrowed(c.string()?);
-                required |= 1;
-            }
-            4 => entry.company_name_shown = borrowed(c.string()?),
-            5 => entry.confirmation_required = Some(c.boolean()?),
-            6 => entry.confirms = Some(c.integer()?),
-            7 => entry.consent_text_sha256 = borrowed(c.string()?),
-            8 => entry.evidence_sha256 = borrowed(c.string()?),
-            9 => entry.language = borrowed(c.string()?),
-            10 => entry.lifts = Some(c.integer()?),
-            11 => {
-                entry.log = Cow::Borrowed(c.string()?);
-                required |= 2;
-            }
-            12 => entry.message_channels = Some(c.strings()?),
-            13 => {
-                entry.prev = Cow::Borrowed(c.string()?);
-                required |= 4;
-            }
-            14 => entry.purposes = Some(c.strings()?),
-            15 => entry.reason = borrowed(c.string()?),
-            16 => {
-                entry.recorded_at = c.timestamp()?;
-                required |= 8;
-            }
-            17 => {
-                entry.seq = c.integer()?;
-                required |= 16;
-            }
-            18 => {
-                entry.subject = Cow::Borrowed(c.string()?);
-                required |= 32;
-            }
-            19 => {
-                entry.kind = match c.string()? {
-                    "opt_in" => EntryType::OptIn,
-                    "opt_out" => EntryType::OptOut,
-                    "confirmation" => EntryType::Confirmation,
-                    "opt_out_lifted" => EntryType::OptOutLifted,
-                    "erasure" => EntryType::Erasure,
-                    _ => return None,
-                };
-                required |= 64;
-            }
-            20 => {
-                entry.v = u8::try_from(c.integer()?).ok()?;
-                required |= 128;
-            }
-            _ => return None,
-        }
-        if c.eat(b"}").is_some() {
-            break;
-        }
-        c.eat(b",")?;
     }
-    (required == 255).then_some((entry, c.pos))
+}
+
+/// Reads the value of the key `KEYS[index]` into `entry`; returns the bit
+/// of a required key (0 for an optional one).
+#[inline]
+fn read_value<'a>(c: &mut Cursor<'a>, index: usize, entry: &mut EntryRef<'a>) -> Option<u8> {
+    fn borrowed(s: &str) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(s))
+    }
+    let mut required = 0u8;
+    match index {
+        0 => entry.backfill = Some(c.boolean()?),
+        1 => entry.captured_at = Some(c.timestamp()?),
+        2 => entry.channel = borrowed(c.string()?),
+        3 => {
+            entry.collector = Cow::Borrowed(c.string()?);
+            required |= 1;
+        }
+        4 => entry.company_name_shown = borrowed(c.string()?),
+        5 => entry.confirmation_required = Some(c.boolean()?),
+        6 => entry.confirms = Some(c.integer()?),
+        7 => entry.consent_text_sha256 = borrowed(c.string()?),
+        8 => entry.evidence_sha256 = borrowed(c.string()?),
+        9 => entry.language = borrowed(c.string()?),
+        10 => entry.lifts = Some(c.integer()?),
+        11 => {
+            entry.log = Cow::Borrowed(c.string()?);
+            required |= 2;
+        }
+        12 => entry.message_channels = Some(c.strings()?),
+        13 => {
+            entry.prev = Cow::Borrowed(c.string()?);
+            required |= 4;
+        }
+        14 => entry.purposes = Some(c.strings()?),
+        15 => entry.reason = borrowed(c.string()?),
+        16 => {
+            entry.recorded_at = c.timestamp()?;
+            required |= 8;
+        }
+        17 => {
+            entry.seq = c.integer()?;
+            required |= 16;
+        }
+        18 => {
+            entry.subject = Cow::Borrowed(c.string()?);
+            required |= 32;
+        }
+        19 => {
+            entry.kind = match c.string()? {
+                "opt_in" => EntryType::OptIn,
+                "opt_out" => EntryType::OptOut,
+                "confirmation" => EntryType::Confirmation,
+                "opt_out_lifted" => EntryType::OptOutLifted,
+                "erasure" => EntryType::Erasure,
+                _ => return None,
+            };
+            required |= 64;
+        }
+        20 => {
+            entry.v = u8::try_from(c.integer()?).ok()?;
+            required |= 128;
+        }
+        _ => return None,
+    }
+    Some(required)
 }
 
 #[cfg(test)]

@@ -78,6 +78,49 @@ fn scan_tenant(
         size: tree_size,
         head_hash,
     } = log::log_head(conn, tenant)?;
+    let (mut tree, last_leaf) = scan_entries(conn, tenant, &origin)?;
+    let expected = tree.size();
+    // Rows the chunked read cannot reach: far beyond the head, or negative.
+    let stray = log::entries_beyond(conn, tenant, expected)?;
+    if stray > 0 {
+        return Err(failure(
+            tenant,
+            Place::Seq(expected),
+            format!("{stray} row(s) lie outside the log (inserted)"),
+        ));
+    }
+    if expected != tree_size {
+        return Err(failure(
+            tenant,
+            Place::Seq(expected.min(tree_size)),
+            format!("the log's head counts {tree_size} entries, the table holds {expected}"),
+        ));
+    }
+    if expected > 0 && head_hash != hex::encode(last_leaf) {
+        return Err(failure(
+            tenant,
+            Place::Seq(expected - 1),
+            "the log's head hash is not the last entry's leaf hash",
+        ));
+    }
+    check_nodes(conn, tenant, &mut tree)?;
+    let (checkpoints, revoked_only) = check_checkpoints(conn, tenant, &origin, &mut tree, master)?;
+    check_signer_state(tenant, &origin, &mut tree, signer)?;
+    Ok(Scanned {
+        tenant: tenant.to_owned(),
+        entries: expected,
+        checkpoints,
+        revoked_only,
+    })
+}
+
+/// Reads every entry from seq 0 in chunks, checking each like `verify`
+/// does; returns the tree of their leaves and the last leaf.
+fn scan_entries(
+    conn: &mut DbConn,
+    tenant: &str,
+    origin: &str,
+) -> Result<(MemoryTree, [u8; 32]), ScanError> {
     let mut tree = MemoryTree::new();
     let mut expected: u64 = 0;
     let mut last_leaf = [0u8; 32];
@@ -124,7 +167,7 @@ fn scan_tenant(
             }
             let view = OpeningView::of(&row.openings);
             let openings = (!row.openings.erased).then_some(&view);
-            let leaf = check_entry(&entry, &row.leaf_hash, openings, &origin)
+            let leaf = check_entry(&entry, &row.leaf_hash, openings, origin)
                 .map(|checked| checked.leaf)
                 .map_err(|what| failure(tenant, place.clone(), what))?;
             let expected_prev = if expected == 0 { [0; 32] } else { last_leaf };
@@ -140,32 +183,17 @@ fn scan_tenant(
             expected += 1;
         }
     }
-    // Rows the chunked read cannot reach: far beyond the head, or negative.
-    let stray = log::entries_beyond(conn, tenant, expected)?;
-    if stray > 0 {
-        return Err(failure(
-            tenant,
-            Place::Seq(expected),
-            format!("{stray} row(s) lie outside the log (inserted)"),
-        ));
-    }
-    if expected != tree_size {
-        return Err(failure(
-            tenant,
-            Place::Seq(expected.min(tree_size)),
-            format!("the log's head counts {tree_size} entries, the table holds {expected}"),
-        ));
-    }
-    if expected > 0 && head_hash != hex::encode(last_leaf) {
-        return Err(failure(
-            tenant,
-            Place::Seq(expected - 1),
-            "the log's head hash is not the last entry's leaf hash",
-        ));
-    }
-    check_nodes(conn, tenant, &mut tree)?;
-    let (checkpoints, revoked_only) = check_checkpoints(conn, tenant, &origin, &mut tree, master)?;
-    match signer.last_signed(&origin) {
+    Ok((tree, last_leaf))
+}
+
+/// The log extends what this instance's signer state file records as signed.
+fn check_signer_state(
+    tenant: &str,
+    origin: &str,
+    tree: &mut MemoryTree,
+    signer: &Signer,
+) -> Result<(), ScanError> {
+    match signer.last_signed(origin) {
         Ok(Some((size, root))) => {
             if size > tree.size() {
                 return Err(failure(
@@ -174,7 +202,7 @@ fn scan_tenant(
                     format!("the signer state file records size {size} as signed; the log holds {} entries (entries were removed)", tree.size()),
                 ));
             }
-            if merkle::root(&mut tree, size).ok() != Some(root) {
+            if merkle::root(tree, size).ok() != Some(root) {
                 return Err(failure(
                     tenant,
                     Place::Checkpoint,
@@ -187,12 +215,7 @@ fn scan_tenant(
             return Err(failure(tenant, Place::Checkpoint, e.to_string()));
         }
     }
-    Ok(Scanned {
-        tenant: tenant.to_owned(),
-        entries: expected,
-        checkpoints,
-        revoked_only,
-    })
+    Ok(())
 }
 
 /// Every stored Merkle node equals the one recomputed from the entries.

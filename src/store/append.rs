@@ -16,6 +16,7 @@ use crate::ledger::entry::{
     evidence_commitment, jcs_string_map, leaf_hash, sha256_hex, subject_commitment, Entry,
     EntryType,
 };
+use crate::ledger::merkle::Hash;
 use diesel::prelude::*;
 
 /// What an append produced.
@@ -84,9 +85,155 @@ pub fn append(
     conn.immediate_transaction(|conn| append_locked(conn, tenant, collector, record, answer, now))
 }
 
+/// The log's head as an append finds it, under the log's lock.
+struct Head {
+    origin: String,
+    size: u64,
+    hash: String,
+    /// max(server now, the previous entry's): it never decreases.
+    recorded_at: Timestamp,
+}
+
+/// Takes the log's lock and reads its head; refuses what the lock decides
+/// (a capture time past the clock skew, a brand retired meanwhile).
+fn lock_head(
+    conn: &mut DbConn,
+    tenant: &str,
+    record: &Record,
+    now: Timestamp,
+) -> StoreResult<Head> {
+    super::connection::lock_log(conn, tenant)?;
+    let (origin, size, hash, head_recorded_at) = tenants::table
+        .find(tenant)
+        .select((
+            tenants::origin,
+            tenants::tree_size,
+            tenants::head_hash,
+            tenants::head_recorded_at,
+        ))
+        .first::<(String, i64, String, Option<i64>)>(conn)?;
+    let recorded_at = match head_recorded_at {
+        Some(previous) if previous > now.millis() => Timestamp::from_millis(previous),
+        _ => now,
+    };
+    if record.captured_at() > recorded_at.plus_millis(CAPTURE_SKEW_MILLIS) {
+        return Err(StoreError::Rejected(Rejection::CapturedInFuture));
+    }
+    if let Record::OptIn(r) = record {
+        let retired: Option<i64> = brands::table
+            .find(r.brand_id)
+            .select(brands::retired_at)
+            .first(conn)?;
+        if retired.is_some() {
+            return Err(StoreError::Rejected(Rejection::BrandRetired));
+        }
+    }
+    Ok(Head {
+        origin,
+        size: size as u64,
+        hash,
+        recorded_at,
+    })
+}
+
+/// The fields of the entry that depend on what is recorded (SPEC section 5).
+fn fill_entry(entry: &mut Entry, record: &Record, consent_text_sha256: Option<&str>) {
+    match record {
+        Record::OptIn(r) => {
+            entry.channel = Some(r.channel.as_str().to_owned());
+            entry.captured_at = Some(r.captured_at);
+            entry.purposes = Some(names(r.purposes.names()));
+            entry.message_channels = Some(names(r.message_channels.names()));
+            entry.company_name_shown = Some(r.company_name_shown.clone());
+            entry.consent_text_sha256 = consent_text_sha256.map(str::to_owned);
+            entry.language = r.language.clone();
+            entry.backfill = r.backfill.then_some(true);
+            entry.confirmation_required = r.confirmation.is_some().then_some(true);
+        }
+        Record::OptOut(r) => {
+            entry.channel = Some(r.channel.as_str().to_owned());
+            entry.captured_at = Some(r.captured_at);
+            entry.purposes = Some(names(r.purposes.names()));
+            entry.message_channels = Some(names(r.message_channels.names()));
+            entry.backfill = r.backfill.then_some(true);
+        }
+        Record::Lift(r) => {
+            entry.channel = Some(r.channel.as_str().to_owned());
+            entry.captured_at = Some(r.captured_at);
+            entry.lifts = Some(r.lifts);
+        }
+    }
+}
+
+/// Stores an opt-in's consent text once per tenant; its SHA-256 (hex).
+fn store_consent_text(
+    conn: &mut DbConn,
+    tenant: &str,
+    record: &Record,
+) -> QueryResult<Option<String>> {
+    let Record::OptIn(r) = record else {
+        return Ok(None);
+    };
+    let text_hash = sha256_hex(r.consent_text.as_bytes());
+    crate::on_backend!(conn, |c| diesel::insert_into(consent_texts::table)
+        .values((
+            consent_texts::tenant_id.eq(tenant),
+            consent_texts::sha256.eq(&text_hash),
+            consent_texts::body.eq(&r.consent_text),
+        ))
+        .on_conflict_do_nothing()
+        .execute(c))?;
+    Ok(Some(text_hash))
+}
+
+/// An evidence body committed with its own salt.
+struct SaltedEvidence {
+    salt: String,
+    jcs: String,
+}
+
+/// Writes the entry row, the consent state a check reads, the Merkle
+/// leaf, and moves the head.
+fn write_entry(
+    conn: &mut DbConn,
+    tenant: &str,
+    record: &Record,
+    subject_id: i64,
+    evidence: &SaltedEvidence,
+    entry: &Entry,
+) -> StoreResult<(Hash, String)> {
+    let seq = entry.seq;
+    let canonical = entry.canonical_json();
+    let leaf = leaf_hash(canonical.as_bytes());
+    let leaf_hex = hex::encode(leaf);
+    diesel::insert_into(entries::table)
+        .values((
+            entries::tenant_id.eq(tenant),
+            entries::seq.eq(seq as i64),
+            entries::leaf_hash.eq(&leaf_hex),
+            entries::canonical_json.eq(&canonical),
+            entries::subject_id.eq(subject_id),
+            entries::evidence_salt.eq(&evidence.salt),
+            entries::evidence_jcs.eq(&evidence.jcs),
+            entries::consent_text_sha256.eq(&entry.consent_text_sha256),
+        ))
+        .execute(conn)?;
+    insert_consent_event(conn, tenant, seq as i64, subject_id, record)?;
+    log::store_leaf(conn, tenant, seq, leaf)?;
+    diesel::update(tenants::table.find(tenant))
+        .set((
+            tenants::tree_size.eq(seq as i64 + 1),
+            tenants::head_hash.eq(&leaf_hex),
+            tenants::head_recorded_at.eq(entry.recorded_at.millis()),
+        ))
+        .execute(conn)?;
+    Ok((leaf, leaf_hex))
+}
+
 /// Appends inside a transaction the caller holds with the log's lock
 /// (`immediate_transaction`), so several entries and other writes commit
 /// or roll back together.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, collector = %collector))]
 pub fn append_locked(
     conn: &mut DbConn,
     tenant: &str,
@@ -95,144 +242,58 @@ pub fn append_locked(
     answer: Option<Answer<'_>>,
     now: Timestamp,
 ) -> StoreResult<Appended> {
-    {
-        super::connection::lock_log(conn, tenant)?;
-        let (origin, tree_size, head_hash, head_recorded_at) = tenants::table
-            .find(tenant)
-            .select((
-                tenants::origin,
-                tenants::tree_size,
-                tenants::head_hash,
-                tenants::head_recorded_at,
-            ))
-            .first::<(String, i64, String, Option<i64>)>(conn)?;
-        let recorded_at = match head_recorded_at {
-            Some(previous) if previous > now.millis() => Timestamp::from_millis(previous),
-            _ => now,
-        };
-        let captured_at = record.captured_at();
-        if captured_at > recorded_at.plus_millis(CAPTURE_SKEW_MILLIS) {
-            return Err(StoreError::Rejected(Rejection::CapturedInFuture));
+    let head = lock_head(conn, tenant, record, now)?;
+    let (subject_id, subject) =
+        current_or_new_subject(conn, tenant, record.number(), now.millis())?;
+    let fields = record.evidence().fields();
+    let evidence = SaltedEvidence {
+        salt: random_salt_hex(),
+        jcs: jcs_string_map(fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+    };
+    let kind = match record {
+        Record::OptIn(_) => EntryType::OptIn,
+        Record::OptOut(_) => EntryType::OptOut,
+        Record::Lift(_) => EntryType::OptOutLifted,
+    };
+    let (origin, seq) = (&head.origin, head.size);
+    let mut entry = Entry::new(
+        kind,
+        origin,
+        seq,
+        &head.hash,
+        head.recorded_at,
+        &subject,
+        collector,
+    );
+    entry.evidence_sha256 = Some(evidence_commitment(&evidence.salt, &evidence.jcs));
+    let text_hash = store_consent_text(conn, tenant, record)?;
+    fill_entry(&mut entry, record, text_hash.as_deref());
+    let (_, leaf_hash) = write_entry(conn, tenant, record, subject_id, &evidence, &entry)?;
+    let appended = Appended {
+        seq,
+        leaf_hash,
+        subject,
+        subject_id,
+        recorded_at: head.recorded_at,
+    };
+    if let Some(answer) = answer {
+        let body = (answer.render)(&appended);
+        let still_ours = idempotency::finish(
+            conn,
+            answer.scope,
+            201,
+            &body,
+            Some(subject_id),
+            now.millis(),
+        )?;
+        if !still_ours {
+            // A retry took the key over while this request stalled: it
+            // records the entry, so this one must record nothing.
+            return Err(StoreError::Rejected(Rejection::IdempotencyLost));
         }
-        if let Record::OptIn(r) = record {
-            let retired: Option<i64> = brands::table
-                .find(r.brand_id)
-                .select(brands::retired_at)
-                .first(conn)?;
-            if retired.is_some() {
-                return Err(StoreError::Rejected(Rejection::BrandRetired));
-            }
-        }
-        let (subject_id, subject) =
-            current_or_new_subject(conn, tenant, record.number(), now.millis())?;
-        let seq = tree_size as u64;
-        let evidence = record.evidence();
-        let evidence_salt = random_salt_hex();
-        let evidence_jcs = jcs_string_map(
-            evidence
-                .fields()
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        let mut entry = Entry::new(
-            match record {
-                Record::OptIn(_) => EntryType::OptIn,
-                Record::OptOut(_) => EntryType::OptOut,
-                Record::Lift(_) => EntryType::OptOutLifted,
-            },
-            &origin,
-            seq,
-            &head_hash,
-            recorded_at,
-            &subject,
-            collector,
-        );
-        entry.evidence_sha256 = Some(evidence_commitment(&evidence_salt, &evidence_jcs));
-        let mut consent_text_sha256 = None;
-        match record {
-            Record::OptIn(r) => {
-                let text_hash = sha256_hex(r.consent_text.as_bytes());
-                crate::on_backend!(conn, |c| diesel::insert_into(consent_texts::table)
-                    .values((
-                        consent_texts::tenant_id.eq(tenant),
-                        consent_texts::sha256.eq(&text_hash),
-                        consent_texts::body.eq(&r.consent_text),
-                    ))
-                    .on_conflict_do_nothing()
-                    .execute(c))?;
-                entry.channel = Some(r.channel.as_str().to_owned());
-                entry.captured_at = Some(r.captured_at);
-                entry.purposes = Some(names(r.purposes.names()));
-                entry.message_channels = Some(names(r.message_channels.names()));
-                entry.company_name_shown = Some(r.company_name_shown.clone());
-                entry.consent_text_sha256 = Some(text_hash.clone());
-                entry.language = r.language.clone();
-                entry.backfill = r.backfill.then_some(true);
-                entry.confirmation_required = r.confirmation.is_some().then_some(true);
-                consent_text_sha256 = Some(text_hash);
-            }
-            Record::OptOut(r) => {
-                entry.channel = Some(r.channel.as_str().to_owned());
-                entry.captured_at = Some(r.captured_at);
-                entry.purposes = Some(names(r.purposes.names()));
-                entry.message_channels = Some(names(r.message_channels.names()));
-                entry.backfill = r.backfill.then_some(true);
-            }
-            Record::Lift(r) => {
-                entry.channel = Some(r.channel.as_str().to_owned());
-                entry.captured_at = Some(r.captured_at);
-                entry.lifts = Some(r.lifts);
-            }
-        }
-        let canonical = entry.canonical_json();
-        let leaf = leaf_hash(canonical.as_bytes());
-        let leaf_hash = hex::encode(leaf);
-        diesel::insert_into(entries::table)
-            .values((
-                entries::tenant_id.eq(tenant),
-                entries::seq.eq(seq as i64),
-                entries::leaf_hash.eq(&leaf_hash),
-                entries::canonical_json.eq(&canonical),
-                entries::subject_id.eq(subject_id),
-                entries::evidence_salt.eq(&evidence_salt),
-                entries::evidence_jcs.eq(&evidence_jcs),
-                entries::consent_text_sha256.eq(consent_text_sha256),
-            ))
-            .execute(conn)?;
-        insert_consent_event(conn, tenant, seq as i64, subject_id, record)?;
-        log::store_leaf(conn, tenant, seq, leaf)?;
-        diesel::update(tenants::table.find(tenant))
-            .set((
-                tenants::tree_size.eq(tree_size + 1),
-                tenants::head_hash.eq(&leaf_hash),
-                tenants::head_recorded_at.eq(recorded_at.millis()),
-            ))
-            .execute(conn)?;
-        let appended = Appended {
-            seq,
-            leaf_hash,
-            subject,
-            subject_id,
-            recorded_at,
-        };
-        if let Some(answer) = answer {
-            let body = (answer.render)(&appended);
-            let still_ours = idempotency::finish(
-                conn,
-                answer.scope,
-                201,
-                &body,
-                Some(subject_id),
-                now.millis(),
-            )?;
-            if !still_ours {
-                // A retry took the key over while this request stalled: it
-                // records the entry, so this one must record nothing.
-                return Err(StoreError::Rejected(Rejection::IdempotencyLost));
-            }
-        }
-        Ok(appended)
     }
+    tracing::debug!(seq, "appended");
+    Ok(appended)
 }
 
 fn names(list: Vec<&'static str>) -> Vec<String> {

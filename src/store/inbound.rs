@@ -108,58 +108,72 @@ pub fn record_message(
         if message.provider == Provider::WhatsApp {
             record_inbound(conn, tenant, &number, Some(&message.business), captured_at)?;
         }
-        let evidence = message_evidence(message);
-        let done = match intent {
-            Intent::OptOut { full } => {
-                let purposes = opt_out_purposes(full, settings);
-                let opt_out =
-                    keyword_opt_out(message.provider, number, purposes, captured_at, evidence);
-                vec![
-                    append_locked(
-                        conn,
-                        tenant,
-                        message.provider.collector(),
-                        &opt_out,
-                        None,
-                        now,
-                    )?
-                    .seq,
-                ]
-            }
-            Intent::Lift => {
-                let lift = Lift {
-                    class: LiftClass::Keyword,
-                    channel: message.provider.capture_channel(),
-                    captured_at,
-                    evidence,
-                };
-                lift_opt_outs(
-                    conn,
-                    tenant,
-                    message.provider.collector(),
-                    &number,
-                    &lift,
-                    now,
-                )?
-            }
-            Intent::OptIn(m) => {
-                if !is_readable_text(&m.prompt) {
-                    // Saved before prompts were checked: it cannot be a consent text.
-                    return keep(conn, master, tenant, letter("unreadable_prompt"), now);
-                }
-                let opt_in = OptInFromMessage {
-                    matched: m,
-                    provider: message.provider,
-                    number,
-                    captured_at,
-                    evidence,
-                };
-                record_opt_in(conn, tenant, &opt_in, now)?
-            }
-            Intent::Nothing => Vec::new(),
+        let arrival = Arrival {
+            message,
+            number,
+            captured_at,
         };
-        Ok(Outcome::Recorded { seqs: done })
+        match record_intent(conn, tenant, settings, &arrival, &intent, now)? {
+            Ok(seqs) => Ok(Outcome::Recorded { seqs }),
+            Err(reason) => keep(conn, master, tenant, letter(reason), now),
+        }
     })
+}
+
+/// A message whose sender and time are known.
+struct Arrival<'a> {
+    message: &'a InboundMessage,
+    number: E164,
+    captured_at: Timestamp,
+}
+
+/// Appends what a message asks for; `Err` names why it must be kept as a
+/// dead letter instead.
+fn record_intent(
+    conn: &mut DbConn,
+    tenant: &str,
+    settings: &StoredSettings,
+    arrival: &Arrival<'_>,
+    intent: &Intent<'_>,
+    now: Timestamp,
+) -> StoreResult<Result<Vec<u64>, &'static str>> {
+    let provider = arrival.message.provider;
+    let collector = provider.collector();
+    let evidence = message_evidence(arrival.message);
+    let number = arrival.number.clone();
+    let seqs = match intent {
+        Intent::OptOut { full } => {
+            let purposes = opt_out_purposes(*full, settings);
+            let opt_out =
+                keyword_opt_out(provider, number, purposes, arrival.captured_at, evidence);
+            vec![append_locked(conn, tenant, collector, &opt_out, None, now)?.seq]
+        }
+        Intent::Lift => {
+            let lift = Lift {
+                class: LiftClass::Keyword,
+                channel: provider.capture_channel(),
+                captured_at: arrival.captured_at,
+                evidence,
+            };
+            lift_opt_outs(conn, tenant, collector, &number, &lift, now)?
+        }
+        Intent::OptIn(m) => {
+            if !is_readable_text(&m.prompt) {
+                // Saved before prompts were checked: it cannot be a consent text.
+                return Ok(Err("unreadable_prompt"));
+            }
+            let opt_in = OptInFromMessage {
+                matched: m,
+                provider,
+                number,
+                captured_at: arrival.captured_at,
+                evidence,
+            };
+            record_opt_in(conn, tenant, &opt_in, now)?
+        }
+        Intent::Nothing => Vec::new(),
+    };
+    Ok(Ok(seqs))
 }
 
 /// What a lifting message carries.

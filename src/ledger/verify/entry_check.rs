@@ -52,57 +52,7 @@ pub(super) struct EntryHashes {
 
 /// The fields each type carries (SPEC section 5), and canonical values.
 pub(super) fn check_shape(e: &EntryRef<'_>) -> Result<EntryHashes, String> {
-    use EntryType::*;
-    let t = e.kind;
-    let has = |present: bool, name: &str, wanted: bool| -> Result<(), String> {
-        match (present, wanted) {
-            (true, false) => Err(format!("{} must not carry {name}", t.as_str())),
-            (false, true) => Err(format!("{} lacks {name}", t.as_str())),
-            _ => Ok(()),
-        }
-    };
-    let events = matches!(t, OptIn | OptOut | Confirmation | OptOutLifted);
-    has(e.channel.is_some(), "channel", events)?;
-    has(e.captured_at.is_some(), "captured_at", events)?;
-    has(e.evidence_sha256.is_some(), "evidence_sha256", events)?;
-    has(
-        e.purposes.is_some(),
-        "purposes",
-        matches!(t, OptIn | OptOut),
-    )?;
-    has(
-        e.message_channels.is_some(),
-        "message_channels",
-        matches!(t, OptIn | OptOut),
-    )?;
-    has(
-        e.company_name_shown.is_some(),
-        "company_name_shown",
-        t == OptIn,
-    )?;
-    has(
-        e.consent_text_sha256.is_some(),
-        "consent_text_sha256",
-        t == OptIn,
-    )?;
-    if e.language.is_some() && t != OptIn {
-        return Err(format!("{} must not carry language", t.as_str()));
-    }
-    if e.backfill.is_some() && !matches!(t, OptIn | OptOut) {
-        return Err(format!("{} must not carry backfill", t.as_str()));
-    }
-    if e.confirmation_required.is_some() && t != OptIn {
-        return Err(format!(
-            "{} must not carry confirmation_required",
-            t.as_str()
-        ));
-    }
-    if e.backfill == Some(false) || e.confirmation_required == Some(false) {
-        return Err("backfill and confirmation_required appear only when true".into());
-    }
-    has(e.confirms.is_some(), "confirms", t == Confirmation)?;
-    has(e.lifts.is_some(), "lifts", t == OptOutLifted)?;
-    has(e.reason.is_some(), "reason", t == Erasure)?;
+    check_fields_present(e)?;
     if e.v != 1 {
         return Err(format!("unknown version v={}", e.v));
     }
@@ -131,6 +81,60 @@ pub(super) fn check_shape(e: &EntryRef<'_>) -> Result<EntryHashes, String> {
             .map(|v| decode("consent_text_sha256", v))
             .transpose()?,
     };
+    check_field_values(e)?;
+    Ok(hashes)
+}
+
+/// Each field present exactly for the types that carry it.
+fn check_fields_present(e: &EntryRef<'_>) -> Result<(), String> {
+    use EntryType::*;
+    let t = e.kind;
+    let has = |present: bool, name: &str, wanted: bool| -> Result<(), String> {
+        match (present, wanted) {
+            (true, false) => Err(format!("{} must not carry {name}", t.as_str())),
+            (false, true) => Err(format!("{} lacks {name}", t.as_str())),
+            _ => Ok(()),
+        }
+    };
+    let events = matches!(t, OptIn | OptOut | Confirmation | OptOutLifted);
+    let consents = matches!(t, OptIn | OptOut);
+    has(e.channel.is_some(), "channel", events)?;
+    has(e.captured_at.is_some(), "captured_at", events)?;
+    has(e.evidence_sha256.is_some(), "evidence_sha256", events)?;
+    has(e.purposes.is_some(), "purposes", consents)?;
+    has(e.message_channels.is_some(), "message_channels", consents)?;
+    has(
+        e.company_name_shown.is_some(),
+        "company_name_shown",
+        t == OptIn,
+    )?;
+    has(
+        e.consent_text_sha256.is_some(),
+        "consent_text_sha256",
+        t == OptIn,
+    )?;
+    if e.language.is_some() && t != OptIn {
+        return Err(format!("{} must not carry language", t.as_str()));
+    }
+    if e.backfill.is_some() && !consents {
+        return Err(format!("{} must not carry backfill", t.as_str()));
+    }
+    if e.confirmation_required.is_some() && t != OptIn {
+        return Err(format!(
+            "{} must not carry confirmation_required",
+            t.as_str()
+        ));
+    }
+    if e.backfill == Some(false) || e.confirmation_required == Some(false) {
+        return Err("backfill and confirmation_required appear only when true".into());
+    }
+    has(e.confirms.is_some(), "confirms", t == Confirmation)?;
+    has(e.lifts.is_some(), "lifts", t == OptOutLifted)?;
+    has(e.reason.is_some(), "reason", t == Erasure)
+}
+
+/// Sets are sorted and known; channels and reasons are known values.
+fn check_field_values(e: &EntryRef<'_>) -> Result<(), String> {
     if let Some(p) = &e.purposes {
         if !sorted_subset(p, &["authentication", "marketing", "utility"]) {
             return Err("purposes are not a sorted, de-duplicated set of purposes".into());
@@ -142,7 +146,7 @@ pub(super) fn check_shape(e: &EntryRef<'_>) -> Result<EntryHashes, String> {
         }
     }
     if let Some(c) = &e.channel {
-        let allowed: &[&str] = if t == OptIn {
+        let allowed: &[&str] = if e.kind == EntryType::OptIn {
             &["sms", "web", "whatsapp", "ivr", "paper"]
         } else {
             &["sms", "web", "whatsapp", "ivr", "paper", "api"]
@@ -156,7 +160,7 @@ pub(super) fn check_shape(e: &EntryRef<'_>) -> Result<EntryHashes, String> {
             return Err(format!("unknown erasure reason {r:?}"));
         }
     }
-    Ok(hashes)
+    Ok(())
 }
 
 /// Checks each opening against its commitment; `true` when it opened.

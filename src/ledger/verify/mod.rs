@@ -281,45 +281,10 @@ fn verify_lines(
     }
     check_header_key(&header.log, &header.verifier_key, key)?;
     let dossier = header.filtered;
-    let log = header.log.clone();
-    let mut fold = Fold::new(dossier, header.tree_size, trusted);
-    let mut reader = BatchReader::new(input, 1);
-    let mut current = reader.next_batch()?;
-    let mut pending: Option<Vec<Result<CheckedLine, Failure>>> = None;
-    while !current.is_empty() || pending.is_some() {
-        // The workers check this batch while this thread reads the next
-        // one and folds the previous one in order.
-        let (results, next, folded) = std::thread::scope(|scope| {
-            let checking =
-                (!current.is_empty()).then(|| scope.spawn(|| check_batch(&current, &log)));
-            let next = if current.is_empty() {
-                Ok(Batch::default())
-            } else {
-                reader.next_batch()
-            };
-            let folded = pending.take().map_or(Ok(()), |p| fold.take(p));
-            let results = checking.map(|h| h.join().expect("a verification worker panicked"));
-            (results, next, folded)
-        });
-        folded?;
-        reader.recycle(std::mem::take(&mut current));
-        pending = results;
-        current = next?;
-    }
-    let Fold {
-        acc,
-        roots_at,
-        entries,
-        opened,
-        proofs,
-        ..
-    } = fold;
+    let fold = Fold::new(dossier, header.tree_size, trusted);
+    let (fold, tail) = fold_entries(input, &header.log, fold)?;
     // The tail: an optional consistency line (dossiers), then the checkpoint.
-    let tail: Vec<String> = reader
-        .tail
-        .into_iter()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
+    let tail: Vec<String> = tail.into_iter().filter(|l| !l.trim().is_empty()).collect();
     let (consistency, checkpoint_line) = match tail.as_slice() {
         [cp] => (None, cp),
         [c, cp] if dossier => (Some(c), cp),
@@ -337,56 +302,9 @@ fn verify_lines(
     })?;
     let cp = open_signed(&cp_line.checkpoint, key, header.tree_size)?;
     if dossier {
-        for (seq, leaf, proof) in &proofs {
-            if !merkle::verify_inclusion(leaf, *seq, cp.size, proof, &cp.root) {
-                return Err(failed(
-                    Place::Seq(*seq),
-                    "inclusion proof does not lead to the checkpoint's root",
-                ));
-            }
-        }
-        let consistency = consistency
-            .map(|c| serde_json::from_str::<ConsistencyLine>(c))
-            .transpose()
-            .map_err(|e| Failure {
-                place: Place::Checkpoint,
-                what: format!("malformed consistency line: {e}"),
-            })?;
-        for t in trusted {
-            check_trusted_by_proof(t, &cp, consistency.as_ref().map(|c| &c.consistency))?;
-        }
+        check_dossier_proofs(&fold, &cp, consistency.map(String::as_str), trusted)?;
     } else {
-        if acc.size() != header.tree_size {
-            return Err(failed(
-                Place::Checkpoint,
-                format!(
-                    "the export holds {} entries, the checkpoint {}",
-                    acc.size(),
-                    header.tree_size
-                ),
-            ));
-        }
-        if acc.root() != cp.root {
-            return Err(failed(
-                Place::Checkpoint,
-                "the recomputed root is not the checkpoint's root",
-            ));
-        }
-        for t in trusted {
-            if t.size > header.tree_size {
-                return Err(failed(
-                    Place::Checkpoint,
-                    format!(
-                        "older than the trusted checkpoint of size {}: the log shrank",
-                        t.size
-                    ),
-                ));
-            }
-            let root = roots_at.iter().find(|(s, _)| *s == t.size).map(|(_, r)| *r);
-            if root != Some(t.root) {
-                return Err(failed(Place::Checkpoint, format!("not consistent with the trusted checkpoint of size {}: history was rewritten", t.size)));
-            }
-        }
+        check_export_root(&fold, &cp, header.tree_size, trusted)?;
     }
     Ok(Verified {
         kind: if dossier {
@@ -394,11 +312,124 @@ fn verify_lines(
         } else {
             DocumentKind::Export
         },
-        log,
+        log: header.log,
         tree_size: header.tree_size,
-        entries,
-        opened,
+        entries: fold.entries,
+        opened: fold.opened,
     })
+}
+
+/// Reads the entry lines in batches: workers check one batch while this
+/// thread reads the next and folds the previous one in order. Returns the
+/// fold and the lines after the entries.
+fn fold_entries(
+    input: impl BufRead,
+    log: &str,
+    mut fold: Fold,
+) -> Result<(Fold, Vec<String>), VerifyError> {
+    let mut reader = BatchReader::new(input, 1);
+    let mut current = reader.next_batch()?;
+    let mut pending: Option<Vec<Result<CheckedLine, Failure>>> = None;
+    while !current.is_empty() || pending.is_some() {
+        let (results, next, folded) = std::thread::scope(|scope| {
+            let checking =
+                (!current.is_empty()).then(|| scope.spawn(|| check_batch(&current, log)));
+            let next = if current.is_empty() {
+                Ok(Batch::default())
+            } else {
+                reader.next_batch()
+            };
+            let folded = pending.take().map_or(Ok(()), |p| fold.take(p));
+            let results = checking.map(|h| h.join().expect("a verification worker panicked"));
+            (results, next, folded)
+        });
+        folded?;
+        reader.recycle(std::mem::take(&mut current));
+        pending = results;
+        current = next?;
+    }
+    Ok((fold, reader.tail))
+}
+
+/// A dossier: every entry's inclusion proof leads to the checkpoint, and
+/// each trusted checkpoint is consistent with it by the given proof.
+fn check_dossier_proofs(
+    fold: &Fold,
+    cp: &Checkpoint,
+    consistency: Option<&str>,
+    trusted: &[Trusted],
+) -> Result<(), VerifyError> {
+    for (seq, leaf, proof) in &fold.proofs {
+        if !merkle::verify_inclusion(leaf, *seq, cp.size, proof, &cp.root) {
+            return Err(failed(
+                Place::Seq(*seq),
+                "inclusion proof does not lead to the checkpoint's root",
+            ));
+        }
+    }
+    let consistency = consistency
+        .map(serde_json::from_str::<ConsistencyLine>)
+        .transpose()
+        .map_err(|e| Failure {
+            place: Place::Checkpoint,
+            what: format!("malformed consistency line: {e}"),
+        })?;
+    for t in trusted {
+        check_trusted_by_proof(t, cp, consistency.as_ref().map(|c| &c.consistency))?;
+    }
+    Ok(())
+}
+
+/// An export: the recomputed root is the checkpoint's, and each trusted
+/// checkpoint's root is the root recomputed at its size.
+fn check_export_root(
+    fold: &Fold,
+    cp: &Checkpoint,
+    tree_size: u64,
+    trusted: &[Trusted],
+) -> Result<(), VerifyError> {
+    if fold.acc.size() != tree_size {
+        return Err(failed(
+            Place::Checkpoint,
+            format!(
+                "the export holds {} entries, the checkpoint {}",
+                fold.acc.size(),
+                tree_size
+            ),
+        ));
+    }
+    if fold.acc.root() != cp.root {
+        return Err(failed(
+            Place::Checkpoint,
+            "the recomputed root is not the checkpoint's root",
+        ));
+    }
+    for t in trusted {
+        if t.size > tree_size {
+            return Err(failed(
+                Place::Checkpoint,
+                format!(
+                    "older than the trusted checkpoint of size {}: the log shrank",
+                    t.size
+                ),
+            ));
+        }
+        let root = fold
+            .roots_at
+            .iter()
+            .find(|(s, _)| *s == t.size)
+            .map(|(_, r)| *r);
+        if root != Some(t.root) {
+            return Err(failed(
+                Place::Checkpoint,
+                format!(
+                    "not consistent with the trusted checkpoint of size {}: history was rewritten",
+                    t.size
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_trusted_by_proof(
