@@ -12,10 +12,10 @@
 
 use consent_ledger::config::{Secret, Settings, SettingsArgs};
 use consent_ledger::domain::time::Timestamp;
-use consent_ledger::ledger::entry::{
-    evidence_commitment, jcs_string_map, sha256_hex, subject_commitment, Entry, EntryType,
-    EvidenceOpening, Openings, SubjectOpening,
-};
+use consent_ledger::ledger::commitment::{evidence_commitment, subject_commitment};
+use consent_ledger::ledger::entry::{Entry, EntryType, EvidenceOpening, Openings, SubjectOpening};
+use consent_ledger::ledger::hash::sha256_hex;
+use consent_ledger::ledger::jcs::jcs_string_map;
 use consent_ledger::ledger::merkle::{self, Accumulator};
 use consent_ledger::ledger::note::{self, Verifier};
 use consent_ledger::ledger::verify::verify;

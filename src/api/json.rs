@@ -4,7 +4,7 @@
 
 use crate::domain::evidence::FieldError;
 use crate::error::{ApiError, ErrorCode};
-use crate::ledger::entry::sha256_hex;
+use crate::ledger::hash::sha256_hex;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest};

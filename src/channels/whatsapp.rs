@@ -8,7 +8,7 @@ use crate::domain::time::Timestamp;
 
 /// A marketing preference is deduplicated on (wa_id, value, timestamp),
 /// with the canonical number when the wa_id is one.
-pub fn preference_key(p: &payload::Preference) -> Vec<String> {
+pub fn preference_key(p: &payload::PreferenceEvent) -> Vec<String> {
     let who = match Provider::WhatsApp.sender(p.wa_id.as_deref(), p.user_id.as_deref()) {
         Sender::Number { number, .. } => number.as_str().to_owned(),
         Sender::UserId(user_id) => user_id,
@@ -26,7 +26,7 @@ pub fn timestamp(seconds: Option<i64>) -> Option<Timestamp> {
         .map(Timestamp::from_millis)
 }
 
-pub fn inbound_message(m: payload::InboundMessage) -> InboundMessage {
+pub fn inbound_message(m: payload::MessageEvent) -> InboundMessage {
     InboundMessage {
         provider: Provider::WhatsApp,
         sender: Provider::WhatsApp.sender(m.wa_id.as_deref(), m.user_id.as_deref()),

@@ -20,13 +20,13 @@ pub struct Notification {
     #[serde(deserialize_with = "lenient")]
     pub object: Option<String>,
     #[serde(deserialize_with = "lenient_vec")]
-    pub entry: Vec<Entry>,
+    pub entry: Vec<WabaEntry>,
 }
 
 /// One WhatsApp Business Account's batch of changes.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Entry {
+pub struct WabaEntry {
     /// The WhatsApp Business Account id.
     #[serde(deserialize_with = "lenient")]
     pub id: Option<String>,
@@ -284,9 +284,9 @@ pub struct WebhookError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A message from the person (any type except reaction and system).
-    Message(InboundMessage),
+    Message(MessageEvent),
     /// `user_preferences` with category `marketing_messages`.
-    Preference(Preference),
+    Preference(PreferenceEvent),
     /// Statuses, reactions and system messages: nothing to record for a
     /// business number of the tenant; kept as a dead letter for one it
     /// does not have (SPEC section 7).
@@ -307,7 +307,7 @@ pub struct Unrecorded {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundMessage {
+pub struct MessageEvent {
     /// `value.metadata.phone_number_id`: which business number received it.
     pub phone_number_id: Option<String>,
     /// `messages[].from`, or the matching `contacts[].wa_id`.
@@ -338,7 +338,7 @@ pub enum Content {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Preference {
+pub struct PreferenceEvent {
     pub phone_number_id: Option<String>,
     pub wa_id: Option<String>,
     pub user_id: Option<String>,
@@ -416,7 +416,7 @@ fn message_event(message: &Message, index: usize, value: &ChangeValue) -> Event 
     let contact = matching_contact(&value.contacts, from, index);
     let wa_id = from.or_else(|| contact.and_then(|c| an_id(&c.wa_id)));
     let user_id = an_id(&message.from_user_id).or_else(|| contact.and_then(|c| an_id(&c.user_id)));
-    Event::Message(InboundMessage {
+    Event::Message(MessageEvent {
         phone_number_id: an_id(&value.metadata.phone_number_id).map(str::to_owned),
         wa_id: wa_id.map(str::to_owned),
         user_id: user_id.map(str::to_owned),
@@ -514,7 +514,7 @@ fn preference_event(preference: &UserPreference, index: usize, value: &ChangeVal
     let contact = matching_contact(&value.contacts, own_wa_id, index);
     let wa_id = own_wa_id.or_else(|| contact.and_then(|c| an_id(&c.wa_id)));
     let user_id = an_id(&preference.user_id).or_else(|| contact.and_then(|c| an_id(&c.user_id)));
-    Event::Preference(Preference {
+    Event::Preference(PreferenceEvent {
         phone_number_id: an_id(&value.metadata.phone_number_id).map(str::to_owned),
         wa_id: wa_id.map(str::to_owned),
         user_id: user_id.map(str::to_owned),
@@ -613,7 +613,7 @@ mod tests {
         timestamp: i64,
         content: Content,
     ) -> Event {
-        Event::Message(InboundMessage {
+        Event::Message(MessageEvent {
             phone_number_id: Some(PHONE_NUMBER_ID.to_owned()),
             wa_id: wa_id.map(str::to_owned),
             user_id: user_id.map(str::to_owned),
@@ -793,7 +793,7 @@ mod tests {
             events_of(include_str!(
                 "../../tests/fixtures/whatsapp/user_preferences.json"
             )),
-            vec![Event::Preference(Preference {
+            vec![Event::Preference(PreferenceEvent {
                 phone_number_id: Some(PHONE_NUMBER_ID.to_owned()),
                 wa_id: Some(LENA.to_owned()),
                 user_id: None,
@@ -816,7 +816,7 @@ mod tests {
         assert_eq!(
             events_of(json),
             vec![
-                Event::Preference(Preference {
+                Event::Preference(PreferenceEvent {
                     phone_number_id: Some(PHONE_NUMBER_ID.to_owned()),
                     wa_id: Some(LENA.to_owned()),
                     user_id: Some(LENA_BSUID.to_owned()),
@@ -839,7 +839,7 @@ mod tests {
               ]}}]}]}"#;
         assert_eq!(
             events_of(json),
-            vec![Event::Preference(Preference {
+            vec![Event::Preference(PreferenceEvent {
                 phone_number_id: None,
                 wa_id: Some(LENA.to_owned()),
                 user_id: None,
@@ -1006,7 +1006,7 @@ mod tests {
             events_of(json),
             vec![
                 Event::Ignored,
-                Event::Message(InboundMessage {
+                Event::Message(MessageEvent {
                     phone_number_id: None,
                     wa_id: None,
                     user_id: None,
@@ -1043,7 +1043,7 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                Event::Message(InboundMessage {
+                Event::Message(MessageEvent {
                     phone_number_id: None,
                     wa_id: Some("1".to_owned()),
                     user_id: None,
@@ -1051,7 +1051,7 @@ mod tests {
                     timestamp: Some(1),
                     content: text("a", None),
                 }),
-                Event::Preference(Preference {
+                Event::Preference(PreferenceEvent {
                     phone_number_id: None,
                     wa_id: Some("1".to_owned()),
                     user_id: None,

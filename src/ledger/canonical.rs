@@ -5,7 +5,8 @@
 //! the bytes as they are instead of parsing and re-serialising them. Any
 //! other input returns `None`, and the caller takes the general path.
 
-use super::entry::{needs_escape, EntryRef, EntryType};
+use super::entry::{EntryRef, EntryType};
+use super::jcs::needs_escape;
 use crate::domain::time::Timestamp;
 use std::borrow::Cow;
 

@@ -7,9 +7,8 @@
 //! range a proof needs starts on such a boundary, so any proof reads
 //! O(log n) nodes.
 
+pub use super::hash::Hash;
 use sha2::{Digest, Sha256};
-
-pub type Hash = [u8; 32];
 
 /// The root of the empty tree: SHA-256 of nothing.
 pub fn empty_root() -> Hash {

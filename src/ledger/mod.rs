@@ -2,7 +2,10 @@
 //! commitments) and C2SP signed notes.
 
 pub mod canonical;
+pub mod commitment;
 pub mod entry;
+pub mod hash;
+pub mod jcs;
 pub mod merkle;
 pub mod note;
 pub mod verify;

@@ -71,7 +71,7 @@ impl Signer {
     pub fn last_signed(&self, origin: &str) -> Result<Option<(u64, Hash)>, SignError> {
         let state = self.read_state()?;
         Ok(state.logs.get(origin).and_then(|s| {
-            let root = crate::ledger::entry::parse_hash(&s.root)?;
+            let root = crate::ledger::hash::parse_hash(&s.root)?;
             Some((s.size, root))
         }))
     }

@@ -12,10 +12,10 @@ pub use crate::domain::record::{
 };
 use crate::domain::time::Timestamp;
 use crate::keys::random_salt_hex;
-use crate::ledger::entry::{
-    evidence_commitment, jcs_string_map, leaf_hash, sha256_hex, subject_commitment, Entry,
-    EntryType,
-};
+use crate::ledger::commitment::{evidence_commitment, subject_commitment};
+use crate::ledger::entry::{Entry, EntryType};
+use crate::ledger::hash::{leaf_hash, sha256_hex};
+use crate::ledger::jcs::jcs_string_map;
 use crate::ledger::merkle::Hash;
 use diesel::prelude::*;
 

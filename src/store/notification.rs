@@ -107,7 +107,7 @@ fn apply_preference(
     master: &MasterKey,
     tenant: &str,
     settings: &StoredSettings,
-    p: &payload::Preference,
+    p: &payload::PreferenceEvent,
     known: impl Fn(Option<&str>) -> bool,
     now: Timestamp,
 ) -> Result<Option<Outcome>, StoreError> {

@@ -2,9 +2,10 @@
 //! shared vectors, computed outside our code).
 
 use consent_ledger::keys::MasterKey;
-use consent_ledger::ledger::entry::{
-    evidence_commitment, jcs, sha256_hex, subject_commitment, Entry,
-};
+use consent_ledger::ledger::commitment::{evidence_commitment, subject_commitment};
+use consent_ledger::ledger::entry::Entry;
+use consent_ledger::ledger::hash::sha256_hex;
+use consent_ledger::ledger::jcs::jcs;
 use consent_ledger::ledger::note;
 use serde_json::Value;
 

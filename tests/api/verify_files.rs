@@ -3,10 +3,9 @@
 //! checkpoints that are validly signed but inconsistent.
 
 use consent_ledger::domain::time::Timestamp;
-use consent_ledger::ledger::entry::{
-    evidence_commitment, jcs_string_map, subject_commitment, Entry, EntryType, EvidenceOpening,
-    Openings, SubjectOpening,
-};
+use consent_ledger::ledger::commitment::{evidence_commitment, subject_commitment};
+use consent_ledger::ledger::entry::{Entry, EntryType, EvidenceOpening, Openings, SubjectOpening};
+use consent_ledger::ledger::jcs::jcs_string_map;
 use consent_ledger::ledger::merkle::{self, Accumulator};
 use consent_ledger::ledger::note::{self, Verifier};
 use consent_ledger::ledger::verify::{trusted_checkpoint, verify, VerifyError};

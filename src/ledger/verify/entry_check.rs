@@ -5,9 +5,9 @@ use super::failure::*;
 use super::lines::*;
 use crate::domain::time::Timestamp;
 use crate::ledger::canonical::read_canonical_entry;
-use crate::ledger::entry::{
-    evidence_commitment_bytes, parse_hash, sha256, subject_commitment_bytes, EntryRef, EntryType,
-};
+use crate::ledger::commitment::{evidence_commitment_bytes, subject_commitment_bytes};
+use crate::ledger::entry::{EntryRef, EntryType};
+use crate::ledger::hash::{parse_hash, sha256};
 use crate::ledger::merkle::{self, Hash};
 use std::borrow::Cow;
 

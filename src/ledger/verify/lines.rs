@@ -1,7 +1,8 @@
 //! The shapes of export, dossier and receipt lines, read borrowing from
 //! the line's text, and the openings they carry.
 
-use crate::ledger::entry::{jcs, jcs_string_map, EntryRef, Openings};
+use crate::ledger::entry::{EntryRef, Openings};
+use crate::ledger::jcs::{jcs, jcs_string_map};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::fmt;

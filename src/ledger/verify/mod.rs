@@ -528,7 +528,7 @@ fn verify_receipt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::entry::jcs;
+    use crate::ledger::jcs::jcs;
 
     fn body_jcs(json: &str) -> String {
         let body: EvidenceBody<'_> = serde_json::from_str(json).unwrap();
