@@ -5,6 +5,7 @@ use super::auth::{Caller, Role};
 use super::json::{self, ApiJson, BATCH_LIMIT};
 use super::AppState;
 use crate::domain::decision::{self, ConsentEvent, EventKind, Question, Reason, Window};
+use crate::domain::ids::BrandId;
 use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
 use crate::domain::recording::check_phone_number_id;
 use crate::domain::time::Timestamp;
@@ -155,7 +156,7 @@ fn evaluate(
     let events = subject_events(conn, &tenant.id, &number)?;
     let question = Question {
         purpose: request.purpose,
-        brand_id: brand.id,
+        brand_id: BrandId(brand.id),
         channel: request.channel,
     };
     let outcome = decision::decide(&events, question, tenant.max_consent_age_days, now);

@@ -7,6 +7,7 @@ use super::idempotent;
 use super::json::ApiJson;
 use super::AppState;
 use crate::domain::decision::Window;
+use crate::domain::ids::BrandId;
 use crate::domain::number::E164;
 use crate::domain::record::Record;
 use crate::domain::recording::{
@@ -128,7 +129,7 @@ pub async fn create_opt_in(
             let brand =
                 find_brand(conn, &work_caller.tenant.id, &draft.company_name_shown)?.map(|b| {
                     FoundBrand {
-                        id: b.id,
+                        id: BrandId(b.id),
                         retired: b.retired_at.is_some(),
                         name: b.name,
                     }

@@ -6,6 +6,7 @@ use super::entries::EntryView;
 use super::json::ApiJson;
 use super::AppState;
 use crate::domain::decision::{self, Question, Reason};
+use crate::domain::ids::BrandId;
 use crate::domain::purpose::{MessageChannel, Purpose};
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
@@ -79,14 +80,15 @@ pub async fn query_subject(
                 let mut consents = Vec::new();
                 // Active brands, and retired ones the person opted in to.
                 let relevant = brands.iter().filter(|b| {
-                    b.retired_at.is_none() || events.iter().any(|e| e.brand_id == Some(b.id))
+                    b.retired_at.is_none()
+                        || events.iter().any(|e| e.brand_id == Some(BrandId(b.id)))
                 });
                 for brand in relevant {
                     for purpose in Purpose::ALL {
                         for channel in MessageChannel::ALL {
                             let question = Question {
                                 purpose,
-                                brand_id: brand.id,
+                                brand_id: BrandId(brand.id),
                                 channel,
                             };
                             let outcome = decision::decide(

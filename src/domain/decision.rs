@@ -2,6 +2,7 @@
 //! message of a purpose over a channel to a person, now? And the 24-hour
 //! customer-service window.
 
+use super::ids::BrandId;
 use super::purpose::{CaptureChannel, MessageChannel, MessageChannelSet, Purpose, PurposeSet};
 use super::time::Timestamp;
 use serde::Serialize;
@@ -34,7 +35,7 @@ pub struct ConsentEvent {
     pub purposes: PurposeSet,
     pub message_channels: MessageChannelSet,
     /// The brand an opt-in was given to; `None` for opt-outs (they cover every brand).
-    pub brand_id: Option<i64>,
+    pub brand_id: Option<BrandId>,
     pub company_name_shown: Option<String>,
     pub confirmation: Confirmation,
     /// An `opt_out_lifted` entry cancelled this opt-out.
@@ -105,7 +106,7 @@ impl Reason {
 #[derive(Debug, Clone, Copy)]
 pub struct Question {
     pub purpose: Purpose,
-    pub brand_id: i64,
+    pub brand_id: BrandId,
     pub channel: MessageChannel,
 }
 
@@ -266,8 +267,8 @@ pub fn window_for(
 mod tests {
     use super::*;
 
-    const MAKRO: i64 = 1;
-    const METRO: i64 = 2;
+    const MAKRO: BrandId = BrandId(1);
+    const METRO: BrandId = BrandId(2);
 
     fn t(s: &str) -> Timestamp {
         Timestamp::parse(s).unwrap()
@@ -278,7 +279,7 @@ mod tests {
         at: &str,
         purposes: &[Purpose],
         channels: &[MessageChannel],
-        brand: i64,
+        brand: BrandId,
     ) -> ConsentEvent {
         ConsentEvent {
             seq,
@@ -322,7 +323,7 @@ mod tests {
     fn ask(
         events: &[ConsentEvent],
         purpose: Purpose,
-        brand: i64,
+        brand: BrandId,
         channel: MessageChannel,
     ) -> (Reason, Option<u64>) {
         let q = Question {

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod decision;
 pub mod evidence;
+pub mod ids;
 pub mod keywords;
 pub mod number;
 pub mod problem;

@@ -5,6 +5,7 @@
 //! all build these; the store appends them.
 
 use super::evidence::Evidence;
+use super::ids::BrandId;
 use super::number::E164;
 use super::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
 use super::time::Timestamp;
@@ -21,7 +22,7 @@ pub struct PendingConfirmation {
 pub struct OptInRecord {
     pub number: E164,
     pub channel: CaptureChannel,
-    pub brand_id: i64,
+    pub brand_id: BrandId,
     pub company_name_shown: String,
     pub consent_text: String,
     pub purposes: PurposeSet,

@@ -6,6 +6,7 @@
 
 use super::decision::Window;
 use super::evidence::{self, Evidence, EvidenceFor, FieldError};
+use super::ids::BrandId;
 use super::number::E164;
 use super::problem::{ErrorCode, Invalid};
 use super::purpose::{CaptureChannel, MessageChannel, MessageChannelSet, Purpose, PurposeSet};
@@ -158,7 +159,7 @@ pub struct OptInDraft {
 /// The brand the store found for `company_name_shown`.
 #[derive(Debug, Clone)]
 pub struct FoundBrand {
-    pub id: i64,
+    pub id: BrandId,
     pub name: String,
     pub retired: bool,
 }

@@ -172,6 +172,7 @@ impl Signer {
     }
 
     /// The latest checkpoint, signing a new one first when the tree grew.
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
     pub fn ensure_checkpoint(
         &self,
         conn: &mut DbConn,
@@ -197,6 +198,7 @@ impl Signer {
     /// Signs the current size with the old and a new key in one note; the
     /// old key becomes retired (or revoked) with `last_size`, the new one
     /// current with `first_size`. Returns the new verifier key.
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
     pub fn rotate(
         &self,
         conn: &mut DbConn,
@@ -225,6 +227,7 @@ impl Signer {
     }
 
     /// Signs every log that grew since its latest checkpoint (the background job).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub fn sign_grown_logs(
         &self,
         conn: &mut DbConn,

@@ -34,6 +34,7 @@ impl From<diesel::result::Error> for TenantError {
 
 /// Creates a tenant with its origin `<base_origin>/<id>`, signing key,
 /// size-0 checkpoint, first brand and first admin key.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %id))]
 pub fn create_tenant(
     conn: &mut DbConn,
     master: &MasterKey,

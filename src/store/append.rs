@@ -74,6 +74,7 @@ const CAPTURE_SKEW_MILLIS: i64 = 60_000;
 /// Appends one opt-in or opt-out to the tenant's log. Refusals decided
 /// under the lock (a brand retired meanwhile, a clock that stepped back, a
 /// lost idempotency key) roll everything back. `now` is the server's clock.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn append(
     conn: &mut DbConn,
     tenant: &str,
@@ -121,7 +122,7 @@ fn lock_head(
     }
     if let Record::OptIn(r) = record {
         let retired: Option<i64> = brands::table
-            .find(r.brand_id)
+            .find(r.brand_id.0)
             .select(brands::retired_at)
             .first(conn)?;
         if retired.is_some() {
@@ -321,7 +322,7 @@ fn insert_consent_event(
                 consent_events::channel.eq(r.channel.as_str()),
                 consent_events::purposes.eq(r.purposes.bits()),
                 consent_events::message_channels.eq(r.message_channels.bits()),
-                consent_events::brand_id.eq(Some(r.brand_id)),
+                consent_events::brand_id.eq(Some(r.brand_id.0)),
                 consent_events::company_name_shown.eq(Some(&r.company_name_shown)),
                 consent_events::confirmation_required.eq(r.confirmation.is_some()),
                 consent_events::confirmation_code_sha256

@@ -30,6 +30,7 @@ pub fn settings_of(conn: &mut DbConn, tenant: &str) -> StoreResult<StoredSetting
 /// Replaces the tenant's settings and numbers; call inside a transaction
 /// that holds the tenant's log (`lock_log`). Returns the first number
 /// another tenant holds (nothing is written then).
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn replace_settings(
     conn: &mut DbConn,
     tenant: &str,

@@ -5,6 +5,7 @@ use super::channels::whatsapp_phone_number_ids;
 use super::schema::{consent_events, consent_texts, entries, subjects, windows};
 use super::DbConn;
 use crate::domain::decision::{self, Confirmation, ConsentEvent, EventKind, InboundRecord, Window};
+use crate::domain::ids::BrandId;
 use crate::domain::number::E164;
 use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
 use crate::domain::time::Timestamp;
@@ -48,7 +49,7 @@ impl ConsentEventRow {
             channel: CaptureChannel::parse(&self.channel).unwrap_or(CaptureChannel::Api),
             purposes: PurposeSet::from_bits(self.purposes),
             message_channels: MessageChannelSet::from_bits(self.message_channels),
-            brand_id: self.brand_id,
+            brand_id: self.brand_id.map(BrandId),
             company_name_shown: self.company_name_shown,
             confirmation,
             lifted: self.lifted_by.is_some(),
@@ -58,6 +59,7 @@ impl ConsentEventRow {
 
 /// The opt-ins and opt-outs of the number's current subject (none when the
 /// number has no current subject). One indexed lookup.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn subject_events(
     conn: &mut DbConn,
     tenant: &str,
@@ -96,6 +98,7 @@ pub fn inbound_records(
 /// The window of a number for a business number id, and whether that id is
 /// certain. `configured` caches the tenant's WhatsApp phone number ids
 /// (read only when the check names no id).
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn window_of(
     conn: &mut DbConn,
     tenant: &str,
@@ -117,6 +120,7 @@ pub fn window_of(
 /// unless a later message is already known. One upsert, so two first
 /// messages of a number at once both count and a late one never moves the
 /// window back.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn record_inbound(
     conn: &mut DbConn,
     tenant: &str,
@@ -284,6 +288,7 @@ pub fn entry_at(conn: &mut DbConn, tenant: &str, seq: u64) -> QueryResult<Option
 }
 
 /// Entries `[from, to)` in seq order.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn entry_range(
     conn: &mut DbConn,
     tenant: &str,
@@ -303,6 +308,7 @@ pub fn entry_range(
 }
 
 /// Every entry of a subject, oldest first.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn subject_history(
     conn: &mut DbConn,
     tenant: &str,

@@ -84,6 +84,7 @@ pub fn keep(
 /// Keeps something that cannot be applied now (an unknown business
 /// number, a preference without its time): one dead letter, outside any
 /// append. `dedup` names the delivery, so a retry adds no second letter.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn keep_unapplied(
     conn: &mut DbConn,
     master: &MasterKey,
@@ -104,6 +105,7 @@ pub fn keep_unapplied(
 
 /// Keeps a message sent to a business number the tenant does not have
 /// (yet): its opt-out applies once the number is configured.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn keep_for_unknown_business(
     conn: &mut DbConn,
     master: &MasterKey,
@@ -130,6 +132,7 @@ pub fn keep_for_unknown_business(
 /// Applies the kept opt-outs that waited for `user_id`, now that it
 /// stands for a number (inside the caller's transaction, under the log's
 /// lock). Returns the seqs appended.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn apply_letters_waiting_for(
     conn: &mut DbConn,
     master: &MasterKey,
@@ -146,6 +149,7 @@ pub fn apply_letters_waiting_for(
 /// Applies the kept opt-outs that arrived for business numbers the tenant
 /// has now (call inside a transaction that holds the log's lock, after the
 /// settings are saved). Returns the seqs appended.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn apply_letters_for_business(
     conn: &mut DbConn,
     master: &MasterKey,

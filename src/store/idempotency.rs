@@ -55,6 +55,7 @@ pub enum Begin {
     Reused,
 }
 
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %scope.tenant_id, route = scope.route))]
 pub fn begin(conn: &mut DbConn, scope: &IdempotencyScope, now: i64) -> QueryResult<Begin> {
     conn.immediate_transaction(|conn| {
         // Two requests with one key on two instances: one waits for the other.
@@ -137,6 +138,7 @@ fn scoped(scope: &IdempotencyScope) -> ScopedRow<'_> {
 
 /// Stores the answer; call inside the transaction of the write it belongs
 /// to. `false`: another request took the key over, and the write must roll back.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %scope.tenant_id, route = scope.route))]
 pub fn finish(
     conn: &mut DbConn,
     scope: &IdempotencyScope,
@@ -186,6 +188,7 @@ pub fn current(conn: &mut DbConn, scope: &IdempotencyScope) -> QueryResult<Begin
 /// Forgets the keys kept longer than 24 hours (answers, and `in_progress`
 /// rows of requests that died), the oldest first and at most `limit` in
 /// one transaction. Returns how many were forgotten.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn purge_expired(conn: &mut DbConn, now: i64, limit: i64) -> QueryResult<usize> {
     conn.immediate_transaction(|conn| {
         let expired: Vec<(String, String, String, String)> = idem::table

@@ -17,6 +17,7 @@ use crate::channels::message::{
 };
 use crate::channels::settings::{OptInMatch, StoredSettings};
 use crate::domain::evidence::Evidence;
+use crate::domain::ids::BrandId;
 use crate::domain::number::E164;
 use crate::domain::purpose::CaptureChannel;
 use crate::domain::record::{LiftClass, LiftRecord, OptInRecord, Record};
@@ -53,6 +54,7 @@ fn resolve_sender(
 
 /// Records one inbound message: dedup, window, and what it means. `now`
 /// is the server's clock.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn record_message(
     conn: &mut DbConn,
     master: &MasterKey,
@@ -246,7 +248,7 @@ fn record_opt_in(
     let record = Record::OptIn(OptInRecord {
         number: opt_in.number.clone(),
         channel: opt_in.provider.capture_channel(),
-        brand_id: brand.id,
+        brand_id: BrandId(brand.id),
         company_name_shown: brand.name,
         consent_text: m.prompt.clone(),
         purposes: m.purposes.iter().copied().collect(),
@@ -265,6 +267,7 @@ fn record_opt_in(
 
 /// Records WhatsApp's marketing stop (an opt-out of marketing on WhatsApp)
 /// or resume (lifts every effective stop of that kind).
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn record_preference(
     conn: &mut DbConn,
     master: &MasterKey,

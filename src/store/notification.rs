@@ -34,6 +34,7 @@ impl Applied {
 
 /// Applies every event of a verified notification, each in its own
 /// transaction (a retry after a failure skips what was done).
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn record_notification(
     conn: &mut DbConn,
     master: &MasterKey,

@@ -80,6 +80,7 @@ pub struct NewTenant {
 /// Writes a new tenant with its origin, signing key, first brand and first
 /// admin key; call inside the transaction that also signs its size-0
 /// checkpoint with the key returned (`services::tenants`).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn insert_tenant(
     conn: &mut DbConn,
     master: &MasterKey,
@@ -205,6 +206,7 @@ fn insert_brand(conn: &mut DbConn, tenant: &str, name: &str, now: i64) -> StoreR
     .get_result(c))?)
 }
 
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn create_brand(
     conn: &mut DbConn,
     tenant: &str,
@@ -246,6 +248,7 @@ pub fn active_brands(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<BrandRo
         .load(conn)
 }
 
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn retire_brand(
     conn: &mut DbConn,
     tenant: &str,
@@ -293,6 +296,7 @@ fn insert_api_key(
 }
 
 /// Creates an API key; returns its row and the key, which is shown once.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn create_api_key(
     conn: &mut DbConn,
     tenant: &str,
@@ -320,6 +324,7 @@ pub fn list_api_keys(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<ApiKeyR
 }
 
 /// Revokes a key at once; refuses the tenant's last active admin key.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn revoke_api_key(conn: &mut DbConn, tenant: &str, id: &str, now: i64) -> StoreResult<()> {
     if !can_name_a_row(id) {
         return Err(StoreError::Rejected(Rejection::NotFound));
