@@ -1,29 +1,36 @@
 //! consent-ledger: an opt-in consent ledger for business messaging.
 //!
-//! The crate's map; dependencies point inward (`domain` and `ledger` know no
-//! HTTP and no SQL).
+//! The crate's map. Dependencies point one way, `cli → startup → api →
+//! services → store → domain, channels, ledger` (see `docs/architecture.md`;
+//! `tests/architecture.rs` holds it).
 
-/// HTTP handlers, one file per resource, and the caller extractor with roles.
+/// HTTP only: extract, authorize, call, render; one file per resource, the
+/// webhooks in `api/webhooks/`.
 pub mod api;
-/// Channels that record by themselves: settings and the WhatsApp and Twilio webhooks.
+/// Pure: what the providers' messages mean (payloads, signatures, `wa_id`s,
+/// intent, channel settings, what a dead letter keeps).
 pub mod channels;
-/// The command line: `serve`, `migrate`, `tenant create`, `key create`, `openapi`.
+/// The command line, one file per command.
 pub mod cli;
 /// Typed settings from flags, environment and an optional TOML file.
 pub mod config;
-/// Pure consent rules: numbers, purposes, evidence, timestamps, the decision.
+/// Pure consent rules: numbers, purposes, evidence, requests parsed into
+/// what is appended, the decision, problem codes.
 pub mod domain;
-/// One `ApiError` rendered as RFC 9457 problem+json with stable codes.
+/// One `ApiError` rendered as RFC 9457 problem+json.
 pub mod error;
 /// The master key file, HMAC derivations and sealed secrets.
 pub mod keys;
-/// Pure ledger crypto: entries (JCS, commitments, leaf hash) and signed notes.
+/// Pure ledger crypto: entries, JCS, hashes, commitments, the Merkle tree,
+/// signed notes, offline verification.
 pub mod ledger;
-/// What composes store calls with files and signing: the signer, tenant creation, exports, verify-db.
+/// What composes store calls with files and signing: the signer, tenant
+/// creation, exports, verify-db.
 pub mod services;
 /// Building the actix application and its OpenAPI document.
 pub mod startup;
-/// Diesel storage: schema, connections, migrations and the appender.
+/// Diesel: schema, connections, migrations, the appender, recording inbound
+/// messages and dead letters, the signer's reads and writes.
 pub mod store;
 /// The tracing subscriber.
 pub mod telemetry;
