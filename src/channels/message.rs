@@ -189,6 +189,16 @@ pub fn intent<'a>(
     }
 }
 
+impl Intent<'_> {
+    /// The purposes an opt-out withdraws; `None` for anything else.
+    pub fn withdrawn(&self, settings: &StoredSettings) -> Option<PurposeSet> {
+        match self {
+            Intent::OptOut { full } => Some(opt_out_purposes(*full, settings)),
+            _ => None,
+        }
+    }
+}
+
 /// The purposes an opt-out withdraws: all, or the tenant's partial ones.
 pub fn opt_out_purposes(full: bool, settings: &StoredSettings) -> PurposeSet {
     if full {

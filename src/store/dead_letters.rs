@@ -12,8 +12,7 @@ use super::{DbConn, StoreResult};
 use crate::channels::letter::{LetterPayload, MessageLetter, PreferenceLetter};
 use crate::channels::message::{
     intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, message_of_letter,
-    opt_out_purposes, preference_evidence, InboundMessage, Intent, Outcome, Provider, Sender,
-    PROVIDER_CLOCK_SKEW_MILLIS,
+    preference_evidence, InboundMessage, Outcome, Provider, Sender, PROVIDER_CLOCK_SKEW_MILLIS,
 };
 use crate::channels::settings::StoredSettings;
 use crate::domain::number::E164;
@@ -114,10 +113,7 @@ pub fn keep_for_unknown_business(
     message: &InboundMessage,
     now: Timestamp,
 ) -> StoreResult<Outcome> {
-    let withdrawn = match intent(message.provider, &message.content, settings) {
-        Intent::OptOut { full } => Some(opt_out_purposes(full, settings)),
-        _ => None,
-    };
+    let withdrawn = intent(message.provider, &message.content, settings).withdrawn(settings);
     let letter = Letter {
         provider: message.provider,
         reason: "unknown_phone_number_id",

@@ -230,25 +230,10 @@ pub fn abandon(conn: &mut DbConn, scope: &IdempotencyScope) -> QueryResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DatabaseTarget;
-    use crate::store::connection;
     use crate::store::schema::tenants;
 
     fn db() -> (tempfile::TempDir, DbConn) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn =
-            connection::establish(&DatabaseTarget::Sqlite(dir.path().join("t.db"))).unwrap();
-        connection::run_migrations(&mut conn).unwrap();
-        diesel::insert_into(tenants::table)
-            .values((
-                tenants::id.eq("t"),
-                tenants::origin.eq("o/t"),
-                tenants::head_hash.eq("0"),
-                tenants::created_at.eq(0i64),
-            ))
-            .execute(&mut conn)
-            .unwrap();
-        (dir, conn)
+        crate::store::test_db_with_tenant()
     }
 
     fn scope(body: &str) -> IdempotencyScope {

@@ -64,10 +64,7 @@ pub fn record_message(
     now: Timestamp,
 ) -> StoreResult<Outcome> {
     let intent = intent(message.provider, &message.content, settings);
-    let withdrawn = match intent {
-        Intent::OptOut { full } => Some(opt_out_purposes(full, settings)),
-        _ => None,
-    };
+    let withdrawn = intent.withdrawn(settings);
     conn.immediate_transaction(|conn| {
         // The log first: the rows written below reference the tenant, and
         // on PostgreSQL that share lock taken before the log's would

@@ -63,3 +63,27 @@ pub fn can_name_a_row(key: &str) -> bool {
 pub fn now_millis() -> i64 {
     crate::domain::time::Timestamp::now().millis()
 }
+
+/// A migrated SQLite database in a temporary directory with one bare
+/// tenant `t` (no key, brand or checkpoint), for the store's unit tests.
+#[cfg(test)]
+pub(crate) fn test_db_with_tenant() -> (tempfile::TempDir, DbConn) {
+    use diesel::RunQueryDsl;
+    let dir = tempfile::tempdir().unwrap();
+    let target = crate::config::DatabaseTarget::Sqlite(dir.path().join("t.db"));
+    let mut conn = connection::establish(&target).unwrap();
+    connection::run_migrations(&mut conn).unwrap();
+    diesel::insert_into(schema::tenants::table)
+        .values((
+            diesel::ExpressionMethods::eq(schema::tenants::id, "t"),
+            diesel::ExpressionMethods::eq(schema::tenants::origin, "o/t"),
+            diesel::ExpressionMethods::eq(
+                schema::tenants::head_hash,
+                crate::ledger::entry::ZERO_HASH,
+            ),
+            diesel::ExpressionMethods::eq(schema::tenants::created_at, 0i64),
+        ))
+        .execute(&mut conn)
+        .unwrap();
+    (dir, conn)
+}

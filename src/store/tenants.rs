@@ -394,24 +394,10 @@ pub fn touch_api_key(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<bool>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DatabaseTarget;
-    use crate::store::connection;
 
     #[test]
     fn a_key_is_touched_at_most_once_a_minute() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn =
-            connection::establish(&DatabaseTarget::Sqlite(dir.path().join("t.db"))).unwrap();
-        connection::run_migrations(&mut conn).unwrap();
-        diesel::insert_into(tenants::table)
-            .values((
-                tenants::id.eq("t"),
-                tenants::origin.eq("o/t"),
-                tenants::head_hash.eq(ZERO_HASH),
-                tenants::created_at.eq(0i64),
-            ))
-            .execute(&mut conn)
-            .unwrap();
+        let (_dir, mut conn) = crate::store::test_db_with_tenant();
         let (id, _) = insert_api_key(&mut conn, "t", "k", &["sender".into()], None, 0).unwrap();
         let last_used = |conn: &mut DbConn| -> Option<i64> {
             api_keys::table
