@@ -227,6 +227,12 @@ pub struct Prepared {
 /// Creates the data dir (0700), loads or makes the master key, opens and
 /// migrates the database and checks its canary.
 pub fn open_database(settings: &Settings) -> anyhow::Result<(DbPool, Arc<MasterKey>)> {
+    if let Ok(meta) = std::fs::metadata(&settings.data_dir) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %settings.data_dir.display(), mode = format!("{mode:o}"), "the data dir is readable by others: make it 0700 (the files in it are created 0600)");
+        }
+    }
     if !settings.data_dir.exists() {
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!("cannot create the data dir {}", settings.data_dir.display())
@@ -437,6 +443,11 @@ impl Application {
                     .into()
             });
             App::new()
+                // No answer is sniffed as another content type.
+                .wrap(
+                    actix_web::middleware::DefaultHeaders::new()
+                        .add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
+                )
                 .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
                 .app_data(state.clone())
                 .app_data(path_errors)

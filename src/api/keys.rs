@@ -141,11 +141,14 @@ pub async fn create_key(
         .await?;
     tracing::info!(key_id = %row.id, by = %caller.key_id, "api key created");
     let info = KeyInfo::from(row);
-    Ok(HttpResponse::Created().json(NewKey {
-        id: info.id,
-        key,
-        roles: info.roles,
-    }))
+    // The key is shown once: never cached.
+    Ok(HttpResponse::Created()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(NewKey {
+            id: info.id,
+            key,
+            roles: info.roles,
+        }))
 }
 
 #[utoipa::path(

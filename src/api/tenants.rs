@@ -102,16 +102,19 @@ pub async fn create_tenant(
         })
         .await?;
     tracing::info!(tenant = %created.tenant, key_id = %created.admin_key_id, "tenant created");
-    Ok(HttpResponse::Created().json(CreatedTenant {
-        tenant: created.tenant,
-        log: created.log,
-        verifier_key: created.verifier_key,
-        admin_key: NewKey {
-            id: created.admin_key_id,
-            key: created.admin_key,
-            roles: vec![Role::Admin],
-        },
-    }))
+    // The admin key is shown once: never cached.
+    Ok(HttpResponse::Created()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(CreatedTenant {
+            tenant: created.tenant,
+            log: created.log,
+            verifier_key: created.verifier_key,
+            admin_key: NewKey {
+                id: created.admin_key_id,
+                key: created.admin_key,
+                roles: vec![Role::Admin],
+            },
+        }))
 }
 
 /// A tenant's settings.

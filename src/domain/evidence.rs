@@ -237,6 +237,10 @@ fn check_value(key: &str, text: &str) -> Result<(), &'static str> {
     if text.chars().count() > MAX_VALUE_CHARS {
         return Err("too_long");
     }
+    // Like the consent text: line breaks and tabs, no other control characters.
+    if !super::text::is_readable_text(text) {
+        return Err("control_character");
+    }
     if key.ends_with("_sha256") && !is_lower_hex_sha256(text) {
         return Err("invalid_sha256");
     }

@@ -58,7 +58,7 @@ problem_codes! {
     MethodNotAllowed = ("method_not_allowed", 405, "Method not allowed", "The path exists but not with this HTTP method; `Allow` lists the methods it takes."),
     TenantExists = ("tenant_exists", 409, "Tenant exists", "A tenant with this id exists or existed; tenant ids are never reused."),
     BrandExists = ("brand_exists", 409, "Brand exists", "The tenant already has a brand with this name (compared case-insensitively)."),
-    LastAdminKey = ("last_admin_key", 409, "Last admin key", "Revoking this key would leave the tenant without an active admin key."),
+    LastAdminKey = ("last_admin_key", 409, "Last admin key", "Revoking this key would leave the tenant without an active admin key, or without one that does not expire."),
     IdempotencyInProgress = ("idempotency_in_progress", 409, "Request in progress", "A request with this Idempotency-Key is still being processed; retry later."),
     PayloadTooLarge = ("payload_too_large", 413, "Payload too large", "The body exceeds the limit of this endpoint (JSON 1 MiB, batch 4 MiB, webhooks 3 MiB)."),
     UnsupportedMediaType = ("unsupported_media_type", 415, "Unsupported media type", "This endpoint takes `Content-Type: application/json`."),

@@ -40,7 +40,7 @@ pub enum Rejection {
     BrandExists,
     #[error("not found")]
     NotFound,
-    #[error("this is the tenant's last active admin key")]
+    #[error("this is the tenant's last active admin key (or the last that does not expire)")]
     LastAdminKey,
     #[error("the brand was retired")]
     BrandRetired,

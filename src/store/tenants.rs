@@ -341,14 +341,16 @@ pub fn revoke_api_key(conn: &mut DbConn, tenant: &str, id: &str, now: i64) -> St
         if key.revoked_at.is_some() {
             return Ok(());
         }
-        let is_admin = key.role_names().iter().any(|r| r == "admin");
-        if is_admin && key.is_active(now) {
-            let other_admins = list_api_keys(conn, tenant)?
+        let is_admin = |k: &ApiKeyRow| k.role_names().iter().any(|r| r == "admin");
+        if is_admin(&key) && key.is_active(now) {
+            let others: Vec<ApiKeyRow> = list_api_keys(conn, tenant)?
                 .into_iter()
-                .filter(|k| k.id != key.id && k.is_active(now))
-                .filter(|k| k.role_names().iter().any(|r| r == "admin"))
-                .count();
-            if other_admins == 0 {
+                .filter(|k| k.id != key.id && k.is_active(now) && is_admin(k))
+                .collect();
+            // An expiring admin key does not keep the tenant administrable:
+            // the last one without an expiry stays.
+            let permanent_left = others.iter().any(|k| k.expires_at.is_none());
+            if others.is_empty() || (key.expires_at.is_none() && !permanent_left) {
                 return Err(StoreError::Rejected(Rejection::LastAdminKey));
             }
         }

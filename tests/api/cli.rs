@@ -163,3 +163,58 @@ fn serve_writes_the_operator_token_once() {
         0o600
     );
 }
+
+/// Files that hold numbers, salts and evidence are private whatever the
+/// data dir's mode (issue 13): the database, its WAL, an export; a data dir
+/// others can read is warned about.
+#[test]
+fn files_are_private_whatever_the_data_dir_allows() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |args: &[&str]| {
+        let out = bin()
+            .args(args)
+            .env("CONSENT_LEDGER_DATA_DIR", &data)
+            .env("CONSENT_LEDGER_ORIGIN", "ledger.example.com")
+            .env_remove("DATABASE_URL")
+            .env_remove("CONSENT_LEDGER_MASTER_KEY_FILE")
+            .env_remove("CONSENT_LEDGER_SIGNER_STATE_FILE")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = run(&["tenant", "create", "makro", "--brand", "Makro"]);
+    assert!(
+        stderr.contains("readable by others"),
+        "a warning about the data dir: {stderr}"
+    );
+    let export = dir.path().join("export.ndjson");
+    run(&[
+        "export",
+        "--tenant",
+        "makro",
+        "--out",
+        export.to_str().unwrap(),
+    ]);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for file in [
+        data.join("consent-ledger.db"),
+        data.join("signer.state"),
+        export.clone(),
+    ] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path) & 0o077, 0, "{} is private", path.display());
+    }
+}

@@ -318,3 +318,26 @@ async fn nul_characters_in_free_text_never_fail_the_store() {
         .expect("webhook");
     assert_eq!(webhook.status(), StatusCode::NOT_FOUND);
 }
+
+/// Evidence values hold no control characters but line breaks and tabs,
+/// like the consent text (issue 13).
+#[tokio::test]
+async fn evidence_with_control_characters_is_refused() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    for bad in ["Mozilla/5.0\u{0}", "Mozilla\u{1b}[2J", "a\u{7f}b"] {
+        let mut body = web_opt_in(NUMBER, "Makro", &["marketing"]);
+        body["evidence"]["user_agent"] = json!(bad);
+        let answer = app.opt_in(&t, body).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+        assert_eq!(answer.code(), "invalid_evidence");
+        assert_eq!(
+            answer.field_code("evidence.user_agent").as_deref(),
+            Some("control_character")
+        );
+    }
+    let mut fine = web_opt_in(NUMBER, "Makro", &["marketing"]);
+    fine["evidence"]["user_agent"] = json!("Mozilla/5.0\t(line\nbreak)");
+    assert_eq!(app.opt_in(&t, fine).await.status, StatusCode::CREATED);
+    assert_eq!(app.get("/v1/tenant", &t.admin).await.body["tree_size"], 1);
+}

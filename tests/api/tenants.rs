@@ -411,6 +411,81 @@ async fn the_last_admin_key_cannot_be_revoked() {
     );
 }
 
+/// An expiring admin key does not count as the tenant's last admin: the
+/// last admin key without an expiry cannot be revoked (it would leave the
+/// tenant without an admin once the other expires).
+#[tokio::test]
+async fn the_last_admin_key_without_an_expiry_cannot_be_revoked() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let made = app
+        .post(
+            "/v1/keys",
+            &t.admin,
+            &json!({"name": "temp admin", "roles": ["admin"], "expires_at": at(3600)}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let expiring = made.body["key"].as_str().unwrap().to_owned();
+    let keys = app.get("/v1/keys", &t.admin).await;
+    let permanent_id = keys.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["roles"] == json!(["admin"]) && k["expires_at"].is_null())
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .unwrap();
+    let refused = app
+        .delete(&format!("/v1/keys/{permanent_id}"), &expiring)
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.code(), "last_admin_key");
+    // The expiring one may go: the permanent one stays.
+    let expiring_id = made.body["id"].as_str().unwrap();
+    let revoked = app
+        .delete(&format!("/v1/keys/{expiring_id}"), &t.admin)
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+}
+
+/// Secrets shown once are never cached, and no answer is sniffed as
+/// another content type (issue 13).
+#[tokio::test]
+async fn answers_carry_no_store_and_nosniff() {
+    let app = spawn_app().await;
+    let created = app
+        .post(
+            "/v1/tenants",
+            OPERATOR_TOKEN,
+            &json!({"id": "makro", "brand": "Makro"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.headers["cache-control"], "no-store");
+    let admin = created.body["admin_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = admin.as_str();
+    let key = app
+        .post(
+            "/v1/keys",
+            admin,
+            &json!({"name": "k", "roles": ["sender"]}),
+        )
+        .await;
+    assert_eq!(key.headers["cache-control"], "no-store");
+    for answer in [
+        created,
+        key,
+        app.get("/healthz", "").await,
+        app.get("/v1/nowhere", "").await,
+        app.get("/v1/keys", admin).await,
+    ] {
+        assert_eq!(answer.headers["x-content-type-options"], "nosniff");
+    }
+}
+
 #[tokio::test]
 async fn brands_are_unique_case_insensitively_and_validated() {
     let app = spawn_app().await;
