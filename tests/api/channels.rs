@@ -412,7 +412,8 @@ async fn the_whatsapp_handshake_needs_the_verify_token() {
             .send()
             .await
             .expect("request");
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    // An unknown tenant answers as a wrong token does (issue 13).
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -594,4 +595,48 @@ async fn twilio_bodies_up_to_three_mebibytes_are_read() {
         .await,
         "opted_out"
     );
+}
+
+/// The webhooks answer an unknown tenant, or one without that channel,
+/// exactly as they answer a bad signature or verify token: tenant ids
+/// cannot be listed without credentials (issue 13).
+#[tokio::test]
+async fn unknown_tenants_look_like_bad_signatures() {
+    let app = spawn_app().await;
+    configured(&app).await;
+    app.tenant("bare", "Bare").await;
+    let body = serde_json::to_vec(&fixture("text", now_secs())).expect("json");
+    let handshake = |tenant: &str| {
+        app.url(&format!(
+            "/webhooks/whatsapp/{tenant}?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1"
+        ))
+    };
+    let twilio_post = |tenant: &str| {
+        app.client
+            .post(app.url(&format!("/webhooks/twilio/{tenant}")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", "guess")
+            .body("From=%2B4915112345678&Body=STOP")
+    };
+    let answers = |tenant: &'static str| {
+        let app = &app;
+        let body = body.clone();
+        let handshake = handshake(tenant);
+        let twilio = twilio_post(tenant);
+        async move {
+            let signed = post_whatsapp(app, tenant, &body, Some("sha256=00")).await;
+            let unsigned = post_whatsapp(app, tenant, &body, None).await;
+            let hello = TestApp::answer(app.client.get(handshake).send().await.unwrap()).await;
+            let sms = TestApp::answer(twilio.send().await.unwrap()).await;
+            [signed, unsigned, hello, sms].map(|a| (a.status, a.body))
+        }
+    };
+    let known = answers("makro").await;
+    assert_eq!(
+        known.iter().map(|(s, _)| s.as_u16()).collect::<Vec<_>>(),
+        vec![401, 401, 403, 401]
+    );
+    for tenant in ["nosuch", "bare"] {
+        assert_eq!(answers(tenant).await, known, "{tenant}");
+    }
 }

@@ -27,15 +27,20 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, A
     Ok(body)
 }
 
-/// A tenant's channel settings; 404 for an unknown tenant.
-async fn tenant_settings(state: &AppState, tenant: &str) -> Result<StoredSettings, ApiError> {
+/// A tenant's channel settings; `None` for an unknown tenant, which each
+/// webhook answers exactly as a bad signature (tenant ids cannot be listed
+/// without credentials).
+async fn tenant_settings(
+    state: &AppState,
+    tenant: &str,
+) -> Result<Option<StoredSettings>, ApiError> {
     let tenant = tenant.to_owned();
     state
         .db(move |conn| {
             if crate::store::tenants::find_tenant(conn, &tenant)?.is_none() {
-                return Err(ApiError::not_found("no such tenant"));
+                return Ok(None);
             }
-            Ok(crate::store::channels::settings_of(conn, &tenant)?)
+            Ok(Some(crate::store::channels::settings_of(conn, &tenant)?))
         })
         .await
 }

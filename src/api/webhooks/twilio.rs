@@ -39,6 +39,11 @@ fn refused(detail: &str) -> ApiError {
     ApiError::unauthorized(detail.to_owned())
 }
 
+/// A missing or bad signature; an unknown tenant, or one without Twilio,
+/// answers the same (tenant ids cannot be listed without credentials).
+const BAD_SIGNATURE: &str =
+    "X-Twilio-Signature is missing or does not match the configured URL and auth tokens";
+
 #[utoipa::path(
     tag = "webhooks",
     params(("tenant" = String, Path, description = "The tenant id")),
@@ -46,8 +51,7 @@ fn refused(detail: &str) -> ApiError {
     responses(
         (status = 200, description = "An empty TwiML `<Response/>` (also when ignored)", content_type = "text/xml", body = String),
         (status = 400, description = "The body could not be read", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Bad signature, account or number: nothing recorded", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such tenant, or no Twilio channel", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Bad signature, account or number (also for an unknown tenant or one without Twilio): nothing recorded", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than 3 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not form-encoded", body = Problem, content_type = "application/problem+json"),
     )
@@ -66,14 +70,21 @@ pub async fn twilio_message(
             "Twilio posts Content-Type: application/x-www-form-urlencoded",
         ));
     }
+    // No signature, no body read.
+    let signature = request
+        .headers()
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| refused(BAD_SIGNATURE))?
+        .to_owned();
     let body = read_body(body, BODY_LIMIT).await?;
-    let settings = tenant_settings(&state, &tenant).await?;
-    let twilio = settings
-        .twilio
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("no Twilio channel is configured"))?;
     let params: Vec<(String, String)> =
         serde_urlencoded::from_bytes(&body).map_err(|_| refused("the body is not a valid form"))?;
+    let settings = tenant_settings(&state, &tenant)
+        .await?
+        .filter(|s| s.twilio.is_some())
+        .ok_or_else(|| refused(BAD_SIGNATURE))?;
+    let twilio = settings.twilio.as_ref().expect("filtered on it");
     let tokens = open_secrets(
         &state,
         &tenant,
@@ -86,14 +97,8 @@ pub async fn twilio_message(
         ],
     )?;
     let token_refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
-    let signature = request
-        .headers()
-        .get("x-twilio-signature")
-        .and_then(|v| v.to_str().ok());
-    if !twilio_signature_valid(&token_refs, &twilio.webhook_url, &params, signature) {
-        return Err(refused(
-            "X-Twilio-Signature is missing or does not match the configured URL and auth tokens",
-        ));
+    if !twilio_signature_valid(&token_refs, &twilio.webhook_url, &params, Some(&signature)) {
+        return Err(refused(BAD_SIGNATURE));
     }
     let message = match read_delivery(&params, twilio, state.now()).map_err(refused)? {
         Delivery::Message(message) => message,

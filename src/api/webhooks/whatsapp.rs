@@ -29,11 +29,26 @@ pub struct Handshake {
     pub challenge: Option<String>,
 }
 
-fn whatsapp_settings(settings: &StoredSettings) -> Result<&StoredWhatsApp, ApiError> {
-    settings
-        .whatsapp
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("no WhatsApp channel is configured"))
+/// The refusal of a handshake: a wrong verify token, an unknown tenant or
+/// one without WhatsApp all answer the same.
+fn handshake_refused() -> ApiError {
+    tracing::info!("WhatsApp handshake refused");
+    ApiError::new(
+        ErrorCode::Forbidden,
+        "hub.mode must be subscribe and hub.verify_token must match the configured token",
+    )
+}
+
+/// The refusal of a notification: a missing or bad signature, an unknown
+/// tenant or one without WhatsApp all answer the same.
+fn signature_refused() -> ApiError {
+    tracing::info!("WhatsApp notification with a missing or bad signature");
+    ApiError::unauthorized("X-Hub-Signature-256 is missing or does not match the app secret")
+}
+
+/// The tenant's WhatsApp settings, when it has them.
+fn whatsapp_of(settings: Option<&StoredSettings>) -> Option<&StoredWhatsApp> {
+    settings.and_then(|s| s.whatsapp.as_ref())
 }
 
 #[utoipa::path(
@@ -41,8 +56,7 @@ fn whatsapp_settings(settings: &StoredSettings) -> Result<&StoredWhatsApp, ApiEr
     params(("tenant" = String, Path, description = "The tenant id"), Handshake),
     responses(
         (status = 200, description = "`hub.challenge`, echoed", content_type = "text/plain", body = String),
-        (status = 403, description = "The verify token does not match", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such tenant, or no WhatsApp channel", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The verify token does not match (also for an unknown tenant or one without WhatsApp)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The query string is not valid", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -54,7 +68,7 @@ pub async fn whatsapp_handshake(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = tenant.into_inner();
     let settings = tenant_settings(&state, &tenant).await?;
-    let whatsapp = whatsapp_settings(&settings)?;
+    let whatsapp = whatsapp_of(settings.as_ref()).ok_or_else(handshake_refused)?;
     let expected = open_secret(
         &state.master.kek(),
         &tenant,
@@ -67,11 +81,7 @@ pub async fn whatsapp_handshake(
     let challenge = query.challenge.as_deref().unwrap_or("");
     let challenge_ok = challenge.len() <= 256 && challenge.bytes().all(|b| b.is_ascii_graphic());
     if query.mode.as_deref() != Some("subscribe") || !matches || !challenge_ok {
-        tracing::info!("WhatsApp handshake refused");
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "hub.mode must be subscribe and hub.verify_token must match the configured token",
-        ));
+        return Err(handshake_refused());
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
@@ -85,8 +95,7 @@ pub async fn whatsapp_handshake(
     responses(
         (status = 200, description = "Accepted (also when ignored)"),
         (status = 400, description = "The body could not be read", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or bad signature: nothing recorded", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such tenant, or no WhatsApp channel", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad signature (also for an unknown tenant or one without WhatsApp): nothing recorded", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than 3 MiB", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -98,9 +107,16 @@ pub async fn whatsapp_notification(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = tenant.into_inner();
+    // No signature, no body read.
+    let header = request
+        .headers()
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(signature_refused)?
+        .to_owned();
     let body = read_body(body, BODY_LIMIT).await?;
     let settings = tenant_settings(&state, &tenant).await?;
-    let whatsapp = whatsapp_settings(&settings)?;
+    let whatsapp = whatsapp_of(settings.as_ref()).ok_or_else(signature_refused)?;
     let secrets = open_secrets(
         &state,
         &tenant,
@@ -112,17 +128,11 @@ pub async fn whatsapp_notification(
             ),
         ],
     )?;
-    let header = request
-        .headers()
-        .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok());
     let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    if !whatsapp_signature_valid(&secret_refs, &body, header) {
-        tracing::info!("WhatsApp notification with a missing or bad signature");
-        return Err(ApiError::unauthorized(
-            "X-Hub-Signature-256 is missing or does not match the app secret",
-        ));
+    if !whatsapp_signature_valid(&secret_refs, &body, Some(&header)) {
+        return Err(signature_refused());
     }
+    let settings = settings.unwrap_or_default();
     let notification: Notification = match serde_json::from_slice(&body) {
         Ok(n) => n,
         Err(_) => {
