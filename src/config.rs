@@ -2,6 +2,10 @@
 //! each, an optional TOML file under them, then the defaults. Secrets are
 //! wrapped so that they never print.
 
+mod limits;
+
+pub use limits::{parse_duration, LimitArgs, Limits};
+
 use clap::Args;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -80,6 +84,8 @@ pub struct SettingsArgs {
     /// Log format: text or json [default: text]
     #[arg(long, env = "CONSENT_LEDGER_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// The TOML file's shape.
@@ -97,6 +103,8 @@ struct FileSettings {
     checkpoint_interval: Option<String>,
     signer_state_file: Option<PathBuf>,
     log_format: Option<String>,
+    /// The `[limits]` table.
+    limits: Option<limits::FileLimits>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +184,11 @@ pub struct Settings {
     pub checkpoint_interval: Duration,
     pub signer_state_file: PathBuf,
     pub log_format: LogFormat,
+    pub limits: Limits,
 }
+
+/// The shortest operator token accepted: a guessable one would open every tenant.
+pub const MIN_OPERATOR_TOKEN_LEN: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -306,18 +318,30 @@ impl Settings {
             .or(file.signer_state_file)
             .unwrap_or_else(|| beside(&master_key_file, "signer.state"));
         let log_format = parse_log_format(args.log_format.clone().or(file.log_format).as_deref())?;
+        let operator_token = args.operator_token.clone().or(file.operator_token);
+        if operator_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().len() < MIN_OPERATOR_TOKEN_LEN)
+        {
+            return Err(invalid(format!(
+                "CONSENT_LEDGER_OPERATOR_TOKEN must be at least {MIN_OPERATOR_TOKEN_LEN} characters (e.g. from `openssl rand -base64 32`)"
+            )));
+        }
+        let limits = Limits::resolve(&args.limits, file.limits.unwrap_or_default())
+            .map_err(ConfigError::Invalid)?;
         Ok(Self {
             bind,
             data_dir,
             database,
             master_key_file,
             origin,
-            operator_token: args.operator_token.clone().or(file.operator_token),
+            operator_token,
             public_url,
             trusted_proxies,
             checkpoint_interval,
             signer_state_file,
             log_format,
+            limits,
         })
     }
 
@@ -375,22 +399,6 @@ fn parse_database_url(url: Option<&str>, data_dir: &Path) -> Result<DatabaseTarg
     Ok(DatabaseTarget::Sqlite(PathBuf::from(path)))
 }
 
-/// `5s`, `500ms`, `2m`, `1h`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.checked_mul(60)?),
-        "h" => Duration::from_secs(n.checked_mul(3600)?),
-        _ => return None,
-    };
-    (!d.is_zero()).then_some(d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +416,31 @@ mod tests {
         assert_eq!(s.origin, "localhost");
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
         assert_eq!(s.checkpoint_interval, Duration::from_secs(5));
+        assert_eq!(s.limits, Limits::default());
+        assert_eq!(s.limits.body_timeout, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn limits_come_from_flags_then_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[limits]\nrate_limit_per_key = 50\nbody_timeout = \"5s\"\n",
+        )
+        .unwrap();
+        let args = SettingsArgs {
+            config: Some(path),
+            limits: LimitArgs {
+                rate_limit_per_key: Some(70),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.limits.rate_limit_per_key, 70);
+        assert_eq!(s.limits.body_timeout, Duration::from_secs(5));
+        assert_eq!(s.limits.max_exports, 4);
     }
 
     #[test]
@@ -463,6 +496,33 @@ mod tests {
                     ..Default::default()
                 },
                 "CHECKPOINT_INTERVAL",
+            ),
+            (
+                SettingsArgs {
+                    operator_token: Some(Secret::new("clo_short".into())),
+                    ..Default::default()
+                },
+                "at least 32 characters",
+            ),
+            (
+                SettingsArgs {
+                    limits: LimitArgs {
+                        body_timeout: Some("soon".into()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                "CONSENT_LEDGER_BODY_TIMEOUT",
+            ),
+            (
+                SettingsArgs {
+                    limits: LimitArgs {
+                        max_exports: Some(0),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                "CONSENT_LEDGER_MAX_EXPORTS must be at least 1",
             ),
             (
                 SettingsArgs {

@@ -20,6 +20,10 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
     /// Why a 500 happened; logged, never shown.
     cause: Option<String>,
+    /// Seconds for `Retry-After` (429 and 503 of the limits).
+    retry_after: Option<u64>,
+    /// Close the connection after answering (a body left unread).
+    close: bool,
 }
 
 /// The problem document (RFC 9457).
@@ -58,7 +62,26 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             cause: None,
+            retry_after: None,
+            close: false,
         }
+    }
+
+    /// 429 `rate_limited`, to retry after `seconds`.
+    pub fn rate_limited(detail: impl Into<String>, seconds: u64) -> Self {
+        Self::new(ErrorCode::RateLimited, detail).retry_after(seconds)
+    }
+
+    /// Adds `Retry-After: seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
+    /// Closes the connection after the answer (its body was not read).
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
     }
 
     pub fn status(&self) -> StatusCode {
@@ -161,6 +184,12 @@ impl ResponseError for ApiError {
         response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
         if self.code == ErrorCode::Unauthorized {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if self.close {
+            response.force_close();
         }
         response.body(serde_json::to_string(&self.problem()).unwrap_or_default())
     }

@@ -1,6 +1,7 @@
 //! Builds the actix application and its OpenAPI document once; `main` and
 //! the tests both start the service through here.
 
+use crate::api::limits::{ConnectionSocket, Guards};
 use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode, Problem, ProblemField};
@@ -30,7 +31,7 @@ use utoipa_swagger_ui::SwaggerUi;
         description = "Opt-in consent ledger for WhatsApp Business and SMS messaging. Every opt-in and opt-out is an entry of a per-tenant, append-only, hash-chained Merkle log; `POST /v1/checks` answers whether a template may be sent, now. Errors are RFC 9457 problem+json; see /problems/{code}.",
         license(name = "Apache-2.0")
     ),
-    modifiers(&SecuritySchemes, &ServerErrors),
+    modifiers(&SecuritySchemes),
     components(schemas(Problem, ProblemField, Entry, EntryType, Openings, SubjectOpening, EvidenceOpening)),
     tags(
         (name = "tenants", description = "Tenants and their settings (operator, admin)"),
@@ -62,22 +63,30 @@ impl Modify for SecuritySchemes {
 }
 
 /// Any operation may answer a 5XX problem (`internal`, or `not_ready` and
-/// `busy` when the database is away or locked): documented on each that
-/// does not describe its own.
+/// `busy` when the database is away or locked) and 429 `rate_limited`;
+/// one that takes a body also 408 `request_timeout` and 413. Documented on
+/// each that does not describe its own.
 struct ServerErrors;
 
 impl Modify for ServerErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let problem = ResponseBuilder::new()
-            .description("Problem on our side: `internal`, or `not_ready`/`busy` (retry)")
-            .content(
-                crate::api::PROBLEM_CONTENT_TYPE,
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Problem")))
-                    .build(),
-            )
-            .build();
+        let problem = |description: &str| {
+            use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    crate::api::PROBLEM_CONTENT_TYPE,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        let server =
+            problem("Problem on our side: `internal`, or `not_ready`/`busy`/`overloaded` (retry)");
+        let limited = problem("`rate_limited`: too many requests, failed authentications, connections or exports; see `Retry-After`");
+        let slow = problem("`request_timeout`: the body did not arrive in time");
+        let large = problem("`payload_too_large`");
         for item in openapi.paths.paths.values_mut() {
             let operations = [
                 &mut item.get,
@@ -87,9 +96,25 @@ impl Modify for ServerErrors {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
+                let takes_body = operation.request_body.is_some();
                 let responses = &mut operation.responses.responses;
+                // A status is described when it, or its class (`4XX`), is.
+                let described = |responses: &std::collections::BTreeMap<String, _>,
+                                 status: &str| {
+                    let class = format!("{}XX", &status[..1]);
+                    responses.keys().any(|s| s == status || *s == class)
+                };
                 if !responses.keys().any(|status| status.starts_with('5')) {
-                    responses.insert("5XX".to_owned(), problem.clone().into());
+                    responses.insert("5XX".to_owned(), server.clone().into());
+                }
+                if !described(responses, "429") {
+                    responses.insert("429".to_owned(), limited.clone().into());
+                }
+                if takes_body && !described(responses, "408") {
+                    responses.insert("408".to_owned(), slow.clone().into());
+                }
+                if takes_body && !described(responses, "413") {
+                    responses.insert("413".to_owned(), large.clone().into());
                 }
             }
         }
@@ -141,6 +166,9 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         .openapi(ApiDoc::openapi())
         .configure(api_routes)
         .split_for_parts();
+    let mut openapi = openapi;
+    // After the routes: a modifier of `ApiDoc` would find no paths yet.
+    ServerErrors.modify(&mut openapi);
     openapi
 }
 
@@ -417,6 +445,10 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let signer = Arc::new(Signer::new(settings.signer_state_file.clone()));
+        let guards = Arc::new(Guards::new(&settings.limits, &settings.trusted_proxies));
+        let connection_guards = guards.clone();
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let per_worker = (settings.limits.max_connections as usize).div_ceil(workers);
         let state = web::Data::new(AppState {
             pool: prepared.pool,
             master: prepared.master,
@@ -426,6 +458,7 @@ impl Application {
             configured_operator_sha256: prepared.configured_operator_sha256,
             clock: hooks.clock,
             write_gate: hooks.write_gate,
+            guards,
         });
         spawn_checkpointer(state.clone(), state.settings.checkpoint_interval);
         spawn_housekeeping(
@@ -443,6 +476,7 @@ impl Application {
                     .into()
             });
             App::new()
+                .wrap(actix_web::middleware::from_fn(crate::api::limits::guard))
                 // No answer is sniffed as another content type.
                 .wrap(
                     actix_web::middleware::DefaultHeaders::new()
@@ -450,6 +484,7 @@ impl Application {
                 )
                 .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
                 .app_data(state.clone())
+                .app_data(web::Data::from(state.guards.clone()))
                 .app_data(path_errors)
                 .app_data(query_errors)
                 .into_utoipa_app()
@@ -462,6 +497,22 @@ impl Application {
                     let answer = unrouted(&routes, &req);
                     async move { answer }
                 }))
+        })
+        .workers(workers)
+        .max_connections(per_worker)
+        .on_connect(move |connection, data| {
+            let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+                return;
+            };
+            data.insert(ConnectionSocket(std::os::fd::AsRawFd::as_raw_fd(stream)));
+            // Counted per address until the connection closes.
+            let slot = stream
+                .peer_addr()
+                .ok()
+                .and_then(|peer| connection_guards.open_connection(peer.ip()));
+            if let Some(slot) = slot {
+                data.insert(slot);
+            }
         })
         .shutdown_timeout(30)
         .listen(listener)?
@@ -479,9 +530,44 @@ impl Application {
     }
 }
 
+/// Raises this process's soft limit of open files to its hard limit, and
+/// warns when that leaves too few for `max_connections` (each connection
+/// is a descriptor; the database and the log files need some too).
+fn raise_open_files_limit(max_connections: u32) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    let available = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+        limit.rlim_cur
+    };
+    let needed = u64::from(max_connections) + 256;
+    if available < needed {
+        tracing::warn!(
+            open_files = available,
+            max_connections,
+            "the open files limit is below CONSENT_LEDGER_MAX_CONNECTIONS + 256: lower the setting or raise the limit (ulimit -n)"
+        );
+    }
+}
+
 /// `serve`: prepare, bind, run.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     settings.check_bind_for_serving()?;
+    raise_open_files_limit(settings.limits.max_connections);
     let prepared = prepare(&settings)?;
     if let Some(path) = &prepared.operator_token_written {
         eprintln!(

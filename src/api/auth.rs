@@ -2,6 +2,7 @@
 //! Keys are looked up by their id and compared by SHA-256 in constant time;
 //! a revoked key stops working on the next request of every instance.
 
+use super::limits::client_addr;
 use super::AppState;
 pub use crate::domain::access::Role;
 use crate::domain::number::E164;
@@ -80,21 +81,28 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let client = client_addr(req);
         Box::pin(async move {
-            let token = token?;
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            let key_id = keys::api_key_id(&token).ok_or_else(bad_credentials)?;
+            state.guards.authentication_allowed(client)?;
+            let failed = |refusal: ApiError| {
+                state.guards.authentication_failed(client, "api key");
+                refusal
+            };
+            let token = token.map_err(failed)?;
+            let key_id = keys::api_key_id(&token).ok_or_else(|| failed(bad_credentials()))?;
             let presented = keys::secret_sha256(&token);
             let lookup_id = key_id.clone();
             let found = state
                 .db(move |conn| Ok(tenants::find_api_key(conn, &lookup_id)?))
                 .await?;
             let now = state.now().millis();
-            let (key, tenant) = found.ok_or_else(bad_credentials)?;
+            let (key, tenant) = found.ok_or_else(|| failed(bad_credentials()))?;
             if !keys::same_secret_hash(&key.key_sha256, &presented) || !key.is_active(now) {
-                tracing::info!(key_id = %key_id, "authentication failed");
-                return Err(bad_credentials());
+                tracing::info!(key_id = %key_id, "the key does not match, or is revoked or expired");
+                return Err(failed(bad_credentials()));
             }
+            state.guards.key_allowed(&key_id)?;
             if key
                 .last_used_at
                 .is_none_or(|t| t + tenants::TOUCH_INTERVAL_MILLIS <= now)
@@ -137,9 +145,15 @@ impl FromRequest for Operator {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let client = client_addr(req);
         Box::pin(async move {
-            let token = token?;
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
+            state.guards.authentication_allowed(client)?;
+            let failed = |refusal: ApiError| {
+                state.guards.authentication_failed(client, "operator token");
+                refusal
+            };
+            let token = token.map_err(failed)?;
             let presented = keys::secret_sha256(&token);
             let expected = match state.configured_operator_sha256.clone() {
                 Some(hash) => Some(hash),
@@ -167,8 +181,9 @@ impl FromRequest for Operator {
                     ));
                 }
             }
-            tracing::info!("operator authentication failed");
-            Err(ApiError::unauthorized("the operator token is not valid"))
+            Err(failed(ApiError::unauthorized(
+                "the operator token is not valid",
+            )))
         })
     }
 }

@@ -59,7 +59,6 @@ pub async fn put_channels(
     let input = body.value;
     let view = state
         .db(move |conn| {
-            let previous = store::settings_of(conn, &tenant)?;
             // Brands are read first; a brand retired meanwhile only stops
             // the match from recording (the webhook checks again).
             let mut lookups = Vec::new();
@@ -86,17 +85,22 @@ pub async fn put_channels(
                     .map_or(BrandLookup::Unknown, |(_, l)| l.clone())
             };
             let kek = master.kek();
-            let stored =
-                apply_input(input, Some(&previous), &kek, &tenant, &brand).map_err(|errors| {
-                    ApiError::new(
-                        ErrorCode::InvalidRequest,
-                        "the channel settings are not valid; `errors` names each field",
-                    )
-                    .with_errors(errors)
-                })?;
-            let json = serde_json::to_string(&stored).map_err(ApiError::internal)?;
             conn.immediate_transaction(|conn| {
                 lock_log(conn, &tenant)?;
+                // The secrets a PUT omits are kept from the settings as they
+                // stand under the lock: a concurrent PUT's new secret is
+                // never replaced by the one it replaced.
+                let previous = store::settings_of(conn, &tenant)?;
+                let stored = apply_input(input, Some(&previous), &kek, &tenant, &brand).map_err(
+                    |errors| {
+                        ApiError::new(
+                            ErrorCode::InvalidRequest,
+                            "the channel settings are not valid; `errors` names each field",
+                        )
+                        .with_errors(errors)
+                    },
+                )?;
+                let json = serde_json::to_string(&stored).map_err(ApiError::internal)?;
                 let taken =
                     store::replace_settings(conn, &tenant, &json, &stored.numbers(), now.millis())?;
                 if let Some(number) = taken {

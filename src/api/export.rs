@@ -2,14 +2,19 @@
 
 use super::auth::{Caller, Role};
 use super::json::ApiJson;
+use super::limits::{ConnectionSocket, ExportSlot};
 use super::log::fresh_checkpoint;
 use super::AppState;
 use crate::error::{ApiError, Problem};
-use crate::services::export::{write_dossier, write_export, ChannelWriter, ExportSpec};
+use crate::services::export::{write_dossier, ExportError, ExportPieces, ExportSpec};
 use crate::store::consent::current_subject;
 use crate::store::log::{self, CheckpointRow};
-use actix_web::{get, post, web, HttpResponse};
+use crate::store::DbConn;
+use actix_web::web::Bytes;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use tokio::sync::mpsc::error::SendTimeoutError;
+use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -69,39 +74,78 @@ async fn spec_for(
     })
 }
 
-/// Streams what `produce` writes, from a blocking thread, in bounded memory.
-fn stream<F>(state: &AppState, produce: F) -> HttpResponse
+/// Streams the pieces `next` gives, each read on a pooled connection
+/// taken for that piece only, while holding an export slot. A client that
+/// takes no piece for the drain timeout is cut off: the stream ends, the
+/// slot is freed and its socket is shut down.
+fn stream<P>(
+    state: web::Data<AppState>,
+    request: &HttpRequest,
+    slot: ExportSlot,
+    mut next: P,
+) -> HttpResponse
 where
-    F: FnOnce(&mut crate::store::DbConn, &mut ChannelWriter) -> Result<(), String> + Send + 'static,
+    P: FnMut(&mut DbConn) -> Result<Option<Vec<u8>>, ExportError> + Send + 'static,
 {
-    let (sender, receiver) = tokio::sync::mpsc::channel(8);
-    let pool = state.pool.clone();
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    let socket = request.conn_data::<ConnectionSocket>().copied();
+    let drain = state.guards.limits.export_drain_timeout;
     let span = tracing::Span::current();
-    actix_web::rt::task::spawn_blocking(move || {
-        let _entered = span.enter();
-        let mut writer = ChannelWriter::new(sender);
-        let result = match pool.get() {
-            Ok(mut conn) => {
-                let result = produce(&mut conn, &mut writer);
-                if result.is_err() {
-                    // Drop the connection from the pool if its server is gone.
-                    conn.check_after_failure();
+    actix_web::rt::spawn(
+        async move {
+            let _slot = slot;
+            loop {
+                let read = state
+                    .db(move |conn| {
+                        let piece = next(conn);
+                        Ok((piece, next))
+                    })
+                    .await;
+                let piece = match read {
+                    Ok((Ok(Some(piece)), back)) => {
+                        next = back;
+                        piece
+                    }
+                    Ok((Ok(None), _)) => return,
+                    Ok((Err(e), _)) => return fail(&sender, drain, e.to_string()).await,
+                    Err(e) => return fail(&sender, drain, e.to_string()).await,
+                };
+                match sender.send_timeout(Ok(Bytes::from(piece)), drain).await {
+                    Ok(()) => {}
+                    Err(SendTimeoutError::Closed(_)) => return,
+                    Err(SendTimeoutError::Timeout(_)) => {
+                        tracing::warn!(
+                            drain_timeout_s = drain.as_secs_f64(),
+                            "export cut off: the client stopped reading"
+                        );
+                        if let Some(socket) = socket.filter(|_| !sender.is_closed()) {
+                            socket.shut_down();
+                        }
+                        return;
+                    }
                 }
-                result
             }
-            Err(e) => Err(format!("pool: {e}")),
-        };
-        if let Err(cause) = result {
-            tracing::error!(%cause, "export failed part-way; the stream is cut short");
-            writer.fail(std::io::Error::other("export failed"));
         }
-    });
+        .instrument(span),
+    );
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|item| (item, receiver))
     });
     HttpResponse::Ok()
         .content_type("application/x-ndjson")
         .streaming(body)
+}
+
+/// Ends a stream part-way with an error, so the client sees a cut body.
+async fn fail(
+    sender: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    drain: std::time::Duration,
+    cause: String,
+) {
+    tracing::error!(%cause, "export failed part-way; the stream is cut short");
+    let _ = sender
+        .send_timeout(Err(std::io::Error::other("export failed")), drain)
+        .await;
 }
 
 #[utoipa::path(
@@ -118,14 +162,16 @@ pub async fn export(
     state: web::Data<AppState>,
     caller: Caller,
     query: web::Query<ExportQuery>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Auditor])?;
+    let slot = state.guards.export_slot(&caller.tenant.id)?;
     let openings = !matches!(query.openings, Some(OpeningsMode::None));
     let spec = spec_for(&state, &caller, query.size, openings).await?;
     tracing::info!(tenant = %spec.tenant, key_id = %caller.key_id, tree_size = spec.tree_size, openings, "export");
-    Ok(stream(&state, move |conn, writer| {
-        conn.snapshot(|conn| write_export(conn, &spec, writer))
-            .map_err(|e| e.to_string())
+    let mut pieces = ExportPieces::new(spec);
+    Ok(stream(state, &request, slot, move |conn| {
+        pieces.next_piece(conn)
     }))
 }
 
@@ -152,16 +198,24 @@ pub async fn dossier(
     state: web::Data<AppState>,
     caller: Caller,
     body: ApiJson<DossierRequest>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Auditor])?;
     let number = caller.parse_number(&body.value.number, body.value.region.as_deref())?;
+    let slot = state.guards.export_slot(&caller.tenant.id)?;
     let spec = spec_for(&state, &caller, None, true).await?;
     tracing::info!(tenant = %spec.tenant, key_id = %caller.key_id, "dossier");
-    Ok(stream(&state, move |conn, writer| {
+    // One subject's history: read whole in one snapshot, then streamed.
+    let mut spec = Some(spec);
+    Ok(stream(state, &request, slot, move |conn| {
+        let Some(spec) = spec.take() else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
         conn.snapshot(|conn| {
             let subject = current_subject(conn, &spec.tenant, &number)?.map(|(id, _)| id);
-            write_dossier(conn, &spec, subject, writer)
-        })
-        .map_err(|e: crate::services::export::ExportError| e.to_string())
+            write_dossier(conn, &spec, subject, &mut out)
+        })?;
+        Ok(Some(out))
     }))
 }

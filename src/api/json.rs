@@ -9,7 +9,6 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
-use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 /// Limit of ordinary JSON bodies.
@@ -32,25 +31,17 @@ fn is_json(req: &HttpRequest) -> bool {
         .unwrap_or(false)
 }
 
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        ErrorCode::PayloadTooLarge,
-        format!("the body exceeds this endpoint's limit of {limit} bytes"),
-    )
-}
-
 impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for ApiJson<T, LIMIT> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let json = is_json(req);
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let declared = super::body::declared_length(req);
+        let state = req
+            .app_data::<actix_web::web::Data<super::AppState>>()
+            .cloned();
+        let payload = payload.take();
         Box::pin(async move {
             if !json {
                 return Err(ApiError::new(
@@ -58,19 +49,10 @@ impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for ApiJson<
                     "send the body as Content-Type: application/json",
                 ));
             }
-            if declared.is_some_and(|n| n > LIMIT) {
-                return Err(too_large(LIMIT));
-            }
-            let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(LIMIT));
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|_| {
-                    ApiError::new(ErrorCode::MalformedJson, "the body could not be read")
-                })?;
-                if body.len() + chunk.len() > LIMIT {
-                    return Err(too_large(LIMIT));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
+            let body =
+                super::body::read_body(&state, payload, declared, LIMIT, ErrorCode::MalformedJson)
+                    .await?;
             let value = parse_json(&body)?;
             Ok(ApiJson {
                 value,

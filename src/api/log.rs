@@ -22,11 +22,52 @@ fn note_response(row: CheckpointRow) -> HttpResponse {
 
 /// The latest checkpoint, signing one first when the tree grew.
 pub async fn fresh_checkpoint(state: &AppState, tenant: &str) -> Result<CheckpointRow, ApiError> {
+    // What the checkpoint must cover: the log as this request found it.
+    let wanted = match latest_covering(state, tenant, None).await? {
+        Ok(current) => return Ok(current),
+        Err(size) => size,
+    };
+    // One signing on request at a time per log, and at most one per
+    // `SIGNING_SPACING`: readers polling during a burst share checkpoints
+    // instead of each writing one.
+    let gate = state.guards.checkpoint_gate(tenant);
+    let mut last_signed = gate.lock().await;
+    if let Ok(current) = latest_covering(state, tenant, Some(wanted)).await? {
+        return Ok(current);
+    }
+    if let Some(at) = *last_signed {
+        tokio::time::sleep_until((at + SIGNING_SPACING).into()).await;
+    }
     let master = state.master.clone();
     let signer = state.signer.clone();
+    let owned = tenant.to_owned();
+    let row = state
+        .db(move |conn| Ok(signer.ensure_checkpoint(conn, &master, &owned)?))
+        .await?;
+    *last_signed = Some(std::time::Instant::now());
+    Ok(row)
+}
+
+/// The least time between two checkpoints of one log signed on request.
+pub const SIGNING_SPACING: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The latest checkpoint when it covers `size` entries (default: the
+/// log's current size), else `Err(size)`.
+async fn latest_covering(
+    state: &AppState,
+    tenant: &str,
+    size: Option<u64>,
+) -> Result<Result<CheckpointRow, u64>, ApiError> {
     let tenant = tenant.to_owned();
     state
-        .db(move |conn| Ok(signer.ensure_checkpoint(conn, &master, &tenant)?))
+        .db(move |conn| {
+            let size = match size {
+                Some(size) => size,
+                None => log::log_head(conn, &tenant)?.size,
+            };
+            let latest = log::latest_checkpoint(conn, &tenant)?;
+            Ok(latest.filter(|c| c.size as u64 >= size).ok_or(size))
+        })
         .await
 }
 

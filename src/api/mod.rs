@@ -1,6 +1,7 @@
 //! HTTP handlers, one file per resource, composed from `domain` and `store`.
 
 pub mod auth;
+pub mod body;
 pub mod brands;
 pub mod channel_settings;
 pub mod checks;
@@ -11,6 +12,7 @@ pub mod health;
 pub mod idempotent;
 pub mod json;
 pub mod keys;
+pub mod limits;
 pub mod log;
 pub mod records;
 pub mod subjects;
@@ -39,6 +41,8 @@ pub struct AppState {
     /// Tests only: a write under an `Idempotency-Key` waits here for a
     /// permit once its key is taken, so a test can hold it past the takeover.
     pub write_gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// Connection, body, rate and export limits with their counters.
+    pub guards: Arc<limits::Guards>,
 }
 
 impl AppState {

@@ -237,6 +237,10 @@ pub enum BrandLookup {
 }
 
 const MAX_SECRET: usize = 512;
+/// The shortest secret accepted: Meta's app secrets and Twilio's auth
+/// tokens are 32 hex characters; a verify token is chosen by the company
+/// and must not be guessable either.
+pub const MIN_SECRET: usize = 16;
 const MAX_MATCH: usize = 256;
 const MAX_PROMPT: usize = 10_000;
 const MAX_LIST: usize = 100;
@@ -258,8 +262,12 @@ fn check_secret(
             }
         },
         Some("") if clearable => SecretChange::Clear,
-        Some(v) if v.is_empty() || v.len() > MAX_SECRET || v.chars().any(char::is_control) => {
+        Some(v) if v.len() > MAX_SECRET || v.chars().any(char::is_control) => {
             errors.push(FieldError::new(field, "invalid_value"));
+            SecretChange::Keep
+        }
+        Some(v) if v.chars().count() < MIN_SECRET => {
+            errors.push(FieldError::new(field, "too_short"));
             SecretChange::Keep
         }
         Some(v) => SecretChange::Set(v.to_owned()),
@@ -624,8 +632,8 @@ mod tests {
         let kek = master.kek();
         let first = apply_input(
             input(
-                serde_json::json!({"whatsapp":{"app_secret":"s1","previous_app_secret":"s0",
-                "verify_token":"vt","phone_numbers":[{"id":"106540352242922"}]}}),
+                serde_json::json!({"whatsapp":{"app_secret":"app-secret-one-0001","previous_app_secret":"app-secret-zero-000",
+                "verify_token":"verify-token-0001","phone_numbers":[{"id":"106540352242922"}]}}),
             ),
             None,
             &kek,
@@ -634,10 +642,10 @@ mod tests {
         )
         .expect("valid");
         let wa = first.whatsapp.clone().expect("whatsapp");
-        assert_ne!(wa.app_secret, "s1");
+        assert_ne!(wa.app_secret, "app-secret-one-0001");
         assert_eq!(
             open_secret(&kek, "makro", "whatsapp.app_secret", &wa.app_secret).as_deref(),
-            Some("s1")
+            Some("app-secret-one-0001")
         );
         // Sealed to its tenant and name.
         assert_eq!(
@@ -718,7 +726,7 @@ mod tests {
     fn twilio_settings_are_normalised() {
         let master = MasterKey::from_bytes([7; 32]);
         let stored = apply_input(
-            input(serde_json::json!({"twilio":{"auth_token":"t","account_sid":"AC0123456789abcdef0123456789abcdef",
+            input(serde_json::json!({"twilio":{"auth_token":"twilio-token-000001","account_sid":"AC0123456789abcdef0123456789abcdef",
                 "webhook_url":"https://hooks.example.com/webhooks/twilio/makro","numbers":["+49 30 123456"],
                 "opt_in":[{"match":"Join","brand":"makro","purposes":["utility","marketing","marketing"],
                            "message_channels":["sms"],"prompt":"Text JOIN for Makro offers"}]},

@@ -60,6 +60,7 @@ problem_codes! {
     BrandExists = ("brand_exists", 409, "Brand exists", "The tenant already has a brand with this name (compared case-insensitively)."),
     LastAdminKey = ("last_admin_key", 409, "Last admin key", "Revoking this key would leave the tenant without an active admin key, or without one that does not expire."),
     IdempotencyInProgress = ("idempotency_in_progress", 409, "Request in progress", "A request with this Idempotency-Key is still being processed; retry later."),
+    RequestTimeout = ("request_timeout", 408, "Request timeout", "The body did not arrive within the time limit (`CONSENT_LEDGER_BODY_TIMEOUT`, default 15 s); nothing was recorded and the connection is closed."),
     PayloadTooLarge = ("payload_too_large", 413, "Payload too large", "The body exceeds the limit of this endpoint (JSON 1 MiB, batch 4 MiB, webhooks 3 MiB)."),
     UnsupportedMediaType = ("unsupported_media_type", 415, "Unsupported media type", "This endpoint takes `Content-Type: application/json`."),
     InvalidRequest = ("invalid_request", 422, "Invalid request", "One or more fields are missing, unknown or invalid; `errors` names each field."),
@@ -77,9 +78,11 @@ problem_codes! {
     IdempotencyKeyReused = ("idempotency_key_reused", 422, "Idempotency key reused", "The Idempotency-Key was used with a different body on this route within 24 hours."),
     InvalidIdempotencyKey = ("invalid_idempotency_key", 422, "Invalid idempotency key", "An Idempotency-Key is 1 to 255 visible ASCII characters."),
     ConfirmationNotAvailable = ("confirmation_not_available", 422, "Confirmation not available", "Double opt-in needs inbound WhatsApp or SMS messages to confirm codes, which this version does not receive yet."),
+    RateLimited = ("rate_limited", 429, "Too many requests", "Too many requests from this address or with this key, too many failed authentications from this address, too many connections from this address, or too many exports at once; retry after the seconds in `Retry-After`."),
     Internal = ("internal", 500, "Internal error", "Something failed on our side; the cause is in the service's log."),
     SigningRefused = ("signing_refused", 503, "Signing refused", "The database is not a consistent extension of the tree this instance signed before (restored from an older copy, or forked); nothing is signed until the missing entries are re-appended from a verified export."),
     NotReady = ("not_ready", 503, "Not ready", "The service cannot reach its database, or lost its connection during the request (a write may then have committed: retry with the same Idempotency-Key)."),
+    Overloaded = ("overloaded", 503, "Overloaded", "The service is reading as many request bodies as its memory for them allows; retry after the seconds in `Retry-After`."),
     Busy = ("busy", 503, "Busy", "The database stayed locked by other writers for 10 seconds, or a statement ran longer than 30 seconds; the request's transaction was rolled back. Retry after a moment, with the same Idempotency-Key."),
 }
 

@@ -1,7 +1,7 @@
 //! Exports and dossiers (SPEC section 6, exact): NDJSON with a header line,
 //! one line per entry (with openings, or `null` for integrity-only audits)
-//! and the signed checkpoint last. Written to any `Write`, so the HTTP
-//! stream and the CLI share it; memory stays bounded.
+//! and the signed checkpoint last. Made in pieces of bounded size, each by
+//! a short read, that the HTTP stream sends and the CLI writes to a file.
 
 use crate::ledger::entry::Openings;
 use crate::store::consent::{entry_range, subject_history, StoredEntry, TextCache};
@@ -11,7 +11,9 @@ use serde::Serialize;
 use std::io::Write;
 
 /// Entries read per query.
-const CHUNK: u64 = 2_000;
+const CHUNK: u64 = 256;
+/// A piece of a streamed export ends after the entry that reaches this size.
+const PIECE_BYTES: usize = 256 * 1024;
 
 /// What an export covers.
 #[derive(Debug, Clone)]
@@ -90,27 +92,77 @@ fn last_line(out: &mut impl Write, spec: &ExportSpec) -> std::io::Result<()> {
     out.write_all(b"\n")
 }
 
-/// The whole log up to `spec.tree_size`. Call inside a read transaction so
-/// every chunk sees the same snapshot.
+/// The whole log up to `spec.tree_size`, written piece by piece.
 pub fn write_export(
     conn: &mut DbConn,
     spec: &ExportSpec,
     out: &mut impl Write,
 ) -> Result<(), ExportError> {
-    header(out, spec, false)?;
-    let mut texts = TextCache::new();
-    let mut from = 0;
-    while from < spec.tree_size {
-        let to = (from + CHUNK).min(spec.tree_size);
-        for entry in entry_range(conn, &spec.tenant, from, to, &mut texts)? {
-            let openings = spec.openings.then_some(&entry.openings);
-            entry_line(out, &entry, openings, None)?;
-        }
-        from = to;
+    let mut pieces = ExportPieces::new(spec.clone());
+    while let Some(piece) = pieces.next_piece(conn)? {
+        out.write_all(&piece)?;
     }
-    last_line(out, spec)?;
     out.flush()?;
     Ok(())
+}
+
+/// An export read in pieces of at most `CHUNK` entries or about
+/// `PIECE_BYTES`, each by its own
+/// short read: a stream that a slow client drains holds no transaction and
+/// no connection between pieces. Entries below `tree_size` never change,
+/// so the pieces make one export of that size.
+pub struct ExportPieces {
+    spec: ExportSpec,
+    /// The next seq to write; `None` before the header.
+    next: Option<u64>,
+    done: bool,
+    texts: TextCache,
+}
+
+impl ExportPieces {
+    pub fn new(spec: ExportSpec) -> Self {
+        Self {
+            spec,
+            next: None,
+            done: false,
+            texts: TextCache::new(),
+        }
+    }
+
+    /// The next piece of NDJSON lines; `None` once the checkpoint is out.
+    pub fn next_piece(&mut self, conn: &mut DbConn) -> Result<Option<Vec<u8>>, ExportError> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        let from = match self.next {
+            None => {
+                header(&mut out, &self.spec, false)?;
+                0
+            }
+            Some(from) => from,
+        };
+        let to = (from + CHUNK).min(self.spec.tree_size);
+        let mut next = from;
+        for entry in entry_range(conn, &self.spec.tenant, from, to, &mut self.texts)? {
+            let openings = self.spec.openings.then_some(&entry.openings);
+            entry_line(&mut out, &entry, openings, None)?;
+            next = entry.seq + 1;
+            if out.len() >= PIECE_BYTES {
+                break;
+            }
+        }
+        if next == from && from < to {
+            // `entry_range` found no entry where the log's size says one is.
+            return Err(ExportError::Database(diesel::result::Error::NotFound));
+        }
+        self.next = Some(next);
+        if next == self.spec.tree_size {
+            last_line(&mut out, &self.spec)?;
+            self.done = true;
+        }
+        Ok(Some(out))
+    }
 }
 
 /// One subject's entries (none for an unknown number), each with its
@@ -139,54 +191,4 @@ pub fn write_dossier(
     last_line(out, spec)?;
     out.flush()?;
     Ok(())
-}
-
-/// A `Write` that sends chunks of about 64 KiB down a channel (the HTTP
-/// body); a closed channel (the client went away) ends the export.
-pub struct ChannelWriter {
-    buffer: Vec<u8>,
-    sender: tokio::sync::mpsc::Sender<Result<actix_web::web::Bytes, std::io::Error>>,
-}
-
-impl ChannelWriter {
-    pub fn new(
-        sender: tokio::sync::mpsc::Sender<Result<actix_web::web::Bytes, std::io::Error>>,
-    ) -> Self {
-        Self {
-            buffer: Vec::with_capacity(64 * 1024),
-            sender,
-        }
-    }
-
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let chunk = actix_web::web::Bytes::from(std::mem::replace(
-            &mut self.buffer,
-            Vec::with_capacity(64 * 1024),
-        ));
-        self.sender.blocking_send(Ok(chunk)).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
-        })
-    }
-
-    /// Ends the stream with an error, so the client sees a truncated body.
-    pub fn fail(self, error: std::io::Error) {
-        let _ = self.sender.blocking_send(Err(error));
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() >= 64 * 1024 {
-            self.send()?;
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
-    }
 }

@@ -1,8 +1,9 @@
 //! What composes store calls with files and signing: checkpoints and the
 //! signer state file, tenant creation (its size-0 checkpoint), exports and
-//! dossiers, and `verify-db`. Knows nothing of HTTP.
+//! dossiers, `verify-db`, and the rate limiters. Knows nothing of HTTP.
 
 pub mod export;
+pub mod rate_limit;
 pub mod signer;
 pub mod tenants;
 pub mod verify_db;

@@ -10,11 +10,11 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 pub(crate) const WA_SECRET: &str = "3b1e0c9f5d2a4e6b8c7d9e0f1a2b3c4d";
-pub(crate) const WA_PREVIOUS: &str = "old-app-secret";
+pub(crate) const WA_PREVIOUS: &str = "old-app-secret-2026";
 pub(crate) const VERIFY_TOKEN: &str = "verify-me-please";
 pub(crate) const PHONE_NUMBER_ID: &str = "106540352242922";
 pub(crate) const TW_TOKEN: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
-pub(crate) const TW_SECONDARY: &str = "secondary-token";
+pub(crate) const TW_SECONDARY: &str = "secondary-token-2026";
 pub(crate) const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub(crate) const TW_NUMBER: &str = "+4930123456";
 pub(crate) const WEBHOOK_URL: &str = "https://hooks.example.com/webhooks/twilio/makro";

@@ -275,7 +275,7 @@ async fn nul_characters_in_free_text_never_fail_the_store() {
     );
     // So is a channel prompt that would become one.
     let prompt = json!({"twilio": {
-        "auth_token": "secret-token",
+        "auth_token": "secret-token-0123456789",
         "account_sid": "AC00000000000000000000000000000000",
         "webhook_url": "https://hooks.example.com/webhooks/twilio/makro",
         "numbers": ["+4930123456"],

@@ -4,6 +4,7 @@
 /// The database this binary's tests run on.
 pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
+mod abuse;
 mod channels;
 mod checks;
 mod cli;
@@ -14,6 +15,7 @@ mod helpers;
 mod hostile;
 mod idempotency;
 mod inbound;
+mod limits;
 mod log;
 mod merkle;
 mod openapi;

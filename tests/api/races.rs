@@ -152,7 +152,7 @@ async fn one_business_number_raced_by_two_tenants_goes_to_one() {
                 "/v1/channels".to_owned(),
                 t.admin.clone(),
                 json!({"twilio": {
-                    "auth_token": "secret-token",
+                    "auth_token": "secret-token-0123456789",
                     "account_sid": "AC00000000000000000000000000000000",
                     "webhook_url": "https://hooks.example.com/webhooks/twilio/x",
                     "numbers": ["+4930123456"],

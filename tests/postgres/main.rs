@@ -26,6 +26,8 @@ mod hostile;
 mod idempotency;
 #[path = "../api/inbound.rs"]
 mod inbound;
+#[path = "../api/limits.rs"]
+mod limits;
 #[path = "../api/log.rs"]
 mod log;
 mod multi_instance;

@@ -4,27 +4,37 @@
 pub mod twilio;
 pub mod whatsapp;
 
+use crate::api::body::{declared_length, read_body as read_body_within, Body};
+use crate::api::limits::client_addr;
 use crate::api::AppState;
 use crate::channels::settings::{self, StoredSettings};
 use crate::error::{ApiError, ErrorCode};
-use actix_web::web;
-use futures_util::StreamExt;
+use actix_web::{web, HttpRequest};
 
-/// The raw body, at most `limit` bytes (signatures are over the exact bytes).
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|_| ApiError::new(ErrorCode::MalformedBody, "the body could not be read"))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("the body exceeds this endpoint's limit of {limit} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+/// The raw body, at most `limit` bytes (signatures are over the exact
+/// bytes), read within the body limits of [`crate::api::body`].
+async fn read_body(
+    state: &AppState,
+    request: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Body, ApiError> {
+    let declared = declared_length(request);
+    read_body_within(state, payload, declared, limit, ErrorCode::MalformedBody).await
+}
+
+/// Counts a failed authentication (a verify token or a signature) of the
+/// request's address and gives back the refusal.
+fn failed(state: &AppState, request: &HttpRequest, what: &str, refusal: ApiError) -> ApiError {
+    state
+        .guards
+        .authentication_failed(client_addr(request), what);
+    refusal
+}
+
+/// 429 while the request's address has failed to authenticate too often.
+fn may_authenticate(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
+    state.guards.authentication_allowed(client_addr(request))
 }
 
 /// A tenant's channel settings; `None` for an unknown tenant, which each

@@ -2,7 +2,7 @@
 //! configured URL, turned into opt-ins, opt-outs and lifts. Answers an
 //! empty TwiML `<Response/>`: never an automatic reply.
 
-use super::{open_secrets, read_body, tenant_settings};
+use super::{failed, may_authenticate, open_secrets, read_body, tenant_settings};
 use crate::api::AppState;
 use crate::channels::signature::twilio_signature_valid;
 use crate::channels::twilio::{read_delivery, Delivery};
@@ -70,20 +70,22 @@ pub async fn twilio_message(
             "Twilio posts Content-Type: application/x-www-form-urlencoded",
         ));
     }
-    // No signature, no body read.
+    may_authenticate(&state, &request)?;
+    let bad_signature = || failed(&state, &request, "twilio signature", refused(BAD_SIGNATURE));
+    // No tenant with Twilio or no signature: no body read.
     let signature = request
         .headers()
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| refused(BAD_SIGNATURE))?
+        .ok_or_else(bad_signature)?
         .to_owned();
-    let body = read_body(body, BODY_LIMIT).await?;
-    let params: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(&body).map_err(|_| refused("the body is not a valid form"))?;
     let settings = tenant_settings(&state, &tenant)
         .await?
         .filter(|s| s.twilio.is_some())
-        .ok_or_else(|| refused(BAD_SIGNATURE))?;
+        .ok_or_else(bad_signature)?;
+    let body = read_body(&state, &request, body, BODY_LIMIT).await?;
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(&body).map_err(|_| refused("the body is not a valid form"))?;
     let twilio = settings.twilio.as_ref().expect("filtered on it");
     let tokens = open_secrets(
         &state,
@@ -98,7 +100,7 @@ pub async fn twilio_message(
     )?;
     let token_refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
     if !twilio_signature_valid(&token_refs, &twilio.webhook_url, &params, Some(&signature)) {
-        return Err(refused(BAD_SIGNATURE));
+        return Err(bad_signature());
     }
     let message = match read_delivery(&params, twilio, state.now()).map_err(refused)? {
         Delivery::Message(message) => message,

@@ -1,7 +1,7 @@
 //! `GET`/`POST /webhooks/whatsapp/{tenant}`: Meta's handshake, then signed
 //! notifications turned into windows, opt-ins, opt-outs and lifts.
 
-use super::{open_secrets, read_body, tenant_settings};
+use super::{failed, may_authenticate, open_secrets, read_body, tenant_settings};
 use crate::api::AppState;
 use crate::channels::settings::{open_secret, StoredSettings, StoredWhatsApp};
 use crate::channels::signature::whatsapp_signature_valid;
@@ -32,7 +32,6 @@ pub struct Handshake {
 /// The refusal of a handshake: a wrong verify token, an unknown tenant or
 /// one without WhatsApp all answer the same.
 fn handshake_refused() -> ApiError {
-    tracing::info!("WhatsApp handshake refused");
     ApiError::new(
         ErrorCode::Forbidden,
         "hub.mode must be subscribe and hub.verify_token must match the configured token",
@@ -42,7 +41,6 @@ fn handshake_refused() -> ApiError {
 /// The refusal of a notification: a missing or bad signature, an unknown
 /// tenant or one without WhatsApp all answer the same.
 fn signature_refused() -> ApiError {
-    tracing::info!("WhatsApp notification with a missing or bad signature");
     ApiError::unauthorized("X-Hub-Signature-256 is missing or does not match the app secret")
 }
 
@@ -65,10 +63,20 @@ pub async fn whatsapp_handshake(
     state: web::Data<AppState>,
     tenant: web::Path<String>,
     query: web::Query<Handshake>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = tenant.into_inner();
+    may_authenticate(&state, &request)?;
+    let refused = || {
+        failed(
+            &state,
+            &request,
+            "whatsapp verify token",
+            handshake_refused(),
+        )
+    };
     let settings = tenant_settings(&state, &tenant).await?;
-    let whatsapp = whatsapp_of(settings.as_ref()).ok_or_else(handshake_refused)?;
+    let whatsapp = whatsapp_of(settings.as_ref()).ok_or_else(refused)?;
     let expected = open_secret(
         &state.master.kek(),
         &tenant,
@@ -81,7 +89,7 @@ pub async fn whatsapp_handshake(
     let challenge = query.challenge.as_deref().unwrap_or("");
     let challenge_ok = challenge.len() <= 256 && challenge.bytes().all(|b| b.is_ascii_graphic());
     if query.mode.as_deref() != Some("subscribe") || !matches || !challenge_ok {
-        return Err(handshake_refused());
+        return Err(refused());
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
@@ -107,16 +115,17 @@ pub async fn whatsapp_notification(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = tenant.into_inner();
-    // No signature, no body read.
+    may_authenticate(&state, &request)?;
+    let refused = || failed(&state, &request, "whatsapp signature", signature_refused());
+    // No tenant with WhatsApp or no signature: no body read.
     let header = request
         .headers()
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(signature_refused)?
+        .ok_or_else(refused)?
         .to_owned();
-    let body = read_body(body, BODY_LIMIT).await?;
     let settings = tenant_settings(&state, &tenant).await?;
-    let whatsapp = whatsapp_of(settings.as_ref()).ok_or_else(signature_refused)?;
+    let whatsapp = whatsapp_of(settings.as_ref()).ok_or_else(refused)?;
     let secrets = open_secrets(
         &state,
         &tenant,
@@ -128,9 +137,10 @@ pub async fn whatsapp_notification(
             ),
         ],
     )?;
+    let body = read_body(&state, &request, body, BODY_LIMIT).await?;
     let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     if !whatsapp_signature_valid(&secret_refs, &body, Some(&header)) {
-        return Err(signature_refused());
+        return Err(refused());
     }
     let settings = settings.unwrap_or_default();
     let notification: Notification = match serde_json::from_slice(&body) {
