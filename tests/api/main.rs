@@ -9,6 +9,7 @@ mod channels;
 mod checks;
 mod cli;
 mod contract;
+mod crash;
 mod decisions;
 mod errors;
 mod helpers;

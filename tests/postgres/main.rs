@@ -14,6 +14,8 @@ mod checks;
 mod cli;
 #[path = "../api/contract.rs"]
 mod contract;
+#[path = "../api/crash.rs"]
+mod crash;
 #[path = "../api/decisions.rs"]
 mod decisions;
 #[path = "../api/errors.rs"]
