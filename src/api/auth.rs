@@ -10,10 +10,12 @@ use crate::error::ApiError;
 use crate::keys;
 use crate::store::connection::meta_get;
 use crate::store::tenants::{self, TenantRow};
-use actix_web::dev::Payload;
+use actix_web::body::BoxBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
-use futures_util::future::LocalBoxFuture;
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::{ready, LocalBoxFuture, Ready};
 
 /// A tenant's API key that passed authentication.
 #[derive(Debug, Clone)]
@@ -74,60 +76,133 @@ fn bad_credentials() -> ApiError {
     ApiError::unauthorized("the key is unknown, revoked or expired")
 }
 
+/// Authenticates the request's API key: the failure budget of the client's
+/// address first, then the key by its id and hash, then the key's rate.
+fn authenticate(req: &HttpRequest) -> LocalBoxFuture<'static, Result<Caller, ApiError>> {
+    let token = bearer(req);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let client = client_addr(req);
+    Box::pin(async move {
+        let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
+        state.guards.authentication_allowed(client)?;
+        let failed = |refusal: ApiError| {
+            state.guards.authentication_failed(client, "api key");
+            refusal
+        };
+        let token = token.map_err(failed)?;
+        let key_id = keys::api_key_id(&token).ok_or_else(|| failed(bad_credentials()))?;
+        let presented = keys::secret_sha256(&token);
+        let lookup_id = key_id.clone();
+        let found = state
+            .db(move |conn| Ok(tenants::find_api_key(conn, &lookup_id)?))
+            .await?;
+        let now = state.now().millis();
+        let (key, tenant) = found.ok_or_else(|| failed(bad_credentials()))?;
+        if !keys::same_secret_hash(&key.key_sha256, &presented) || !key.is_active(now) {
+            tracing::info!(key_id = %key_id, "the key does not match, or is revoked or expired");
+            return Err(failed(bad_credentials()));
+        }
+        state.guards.key_allowed(&key_id)?;
+        if key
+            .last_used_at
+            .is_none_or(|t| t + tenants::TOUCH_INTERVAL_MILLIS <= now)
+        {
+            let touch_id = key_id.clone();
+            // Outside the request's transaction; losing an update is harmless.
+            actix_web::rt::spawn(async move {
+                let _ = state
+                    .db(move |conn| Ok(tenants::touch_api_key(conn, &touch_id, now).map(|_| ())?))
+                    .await;
+            });
+        }
+        let roles = key
+            .role_names()
+            .iter()
+            .filter_map(|r| Role::parse(r))
+            .collect();
+        Ok(Caller {
+            key_id,
+            roles,
+            tenant,
+        })
+    })
+}
+
+/// Route middleware (`wrap = "from_fn(auth::admin)"` and its siblings): the
+/// caller is authenticated and its role checked before any of the request
+/// is read, so a caller that may not call an operation learns nothing of
+/// its input (SPEC section 10: 401, then 403). The handler takes the
+/// [`Caller`] it leaves in the request.
+async fn authorize(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+    any_of: &[Role],
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let judged = authenticate(req.request())
+        .await
+        .and_then(|caller| caller.require(any_of).map(|()| caller));
+    match judged {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.call(req).await
+        }
+        Err(refusal) => Ok(req.error_response(refusal)),
+    }
+}
+
+/// Route middleware: a key with the role `admin`.
+pub async fn admin(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    authorize(req, next, &[Role::Admin]).await
+}
+
+/// Route middleware: a key with the role `collector` (or `admin`).
+pub async fn collector(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    authorize(req, next, &[Role::Collector]).await
+}
+
+/// Route middleware: a key with the role `sender` (or `admin`).
+pub async fn sender(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    authorize(req, next, &[Role::Sender]).await
+}
+
+/// Route middleware: a key with the role `collector` or `sender` (or `admin`).
+pub async fn collector_or_sender(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    authorize(req, next, &[Role::Collector, Role::Sender]).await
+}
+
+/// Route middleware: a key with the role `auditor` (or `admin`).
+pub async fn auditor(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    authorize(req, next, &[Role::Auditor]).await
+}
+
+/// The caller that the route's middleware authenticated; a route without
+/// that middleware answers 500 (a mistake of ours, found by the
+/// authorization-matrix test), never an unauthenticated call.
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+    type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer(req);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let client = client_addr(req);
-        Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            state.guards.authentication_allowed(client)?;
-            let failed = |refusal: ApiError| {
-                state.guards.authentication_failed(client, "api key");
-                refusal
-            };
-            let token = token.map_err(failed)?;
-            let key_id = keys::api_key_id(&token).ok_or_else(|| failed(bad_credentials()))?;
-            let presented = keys::secret_sha256(&token);
-            let lookup_id = key_id.clone();
-            let found = state
-                .db(move |conn| Ok(tenants::find_api_key(conn, &lookup_id)?))
-                .await?;
-            let now = state.now().millis();
-            let (key, tenant) = found.ok_or_else(|| failed(bad_credentials()))?;
-            if !keys::same_secret_hash(&key.key_sha256, &presented) || !key.is_active(now) {
-                tracing::info!(key_id = %key_id, "the key does not match, or is revoked or expired");
-                return Err(failed(bad_credentials()));
-            }
-            state.guards.key_allowed(&key_id)?;
-            if key
-                .last_used_at
-                .is_none_or(|t| t + tenants::TOUCH_INTERVAL_MILLIS <= now)
-            {
-                let touch_id = key_id.clone();
-                // Outside the request's transaction; losing an update is harmless.
-                actix_web::rt::spawn(async move {
-                    let _ = state
-                        .db(move |conn| {
-                            Ok(tenants::touch_api_key(conn, &touch_id, now).map(|_| ())?)
-                        })
-                        .await;
-                });
-            }
-            let roles = key
-                .role_names()
-                .iter()
-                .filter_map(|r| Role::parse(r))
-                .collect();
-            Ok(Caller {
-                key_id,
-                roles,
-                tenant,
-            })
-        })
+        ready(
+            req.extensions_mut()
+                .remove::<Caller>()
+                .ok_or_else(|| ApiError::internal("this route does not authenticate its caller")),
+        )
     }
 }
 
@@ -138,52 +213,78 @@ pub struct Operator;
 /// Name of the stored operator token hash in `meta`.
 pub const OPERATOR_TOKEN_META: &str = "operator_token_sha256";
 
+/// Checks the operator token (or tells a valid tenant key that it is the
+/// wrong credential: 403).
+fn authenticate_operator(req: &HttpRequest) -> LocalBoxFuture<'static, Result<Operator, ApiError>> {
+    let token = bearer(req);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let client = client_addr(req);
+    Box::pin(async move {
+        let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
+        state.guards.authentication_allowed(client)?;
+        let failed = |refusal: ApiError| {
+            state.guards.authentication_failed(client, "operator token");
+            refusal
+        };
+        let token = token.map_err(failed)?;
+        let presented = keys::secret_sha256(&token);
+        let expected = match state.configured_operator_sha256.clone() {
+            Some(hash) => Some(hash),
+            None => {
+                state
+                    .db(|conn| Ok(meta_get(conn, OPERATOR_TOKEN_META)?))
+                    .await?
+            }
+        };
+        if expected.is_some_and(|hash| keys::same_secret_hash(&hash, &presented)) {
+            return Ok(Operator);
+        }
+        if let Some(key_id) = keys::api_key_id(&token) {
+            // A valid tenant key has the wrong role (403); anything else is bad credentials.
+            let found = state
+                .db(move |conn| Ok(tenants::find_api_key(conn, &key_id)?))
+                .await?;
+            let valid = found.is_some_and(|(key, _)| {
+                keys::same_secret_hash(&key.key_sha256, &presented)
+                    && key.is_active(state.now().millis())
+            });
+            if valid {
+                return Err(ApiError::forbidden(
+                    "this operation needs the operator token, not a tenant's key",
+                ));
+            }
+        }
+        Err(failed(ApiError::unauthorized(
+            "the operator token is not valid",
+        )))
+    })
+}
+
+/// Route middleware: the operator token, checked before any of the request
+/// is read.
+pub async fn operator(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    match authenticate_operator(req.request()).await {
+        Ok(operator) => {
+            req.extensions_mut().insert(operator);
+            next.call(req).await
+        }
+        Err(refusal) => Ok(req.error_response(refusal)),
+    }
+}
+
+/// The operator that the route's middleware authenticated.
 impl FromRequest for Operator {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+    type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer(req);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let client = client_addr(req);
-        Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            state.guards.authentication_allowed(client)?;
-            let failed = |refusal: ApiError| {
-                state.guards.authentication_failed(client, "operator token");
-                refusal
-            };
-            let token = token.map_err(failed)?;
-            let presented = keys::secret_sha256(&token);
-            let expected = match state.configured_operator_sha256.clone() {
-                Some(hash) => Some(hash),
-                None => {
-                    state
-                        .db(|conn| Ok(meta_get(conn, OPERATOR_TOKEN_META)?))
-                        .await?
-                }
-            };
-            if expected.is_some_and(|hash| keys::same_secret_hash(&hash, &presented)) {
-                return Ok(Operator);
-            }
-            if let Some(key_id) = keys::api_key_id(&token) {
-                // A valid tenant key has the wrong role (403); anything else is bad credentials.
-                let found = state
-                    .db(move |conn| Ok(tenants::find_api_key(conn, &key_id)?))
-                    .await?;
-                let valid = found.is_some_and(|(key, _)| {
-                    keys::same_secret_hash(&key.key_sha256, &presented)
-                        && key.is_active(state.now().millis())
-                });
-                if valid {
-                    return Err(ApiError::forbidden(
-                        "this operation needs the operator token, not a tenant's key",
-                    ));
-                }
-            }
-            Err(failed(ApiError::unauthorized(
-                "the operator token is not valid",
-            )))
-        })
+        ready(
+            req.extensions_mut()
+                .remove::<Operator>()
+                .ok_or_else(|| ApiError::internal("this route does not authenticate the operator")),
+        )
     }
 }

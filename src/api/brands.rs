@@ -1,7 +1,7 @@
 //! `GET`/`POST /v1/brands`, `POST /v1/brands/{name}/retire` (admin). Brands
 //! are never renamed; retiring one stops new opt-ins for it.
 
-use super::auth::{Caller, Role};
+use super::auth::{self, Caller};
 use super::json::ApiJson;
 use super::tenants::check_brand_name;
 use super::AppState;
@@ -9,6 +9,7 @@ use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::store::tenants::{self as store, BrandRow};
 use crate::store::{Rejection, StoreError};
+use actix_web::middleware::from_fn;
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -63,12 +64,11 @@ pub struct BrandList {
     ),
     security(("bearer" = []))
 )]
-#[get("/v1/brands")]
+#[get("/v1/brands", wrap = "from_fn(auth::admin)")]
 pub async fn list_brands(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let tenant = caller.tenant.id;
     let rows = state
         .db(move |conn| Ok(store::list_brands(conn, &tenant)?))
@@ -87,13 +87,12 @@ pub async fn list_brands(
     ),
     security(("bearer" = []))
 )]
-#[post("/v1/brands")]
+#[post("/v1/brands", wrap = "from_fn(auth::admin)")]
 pub async fn create_brand(
     state: web::Data<AppState>,
     caller: Caller,
     body: ApiJson<CreateBrandRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let name = body.value.name;
     check_brand_name(&name, "name")?;
     let tenant = caller.tenant.id;
@@ -121,13 +120,12 @@ pub async fn create_brand(
     ),
     security(("bearer" = []))
 )]
-#[post("/v1/brands/{name}/retire")]
+#[post("/v1/brands/{name}/retire", wrap = "from_fn(auth::admin)")]
 pub async fn retire_brand(
     state: web::Data<AppState>,
     caller: Caller,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let tenant = caller.tenant.id;
     let name = name.into_inner();
     let now = state.now().millis();

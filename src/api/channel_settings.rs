@@ -1,7 +1,7 @@
 //! `PUT`/`GET /v1/channels` (admin): the channel settings the webhooks
 //! work with.
 
-use super::auth::{Caller, Role};
+use super::auth::{self, Caller};
 use super::json::ApiJson;
 use super::AppState;
 use crate::channels::settings::TWILIO_NUMBER;
@@ -14,6 +14,7 @@ use crate::store::channels as store;
 use crate::store::connection::lock_log;
 use crate::store::dead_letters;
 use crate::store::tenants::find_brand;
+use actix_web::middleware::from_fn;
 use actix_web::{get, put, web, HttpResponse};
 
 #[utoipa::path(
@@ -24,12 +25,11 @@ use actix_web::{get, put, web, HttpResponse};
     ),
     security(("bearer" = []))
 )]
-#[get("/v1/channels")]
+#[get("/v1/channels", wrap = "from_fn(auth::admin)")]
 pub async fn get_channels(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let tenant = caller.tenant.id;
     let stored = state
         .db(move |conn| Ok(store::settings_of(conn, &tenant)?))
@@ -46,13 +46,12 @@ pub async fn get_channels(
     ),
     security(("bearer" = []))
 )]
-#[put("/v1/channels")]
+#[put("/v1/channels", wrap = "from_fn(auth::admin)")]
 pub async fn put_channels(
     state: web::Data<AppState>,
     caller: Caller,
     body: ApiJson<ChannelSettingsInput>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let tenant = caller.tenant.id;
     let master = state.master.clone();
     let now = state.now();

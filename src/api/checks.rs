@@ -1,7 +1,7 @@
 //! `POST /v1/checks` and `/v1/checks/batch` (sender): the decision of SPEC
 //! section 2, read from committed state with no cache.
 
-use super::auth::{Caller, Role};
+use super::auth::{self, Caller};
 use super::json::{self, ApiJson, BATCH_LIMIT};
 use super::AppState;
 use crate::domain::decision::{self, ConsentEvent, EventKind, Question, Reason, Window};
@@ -13,6 +13,7 @@ use crate::error::{ApiError, ErrorCode, Problem};
 use crate::store::consent::{subject_events, window_of};
 use crate::store::tenants::{active_brands, find_brand, BrandRow};
 use crate::store::DbConn;
+use actix_web::middleware::from_fn;
 use actix_web::{post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -198,13 +199,12 @@ fn evaluate(
     ),
     security(("bearer" = []))
 )]
-#[post("/v1/checks")]
+#[post("/v1/checks", wrap = "from_fn(auth::sender)")]
 pub async fn check(
     state: web::Data<AppState>,
     caller: Caller,
     body: ApiJson<CheckRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Sender])?;
     let request = body.value;
     let now = state.now();
     let decision = state
@@ -282,13 +282,12 @@ fn item_error(number: serde_json::Value, error: ApiError) -> BatchItem {
     ),
     security(("bearer" = []))
 )]
-#[post("/v1/checks/batch")]
+#[post("/v1/checks/batch", wrap = "from_fn(auth::sender)")]
 pub async fn check_batch(
     state: web::Data<AppState>,
     caller: Caller,
     body: ApiJson<BatchRequest, BATCH_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Sender])?;
     let items = body.value.checks;
     if items.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::invalid_field(

@@ -1,11 +1,12 @@
 //! `GET /v1/dead-letters` and `/v1/dead-letters/{id}` (admin): what the
 //! webhooks could not apply, and what each held.
 
-use super::auth::{Caller, Role};
+use super::auth::{self, Caller};
 use super::AppState;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
 use crate::store::dead_letters as store;
+use actix_web::middleware::from_fn;
 use actix_web::{get, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -79,13 +80,12 @@ pub struct DeadLetterPage {
     ),
     security(("bearer" = []))
 )]
-#[get("/v1/dead-letters")]
+#[get("/v1/dead-letters", wrap = "from_fn(auth::admin)")]
 pub async fn dead_letters(
     state: web::Data<AppState>,
     caller: Caller,
     query: web::Query<DeadLetterQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid_field(
@@ -121,13 +121,12 @@ pub async fn dead_letters(
     ),
     security(("bearer" = []))
 )]
-#[get("/v1/dead-letters/{id}")]
+#[get("/v1/dead-letters/{id}", wrap = "from_fn(auth::admin)")]
 pub async fn dead_letter(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let tenant = caller.tenant.id;
     let id = id.into_inner();
     let master = state.master.clone();

@@ -1,11 +1,12 @@
 //! `GET /v1/entries/{seq}` (auditor): an entry exactly as hashed, its leaf
 //! hash and the openings of its commitments.
 
-use super::auth::{Caller, Role};
+use super::auth::{self, Caller};
 use super::AppState;
 use crate::error::{ApiError, Problem};
 use crate::ledger::entry::Openings;
 use crate::store::consent::{entry_at, StoredEntry};
+use actix_web::middleware::from_fn;
 use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -41,13 +42,12 @@ impl TryFrom<StoredEntry> for EntryView {
     ),
     security(("bearer" = []))
 )]
-#[get("/v1/entries/{seq}")]
+#[get("/v1/entries/{seq}", wrap = "from_fn(auth::auditor)")]
 pub async fn get_entry(
     state: web::Data<AppState>,
     caller: Caller,
     seq: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Auditor])?;
     let seq: u64 = seq
         .parse()
         .map_err(|_| ApiError::not_found("no entry with this seq"))?;

@@ -1,6 +1,6 @@
 //! `GET /v1/export` (streamed NDJSON) and `POST /v1/export/dossier` (auditor).
 
-use super::auth::{Caller, Role};
+use super::auth::{self, Caller};
 use super::json::ApiJson;
 use super::limits::{ConnectionSocket, ExportSlot};
 use super::log::fresh_checkpoint;
@@ -10,6 +10,7 @@ use crate::services::export::{write_dossier, ExportError, ExportPieces, ExportSp
 use crate::store::consent::current_subject;
 use crate::store::log::{self, CheckpointRow};
 use crate::store::DbConn;
+use actix_web::middleware::from_fn;
 use actix_web::web::Bytes;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -30,6 +31,7 @@ pub enum OpeningsMode {
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// `none` for an integrity-only audit.
+    #[param(inline)]
     pub openings: Option<OpeningsMode>,
     /// A stored checkpoint's size; default the latest (signed now if the tree grew).
     pub size: Option<u64>,
@@ -157,14 +159,13 @@ async fn fail(
     ),
     security(("bearer" = []))
 )]
-#[get("/v1/export")]
+#[get("/v1/export", wrap = "from_fn(auth::auditor)")]
 pub async fn export(
     state: web::Data<AppState>,
     caller: Caller,
     query: web::Query<ExportQuery>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Auditor])?;
     let slot = state.guards.export_slot(&caller.tenant.id)?;
     let openings = !matches!(query.openings, Some(OpeningsMode::None));
     let spec = spec_for(&state, &caller, query.size, openings).await?;
@@ -193,14 +194,13 @@ pub struct DossierRequest {
     ),
     security(("bearer" = []))
 )]
-#[post("/v1/export/dossier")]
+#[post("/v1/export/dossier", wrap = "from_fn(auth::auditor)")]
 pub async fn dossier(
     state: web::Data<AppState>,
     caller: Caller,
     body: ApiJson<DossierRequest>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Auditor])?;
     let number = caller.parse_number(&body.value.number, body.value.region.as_deref())?;
     let slot = state.guards.export_slot(&caller.tenant.id)?;
     let spec = spec_for(&state, &caller, None, true).await?;

@@ -1,7 +1,7 @@
 //! `GET`/`POST /v1/keys`, `DELETE /v1/keys/{id}` (admin). A key is shown
 //! once; only its SHA-256 is stored.
 
-use super::auth::{Caller, Role};
+use super::auth::{self, Caller, Role};
 use super::json::ApiJson;
 use super::tenants::NewKey;
 use super::AppState;
@@ -10,6 +10,7 @@ use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::store::tenants::{self as store, ApiKeyRow};
 use crate::store::{Rejection, StoreError};
+use actix_web::middleware::from_fn;
 use actix_web::{delete, get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -70,12 +71,11 @@ pub struct KeyList {
     ),
     security(("bearer" = []))
 )]
-#[get("/v1/keys")]
+#[get("/v1/keys", wrap = "from_fn(auth::admin)")]
 pub async fn list_keys(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let tenant = caller.tenant.id;
     let rows = state
         .db(move |conn| Ok(store::list_api_keys(conn, &tenant)?))
@@ -100,13 +100,12 @@ fn normalise_roles(roles: &[Role]) -> Result<Vec<String>, ApiError> {
     ),
     security(("bearer" = []))
 )]
-#[post("/v1/keys")]
+#[post("/v1/keys", wrap = "from_fn(auth::admin)")]
 pub async fn create_key(
     state: web::Data<AppState>,
     caller: Caller,
     body: ApiJson<CreateKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let request = body.value;
     let name_len = request.name.chars().count();
     if name_len == 0 || name_len > 100 || request.name.chars().any(char::is_control) {
@@ -160,13 +159,12 @@ pub async fn create_key(
     ),
     security(("bearer" = []))
 )]
-#[delete("/v1/keys/{id}")]
+#[delete("/v1/keys/{id}", wrap = "from_fn(auth::admin)")]
 pub async fn revoke_key(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let tenant = caller.tenant.id;
     let id = id.into_inner();
     let revoked = id.clone();

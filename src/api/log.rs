@@ -1,7 +1,7 @@
 //! The verifiable log for auditors (SPEC section 6): checkpoints, keys,
 //! inclusion and consistency proofs, and consent receipts.
 
-use super::auth::{Caller, Role};
+use super::auth::{self, Caller};
 use super::entries::EntryView;
 use super::AppState;
 use crate::error::{ApiError, Problem};
@@ -9,6 +9,7 @@ use crate::ledger::entry::Openings;
 use crate::store::consent::entry_at;
 use crate::store::log::{self, CheckpointRow};
 use crate::store::DbConn;
+use actix_web::middleware::from_fn;
 use actix_web::{get, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -80,12 +81,11 @@ async fn latest_covering(
     ),
     security(("bearer" = []))
 )]
-#[get("/v1/log/checkpoint")]
+#[get("/v1/log/checkpoint", wrap = "from_fn(auth::auditor)")]
 pub async fn latest_checkpoint(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Auditor])?;
     Ok(note_response(
         fresh_checkpoint(&state, &caller.tenant.id).await?,
     ))
@@ -107,13 +107,12 @@ pub struct SizeQuery {
     ),
     security(("bearer" = []))
 )]
-#[get("/v1/log/checkpoints")]
+#[get("/v1/log/checkpoints", wrap = "from_fn(auth::auditor)")]
 pub async fn checkpoint_by_size(
     state: web::Data<AppState>,
     caller: Caller,
     query: web::Query<SizeQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Auditor])?;
     let tenant = caller.tenant.id.clone();
     let size = query.size;
     let row = state
@@ -149,9 +148,8 @@ pub struct LogKeys {
     ),
     security(("bearer" = []))
 )]
-#[get("/v1/log/keys")]
+#[get("/v1/log/keys", wrap = "from_fn(auth::auditor)")]
 pub async fn keys(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Auditor])?;
     let tenant = caller.tenant.id.clone();
     let rows = state
         .db(move |conn| Ok(log::signing_keys_of(conn, &tenant)?))
@@ -208,13 +206,12 @@ fn current_size(conn: &mut DbConn, tenant: &str) -> Result<u64, ApiError> {
     ),
     security(("bearer" = []))
 )]
-#[get("/v1/log/proof/inclusion")]
+#[get("/v1/log/proof/inclusion", wrap = "from_fn(auth::auditor)")]
 pub async fn inclusion_proof(
     state: web::Data<AppState>,
     caller: Caller,
     query: web::Query<InclusionQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Auditor])?;
     let size = match query.size {
         Some(size) => size,
         None => fresh_checkpoint(&state, &caller.tenant.id).await?.size as u64,
@@ -275,13 +272,12 @@ pub struct ConsistencyProof {
     ),
     security(("bearer" = []))
 )]
-#[get("/v1/log/proof/consistency")]
+#[get("/v1/log/proof/consistency", wrap = "from_fn(auth::auditor)")]
 pub async fn consistency_proof(
     state: web::Data<AppState>,
     caller: Caller,
     query: web::Query<ConsistencyQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Auditor])?;
     let (from, to) = (query.from, query.to);
     let tenant = caller.tenant.id.clone();
     let cache = state.nodes.clone();
@@ -333,13 +329,12 @@ pub struct Receipt {
     ),
     security(("bearer" = []))
 )]
-#[get("/v1/entries/{seq}/receipt")]
+#[get("/v1/entries/{seq}/receipt", wrap = "from_fn(auth::auditor)")]
 pub async fn receipt(
     state: web::Data<AppState>,
     caller: Caller,
     seq: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Auditor])?;
     let seq: u64 = seq
         .parse()
         .map_err(|_| ApiError::not_found("no entry with this seq"))?;

@@ -2,7 +2,7 @@
 //! and `/v1/interactions` (collector or sender). Each request is parsed
 //! once into what the store appends (`domain/recording.rs`).
 
-use super::auth::{Caller, Role};
+use super::auth::{self, Caller, Role};
 use super::idempotent;
 use super::json::ApiJson;
 use super::AppState;
@@ -22,6 +22,7 @@ use crate::store::consent::{record_inbound, window_of};
 use crate::store::idempotency;
 use crate::store::tenants::find_brand;
 use crate::store::{Rejection, StoreError};
+use actix_web::middleware::from_fn;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -105,14 +106,13 @@ fn append_answered(
     ),
     security(("bearer" = []))
 )]
-#[post("/v1/opt-ins")]
+#[post("/v1/opt-ins", wrap = "from_fn(auth::collector)")]
 pub async fn create_opt_in(
     state: web::Data<AppState>,
     req: HttpRequest,
     caller: Caller,
     body: ApiJson<OptInRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Collector])?;
     let draft = body.value.parse(rules_of(&caller))?;
     let clock = state.clock.clone();
     let work_caller = caller.clone();
@@ -151,14 +151,13 @@ pub async fn create_opt_in(
     ),
     security(("bearer" = []))
 )]
-#[post("/v1/opt-outs")]
+#[post("/v1/opt-outs", wrap = "from_fn(auth::collector)")]
 pub async fn create_opt_out(
     state: web::Data<AppState>,
     req: HttpRequest,
     caller: Caller,
     body: ApiJson<OptOutRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Collector])?;
     let opt_out = body.value.parse(rules_of(&caller))?;
     let clock = state.clock.clone();
     let work_caller = caller.clone();
@@ -204,14 +203,13 @@ fn interaction_answer(number: &E164, stored: &str) -> Option<String> {
     ),
     security(("bearer" = []))
 )]
-#[post("/v1/interactions")]
+#[post("/v1/interactions", wrap = "from_fn(auth::collector_or_sender)")]
 pub async fn create_interaction(
     state: web::Data<AppState>,
     req: HttpRequest,
     caller: Caller,
     body: ApiJson<InteractionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Collector, Role::Sender])?;
     let interaction = body.value.parse(rules_of(&caller))?;
     let tenant = caller.tenant.id.clone();
     let clock = state.clock.clone();

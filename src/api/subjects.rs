@@ -1,7 +1,7 @@
 //! `POST /v1/subjects/query` (auditor): a number's consents per purpose,
 //! brand and message channel, and its whole history with openings.
 
-use super::auth::{Caller, Role};
+use super::auth::{self, Caller};
 use super::entries::EntryView;
 use super::json::ApiJson;
 use super::AppState;
@@ -12,6 +12,7 @@ use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
 use crate::store::consent::{current_subject, subject_events, subject_history};
 use crate::store::tenants::list_brands;
+use actix_web::middleware::from_fn;
 use actix_web::{post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -56,13 +57,12 @@ pub struct SubjectReport {
     ),
     security(("bearer" = []))
 )]
-#[post("/v1/subjects/query")]
+#[post("/v1/subjects/query", wrap = "from_fn(auth::auditor)")]
 pub async fn query_subject(
     state: web::Data<AppState>,
     caller: Caller,
     body: ApiJson<SubjectQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Auditor])?;
     let number = caller.parse_number(&body.value.number, body.value.region.as_deref())?;
     let tenant = caller.tenant.clone();
     let clock = state.clock.clone();

@@ -1,6 +1,6 @@
 //! `POST /v1/tenants` (operator) and `GET`/`PATCH /v1/tenant` (admin).
 
-use super::auth::{Caller, Operator, Role};
+use super::auth::{self, Caller, Operator, Role};
 use super::json::ApiJson;
 use super::AppState;
 use crate::domain::access::{self, BRAND_NAME_RULE};
@@ -11,6 +11,7 @@ use crate::error::{ApiError, ErrorCode, Problem};
 use crate::services::tenants::{self as service, TenantError};
 use crate::store::log::current_signing_key;
 use crate::store::tenants::{self as store, SettingsChange, TenantRow};
+use actix_web::middleware::from_fn;
 use actix_web::{get, patch, post, web, HttpResponse};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -61,7 +62,7 @@ pub fn check_brand_name(name: &str, field: &str) -> Result<(), ApiError> {
     ),
     security(("operator" = []))
 )]
-#[post("/v1/tenants")]
+#[post("/v1/tenants", wrap = "from_fn(auth::operator)")]
 pub async fn create_tenant(
     state: web::Data<AppState>,
     _operator: Operator,
@@ -160,12 +161,11 @@ impl TenantSettings {
     ),
     security(("bearer" = []))
 )]
-#[get("/v1/tenant")]
+#[get("/v1/tenant", wrap = "from_fn(auth::admin)")]
 pub async fn get_tenant(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let tenant = caller.tenant;
     let settings = state
         .db(move |conn| {
@@ -220,13 +220,12 @@ fn check_days(field: &str, value: Option<Option<i64>>) -> Result<(), ApiError> {
     ),
     security(("bearer" = []))
 )]
-#[patch("/v1/tenant")]
+#[patch("/v1/tenant", wrap = "from_fn(auth::admin)")]
 pub async fn patch_tenant(
     state: web::Data<AppState>,
     caller: Caller,
     body: ApiJson<TenantPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let patch = body.value;
     check_days("max_consent_age_days", patch.max_consent_age_days)?;
     check_days("evidence_retention_days", patch.evidence_retention_days)?;

@@ -82,11 +82,16 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut SettingsArgs)) -> TestApp {
 /// Starts the service on a manual clock that stands at the real now until
 /// the test moves it (`app.clock.advance(…)`).
 pub async fn spawn_app_at_manual_clock() -> TestApp {
+    spawn_app_at_manual_clock_with(|_| {}).await
+}
+
+/// Starts the service on a manual clock with settings adjusted by `adjust`.
+pub async fn spawn_app_at_manual_clock_with(adjust: impl FnOnce(&mut SettingsArgs)) -> TestApp {
     let hooks = Hooks {
         clock: Clock::manual(Timestamp::now()),
         ..Hooks::default()
     };
-    spawn_app_hooked(|_| {}, hooks).await
+    spawn_app_hooked(adjust, hooks).await
 }
 
 /// Starts the service with settings adjusted by `adjust` and a test's hooks.

@@ -28,3 +28,34 @@ fn every_problem_answer_is_documented() {
         }
     }
 }
+
+/// Every `$ref` names a schema the document holds: a client generator or a
+/// fuzzer cannot use a reference that leads nowhere.
+#[test]
+fn every_reference_resolves() {
+    fn refs<'a>(value: &'a serde_json::Value, found: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (name, inner) in map {
+                    match (name.as_str(), inner.as_str()) {
+                        ("$ref", Some(target)) => found.push(target),
+                        _ => refs(inner, found),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| refs(i, found)),
+            _ => {}
+        }
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&consent_ledger::startup::openapi_json()).unwrap();
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(!found.is_empty(), "the document uses references");
+    for target in found {
+        let pointer = target
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{target} is not a local reference"));
+        assert!(doc.pointer(pointer).is_some(), "{target} leads nowhere");
+    }
+}
