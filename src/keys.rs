@@ -148,6 +148,12 @@ impl MasterKey {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// The tenant's keyed hash of an identity (an E.164 number or a user
+    /// id): what a suppression record keeps of an erased identity.
+    pub fn identity_hash(&self, tenant: &str, identity: &str) -> String {
+        self.keyed_hash(tenant, &["identity", identity])
+    }
+
     /// The canary stored in the database, encrypted under the master key.
     pub fn make_canary(&self) -> String {
         Sealer(self.0).seal(CANARY_PLAINTEXT, CANARY_AAD)

@@ -138,6 +138,7 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(api::checks::check)
         .service(api::checks::check_batch)
         .service(api::subjects::query_subject)
+        .service(api::subjects::erase_subject)
         .service(api::entries::get_entry)
         .service(api::log::receipt)
         .service(api::log::latest_checkpoint)

@@ -10,7 +10,9 @@ use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
 use crate::domain::recording::check_phone_number_id;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
+use crate::keys::MasterKey;
 use crate::store::consent::{subject_events, window_of};
+use crate::store::suppression::suppression_of;
 use crate::store::tenants::{active_brands, find_brand, BrandRow};
 use crate::store::DbConn;
 use actix_web::middleware::from_fn;
@@ -140,6 +142,7 @@ fn resolve_brand(
 /// Evaluates one check against committed state.
 fn evaluate(
     conn: &mut DbConn,
+    master: &MasterKey,
     caller: &Caller,
     request: &CheckRequest,
     now: Timestamp,
@@ -155,12 +158,19 @@ fn evaluate(
         &mut cache.brands,
     )?;
     let events = subject_events(conn, &tenant.id, &number)?;
+    let suppressed_at = suppression_of(conn, master, &tenant.id, &number)?;
     let question = Question {
         purpose: request.purpose,
         brand_id: BrandId(brand.id),
         channel: request.channel,
     };
-    let outcome = decision::decide(&events, question, tenant.max_consent_age_days, now);
+    let outcome = decision::decide(
+        &events,
+        question,
+        tenant.max_consent_age_days,
+        suppressed_at,
+        now,
+    );
     let (window, certain) = match request.channel {
         MessageChannel::Sms => (Window::closed(None), false),
         MessageChannel::Whatsapp => window_of(
@@ -207,8 +217,9 @@ pub async fn check(
 ) -> Result<HttpResponse, ApiError> {
     let request = body.value;
     let now = state.now();
+    let master = state.master.clone();
     let decision = state
-        .db(move |conn| evaluate(conn, &caller, &request, now, &mut Cache::default()))
+        .db(move |conn| evaluate(conn, &master, &caller, &request, now, &mut Cache::default()))
         .await?;
     Ok(HttpResponse::Ok().json(decision))
 }
@@ -297,6 +308,7 @@ pub async fn check_batch(
         ));
     }
     let now = state.now();
+    let master = state.master.clone();
     let decisions = state
         .db(move |conn| {
             let mut cache = Cache::default();
@@ -308,8 +320,9 @@ pub async fn check_batch(
                         .get("number")
                         .cloned()
                         .unwrap_or(serde_json::Value::Null);
-                    let decided = json::from_value::<CheckRequest>(item)
-                        .and_then(|request| evaluate(conn, &caller, &request, now, &mut cache));
+                    let decided = json::from_value::<CheckRequest>(item).and_then(|request| {
+                        evaluate(conn, &master, &caller, &request, now, &mut cache)
+                    });
                     out.push(match decided {
                         Ok(decision) => BatchItem::Decision(decision),
                         Err(error) if error.status().is_server_error() => return Err(error),

@@ -16,6 +16,7 @@ use crate::domain::recording::{
 };
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
+use crate::keys::MasterKey;
 use crate::store::append::{self, Answer, Appended};
 use crate::store::connection::lock_log;
 use crate::store::consent::{record_inbound, window_of};
@@ -66,6 +67,12 @@ fn append_error(error: StoreError) -> ApiError {
             "in_future",
             "`captured_at` is more than 60 seconds after the server's clock",
         ),
+        StoreError::Rejected(Rejection::Suppressed) => ApiError::for_field(
+            ErrorCode::Suppressed,
+            "captured_at",
+            "before_erasure",
+            "this number was erased after `captured_at`: only an opt-in captured after the erasure starts a new subject",
+        ),
         StoreError::Rejected(Rejection::IdempotencyLost) => ApiError::new(ErrorCode::IdempotencyInProgress,
             "a newer request with this Idempotency-Key took it over; nothing was recorded by this one",
         ),
@@ -73,13 +80,22 @@ fn append_error(error: StoreError) -> ApiError {
     }
 }
 
-fn created(appended: &Appended) -> String {
+pub(super) fn created(appended: &Appended) -> String {
     serde_json::to_string(&Recorded::from(appended)).expect("serialisable")
+}
+
+/// What an opt-out of an erased number without a newer subject answers:
+/// nothing was recorded, and the number stays opted out (SPEC section 4).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SuppressedAnswer {
+    /// Always `true`.
+    pub suppressed: bool,
 }
 
 /// Appends `record` with its idempotent answer and logs it.
 fn append_answered(
     conn: &mut crate::store::DbConn,
+    master: &MasterKey,
     caller: &Caller,
     record: &Record,
     scope: Option<&idempotency::IdempotencyScope>,
@@ -90,8 +106,17 @@ fn append_answered(
         render: &created,
     });
     let tenant = &caller.tenant.id;
-    let appended =
-        append::append(conn, tenant, &caller.key_id, record, answer, now).map_err(append_error)?;
+    let appended = match append::append(conn, master, tenant, &caller.key_id, record, answer, now) {
+        Err(StoreError::Rejected(Rejection::SuppressedNothingToRecord)) => {
+            let body = serde_json::to_string(&SuppressedAnswer { suppressed: true })
+                .expect("serialisable");
+            if let Some(scope) = scope {
+                idempotency::finish(conn, scope, 200, &body, None, now.millis())?;
+            }
+            return Ok((200, body));
+        }
+        other => other.map_err(append_error)?,
+    };
     tracing::info!(tenant = %tenant, seq = appended.seq, subject = %appended.subject, "recorded");
     Ok((201, created(&appended)))
 }
@@ -115,6 +140,7 @@ pub async fn create_opt_in(
 ) -> Result<HttpResponse, ApiError> {
     let draft = body.value.parse(rules_of(&caller))?;
     let clock = state.clock.clone();
+    let master = state.master.clone();
     let work_caller = caller.clone();
     idempotent::run(
         &state,
@@ -135,7 +161,7 @@ pub async fn create_opt_in(
                     }
                 });
             let record = Record::OptIn(draft.into_record(brand)?);
-            append_answered(conn, &work_caller, &record, scope, now)
+            append_answered(conn, &master, &work_caller, &record, scope, now)
         },
     )
     .await
@@ -147,6 +173,7 @@ pub async fn create_opt_in(
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h")),
     responses(
         (status = 201, description = "Recorded in the ledger; counts from the next request", body = Recorded),
+        (status = 200, description = "The number was erased and has no newer subject: nothing recorded, it stays opted out", body = SuppressedAnswer),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -160,6 +187,7 @@ pub async fn create_opt_out(
 ) -> Result<HttpResponse, ApiError> {
     let opt_out = body.value.parse(rules_of(&caller))?;
     let clock = state.clock.clone();
+    let master = state.master.clone();
     let work_caller = caller.clone();
     idempotent::run(
         &state,
@@ -170,7 +198,8 @@ pub async fn create_opt_out(
         move |conn, scope| {
             let now = clock.now();
             check_not_future(opt_out.captured_at, now)?;
-            append_answered(conn, &work_caller, &Record::OptOut(opt_out), scope, now)
+            let opt_out = Record::OptOut(opt_out);
+            append_answered(conn, &master, &work_caller, &opt_out, scope, now)
         },
     )
     .await

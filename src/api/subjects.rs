@@ -1,19 +1,26 @@
 //! `POST /v1/subjects/query` (auditor): a number's consents per purpose,
-//! brand and message channel, and its whole history with openings.
+//! brand and message channel, and its whole history with openings;
+//! `POST /v1/subjects/erase` (admin): erasure on request (SPEC section 11).
 
 use super::auth::{self, Caller};
 use super::entries::EntryView;
+use super::idempotent;
 use super::json::ApiJson;
+use super::records::{created, Recorded};
 use super::AppState;
 use crate::domain::decision::{self, Question, Reason};
 use crate::domain::ids::BrandId;
 use crate::domain::purpose::{MessageChannel, Purpose};
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
+use crate::store::append::Answer;
 use crate::store::consent::{current_subject, subject_events, subject_history};
+use crate::store::erasure::{self, ErasureRequest};
+use crate::store::suppression::suppression_of;
 use crate::store::tenants::list_brands;
+use crate::store::{Rejection, StoreError};
 use actix_web::middleware::from_fn;
-use actix_web::{post, web, HttpResponse};
+use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -66,6 +73,7 @@ pub async fn query_subject(
     let number = caller.parse_number(&body.value.number, body.value.region.as_deref())?;
     let tenant = caller.tenant.clone();
     let clock = state.clock.clone();
+    let master = state.master.clone();
     let report = state
         .db(move |conn| {
             // One snapshot: the consents and the history agree.
@@ -75,6 +83,7 @@ pub async fn query_subject(
                         ApiError::not_found("this number has no subject in this tenant")
                     })?;
                 let events = subject_events(conn, &tenant.id, &number)?;
+                let suppressed_at = suppression_of(conn, &master, &tenant.id, &number)?;
                 let brands = list_brands(conn, &tenant.id)?;
                 let now = clock.now();
                 let mut consents = Vec::new();
@@ -95,6 +104,7 @@ pub async fn query_subject(
                                 &events,
                                 question,
                                 tenant.max_consent_age_days,
+                                suppressed_at,
                                 now,
                             );
                             consents.push(ConsentStatus {
@@ -123,4 +133,82 @@ pub async fn query_subject(
         .await?;
     tracing::info!(tenant = %caller.tenant.id, key_id = %caller.key_id, subject = %report.subject, "subject read with openings");
     Ok(HttpResponse::Ok().json(report))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EraseRequest {
+    #[schema(example = "+4915112345678")]
+    pub number: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Why (at most 500 characters, no control characters); for the audit
+    /// trail, never in the ledger, which records `reason: request`.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The longest `reason` an erasure takes.
+const MAX_REASON_CHARS: usize = 500;
+
+#[utoipa::path(
+    tag = "ledger",
+    request_body = EraseRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h")),
+    responses(
+        (status = 201, description = "Erased: the `erasure` entry (after an opt-out of everything, unless already); the number is suppressed", body = Recorded),
+        (status = "4XX", description = "Problem (404: the number has no subject)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/subjects/erase", wrap = "from_fn(auth::admin)")]
+pub async fn erase_subject(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    body: ApiJson<EraseRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.value;
+    let number = caller.parse_number(&request.number, request.region.as_deref())?;
+    if let Some(reason) = &request.reason {
+        if reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
+            return Err(ApiError::invalid_field(
+                "reason",
+                "invalid_value",
+                "`reason` is at most 500 characters, without control characters",
+            ));
+        }
+    }
+    let clock = state.clock.clone();
+    let master = state.master.clone();
+    let work_caller = caller.clone();
+    idempotent::run(
+        &state,
+        &req,
+        &caller,
+        "subjects/erase",
+        &body.body_sha256,
+        move |conn, scope| {
+            let answer = scope.map(|scope| Answer {
+                scope,
+                render: &created,
+            });
+            let erasure = ErasureRequest {
+                tenant: &work_caller.tenant.id,
+                collector: &work_caller.key_id,
+                number: &number,
+            };
+            let erased =
+                erasure::erase(conn, &master, &erasure, answer, clock.now()).map_err(|error| {
+                    match error {
+                        StoreError::Rejected(Rejection::NotFound) => {
+                            ApiError::not_found("this number has no subject in this tenant")
+                        }
+                        other => other.into(),
+                    }
+                })?;
+            Ok((201, created(&erased)))
+        },
+    )
+    .await
 }

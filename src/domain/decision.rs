@@ -118,12 +118,15 @@ pub struct Outcome<'a> {
 }
 
 /// Decides from a subject's events (any order). `max_consent_age_days` is the
-/// tenant's setting. A number without a current subject is `no_opt_in`: pass
-/// no events.
+/// tenant's setting; `suppressed_at` the latest erasure of the identity on
+/// request, if any (rule 1: opt-ins captured at or before it are ignored,
+/// and without a later one the answer is `opted_out`). A number without a
+/// current subject is `no_opt_in` unless suppressed: pass no events.
 pub fn decide<'a>(
     events: &'a [ConsentEvent],
     question: Question,
     max_consent_age_days: Option<i64>,
+    suppressed_at: Option<Timestamp>,
     now: Timestamp,
 ) -> Outcome<'a> {
     let Question {
@@ -131,8 +134,27 @@ pub fn decide<'a>(
         brand_id,
         channel,
     } = question;
+    let events: Vec<&ConsentEvent> = events
+        .iter()
+        .filter(|e| {
+            let erased_before = suppressed_at.is_some_and(|at| e.captured_at <= at);
+            !(e.kind == EventKind::OptIn && erased_before)
+        })
+        .collect();
+    if suppressed_at.is_some() && !events.iter().any(|e| e.kind == EventKind::OptIn) {
+        let opt_out = events
+            .iter()
+            .copied()
+            .filter(|e| e.is_effective_opt_out() && e.covers(purpose, channel))
+            .max_by_key(|e| e.order_key());
+        return Outcome {
+            reason: Reason::OptedOut,
+            consent: opt_out,
+        };
+    }
     let governing = events
         .iter()
+        .copied()
         .filter(|e| {
             (e.is_effective_opt_out() && e.covers(purpose, channel))
                 || (e.is_counting_opt_in()
@@ -158,7 +180,11 @@ pub fn decide<'a>(
             && e.covers(purpose, channel)
             && e.brand_id == Some(brand_id)
     });
-    let counting: Vec<&ConsentEvent> = events.iter().filter(|e| e.is_counting_opt_in()).collect();
+    let counting: Vec<&ConsentEvent> = events
+        .iter()
+        .copied()
+        .filter(|e| e.is_counting_opt_in())
+        .collect();
     let (reason, consent) = if awaiting {
         (Reason::Unconfirmed, None)
     } else if counting.is_empty() {
@@ -176,6 +202,24 @@ pub fn decide<'a>(
         (Reason::BrandMismatch, other_brand)
     };
     Outcome { reason, consent }
+}
+
+/// Whether every purpose on every message channel is governed by an
+/// effective opt-out (of any brand's opt-ins): what an erasure checks
+/// before it records its own opt-out of everything.
+pub fn opted_out_of_everything(events: &[ConsentEvent]) -> bool {
+    Purpose::ALL.iter().all(|&purpose| {
+        MessageChannel::ALL.iter().all(|&channel| {
+            events
+                .iter()
+                .filter(|e| {
+                    e.covers(purpose, channel)
+                        && (e.is_effective_opt_out() || e.is_counting_opt_in())
+                })
+                .max_by_key(|e| e.order_key())
+                .is_some_and(|e| e.kind == EventKind::OptOut)
+        })
+    })
 }
 
 /// An inbound message's time, per business phone number id (`None`: an
@@ -331,7 +375,7 @@ mod tests {
             brand_id: brand,
             channel,
         };
-        let out = decide(events, q, None, t(NOW));
+        let out = decide(events, q, None, None, t(NOW));
         (out.reason, out.consent.map(|e| e.seq))
     }
 
@@ -531,16 +575,27 @@ mod tests {
             brand_id: MAKRO,
             channel: Whatsapp,
         };
-        assert_eq!(decide(&events, q, Some(10), t(NOW)).reason, Reason::Expired);
         assert_eq!(
-            decide(&events, q, Some(10), t("2026-11-22T11:59:59.999Z")).reason,
+            decide(&events, q, Some(10), None, t(NOW)).reason,
+            Reason::Expired
+        );
+        assert_eq!(
+            decide(&events, q, Some(10), None, t("2026-11-22T11:59:59.999Z")).reason,
             Reason::Allowed
         );
-        assert_eq!(decide(&events, q, Some(11), t(NOW)).reason, Reason::Allowed);
-        assert_eq!(decide(&events, q, None, t(NOW)).reason, Reason::Allowed);
+        assert_eq!(
+            decide(&events, q, Some(11), None, t(NOW)).reason,
+            Reason::Allowed
+        );
+        assert_eq!(
+            decide(&events, q, None, None, t(NOW)).reason,
+            Reason::Allowed
+        );
         // Expired still names the governing opt-in.
         assert_eq!(
-            decide(&events, q, Some(10), t(NOW)).consent.map(|e| e.seq),
+            decide(&events, q, Some(10), None, t(NOW))
+                .consent
+                .map(|e| e.seq),
             Some(0)
         );
     }
@@ -635,5 +690,89 @@ mod tests {
         );
         let (w, certain) = window_for(&[], None, &[], t(NOW));
         assert_eq!((w, certain), (Window::closed(None), true));
+    }
+
+    /// Rule 1: an erased (suppressed) identity answers `opted_out` until an
+    /// opt-in captured after its erasure; older opt-ins never count again.
+    #[test]
+    fn a_suppressed_identity_is_opted_out_until_a_later_opt_in() {
+        let q = Question {
+            purpose: Marketing,
+            brand_id: MAKRO,
+            channel: Whatsapp,
+        };
+        let erased = Some(t("2026-11-21T00:00:00Z"));
+        // No subject at all: suppressed, so opted out (not no_opt_in).
+        assert_eq!(
+            decide(&[], q, None, erased, t(NOW)).reason,
+            Reason::OptedOut
+        );
+        assert_eq!(decide(&[], q, None, None, t(NOW)).reason, Reason::NoOptIn);
+        // An opt-in captured before (or at) the erasure is ignored.
+        let before = [opt_in(
+            1,
+            "2026-11-21T00:00:00Z",
+            &[Marketing],
+            &[Whatsapp],
+            MAKRO,
+        )];
+        let out = decide(&before, q, None, erased, t(NOW));
+        assert_eq!(
+            (out.reason, out.consent.map(|e| e.seq)),
+            (Reason::OptedOut, None)
+        );
+        // One captured after counts.
+        let after = [opt_in(
+            2,
+            "2026-11-21T00:00:00.001Z",
+            &[Marketing],
+            &[Whatsapp],
+            MAKRO,
+        )];
+        assert_eq!(
+            decide(&after, q, None, erased, t(NOW)).reason,
+            Reason::Allowed
+        );
+        // Only opt-outs after it: opted out, resting on the opt-out.
+        let outs = [opt_out(
+            3,
+            "2026-11-21T10:00:00Z",
+            &[Marketing],
+            &[Whatsapp],
+        )];
+        let out = decide(&outs, q, None, erased, t(NOW));
+        assert_eq!(
+            (out.reason, out.consent.map(|e| e.seq)),
+            (Reason::OptedOut, Some(3))
+        );
+    }
+
+    #[test]
+    fn opted_out_of_everything_needs_every_purpose_and_channel() {
+        let all = [opt_out(
+            1,
+            "2026-11-20T10:00:00Z",
+            &Purpose::ALL,
+            &MessageChannel::ALL,
+        )];
+        assert!(opted_out_of_everything(&all));
+        assert!(!opted_out_of_everything(&[]));
+        let marketing = [opt_out(
+            1,
+            "2026-11-20T10:00:00Z",
+            &[Marketing],
+            &MessageChannel::ALL,
+        )];
+        assert!(!opted_out_of_everything(&marketing));
+        // A later opt-in of any brand reopens what it covers.
+        let reopened = [
+            all[0].clone(),
+            opt_in(2, "2026-11-20T11:00:00Z", &[Utility], &[Sms], METRO),
+        ];
+        assert!(!opted_out_of_everything(&reopened));
+        // A lifted opt-out no longer counts.
+        let mut lifted = all[0].clone();
+        lifted.lifted = true;
+        assert!(!opted_out_of_everything(&[lifted]));
     }
 }

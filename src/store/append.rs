@@ -11,7 +11,7 @@ pub use crate::domain::record::{
     LiftClass, LiftRecord, OptInRecord, OptOutRecord, PendingConfirmation, Record,
 };
 use crate::domain::time::Timestamp;
-use crate::keys::random_salt_hex;
+use crate::keys::{random_salt_hex, MasterKey};
 use crate::ledger::commitment::{evidence_commitment, subject_commitment};
 use crate::ledger::entry::{Entry, EntryType};
 use crate::ledger::hash::{leaf_hash, sha256_hex};
@@ -43,14 +43,7 @@ fn current_or_new_subject(
     number: &E164,
     now: i64,
 ) -> QueryResult<(i64, String)> {
-    let found = subjects::table
-        .filter(subjects::tenant_id.eq(tenant))
-        .filter(subjects::e164.eq(number.as_str()))
-        .filter(subjects::erased_at.is_null())
-        .select((subjects::id, subjects::commitment))
-        .first::<(i64, String)>(conn)
-        .optional()?;
-    if let Some(found) = found {
+    if let Some(found) = super::consent::current_subject(conn, tenant, number)? {
         return Ok(found);
     }
     let salt = random_salt_hex();
@@ -68,6 +61,100 @@ fn current_or_new_subject(
     Ok((id, commitment))
 }
 
+/// An erased identity (SPEC sections 4 and 11): an opt-in captured at or
+/// before its latest erasure is refused, and while it has no newer subject
+/// an opt-out or a lift records nothing.
+fn check_suppression(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    record: &Record,
+) -> StoreResult<()> {
+    let number = record.number();
+    let Some(erased_at) = super::suppression::suppression_of(conn, master, tenant, number)? else {
+        return Ok(());
+    };
+    match record {
+        Record::OptIn(r) if r.captured_at <= erased_at => {
+            Err(StoreError::Rejected(Rejection::Suppressed))
+        }
+        Record::OptIn(_) => Ok(()),
+        Record::OptOut(_) | Record::Lift(_) => {
+            if super::consent::current_subject(conn, tenant, number)?.is_some() {
+                Ok(())
+            } else {
+                Err(StoreError::Rejected(Rejection::SuppressedNothingToRecord))
+            }
+        }
+    }
+}
+
+/// Appends an `erasure` entry (no channel, time or evidence) for a subject,
+/// inside a transaction the caller holds with the log's lock.
+pub fn append_erasure_locked(
+    conn: &mut DbConn,
+    tenant: &str,
+    collector: &str,
+    subject: (i64, &str),
+    reason: ErasureReason,
+    now: Timestamp,
+) -> StoreResult<Appended> {
+    let head = lock_head(conn, tenant, None, now)?;
+    let (subject_id, commitment) = subject;
+    let mut entry = Entry::new(
+        EntryType::Erasure,
+        &head.origin,
+        head.size,
+        &head.hash,
+        head.recorded_at,
+        commitment,
+        collector,
+    );
+    entry.reason = Some(reason.as_str().to_owned());
+    let (_, leaf_hash) = write_entry(conn, tenant, None, subject_id, None, &entry)?;
+    Ok(Appended {
+        seq: head.size,
+        leaf_hash,
+        subject: commitment.to_owned(),
+        subject_id,
+        recorded_at: head.recorded_at,
+    })
+}
+
+/// Why an identity was erased (the `erasure` entry's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErasureReason {
+    Request,
+    Retention,
+}
+
+impl ErasureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErasureReason::Request => "request",
+            ErasureReason::Retention => "retention",
+        }
+    }
+}
+
+/// What an append's `recorded_at` will be: max(now, the head's), read under
+/// the log's lock.
+pub fn next_recorded_at(conn: &mut DbConn, tenant: &str, now: Timestamp) -> QueryResult<Timestamp> {
+    let head: Option<i64> = tenants::table
+        .find(tenant)
+        .select(tenants::head_recorded_at)
+        .first(conn)?;
+    Ok(later_of(now, head))
+}
+
+/// max(now, the previous entry's `recorded_at`).
+fn later_of(now: Timestamp, head_recorded_at: Option<i64>) -> Timestamp {
+    match head_recorded_at {
+        Some(previous) if previous > now.millis() => Timestamp::from_millis(previous),
+        _ => now,
+    }
+}
+
 /// How far `captured_at` may be after `recorded_at` (clock skew).
 const CAPTURE_SKEW_MILLIS: i64 = 60_000;
 
@@ -77,13 +164,16 @@ const CAPTURE_SKEW_MILLIS: i64 = 60_000;
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn append(
     conn: &mut DbConn,
+    master: &MasterKey,
     tenant: &str,
     collector: &str,
     record: &Record,
     answer: Option<Answer<'_>>,
     now: Timestamp,
 ) -> StoreResult<Appended> {
-    conn.immediate_transaction(|conn| append_locked(conn, tenant, collector, record, answer, now))
+    conn.immediate_transaction(|conn| {
+        append_locked(conn, master, tenant, collector, record, answer, now)
+    })
 }
 
 /// The log's head as an append finds it, under the log's lock.
@@ -100,7 +190,7 @@ struct Head {
 fn lock_head(
     conn: &mut DbConn,
     tenant: &str,
-    record: &Record,
+    record: Option<&Record>,
     now: Timestamp,
 ) -> StoreResult<Head> {
     super::connection::lock_log(conn, tenant)?;
@@ -113,14 +203,11 @@ fn lock_head(
             tenants::head_recorded_at,
         ))
         .first::<(String, i64, String, Option<i64>)>(conn)?;
-    let recorded_at = match head_recorded_at {
-        Some(previous) if previous > now.millis() => Timestamp::from_millis(previous),
-        _ => now,
-    };
-    if record.captured_at() > recorded_at.plus_millis(CAPTURE_SKEW_MILLIS) {
+    let recorded_at = later_of(now, head_recorded_at);
+    if record.is_some_and(|r| r.captured_at() > recorded_at.plus_millis(CAPTURE_SKEW_MILLIS)) {
         return Err(StoreError::Rejected(Rejection::CapturedInFuture));
     }
-    if let Record::OptIn(r) = record {
+    if let Some(Record::OptIn(r)) = record {
         let retired: Option<i64> = brands::table
             .find(r.brand_id.0)
             .select(brands::retired_at)
@@ -198,9 +285,9 @@ struct SaltedEvidence {
 fn write_entry(
     conn: &mut DbConn,
     tenant: &str,
-    record: &Record,
+    record: Option<&Record>,
     subject_id: i64,
-    evidence: &SaltedEvidence,
+    evidence: Option<&SaltedEvidence>,
     entry: &Entry,
 ) -> StoreResult<(Hash, String)> {
     let seq = entry.seq;
@@ -214,12 +301,14 @@ fn write_entry(
             entries::leaf_hash.eq(&leaf_hex),
             entries::canonical_json.eq(&canonical),
             entries::subject_id.eq(subject_id),
-            entries::evidence_salt.eq(&evidence.salt),
-            entries::evidence_jcs.eq(&evidence.jcs),
+            entries::evidence_salt.eq(evidence.map(|e| &e.salt)),
+            entries::evidence_jcs.eq(evidence.map(|e| &e.jcs)),
             entries::consent_text_sha256.eq(&entry.consent_text_sha256),
         ))
         .execute(conn)?;
-    insert_consent_event(conn, tenant, seq as i64, subject_id, record)?;
+    if let Some(record) = record {
+        insert_consent_event(conn, tenant, seq as i64, subject_id, record)?;
+    }
     log::store_leaf(conn, tenant, seq, leaf)?;
     diesel::update(tenants::table.find(tenant))
         .set((
@@ -237,13 +326,15 @@ fn write_entry(
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, collector = %collector))]
 pub fn append_locked(
     conn: &mut DbConn,
+    master: &MasterKey,
     tenant: &str,
     collector: &str,
     record: &Record,
     answer: Option<Answer<'_>>,
     now: Timestamp,
 ) -> StoreResult<Appended> {
-    let head = lock_head(conn, tenant, record, now)?;
+    let head = lock_head(conn, tenant, Some(record), now)?;
+    check_suppression(conn, master, tenant, record)?;
     let (subject_id, subject) =
         current_or_new_subject(conn, tenant, record.number(), now.millis())?;
     let fields = record.evidence().fields();
@@ -269,7 +360,14 @@ pub fn append_locked(
     entry.evidence_sha256 = Some(evidence_commitment(&evidence.salt, &evidence.jcs));
     let text_hash = store_consent_text(conn, tenant, record)?;
     fill_entry(&mut entry, record, text_hash.as_deref());
-    let (_, leaf_hash) = write_entry(conn, tenant, record, subject_id, &evidence, &entry)?;
+    let (_, leaf_hash) = write_entry(
+        conn,
+        tenant,
+        Some(record),
+        subject_id,
+        Some(&evidence),
+        &entry,
+    )?;
     let appended = Appended {
         seq,
         leaf_hash,

@@ -8,7 +8,7 @@ use super::append::append_locked;
 use super::channels;
 use super::connection::lock_log;
 use super::schema::dead_letters;
-use super::{DbConn, StoreResult};
+use super::{DbConn, Rejection, StoreError, StoreResult};
 use crate::channels::letter::{LetterPayload, MessageLetter, PreferenceLetter};
 use crate::channels::message::{
     intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, message_of_letter,
@@ -233,9 +233,12 @@ fn apply_letter(
         }
         _ => return Ok(None),
     };
-    Ok(Some(
-        append_locked(conn, tenant, collector, &record, None, now)?.seq,
-    ))
+    match append_locked(conn, master, tenant, collector, &record, None, now) {
+        Ok(appended) => Ok(Some(appended.seq)),
+        // An erased number without a newer subject: already opted out.
+        Err(StoreError::Rejected(Rejection::SuppressedNothingToRecord)) => Ok(None),
+        Err(other) => Err(other),
+    }
 }
 
 /// The kept message and the purposes it withdrew, when it holds an
@@ -398,4 +401,33 @@ pub fn list_dead_letters(
         .limit(limit)
         .select(DeadLetterRow::as_select())
         .load(conn)
+}
+
+/// Deletes the tenant's dead letters with a value that is the number (with
+/// or without its `+`), for an erasure: payloads are sealed, so each is
+/// opened to look. Whole JSON strings only, so a longer number that merely
+/// contains this one keeps its letter.
+pub fn delete_letters_naming(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    number: &E164,
+) -> QueryResult<usize> {
+    let sealed: Vec<(i64, String)> = dead_letters::table
+        .filter(dead_letters::tenant_id.eq(tenant))
+        .select((dead_letters::id, dead_letters::payload_sealed))
+        .load(conn)?;
+    let with_plus = format!("\"{}\"", number.as_str());
+    let without = format!("\"{}\"", number.as_str().trim_start_matches('+'));
+    let naming: Vec<i64> = sealed
+        .into_iter()
+        .filter(|(_, payload)| {
+            open_letter(master, tenant, payload).is_some_and(|p| {
+                let json = p.to_string();
+                json.contains(&with_plus) || json.contains(&without)
+            })
+        })
+        .map(|(id, _)| id)
+        .collect();
+    diesel::delete(dead_letters::table.filter(dead_letters::id.eq_any(&naming))).execute(conn)
 }

@@ -338,6 +338,7 @@ mod tests {
         let at = Timestamp::from_millis(TAKEOVER_MILLIS + 1);
         let lost = append::append(
             &mut conn,
+            &crate::keys::MasterKey::from_bytes([7; 32]),
             "t",
             "key_1",
             &record,
@@ -364,6 +365,7 @@ mod tests {
         assert_eq!(current(&mut conn, &stalled).unwrap(), Begin::InProgress);
         let done = append::append(
             &mut conn,
+            &crate::keys::MasterKey::from_bytes([7; 32]),
             "t",
             "key_1",
             &record,

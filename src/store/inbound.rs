@@ -9,7 +9,7 @@ use super::connection::lock_log;
 use super::consent::record_inbound;
 use super::dead_letters::{apply_letters_waiting_for, keep, Letter};
 use super::tenants::find_brand;
-use super::{DbConn, StoreResult};
+use super::{DbConn, Rejection, StoreError, StoreResult};
 use crate::channels::message::{
     intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, opt_out_purposes,
     preference_evidence, preference_letter, InboundMessage, Intent, Outcome, PreferenceChange,
@@ -112,7 +112,7 @@ pub fn record_message(
             number,
             captured_at,
         };
-        match record_intent(conn, tenant, settings, &arrival, &intent, now)? {
+        match record_intent(conn, master, tenant, settings, &arrival, &intent, now)? {
             Ok(seqs) => Ok(Outcome::Recorded { seqs }),
             Err(reason) => keep(conn, master, tenant, letter(reason), now),
         }
@@ -130,6 +130,7 @@ struct Arrival<'a> {
 /// dead letter instead.
 fn record_intent(
     conn: &mut DbConn,
+    master: &MasterKey,
     tenant: &str,
     settings: &StoredSettings,
     arrival: &Arrival<'_>,
@@ -145,7 +146,7 @@ fn record_intent(
             let purposes = opt_out_purposes(*full, settings);
             let opt_out =
                 keyword_opt_out(provider, number, purposes, arrival.captured_at, evidence);
-            vec![append_locked(conn, tenant, collector, &opt_out, None, now)?.seq]
+            append_unless_suppressed(conn, master, tenant, collector, &opt_out, now)?
         }
         Intent::Lift => {
             let lift = Lift {
@@ -154,7 +155,7 @@ fn record_intent(
                 captured_at: arrival.captured_at,
                 evidence,
             };
-            lift_opt_outs(conn, tenant, collector, &number, &lift, now)?
+            lift_opt_outs(conn, master, tenant, collector, &number, &lift, now)?
         }
         Intent::OptIn(m) => {
             if !is_readable_text(&m.prompt) {
@@ -168,11 +169,31 @@ fn record_intent(
                 captured_at: arrival.captured_at,
                 evidence,
             };
-            record_opt_in(conn, tenant, &opt_in, now)?
+            record_opt_in(conn, master, tenant, &opt_in, now)?
         }
         Intent::Nothing => Vec::new(),
     };
     Ok(Ok(seqs))
+}
+
+/// Appends what a message records, unless its sender's identity is erased
+/// and the rules say to record nothing (an opt-in captured before the
+/// erasure; an opt-out or a lift while no newer subject exists).
+fn append_unless_suppressed(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    collector: &str,
+    record: &Record,
+    now: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    match append_locked(conn, master, tenant, collector, record, None, now) {
+        Ok(appended) => Ok(vec![appended.seq]),
+        Err(StoreError::Rejected(Rejection::Suppressed | Rejection::SuppressedNothingToRecord)) => {
+            Ok(Vec::new())
+        }
+        Err(other) => Err(other),
+    }
 }
 
 /// What a lifting message carries.
@@ -187,6 +208,7 @@ struct Lift {
 /// one `opt_out_lifted` entry each, in seq order.
 fn lift_opt_outs(
     conn: &mut DbConn,
+    master: &MasterKey,
     tenant: &str,
     collector: &str,
     number: &E164,
@@ -210,7 +232,9 @@ fn lift_opt_outs(
             evidence: lift.evidence.clone(),
             lifts,
         });
-        seqs.push(append_locked(conn, tenant, collector, &record, None, now)?.seq);
+        seqs.extend(append_unless_suppressed(
+            conn, master, tenant, collector, &record, now,
+        )?);
     }
     Ok(seqs)
 }
@@ -228,6 +252,7 @@ struct OptInFromMessage<'a> {
 /// than an API opt-in may be without `backfill`.
 fn record_opt_in(
     conn: &mut DbConn,
+    master: &MasterKey,
     tenant: &str,
     opt_in: &OptInFromMessage<'_>,
     now: Timestamp,
@@ -257,9 +282,7 @@ fn record_opt_in(
         evidence: opt_in.evidence.clone(),
     });
     let collector = opt_in.provider.collector();
-    Ok(vec![
-        append_locked(conn, tenant, collector, &record, None, now)?.seq,
-    ])
+    append_unless_suppressed(conn, master, tenant, collector, &record, now)
 }
 
 /// Records WhatsApp's marketing stop (an opt-out of marketing on WhatsApp)
@@ -306,7 +329,7 @@ pub fn record_preference(
         let evidence = preference_evidence(&change.business, value);
         let seqs = if change.stop {
             let record = marketing_stop(number, captured_at, evidence);
-            vec![append_locked(conn, tenant, collector, &record, None, now)?.seq]
+            append_unless_suppressed(conn, master, tenant, collector, &record, now)?
         } else {
             let lift = Lift {
                 class: LiftClass::MarketingPreference,
@@ -314,7 +337,7 @@ pub fn record_preference(
                 captured_at,
                 evidence,
             };
-            lift_opt_outs(conn, tenant, collector, &number, &lift, now)?
+            lift_opt_outs(conn, master, tenant, collector, &number, &lift, now)?
         };
         Ok(Outcome::Recorded { seqs })
     })

@@ -7,12 +7,14 @@ pub mod channels;
 pub mod connection;
 pub mod consent;
 pub mod dead_letters;
+pub mod erasure;
 pub mod idempotency;
 pub mod inbound;
 pub mod log;
 pub mod notification;
 pub mod pool;
 pub mod schema;
+pub mod suppression;
 pub mod tenants;
 
 pub use connection::DbConn;
@@ -48,6 +50,10 @@ pub enum Rejection {
     CapturedInFuture,
     #[error("the idempotency key was taken over by a newer request")]
     IdempotencyLost,
+    #[error("the identity was erased after this opt-in was captured")]
+    Suppressed,
+    #[error("the identity is erased and has no newer subject: nothing to record")]
+    SuppressedNothingToRecord,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -212,6 +212,14 @@ diesel::table! {
 diesel::joinable!(consent_events -> subjects (subject_id));
 diesel::joinable!(entries -> subjects (subject_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
+diesel::table! {
+    suppressions (tenant_id, identity_hash) {
+        tenant_id -> Text,
+        identity_hash -> Text,
+        erased_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     meta,
     tenants,
@@ -231,4 +239,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_dedup,
     subject_aliases,
     dead_letters,
+    suppressions,
 );

@@ -59,6 +59,7 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("POST", "/v1/checks", SENDER),
     ("POST", "/v1/checks/batch", SENDER),
     ("POST", "/v1/subjects/query", AUDITOR),
+    ("POST", "/v1/subjects/erase", ADMIN),
     ("GET", "/v1/entries/{seq}", AUDITOR),
     ("GET", "/v1/entries/{seq}/receipt", AUDITOR),
     ("GET", "/v1/export", AUDITOR),
@@ -86,7 +87,8 @@ fn cross_tenant_status(template: &str) -> Option<u16> {
         "/v1/keys/{id}"
         | "/v1/brands/{name}/retire"
         | "/v1/dead-letters/{id}"
-        | "/v1/subjects/query" => Some(404),
+        | "/v1/subjects/query"
+        | "/v1/subjects/erase" => Some(404),
         // An unknown number's dossier is B's log's header and checkpoint.
         "/v1/export/dossier" => Some(200),
         _ => None,
@@ -622,6 +624,20 @@ async fn input(
         ("POST", "/v1/checks") => post("/v1/checks", check),
         ("POST", "/v1/checks/batch") => post("/v1/checks/batch", json!({"checks": [check]})),
         ("POST", "/v1/subjects/query") => post("/v1/subjects/query", json!({"number": NUMBER})),
+        ("POST", "/v1/subjects/erase") => {
+            // A's admin erases a number of its own recorded for the call;
+            // everyone else names A's number, which must survive.
+            let erased = if fresh && !by_b {
+                let own = format!("+4915100{n:06}");
+                let opt_in = web_opt_in(&own, "Makro", &["marketing"]);
+                let recorded = app.post("/v1/opt-ins", &w.a.collector, &opt_in).await;
+                assert_eq!(recorded.status, StatusCode::CREATED, "{}", recorded.body);
+                own
+            } else {
+                NUMBER.into()
+            };
+            post("/v1/subjects/erase", json!({"number": erased}))
+        }
         ("POST", "/v1/export/dossier") => post("/v1/export/dossier", json!({"number": NUMBER})),
         ("GET", "/v1/entries/{seq}") => Request::new(method, format!("/v1/entries/{}", w.a_seq)),
         ("GET", "/v1/entries/{seq}/receipt") => {

@@ -371,6 +371,22 @@ async fn ledger_and_log(app: &TestApp, c: &Contract, t: &Tenant) {
         c.post(app, dossier, dossier, auditor, &json!({"number": number}))
             .await;
     }
+    // Erasure of a number of its own (then again: 404; then a bad one);
+    // the erased number's opt-out answers 200 `suppressed`, an opt-in
+    // captured before the erasure 422.
+    let erased = "+4915100000077";
+    app.recorded_opt_in(t, web_opt_in(erased, "Makro", &["marketing"]))
+        .await;
+    let erase = "/v1/subjects/erase";
+    for number in [erased, erased, "12"] {
+        c.post(app, erase, erase, &t.admin, &json!({"number": number}))
+            .await;
+    }
+    let (opt_outs, opt_ins) = ("/v1/opt-outs", "/v1/opt-ins");
+    c.post(app, opt_outs, opt_outs, &t.collector, &api_opt_out(erased))
+        .await;
+    let old = web_opt_in(erased, "Makro", &["marketing"]);
+    c.post(app, opt_ins, opt_ins, &t.collector, &old).await;
 }
 
 async fn channels_and_webhooks(app: &TestApp, c: &Contract, t: &Tenant) {

@@ -182,6 +182,25 @@ impl TestApp {
         self._dir.path().join("data")
     }
 
+    /// The PostgreSQL URL of the app's database (`None` on SQLite).
+    pub fn database_url(&self) -> Option<String> {
+        std::fs::read_to_string(self._dir.path().join(DATABASE_URL_FILE)).ok()
+    }
+
+    /// Another instance on the same database, data dir and master key (on
+    /// SQLite what a restart finds).
+    pub async fn second_instance(&self) -> TestApp {
+        let data = self.data_dir();
+        let url = self.database_url();
+        spawn_app_with(move |args| {
+            args.data_dir = Some(data);
+            if let Some(url) = url {
+                args.database_url = Some(Secret::new(url));
+            }
+        })
+        .await
+    }
+
     /// A directory that lives as long as the app, for the test's own files.
     pub fn scratch(&self) -> std::path::PathBuf {
         self._dir.path().to_path_buf()

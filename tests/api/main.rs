@@ -12,6 +12,7 @@ mod cli;
 mod contract;
 mod crash;
 mod decisions;
+mod erasure;
 mod errors;
 mod helpers;
 mod hostile;

@@ -188,3 +188,27 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 }
+
+/// Every row of every table of the database at `url`, as text (what a
+/// privacy test searches for what must be gone). Not every binary that
+/// includes this file uses it.
+#[allow(dead_code)]
+pub fn dump_tables(url: &str) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct Dump {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        dump: String,
+    }
+    let mut conn = diesel::pg::PgConnection::establish(url).expect("the database answers");
+    let dumps: Vec<Dump> = diesel::sql_query(
+        "SELECT query_to_xml(format('SELECT * FROM %I', tablename), true, false, '')::text AS dump \
+         FROM pg_tables WHERE schemaname = 'public'",
+    )
+    .load(&mut conn)
+    .expect("dump the tables");
+    dumps
+        .into_iter()
+        .map(|d| d.dump)
+        .collect::<Vec<_>>()
+        .join("\n")
+}

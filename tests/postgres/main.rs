@@ -20,6 +20,8 @@ mod contract;
 mod crash;
 #[path = "../api/decisions.rs"]
 mod decisions;
+#[path = "../api/erasure.rs"]
+mod erasure;
 #[path = "../api/errors.rs"]
 mod errors;
 #[path = "../api/helpers.rs"]

@@ -1,0 +1,168 @@
+//! Erasure on request (SPEC section 11): in one transaction under the log's
+//! lock, the opt-out of everything (unless already), the `erasure` entry,
+//! the suppression record (the tenant's keyed hash of the identity), then
+//! the deletion of everything that names or opens the identity. The entries
+//! and their commitments stay, so every proof and checkpoint stays valid.
+
+use super::append::{self, Answer, Appended, ErasureReason};
+use super::connection::lock_log;
+use super::dead_letters;
+use super::idempotency;
+use super::schema::{entries, idempotency_keys, subject_aliases, subjects, windows};
+use super::suppression::suppress;
+use super::{DbConn, Rejection, StoreError, StoreResult};
+use crate::domain::decision::opted_out_of_everything;
+use crate::domain::evidence::Evidence;
+use crate::domain::number::E164;
+use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
+use crate::domain::record::{OptOutRecord, Record};
+use crate::domain::time::Timestamp;
+use crate::keys::MasterKey;
+use diesel::prelude::*;
+
+/// What erasing needs to know of the request.
+pub struct ErasureRequest<'a> {
+    pub tenant: &'a str,
+    /// The erasing key's id (the opt-out's and the entry's collector).
+    pub collector: &'a str,
+    pub number: &'a E164,
+}
+
+/// Erases a number's current subject; the `erasure` entry appended.
+/// `Rejected(NotFound)` when the number has no current subject.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %request.tenant))]
+pub fn erase(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    request: &ErasureRequest<'_>,
+    answer: Option<Answer<'_>>,
+    now: Timestamp,
+) -> StoreResult<Appended> {
+    let erased =
+        conn.immediate_transaction(|conn| erase_locked(conn, master, request, answer, now))?;
+    compact(conn);
+    Ok(erased)
+}
+
+fn erase_locked(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    request: &ErasureRequest<'_>,
+    answer: Option<Answer<'_>>,
+    now: Timestamp,
+) -> StoreResult<Appended> {
+    let ErasureRequest {
+        tenant,
+        collector,
+        number,
+    } = *request;
+    lock_log(conn, tenant)?;
+    let Some((subject_id, commitment)) = super::consent::current_subject(conn, tenant, number)?
+    else {
+        return Err(StoreError::Rejected(Rejection::NotFound));
+    };
+    let events = super::consent::subject_events(conn, tenant, number)?;
+    if !opted_out_of_everything(&events) {
+        let at = append::next_recorded_at(conn, tenant, now)?;
+        let opt_out = Record::OptOut(OptOutRecord {
+            number: number.clone(),
+            channel: CaptureChannel::Api,
+            purposes: PurposeSet::all(),
+            message_channels: MessageChannelSet::all(),
+            captured_at: at,
+            backfill: false,
+            evidence: Evidence::from_pairs([("reason", "erasure")]),
+            lift_class: None,
+        });
+        append::append_locked(conn, master, tenant, collector, &opt_out, None, now)?;
+    }
+    let subject = (subject_id, commitment.as_str());
+    let erased = append::append_erasure_locked(
+        conn,
+        tenant,
+        collector,
+        subject,
+        ErasureReason::Request,
+        now,
+    )?;
+    let at = erased.recorded_at.millis();
+    suppress(
+        conn,
+        tenant,
+        &master.identity_hash(tenant, number.as_str()),
+        at,
+    )?;
+    forget_subject(conn, master, tenant, subject_id, number, at)?;
+    if let Some(answer) = answer {
+        let body = (answer.render)(&erased);
+        if !idempotency::finish(conn, answer.scope, 201, &body, None, now.millis())? {
+            return Err(StoreError::Rejected(Rejection::IdempotencyLost));
+        }
+    }
+    tracing::info!(seq = erased.seq, subject = %erased.subject, "erased");
+    Ok(erased)
+}
+
+/// Deletes what names or opens the subject: its number and salt, every
+/// evidence body and salt of its entries, its windows, aliases, dead letters
+/// and idempotency records. Consent texts are the tenant's, not the
+/// person's, and stay.
+fn forget_subject(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    subject_id: i64,
+    number: &E164,
+    at: i64,
+) -> StoreResult<()> {
+    diesel::update(subjects::table.find(subject_id))
+        .set((
+            subjects::e164.eq(None::<String>),
+            subjects::salt.eq(None::<String>),
+            subjects::erased_at.eq(Some(at)),
+        ))
+        .execute(conn)?;
+    diesel::update(entries::table.filter(entries::subject_id.eq(subject_id)))
+        .set((
+            entries::evidence_salt.eq(None::<String>),
+            entries::evidence_jcs.eq(None::<String>),
+        ))
+        .execute(conn)?;
+    diesel::delete(
+        windows::table
+            .filter(windows::tenant_id.eq(tenant))
+            .filter(windows::e164.eq(number.as_str())),
+    )
+    .execute(conn)?;
+    diesel::delete(
+        subject_aliases::table
+            .filter(subject_aliases::tenant_id.eq(tenant))
+            .filter(subject_aliases::e164.eq(number.as_str())),
+    )
+    .execute(conn)?;
+    diesel::delete(
+        idempotency_keys::table
+            .filter(idempotency_keys::tenant_id.eq(tenant))
+            .filter(idempotency_keys::subject_id.eq(subject_id)),
+    )
+    .execute(conn)?;
+    dead_letters::delete_letters_naming(conn, master, tenant, number)?;
+    Ok(())
+}
+
+/// After an erasure commits: SQLite truncates its WAL (the deleted rows'
+/// old pages are in it; `secure_delete` already zeroed them in the main
+/// file), PostgreSQL vacuums the tables it touched. A failure is logged and
+/// the next erasure tries again; the erasure itself stands.
+fn compact(conn: &mut DbConn) {
+    let done = match conn {
+        DbConn::Sqlite(c) => diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").execute(c),
+        DbConn::Pg(c) => diesel::sql_query(
+            "VACUUM subjects, entries, windows, subject_aliases, idempotency_keys, dead_letters",
+        )
+        .execute(c),
+    };
+    if let Err(error) = done {
+        tracing::warn!(%error, "compacting after an erasure failed");
+    }
+}

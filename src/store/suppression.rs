@@ -1,0 +1,54 @@
+//! Suppression records (SPEC sections 2 rule 1 and 11): per tenant, the
+//! keyed hash of each identity erased on request and the time of its
+//! latest erasure. Never deleted: they keep an erased number opted out.
+
+use super::schema::suppressions;
+use super::DbConn;
+use crate::domain::number::E164;
+use crate::domain::time::Timestamp;
+use crate::keys::MasterKey;
+use diesel::prelude::*;
+
+/// The latest erasure on request of an identity, by its keyed hash
+/// (milliseconds), if it was ever erased.
+pub fn suppressed_at(
+    conn: &mut DbConn,
+    tenant: &str,
+    identity_hash: &str,
+) -> QueryResult<Option<i64>> {
+    suppressions::table
+        .filter(suppressions::tenant_id.eq(tenant))
+        .filter(suppressions::identity_hash.eq(identity_hash))
+        .select(suppressions::erased_at)
+        .first(conn)
+        .optional()
+}
+
+/// When the number was last erased on request, if ever (SPEC section 2
+/// rule 1).
+pub fn suppression_of(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    number: &E164,
+) -> QueryResult<Option<Timestamp>> {
+    let hash = master.identity_hash(tenant, number.as_str());
+    Ok(suppressed_at(conn, tenant, &hash)?.map(Timestamp::from_millis))
+}
+
+/// Records (or moves forward) the suppression of an identity.
+pub fn suppress(conn: &mut DbConn, tenant: &str, identity_hash: &str, at: i64) -> QueryResult<()> {
+    let row = (
+        suppressions::tenant_id.eq(tenant),
+        suppressions::identity_hash.eq(identity_hash),
+        suppressions::erased_at.eq(at),
+    );
+    let key = (suppressions::tenant_id, suppressions::identity_hash);
+    crate::on_backend!(conn, |c| diesel::insert_into(suppressions::table)
+        .values(row)
+        .on_conflict(key)
+        .do_update()
+        .set(suppressions::erased_at.eq(at))
+        .execute(c))?;
+    Ok(())
+}

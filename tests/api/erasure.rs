@@ -1,0 +1,357 @@
+//! Erasure on request and suppression (SPEC sections 2 rule 1, 4 and 11):
+//! the number, its salts and its evidence bodies are gone from the
+//! database, every artefact still verifies, and the number stays opted out
+//! (across instances) until an opt-in captured after the erasure.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const ERASED: &str = "+4915123456789";
+const KEPT: &str = "+4915187654321";
+/// Only the erased number's evidence carries it.
+const PROBE_AGENT: &str = "ErasureProbe/7.3 (evidence body)";
+
+fn probe_opt_in(number: &str, captured_at: &str) -> Value {
+    json!({
+        "number": number,
+        "channel": "web",
+        "company_name_shown": "Makro",
+        "consent_text": "Yes, I want offers from Makro on WhatsApp. Reply STOP to end.",
+        "purposes": ["marketing", "utility"],
+        "captured_at": captured_at,
+        "evidence": {"page_url": "https://shop.example/newsletter", "ip": "198.51.100.23", "user_agent": PROBE_AGENT}
+    })
+}
+
+fn marketing_check(number: &str) -> Value {
+    json!({"number": number, "purpose": "marketing", "brand": "Makro"})
+}
+
+/// What must not be found anywhere after the erasure: the number with and
+/// without its `+`, its subject salt, every evidence salt and body.
+async fn secrets_of(app: &TestApp, t: &Tenant, seqs: &[u64]) -> Vec<String> {
+    let mut secrets = vec![
+        ERASED.to_owned(),
+        ERASED[1..].to_owned(),
+        PROBE_AGENT.to_owned(),
+    ];
+    for seq in seqs {
+        let entry = app.get(&format!("/v1/entries/{seq}"), &t.auditor).await;
+        assert_eq!(entry.status, StatusCode::OK, "{}", entry.body);
+        let openings = &entry.body["openings"];
+        assert_eq!(openings["subject"]["e164"], ERASED);
+        secrets.push(openings["subject"]["salt"].as_str().unwrap().to_owned());
+        secrets.push(openings["evidence"]["salt"].as_str().unwrap().to_owned());
+        secrets.push(openings["evidence"]["body"].to_string());
+    }
+    secrets.sort();
+    secrets.dedup();
+    secrets
+}
+
+/// Everything the database holds, as bytes: SQLite's main file and WAL
+/// read raw; PostgreSQL's tables dumped (after the erasure's vacuum).
+fn database_bytes(app: &TestApp) -> Vec<u8> {
+    match app.database_url() {
+        None => {
+            let db = app.data_dir().join("consent-ledger.db");
+            let mut bytes = std::fs::read(&db).expect("the database file");
+            if let Ok(wal) = std::fs::read(app.data_dir().join("consent-ledger.db-wal")) {
+                bytes.extend(wal);
+            }
+            bytes
+        }
+        Some(url) => crate::postgres::dump_tables(&url).into_bytes(),
+    }
+}
+
+fn found(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Erasure forgets the number, its salts and evidence; the log, its
+/// proofs and its exports still verify; the number stays opted out.
+#[tokio::test]
+async fn erasure_forgets_the_number_and_every_artefact_still_verifies() {
+    let app = spawn_app_at_manual_clock().await;
+    let t = app.tenant("makro", "Makro").await;
+    // The erased number's history: an opt-in (with an Idempotency-Key), a
+    // partial opt-out, a window; another number's entries must stay open.
+    let first = app
+        .post_with(
+            "/v1/opt-ins",
+            &t.collector,
+            &probe_opt_in(ERASED, &app.at(-120)),
+            &[("Idempotency-Key", "erasure-probe-1")],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let kept = app
+        .recorded_opt_in(&t, web_opt_in(KEPT, "Makro", &["marketing"]))
+        .await;
+    let mut partial = api_opt_out(ERASED);
+    partial["purposes"] = json!(["utility"]);
+    let second = app.recorded_opt_out(&t, partial).await;
+    let window = app
+        .post(
+            "/v1/interactions",
+            &t.collector,
+            &json!({"number": ERASED, "received_at": app.at(-30)}),
+        )
+        .await;
+    assert_eq!(window.status, StatusCode::OK, "{}", window.body);
+    let first_seq = first.body["seq"].as_u64().unwrap();
+    let secrets = secrets_of(&app, &t, &[first_seq, second]).await;
+    let (_, before) = app.get_text("/v1/log/checkpoint", &t.auditor).await;
+
+    let erased = app
+        .post_with(
+            "/v1/subjects/erase",
+            &t.admin,
+            &json!({"number": ERASED, "reason": "asked by email"}),
+            &[("Idempotency-Key", "erase-1")],
+        )
+        .await;
+    assert_eq!(erased.status, StatusCode::CREATED, "{}", erased.body);
+    // The opt-out of everything, then the erasure entry.
+    let erasure_seq = erased.body["seq"].as_u64().unwrap();
+    assert_eq!(erasure_seq, 4);
+    let opt_out = app.get("/v1/entries/3", &t.auditor).await;
+    assert_eq!(opt_out.body["entry"]["type"], "opt_out");
+    assert_eq!(opt_out.body["entry"]["channel"], "api");
+    assert_eq!(
+        opt_out.body["entry"]["collector"],
+        format!("key_{}", &t.admin[4..16])
+    );
+    assert_eq!(
+        opt_out.body["entry"]["captured_at"],
+        opt_out.body["entry"]["recorded_at"]
+    );
+    assert_eq!(
+        opt_out.body["entry"]["purposes"],
+        json!(["authentication", "marketing", "utility"])
+    );
+    let entry = app
+        .get(&format!("/v1/entries/{erasure_seq}"), &t.auditor)
+        .await;
+    assert_eq!(entry.body["entry"]["type"], "erasure");
+    assert_eq!(entry.body["entry"]["reason"], "request");
+    assert_eq!(entry.body["entry"]["subject"], first.body["subject"]);
+    assert_eq!(
+        entry.body["openings"],
+        json!({"subject": null, "evidence": null, "consent_text": null, "erased": true})
+    );
+    // A replay answers the same without erasing twice.
+    let replay = app
+        .post_with(
+            "/v1/subjects/erase",
+            &t.admin,
+            &json!({"number": ERASED, "reason": "asked by email"}),
+            &[("Idempotency-Key", "erase-1")],
+        )
+        .await;
+    assert_eq!(
+        (replay.status, &replay.body),
+        (StatusCode::CREATED, &erased.body)
+    );
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+
+    // Nothing of the person is left in the database.
+    let bytes = database_bytes(&app);
+    for secret in &secrets {
+        assert!(
+            !found(&bytes, secret),
+            "{secret:?} is still in the database"
+        );
+    }
+    // The other number's openings are untouched.
+    let other = app.get(&format!("/v1/entries/{kept}"), &t.auditor).await;
+    assert_eq!(other.body["openings"]["subject"]["e164"], KEPT);
+    assert_eq!(other.body["openings"]["erased"], false);
+
+    // Every artefact still verifies: verify-db, the export (whose
+    // checkpoint is consistent with the one kept before), a receipt of an
+    // erased entry, and the dossier of the other number.
+    let (code, out, err) = run_cli(&["verify-db"], Some(&app.data_dir()));
+    assert_eq!(code, 0, "{out}{err}");
+    let vkey = app.get("/v1/tenant", &t.admin).await.body["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = app.scratch();
+    let kept_path = write_file(&dir, "before.checkpoint", &before);
+    let (status, export) = app.get_text("/v1/export", &t.auditor).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!export.contains(ERASED) && !export.contains(PROBE_AGENT));
+    let path = write_file(&dir, "export.ndjson", &export);
+    let (code, out, err) = run_cli(
+        &["verify", &path, "--key", &vkey, "--trusted", &kept_path],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("5 entries (1 opened)"), "{out}");
+    let receipt = app
+        .get(&format!("/v1/entries/{first_seq}/receipt"), &t.auditor)
+        .await;
+    assert_eq!(receipt.status, StatusCode::OK, "{}", receipt.body);
+    assert_eq!(receipt.body["openings"]["erased"], true);
+    let path = write_file(&dir, "receipt.json", &receipt.body.to_string());
+    let (code, out, err) = run_cli(&["verify", &path, "--key", &vkey], None);
+    assert_eq!(code, 0, "{out}{err}");
+    let (status, dossier) = app
+        .post_text("/v1/export/dossier", &t.auditor, &json!({"number": KEPT}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let path = write_file(&dir, "dossier.ndjson", &dossier);
+    let (code, out, err) = run_cli(&["verify", &path, "--key", &vkey], None);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // The number answers opted out, and has no subject to query or erase.
+    let check = app.check(&t, marketing_check(ERASED)).await;
+    assert_eq!(check.body["reason"], "opted_out", "{}", check.body);
+    assert_eq!(check.body["window"]["open"], false);
+    let query = app
+        .post("/v1/subjects/query", &t.auditor, &json!({"number": ERASED}))
+        .await;
+    assert_eq!(query.status, StatusCode::NOT_FOUND);
+    let again = app
+        .post("/v1/subjects/erase", &t.admin, &json!({"number": ERASED}))
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
+    assert_eq!(app.reason(&t, marketing_check(KEPT)).await, "allowed");
+}
+
+/// After an erasure: an opt-in captured before it is refused (422
+/// `suppressed`), an opt-out records nothing (200 `{"suppressed":true}`),
+/// and an opt-in captured after it starts a new subject; on every instance.
+#[tokio::test]
+async fn a_suppressed_number_stays_opted_out_on_every_instance_until_a_later_opt_in() {
+    let app = spawn_app_at_manual_clock().await;
+    let t = app.tenant("makro", "Makro").await;
+    let first = app.opt_in(&t, probe_opt_in(ERASED, &app.at(-60))).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let erased = app
+        .post("/v1/subjects/erase", &t.admin, &json!({"number": ERASED}))
+        .await;
+    assert_eq!(erased.status, StatusCode::CREATED, "{}", erased.body);
+    let size = erased.body["seq"].as_u64().unwrap() + 1;
+
+    // Another instance on the same database (on SQLite: a restart).
+    let other = app.second_instance().await;
+    for instance in [&app, &other] {
+        assert_eq!(
+            instance.reason(&t, marketing_check(ERASED)).await,
+            "opted_out"
+        );
+        let old = instance.opt_in(&t, probe_opt_in(ERASED, &app.at(-1))).await;
+        assert_eq!(old.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", old.body);
+        assert_eq!(old.code(), "suppressed");
+        let out = instance.opt_out(&t, api_opt_out(ERASED)).await;
+        assert_eq!(
+            (out.status, &out.body),
+            (StatusCode::OK, &json!({"suppressed": true}))
+        );
+    }
+    // Nothing was recorded by those.
+    let (_, note) = app.get_text("/v1/log/checkpoint", &t.auditor).await;
+    assert!(
+        note.starts_with(&format!("ledger.test/makro\n{size}\n")),
+        "{note}"
+    );
+
+    // An opt-in captured after the erasure starts a new subject.
+    app.clock.advance(2_000);
+    let fresh = app.opt_in(&t, probe_opt_in(ERASED, &app.at(0))).await;
+    assert_eq!(fresh.status, StatusCode::CREATED, "{}", fresh.body);
+    assert_ne!(fresh.body["subject"], first.body["subject"]);
+    assert_eq!(app.reason(&t, marketing_check(ERASED)).await, "allowed");
+    let query = app
+        .post("/v1/subjects/query", &t.auditor, &json!({"number": ERASED}))
+        .await;
+    assert_eq!(query.status, StatusCode::OK, "{}", query.body);
+    assert_eq!(query.body["history"].as_array().unwrap().len(), 1);
+    // Now an opt-out records again.
+    app.clock.advance(1_000);
+    let mut later = api_opt_out(ERASED);
+    later["captured_at"] = json!(app.at(0));
+    let out = app.opt_out(&t, later).await;
+    assert_eq!(out.status, StatusCode::CREATED, "{}", out.body);
+    assert_eq!(app.reason(&t, marketing_check(ERASED)).await, "opted_out");
+}
+
+/// Only an admin erases; bad input is named; an unknown number is 404.
+#[tokio::test]
+async fn erasure_input_is_checked() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let unknown = app
+        .post("/v1/subjects/erase", &t.admin, &json!({"number": ERASED}))
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
+    let bad = app
+        .post("/v1/subjects/erase", &t.admin, &json!({"number": "12"}))
+        .await;
+    assert_eq!(
+        (bad.status, bad.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_number")
+    );
+    let long = "x".repeat(501);
+    let bad = app
+        .post(
+            "/v1/subjects/erase",
+            &t.admin,
+            &json!({"number": ERASED, "reason": long}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert_eq!(bad.field_code("reason").as_deref(), Some("invalid_value"));
+    let collector = app
+        .post(
+            "/v1/subjects/erase",
+            &t.collector,
+            &json!({"number": ERASED}),
+        )
+        .await;
+    assert_eq!(collector.status, StatusCode::FORBIDDEN);
+}
+
+/// Webhooks follow the same rules: a STOP from an erased number records
+/// nothing (the number is opted out already), while its message still
+/// counts as a message; a START lifts nothing.
+#[tokio::test]
+async fn webhooks_from_an_erased_number_record_nothing() {
+    use crate::channels::{configured, log_size, now_secs, text, whatsapp};
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let number = "+4915112345678";
+    app.recorded_opt_in(&t, web_opt_in(number, "Makro", &["marketing"]))
+        .await;
+    let erased = app
+        .post("/v1/subjects/erase", &t.admin, &json!({"number": number}))
+        .await;
+    assert_eq!(erased.status, StatusCode::CREATED, "{}", erased.body);
+    let size = log_size(&app, &t).await;
+    let wa_id = &number[1..];
+    whatsapp(
+        &app,
+        &text(wa_id, "wamid.erased.stop", "STOP", false, now_secs()),
+    )
+    .await;
+    whatsapp(
+        &app,
+        &text(wa_id, "wamid.erased.start", "START", false, now_secs()),
+    )
+    .await;
+    assert_eq!(log_size(&app, &t).await, size);
+    assert_eq!(app.reason(&t, marketing_check(number)).await, "opted_out");
+    let letters = app.get("/v1/dead-letters", &t.admin).await;
+    assert_eq!(letters.status, StatusCode::OK);
+    assert!(
+        !letters.body.to_string().contains(wa_id),
+        "{}",
+        letters.body
+    );
+}
