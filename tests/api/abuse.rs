@@ -12,10 +12,10 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// The service in a child process, killed when dropped.
-struct Served {
-    child: Child,
-    app: TestApp,
-    log: Arc<Mutex<String>>,
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) app: TestApp,
+    pub(crate) log: Arc<Mutex<String>>,
 }
 
 impl Drop for Served {
@@ -26,7 +26,7 @@ impl Drop for Served {
 }
 
 /// Starts `consent-ledger serve` on a fresh data dir and a free port.
-fn serve(env: &[(&str, &str)]) -> Served {
+pub(crate) fn serve(env: &[(&str, &str)]) -> Served {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_consent-ledger"))
         .args(["serve", "--bind", "127.0.0.1:0"])

@@ -20,6 +20,7 @@ mod idempotency;
 mod inbound;
 mod limits;
 mod log;
+mod log_privacy;
 mod merkle;
 mod openapi;
 mod postgres;
