@@ -141,13 +141,33 @@ async fn authorize(
     let judged = authenticate(req.request())
         .await
         .and_then(|caller| caller.require(any_of).map(|()| caller));
+    pass_on(req, next, judged).await
+}
+
+/// Calls the route with who was admitted left in the request for its
+/// extractor, or answers the refusal without reading anything more.
+async fn pass_on<T: 'static>(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+    judged: Result<T, ApiError>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     match judged {
-        Ok(caller) => {
-            req.extensions_mut().insert(caller);
+        Ok(admitted) => {
+            req.extensions_mut().insert(admitted);
             next.call(req).await
         }
         Err(refusal) => Ok(req.error_response(refusal)),
     }
+}
+
+/// What the route's middleware admitted, taken out of the request; a
+/// route without that middleware is a mistake of ours (500).
+fn admitted<T: 'static>(req: &HttpRequest, missing: &'static str) -> Ready<Result<T, ApiError>> {
+    ready(
+        req.extensions_mut()
+            .remove::<T>()
+            .ok_or_else(|| ApiError::internal(missing)),
+    )
 }
 
 /// Route middleware: a key with the role `admin`.
@@ -198,11 +218,7 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            req.extensions_mut()
-                .remove::<Caller>()
-                .ok_or_else(|| ApiError::internal("this route does not authenticate its caller")),
-        )
+        admitted(req, "this route does not authenticate its caller")
     }
 }
 
@@ -266,13 +282,8 @@ pub async fn operator(
     req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    match authenticate_operator(req.request()).await {
-        Ok(operator) => {
-            req.extensions_mut().insert(operator);
-            next.call(req).await
-        }
-        Err(refusal) => Ok(req.error_response(refusal)),
-    }
+    let judged = authenticate_operator(req.request()).await;
+    pass_on(req, next, judged).await
 }
 
 /// The operator that the route's middleware authenticated.
@@ -281,10 +292,6 @@ impl FromRequest for Operator {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            req.extensions_mut()
-                .remove::<Operator>()
-                .ok_or_else(|| ApiError::internal("this route does not authenticate the operator")),
-        )
+        admitted(req, "this route does not authenticate the operator")
     }
 }

@@ -134,17 +134,13 @@ pub fn decide<'a>(
         brand_id,
         channel,
     } = question;
-    let events: Vec<&ConsentEvent> = events
-        .iter()
-        .filter(|e| {
-            let erased_before = suppressed_at.is_some_and(|at| e.captured_at <= at);
-            !(e.kind == EventKind::OptIn && erased_before)
-        })
-        .collect();
-    if suppressed_at.is_some() && !events.iter().any(|e| e.kind == EventKind::OptIn) {
-        let opt_out = events
-            .iter()
-            .copied()
+    // Rule 1: opt-ins captured at or before the erasure never count.
+    let erased_before = |e: &ConsentEvent| {
+        e.kind == EventKind::OptIn && suppressed_at.is_some_and(|at| e.captured_at <= at)
+    };
+    let events = || events.iter().filter(move |e| !erased_before(e));
+    if suppressed_at.is_some() && !events().any(|e| e.kind == EventKind::OptIn) {
+        let opt_out = events()
             .filter(|e| e.is_effective_opt_out() && e.covers(purpose, channel))
             .max_by_key(|e| e.order_key());
         return Outcome {
@@ -152,9 +148,7 @@ pub fn decide<'a>(
             consent: opt_out,
         };
     }
-    let governing = events
-        .iter()
-        .copied()
+    let governing = events()
         .filter(|e| {
             (e.is_effective_opt_out() && e.covers(purpose, channel))
                 || (e.is_counting_opt_in()
@@ -175,16 +169,12 @@ pub fn decide<'a>(
             consent: Some(event),
         };
     }
-    let awaiting = events.iter().any(|e| {
+    let awaiting = events().any(|e| {
         e.is_awaiting_confirmation(now)
             && e.covers(purpose, channel)
             && e.brand_id == Some(brand_id)
     });
-    let counting: Vec<&ConsentEvent> = events
-        .iter()
-        .copied()
-        .filter(|e| e.is_counting_opt_in())
-        .collect();
+    let counting: Vec<&ConsentEvent> = events().filter(|e| e.is_counting_opt_in()).collect();
     let (reason, consent) = if awaiting {
         (Reason::Unconfirmed, None)
     } else if counting.is_empty() {

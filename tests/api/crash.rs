@@ -13,7 +13,7 @@
 //! `CRASH_SEED=<n>` replays the random delays of a run (the seed is printed).
 
 use crate::helpers::*;
-use consent_ledger::ledger::merkle::{self, Hash};
+use consent_ledger::ledger::merkle;
 use consent_ledger::ledger::note::{open_checkpoint, Verifier};
 use consent_ledger::store::idempotency::TAKEOVER_MILLIS;
 use reqwest::StatusCode;
@@ -434,10 +434,6 @@ async fn take_over(app: &TestApp, t: &Tenant, book: &mut Book) {
     }
 }
 
-fn hash(hex_text: &str) -> Hash {
-    hex::decode(hex_text).unwrap().try_into().unwrap()
-}
-
 /// The export: seqs 0..n without a gap, one entry per number, each
 /// acknowledged one at its seq with its leaf hash, and nothing else.
 async fn check_export(app: &TestApp, t: &Tenant, book: &Book) -> (String, String) {
@@ -518,12 +514,7 @@ async fn check_kept(app: &TestApp, t: &Tenant, book: &Book, export: &str, last: 
         );
         let c = app.get(&path, &t.auditor).await;
         assert_eq!(c.status, StatusCode::OK, "{}", c.body);
-        let proof: Vec<Hash> = c.body["proof"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| hash(h.as_str().unwrap()))
-            .collect();
+        let proof = hashes_of(&c.body["proof"]);
         assert!(
             merkle::verify_consistency(kept.size, last.size, &kept.root, &last.root, &proof),
             "checkpoint {i} (size {}) is not consistent with size {}",

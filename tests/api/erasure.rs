@@ -24,6 +24,12 @@ fn probe_opt_in(number: &str, captured_at: &str) -> Value {
     })
 }
 
+/// Erases a number with the tenant's admin key.
+async fn erase(app: &TestApp, t: &Tenant, number: &str) -> Answer {
+    let body = json!({"number": number});
+    app.post("/v1/subjects/erase", &t.admin, &body).await
+}
+
 fn marketing_check(number: &str) -> Value {
     json!({"number": number, "purpose": "marketing", "brand": "Makro"})
 }
@@ -217,9 +223,7 @@ async fn erasure_forgets_the_number_and_every_artefact_still_verifies() {
         .post("/v1/subjects/query", &t.auditor, &json!({"number": ERASED}))
         .await;
     assert_eq!(query.status, StatusCode::NOT_FOUND);
-    let again = app
-        .post("/v1/subjects/erase", &t.admin, &json!({"number": ERASED}))
-        .await;
+    let again = erase(&app, &t, ERASED).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
     assert_eq!(app.reason(&t, marketing_check(KEPT)).await, "allowed");
 }
@@ -233,9 +237,7 @@ async fn a_suppressed_number_stays_opted_out_on_every_instance_until_a_later_opt
     let t = app.tenant("makro", "Makro").await;
     let first = app.opt_in(&t, probe_opt_in(ERASED, &app.at(-60))).await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
-    let erased = app
-        .post("/v1/subjects/erase", &t.admin, &json!({"number": ERASED}))
-        .await;
+    let erased = erase(&app, &t, ERASED).await;
     assert_eq!(erased.status, StatusCode::CREATED, "{}", erased.body);
     let size = erased.body["seq"].as_u64().unwrap() + 1;
 
@@ -287,9 +289,7 @@ async fn a_suppressed_number_stays_opted_out_on_every_instance_until_a_later_opt
 async fn erasure_input_is_checked() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
-    let unknown = app
-        .post("/v1/subjects/erase", &t.admin, &json!({"number": ERASED}))
-        .await;
+    let unknown = erase(&app, &t, ERASED).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
     let bad = app
         .post("/v1/subjects/erase", &t.admin, &json!({"number": "12"}))
@@ -329,9 +329,7 @@ async fn webhooks_from_an_erased_number_record_nothing() {
     let number = "+4915112345678";
     app.recorded_opt_in(&t, web_opt_in(number, "Makro", &["marketing"]))
         .await;
-    let erased = app
-        .post("/v1/subjects/erase", &t.admin, &json!({"number": number}))
-        .await;
+    let erased = erase(&app, &t, number).await;
     assert_eq!(erased.status, StatusCode::CREATED, "{}", erased.body);
     let size = log_size(&app, &t).await;
     let wa_id = &number[1..];

@@ -443,6 +443,22 @@ pub fn api_opt_out(number: &str) -> Value {
     })
 }
 
+/// A 32-byte hash from its hex (proofs and leaf hashes of answers).
+#[allow(dead_code)]
+pub fn hash_of_hex(text: &str) -> consent_ledger::ledger::merkle::Hash {
+    hex::decode(text).unwrap().try_into().unwrap()
+}
+
+/// The hashes of a JSON array of hex strings (a proof).
+#[allow(dead_code)]
+pub fn hashes_of(list: &Value) -> Vec<consent_ledger::ledger::merkle::Hash> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| hash_of_hex(x.as_str().unwrap()))
+        .collect()
+}
+
 /// Runs the binary; returns its exit code, stdout and stderr.
 pub fn run_cli(args: &[&str], data_dir: Option<&std::path::Path>) -> (i32, String, String) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_consent-ledger"));

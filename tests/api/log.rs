@@ -2,14 +2,10 @@
 //! exports and dossiers, each checked by the offline verifier.
 
 use crate::helpers::*;
-use consent_ledger::ledger::merkle::{self, Hash};
+use consent_ledger::ledger::merkle;
 use consent_ledger::ledger::note::{open_checkpoint, Verifier};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-fn hash(hex_text: &str) -> Hash {
-    hex::decode(hex_text).unwrap().try_into().unwrap()
-}
 
 async fn verifier_key(app: &TestApp, t: &Tenant) -> String {
     app.get("/v1/tenant", &t.admin).await.body["verifier_key"]
@@ -103,14 +99,9 @@ async fn proofs_lead_to_signed_roots() {
         assert_eq!(p.body["tree_size"], 5);
         let entry = app.get(&format!("/v1/entries/{seq}"), &t.auditor).await;
         assert_eq!(p.body["leaf_hash"], entry.body["leaf_hash"]);
-        let proof: Vec<Hash> = p.body["proof"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| hash(h.as_str().unwrap()))
-            .collect();
+        let proof = hashes_of(&p.body["proof"]);
         assert!(merkle::verify_inclusion(
-            &hash(p.body["leaf_hash"].as_str().unwrap()),
+            &hash_of_hex(p.body["leaf_hash"].as_str().unwrap()),
             seq,
             5,
             &proof,
@@ -129,12 +120,7 @@ async fn proofs_lead_to_signed_roots() {
         .get("/v1/log/proof/consistency?from=5&to=7", &t.auditor)
         .await;
     assert_eq!(c.status, StatusCode::OK);
-    let proof: Vec<Hash> = c.body["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| hash(h.as_str().unwrap()))
-        .collect();
+    let proof = hashes_of(&c.body["proof"]);
     assert!(merkle::verify_consistency(
         5, 7, &cp5.root, &cp7.root, &proof
     ));

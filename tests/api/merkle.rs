@@ -4,17 +4,7 @@
 use consent_ledger::ledger::merkle::{self, Hash, MemoryTree};
 use serde_json::Value;
 
-fn h(text: &str) -> Hash {
-    hex::decode(text).unwrap().try_into().unwrap()
-}
-
-fn hashes(list: &Value) -> Vec<Hash> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| h(x.as_str().unwrap()))
-        .collect()
-}
+use crate::helpers::hashes_of as hashes;
 
 #[test]
 fn known_answers_of_merkle_json() {
