@@ -371,41 +371,39 @@ fn spawn_checkpointer(state: web::Data<AppState>, interval: std::time::Duration)
 
 /// How often the housekeeping job runs, unless a test says otherwise.
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
-/// Rows the housekeeping job deletes per transaction, and batches per run.
-const HOUSEKEEPING_BATCH: i64 = 1_000;
-const HOUSEKEEPING_BATCHES: usize = 100;
 
-/// Forgets what is kept no longer than it serves, every `interval`, in
-/// bounded batches so that writers wait at most one batch: idempotency
-/// answers after 24 hours (SPEC section 10). Every instance runs it; two at
-/// once only find less to delete.
+/// Runs `services/housekeeping.rs` every `interval`: evidence retention
+/// and the purges of closed windows and idempotency answers, on one
+/// instance at a time and bounded per run.
 fn spawn_housekeeping(state: web::Data<AppState>, interval: std::time::Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let now = state.now().millis();
-            let purged = state
+            let now = state.now();
+            let master = state.master.clone();
+            let done = state
                 .db(move |conn| {
-                    let mut total = 0;
-                    for _ in 0..HOUSEKEEPING_BATCHES {
-                        let n = crate::store::idempotency::purge_expired(
-                            conn,
-                            now,
-                            HOUSEKEEPING_BATCH,
-                        )?;
-                        total += n;
-                        if n < HOUSEKEEPING_BATCH as usize {
-                            break;
-                        }
-                    }
-                    Ok(total)
+                    crate::services::housekeeping::run(
+                        conn,
+                        &master,
+                        now,
+                        crate::services::housekeeping::Budget::default(),
+                    )
+                    .map_err(crate::error::ApiError::from)
                 })
                 .await;
-            match purged {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(idempotency_keys = n, "expired idempotency keys purged"),
+            match done {
+                Ok(report) if report.erased + report.windows + report.idempotency_keys > 0 => {
+                    tracing::info!(
+                        erased = report.erased,
+                        windows = report.windows,
+                        idempotency_keys = report.idempotency_keys,
+                        "housekeeping"
+                    );
+                }
+                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "housekeeping could not run"),
             }
         }

@@ -250,14 +250,28 @@ impl Window {
     }
 }
 
+/// Whether an inbound record still holds a window open at `now`. A record
+/// whose window has closed has no effect on any decision, which is why the
+/// housekeeping job may delete it.
+pub fn window_still_open(last_inbound_at: Timestamp, now: Timestamp) -> bool {
+    now < last_inbound_at.plus_millis(WINDOW_MILLIS)
+}
+
 /// The window of one business number, and whether that number is certain
 /// (a free-form reply is only ever allowed on a known business number).
+/// Only records whose window is still open count: a closed window answers
+/// as if it had never opened.
 pub fn window_for(
     records: &[InboundRecord],
     named: Option<&str>,
     configured: &[String],
     now: Timestamp,
 ) -> (Window, bool) {
+    let open: Vec<&InboundRecord> = records
+        .iter()
+        .filter(|r| window_still_open(r.last_inbound_at, now))
+        .collect();
+    let records = open.as_slice();
     let single_seen = {
         let mut ids = records.iter().filter_map(|r| r.phone_number_id.as_deref());
         let first = ids.next();
@@ -680,6 +694,47 @@ mod tests {
         );
         let (w, certain) = window_for(&[], None, &[], t(NOW));
         assert_eq!((w, certain), (Window::closed(None), true));
+    }
+
+    /// A closed window answers as if it had never opened, so deleting it
+    /// (the housekeeping job) changes no decision.
+    #[test]
+    fn a_closed_window_has_no_effect() {
+        let stale_a = rec(Some("A"), "2026-11-20T09:00:00Z");
+        let open_b = rec(Some("B"), "2026-11-22T10:00:00Z");
+        // A closed window of A does not make B uncertain.
+        let (w, certain) = window_for(&[stale_a.clone(), open_b.clone()], None, &[], t(NOW));
+        assert_eq!(
+            (w.open, w.business_phone_number_id.as_deref(), certain),
+            (true, Some("B"), true)
+        );
+        let cases: [&[InboundRecord]; 3] = [
+            &[stale_a.clone(), open_b.clone()],
+            std::slice::from_ref(&stale_a),
+            &[
+                stale_a.clone(),
+                rec(None, "2026-11-19T00:00:00Z"),
+                open_b.clone(),
+            ],
+        ];
+        let configured: [&[String]; 3] =
+            [&[], &["A".to_owned()], &["A".to_owned(), "B".to_owned()]];
+        for records in cases {
+            let purged: Vec<InboundRecord> = records
+                .iter()
+                .filter(|r| window_still_open(r.last_inbound_at, t(NOW)))
+                .cloned()
+                .collect();
+            for ids in configured {
+                for named in [None, Some("A"), Some("B")] {
+                    assert_eq!(
+                        window_for(records, named, ids, t(NOW)),
+                        window_for(&purged, named, ids, t(NOW)),
+                        "{records:?} {named:?} {ids:?}"
+                    );
+                }
+            }
+        }
     }
 
     /// Rule 1: an erased (suppressed) identity answers `opted_out` until an

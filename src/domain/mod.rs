@@ -11,5 +11,6 @@ pub mod problem;
 pub mod purpose;
 pub mod record;
 pub mod recording;
+pub mod retention;
 pub mod text;
 pub mod time;

@@ -3,6 +3,7 @@
 //! dossiers, `verify-db`, and the rate limiters. Knows nothing of HTTP.
 
 pub mod export;
+pub mod housekeeping;
 pub mod rate_limit;
 pub mod signer;
 pub mod tenants;

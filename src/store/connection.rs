@@ -135,6 +135,40 @@ pub fn lock_shared_rule(conn: &mut DbConn, rule: SharedRule) -> QueryResult<()> 
     Ok(())
 }
 
+/// Runs `job` only if no other instance runs it now: on PostgreSQL under a
+/// session advisory lock taken without waiting (`None` when another
+/// instance holds it), released when the job ends; SQLite has one instance.
+pub fn exclusively<T, E>(
+    conn: &mut DbConn,
+    job: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<Option<T>, E>
+where
+    E: From<diesel::result::Error>,
+{
+    #[derive(QueryableByName)]
+    struct Taken {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        taken: bool,
+    }
+    let DbConn::Pg(c) = conn else {
+        return job(conn).map(Some);
+    };
+    let taken = diesel::sql_query(format!("SELECT pg_try_advisory_lock({JOB_LOCK}) AS taken"))
+        .get_result::<Taken>(c)?
+        .taken;
+    if !taken {
+        return Ok(None);
+    }
+    let done = job(conn);
+    if let DbConn::Pg(c) = conn {
+        diesel::sql_query(format!("SELECT pg_advisory_unlock({JOB_LOCK})")).execute(c)?;
+    }
+    done.map(Some)
+}
+
+/// The advisory lock of the housekeeping job (PostgreSQL).
+pub const JOB_LOCK: i64 = MIGRATION_LOCK + 3;
+
 /// How long a writer waits for SQLite's lock before giving up.
 const BUSY_TIMEOUT_MS: u32 = 10_000;
 

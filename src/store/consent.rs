@@ -75,6 +75,15 @@ pub fn subject_events(
     Ok(rows.into_iter().map(ConsentEventRow::into_event).collect())
 }
 
+/// The opt-ins and opt-outs of one subject, by its id.
+pub fn events_of_subject(conn: &mut DbConn, subject_id: i64) -> QueryResult<Vec<ConsentEvent>> {
+    let rows: Vec<ConsentEventRow> = consent_events::table
+        .filter(consent_events::subject_id.eq(subject_id))
+        .select(ConsentEventRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(ConsentEventRow::into_event).collect())
+}
+
 /// The latest inbound message per business phone number id.
 pub fn inbound_records(
     conn: &mut DbConn,

@@ -107,7 +107,7 @@ fn erase_locked(
 /// evidence body and salt of its entries, its windows, aliases, dead letters
 /// and idempotency records. Consent texts are the tenant's, not the
 /// person's, and stay.
-fn forget_subject(
+pub(super) fn forget_subject(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
@@ -153,8 +153,9 @@ fn forget_subject(
 /// After an erasure commits: SQLite truncates its WAL (the deleted rows'
 /// old pages are in it; `secure_delete` already zeroed them in the main
 /// file), PostgreSQL vacuums the tables it touched. A failure is logged and
-/// the next erasure tries again; the erasure itself stands.
-fn compact(conn: &mut DbConn) {
+/// the next erasure tries again; the erasure itself stands. Retention calls
+/// it once after a run's erasures.
+pub fn compact(conn: &mut DbConn) {
     let done = match conn {
         DbConn::Sqlite(c) => diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").execute(c),
         DbConn::Pg(c) => diesel::sql_query(

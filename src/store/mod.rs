@@ -3,6 +3,7 @@
 //! nothing of HTTP.
 
 pub mod append;
+pub mod audit;
 pub mod channels;
 pub mod connection;
 pub mod consent;
@@ -13,6 +14,7 @@ pub mod inbound;
 pub mod log;
 pub mod notification;
 pub mod pool;
+pub mod retention;
 pub mod schema;
 pub mod suppression;
 pub mod tenants;

@@ -220,6 +220,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_heads (tenant_id) {
+        tenant_id -> Text,
+        size -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_events (tenant_id, seq) {
+        tenant_id -> Text,
+        seq -> BigInt,
+        at -> BigInt,
+        actor -> Text,
+        kind -> Text,
+        details -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     meta,
     tenants,
@@ -240,4 +258,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     subject_aliases,
     dead_letters,
     suppressions,
+    audit_heads,
+    audit_events,
 );

@@ -37,16 +37,25 @@ fn marketing_check(number: &str) -> Value {
 /// What must not be found anywhere after the erasure: the number with and
 /// without its `+`, its subject salt, every evidence salt and body.
 async fn secrets_of(app: &TestApp, t: &Tenant, seqs: &[u64]) -> Vec<String> {
-    let mut secrets = vec![
-        ERASED.to_owned(),
-        ERASED[1..].to_owned(),
-        PROBE_AGENT.to_owned(),
-    ];
+    secrets_of_number(app, t, ERASED, PROBE_AGENT, seqs).await
+}
+
+/// What must not be found of `number` once forgotten: it with and without
+/// its `+`, the `probe` in its evidence, and the salts and evidence bodies
+/// of the entries `seqs`.
+pub(crate) async fn secrets_of_number(
+    app: &TestApp,
+    t: &Tenant,
+    number: &str,
+    probe: &str,
+    seqs: &[u64],
+) -> Vec<String> {
+    let mut secrets = vec![number.to_owned(), number[1..].to_owned(), probe.to_owned()];
     for seq in seqs {
         let entry = app.get(&format!("/v1/entries/{seq}"), &t.auditor).await;
         assert_eq!(entry.status, StatusCode::OK, "{}", entry.body);
         let openings = &entry.body["openings"];
-        assert_eq!(openings["subject"]["e164"], ERASED);
+        assert_eq!(openings["subject"]["e164"], number);
         secrets.push(openings["subject"]["salt"].as_str().unwrap().to_owned());
         secrets.push(openings["evidence"]["salt"].as_str().unwrap().to_owned());
         secrets.push(openings["evidence"]["body"].to_string());
@@ -58,7 +67,7 @@ async fn secrets_of(app: &TestApp, t: &Tenant, seqs: &[u64]) -> Vec<String> {
 
 /// Everything the database holds, as bytes: SQLite's main file and WAL
 /// read raw; PostgreSQL's tables dumped (after the erasure's vacuum).
-fn database_bytes(app: &TestApp) -> Vec<u8> {
+pub(crate) fn database_bytes(app: &TestApp) -> Vec<u8> {
     match app.database_url() {
         None => {
             let db = app.data_dir().join("consent-ledger.db");
@@ -72,7 +81,7 @@ fn database_bytes(app: &TestApp) -> Vec<u8> {
     }
 }
 
-fn found(haystack: &[u8], needle: &str) -> bool {
+pub(crate) fn found(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())

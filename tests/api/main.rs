@@ -27,6 +27,7 @@ mod postgres;
 mod races;
 mod recording;
 mod restore;
+mod retention;
 mod tamper;
 mod tenants;
 mod vectors;

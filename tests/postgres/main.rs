@@ -43,6 +43,8 @@ mod postgres;
 mod races;
 #[path = "../api/recording.rs"]
 mod recording;
+#[path = "../api/retention.rs"]
+mod retention;
 #[path = "../api/tamper.rs"]
 mod tamper;
 #[path = "../api/tenants.rs"]
@@ -64,6 +66,45 @@ async fn this_suite_runs_on_postgresql() {
         .get_result(&mut conn)
         .expect("count");
     assert_eq!(tenants, 1);
+}
+
+/// The housekeeping job runs on one instance at a time: while another
+/// session holds its advisory lock, a run does nothing; once released, the
+/// next run erases what is due.
+#[tokio::test]
+async fn housekeeping_runs_on_one_instance_at_a_time() {
+    use consent_ledger::services::housekeeping::Budget;
+    use diesel::{Connection, RunQueryDsl};
+    let app = helpers::spawn_app_at_manual_clock().await;
+    let Some(url) = app.database_url() else {
+        return; // Not installed and not required: the run said so.
+    };
+    let t = app.tenant("makro", "Makro").await;
+    let settings = serde_json::json!({"evidence_retention_days": 1});
+    assert_eq!(
+        app.patch("/v1/tenant", &t.admin, &settings).await.status,
+        200
+    );
+    let mut opt_in = helpers::web_opt_in("+4915111111111", "Makro", &["marketing"]);
+    opt_in["captured_at"] = serde_json::json!(app.at(-60));
+    app.recorded_opt_in(&t, opt_in).await;
+    let mut opt_out = helpers::api_opt_out("+4915111111111");
+    opt_out["captured_at"] = serde_json::json!(app.at(0));
+    app.recorded_opt_out(&t, opt_out).await;
+    app.clock.advance(2 * 86_400_000);
+
+    let mut other = diesel::pg::PgConnection::establish(&url).expect("connect");
+    let lock = consent_ledger::store::connection::JOB_LOCK;
+    diesel::sql_query(format!("SELECT pg_advisory_lock({lock})"))
+        .execute(&mut other)
+        .expect("lock");
+    let held = retention::run_housekeeping(&app, Budget::default());
+    assert_eq!((held.ran, held.erased), (false, 0));
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({lock})"))
+        .execute(&mut other)
+        .expect("unlock");
+    let free = retention::run_housekeeping(&app, Budget::default());
+    assert_eq!((free.ran, free.erased), (true, 1));
 }
 
 /// The server drops every connection of the service (as a restart or a

@@ -1,0 +1,3 @@
+DROP INDEX windows_age;
+DROP TABLE audit_events;
+DROP TABLE audit_heads;

@@ -1,0 +1,152 @@
+//! Evidence retention and the purges (SPEC section 11): the subjects whose
+//! evidence is due, their erasure with reason `retention` (no opt-out, no
+//! suppression), and the windows that closed more than a day ago.
+
+use super::append::{self, Appended, ErasureReason};
+use super::connection::lock_log;
+use super::consent::events_of_subject;
+use super::erasure::forget_subject;
+use super::schema::{consent_events, subjects, tenants, windows};
+use super::{DbConn, StoreError, StoreResult};
+use crate::domain::decision::WINDOW_MILLIS;
+use crate::domain::number::E164;
+use crate::domain::retention::retention_due;
+use crate::domain::time::Timestamp;
+use crate::keys::MasterKey;
+use diesel::prelude::*;
+
+/// The collector of the `erasure` entries retention appends.
+pub const RETENTION_COLLECTOR: &str = "system:retention";
+
+const DAY_MILLIS: i64 = 24 * 3600 * 1000;
+
+/// The tenants whose `evidence_retention_days` is set.
+pub fn tenants_with_retention(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+    tenants::table
+        .filter(tenants::evidence_retention_days.is_not_null())
+        .order(tenants::id)
+        .select(tenants::id)
+        .load(conn)
+}
+
+/// Up to `limit` current subjects of a tenant with an id above `after`
+/// that may be due: none of their opt-ins or opt-outs was captured after
+/// the tenant's retention period began (the start of retention is never
+/// before a subject's last event, so the others cannot be). Oldest first.
+pub fn candidates(
+    conn: &mut DbConn,
+    tenant: &str,
+    after: i64,
+    limit: i64,
+    now: Timestamp,
+) -> QueryResult<Vec<i64>> {
+    let days: Option<i64> = tenants::table
+        .find(tenant)
+        .select(tenants::evidence_retention_days)
+        .first(conn)?;
+    let Some(days) = days else {
+        return Ok(Vec::new());
+    };
+    let newest_allowed = now.millis().saturating_sub(days.saturating_mul(DAY_MILLIS));
+    let later_event = consent_events::table
+        .filter(consent_events::subject_id.eq(subjects::id))
+        .filter(consent_events::captured_at.gt(newest_allowed));
+    subjects::table
+        .filter(subjects::tenant_id.eq(tenant))
+        .filter(subjects::erased_at.is_null())
+        .filter(subjects::id.gt(after))
+        .filter(diesel::dsl::not(diesel::dsl::exists(later_event)))
+        .order(subjects::id)
+        .limit(limit)
+        .select(subjects::id)
+        .load(conn)
+}
+
+/// Erases one subject for retention if it is due now, deciding under the
+/// log's lock (an opt-in recorded since it was listed keeps it): the
+/// `erasure` entry of reason `retention`, then the deletion of its number,
+/// salts, evidence, windows, aliases, dead letters and idempotency records.
+/// `None` when it is not due (or no longer current).
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
+pub fn erase_if_due(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    subject_id: i64,
+    now: Timestamp,
+) -> StoreResult<Option<Appended>> {
+    conn.immediate_transaction(|conn| {
+        lock_log(conn, tenant)?;
+        let (retention, max_age): (Option<i64>, Option<i64>) = tenants::table
+            .find(tenant)
+            .select((
+                tenants::evidence_retention_days,
+                tenants::max_consent_age_days,
+            ))
+            .first(conn)?;
+        let Some(retention) = retention else {
+            return Ok(None);
+        };
+        let subject: Option<(String, Option<String>)> = subjects::table
+            .find(subject_id)
+            .filter(subjects::tenant_id.eq(tenant))
+            .filter(subjects::erased_at.is_null())
+            .select((subjects::commitment, subjects::e164))
+            .first(conn)
+            .optional()?;
+        let Some((commitment, Some(e164))) = subject else {
+            return Ok(None);
+        };
+        let events = events_of_subject(conn, subject_id)?;
+        if !retention_due(&events, max_age, retention, now) {
+            return Ok(None);
+        }
+        let erased = append::append_erasure_locked(
+            conn,
+            tenant,
+            RETENTION_COLLECTOR,
+            (subject_id, commitment.as_str()),
+            ErasureReason::Retention,
+            now,
+        )?;
+        let number = E164::from_canonical(&e164)
+            .ok_or_else(|| StoreError::Unreadable(format!("the number of subject {subject_id}")))?;
+        forget_subject(
+            conn,
+            master,
+            tenant,
+            subject_id,
+            &number,
+            erased.recorded_at.millis(),
+        )?;
+        tracing::info!(seq = erased.seq, subject = %erased.subject, "erased for retention");
+        Ok(Some(erased))
+    })
+}
+
+/// Deletes up to `limit` windows that closed (their last inbound message
+/// is more than 24 hours old), the oldest first: a closed window changes no
+/// decision. A window reopened meanwhile is kept. Returns how many.
+pub fn purge_closed_windows(conn: &mut DbConn, now: i64, limit: i64) -> QueryResult<usize> {
+    let cutoff = now - WINDOW_MILLIS;
+    conn.immediate_transaction(|conn| {
+        let closed: Vec<(String, String, String)> = windows::table
+            .filter(windows::last_inbound_at.le(cutoff))
+            .order(windows::last_inbound_at)
+            .limit(limit)
+            .select((windows::tenant_id, windows::e164, windows::phone_number_id))
+            .load(conn)?;
+        let mut purged = 0;
+        for (tenant, e164, id) in &closed {
+            purged += diesel::delete(
+                windows::table
+                    .filter(windows::tenant_id.eq(tenant))
+                    .filter(windows::e164.eq(e164))
+                    .filter(windows::phone_number_id.eq(id))
+                    .filter(windows::last_inbound_at.le(cutoff)),
+            )
+            .execute(conn)?;
+        }
+        Ok(purged)
+    })
+}
