@@ -3,11 +3,13 @@
 //! a revoked key stops working on the next request of every instance.
 
 use super::limits::client_addr;
+use super::trail;
 use super::AppState;
 pub use crate::domain::access::Role;
 use crate::domain::number::E164;
 use crate::error::ApiError;
 use crate::keys;
+use crate::store::audit::AuditKind;
 use crate::store::connection::meta_get;
 use crate::store::tenants::{self, TenantRow};
 use actix_web::body::BoxBody;
@@ -16,6 +18,7 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::{ready, LocalBoxFuture, Ready};
+use serde_json::json;
 
 /// A tenant's API key that passed authentication.
 #[derive(Debug, Clone)]
@@ -82,6 +85,7 @@ fn authenticate(req: &HttpRequest) -> LocalBoxFuture<'static, Result<Caller, Api
     let token = bearer(req);
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let client = client_addr(req);
+    let route = format!("{} {}", req.method(), req.path());
     Box::pin(async move {
         let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
         state.guards.authentication_allowed(client)?;
@@ -98,8 +102,31 @@ fn authenticate(req: &HttpRequest) -> LocalBoxFuture<'static, Result<Caller, Api
             .await?;
         let now = state.now().millis();
         let (key, tenant) = found.ok_or_else(|| failed(bad_credentials()))?;
-        if !keys::same_secret_hash(&key.key_sha256, &presented) || !key.is_active(now) {
+        let refused = if !keys::same_secret_hash(&key.key_sha256, &presented) {
+            Some("wrong_secret")
+        } else if key.revoked_at.is_some() {
+            Some("revoked")
+        } else if !key.is_active(now) {
+            Some("expired")
+        } else {
+            None
+        };
+        if let Some(why) = refused {
             tracing::info!(key_id = %key_id, "the key does not match, or is revoked or expired");
+            let details = json!({
+                "key_id": key_id,
+                "refused": why,
+                "route": route,
+                "client": client.map(|c| c.0.to_string()),
+            });
+            trail::note(
+                &state,
+                &tenant.id,
+                "unauthenticated",
+                AuditKind::AuthenticationFailed,
+                details,
+            )
+            .await;
             return Err(failed(bad_credentials()));
         }
         state.guards.key_allowed(&key_id)?;
@@ -138,10 +165,38 @@ async fn authorize(
     next: Next<BoxBody>,
     any_of: &[Role],
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let judged = authenticate(req.request())
-        .await
-        .and_then(|caller| caller.require(any_of).map(|()| caller));
+    let judged = match authenticate(req.request()).await {
+        Ok(caller) => match caller.require(any_of) {
+            Ok(()) => Ok(caller),
+            Err(refusal) => {
+                refuse_role(&req, &caller).await;
+                Err(refusal)
+            }
+        },
+        Err(refusal) => Err(refusal),
+    };
     pass_on(req, next, judged).await
+}
+
+/// Records in the tenant's trail that a valid key called an operation its
+/// roles do not allow.
+async fn refuse_role(req: &ServiceRequest, caller: &Caller) {
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return;
+    };
+    let details = json!({
+        "key_id": caller.key_id,
+        "route": format!("{} {}", req.method(), req.path()),
+        "roles": caller.roles,
+    });
+    trail::note(
+        state,
+        &caller.tenant.id,
+        &caller.key_id,
+        AuditKind::RoleRefused,
+        details,
+    )
+    .await;
 }
 
 /// Calls the route with who was admitted left in the request for its

@@ -4,14 +4,17 @@
 use super::auth::{self, Caller};
 use super::json::ApiJson;
 use super::tenants::check_brand_name;
+use super::trail;
 use super::AppState;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
+use crate::store::audit::AuditKind;
 use crate::store::tenants::{self as store, BrandRow};
 use crate::store::{Rejection, StoreError};
 use actix_web::middleware::from_fn;
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -95,7 +98,7 @@ pub async fn create_brand(
 ) -> Result<HttpResponse, ApiError> {
     let name = body.value.name;
     check_brand_name(&name, "name")?;
-    let tenant = caller.tenant.id;
+    let tenant = caller.tenant.id.clone();
     let now = state.now().millis();
     let row = state
         .db(move |conn| {
@@ -108,6 +111,15 @@ pub async fn create_brand(
             })
         })
         .await?;
+    let details = json!({"name": row.name});
+    trail::note(
+        &state,
+        &caller.tenant.id,
+        &caller.key_id,
+        AuditKind::BrandCreated,
+        details,
+    )
+    .await;
     Ok(HttpResponse::Created().json(Brand::from(row)))
 }
 
@@ -126,7 +138,7 @@ pub async fn retire_brand(
     caller: Caller,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = caller.tenant.id;
+    let tenant = caller.tenant.id.clone();
     let name = name.into_inner();
     let now = state.now().millis();
     let row = state
@@ -137,5 +149,14 @@ pub async fn retire_brand(
             })
         })
         .await?;
+    let details = json!({"name": row.name});
+    trail::note(
+        &state,
+        &caller.tenant.id,
+        &caller.key_id,
+        AuditKind::BrandRetired,
+        details,
+    )
+    .await;
     Ok(HttpResponse::Ok().json(Brand::from(row)))
 }

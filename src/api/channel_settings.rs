@@ -3,6 +3,7 @@
 
 use super::auth::{self, Caller};
 use super::json::ApiJson;
+use super::trail;
 use super::AppState;
 use crate::channels::settings::TWILIO_NUMBER;
 use crate::channels::settings::{
@@ -10,6 +11,7 @@ use crate::channels::settings::{
 };
 use crate::domain::evidence::FieldError;
 use crate::error::{ApiError, ErrorCode, Problem};
+use crate::store::audit::AuditKind;
 use crate::store::channels as store;
 use crate::store::connection::lock_log;
 use crate::store::dead_letters;
@@ -52,7 +54,7 @@ pub async fn put_channels(
     caller: Caller,
     body: ApiJson<ChannelSettingsInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = caller.tenant.id;
+    let tenant = caller.tenant.id.clone();
     let master = state.master.clone();
     let now = state.now();
     let input = body.value;
@@ -125,5 +127,15 @@ pub async fn put_channels(
             })
         })
         .await?;
+    // What the settings became, secrets redacted as in the answer.
+    let details = serde_json::to_value(&view).unwrap_or_default();
+    trail::note(
+        &state,
+        &caller.tenant.id,
+        &caller.key_id,
+        AuditKind::ChannelsChanged,
+        details,
+    )
+    .await;
     Ok(HttpResponse::Ok().json(view))
 }

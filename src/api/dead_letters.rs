@@ -2,9 +2,11 @@
 //! webhooks could not apply, and what each held.
 
 use super::auth::{self, Caller};
+use super::trail;
 use super::AppState;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
+use crate::store::audit::AuditKind;
 use crate::store::dead_letters as store;
 use actix_web::middleware::from_fn;
 use actix_web::{get, web, HttpResponse};
@@ -127,7 +129,7 @@ pub async fn dead_letter(
     caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = caller.tenant.id;
+    let tenant = caller.tenant.id.clone();
     let id = id.into_inner();
     let master = state.master.clone();
     let detail = state
@@ -145,5 +147,14 @@ pub async fn dead_letter(
         })
         .await?;
     tracing::info!(dead_letter = id, by = %caller.key_id, "dead letter read");
+    let details = serde_json::json!({"id": id});
+    trail::note(
+        &state,
+        &caller.tenant.id,
+        &caller.key_id,
+        AuditKind::DeadLetterRead,
+        details,
+    )
+    .await;
     Ok(HttpResponse::Ok().json(detail))
 }

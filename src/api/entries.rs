@@ -2,13 +2,16 @@
 //! hash and the openings of its commitments.
 
 use super::auth::{self, Caller};
+use super::trail;
 use super::AppState;
 use crate::error::{ApiError, Problem};
 use crate::ledger::entry::Openings;
+use crate::store::audit::AuditKind;
 use crate::store::consent::{entry_at, StoredEntry};
 use actix_web::middleware::from_fn;
 use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
+use serde_json::json;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
@@ -57,5 +60,14 @@ pub async fn get_entry(
         .await?
         .ok_or_else(|| ApiError::not_found("no entry with this seq"))?;
     tracing::info!(tenant = %caller.tenant.id, key_id = %caller.key_id, seq, "entry read with openings");
+    let details = json!({"via": "entry", "seq": seq});
+    trail::note(
+        &state,
+        &caller.tenant.id,
+        &caller.key_id,
+        AuditKind::OpeningsRead,
+        details,
+    )
+    .await;
     Ok(HttpResponse::Ok().json(EntryView::try_from(stored)?))
 }

@@ -4,9 +4,11 @@ use super::auth::{self, Caller};
 use super::json::ApiJson;
 use super::limits::{ConnectionSocket, ExportSlot};
 use super::log::fresh_checkpoint;
+use super::trail;
 use super::AppState;
 use crate::error::{ApiError, Problem};
 use crate::services::export::{write_dossier, ExportError, ExportPieces, ExportSpec};
+use crate::store::audit::AuditKind;
 use crate::store::consent::current_subject;
 use crate::store::log::{self, CheckpointRow};
 use crate::store::DbConn;
@@ -170,6 +172,15 @@ pub async fn export(
     let openings = !matches!(query.openings, Some(OpeningsMode::None));
     let spec = spec_for(&state, &caller, query.size, openings).await?;
     tracing::info!(tenant = %spec.tenant, key_id = %caller.key_id, tree_size = spec.tree_size, openings, "export");
+    let details = serde_json::json!({"tree_size": spec.tree_size, "openings": openings});
+    trail::note(
+        &state,
+        &caller.tenant.id,
+        &caller.key_id,
+        AuditKind::ExportRead,
+        details,
+    )
+    .await;
     let mut pieces = ExportPieces::new(spec);
     Ok(stream(state, &request, slot, move |conn| {
         pieces.next_piece(conn)
@@ -205,6 +216,20 @@ pub async fn dossier(
     let slot = state.guards.export_slot(&caller.tenant.id)?;
     let spec = spec_for(&state, &caller, None, true).await?;
     tracing::info!(tenant = %spec.tenant, key_id = %caller.key_id, "dossier");
+    let (tenant, asked) = (caller.tenant.id.clone(), number.clone());
+    let subject = state
+        .db(move |conn| Ok(current_subject(conn, &tenant, &asked)?))
+        .await?
+        .map(|(_, commitment)| commitment);
+    let details = serde_json::json!({"tree_size": spec.tree_size, "subject": subject});
+    trail::note(
+        &state,
+        &caller.tenant.id,
+        &caller.key_id,
+        AuditKind::DossierRead,
+        details,
+    )
+    .await;
     // One subject's history: read whole in one snapshot, then streamed.
     let mut spec = Some(spec);
     Ok(stream(state, &request, slot, move |conn| {

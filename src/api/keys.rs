@@ -4,15 +4,18 @@
 use super::auth::{self, Caller, Role};
 use super::json::ApiJson;
 use super::tenants::NewKey;
+use super::trail;
 use super::AppState;
 use crate::domain::access::normalised_roles;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
+use crate::store::audit::AuditKind;
 use crate::store::tenants::{self as store, ApiKeyRow};
 use crate::store::{Rejection, StoreError};
 use actix_web::middleware::from_fn;
 use actix_web::{delete, get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -123,7 +126,7 @@ pub async fn create_key(
             "`expires_at` must be in the future",
         ));
     }
-    let tenant = caller.tenant.id;
+    let tenant = caller.tenant.id.clone();
     let expires_at = request.expires_at.map(Timestamp::millis);
     let now = state.now().millis();
     let (row, key) = state
@@ -140,6 +143,15 @@ pub async fn create_key(
         .await?;
     tracing::info!(key_id = %row.id, by = %caller.key_id, "api key created");
     let info = KeyInfo::from(row);
+    let details = json!({"key_id": info.id, "name": info.name, "roles": info.roles, "expires_at": info.expires_at});
+    trail::note(
+        &state,
+        &caller.tenant.id,
+        &caller.key_id,
+        AuditKind::KeyCreated,
+        details,
+    )
+    .await;
     // The key is shown once: never cached.
     Ok(HttpResponse::Created()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
@@ -165,7 +177,7 @@ pub async fn revoke_key(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = caller.tenant.id;
+    let tenant = caller.tenant.id.clone();
     let id = id.into_inner();
     let revoked = id.clone();
     let now = state.now().millis();
@@ -182,5 +194,14 @@ pub async fn revoke_key(
         })
         .await?;
     tracing::info!(key_id = %revoked, by = %caller.key_id, "api key revoked");
+    let details = json!({"key_id": revoked});
+    trail::note(
+        &state,
+        &caller.tenant.id,
+        &caller.key_id,
+        AuditKind::KeyRevoked,
+        details,
+    )
+    .await;
     Ok(HttpResponse::NoContent().finish())
 }

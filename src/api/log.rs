@@ -3,9 +3,11 @@
 
 use super::auth::{self, Caller};
 use super::entries::EntryView;
+use super::trail;
 use super::AppState;
 use crate::error::{ApiError, Problem};
 use crate::ledger::entry::Openings;
+use crate::store::audit::AuditKind;
 use crate::store::consent::entry_at;
 use crate::store::log::{self, CheckpointRow};
 use crate::store::DbConn;
@@ -366,6 +368,15 @@ pub async fn receipt(
         })
         .await?;
     tracing::info!(tenant = %caller.tenant.id, key_id = %caller.key_id, seq, "receipt issued with openings");
+    let details = serde_json::json!({"via": "receipt", "seq": seq});
+    trail::note(
+        &state,
+        &caller.tenant.id,
+        &caller.key_id,
+        AuditKind::OpeningsRead,
+        details,
+    )
+    .await;
     Ok(HttpResponse::Ok().json(receipt))
 }
 

@@ -1,5 +1,6 @@
 //! HTTP handlers, one file per resource, composed from `domain` and `store`.
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod brands;
@@ -17,6 +18,7 @@ pub mod log;
 pub mod records;
 pub mod subjects;
 pub mod tenants;
+pub mod trail;
 pub mod webhooks;
 
 use crate::config::Settings;

@@ -7,6 +7,7 @@ use super::entries::EntryView;
 use super::idempotent;
 use super::json::ApiJson;
 use super::records::{created, Recorded};
+use super::trail;
 use super::AppState;
 use crate::domain::decision::{self, Question, Reason};
 use crate::domain::ids::BrandId;
@@ -14,6 +15,7 @@ use crate::domain::purpose::{MessageChannel, Purpose};
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
 use crate::store::append::Answer;
+use crate::store::audit::AuditKind;
 use crate::store::consent::{current_subject, subject_events, subject_history};
 use crate::store::erasure::{self, ErasureRequest};
 use crate::store::suppression::suppression_of;
@@ -132,6 +134,15 @@ pub async fn query_subject(
         })
         .await?;
     tracing::info!(tenant = %caller.tenant.id, key_id = %caller.key_id, subject = %report.subject, "subject read with openings");
+    let details = serde_json::json!({"via": "subjects/query", "subject": report.subject});
+    trail::note(
+        &state,
+        &caller.tenant.id,
+        &caller.key_id,
+        AuditKind::OpeningsRead,
+        details,
+    )
+    .await;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -197,6 +208,7 @@ pub async fn erase_subject(
                 tenant: &work_caller.tenant.id,
                 collector: &work_caller.key_id,
                 number: &number,
+                reason: request.reason.as_deref(),
             };
             let erased =
                 erasure::erase(conn, &master, &erasure, answer, clock.now()).map_err(|error| {

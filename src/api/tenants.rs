@@ -2,6 +2,7 @@
 
 use super::auth::{self, Caller, Operator, Role};
 use super::json::ApiJson;
+use super::trail;
 use super::AppState;
 use crate::domain::access::{self, BRAND_NAME_RULE};
 use crate::domain::number::Region;
@@ -9,11 +10,13 @@ use crate::domain::purpose::CaptureChannel;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::services::tenants::{self as service, TenantError};
+use crate::store::audit::AuditKind;
 use crate::store::log::current_signing_key;
 use crate::store::tenants::{self as store, SettingsChange, TenantRow};
 use actix_web::middleware::from_fn;
 use actix_web::{get, patch, post, web, HttpResponse};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -77,6 +80,7 @@ pub async fn create_tenant(
         ));
     }
     check_brand_name(&request.brand, "brand")?;
+    let brand = request.brand.clone();
     let master = state.master.clone();
     let signer = state.signer.clone();
     let origin = state.settings.origin.clone();
@@ -103,6 +107,15 @@ pub async fn create_tenant(
         })
         .await?;
     tracing::info!(tenant = %created.tenant, key_id = %created.admin_key_id, "tenant created");
+    let details = json!({"brand": brand, "admin_key_id": created.admin_key_id});
+    trail::note(
+        &state,
+        &created.tenant,
+        "operator",
+        AuditKind::TenantCreated,
+        details,
+    )
+    .await;
     // The admin key is shown once: never cached.
     Ok(HttpResponse::Created()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
@@ -253,6 +266,21 @@ pub async fn patch_tenant(
         Some(_) => Some("[]".to_owned()),
         None => None,
     };
+    let changed: Vec<&str> = [
+        ("max_consent_age_days", patch.max_consent_age_days.is_some()),
+        ("default_region", default_region.is_some()),
+        (
+            "require_confirmation_for",
+            require_confirmation_for.is_some(),
+        ),
+        (
+            "evidence_retention_days",
+            patch.evidence_retention_days.is_some(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect();
     let change = SettingsChange {
         max_consent_age_days: patch.max_consent_age_days,
         default_region,
@@ -268,5 +296,20 @@ pub async fn patch_tenant(
         })
         .await?;
     tracing::info!(tenant = %settings.id, key_id = %caller.key_id, "tenant settings changed");
+    let details = json!({
+        "changed": changed,
+        "max_consent_age_days": settings.max_consent_age_days,
+        "default_region": settings.default_region,
+        "require_confirmation_for": settings.require_confirmation_for,
+        "evidence_retention_days": settings.evidence_retention_days,
+    });
+    trail::note(
+        &state,
+        &settings.id,
+        &caller.key_id,
+        AuditKind::SettingsChanged,
+        details,
+    )
+    .await;
     Ok(HttpResponse::Ok().json(settings))
 }

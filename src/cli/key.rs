@@ -5,6 +5,7 @@ use super::open::open;
 use crate::config::Settings;
 use crate::domain::access::{normalised_roles, Role};
 use crate::domain::time::Timestamp;
+use crate::store::audit::{self, AuditEvent, AuditKind, OPERATOR_CLI};
 use crate::store::tenants;
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
@@ -48,6 +49,12 @@ pub fn create(
         Timestamp::now().millis(),
     )
     .context("cannot create the key")?;
+    let event = AuditEvent {
+        actor: OPERATOR_CLI,
+        kind: AuditKind::KeyCreated,
+        details: json!({"key_id": row.id, "name": row.name, "roles": row.role_names(), "expires_at": expires_at}),
+    };
+    audit::record(&mut conn, tenant, &event, Timestamp::now())?;
     let out = json!({"id": row.id, "key": key, "roles": row.role_names()});
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,8 @@
 
 use super::open::open;
 use crate::config::Settings;
+use crate::domain::time::Timestamp;
+use crate::store::audit::{self, AuditEvent, AuditKind, OPERATOR_CLI};
 use crate::store::tenants;
 use anyhow::anyhow;
 use std::process::ExitCode;
@@ -23,6 +25,16 @@ pub fn rotate(
     };
     for id in ids {
         let (verifier_key, checkpoint) = signer.rotate(&mut conn, &master, &id, compromised)?;
+        let event = AuditEvent {
+            actor: OPERATOR_CLI,
+            kind: AuditKind::SigningKeyRotated,
+            details: serde_json::json!({
+                "verifier_key": verifier_key,
+                "size": checkpoint.size,
+                "compromised": compromised,
+            }),
+        };
+        audit::record(&mut conn, &id, &event, Timestamp::now())?;
         println!(
             "{id}: new verifier key {verifier_key} (size {} signed by both keys)",
             checkpoint.size

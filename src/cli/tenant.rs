@@ -6,6 +6,7 @@ use crate::config::Settings;
 use crate::domain::access::{check_brand_name, is_tenant_id, BRAND_NAME_RULE, TENANT_ID_RULE};
 use crate::domain::time::Timestamp;
 use crate::services::tenants::{create_tenant, TenantError};
+use crate::store::audit::{self, AuditEvent, AuditKind, OPERATOR_CLI};
 use anyhow::{anyhow, bail};
 use serde_json::json;
 use std::process::ExitCode;
@@ -31,6 +32,12 @@ pub fn create(settings: &Settings, id: &str, brand: &str) -> anyhow::Result<Exit
         }
         other => anyhow!(other),
     })?;
+    let event = AuditEvent {
+        actor: OPERATOR_CLI,
+        kind: AuditKind::TenantCreated,
+        details: json!({"brand": brand, "admin_key_id": created.admin_key_id}),
+    };
+    audit::record(&mut opened.conn, id, &event, Timestamp::now())?;
     let out = json!({
         "tenant": created.tenant,
         "log": created.log,

@@ -102,6 +102,15 @@ impl Record {
         }
     }
 
+    /// Recorded as a backfill (an opt-in or opt-out of another system's past).
+    pub fn is_backfill(&self) -> bool {
+        match self {
+            Record::OptIn(r) => r.backfill,
+            Record::OptOut(r) => r.backfill,
+            Record::Lift(_) => false,
+        }
+    }
+
     pub fn evidence(&self) -> &Evidence {
         match self {
             Record::OptIn(r) => &r.evidence,

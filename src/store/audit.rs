@@ -28,6 +28,7 @@ pub enum AuditKind {
     AuthenticationFailed,
     RoleRefused,
     SignatureFailed,
+    SigningKeyRotated,
 }
 
 impl AuditKind {
@@ -49,9 +50,13 @@ impl AuditKind {
             AuditKind::AuthenticationFailed => "authentication.failed",
             AuditKind::RoleRefused => "authorization.refused",
             AuditKind::SignatureFailed => "webhook.signature_failed",
+            AuditKind::SigningKeyRotated => "signing_key.rotated",
         }
     }
 }
+
+/// The actor of what the operator does with the command line.
+pub const OPERATOR_CLI: &str = "operator:cli";
 
 /// One event to record: who (a key id, `operator`, `system:retention`,
 /// `webhook:whatsapp`, …), what, and its details (a JSON object).

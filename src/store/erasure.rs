@@ -5,6 +5,7 @@
 //! and their commitments stay, so every proof and checkpoint stays valid.
 
 use super::append::{self, Answer, Appended, ErasureReason};
+use super::audit::{self, AuditEvent, AuditKind};
 use super::connection::lock_log;
 use super::dead_letters;
 use super::idempotency;
@@ -26,6 +27,8 @@ pub struct ErasureRequest<'a> {
     /// The erasing key's id (the opt-out's and the entry's collector).
     pub collector: &'a str,
     pub number: &'a E164,
+    /// Why, as the admin wrote it: kept in the audit trail only.
+    pub reason: Option<&'a str>,
 }
 
 /// Erases a number's current subject; the `erasure` entry appended.
@@ -55,6 +58,7 @@ fn erase_locked(
         tenant,
         collector,
         number,
+        reason,
     } = *request;
     lock_log(conn, tenant)?;
     let Some((subject_id, commitment)) = super::consent::current_subject(conn, tenant, number)?
@@ -93,6 +97,17 @@ fn erase_locked(
         at,
     )?;
     forget_subject(conn, master, tenant, subject_id, number, at)?;
+    let event = AuditEvent {
+        actor: collector,
+        kind: AuditKind::SubjectErased,
+        details: serde_json::json!({
+            "seq": erased.seq,
+            "subject": erased.subject,
+            "reason": "request",
+            "note": reason,
+        }),
+    };
+    audit::record_within(conn, tenant, &event, now)?;
     if let Some(answer) = answer {
         let body = (answer.render)(&erased);
         if !idempotency::finish(conn, answer.scope, 201, &body, None, now.millis())? {

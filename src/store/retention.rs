@@ -3,6 +3,7 @@
 //! suppression), and the windows that closed more than a day ago.
 
 use super::append::{self, Appended, ErasureReason};
+use super::audit::{self, AuditEvent, AuditKind};
 use super::connection::lock_log;
 use super::consent::events_of_subject;
 use super::erasure::forget_subject;
@@ -119,6 +120,16 @@ pub fn erase_if_due(
             &number,
             erased.recorded_at.millis(),
         )?;
+        let event = AuditEvent {
+            actor: RETENTION_COLLECTOR,
+            kind: AuditKind::SubjectErased,
+            details: serde_json::json!({
+                "seq": erased.seq,
+                "subject": erased.subject,
+                "reason": "retention",
+            }),
+        };
+        audit::record_within(conn, tenant, &event, now)?;
         tracing::info!(seq = erased.seq, subject = %erased.subject, "erased for retention");
         Ok(Some(erased))
     })

@@ -70,6 +70,7 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("GET", "/v1/log/proof/inclusion", AUDITOR),
     ("GET", "/v1/log/proof/consistency", AUDITOR),
     ("GET", "/v1/dead-letters", ADMIN),
+    ("GET", "/v1/audit-events", ADMIN),
     ("GET", "/v1/dead-letters/{id}", ADMIN),
     ("GET", "/webhooks/whatsapp/{tenant}", Signature),
     ("POST", "/webhooks/whatsapp/{tenant}", Signature),
@@ -666,7 +667,8 @@ async fn input(
             "GET",
             path @ ("/healthz" | "/readyz" | "/openapi.json" | "/docs" | "/v1/tenant"
             | "/v1/brands" | "/v1/keys" | "/v1/channels" | "/v1/export"
-            | "/v1/log/checkpoint" | "/v1/log/keys" | "/v1/dead-letters"),
+            | "/v1/log/checkpoint" | "/v1/log/keys" | "/v1/dead-letters"
+            | "/v1/audit-events"),
         ) => Request::new(method, path),
         (m, p) => panic!("authz.rs has no request for {m} {p}: add one to `input`"),
     }
@@ -1018,6 +1020,10 @@ fn invalid_inputs(route: &Route, valid: &Request) -> Vec<(&'static str, Request)
         "/v1/dead-letters" => vec![(
             "a query that is not a number",
             with("/v1/dead-letters?limit=x"),
+        )],
+        "/v1/audit-events" => vec![(
+            "a query that is not a number",
+            with("/v1/audit-events?after=x"),
         )],
         "/v1/export" => vec![("a query that is not a number", with("/v1/export?size=x"))],
         "/v1/log/checkpoints" => vec![(

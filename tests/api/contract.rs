@@ -450,4 +450,12 @@ async fn channels_and_webhooks(app: &TestApp, c: &Contract, t: &Tenant) {
     ] {
         c.get(app, one, &path, admin).await;
     }
+    let audit = "/v1/audit-events";
+    for path in [
+        audit,
+        "/v1/audit-events?after=2&limit=2",
+        "/v1/audit-events?limit=0",
+    ] {
+        c.get(app, audit, path, admin).await;
+    }
 }

@@ -5,6 +5,7 @@
 pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
 mod abuse;
+mod audit;
 mod authz;
 mod channels;
 mod checks;

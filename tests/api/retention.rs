@@ -146,6 +146,21 @@ async fn retention_erases_what_is_due_and_nothing_else() {
     assert_eq!(erasure["entry"]["collector"], "system:retention");
     assert_eq!(erasure["entry"]["subject"], ended_in.body["subject"]);
     assert_eq!(erasure["openings"]["erased"], true);
+    // And in the audit trail, by the same collector.
+    let trail = app.get("/v1/audit-events?limit=1000", &t.admin).await.body;
+    let erasures: Vec<&Value> = trail["audit_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "subject.erased")
+        .collect();
+    assert_eq!(erasures.len(), 1);
+    let last = erasures[0];
+    assert_eq!(last["actor"], "system:retention");
+    assert_eq!(
+        last["details"],
+        json!({"seq": size, "subject": ended_in.body["subject"], "reason": "retention"})
+    );
 
     // Nothing of that person, nor of the purged window, is left.
     let bytes = database_bytes(&app);

@@ -6,6 +6,8 @@
 /// The database this binary's tests run on.
 pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
 
+#[path = "../api/audit.rs"]
+mod audit;
 #[path = "../api/authz.rs"]
 mod authz;
 #[path = "../api/channels.rs"]

@@ -9,6 +9,7 @@ use crate::api::limits::client_addr;
 use crate::api::AppState;
 use crate::channels::settings::{self, StoredSettings};
 use crate::error::{ApiError, ErrorCode};
+use crate::store::audit::AuditKind;
 use actix_web::{web, HttpRequest};
 
 /// The raw body, at most `limit` bytes (signatures are over the exact
@@ -30,6 +31,17 @@ fn failed(state: &AppState, request: &HttpRequest, what: &str, refusal: ApiError
         .guards
         .authentication_failed(client_addr(request), what);
     refusal
+}
+
+/// Records in a tenant's trail a signed request whose signature does not
+/// match its configured secrets.
+async fn signature_failed(state: &AppState, request: &HttpRequest, tenant: &str, provider: &str) {
+    let details = serde_json::json!({
+        "provider": provider,
+        "client": client_addr(request).map(|c| c.0.to_string()),
+    });
+    let actor = format!("webhook:{provider}");
+    crate::api::trail::note(state, tenant, &actor, AuditKind::SignatureFailed, details).await;
 }
 
 /// 429 while the request's address has failed to authenticate too often.

@@ -2,7 +2,7 @@
 //! configured URL, turned into opt-ins, opt-outs and lifts. Answers an
 //! empty TwiML `<Response/>`: never an automatic reply.
 
-use super::{failed, may_authenticate, open_secrets, read_body, tenant_settings};
+use super::{failed, may_authenticate, open_secrets, read_body, signature_failed, tenant_settings};
 use crate::api::AppState;
 use crate::channels::signature::twilio_signature_valid;
 use crate::channels::twilio::{read_delivery, Delivery};
@@ -100,6 +100,7 @@ pub async fn twilio_message(
     )?;
     let token_refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
     if !twilio_signature_valid(&token_refs, &twilio.webhook_url, &params, Some(&signature)) {
+        signature_failed(&state, &request, &tenant, "twilio").await;
         return Err(bad_signature());
     }
     let message = match read_delivery(&params, twilio, state.now()).map_err(refused)? {

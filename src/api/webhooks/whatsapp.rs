@@ -1,7 +1,7 @@
 //! `GET`/`POST /webhooks/whatsapp/{tenant}`: Meta's handshake, then signed
 //! notifications turned into windows, opt-ins, opt-outs and lifts.
 
-use super::{failed, may_authenticate, open_secrets, read_body, tenant_settings};
+use super::{failed, may_authenticate, open_secrets, read_body, signature_failed, tenant_settings};
 use crate::api::AppState;
 use crate::channels::settings::{open_secret, StoredSettings, StoredWhatsApp};
 use crate::channels::signature::whatsapp_signature_valid;
@@ -140,6 +140,7 @@ pub async fn whatsapp_notification(
     let body = read_body(&state, &request, body, BODY_LIMIT).await?;
     let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     if !whatsapp_signature_valid(&secret_refs, &body, Some(&header)) {
+        signature_failed(&state, &request, &tenant, "whatsapp").await;
         return Err(refused());
     }
     let settings = settings.unwrap_or_default();
