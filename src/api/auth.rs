@@ -281,8 +281,7 @@ impl FromRequest for Caller {
 #[derive(Debug, Clone, Copy)]
 pub struct Operator;
 
-/// Name of the stored operator token hash in `meta`.
-pub const OPERATOR_TOKEN_META: &str = "operator_token_sha256";
+pub use crate::store::connection::OPERATOR_TOKEN_META;
 
 /// Checks the operator token (or tells a valid tenant key that it is the
 /// wrong credential: 403).

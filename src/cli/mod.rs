@@ -3,9 +3,11 @@
 //! `signing-key rotate`, `openapi`; one file per command, and one helper
 //! that opens the database, the master key and the signer.
 
+mod backup;
 mod export;
 mod key;
 mod open;
+mod operator_token;
 mod signing_key;
 mod tenant;
 mod verify;
@@ -80,6 +82,23 @@ pub enum Command {
     },
     /// Print the OpenAPI document
     Openapi,
+    /// Manage the operator token
+    OperatorToken {
+        #[command(subcommand)]
+        command: OperatorTokenCommand,
+    },
+    /// Copy the SQLite database while the service runs (VACUUM INTO), 0600
+    Backup {
+        /// The backup file; must not exist
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorTokenCommand {
+    /// A new operator token replaces the stored one on every instance; printed once
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +173,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_openings,
         } => export::run(&settings, &tenant, out.as_deref(), no_openings),
         Command::VerifyDb { tenant } => verify_db::run(&settings, tenant.as_deref()),
+        Command::OperatorToken {
+            command: OperatorTokenCommand::Rotate,
+        } => operator_token::rotate(&settings),
+        Command::Backup { out } => backup::run(&settings, &out),
         Command::SigningKey {
             command:
                 SigningKeyCommand::Rotate {

@@ -330,6 +330,33 @@ pub fn meta_insert(conn: &mut DbConn, name: &str, value: &str) -> QueryResult<bo
         .map(|n| n == 1))
 }
 
+/// Copies a SQLite database, consistently and while others write, into
+/// an empty file (`VACUUM INTO`). `false` on PostgreSQL, which has its own
+/// tools.
+pub fn backup_sqlite_into(conn: &mut DbConn, path: &str) -> QueryResult<bool> {
+    match conn {
+        DbConn::Sqlite(c) => diesel::sql_query("VACUUM INTO ?")
+            .bind::<diesel::sql_types::Text, _>(path)
+            .execute(c)
+            .map(|_| true),
+        DbConn::Pg(_) => Ok(false),
+    }
+}
+
+/// Name of the stored operator token hash in `meta`.
+pub const OPERATOR_TOKEN_META: &str = "operator_token_sha256";
+
+/// Sets a `meta` value, replacing the one stored.
+pub fn meta_set(conn: &mut DbConn, name: &str, value: &str) -> QueryResult<()> {
+    crate::on_backend!(conn, |c| diesel::insert_into(meta::table)
+        .values((meta::name.eq(name), meta::value.eq(value)))
+        .on_conflict(meta::name)
+        .do_update()
+        .set(meta::value.eq(value))
+        .execute(c)
+        .map(|_| ()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

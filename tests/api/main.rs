@@ -24,6 +24,7 @@ mod log;
 mod log_privacy;
 mod merkle;
 mod openapi;
+mod operations;
 mod postgres;
 mod races;
 mod recording;

@@ -39,6 +39,8 @@ mod limits;
 #[path = "../api/log.rs"]
 mod log;
 mod multi_instance;
+#[path = "../api/operations.rs"]
+mod operations;
 #[path = "../api/postgres.rs"]
 mod postgres;
 #[path = "../api/races.rs"]
