@@ -24,6 +24,8 @@ pub mod keys;
 /// Pure ledger crypto: entries, JCS, hashes, commitments, the Merkle tree,
 /// signed notes, offline verification.
 pub mod ledger;
+/// Prometheus metrics: one registry, no tenant labels.
+pub mod metrics;
 /// What composes store calls with files and signing: the signer, tenant
 /// creation, exports, verify-db.
 pub mod services;

@@ -158,6 +158,7 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(api::webhooks::twilio::twilio_message)
         .service(api::health::healthz)
         .service(api::health::readyz)
+        .service(api::health::metrics)
         .service(api::health::problem_type);
 }
 
@@ -397,6 +398,9 @@ fn spawn_housekeeping(state: web::Data<AppState>, interval: std::time::Duration)
                 .await;
             match done {
                 Ok(report) if report.erased + report.windows + report.idempotency_keys > 0 => {
+                    crate::metrics::housekeeping("retention_erasures", report.erased);
+                    crate::metrics::housekeeping("windows", report.windows);
+                    crate::metrics::housekeeping("idempotency_keys", report.idempotency_keys);
                     tracing::info!(
                         erased = report.erased,
                         windows = report.windows,
@@ -477,6 +481,7 @@ impl Application {
             });
             App::new()
                 .wrap(actix_web::middleware::from_fn(crate::api::limits::guard))
+                .wrap(actix_web::middleware::from_fn(crate::api::observe::count))
                 // No answer is sniffed as another content type.
                 .wrap(
                     actix_web::middleware::DefaultHeaders::new()

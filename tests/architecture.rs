@@ -25,18 +25,25 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("domain", &[]),
     ("ledger", &["domain"]),
     ("keys", &[]),
+    ("metrics", &[]),
     ("config", &[]),
     ("channels", &["domain", "keys"]),
-    ("store", &["domain", "ledger", "channels", "keys", "config"]),
+    (
+        "store",
+        &["domain", "ledger", "channels", "keys", "config", "metrics"],
+    ),
     (
         "services",
-        &["store", "domain", "ledger", "channels", "keys", "config"],
+        &[
+            "store", "domain", "ledger", "channels", "keys", "config", "metrics",
+        ],
     ),
     ("error", &["domain", "store", "services"]),
     (
         "api",
         &[
             "services", "store", "domain", "ledger", "channels", "keys", "config", "error",
+            "metrics",
         ],
     ),
     ("telemetry", &["config"]),
@@ -53,6 +60,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "config",
             "error",
             "telemetry",
+            "metrics",
         ],
     ),
     (

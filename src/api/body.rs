@@ -34,6 +34,7 @@ fn too_large(limit: usize) -> ApiError {
 }
 
 fn overloaded() -> ApiError {
+    crate::metrics::refused("body_memory");
     ApiError::new(
         ErrorCode::Overloaded,
         "the service is reading as many request bodies as its memory for them allows",

@@ -183,6 +183,7 @@ fn evaluate(
         )?,
     };
     let whatsapp = request.channel == MessageChannel::Whatsapp;
+    crate::metrics::decision(outcome.reason.as_str());
     Ok(Decision {
         number: number.as_str().to_owned(),
         purpose: request.purpose,

@@ -20,6 +20,56 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
+/// The Prometheus metrics of this instance (OpenMetrics text). The gauges
+/// of the logs and dead letters are read from the database at each scrape
+/// and cover every tenant together: no label names a tenant.
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "Metrics in the OpenMetrics text format", content_type = "application/openmetrics-text", body = String),
+        (status = 503, description = "The database is unreachable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (logs, waiting) = state
+        .db(|conn| {
+            Ok((
+                crate::store::log::overview(conn)?,
+                crate::store::dead_letters::waiting_count(conn)?,
+            ))
+        })
+        .await?;
+    let m = crate::metrics::metrics();
+    // One scrape sets the gauges and renders them before another may.
+    static SCRAPE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SCRAPE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    m.logs.set(logs.logs);
+    m.log_entries.set(logs.entries);
+    m.unsigned_entries.set(logs.unsigned);
+    let lag = logs
+        .oldest_waiting_since
+        .map_or(0.0, |at| (state.now().millis() - at).max(0) as f64 / 1000.0);
+    m.oldest_unsigned_seconds.set(lag);
+    m.dead_letters_waiting.set(waiting);
+    let pool = state.pool.state();
+    let connections = |state: &str| vec![("state", state.to_owned())];
+    m.pool_connections
+        .get_or_create(&connections("in_use"))
+        .set(i64::from(pool.connections - pool.idle_connections));
+    m.pool_connections
+        .get_or_create(&connections("idle"))
+        .set(i64::from(pool.idle_connections));
+    m.pool_connections
+        .get_or_create(&connections("max"))
+        .set(i64::from(state.pool.max_size()));
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(m.render()))
+}
+
 #[utoipa::path(
     tag = "operations",
     responses(

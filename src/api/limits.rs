@@ -110,6 +110,7 @@ impl Guards {
     fn address_allowed(&self, client: IpAddr) -> Result<(), ApiError> {
         match &self.per_address {
             Some(limiter) => limiter.check(&client, Instant::now()).map_err(|wait| {
+                crate::metrics::refused("rate_per_address");
                 ApiError::rate_limited(
                     "too many requests from this address",
                     retry_after_secs(wait),
@@ -125,6 +126,7 @@ impl Guards {
             Some(limiter) => limiter
                 .check(&key_id.to_owned(), Instant::now())
                 .map_err(|wait| {
+                    crate::metrics::refused("rate_per_key");
                     ApiError::rate_limited(
                         "too many requests with this key",
                         retry_after_secs(wait),
@@ -144,6 +146,7 @@ impl Guards {
             .peek(&ip, Instant::now())
             .map_err(|wait| {
                 tracing::warn!(client = %ip, "authentication refused: too many failures from this address");
+                crate::metrics::refused("failed_authentications");
                 ApiError::rate_limited(
                     "too many failed authentications from this address",
                     retry_after_secs(wait),
@@ -173,6 +176,7 @@ impl Guards {
     /// service already streams as many as allowed.
     pub fn export_slot(&self, tenant: &str) -> Result<ExportSlot, ApiError> {
         self.exports.take(tenant).ok_or_else(|| {
+            crate::metrics::refused("exports");
             ApiError::rate_limited(
                 "as many exports and dossiers as allowed are streaming; retry when one ends",
                 5,
@@ -311,6 +315,7 @@ pub async fn guard(
         .conn_data::<ConnectionSlot>()
         .is_some_and(|slot| slot.over_limit);
     let refusal = if over {
+        crate::metrics::refused("connections_per_address");
         Some(ApiError::rate_limited(
             "too many connections from this address",
             1,

@@ -15,6 +15,7 @@ pub mod json;
 pub mod keys;
 pub mod limits;
 pub mod log;
+pub mod observe;
 pub mod records;
 pub mod subjects;
 pub mod tenants;
@@ -64,7 +65,10 @@ impl AppState {
         let span = tracing::Span::current();
         actix_web::web::block(move || {
             let _entered = span.enter();
-            let mut conn = pool.get()?;
+            let waiting = std::time::Instant::now();
+            let conn = pool.get();
+            crate::metrics::pool_wait(waiting.elapsed().as_secs_f64());
+            let mut conn = conn?;
             let done = work(&mut conn);
             if let Err(e) = &done {
                 if e.status().is_server_error() && conn.check_after_failure() {

@@ -307,6 +307,7 @@ fn write_entry(
             entries::consent_text_sha256.eq(&entry.consent_text_sha256),
         ))
         .execute(conn)?;
+    crate::metrics::append_pending(entry.kind.as_str());
     if let Some(record) = record {
         insert_consent_event(conn, tenant, seq as i64, subject_id, record)?;
     }

@@ -77,10 +77,14 @@ impl DbConn {
         }
         match f(self) {
             Ok(value) => {
-                <DbConn as Connection>::TransactionManager::commit_transaction(self)?;
+                let committed =
+                    <DbConn as Connection>::TransactionManager::commit_transaction(self);
+                crate::metrics::transaction_ended(committed.is_ok());
+                committed?;
                 Ok(value)
             }
             Err(e) => {
+                crate::metrics::transaction_ended(false);
                 // The first error is the one worth reporting.
                 let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(self);
                 Err(e)

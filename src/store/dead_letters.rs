@@ -431,3 +431,11 @@ pub fn delete_letters_naming(
         .collect();
     diesel::delete(dead_letters::table.filter(dead_letters::id.eq_any(&naming))).execute(conn)
 }
+
+/// Dead letters not applied, of every tenant (for the metrics).
+pub fn waiting_count(conn: &mut DbConn) -> QueryResult<i64> {
+    dead_letters::table
+        .filter(dead_letters::resolved_at.is_null())
+        .count()
+        .get_result(conn)
+}

@@ -438,3 +438,50 @@ pub fn node_page(
         .select((merkle_nodes::level, merkle_nodes::idx, merkle_nodes::hash))
         .load(conn)
 }
+
+/// The logs at a glance, for the metrics (no tenant named).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogOverview {
+    pub logs: i64,
+    pub entries: i64,
+    /// Entries beyond each log's latest checkpoint, summed.
+    pub unsigned: i64,
+    /// The oldest latest-checkpoint time among logs with unsigned entries.
+    pub oldest_waiting_since: Option<i64>,
+}
+
+/// Every log's size against its latest checkpoint.
+pub fn overview(conn: &mut DbConn) -> QueryResult<LogOverview> {
+    let sizes: Vec<(String, i64)> = tenants::table
+        .select((tenants::id, tenants::tree_size))
+        .load(conn)?;
+    let signed: Vec<(String, Option<i64>, Option<i64>)> = checkpoints::table
+        .group_by(checkpoints::tenant_id)
+        .select((
+            checkpoints::tenant_id,
+            diesel::dsl::max(checkpoints::size),
+            diesel::dsl::max(checkpoints::created_at),
+        ))
+        .load(conn)?;
+    let signed: std::collections::HashMap<String, (i64, i64)> = signed
+        .into_iter()
+        .map(|(tenant, size, at)| (tenant, (size.unwrap_or(0), at.unwrap_or(0))))
+        .collect();
+    let mut overview = LogOverview {
+        logs: sizes.len() as i64,
+        ..LogOverview::default()
+    };
+    for (tenant, size) in sizes {
+        overview.entries += size;
+        let (signed_size, signed_at) = signed.get(&tenant).copied().unwrap_or((0, 0));
+        if size > signed_size {
+            overview.unsigned += size - signed_size;
+            overview.oldest_waiting_since = Some(
+                overview
+                    .oldest_waiting_since
+                    .map_or(signed_at, |t| t.min(signed_at)),
+            );
+        }
+    }
+    Ok(overview)
+}

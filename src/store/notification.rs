@@ -13,9 +13,10 @@ use crate::channels::whatsapp_payload::{self as payload, Event, Notification};
 use crate::domain::time::{Clock, Timestamp};
 use crate::keys::MasterKey;
 
-/// Counts for the log line.
+/// Counts of a notification's events, for the log line and the metrics.
 #[derive(Debug, Default)]
 pub struct Applied {
+    /// Messages and preference changes recorded (with or without an entry).
     pub recorded: usize,
     pub duplicates: usize,
     pub dead_letters: usize,
@@ -26,7 +27,7 @@ impl Applied {
     fn count(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Duplicate => self.duplicates += 1,
-            Outcome::Recorded { seqs } => self.recorded += seqs.len(),
+            Outcome::Recorded { .. } => self.recorded += 1,
             Outcome::DeadLetter { .. } => self.dead_letters += 1,
         }
     }

@@ -23,6 +23,7 @@ mod limits;
 mod log;
 mod log_privacy;
 mod merkle;
+mod metrics;
 mod openapi;
 mod operations;
 mod postgres;

@@ -38,6 +38,8 @@ mod inbound;
 mod limits;
 #[path = "../api/log.rs"]
 mod log;
+#[path = "../api/metrics.rs"]
+mod metrics;
 mod multi_instance;
 #[path = "../api/operations.rs"]
 mod operations;

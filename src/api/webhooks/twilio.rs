@@ -4,6 +4,7 @@
 
 use super::{failed, may_authenticate, open_secrets, read_body, signature_failed, tenant_settings};
 use crate::api::AppState;
+use crate::channels::message::Outcome;
 use crate::channels::signature::twilio_signature_valid;
 use crate::channels::twilio::{read_delivery, Delivery};
 use crate::error::{ApiError, ErrorCode, Problem};
@@ -107,6 +108,7 @@ pub async fn twilio_message(
         Delivery::Message(message) => message,
         Delivery::Ignored(why) => {
             tracing::info!(reason = why, "Twilio request ignored");
+            crate::metrics::webhook("twilio", "ignored", 1);
             return Ok(twiml());
         }
     };
@@ -119,5 +121,11 @@ pub async fn twilio_message(
         })
         .await?;
     tracing::info!(outcome = ?outcome, "Twilio message handled");
+    let counted = match outcome {
+        Outcome::Recorded { .. } => "recorded",
+        Outcome::Duplicate => "deduplicated",
+        Outcome::DeadLetter { .. } => "dead_lettered",
+    };
+    crate::metrics::webhook("twilio", counted, 1);
     Ok(twiml())
 }

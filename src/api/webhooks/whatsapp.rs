@@ -166,5 +166,9 @@ pub async fn whatsapp_notification(
         ignored = applied.ignored,
         "WhatsApp notification handled"
     );
+    crate::metrics::webhook("whatsapp", "recorded", applied.recorded);
+    crate::metrics::webhook("whatsapp", "deduplicated", applied.duplicates);
+    crate::metrics::webhook("whatsapp", "dead_lettered", applied.dead_letters);
+    crate::metrics::webhook("whatsapp", "ignored", applied.ignored);
     Ok(HttpResponse::Ok().finish())
 }
