@@ -12,6 +12,7 @@ mod signing_key;
 mod tenant;
 mod verify;
 mod verify_db;
+mod verify_online;
 
 use crate::config::{Settings, SettingsArgs};
 use crate::startup;
@@ -69,6 +70,12 @@ pub enum Command {
         /// A checkpoint kept from an earlier audit; repeatable
         #[arg(long = "trusted")]
         trusted: Vec<PathBuf>,
+        /// Also ask the log at this base URL whether it is still consistent with the document
+        #[arg(long, requires = "token")]
+        from: Option<String>,
+        /// An auditor key of the log's tenant, for --from
+        #[arg(long, env = "CONSENT_LEDGER_AUDITOR_KEY", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Scan the live database like an export; exit 0 clean, 1 tampered
     VerifyDb {
@@ -151,7 +158,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", startup::openapi_json());
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Verify { file, key, trusted } => return Ok(verify::run(&file, &key, &trusted)),
+        Command::Verify {
+            file,
+            key,
+            trusted,
+            from,
+            token,
+        } => {
+            let online = from.as_deref().zip(token.as_deref());
+            return Ok(verify::run(&file, &key, &trusted, online));
+        }
         _ => {}
     }
     let settings = Settings::resolve(&cli.settings)?;

@@ -1,13 +1,22 @@
 //! `verify FILE --key VKEY [--trusted CHECKPOINT]…`: an export, dossier or
 //! receipt checked offline; exit 0 verified, 1 a check failed, 2 unreadable.
 
+use super::verify_online::{self, Online};
 use crate::ledger::note::Verifier;
 use crate::ledger::verify::{self, trusted_checkpoint, VerifyError};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// `verify`: 0 verified, 1 a check failed (`seq N: …`), 2 unreadable input or bad key.
-pub fn run(file: &std::path::Path, key: &str, trusted: &[PathBuf]) -> ExitCode {
+/// With `online` (base URL, auditor key), then asks the log whether it is
+/// still consistent with the document: 1 when it is not, 2 when it cannot
+/// be asked.
+pub fn run(
+    file: &std::path::Path,
+    key: &str,
+    trusted: &[PathBuf],
+    online: Option<(&str, &str)>,
+) -> ExitCode {
     let key = match Verifier::parse(key) {
         Ok(key) => key,
         Err(e) => {
@@ -57,7 +66,25 @@ pub fn run(file: &std::path::Path, key: &str, trusted: &[PathBuf]) -> ExitCode {
                 "verified: {kind} of {} at tree size {}, {} entries ({} opened)",
                 v.log, v.tree_size, v.entries, v.opened
             );
-            ExitCode::SUCCESS
+            let Some((base, token)) = online else {
+                return ExitCode::SUCCESS;
+            };
+            match verify_online::check(base, token, &key, &v) {
+                Online::Consistent { size } => {
+                    println!(
+                        "consistent: the log's current checkpoint at tree size {size} extends it"
+                    );
+                    ExitCode::SUCCESS
+                }
+                Online::Inconsistent(why) => {
+                    println!("inconsistent: {why}");
+                    ExitCode::from(1)
+                }
+                Online::Unavailable(why) => {
+                    eprintln!("error: {why}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Err(VerifyError::Failed(failure)) => {
             println!("{failure}");

@@ -35,3 +35,4 @@ mod tamper;
 mod tenants;
 mod vectors;
 mod verify_files;
+mod verify_online;

@@ -28,6 +28,8 @@ pub struct Verified {
     pub kind: DocumentKind,
     pub log: String,
     pub tree_size: u64,
+    /// The root of the signed checkpoint it was verified against.
+    pub root: Hash,
     pub entries: u64,
     /// Entries whose openings were checked (not erased, not withheld).
     pub opened: u64,
@@ -314,6 +316,7 @@ fn verify_lines(
         },
         log: header.log,
         tree_size: header.tree_size,
+        root: cp.root,
         entries: fold.entries,
         opened: fold.opened,
     })
@@ -505,7 +508,7 @@ fn verify_receipt(
     }
     for t in trusted {
         // Without a consistency proof only an equal size can be compared;
-        // `--from` fetches proofs online (not in this build).
+        // `verify --from` fetches one from the log online.
         if t.size != cp.size || t.root != cp.root {
             return fail(
                 Place::Checkpoint,
@@ -520,6 +523,7 @@ fn verify_receipt(
         kind: DocumentKind::Receipt,
         log: key.name.clone(),
         tree_size: r.tree_size,
+        root: cp.root,
         entries: 1,
         opened: u64::from(opened),
     })
