@@ -8,6 +8,7 @@ mod export;
 mod key;
 mod open;
 mod operator_token;
+mod restore_tail;
 mod signing_key;
 mod tenant;
 mod verify;
@@ -93,6 +94,12 @@ pub enum Command {
     OperatorToken {
         #[command(subcommand)]
         command: OperatorTokenCommand,
+    },
+    /// After restoring an older backup: re-append the entries it lacks from a verified export
+    RestoreTail {
+        /// A full export (with openings) of the log, newer than the database
+        #[arg(long)]
+        export: PathBuf,
     },
     /// Copy the SQLite database while the service runs (VACUUM INTO), 0600
     Backup {
@@ -193,6 +200,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: OperatorTokenCommand::Rotate,
         } => operator_token::rotate(&settings),
         Command::Backup { out } => backup::run(&settings, &out),
+        Command::RestoreTail { export } => restore_tail::run(&settings, &export),
         Command::SigningKey {
             command:
                 SigningKeyCommand::Rotate {

@@ -5,6 +5,7 @@
 pub mod export;
 pub mod housekeeping;
 pub mod rate_limit;
+pub mod restore;
 pub mod signer;
 pub mod tenants;
 pub mod verify_db;

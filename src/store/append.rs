@@ -178,17 +178,17 @@ pub fn append(
 }
 
 /// The log's head as an append finds it, under the log's lock.
-struct Head {
-    origin: String,
-    size: u64,
-    hash: String,
+pub(super) struct Head {
+    pub(super) origin: String,
+    pub(super) size: u64,
+    pub(super) hash: String,
     /// max(server now, the previous entry's): it never decreases.
-    recorded_at: Timestamp,
+    pub(super) recorded_at: Timestamp,
 }
 
 /// Takes the log's lock and reads its head; refuses what the lock decides
 /// (a capture time past the clock skew, a brand retired meanwhile).
-fn lock_head(
+pub(super) fn lock_head(
     conn: &mut DbConn,
     tenant: &str,
     record: Option<&Record>,
@@ -255,7 +255,7 @@ fn fill_entry(entry: &mut Entry, record: &Record, consent_text_sha256: Option<&s
 }
 
 /// Stores an opt-in's consent text once per tenant; its SHA-256 (hex).
-fn store_consent_text(
+pub(super) fn store_consent_text(
     conn: &mut DbConn,
     tenant: &str,
     record: &Record,
@@ -276,14 +276,14 @@ fn store_consent_text(
 }
 
 /// An evidence body committed with its own salt.
-struct SaltedEvidence {
-    salt: String,
-    jcs: String,
+pub(super) struct SaltedEvidence {
+    pub(super) salt: String,
+    pub(super) jcs: String,
 }
 
 /// Writes the entry row, the consent state a check reads, the Merkle
 /// leaf, and moves the head.
-fn write_entry(
+pub(super) fn write_entry(
     conn: &mut DbConn,
     tenant: &str,
     record: Option<&Record>,

@@ -14,6 +14,7 @@ pub mod inbound;
 pub mod log;
 pub mod notification;
 pub mod pool;
+pub mod restore;
 pub mod retention;
 pub mod schema;
 pub mod suppression;

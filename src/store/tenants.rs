@@ -182,7 +182,12 @@ pub fn update_settings(
     })
 }
 
-fn insert_brand(conn: &mut DbConn, tenant: &str, name: &str, now: i64) -> StoreResult<BrandRow> {
+pub(super) fn insert_brand(
+    conn: &mut DbConn,
+    tenant: &str,
+    name: &str,
+    now: i64,
+) -> StoreResult<BrandRow> {
     let name = nfc(name);
     let key = fold_key(&name);
     let taken: i64 = brands::table

@@ -1,0 +1,290 @@
+//! Re-appending entries from a verified export (`restore-tail`, SPEC
+//! section 5): after a database was restored from a backup older than what
+//! was signed, the missing entries go back exactly as they were (same
+//! canonical JSON, so the same leaf hashes and roots), with the consent
+//! state checks read rebuilt from their openings, so signing resumes
+//! without a fork.
+
+use super::append::{lock_head, store_consent_text, write_entry, SaltedEvidence};
+use super::erasure::forget_subject;
+use super::schema::subjects;
+use super::suppression::suppress;
+use super::tenants::{find_brand, insert_brand};
+use super::{DbConn, StoreError, StoreResult};
+use crate::domain::evidence::Evidence;
+use crate::domain::ids::BrandId;
+use crate::domain::number::E164;
+use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
+use crate::domain::record::{LiftClass, LiftRecord, OptInRecord, OptOutRecord, Record};
+use crate::keys::MasterKey;
+use crate::ledger::entry::{Entry, EntryType, Openings};
+use crate::ledger::jcs::jcs_string_map;
+use diesel::prelude::*;
+
+/// What one line of an export holds.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ExportedEntry {
+    pub entry: Entry,
+    pub leaf_hash: String,
+    pub openings: Option<Openings>,
+}
+
+/// A line that cannot be re-appended as it is.
+fn refuse(seq: u64, why: impl std::fmt::Display) -> StoreError {
+    StoreError::Unreadable(format!("seq {seq}: {why}"))
+}
+
+/// Re-appends one entry at the log's head, in one transaction. Its `seq`
+/// and `prev` must be the head's; the leaf hash written must be the one
+/// exported.
+pub fn restore_entry(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    line: &ExportedEntry,
+) -> StoreResult<()> {
+    conn.immediate_transaction(|conn| {
+        let entry = &line.entry;
+        let head = lock_head(conn, tenant, None, entry.recorded_at)?;
+        if entry.seq != head.size || entry.prev != head.hash || entry.log != head.origin {
+            return Err(refuse(
+                entry.seq,
+                format!(
+                    "the log's head is at size {}: the export does not continue it",
+                    head.size
+                ),
+            ));
+        }
+        let openings = line.openings.clone().unwrap_or(Openings {
+            subject: None,
+            evidence: None,
+            consent_text: None,
+            erased: false,
+        });
+        if !openings.erased && openings.subject.is_none() {
+            return Err(refuse(
+                entry.seq,
+                "the export has no openings (exported with openings=none?): the consent state cannot be rebuilt",
+            ));
+        }
+        let subject_id = subject_of(conn, tenant, entry, &openings)?;
+        let record = match &openings.subject {
+            Some(subject) => record_of(conn, tenant, entry, &openings, &subject.e164)?,
+            None => None,
+        };
+        if let Some(record) = &record {
+            store_consent_text(conn, tenant, record)?;
+        }
+        let evidence = openings.evidence.as_ref().map(|e| SaltedEvidence {
+            salt: e.salt.clone(),
+            jcs: jcs_string_map(e.body.iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("")))),
+        });
+        let (_, leaf_hex) = write_entry(
+            conn,
+            tenant,
+            record.as_ref(),
+            subject_id,
+            evidence.as_ref(),
+            entry,
+        )?;
+        if leaf_hex != line.leaf_hash {
+            return Err(refuse(entry.seq, "the re-appended entry has another leaf hash"));
+        }
+        if entry.kind == EntryType::Erasure {
+            erase(conn, master, tenant, entry, subject_id)?;
+        }
+        Ok(())
+    })
+}
+
+/// The subject the entry names, made if the database has not seen it: with
+/// its number and salt when opened, as erased when not.
+fn subject_of(
+    conn: &mut DbConn,
+    tenant: &str,
+    entry: &Entry,
+    openings: &Openings,
+) -> StoreResult<i64> {
+    let found: Option<i64> = subjects::table
+        .filter(subjects::tenant_id.eq(tenant))
+        .filter(subjects::commitment.eq(&entry.subject))
+        .select(subjects::id)
+        .first(conn)
+        .optional()?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    let (e164, salt, erased_at) = match &openings.subject {
+        Some(s) => (Some(s.e164.clone()), Some(s.salt.clone()), None),
+        None => (None, None, Some(entry.recorded_at.millis())),
+    };
+    Ok(diesel::insert_into(subjects::table)
+        .values((
+            subjects::tenant_id.eq(tenant),
+            subjects::commitment.eq(&entry.subject),
+            subjects::e164.eq(e164),
+            subjects::salt.eq(salt),
+            subjects::created_at.eq(entry.recorded_at.millis()),
+            subjects::erased_at.eq(erased_at),
+        ))
+        .returning(subjects::id)
+        .get_result(conn)?)
+}
+
+/// What the entry records, for the consent state a check reads.
+fn record_of(
+    conn: &mut DbConn,
+    tenant: &str,
+    entry: &Entry,
+    openings: &Openings,
+    e164: &str,
+) -> StoreResult<Option<Record>> {
+    let seq = entry.seq;
+    let number = E164::from_canonical(e164).ok_or_else(|| refuse(seq, "unreadable number"))?;
+    let channel = entry
+        .channel
+        .as_deref()
+        .and_then(CaptureChannel::parse)
+        .unwrap_or(CaptureChannel::Api);
+    let captured_at = entry.captured_at.unwrap_or(entry.recorded_at);
+    let names = |list: &Option<Vec<String>>| list.clone().unwrap_or_default();
+    let purposes = names(&entry.purposes)
+        .iter()
+        .filter_map(|n| Purpose::ALL.into_iter().find(|p| p.as_str() == n))
+        .collect();
+    let message_channels = names(&entry.message_channels)
+        .iter()
+        .filter_map(|n| MessageChannel::ALL.into_iter().find(|c| c.as_str() == n))
+        .collect();
+    let evidence_has = |key: &str| {
+        openings
+            .evidence
+            .as_ref()
+            .is_some_and(|e| e.body.contains_key(key))
+    };
+    Ok(match entry.kind {
+        EntryType::OptIn => {
+            if entry.confirmation_required == Some(true) {
+                return Err(refuse(
+                    seq,
+                    "opt-ins awaiting confirmation cannot be restored yet",
+                ));
+            }
+            let shown = entry.company_name_shown.clone().unwrap_or_default();
+            let brand = match find_brand(conn, tenant, &shown)? {
+                Some(brand) => brand,
+                None => insert_brand(conn, tenant, &shown, entry.recorded_at.millis())?,
+            };
+            Some(Record::OptIn(OptInRecord {
+                number,
+                channel,
+                brand_id: BrandId(brand.id),
+                company_name_shown: shown,
+                consent_text: openings.consent_text.clone().unwrap_or_default(),
+                purposes,
+                message_channels,
+                captured_at,
+                language: entry.language.clone(),
+                backfill: entry.backfill == Some(true),
+                confirmation: None,
+                evidence: Evidence::from_pairs([]),
+            }))
+        }
+        EntryType::OptOut => {
+            // Which messages may lift it follows from how it was recorded.
+            let lift_class = entry.collector.starts_with("webhook:").then(|| {
+                if evidence_has("preference") {
+                    LiftClass::MarketingPreference
+                } else {
+                    LiftClass::Keyword
+                }
+            });
+            Some(Record::OptOut(OptOutRecord {
+                number,
+                channel,
+                purposes,
+                message_channels,
+                captured_at,
+                backfill: entry.backfill == Some(true),
+                evidence: Evidence::from_pairs([]),
+                lift_class,
+            }))
+        }
+        EntryType::OptOutLifted => Some(Record::Lift(LiftRecord {
+            number,
+            channel,
+            captured_at,
+            evidence: Evidence::from_pairs([]),
+            lifts: entry
+                .lifts
+                .ok_or_else(|| refuse(seq, "a lift without `lifts`"))?,
+        })),
+        EntryType::Confirmation => {
+            return Err(refuse(seq, "confirmations cannot be restored yet"));
+        }
+        EntryType::Erasure => None,
+    })
+}
+
+/// An erasure forgets the subject again; one on request suppresses its
+/// number when the database still knows it (else a warning says it could
+/// not).
+fn erase(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    entry: &Entry,
+    subject_id: i64,
+) -> StoreResult<()> {
+    let e164: Option<String> = subjects::table
+        .find(subject_id)
+        .select(subjects::e164)
+        .first(conn)?;
+    let at = entry.recorded_at.millis();
+    match e164.as_deref().and_then(E164::from_canonical) {
+        Some(number) => {
+            if entry.reason.as_deref() == Some("request") {
+                suppress(
+                    conn,
+                    tenant,
+                    &master.identity_hash(tenant, number.as_str()),
+                    at,
+                )?;
+            }
+            forget_subject(conn, master, tenant, subject_id, &number, at)?;
+        }
+        None if entry.reason.as_deref() == Some("request") => {
+            tracing::warn!(
+                seq = entry.seq,
+                subject = %entry.subject,
+                "an erasure on request of a subject this database never opened: its number cannot be suppressed again"
+            );
+        }
+        None => {}
+    }
+    diesel::update(subjects::table.find(subject_id))
+        .set(subjects::erased_at.eq(Some(at)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The tenant whose log has this origin.
+pub fn tenant_of_log(conn: &mut DbConn, origin: &str) -> QueryResult<Option<String>> {
+    use super::schema::tenants;
+    tenants::table
+        .filter(tenants::origin.eq(origin))
+        .select(tenants::id)
+        .first(conn)
+        .optional()
+}
+
+/// The leaf hash stored at `seq`, if the log has it.
+pub fn leaf_hash_at(conn: &mut DbConn, tenant: &str, seq: u64) -> QueryResult<Option<String>> {
+    use super::schema::entries;
+    entries::table
+        .filter(entries::tenant_id.eq(tenant))
+        .filter(entries::seq.eq(seq as i64))
+        .select(entries::leaf_hash)
+        .first(conn)
+        .optional()
+}
