@@ -291,10 +291,7 @@ fn verify_export(entries: u64) {
         let canonical = entry.canonical_json();
         let leaf = merkle::hash_leaf(canonical.as_bytes());
         let openings = Openings {
-            subject: Some(SubjectOpening {
-                e164,
-                salt: subject_salt,
-            }),
+            subject: Some(SubjectOpening::number(e164, subject_salt)),
             evidence: Some(EvidenceOpening {
                 salt: evidence_salt,
                 body: body
@@ -304,6 +301,7 @@ fn verify_export(entries: u64) {
             }),
             consent_text: Some(text.into()),
             erased: false,
+            linked: None,
         };
         write!(
             out,

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod decision;
 pub mod evidence;
+pub mod identity;
 pub mod ids;
 pub mod keywords;
 pub mod number;

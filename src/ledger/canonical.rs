@@ -100,7 +100,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// Every entry key, sorted.
-const KEYS: [&str; 21] = [
+const KEYS: [&str; 22] = [
     "backfill",
     "captured_at",
     "channel",
@@ -112,6 +112,7 @@ const KEYS: [&str; 21] = [
     "evidence_sha256",
     "language",
     "lifts",
+    "linked",
     "log",
     "message_channels",
     "prev",
@@ -173,6 +174,7 @@ fn empty_entry<'a>() -> EntryRef<'a> {
         confirmation_required: None,
         confirms: None,
         lifts: None,
+        linked: None,
         reason: None,
     }
 }
@@ -200,41 +202,43 @@ fn read_value<'a>(c: &mut Cursor<'a>, index: usize, entry: &mut EntryRef<'a>) ->
         8 => entry.evidence_sha256 = borrowed(c.string()?),
         9 => entry.language = borrowed(c.string()?),
         10 => entry.lifts = Some(c.integer()?),
-        11 => {
+        11 => entry.linked = borrowed(c.string()?),
+        12 => {
             entry.log = Cow::Borrowed(c.string()?);
             required |= 2;
         }
-        12 => entry.message_channels = Some(c.strings()?),
-        13 => {
+        13 => entry.message_channels = Some(c.strings()?),
+        14 => {
             entry.prev = Cow::Borrowed(c.string()?);
             required |= 4;
         }
-        14 => entry.purposes = Some(c.strings()?),
-        15 => entry.reason = borrowed(c.string()?),
-        16 => {
+        15 => entry.purposes = Some(c.strings()?),
+        16 => entry.reason = borrowed(c.string()?),
+        17 => {
             entry.recorded_at = c.timestamp()?;
             required |= 8;
         }
-        17 => {
+        18 => {
             entry.seq = c.integer()?;
             required |= 16;
         }
-        18 => {
+        19 => {
             entry.subject = Cow::Borrowed(c.string()?);
             required |= 32;
         }
-        19 => {
+        20 => {
             entry.kind = match c.string()? {
                 "opt_in" => EntryType::OptIn,
                 "opt_out" => EntryType::OptOut,
                 "confirmation" => EntryType::Confirmation,
                 "opt_out_lifted" => EntryType::OptOutLifted,
                 "erasure" => EntryType::Erasure,
+                "identity_linked" => EntryType::IdentityLinked,
                 _ => return None,
             };
             required |= 64;
         }
-        20 => {
+        21 => {
             entry.v = u8::try_from(c.integer()?).ok()?;
             required |= 128;
         }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 /// `prev` of entry 0.
 pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The five entry types.
+/// The six entry types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryType {
@@ -20,6 +20,9 @@ pub enum EntryType {
     Confirmation,
     OptOutLifted,
     Erasure,
+    /// Two identities of one person joined by a WhatsApp message (SPEC
+    /// section 3): `linked` is the other identity's subject commitment.
+    IdentityLinked,
 }
 
 /// One ledger entry. Fields that a type does not carry are absent, never
@@ -61,6 +64,8 @@ pub struct Entry {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub lifts: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub linked: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
 }
 
@@ -96,6 +101,7 @@ impl Entry {
             confirmation_required: None,
             confirms: None,
             lifts: None,
+            linked: None,
             reason: None,
         }
     }
@@ -135,6 +141,7 @@ impl Entry {
             confirmation_required: self.confirmation_required,
             confirms: self.confirms,
             lifts: self.lifts,
+            linked: b(&self.linked),
             reason: b(&self.reason),
         }
     }
@@ -153,6 +160,7 @@ impl EntryType {
             EntryType::Confirmation => "confirmation",
             EntryType::OptOutLifted => "opt_out_lifted",
             EntryType::Erasure => "erasure",
+            EntryType::IdentityLinked => "identity_linked",
         }
     }
 }
@@ -199,6 +207,8 @@ pub struct EntryRef<'a> {
     pub confirms: Option<u64>,
     #[serde(default)]
     pub lifts: Option<u64>,
+    #[serde(borrow, default)]
+    pub linked: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub reason: Option<Cow<'a, str>>,
 }
@@ -266,6 +276,7 @@ impl EntryRef<'_> {
             key(&mut out, "lifts");
             out.push_str(&n.to_string());
         }
+        opt_str(&mut out, &mut key, "linked", &self.linked);
         key(&mut out, "log");
         push_json_string(&mut out, &self.log);
         if let Some(list) = &self.message_channels {
@@ -297,7 +308,8 @@ impl EntryRef<'_> {
 }
 
 /// The secrets that open an entry's commitments (exact: all four keys always
-/// present, null where not applicable or erased).
+/// present, null where not applicable or erased; an `identity_linked`
+/// entry's add `linked`, and no other entry's do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Openings {
@@ -305,13 +317,56 @@ pub struct Openings {
     pub evidence: Option<EvidenceOpening>,
     pub consent_text: Option<String>,
     pub erased: bool,
+    /// Only on `identity_linked` entries, where the key is always present:
+    /// the other identity's opening, null when erased.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schema(value_type = Option<SubjectOpening>)]
+    pub linked: Option<Option<SubjectOpening>>,
 }
 
+/// A key that is present (its value possibly null), as opposed to absent.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The identity a subject commits to, with its salt: a number (`e164`) or
+/// a WhatsApp user id (`user_id`), exactly one of the two.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectOpening {
-    pub e164: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e164: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
     pub salt: String,
+}
+
+impl SubjectOpening {
+    /// A number's opening.
+    pub fn number(e164: String, salt: String) -> Self {
+        Self {
+            e164: Some(e164),
+            user_id: None,
+            salt,
+        }
+    }
+
+    /// The identity: the number or the user id; `None` unless exactly one.
+    pub fn identity(&self) -> Option<&str> {
+        match (&self.e164, &self.user_id) {
+            (Some(n), None) => Some(n),
+            (None, Some(u)) => Some(u),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -242,7 +242,7 @@ fn load_entries(
     {
         let erased = erased_at.is_some();
         let subject = match (erased, e164, salt) {
-            (false, Some(e164), Some(salt)) => Some(SubjectOpening { e164, salt }),
+            (false, Some(e164), Some(salt)) => Some(SubjectOpening::number(e164, salt)),
             _ => None,
         };
         let evidence = match (erased, ev_salt, ev_jcs) {
@@ -278,6 +278,7 @@ fn load_entries(
                 evidence,
                 consent_text,
                 erased,
+                linked: None,
             },
         });
     }

@@ -60,6 +60,7 @@ pub fn restore_entry(
             evidence: None,
             consent_text: None,
             erased: false,
+            linked: None,
         });
         if !openings.erased && openings.subject.is_none() {
             return Err(refuse(
@@ -69,7 +70,13 @@ pub fn restore_entry(
         }
         let subject_id = subject_of(conn, tenant, entry, &openings)?;
         let record = match &openings.subject {
-            Some(subject) => record_of(conn, tenant, entry, &openings, &subject.e164)?,
+            Some(subject) => {
+                let e164 = subject
+                    .e164
+                    .as_deref()
+                    .ok_or_else(|| refuse(entry.seq, "subjects by user id cannot be restored yet"))?;
+                record_of(conn, tenant, entry, &openings, e164)?
+            }
             None => None,
         };
         if let Some(record) = &record {
@@ -115,7 +122,7 @@ fn subject_of(
         return Ok(id);
     }
     let (e164, salt, erased_at) = match &openings.subject {
-        Some(s) => (Some(s.e164.clone()), Some(s.salt.clone()), None),
+        Some(s) => (s.e164.clone(), Some(s.salt.clone()), None),
         None => (None, None, Some(entry.recorded_at.millis())),
     };
     Ok(diesel::insert_into(subjects::table)
@@ -219,8 +226,11 @@ fn record_of(
                 .lifts
                 .ok_or_else(|| refuse(seq, "a lift without `lifts`"))?,
         })),
-        EntryType::Confirmation => {
-            return Err(refuse(seq, "confirmations cannot be restored yet"));
+        EntryType::Confirmation | EntryType::IdentityLinked => {
+            return Err(refuse(
+                seq,
+                "confirmations and identity links cannot be restored yet",
+            ));
         }
         EntryType::Erasure => None,
     })

@@ -3,7 +3,7 @@
 
 use consent_ledger::keys::MasterKey;
 use consent_ledger::ledger::commitment::{evidence_commitment, subject_commitment};
-use consent_ledger::ledger::entry::Entry;
+use consent_ledger::ledger::entry::{Entry, Openings};
 use consent_ledger::ledger::hash::sha256_hex;
 use consent_ledger::ledger::jcs::jcs;
 use consent_ledger::ledger::note;
@@ -331,8 +331,25 @@ fn verify_exits_0_for_good_files_and_1_for_every_bad_file() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(bad.len(), 5);
+    assert_eq!(bad.len(), 6);
+    let identities = identity_vectors();
+    let identities_key = identities["verifier_key"].as_str().unwrap();
+    let (code, out, err) = crate::helpers::run_cli(
+        &[
+            "verify",
+            &format!("{dir}/export-identities-v1.ndjson"),
+            "--key",
+            identities_key,
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "export-identities-v1.ndjson: {out}{err}");
     for path in bad {
+        let key = if path.ends_with("export-identity-link-forged.ndjson") {
+            identities_key
+        } else {
+            key
+        };
         let (code, out, err) =
             crate::helpers::run_cli(&["verify", path.to_str().unwrap(), "--key", key], None);
         assert_eq!(code, 1, "{}: {out}{err}", path.display());
@@ -340,5 +357,139 @@ fn verify_exits_0_for_good_files_and_1_for_every_bad_file() {
             out.starts_with("seq ") || out.starts_with("checkpoint: "),
             "{out}"
         );
+    }
+}
+
+fn identity_vectors() -> Value {
+    serde_json::from_str(include_str!("../vectors/identities-v1.json")).unwrap()
+}
+
+/// SPEC sections 3 and 5: subjects over a number or a user id, and
+/// `identity_linked` entries whose `linked` opening opens the other
+/// identity's commitment.
+#[test]
+fn identity_entries_serialise_and_open_as_the_vectors_say() {
+    let v = identity_vectors();
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 6);
+    let mut prev = "0".repeat(64);
+    let mut kinds = Vec::new();
+    for (i, item) in entries.iter().enumerate() {
+        let entry: Entry = serde_json::from_value(item["entry"].clone()).unwrap();
+        assert_eq!(
+            entry.canonical_json(),
+            item["jcs"].as_str().unwrap(),
+            "seq {i}"
+        );
+        assert_eq!(
+            entry.leaf_hash_hex(),
+            item["leaf_hash"].as_str().unwrap(),
+            "seq {i}"
+        );
+        assert_eq!(entry.prev, prev, "seq {i}");
+        prev = entry.leaf_hash_hex();
+        let reparsed: Entry = serde_json::from_str(item["jcs"].as_str().unwrap()).unwrap();
+        assert_eq!(reparsed, entry);
+        kinds.push(entry.kind.as_str());
+        // The openings as the API types read them, and back, unchanged.
+        let openings: Openings = serde_json::from_value(item["openings"].clone()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&openings).unwrap(),
+            item["openings"],
+            "seq {i}"
+        );
+        let subject = openings.subject.as_ref().unwrap();
+        assert_eq!(
+            subject_commitment(&subject.salt, subject.identity().unwrap()),
+            entry.subject,
+            "seq {i}"
+        );
+        match (&entry.linked, &openings.linked) {
+            (Some(linked), Some(Some(opening))) => {
+                assert_eq!(
+                    &subject_commitment(&opening.salt, opening.identity().unwrap()),
+                    linked
+                );
+                assert_ne!(linked, &entry.subject);
+            }
+            (None, None) => {}
+            other => panic!("seq {i}: linked and its opening go together: {other:?}"),
+        }
+        let evidence = openings.evidence.as_ref().unwrap();
+        assert_eq!(
+            evidence_commitment(&evidence.salt, &jcs(&Value::Object(evidence.body.clone()))),
+            entry.evidence_sha256.clone().unwrap(),
+            "seq {i}"
+        );
+    }
+    assert_eq!(
+        kinds,
+        [
+            "opt_in",
+            "opt_out",
+            "opt_in",
+            "identity_linked",
+            "identity_linked",
+            "opt_out"
+        ]
+    );
+}
+
+#[test]
+fn the_identities_export_verifies_and_a_forged_link_fails() {
+    use consent_ledger::ledger::note::Verifier;
+    use consent_ledger::ledger::verify::{verify, DocumentKind, VerifyError};
+    let v = identity_vectors();
+    let key = Verifier::parse(v["verifier_key"].as_str().unwrap()).unwrap();
+    let verified = verify(
+        include_str!("../vectors/export-identities-v1.ndjson").as_bytes(),
+        &key,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            verified.kind,
+            verified.entries,
+            verified.opened,
+            verified.tree_size
+        ),
+        (DocumentKind::Export, 6, 6, 6)
+    );
+    assert_eq!(hex::encode(verified.root), v["root_hex"].as_str().unwrap());
+    match verify(
+        include_str!("../vectors/bad/export-identity-link-forged.ndjson").as_bytes(),
+        &key,
+        &[],
+    ) {
+        Err(VerifyError::Failed(failure)) => assert_eq!(
+            failure.to_string(),
+            "seq 3: the linked opening does not match its commitment"
+        ),
+        other => panic!("the forged link must fail, got {other:?}"),
+    }
+    // Linked openings belong to identity_linked entries only, and a link
+    // entry must carry its `linked` opening.
+    let text = include_str!("../vectors/export-identities-v1.ndjson");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut stray: Value = serde_json::from_str(lines[1]).unwrap();
+    stray["openings"]["linked"] = Value::Null;
+    let mut missing: Value = serde_json::from_str(lines[4]).unwrap();
+    missing["openings"]
+        .as_object_mut()
+        .unwrap()
+        .remove("linked");
+    for (n, changed, why) in [
+        (1, stray, "seq 0: openings carry `linked`"),
+        (4, missing, "seq 3: the linked opening is missing"),
+    ] {
+        let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        edited[n] = changed.to_string();
+        match verify(edited.join("\n").as_bytes(), &key, &[]) {
+            Err(VerifyError::Failed(failure)) => {
+                assert!(failure.to_string().starts_with(why), "{failure}")
+            }
+            other => panic!("expected {why:?}, got {other:?}"),
+        }
     }
 }

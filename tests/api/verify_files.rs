@@ -66,7 +66,7 @@ fn export(n: u64, flavour: &str, keep: &[u64]) -> (String, Vec<String>) {
         let canonical = entry.canonical_json();
         let leaf = merkle::hash_leaf(canonical.as_bytes());
         let openings = Openings {
-            subject: Some(SubjectOpening { e164, salt }),
+            subject: Some(SubjectOpening::number(e164, salt)),
             evidence: Some(EvidenceOpening {
                 salt: ev_salt,
                 body: [("reason".to_string(), serde_json::Value::String(reason))]
@@ -75,6 +75,7 @@ fn export(n: u64, flavour: &str, keep: &[u64]) -> (String, Vec<String>) {
             }),
             consent_text: None,
             erased: false,
+            linked: None,
         };
         out.push_str(&format!(
             "{{\"entry\":{canonical},\"leaf_hash\":\"{}\",\"openings\":{}}}\n",

@@ -3,6 +3,7 @@
 
 use super::failure::*;
 use super::lines::*;
+use crate::domain::identity::is_user_id;
 use crate::domain::time::Timestamp;
 use crate::ledger::canonical::read_canonical_entry;
 use crate::ledger::commitment::{evidence_commitment_bytes, subject_commitment_bytes};
@@ -46,6 +47,8 @@ pub(super) fn sorted_subset(list: &[Cow<'_, str>], allowed: &[&str]) -> bool {
 pub(super) struct EntryHashes {
     pub(super) prev: Hash,
     pub(super) subject: Hash,
+    /// The other identity's commitment (`identity_linked` only).
+    pub(super) linked: Option<Hash>,
     pub(super) evidence: Option<Hash>,
     pub(super) consent_text: Option<Hash>,
 }
@@ -70,6 +73,11 @@ pub(super) fn check_shape(e: &EntryRef<'_>) -> Result<EntryHashes, String> {
     let hashes = EntryHashes {
         prev: decode("prev", &e.prev)?,
         subject: decode("subject", &e.subject)?,
+        linked: e
+            .linked
+            .as_deref()
+            .map(|v| decode("linked", v))
+            .transpose()?,
         evidence: e
             .evidence_sha256
             .as_deref()
@@ -82,6 +90,9 @@ pub(super) fn check_shape(e: &EntryRef<'_>) -> Result<EntryHashes, String> {
             .transpose()?,
     };
     check_field_values(e)?;
+    if hashes.linked == Some(hashes.subject) {
+        return Err("linked is the entry's own subject".into());
+    }
     Ok(hashes)
 }
 
@@ -96,7 +107,10 @@ fn check_fields_present(e: &EntryRef<'_>) -> Result<(), String> {
             _ => Ok(()),
         }
     };
-    let events = matches!(t, OptIn | OptOut | Confirmation | OptOutLifted);
+    let events = matches!(
+        t,
+        OptIn | OptOut | Confirmation | OptOutLifted | IdentityLinked
+    );
     let consents = matches!(t, OptIn | OptOut);
     has(e.channel.is_some(), "channel", events)?;
     has(e.captured_at.is_some(), "captured_at", events)?;
@@ -130,6 +144,7 @@ fn check_fields_present(e: &EntryRef<'_>) -> Result<(), String> {
     }
     has(e.confirms.is_some(), "confirms", t == Confirmation)?;
     has(e.lifts.is_some(), "lifts", t == OptOutLifted)?;
+    has(e.linked.is_some(), "linked", t == IdentityLinked)?;
     has(e.reason.is_some(), "reason", t == Erasure)
 }
 
@@ -166,20 +181,30 @@ fn check_field_values(e: &EntryRef<'_>) -> Result<(), String> {
 /// Checks each opening against its commitment; `true` when it opened.
 pub(super) fn check_openings(e: &EntryHashes, o: &OpeningView<'_>) -> Result<bool, String> {
     if o.erased {
-        if o.subject.is_some() || o.evidence.is_some() || o.consent_text.is_some() {
+        if o.subject.is_some()
+            || o.evidence.is_some()
+            || o.consent_text.is_some()
+            || o.linked.is_some_and(|l| l.is_some())
+        {
             return Err("an erased entry carries openings".into());
+        }
+        if e.linked.is_some() != o.linked.is_some() {
+            return Err("`linked` is in the openings exactly of identity_linked entries".into());
         }
         return Ok(false);
     }
-    let (e164, salt) = o.subject.ok_or("subject opening missing")?;
-    if !is_e164(e164) {
-        return Err("the opened number is not E.164".into());
-    }
-    if hash_hex(salt).is_none() {
-        return Err("the subject salt is not 64 lowercase hex".into());
-    }
-    if subject_commitment_bytes(salt, e164) != e.subject {
-        return Err("subject opening does not match the subject commitment".into());
+    let subject = o.subject.ok_or("subject opening missing")?;
+    check_identity(subject, &e.subject, "subject")?;
+    match (&e.linked, &o.linked) {
+        (Some(commitment), Some(Some(linked))) => check_identity(*linked, commitment, "linked")?,
+        (Some(_), Some(None)) => {
+            return Err("the linked opening is null on an entry that is not erased".into())
+        }
+        (Some(_), None) => return Err("the linked opening is missing".into()),
+        (None, Some(_)) => {
+            return Err("openings carry `linked` for an entry that links nothing".into())
+        }
+        (None, None) => {}
     }
     match (&e.evidence, &o.evidence) {
         (Some(commitment), Some((salt, canonical))) => {
@@ -202,6 +227,33 @@ pub(super) fn check_openings(e: &EntryHashes, o: &OpeningView<'_>) -> Result<boo
         (None, None) => {}
     }
     Ok(true)
+}
+
+/// An identity's opening: a number in E.164 or a user id (SPEC section 3),
+/// a salt of 64 lowercase hex, and together the commitment.
+fn check_identity(o: IdentityOpening<'_>, commitment: &Hash, what: &str) -> Result<(), String> {
+    let identity = match o.identity {
+        Some(Identity::Number(n)) if is_e164(n) => n,
+        Some(Identity::Number(_)) => {
+            return Err(format!("the {what}'s opened number is not E.164"))
+        }
+        Some(Identity::UserId(u)) if is_user_id(u) => u,
+        Some(Identity::UserId(_)) => {
+            return Err(format!("the {what}'s opened user id is malformed"))
+        }
+        None => {
+            return Err(format!(
+                "the {what} opening names neither exactly one e164 nor user_id"
+            ))
+        }
+    };
+    if hash_hex(o.salt).is_none() {
+        return Err(format!("the {what} salt is not 64 lowercase hex"));
+    }
+    if &subject_commitment_bytes(o.salt, identity) != commitment {
+        return Err(format!("the {what} opening does not match its commitment"));
+    }
+    Ok(())
 }
 
 /// One entry line, checked on its own (in parallel with others).

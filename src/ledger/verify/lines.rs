@@ -43,15 +43,79 @@ pub(super) struct OpeningsRef<'a> {
     #[serde(borrow)]
     pub(super) consent_text: Option<Cow<'a, str>>,
     pub(super) erased: bool,
+    /// Present (possibly null) exactly on `identity_linked` entries.
+    #[serde(borrow, default, deserialize_with = "present")]
+    pub(super) linked: Option<Option<SubjectRef<'a>>>,
 }
 
+/// A key that is present (its value possibly null), as opposed to absent.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `{"e164","salt"}` or `{"user_id","salt"}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SubjectRef<'a> {
-    #[serde(borrow)]
-    pub(super) e164: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(super) e164: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(super) user_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub(super) salt: Cow<'a, str>,
+}
+
+impl SubjectRef<'_> {
+    fn opened(&self) -> IdentityOpening<'_> {
+        IdentityOpening {
+            identity: match (&self.e164, &self.user_id) {
+                (Some(n), None) => Some(Identity::Number(n.as_ref())),
+                (None, Some(u)) => Some(Identity::UserId(u.as_ref())),
+                _ => None,
+            },
+            salt: self.salt.as_ref(),
+        }
+    }
+}
+
+/// An opened identity, as the file names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity<'x> {
+    Number(&'x str),
+    UserId(&'x str),
+}
+
+impl<'x> Identity<'x> {
+    pub fn text(self) -> &'x str {
+        match self {
+            Identity::Number(t) | Identity::UserId(t) => t,
+        }
+    }
+}
+
+/// A subject's (or a link's) opening: the identity (`None` when the file
+/// gives both keys or neither) and the salt.
+#[derive(Debug, Clone, Copy)]
+pub struct IdentityOpening<'x> {
+    pub identity: Option<Identity<'x>>,
+    pub salt: &'x str,
+}
+
+impl<'x> IdentityOpening<'x> {
+    fn of(s: &'x crate::ledger::entry::SubjectOpening) -> Self {
+        IdentityOpening {
+            identity: match (&s.e164, &s.user_id) {
+                (Some(n), None) => Some(Identity::Number(n)),
+                (None, Some(u)) => Some(Identity::UserId(u)),
+                _ => None,
+            },
+            salt: &s.salt,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -211,8 +275,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for EvidenceBody<'a> {
 /// Openings in the form the checks read, from a file or from the database.
 pub struct OpeningView<'x> {
     pub erased: bool,
-    /// (e164, salt)
-    pub subject: Option<(&'x str, &'x str)>,
+    pub subject: Option<IdentityOpening<'x>>,
+    /// Present exactly on `identity_linked` entries: the other identity.
+    pub linked: Option<Option<IdentityOpening<'x>>>,
     /// (salt, RFC 8785 form of the body)
     pub evidence: Option<(&'x str, String)>,
     pub consent_text: Option<&'x str>,
@@ -223,10 +288,11 @@ impl<'x> OpeningView<'x> {
     pub fn of(o: &'x Openings) -> Self {
         Self {
             erased: o.erased,
-            subject: o
-                .subject
+            subject: o.subject.as_ref().map(IdentityOpening::of),
+            linked: o
+                .linked
                 .as_ref()
-                .map(|s| (s.e164.as_str(), s.salt.as_str())),
+                .map(|l| l.as_ref().map(IdentityOpening::of)),
             evidence: o
                 .evidence
                 .as_ref()
@@ -238,10 +304,11 @@ impl<'x> OpeningView<'x> {
     pub(super) fn of_ref(o: &'x OpeningsRef<'_>) -> Self {
         Self {
             erased: o.erased,
-            subject: o
-                .subject
+            subject: o.subject.as_ref().map(SubjectRef::opened),
+            linked: o
+                .linked
                 .as_ref()
-                .map(|s| (s.e164.as_ref(), s.salt.as_ref())),
+                .map(|l| l.as_ref().map(SubjectRef::opened)),
             evidence: o
                 .evidence
                 .as_ref()
