@@ -493,3 +493,41 @@ fn the_identities_export_verifies_and_a_forged_link_fails() {
         }
     }
 }
+
+/// The same export in the form this service writes (entries as their
+/// canonical bytes), which the verifier checks on its fast path.
+#[test]
+fn the_identities_export_in_canonical_form_verifies_on_the_fast_path() {
+    use consent_ledger::ledger::note::Verifier;
+    use consent_ledger::ledger::verify::{verify, VerifyError};
+    let v = identity_vectors();
+    let key = Verifier::parse(v["verifier_key"].as_str().unwrap()).unwrap();
+    let text = include_str!("../vectors/export-identities-v1.ndjson");
+    let lines: Vec<&str> = text.lines().collect();
+    let canonical = |forge: bool| {
+        let mut out = vec![lines[0].to_owned()];
+        for (i, item) in v["entries"].as_array().unwrap().iter().enumerate() {
+            let mut openings = item["openings"].clone();
+            if forge && i == 3 {
+                openings["linked"]["user_id"] = Value::String("BR.ENT.88012345678901234567".into());
+            }
+            out.push(format!(
+                "{{\"entry\":{},\"leaf_hash\":\"{}\",\"openings\":{}}}",
+                item["jcs"].as_str().unwrap(),
+                item["leaf_hash"].as_str().unwrap(),
+                openings
+            ));
+        }
+        out.push(lines.last().unwrap().to_string());
+        out.join("\n")
+    };
+    let verified = verify(canonical(false).as_bytes(), &key, &[]).unwrap();
+    assert_eq!((verified.entries, verified.opened), (6, 6));
+    match verify(canonical(true).as_bytes(), &key, &[]) {
+        Err(VerifyError::Failed(f)) => assert_eq!(
+            f.to_string(),
+            "seq 3: the linked opening does not match its commitment"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
