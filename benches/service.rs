@@ -183,7 +183,10 @@ async fn measure(name: &str, url: Option<String>, phase: Duration) {
         .await
         .map_or(true, |r| !r.status().is_success())
     {
-        assert!(ready.elapsed() < Duration::from_secs(60), "the service did not start");
+        assert!(
+            ready.elapsed() < Duration::from_secs(60),
+            "the service did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (_, created) = post(
@@ -193,7 +196,10 @@ async fn measure(name: &str, url: Option<String>, phase: Duration) {
         &json!({"id": "bench", "brand": "Bench"}),
     )
     .await;
-    let admin = created["admin_key"]["key"].as_str().expect("admin key").to_owned();
+    let admin = created["admin_key"]["key"]
+        .as_str()
+        .expect("admin key")
+        .to_owned();
     let key = |role: &'static str| {
         let (http, base, admin) = (http.clone(), base.clone(), admin.clone());
         async move {
@@ -281,7 +287,10 @@ async fn measure(name: &str, url: Option<String>, phase: Duration) {
     };
     let rss = server.peak_rss_mib();
 
-    println!("\n{name}, {CONNECTIONS} connections, {}s per phase\n", phase.as_secs());
+    println!(
+        "\n{name}, {CONNECTIONS} connections, {}s per phase\n",
+        phase.as_secs()
+    );
     println!("| what | per second | p50 | p99 | ratio to /healthz |");
     println!("|---|---|---|---|---|");
     let row = |what: &str, l: &Load| {
@@ -296,9 +305,7 @@ async fn measure(name: &str, url: Option<String>, phase: Duration) {
     row("`GET /healthz` (no database)", &trivial);
     row("`POST /v1/checks`", &checks);
     row("`POST /v1/opt-ins`, durable", &appends);
-    println!(
-        "| `POST /v1/checks/batch` of {BATCH}, 4 at once | {batches:.0} numbers | | | |"
-    );
+    println!("| `POST /v1/checks/batch` of {BATCH}, 4 at once | {batches:.0} numbers | | | |");
     println!(
         "| peak resident memory of the server, after {recorded} entries | {rss:.0} MiB | | | |"
     );

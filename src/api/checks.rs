@@ -6,13 +6,14 @@ use super::json::{self, ApiJson, BATCH_LIMIT};
 use super::AppState;
 use crate::domain::decision::{self, ConsentEvent, EventKind, Question, Reason, Window};
 use crate::domain::ids::BrandId;
+use crate::domain::number::E164;
 use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
 use crate::domain::recording::check_phone_number_id;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::keys::MasterKey;
-use crate::store::consent::{subject_events, window_of};
-use crate::store::suppression::suppression_of;
+use crate::store::consent::{many_numbers, subject_events, window_from, window_of, ManyNumbers};
+use crate::store::suppression::{suppressed_many, suppression_of};
 use crate::store::tenants::{active_brands, find_brand, BrandRow};
 use crate::store::DbConn;
 use actix_web::middleware::from_fn;
@@ -97,6 +98,41 @@ impl From<&ConsentEvent> for ConsentRef {
 struct Cache {
     brands: HashMap<Option<String>, BrandRow>,
     phone_number_ids: Option<Vec<String>>,
+    /// A batch's numbers, read together before its items are decided.
+    many: Option<Prefetched>,
+}
+
+/// The consent state of a batch's numbers, read in a few queries.
+struct Prefetched {
+    state: ManyNumbers,
+    /// Number → its latest erasure on request.
+    suppressed: HashMap<String, Timestamp>,
+}
+
+impl Prefetched {
+    fn read(
+        conn: &mut DbConn,
+        master: &MasterKey,
+        tenant: &str,
+        numbers: &[&str],
+    ) -> Result<Self, ApiError> {
+        let state = many_numbers(conn, tenant, numbers)?;
+        let hashes: Vec<String> = numbers
+            .iter()
+            .map(|n| master.identity_hash(tenant, n))
+            .collect();
+        let found = suppressed_many(conn, tenant, &hashes)?;
+        let suppressed = numbers
+            .iter()
+            .zip(&hashes)
+            .filter_map(|(n, h)| {
+                found
+                    .get(h)
+                    .map(|&at| ((*n).to_owned(), Timestamp::from_millis(at)))
+            })
+            .collect();
+        Ok(Self { state, suppressed })
+    }
 }
 
 /// Resolves the brand of a check (any status), or the only active brand.
@@ -149,6 +185,20 @@ fn evaluate(
     cache: &mut Cache,
 ) -> Result<Decision, ApiError> {
     let number = caller.parse_number(&request.number, request.region.as_deref())?;
+    evaluate_number(conn, master, caller, request, &number, now, cache)
+}
+
+/// [`evaluate`] of a parsed number: from the batch's prefetched state when
+/// there is one, else with its own reads.
+fn evaluate_number(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    caller: &Caller,
+    request: &CheckRequest,
+    number: &E164,
+    now: Timestamp,
+    cache: &mut Cache,
+) -> Result<Decision, ApiError> {
     check_phone_number_id(request.business_phone_number_id.as_deref())?;
     let tenant = &caller.tenant;
     let brand = resolve_brand(
@@ -157,15 +207,27 @@ fn evaluate(
         request.brand.as_deref(),
         &mut cache.brands,
     )?;
-    let events = subject_events(conn, &tenant.id, &number)?;
-    let suppressed_at = suppression_of(conn, master, &tenant.id, &number)?;
+    let read;
+    let (events, suppressed_at): (&[ConsentEvent], Option<Timestamp>) = match &cache.many {
+        Some(many) => (
+            many.state
+                .events
+                .get(number.as_str())
+                .map_or(&[], Vec::as_slice),
+            many.suppressed.get(number.as_str()).copied(),
+        ),
+        None => {
+            read = subject_events(conn, &tenant.id, number)?;
+            (&read, suppression_of(conn, master, &tenant.id, number)?)
+        }
+    };
     let question = Question {
         purpose: request.purpose,
         brand_id: BrandId(brand.id),
         channel: request.channel,
     };
     let outcome = decision::decide(
-        &events,
+        events,
         question,
         tenant.max_consent_age_days,
         suppressed_at,
@@ -173,14 +235,27 @@ fn evaluate(
     );
     let (window, certain) = match request.channel {
         MessageChannel::Sms => (Window::closed(None), false),
-        MessageChannel::Whatsapp => window_of(
-            conn,
-            &tenant.id,
-            &number,
-            request.business_phone_number_id.as_deref(),
-            now,
-            &mut cache.phone_number_ids,
-        )?,
+        MessageChannel::Whatsapp => match &cache.many {
+            Some(many) => window_from(
+                conn,
+                &tenant.id,
+                many.state
+                    .inbound
+                    .get(number.as_str())
+                    .map_or(&[], Vec::as_slice),
+                request.business_phone_number_id.as_deref(),
+                now,
+                &mut cache.phone_number_ids,
+            )?,
+            None => window_of(
+                conn,
+                &tenant.id,
+                number,
+                request.business_phone_number_id.as_deref(),
+                now,
+                &mut cache.phone_number_ids,
+            )?,
+        },
     };
     let whatsapp = request.channel == MessageChannel::Whatsapp;
     crate::metrics::decision(outcome.reason.as_str());
@@ -285,6 +360,27 @@ fn item_error(number: serde_json::Value, error: ApiError) -> BatchItem {
     })
 }
 
+/// A batch item as sent (its `number` echoed in an error), read and its
+/// number parsed, or why not.
+type ParsedItem = (serde_json::Value, Result<(CheckRequest, E164), ApiError>);
+
+fn parse_items(caller: &Caller, items: Vec<serde_json::Value>) -> Vec<ParsedItem> {
+    items
+        .into_iter()
+        .map(|item| {
+            let echo = item
+                .get("number")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            let request = json::from_value::<CheckRequest>(item).and_then(|request| {
+                let number = caller.parse_number(&request.number, request.region.as_deref())?;
+                Ok((request, number))
+            });
+            (echo, request)
+        })
+        .collect()
+}
+
 #[utoipa::path(
     tag = "checks",
     request_body = BatchRequest,
@@ -313,16 +409,35 @@ pub async fn check_batch(
     let decisions = state
         .db(move |conn| {
             let mut cache = Cache::default();
+            // Each item read and its number parsed first, so that the
+            // batch's numbers are read together.
+            let parsed = parse_items(&caller, items);
             // One read transaction: every item sees the same snapshot.
             conn.snapshot(|conn| {
-                let mut out = Vec::with_capacity(items.len());
-                for item in items {
-                    let number = item
-                        .get("number")
-                        .cloned()
-                        .unwrap_or(serde_json::Value::Null);
-                    let decided = json::from_value::<CheckRequest>(item).and_then(|request| {
-                        evaluate(conn, &master, &caller, &request, now, &mut cache)
+                let mut numbers: Vec<&str> = parsed
+                    .iter()
+                    .filter_map(|(_, r)| r.as_ref().ok().map(|(_, n)| n.as_str()))
+                    .collect();
+                numbers.sort_unstable();
+                numbers.dedup();
+                cache.many = Some(Prefetched::read(
+                    conn,
+                    &master,
+                    &caller.tenant.id,
+                    &numbers,
+                )?);
+                let mut out = Vec::with_capacity(parsed.len());
+                for (number, request) in parsed {
+                    let decided = request.and_then(|(request, parsed_number)| {
+                        evaluate_number(
+                            conn,
+                            &master,
+                            &caller,
+                            &request,
+                            &parsed_number,
+                            now,
+                            &mut cache,
+                        )
                     });
                     out.push(match decided {
                         Ok(decision) => BatchItem::Decision(decision),

@@ -84,6 +84,73 @@ pub fn events_of_subject(conn: &mut DbConn, subject_id: i64) -> QueryResult<Vec<
     Ok(rows.into_iter().map(ConsentEventRow::into_event).collect())
 }
 
+/// How many numbers one `IN (…)` list names (well under SQLite's limit of
+/// bound parameters).
+const MANY: usize = 900;
+
+/// The consent state of many numbers at once (a batch check): the events
+/// of each number's current subject, and each number's inbound records,
+/// keyed by the number. A few queries for the whole list.
+#[derive(Debug, Default)]
+pub struct ManyNumbers {
+    pub events: std::collections::HashMap<String, Vec<ConsentEvent>>,
+    pub inbound: std::collections::HashMap<String, Vec<InboundRecord>>,
+}
+
+/// Reads [`ManyNumbers`] for `numbers` (E.164, de-duplicated by the caller
+/// or not), `MANY` numbers per query.
+pub fn many_numbers(conn: &mut DbConn, tenant: &str, numbers: &[&str]) -> QueryResult<ManyNumbers> {
+    let mut out = ManyNumbers::default();
+    for chunk in numbers.chunks(MANY) {
+        let rows: Vec<(Option<String>, ConsentEventRow)> = consent_events::table
+            .inner_join(subjects::table)
+            .filter(subjects::tenant_id.eq(tenant))
+            .filter(subjects::e164.eq_any(chunk))
+            .filter(subjects::erased_at.is_null())
+            .select((subjects::e164, ConsentEventRow::as_select()))
+            .load(conn)?;
+        for (number, row) in rows {
+            if let Some(number) = number {
+                out.events.entry(number).or_default().push(row.into_event());
+            }
+        }
+        let windows: Vec<(String, String, i64)> = windows::table
+            .filter(windows::tenant_id.eq(tenant))
+            .filter(windows::e164.eq_any(chunk))
+            .select((
+                windows::e164,
+                windows::phone_number_id,
+                windows::last_inbound_at,
+            ))
+            .load(conn)?;
+        for (number, id, at) in windows {
+            out.inbound.entry(number).or_default().push(InboundRecord {
+                phone_number_id: (!id.is_empty()).then_some(id),
+                last_inbound_at: Timestamp::from_millis(at),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The window of a number from its inbound records (as [`window_of`]
+/// reads them), for a business number id, and whether that id is certain.
+pub fn window_from(
+    conn: &mut DbConn,
+    tenant: &str,
+    records: &[InboundRecord],
+    named: Option<&str>,
+    now: Timestamp,
+    configured: &mut Option<Vec<String>>,
+) -> QueryResult<(Window, bool)> {
+    let ids: &[String] = match (named, &*configured) {
+        (Some(_), _) => &[],
+        (None, Some(ids)) => ids,
+        (None, None) => configured.insert(whatsapp_phone_number_ids(conn, tenant)?),
+    };
+    Ok(decision::window_for(records, named, ids, now))
+}
+
 /// The latest inbound message per business phone number id.
 pub fn inbound_records(
     conn: &mut DbConn,
@@ -117,12 +184,7 @@ pub fn window_of(
     configured: &mut Option<Vec<String>>,
 ) -> QueryResult<(Window, bool)> {
     let records = inbound_records(conn, tenant, number)?;
-    let ids: &[String] = match (named, &*configured) {
-        (Some(_), _) => &[],
-        (None, Some(ids)) => ids,
-        (None, None) => configured.insert(whatsapp_phone_number_ids(conn, tenant)?),
-    };
-    Ok(decision::window_for(&records, named, ids, now))
+    window_from(conn, tenant, &records, named, now, configured)
 }
 
 /// Records an inbound message: the window of that id reopens from `at`

@@ -24,6 +24,25 @@ pub fn suppressed_at(
         .optional()
 }
 
+/// The latest erasure on request of each of many identities, by their
+/// keyed hashes (a batch check): hash → milliseconds.
+pub fn suppressed_many(
+    conn: &mut DbConn,
+    tenant: &str,
+    identity_hashes: &[String],
+) -> QueryResult<std::collections::HashMap<String, i64>> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in identity_hashes.chunks(900) {
+        let rows: Vec<(String, i64)> = suppressions::table
+            .filter(suppressions::tenant_id.eq(tenant))
+            .filter(suppressions::identity_hash.eq_any(chunk))
+            .select((suppressions::identity_hash, suppressions::erased_at))
+            .load(conn)?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
 /// When the number was last erased on request, if ever (SPEC section 2
 /// rule 1).
 pub fn suppression_of(

@@ -151,3 +151,85 @@ async fn the_window_follows_the_configured_whatsapp_numbers() {
         .await;
     assert_eq!(batch.body["decisions"][0]["session_reply_allowed"], false);
 }
+
+/// A batch reads its numbers together; every item must still answer
+/// exactly what the same single check answers: opted in, opted out,
+/// erased (suppressed), unknown, with an open window or a window of
+/// another business number, national numbers, duplicates and errors.
+#[tokio::test]
+async fn every_batch_item_answers_what_a_single_check_answers() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    app.add_brand(&t, "Metro").await;
+    let numbers: Vec<String> = (0..8).map(|i| format!("+4915170000{i:03}")).collect();
+    for n in &numbers[..6] {
+        app.recorded_opt_in(&t, web_opt_in(n, "Makro", &["marketing"]))
+            .await;
+    }
+    app.recorded_opt_out(&t, api_opt_out(&numbers[1])).await;
+    let erased = app
+        .post(
+            "/v1/subjects/erase",
+            &t.admin,
+            &json!({"number": numbers[2]}),
+        )
+        .await;
+    assert_eq!(erased.status, StatusCode::CREATED);
+    for (n, id) in [
+        (&numbers[3], json!(null)),
+        (&numbers[4], json!("106540352242922")),
+        (&numbers[6], json!(null)),
+    ] {
+        let mut interaction = json!({"number": n, "received_at": at(-30)});
+        if !id.is_null() {
+            interaction["business_phone_number_id"] = id;
+        }
+        let answer = app
+            .post("/v1/interactions", &t.collector, &interaction)
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    }
+    let mut checks = Vec::new();
+    for n in &numbers {
+        for brand in ["Makro", "Metro"] {
+            checks.push(json!({"number": n, "purpose": "marketing", "brand": brand}));
+            checks
+                .push(json!({"number": n, "purpose": "utility", "brand": brand, "channel": "sms"}));
+            checks.push(json!({"number": n, "purpose": "marketing", "brand": brand,
+                               "business_phone_number_id": "106540352242922"}));
+        }
+    }
+    checks.push(json!({"number": "0151 70000000", "region": "DE", "purpose": "marketing", "brand": "Makro"}));
+    checks.push(json!({"number": numbers[0], "purpose": "marketing", "brand": "Makro"}));
+    checks.push(json!({"number": "not a number", "purpose": "marketing", "brand": "Makro"}));
+    checks.push(json!({"number": numbers[0], "purpose": "marketing", "brand": "Nobody"}));
+    checks.push(json!({"number": numbers[0], "purpose": "nothing"}));
+    let batch = app
+        .post("/v1/checks/batch", &t.sender, &json!({"checks": checks}))
+        .await;
+    assert_eq!(batch.status, StatusCode::OK, "{}", batch.body);
+    let decisions = batch.body["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), checks.len());
+    let mut reasons = std::collections::BTreeSet::new();
+    for (check, in_batch) in checks.iter().zip(decisions) {
+        let single = app.check(&t, check.clone()).await;
+        if single.status == StatusCode::OK {
+            assert_eq!(in_batch, &single.body, "{check}");
+            reasons.insert(single.body["reason"].as_str().unwrap().to_owned());
+        } else {
+            assert_eq!(in_batch["error"]["code"], single.body["code"], "{check}");
+        }
+    }
+    let seen: Vec<&str> = reasons.iter().map(String::as_str).collect();
+    assert_eq!(
+        seen,
+        [
+            "allowed",
+            "brand_mismatch",
+            "no_opt_in",
+            "opted_out",
+            "purpose_not_covered"
+        ]
+    );
+    assert!(decisions.iter().any(|d| d["window"]["open"] == true));
+}
