@@ -13,7 +13,10 @@ pub async fn count(
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    // A method is any token a client sends: only the known ones are labels.
+    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    let sent = req.method().as_str();
+    let method: &'static str = KNOWN.into_iter().find(|m| *m == sent).unwrap_or("other");
     let answered = next.call(req).await;
     let seconds = started.elapsed().as_secs_f64();
     match &answered {
@@ -21,14 +24,14 @@ pub async fn count(
             let route = res.request().match_pattern();
             crate::metrics::request(
                 route.as_deref().unwrap_or("unmatched"),
-                &method,
+                method,
                 res.status().as_u16(),
                 seconds,
             );
         }
         Err(e) => {
             let status = e.as_response_error().status_code().as_u16();
-            crate::metrics::request("unmatched", &method, status, seconds);
+            crate::metrics::request("unmatched", method, status, seconds);
         }
     }
     answered

@@ -175,3 +175,33 @@ async fn metrics_follow_the_traffic_and_name_no_tenant() {
 fn now_secs() -> i64 {
     crate::channels::now_secs()
 }
+
+/// A client chooses the method and the path: neither may make new series
+/// without bound (methods outside the standard ones count as `other`,
+/// unknown paths as `unmatched`).
+#[tokio::test]
+async fn clients_cannot_grow_the_label_sets() {
+    let app = spawn_app().await;
+    for i in 0..5 {
+        let method = reqwest::Method::from_bytes(format!("PROBE{i}").as_bytes()).unwrap();
+        let _ = app
+            .client
+            .request(method, app.url(&format!("/no/such/path/{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = scrape(&app).await;
+    assert!(!text.contains("PROBE"), "a client's method became a label");
+    assert!(
+        !text.contains("/no/such/path"),
+        "a client's path became a label"
+    );
+    assert!(
+        value(
+            &text,
+            "consent_ledger_http_requests_total",
+            &[("route", "unmatched"), ("method", "other")]
+        ) >= 5.0
+    );
+}
