@@ -110,6 +110,13 @@ struct Prefetched {
 }
 
 impl Prefetched {
+    /// Whether the tenant holds any state of this number.
+    fn knows(&self, number: &str) -> bool {
+        self.state.events.contains_key(number)
+            || self.state.inbound.contains_key(number)
+            || self.suppressed.contains_key(number)
+    }
+
     fn read(
         conn: &mut DbConn,
         master: &MasterKey,
@@ -362,7 +369,27 @@ fn item_error(number: serde_json::Value, error: ApiError) -> BatchItem {
 
 /// A batch item as sent (its `number` echoed in an error), read and its
 /// number parsed, or why not.
-type ParsedItem = (serde_json::Value, Result<(CheckRequest, E164), ApiError>);
+type ParsedItem = (
+    serde_json::Value,
+    Result<(CheckRequest, ItemNumber), ApiError>,
+);
+
+/// A batch item's number: validated with the numbering plan, or only shaped
+/// like a canonical E.164 number (no `region`), to be validated unless the
+/// tenant already holds state for it (which it stored only for valid
+/// numbers, in exactly this form).
+enum ItemNumber {
+    Validated(E164),
+    Shaped(E164),
+}
+
+impl ItemNumber {
+    fn e164(&self) -> &E164 {
+        match self {
+            ItemNumber::Validated(n) | ItemNumber::Shaped(n) => n,
+        }
+    }
+}
 
 fn parse_items(caller: &Caller, items: Vec<serde_json::Value>) -> Vec<ParsedItem> {
     items
@@ -373,12 +400,37 @@ fn parse_items(caller: &Caller, items: Vec<serde_json::Value>) -> Vec<ParsedItem
                 .cloned()
                 .unwrap_or(serde_json::Value::Null);
             let request = json::from_value::<CheckRequest>(item).and_then(|request| {
-                let number = caller.parse_number(&request.number, request.region.as_deref())?;
+                let shaped = request
+                    .region
+                    .is_none()
+                    .then(|| E164::from_canonical(&request.number))
+                    .flatten();
+                let number = match shaped {
+                    Some(number) => ItemNumber::Shaped(number),
+                    None => ItemNumber::Validated(
+                        caller.parse_number(&request.number, request.region.as_deref())?,
+                    ),
+                };
                 Ok((request, number))
             });
             (echo, request)
         })
         .collect()
+}
+
+/// The item's number, validated now unless the batch's state shows the
+/// tenant already holds it (then it was valid when stored).
+fn confirm_number(
+    caller: &Caller,
+    request: &CheckRequest,
+    number: ItemNumber,
+    many: Option<&Prefetched>,
+) -> Result<E164, ApiError> {
+    match number {
+        ItemNumber::Validated(n) => Ok(n),
+        ItemNumber::Shaped(n) if many.is_some_and(|m| m.knows(n.as_str())) => Ok(n),
+        ItemNumber::Shaped(_) => caller.parse_number(&request.number, None),
+    }
 }
 
 #[utoipa::path(
@@ -416,7 +468,7 @@ pub async fn check_batch(
             conn.snapshot(|conn| {
                 let mut numbers: Vec<&str> = parsed
                     .iter()
-                    .filter_map(|(_, r)| r.as_ref().ok().map(|(_, n)| n.as_str()))
+                    .filter_map(|(_, r)| r.as_ref().ok().map(|(_, n)| n.e164().as_str()))
                     .collect();
                 numbers.sort_unstable();
                 numbers.dedup();
@@ -428,7 +480,9 @@ pub async fn check_batch(
                 )?);
                 let mut out = Vec::with_capacity(parsed.len());
                 for (number, request) in parsed {
-                    let decided = request.and_then(|(request, parsed_number)| {
+                    let decided = request.and_then(|(request, number)| {
+                        let parsed_number =
+                            confirm_number(&caller, &request, number, cache.many.as_ref())?;
                         evaluate_number(
                             conn,
                             &master,

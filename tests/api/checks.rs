@@ -202,6 +202,16 @@ async fn every_batch_item_answers_what_a_single_check_answers() {
     checks.push(json!({"number": "0151 70000000", "region": "DE", "purpose": "marketing", "brand": "Makro"}));
     checks.push(json!({"number": numbers[0], "purpose": "marketing", "brand": "Makro"}));
     checks.push(json!({"number": "not a number", "purpose": "marketing", "brand": "Makro"}));
+    // Shaped like E.164 but not a valid number, known or not; with a region.
+    checks.push(json!({"number": "+4900000000", "purpose": "marketing", "brand": "Makro"}));
+    checks.push(json!({"number": "+999123456789", "purpose": "marketing", "brand": "Makro"}));
+    checks.push(
+        json!({"number": numbers[0], "region": "DE", "purpose": "marketing", "brand": "Makro"}),
+    );
+    checks.push(
+        json!({"number": numbers[0], "region": "XX", "purpose": "marketing", "brand": "Makro"}),
+    );
+    checks.push(json!({"number": "+4900000000", "purpose": "marketing", "brand": "Nobody"}));
     checks.push(json!({"number": numbers[0], "purpose": "marketing", "brand": "Nobody"}));
     checks.push(json!({"number": numbers[0], "purpose": "nothing"}));
     let batch = app
@@ -218,6 +228,11 @@ async fn every_batch_item_answers_what_a_single_check_answers() {
             reasons.insert(single.body["reason"].as_str().unwrap().to_owned());
         } else {
             assert_eq!(in_batch["error"]["code"], single.body["code"], "{check}");
+            assert_eq!(
+                in_batch["error"]["reason"].as_str(),
+                single.field_code("number").as_deref(),
+                "{check}"
+            );
         }
     }
     let seen: Vec<&str> = reasons.iter().map(String::as_str).collect();
