@@ -2,6 +2,7 @@
 //! paginated by the events' numbers (`trail.rs` adds to it).
 
 use super::auth::{self, Caller};
+use super::paging::page_limit;
 use super::AppState;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
@@ -65,14 +66,7 @@ pub async fn audit_events(
     caller: Caller,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid_field(
-            "limit",
-            "out_of_range",
-            "`limit` is 1 to 1000",
-        ));
-    }
+    let limit = page_limit(query.limit)?;
     let after = query.after.unwrap_or(0);
     let tenant = caller.tenant.id;
     let rows = state

@@ -44,6 +44,11 @@ impl Caller {
         )?)
     }
 
+    /// Adds an event by this key to its tenant's audit trail.
+    pub async fn note(&self, state: &AppState, kind: AuditKind, details: serde_json::Value) {
+        trail::note(state, &self.tenant.id, &self.key_id, kind, details).await;
+    }
+
     /// 403 unless the key has one of the roles.
     pub fn require(&self, any_of: &[Role]) -> Result<(), ApiError> {
         if any_of.iter().any(|r| self.has(*r)) {
@@ -189,14 +194,7 @@ async fn refuse_role(req: &ServiceRequest, caller: &Caller) {
         "route": format!("{} {}", req.method(), req.path()),
         "roles": caller.roles,
     });
-    trail::note(
-        state,
-        &caller.tenant.id,
-        &caller.key_id,
-        AuditKind::RoleRefused,
-        details,
-    )
-    .await;
+    caller.note(state, AuditKind::RoleRefused, details).await;
 }
 
 /// Calls the route with who was admitted left in the request for its

@@ -4,7 +4,6 @@
 use super::auth::{self, Caller};
 use super::json::ApiJson;
 use super::tenants::check_brand_name;
-use super::trail;
 use super::AppState;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
@@ -112,14 +111,7 @@ pub async fn create_brand(
         })
         .await?;
     let details = json!({"name": row.name});
-    trail::note(
-        &state,
-        &caller.tenant.id,
-        &caller.key_id,
-        AuditKind::BrandCreated,
-        details,
-    )
-    .await;
+    caller.note(&state, AuditKind::BrandCreated, details).await;
     Ok(HttpResponse::Created().json(Brand::from(row)))
 }
 
@@ -150,13 +142,6 @@ pub async fn retire_brand(
         })
         .await?;
     let details = json!({"name": row.name});
-    trail::note(
-        &state,
-        &caller.tenant.id,
-        &caller.key_id,
-        AuditKind::BrandRetired,
-        details,
-    )
-    .await;
+    caller.note(&state, AuditKind::BrandRetired, details).await;
     Ok(HttpResponse::Ok().json(Brand::from(row)))
 }

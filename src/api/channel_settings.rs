@@ -3,7 +3,6 @@
 
 use super::auth::{self, Caller};
 use super::json::ApiJson;
-use super::trail;
 use super::AppState;
 use crate::channels::settings::TWILIO_NUMBER;
 use crate::channels::settings::{
@@ -129,13 +128,8 @@ pub async fn put_channels(
         .await?;
     // What the settings became, secrets redacted as in the answer.
     let details = serde_json::to_value(&view).unwrap_or_default();
-    trail::note(
-        &state,
-        &caller.tenant.id,
-        &caller.key_id,
-        AuditKind::ChannelsChanged,
-        details,
-    )
-    .await;
+    caller
+        .note(&state, AuditKind::ChannelsChanged, details)
+        .await;
     Ok(HttpResponse::Ok().json(view))
 }

@@ -242,27 +242,15 @@ fn evaluate_number(
     );
     let (window, certain) = match request.channel {
         MessageChannel::Sms => (Window::closed(None), false),
-        MessageChannel::Whatsapp => match &cache.many {
-            Some(many) => window_from(
-                conn,
-                &tenant.id,
-                many.state
-                    .inbound
-                    .get(number.as_str())
-                    .map_or(&[], Vec::as_slice),
-                request.business_phone_number_id.as_deref(),
-                now,
-                &mut cache.phone_number_ids,
-            )?,
-            None => window_of(
-                conn,
-                &tenant.id,
-                number,
-                request.business_phone_number_id.as_deref(),
-                now,
-                &mut cache.phone_number_ids,
-            )?,
-        },
+        MessageChannel::Whatsapp => window_of_check(
+            conn,
+            &tenant.id,
+            request,
+            number,
+            now,
+            cache.many.as_ref(),
+            &mut cache.phone_number_ids,
+        )?,
     };
     let whatsapp = request.channel == MessageChannel::Whatsapp;
     crate::metrics::decision(outcome.reason.as_str());
@@ -280,6 +268,28 @@ fn evaluate_number(
             && outcome.reason != Reason::OptedOut,
         window,
         consent: outcome.consent.map(ConsentRef::from),
+    })
+}
+
+/// The WhatsApp window of a check's number: from the batch's prefetched
+/// records when there are some, else read.
+fn window_of_check(
+    conn: &mut DbConn,
+    tenant: &str,
+    request: &CheckRequest,
+    number: &E164,
+    now: Timestamp,
+    many: Option<&Prefetched>,
+    configured: &mut Option<Vec<String>>,
+) -> Result<(Window, bool), ApiError> {
+    let named = request.business_phone_number_id.as_deref();
+    Ok(match many {
+        Some(many) => {
+            let records = many.state.inbound.get(number.as_str());
+            let records = records.map_or(&[][..], Vec::as_slice);
+            window_from(conn, tenant, records, named, now, configured)?
+        }
+        None => window_of(conn, tenant, number, named, now, configured)?,
     })
 }
 

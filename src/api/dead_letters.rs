@@ -2,7 +2,7 @@
 //! webhooks could not apply, and what each held.
 
 use super::auth::{self, Caller};
-use super::trail;
+use super::paging::page_limit;
 use super::AppState;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
@@ -88,14 +88,7 @@ pub async fn dead_letters(
     caller: Caller,
     query: web::Query<DeadLetterQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid_field(
-            "limit",
-            "out_of_range",
-            "`limit` is 1 to 1000",
-        ));
-    }
+    let limit = page_limit(query.limit)?;
     let after = query.after.unwrap_or(0);
     let tenant = caller.tenant.id;
     let rows = state
@@ -148,13 +141,8 @@ pub async fn dead_letter(
         .await?;
     tracing::info!(dead_letter = id, by = %caller.key_id, "dead letter read");
     let details = serde_json::json!({"id": id});
-    trail::note(
-        &state,
-        &caller.tenant.id,
-        &caller.key_id,
-        AuditKind::DeadLetterRead,
-        details,
-    )
-    .await;
+    caller
+        .note(&state, AuditKind::DeadLetterRead, details)
+        .await;
     Ok(HttpResponse::Ok().json(detail))
 }

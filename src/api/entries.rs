@@ -2,7 +2,6 @@
 //! hash and the openings of its commitments.
 
 use super::auth::{self, Caller};
-use super::trail;
 use super::AppState;
 use crate::error::{ApiError, Problem};
 use crate::ledger::entry::Openings;
@@ -61,13 +60,6 @@ pub async fn get_entry(
         .ok_or_else(|| ApiError::not_found("no entry with this seq"))?;
     tracing::info!(tenant = %caller.tenant.id, key_id = %caller.key_id, seq, "entry read with openings");
     let details = json!({"via": "entry", "seq": seq});
-    trail::note(
-        &state,
-        &caller.tenant.id,
-        &caller.key_id,
-        AuditKind::OpeningsRead,
-        details,
-    )
-    .await;
+    caller.note(&state, AuditKind::OpeningsRead, details).await;
     Ok(HttpResponse::Ok().json(EntryView::try_from(stored)?))
 }

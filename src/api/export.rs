@@ -4,7 +4,6 @@ use super::auth::{self, Caller};
 use super::json::ApiJson;
 use super::limits::{ConnectionSocket, ExportSlot};
 use super::log::fresh_checkpoint;
-use super::trail;
 use super::AppState;
 use crate::error::{ApiError, Problem};
 use crate::services::export::{write_dossier, ExportError, ExportPieces, ExportSpec};
@@ -173,14 +172,7 @@ pub async fn export(
     let spec = spec_for(&state, &caller, query.size, openings).await?;
     tracing::info!(tenant = %spec.tenant, key_id = %caller.key_id, tree_size = spec.tree_size, openings, "export");
     let details = serde_json::json!({"tree_size": spec.tree_size, "openings": openings});
-    trail::note(
-        &state,
-        &caller.tenant.id,
-        &caller.key_id,
-        AuditKind::ExportRead,
-        details,
-    )
-    .await;
+    caller.note(&state, AuditKind::ExportRead, details).await;
     let mut pieces = ExportPieces::new(spec);
     Ok(stream(state, &request, slot, move |conn| {
         pieces.next_piece(conn)
@@ -222,14 +214,7 @@ pub async fn dossier(
         .await?
         .map(|(_, commitment)| commitment);
     let details = serde_json::json!({"tree_size": spec.tree_size, "subject": subject});
-    trail::note(
-        &state,
-        &caller.tenant.id,
-        &caller.key_id,
-        AuditKind::DossierRead,
-        details,
-    )
-    .await;
+    caller.note(&state, AuditKind::DossierRead, details).await;
     // One subject's history: read whole in one snapshot, then streamed.
     let mut spec = Some(spec);
     Ok(stream(state, &request, slot, move |conn| {

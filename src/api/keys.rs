@@ -4,7 +4,6 @@
 use super::auth::{self, Caller, Role};
 use super::json::ApiJson;
 use super::tenants::NewKey;
-use super::trail;
 use super::AppState;
 use crate::domain::access::normalised_roles;
 use crate::domain::time::Timestamp;
@@ -144,14 +143,7 @@ pub async fn create_key(
     tracing::info!(key_id = %row.id, by = %caller.key_id, "api key created");
     let info = KeyInfo::from(row);
     let details = json!({"key_id": info.id, "name": info.name, "roles": info.roles, "expires_at": info.expires_at});
-    trail::note(
-        &state,
-        &caller.tenant.id,
-        &caller.key_id,
-        AuditKind::KeyCreated,
-        details,
-    )
-    .await;
+    caller.note(&state, AuditKind::KeyCreated, details).await;
     // The key is shown once: never cached.
     Ok(HttpResponse::Created()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
@@ -195,13 +187,6 @@ pub async fn revoke_key(
         .await?;
     tracing::info!(key_id = %revoked, by = %caller.key_id, "api key revoked");
     let details = json!({"key_id": revoked});
-    trail::note(
-        &state,
-        &caller.tenant.id,
-        &caller.key_id,
-        AuditKind::KeyRevoked,
-        details,
-    )
-    .await;
+    caller.note(&state, AuditKind::KeyRevoked, details).await;
     Ok(HttpResponse::NoContent().finish())
 }

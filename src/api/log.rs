@@ -3,7 +3,6 @@
 
 use super::auth::{self, Caller};
 use super::entries::EntryView;
-use super::trail;
 use super::AppState;
 use crate::error::{ApiError, Problem};
 use crate::ledger::entry::Openings;
@@ -369,14 +368,7 @@ pub async fn receipt(
         .await?;
     tracing::info!(tenant = %caller.tenant.id, key_id = %caller.key_id, seq, "receipt issued with openings");
     let details = serde_json::json!({"via": "receipt", "seq": seq});
-    trail::note(
-        &state,
-        &caller.tenant.id,
-        &caller.key_id,
-        AuditKind::OpeningsRead,
-        details,
-    )
-    .await;
+    caller.note(&state, AuditKind::OpeningsRead, details).await;
     Ok(HttpResponse::Ok().json(receipt))
 }
 

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod limits;
 pub mod log;
 pub mod observe;
+pub mod paging;
 pub mod records;
 pub mod subjects;
 pub mod tenants;

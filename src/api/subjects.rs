@@ -7,7 +7,6 @@ use super::entries::EntryView;
 use super::idempotent;
 use super::json::ApiJson;
 use super::records::{created, Recorded};
-use super::trail;
 use super::AppState;
 use crate::domain::decision::{self, Question, Reason};
 use crate::domain::ids::BrandId;
@@ -135,14 +134,7 @@ pub async fn query_subject(
         .await?;
     tracing::info!(tenant = %caller.tenant.id, key_id = %caller.key_id, subject = %report.subject, "subject read with openings");
     let details = serde_json::json!({"via": "subjects/query", "subject": report.subject});
-    trail::note(
-        &state,
-        &caller.tenant.id,
-        &caller.key_id,
-        AuditKind::OpeningsRead,
-        details,
-    )
-    .await;
+    caller.note(&state, AuditKind::OpeningsRead, details).await;
     Ok(HttpResponse::Ok().json(report))
 }
 

@@ -18,7 +18,7 @@ use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
 use crate::domain::record::{LiftClass, LiftRecord, OptInRecord, OptOutRecord, Record};
 use crate::keys::MasterKey;
 use crate::ledger::entry::{Entry, EntryType, Openings};
-use crate::ledger::jcs::jcs_string_map;
+use crate::ledger::verify::evidence_jcs_of_map;
 use diesel::prelude::*;
 
 /// What one line of an export holds.
@@ -84,7 +84,7 @@ pub fn restore_entry(
         }
         let evidence = openings.evidence.as_ref().map(|e| SaltedEvidence {
             salt: e.salt.clone(),
-            jcs: jcs_string_map(e.body.iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("")))),
+            jcs: evidence_jcs_of_map(&e.body),
         });
         let (_, leaf_hex) = write_entry(
             conn,
@@ -163,12 +163,6 @@ fn record_of(
         .iter()
         .filter_map(|n| MessageChannel::ALL.into_iter().find(|c| c.as_str() == n))
         .collect();
-    let evidence_has = |key: &str| {
-        openings
-            .evidence
-            .as_ref()
-            .is_some_and(|e| e.body.contains_key(key))
-    };
     Ok(match entry.kind {
         EntryType::OptIn => {
             if entry.confirmation_required == Some(true) {
@@ -177,15 +171,11 @@ fn record_of(
                     "opt-ins awaiting confirmation cannot be restored yet",
                 ));
             }
-            let shown = entry.company_name_shown.clone().unwrap_or_default();
-            let brand = match find_brand(conn, tenant, &shown)? {
-                Some(brand) => brand,
-                None => insert_brand(conn, tenant, &shown, entry.recorded_at.millis())?,
-            };
+            let (brand_id, shown) = brand_of(conn, tenant, entry)?;
             Some(Record::OptIn(OptInRecord {
                 number,
                 channel,
-                brand_id: BrandId(brand.id),
+                brand_id,
                 company_name_shown: shown,
                 consent_text: openings.consent_text.clone().unwrap_or_default(),
                 purposes,
@@ -198,14 +188,7 @@ fn record_of(
             }))
         }
         EntryType::OptOut => {
-            // Which messages may lift it follows from how it was recorded.
-            let lift_class = entry.collector.starts_with("webhook:").then(|| {
-                if evidence_has("preference") {
-                    LiftClass::MarketingPreference
-                } else {
-                    LiftClass::Keyword
-                }
-            });
+            let lift_class = lift_class_of(entry, openings);
             Some(Record::OptOut(OptOutRecord {
                 number,
                 channel,
@@ -234,6 +217,35 @@ fn record_of(
         }
         EntryType::Erasure => None,
     })
+}
+
+/// The brand an opt-in was given to, by the name it showed; added if the
+/// restored database does not have it yet.
+fn brand_of(conn: &mut DbConn, tenant: &str, entry: &Entry) -> StoreResult<(BrandId, String)> {
+    let shown = entry.company_name_shown.clone().unwrap_or_default();
+    let brand = match find_brand(conn, tenant, &shown)? {
+        Some(brand) => brand,
+        None => insert_brand(conn, tenant, &shown, entry.recorded_at.millis())?,
+    };
+    Ok((BrandId(brand.id), shown))
+}
+
+/// Which messages may lift an opt-out follows from how it was recorded: a
+/// webhook's WhatsApp marketing stop (its evidence has `preference`) or
+/// keyword; the API's and the pages' none.
+fn lift_class_of(entry: &Entry, openings: &Openings) -> Option<LiftClass> {
+    let preference = openings
+        .evidence
+        .as_ref()
+        .is_some_and(|e| e.body.contains_key("preference"));
+    entry
+        .collector
+        .starts_with("webhook:")
+        .then_some(if preference {
+            LiftClass::MarketingPreference
+        } else {
+            LiftClass::Keyword
+        })
 }
 
 /// An erasure forgets the subject again; one on request suppresses its

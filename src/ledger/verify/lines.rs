@@ -328,7 +328,7 @@ pub(super) fn evidence_jcs_of_body(body: &EvidenceBody<'_>) -> String {
     }
 }
 
-pub(super) fn evidence_jcs_of_map(body: &serde_json::Map<String, serde_json::Value>) -> String {
+pub fn evidence_jcs_of_map(body: &serde_json::Map<String, serde_json::Value>) -> String {
     if body.values().all(|v| v.is_string()) {
         jcs_string_map(
             body.iter()

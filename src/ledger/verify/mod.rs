@@ -66,8 +66,8 @@ use entry_check::*;
 pub use entry_check::{check_entry, EntryChecked};
 use failure::{fail, failed};
 pub use failure::{Failure, Place, VerifyError};
-pub use lines::OpeningView;
 use lines::*;
+pub use lines::{evidence_jcs_of_map, OpeningView};
 use reader::*;
 
 /// Verifies an export, dossier or receipt read from `input`.
