@@ -121,6 +121,41 @@ impl Modify for ServerErrors {
     }
 }
 
+/// Everything that names a person takes `number` or `user_id`, exactly one
+/// (SPEC section 3): each request schema with both says so with a `oneOf`.
+struct IdentityAlternatives;
+
+impl Modify for IdentityAlternatives {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema};
+        use utoipa::openapi::RefOr;
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (name, schema) in components.schemas.iter_mut() {
+            let RefOr::T(Schema::Object(object)) = schema else {
+                continue;
+            };
+            let names_a_person = object.properties.contains_key("number")
+                && object.properties.contains_key("user_id");
+            if !names_a_person || !(name.ends_with("Request") || name.ends_with("Query")) {
+                continue;
+            }
+            let one_of = OneOfBuilder::new()
+                .item(ObjectBuilder::new().required("number"))
+                .item(ObjectBuilder::new().required("user_id"))
+                .build();
+            let description = object.description.take();
+            let whole = AllOfBuilder::new()
+                .item(Schema::Object(object.clone()))
+                .item(Schema::OneOf(one_of))
+                .description(description)
+                .build();
+            *schema = RefOr::T(Schema::AllOf(whole));
+        }
+    }
+}
+
 /// Every documented route.
 pub fn api_routes(cfg: &mut ServiceConfig) {
     cfg.service(api::tenants::create_tenant)
@@ -172,6 +207,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut openapi = openapi;
     // After the routes: a modifier of `ApiDoc` would find no paths yet.
     ServerErrors.modify(&mut openapi);
+    IdentityAlternatives.modify(&mut openapi);
     openapi
 }
 

@@ -6,6 +6,7 @@ use super::limits::client_addr;
 use super::trail;
 use super::AppState;
 pub use crate::domain::access::Role;
+use crate::domain::identity::Identity;
 use crate::domain::number::E164;
 use crate::error::ApiError;
 use crate::keys;
@@ -39,6 +40,23 @@ impl Caller {
         let default_region = self.tenant.default_region.as_deref();
         Ok(crate::domain::recording::parse_number(
             number,
+            region,
+            default_region,
+        )?)
+    }
+
+    /// The identity a request body names: exactly one of `number` (national
+    /// ones in the tenant's `default_region`) and `user_id` (422).
+    pub fn parse_identity(
+        &self,
+        number: Option<&str>,
+        user_id: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<Identity, ApiError> {
+        let default_region = self.tenant.default_region.as_deref();
+        Ok(crate::domain::recording::parse_identity(
+            number,
+            user_id,
             region,
             default_region,
         )?)

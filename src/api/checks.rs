@@ -4,16 +4,21 @@
 use super::auth::{self, Caller};
 use super::json::{self, ApiJson, BATCH_LIMIT};
 use super::AppState;
-use crate::domain::decision::{self, ConsentEvent, EventKind, Question, Reason, Window};
+use crate::domain::decision::{
+    self, ConsentEvent, EventKind, InboundRecord, Question, Reason, Window,
+};
+use crate::domain::identity::Identity;
 use crate::domain::ids::BrandId;
 use crate::domain::number::E164;
 use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
-use crate::domain::recording::check_phone_number_id;
+use crate::domain::recording::{check_phone_number_id, check_user_id_channels};
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::keys::MasterKey;
-use crate::store::consent::{many_numbers, subject_events, window_from, window_of, ManyNumbers};
-use crate::store::suppression::{suppressed_many, suppression_of};
+use crate::store::consent::{
+    identity_state, inbound_records, many_identities, window_from, ManyIdentities,
+};
+use crate::store::suppression::{group_suppression, suppressed_many};
 use crate::store::tenants::{active_brands, find_brand, BrandRow};
 use crate::store::DbConn;
 use actix_web::middleware::from_fn;
@@ -28,8 +33,14 @@ pub const MAX_BATCH_ITEMS: usize = 10_000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
+    /// The person's number; or `user_id` instead (exactly one of the two).
+    #[serde(default)]
     #[schema(example = "+4915112345678")]
-    pub number: String,
+    pub number: Option<String>,
+    /// A WhatsApp business-scoped user id, instead of `number` (WhatsApp only).
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// ISO 3166 alpha-2 (a national `number` only).
     #[serde(default)]
     pub region: Option<String>,
     pub purpose: Purpose,
@@ -63,7 +74,12 @@ pub struct ConsentRef {
 /// The answer to "may we send this, now?" (SPEC section 2, exact fields).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Decision {
-    pub number: String,
+    /// The number asked (absent when asked by `user_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    /// The user id asked (absent when asked by `number`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
     pub purpose: Purpose,
     pub brand: String,
     pub channel: MessageChannel,
@@ -102,40 +118,56 @@ struct Cache {
     many: Option<Prefetched>,
 }
 
-/// The consent state of a batch's numbers, read in a few queries.
+/// The consent state of a batch's identities, read in a few queries.
 struct Prefetched {
-    state: ManyNumbers,
-    /// Number → its latest erasure on request.
+    state: ManyIdentities,
+    /// Identity asked → the latest erasure on request of its group.
     suppressed: HashMap<String, Timestamp>,
 }
 
 impl Prefetched {
-    /// Whether the tenant holds any state of this number.
-    fn knows(&self, number: &str) -> bool {
-        self.state.events.contains_key(number)
-            || self.state.inbound.contains_key(number)
-            || self.suppressed.contains_key(number)
+    /// Whether the tenant holds any state of this identity.
+    fn knows(&self, identity: &str) -> bool {
+        self.state.events.contains_key(identity)
+            || self.state.inbound.contains_key(identity)
+            || self.suppressed.contains_key(identity)
     }
 
     fn read(
         conn: &mut DbConn,
         master: &MasterKey,
         tenant: &str,
-        numbers: &[&str],
+        asked: &[&str],
     ) -> Result<Self, ApiError> {
-        let state = many_numbers(conn, tenant, numbers)?;
-        let hashes: Vec<String> = numbers
+        let state = many_identities(conn, tenant, asked)?;
+        let group_of = |identity: &str| -> Vec<String> {
+            match state.members.get(identity) {
+                Some(members) => members.clone(),
+                None => vec![identity.to_owned()],
+            }
+        };
+        let mut all: Vec<String> = asked.iter().flat_map(|i| group_of(i)).collect();
+        all.sort_unstable();
+        all.dedup();
+        let hashes: Vec<String> = all
             .iter()
-            .map(|n| master.identity_hash(tenant, n))
+            .map(|i| master.identity_hash(tenant, i))
             .collect();
         let found = suppressed_many(conn, tenant, &hashes)?;
-        let suppressed = numbers
+        let erased: HashMap<&str, i64> = all
             .iter()
             .zip(&hashes)
-            .filter_map(|(n, h)| {
-                found
-                    .get(h)
-                    .map(|&at| ((*n).to_owned(), Timestamp::from_millis(at)))
+            .filter_map(|(i, h)| found.get(h).map(|&at| (i.as_str(), at)))
+            .collect();
+        let suppressed = asked
+            .iter()
+            .filter_map(|i| {
+                let latest = group_of(i)
+                    .iter()
+                    .filter_map(|m| erased.get(m.as_str()))
+                    .max()
+                    .copied();
+                latest.map(|at| ((*i).to_owned(), Timestamp::from_millis(at)))
             })
             .collect();
         Ok(Self { state, suppressed })
@@ -191,18 +223,64 @@ fn evaluate(
     now: Timestamp,
     cache: &mut Cache,
 ) -> Result<Decision, ApiError> {
-    let number = caller.parse_number(&request.number, request.region.as_deref())?;
-    evaluate_number(conn, master, caller, request, &number, now, cache)
+    let identity = parse_identity_of(caller, request)?;
+    evaluate_identity(conn, master, caller, request, &identity, now, cache)
 }
 
-/// [`evaluate`] of a parsed number: from the batch's prefetched state when
-/// there is one, else with its own reads.
-fn evaluate_number(
+/// A check's identity: exactly one of `number` and `user_id`; a user id
+/// only on WhatsApp.
+fn parse_identity_of(caller: &Caller, request: &CheckRequest) -> Result<Identity, ApiError> {
+    let identity = caller.parse_identity(
+        request.number.as_deref(),
+        request.user_id.as_deref(),
+        request.region.as_deref(),
+    )?;
+    let sms = request.channel == MessageChannel::Sms;
+    check_user_id_channels(&identity, "channel", sms)?;
+    Ok(identity)
+}
+
+/// What a decision reads of an identity's group.
+struct GroupRead {
+    events: Vec<ConsentEvent>,
+    suppressed_at: Option<Timestamp>,
+    inbound: Vec<InboundRecord>,
+}
+
+/// Reads an identity's group: from the batch's prefetched state when there
+/// is one, else with its own reads.
+fn read_group(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    identity: &Identity,
+    many: Option<&Prefetched>,
+) -> Result<GroupRead, ApiError> {
+    let id = identity.as_str();
+    Ok(match many {
+        Some(many) => GroupRead {
+            events: many.state.events.get(id).cloned().unwrap_or_default(),
+            suppressed_at: many.suppressed.get(id).copied(),
+            inbound: many.state.inbound.get(id).cloned().unwrap_or_default(),
+        },
+        None => {
+            let state = identity_state(conn, tenant, id)?;
+            GroupRead {
+                suppressed_at: group_suppression(conn, master, tenant, &state.identities)?,
+                inbound: inbound_records(conn, tenant, &state.identities)?,
+                events: state.events,
+            }
+        }
+    })
+}
+
+/// [`evaluate`] of a parsed identity, over its whole group.
+fn evaluate_identity(
     conn: &mut DbConn,
     master: &MasterKey,
     caller: &Caller,
     request: &CheckRequest,
-    number: &E164,
+    identity: &Identity,
     now: Timestamp,
     cache: &mut Cache,
 ) -> Result<Decision, ApiError> {
@@ -214,48 +292,33 @@ fn evaluate_number(
         request.brand.as_deref(),
         &mut cache.brands,
     )?;
-    let read;
-    let (events, suppressed_at): (&[ConsentEvent], Option<Timestamp>) = match &cache.many {
-        Some(many) => (
-            many.state
-                .events
-                .get(number.as_str())
-                .map_or(&[], Vec::as_slice),
-            many.suppressed.get(number.as_str()).copied(),
-        ),
-        None => {
-            read = subject_events(conn, &tenant.id, number)?;
-            (&read, suppression_of(conn, master, &tenant.id, number)?)
-        }
-    };
+    let read = read_group(conn, master, &tenant.id, identity, cache.many.as_ref())?;
     let question = Question {
         purpose: request.purpose,
         brand_id: BrandId(brand.id),
         channel: request.channel,
     };
     let outcome = decision::decide(
-        events,
+        &read.events,
         question,
         tenant.max_consent_age_days,
-        suppressed_at,
+        read.suppressed_at,
         now,
     );
     let (window, certain) = match request.channel {
         MessageChannel::Sms => (Window::closed(None), false),
-        MessageChannel::Whatsapp => window_of_check(
-            conn,
-            &tenant.id,
-            request,
-            number,
-            now,
-            cache.many.as_ref(),
-            &mut cache.phone_number_ids,
-        )?,
+        MessageChannel::Whatsapp => {
+            let named = request.business_phone_number_id.as_deref();
+            let configured = &mut cache.phone_number_ids;
+            window_from(conn, &tenant.id, &read.inbound, named, now, configured)?
+        }
     };
     let whatsapp = request.channel == MessageChannel::Whatsapp;
     crate::metrics::decision(outcome.reason.as_str());
+    let (number, user_id) = identity.echo();
     Ok(Decision {
-        number: number.as_str().to_owned(),
+        number,
+        user_id,
         purpose: request.purpose,
         brand: brand.name,
         channel: request.channel,
@@ -268,28 +331,6 @@ fn evaluate_number(
             && outcome.reason != Reason::OptedOut,
         window,
         consent: outcome.consent.map(ConsentRef::from),
-    })
-}
-
-/// The WhatsApp window of a check's number: from the batch's prefetched
-/// records when there are some, else read.
-fn window_of_check(
-    conn: &mut DbConn,
-    tenant: &str,
-    request: &CheckRequest,
-    number: &E164,
-    now: Timestamp,
-    many: Option<&Prefetched>,
-    configured: &mut Option<Vec<String>>,
-) -> Result<(Window, bool), ApiError> {
-    let named = request.business_phone_number_id.as_deref();
-    Ok(match many {
-        Some(many) => {
-            let records = many.state.inbound.get(number.as_str());
-            let records = records.map_or(&[][..], Vec::as_slice);
-            window_from(conn, tenant, records, named, now, configured)?
-        }
-        None => window_of(conn, tenant, number, named, now, configured)?,
     })
 }
 
@@ -329,8 +370,12 @@ pub struct BatchRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchItemError {
     /// The `number` exactly as it was sent: a string, or whatever JSON
-    /// value (null when it was missing).
-    pub number: serde_json::Value,
+    /// value (null when it was missing); absent when the item has a `user_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<serde_json::Value>,
+    /// The `user_id` exactly as it was sent, when the item has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<serde_json::Value>,
     pub error: ItemError,
 }
 
@@ -356,7 +401,11 @@ pub struct BatchResponse {
     pub decisions: Vec<BatchItem>,
 }
 
-fn item_error(number: serde_json::Value, error: ApiError) -> BatchItem {
+/// What an item's error echoes: its `user_id` if it has one, else its
+/// `number` (null when missing).
+type Echo = (Option<serde_json::Value>, Option<serde_json::Value>);
+
+fn item_error((number, user_id): Echo, error: ApiError) -> BatchItem {
     let reason = (error.code == ErrorCode::InvalidNumber)
         .then(|| error.errors.first().map(|e| e.code.to_owned()))
         .flatten();
@@ -369,6 +418,7 @@ fn item_error(number: serde_json::Value, error: ApiError) -> BatchItem {
     };
     BatchItem::Error(BatchItemError {
         number,
+        user_id,
         error: ItemError {
             code: error.code.as_str().to_owned(),
             reason,
@@ -377,26 +427,24 @@ fn item_error(number: serde_json::Value, error: ApiError) -> BatchItem {
     })
 }
 
-/// A batch item as sent (its `number` echoed in an error), read and its
-/// number parsed, or why not.
-type ParsedItem = (
-    serde_json::Value,
-    Result<(CheckRequest, ItemNumber), ApiError>,
-);
+/// A batch item as sent (its identity echoed in an error), read and its
+/// identity parsed, or why not.
+type ParsedItem = (Echo, Result<(CheckRequest, ItemIdentity), ApiError>);
 
-/// A batch item's number: validated with the numbering plan, or only shaped
-/// like a canonical E.164 number (no `region`), to be validated unless the
-/// tenant already holds state for it (which it stored only for valid
-/// numbers, in exactly this form).
-enum ItemNumber {
-    Validated(E164),
-    Shaped(E164),
+/// A batch item's identity: validated (a user id, or a number checked
+/// against the numbering plan), or a number only shaped like canonical
+/// E.164 (no `region`), to be validated unless the tenant already holds
+/// state for it (which it stored only for valid numbers, in exactly this
+/// form).
+enum ItemIdentity {
+    Validated(Identity),
+    Shaped(Identity),
 }
 
-impl ItemNumber {
-    fn e164(&self) -> &E164 {
+impl ItemIdentity {
+    fn identity(&self) -> &Identity {
         match self {
-            ItemNumber::Validated(n) | ItemNumber::Shaped(n) => n,
+            ItemIdentity::Validated(i) | ItemIdentity::Shaped(i) => i,
         }
     }
 }
@@ -405,41 +453,40 @@ fn parse_items(caller: &Caller, items: Vec<serde_json::Value>) -> Vec<ParsedItem
     items
         .into_iter()
         .map(|item| {
-            let echo = item
-                .get("number")
-                .cloned()
-                .unwrap_or(serde_json::Value::Null);
+            let echo = match item.get("user_id") {
+                Some(user_id) => (None, Some(user_id.clone())),
+                None => (Some(item.get("number").cloned().unwrap_or_default()), None),
+            };
             let request = json::from_value::<CheckRequest>(item).and_then(|request| {
-                let shaped = request
-                    .region
-                    .is_none()
-                    .then(|| E164::from_canonical(&request.number))
-                    .flatten();
-                let number = match shaped {
-                    Some(number) => ItemNumber::Shaped(number),
-                    None => ItemNumber::Validated(
-                        caller.parse_number(&request.number, request.region.as_deref())?,
-                    ),
+                let shaped = match (&request.number, &request.user_id, &request.region) {
+                    (Some(number), None, None) => E164::from_canonical(number),
+                    _ => None,
                 };
-                Ok((request, number))
+                let sms = request.channel == MessageChannel::Sms;
+                let identity = match shaped {
+                    Some(number) => ItemIdentity::Shaped(Identity::Number(number)),
+                    None => ItemIdentity::Validated(parse_identity_of(caller, &request)?),
+                };
+                check_user_id_channels(identity.identity(), "channel", sms)?;
+                Ok((request, identity))
             });
             (echo, request)
         })
         .collect()
 }
 
-/// The item's number, validated now unless the batch's state shows the
-/// tenant already holds it (then it was valid when stored).
-fn confirm_number(
+/// The item's identity, its number validated now unless the batch's state
+/// shows the tenant already holds it (then it was valid when stored).
+fn confirm_identity(
     caller: &Caller,
     request: &CheckRequest,
-    number: ItemNumber,
+    identity: ItemIdentity,
     many: Option<&Prefetched>,
-) -> Result<E164, ApiError> {
-    match number {
-        ItemNumber::Validated(n) => Ok(n),
-        ItemNumber::Shaped(n) if many.is_some_and(|m| m.knows(n.as_str())) => Ok(n),
-        ItemNumber::Shaped(_) => caller.parse_number(&request.number, None),
+) -> Result<Identity, ApiError> {
+    match identity {
+        ItemIdentity::Validated(i) => Ok(i),
+        ItemIdentity::Shaped(i) if many.is_some_and(|m| m.knows(i.as_str())) => Ok(i),
+        ItemIdentity::Shaped(_) => parse_identity_of(caller, request),
     }
 }
 
@@ -476,37 +523,26 @@ pub async fn check_batch(
             let parsed = parse_items(&caller, items);
             // One read transaction: every item sees the same snapshot.
             conn.snapshot(|conn| {
-                let mut numbers: Vec<&str> = parsed
+                let mut asked: Vec<&str> = parsed
                     .iter()
-                    .filter_map(|(_, r)| r.as_ref().ok().map(|(_, n)| n.e164().as_str()))
+                    .filter_map(|(_, r)| r.as_ref().ok().map(|(_, i)| i.identity().as_str()))
                     .collect();
-                numbers.sort_unstable();
-                numbers.dedup();
-                cache.many = Some(Prefetched::read(
-                    conn,
-                    &master,
-                    &caller.tenant.id,
-                    &numbers,
-                )?);
+                asked.sort_unstable();
+                asked.dedup();
+                cache.many = Some(Prefetched::read(conn, &master, &caller.tenant.id, &asked)?);
                 let mut out = Vec::with_capacity(parsed.len());
-                for (number, request) in parsed {
-                    let decided = request.and_then(|(request, number)| {
-                        let parsed_number =
-                            confirm_number(&caller, &request, number, cache.many.as_ref())?;
-                        evaluate_number(
-                            conn,
-                            &master,
-                            &caller,
-                            &request,
-                            &parsed_number,
-                            now,
-                            &mut cache,
+                for (echo, request) in parsed {
+                    let decided = request.and_then(|(request, identity)| {
+                        let identity =
+                            confirm_identity(&caller, &request, identity, cache.many.as_ref())?;
+                        evaluate_identity(
+                            conn, &master, &caller, &request, &identity, now, &mut cache,
                         )
                     });
                     out.push(match decided {
                         Ok(decision) => BatchItem::Decision(decision),
                         Err(error) if error.status().is_server_error() => return Err(error),
-                        Err(error) => item_error(number, error),
+                        Err(error) => item_error(echo, error),
                     });
                 }
                 Ok::<_, ApiError>(out)

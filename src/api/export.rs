@@ -8,8 +8,8 @@ use super::AppState;
 use crate::error::{ApiError, Problem};
 use crate::services::export::{write_dossier, ExportError, ExportPieces, ExportSpec};
 use crate::store::audit::AuditKind;
-use crate::store::consent::current_subject;
 use crate::store::log::{self, CheckpointRow};
+use crate::store::subjects::newest_subject;
 use crate::store::DbConn;
 use actix_web::middleware::from_fn;
 use actix_web::web::Bytes;
@@ -182,8 +182,14 @@ pub async fn export(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DossierRequest {
+    /// The person's number; or `user_id` instead (exactly one of the two).
+    #[serde(default)]
     #[schema(example = "+4915112345678")]
-    pub number: String,
+    pub number: Option<String>,
+    /// A WhatsApp business-scoped user id, instead of `number`.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// ISO 3166 alpha-2 (a national `number` only).
     #[serde(default)]
     pub region: Option<String>,
 }
@@ -204,18 +210,23 @@ pub async fn dossier(
     body: ApiJson<DossierRequest>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let number = caller.parse_number(&body.value.number, body.value.region.as_deref())?;
+    let asked = &body.value;
+    let identity = caller.parse_identity(
+        asked.number.as_deref(),
+        asked.user_id.as_deref(),
+        asked.region.as_deref(),
+    )?;
     let slot = state.guards.export_slot(&caller.tenant.id)?;
     let spec = spec_for(&state, &caller, None, true).await?;
     tracing::info!(tenant = %spec.tenant, key_id = %caller.key_id, "dossier");
-    let (tenant, asked) = (caller.tenant.id.clone(), number.clone());
+    let (tenant, asked) = (caller.tenant.id.clone(), identity.clone());
     let subject = state
-        .db(move |conn| Ok(current_subject(conn, &tenant, &asked)?))
+        .db(move |conn| Ok(newest_subject(conn, &tenant, asked.as_str())?))
         .await?
-        .map(|(_, commitment)| commitment);
+        .map(|s| s.commitment);
     let details = serde_json::json!({"tree_size": spec.tree_size, "subject": subject});
     caller.note(&state, AuditKind::DossierRead, details).await;
-    // One subject's history: read whole in one snapshot, then streamed.
+    // One group's history: read whole in one snapshot, then streamed.
     let mut spec = Some(spec);
     Ok(stream(state, &request, slot, move |conn| {
         let Some(spec) = spec.take() else {
@@ -223,8 +234,8 @@ pub async fn dossier(
         };
         let mut out = Vec::new();
         conn.snapshot(|conn| {
-            let subject = current_subject(conn, &spec.tenant, &number)?.map(|(id, _)| id);
-            write_dossier(conn, &spec, subject, &mut out)
+            let group = newest_subject(conn, &spec.tenant, identity.as_str())?.map(|s| s.group_id);
+            write_dossier(conn, &spec, group, &mut out)
         })?;
         Ok(Some(out))
     }))

@@ -7,8 +7,8 @@ use super::idempotent;
 use super::json::ApiJson;
 use super::AppState;
 use crate::domain::decision::Window;
+use crate::domain::identity::Identity;
 use crate::domain::ids::BrandId;
-use crate::domain::number::E164;
 use crate::domain::record::Record;
 use crate::domain::recording::{
     self, brand_retired, check_not_future, FoundBrand, InteractionRecorded, InteractionRequest,
@@ -19,7 +19,7 @@ use crate::error::{ApiError, ErrorCode, Problem};
 use crate::keys::MasterKey;
 use crate::store::append::{self, Answer, Appended};
 use crate::store::connection::lock_log;
-use crate::store::consent::{record_inbound, window_of};
+use crate::store::consent::{identity_state, record_inbound, window_of};
 use crate::store::idempotency;
 use crate::store::tenants::find_brand;
 use crate::store::{Rejection, StoreError};
@@ -71,7 +71,7 @@ fn append_error(error: StoreError) -> ApiError {
             ErrorCode::Suppressed,
             "captured_at",
             "before_erasure",
-            "this number was erased after `captured_at`: only an opt-in captured after the erasure starts a new subject",
+            "this number or user id was erased after `captured_at`: only an opt-in captured after the erasure starts a new subject",
         ),
         StoreError::Rejected(Rejection::IdempotencyLost) => ApiError::new(ErrorCode::IdempotencyInProgress,
             "a newer request with this Idempotency-Key took it over; nothing was recorded by this one",
@@ -212,11 +212,14 @@ struct StoredInteraction {
     window: Window,
 }
 
-/// The answer to an interaction, from what was stored and the number asked.
-fn interaction_answer(number: &E164, stored: &str) -> Option<String> {
+/// The answer to an interaction, from what was stored and the identity
+/// asked (echoed as `number` or `user_id`).
+fn interaction_answer(identity: &Identity, stored: &str) -> Option<String> {
     let stored: StoredInteraction = serde_json::from_str(stored).ok()?;
+    let (number, user_id) = identity.echo();
     serde_json::to_string(&InteractionRecorded {
-        number: number.as_str().to_owned(),
+        number,
+        user_id,
         window: stored.window,
     })
     .ok()
@@ -242,7 +245,7 @@ pub async fn create_interaction(
     let interaction = body.value.parse(rules_of(&caller))?;
     let tenant = caller.tenant.id.clone();
     let clock = state.clock.clone();
-    let asked = interaction.number.clone();
+    let asked = interaction.identity.clone();
     // A replay answers the stored window with the number of this request
     // (the same body, so the same number).
     let replay = move |stored: String| interaction_answer(&asked, &stored).unwrap_or(stored);
@@ -256,15 +259,16 @@ pub async fn create_interaction(
         move |conn, scope| {
             let now = clock.now();
             let received_at = interaction.received_at(now)?;
-            let number = &interaction.number;
+            let identity = &interaction.identity;
             let id = interaction.business_phone_number_id.as_deref();
             conn.immediate_transaction(|conn| {
                 // The log first, as webhooks do: the window row references
                 // the tenant, and taking that share lock first could
                 // deadlock with a webhook on PostgreSQL.
                 lock_log(conn, &tenant)?;
-                record_inbound(conn, &tenant, number, id, received_at)?;
-                let (window, _) = window_of(conn, &tenant, number, id, now, &mut None)?;
+                record_inbound(conn, &tenant, identity.as_str(), id, received_at)?;
+                let group = identity_state(conn, &tenant, identity.as_str())?.identities;
+                let (window, _) = window_of(conn, &tenant, &group, id, now, &mut None)?;
                 let stored =
                     serde_json::to_string(&StoredInteraction { window }).expect("serialisable");
                 if let Some(scope) = scope {
@@ -274,7 +278,7 @@ pub async fn create_interaction(
                         )));
                     }
                 }
-                let body = interaction_answer(number, &stored).expect("it was just written");
+                let body = interaction_answer(identity, &stored).expect("it was just written");
                 Ok((200, body))
             })
         },

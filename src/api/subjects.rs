@@ -15,9 +15,9 @@ use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
 use crate::store::append::Answer;
 use crate::store::audit::AuditKind;
-use crate::store::consent::{current_subject, subject_events, subject_history};
+use crate::store::consent::{group_history, identity_state};
 use crate::store::erasure::{self, ErasureRequest};
-use crate::store::suppression::suppression_of;
+use crate::store::suppression::group_suppression;
 use crate::store::tenants::list_brands;
 use crate::store::{Rejection, StoreError};
 use actix_web::middleware::from_fn;
@@ -28,8 +28,14 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectQuery {
+    /// The person's number; or `user_id` instead (exactly one of the two).
+    #[serde(default)]
     #[schema(example = "+4915112345678")]
-    pub number: String,
+    pub number: Option<String>,
+    /// A WhatsApp business-scoped user id, instead of `number`.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// ISO 3166 alpha-2 (a national `number` only).
     #[serde(default)]
     pub region: Option<String>,
 }
@@ -46,13 +52,19 @@ pub struct ConsentStatus {
     pub captured_at: Option<Timestamp>,
 }
 
+/// The consents of the person an identity belongs to (its newest group).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubjectReport {
-    pub number: String,
-    /// The subject commitment.
+    /// The number asked (absent when asked by `user_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    /// The user id asked (absent when asked by `number`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The subject commitment of the identity asked.
     pub subject: String,
     pub consents: Vec<ConsentStatus>,
-    /// Every entry of the subject, oldest first.
+    /// Every entry of the group's subjects, oldest first.
     pub history: Vec<EntryView>,
 }
 
@@ -71,7 +83,12 @@ pub async fn query_subject(
     caller: Caller,
     body: ApiJson<SubjectQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let number = caller.parse_number(&body.value.number, body.value.region.as_deref())?;
+    let asked = &body.value;
+    let identity = caller.parse_identity(
+        asked.number.as_deref(),
+        asked.user_id.as_deref(),
+        asked.region.as_deref(),
+    )?;
     let tenant = caller.tenant.clone();
     let clock = state.clock.clone();
     let master = state.master.clone();
@@ -79,12 +96,14 @@ pub async fn query_subject(
         .db(move |conn| {
             // One snapshot: the consents and the history agree.
             conn.snapshot(|conn| {
-                let (subject_id, subject) = current_subject(conn, &tenant.id, &number)?
-                    .ok_or_else(|| {
-                        ApiError::not_found("this number has no subject in this tenant")
-                    })?;
-                let events = subject_events(conn, &tenant.id, &number)?;
-                let suppressed_at = suppression_of(conn, &master, &tenant.id, &number)?;
+                let state = identity_state(conn, &tenant.id, identity.as_str())?;
+                let found = state.subject.as_ref().ok_or_else(|| {
+                    ApiError::not_found("this number or user id has no subject in this tenant")
+                })?;
+                let (group_id, subject) = (found.group_id, found.commitment.clone());
+                let events = state.events;
+                let suppressed_at =
+                    group_suppression(conn, &master, &tenant.id, &state.identities)?;
                 let brands = list_brands(conn, &tenant.id)?;
                 let now = clock.now();
                 let mut consents = Vec::new();
@@ -119,12 +138,14 @@ pub async fn query_subject(
                         }
                     }
                 }
-                let history = subject_history(conn, &tenant.id, subject_id)?
+                let history = group_history(conn, &tenant.id, group_id)?
                     .into_iter()
                     .map(EntryView::try_from)
                     .collect::<Result<Vec<_>, _>>()?;
+                let (number, user_id) = identity.echo();
                 Ok(SubjectReport {
-                    number: number.as_str().to_owned(),
+                    number,
+                    user_id,
                     subject,
                     consents,
                     history,
@@ -141,8 +162,14 @@ pub async fn query_subject(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EraseRequest {
+    /// The person's number; or `user_id` instead (exactly one of the two).
+    #[serde(default)]
     #[schema(example = "+4915112345678")]
-    pub number: String,
+    pub number: Option<String>,
+    /// A WhatsApp business-scoped user id, instead of `number`.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// ISO 3166 alpha-2 (a national `number` only).
     #[serde(default)]
     pub region: Option<String>,
     /// Why (at most 500 characters, no control characters); for the audit
@@ -172,7 +199,11 @@ pub async fn erase_subject(
     body: ApiJson<EraseRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.value;
-    let number = caller.parse_number(&request.number, request.region.as_deref())?;
+    let identity = caller.parse_identity(
+        request.number.as_deref(),
+        request.user_id.as_deref(),
+        request.region.as_deref(),
+    )?;
     if let Some(reason) = &request.reason {
         if reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
             return Err(ApiError::invalid_field(
@@ -199,15 +230,15 @@ pub async fn erase_subject(
             let erasure = ErasureRequest {
                 tenant: &work_caller.tenant.id,
                 collector: &work_caller.key_id,
-                number: &number,
+                identity: &identity,
                 reason: request.reason.as_deref(),
             };
             let erased =
                 erasure::erase(conn, &master, &erasure, answer, clock.now()).map_err(|error| {
                     match error {
-                        StoreError::Rejected(Rejection::NotFound) => {
-                            ApiError::not_found("this number has no subject in this tenant")
-                        }
+                        StoreError::Rejected(Rejection::NotFound) => ApiError::not_found(
+                            "this number or user id has no subject in this tenant",
+                        ),
                         other => other.into(),
                     }
                 })?;

@@ -34,6 +34,12 @@ pub struct MessageLetter {
     /// The sender's business-scoped user id, if any.
     #[serde(default)]
     pub user_id: Option<String>,
+    /// The sender's parent user id, if any.
+    #[serde(default)]
+    pub parent_user_id: Option<String>,
+    /// The WhatsApp Business Account it came through (`entry[].id`).
+    #[serde(default)]
+    pub waba: Option<String>,
     /// The provider's time of the message; null when missing or unreadable.
     pub captured_at: Option<Timestamp>,
     pub content: Content,
@@ -88,6 +94,8 @@ mod tests {
             business: Some("106540352242922".into()),
             from: None,
             user_id: Some("US.13491208655302741918".into()),
+            parent_user_id: None,
+            waba: Some("102290129340398".into()),
             captured_at: Some(Timestamp::from_millis(1_749_416_383_000)),
             content: Content::Text {
                 body: "STOP".into(),

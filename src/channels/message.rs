@@ -7,6 +7,7 @@ use super::settings::{OptInMatch, StoredSettings};
 use super::wa_id::wa_id_to_e164;
 use super::whatsapp_payload::Content;
 use crate::domain::evidence::Evidence;
+use crate::domain::identity::{Identity, UserId};
 use crate::domain::keywords::{classify, normalize, Meaning};
 use crate::domain::number::E164;
 use crate::domain::purpose::{
@@ -60,52 +61,72 @@ impl Provider {
     }
 
     /// Who a sender is, as the provider wrote it: a WhatsApp `wa_id` (with
-    /// the canonical Brazilian and Mexican forms) or Twilio's `From`.
-    pub fn sender(self, from: Option<&str>, user_id: Option<&str>) -> Sender {
+    /// the canonical Brazilian and Mexican forms) or Twilio's `From`, and
+    /// WhatsApp's user id and parent id. What does not parse is absent.
+    pub fn sender(self, from: Option<&str>, user_id: Option<&str>, parent: Option<&str>) -> Sender {
         let number = from.and_then(|from| match self {
             Provider::WhatsApp => wa_id_to_e164(from).ok(),
             Provider::Twilio => E164::parse(from, None, None).ok(),
         });
-        match (number, user_id) {
-            (Some(number), user_id) => Sender::Number {
-                number,
-                user_id: user_id.map(str::to_owned),
-            },
-            (None, Some(user_id)) => Sender::UserId(user_id.to_owned()),
-            (None, None) => Sender::Unknown,
+        let (user_id, parent) = match self {
+            Provider::WhatsApp => (
+                user_id.and_then(UserId::parse).filter(|u| !u.is_parent()),
+                parent.and_then(UserId::parse).filter(UserId::is_parent),
+            ),
+            Provider::Twilio => (None, None),
+        };
+        Sender {
+            number,
+            user_id,
+            parent,
         }
     }
 }
 
-/// Who sent a message: a number, or only a business-scoped user id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sender {
-    Number {
-        number: E164,
-        user_id: Option<String>,
-    },
-    UserId(String),
-    /// Nothing that names a person we can resolve (a malformed number).
-    Unknown,
+/// Who sent a message: the identities it carries (SPEC section 3).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sender {
+    pub number: Option<E164>,
+    pub user_id: Option<UserId>,
+    /// A parent user id (`ENT.`), shared across a company's portfolios.
+    pub parent: Option<UserId>,
 }
 
 impl Sender {
-    /// The user id, when it came without a readable number (what a dead
-    /// letter of this sender waits for).
-    pub fn only_user_id(&self) -> Option<&str> {
-        match self {
-            Sender::UserId(id) => Some(id),
-            _ => None,
+    /// The identity an inbound event is recorded on: the number if there
+    /// is one, else the user id, else the parent id; `None` when nothing
+    /// parses (then an opt-out is kept as a dead letter).
+    pub fn recorded_on(&self) -> Option<Identity> {
+        match (&self.number, &self.user_id, &self.parent) {
+            (Some(n), _, _) => Some(Identity::Number(n.clone())),
+            (None, Some(u), _) => Some(Identity::User(u.clone())),
+            (None, None, Some(p)) => Some(Identity::User(p.clone())),
+            (None, None, None) => None,
         }
     }
 
-    /// The user id that came with the sender, if any.
-    pub fn user_id(&self) -> Option<&str> {
-        match self {
-            Sender::Number { user_id, .. } => user_id.as_deref(),
-            Sender::UserId(id) => Some(id),
-            Sender::Unknown => None,
+    /// The pairs a signed WhatsApp message joins into one person: the
+    /// number with the user id (`subject` = the number), the user id with
+    /// the parent id (`subject` = the user id).
+    pub fn pairs(&self) -> Vec<(Identity, Identity)> {
+        let mut out = Vec::new();
+        if let (Some(n), Some(u)) = (&self.number, &self.user_id) {
+            out.push((Identity::Number(n.clone()), Identity::User(u.clone())));
         }
+        if let (Some(u), Some(p)) = (&self.user_id, &self.parent) {
+            out.push((Identity::User(u.clone()), Identity::User(p.clone())));
+        }
+        out
+    }
+
+    /// The user id that came with the sender, if any (as kept in letters).
+    pub fn user_id(&self) -> Option<&str> {
+        self.user_id.as_ref().map(UserId::as_str)
+    }
+
+    /// The parent id that came with the sender, if any.
+    pub fn parent(&self) -> Option<&str> {
+        self.parent.as_ref().map(UserId::as_str)
     }
 }
 
@@ -119,6 +140,8 @@ pub struct InboundMessage {
     pub from: Option<String>,
     /// The provider's message id (`wamid.…`, `SM…`).
     pub message_id: String,
+    /// The WhatsApp Business Account it came through (`entry[].id`).
+    pub waba: Option<String>,
     /// The WhatsApp phone number id or the Twilio number it was sent to.
     pub business: String,
     /// The provider's time of the message; `None` when it was missing or
@@ -242,6 +265,8 @@ pub fn message_letter(message: &InboundMessage, opt_out: Option<PurposeSet>) -> 
         business: Some(message.business.clone()).filter(|b| !b.is_empty()),
         from: message.from.clone(),
         user_id: message.sender.user_id().map(str::to_owned),
+        parent_user_id: message.sender.parent().map(str::to_owned),
+        waba: message.waba.clone(),
         captured_at: message.captured_at,
         content: message.content.clone(),
         opt_out: opt_out.map(|set| {
@@ -259,9 +284,14 @@ pub fn message_of_letter(letter: &MessageLetter) -> Option<InboundMessage> {
     let provider = Provider::parse(&letter.provider)?;
     Some(InboundMessage {
         provider,
-        sender: provider.sender(letter.from.as_deref(), letter.user_id.as_deref()),
+        sender: provider.sender(
+            letter.from.as_deref(),
+            letter.user_id.as_deref(),
+            letter.parent_user_id.as_deref(),
+        ),
         from: letter.from.clone(),
         message_id: letter.message_id.clone(),
+        waba: letter.waba.clone(),
         business: letter.business.clone().unwrap_or_default(),
         captured_at: letter.captured_at,
         content: letter.content.clone(),
@@ -297,13 +327,13 @@ pub const PROVIDER_CLOCK_SKEW_MILLIS: i64 = 60_000;
 /// A full or partial opt-out by message, which START, UNSTOP or YES lift.
 pub fn keyword_opt_out(
     provider: Provider,
-    number: E164,
+    identity: Identity,
     purposes: PurposeSet,
     captured_at: Timestamp,
     evidence: Evidence,
 ) -> Record {
     Record::OptOut(OptOutRecord {
-        number,
+        identity,
         channel: provider.capture_channel(),
         purposes,
         message_channels: MessageChannelSet::all(),
@@ -315,9 +345,9 @@ pub fn keyword_opt_out(
 }
 
 /// WhatsApp's own marketing stop: an opt-out of marketing on WhatsApp.
-pub fn marketing_stop(number: E164, captured_at: Timestamp, evidence: Evidence) -> Record {
+pub fn marketing_stop(identity: Identity, captured_at: Timestamp, evidence: Evidence) -> Record {
     Record::OptOut(OptOutRecord {
-        number,
+        identity,
         channel: CaptureChannel::Whatsapp,
         purposes: [Purpose::Marketing].into_iter().collect(),
         message_channels: [MessageChannel::Whatsapp].into_iter().collect(),
@@ -434,22 +464,64 @@ mod tests {
     #[test]
     fn senders_by_provider() {
         let wa = Provider::WhatsApp;
-        assert!(matches!(
-            wa.sender(Some("4915112345678"), Some("DE.1")),
-            Sender::Number { number, user_id: Some(id) } if number.as_str() == "+4915112345678" && id == "DE.1"
-        ));
+        let both = wa.sender(Some("4915112345678"), Some("DE.1"), Some("DE.ENT.9"));
         assert_eq!(
-            wa.sender(Some("12"), Some("DE.1")),
-            Sender::UserId("DE.1".into())
+            both.number.as_ref().map(E164::as_str),
+            Some("+4915112345678")
         );
-        assert_eq!(wa.sender(None, None), Sender::Unknown);
-        assert!(matches!(
-            Provider::Twilio.sender(Some("+4915112345678"), None),
-            Sender::Number { .. }
-        ));
+        assert_eq!(both.user_id(), Some("DE.1"));
+        assert_eq!(both.parent(), Some("DE.ENT.9"));
         assert_eq!(
-            Provider::Twilio.sender(Some("whatever"), None),
-            Sender::Unknown
+            both.recorded_on().map(|i| i.as_str().to_owned()).as_deref(),
+            Some("+4915112345678")
+        );
+        // Two pairs: the number with the user id, the user id with the parent id.
+        let pairs: Vec<(String, String)> = both
+            .pairs()
+            .into_iter()
+            .map(|(a, b)| (a.as_str().to_owned(), b.as_str().to_owned()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("+4915112345678".into(), "DE.1".into()),
+                ("DE.1".into(), "DE.ENT.9".into())
+            ]
+        );
+        // A number that does not parse is absent: recorded on the user id.
+        let user_only = wa.sender(Some("12"), Some("DE.1"), None);
+        assert_eq!(user_only.number, None);
+        assert_eq!(
+            user_only
+                .recorded_on()
+                .map(|i| i.as_str().to_owned())
+                .as_deref(),
+            Some("DE.1")
+        );
+        assert!(user_only.pairs().is_empty());
+        // A parent id alone is recorded on; a parent id in the user id's
+        // place, or a malformed id, is not a user id.
+        let parent_only = wa.sender(None, None, Some("DE.ENT.9"));
+        assert_eq!(
+            parent_only
+                .recorded_on()
+                .map(|i| i.as_str().to_owned())
+                .as_deref(),
+            Some("DE.ENT.9")
+        );
+        assert_eq!(wa.sender(None, Some("DE.ENT.9"), None).recorded_on(), None);
+        assert_eq!(
+            wa.sender(None, Some("de.1"), Some("DE.1")).recorded_on(),
+            None
+        );
+        assert_eq!(wa.sender(None, None, None).recorded_on(), None);
+        assert!(Provider::Twilio
+            .sender(Some("+4915112345678"), None, None)
+            .number
+            .is_some());
+        assert_eq!(
+            Provider::Twilio.sender(Some("whatever"), Some("DE.1"), None),
+            Sender::default()
         );
     }
 
@@ -457,9 +529,10 @@ mod tests {
     fn a_message_survives_its_dead_letter() {
         let message = InboundMessage {
             provider: Provider::WhatsApp,
-            sender: Sender::UserId("US.1".into()),
+            sender: Provider::WhatsApp.sender(None, Some("US.1"), Some("US.ENT.2")),
             from: None,
             message_id: "wamid.1".into(),
+            waba: Some("102290129340398".into()),
             business: "1065".into(),
             captured_at: None,
             content: text("STOP", true),

@@ -20,7 +20,7 @@ pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> 
 #[derive(Debug, Clone)]
 pub enum Delivery {
     /// A message to record.
-    Message(InboundMessage),
+    Message(Box<InboundMessage>),
     /// Nothing this channel records, and why (for the log).
     Ignored(&'static str),
 }
@@ -61,13 +61,14 @@ pub fn read_delivery(
         },
         _ => Content::Other,
     };
-    Ok(Delivery::Message(InboundMessage {
+    Ok(Delivery::Message(Box::new(InboundMessage {
         provider: Provider::Twilio,
-        sender: Provider::Twilio.sender(Some(from), None),
+        sender: Provider::Twilio.sender(Some(from), None, None),
+        waba: None,
         from: Some(from.to_owned()),
         message_id: message_id.to_owned(),
         business: to.as_str().to_owned(),
         captured_at: Some(received),
         content,
-    }))
+    })))
 }

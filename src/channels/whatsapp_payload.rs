@@ -291,6 +291,9 @@ pub enum Event {
     /// business number of the tenant; kept as a dead letter for one it
     /// does not have (SPEC section 7).
     Unrecorded(Unrecorded),
+    /// The system messages `user_changed_number` and
+    /// `user_changed_user_id`: the sender's group is closed (SPEC section 3).
+    Changed(ChangedEvent),
     /// A `changes[]` entry the service does not act on (other fields, other products, items without an id) — counted, ignored.
     Ignored,
 }
@@ -310,14 +313,35 @@ pub struct Unrecorded {
 pub struct MessageEvent {
     /// `value.metadata.phone_number_id`: which business number received it.
     pub phone_number_id: Option<String>,
+    /// `entry[].id`: the WhatsApp Business Account.
+    pub waba: Option<String>,
     /// `messages[].from`, or the matching `contacts[].wa_id`.
     pub wa_id: Option<String>,
     /// Business-scoped user id, from the message or its matching contact.
     pub user_id: Option<String>,
+    /// The parent user id of the matching contact.
+    pub parent_user_id: Option<String>,
     pub message_id: String,
     /// Unix seconds; `None` when absent or unparseable.
     pub timestamp: Option<i64>,
     pub content: Content,
+}
+
+/// A system message saying the person changed their number or user id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedEvent {
+    pub phone_number_id: Option<String>,
+    pub waba: Option<String>,
+    /// The identities the message arrived from (the old ones).
+    pub wa_id: Option<String>,
+    pub user_id: Option<String>,
+    pub parent_user_id: Option<String>,
+    pub message_id: String,
+    pub timestamp: Option<i64>,
+    /// `user_changed_number` or `user_changed_user_id`.
+    pub system: String,
+    /// What a dead letter keeps of it.
+    pub detail: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,24 +377,28 @@ pub fn events(n: &Notification) -> Vec<Event> {
     // is tolerated like any other missing part.
     let foreign = n.object.as_deref().is_some_and(|o| o != WABA_OBJECT);
     let mut out = Vec::new();
-    for change in n.entry.iter().flat_map(|e| &e.changes) {
+    for (waba, change) in n
+        .entry
+        .iter()
+        .flat_map(|e| e.changes.iter().map(move |c| (an_id(&e.id), c)))
+    {
         if foreign {
             out.push(Event::Ignored);
         } else {
-            change_events(change, &mut out);
+            change_events(waba, change, &mut out);
         }
     }
     out
 }
 
-fn change_events(change: &Change, out: &mut Vec<Event>) {
+fn change_events(waba: Option<&str>, change: &Change, out: &mut Vec<Event>) {
     let start = out.len();
     let value = &change.value;
     // A missing `field` is read by content, so a trimmed body still yields its events.
     let field = change.field.as_deref();
     if matches!(field, None | Some("messages")) {
         for (index, message) in value.messages.iter().enumerate() {
-            out.push(message_event(message, index, value));
+            out.push(message_event(message, index, value, waba));
         }
         // Delivery receipts say nothing about consent: one event per change, however many.
         if !value.statuses.is_empty() {
@@ -388,7 +416,12 @@ fn change_events(change: &Change, out: &mut Vec<Event>) {
     }
 }
 
-fn message_event(message: &Message, index: usize, value: &ChangeValue) -> Event {
+fn message_event(
+    message: &Message,
+    index: usize,
+    value: &ChangeValue,
+    waba: Option<&str>,
+) -> Event {
     let kind = message_kind(message);
     // Without an id the message cannot be deduplicated or cited as evidence.
     let Some(message_id) = present(&message.id) else {
@@ -406,24 +439,61 @@ fn message_event(message: &Message, index: usize, value: &ChangeValue) -> Event 
             detail["reaction"] =
                 serde_json::json!({"message_id": reaction.message_id, "emoji": reaction.emoji});
         }
+        let changed = message
+            .system
+            .as_ref()
+            .and_then(|s| present(&s.kind))
+            .filter(|k| matches!(*k, "user_changed_number" | "user_changed_user_id"));
+        if let Some(system) = changed {
+            let who = sender_ids(message, index, value);
+            return Event::Changed(ChangedEvent {
+                phone_number_id: an_id(&value.metadata.phone_number_id).map(str::to_owned),
+                waba: waba.map(str::to_owned),
+                wa_id: who.0,
+                user_id: who.1,
+                parent_user_id: who.2,
+                message_id: message_id.to_owned(),
+                timestamp: message.timestamp,
+                system: system.to_owned(),
+                detail,
+            });
+        }
         return Event::Unrecorded(Unrecorded {
             phone_number_id: an_id(&value.metadata.phone_number_id).map(str::to_owned),
             dedup: vec!["whatsapp".to_owned(), message_id.to_owned()],
             detail,
         });
     }
-    let from = an_id(&message.from);
-    let contact = matching_contact(&value.contacts, from, index);
-    let wa_id = from.or_else(|| contact.and_then(|c| an_id(&c.wa_id)));
-    let user_id = an_id(&message.from_user_id).or_else(|| contact.and_then(|c| an_id(&c.user_id)));
+    let (wa_id, user_id, parent_user_id) = sender_ids(message, index, value);
     Event::Message(MessageEvent {
         phone_number_id: an_id(&value.metadata.phone_number_id).map(str::to_owned),
-        wa_id: wa_id.map(str::to_owned),
-        user_id: user_id.map(str::to_owned),
+        waba: waba.map(str::to_owned),
+        wa_id,
+        user_id,
+        parent_user_id,
         message_id: message_id.to_owned(),
         timestamp: message.timestamp,
         content: content(message, kind),
     })
+}
+
+/// The sender's wa_id, user id and parent id: from the message, or from
+/// the `contacts[]` item that describes it.
+fn sender_ids(
+    message: &Message,
+    index: usize,
+    value: &ChangeValue,
+) -> (Option<String>, Option<String>, Option<String>) {
+    let from = an_id(&message.from);
+    let contact = matching_contact(&value.contacts, from, index);
+    let wa_id = from.or_else(|| contact.and_then(|c| an_id(&c.wa_id)));
+    let user_id = an_id(&message.from_user_id).or_else(|| contact.and_then(|c| an_id(&c.user_id)));
+    let parent = contact.and_then(|c| an_id(&c.parent_user_id));
+    (
+        wa_id.map(str::to_owned),
+        user_id.map(str::to_owned),
+        parent.map(str::to_owned),
+    )
 }
 
 /// A change's delivery statuses as one event: their ids, statuses and times.
@@ -595,6 +665,8 @@ mod tests {
     use super::*;
 
     const PHONE_NUMBER_ID: &str = "106540352242922";
+    /// The WhatsApp Business Account of the fixtures (`entry[].id`).
+    const WABA_ID: &str = "102290129340398";
     const LENA: &str = "4915112345678";
     const LENA_BSUID: &str = "DE.1502576394655843";
 
@@ -615,8 +687,10 @@ mod tests {
     ) -> Event {
         Event::Message(MessageEvent {
             phone_number_id: Some(PHONE_NUMBER_ID.to_owned()),
+            waba: Some(WABA_ID.to_owned()),
             wa_id: wa_id.map(str::to_owned),
             user_id: user_id.map(str::to_owned),
+            parent_user_id: None,
             message_id: message_id.to_owned(),
             timestamp: Some(timestamp),
             content,
@@ -904,7 +978,7 @@ mod tests {
 
     #[test]
     fn contacts_are_matched_by_wa_id_not_order() {
-        let json = r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages",
+        let json = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages",
             "value":{"metadata":{"phone_number_id":"106540352242922"},
               "contacts":[{"wa_id":"111","user_id":"US.1"},{"wa_id":"222","user_id":"US.2"}],
               "messages":[
@@ -924,7 +998,7 @@ mod tests {
 
     #[test]
     fn message_types_without_consent_meaning() {
-        let json = r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages",
+        let json = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages",
             "value":{"metadata":{"phone_number_id":"106540352242922"},"contacts":[{"wa_id":"111"}],
               "messages":[
                 {"from":"111","id":"s","timestamp":"1","type":"system","system":{"body":"User changed number","type":"user_changed_number","wa_id":"112"}},
@@ -938,8 +1012,12 @@ mod tests {
               ]}}]}]}"#;
         let wa = Some("111");
         let mut events = events_of(json);
-        let system = unrecorded(events.drain(..1).collect());
-        assert_eq!(system.detail["system"]["type"], "user_changed_number");
+        let Event::Changed(system) = events.remove(0) else {
+            panic!("a changed number is its own event");
+        };
+        assert_eq!(system.system, "user_changed_number");
+        assert_eq!(system.wa_id.as_deref(), Some("111"));
+        assert_eq!(system.message_id, "s");
         assert_eq!(system.detail["system"]["wa_id"], "112");
         assert_eq!(
             events,
@@ -1008,8 +1086,10 @@ mod tests {
                 Event::Ignored,
                 Event::Message(MessageEvent {
                     phone_number_id: None,
+                    waba: None,
                     wa_id: None,
                     user_id: None,
+                    parent_user_id: None,
                     message_id: "m".to_owned(),
                     timestamp: None,
                     content: Content::Other,
@@ -1045,8 +1125,10 @@ mod tests {
             vec![
                 Event::Message(MessageEvent {
                     phone_number_id: None,
+                    waba: None,
                     wa_id: Some("1".to_owned()),
                     user_id: None,
+                    parent_user_id: None,
                     message_id: "m1".to_owned(),
                     timestamp: Some(1),
                     content: text("a", None),

@@ -65,6 +65,7 @@ problem_codes! {
     UnsupportedMediaType = ("unsupported_media_type", 415, "Unsupported media type", "This endpoint takes `Content-Type: application/json`."),
     InvalidRequest = ("invalid_request", 422, "Invalid request", "One or more fields are missing, unknown or invalid; `errors` names each field."),
     InvalidNumber = ("invalid_number", 422, "Invalid phone number", "The number does not parse; `errors[].code` gives the reason: not_a_number, missing_region, invalid_country_code, too_short, too_long, not_valid_number or invalid_region."),
+    InvalidUserId = ("invalid_user_id", 422, "Invalid user id", "The `user_id` is not a WhatsApp business-scoped user id: two capital letters, a dot, an optional `ENT.` and 1 to 128 letters or digits."),
     InvalidEvidence = ("invalid_evidence", 422, "Invalid evidence", "The evidence object does not fit its capture channel's row; `errors` names each key."),
     UnknownBrand = ("unknown_brand", 422, "Unknown brand", "The brand or company name is not a brand of this tenant."),
     BrandRetired = ("brand_retired", 422, "Brand retired", "The brand is retired: it takes no new opt-ins."),

@@ -5,8 +5,8 @@
 //! all build these; the store appends them.
 
 use super::evidence::Evidence;
+use super::identity::Identity;
 use super::ids::BrandId;
-use super::number::E164;
 use super::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
 use super::time::Timestamp;
 
@@ -20,7 +20,8 @@ pub struct PendingConfirmation {
 /// A validated opt-in, ready to append.
 #[derive(Debug, Clone)]
 pub struct OptInRecord {
-    pub number: E164,
+    /// Whom it is about: a number or a user id.
+    pub identity: Identity,
     pub channel: CaptureChannel,
     pub brand_id: BrandId,
     pub company_name_shown: String,
@@ -37,7 +38,8 @@ pub struct OptInRecord {
 /// A validated opt-out, ready to append.
 #[derive(Debug, Clone)]
 pub struct OptOutRecord {
-    pub number: E164,
+    /// Whom it is about: a number or a user id.
+    pub identity: Identity,
     pub channel: CaptureChannel,
     pub purposes: PurposeSet,
     pub message_channels: MessageChannelSet,
@@ -70,7 +72,8 @@ impl LiftClass {
 /// An `opt_out_lifted` entry: cancels exactly the opt-out `lifts` names.
 #[derive(Debug, Clone)]
 pub struct LiftRecord {
-    pub number: E164,
+    /// Whom it is about: a number or a user id.
+    pub identity: Identity,
     pub channel: CaptureChannel,
     pub captured_at: Timestamp,
     pub evidence: Evidence,
@@ -86,11 +89,11 @@ pub enum Record {
 }
 
 impl Record {
-    pub fn number(&self) -> &E164 {
+    pub fn identity(&self) -> &Identity {
         match self {
-            Record::OptIn(r) => &r.number,
-            Record::OptOut(r) => &r.number,
-            Record::Lift(r) => &r.number,
+            Record::OptIn(r) => &r.identity,
+            Record::OptOut(r) => &r.identity,
+            Record::Lift(r) => &r.identity,
         }
     }
 

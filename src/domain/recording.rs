@@ -6,6 +6,7 @@
 
 use super::decision::Window;
 use super::evidence::{self, Evidence, EvidenceFor, FieldError};
+use super::identity::{exactly_one, parse_user_id, Identity};
 use super::ids::BrandId;
 use super::number::E164;
 use super::problem::{ErrorCode, Invalid};
@@ -28,10 +29,14 @@ const MAX_CONSENT_TEXT_CHARS: usize = 10_000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptInRequest {
-    /// E.164, or a national number with `region` (or the tenant's `default_region`).
+    /// E.164, or a national number with `region` (or the tenant's `default_region`); or name the person by `user_id` instead (exactly one of the two).
+    #[serde(default)]
     #[schema(example = "+4915112345678")]
-    pub number: String,
-    /// ISO 3166 alpha-2, any case.
+    pub number: Option<String>,
+    /// A WhatsApp business-scoped user id (`US.13491208655302741918`), instead of `number`.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// ISO 3166 alpha-2, any case (a national `number` only).
     #[serde(default)]
     pub region: Option<String>,
     /// Where the person opted in: sms, web, whatsapp, ivr or paper.
@@ -62,8 +67,14 @@ pub struct OptInRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptOutRequest {
+    /// The person's number; or name them by `user_id` instead (exactly one of the two).
+    #[serde(default)]
     #[schema(example = "+4915112345678")]
-    pub number: String,
+    pub number: Option<String>,
+    /// A WhatsApp business-scoped user id (`US.13491208655302741918`), instead of `number`.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// ISO 3166 alpha-2, any case (a national `number` only).
     #[serde(default)]
     pub region: Option<String>,
     /// A capture channel, or `api`.
@@ -84,8 +95,14 @@ pub struct OptOutRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InteractionRequest {
+    /// The person's number; or name them by `user_id` instead (exactly one of the two).
+    #[serde(default)]
     #[schema(example = "+4915112345678")]
-    pub number: String,
+    pub number: Option<String>,
+    /// A WhatsApp business-scoped user id (`US.13491208655302741918`), instead of `number`.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// ISO 3166 alpha-2, any case (a national `number` only).
     #[serde(default)]
     pub region: Option<String>,
     /// The business number the person wrote to; without it the window counts for every id.
@@ -96,9 +113,14 @@ pub struct InteractionRequest {
     pub received_at: Option<Timestamp>,
 }
 
+/// The window after an interaction; `user_id` in place of `number` when
+/// the request named the person by user id.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InteractionRecorded {
-    pub number: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
     pub window: Window,
 }
 
@@ -119,6 +141,42 @@ pub fn parse_number(
 ) -> Result<E164, Invalid> {
     E164::parse(number, region, default_region)
         .map_err(|e| Invalid::field(ErrorCode::InvalidNumber, "number", e.code(), e.to_string()))
+}
+
+/// A request's identity: exactly one of `number` (with `region`, or the
+/// tenant's `default_region`) and `user_id` (SPEC section 3).
+pub fn parse_identity(
+    number: Option<&str>,
+    user_id: Option<&str>,
+    region: Option<&str>,
+    default_region: Option<&str>,
+) -> Result<Identity, Invalid> {
+    match exactly_one(number, user_id)? {
+        Ok(number) => Ok(Identity::Number(parse_number(
+            number,
+            region,
+            default_region,
+        )?)),
+        Err(_) if region.is_some() => Err(Invalid::request_field(
+            "region",
+            "invalid_value",
+            "`region` applies to a national `number` only, not to a `user_id`",
+        )),
+        Err(user_id) => Ok(Identity::User(parse_user_id(user_id)?)),
+    }
+}
+
+/// User ids are WhatsApp's: an opt-in or a check by `user_id` may not name
+/// the `sms` channel (SPEC section 3).
+pub fn check_user_id_channels(identity: &Identity, field: &str, sms: bool) -> Result<(), Invalid> {
+    if sms && matches!(identity, Identity::User(_)) {
+        return Err(Invalid::request_field(
+            field,
+            "sms_needs_number",
+            "a `user_id` is WhatsApp's: SMS needs a `number`",
+        ));
+    }
+    Ok(())
 }
 
 /// A business phone number id: 1-64 visible ASCII characters.
@@ -143,7 +201,7 @@ pub fn check_phone_number_id(id: Option<&str>) -> Result<(), Invalid> {
 /// on the tenant's brands.
 #[derive(Debug, Clone)]
 pub struct OptInDraft {
-    pub number: E164,
+    pub identity: Identity,
     pub channel: CaptureChannel,
     /// After NFC: the brand's stored spelling it must equal.
     pub company_name_shown: String,
@@ -167,7 +225,12 @@ pub struct FoundBrand {
 impl OptInRequest {
     /// Every rule that needs no stored state (SPEC section 4).
     pub fn parse(self, caller: Caller<'_>) -> Result<OptInDraft, Invalid> {
-        let number = parse_number(&self.number, self.region.as_deref(), caller.default_region)?;
+        let identity = parse_identity(
+            self.number.as_deref(),
+            self.user_id.as_deref(),
+            self.region.as_deref(),
+            caller.default_region,
+        )?;
         if !self.channel.can_capture_opt_in() {
             return Err(Invalid::request_field(
                 "channel",
@@ -182,6 +245,8 @@ impl OptInRequest {
             self.message_channels.as_deref(),
             whatsapp,
         )?;
+        let sms = message_channels.contains(MessageChannel::Sms);
+        check_user_id_channels(&identity, "message_channels", sms)?;
         check_consent_text(&self.consent_text)?;
         check_language(self.language.as_deref())?;
         check_backfill(caller, self.backfill)?;
@@ -198,7 +263,7 @@ impl OptInRequest {
             ));
         }
         Ok(OptInDraft {
-            number,
+            identity,
             channel: self.channel,
             company_name_shown: shown,
             consent_text: self.consent_text,
@@ -245,7 +310,7 @@ impl OptInDraft {
             return Err(brand_retired());
         }
         Ok(OptInRecord {
-            number: self.number,
+            identity: self.identity,
             channel: self.channel,
             brand_id: brand.id,
             company_name_shown: brand.name,
@@ -275,7 +340,12 @@ impl OptOutRequest {
     /// Every rule that needs no stored state; opt-outs are never refused
     /// for age. The clock rule: [`check_not_future`].
     pub fn parse(self, caller: Caller<'_>) -> Result<OptOutRecord, Invalid> {
-        let number = parse_number(&self.number, self.region.as_deref(), caller.default_region)?;
+        let identity = parse_identity(
+            self.number.as_deref(),
+            self.user_id.as_deref(),
+            self.region.as_deref(),
+            caller.default_region,
+        )?;
         let purposes = match &self.purposes {
             Some(list) => purpose_set("purposes", list)?,
             None => PurposeSet::all(),
@@ -290,7 +360,7 @@ impl OptOutRequest {
         check_signed_on(&evidence, self.captured_at)?;
         check_no_document(&evidence)?;
         Ok(OptOutRecord {
-            number,
+            identity,
             channel: self.channel,
             purposes,
             message_channels,
@@ -305,17 +375,22 @@ impl OptOutRequest {
 /// An interaction whose request holds.
 #[derive(Debug, Clone)]
 pub struct Interaction {
-    pub number: E164,
+    pub identity: Identity,
     pub business_phone_number_id: Option<String>,
     received_at: Option<Timestamp>,
 }
 
 impl InteractionRequest {
     pub fn parse(self, caller: Caller<'_>) -> Result<Interaction, Invalid> {
-        let number = parse_number(&self.number, self.region.as_deref(), caller.default_region)?;
+        let identity = parse_identity(
+            self.number.as_deref(),
+            self.user_id.as_deref(),
+            self.region.as_deref(),
+            caller.default_region,
+        )?;
         check_phone_number_id(self.business_phone_number_id.as_deref())?;
         Ok(Interaction {
-            number,
+            identity,
             business_phone_number_id: self.business_phone_number_id,
             received_at: self.received_at,
         })

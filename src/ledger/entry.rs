@@ -359,6 +359,19 @@ impl SubjectOpening {
         }
     }
 
+    /// The opening of a stored identity: a number (`+…`) or a user id.
+    pub fn of(identity: String, salt: String) -> Self {
+        if identity.starts_with('+') {
+            Self::number(identity, salt)
+        } else {
+            Self {
+                e164: None,
+                user_id: Some(identity),
+                salt,
+            }
+        }
+    }
+
     /// The identity: the number or the user id; `None` unless exactly one.
     pub fn identity(&self) -> Option<&str> {
         match (&self.e164, &self.user_id) {

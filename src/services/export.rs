@@ -4,7 +4,7 @@
 //! a short read, that the HTTP stream sends and the CLI writes to a file.
 
 use crate::ledger::entry::Openings;
-use crate::store::consent::{entry_range, subject_history, StoredEntry, TextCache};
+use crate::store::consent::{entry_range, group_history, StoredEntry, TextCache};
 use crate::store::log;
 use crate::store::DbConn;
 use serde::Serialize;
@@ -165,17 +165,17 @@ impl ExportPieces {
     }
 }
 
-/// One subject's entries (none for an unknown number), each with its
+/// One group's entries (none for an unknown identity), each with its
 /// inclusion proof to the whole log's `tree_size`.
 pub fn write_dossier(
     conn: &mut DbConn,
     spec: &ExportSpec,
-    subject_id: Option<i64>,
+    group_id: Option<i64>,
     out: &mut impl Write,
 ) -> Result<(), ExportError> {
     header(out, spec, true)?;
-    if let Some(subject_id) = subject_id {
-        for entry in subject_history(conn, &spec.tenant, subject_id)? {
+    if let Some(group_id) = group_id {
+        for entry in group_history(conn, &spec.tenant, group_id)? {
             if entry.seq >= spec.tree_size {
                 break;
             }

@@ -5,15 +5,15 @@
 use super::audit::{self, AuditEvent, AuditKind};
 use super::idempotency::{self, IdempotencyScope};
 use super::log;
-use super::schema::{brands, consent_events, consent_texts, entries, subjects, tenants};
+use super::schema::{brands, consent_events, consent_texts, entries, tenants};
+use super::subjects::{current_or_new_subject, current_subject};
 use super::{DbConn, Rejection, StoreError, StoreResult};
-use crate::domain::number::E164;
 pub use crate::domain::record::{
     LiftClass, LiftRecord, OptInRecord, OptOutRecord, PendingConfirmation, Record,
 };
 use crate::domain::time::Timestamp;
 use crate::keys::{random_salt_hex, MasterKey};
-use crate::ledger::commitment::{evidence_commitment, subject_commitment};
+use crate::ledger::commitment::evidence_commitment;
 use crate::ledger::entry::{Entry, EntryType};
 use crate::ledger::hash::{leaf_hash, sha256_hex};
 use crate::ledger::jcs::jcs_string_map;
@@ -37,31 +37,6 @@ pub struct Answer<'a> {
     pub render: &'a dyn Fn(&Appended) -> String,
 }
 
-/// The current subject of a number, or a new one with a fresh random salt.
-fn current_or_new_subject(
-    conn: &mut DbConn,
-    tenant: &str,
-    number: &E164,
-    now: i64,
-) -> QueryResult<(i64, String)> {
-    if let Some(found) = super::consent::current_subject(conn, tenant, number)? {
-        return Ok(found);
-    }
-    let salt = random_salt_hex();
-    let commitment = subject_commitment(&salt, number.as_str());
-    let id = diesel::insert_into(subjects::table)
-        .values((
-            subjects::tenant_id.eq(tenant),
-            subjects::commitment.eq(&commitment),
-            subjects::e164.eq(number.as_str()),
-            subjects::salt.eq(&salt),
-            subjects::created_at.eq(now),
-        ))
-        .returning(subjects::id)
-        .get_result(conn)?;
-    Ok((id, commitment))
-}
-
 /// An erased identity (SPEC sections 4 and 11): an opt-in captured at or
 /// before its latest erasure is refused, and while it has no newer subject
 /// an opt-out or a lift records nothing.
@@ -71,8 +46,9 @@ fn check_suppression(
     tenant: &str,
     record: &Record,
 ) -> StoreResult<()> {
-    let number = record.number();
-    let Some(erased_at) = super::suppression::suppression_of(conn, master, tenant, number)? else {
+    let identity = record.identity().as_str();
+    let Some(erased_at) = super::suppression::suppression_of(conn, master, tenant, identity)?
+    else {
         return Ok(());
     };
     match record {
@@ -81,7 +57,7 @@ fn check_suppression(
         }
         Record::OptIn(_) => Ok(()),
         Record::OptOut(_) | Record::Lift(_) => {
-            if super::consent::current_subject(conn, tenant, number)?.is_some() {
+            if current_subject(conn, tenant, identity)?.is_some() {
                 Ok(())
             } else {
                 Err(StoreError::Rejected(Rejection::SuppressedNothingToRecord))
@@ -286,7 +262,7 @@ pub(super) struct SaltedEvidence {
 pub(super) fn write_entry(
     conn: &mut DbConn,
     tenant: &str,
-    record: Option<&Record>,
+    record: Option<(&Record, i64)>,
     subject_id: i64,
     evidence: Option<&SaltedEvidence>,
     entry: &Entry,
@@ -308,8 +284,9 @@ pub(super) fn write_entry(
         ))
         .execute(conn)?;
     crate::metrics::append_pending(entry.kind.as_str());
-    if let Some(record) = record {
-        insert_consent_event(conn, tenant, seq as i64, subject_id, record)?;
+    if let Some((record, group_id)) = record {
+        let at = (seq as i64, subject_id, group_id);
+        insert_consent_event(conn, tenant, at, record)?;
     }
     log::store_leaf(conn, tenant, seq, leaf)?;
     diesel::update(tenants::table.find(tenant))
@@ -337,8 +314,8 @@ pub fn append_locked(
 ) -> StoreResult<Appended> {
     let head = lock_head(conn, tenant, Some(record), now)?;
     check_suppression(conn, master, tenant, record)?;
-    let (subject_id, subject) =
-        current_or_new_subject(conn, tenant, record.number(), now.millis())?;
+    let found = current_or_new_subject(conn, tenant, record.identity().as_str(), now.millis())?;
+    let (subject_id, subject) = (found.id, found.commitment);
     let fields = record.evidence().fields();
     let evidence = SaltedEvidence {
         salt: random_salt_hex(),
@@ -365,7 +342,7 @@ pub fn append_locked(
     let (_, leaf_hash) = write_entry(
         conn,
         tenant,
-        Some(record),
+        Some((record, found.group_id)),
         subject_id,
         Some(&evidence),
         &entry,
@@ -409,17 +386,19 @@ fn names(list: Vec<&'static str>) -> Vec<String> {
     list.into_iter().map(str::to_owned).collect()
 }
 
+/// Writes the consent state of an entry at (seq, subject, group): a new
+/// opt-in or opt-out row, or a lift of an opt-out of the group.
 fn insert_consent_event(
     conn: &mut DbConn,
     tenant: &str,
-    seq: i64,
-    subject_id: i64,
+    (seq, subject_id, group_id): (i64, i64, i64),
     record: &Record,
 ) -> QueryResult<()> {
     let base = (
         consent_events::tenant_id.eq(tenant),
         consent_events::seq.eq(seq),
         consent_events::subject_id.eq(subject_id),
+        consent_events::group_id.eq(group_id),
     );
     match record {
         Record::OptIn(r) => diesel::insert_into(consent_events::table)
@@ -454,7 +433,7 @@ fn insert_consent_event(
             consent_events::table
                 .filter(consent_events::tenant_id.eq(tenant))
                 .filter(consent_events::seq.eq(r.lifts as i64))
-                .filter(consent_events::subject_id.eq(subject_id))
+                .filter(consent_events::group_id.eq(group_id))
                 .filter(consent_events::kind.eq("opt_out"))
                 .filter(consent_events::lifted_by.is_null()),
         )

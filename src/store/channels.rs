@@ -146,23 +146,24 @@ pub fn resolve_alias(conn: &mut DbConn, tenant: &str, user_id: &str) -> QueryRes
     Ok(found.as_deref().and_then(E164::from_canonical))
 }
 
-/// The effective opt-outs of the number's current subject that a message
+/// The effective opt-outs of the group of the identity's open subject that a message
 /// captured at `before` may lift: of that class, recorded on that capture
 /// channel, captured strictly earlier (a START never undoes a later STOP,
 /// and an opt-out wins a tie), in seq order.
 pub fn liftable_opt_outs(
     conn: &mut DbConn,
     tenant: &str,
-    number: &E164,
+    identity: &str,
     class: LiftClass,
     channel: CaptureChannel,
     before: i64,
 ) -> QueryResult<Vec<u64>> {
     let seqs: Vec<i64> = consent_events::table
-        .inner_join(subjects::table)
+        .inner_join(subjects::table.on(subjects::group_id.eq(consent_events::group_id)))
         .filter(subjects::tenant_id.eq(tenant))
-        .filter(subjects::e164.eq(number.as_str()))
+        .filter(subjects::identity.eq(identity))
         .filter(subjects::erased_at.is_null())
+        .filter(subjects::closed_at.is_null())
         .filter(consent_events::kind.eq("opt_out"))
         .filter(consent_events::lift_class.eq(class.as_str()))
         .filter(consent_events::channel.eq(channel.as_str()))

@@ -2,15 +2,16 @@
 //! windows, subjects' histories and entries with their openings.
 
 use super::channels::whatsapp_phone_number_ids;
-use super::schema::{consent_events, consent_texts, entries, subjects, windows};
+use super::schema::{consent_events, consent_texts, entries, identity_links, subjects, windows};
+use super::subjects::{group_identities, newest_subject, SubjectRow};
 use super::DbConn;
 use crate::domain::decision::{self, Confirmation, ConsentEvent, EventKind, InboundRecord, Window};
 use crate::domain::ids::BrandId;
-use crate::domain::number::E164;
 use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
 use crate::domain::time::Timestamp;
 use crate::ledger::entry::{EvidenceOpening, Openings, SubjectOpening};
 use diesel::prelude::*;
+use std::collections::HashMap;
 
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = consent_events)]
@@ -57,84 +58,152 @@ impl ConsentEventRow {
     }
 }
 
-/// The opt-ins and opt-outs of the number's current subject (none when the
-/// number has no current subject). One indexed lookup.
+/// What a decision about one identity reads (SPEC section 2): the group
+/// that answers for it (its newest subject that is not erased, open or
+/// closed), the group's identities and the group's opt-ins and opt-outs.
+#[derive(Debug, Default)]
+pub struct IdentityState {
+    pub subject: Option<SubjectRow>,
+    /// Every identity of the group (the one asked when it has no subject).
+    pub identities: Vec<String>,
+    pub events: Vec<ConsentEvent>,
+}
+
+/// Reads [`IdentityState`]: three indexed lookups, no walk over links.
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-pub fn subject_events(
+pub fn identity_state(
     conn: &mut DbConn,
     tenant: &str,
-    number: &E164,
-) -> QueryResult<Vec<ConsentEvent>> {
+    identity: &str,
+) -> QueryResult<IdentityState> {
+    let Some(subject) = newest_subject(conn, tenant, identity)? else {
+        return Ok(IdentityState {
+            subject: None,
+            identities: vec![identity.to_owned()],
+            events: Vec::new(),
+        });
+    };
+    let mut identities = group_identities(conn, subject.group_id)?;
+    if !identities.iter().any(|i| i == identity) {
+        identities.push(identity.to_owned());
+    }
+    let events = group_events(conn, subject.group_id)?;
+    Ok(IdentityState {
+        subject: Some(subject),
+        identities,
+        events,
+    })
+}
+
+/// The opt-ins and opt-outs of a group, by its id.
+pub fn group_events(conn: &mut DbConn, group_id: i64) -> QueryResult<Vec<ConsentEvent>> {
     let rows: Vec<ConsentEventRow> = consent_events::table
-        .inner_join(subjects::table)
-        .filter(subjects::tenant_id.eq(tenant))
-        .filter(subjects::e164.eq(number.as_str()))
-        .filter(subjects::erased_at.is_null())
+        .filter(consent_events::group_id.eq(group_id))
         .select(ConsentEventRow::as_select())
         .load(conn)?;
     Ok(rows.into_iter().map(ConsentEventRow::into_event).collect())
 }
 
-/// The opt-ins and opt-outs of one subject, by its id.
-pub fn events_of_subject(conn: &mut DbConn, subject_id: i64) -> QueryResult<Vec<ConsentEvent>> {
-    let rows: Vec<ConsentEventRow> = consent_events::table
-        .filter(consent_events::subject_id.eq(subject_id))
-        .select(ConsentEventRow::as_select())
-        .load(conn)?;
-    Ok(rows.into_iter().map(ConsentEventRow::into_event).collect())
-}
-
-/// How many numbers one `IN (…)` list names (well under SQLite's limit of
-/// bound parameters).
+/// How many identities one `IN (…)` list names (well under SQLite's limit
+/// of bound parameters).
 const MANY: usize = 900;
 
-/// The consent state of many numbers at once (a batch check): the events
-/// of each number's current subject, and each number's inbound records,
-/// keyed by the number. A few queries for the whole list.
+/// The consent state of many identities at once (a batch check), keyed by
+/// the identity asked: its group's events, its group's inbound records and
+/// its group's identities. A few queries per 900 identities.
 #[derive(Debug, Default)]
-pub struct ManyNumbers {
-    pub events: std::collections::HashMap<String, Vec<ConsentEvent>>,
-    pub inbound: std::collections::HashMap<String, Vec<InboundRecord>>,
+pub struct ManyIdentities {
+    pub events: HashMap<String, Vec<ConsentEvent>>,
+    pub inbound: HashMap<String, Vec<InboundRecord>>,
+    /// The identities of each asked identity's group (absent: only itself).
+    pub members: HashMap<String, Vec<String>>,
 }
 
-/// Reads [`ManyNumbers`] for `numbers` (E.164, de-duplicated by the caller
-/// or not), `MANY` numbers per query.
-pub fn many_numbers(conn: &mut DbConn, tenant: &str, numbers: &[&str]) -> QueryResult<ManyNumbers> {
-    let mut out = ManyNumbers::default();
-    for chunk in numbers.chunks(MANY) {
-        let rows: Vec<(Option<String>, ConsentEventRow)> = consent_events::table
-            .inner_join(subjects::table)
+/// Reads [`ManyIdentities`] for `asked` (de-duplicated by the caller or not).
+pub fn many_identities(
+    conn: &mut DbConn,
+    tenant: &str,
+    asked: &[&str],
+) -> QueryResult<ManyIdentities> {
+    let mut out = ManyIdentities::default();
+    for chunk in asked.chunks(MANY) {
+        // Each identity's newest subject that is not erased.
+        let found: Vec<(Option<String>, i64, i64)> = subjects::table
             .filter(subjects::tenant_id.eq(tenant))
-            .filter(subjects::e164.eq_any(chunk))
+            .filter(subjects::identity.eq_any(chunk))
             .filter(subjects::erased_at.is_null())
-            .select((subjects::e164, ConsentEventRow::as_select()))
+            .order(subjects::id.asc())
+            .select((subjects::identity, subjects::id, subjects::group_id))
             .load(conn)?;
-        for (number, row) in rows {
-            if let Some(number) = number {
-                out.events.entry(number).or_default().push(row.into_event());
+        let mut group_of: HashMap<String, i64> = HashMap::new();
+        for (identity, _, group) in found {
+            if let Some(identity) = identity {
+                group_of.insert(identity, group);
             }
         }
-        let windows: Vec<(String, String, i64)> = windows::table
-            .filter(windows::tenant_id.eq(tenant))
-            .filter(windows::e164.eq_any(chunk))
-            .select((
-                windows::e164,
-                windows::phone_number_id,
-                windows::last_inbound_at,
-            ))
-            .load(conn)?;
-        for (number, id, at) in windows {
-            out.inbound.entry(number).or_default().push(InboundRecord {
-                phone_number_id: (!id.is_empty()).then_some(id),
-                last_inbound_at: Timestamp::from_millis(at),
-            });
+        let mut groups: Vec<i64> = group_of.values().copied().collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let mut events_of: HashMap<i64, Vec<ConsentEvent>> = HashMap::new();
+        let mut members_of: HashMap<i64, Vec<String>> = HashMap::new();
+        for part in groups.chunks(MANY) {
+            let rows: Vec<(i64, ConsentEventRow)> = consent_events::table
+                .filter(consent_events::group_id.eq_any(part))
+                .select((consent_events::group_id, ConsentEventRow::as_select()))
+                .load(conn)?;
+            for (group, row) in rows {
+                events_of.entry(group).or_default().push(row.into_event());
+            }
+            let members: Vec<(i64, Option<String>)> = subjects::table
+                .filter(subjects::group_id.eq_any(part))
+                .filter(subjects::erased_at.is_null())
+                .select((subjects::group_id, subjects::identity))
+                .load(conn)?;
+            for (group, identity) in members {
+                members_of.entry(group).or_default().extend(identity);
+            }
+        }
+        let mut wanted: Vec<&str> = chunk.to_vec();
+        wanted.extend(members_of.values().flatten().map(String::as_str));
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut inbound_of: HashMap<String, Vec<InboundRecord>> = HashMap::new();
+        for part in wanted.chunks(MANY) {
+            for (identity, record) in inbound_rows(conn, tenant, part)? {
+                inbound_of.entry(identity).or_default().push(record);
+            }
+        }
+        for identity in chunk {
+            let members = match group_of.get(*identity) {
+                Some(group) => {
+                    if let Some(events) = events_of.get(group) {
+                        out.events.insert((*identity).to_owned(), events.clone());
+                    }
+                    members_of.get(group).cloned().unwrap_or_default()
+                }
+                None => vec![(*identity).to_owned()],
+            };
+            let records: Vec<InboundRecord> = members
+                .iter()
+                .chain(std::iter::once(&(*identity).to_owned()))
+                .filter_map(|m| inbound_of.get(m))
+                .flatten()
+                .cloned()
+                .collect();
+            if !records.is_empty() {
+                out.inbound.insert((*identity).to_owned(), records);
+            }
+            if members.len() > 1 || members.first().is_some_and(|m| m != identity) {
+                out.members.insert((*identity).to_owned(), members);
+            }
         }
     }
     Ok(out)
 }
 
-/// The window of a number from its inbound records (as [`window_of`]
-/// reads them), for a business number id, and whether that id is certain.
+/// The window of an identity from its group's inbound records (as
+/// [`window_of`] reads them), for a business number id, and whether that
+/// id is certain.
 pub fn window_from(
     conn: &mut DbConn,
     tenant: &str,
@@ -151,51 +220,72 @@ pub fn window_from(
     Ok(decision::window_for(records, named, ids, now))
 }
 
-/// The latest inbound message per business phone number id.
-pub fn inbound_records(
+/// The latest inbound message per identity and business phone number id.
+fn inbound_rows(
     conn: &mut DbConn,
     tenant: &str,
-    number: &E164,
-) -> QueryResult<Vec<InboundRecord>> {
-    let rows: Vec<(String, i64)> = windows::table
+    identities: &[&str],
+) -> QueryResult<Vec<(String, InboundRecord)>> {
+    let rows: Vec<(String, String, i64)> = windows::table
         .filter(windows::tenant_id.eq(tenant))
-        .filter(windows::e164.eq(number.as_str()))
-        .select((windows::phone_number_id, windows::last_inbound_at))
+        .filter(windows::identity.eq_any(identities))
+        .select((
+            windows::identity,
+            windows::phone_number_id,
+            windows::last_inbound_at,
+        ))
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(id, at)| InboundRecord {
-            phone_number_id: (!id.is_empty()).then_some(id),
-            last_inbound_at: Timestamp::from_millis(at),
+        .map(|(identity, id, at)| {
+            let record = InboundRecord {
+                phone_number_id: (!id.is_empty()).then_some(id),
+                last_inbound_at: Timestamp::from_millis(at),
+            };
+            (identity, record)
         })
         .collect())
 }
 
-/// The window of a number for a business number id, and whether that id is
-/// certain. `configured` caches the tenant's WhatsApp phone number ids
-/// (read only when the check names no id).
+/// The latest inbound message of any of a group's identities, per business
+/// phone number id.
+pub fn inbound_records(
+    conn: &mut DbConn,
+    tenant: &str,
+    identities: &[String],
+) -> QueryResult<Vec<InboundRecord>> {
+    let refs: Vec<&str> = identities.iter().map(String::as_str).collect();
+    Ok(inbound_rows(conn, tenant, &refs)?
+        .into_iter()
+        .map(|(_, record)| record)
+        .collect())
+}
+
+/// The window of a group (its identities) for a business number id, and
+/// whether that id is certain. `configured` caches the tenant's WhatsApp
+/// phone number ids (read only when the check names no id).
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn window_of(
     conn: &mut DbConn,
     tenant: &str,
-    number: &E164,
+    identities: &[String],
     named: Option<&str>,
     now: Timestamp,
     configured: &mut Option<Vec<String>>,
 ) -> QueryResult<(Window, bool)> {
-    let records = inbound_records(conn, tenant, number)?;
+    let records = inbound_records(conn, tenant, identities)?;
     window_from(conn, tenant, &records, named, now, configured)
 }
 
-/// Records an inbound message: the window of that id reopens from `at`
-/// unless a later message is already known. One upsert, so two first
-/// messages of a number at once both count and a late one never moves the
-/// window back.
+/// Records an inbound message of an identity: the window of that id
+/// reopens from `at` unless a later message is already known. One upsert,
+/// so two first messages at once both count and a late one never moves
+/// the window back.
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn record_inbound(
     conn: &mut DbConn,
     tenant: &str,
-    number: &E164,
+    identity: &str,
     phone_number_id: Option<&str>,
     at: Timestamp,
 ) -> QueryResult<()> {
@@ -203,11 +293,15 @@ pub fn record_inbound(
     use diesel::sql_types::BigInt;
     let row = (
         windows::tenant_id.eq(tenant),
-        windows::e164.eq(number.as_str()),
+        windows::identity.eq(identity),
         windows::phone_number_id.eq(phone_number_id.unwrap_or("")),
         windows::last_inbound_at.eq(at.millis()),
     );
-    let key = (windows::tenant_id, windows::e164, windows::phone_number_id);
+    let key = (
+        windows::tenant_id,
+        windows::identity,
+        windows::phone_number_id,
+    );
     let later = |max: &str| {
         windows::last_inbound_at.eq(sql::<BigInt>(&format!(
             "{max}(windows.last_inbound_at, excluded.last_inbound_at)"
@@ -228,21 +322,6 @@ pub fn record_inbound(
             .execute(c),
     }
     .map(|_| ())
-}
-
-/// A number's current subject: its id and commitment.
-pub fn current_subject(
-    conn: &mut DbConn,
-    tenant: &str,
-    number: &E164,
-) -> QueryResult<Option<(i64, String)>> {
-    subjects::table
-        .filter(subjects::tenant_id.eq(tenant))
-        .filter(subjects::e164.eq(number.as_str()))
-        .filter(subjects::erased_at.is_null())
-        .select((subjects::id, subjects::commitment))
-        .first(conn)
-        .optional()
 }
 
 /// An entry as stored, with what opens it.
@@ -285,7 +364,7 @@ fn load_entries(
             entries::evidence_salt,
             entries::evidence_jcs,
             entries::consent_text_sha256,
-            subjects::e164,
+            subjects::identity,
             subjects::salt,
             subjects::erased_at,
         ))
@@ -293,18 +372,19 @@ fn load_entries(
         .into_boxed();
     let query = match filter {
         EntryFilter::Seq(seq) => query.filter(entries::seq.eq(seq)),
-        EntryFilter::Subject(id) => query.filter(entries::subject_id.eq(id)),
+        EntryFilter::Group(id) => query.filter(subjects::group_id.eq(id)),
         EntryFilter::Range { from, to } => query
             .filter(entries::seq.ge(from))
             .filter(entries::seq.lt(to)),
     };
     let rows: Vec<EntryColumns> = query.load(conn)?;
     let mut out = Vec::with_capacity(rows.len());
-    for (seq, canonical_json, leaf_hash, ev_salt, ev_jcs, text_hash, e164, salt, erased_at) in rows
+    for (seq, canonical_json, leaf_hash, ev_salt, ev_jcs, text_hash, identity, salt, erased_at) in
+        rows
     {
         let erased = erased_at.is_some();
-        let subject = match (erased, e164, salt) {
-            (false, Some(e164), Some(salt)) => Some(SubjectOpening::number(e164, salt)),
+        let subject = match (erased, identity, salt) {
+            (false, Some(identity), Some(salt)) => Some(SubjectOpening::of(identity, salt)),
             _ => None,
         };
         let evidence = match (erased, ev_salt, ev_jcs) {
@@ -331,6 +411,10 @@ fn load_entries(
             },
             _ => None,
         };
+        let linked = match canonical_json.contains(r#""type":"identity_linked""#) {
+            true => Some(linked_opening(conn, tenant, seq)?),
+            false => None,
+        };
         out.push(StoredEntry {
             seq: seq as u64,
             canonical_json,
@@ -340,16 +424,36 @@ fn load_entries(
                 evidence,
                 consent_text,
                 erased,
-                linked: None,
+                linked,
             },
         });
     }
     Ok(out)
 }
 
+/// The opening of the other identity of an `identity_linked` entry; `None`
+/// once that subject is erased.
+fn linked_opening(
+    conn: &mut DbConn,
+    tenant: &str,
+    seq: i64,
+) -> QueryResult<Option<SubjectOpening>> {
+    let found: Option<(Option<String>, Option<String>, Option<i64>)> = identity_links::table
+        .inner_join(subjects::table.on(subjects::id.eq(identity_links::linked_subject_id)))
+        .filter(identity_links::tenant_id.eq(tenant))
+        .filter(identity_links::seq.eq(seq))
+        .select((subjects::identity, subjects::salt, subjects::erased_at))
+        .first(conn)
+        .optional()?;
+    Ok(match found {
+        Some((Some(identity), Some(salt), None)) => Some(SubjectOpening::of(identity, salt)),
+        _ => None,
+    })
+}
+
 enum EntryFilter {
     Seq(i64),
-    Subject(i64),
+    Group(i64),
     Range { from: i64, to: i64 },
 }
 
@@ -379,17 +483,17 @@ pub fn entry_range(
     )
 }
 
-/// Every entry of a subject, oldest first.
+/// Every entry of a group's subjects (erased ones too), oldest first.
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-pub fn subject_history(
+pub fn group_history(
     conn: &mut DbConn,
     tenant: &str,
-    subject_id: i64,
+    group_id: i64,
 ) -> QueryResult<Vec<StoredEntry>> {
     load_entries(
         conn,
         tenant,
-        EntryFilter::Subject(subject_id),
+        EntryFilter::Group(group_id),
         &mut TextCache::new(),
     )
 }

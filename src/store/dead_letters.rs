@@ -15,7 +15,6 @@ use crate::channels::message::{
     preference_evidence, InboundMessage, Outcome, Provider, Sender, PROVIDER_CLOCK_SKEW_MILLIS,
 };
 use crate::channels::settings::StoredSettings;
-use crate::domain::number::E164;
 use crate::domain::purpose::Purpose;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
@@ -119,7 +118,7 @@ pub fn keep_for_unknown_business(
         reason: "unknown_phone_number_id",
         business: Some(message.business.as_str()).filter(|b| !b.is_empty()),
         payload: message_letter(message, withdrawn),
-        waits_for: message.sender.only_user_id(),
+        waits_for: None,
     };
     let dedup = [message.provider.as_str(), message.message_id.as_str()];
     keep_unapplied(conn, master, tenant, &dedup, letter, now)
@@ -209,26 +208,26 @@ fn apply_letter(
             let Some((message, purposes)) = applicable_message(&letter, settings) else {
                 return Ok(None);
             };
-            let Some(number) = sender_number(conn, tenant, &message.sender)? else {
+            let Some(identity) = message.sender.recorded_on() else {
                 return Ok(None);
             };
             let evidence = message_evidence(&message).with("dead_letter_id", &letter_id);
             let at = own_time(message.captured_at);
             let purposes = purposes.into_iter().collect();
-            let record = keyword_opt_out(message.provider, number, purposes, at, evidence);
+            let record = keyword_opt_out(message.provider, identity, purposes, at, evidence);
             (record, message.provider.collector())
         }
         Some(LetterPayload::Preference(letter)) => {
             let Some(sender) = applicable_stop(&letter, settings) else {
                 return Ok(None);
             };
-            let Some(number) = sender_number(conn, tenant, &sender)? else {
+            let Some(identity) = sender.recorded_on() else {
                 return Ok(None);
             };
             let business = letter.business.unwrap_or_default();
             let evidence =
                 preference_evidence(&business, "stop").with("dead_letter_id", &letter_id);
-            let record = marketing_stop(number, own_time(letter.captured_at), evidence);
+            let record = marketing_stop(identity, own_time(letter.captured_at), evidence);
             (record, Provider::WhatsApp.collector())
         }
         _ => return Ok(None),
@@ -263,7 +262,7 @@ fn applicable_message(
 fn applicable_stop(letter: &PreferenceLetter, settings: &StoredSettings) -> Option<Sender> {
     let business = letter.business.as_deref()?;
     (letter.value == "stop" && is_whatsapp_number(settings, business))
-        .then(|| Provider::WhatsApp.sender(letter.from.as_deref(), letter.user_id.as_deref()))
+        .then(|| Provider::WhatsApp.sender(letter.from.as_deref(), letter.user_id.as_deref(), None))
 }
 
 fn is_whatsapp_number(settings: &StoredSettings, id: &str) -> bool {
@@ -271,15 +270,6 @@ fn is_whatsapp_number(settings: &StoredSettings, id: &str) -> bool {
         .whatsapp
         .iter()
         .any(|w| w.phone_numbers.iter().any(|p| p.id == id))
-}
-
-/// The number a sender stands for (a user id through its alias).
-fn sender_number(conn: &mut DbConn, tenant: &str, sender: &Sender) -> StoreResult<Option<E164>> {
-    Ok(match sender {
-        Sender::Number { number, .. } => Some(number.clone()),
-        Sender::UserId(user_id) => channels::resolve_alias(conn, tenant, user_id)?,
-        Sender::Unknown => None,
-    })
 }
 
 /// A dead letter as stored (the payload stays sealed).
@@ -411,14 +401,14 @@ pub fn delete_letters_naming(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
-    number: &E164,
+    identity: &str,
 ) -> QueryResult<usize> {
     let sealed: Vec<(i64, String)> = dead_letters::table
         .filter(dead_letters::tenant_id.eq(tenant))
         .select((dead_letters::id, dead_letters::payload_sealed))
         .load(conn)?;
-    let with_plus = format!("\"{}\"", number.as_str());
-    let without = format!("\"{}\"", number.as_str().trim_start_matches('+'));
+    let with_plus = format!("\"{identity}\"");
+    let without = format!("\"{}\"", identity.trim_start_matches('+'));
     let naming: Vec<i64> = sealed
         .into_iter()
         .filter(|(_, payload)| {

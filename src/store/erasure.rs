@@ -7,14 +7,16 @@
 use super::append::{self, Answer, Appended, ErasureReason};
 use super::audit::{self, AuditEvent, AuditKind};
 use super::connection::lock_log;
+use super::consent::group_events;
 use super::dead_letters;
 use super::idempotency;
 use super::schema::{entries, idempotency_keys, subject_aliases, subjects, windows};
+use super::subjects::{group_members, newest_subject, Member};
 use super::suppression::suppress;
 use super::{DbConn, Rejection, StoreError, StoreResult};
 use crate::domain::decision::opted_out_of_everything;
 use crate::domain::evidence::Evidence;
-use crate::domain::number::E164;
+use crate::domain::identity::Identity;
 use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
 use crate::domain::record::{OptOutRecord, Record};
 use crate::domain::time::Timestamp;
@@ -26,13 +28,14 @@ pub struct ErasureRequest<'a> {
     pub tenant: &'a str,
     /// The erasing key's id (the opt-out's and the entry's collector).
     pub collector: &'a str,
-    pub number: &'a E164,
+    /// Any identity of the group to erase.
+    pub identity: &'a Identity,
     /// Why, as the admin wrote it: kept in the audit trail only.
     pub reason: Option<&'a str>,
 }
 
-/// Erases a number's current subject; the `erasure` entry appended.
-/// `Rejected(NotFound)` when the number has no current subject.
+/// Erases the newest group of an identity; the last `erasure` entry
+/// appended. `Rejected(NotFound)` when the identity has no subject.
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %request.tenant))]
 pub fn erase(
     conn: &mut DbConn,
@@ -57,19 +60,18 @@ fn erase_locked(
     let ErasureRequest {
         tenant,
         collector,
-        number,
+        identity,
         reason,
     } = *request;
     lock_log(conn, tenant)?;
-    let Some((subject_id, commitment)) = super::consent::current_subject(conn, tenant, number)?
-    else {
+    let Some(subject) = newest_subject(conn, tenant, identity.as_str())? else {
         return Err(StoreError::Rejected(Rejection::NotFound));
     };
-    let events = super::consent::subject_events(conn, tenant, number)?;
-    if !opted_out_of_everything(&events) {
+    let events = group_events(conn, subject.group_id)?;
+    if !opted_out_of_everything(&events) && subject.closed_at.is_none() {
         let at = append::next_recorded_at(conn, tenant, now)?;
         let opt_out = Record::OptOut(OptOutRecord {
-            number: number.clone(),
+            identity: identity.clone(),
             channel: CaptureChannel::Api,
             purposes: PurposeSet::all(),
             message_channels: MessageChannelSet::all(),
@@ -80,29 +82,23 @@ fn erase_locked(
         });
         append::append_locked(conn, master, tenant, collector, &opt_out, None, now)?;
     }
-    let subject = (subject_id, commitment.as_str());
-    let erased = append::append_erasure_locked(
+    let members = group_members(conn, subject.group_id)?;
+    let erased = erase_members(
         conn,
+        master,
         tenant,
         collector,
-        subject,
+        &members,
         ErasureReason::Request,
         now,
     )?;
-    let at = erased.recorded_at.millis();
-    suppress(
-        conn,
-        tenant,
-        &master.identity_hash(tenant, number.as_str()),
-        at,
-    )?;
-    forget_subject(conn, master, tenant, subject_id, number, at)?;
     let event = AuditEvent {
         actor: collector,
         kind: AuditKind::SubjectErased,
         details: serde_json::json!({
             "seq": erased.seq,
             "subject": erased.subject,
+            "subjects": members.len(),
             "reason": "request",
             "note": reason,
         }),
@@ -118,21 +114,59 @@ fn erase_locked(
     Ok(erased)
 }
 
-/// Deletes what names or opens the subject: its number and salt, every
-/// evidence body and salt of its entries, its windows, aliases, dead letters
-/// and idempotency records. Consent texts are the tenant's, not the
-/// person's, and stay.
+/// Erases every subject of a group, inside the caller's transaction under
+/// the log's lock: one `erasure` entry each, then (on request) a
+/// suppression record per identity, then the deletion of what names or
+/// opens them. Returns the last `erasure` entry.
+pub(super) fn erase_members(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    collector: &str,
+    members: &[Member],
+    reason: ErasureReason,
+    now: Timestamp,
+) -> StoreResult<Appended> {
+    let mut last = None;
+    for member in members {
+        let subject = (member.id, member.commitment.as_str());
+        last = Some(append::append_erasure_locked(
+            conn, tenant, collector, subject, reason, now,
+        )?);
+    }
+    let erased = last.ok_or(StoreError::Rejected(Rejection::NotFound))?;
+    let at = erased.recorded_at.millis();
+    for member in members {
+        if let (Some(identity), ErasureReason::Request) = (&member.identity, reason) {
+            suppress(conn, tenant, &master.identity_hash(tenant, identity), at)?;
+        }
+        forget_subject(
+            conn,
+            master,
+            tenant,
+            member.id,
+            member.identity.as_deref(),
+            at,
+        )?;
+    }
+    Ok(erased)
+}
+
+/// Deletes what names or opens the subject: its identity and salt, every
+/// evidence body and salt of its entries, its windows, dead letters and
+/// idempotency records. Consent texts are the tenant's, not the person's,
+/// and stay.
 pub(super) fn forget_subject(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
     subject_id: i64,
-    number: &E164,
+    identity: Option<&str>,
     at: i64,
 ) -> StoreResult<()> {
     diesel::update(subjects::table.find(subject_id))
         .set((
-            subjects::e164.eq(None::<String>),
+            subjects::identity.eq(None::<String>),
             subjects::salt.eq(None::<String>),
             subjects::erased_at.eq(Some(at)),
         ))
@@ -144,24 +178,31 @@ pub(super) fn forget_subject(
         ))
         .execute(conn)?;
     diesel::delete(
-        windows::table
-            .filter(windows::tenant_id.eq(tenant))
-            .filter(windows::e164.eq(number.as_str())),
-    )
-    .execute(conn)?;
-    diesel::delete(
-        subject_aliases::table
-            .filter(subject_aliases::tenant_id.eq(tenant))
-            .filter(subject_aliases::e164.eq(number.as_str())),
-    )
-    .execute(conn)?;
-    diesel::delete(
         idempotency_keys::table
             .filter(idempotency_keys::tenant_id.eq(tenant))
             .filter(idempotency_keys::subject_id.eq(subject_id)),
     )
     .execute(conn)?;
-    dead_letters::delete_letters_naming(conn, master, tenant, number)?;
+    let Some(identity) = identity else {
+        return Ok(());
+    };
+    diesel::delete(
+        windows::table
+            .filter(windows::tenant_id.eq(tenant))
+            .filter(windows::identity.eq(identity)),
+    )
+    .execute(conn)?;
+    diesel::delete(
+        subject_aliases::table
+            .filter(subject_aliases::tenant_id.eq(tenant))
+            .filter(
+                subject_aliases::e164
+                    .eq(identity)
+                    .or(subject_aliases::user_id.eq(identity)),
+            ),
+    )
+    .execute(conn)?;
+    dead_letters::delete_letters_naming(conn, master, tenant, identity)?;
     Ok(())
 }
 

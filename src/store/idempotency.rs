@@ -318,7 +318,7 @@ mod tests {
         use crate::store::append::{self, Answer, OptOutRecord, Record};
         let (_dir, mut conn) = db();
         let record = Record::OptOut(OptOutRecord {
-            number: E164::from_canonical("+4915112345678").unwrap(),
+            identity: E164::from_canonical("+4915112345678").unwrap().into(),
             channel: CaptureChannel::Api,
             purposes: PurposeSet::all(),
             message_channels: MessageChannelSet::all(),

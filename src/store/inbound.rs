@@ -8,6 +8,7 @@ use super::channels;
 use super::connection::lock_log;
 use super::consent::record_inbound;
 use super::dead_letters::{apply_letters_waiting_for, keep, Letter};
+use super::links::{close_group, contradicts_link, link, Source};
 use super::tenants::find_brand;
 use super::{DbConn, Rejection, StoreError, StoreResult};
 use crate::channels::message::{
@@ -17,8 +18,8 @@ use crate::channels::message::{
 };
 use crate::channels::settings::{OptInMatch, StoredSettings};
 use crate::domain::evidence::Evidence;
+use crate::domain::identity::Identity;
 use crate::domain::ids::BrandId;
-use crate::domain::number::E164;
 use crate::domain::purpose::CaptureChannel;
 use crate::domain::record::{LiftClass, LiftRecord, OptInRecord, Record};
 use crate::domain::text::is_readable_text;
@@ -29,26 +30,95 @@ use crate::keys::MasterKey;
 /// without `backfill`).
 const MAX_OPT_IN_AGE_MILLIS: i64 = 30 * 24 * 3600 * 1000;
 
-/// The number a sender stands for, remembering a user id that came with
-/// it, and applying the opt-outs that waited for that user id.
-fn resolve_sender(
+/// Applies the opt-outs kept as dead letters by older versions while they
+/// waited for a user id that now arrives (they are readable under today's
+/// rules: recorded on the user id).
+fn apply_waiting(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
     settings: &StoredSettings,
     sender: &Sender,
     now: Timestamp,
-) -> StoreResult<Option<E164>> {
-    Ok(match sender {
-        Sender::Number { number, user_id } => {
-            if let Some(user_id) = user_id {
-                channels::remember_alias(conn, tenant, user_id, number, now.millis())?;
-                apply_letters_waiting_for(conn, master, tenant, settings, user_id, now)?;
+) -> StoreResult<Vec<u64>> {
+    match sender.user_id() {
+        Some(user_id) => apply_letters_waiting_for(conn, master, tenant, settings, user_id, now),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Links the identities a signed WhatsApp message pairs (SPEC section 3),
+/// first closing every group the pairing shows changed hands: a number or
+/// user id linked, through this WhatsApp Business Account, to another
+/// identity of the kind it now arrives with.
+fn link_sender(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    message: &InboundMessage,
+    captured_at: Timestamp,
+    now: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    let pairs = message.sender.pairs();
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let waba = message.waba.as_deref().unwrap_or("");
+    let evidence = message_evidence(message);
+    let source = Source {
+        waba,
+        captured_at,
+        evidence: &evidence,
+    };
+    let mut seqs = Vec::new();
+    for (a, b) in &pairs {
+        for (arrived, other) in [(a, b), (b, a)] {
+            if contradicts_link(conn, tenant, arrived, other, waba)?.is_some() {
+                seqs.extend(close_group(conn, master, tenant, arrived, &source, now)?);
             }
-            Some(number.clone())
         }
-        Sender::UserId(user_id) => channels::resolve_alias(conn, tenant, user_id)?,
-        Sender::Unknown => None,
+    }
+    for (a, b) in &pairs {
+        seqs.extend(link(conn, tenant, (a, b), &source, now)?);
+    }
+    Ok(seqs)
+}
+
+/// Records WhatsApp's `user_changed_number` or `user_changed_user_id`: the
+/// group of the identity it arrived from is closed (an opt-out of
+/// everything, the message as evidence with `system`), and nothing more.
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
+pub fn record_change(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    message: &InboundMessage,
+    system: &str,
+    now: Timestamp,
+) -> StoreResult<Outcome> {
+    conn.immediate_transaction(|conn| {
+        lock_log(conn, tenant)?;
+        let key = master.keyed_hash(tenant, &[message.provider.as_str(), &message.message_id]);
+        if !channels::first_delivery(conn, tenant, &key, now.millis())? {
+            return Ok(Outcome::Duplicate);
+        }
+        let Some(identity) = message.sender.recorded_on() else {
+            return Ok(Outcome::Recorded { seqs: Vec::new() });
+        };
+        let captured_at = message
+            .captured_at
+            .filter(|at| *at <= now.plus_millis(PROVIDER_CLOCK_SKEW_MILLIS))
+            .unwrap_or(now);
+        let evidence = message_evidence(message).with("system", system);
+        let source = Source {
+            waba: message.waba.as_deref().unwrap_or(""),
+            captured_at,
+            evidence: &evidence,
+        };
+        let seqs = close_group(conn, master, tenant, &identity, &source, now)?;
+        Ok(Outcome::Recorded {
+            seqs: seqs.into_iter().collect(),
+        })
     })
 }
 
@@ -79,7 +149,7 @@ pub fn record_message(
             reason,
             business: Some(&message.business),
             payload: message_letter(message, withdrawn),
-            waits_for: message.sender.only_user_id(),
+            waits_for: None,
         };
         // A provider clock ahead of ours, or no readable time at all: an
         // opt-out (or a plain message) counts from now rather than not at
@@ -97,23 +167,35 @@ pub fn record_message(
                 now
             }
         };
-        let resolved = resolve_sender(conn, master, tenant, settings, &message.sender, now)?;
-        let Some(number) = resolved else {
+        let Some(identity) = message.sender.recorded_on() else {
             if withdrawn.is_some() {
                 return keep(conn, master, tenant, letter("unknown_sender"), now);
             }
             return Ok(Outcome::Recorded { seqs: Vec::new() });
         };
+        let mut seqs = apply_waiting(conn, master, tenant, settings, &message.sender, now)?;
         if message.provider == Provider::WhatsApp {
-            record_inbound(conn, tenant, &number, Some(&message.business), captured_at)?;
+            seqs.extend(link_sender(
+                conn,
+                master,
+                tenant,
+                message,
+                captured_at,
+                now,
+            )?);
+            let business = Some(message.business.as_str());
+            record_inbound(conn, tenant, identity.as_str(), business, captured_at)?;
         }
         let arrival = Arrival {
             message,
-            number,
+            identity,
             captured_at,
         };
         match record_intent(conn, master, tenant, settings, &arrival, &intent, now)? {
-            Ok(seqs) => Ok(Outcome::Recorded { seqs }),
+            Ok(more) => {
+                seqs.extend(more);
+                Ok(Outcome::Recorded { seqs })
+            }
             Err(reason) => keep(conn, master, tenant, letter(reason), now),
         }
     })
@@ -122,7 +204,7 @@ pub fn record_message(
 /// A message whose sender and time are known.
 struct Arrival<'a> {
     message: &'a InboundMessage,
-    number: E164,
+    identity: Identity,
     captured_at: Timestamp,
 }
 
@@ -140,12 +222,12 @@ fn record_intent(
     let provider = arrival.message.provider;
     let collector = provider.collector();
     let evidence = message_evidence(arrival.message);
-    let number = arrival.number.clone();
+    let identity = arrival.identity.clone();
     let seqs = match intent {
         Intent::OptOut { full } => {
             let purposes = opt_out_purposes(*full, settings);
             let opt_out =
-                keyword_opt_out(provider, number, purposes, arrival.captured_at, evidence);
+                keyword_opt_out(provider, identity, purposes, arrival.captured_at, evidence);
             append_unless_suppressed(conn, master, tenant, collector, &opt_out, now)?
         }
         Intent::Lift => {
@@ -155,7 +237,7 @@ fn record_intent(
                 captured_at: arrival.captured_at,
                 evidence,
             };
-            lift_opt_outs(conn, master, tenant, collector, &number, &lift, now)?
+            lift_opt_outs(conn, master, tenant, collector, &identity, &lift, now)?
         }
         Intent::OptIn(m) => {
             if !is_readable_text(&m.prompt) {
@@ -165,7 +247,7 @@ fn record_intent(
             let opt_in = OptInFromMessage {
                 matched: m,
                 provider,
-                number,
+                identity,
                 captured_at: arrival.captured_at,
                 evidence,
             };
@@ -211,7 +293,7 @@ fn lift_opt_outs(
     master: &MasterKey,
     tenant: &str,
     collector: &str,
-    number: &E164,
+    identity: &Identity,
     lift: &Lift,
     now: Timestamp,
 ) -> StoreResult<Vec<u64>> {
@@ -219,14 +301,14 @@ fn lift_opt_outs(
     let liftable = channels::liftable_opt_outs(
         conn,
         tenant,
-        number,
+        identity.as_str(),
         lift.class,
         lift.channel,
         lift.captured_at.millis(),
     )?;
     for lifts in liftable {
         let record = Record::Lift(LiftRecord {
-            number: number.clone(),
+            identity: identity.clone(),
             channel: lift.channel,
             captured_at: lift.captured_at,
             evidence: lift.evidence.clone(),
@@ -243,7 +325,7 @@ fn lift_opt_outs(
 struct OptInFromMessage<'a> {
     matched: &'a OptInMatch,
     provider: Provider,
-    number: E164,
+    identity: Identity,
     captured_at: Timestamp,
     evidence: Evidence,
 }
@@ -268,7 +350,7 @@ fn record_opt_in(
         None => [opt_in.provider.message_channel()].into_iter().collect(),
     };
     let record = Record::OptIn(OptInRecord {
-        number: opt_in.number.clone(),
+        identity: opt_in.identity.clone(),
         channel: opt_in.provider.capture_channel(),
         brand_id: BrandId(brand.id),
         company_name_shown: brand.name,
@@ -309,7 +391,7 @@ pub fn record_preference(
             reason,
             business: Some(&change.business),
             payload: preference_letter(change, Some(change.captured_at)),
-            waits_for: change.sender.only_user_id(),
+            waits_for: None,
         };
         let mut captured_at = change.captured_at;
         if captured_at > now.plus_millis(PROVIDER_CLOCK_SKEW_MILLIS) {
@@ -318,8 +400,8 @@ pub fn record_preference(
             }
             captured_at = now;
         }
-        let resolved = resolve_sender(conn, master, tenant, settings, &change.sender, now)?;
-        let Some(number) = resolved else {
+        let mut seqs = apply_waiting(conn, master, tenant, settings, &change.sender, now)?;
+        let Some(identity) = change.sender.recorded_on() else {
             if change.stop {
                 return keep(conn, master, tenant, letter("unknown_sender"), now);
             }
@@ -327,8 +409,8 @@ pub fn record_preference(
         };
         let collector = Provider::WhatsApp.collector();
         let evidence = preference_evidence(&change.business, value);
-        let seqs = if change.stop {
-            let record = marketing_stop(number, captured_at, evidence);
+        seqs.extend(if change.stop {
+            let record = marketing_stop(identity, captured_at, evidence);
             append_unless_suppressed(conn, master, tenant, collector, &record, now)?
         } else {
             let lift = Lift {
@@ -337,8 +419,8 @@ pub fn record_preference(
                 captured_at,
                 evidence,
             };
-            lift_opt_outs(conn, master, tenant, collector, &number, &lift, now)?
-        };
+            lift_opt_outs(conn, master, tenant, collector, &identity, &lift, now)?
+        });
         Ok(Outcome::Recorded { seqs })
     })
 }

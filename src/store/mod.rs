@@ -11,12 +11,14 @@ pub mod dead_letters;
 pub mod erasure;
 pub mod idempotency;
 pub mod inbound;
+pub mod links;
 pub mod log;
 pub mod notification;
 pub mod pool;
 pub mod restore;
 pub mod retention;
 pub mod schema;
+pub mod subjects;
 pub mod suppression;
 pub mod tenants;
 

@@ -8,7 +8,7 @@ use super::{DbConn, StoreError};
 use crate::channels::letter::LetterPayload;
 use crate::channels::message::{preference_letter, Outcome, PreferenceChange, Provider};
 use crate::channels::settings::StoredSettings;
-use crate::channels::whatsapp::{inbound_message, preference_key, timestamp};
+use crate::channels::whatsapp::{changed_message, inbound_message, preference_key, timestamp};
 use crate::channels::whatsapp_payload::{self as payload, Event, Notification};
 use crate::domain::time::{Clock, Timestamp};
 use crate::keys::MasterKey;
@@ -86,6 +86,22 @@ pub fn record_notification(
                     )?
                 }
             }
+            Event::Changed(c) if known(c.phone_number_id.as_deref()) => {
+                let system = c.system.clone();
+                let message = changed_message(c);
+                inbound::record_change(conn, master, tenant, &message, &system, now)?
+            }
+            Event::Changed(c) => {
+                let letter = Letter {
+                    provider: Provider::WhatsApp,
+                    reason: "unknown_phone_number_id",
+                    business: c.phone_number_id.as_deref(),
+                    payload: LetterPayload::Unrecorded { detail: c.detail },
+                    waits_for: None,
+                };
+                let dedup = ["whatsapp", c.message_id.as_str()];
+                dead_letters::keep_unapplied(conn, master, tenant, &dedup, letter, now)?
+            }
             Event::Preference(p) => {
                 let Some(outcome) =
                     apply_preference(conn, master, tenant, settings, &p, known, now)?
@@ -121,7 +137,7 @@ fn apply_preference(
     let key = preference_key(p);
     let key: Vec<&str> = key.iter().map(String::as_str).collect();
     let change = PreferenceChange {
-        sender: Provider::WhatsApp.sender(p.wa_id.as_deref(), p.user_id.as_deref()),
+        sender: Provider::WhatsApp.sender(p.wa_id.as_deref(), p.user_id.as_deref(), None),
         from: p.wa_id.clone(),
         business: p.phone_number_id.clone().unwrap_or_default(),
         stop,
@@ -140,7 +156,7 @@ fn apply_preference(
                 reason,
                 business: p.phone_number_id.as_deref(),
                 payload: preference_letter(&change, at),
-                waits_for: change.sender.only_user_id(),
+                waits_for: None,
             };
             dead_letters::keep_unapplied(conn, master, tenant, &key, letter, now)?
         }

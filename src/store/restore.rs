@@ -12,8 +12,8 @@ use super::suppression::suppress;
 use super::tenants::{find_brand, insert_brand};
 use super::{DbConn, StoreError, StoreResult};
 use crate::domain::evidence::Evidence;
+use crate::domain::identity::Identity;
 use crate::domain::ids::BrandId;
-use crate::domain::number::E164;
 use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
 use crate::domain::record::{LiftClass, LiftRecord, OptInRecord, OptOutRecord, Record};
 use crate::keys::MasterKey;
@@ -71,11 +71,10 @@ pub fn restore_entry(
         let subject_id = subject_of(conn, tenant, entry, &openings)?;
         let record = match &openings.subject {
             Some(subject) => {
-                let e164 = subject
-                    .e164
-                    .as_deref()
-                    .ok_or_else(|| refuse(entry.seq, "subjects by user id cannot be restored yet"))?;
-                record_of(conn, tenant, entry, &openings, e164)?
+                let identity = subject
+                    .identity()
+                    .ok_or_else(|| refuse(entry.seq, "a subject opening that names no identity"))?;
+                record_of(conn, tenant, entry, &openings, identity)?
             }
             None => None,
         };
@@ -86,10 +85,14 @@ pub fn restore_entry(
             salt: e.salt.clone(),
             jcs: evidence_jcs_of_map(&e.body),
         });
+        let group_id: i64 = subjects::table
+            .find(subject_id)
+            .select(subjects::group_id)
+            .first(conn)?;
         let (_, leaf_hex) = write_entry(
             conn,
             tenant,
-            record.as_ref(),
+            record.as_ref().map(|r| (r, group_id)),
             subject_id,
             evidence.as_ref(),
             entry,
@@ -121,21 +124,26 @@ fn subject_of(
     if let Some(id) = found {
         return Ok(id);
     }
-    let (e164, salt, erased_at) = match &openings.subject {
-        Some(s) => (s.e164.clone(), Some(s.salt.clone()), None),
+    let (identity, salt, erased_at) = match &openings.subject {
+        Some(s) => (s.identity().map(str::to_owned), Some(s.salt.clone()), None),
         None => (None, None, Some(entry.recorded_at.millis())),
     };
-    Ok(diesel::insert_into(subjects::table)
+    let id: i64 = diesel::insert_into(subjects::table)
         .values((
             subjects::tenant_id.eq(tenant),
             subjects::commitment.eq(&entry.subject),
-            subjects::e164.eq(e164),
+            subjects::identity.eq(identity),
             subjects::salt.eq(salt),
             subjects::created_at.eq(entry.recorded_at.millis()),
             subjects::erased_at.eq(erased_at),
+            subjects::group_id.eq(0),
         ))
         .returning(subjects::id)
-        .get_result(conn)?)
+        .get_result(conn)?;
+    diesel::update(subjects::table.find(id))
+        .set(subjects::group_id.eq(id))
+        .execute(conn)?;
+    Ok(id)
 }
 
 /// What the entry records, for the consent state a check reads.
@@ -144,10 +152,11 @@ fn record_of(
     tenant: &str,
     entry: &Entry,
     openings: &Openings,
-    e164: &str,
+    identity: &str,
 ) -> StoreResult<Option<Record>> {
     let seq = entry.seq;
-    let number = E164::from_canonical(e164).ok_or_else(|| refuse(seq, "unreadable number"))?;
+    let identity =
+        Identity::from_stored(identity).ok_or_else(|| refuse(seq, "unreadable identity"))?;
     let channel = entry
         .channel
         .as_deref()
@@ -173,7 +182,7 @@ fn record_of(
             }
             let (brand_id, shown) = brand_of(conn, tenant, entry)?;
             Some(Record::OptIn(OptInRecord {
-                number,
+                identity,
                 channel,
                 brand_id,
                 company_name_shown: shown,
@@ -190,7 +199,7 @@ fn record_of(
         EntryType::OptOut => {
             let lift_class = lift_class_of(entry, openings);
             Some(Record::OptOut(OptOutRecord {
-                number,
+                identity,
                 channel,
                 purposes,
                 message_channels,
@@ -201,7 +210,7 @@ fn record_of(
             }))
         }
         EntryType::OptOutLifted => Some(Record::Lift(LiftRecord {
-            number,
+            identity,
             channel,
             captured_at,
             evidence: Evidence::from_pairs([]),
@@ -258,22 +267,17 @@ fn erase(
     entry: &Entry,
     subject_id: i64,
 ) -> StoreResult<()> {
-    let e164: Option<String> = subjects::table
+    let identity: Option<String> = subjects::table
         .find(subject_id)
-        .select(subjects::e164)
+        .select(subjects::identity)
         .first(conn)?;
     let at = entry.recorded_at.millis();
-    match e164.as_deref().and_then(E164::from_canonical) {
-        Some(number) => {
+    match identity.as_deref() {
+        Some(identity) => {
             if entry.reason.as_deref() == Some("request") {
-                suppress(
-                    conn,
-                    tenant,
-                    &master.identity_hash(tenant, number.as_str()),
-                    at,
-                )?;
+                suppress(conn, tenant, &master.identity_hash(tenant, identity), at)?;
             }
-            forget_subject(conn, master, tenant, subject_id, &number, at)?;
+            forget_subject(conn, master, tenant, subject_id, Some(identity), at)?;
         }
         None if entry.reason.as_deref() == Some("request") => {
             tracing::warn!(

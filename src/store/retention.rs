@@ -2,15 +2,15 @@
 //! evidence is due, their erasure with reason `retention` (no opt-out, no
 //! suppression), and the windows that closed more than a day ago.
 
-use super::append::{self, Appended, ErasureReason};
+use super::append::{Appended, ErasureReason};
 use super::audit::{self, AuditEvent, AuditKind};
 use super::connection::lock_log;
-use super::consent::events_of_subject;
-use super::erasure::forget_subject;
+use super::consent::group_events;
+use super::erasure::erase_members;
 use super::schema::{consent_events, subjects, tenants, windows};
-use super::{DbConn, StoreError, StoreResult};
+use super::subjects::group_members;
+use super::{DbConn, StoreResult};
 use crate::domain::decision::WINDOW_MILLIS;
-use crate::domain::number::E164;
 use crate::domain::retention::retention_due;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
@@ -50,7 +50,7 @@ pub fn candidates(
     };
     let newest_allowed = now.millis().saturating_sub(days.saturating_mul(DAY_MILLIS));
     let later_event = consent_events::table
-        .filter(consent_events::subject_id.eq(subjects::id))
+        .filter(consent_events::group_id.eq(subjects::group_id))
         .filter(consent_events::captured_at.gt(newest_allowed));
     subjects::table
         .filter(subjects::tenant_id.eq(tenant))
@@ -63,10 +63,11 @@ pub fn candidates(
         .load(conn)
 }
 
-/// Erases one subject for retention if it is due now, deciding under the
-/// log's lock (an opt-in recorded since it was listed keeps it): the
-/// `erasure` entry of reason `retention`, then the deletion of its number,
-/// salts, evidence, windows, aliases, dead letters and idempotency records.
+/// Erases a subject's group for retention if it is due now, deciding under
+/// the log's lock (an opt-in recorded since it was listed keeps it): an
+/// `erasure` entry of reason `retention` per subject, then the deletion of
+/// their identities, salts, evidence, windows, dead letters and
+/// idempotency records.
 /// `None` when it is not due (or no longer current).
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn erase_if_due(
@@ -88,37 +89,29 @@ pub fn erase_if_due(
         let Some(retention) = retention else {
             return Ok(None);
         };
-        let subject: Option<(String, Option<String>)> = subjects::table
+        let group: Option<i64> = subjects::table
             .find(subject_id)
             .filter(subjects::tenant_id.eq(tenant))
             .filter(subjects::erased_at.is_null())
-            .select((subjects::commitment, subjects::e164))
+            .select(subjects::group_id)
             .first(conn)
             .optional()?;
-        let Some((commitment, Some(e164))) = subject else {
+        let Some(group) = group else {
             return Ok(None);
         };
-        let events = events_of_subject(conn, subject_id)?;
+        let events = group_events(conn, group)?;
         if !retention_due(&events, max_age, retention, now) {
             return Ok(None);
         }
-        let erased = append::append_erasure_locked(
-            conn,
-            tenant,
-            RETENTION_COLLECTOR,
-            (subject_id, commitment.as_str()),
-            ErasureReason::Retention,
-            now,
-        )?;
-        let number = E164::from_canonical(&e164)
-            .ok_or_else(|| StoreError::Unreadable(format!("the number of subject {subject_id}")))?;
-        forget_subject(
+        let members = group_members(conn, group)?;
+        let erased = erase_members(
             conn,
             master,
             tenant,
-            subject_id,
-            &number,
-            erased.recorded_at.millis(),
+            RETENTION_COLLECTOR,
+            &members,
+            ErasureReason::Retention,
+            now,
         )?;
         let event = AuditEvent {
             actor: RETENTION_COLLECTOR,
@@ -145,14 +138,18 @@ pub fn purge_closed_windows(conn: &mut DbConn, now: i64, limit: i64) -> QueryRes
             .filter(windows::last_inbound_at.le(cutoff))
             .order(windows::last_inbound_at)
             .limit(limit)
-            .select((windows::tenant_id, windows::e164, windows::phone_number_id))
+            .select((
+                windows::tenant_id,
+                windows::identity,
+                windows::phone_number_id,
+            ))
             .load(conn)?;
         let mut purged = 0;
-        for (tenant, e164, id) in &closed {
+        for (tenant, identity, id) in &closed {
             purged += diesel::delete(
                 windows::table
                     .filter(windows::tenant_id.eq(tenant))
-                    .filter(windows::e164.eq(e164))
+                    .filter(windows::identity.eq(identity))
                     .filter(windows::phone_number_id.eq(id))
                     .filter(windows::last_inbound_at.le(cutoff)),
             )

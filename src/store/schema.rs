@@ -52,10 +52,12 @@ diesel::table! {
         id -> BigInt,
         tenant_id -> Text,
         commitment -> Text,
-        e164 -> Nullable<Text>,
+        identity -> Nullable<Text>,
         salt -> Nullable<Text>,
         created_at -> BigInt,
         erased_at -> Nullable<BigInt>,
+        group_id -> BigInt,
+        closed_at -> Nullable<BigInt>,
     }
 }
 
@@ -98,13 +100,14 @@ diesel::table! {
         confirmed_by -> Nullable<BigInt>,
         lifted_by -> Nullable<BigInt>,
         lift_class -> Nullable<Text>,
+        group_id -> BigInt,
     }
 }
 
 diesel::table! {
-    windows (tenant_id, e164, phone_number_id) {
+    windows (tenant_id, identity, phone_number_id) {
         tenant_id -> Text,
-        e164 -> Text,
+        identity -> Text,
         phone_number_id -> Text,
         last_inbound_at -> BigInt,
     }
@@ -238,6 +241,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    identity_links (tenant_id, seq) {
+        tenant_id -> Text,
+        seq -> BigInt,
+        subject_id -> BigInt,
+        linked_subject_id -> BigInt,
+        waba -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     meta,
     tenants,
@@ -260,4 +273,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     suppressions,
     audit_heads,
     audit_events,
+    identity_links,
 );

@@ -4,7 +4,6 @@
 
 use super::schema::suppressions;
 use super::DbConn;
-use crate::domain::number::E164;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use diesel::prelude::*;
@@ -43,16 +42,32 @@ pub fn suppressed_many(
     Ok(out)
 }
 
-/// When the number was last erased on request, if ever (SPEC section 2
+/// When the identity was last erased on request, if ever (SPEC section 2
 /// rule 1).
 pub fn suppression_of(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
-    number: &E164,
+    identity: &str,
 ) -> QueryResult<Option<Timestamp>> {
-    let hash = master.identity_hash(tenant, number.as_str());
+    let hash = master.identity_hash(tenant, identity);
     Ok(suppressed_at(conn, tenant, &hash)?.map(Timestamp::from_millis))
+}
+
+/// The latest erasure on request of any of a group's identities (SPEC
+/// section 2 rule 1).
+pub fn group_suppression(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    identities: &[String],
+) -> QueryResult<Option<Timestamp>> {
+    let hashes: Vec<String> = identities
+        .iter()
+        .map(|i| master.identity_hash(tenant, i))
+        .collect();
+    let found = suppressed_many(conn, tenant, &hashes)?;
+    Ok(found.values().max().copied().map(Timestamp::from_millis))
 }
 
 /// Records (or moves forward) the suppression of an identity.

@@ -9,9 +9,9 @@
 //! refused caller gets its 401 or 403 whatever body, query or path it sends.
 
 use crate::channels::{
-    configured, fixture, hub_signature, now_secs, settings, sms, twilio_signature, whatsapp,
-    ACCOUNT_SID, PHONE_NUMBER_ID, TW_NUMBER, TW_SECONDARY, TW_TOKEN, VERIFY_TOKEN, WA_PREVIOUS,
-    WA_SECRET, WEBHOOK_URL,
+    configured, fixture, hub_signature, now_secs, settings, sms, twilio_signature, unreadable_stop,
+    whatsapp, ACCOUNT_SID, PHONE_NUMBER_ID, TW_NUMBER, TW_SECONDARY, TW_TOKEN, VERIFY_TOKEN,
+    WA_PREVIOUS, WA_SECRET, WEBHOOK_URL,
 };
 use crate::helpers::*;
 use reqwest::{Method, StatusCode};
@@ -380,7 +380,7 @@ async fn world(app: &TestApp) -> World {
     let a_seq = recorded.body["seq"].as_u64().expect("seq");
     let opted_out = app.opt_out(&a, api_opt_out("+4915112340000")).await;
     assert_eq!(opted_out.status, StatusCode::CREATED, "{}", opted_out.body);
-    whatsapp(app, &fixture("bsuid_only", now_secs() - 30)).await;
+    whatsapp(app, &unreadable_stop(now_secs() - 30)).await;
     let letters = app.get("/v1/dead-letters", &a.admin).await;
     let dead_letter = letters.body["dead_letters"][0]["id"]
         .as_i64()

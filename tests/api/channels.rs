@@ -67,6 +67,16 @@ pub(crate) fn now_secs() -> i64 {
 }
 
 /// A documented payload shape with its times moved to `at` (unix seconds).
+/// A STOP none of whose identities parses (a user id that is not one, and
+/// no number): the only kind of opt-out kept as an `unknown_sender` dead
+/// letter (SPEC section 3).
+pub(crate) fn unreadable_stop(at: i64) -> Value {
+    let mut stop = fixture("bsuid_only", at);
+    stop["entry"][0]["changes"][0]["value"]["contacts"][0]["user_id"] =
+        json!("de.1502576394655843");
+    stop
+}
+
 pub(crate) fn fixture(name: &str, at: i64) -> Value {
     let path = format!(
         "{}/tests/fixtures/whatsapp/{name}.json",

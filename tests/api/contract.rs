@@ -5,8 +5,8 @@
 //! uncalled.
 
 use crate::channels::{
-    configured, fixture, hub_signature, now_secs, sms, twilio_signature, PHONE_NUMBER_ID, TW_TOKEN,
-    VERIFY_TOKEN, WA_SECRET, WEBHOOK_URL,
+    configured, hub_signature, now_secs, sms, twilio_signature, unreadable_stop, PHONE_NUMBER_ID,
+    TW_TOKEN, VERIFY_TOKEN, WA_SECRET, WEBHOOK_URL,
 };
 use crate::helpers::*;
 use reqwest::{RequestBuilder, StatusCode};
@@ -408,7 +408,7 @@ async fn channels_and_webhooks(app: &TestApp, c: &Contract, t: &Tenant) {
         );
         c.get(app, whatsapp, &path, "").await;
     }
-    let body = serde_json::to_vec(&fixture("bsuid_only", now_secs())).unwrap();
+    let body = serde_json::to_vec(&unreadable_stop(now_secs())).unwrap();
     for signature in [Some(hub_signature(WA_SECRET, &body)), None] {
         let mut post = http
             .post(app.url("/webhooks/whatsapp/makro"))

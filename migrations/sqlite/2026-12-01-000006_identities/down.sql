@@ -1,0 +1,11 @@
+DROP TABLE identity_links;
+ALTER TABLE windows RENAME COLUMN identity TO e164;
+DROP INDEX consent_events_group;
+ALTER TABLE consent_events DROP COLUMN group_id;
+DROP INDEX subjects_group;
+DROP INDEX subjects_identity;
+DROP INDEX subjects_current;
+ALTER TABLE subjects DROP COLUMN closed_at;
+ALTER TABLE subjects DROP COLUMN group_id;
+ALTER TABLE subjects RENAME COLUMN identity TO e164;
+CREATE UNIQUE INDEX subjects_current ON subjects (tenant_id, e164) WHERE erased_at IS NULL;

@@ -1,0 +1,181 @@
+//! Linking identities into one person, and closing a group when a number
+//! or user id changes hands (SPEC section 3). Only a signature-checked
+//! WhatsApp message links or closes; everything here runs inside the
+//! message's transaction, under the log's lock.
+
+use super::append::{append_locked, lock_head, write_entry, SaltedEvidence};
+use super::schema::{consent_events, identity_links, subjects, windows};
+use super::subjects::{current_or_new_subject, current_subject, group_identities, SubjectRow};
+use super::{DbConn, StoreResult};
+use crate::domain::evidence::Evidence;
+use crate::domain::identity::Identity;
+use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
+use crate::domain::record::{OptOutRecord, Record};
+use crate::domain::time::Timestamp;
+use crate::keys::{random_salt_hex, MasterKey};
+use crate::ledger::commitment::evidence_commitment;
+use crate::ledger::entry::{Entry, EntryType};
+use crate::ledger::jcs::jcs_string_map;
+use diesel::prelude::*;
+
+/// The collector of links and closures: WhatsApp's webhook.
+const COLLECTOR: &str = "webhook:whatsapp";
+
+/// Where a link or a closure came from: the message's WhatsApp Business
+/// Account, its time and its evidence.
+pub struct Source<'a> {
+    pub waba: &'a str,
+    pub captured_at: Timestamp,
+    pub evidence: &'a Evidence,
+}
+
+/// Joins `subject` and `linked` into one group unless they already are:
+/// one `identity_linked` entry (`subject` = the first identity), creating
+/// either subject if needed. Returns the entry's seq, if one was appended.
+pub fn link(
+    conn: &mut DbConn,
+    tenant: &str,
+    (subject, linked): (&Identity, &Identity),
+    source: &Source<'_>,
+    now: Timestamp,
+) -> StoreResult<Option<u64>> {
+    let a = current_or_new_subject(conn, tenant, subject.as_str(), now.millis())?;
+    let b = current_or_new_subject(conn, tenant, linked.as_str(), now.millis())?;
+    if a.group_id == b.group_id {
+        return Ok(None);
+    }
+    let head = lock_head(conn, tenant, None, now)?;
+    let fields = source.evidence.fields();
+    let evidence = SaltedEvidence {
+        salt: random_salt_hex(),
+        jcs: jcs_string_map(fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+    };
+    let mut entry = Entry::new(
+        EntryType::IdentityLinked,
+        &head.origin,
+        head.size,
+        &head.hash,
+        head.recorded_at,
+        &a.commitment,
+        COLLECTOR,
+    );
+    entry.channel = Some(CaptureChannel::Whatsapp.as_str().to_owned());
+    entry.captured_at = Some(source.captured_at);
+    entry.evidence_sha256 = Some(evidence_commitment(&evidence.salt, &evidence.jcs));
+    entry.linked = Some(b.commitment.clone());
+    write_entry(conn, tenant, None, a.id, Some(&evidence), &entry)?;
+    diesel::insert_into(identity_links::table)
+        .values((
+            identity_links::tenant_id.eq(tenant),
+            identity_links::seq.eq(head.size as i64),
+            identity_links::subject_id.eq(a.id),
+            identity_links::linked_subject_id.eq(b.id),
+            identity_links::waba.eq(source.waba),
+        ))
+        .execute(conn)?;
+    merge_groups(conn, a.group_id, b.group_id)?;
+    tracing::debug!(seq = head.size, "identities linked");
+    Ok(Some(head.size))
+}
+
+/// Moves the larger group id onto the smaller, on the subjects and on the
+/// consent state a check reads.
+fn merge_groups(conn: &mut DbConn, a: i64, b: i64) -> QueryResult<()> {
+    let (keep, drop) = if a < b { (a, b) } else { (b, a) };
+    diesel::update(subjects::table.filter(subjects::group_id.eq(drop)))
+        .set(subjects::group_id.eq(keep))
+        .execute(conn)?;
+    diesel::update(consent_events::table.filter(consent_events::group_id.eq(drop)))
+        .set(consent_events::group_id.eq(keep))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Whether `arrived`, paired with `other` through the WhatsApp Business
+/// Account `waba`, contradicts a link of its open subject made through
+/// that account: it is linked there to another identity of `other`'s kind
+/// (SPEC section 3, a changed or reassigned number).
+pub fn contradicts_link(
+    conn: &mut DbConn,
+    tenant: &str,
+    arrived: &Identity,
+    other: &Identity,
+    waba: &str,
+) -> StoreResult<Option<SubjectRow>> {
+    let Some(subject) = current_subject(conn, tenant, arrived.as_str())? else {
+        return Ok(None);
+    };
+    let links: Vec<(i64, i64)> = identity_links::table
+        .filter(identity_links::tenant_id.eq(tenant))
+        .filter(identity_links::waba.eq(waba))
+        .filter(
+            identity_links::subject_id
+                .eq(subject.id)
+                .or(identity_links::linked_subject_id.eq(subject.id)),
+        )
+        .select((
+            identity_links::subject_id,
+            identity_links::linked_subject_id,
+        ))
+        .load(conn)?;
+    let partners: Vec<i64> = links
+        .into_iter()
+        .map(|(a, b)| if a == subject.id { b } else { a })
+        .collect();
+    let identities: Vec<Option<String>> = subjects::table
+        .filter(subjects::id.eq_any(&partners))
+        .filter(subjects::erased_at.is_null())
+        .select(subjects::identity)
+        .load(conn)?;
+    let contradicted = identities
+        .iter()
+        .flatten()
+        .filter_map(|stored| Identity::from_stored(stored))
+        .any(|partner| partner.kind() == other.kind() && partner != *other);
+    Ok(contradicted.then_some(subject))
+}
+
+/// Closes the group of `identity`'s open subject: an opt-out of every
+/// purpose and message channel on that subject (the message as evidence),
+/// then the whole group is closed, its windows forgotten. Nothing carries
+/// over to a later subject of any of its identities. Returns the opt-out's
+/// seq, if the identity had an open subject.
+pub fn close_group(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    identity: &Identity,
+    source: &Source<'_>,
+    now: Timestamp,
+) -> StoreResult<Option<u64>> {
+    let Some(subject) = current_subject(conn, tenant, identity.as_str())? else {
+        return Ok(None);
+    };
+    let record = Record::OptOut(OptOutRecord {
+        identity: identity.clone(),
+        channel: CaptureChannel::Whatsapp,
+        purposes: PurposeSet::all(),
+        message_channels: MessageChannelSet::all(),
+        captured_at: source.captured_at,
+        backfill: false,
+        evidence: source.evidence.clone().with("reason", "number changed"),
+        lift_class: None,
+    });
+    let appended = append_locked(conn, master, tenant, COLLECTOR, &record, None, now)?;
+    let identities = group_identities(conn, subject.group_id)?;
+    diesel::update(
+        subjects::table
+            .filter(subjects::group_id.eq(subject.group_id))
+            .filter(subjects::closed_at.is_null()),
+    )
+    .set(subjects::closed_at.eq(Some(now.millis())))
+    .execute(conn)?;
+    diesel::delete(
+        windows::table
+            .filter(windows::tenant_id.eq(tenant))
+            .filter(windows::identity.eq_any(&identities)),
+    )
+    .execute(conn)?;
+    tracing::info!(seq = appended.seq, subject = %appended.subject, "group closed: a changed number");
+    Ok(Some(appended.seq))
+}
