@@ -348,6 +348,8 @@ pub fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
             let _ = std::fs::remove_file(&tmp);
         }
     }
+    crate::store::links::migrate_aliases(&mut conn, crate::domain::time::Timestamp::now())
+        .context("cannot migrate the wave-1 aliases into identity links")?;
     crate::domain::number::warm_metadata();
     Ok(Prepared {
         pool,

@@ -4,12 +4,9 @@
 
 use super::append::LiftClass;
 use super::connection::{lock_shared_rule, SharedRule};
-use super::schema::{
-    channel_numbers, channel_settings, consent_events, subject_aliases, subjects, webhook_dedup,
-};
+use super::schema::{channel_numbers, channel_settings, consent_events, subjects, webhook_dedup};
 use super::{DbConn, StoreError, StoreResult};
 use crate::channels::settings::{ChannelNumber, StoredSettings, WHATSAPP_PHONE_NUMBER_ID};
-use crate::domain::number::E164;
 use crate::domain::purpose::CaptureChannel;
 use diesel::prelude::*;
 
@@ -109,41 +106,6 @@ pub fn first_delivery(
         .on_conflict_do_nothing()
         .execute(c))?;
     Ok(inserted == 1)
-}
-
-/// Keeps a business-scoped user id as an alias of the number.
-pub fn remember_alias(
-    conn: &mut DbConn,
-    tenant: &str,
-    user_id: &str,
-    number: &E164,
-    now: i64,
-) -> QueryResult<()> {
-    crate::on_backend!(conn, |c| diesel::insert_into(subject_aliases::table)
-        .values((
-            subject_aliases::tenant_id.eq(tenant),
-            subject_aliases::user_id.eq(user_id),
-            subject_aliases::e164.eq(number.as_str()),
-            subject_aliases::updated_at.eq(now),
-        ))
-        .on_conflict((subject_aliases::tenant_id, subject_aliases::user_id))
-        .do_update()
-        .set((
-            subject_aliases::e164.eq(number.as_str()),
-            subject_aliases::updated_at.eq(now),
-        ))
-        .execute(c))
-    .map(|_| ())
-}
-
-/// The number a business-scoped user id stands for, if known.
-pub fn resolve_alias(conn: &mut DbConn, tenant: &str, user_id: &str) -> QueryResult<Option<E164>> {
-    let found: Option<String> = subject_aliases::table
-        .find((tenant, user_id))
-        .select(subject_aliases::e164)
-        .first(conn)
-        .optional()?;
-    Ok(found.as_deref().and_then(E164::from_canonical))
 }
 
 /// The effective opt-outs of the group of the identity's open subject that a message

@@ -69,6 +69,7 @@ fn link_sender(
         waba,
         captured_at,
         evidence: &evidence,
+        collector: message.provider.collector(),
     };
     let mut seqs = Vec::new();
     for (a, b) in &pairs {
@@ -114,6 +115,7 @@ pub fn record_change(
             waba: message.waba.as_deref().unwrap_or(""),
             captured_at,
             evidence: &evidence,
+            collector: message.provider.collector(),
         };
         let seqs = close_group(conn, master, tenant, &identity, &source, now)?;
         Ok(Outcome::Recorded {

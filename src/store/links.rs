@@ -4,11 +4,12 @@
 //! message's transaction, under the log's lock.
 
 use super::append::{append_locked, lock_head, write_entry, SaltedEvidence};
-use super::schema::{consent_events, identity_links, subjects, windows};
+use super::schema::{consent_events, identity_links, subject_aliases, subjects, windows};
 use super::subjects::{current_or_new_subject, current_subject, group_identities, SubjectRow};
 use super::{DbConn, StoreResult};
 use crate::domain::evidence::Evidence;
-use crate::domain::identity::Identity;
+use crate::domain::identity::{Identity, UserId};
+use crate::domain::number::E164;
 use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
 use crate::domain::record::{OptOutRecord, Record};
 use crate::domain::time::Timestamp;
@@ -21,12 +22,16 @@ use diesel::prelude::*;
 /// The collector of links and closures: WhatsApp's webhook.
 const COLLECTOR: &str = "webhook:whatsapp";
 
+/// The collector of the links migrated from wave-1 aliases.
+pub const MIGRATION_COLLECTOR: &str = "system:migration";
+
 /// Where a link or a closure came from: the message's WhatsApp Business
-/// Account, its time and its evidence.
+/// Account, its time and its evidence, and who recorded it.
 pub struct Source<'a> {
     pub waba: &'a str,
     pub captured_at: Timestamp,
     pub evidence: &'a Evidence,
+    pub collector: &'a str,
 }
 
 /// Joins `subject` and `linked` into one group unless they already are:
@@ -57,7 +62,7 @@ pub fn link(
         &head.hash,
         head.recorded_at,
         &a.commitment,
-        COLLECTOR,
+        source.collector,
     );
     entry.channel = Some(CaptureChannel::Whatsapp.as_str().to_owned());
     entry.captured_at = Some(source.captured_at);
@@ -178,4 +183,63 @@ pub fn close_group(
     .execute(conn)?;
     tracing::info!(seq = appended.seq, subject = %appended.subject, "group closed: a changed number");
     Ok(Some(appended.seq))
+}
+
+/// Migrates the wave-1 aliases (a user id stored beside a number) into
+/// `identity_linked` entries, once, at upgrade (SPEC section 3): collector
+/// `system:migration`, `captured_at` = when the alias was stored, evidence
+/// `{"reason":"migrated alias"}`. Each tenant's aliases move in one
+/// transaction under its log's lock and are deleted as they move, so a
+/// restart in between migrates each alias once. Returns the links appended.
+pub fn migrate_aliases(conn: &mut DbConn, now: Timestamp) -> StoreResult<usize> {
+    let tenants: Vec<String> = subject_aliases::table
+        .select(subject_aliases::tenant_id)
+        .distinct()
+        .order(subject_aliases::tenant_id)
+        .load(conn)?;
+    let mut linked = 0;
+    for tenant in tenants {
+        linked += conn.immediate_transaction(|conn| migrate_tenant_aliases(conn, &tenant, now))?;
+    }
+    if linked > 0 {
+        tracing::info!(linked, "wave-1 aliases migrated into identity links");
+    }
+    Ok(linked)
+}
+
+fn migrate_tenant_aliases(conn: &mut DbConn, tenant: &str, now: Timestamp) -> StoreResult<usize> {
+    super::connection::lock_log(conn, tenant)?;
+    let aliases: Vec<(String, String, i64)> = subject_aliases::table
+        .filter(subject_aliases::tenant_id.eq(tenant))
+        .order((subject_aliases::updated_at, subject_aliases::user_id))
+        .select((
+            subject_aliases::user_id,
+            subject_aliases::e164,
+            subject_aliases::updated_at,
+        ))
+        .load(conn)?;
+    let evidence = Evidence::from_pairs([("reason", "migrated alias")]);
+    let mut linked = 0;
+    for (user_id, e164, stored_at) in aliases {
+        let number = E164::from_canonical(&e164).map(Identity::Number);
+        let user = UserId::parse(&user_id).map(Identity::User);
+        if let (Some(number), Some(user)) = (number, user) {
+            let source = Source {
+                waba: "",
+                captured_at: Timestamp::from_millis(stored_at),
+                evidence: &evidence,
+                collector: MIGRATION_COLLECTOR,
+            };
+            linked += usize::from(link(conn, tenant, (&number, &user), &source, now)?.is_some());
+        } else {
+            tracing::warn!("a wave-1 alias that is not a number and a user id: dropped");
+        }
+        diesel::delete(
+            subject_aliases::table
+                .filter(subject_aliases::tenant_id.eq(tenant))
+                .filter(subject_aliases::user_id.eq(&user_id)),
+        )
+        .execute(conn)?;
+    }
+    Ok(linked)
 }

@@ -18,6 +18,7 @@ mod errors;
 mod helpers;
 mod hostile;
 mod idempotency;
+mod identities;
 mod inbound;
 mod limits;
 mod log;

@@ -32,6 +32,8 @@ mod helpers;
 mod hostile;
 #[path = "../api/idempotency.rs"]
 mod idempotency;
+#[path = "../api/identities.rs"]
+mod identities;
 #[path = "../api/inbound.rs"]
 mod inbound;
 #[path = "../api/limits.rs"]
