@@ -85,6 +85,22 @@ pub fn retention_due(
         .is_some_and(|from| now >= from.plus_days(retention_days))
 }
 
+/// Whether a group's evidence is due for deletion at `now`: by its events,
+/// or, for a group of links alone, `retention_days` after its last link's
+/// `captured_at` (SPEC section 11).
+pub fn group_retention_due(
+    events: &[ConsentEvent],
+    last_link_at: Option<Timestamp>,
+    max_consent_age_days: Option<i64>,
+    retention_days: i64,
+    now: Timestamp,
+) -> bool {
+    if events.is_empty() {
+        return last_link_at.is_some_and(|at| now >= at.plus_days(retention_days));
+    }
+    retention_due(events, max_consent_age_days, retention_days, now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +221,29 @@ mod tests {
             other,
         ];
         assert_eq!(retention_starts(&events, None, t(NOW)), None);
+    }
+
+    #[test]
+    fn a_group_of_links_alone_counts_from_its_last_link() {
+        let link = Some(t("2026-01-01T00:00:00.000Z"));
+        let due = |now: &str| group_retention_due(&[], link, None, 30, t(now));
+        assert!(!due("2026-01-30T23:59:59.999Z"));
+        assert!(due("2026-01-31T00:00:00.000Z"));
+        assert!(!group_retention_due(
+            &[],
+            None,
+            None,
+            30,
+            t("2027-01-01T00:00:00.000Z")
+        ));
+        // With events, the events decide, whatever the links.
+        let opted_in = [event(1, EventKind::OptIn, "2026-01-01T00:00:00.000Z")];
+        assert!(!group_retention_due(
+            &opted_in,
+            link,
+            None,
+            30,
+            t("2027-01-01T00:00:00.000Z")
+        ));
     }
 }

@@ -76,6 +76,7 @@ pub fn link(
             identity_links::subject_id.eq(a.id),
             identity_links::linked_subject_id.eq(b.id),
             identity_links::waba.eq(source.waba),
+            identity_links::captured_at.eq(source.captured_at.millis()),
         ))
         .execute(conn)?;
     merge_groups(conn, a.group_id, b.group_id)?;
@@ -242,4 +243,18 @@ fn migrate_tenant_aliases(conn: &mut DbConn, tenant: &str, now: Timestamp) -> St
         .execute(conn)?;
     }
     Ok(linked)
+}
+
+/// The latest `captured_at` of the links of a group's subjects (a group of
+/// links alone counts for retention from it).
+pub fn last_link_at(conn: &mut DbConn, members: &[i64]) -> QueryResult<Option<Timestamp>> {
+    let latest: Option<i64> = identity_links::table
+        .filter(
+            identity_links::subject_id
+                .eq_any(members)
+                .or(identity_links::linked_subject_id.eq_any(members)),
+        )
+        .select(diesel::dsl::max(identity_links::captured_at))
+        .first(conn)?;
+    Ok(latest.map(Timestamp::from_millis))
 }

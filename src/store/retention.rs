@@ -7,11 +7,12 @@ use super::audit::{self, AuditEvent, AuditKind};
 use super::connection::lock_log;
 use super::consent::group_events;
 use super::erasure::erase_members;
+use super::links::last_link_at;
 use super::schema::{consent_events, subjects, tenants, windows};
 use super::subjects::group_members;
 use super::{DbConn, StoreResult};
 use crate::domain::decision::WINDOW_MILLIS;
-use crate::domain::retention::retention_due;
+use crate::domain::retention::group_retention_due;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use diesel::prelude::*;
@@ -100,10 +101,12 @@ pub fn erase_if_due(
             return Ok(None);
         };
         let events = group_events(conn, group)?;
-        if !retention_due(&events, max_age, retention, now) {
+        let members = group_members(conn, group)?;
+        let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
+        let last_link = last_link_at(conn, &ids)?;
+        if !group_retention_due(&events, last_link, max_age, retention, now) {
             return Ok(None);
         }
-        let members = group_members(conn, group)?;
         let erased = erase_members(
             conn,
             master,

@@ -248,6 +248,7 @@ diesel::table! {
         subject_id -> BigInt,
         linked_subject_id -> BigInt,
         waba -> Text,
+        captured_at -> BigInt,
     }
 }
 

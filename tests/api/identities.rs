@@ -559,3 +559,50 @@ async fn wave_one_aliases_become_links_once() {
     assert_eq!(decided(&app, &t, USER).await, "allowed", "one person now");
     export_verifies(&app, &t).await;
 }
+
+/// A group of links alone (no consent ever given) counts for retention
+/// from its last link, and retention erases the whole group (SPEC
+/// section 11): an `erasure` entry of reason `retention` per subject.
+#[tokio::test]
+async fn retention_erases_a_group_of_links_alone() {
+    use consent_ledger::services::housekeeping::Budget;
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let patched = app
+        .patch(
+            "/v1/tenant",
+            &t.admin,
+            &json!({"evidence_retention_days": 1}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    let recent = number_and_user("5511911112222", "BR.4242");
+    whatsapp(&app, &said(recent, "wamid.r1", "hello", 3_600)).await;
+    let old = number_and_user(WA_ID, USER);
+    whatsapp(&app, &said(old, "wamid.r2", "hello", 2 * 86_400)).await;
+    assert_eq!(log_size(&app, &t).await, 2, "two links");
+    let report = crate::retention::run_housekeeping(&app, Budget::default());
+    assert_eq!(report.erased, 1, "{report:?}");
+    assert_eq!(
+        log_size(&app, &t).await,
+        4,
+        "one erasure per subject of the old group"
+    );
+    for seq in [2, 3] {
+        let e = entry(&app, &t, seq).await;
+        assert_eq!(e["entry"]["type"], "erasure");
+        assert_eq!(e["entry"]["reason"], "retention");
+        assert_eq!(e["entry"]["collector"], "system:retention");
+    }
+    assert_eq!(entry(&app, &t, 1).await["openings"]["erased"], true);
+    assert_eq!(
+        entry(&app, &t, 0).await["openings"]["erased"],
+        false,
+        "a recent link stays"
+    );
+    // Retention suppresses nothing: the identities are merely unknown again.
+    assert_eq!(
+        decisions(&app, &t, &[PHONE, USER]).await,
+        ["no_opt_in", "no_opt_in"]
+    );
+}

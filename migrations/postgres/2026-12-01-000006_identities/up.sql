@@ -19,15 +19,18 @@ CREATE INDEX consent_events_group ON consent_events (group_id);
 
 ALTER TABLE windows RENAME COLUMN e164 TO identity;
 
--- Each link, with the WhatsApp Business Account it came through: a number
+-- Each link, with the WhatsApp Business Account it came through (a number
 -- or user id that arrives paired with another identity of the same kind
--- through the same account closes its group (SPEC section 3).
+-- through the same account closes its group) and its `captured_at` (a
+-- group of links alone counts for retention from its last), SPEC sections
+-- 3 and 11.
 CREATE TABLE identity_links (
     tenant_id TEXT NOT NULL REFERENCES tenants(id),
     seq BIGINT NOT NULL,
     subject_id BIGINT NOT NULL REFERENCES subjects(id),
     linked_subject_id BIGINT NOT NULL REFERENCES subjects(id),
     waba TEXT NOT NULL,
+    captured_at BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, seq)
 );
 CREATE INDEX identity_links_subject ON identity_links (subject_id);
