@@ -606,3 +606,31 @@ async fn retention_erases_a_group_of_links_alone() {
         ["no_opt_in", "no_opt_in"]
     );
 }
+
+/// WhatsApp's own marketing stop from a person known only by user id is
+/// recorded on the user id, and its resume lifts it.
+#[tokio::test]
+async fn a_marketing_stop_by_user_id_alone_is_recorded() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    whatsapp(&app, &said(user(USER), "wamid.m1", "JOIN MAKRO", 300)).await;
+    assert_eq!(decided(&app, &t, USER).await, "allowed");
+    let preference = |value: &str, ago: i64| {
+        let mut payload = crate::channels::fixture("user_preferences", now_secs() - ago);
+        let v = &mut payload["entry"][0]["changes"][0]["value"];
+        v["contacts"][0] = json!({"profile": {"name": "Ana"}, "user_id": USER});
+        let item = &mut v["user_preferences"][0];
+        item.as_object_mut().expect("an item").remove("wa_id");
+        item["value"] = json!(value);
+        payload
+    };
+    whatsapp(&app, &preference("stop", 200)).await;
+    assert_eq!(decided(&app, &t, USER).await, "opted_out");
+    let stop = entry(&app, &t, 1).await;
+    assert_eq!(stop["openings"]["subject"]["user_id"], USER);
+    assert_eq!(stop["openings"]["evidence"]["body"]["preference"], "stop");
+    whatsapp(&app, &preference("resume", 100)).await;
+    assert_eq!(decided(&app, &t, USER).await, "allowed");
+    let letters = app.get("/v1/dead-letters", &t.admin).await;
+    assert_eq!(letters.body["dead_letters"], json!([]));
+}

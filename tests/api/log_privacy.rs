@@ -133,6 +133,30 @@ async fn the_log_holds_no_number_key_secret_salt_or_evidence() {
             signed_whatsapp(app, &text(wa_id, id, body, false, at_secs()), WA_SECRET).await;
         assert_eq!(status, StatusCode::OK);
     }
+    // A user id: linked to the number, then a STOP by the user id alone,
+    // and a check by it.
+    let user_id = "DE.7781234567890123";
+    secrets.add("a user id", user_id);
+    let mut linked = text(wa_id, "wamid.privacy.4", "Hi", false, at_secs());
+    linked["entry"][0]["changes"][0]["value"]["contacts"][0]["user_id"] = json!(user_id);
+    let mut alone = text(wa_id, "wamid.privacy.5", "STOP", false, at_secs());
+    let value = &mut alone["entry"][0]["changes"][0]["value"];
+    value["contacts"][0] = json!({"profile": {"name": "Privacy"}, "user_id": user_id});
+    value["messages"][0]
+        .as_object_mut()
+        .expect("a message")
+        .remove("from");
+    for payload in [linked, alone] {
+        assert_eq!(
+            signed_whatsapp(app, &payload, WA_SECRET).await,
+            StatusCode::OK
+        );
+    }
+    let by_user_id = app
+        .check(&t, json!({"user_id": user_id, "purpose": "marketing"}))
+        .await;
+    assert_eq!(by_user_id.status, StatusCode::OK, "{}", by_user_id.body);
+    assert_eq!(by_user_id.body["reason"], "opted_out");
     let forged = signed_whatsapp(
         app,
         &text(wa_id, "wamid.privacy.3", "START", false, at_secs()),
