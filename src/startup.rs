@@ -348,8 +348,11 @@ pub fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
             let _ = std::fs::remove_file(&tmp);
         }
     }
-    crate::store::links::migrate_aliases(&mut conn, crate::domain::time::Timestamp::now())
+    let now = crate::domain::time::Timestamp::now();
+    crate::store::links::migrate_aliases(&mut conn, now)
         .context("cannot migrate the wave-1 aliases into identity links")?;
+    crate::store::dead_letters::apply_letters_waiting_for_user_ids(&mut conn, &master, now)
+        .context("cannot apply the opt-outs kept for user ids")?;
     crate::domain::number::warm_metadata();
     Ok(Prepared {
         pool,

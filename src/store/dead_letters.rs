@@ -39,7 +39,9 @@ pub struct Letter<'a> {
     pub business: Option<&'a str>,
     /// What an admin needs to act on it, and the service to apply it; sealed.
     pub payload: LetterPayload,
-    /// The user id it waits for (a sender without a readable number).
+    /// The user id it waits for: what older versions kept for a sender
+    /// without a readable number (today such a sender is recorded on the
+    /// user id, and nothing waits).
     pub waits_for: Option<&'a str>,
 }
 
@@ -124,21 +126,38 @@ pub fn keep_for_unknown_business(
     keep_unapplied(conn, master, tenant, &dedup, letter, now)
 }
 
-/// Applies the kept opt-outs that waited for `user_id`, now that it
-/// stands for a number (inside the caller's transaction, under the log's
-/// lock). Returns the seqs appended.
-#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-pub fn apply_letters_waiting_for(
+/// Applies, at start, the opt-outs that older versions kept while they
+/// waited for a user id to arrive with a number: under today's rules they
+/// are readable (recorded on the user id itself, SPEC section 3). Each
+/// tenant's letters apply in one transaction under its log's lock, with
+/// their own `captured_at`. Returns the seqs appended.
+#[tracing::instrument(level = "debug", skip_all)]
+pub fn apply_letters_waiting_for_user_ids(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
-    settings: &StoredSettings,
-    user_id: &str,
     now: Timestamp,
 ) -> StoreResult<Vec<u64>> {
-    let hash = master.keyed_hash(tenant, &["user_id", user_id]);
-    let waiting = letters_waiting_for(conn, tenant, &hash)?;
-    apply_letters(conn, master, tenant, settings, &waiting, now)
+    let tenants: Vec<String> = dead_letters::table
+        .filter(dead_letters::user_id_hash.is_not_null())
+        .filter(dead_letters::opt_out.eq(true))
+        .filter(dead_letters::resolved_at.is_null())
+        .select(dead_letters::tenant_id)
+        .distinct()
+        .order(dead_letters::tenant_id)
+        .load(conn)?;
+    let mut seqs = Vec::new();
+    for tenant in tenants {
+        seqs.extend(conn.immediate_transaction(|conn| {
+            lock_log(conn, &tenant)?;
+            let settings = channels::settings_of(conn, &tenant)?;
+            let waiting = letters_waiting_for_user_ids(conn, &tenant)?;
+            apply_letters(conn, master, &tenant, &settings, &waiting, now)
+        })?);
+    }
+    if !seqs.is_empty() {
+        tracing::info!(applied = seqs.len(), "kept opt-outs by user id applied");
+    }
+    Ok(seqs)
 }
 
 /// Applies the kept opt-outs that arrived for business numbers the tenant
@@ -333,14 +352,13 @@ pub fn dead_letter(conn: &mut DbConn, tenant: &str, id: i64) -> QueryResult<Opti
 }
 
 /// The unapplied opt-outs waiting for a user id (by its keyed hash).
-pub fn letters_waiting_for(
+pub fn letters_waiting_for_user_ids(
     conn: &mut DbConn,
     tenant: &str,
-    user_id_hash: &str,
 ) -> QueryResult<Vec<DeadLetterRow>> {
     dead_letters::table
         .filter(dead_letters::tenant_id.eq(tenant))
-        .filter(dead_letters::user_id_hash.eq(user_id_hash))
+        .filter(dead_letters::user_id_hash.is_not_null())
         .filter(dead_letters::opt_out.eq(true))
         .filter(dead_letters::resolved_at.is_null())
         .order(dead_letters::id)

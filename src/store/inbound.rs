@@ -7,14 +7,14 @@ use super::append::append_locked;
 use super::channels;
 use super::connection::lock_log;
 use super::consent::record_inbound;
-use super::dead_letters::{apply_letters_waiting_for, keep, Letter};
+use super::dead_letters::{keep, Letter};
 use super::links::{close_group, contradicts_link, link, Source};
 use super::tenants::find_brand;
 use super::{DbConn, Rejection, StoreError, StoreResult};
 use crate::channels::message::{
     intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, opt_out_purposes,
     preference_evidence, preference_letter, InboundMessage, Intent, Outcome, PreferenceChange,
-    Provider, Sender, PROVIDER_CLOCK_SKEW_MILLIS,
+    Provider, PROVIDER_CLOCK_SKEW_MILLIS,
 };
 use crate::channels::settings::{OptInMatch, StoredSettings};
 use crate::domain::evidence::Evidence;
@@ -29,23 +29,6 @@ use crate::keys::MasterKey;
 /// Opt-ins older than this are not recorded from a message (as for the API
 /// without `backfill`).
 const MAX_OPT_IN_AGE_MILLIS: i64 = 30 * 24 * 3600 * 1000;
-
-/// Applies the opt-outs kept as dead letters by older versions while they
-/// waited for a user id that now arrives (they are readable under today's
-/// rules: recorded on the user id).
-fn apply_waiting(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &str,
-    settings: &StoredSettings,
-    sender: &Sender,
-    now: Timestamp,
-) -> StoreResult<Vec<u64>> {
-    match sender.user_id() {
-        Some(user_id) => apply_letters_waiting_for(conn, master, tenant, settings, user_id, now),
-        None => Ok(Vec::new()),
-    }
-}
 
 /// Links the identities a signed WhatsApp message pairs (SPEC section 3),
 /// first closing every group the pairing shows changed hands: a number or
@@ -175,7 +158,7 @@ pub fn record_message(
             }
             return Ok(Outcome::Recorded { seqs: Vec::new() });
         };
-        let mut seqs = apply_waiting(conn, master, tenant, settings, &message.sender, now)?;
+        let mut seqs = Vec::new();
         if message.provider == Provider::WhatsApp {
             seqs.extend(link_sender(
                 conn,
@@ -376,7 +359,6 @@ pub fn record_preference(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
-    settings: &StoredSettings,
     dedup: &[&str],
     change: &PreferenceChange,
     now: Timestamp,
@@ -402,7 +384,6 @@ pub fn record_preference(
             }
             captured_at = now;
         }
-        let mut seqs = apply_waiting(conn, master, tenant, settings, &change.sender, now)?;
         let Some(identity) = change.sender.recorded_on() else {
             if change.stop {
                 return keep(conn, master, tenant, letter("unknown_sender"), now);
@@ -411,7 +392,7 @@ pub fn record_preference(
         };
         let collector = Provider::WhatsApp.collector();
         let evidence = preference_evidence(&change.business, value);
-        seqs.extend(if change.stop {
+        let seqs = if change.stop {
             let record = marketing_stop(identity, captured_at, evidence);
             append_unless_suppressed(conn, master, tenant, collector, &record, now)?
         } else {
@@ -422,7 +403,7 @@ pub fn record_preference(
                 evidence,
             };
             lift_opt_outs(conn, master, tenant, collector, &identity, &lift, now)?
-        });
+        };
         Ok(Outcome::Recorded { seqs })
     })
 }

@@ -103,9 +103,7 @@ pub fn record_notification(
                 dead_letters::keep_unapplied(conn, master, tenant, &dedup, letter, now)?
             }
             Event::Preference(p) => {
-                let Some(outcome) =
-                    apply_preference(conn, master, tenant, settings, &p, known, now)?
-                else {
+                let Some(outcome) = apply_preference(conn, master, tenant, &p, known, now)? else {
                     applied.ignored += 1;
                     continue;
                 };
@@ -124,7 +122,6 @@ fn apply_preference(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
-    settings: &StoredSettings,
     p: &payload::PreferenceEvent,
     known: impl Fn(Option<&str>) -> bool,
     now: Timestamp,
@@ -160,7 +157,7 @@ fn apply_preference(
             };
             dead_letters::keep_unapplied(conn, master, tenant, &key, letter, now)?
         }
-        None => inbound::record_preference(conn, master, tenant, settings, &key, &change, now)?,
+        None => inbound::record_preference(conn, master, tenant, &key, &change, now)?,
     };
     Ok(Some(outcome))
 }

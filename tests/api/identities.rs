@@ -634,3 +634,77 @@ async fn a_marketing_stop_by_user_id_alone_is_recorded() {
     let letters = app.get("/v1/dead-letters", &t.admin).await;
     assert_eq!(letters.body["dead_letters"], json!([]));
 }
+
+/// An opt-out an older version kept while it waited for its user id to
+/// arrive with a number is readable under today's rules: applied at start
+/// on the user id, with its own time, naming the dead letter.
+#[tokio::test]
+async fn opt_outs_kept_for_a_user_id_apply_at_start() {
+    use consent_ledger::channels::letter::{LetterPayload, MessageLetter};
+    use consent_ledger::channels::message::Provider;
+    use consent_ledger::channels::whatsapp_payload::Content;
+    use consent_ledger::domain::purpose::Purpose;
+    use consent_ledger::domain::time::Timestamp;
+    use consent_ledger::keys::MasterKey;
+    use consent_ledger::store::connection::establish;
+    use consent_ledger::store::dead_letters::{apply_letters_waiting_for_user_ids, keep, Letter};
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    whatsapp(&app, &said(user(USER), "wamid.k1", "JOIN MAKRO", 600)).await;
+    assert_eq!(decided(&app, &t, USER).await, "allowed");
+    let sent_at = Timestamp::from_millis((now_secs() - 300) * 1000);
+    let target = app.database_target();
+    let key_file = app.data_dir().join("master.key");
+    let applied = tokio::task::spawn_blocking(move || {
+        let mut conn = establish(&target).expect("connect");
+        let (master, created) = MasterKey::load_or_generate(&key_file).expect("master key");
+        assert!(!created);
+        let letter = Letter {
+            provider: Provider::WhatsApp,
+            reason: "unknown_sender",
+            business: Some(PHONE_NUMBER_ID),
+            payload: LetterPayload::Message(MessageLetter {
+                provider: "whatsapp".into(),
+                message_id: "wamid.kept".into(),
+                business: Some(PHONE_NUMBER_ID.into()),
+                from: None,
+                user_id: Some(USER.into()),
+                parent_user_id: None,
+                waba: Some(WABA.into()),
+                captured_at: Some(sent_at),
+                content: Content::Text {
+                    body: "STOP".into(),
+                    reply_to: None,
+                },
+                opt_out: Some(Purpose::ALL.to_vec()),
+            }),
+            waits_for: Some(USER),
+        };
+        keep(&mut conn, &master, "makro", letter, Timestamp::now()).expect("kept");
+        let first = apply_letters_waiting_for_user_ids(&mut conn, &master, Timestamp::now());
+        let again = apply_letters_waiting_for_user_ids(&mut conn, &master, Timestamp::now());
+        (first.expect("applied"), again.expect("nothing left"))
+    })
+    .await
+    .expect("ran");
+    assert_eq!(applied.0.len(), 1, "{applied:?}");
+    assert!(applied.1.is_empty(), "applied once");
+    assert_eq!(decided(&app, &t, USER).await, "opted_out");
+    let stop = entry(&app, &t, applied.0[0]).await;
+    assert_eq!(
+        stop["entry"]["captured_at"],
+        sent_at.to_string(),
+        "its own time"
+    );
+    assert_eq!(stop["openings"]["subject"]["user_id"], USER);
+    let letters = app.get("/v1/dead-letters", &t.admin).await;
+    let id = letters.body["dead_letters"][0]["id"].as_i64().expect("id");
+    assert_eq!(
+        stop["openings"]["evidence"]["body"]["dead_letter_id"],
+        id.to_string()
+    );
+    assert_eq!(
+        letters.body["dead_letters"][0]["resolved_seq"],
+        applied.0[0]
+    );
+}
