@@ -69,19 +69,63 @@ pub fn link(
     entry.evidence_sha256 = Some(evidence_commitment(&evidence.salt, &evidence.jcs));
     entry.linked = Some(b.commitment.clone());
     write_entry(conn, tenant, None, a.id, Some(&evidence), &entry)?;
-    diesel::insert_into(identity_links::table)
-        .values((
-            identity_links::tenant_id.eq(tenant),
-            identity_links::seq.eq(head.size as i64),
-            identity_links::subject_id.eq(a.id),
-            identity_links::linked_subject_id.eq(b.id),
-            identity_links::waba.eq(source.waba),
-            identity_links::captured_at.eq(source.captured_at.millis()),
-        ))
-        .execute(conn)?;
+    let link = (a.id, b.id, source.captured_at);
+    insert_link(conn, tenant, head.size, link, source.waba)?;
     merge_groups(conn, a.group_id, b.group_id)?;
     tracing::debug!(seq = head.size, "identities linked");
     Ok(Some(head.size))
+}
+
+/// A link between two subjects, when it was captured.
+type Link = (i64, i64, Timestamp);
+
+fn insert_link(
+    conn: &mut DbConn,
+    tenant: &str,
+    seq: u64,
+    (subject_id, linked_id, captured_at): Link,
+    waba: &str,
+) -> QueryResult<()> {
+    diesel::insert_into(identity_links::table)
+        .values((
+            identity_links::tenant_id.eq(tenant),
+            identity_links::seq.eq(seq as i64),
+            identity_links::subject_id.eq(subject_id),
+            identity_links::linked_subject_id.eq(linked_id),
+            identity_links::waba.eq(waba),
+            identity_links::captured_at.eq(captured_at.millis()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Keeps a re-appended link (`restore-tail`: its business account is not
+/// in the export) and merges the two subjects' groups.
+pub fn keep_link(conn: &mut DbConn, tenant: &str, seq: u64, link: Link) -> QueryResult<()> {
+    insert_link(conn, tenant, seq, link, "")?;
+    let group = |conn: &mut DbConn, id: i64| -> QueryResult<i64> {
+        subjects::table
+            .find(id)
+            .select(subjects::group_id)
+            .first(conn)
+    };
+    let (a, b) = (group(conn, link.0)?, group(conn, link.1)?);
+    if a != b {
+        merge_groups(conn, a, b)?;
+    }
+    Ok(())
+}
+
+/// Closes every open subject of a group at `at` (milliseconds).
+pub fn close_subjects(conn: &mut DbConn, group_id: i64, at: i64) -> QueryResult<()> {
+    diesel::update(
+        subjects::table
+            .filter(subjects::group_id.eq(group_id))
+            .filter(subjects::closed_at.is_null()),
+    )
+    .set(subjects::closed_at.eq(Some(at)))
+    .execute(conn)?;
+    Ok(())
 }
 
 /// Moves the larger group id onto the smaller, on the subjects and on the
@@ -169,13 +213,7 @@ pub fn close_group(
     });
     let appended = append_locked(conn, master, tenant, COLLECTOR, &record, None, now)?;
     let identities = group_identities(conn, subject.group_id)?;
-    diesel::update(
-        subjects::table
-            .filter(subjects::group_id.eq(subject.group_id))
-            .filter(subjects::closed_at.is_null()),
-    )
-    .set(subjects::closed_at.eq(Some(now.millis())))
-    .execute(conn)?;
+    close_subjects(conn, subject.group_id, now.millis())?;
     diesel::delete(
         windows::table
             .filter(windows::tenant_id.eq(tenant))

@@ -7,6 +7,7 @@
 
 use super::append::{lock_head, store_consent_text, write_entry, SaltedEvidence};
 use super::erasure::forget_subject;
+use super::links::{close_subjects, keep_link};
 use super::schema::subjects;
 use super::suppression::suppress;
 use super::tenants::{find_brand, insert_brand};
@@ -17,7 +18,7 @@ use crate::domain::ids::BrandId;
 use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
 use crate::domain::record::{LiftClass, LiftRecord, OptInRecord, OptOutRecord, Record};
 use crate::keys::MasterKey;
-use crate::ledger::entry::{Entry, EntryType, Openings};
+use crate::ledger::entry::{Entry, EntryType, Openings, SubjectOpening};
 use crate::ledger::verify::evidence_jcs_of_map;
 use diesel::prelude::*;
 
@@ -68,7 +69,8 @@ pub fn restore_entry(
                 "the export has no openings (exported with openings=none?): the consent state cannot be rebuilt",
             ));
         }
-        let subject_id = subject_of(conn, tenant, entry, &openings)?;
+        let at = entry.recorded_at.millis();
+        let subject_id = subject_of(conn, tenant, &entry.subject, openings.subject.as_ref(), at)?;
         let record = match &openings.subject {
             Some(subject) => {
                 let identity = subject
@@ -100,41 +102,79 @@ pub fn restore_entry(
         if leaf_hex != line.leaf_hash {
             return Err(refuse(entry.seq, "the re-appended entry has another leaf hash"));
         }
-        if entry.kind == EntryType::Erasure {
-            erase(conn, master, tenant, entry, subject_id)?;
+        match entry.kind {
+            EntryType::Erasure => erase(conn, master, tenant, entry, subject_id)?,
+            EntryType::IdentityLinked => restore_link(conn, tenant, entry, &openings, subject_id)?,
+            EntryType::OptOut if closes_group(&openings) => {
+                close_subjects(conn, group_id, entry.recorded_at.millis())?;
+            }
+            _ => {}
         }
         Ok(())
     })
 }
 
-/// The subject the entry names, made if the database has not seen it: with
-/// its number and salt when opened, as erased when not.
-fn subject_of(
+/// An opt-out that closed its group: a changed number (SPEC section 3).
+fn closes_group(openings: &Openings) -> bool {
+    openings
+        .evidence
+        .as_ref()
+        .and_then(|e| e.body.get("reason"))
+        .is_some_and(|reason| reason == "number changed")
+}
+
+/// A link re-appended: the other subject found or made from its opening,
+/// the link kept (its business account is not in the export, so later
+/// messages cannot contradict it), and the two groups merged.
+fn restore_link(
     conn: &mut DbConn,
     tenant: &str,
     entry: &Entry,
     openings: &Openings,
+    subject_id: i64,
+) -> StoreResult<()> {
+    let linked = entry
+        .linked
+        .as_deref()
+        .ok_or_else(|| refuse(entry.seq, "a link without `linked`"))?;
+    let opening = openings.linked.as_ref().and_then(Option::as_ref);
+    let at = entry.recorded_at.millis();
+    let linked_id = subject_of(conn, tenant, linked, opening, at)?;
+    let captured_at = entry.captured_at.unwrap_or(entry.recorded_at);
+    let link = (subject_id, linked_id, captured_at);
+    keep_link(conn, tenant, entry.seq, link)?;
+    Ok(())
+}
+
+/// The subject of a commitment, made if the database has not seen it: with
+/// its identity and salt when opened, as erased when not.
+fn subject_of(
+    conn: &mut DbConn,
+    tenant: &str,
+    commitment: &str,
+    opening: Option<&SubjectOpening>,
+    at: i64,
 ) -> StoreResult<i64> {
     let found: Option<i64> = subjects::table
         .filter(subjects::tenant_id.eq(tenant))
-        .filter(subjects::commitment.eq(&entry.subject))
+        .filter(subjects::commitment.eq(commitment))
         .select(subjects::id)
         .first(conn)
         .optional()?;
     if let Some(id) = found {
         return Ok(id);
     }
-    let (identity, salt, erased_at) = match &openings.subject {
+    let (identity, salt, erased_at) = match opening {
         Some(s) => (s.identity().map(str::to_owned), Some(s.salt.clone()), None),
-        None => (None, None, Some(entry.recorded_at.millis())),
+        None => (None, None, Some(at)),
     };
     let id: i64 = diesel::insert_into(subjects::table)
         .values((
             subjects::tenant_id.eq(tenant),
-            subjects::commitment.eq(&entry.subject),
+            subjects::commitment.eq(commitment),
             subjects::identity.eq(identity),
             subjects::salt.eq(salt),
-            subjects::created_at.eq(entry.recorded_at.millis()),
+            subjects::created_at.eq(at),
             subjects::erased_at.eq(erased_at),
             subjects::group_id.eq(0),
         ))
@@ -218,13 +258,10 @@ fn record_of(
                 .lifts
                 .ok_or_else(|| refuse(seq, "a lift without `lifts`"))?,
         })),
-        EntryType::Confirmation | EntryType::IdentityLinked => {
-            return Err(refuse(
-                seq,
-                "confirmations and identity links cannot be restored yet",
-            ));
+        EntryType::Confirmation => {
+            return Err(refuse(seq, "confirmations cannot be restored yet"));
         }
-        EntryType::Erasure => None,
+        EntryType::Erasure | EntryType::IdentityLinked => None,
     })
 }
 

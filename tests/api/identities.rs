@@ -11,29 +11,29 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 /// The WhatsApp Business Account the messages come through (`entry[].id`).
-const WABA: &str = "102290129340398";
-const USER: &str = "BR.1502576394655843";
-const PARENT: &str = "BR.ENT.88012345678901234567";
-const PHONE: &str = "+5511987654321";
-const WA_ID: &str = "5511987654321";
+pub(crate) const WABA: &str = "102290129340398";
+pub(crate) const USER: &str = "BR.1502576394655843";
+pub(crate) const PARENT: &str = "BR.ENT.88012345678901234567";
+pub(crate) const PHONE: &str = "+5511987654321";
+pub(crate) const WA_ID: &str = "5511987654321";
 
 /// Who a message comes from: any of a number (`wa_id`), a user id and a
 /// parent id.
 #[derive(Clone, Copy, Default)]
-struct From<'a> {
-    wa_id: Option<&'a str>,
-    user_id: Option<&'a str>,
-    parent: Option<&'a str>,
+pub(crate) struct From<'a> {
+    pub(crate) wa_id: Option<&'a str>,
+    pub(crate) user_id: Option<&'a str>,
+    pub(crate) parent: Option<&'a str>,
 }
 
-fn user(user_id: &str) -> From<'_> {
+pub(crate) fn user(user_id: &str) -> From<'_> {
     From {
         user_id: Some(user_id),
         ..From::default()
     }
 }
 
-fn number_and_user<'a>(wa_id: &'a str, user_id: &'a str) -> From<'a> {
+pub(crate) fn number_and_user<'a>(wa_id: &'a str, user_id: &'a str) -> From<'a> {
     From {
         wa_id: Some(wa_id),
         user_id: Some(user_id),
@@ -42,7 +42,7 @@ fn number_and_user<'a>(wa_id: &'a str, user_id: &'a str) -> From<'a> {
 }
 
 /// One message item and its contact, as Meta shapes them.
-fn notification(waba: &str, from: From<'_>, message: Value) -> Value {
+pub(crate) fn notification(waba: &str, from: From<'_>, message: Value) -> Value {
     let mut contact = json!({"profile": {"name": "Ana Souza"}});
     let mut message = message;
     if let Some(wa_id) = from.wa_id {
@@ -64,14 +64,14 @@ fn notification(waba: &str, from: From<'_>, message: Value) -> Value {
 }
 
 /// A text message sent `ago` seconds ago.
-fn said(from: From<'_>, id: &str, body: &str, ago: i64) -> Value {
+pub(crate) fn said(from: From<'_>, id: &str, body: &str, ago: i64) -> Value {
     let message = json!({"id": id, "timestamp": (now_secs() - ago).to_string(),
         "type": "text", "text": {"body": body}});
     notification(WABA, from, message)
 }
 
 /// Meta's system message that the sender changed their number.
-fn changed_number(old_wa_id: &str, new_wa_id: &str, id: &str, ago: i64) -> Value {
+pub(crate) fn changed_number(old_wa_id: &str, new_wa_id: &str, id: &str, ago: i64) -> Value {
     let message = json!({"id": id, "timestamp": (now_secs() - ago).to_string(),
         "type": "system", "system": {"body": "User changed their number",
             "type": "user_changed_number", "wa_id": new_wa_id}});
@@ -83,7 +83,7 @@ fn changed_number(old_wa_id: &str, new_wa_id: &str, id: &str, ago: i64) -> Value
 }
 
 /// The decision for marketing on WhatsApp, by number or by user id.
-async fn decided(app: &TestApp, t: &Tenant, identity: &str) -> String {
+pub(crate) async fn decided(app: &TestApp, t: &Tenant, identity: &str) -> String {
     let field = if identity.starts_with('+') {
         "number"
     } else {
@@ -106,7 +106,7 @@ async fn decided(app: &TestApp, t: &Tenant, identity: &str) -> String {
     answer.body["reason"].as_str().expect("reason").to_owned()
 }
 
-async fn decisions(app: &TestApp, t: &Tenant, identities: &[&str]) -> Vec<String> {
+pub(crate) async fn decisions(app: &TestApp, t: &Tenant, identities: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     for identity in identities {
         out.push(decided(app, t, identity).await);

@@ -246,3 +246,72 @@ async fn restore_tail_re_appends_what_was_signed_and_signing_resumes() {
     );
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// `restore-tail` re-appends links and a closed group (SPEC sections 3 and
+/// 5): after the restore the linked person is one group again, and the
+/// group a changed number closed stays closed, so the number's new owner
+/// starts from nothing.
+#[tokio::test]
+async fn restore_tail_re_appends_links_and_closed_groups() {
+    use crate::channels::{configured, whatsapp};
+    use crate::identities::{
+        changed_number, decisions, number_and_user, said, user, From, PARENT, PHONE, USER, WA_ID,
+    };
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    whatsapp(&app, &said(user(USER), "wamid.r0", "JOIN MAKRO", 600)).await;
+    let backup = app.scratch().join("backup.db");
+    let (code, _, err) = run_cli(
+        &["backup", "--out", backup.to_str().unwrap()],
+        Some(&app.data_dir()),
+    );
+    assert_eq!(code, 0, "{err}");
+    whatsapp(
+        &app,
+        &said(number_and_user(WA_ID, USER), "wamid.r1", "hi", 500),
+    )
+    .await;
+    let with_parent = From {
+        parent: Some(PARENT),
+        ..user(USER)
+    };
+    whatsapp(&app, &said(with_parent, "wamid.r2", "hi", 450)).await;
+    whatsapp(
+        &app,
+        &changed_number(WA_ID, "5511900000000", "wamid.r3", 400),
+    )
+    .await;
+    let (status, signed) = app.get_text("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(signed.starts_with("ledger.test/makro\n4\n"), "{signed}");
+    let (_, export) = app.get_text("/v1/export", &t.auditor).await;
+    let export_path = write_file(&app.scratch(), "links.ndjson", &export);
+    let original = app.data_dir();
+    let dir = restored_copy(&app, &backup, "restored-links");
+    let (code, out, err) =
+        run_restored(&["restore-tail", "--export", &export_path], &dir, &original);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("re-appended 3 entries (size 1 → 4)"), "{out}");
+    let (code, out, err) = run_restored(&["verify-db"], &dir, &original);
+    assert_eq!(code, 0, "{out}{err}");
+    let restored = {
+        let o = original.clone();
+        spawn_app_with(move |args: &mut SettingsArgs| {
+            args.data_dir = Some(dir);
+            args.master_key_file = Some(o.join("master.key"));
+            args.signer_state_file = Some(o.join("signer.state"));
+        })
+        .await
+    };
+    assert_eq!(
+        decisions(&restored, &t, &[PHONE, USER, PARENT]).await,
+        ["opted_out", "opted_out", "opted_out"]
+    );
+    // The number's new owner: a new subject, the closed group untouched.
+    let new_owner = number_and_user(WA_ID, "BR.31337");
+    whatsapp(&restored, &said(new_owner, "wamid.r4", "JOIN MAKRO", 100)).await;
+    assert_eq!(
+        decisions(&restored, &t, &[PHONE, "BR.31337", USER, PARENT]).await,
+        ["allowed", "allowed", "opted_out", "opted_out"]
+    );
+}
