@@ -708,3 +708,42 @@ async fn opt_outs_kept_for_a_user_id_apply_at_start() {
         applied.0[0]
     );
 }
+
+/// `user_changed_user_id` closes the group of the user id it came from:
+/// opted out of everything, and the same user id arriving again starts a
+/// new subject with nothing carried over.
+#[tokio::test]
+async fn a_changed_user_id_closes_its_group() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    whatsapp(&app, &said(user(USER), "wamid.c1", "JOIN MAKRO", 300)).await;
+    assert_eq!(decided(&app, &t, USER).await, "allowed");
+    let message = json!({"id": "wamid.c2", "timestamp": (now_secs() - 200).to_string(),
+        "type": "system", "system": {"body": "User changed their user id",
+            "type": "user_changed_user_id", "user_id": "BR.2002"}});
+    whatsapp(&app, &notification(WABA, user(USER), message)).await;
+    assert_eq!(decided(&app, &t, USER).await, "opted_out");
+    let closing = entry(&app, &t, 1).await;
+    assert_eq!(closing["openings"]["subject"]["user_id"], USER);
+    assert_eq!(
+        closing["openings"]["evidence"]["body"]["system"],
+        "user_changed_user_id"
+    );
+    // Meta retries the system message: nothing more.
+    whatsapp(
+        &app,
+        &notification(WABA, user(USER), {
+            json!({"id": "wamid.c2", "timestamp": (now_secs() - 200).to_string(),
+            "type": "system", "system": {"type": "user_changed_user_id"}})
+        }),
+    )
+    .await;
+    assert_eq!(log_size(&app, &t).await, 2);
+    // A plain message from it records nothing and leaves it opted out.
+    whatsapp(&app, &said(user(USER), "wamid.c3", "hello", 100)).await;
+    assert_eq!(decided(&app, &t, USER).await, "opted_out");
+    whatsapp(&app, &said(user(USER), "wamid.c4", "JOIN MAKRO", 50)).await;
+    assert_eq!(decided(&app, &t, USER).await, "allowed", "a new subject");
+    let fresh = entry(&app, &t, 2).await;
+    assert_ne!(fresh["entry"]["subject"], closing["entry"]["subject"]);
+}
