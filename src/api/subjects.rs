@@ -17,6 +17,7 @@ use crate::store::append::Answer;
 use crate::store::audit::AuditKind;
 use crate::store::consent::{group_history, identity_state};
 use crate::store::erasure::{self, ErasureRequest};
+use crate::store::subjects::group_members;
 use crate::store::suppression::group_suppression;
 use crate::store::tenants::list_brands;
 use crate::store::{Rejection, StoreError};
@@ -63,6 +64,9 @@ pub struct SubjectReport {
     pub user_id: Option<String>,
     /// The subject commitment of the identity asked.
     pub subject: String,
+    /// The subject commitments of the whole group (every identity linked to
+    /// the one asked), oldest first.
+    pub group: Vec<String>,
     pub consents: Vec<ConsentStatus>,
     /// Every entry of the group's subjects, oldest first.
     pub history: Vec<EntryView>,
@@ -101,6 +105,10 @@ pub async fn query_subject(
                     ApiError::not_found("this number or user id has no subject in this tenant")
                 })?;
                 let (group_id, subject) = (found.group_id, found.commitment.clone());
+                let group = group_members(conn, group_id)?
+                    .into_iter()
+                    .map(|m| m.commitment)
+                    .collect();
                 let events = state.events;
                 let suppressed_at =
                     group_suppression(conn, &master, &tenant.id, &state.identities)?;
@@ -147,6 +155,7 @@ pub async fn query_subject(
                     number,
                     user_id,
                     subject,
+                    group,
                     consents,
                     history,
                 })

@@ -218,6 +218,17 @@ async fn a_person_by_user_id_is_linked_to_their_number_until_it_changes() {
         decisions(&app, &t, &[PHONE, USER, PARENT]).await,
         ["allowed", "allowed", "allowed"]
     );
+    let query = app
+        .post("/v1/subjects/query", &t.auditor, &json!({"number": PHONE}))
+        .await;
+    assert_eq!(query.status, StatusCode::OK, "{}", query.body);
+    assert_eq!(query.body["group"].as_array().map(Vec::len), Some(3));
+    assert_eq!(query.body["subject"], link["entry"]["subject"]);
+    assert_eq!(
+        query.body["history"].as_array().map(Vec::len),
+        Some(5),
+        "the group's whole history"
+    );
 
     // The number changed: the whole group is opted out and closed.
     whatsapp(
@@ -436,6 +447,7 @@ async fn the_api_takes_a_user_id_in_place_of_a_number() {
     assert_eq!(query.status, StatusCode::OK, "{}", query.body);
     assert_eq!(query.body["user_id"], USER);
     assert_eq!(query.body["history"].as_array().map(Vec::len), Some(2));
+    assert_eq!(query.body["group"], json!([query.body["subject"]]));
     let (status, dossier) = app
         .post_text("/v1/export/dossier", &t.auditor, &json!({"user_id": USER}))
         .await;
