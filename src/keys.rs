@@ -30,6 +30,11 @@ pub fn random_salt_hex() -> String {
     hex::encode(random_bytes::<32>())
 }
 
+/// A new document id: `doc_` and 12 random lowercase hex digits.
+pub fn new_document_id() -> String {
+    format!("doc_{}", hex::encode(random_bytes::<6>()))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("cannot read the master key file {path}: {source}")]

@@ -40,6 +40,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "recording", description = "Opt-ins, opt-outs and inbound interactions (collector)"),
         (name = "checks", description = "May we send this, now? (sender)"),
         (name = "ledger", description = "Entries and subjects with openings (auditor)"),
+        (name = "documents", description = "Scans of signed paper forms (collector uploads, auditor reads)"),
         (name = "log", description = "Checkpoints, proofs, receipts and exports: the verifiable log (auditor)"),
         (name = "channels", description = "Channel settings for the webhooks, and their dead letters (admin)"),
         (name = "webhooks", description = "WhatsApp Cloud API and Twilio SMS webhooks, authenticated by the providers' signatures"),
@@ -170,6 +171,8 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(api::records::create_opt_in)
         .service(api::records::create_opt_out)
         .service(api::records::create_interaction)
+        .service(api::documents::upload_document)
+        .service(api::documents::get_document)
         .service(api::checks::check)
         .service(api::checks::check_batch)
         .service(api::subjects::query_subject)

@@ -7,6 +7,7 @@ pub mod brands;
 pub mod channel_settings;
 pub mod checks;
 pub mod dead_letters;
+pub mod documents;
 pub mod entries;
 pub mod export;
 pub mod health;

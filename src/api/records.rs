@@ -73,6 +73,10 @@ fn append_error(error: StoreError) -> ApiError {
             "before_erasure",
             "this number or user id was erased after `captured_at`: only an opt-in captured after the erasure starts a new subject",
         ),
+        StoreError::Rejected(Rejection::UnknownDocument) => recording::unknown_document().into(),
+        StoreError::Rejected(Rejection::DocumentMismatch) => {
+            recording::document_mismatch().into()
+        }
         StoreError::Rejected(Rejection::IdempotencyLost) => ApiError::new(ErrorCode::IdempotencyInProgress,
             "a newer request with this Idempotency-Key took it over; nothing was recorded by this one",
         ),

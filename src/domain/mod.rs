@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod decision;
+pub mod document;
 pub mod evidence;
 pub mod identity;
 pub mod ids;

@@ -62,7 +62,7 @@ problem_codes! {
     IdempotencyInProgress = ("idempotency_in_progress", 409, "Request in progress", "A request with this Idempotency-Key is still being processed; retry later."),
     RequestTimeout = ("request_timeout", 408, "Request timeout", "The body did not arrive within the time limit (`CONSENT_LEDGER_BODY_TIMEOUT`, default 15 s); nothing was recorded and the connection is closed."),
     PayloadTooLarge = ("payload_too_large", 413, "Payload too large", "The body exceeds the limit of this endpoint (JSON 1 MiB, batch 4 MiB, webhooks 3 MiB)."),
-    UnsupportedMediaType = ("unsupported_media_type", 415, "Unsupported media type", "This endpoint takes `Content-Type: application/json`."),
+    UnsupportedMediaType = ("unsupported_media_type", 415, "Unsupported media type", "JSON endpoints take `Content-Type: application/json`; `POST /v1/documents` takes a PDF, JPEG or PNG, told by its content."),
     InvalidRequest = ("invalid_request", 422, "Invalid request", "One or more fields are missing, unknown or invalid; `errors` names each field."),
     InvalidNumber = ("invalid_number", 422, "Invalid phone number", "The number does not parse; `errors[].code` gives the reason: not_a_number, missing_region, invalid_country_code, too_short, too_long, not_valid_number or invalid_region."),
     InvalidUserId = ("invalid_user_id", 422, "Invalid user id", "The `user_id` is not a WhatsApp business-scoped user id: two capital letters, a dot, an optional `ENT.` and 1 to 128 letters or digits."),

@@ -5,6 +5,7 @@
 //! is checked against the one the store finds.
 
 use super::decision::Window;
+use super::document::is_document_id;
 use super::evidence::{self, Evidence, EvidenceFor, FieldError};
 use super::identity::{exactly_one, parse_user_id, Identity};
 use super::ids::BrandId;
@@ -252,7 +253,7 @@ impl OptInRequest {
         check_backfill(caller, self.backfill)?;
         let evidence = check_evidence(EvidenceFor::OptIn, self.channel, &self.evidence)?;
         check_signed_on(&evidence, self.captured_at)?;
-        check_no_document(&evidence)?;
+        check_document_id(&evidence)?;
         let shown = nfc(&self.company_name_shown);
         if !contains_whole_word(&self.consent_text, &shown) {
             return Err(Invalid::field(
@@ -358,7 +359,7 @@ impl OptOutRequest {
         check_backfill(caller, self.backfill)?;
         let evidence = check_evidence(EvidenceFor::OptOut, self.channel, &self.evidence)?;
         check_signed_on(&evidence, self.captured_at)?;
-        check_no_document(&evidence)?;
+        check_document_id(&evidence)?;
         Ok(OptOutRecord {
             identity,
             channel: self.channel,
@@ -539,14 +540,34 @@ fn check_signed_on(evidence: &Evidence, captured_at: Timestamp) -> Result<(), In
 }
 
 /// Documents are not stored yet: no `document_id` can name one.
-fn check_no_document(evidence: &Evidence) -> Result<(), Invalid> {
-    if evidence.get("document_id").is_some() {
-        return Err(Invalid::field(
-            ErrorCode::UnknownDocument,
-            "evidence.document_id",
-            "unknown_document",
-            "no document with this `document_id` was uploaded",
-        ));
+/// A `document_id` in the evidence must look like one (`doc_<12 hex>`);
+/// whether the tenant has it, with that hash, the store checks when it
+/// appends (SPEC sections 4 and 8).
+fn check_document_id(evidence: &Evidence) -> Result<(), Invalid> {
+    match evidence.get("document_id") {
+        Some(id) if !is_document_id(id) => Err(unknown_document()),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// 422 `unknown_document`: the evidence names a document the tenant does
+/// not have.
+pub fn unknown_document() -> Invalid {
+    Invalid::field(
+        ErrorCode::UnknownDocument,
+        "evidence.document_id",
+        "unknown_document",
+        "no document with this `document_id` was uploaded to this tenant",
+    )
+}
+
+/// 422 `invalid_evidence`: the named document's hash is not
+/// `document_sha256`.
+pub fn document_mismatch() -> Invalid {
+    Invalid::field(
+        ErrorCode::InvalidEvidence,
+        "evidence.document_sha256",
+        "document_mismatch",
+        "`document_sha256` must be the SHA-256 of the document `document_id` names",
+    )
 }

@@ -316,6 +316,7 @@ pub fn append_locked(
     check_suppression(conn, master, tenant, record)?;
     let found = current_or_new_subject(conn, tenant, record.identity().as_str(), now.millis())?;
     let (subject_id, subject) = (found.id, found.commitment);
+    super::documents::attach_named(conn, tenant, record, subject_id)?;
     let fields = record.evidence().fields();
     let evidence = SaltedEvidence {
         salt: random_salt_hex(),

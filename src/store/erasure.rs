@@ -153,8 +153,8 @@ pub(super) fn erase_members(
 }
 
 /// Deletes what names or opens the subject: its identity and salt, every
-/// evidence body and salt of its entries, its windows, dead letters and
-/// idempotency records. Consent texts are the tenant's, not the person's,
+/// evidence body and salt of its entries, its documents, windows, dead
+/// letters and idempotency records. Consent texts are the tenant's, not the person's,
 /// and stay.
 pub(super) fn forget_subject(
     conn: &mut DbConn,
@@ -183,6 +183,7 @@ pub(super) fn forget_subject(
             .filter(idempotency_keys::subject_id.eq(subject_id)),
     )
     .execute(conn)?;
+    super::documents::delete_of_subject(conn, tenant, subject_id)?;
     let Some(identity) = identity else {
         return Ok(());
     };
@@ -215,7 +216,7 @@ pub fn compact(conn: &mut DbConn) {
     let done = match conn {
         DbConn::Sqlite(c) => diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").execute(c),
         DbConn::Pg(c) => diesel::sql_query(
-            "VACUUM subjects, entries, windows, subject_aliases, idempotency_keys, dead_letters",
+            "VACUUM subjects, entries, windows, subject_aliases, idempotency_keys, dead_letters, documents, document_subjects",
         )
         .execute(c),
     };

@@ -8,6 +8,7 @@ pub mod channels;
 pub mod connection;
 pub mod consent;
 pub mod dead_letters;
+pub mod documents;
 pub mod erasure;
 pub mod idempotency;
 pub mod inbound;
@@ -59,6 +60,10 @@ pub enum Rejection {
     Suppressed,
     #[error("the identity is erased and has no newer subject: nothing to record")]
     SuppressedNothingToRecord,
+    #[error("the evidence names a document the tenant does not have")]
+    UnknownDocument,
+    #[error("the evidence's document_sha256 is not the named document's hash")]
+    DocumentMismatch,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -252,6 +252,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    documents (tenant_id, id) {
+        tenant_id -> Text,
+        id -> Text,
+        sha256 -> Text,
+        media_type -> Text,
+        size -> BigInt,
+        body -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    document_subjects (tenant_id, document_id, subject_id) {
+        tenant_id -> Text,
+        document_id -> Text,
+        subject_id -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     meta,
     tenants,
@@ -275,4 +295,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_heads,
     audit_events,
     identity_links,
+    documents,
+    document_subjects,
 );

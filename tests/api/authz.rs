@@ -57,6 +57,8 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("POST", "/v1/opt-ins", COLLECTOR),
     ("POST", "/v1/opt-outs", COLLECTOR),
     ("POST", "/v1/interactions", Roles(&["collector", "sender"])),
+    ("POST", "/v1/documents", COLLECTOR),
+    ("GET", "/v1/documents/{id}", AUDITOR),
     ("POST", "/v1/checks", SENDER),
     ("POST", "/v1/checks/batch", SENDER),
     ("POST", "/v1/subjects/query", AUDITOR),
@@ -89,6 +91,7 @@ fn cross_tenant_status(template: &str) -> Option<u16> {
         "/v1/keys/{id}"
         | "/v1/brands/{name}/retire"
         | "/v1/dead-letters/{id}"
+        | "/v1/documents/{id}"
         | "/v1/subjects/query"
         | "/v1/subjects/erase" => Some(404),
         // An unknown number's dossier is B's log's header and checkpoint.
@@ -332,6 +335,8 @@ struct World {
     b: Tenant,
     a_seq: u64,
     dead_letter: i64,
+    /// A document of A.
+    document: String,
     /// A key of A that refused requests must not revoke.
     victim: String,
     revoked: String,
@@ -386,6 +391,13 @@ async fn world(app: &TestApp) -> World {
         .as_i64()
         .expect("a dead letter");
 
+    let scan = b"%PDF-1.7\n% A's signed form\n".to_vec();
+    let kept = app
+        .post_raw("/v1/documents", &a.collector, "application/pdf", scan)
+        .await;
+    assert_eq!(kept.status, StatusCode::CREATED, "{}", kept.body);
+    let document = kept.body["document_id"].as_str().expect("id").to_owned();
+
     let victim = key_id(&app.new_key(&a.admin, &["sender"]).await);
     let revoked = app.new_key(&a.admin, &["admin"]).await;
     assert_eq!(app.get("/v1/tenant", &revoked).await.status, StatusCode::OK);
@@ -417,6 +429,7 @@ async fn world(app: &TestApp) -> World {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    markers.push(document.clone());
     for answer in [&recorded, &opted_out] {
         for field in ["leaf_hash", "subject"] {
             markers.push(answer.body[field].as_str().expect(field).to_owned());
@@ -453,6 +466,7 @@ async fn world(app: &TestApp) -> World {
         b,
         a_seq,
         dead_letter,
+        document,
         victim,
         revoked,
         expired,
@@ -654,6 +668,11 @@ async fn input(
         }
         ("GET", "/v1/dead-letters/{id}") => {
             Request::new(method, format!("/v1/dead-letters/{}", w.dead_letter))
+        }
+        ("POST", "/v1/documents") => Request::new(method, "/v1/documents")
+            .with_body("application/pdf", format!("%PDF-1.7\n% upload {n}\n")),
+        ("GET", "/v1/documents/{id}") => {
+            Request::new(method, format!("/v1/documents/{}", w.document))
         }
         // Webhooks as a caller with an API key would send them: unsigned.
         ("GET", "/webhooks/whatsapp/{tenant}") => handshake("makro", "not-the-token"),
@@ -1043,6 +1062,8 @@ fn invalid_inputs(route: &Route, valid: &Request) -> Vec<(&'static str, Request)
             vec![("an id that is not a number", with("/v1/dead-letters/abc"))]
         }
         "/v1/entries/{seq}" => vec![("a seq that is not a number", with("/v1/entries/abc"))],
+        "/v1/documents" => vec![("a body that is no document", body("text/plain", "hello"))],
+        "/v1/documents/{id}" => vec![("an id of the wrong form", with("/v1/documents/nonsense"))],
         "/v1/entries/{seq}/receipt" => vec![(
             "a seq that is not a number",
             with("/v1/entries/abc/receipt"),

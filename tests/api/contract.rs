@@ -450,6 +450,29 @@ async fn channels_and_webhooks(app: &TestApp, c: &Contract, t: &Tenant) {
     ] {
         c.get(app, one, &path, admin).await;
     }
+    let uploads = "/v1/documents";
+    let upload = |body: Vec<u8>| {
+        app.client
+            .post(app.url(uploads))
+            .bearer_auth(&t.collector)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+    };
+    let (_, kept) = c
+        .send(uploads, upload(b"%PDF-1.7\n% contract\n".to_vec()))
+        .await;
+    let kept: Value = serde_json::from_str(&kept).unwrap();
+    c.send(uploads, upload(b"not a scan".to_vec())).await;
+    c.send(uploads, upload(vec![b' '; 20 * 1024 * 1024 + 1]))
+        .await;
+    let document = "/v1/documents/{id}";
+    let id = kept["document_id"].as_str().expect("a document id");
+    for path in [
+        format!("/v1/documents/{id}"),
+        "/v1/documents/doc_000000000000".into(),
+    ] {
+        c.get(app, document, &path, &t.auditor).await;
+    }
     let audit = "/v1/audit-events";
     for path in [
         audit,

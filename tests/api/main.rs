@@ -13,6 +13,7 @@ mod cli;
 mod contract;
 mod crash;
 mod decisions;
+mod documents;
 mod erasure;
 mod errors;
 mod helpers;

@@ -22,6 +22,8 @@ mod contract;
 mod crash;
 #[path = "../api/decisions.rs"]
 mod decisions;
+#[path = "../api/documents.rs"]
+mod documents;
 #[path = "../api/erasure.rs"]
 mod erasure;
 #[path = "../api/errors.rs"]

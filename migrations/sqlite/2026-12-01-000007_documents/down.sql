@@ -1,0 +1,2 @@
+DROP TABLE document_subjects;
+DROP TABLE documents;

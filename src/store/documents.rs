@@ -1,0 +1,124 @@
+//! Evidence documents (SPEC section 8): stored whole in the database, tied
+//! to the subjects whose paper opt-ins or opt-outs name them, deleted with
+//! their group on erasure.
+
+use super::schema::{document_subjects, documents};
+use super::{can_name_a_row, DbConn, Rejection, StoreError, StoreResult};
+use crate::domain::document::MediaType;
+use crate::domain::record::Record;
+use diesel::prelude::*;
+
+/// A document to keep.
+pub struct NewDocument<'a> {
+    pub id: &'a str,
+    pub sha256: &'a str,
+    pub media_type: MediaType,
+    pub body: &'a [u8],
+}
+
+/// Keeps a document (inside the caller's transaction).
+pub fn insert(
+    conn: &mut DbConn,
+    tenant: &str,
+    document: &NewDocument<'_>,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(documents::table)
+        .values((
+            documents::tenant_id.eq(tenant),
+            documents::id.eq(document.id),
+            documents::sha256.eq(document.sha256),
+            documents::media_type.eq(document.media_type.as_str()),
+            documents::size.eq(document.body.len() as i64),
+            documents::body.eq(document.body),
+            documents::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A stored document: its kind and its bytes.
+pub struct StoredDocument {
+    pub media_type: String,
+    pub sha256: String,
+    pub body: Vec<u8>,
+}
+
+/// One of the tenant's documents.
+pub fn find(conn: &mut DbConn, tenant: &str, id: &str) -> QueryResult<Option<StoredDocument>> {
+    if !can_name_a_row(id) {
+        return Ok(None);
+    }
+    let found: Option<(String, String, Vec<u8>)> = documents::table
+        .find((tenant, id))
+        .select((documents::media_type, documents::sha256, documents::body))
+        .first(conn)
+        .optional()?;
+    Ok(found.map(|(media_type, sha256, body)| StoredDocument {
+        media_type,
+        sha256,
+        body,
+    }))
+}
+
+/// Checks the document an opt-in's or opt-out's evidence names (it must be
+/// the tenant's, and have the evidence's `document_sha256` when that is
+/// given) and ties it to the subject (inside the append's transaction).
+pub fn attach_named(
+    conn: &mut DbConn,
+    tenant: &str,
+    record: &Record,
+    subject_id: i64,
+) -> StoreResult<()> {
+    let evidence = record.evidence();
+    let Some(id) = evidence.get("document_id") else {
+        return Ok(());
+    };
+    let sha256: Option<String> = match can_name_a_row(id) {
+        true => documents::table
+            .find((tenant, id))
+            .select(documents::sha256)
+            .first(conn)
+            .optional()?,
+        false => None,
+    };
+    let Some(sha256) = sha256 else {
+        return Err(StoreError::Rejected(Rejection::UnknownDocument));
+    };
+    if evidence
+        .get("document_sha256")
+        .is_some_and(|named| named != sha256)
+    {
+        return Err(StoreError::Rejected(Rejection::DocumentMismatch));
+    }
+    crate::on_backend!(conn, |c| diesel::insert_into(document_subjects::table)
+        .values((
+            document_subjects::tenant_id.eq(tenant),
+            document_subjects::document_id.eq(id),
+            document_subjects::subject_id.eq(subject_id),
+        ))
+        .on_conflict_do_nothing()
+        .execute(c))?;
+    Ok(())
+}
+
+/// Deletes the documents tied to a subject (erasure), and the ties.
+pub fn delete_of_subject(conn: &mut DbConn, tenant: &str, subject_id: i64) -> QueryResult<usize> {
+    let ids: Vec<String> = document_subjects::table
+        .filter(document_subjects::tenant_id.eq(tenant))
+        .filter(document_subjects::subject_id.eq(subject_id))
+        .select(document_subjects::document_id)
+        .load(conn)?;
+    diesel::delete(
+        document_subjects::table
+            .filter(document_subjects::tenant_id.eq(tenant))
+            .filter(document_subjects::document_id.eq_any(&ids)),
+    )
+    .execute(conn)?;
+    diesel::delete(
+        documents::table
+            .filter(documents::tenant_id.eq(tenant))
+            .filter(documents::id.eq_any(&ids)),
+    )
+    .execute(conn)
+}

@@ -1,0 +1,249 @@
+//! Evidence documents (SPEC section 8): scans of signed paper forms,
+//! uploaded by collectors, read by auditors, named by paper opt-ins (which
+//! must carry their hash), kept per tenant, deleted with their group.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha2::Digest;
+
+/// A small but real-looking PDF.
+fn pdf(marker: &str) -> Vec<u8> {
+    format!("%PDF-1.7\n% signed paper form {marker}\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n")
+        .into_bytes()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+async fn upload(app: &TestApp, key: &str, bytes: Vec<u8>) -> Answer {
+    app.post_raw("/v1/documents", key, "application/octet-stream", bytes)
+        .await
+}
+
+async fn uploaded(app: &TestApp, t: &Tenant, bytes: Vec<u8>) -> (String, String) {
+    let answer = upload(app, &t.collector, bytes).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    let id = answer.body["document_id"].as_str().expect("id").to_owned();
+    let sha = answer.body["sha256"].as_str().expect("sha256").to_owned();
+    (id, sha)
+}
+
+/// A paper opt-in for `number` naming a document by id and hash.
+fn paper_opt_in(number: &str, document_id: &str, sha256: &str) -> Value {
+    json!({
+        "number": number,
+        "channel": "paper",
+        "company_name_shown": "Makro",
+        "consent_text": "Yes, send me offers from Makro on WhatsApp. Reply STOP to end.",
+        "purposes": ["marketing"],
+        "captured_at": at(-10),
+        "evidence": {"document_sha256": sha256, "signer_name": "Jana Novak",
+            "signed_on": today(), "collected_by": "store 12", "document_id": document_id}
+    })
+}
+
+async fn fetch(app: &TestApp, key: &str, id: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(&format!("/v1/documents/{id}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn a_scan_is_kept_and_read_back_by_auditors_only() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let bytes = pdf("one");
+    let (id, sha) = uploaded(&app, &t, bytes.clone()).await;
+    assert!(id.starts_with("doc_") && id.len() == 16, "{id}");
+    assert_eq!(sha, sha256_hex(&bytes));
+    let read = fetch(&app, &t.auditor, &id).await;
+    assert_eq!(read.status(), StatusCode::OK);
+    assert_eq!(read.headers()["content-type"], "application/pdf");
+    assert_eq!(read.headers()["cache-control"], "no-store");
+    assert_eq!(read.bytes().await.expect("body").to_vec(), bytes);
+    // JPEG and PNG are told by their content, whatever the request says.
+    let jpeg = [&[0xFF, 0xD8, 0xFF, 0xE0][..], b"\x00\x10JFIF scan"].concat();
+    let (jpeg_id, _) = uploaded(&app, &t, jpeg).await;
+    let read = fetch(&app, &t.auditor, &jpeg_id).await;
+    assert_eq!(read.headers()["content-type"], "image/jpeg");
+    let png = [
+        &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A][..],
+        b"IHDR",
+    ]
+    .concat();
+    let answer = app
+        .post_raw("/v1/documents", &t.collector, "application/pdf", png)
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    let png_id = answer.body["document_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        fetch(&app, &t.auditor, &png_id).await.headers()["content-type"],
+        "image/png"
+    );
+    // Roles and tenants.
+    for key in [&t.collector, &t.sender] {
+        assert_eq!(fetch(&app, key, &id).await.status(), StatusCode::FORBIDDEN);
+    }
+    assert_eq!(
+        upload(&app, &t.auditor, pdf("x")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let other = app.tenant("metro", "Metro").await;
+    assert_eq!(
+        fetch(&app, &other.auditor, &id).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    for missing in ["doc_000000000000", "doc_x", "abc"] {
+        assert_eq!(
+            fetch(&app, &t.auditor, missing).await.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+    // Reading a document is in the audit trail.
+    let trail = app.get("/v1/audit-events", &t.admin).await;
+    let read_events = trail.body["audit_events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "document.read")
+        .count();
+    assert_eq!(read_events, 3);
+}
+
+#[tokio::test]
+async fn what_is_not_a_pdf_jpeg_or_png_or_is_too_large_is_refused() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    for bytes in [
+        b"<html>scan</html>".to_vec(),
+        b"GIF89a....".to_vec(),
+        Vec::new(),
+    ] {
+        let refused = upload(&app, &t.collector, bytes).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{}",
+            refused.body
+        );
+        assert_eq!(refused.code(), "unsupported_media_type");
+    }
+    let mut large = pdf("large");
+    large.resize(20 * 1024 * 1024 + 1, b' ');
+    let refused = upload(&app, &t.collector, large).await;
+    assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Exactly 20 MiB is kept.
+    let mut limit = pdf("limit");
+    limit.resize(20 * 1024 * 1024, b' ');
+    let (id, _) = uploaded(&app, &t, limit).await;
+    let read = fetch(&app, &t.auditor, &id).await;
+    assert_eq!(read.bytes().await.unwrap().len(), 20 * 1024 * 1024);
+}
+
+#[tokio::test]
+async fn a_retried_upload_keeps_one_document() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let send = || async {
+        let response = app
+            .client
+            .post(app.url("/v1/documents"))
+            .bearer_auth(&t.collector)
+            .header("idempotency-key", "scan-77")
+            .body(pdf("retried"))
+            .send()
+            .await
+            .expect("request");
+        let replayed = response.headers().get("idempotent-replayed").is_some();
+        let body: Value = response.json().await.expect("json");
+        (replayed, body)
+    };
+    let (first_replayed, first) = send().await;
+    let (again_replayed, again) = send().await;
+    assert!(!first_replayed && again_replayed);
+    assert_eq!(first, again, "the same document id");
+}
+
+#[tokio::test]
+async fn a_paper_opt_in_names_its_document_by_hash() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let (id, sha) = uploaded(&app, &t, pdf("form")).await;
+    let wrong = app
+        .opt_in(&t, paper_opt_in(NUMBER, &id, &"a".repeat(64)))
+        .await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        wrong.body
+    );
+    assert_eq!(wrong.code(), "invalid_evidence");
+    assert_eq!(
+        wrong.field_code("evidence.document_sha256").as_deref(),
+        Some("document_mismatch")
+    );
+    let unknown = app
+        .opt_in(&t, paper_opt_in(NUMBER, "doc_0123456789ab", &sha))
+        .await;
+    assert_eq!(unknown.code(), "unknown_document", "{}", unknown.body);
+    let other = app.tenant("metro", "Metro").await;
+    let (theirs, their_sha) = uploaded(&app, &other, pdf("metro")).await;
+    let foreign = app
+        .opt_in(&t, paper_opt_in(NUMBER, &theirs, &their_sha))
+        .await;
+    assert_eq!(
+        foreign.code(),
+        "unknown_document",
+        "another tenant's document"
+    );
+    assert_eq!(
+        app.get("/v1/log/checkpoint", &t.auditor).await.status,
+        StatusCode::OK
+    );
+    let recorded = app.opt_in(&t, paper_opt_in(NUMBER, &id, &sha)).await;
+    assert_eq!(recorded.status, StatusCode::CREATED, "{}", recorded.body);
+    assert_eq!(recorded.body["seq"], 0, "nothing refused was recorded");
+    let check = json!({"number": NUMBER, "purpose": "marketing", "brand": "Makro"});
+    assert_eq!(app.reason(&t, check).await, "allowed");
+}
+
+#[tokio::test]
+async fn erasure_deletes_the_documents_of_the_group() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let (erased_doc, erased_sha) = uploaded(&app, &t, pdf("erased")).await;
+    let (kept_doc, kept_sha) = uploaded(&app, &t, pdf("kept")).await;
+    let other_number = "+4915199990000";
+    app.recorded_opt_in(&t, paper_opt_in(NUMBER, &erased_doc, &erased_sha))
+        .await;
+    app.recorded_opt_in(&t, paper_opt_in(other_number, &kept_doc, &kept_sha))
+        .await;
+    let erased = app
+        .post("/v1/subjects/erase", &t.admin, &json!({"number": NUMBER}))
+        .await;
+    assert_eq!(erased.status, StatusCode::CREATED, "{}", erased.body);
+    assert_eq!(
+        fetch(&app, &t.auditor, &erased_doc).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        fetch(&app, &t.auditor, &kept_doc).await.status(),
+        StatusCode::OK
+    );
+    if app.database_url().is_some() {
+        return; // PostgreSQL: the tables are vacuumed; no file to read here.
+    }
+    // Its bytes are gone from the SQLite file too.
+    let bytes = std::fs::read(app.data_dir().join("consent-ledger.db")).expect("db file");
+    let marker = b"signed paper form erased";
+    assert!(
+        !bytes.windows(marker.len()).any(|w| w == marker),
+        "the erased scan's bytes remain in the database file"
+    );
+}
