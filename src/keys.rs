@@ -30,6 +30,27 @@ pub fn random_salt_hex() -> String {
     hex::encode(random_bytes::<32>())
 }
 
+/// A new random code of `len` characters of `alphabet` (at most 256),
+/// each equally likely: a confirmation code.
+pub fn random_code(alphabet: &[u8], len: usize) -> String {
+    let limit = 256 - 256 % alphabet.len();
+    let mut code = String::with_capacity(len);
+    while code.len() < len {
+        // Rejection sampling keeps every character equally likely.
+        for b in random_bytes::<16>() {
+            if (b as usize) < limit && code.len() < len {
+                code.push(alphabet[b as usize % alphabet.len()] as char);
+            }
+        }
+    }
+    code
+}
+
+/// What is stored of a confirmation code: the tenant's keyed hash of it.
+pub fn confirmation_code_hash(master: &MasterKey, tenant: &str, code: &str) -> String {
+    master.keyed_hash(tenant, &["confirmation", code])
+}
+
 /// A new document id: `doc_` and 12 random lowercase hex digits.
 pub fn new_document_id() -> String {
     format!("doc_{}", hex::encode(random_bytes::<6>()))
@@ -280,6 +301,29 @@ pub fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn random_codes_use_only_their_alphabet() {
+        let alphabet = b"ABC23";
+        let codes: Vec<String> = (0..200).map(|_| random_code(alphabet, 6)).collect();
+        for code in &codes {
+            assert_eq!(code.len(), 6);
+            assert!(code.bytes().all(|b| alphabet.contains(&b)), "{code}");
+        }
+        // Every letter turns up, and codes differ.
+        for &b in alphabet {
+            assert!(codes.iter().any(|c| c.as_bytes().contains(&b)));
+        }
+        let mut unique = codes.clone();
+        unique.sort();
+        unique.dedup();
+        assert!(
+            unique.len() > 150,
+            "random: {} distinct of 200",
+            unique.len()
+        );
+    }
+
     use super::*;
 
     fn vector_key() -> MasterKey {

@@ -6,18 +6,21 @@ use super::auth::{self, Caller, Role};
 use super::idempotent;
 use super::json::ApiJson;
 use super::AppState;
+use crate::domain::confirmation;
 use crate::domain::decision::Window;
 use crate::domain::identity::Identity;
 use crate::domain::ids::BrandId;
-use crate::domain::record::Record;
+use crate::domain::purpose::CaptureChannel;
+use crate::domain::record::{PendingConfirmation, Record};
 use crate::domain::recording::{
     self, brand_retired, check_not_future, FoundBrand, InteractionRecorded, InteractionRequest,
     OptInRequest, OptOutRequest,
 };
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::keys::MasterKey;
+use crate::keys::{confirmation_code_hash, random_code, MasterKey};
 use crate::store::append::{self, Answer, Appended};
+use crate::store::channels::settings_of;
 use crate::store::connection::lock_log;
 use crate::store::consent::{identity_state, record_inbound, window_of};
 use crate::store::idempotency;
@@ -36,6 +39,25 @@ pub struct Recorded {
     /// The subject commitment (a pseudonym of the number within this tenant).
     pub subject: String,
     pub recorded_at: Timestamp,
+    /// For an opt-in that waits for confirmation (the tenant's
+    /// `require_confirmation_for` lists its capture channel): what the
+    /// person sends back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<ConfirmationView>,
+}
+
+/// How a person confirms an opt-in (SPEC section 9).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConfirmationView {
+    /// Sent back from the number (or user id) that opted in, by WhatsApp
+    /// or SMS, within 24 hours: `CONFIRM <code>`.
+    #[schema(example = "K7Q2MX")]
+    pub code: String,
+    pub expires_at: Timestamp,
+    /// Opens WhatsApp with the phrase typed in; null when the tenant has no
+    /// WhatsApp number configured.
+    #[schema(example = "https://wa.me/4930123456?text=CONFIRM%20K7Q2MX")]
+    pub whatsapp_link: Option<String>,
 }
 
 impl From<&Appended> for Recorded {
@@ -45,6 +67,7 @@ impl From<&Appended> for Recorded {
             leaf_hash: a.leaf_hash.clone(),
             subject: a.subject.clone(),
             recorded_at: a.recorded_at,
+            confirmation: None,
         }
     }
 }
@@ -105,9 +128,27 @@ fn append_answered(
     scope: Option<&idempotency::IdempotencyScope>,
     now: Timestamp,
 ) -> Result<(u16, String), ApiError> {
+    append_confirmable(conn, master, caller, (record, None), scope, now)
+}
+
+/// [`append_answered`] for an opt-in that may wait for confirmation: its
+/// answer carries the code.
+fn append_confirmable(
+    conn: &mut crate::store::DbConn,
+    master: &MasterKey,
+    caller: &Caller,
+    (record, confirmation): (&Record, Option<&ConfirmationView>),
+    scope: Option<&idempotency::IdempotencyScope>,
+    now: Timestamp,
+) -> Result<(u16, String), ApiError> {
+    let render = |appended: &Appended| {
+        let mut answer = Recorded::from(appended);
+        answer.confirmation = confirmation.cloned();
+        serde_json::to_string(&answer).expect("serialisable")
+    };
     let answer = scope.map(|scope| Answer {
         scope,
-        render: &created,
+        render: &render,
     });
     let tenant = &caller.tenant.id;
     let appended = match append::append(conn, master, tenant, &caller.key_id, record, answer, now) {
@@ -122,7 +163,7 @@ fn append_answered(
         other => other.map_err(append_error)?,
     };
     tracing::info!(tenant = %tenant, seq = appended.seq, subject = %appended.subject, "recorded");
-    Ok((201, created(&appended)))
+    Ok((201, render(&appended)))
 }
 
 #[utoipa::path(
@@ -164,11 +205,58 @@ pub async fn create_opt_in(
                         name: b.name,
                     }
                 });
-            let record = Record::OptIn(draft.into_record(brand)?);
-            append_answered(conn, &master, &work_caller, &record, scope, now)
+            let mut opt_in = draft.into_record(brand)?;
+            let confirmation = match needs_confirmation(&work_caller, opt_in.channel) {
+                true => {
+                    let (pending, view) = confirmation_for(conn, &master, &work_caller, now)?;
+                    opt_in.confirmation = Some(pending);
+                    Some(view)
+                }
+                false => None,
+            };
+            let record = Record::OptIn(opt_in);
+            let confirmable = (&record, confirmation.as_ref());
+            append_confirmable(conn, &master, &work_caller, confirmable, scope, now)
         },
     )
     .await
+}
+
+/// Whether the tenant's `require_confirmation_for` (as it is now) lists the
+/// opt-in's capture channel.
+fn needs_confirmation(caller: &Caller, channel: CaptureChannel) -> bool {
+    serde_json::from_str::<Vec<CaptureChannel>>(&caller.tenant.require_confirmation_for)
+        .unwrap_or_default()
+        .contains(&channel)
+}
+
+/// A new code for an opt-in that waits for confirmation: what is stored
+/// (its keyed hash, when it expires) and what the answer shows.
+fn confirmation_for(
+    conn: &mut crate::store::DbConn,
+    master: &MasterKey,
+    caller: &Caller,
+    now: Timestamp,
+) -> Result<(PendingConfirmation, ConfirmationView), ApiError> {
+    let tenant = &caller.tenant.id;
+    let code = random_code(confirmation::CODE_ALPHABET, confirmation::CODE_LEN);
+    let expires_at = confirmation::expires_at(now);
+    let settings = settings_of(conn, tenant)?;
+    let display = settings
+        .whatsapp
+        .as_ref()
+        .and_then(|w| w.phone_numbers.first())
+        .and_then(|p| p.display.clone());
+    let view = ConfirmationView {
+        whatsapp_link: display.and_then(|d| confirmation::whatsapp_link(&d, &code)),
+        expires_at,
+        code: code.clone(),
+    };
+    let pending = PendingConfirmation {
+        code_sha256: confirmation_code_hash(master, tenant, &code),
+        expires_at,
+    };
+    Ok((pending, view))
 }
 
 #[utoipa::path(

@@ -258,12 +258,18 @@ pub async fn patch_tenant(
         other => other,
     };
     let require_confirmation_for = match patch.require_confirmation_for {
-        Some(channels) if !channels.is_empty() => {
-            return Err(ApiError::new(ErrorCode::ConfirmationNotAvailable,
-                "double opt-in needs inbound WhatsApp or SMS messages to confirm codes, which this version does not receive yet",
+        Some(channels) if channels.iter().any(|c| !c.can_capture_opt_in()) => {
+            return Err(ApiError::invalid_field(
+                "require_confirmation_for",
+                "invalid_value",
+                "capture channels of opt-ins: sms, web, whatsapp, ivr or paper",
             ));
         }
-        Some(_) => Some("[]".to_owned()),
+        Some(mut channels) => {
+            channels.sort_by_key(|c| c.as_str());
+            channels.dedup();
+            Some(serde_json::to_string(&channels).expect("serialisable"))
+        }
         None => None,
     };
     let changed: Vec<&str> = [

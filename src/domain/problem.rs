@@ -79,7 +79,6 @@ problem_codes! {
     UnknownDocument = ("unknown_document", 422, "Unknown document", "The paper evidence names a `document_id` that was never uploaded."),
     IdempotencyKeyReused = ("idempotency_key_reused", 422, "Idempotency key reused", "The Idempotency-Key was used with a different body on this route within 24 hours."),
     InvalidIdempotencyKey = ("invalid_idempotency_key", 422, "Invalid idempotency key", "An Idempotency-Key is 1 to 255 visible ASCII characters."),
-    ConfirmationNotAvailable = ("confirmation_not_available", 422, "Confirmation not available", "Double opt-in needs inbound WhatsApp or SMS messages to confirm codes, which this version does not receive yet."),
     RateLimited = ("rate_limited", 429, "Too many requests", "Too many requests from this address or with this key, too many failed authentications from this address, too many connections from this address, or too many exports at once; retry after the seconds in `Retry-After`."),
     Internal = ("internal", 500, "Internal error", "Something failed on our side; the cause is in the service's log."),
     SigningRefused = ("signing_refused", 503, "Signing refused", "The database is not a consistent extension of the tree this instance signed before (restored from an older copy, or forked); nothing is signed until the missing entries are re-appended from a verified export."),

@@ -80,12 +80,24 @@ pub struct LiftRecord {
     pub lifts: u64,
 }
 
+/// A `confirmation` entry: the opt-in `confirms` names now counts (SPEC
+/// section 9), confirmed by a message from the opt-in's own identity.
+#[derive(Debug, Clone)]
+pub struct ConfirmRecord {
+    pub identity: Identity,
+    pub channel: CaptureChannel,
+    pub captured_at: Timestamp,
+    pub evidence: Evidence,
+    pub confirms: u64,
+}
+
 /// What is appended.
 #[derive(Debug, Clone)]
 pub enum Record {
     OptIn(OptInRecord),
     OptOut(OptOutRecord),
     Lift(LiftRecord),
+    Confirm(ConfirmRecord),
 }
 
 impl Record {
@@ -94,6 +106,7 @@ impl Record {
             Record::OptIn(r) => &r.identity,
             Record::OptOut(r) => &r.identity,
             Record::Lift(r) => &r.identity,
+            Record::Confirm(r) => &r.identity,
         }
     }
 
@@ -102,6 +115,7 @@ impl Record {
             Record::OptIn(r) => r.captured_at,
             Record::OptOut(r) => r.captured_at,
             Record::Lift(r) => r.captured_at,
+            Record::Confirm(r) => r.captured_at,
         }
     }
 
@@ -110,7 +124,7 @@ impl Record {
         match self {
             Record::OptIn(r) => r.backfill,
             Record::OptOut(r) => r.backfill,
-            Record::Lift(_) => false,
+            Record::Lift(_) | Record::Confirm(_) => false,
         }
     }
 
@@ -119,6 +133,7 @@ impl Record {
             Record::OptIn(r) => &r.evidence,
             Record::OptOut(r) => &r.evidence,
             Record::Lift(r) => &r.evidence,
+            Record::Confirm(r) => &r.evidence,
         }
     }
 }

@@ -56,7 +56,7 @@ fn check_suppression(
             Err(StoreError::Rejected(Rejection::Suppressed))
         }
         Record::OptIn(_) => Ok(()),
-        Record::OptOut(_) | Record::Lift(_) => {
+        Record::OptOut(_) | Record::Lift(_) | Record::Confirm(_) => {
             if current_subject(conn, tenant, identity)?.is_some() {
                 Ok(())
             } else {
@@ -227,6 +227,11 @@ fn fill_entry(entry: &mut Entry, record: &Record, consent_text_sha256: Option<&s
             entry.captured_at = Some(r.captured_at);
             entry.lifts = Some(r.lifts);
         }
+        Record::Confirm(r) => {
+            entry.channel = Some(r.channel.as_str().to_owned());
+            entry.captured_at = Some(r.captured_at);
+            entry.confirms = Some(r.confirms);
+        }
     }
 }
 
@@ -326,6 +331,7 @@ pub fn append_locked(
         Record::OptIn(_) => EntryType::OptIn,
         Record::OptOut(_) => EntryType::OptOut,
         Record::Lift(_) => EntryType::OptOutLifted,
+        Record::Confirm(_) => EntryType::Confirmation,
     };
     let (origin, seq) = (&head.origin, head.size);
     let mut entry = Entry::new(
@@ -443,6 +449,22 @@ fn insert_consent_event(
         .and_then(|lifted| match lifted {
             1 => Ok(1),
             // Never an entry that lifts nothing: roll the append back.
+            _ => Err(diesel::result::Error::NotFound),
+        })?,
+        // Only the opt-in's own subject confirms it (SPEC section 9).
+        Record::Confirm(r) => diesel::update(
+            consent_events::table
+                .filter(consent_events::tenant_id.eq(tenant))
+                .filter(consent_events::seq.eq(r.confirms as i64))
+                .filter(consent_events::subject_id.eq(subject_id))
+                .filter(consent_events::kind.eq("opt_in"))
+                .filter(consent_events::confirmation_required.eq(true))
+                .filter(consent_events::confirmed_by.is_null()),
+        )
+        .set(consent_events::confirmed_by.eq(seq))
+        .execute(conn)
+        .and_then(|confirmed| match confirmed {
+            1 => Ok(1),
             _ => Err(diesel::result::Error::NotFound),
         })?,
     };

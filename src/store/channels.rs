@@ -136,3 +136,26 @@ pub fn liftable_opt_outs(
         .load(conn)?;
     Ok(seqs.into_iter().map(|s| s as u64).collect())
 }
+
+/// The opt-ins of an identity's open subject that wait for one of these
+/// codes (by their keyed hashes) and whose code has not expired at `at`,
+/// in seq order. Only the opt-in's own subject: a linked identity never
+/// confirms (SPEC section 9).
+pub fn confirmable_opt_ins(
+    conn: &mut DbConn,
+    subject_id: i64,
+    code_hashes: &[String],
+    at: i64,
+) -> QueryResult<Vec<u64>> {
+    let seqs: Vec<i64> = consent_events::table
+        .filter(consent_events::subject_id.eq(subject_id))
+        .filter(consent_events::kind.eq("opt_in"))
+        .filter(consent_events::confirmation_required.eq(true))
+        .filter(consent_events::confirmed_by.is_null())
+        .filter(consent_events::confirmation_code_sha256.eq_any(code_hashes))
+        .filter(consent_events::confirmation_expires_at.gt(at))
+        .order(consent_events::seq)
+        .select(consent_events::seq)
+        .load(conn)?;
+    Ok(seqs.into_iter().map(|s| s as u64).collect())
+}

@@ -9,6 +9,7 @@ use super::connection::lock_log;
 use super::consent::record_inbound;
 use super::dead_letters::{keep, Letter};
 use super::links::{close_group, contradicts_link, link, Source};
+use super::subjects::current_subject;
 use super::tenants::find_brand;
 use super::{DbConn, Rejection, StoreError, StoreResult};
 use crate::channels::message::{
@@ -17,13 +18,16 @@ use crate::channels::message::{
     Provider, PROVIDER_CLOCK_SKEW_MILLIS,
 };
 use crate::channels::settings::{OptInMatch, StoredSettings};
+use crate::channels::whatsapp_payload::Content;
+use crate::domain::confirmation;
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::Identity;
 use crate::domain::ids::BrandId;
 use crate::domain::purpose::CaptureChannel;
-use crate::domain::record::{LiftClass, LiftRecord, OptInRecord, Record};
+use crate::domain::record::{ConfirmRecord, LiftClass, LiftRecord, OptInRecord, Record};
 use crate::domain::text::is_readable_text;
 use crate::domain::time::Timestamp;
+use crate::keys::confirmation_code_hash;
 use crate::keys::MasterKey;
 
 /// Opt-ins older than this are not recorded from a message (as for the API
@@ -64,6 +68,78 @@ fn link_sender(
     }
     for (a, b) in &pairs {
         seqs.extend(link(conn, tenant, (a, b), &source, now)?);
+    }
+    Ok(seqs)
+}
+
+/// What every message from a known identity does before what it asks
+/// for: on WhatsApp, its pairs link and its window opens; then it confirms
+/// what its codes confirm.
+fn arrive(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    carrier: (&InboundMessage, &Identity, Timestamp),
+    now: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    let (message, identity, captured_at) = carrier;
+    let mut seqs = Vec::new();
+    if message.provider == Provider::WhatsApp {
+        seqs.extend(link_sender(
+            conn,
+            master,
+            tenant,
+            message,
+            captured_at,
+            now,
+        )?);
+        let business = Some(message.business.as_str());
+        record_inbound(conn, tenant, identity.as_str(), business, captured_at)?;
+    }
+    seqs.extend(confirm_codes(conn, master, tenant, carrier, now)?);
+    Ok(seqs)
+}
+
+/// Confirms the opt-ins of the message's identity that wait for a code the
+/// message carries (SPEC section 9): one `confirmation` entry each, the
+/// message as evidence. A message by another identity confirms nothing.
+fn confirm_codes(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    (message, identity, captured_at): (&InboundMessage, &Identity, Timestamp),
+    now: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    let text = match &message.content {
+        Content::Text { body, .. } => body,
+        Content::Button { payload, .. } => payload,
+        Content::Other => return Ok(Vec::new()),
+    };
+    let codes = confirmation::candidates(text);
+    if codes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(subject) = current_subject(conn, tenant, identity.as_str())? else {
+        return Ok(Vec::new());
+    };
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|code| confirmation_code_hash(master, tenant, code))
+        .collect();
+    let waiting = channels::confirmable_opt_ins(conn, subject.id, &hashes, captured_at.millis())?;
+    let mut seqs = Vec::new();
+    for confirms in waiting {
+        let record = Record::Confirm(ConfirmRecord {
+            identity: identity.clone(),
+            channel: message.provider.capture_channel(),
+            captured_at,
+            evidence: message_evidence(message),
+            confirms,
+        });
+        let collector = message.provider.collector();
+        seqs.extend(append_unless_suppressed(
+            conn, master, tenant, collector, &record, now,
+        )?);
     }
     Ok(seqs)
 }
@@ -158,19 +234,8 @@ pub fn record_message(
             }
             return Ok(Outcome::Recorded { seqs: Vec::new() });
         };
-        let mut seqs = Vec::new();
-        if message.provider == Provider::WhatsApp {
-            seqs.extend(link_sender(
-                conn,
-                master,
-                tenant,
-                message,
-                captured_at,
-                now,
-            )?);
-            let business = Some(message.business.as_str());
-            record_inbound(conn, tenant, identity.as_str(), business, captured_at)?;
-        }
+        let carrier = (message, &identity, captured_at);
+        let mut seqs = arrive(conn, master, tenant, carrier, now)?;
         let arrival = Arrival {
             message,
             identity,

@@ -12,11 +12,14 @@ use super::schema::subjects;
 use super::suppression::suppress;
 use super::tenants::{find_brand, insert_brand};
 use super::{DbConn, StoreError, StoreResult};
+use crate::domain::confirmation;
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::Identity;
 use crate::domain::ids::BrandId;
 use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
-use crate::domain::record::{LiftClass, LiftRecord, OptInRecord, OptOutRecord, Record};
+use crate::domain::record::{
+    ConfirmRecord, LiftClass, LiftRecord, OptInRecord, OptOutRecord, PendingConfirmation, Record,
+};
 use crate::keys::MasterKey;
 use crate::ledger::entry::{Entry, EntryType, Openings, SubjectOpening};
 use crate::ledger::verify::evidence_jcs_of_map;
@@ -214,12 +217,13 @@ fn record_of(
         .collect();
     Ok(match entry.kind {
         EntryType::OptIn => {
-            if entry.confirmation_required == Some(true) {
-                return Err(refuse(
-                    seq,
-                    "opt-ins awaiting confirmation cannot be restored yet",
-                ));
-            }
+            // Its code is not in the export: it waits for the
+            // confirmation entry the export may hold, never for a message.
+            let confirmation =
+                (entry.confirmation_required == Some(true)).then(|| PendingConfirmation {
+                    code_sha256: String::new(),
+                    expires_at: confirmation::expires_at(entry.recorded_at),
+                });
             let (brand_id, shown) = brand_of(conn, tenant, entry)?;
             Some(Record::OptIn(OptInRecord {
                 identity,
@@ -232,7 +236,7 @@ fn record_of(
                 captured_at,
                 language: entry.language.clone(),
                 backfill: entry.backfill == Some(true),
-                confirmation: None,
+                confirmation,
                 evidence: Evidence::from_pairs([]),
             }))
         }
@@ -258,9 +262,15 @@ fn record_of(
                 .lifts
                 .ok_or_else(|| refuse(seq, "a lift without `lifts`"))?,
         })),
-        EntryType::Confirmation => {
-            return Err(refuse(seq, "confirmations cannot be restored yet"));
-        }
+        EntryType::Confirmation => Some(Record::Confirm(ConfirmRecord {
+            identity,
+            channel,
+            captured_at,
+            evidence: Evidence::from_pairs([]),
+            confirms: entry
+                .confirms
+                .ok_or_else(|| refuse(seq, "a confirmation without `confirms`"))?,
+        })),
         EntryType::Erasure | EntryType::IdentityLinked => None,
     })
 }

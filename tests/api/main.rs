@@ -10,6 +10,7 @@ mod authz;
 mod channels;
 mod checks;
 mod cli;
+mod confirmation;
 mod contract;
 mod crash;
 mod decisions;

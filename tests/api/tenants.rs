@@ -546,14 +546,30 @@ async fn tenant_settings_are_validated() {
         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert!(answer.field_code(field).is_some(), "{}", answer.body);
     }
+    let api = app
+        .patch(
+            "/v1/tenant",
+            &t.admin,
+            &json!({"require_confirmation_for": ["web", "api"]}),
+        )
+        .await;
+    assert_eq!(
+        api.field_code("require_confirmation_for").as_deref(),
+        Some("invalid_value"),
+        "opt-ins are never captured through `api`"
+    );
     let confirm = app
         .patch(
             "/v1/tenant",
             &t.admin,
-            &json!({"require_confirmation_for": ["web"]}),
+            &json!({"require_confirmation_for": ["web", "sms", "web"]}),
         )
         .await;
-    assert_eq!(confirm.code(), "confirmation_not_available");
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
+    assert_eq!(
+        confirm.body["require_confirmation_for"],
+        json!(["sms", "web"])
+    );
     let unchanged = app.get("/v1/tenant", &t.admin).await;
     assert_eq!(unchanged.body["default_region"], "BR");
 }

@@ -16,6 +16,8 @@ mod channels;
 mod checks;
 #[path = "../api/cli.rs"]
 mod cli;
+#[path = "../api/confirmation.rs"]
+mod confirmation;
 #[path = "../api/contract.rs"]
 mod contract;
 #[path = "../api/crash.rs"]
