@@ -40,10 +40,12 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "recording", description = "Opt-ins, opt-outs and inbound interactions (collector)"),
         (name = "checks", description = "May we send this, now? (sender)"),
         (name = "ledger", description = "Entries and subjects with openings (auditor)"),
+        (name = "forms", description = "Hosted opt-in forms: their definitions and versions (admin)"),
         (name = "documents", description = "Scans of signed paper forms (collector uploads, auditor reads)"),
         (name = "log", description = "Checkpoints, proofs, receipts and exports: the verifiable log (auditor)"),
         (name = "channels", description = "Channel settings for the webhooks, and their dead letters (admin)"),
         (name = "webhooks", description = "WhatsApp Cloud API and Twilio SMS webhooks, authenticated by the providers' signatures"),
+        (name = "pages", description = "The hosted opt-in and opt-out pages (public HTML)"),
         (name = "operations", description = "Health and problem types"),
     )
 )]
@@ -171,6 +173,10 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(api::records::create_opt_in)
         .service(api::records::create_opt_out)
         .service(api::records::create_interaction)
+        .service(api::forms::list_forms)
+        .service(api::forms::create_form)
+        .service(api::forms::get_form)
+        .service(api::forms::replace_form)
         .service(api::documents::upload_document)
         .service(api::documents::get_document)
         .service(api::checks::check)
@@ -194,6 +200,8 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(api::webhooks::whatsapp::whatsapp_handshake)
         .service(api::webhooks::whatsapp::whatsapp_notification)
         .service(api::webhooks::twilio::twilio_message)
+        .service(api::pages::show_page)
+        .service(api::pages::post_page)
         .service(api::health::healthz)
         .service(api::health::readyz)
         .service(api::health::metrics)

@@ -35,6 +35,29 @@ pub struct Guards {
     exports: Arc<ExportSlots>,
     /// Per log: when this instance last signed a checkpoint on request.
     checkpoint_gates: Mutex<HashMap<String, CheckpointGate>>,
+    /// What the hosted pages may be sent (SPEC section 9).
+    pub pages: PageLimits,
+}
+
+/// Posts to the hosted pages: per client address, per number and per page
+/// (tenant and form), counted before anything is recorded.
+pub struct PageLimits {
+    pub per_address: RateLimiter<IpAddr>,
+    pub per_number: RateLimiter<String>,
+    pub per_page: RateLimiter<(String, String)>,
+}
+
+impl PageLimits {
+    fn new(per_address_per_minute: u32) -> Self {
+        let minute = Duration::from_secs(60);
+        let hour = Duration::from_secs(3600);
+        let per_address = per_address_per_minute.max(1);
+        Self {
+            per_address: RateLimiter::new(per_address, minute, per_address).expect("a rate"),
+            per_number: RateLimiter::new(5, hour, 5).expect("a rate"),
+            per_page: RateLimiter::new(120, minute, 120).expect("a rate"),
+        }
+    }
 }
 
 /// Serialises signing on request for one log; holds when it last signed.
@@ -61,6 +84,7 @@ impl Guards {
                 open: Mutex::new((0, HashMap::new())),
             }),
             checkpoint_gates: Mutex::new(HashMap::new()),
+            pages: PageLimits::new(limits.page_posts_per_minute),
         }
     }
 

@@ -208,7 +208,8 @@ pub async fn create_opt_in(
             let mut opt_in = draft.into_record(brand)?;
             let confirmation = match needs_confirmation(&work_caller, opt_in.channel) {
                 true => {
-                    let (pending, view) = confirmation_for(conn, &master, &work_caller, now)?;
+                    let (pending, view) =
+                        confirmation_for(conn, &master, &work_caller.tenant.id, now)?;
                     opt_in.confirmation = Some(pending);
                     Some(view)
                 }
@@ -232,13 +233,12 @@ fn needs_confirmation(caller: &Caller, channel: CaptureChannel) -> bool {
 
 /// A new code for an opt-in that waits for confirmation: what is stored
 /// (its keyed hash, when it expires) and what the answer shows.
-fn confirmation_for(
+pub(super) fn confirmation_for(
     conn: &mut crate::store::DbConn,
     master: &MasterKey,
-    caller: &Caller,
+    tenant: &str,
     now: Timestamp,
 ) -> Result<(PendingConfirmation, ConfirmationView), ApiError> {
-    let tenant = &caller.tenant.id;
     let code = random_code(confirmation::CODE_ALPHABET, confirmation::CODE_LEN);
     let expires_at = confirmation::expires_at(now);
     let settings = settings_of(conn, tenant)?;

@@ -35,6 +35,9 @@ pub struct LimitArgs {
     /// Failed authentications per minute from one client address [default: 30]
     #[arg(long, env = "CONSENT_LEDGER_AUTH_FAILURES_PER_MINUTE", global = true)]
     pub auth_failures_per_minute: Option<u32>,
+    /// Posts to the hosted pages per minute from one client address [default: 10]
+    #[arg(long, env = "CONSENT_LEDGER_PAGE_POSTS_PER_MINUTE", global = true)]
+    pub page_posts_per_minute: Option<u32>,
     /// Exports and dossiers streaming at once, over all tenants [default: 4]
     #[arg(long, env = "CONSENT_LEDGER_MAX_EXPORTS", global = true)]
     pub max_exports: Option<u32>,
@@ -57,6 +60,7 @@ pub(super) struct FileLimits {
     rate_limit_per_address: Option<u32>,
     rate_limit_per_key: Option<u32>,
     auth_failures_per_minute: Option<u32>,
+    page_posts_per_minute: Option<u32>,
     max_exports: Option<u32>,
     max_exports_per_tenant: Option<u32>,
     export_drain_timeout: Option<String>,
@@ -74,6 +78,8 @@ pub struct Limits {
     /// Requests per second; 0: unlimited.
     pub rate_limit_per_key: u32,
     pub auth_failures_per_minute: u32,
+    /// Posts to the hosted pages per minute from one address.
+    pub page_posts_per_minute: u32,
     pub max_exports: u32,
     pub max_exports_per_tenant: u32,
     pub export_drain_timeout: Duration,
@@ -89,6 +95,7 @@ impl Default for Limits {
             rate_limit_per_address: 1000,
             rate_limit_per_key: 1000,
             auth_failures_per_minute: 30,
+            page_posts_per_minute: 10,
             max_exports: 4,
             max_exports_per_tenant: 2,
             export_drain_timeout: Duration::from_secs(30),
@@ -175,6 +182,13 @@ impl Limits {
                 args.auth_failures_per_minute,
                 file.auth_failures_per_minute,
                 d.auth_failures_per_minute,
+                false,
+            )?,
+            page_posts_per_minute: count(
+                "CONSENT_LEDGER_PAGE_POSTS_PER_MINUTE",
+                args.page_posts_per_minute,
+                file.page_posts_per_minute,
+                d.page_posts_per_minute,
                 false,
             )?,
             max_exports: count(

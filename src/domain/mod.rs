@@ -6,6 +6,7 @@ pub mod confirmation;
 pub mod decision;
 pub mod document;
 pub mod evidence;
+pub mod form;
 pub mod identity;
 pub mod ids;
 pub mod keywords;

@@ -57,6 +57,7 @@ problem_codes! {
     NotFound = ("not_found", 404, "Not found", "No such resource for this tenant (another tenant's resources also answer 404)."),
     MethodNotAllowed = ("method_not_allowed", 405, "Method not allowed", "The path exists but not with this HTTP method; `Allow` lists the methods it takes."),
     TenantExists = ("tenant_exists", 409, "Tenant exists", "A tenant with this id exists or existed; tenant ids are never reused."),
+    FormExists = ("form_exists", 409, "Form exists", "The tenant already has a form with this id; `PUT /v1/forms/{id}` gives it a new version."),
     BrandExists = ("brand_exists", 409, "Brand exists", "The tenant already has a brand with this name (compared case-insensitively)."),
     LastAdminKey = ("last_admin_key", 409, "Last admin key", "Revoking this key would leave the tenant without an active admin key, or without one that does not expire."),
     IdempotencyInProgress = ("idempotency_in_progress", 409, "Request in progress", "A request with this Idempotency-Key is still being processed; retry later."),

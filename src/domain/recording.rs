@@ -437,7 +437,7 @@ pub fn check_not_future(captured_at: Timestamp, now: Timestamp) -> Result<(), In
     Ok(())
 }
 
-fn check_consent_text(text: &str) -> Result<(), Invalid> {
+pub fn check_consent_text(text: &str) -> Result<(), Invalid> {
     let chars = text.chars().count();
     if chars == 0 || chars > MAX_CONSENT_TEXT_CHARS {
         return Err(Invalid::request_field(
@@ -477,7 +477,7 @@ fn check_backfill(caller: Caller<'_>, backfill: bool) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn purpose_set(field: &str, list: &[Purpose]) -> Result<PurposeSet, Invalid> {
+pub fn purpose_set(field: &str, list: &[Purpose]) -> Result<PurposeSet, Invalid> {
     if list.is_empty() {
         return Err(Invalid::request_field(
             field,
@@ -488,7 +488,7 @@ fn purpose_set(field: &str, list: &[Purpose]) -> Result<PurposeSet, Invalid> {
     Ok(list.iter().copied().collect())
 }
 
-fn channel_set(
+pub fn channel_set(
     field: &str,
     list: Option<&[MessageChannel]>,
     default: MessageChannelSet,

@@ -10,6 +10,7 @@ pub mod consent;
 pub mod dead_letters;
 pub mod documents;
 pub mod erasure;
+pub mod forms;
 pub mod idempotency;
 pub mod inbound;
 pub mod links;
@@ -60,6 +61,8 @@ pub enum Rejection {
     Suppressed,
     #[error("the identity is erased and has no newer subject: nothing to record")]
     SuppressedNothingToRecord,
+    #[error("the form id exists")]
+    FormExists,
     #[error("the evidence names a document the tenant does not have")]
     UnknownDocument,
     #[error("the evidence's document_sha256 is not the named document's hash")]

@@ -272,6 +272,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    forms (tenant_id, id) {
+        tenant_id -> Text,
+        id -> Text,
+        version -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    form_versions (tenant_id, form_id, version) {
+        tenant_id -> Text,
+        form_id -> Text,
+        version -> BigInt,
+        definition -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     meta,
     tenants,
@@ -297,4 +317,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     identity_links,
     documents,
     document_subjects,
+    forms,
+    form_versions,
 );

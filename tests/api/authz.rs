@@ -57,6 +57,12 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("POST", "/v1/opt-ins", COLLECTOR),
     ("POST", "/v1/opt-outs", COLLECTOR),
     ("POST", "/v1/interactions", Roles(&["collector", "sender"])),
+    ("GET", "/v1/forms", ADMIN),
+    ("POST", "/v1/forms", ADMIN),
+    ("GET", "/v1/forms/{id}", ADMIN),
+    ("PUT", "/v1/forms/{id}", ADMIN),
+    ("GET", "/forms/{tenant}/{form}", Public),
+    ("POST", "/forms/{tenant}/{form}", Public),
     ("POST", "/v1/documents", COLLECTOR),
     ("GET", "/v1/documents/{id}", AUDITOR),
     ("POST", "/v1/checks", SENDER),
@@ -92,6 +98,7 @@ fn cross_tenant_status(template: &str) -> Option<u16> {
         | "/v1/brands/{name}/retire"
         | "/v1/dead-letters/{id}"
         | "/v1/documents/{id}"
+        | "/v1/forms/{id}"
         | "/v1/subjects/query"
         | "/v1/subjects/erase" => Some(404),
         // An unknown number's dossier is B's log's header and checkpoint.
@@ -391,6 +398,10 @@ async fn world(app: &TestApp) -> World {
         .as_i64()
         .expect("a dead letter");
 
+    let made = app
+        .post("/v1/forms", &a.admin, &form_json("newsletter", "Makro"))
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
     let scan = b"%PDF-1.7\n% A's signed form\n".to_vec();
     let kept = app
         .post_raw("/v1/documents", &a.collector, "application/pdf", scan)
@@ -669,6 +680,32 @@ async fn input(
         ("GET", "/v1/dead-letters/{id}") => {
             Request::new(method, format!("/v1/dead-letters/{}", w.dead_letter))
         }
+        ("GET", "/v1/forms/{id}") => Request::new(method, "/v1/forms/newsletter"),
+        ("POST", "/v1/forms") => {
+            let id = match (fresh, by_b) {
+                (_, true) => format!("b-form-{n}"),
+                (true, false) => format!("granted-{n}"),
+                (false, false) => "newsletter".into(),
+            };
+            post("/v1/forms", form_json(&id, brand))
+        }
+        ("PUT", "/v1/forms/{id}") => Request::json(
+            method,
+            "/v1/forms/newsletter",
+            &form_json("newsletter", brand),
+        ),
+        ("GET", "/forms/{tenant}/{form}") => Request::new(method, "/forms/makro/newsletter"),
+        ("POST", "/forms/{tenant}/{form}") => {
+            // A page's own cookie and token, and the trap field filled: the
+            // page thanks the bot and records nothing.
+            let (cookie, token) = page_session(app, "/forms/makro/newsletter").await;
+            Request::new(method, "/forms/makro/newsletter")
+                .with_body(
+                    "application/x-www-form-urlencoded",
+                    format!("token={token}&number=12&website=bot"),
+                )
+                .header("cookie", cookie)
+        }
         ("POST", "/v1/documents") => Request::new(method, "/v1/documents")
             .with_body("application/pdf", format!("%PDF-1.7\n% upload {n}\n")),
         ("GET", "/v1/documents/{id}") => {
@@ -687,11 +724,36 @@ async fn input(
             "GET",
             path @ ("/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/docs" | "/v1/tenant"
             | "/v1/brands" | "/v1/keys" | "/v1/channels" | "/v1/export"
-            | "/v1/log/checkpoint" | "/v1/log/keys" | "/v1/dead-letters"
+            | "/v1/log/checkpoint" | "/v1/log/keys" | "/v1/dead-letters" | "/v1/forms"
             | "/v1/audit-events"),
         ) => Request::new(method, path),
         (m, p) => panic!("authz.rs has no request for {m} {p}: add one to `input`"),
     }
+}
+
+/// A form's definition for `brand`.
+fn form_json(id: &str, brand: &str) -> Value {
+    json!({"id": id, "brand": brand,
+        "consent_text": format!("Yes, I want offers from {brand} on WhatsApp."),
+        "purposes": ["marketing"], "privacy_url": "https://example.com/privacy"})
+}
+
+/// A page's cookie (`name=value`) and token, as a browser that loaded it
+/// holds them.
+pub(crate) async fn page_session(app: &TestApp, path: &str) -> (String, String) {
+    let response = app.client.get(app.url(path)).send().await.expect("request");
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .expect("a cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_owned();
+    let page = response.text().await.expect("html");
+    let marker = "name=\"token\" value=\"";
+    let start = page.find(marker).expect("a token") + marker.len();
+    let token = page[start..].split('"').next().expect("token").to_owned();
+    (cookie, token)
 }
 
 /// The webhooks' own credentials: signatures and verify tokens, right,
@@ -896,7 +958,11 @@ async fn state_of(app: &TestApp, t: &Tenant) -> Value {
 /// An app on a manual clock that answers every failed authentication of
 /// the matrix (the per-address budget is tested in `limits`).
 async fn spawn_authz_app() -> TestApp {
-    spawn_app_at_manual_clock_with(|a| a.limits.auth_failures_per_minute = Some(1_000_000)).await
+    spawn_app_at_manual_clock_with(|a| {
+        a.limits.auth_failures_per_minute = Some(1_000_000);
+        a.limits.page_posts_per_minute = Some(1_000_000);
+    })
+    .await
 }
 
 /// Every route × every credential, and the webhooks × their signatures.
@@ -1063,6 +1129,9 @@ fn invalid_inputs(route: &Route, valid: &Request) -> Vec<(&'static str, Request)
         }
         "/v1/entries/{seq}" => vec![("a seq that is not a number", with("/v1/entries/abc"))],
         "/v1/documents" => vec![("a body that is no document", body("text/plain", "hello"))],
+        "/v1/forms/{id}" if route.method == Method::GET => {
+            vec![("an id that is no form id", with("/v1/forms/NOPE!"))]
+        }
         "/v1/documents/{id}" => vec![("an id of the wrong form", with("/v1/documents/nonsense"))],
         "/v1/entries/{seq}/receipt" => vec![(
             "a seq that is not a number",

@@ -473,6 +473,47 @@ async fn channels_and_webhooks(app: &TestApp, c: &Contract, t: &Tenant) {
     ] {
         c.get(app, document, &path, &t.auditor).await;
     }
+    let forms = "/v1/forms";
+    let newsletter = json!({"id": "newsletter", "brand": "Makro",
+        "consent_text": "Yes, I want offers from Makro on WhatsApp.", "purposes": ["marketing"],
+        "privacy_url": "https://makro.example/privacy"});
+    c.post(app, forms, forms, admin, &newsletter).await;
+    c.post(app, forms, forms, admin, &newsletter).await;
+    c.post(app, forms, forms, admin, &json!({"id": "x"})).await;
+    c.get(app, forms, forms, admin).await;
+    let one_form = "/v1/forms/{id}";
+    for path in ["/v1/forms/newsletter", "/v1/forms/nope"] {
+        c.get(app, one_form, path, admin).await;
+    }
+    let put = app
+        .client
+        .put(app.url("/v1/forms/newsletter"))
+        .bearer_auth(admin)
+        .json(&newsletter);
+    c.send(one_form, put).await;
+    let page = "/forms/{tenant}/{form}";
+    for path in [
+        "/forms/makro/newsletter",
+        "/forms/makro/opt-out",
+        "/forms/makro/nope",
+    ] {
+        c.send(page, app.client.get(app.url(path))).await;
+    }
+    let (cookie, token) = crate::authz::page_session(app, "/forms/makro/newsletter").await;
+    let bot = format!("token={token}&number=12&website=bot");
+    let post_page = |cookie: Option<&str>| {
+        let mut request = app
+            .client
+            .post(app.url("/forms/makro/newsletter"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(bot.clone());
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request
+    };
+    c.send(page, post_page(Some(&cookie))).await;
+    c.send(page, post_page(None)).await;
     let audit = "/v1/audit-events";
     for path in [
         audit,

@@ -29,6 +29,7 @@ mod merkle;
 mod metrics;
 mod openapi;
 mod operations;
+mod pages;
 mod postgres;
 mod races;
 mod recording;

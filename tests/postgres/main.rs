@@ -49,6 +49,8 @@ mod metrics;
 mod multi_instance;
 #[path = "../api/operations.rs"]
 mod operations;
+#[path = "../api/pages.rs"]
+mod pages;
 #[path = "../api/postgres.rs"]
 mod postgres;
 #[path = "../api/races.rs"]

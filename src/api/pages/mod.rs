@@ -1,0 +1,663 @@
+//! `GET`/`POST /forms/{tenant}/{form}` and `/forms/{tenant}/opt-out`: the
+//! hosted pages (SPEC section 9). No login: a signed token in the page and
+//! a SameSite=Strict cookie (valid 2 h), a honeypot field, a minimum fill
+//! time and rate limits per address, number and page keep bots and other
+//! sites out. The server captures the evidence itself.
+
+pub mod html;
+pub mod words;
+
+use super::body::{declared_length, read_body};
+use super::limits::{client_addr, ClientAddr};
+use super::records::confirmation_for;
+use super::AppState;
+use crate::domain::evidence::Evidence;
+use crate::domain::form::{FormDefinition, OPT_OUT};
+use crate::domain::identity::Identity;
+use crate::domain::ids::BrandId;
+use crate::domain::number::E164;
+use crate::domain::purpose::{CaptureChannel, MessageChannelSet, Purpose, PurposeSet};
+use crate::domain::record::{OptInRecord, OptOutRecord, Record};
+use crate::domain::time::Timestamp;
+use crate::error::{ApiError, ErrorCode};
+use crate::ledger::hash::sha256_hex;
+use crate::store::tenants::{active_brands, find_brand, find_tenant, TenantRow};
+use crate::store::{append, forms, DbConn, Rejection, StoreError};
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use html::{NumberField, OptInPage, OptOutPage};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use words::{words, Words};
+
+/// A post sooner than this after the page was served is a bot's.
+pub const MIN_FILL_MILLIS: i64 = 3_000;
+/// How long a page's token stays valid.
+const TOKEN_TTL_MILLIS: i64 = 2 * 3600 * 1000;
+/// The cookie that binds a post to the page served to that browser.
+const COOKIE: &str = "cl_form";
+/// The largest post a page takes.
+const POST_LIMIT: usize = 16 * 1024;
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// The opt-out page's language (`en`, `fr`, `es`, `pt`, `de`).
+    pub lang: Option<String>,
+}
+
+/// The page's token: when it was served, and the tenant's keyed hash of
+/// the page and the cookie's nonce at that time.
+fn token(state: &AppState, tenant: &str, page: &str, nonce: &str, issued: i64) -> String {
+    let issued = issued.to_string();
+    let mac = state
+        .master
+        .keyed_hash(tenant, &["form-token", page, nonce, &issued]);
+    format!("{issued}.{mac}")
+}
+
+/// When a post's token was issued, if it is this page's, for this cookie,
+/// and not expired.
+fn token_issued(
+    state: &AppState,
+    tenant: &str,
+    page: &str,
+    nonce: &str,
+    token_text: &str,
+    now: i64,
+) -> Option<i64> {
+    let (issued, _) = token_text.split_once('.')?;
+    let issued: i64 = issued.parse().ok()?;
+    let expected = token(state, tenant, page, nonce, issued);
+    let same = subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), token_text.as_bytes());
+    (bool::from(same) && issued <= now && now - issued <= TOKEN_TTL_MILLIS).then_some(issued)
+}
+
+fn cookie_of(req: &HttpRequest) -> Option<String> {
+    let header = req.headers().get("cookie")?.to_str().ok()?;
+    header.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name == COOKIE && !value.is_empty()).then(|| value.to_owned())
+    })
+}
+
+/// An HTML answer with the pages' headers: no caching, no referrer, and
+/// frames only from the form's `embed_origins`.
+fn html(status: StatusCode, body: String, embed_origins: &[String]) -> HttpResponse {
+    let ancestors = match embed_origins {
+        [] => "'none'".to_owned(),
+        origins => origins.join(" "),
+    };
+    let policy = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}"
+    );
+    let mut answer = HttpResponse::build(status);
+    answer
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Content-Security-Policy", policy))
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Referrer-Policy", "no-referrer"));
+    if embed_origins.is_empty() {
+        answer.insert_header(("X-Frame-Options", "DENY"));
+    }
+    answer.body(body)
+}
+
+/// A page with a fresh cookie and the token bound to it.
+fn served(
+    state: &AppState,
+    tenant: &str,
+    page: &str,
+    render: impl FnOnce(&str) -> String,
+    embed_origins: &[String],
+) -> HttpResponse {
+    let nonce = crate::keys::random_salt_hex();
+    let token = token(state, tenant, page, &nonce, state.now().millis());
+    let mut answer = html(StatusCode::OK, render(&token), embed_origins);
+    let secure = if state.settings.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{COOKIE}={nonce}; Path=/forms/{tenant}; Max-Age=7200; HttpOnly; SameSite=Strict{secure}"
+    );
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&cookie) {
+        answer
+            .headers_mut()
+            .insert(actix_web::http::header::SET_COOKIE, value);
+    }
+    answer
+}
+
+/// The tenant and, for an opt-in page, its form; 404 when either is
+/// unknown or its brand is retired.
+async fn page_of(
+    state: &AppState,
+    tenant: &str,
+    form: &str,
+) -> Result<(TenantRow, Option<forms::StoredForm>), ApiError> {
+    let missing = || ApiError::not_found("no such page");
+    if !crate::domain::access::is_tenant_id(tenant) {
+        return Err(missing());
+    }
+    let (tenant, form) = (tenant.to_owned(), form.to_owned());
+    let found = state
+        .db(move |conn| {
+            let Some(row) = find_tenant(conn, &tenant)? else {
+                return Ok(None);
+            };
+            if form == OPT_OUT {
+                return Ok(Some((row, None)));
+            }
+            let stored = forms::find(conn, &tenant, &form)?;
+            let active = match &stored {
+                Some(f) => find_brand(conn, &tenant, &f.definition.brand)?
+                    .is_some_and(|b| b.retired_at.is_none()),
+                None => false,
+            };
+            Ok(active.then_some((row, stored)))
+        })
+        .await?;
+    found.ok_or_else(missing)
+}
+
+/// The opt-out page's brands and words.
+async fn opt_out_words(
+    state: &AppState,
+    tenant: &str,
+    lang: Option<&str>,
+) -> Result<(Vec<String>, &'static Words), ApiError> {
+    let id = tenant.to_owned();
+    let brands = state
+        .db(move |conn| Ok(active_brands(conn, &id)?))
+        .await?
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    Ok((brands, words(lang.unwrap_or("en"))))
+}
+
+fn opt_in_render<'a>(
+    form: &'a forms::StoredForm,
+    tenant: &'a str,
+    number: NumberField<'a>,
+    ticked: &'a [Purpose],
+    error: Option<&'a str>,
+) -> impl Fn(&str) -> String + 'a {
+    move |token: &str| {
+        html::opt_in_page(&OptInPage {
+            words: words(form.definition.page_language()),
+            tenant,
+            form_id: &form.id,
+            form: &form.definition,
+            token,
+            number: NumberField {
+                number: number.number,
+                region: number.region,
+                error: number.error,
+            },
+            ticked,
+            error,
+        })
+    }
+}
+
+/// The page as every visitor is first shown it (no token, nothing typed):
+/// what `rendered_html_sha256` commits to.
+fn canonical_sha256(form: &forms::StoredForm, tenant: &str) -> String {
+    let region = form.definition.default_region.as_deref();
+    let blank = NumberField {
+        number: "",
+        region,
+        error: None,
+    };
+    sha256_hex(opt_in_render(form, tenant, blank, &[], None)("").as_bytes())
+}
+
+#[utoipa::path(
+    tag = "pages",
+    params(
+        ("tenant" = String, Path, description = "The tenant id"),
+        ("form" = String, Path, description = "A form id, or `opt-out`"),
+        PageQuery,
+    ),
+    responses(
+        (status = 200, description = "The page (HTML), with its cookie", content_type = "text/html", body = String),
+        (status = "4XX", description = "Problem (404: no such tenant or form)", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/forms/{tenant}/{form}")]
+pub async fn show_page(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, form_id) = path.into_inner();
+    let (_, form) = page_of(&state, &tenant, &form_id).await?;
+    let Some(form) = form else {
+        let (brands, w) = opt_out_words(&state, &tenant, query.lang.as_deref()).await?;
+        let render = |token: &str| {
+            html::opt_out_page(&OptOutPage {
+                words: w,
+                tenant: &tenant,
+                brands: &brands,
+                token,
+                number: NumberField {
+                    number: "",
+                    region: None,
+                    error: None,
+                },
+                done: false,
+            })
+        };
+        return Ok(served(&state, &tenant, OPT_OUT, render, &[]));
+    };
+    let region = form.definition.default_region.as_deref();
+    let blank = NumberField {
+        number: "",
+        region,
+        error: None,
+    };
+    let render = opt_in_render(&form, &tenant, blank, &[], None);
+    Ok(served(
+        &state,
+        &tenant,
+        &form.id,
+        render,
+        &form.definition.embed_origins,
+    ))
+}
+
+/// A post's fields.
+#[derive(Debug, Default)]
+struct Posted {
+    token: String,
+    number: String,
+    region: Option<String>,
+    purposes: Vec<Purpose>,
+    honeypot: bool,
+}
+
+fn posted(body: &[u8]) -> Result<Posted, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+        .map_err(|_| ApiError::new(ErrorCode::MalformedBody, "the body is not a valid form"))?;
+    let mut out = Posted::default();
+    for (name, value) in pairs {
+        match name.as_str() {
+            "token" => out.token = value,
+            "number" => out.number = value.chars().take(64).collect(),
+            "region" if !value.is_empty() => out.region = Some(value.chars().take(2).collect()),
+            "purpose" => out
+                .purposes
+                .extend(Purpose::ALL.into_iter().find(|p| p.as_str() == value)),
+            "website" => out.honeypot |= !value.trim().is_empty(),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// What the server captures of the person's browser.
+fn browser_evidence(state: &AppState, req: &HttpRequest) -> Vec<(&'static str, String)> {
+    let ip = client_addr(req).map_or_else(String::new, |ClientAddr(ip)| ip.to_string());
+    let agent: String = req
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(512)
+        .collect();
+    let page_url = format!("{}{}", state.settings.public_url, req.path());
+    vec![("page_url", page_url), ("ip", ip), ("user_agent", agent)]
+}
+
+/// A refused post: the page again (422) with what is wrong, nothing recorded.
+fn again(
+    form: &forms::StoredForm,
+    tenant: &str,
+    posted: &Posted,
+    (number_error, error): (Option<&str>, Option<&str>),
+) -> HttpResponse {
+    let number = NumberField {
+        number: &posted.number,
+        region: posted.region.as_deref(),
+        error: number_error,
+    };
+    let page = opt_in_render(form, tenant, number, &posted.purposes, error)(&posted.token);
+    html(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        page,
+        &form.definition.embed_origins,
+    )
+}
+
+/// Why a post records nothing before its fields are read.
+enum Refusal {
+    /// No cookie, or a token that is not this page's, or expired: 403.
+    Expired,
+    /// Over a rate limit: 429.
+    Limited,
+}
+
+/// The checks every post passes first: its cookie and token, and the
+/// address and page limits. Returns when the token was issued.
+fn admitted(
+    state: &AppState,
+    req: &HttpRequest,
+    tenant: &str,
+    page: &str,
+    token_text: &str,
+) -> Result<i64, Refusal> {
+    let now = state.now().millis();
+    let nonce = cookie_of(req).ok_or(Refusal::Expired)?;
+    let issued =
+        token_issued(state, tenant, page, &nonce, token_text, now).ok_or(Refusal::Expired)?;
+    let limits = &state.guards.pages;
+    let instant = std::time::Instant::now();
+    if let Some(ClientAddr(ip)) = client_addr(req) {
+        limits
+            .per_address
+            .check(&ip, instant)
+            .map_err(|_| Refusal::Limited)?;
+    }
+    let key = (tenant.to_owned(), page.to_owned());
+    limits
+        .per_page
+        .check(&key, instant)
+        .map_err(|_| Refusal::Limited)?;
+    Ok(issued)
+}
+
+fn refused(refusal: Refusal, w: &Words) -> HttpResponse {
+    match refusal {
+        Refusal::Expired => html(StatusCode::FORBIDDEN, html::message_page(w, w.expired), &[]),
+        Refusal::Limited => html(
+            StatusCode::TOO_MANY_REQUESTS,
+            html::message_page(w, w.rate_limited),
+            &[],
+        ),
+    }
+}
+
+/// The number of a post, in the chosen country (or the form's).
+fn number_of(posted: &Posted, fallback: Option<&str>) -> Option<E164> {
+    let region = posted.region.as_deref().or(fallback);
+    E164::parse(posted.number.trim(), region, None).ok()
+}
+
+#[utoipa::path(
+    tag = "pages",
+    params(
+        ("tenant" = String, Path, description = "The tenant id"),
+        ("form" = String, Path, description = "A form id, or `opt-out`"),
+        PageQuery,
+    ),
+    request_body(content = String, description = "The page's form fields: token, region, number, purpose (one per ticked box)", content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Recorded (or, for a bot, nothing): the thank-you page, with the code to send back when the opt-in must be confirmed", content_type = "text/html", body = String),
+        (status = 403, description = "No cookie, or an expired or foreign token: nothing recorded", content_type = "text/html", body = String),
+        (status = 422, description = "The page again with what is wrong: nothing recorded", content_type = "text/html", body = String),
+        (status = 429, description = "Too many posts from this address, for this number or this page", content_type = "text/html", body = String),
+        (status = "4XX", description = "Problem (404: no such tenant or form)", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/forms/{tenant}/{form}")]
+pub async fn post_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: web::Query<PageQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, form_id) = path.into_inner();
+    let (row, form) = page_of(&state, &tenant, &form_id).await?;
+    let declared = declared_length(&req);
+    let body = read_body(
+        &state,
+        payload,
+        declared,
+        POST_LIMIT,
+        ErrorCode::MalformedBody,
+    )
+    .await?;
+    let posted = posted(&body)?;
+    match form {
+        Some(form) => opt_in_post(&state, &req, row, form, posted).await,
+        None => opt_out_post(&state, &req, &tenant, query.lang.as_deref(), posted).await,
+    }
+}
+
+async fn opt_in_post(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    row: TenantRow,
+    form: forms::StoredForm,
+    posted: Posted,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = row.id.clone();
+    let w = words(form.definition.page_language());
+    let issued = match admitted(state, req, &tenant, &form.id, &posted.token) {
+        Ok(issued) => issued,
+        Err(refusal) => return Ok(refused(refusal, w)),
+    };
+    let lang = form
+        .definition
+        .language
+        .clone()
+        .unwrap_or_else(|| w.lang.to_owned());
+    if posted.honeypot {
+        tracing::info!(tenant = %tenant, form = %form.id, "a post that filled the trap field: nothing recorded");
+        let page = html::success_page(w, &lang, &form.definition.brand, None);
+        return Ok(html(StatusCode::OK, page, &form.definition.embed_origins));
+    }
+    if state.now().millis() - issued < MIN_FILL_MILLIS {
+        tracing::info!(tenant = %tenant, form = %form.id, "a post faster than a person: nothing recorded");
+        return Ok(again(&form, &tenant, &posted, (None, Some(w.too_fast))));
+    }
+    let ticked: PurposeSet = posted
+        .purposes
+        .iter()
+        .copied()
+        .filter(|p| form.definition.purposes.contains(p))
+        .collect();
+    let Some(number) = number_of(&posted, form.definition.default_region.as_deref()) else {
+        return Ok(again(
+            &form,
+            &tenant,
+            &posted,
+            (Some(w.invalid_number), None),
+        ));
+    };
+    if ticked.is_empty() {
+        return Ok(again(&form, &tenant, &posted, (None, Some(w.no_purpose))));
+    }
+    if state
+        .guards
+        .pages
+        .per_number
+        .check(&number.as_str().to_owned(), std::time::Instant::now())
+        .is_err()
+    {
+        return Ok(refused(Refusal::Limited, w));
+    }
+    let mut evidence = browser_evidence(state, req);
+    evidence.push(("form_id", form.id.clone()));
+    evidence.push(("form_version", form.version.to_string()));
+    evidence.push(("rendered_html_sha256", canonical_sha256(&form, &tenant)));
+    let pairs: Vec<(&str, &str)> = evidence.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let evidence = Evidence::from_list(&pairs);
+    let recording = FormOptIn {
+        row,
+        definition: form.definition.clone(),
+        form_id: form.id.clone(),
+        number,
+        purposes: ticked,
+        evidence,
+    };
+    let confirm = record_form_opt_in(state, recording).await?;
+    let page = html::success_page(
+        w,
+        &lang,
+        &form.definition.brand,
+        confirm.as_ref().map(|(code, link)| html::Confirm {
+            code,
+            link: link.as_deref(),
+        }),
+    );
+    Ok(html(StatusCode::OK, page, &form.definition.embed_origins))
+}
+
+/// An opt-in given on a form, ready to record.
+struct FormOptIn {
+    row: TenantRow,
+    definition: FormDefinition,
+    form_id: String,
+    number: E164,
+    purposes: PurposeSet,
+    evidence: Evidence,
+}
+
+/// Records a form's opt-in (collector `form:<id>`, channel `web`, captured
+/// now), with a code when the tenant requires confirmation for `web`.
+/// Returns the code and click-to-chat link, if one is needed.
+async fn record_form_opt_in(
+    state: &web::Data<AppState>,
+    opt_in: FormOptIn,
+) -> Result<Option<(String, Option<String>)>, ApiError> {
+    let master = state.master.clone();
+    let clock = state.clock.clone();
+    state
+        .db(move |conn| {
+            let now = clock.now();
+            let tenant = opt_in.row.id.clone();
+            let brand = find_brand(conn, &tenant, &opt_in.definition.brand)?
+                .ok_or_else(|| ApiError::not_found("no such page"))?;
+            let requires: Vec<CaptureChannel> =
+                serde_json::from_str(&opt_in.row.require_confirmation_for).unwrap_or_default();
+            let (pending, view) = match requires.contains(&CaptureChannel::Web) {
+                true => {
+                    let (pending, view) = confirmation_for(conn, &master, &tenant, now)?;
+                    (Some(pending), Some(view))
+                }
+                false => (None, None),
+            };
+            let record = Record::OptIn(OptInRecord {
+                identity: Identity::Number(opt_in.number),
+                channel: CaptureChannel::Web,
+                brand_id: BrandId(brand.id),
+                company_name_shown: brand.name,
+                consent_text: opt_in.definition.consent_text.clone(),
+                purposes: opt_in.purposes,
+                message_channels: opt_in.definition.message_channels.iter().copied().collect(),
+                captured_at: now,
+                language: opt_in.definition.language.clone(),
+                backfill: false,
+                confirmation: pending,
+                evidence: opt_in.evidence,
+            });
+            let collector = format!("form:{}", opt_in.form_id);
+            append_quietly(conn, &master, &tenant, &collector, &record, now)?;
+            Ok(view.map(|v| (v.code, v.whatsapp_link)))
+        })
+        .await
+}
+
+/// Appends what a page records; an erased number without a newer subject
+/// records nothing and the page answers the same (it never tells whether
+/// a number is known).
+fn append_quietly(
+    conn: &mut DbConn,
+    master: &crate::keys::MasterKey,
+    tenant: &str,
+    collector: &str,
+    record: &Record,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    match append::append(conn, master, tenant, collector, record, None, now) {
+        Ok(appended) => {
+            tracing::info!(tenant = %tenant, seq = appended.seq, subject = %appended.subject, collector = %collector, "recorded from a page");
+            Ok(())
+        }
+        Err(StoreError::Rejected(Rejection::Suppressed | Rejection::SuppressedNothingToRecord)) => {
+            Ok(())
+        }
+        Err(StoreError::Rejected(Rejection::BrandRetired)) => {
+            Err(ApiError::not_found("no such page"))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+async fn opt_out_post(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    tenant: &str,
+    lang: Option<&str>,
+    posted: Posted,
+) -> Result<HttpResponse, ApiError> {
+    let (brands, w) = opt_out_words(state, tenant, lang).await?;
+    if let Err(refusal) = admitted(state, req, tenant, OPT_OUT, &posted.token) {
+        return Ok(refused(refusal, w));
+    }
+    let page = |number: NumberField<'_>, done: bool| {
+        html::opt_out_page(&OptOutPage {
+            words: w,
+            tenant,
+            brands: &brands,
+            token: &posted.token,
+            number,
+            done,
+        })
+    };
+    let Some(number) = number_of(&posted, None) else {
+        let field = NumberField {
+            number: &posted.number,
+            region: posted.region.as_deref(),
+            error: Some(w.invalid_number),
+        };
+        return Ok(html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            page(field, false),
+            &[],
+        ));
+    };
+    let limited = state
+        .guards
+        .pages
+        .per_number
+        .check(&number.as_str().to_owned(), std::time::Instant::now());
+    if limited.is_err() {
+        return Ok(refused(Refusal::Limited, w));
+    }
+    let mut evidence = browser_evidence(state, req);
+    evidence.push(("reason", "opt-out page".to_owned()));
+    let pairs: Vec<(&str, &str)> = evidence.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let evidence = Evidence::from_list(&pairs);
+    let master = state.master.clone();
+    let clock = state.clock.clone();
+    let id = tenant.to_owned();
+    state
+        .db(move |conn| {
+            let now = clock.now();
+            let record = Record::OptOut(OptOutRecord {
+                identity: Identity::Number(number),
+                channel: CaptureChannel::Web,
+                purposes: PurposeSet::all(),
+                message_channels: MessageChannelSet::all(),
+                captured_at: now,
+                backfill: false,
+                evidence,
+                lift_class: None,
+            });
+            append_quietly(conn, &master, &id, "form:opt-out", &record, now)
+        })
+        .await?;
+    let blank = NumberField {
+        number: "",
+        region: None,
+        error: None,
+    };
+    Ok(html(StatusCode::OK, page(blank, true), &[]))
+}
