@@ -7,6 +7,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 mod abuse;
 mod audit;
 mod authz;
+mod browser;
 mod channels;
 mod checks;
 mod cli;
