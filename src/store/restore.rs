@@ -9,6 +9,7 @@ use super::append::{lock_head, store_consent_text, write_entry, SaltedEvidence};
 use super::erasure::forget_subject;
 use super::links::{close_subjects, keep_link};
 use super::schema::subjects;
+use super::subjects::insert_subject;
 use super::suppression::suppress;
 use super::tenants::{find_brand, insert_brand};
 use super::{DbConn, StoreError, StoreResult};
@@ -167,26 +168,15 @@ fn subject_of(
     if let Some(id) = found {
         return Ok(id);
     }
-    let (identity, salt, erased_at) = match opening {
-        Some(s) => (s.identity().map(str::to_owned), Some(s.salt.clone()), None),
-        None => (None, None, Some(at)),
-    };
-    let id: i64 = diesel::insert_into(subjects::table)
-        .values((
-            subjects::tenant_id.eq(tenant),
-            subjects::commitment.eq(commitment),
-            subjects::identity.eq(identity),
-            subjects::salt.eq(salt),
-            subjects::created_at.eq(at),
-            subjects::erased_at.eq(erased_at),
-            subjects::group_id.eq(0),
-        ))
-        .returning(subjects::id)
-        .get_result(conn)?;
-    diesel::update(subjects::table.find(id))
-        .set(subjects::group_id.eq(id))
-        .execute(conn)?;
-    Ok(id)
+    let opened = opening.and_then(|s| s.identity().map(|identity| (identity, s.salt.as_str())));
+    let erased_at = opening.is_none().then_some(at);
+    Ok(insert_subject(
+        conn,
+        tenant,
+        commitment,
+        opened,
+        (at, erased_at),
+    )?)
 }
 
 /// What the entry records, for the consent state a check reads.

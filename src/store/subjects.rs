@@ -68,13 +68,33 @@ pub fn current_or_new_subject(
     }
     let salt = random_salt_hex();
     let commitment = subject_commitment(&salt, identity);
+    let opened = Some((identity, salt.as_str()));
+    let id = insert_subject(conn, tenant, &commitment, opened, (now, None))?;
+    Ok(SubjectRow {
+        id,
+        commitment,
+        group_id: id,
+        closed_at: None,
+    })
+}
+
+/// Inserts a subject in a group of its own: with its identity and salt
+/// when `opened`, and at (`created_at`, `erased_at`). Returns its id.
+pub fn insert_subject(
+    conn: &mut DbConn,
+    tenant: &str,
+    commitment: &str,
+    opened: Option<(&str, &str)>,
+    (created_at, erased_at): (i64, Option<i64>),
+) -> QueryResult<i64> {
     let id: i64 = diesel::insert_into(subjects::table)
         .values((
             subjects::tenant_id.eq(tenant),
-            subjects::commitment.eq(&commitment),
-            subjects::identity.eq(identity),
-            subjects::salt.eq(&salt),
-            subjects::created_at.eq(now),
+            subjects::commitment.eq(commitment),
+            subjects::identity.eq(opened.map(|(identity, _)| identity)),
+            subjects::salt.eq(opened.map(|(_, salt)| salt)),
+            subjects::created_at.eq(created_at),
+            subjects::erased_at.eq(erased_at),
             subjects::group_id.eq(0),
         ))
         .returning(subjects::id)
@@ -82,12 +102,7 @@ pub fn current_or_new_subject(
     diesel::update(subjects::table.find(id))
         .set(subjects::group_id.eq(id))
         .execute(conn)?;
-    Ok(SubjectRow {
-        id,
-        commitment,
-        group_id: id,
-        closed_at: None,
-    })
+    Ok(id)
 }
 
 /// A subject of a group, with its identity (none once erased).

@@ -489,3 +489,15 @@ pub fn write_file(dir: &std::path::Path, name: &str, text: &str) -> String {
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
 }
+
+/// `consent-ledger verify-db` on the app's database passes (run off the
+/// test's runtime, which serves the app meanwhile).
+#[allow(dead_code)]
+pub async fn verify_db_passes(app: &TestApp) {
+    let data_dir = app.data_dir();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || run_cli(&["verify-db"], Some(&data_dir)))
+            .await
+            .expect("verify-db ran");
+    assert_eq!(code, 0, "{out}{err}");
+}

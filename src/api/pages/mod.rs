@@ -381,6 +381,14 @@ fn refused(refusal: Refusal, w: &Words) -> HttpResponse {
     }
 }
 
+/// Whether one more post for this number is over its limit (counting it
+/// when it is not).
+fn number_limited(state: &AppState, number: &E164) -> bool {
+    let key = number.as_str().to_owned();
+    let now = std::time::Instant::now();
+    state.guards.pages.per_number.check(&key, now).is_err()
+}
+
 /// The number of a post, in the chosen country (or the form's).
 fn number_of(posted: &Posted, fallback: Option<&str>) -> Option<E164> {
     let region = posted.region.as_deref().or(fallback);
@@ -473,13 +481,7 @@ async fn opt_in_post(
     if ticked.is_empty() {
         return Ok(again(&form, &tenant, &posted, (None, Some(w.no_purpose))));
     }
-    if state
-        .guards
-        .pages
-        .per_number
-        .check(&number.as_str().to_owned(), std::time::Instant::now())
-        .is_err()
-    {
+    if number_limited(state, &number) {
         return Ok(refused(Refusal::Limited, w));
     }
     let mut evidence = browser_evidence(state, req);
@@ -623,12 +625,7 @@ async fn opt_out_post(
             &[],
         ));
     };
-    let limited = state
-        .guards
-        .pages
-        .per_number
-        .check(&number.as_str().to_owned(), std::time::Instant::now());
-    if limited.is_err() {
+    if number_limited(state, &number) {
         return Ok(refused(Refusal::Limited, w));
     }
     let mut evidence = browser_evidence(state, req);
