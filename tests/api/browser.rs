@@ -128,14 +128,19 @@ async fn submit(client: &Client) {
     button.click().await.expect("sent");
 }
 
+/// The text of an element, waiting (at most 10 s) for the page that has
+/// it: a click that posts a form may return before the next page is in.
 async fn text_of(client: &Client, css: &str) -> String {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|_| panic!("{css} on the page"))
-        .text()
-        .await
-        .expect("its text")
+    let found = client
+        .wait()
+        .at_most(std::time::Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await;
+    let Ok(found) = found else {
+        let source = client.source().await.unwrap_or_default();
+        panic!("{css} is not on the page:\n{source}");
+    };
+    found.text().await.expect("its text")
 }
 
 #[tokio::test]
@@ -250,6 +255,7 @@ async fn a_person_opts_in_confirms_and_opts_out_in_a_browser() {
         .expect("the opt-out page");
     type_number(&client, "+4915112345678").await;
     screenshot(&client, "opt-out").await;
+    app.clock.advance(5_000);
     submit(&client).await;
     assert!(text_of(&client, "#done").await.starts_with("Done."));
     assert_eq!(app.reason(&t, check).await, "opted_out");

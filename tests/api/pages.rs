@@ -351,7 +351,7 @@ async fn a_page_opt_in_waits_for_its_code_when_the_tenant_asks() {
 
 #[tokio::test]
 async fn the_opt_out_page_answers_the_same_for_any_number() {
-    let app = spawn_app().await;
+    let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
     app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
         .await;
@@ -363,6 +363,7 @@ async fn the_opt_out_page_answers_the_same_for_any_number() {
         assert!(page.contains("Nachrichten abbestellen"));
         assert!(page.contains("Makro"));
         let token = token_of(&page);
+        app.clock.advance(5_000);
         let (status, done) = post_page(
             &client,
             &app,
@@ -383,19 +384,34 @@ async fn the_opt_out_page_answers_the_same_for_any_number() {
     assert_eq!(e["entry"]["purposes"].as_array().map(Vec::len), Some(3));
     assert_eq!(e["entry"]["message_channels"], json!(["sms", "whatsapp"]));
     assert_eq!(e["openings"]["evidence"]["body"]["reason"], "opt-out page");
-    // A bad number: the page again, nothing recorded.
+    // Too fast for a person, or the trap field filled: nothing recorded.
     let client = browser();
     let (_, page) = get_page(&client, &app, path).await;
     let token = token_of(&page);
     let before = log_size(&app, &t).await;
-    let (status, _) = post_page(&client, &app, path, &[("token", &token), ("number", "12")]).await;
+    let fields = [("token", token.as_str()), ("number", "+4915100001111")];
+    let (status, body) = post_page(&client, &app, path, &fields).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(log_size(&app, &t).await, before);
+    assert!(body.contains("Bitte lesen Sie den Text in Ruhe"), "{body}");
+    app.clock.advance(5_000);
+    let trapped = [
+        ("token", token.as_str()),
+        ("number", "+4915100001111"),
+        ("website", "x"),
+    ];
+    let (status, body) = post_page(&client, &app, path, &trapped).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, answers[0], "thanked like anyone");
+    // A bad number: the page again.
+    let bad = [("token", token.as_str()), ("number", "12")];
+    let (status, _) = post_page(&client, &app, path, &bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(log_size(&app, &t).await, before, "nothing recorded");
 }
 
 #[tokio::test]
 async fn posts_for_one_number_are_limited() {
-    let app = spawn_app().await;
+    let app = spawn_app_at_manual_clock().await;
     app.tenant("makro", "Makro").await;
     let path = "/forms/makro/opt-out";
     let mut statuses = Vec::new();
@@ -403,6 +419,7 @@ async fn posts_for_one_number_are_limited() {
         let client = browser();
         let (_, page) = get_page(&client, &app, path).await;
         let token = token_of(&page);
+        app.clock.advance(5_000);
         let (status, _) = post_page(
             &client,
             &app,

@@ -56,6 +56,12 @@ button{display:block;width:100%;font-size:1.1rem;padding:.8rem;margin-top:1.2rem
 .error{color:#a50e0e;font-weight:600}.hint{color:#444;font-size:.9rem}.code{font-size:2rem;letter-spacing:.3rem;font-weight:700}\
 .trap{position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden}small{display:block;margin-top:1.5rem}";
 
+/// The field a person never sees (off-screen, out of the tab order) and a
+/// bot fills in.
+const TRAP: &str =
+    "<div class=\"trap\" aria-hidden=\"true\"><label for=\"website\">Website</label>\
+<input type=\"text\" id=\"website\" name=\"website\" tabindex=\"-1\" autocomplete=\"off\"></div>";
+
 fn page(lang: &str, title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
@@ -150,8 +156,7 @@ pub fn opt_in_page(p: &OptInPage<'_>) -> String {
 <p class=\"consent\" id=\"consent\">{text}</p>\
 <fieldset aria-describedby=\"consent\"><legend>{legend}</legend>{boxes}</fieldset>{error}\
 {number}\
-<div class=\"trap\" aria-hidden=\"true\"><label for=\"website\">Website</label><input type=\"text\" id=\"website\" name=\"website\" tabindex=\"-1\" autocomplete=\"off\"></div>\
-<input type=\"hidden\" name=\"token\" value=\"{token}\">\
+{TRAP}<input type=\"hidden\" name=\"token\" value=\"{token}\">\
 <button type=\"submit\">{send}</button></form>\
 <small>{withdraw} <a href=\"/forms/{tenant}/opt-out?lang={lang}\">{opt_out}</a> · <a href=\"{privacy_url}\">{privacy}</a></small>",
         title = escape(w.opt_in_title),
@@ -233,7 +238,7 @@ pub fn opt_out_page(p: &OptOutPage<'_>) -> String {
     } else {
         format!(
             "<h1>{title}</h1><form method=\"post\" action=\"/forms/{tenant}/opt-out?lang={lang}\">\
-<p>{text} {brands}.</p>{number}\
+<p>{text} {brands}.</p>{number}{TRAP}\
 <input type=\"hidden\" name=\"token\" value=\"{token}\">\
 <button type=\"submit\">{send}</button></form>",
             title = escape(w.opt_out_title),

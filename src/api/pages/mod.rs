@@ -600,9 +600,10 @@ async fn opt_out_post(
     posted: Posted,
 ) -> Result<HttpResponse, ApiError> {
     let (brands, w) = opt_out_words(state, tenant, lang).await?;
-    if let Err(refusal) = admitted(state, req, tenant, OPT_OUT, &posted.token) {
-        return Ok(refused(refusal, w));
-    }
+    let issued = match admitted(state, req, tenant, OPT_OUT, &posted.token) {
+        Ok(issued) => issued,
+        Err(refusal) => return Ok(refused(refusal, w)),
+    };
     let page = |number: NumberField<'_>, done: bool| {
         html::opt_out_page(&OptOutPage {
             words: w,
@@ -613,17 +614,29 @@ async fn opt_out_post(
             done,
         })
     };
-    let Some(number) = number_of(&posted, None) else {
+    let blank = || NumberField {
+        number: "",
+        region: None,
+        error: None,
+    };
+    if posted.honeypot {
+        tracing::info!(tenant = %tenant, "an opt-out post that filled the trap field: nothing recorded");
+        return Ok(html(StatusCode::OK, page(blank(), true), &[]));
+    }
+    let too_fast = state.now().millis() - issued < MIN_FILL_MILLIS;
+    let number = number_of(&posted, None).filter(|_| !too_fast);
+    let Some(number) = number else {
         let field = NumberField {
             number: &posted.number,
             region: posted.region.as_deref(),
-            error: Some(w.invalid_number),
+            error: Some(if too_fast {
+                w.too_fast
+            } else {
+                w.invalid_number
+            }),
         };
-        return Ok(html(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            page(field, false),
-            &[],
-        ));
+        let again = page(field, false);
+        return Ok(html(StatusCode::UNPROCESSABLE_ENTITY, again, &[]));
     };
     if number_limited(state, &number) {
         return Ok(refused(Refusal::Limited, w));
@@ -651,10 +664,5 @@ async fn opt_out_post(
             append_quietly(conn, &master, &id, "form:opt-out", &record, now)
         })
         .await?;
-    let blank = NumberField {
-        number: "",
-        region: None,
-        error: None,
-    };
-    Ok(html(StatusCode::OK, page(blank, true), &[]))
+    Ok(html(StatusCode::OK, page(blank(), true), &[]))
 }
