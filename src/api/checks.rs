@@ -462,12 +462,10 @@ fn parse_items(caller: &Caller, items: Vec<serde_json::Value>) -> Vec<ParsedItem
                     (Some(number), None, None) => E164::from_canonical(number),
                     _ => None,
                 };
-                let sms = request.channel == MessageChannel::Sms;
                 let identity = match shaped {
                     Some(number) => ItemIdentity::Shaped(Identity::Number(number)),
                     None => ItemIdentity::Validated(parse_identity_of(caller, &request)?),
                 };
-                check_user_id_channels(identity.identity(), "channel", sms)?;
                 Ok((request, identity))
             });
             (echo, request)

@@ -22,7 +22,7 @@ use crate::keys::{confirmation_code_hash, random_code, MasterKey};
 use crate::store::append::{self, Answer, Appended};
 use crate::store::channels::settings_of;
 use crate::store::connection::lock_log;
-use crate::store::consent::{identity_state, record_inbound, window_of};
+use crate::store::consent::{identities_of_group, record_inbound, window_of};
 use crate::store::idempotency;
 use crate::store::tenants::find_brand;
 use crate::store::{Rejection, StoreError};
@@ -359,7 +359,7 @@ pub async fn create_interaction(
                 // deadlock with a webhook on PostgreSQL.
                 lock_log(conn, &tenant)?;
                 record_inbound(conn, &tenant, identity.as_str(), id, received_at)?;
-                let group = identity_state(conn, &tenant, identity.as_str())?.identities;
+                let group = identities_of_group(conn, &tenant, identity.as_str())?;
                 let (window, _) = window_of(conn, &tenant, &group, id, now, &mut None)?;
                 let stored =
                     serde_json::to_string(&StoredInteraction { window }).expect("serialisable");

@@ -46,18 +46,14 @@ pub fn inbound_message(m: payload::MessageEvent) -> InboundMessage {
 /// A system message that a person changed their number or user id, as the
 /// message it arrived as (from the old identities, with no content).
 pub fn changed_message(c: payload::ChangedEvent) -> InboundMessage {
-    InboundMessage {
-        provider: Provider::WhatsApp,
-        sender: Provider::WhatsApp.sender(
-            c.wa_id.as_deref(),
-            c.user_id.as_deref(),
-            c.parent_user_id.as_deref(),
-        ),
-        from: c.wa_id,
-        message_id: c.message_id,
+    inbound_message(payload::MessageEvent {
+        phone_number_id: c.phone_number_id,
         waba: c.waba,
-        business: c.phone_number_id.unwrap_or_default(),
-        captured_at: timestamp(c.timestamp),
+        wa_id: c.wa_id,
+        user_id: c.user_id,
+        parent_user_id: c.parent_user_id,
+        message_id: c.message_id,
+        timestamp: c.timestamp,
         content: payload::Content::Other,
-    }
+    })
 }

@@ -83,16 +83,26 @@ pub fn identity_state(
             events: Vec::new(),
         });
     };
-    let mut identities = group_identities(conn, subject.group_id)?;
-    if !identities.iter().any(|i| i == identity) {
-        identities.push(identity.to_owned());
-    }
+    let identities = group_identities(conn, subject.group_id)?;
     let events = group_events(conn, subject.group_id)?;
     Ok(IdentityState {
         subject: Some(subject),
         identities,
         events,
     })
+}
+
+/// The identities of the group that answers for `identity` (only itself
+/// when it has no subject): whose windows count for it.
+pub fn identities_of_group(
+    conn: &mut DbConn,
+    tenant: &str,
+    identity: &str,
+) -> QueryResult<Vec<String>> {
+    match newest_subject(conn, tenant, identity)? {
+        Some(subject) => group_identities(conn, subject.group_id),
+        None => Ok(vec![identity.to_owned()]),
+    }
 }
 
 /// The opt-ins and opt-outs of a group, by its id.
@@ -185,7 +195,6 @@ pub fn many_identities(
             };
             let records: Vec<InboundRecord> = members
                 .iter()
-                .chain(std::iter::once(&(*identity).to_owned()))
                 .filter_map(|m| inbound_of.get(m))
                 .flatten()
                 .cloned()

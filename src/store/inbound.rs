@@ -61,7 +61,7 @@ fn link_sender(
     let mut seqs = Vec::new();
     for (a, b) in &pairs {
         for (arrived, other) in [(a, b), (b, a)] {
-            if contradicts_link(conn, tenant, arrived, other, waba)?.is_some() {
+            if contradicts_link(conn, tenant, arrived, other, waba)? {
                 seqs.extend(close_group(conn, master, tenant, arrived, &source, now)?);
             }
         }

@@ -5,7 +5,7 @@
 
 use super::append::{append_locked, lock_head, write_entry, SaltedEvidence};
 use super::schema::{consent_events, identity_links, subject_aliases, subjects, windows};
-use super::subjects::{current_or_new_subject, current_subject, group_identities, SubjectRow};
+use super::subjects::{current_or_new_subject, current_subject, group_identities};
 use super::{DbConn, StoreResult};
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::{Identity, UserId};
@@ -151,9 +151,9 @@ pub fn contradicts_link(
     arrived: &Identity,
     other: &Identity,
     waba: &str,
-) -> StoreResult<Option<SubjectRow>> {
+) -> StoreResult<bool> {
     let Some(subject) = current_subject(conn, tenant, arrived.as_str())? else {
-        return Ok(None);
+        return Ok(false);
     };
     let links: Vec<(i64, i64)> = identity_links::table
         .filter(identity_links::tenant_id.eq(tenant))
@@ -182,7 +182,7 @@ pub fn contradicts_link(
         .flatten()
         .filter_map(|stored| Identity::from_stored(stored))
         .any(|partner| partner.kind() == other.kind() && partner != *other);
-    Ok(contradicted.then_some(subject))
+    Ok(contradicted)
 }
 
 /// Closes the group of `identity`'s open subject: an opt-out of every
