@@ -197,6 +197,12 @@ impl ResponseError for ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
+        Self::from(&e)
+    }
+}
+
+impl From<&diesel::result::Error> for ApiError {
+    fn from(e: &diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
         match e {
             // The server went away (a restart, a failover): worth a retry.
@@ -206,7 +212,7 @@ impl From<diesel::result::Error> for ApiError {
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
                 Self::connection_lost(format!("database: {e}"))
             }
-            Error::DatabaseError(_, ref info) if gave_up_waiting(info.message()) => {
+            Error::DatabaseError(_, info) if gave_up_waiting(info.message()) => {
                 Self::new(
                     ErrorCode::Busy,
                     "The database is busy with other writers; the request's transaction was rolled back. Retry after a moment.",

@@ -25,6 +25,7 @@ pub struct Metrics {
     webhook_events: Family<Labels, Counter>,
     refusals: Family<Labels, Counter>,
     pool_wait: Histogram,
+    write_groups: Histogram,
     housekeeping: Family<Labels, Counter>,
     /// Set at each scrape from the database and the pool.
     pub dead_letters_waiting: Gauge,
@@ -41,6 +42,23 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
         5.0, 10.0,
     ]
     .into_iter()
+}
+
+/// The database's histograms: pool waits and group commits.
+fn register_database_histograms(registry: &mut Registry) -> (Histogram, Histogram) {
+    let pool_wait = Histogram::new(latency_buckets());
+    registry.register(
+        "db_pool_wait_seconds",
+        "Time spent waiting for a database connection",
+        pool_wait.clone(),
+    );
+    let write_groups = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
+    registry.register(
+        "write_group_size",
+        "Writes (opt-ins, opt-outs, interactions) committed together in one transaction and one sync",
+        write_groups.clone(),
+    );
+    (pool_wait, write_groups)
 }
 
 impl Metrics {
@@ -83,12 +101,7 @@ impl Metrics {
             "Requests refused by a limit (rate per address or key, failed authentications, connections, exports, body memory)",
             refusals.clone(),
         );
-        let pool_wait = Histogram::new(latency_buckets());
-        registry.register(
-            "db_pool_wait_seconds",
-            "Time spent waiting for a database connection",
-            pool_wait.clone(),
-        );
+        let (pool_wait, write_groups) = register_database_histograms(&mut registry);
         let housekeeping = Family::<Labels, Counter>::default();
         registry.register(
             "housekeeping_rows",
@@ -132,6 +145,7 @@ impl Metrics {
             webhook_events,
             refusals,
             pool_wait,
+            write_groups,
             housekeeping,
             dead_letters_waiting,
             log_entries,
@@ -207,6 +221,11 @@ pub fn pool_wait(seconds: f64) {
     metrics().pool_wait.observe(seconds);
 }
 
+/// A group of writes committed in one transaction.
+pub fn write_group(size: usize) {
+    metrics().write_groups.observe(size as f64);
+}
+
 /// Rows the housekeeping job deleted, by what they were.
 pub fn housekeeping(what: &'static str, count: usize) {
     metrics()
@@ -224,6 +243,17 @@ thread_local! {
 /// An entry written inside the current transaction (see [`transaction_ended`]).
 pub fn append_pending(entry_type: &'static str) {
     PENDING_APPENDS.with(|p| p.borrow_mut().push(entry_type));
+}
+
+/// How many entries the current transaction has written so far, before a
+/// savepoint (see [`pending_rolled_back`]).
+pub fn pending_mark() -> usize {
+    PENDING_APPENDS.with(|p| p.borrow().len())
+}
+
+/// A savepoint begun at `mark` was rolled back: its entries never count.
+pub fn pending_rolled_back(mark: usize) {
+    PENDING_APPENDS.with(|p| p.borrow_mut().truncate(mark));
 }
 
 /// The transaction of this thread ended: its entries count if it committed.

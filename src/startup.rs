@@ -477,6 +477,8 @@ pub struct Hooks {
     pub write_gate: Option<Arc<tokio::sync::Semaphore>>,
     /// How often housekeeping runs (default 10 minutes).
     pub housekeeping_interval: Option<std::time::Duration>,
+    /// Group commits wait here until it opens (see `store/group_commit.rs`).
+    pub group_gate: Option<Arc<crate::store::group_commit::Gate>>,
 }
 
 /// A bound, not yet running server.
@@ -505,6 +507,7 @@ impl Application {
         let connection_guards = guards.clone();
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let per_worker = (settings.limits.max_connections as usize).div_ceil(workers);
+        let inline_reads = matches!(settings.database, crate::config::DatabaseTarget::Sqlite(_));
         let state = web::Data::new(AppState {
             pool: prepared.pool,
             master: prepared.master,
@@ -515,6 +518,8 @@ impl Application {
             clock: hooks.clock,
             write_gate: hooks.write_gate,
             guards,
+            groups: Arc::new(crate::store::group_commit::Groups::gated(hooks.group_gate)),
+            inline_reads,
         });
         spawn_checkpointer(state.clone(), state.settings.checkpoint_interval);
         spawn_housekeeping(

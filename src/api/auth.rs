@@ -121,7 +121,7 @@ fn authenticate(req: &HttpRequest) -> LocalBoxFuture<'static, Result<Caller, Api
         let presented = keys::secret_sha256(&token);
         let lookup_id = key_id.clone();
         let found = state
-            .db(move |conn| Ok(tenants::find_api_key(conn, &lookup_id)?))
+            .read(move |conn| Ok(tenants::find_api_key(conn, &lookup_id)?))
             .await?;
         let now = state.now().millis();
         let (key, tenant) = found.ok_or_else(|| failed(bad_credentials()))?;

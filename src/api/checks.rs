@@ -353,7 +353,7 @@ pub async fn check(
     let now = state.now();
     let master = state.master.clone();
     let decision = state
-        .db(move |conn| evaluate(conn, &master, &caller, &request, now, &mut Cache::default()))
+        .read(move |conn| evaluate(conn, &master, &caller, &request, now, &mut Cache::default()))
         .await?;
     Ok(HttpResponse::Ok().json(decision))
 }

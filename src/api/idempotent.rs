@@ -61,18 +61,91 @@ where
         + Send
         + 'static,
 {
-    run_with_replay(state, req, caller, route, request_sha256, |body| body, work).await
+    let replay = |body| body;
+    let write = Write::Alone;
+    run_in(
+        state,
+        req,
+        caller,
+        (route, request_sha256),
+        (replay, write),
+        work,
+    )
+    .await
 }
 
-/// [`run`] for a write that stores less than it answers (an interaction
-/// keeps no number): `replay` turns the stored answer into the one sent.
-pub async fn run_with_replay<F>(
+/// [`run`] for an append to the caller's log: the work joins the log's
+/// next group commit (`AppState::write`).
+pub async fn run_grouped<F>(
+    state: &AppState,
+    req: &HttpRequest,
+    caller: &Caller,
+    route: &'static str,
+    request_sha256: &str,
+    work: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(&mut DbConn, Option<&IdempotencyScope>) -> Result<(u16, String), ApiError>
+        + Send
+        + 'static,
+{
+    let replay = |body| body;
+    let write = Write::Grouped;
+    run_in(
+        state,
+        req,
+        caller,
+        (route, request_sha256),
+        (replay, write),
+        work,
+    )
+    .await
+}
+
+/// How the work of an idempotent request reaches the database.
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    /// On its own connection, in its own transactions.
+    Alone,
+    /// In its log's next group commit.
+    Grouped,
+}
+
+/// [`run_grouped`] for a write that stores less than it answers (an
+/// interaction keeps no number): `replay` turns the stored answer into the
+/// one sent.
+pub async fn run_grouped_with_replay<F>(
     state: &AppState,
     req: &HttpRequest,
     caller: &Caller,
     route: &'static str,
     request_sha256: &str,
     replay: impl Fn(String) -> String,
+    work: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(&mut DbConn, Option<&IdempotencyScope>) -> Result<(u16, String), ApiError>
+        + Send
+        + 'static,
+{
+    let write = Write::Grouped;
+    run_in(
+        state,
+        req,
+        caller,
+        (route, request_sha256),
+        (replay, write),
+        work,
+    )
+    .await
+}
+
+async fn run_in<F>(
+    state: &AppState,
+    req: &HttpRequest,
+    caller: &Caller,
+    (route, request_sha256): (&'static str, &str),
+    (replay, write): (impl Fn(String) -> String, Write),
     work: F,
 ) -> Result<HttpResponse, ApiError>
 where
@@ -95,9 +168,11 @@ where
         }
     }
     let scope_for_work = scope.clone();
-    let outcome = state
-        .db(move |conn| work(conn, scope_for_work.as_ref()))
-        .await;
+    let work = move |conn: &mut DbConn| work(conn, scope_for_work.as_ref());
+    let outcome = match write {
+        Write::Alone => state.db(work).await,
+        Write::Grouped => state.write(&caller.tenant.id, work).await,
+    };
     match (outcome, scope) {
         (Ok((status, body)), _) => Ok(json_response(status, body)),
         (Err(error), Some(scope)) if error.code == ErrorCode::IdempotencyInProgress => {

@@ -30,6 +30,7 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::keys::MasterKey;
 use crate::services::signer::Signer;
+use crate::store::group_commit::Write;
 use crate::store::{DbConn, DbPool};
 use std::sync::Arc;
 
@@ -50,12 +51,63 @@ pub struct AppState {
     pub write_gate: Option<Arc<tokio::sync::Semaphore>>,
     /// Connection, body, rate and export limits with their counters.
     pub guards: Arc<limits::Guards>,
+    /// Writes waiting for their log's next group commit.
+    pub groups: Arc<crate::store::group_commit::Groups>,
+    /// Whether short reads run on the HTTP worker (SQLite; see [`AppState::read`]).
+    pub inline_reads: bool,
 }
 
 impl AppState {
     /// Now, by the application's clock.
     pub fn now(&self) -> crate::domain::time::Timestamp {
         self.clock.now()
+    }
+
+    /// Runs a write to `tenant`'s log in the log's next group commit
+    /// (`store/group_commit.rs`): it shares one transaction and one sync
+    /// with the writes queued beside it, in its own savepoint, and its
+    /// answer comes only once that transaction has committed. `work` must
+    /// not open a transaction of its own other than through
+    /// `immediate_transaction` (which becomes a savepoint).
+    pub async fn write<T, F>(&self, tenant: &str, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+    {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let write = Grouped {
+            work: Some(Box::new(work)),
+            done: None,
+            answer,
+            span: tracing::Span::current(),
+        };
+        if self.groups.submit(tenant, Box::new(write)) {
+            let (groups, pool, tenant) =
+                (self.groups.clone(), self.pool.clone(), tenant.to_owned());
+            actix_web::rt::task::spawn_blocking(move || groups.lead(&tenant, &pool));
+        }
+        answered
+            .await
+            .unwrap_or_else(|_| Err(ApiError::internal("a grouped write was dropped unanswered")))
+    }
+
+    /// Runs a short read (a few indexed lookups: a key, a check) at once on
+    /// this thread when the database is SQLite and a pooled connection is
+    /// free, else on the blocking pool like [`AppState::db`]. On SQLite
+    /// such a read takes microseconds and never waits for a writer (WAL),
+    /// less than the two thread switches of the blocking pool; PostgreSQL
+    /// reads wait on the network, so they always go to the blocking pool.
+    pub async fn read<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+    {
+        if self.inline_reads {
+            if let Some(mut conn) = self.pool.try_get() {
+                return run_on(&mut conn, work);
+            }
+        }
+        self.db(work).await
     }
 
     /// Runs blocking database work on the blocking pool.
@@ -72,19 +124,62 @@ impl AppState {
             let waiting = std::time::Instant::now();
             let conn = pool.get();
             crate::metrics::pool_wait(waiting.elapsed().as_secs_f64());
-            let mut conn = conn?;
-            let done = work(&mut conn);
-            if let Err(e) = &done {
-                if e.status().is_server_error() && conn.check_after_failure() {
-                    return Err(ApiError::connection_lost(format!(
-                        "the connection to the database was lost: {}",
-                        e.cause().unwrap_or(e.code.as_str())
-                    )));
-                }
-            }
-            done
+            run_on(&mut conn?, work)
         })
         .await?
+    }
+}
+
+/// Runs `work` on a pooled connection; a server-side failure that lost the
+/// connection answers 503 and has the pool drop it.
+fn run_on<T>(
+    conn: &mut crate::store::pool::PooledConn,
+    work: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let done = work(conn);
+    if let Err(e) = &done {
+        if e.status().is_server_error() && conn.check_after_failure() {
+            return Err(ApiError::connection_lost(format!(
+                "the connection to the database was lost: {}",
+                e.cause().unwrap_or(e.code.as_str())
+            )));
+        }
+    }
+    done
+}
+
+/// Database work that answers a `T`.
+type Work<T> = Box<dyn FnOnce(&mut DbConn) -> Result<T, ApiError> + Send>;
+
+/// Work to run in a group commit, sending its answer once the group is over.
+struct Grouped<T> {
+    work: Option<Work<T>>,
+    done: Option<Result<T, ApiError>>,
+    answer: tokio::sync::oneshot::Sender<Result<T, ApiError>>,
+    /// The request's span (its request id), entered while the work runs.
+    span: tracing::Span,
+}
+
+impl<T: Send> Write for Grouped<T> {
+    fn run(&mut self, conn: &mut DbConn) -> bool {
+        let _entered = self.span.enter();
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        let done = work(conn);
+        let ok = done.is_ok();
+        self.done = Some(done);
+        ok
+    }
+
+    fn settle(self: Box<Self>, group: Result<(), &diesel::result::Error>) {
+        let answer = match (self.done, group) {
+            (Some(Err(error)), _) => Err(error),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (None, Ok(())) => Err(ApiError::internal("the write panicked")),
+            (_, Err(e)) => Err(ApiError::from(e)),
+        };
+        let _ = self.answer.send(answer);
     }
 }
 

@@ -187,7 +187,7 @@ pub async fn create_opt_in(
     let clock = state.clock.clone();
     let master = state.master.clone();
     let work_caller = caller.clone();
-    idempotent::run(
+    idempotent::run_grouped(
         &state,
         &req,
         &caller,
@@ -281,7 +281,7 @@ pub async fn create_opt_out(
     let clock = state.clock.clone();
     let master = state.master.clone();
     let work_caller = caller.clone();
-    idempotent::run(
+    idempotent::run_grouped(
         &state,
         &req,
         &caller,
@@ -341,7 +341,7 @@ pub async fn create_interaction(
     // A replay answers the stored window with the number of this request
     // (the same body, so the same number).
     let replay = move |stored: String| interaction_answer(&asked, &stored).unwrap_or(stored);
-    idempotent::run_with_replay(
+    idempotent::run_grouped_with_replay(
         &state,
         &req,
         &caller,

@@ -71,6 +71,9 @@ impl DbConn {
         F: FnOnce(&mut Self) -> Result<T, E>,
         E: From<diesel::result::Error>,
     {
+        if self.in_transaction()? {
+            return self.savepoint(f);
+        }
         match self {
             DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, sqlite)?,
             DbConn::Pg(c) => AnsiTransactionManager::begin_transaction_sql(c, pg)?,
@@ -87,6 +90,44 @@ impl DbConn {
                 crate::metrics::transaction_ended(false);
                 // The first error is the one worth reporting.
                 let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(self);
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether a transaction is open on this connection.
+    pub fn in_transaction(&mut self) -> QueryResult<bool> {
+        let depth = match self {
+            DbConn::Sqlite(c) => {
+                AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()?
+            }
+            DbConn::Pg(c) => {
+                AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()?
+            }
+        };
+        Ok(depth.is_some())
+    }
+
+    /// Runs `f` in a savepoint of the open transaction: what it wrote is
+    /// undone if it fails, and the rest of the transaction goes on (a group
+    /// commit runs each request this way, and a request's own transaction
+    /// becomes one). Its entries count when the outer transaction commits.
+    pub fn savepoint<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        type Manager = <DbConn as Connection>::TransactionManager;
+        Manager::begin_transaction(self)?;
+        let mark = crate::metrics::pending_mark();
+        match f(self) {
+            Ok(value) => {
+                Manager::commit_transaction(self)?;
+                Ok(value)
+            }
+            Err(e) => {
+                crate::metrics::pending_rolled_back(mark);
+                Manager::rollback_transaction(self)?;
                 Err(e)
             }
         }

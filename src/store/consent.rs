@@ -235,15 +235,23 @@ fn inbound_rows(
     tenant: &str,
     identities: &[&str],
 ) -> QueryResult<Vec<(String, InboundRecord)>> {
-    let rows: Vec<(String, String, i64)> = windows::table
-        .filter(windows::tenant_id.eq(tenant))
-        .filter(windows::identity.eq_any(identities))
-        .select((
-            windows::identity,
-            windows::phone_number_id,
-            windows::last_inbound_at,
-        ))
-        .load(conn)?;
+    let columns = (
+        windows::identity,
+        windows::phone_number_id,
+        windows::last_inbound_at,
+    );
+    let in_tenant = windows::table.filter(windows::tenant_id.eq(tenant));
+    let rows: Vec<(String, String, i64)> = match identities {
+        // One statement diesel keeps prepared, for a single check.
+        [only] => in_tenant
+            .filter(windows::identity.eq(only))
+            .select(columns)
+            .load(conn)?,
+        _ => in_tenant
+            .filter(windows::identity.eq_any(identities))
+            .select(columns)
+            .load(conn)?,
+    };
     Ok(rows
         .into_iter()
         .map(|(identity, id, at)| {

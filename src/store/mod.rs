@@ -11,6 +11,7 @@ pub mod dead_letters;
 pub mod documents;
 pub mod erasure;
 pub mod forms;
+pub mod group_commit;
 pub mod idempotency;
 pub mod inbound;
 pub mod links;

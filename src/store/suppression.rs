@@ -31,6 +31,18 @@ pub fn suppressed_many(
     identity_hashes: &[String],
 ) -> QueryResult<std::collections::HashMap<String, i64>> {
     let mut out = std::collections::HashMap::new();
+    if let [only] = identity_hashes {
+        // One statement diesel keeps prepared (an `IN` list is prepared
+        // anew on each call on SQLite): a single check asks this.
+        let found: Option<i64> = suppressions::table
+            .filter(suppressions::tenant_id.eq(tenant))
+            .filter(suppressions::identity_hash.eq(only))
+            .select(suppressions::erased_at)
+            .first(conn)
+            .optional()?;
+        out.extend(found.map(|at| (only.clone(), at)));
+        return Ok(out);
+    }
     for chunk in identity_hashes.chunks(900) {
         let rows: Vec<(String, i64)> = suppressions::table
             .filter(suppressions::tenant_id.eq(tenant))

@@ -18,6 +18,7 @@ mod decisions;
 mod documents;
 mod erasure;
 mod errors;
+mod group_commit;
 mod helpers;
 mod hostile;
 mod idempotency;

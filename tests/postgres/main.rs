@@ -30,6 +30,8 @@ mod documents;
 mod erasure;
 #[path = "../api/errors.rs"]
 mod errors;
+#[path = "../api/group_commit.rs"]
+mod group_commit;
 #[path = "../api/helpers.rs"]
 mod helpers;
 #[path = "../api/hostile.rs"]

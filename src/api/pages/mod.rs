@@ -530,8 +530,9 @@ async fn record_form_opt_in(
 ) -> Result<Option<(String, Option<String>)>, ApiError> {
     let master = state.master.clone();
     let clock = state.clock.clone();
+    let log = opt_in.row.id.clone();
     state
-        .db(move |conn| {
+        .write(&log, move |conn| {
             let now = clock.now();
             let tenant = opt_in.row.id.clone();
             let brand = find_brand(conn, &tenant, &opt_in.definition.brand)?
@@ -649,7 +650,7 @@ async fn opt_out_post(
     let clock = state.clock.clone();
     let id = tenant.to_owned();
     state
-        .db(move |conn| {
+        .write(tenant, move |conn| {
             let now = clock.now();
             let record = Record::OptOut(OptOutRecord {
                 identity: Identity::Number(number),

@@ -114,8 +114,9 @@ pub async fn twilio_message(
     };
     let master = state.master.clone();
     let clock = state.clock.clone();
+    let log = tenant.clone();
     let outcome = state
-        .db(move |conn| {
+        .write(&log, move |conn| {
             inbound::record_message(conn, &master, &tenant, &settings, &message, clock.now())
                 .map_err(ApiError::from)
         })

@@ -153,8 +153,9 @@ pub async fn whatsapp_notification(
     };
     let master = state.master.clone();
     let clock = state.clock.clone();
+    let log = tenant.clone();
     let applied = state
-        .db(move |conn| {
+        .write(&log, move |conn| {
             record_notification(conn, &master, &tenant, &settings, &notification, &clock)
                 .map_err(ApiError::from)
         })
