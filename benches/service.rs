@@ -1,6 +1,6 @@
 //! The service as a user runs it, measured over loopback (issue "Performance"):
 //!
-//!     cargo bench --bench service [SECONDS]    # each phase; default 8
+//!     cargo bench --bench service -- [SECONDS] [ENTRIES]    # defaults: 8 s per phase, 1,000,000
 //!
 //! Starts the release binary (`consent-ledger serve`) on a fresh data dir
 //! (SQLite, every commit synced), drives it with 32 keep-alive connections
@@ -11,7 +11,14 @@
 //! PostgreSQL when it is installed (a throwaway cluster with fsync and
 //! synchronous commit on). The client shares the machine with the server,
 //! which is why the ratio is the figure to compare across machines.
+//!
+//! Then a log of ENTRIES real opt-ins (0 skips it): built by the library's
+//! appender, served by the release binary, which is measured on it (proofs,
+//! checks, appends, its peak resident memory), then exported and verified
+//! by the command-line tools.
 
+#[path = "support/million.rs"]
+mod million;
 #[path = "../tests/api/postgres.rs"]
 mod postgres;
 
@@ -27,12 +34,13 @@ const OPERATOR: &str = "clo_bench-operator-token-0123456789abcdefghijklmn";
 const BATCH: usize = 10_000;
 
 fn main() {
-    let seconds: u64 = std::env::args()
+    let numbers: Vec<u64> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(8);
-    let phase = Duration::from_secs(seconds);
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let phase = Duration::from_secs(numbers.first().copied().unwrap_or(8));
+    let entries = numbers.get(1).copied().unwrap_or(1_000_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -47,13 +55,17 @@ fn main() {
         }
         None => println!("\nPostgreSQL is not installed: only SQLite was measured"),
     }
+    if entries > 0 {
+        runtime.block_on(at_scale(entries, phase));
+    }
 }
 
 /// The server process, stopped when dropped.
 struct Server {
     child: Child,
     base: String,
-    _dir: tempfile::TempDir,
+    /// The data dir's temporary parent, when the server made it.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Server {
@@ -66,6 +78,13 @@ impl Drop for Server {
 impl Server {
     fn start(url: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("dir");
+        let mut server = Self::start_on(&dir.path().join("data"), url);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// The server on `data_dir`, which outlives it.
+    fn start_on(data_dir: &std::path::Path, url: Option<&str>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -75,7 +94,7 @@ impl Server {
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CONSENT_LEDGER_DATA_DIR", dir.path().join("data"))
+            .env("CONSENT_LEDGER_DATA_DIR", data_dir)
             .env("CONSENT_LEDGER_BIND", format!("127.0.0.1:{port}"))
             .env("CONSENT_LEDGER_ORIGIN", "bench.example")
             .env("CONSENT_LEDGER_OPERATOR_TOKEN", OPERATOR)
@@ -91,7 +110,7 @@ impl Server {
         Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
+            _dir: None,
         }
     }
 
@@ -104,6 +123,23 @@ impl Server {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+}
+
+/// Waits until the server answers `/readyz` (at most a minute).
+async fn until_ready(http: &reqwest::Client, base: &str) {
+    let ready = Instant::now();
+    while http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map_or(true, |r| !r.status().is_success())
+    {
+        assert!(
+            ready.elapsed() < Duration::from_secs(60),
+            "the service did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -153,8 +189,18 @@ where
     }
 }
 
-fn number(i: u64) -> String {
-    format!("+49151{:08}", 10_000_000 + i)
+use million::number;
+
+/// A web opt-in of the `i`th number, captured now.
+fn opt_in_body(i: u64) -> Value {
+    let captured = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    json!({"number": number(i), "channel": "web",
+        "company_name_shown": "Bench", "consent_text": "Offers from Bench",
+        "purposes": ["marketing"], "captured_at": captured,
+        "evidence": {"page_url": "https://bench.example/", "ip": "203.0.113.7",
+                     "user_agent": "bench"}})
 }
 
 async fn post(http: &reqwest::Client, url: &str, key: &str, body: &Value) -> (u16, Value) {
@@ -176,19 +222,7 @@ async fn measure(name: &str, url: Option<String>, phase: Duration) {
         .pool_max_idle_per_host(CONNECTIONS)
         .build()
         .expect("client");
-    let ready = Instant::now();
-    while http
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map_or(true, |r| !r.status().is_success())
-    {
-        assert!(
-            ready.elapsed() < Duration::from_secs(60),
-            "the service did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_ready(&http, &base).await;
     let (_, created) = post(
         &http,
         &format!("{base}/v1/tenants"),
@@ -228,17 +262,7 @@ async fn measure(name: &str, url: Option<String>, phase: Duration) {
         let (http, url) = (http.clone(), format!("{base}/v1/opt-ins"));
         drive(phase, move |i| {
             let (http, url, key) = (http.clone(), url.clone(), collector.clone());
-            async move {
-                let captured = chrono::Utc::now()
-                    .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-                    .to_string();
-                let body = json!({"number": number(i), "channel": "web",
-                    "company_name_shown": "Bench", "consent_text": "Offers from Bench",
-                    "purposes": ["marketing"], "captured_at": captured,
-                    "evidence": {"page_url": "https://bench.example/", "ip": "203.0.113.7",
-                                 "user_agent": "bench"}});
-                post(&http, &url, &key, &body).await.0 == 201
-            }
+            async move { post(&http, &url, &key, &opt_in_body(i)).await.0 == 201 }
         })
         .await
     };
@@ -309,4 +333,158 @@ async fn measure(name: &str, url: Option<String>, phase: Duration) {
     println!(
         "| peak resident memory of the server, after {recorded} entries | {rss:.0} MiB | | | |"
     );
+}
+
+/// The load phases of a server on a log of `entries` opt-ins, then its
+/// export and verification by the command-line tools.
+async fn at_scale(entries: u64, phase: Duration) {
+    let dir = tempfile::tempdir().expect("dir");
+    let built = million::build(dir.path(), OPERATOR, entries);
+    println!(
+        "\nSQLite, a log of {entries} opt-ins (built in {:.0} s by the library's appender, database {:.0} MiB), {CONNECTIONS} connections, {}s per phase\n",
+        built.seconds,
+        built.database_mib,
+        phase.as_secs()
+    );
+    let data_dir = built.data_dir.clone();
+    let server = Server::start_on(&data_dir, None);
+    let base = server.base.clone();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .expect("client");
+    until_ready(&http, &base).await;
+    let client = http.clone();
+    let get = move |path: String, key: Option<String>| {
+        let http = client.clone();
+        async move {
+            let mut request = http.get(path);
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            request.send().await.is_ok_and(|r| r.status() == 200)
+        }
+    };
+    let trivial = {
+        let (get, url) = (get.clone(), format!("{base}/healthz"));
+        drive(phase, move |_| get(url.clone(), None)).await
+    };
+    let spread = move |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % entries;
+    let inclusion = {
+        let (get, base, key) = (get.clone(), base.clone(), built.auditor.clone());
+        drive(phase, move |i| {
+            let url = format!(
+                "{base}/v1/log/proof/inclusion?seq={}&size={entries}",
+                spread(i)
+            );
+            get(url, Some(key.clone()))
+        })
+        .await
+    };
+    let consistency = {
+        let (get, base, key) = (get.clone(), base.clone(), built.auditor.clone());
+        drive(phase, move |i| {
+            let from = 1 + spread(i);
+            let url = format!("{base}/v1/log/proof/consistency?from={from}&to={entries}");
+            get(url, Some(key.clone()))
+        })
+        .await
+    };
+    let checks = {
+        let (http, url, key) = (
+            http.clone(),
+            format!("{base}/v1/checks"),
+            built.sender.clone(),
+        );
+        drive(phase, move |i| {
+            let (http, url, key) = (http.clone(), url.clone(), key.clone());
+            async move {
+                let body =
+                    json!({"number": number(spread(i)), "purpose": "marketing", "brand": "Bench"});
+                let (status, answer) = post(&http, &url, &key, &body).await;
+                status == 200 && answer["allowed"] == true
+            }
+        })
+        .await
+    };
+    let appends = {
+        let (http, url, key) = (
+            http.clone(),
+            format!("{base}/v1/opt-ins"),
+            built.collector.clone(),
+        );
+        drive(phase, move |i| {
+            let (http, url, key) = (http.clone(), url.clone(), key.clone());
+            async move { post(&http, &url, &key, &opt_in_body(entries + i)).await.0 == 201 }
+        })
+        .await
+    };
+    let rss = server.peak_rss_mib();
+    drop(server);
+    let (export_seconds, verify_rates) = export_and_verify(&data_dir, &built.verifier_key);
+    println!("| what (log of {entries} entries) | per second | p50 | p99 | ratio to /healthz |");
+    println!("|---|---|---|---|---|");
+    let row = |what: &str, l: &Load| {
+        println!(
+            "| {what} | {:.0} | {:.2} ms | {:.2} ms | {:.1}% |",
+            l.per_second,
+            l.p50_ms,
+            l.p99_ms,
+            100.0 * l.per_second / trivial.per_second
+        );
+    };
+    row("`GET /healthz` (no database)", &trivial);
+    row("`GET /v1/log/proof/inclusion`", &inclusion);
+    row("`GET /v1/log/proof/consistency`", &consistency);
+    row("`POST /v1/checks`", &checks);
+    row("`POST /v1/opt-ins`, durable", &appends);
+    println!("| peak resident memory of the server on this log | {rss:.0} MiB | | | |");
+    println!(
+        "| `consent-ledger export` of the log, with openings | {:.0} entries | | | |",
+        entries as f64 / export_seconds
+    );
+    println!(
+        "| `consent-ledger verify` of that export, median of {} runs on {} threads | {:.0} entries | | | |",
+        verify_rates.len(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        verify_rates[verify_rates.len() / 2]
+    );
+}
+
+/// Exports the `bench` log of `data_dir` with openings, then verifies the
+/// export three times: the export's seconds and the verifier's entries per
+/// second, sorted.
+fn export_and_verify(data_dir: &std::path::Path, verifier_key: &str) -> (f64, Vec<f64>) {
+    let file = data_dir.join("export.ndjson");
+    let cli = |args: &[&str]| {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_consent-ledger"))
+            .args(args)
+            .env_clear()
+            .env("CONSENT_LEDGER_DATA_DIR", data_dir)
+            .output()
+            .expect("the command runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            started.elapsed().as_secs_f64(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let path = file.to_str().expect("a UTF-8 path");
+    let (export_seconds, _) = cli(&["export", "--tenant", "bench", "--out", path]);
+    let entries = std::io::BufRead::lines(std::io::BufReader::new(
+        std::fs::File::open(&file).expect("the export"),
+    ))
+    .map_while(Result::ok)
+    .filter(|l| l.starts_with("{\"entry\""))
+    .count() as f64;
+    let mut rates: Vec<f64> = (0..3)
+        .map(|_| entries / cli(&["verify", path, "--key", verifier_key]).0)
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    (export_seconds, rates)
 }

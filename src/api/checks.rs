@@ -116,6 +116,8 @@ struct Cache {
     phone_number_ids: Option<Vec<String>>,
     /// A batch's numbers, read together before its items are decided.
     many: Option<Prefetched>,
+    /// A single check's group, read before its number was validated.
+    single: Option<GroupRead>,
 }
 
 /// The consent state of a batch's identities, read in a few queries.
@@ -223,8 +225,29 @@ fn evaluate(
     now: Timestamp,
     cache: &mut Cache,
 ) -> Result<Decision, ApiError> {
+    // A number already in canonical E.164 is looked up as it was sent, and
+    // checked against the numbering plan only when the tenant holds nothing
+    // of it: the tenant stored state only for numbers validated in exactly
+    // this form.
+    if let Some(identity) = canonical_number(request) {
+        let read = read_group(conn, master, &caller.tenant.id, &identity, None)?;
+        if !read.known {
+            parse_identity_of(caller, request)?;
+        }
+        cache.single = Some(read);
+        return evaluate_identity(conn, master, caller, request, &identity, now, cache);
+    }
     let identity = parse_identity_of(caller, request)?;
     evaluate_identity(conn, master, caller, request, &identity, now, cache)
+}
+
+/// The number of a check sent in canonical E.164 with no `region` and no
+/// `user_id`, not yet validated.
+fn canonical_number(request: &CheckRequest) -> Option<Identity> {
+    match (&request.number, &request.user_id, &request.region) {
+        (Some(number), None, None) => E164::from_canonical(number).map(Identity::Number),
+        _ => None,
+    }
 }
 
 /// A check's identity: exactly one of `number` and `user_id`; a user id
@@ -245,6 +268,9 @@ struct GroupRead {
     events: Vec<ConsentEvent>,
     suppressed_at: Option<Timestamp>,
     inbound: Vec<InboundRecord>,
+    /// Whether the tenant holds anything of the identity (a subject, a
+    /// window, a suppression).
+    known: bool,
 }
 
 /// Reads an identity's group: from the batch's prefetched state when there
@@ -262,12 +288,16 @@ fn read_group(
             events: many.state.events.get(id).cloned().unwrap_or_default(),
             suppressed_at: many.suppressed.get(id).copied(),
             inbound: many.state.inbound.get(id).cloned().unwrap_or_default(),
+            known: many.knows(id),
         },
         None => {
             let state = identity_state(conn, tenant, id)?;
+            let suppressed_at = group_suppression(conn, master, tenant, &state.identities)?;
+            let inbound = inbound_records(conn, tenant, &state.identities)?;
             GroupRead {
-                suppressed_at: group_suppression(conn, master, tenant, &state.identities)?,
-                inbound: inbound_records(conn, tenant, &state.identities)?,
+                known: state.subject.is_some() || suppressed_at.is_some() || !inbound.is_empty(),
+                suppressed_at,
+                inbound,
                 events: state.events,
             }
         }
@@ -292,7 +322,10 @@ fn evaluate_identity(
         request.brand.as_deref(),
         &mut cache.brands,
     )?;
-    let read = read_group(conn, master, &tenant.id, identity, cache.many.as_ref())?;
+    let read = match cache.single.take() {
+        Some(read) => read,
+        None => read_group(conn, master, &tenant.id, identity, cache.many.as_ref())?,
+    };
     let question = Question {
         purpose: request.purpose,
         brand_id: BrandId(brand.id),
@@ -363,7 +396,21 @@ pub async fn check(
 pub struct BatchRequest {
     /// Up to 10,000 checks.
     #[schema(value_type = Vec<CheckRequest>)]
-    pub checks: Vec<serde_json::Value>,
+    pub checks: Vec<Box<serde_json::value::RawValue>>,
+}
+
+/// What a batch item's error echoes, read from the item as it was sent:
+/// a key that is present counts even when it is null.
+#[derive(Debug, Default, Deserialize)]
+struct Echoed {
+    #[serde(default, deserialize_with = "present")]
+    number: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    user_id: Option<serde_json::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// An item that could not be decided.
@@ -449,15 +496,17 @@ impl ItemIdentity {
     }
 }
 
-fn parse_items(caller: &Caller, items: Vec<serde_json::Value>) -> Vec<ParsedItem> {
+fn parse_items(caller: &Caller, items: Vec<Box<serde_json::value::RawValue>>) -> Vec<ParsedItem> {
     items
         .into_iter()
         .map(|item| {
-            let echo = match item.get("user_id") {
-                Some(user_id) => (None, Some(user_id.clone())),
-                None => (Some(item.get("number").cloned().unwrap_or_default()), None),
+            // Not an object: nothing to echo but a null number.
+            let echoed: Echoed = serde_json::from_str(item.get()).unwrap_or_default();
+            let echo = match echoed.user_id {
+                Some(user_id) => (None, Some(user_id)),
+                None => (Some(echoed.number.unwrap_or_default()), None),
             };
-            let request = json::from_value::<CheckRequest>(item).and_then(|request| {
+            let request = json::from_raw::<CheckRequest>(&item).and_then(|request| {
                 let shaped = match (&request.number, &request.user_id, &request.region) {
                     (Some(number), None, None) => E164::from_canonical(number),
                     _ => None,
@@ -528,7 +577,7 @@ pub async fn check_batch(
                 asked.sort_unstable();
                 asked.dedup();
                 cache.many = Some(Prefetched::read(conn, &master, &caller.tenant.id, &asked)?);
-                let mut out = Vec::with_capacity(parsed.len());
+                let mut out = BatchWriter::with_capacity(parsed.len());
                 for (echo, request) in parsed {
                     let decided = request.and_then(|(request, identity)| {
                         let identity =
@@ -537,15 +586,47 @@ pub async fn check_batch(
                             conn, &master, &caller, &request, &identity, now, &mut cache,
                         )
                     });
-                    out.push(match decided {
+                    out.push(&match decided {
                         Ok(decision) => BatchItem::Decision(decision),
                         Err(error) if error.status().is_server_error() => return Err(error),
                         Err(error) => item_error(echo, error),
                     });
                 }
-                Ok::<_, ApiError>(out)
+                Ok::<_, ApiError>(out.finish())
             })
         })
         .await?;
-    Ok(HttpResponse::Ok().json(BatchResponse { decisions }))
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(decisions))
+}
+
+/// A [`BatchResponse`] written item by item as each is decided, so that a
+/// batch holds its answer once, as JSON text, and never all its decisions
+/// as values too.
+struct BatchWriter {
+    json: Vec<u8>,
+    items: usize,
+}
+
+impl BatchWriter {
+    fn with_capacity(items: usize) -> Self {
+        // About what a decision takes as JSON.
+        let mut json = Vec::with_capacity(32 + items * 420);
+        json.extend_from_slice(b"{\"decisions\":[");
+        Self { json, items: 0 }
+    }
+
+    fn push(&mut self, item: &BatchItem) {
+        if self.items > 0 {
+            self.json.push(b',');
+        }
+        serde_json::to_writer(&mut self.json, item).expect("a decision serialises");
+        self.items += 1;
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.json.extend_from_slice(b"]}");
+        self.json
+    }
 }

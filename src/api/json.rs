@@ -77,6 +77,14 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Ap
         .map_err(|e| describe_error(e.path().to_string(), e.inner()))
 }
 
+/// [`from_value`] of a JSON text already checked to be well-formed (an
+/// item of a batch, kept as its text rather than as a tree of values).
+pub fn from_raw<T: DeserializeOwned>(raw: &serde_json::value::RawValue) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+    serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|e| describe_error(e.path().to_string(), e.inner()))
+}
+
 fn describe_error(path: String, error: &serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     match error.classify() {

@@ -12,11 +12,12 @@ use diesel::prelude::*;
 
 /// The tenant's channel settings (empty when never set).
 pub fn settings_of(conn: &mut DbConn, tenant: &str) -> StoreResult<StoredSettings> {
-    let stored: Option<String> = channel_settings::table
-        .find(tenant)
-        .select(channel_settings::settings)
-        .first(conn)
-        .optional()?;
+    let stored: Option<String> = crate::store::one_row(
+        channel_settings::table
+            .find(tenant)
+            .select(channel_settings::settings),
+        conn,
+    )?;
     match stored {
         None => Ok(StoredSettings::default()),
         Some(json) => serde_json::from_str(&json)

@@ -214,6 +214,13 @@ where
 /// The advisory lock of the housekeeping job (PostgreSQL).
 pub const JOB_LOCK: i64 = MIGRATION_LOCK + 3;
 
+/// SQLite's page cache per pooled connection, in KiB: the upper levels of
+/// the indexes a check and an append walk stay in it, and the operating
+/// system caches the rest of the file. Memory is not mapped (`mmap_size =
+/// 0`): a mapped file's pages count as the process's resident memory, and
+/// an export or a verification reads all of it.
+const CACHE_KIB: u32 = 4096;
+
 /// How long a writer waits for SQLite's lock before giving up.
 const BUSY_TIMEOUT_MS: u32 = 10_000;
 
@@ -225,8 +232,8 @@ pub(super) fn apply_pragmas(conn: &mut DbConn) -> QueryResult<()> {
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
              PRAGMA secure_delete = ON;
-             PRAGMA cache_size = -32768;
-             PRAGMA mmap_size = 1073741824;"
+             PRAGMA cache_size = -{CACHE_KIB};
+             PRAGMA mmap_size = 0;"
         )),
         // Reads see committed state; a stuck statement does not hold locks forever.
         DbConn::Pg(c) => c.batch_execute(

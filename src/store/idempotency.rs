@@ -60,21 +60,17 @@ pub fn begin(conn: &mut DbConn, scope: &IdempotencyScope, now: i64) -> QueryResu
     conn.immediate_transaction(|conn| {
         // Two requests with one key on two instances: one waits for the other.
         super::connection::lock_log(conn, &scope.tenant_id)?;
-        let found = idem::table
-            .filter(idem::tenant_id.eq(&scope.tenant_id))
-            .filter(idem::key_id.eq(&scope.key_id))
-            .filter(idem::route.eq(scope.route))
-            .filter(idem::idempotency_key.eq(&scope.key))
-            .select((
+        let found = super::one_row::<_, (String, String, Option<i32>, Option<String>, i64, i64)>(
+            scoped(scope).select((
                 idem::request_sha256,
                 idem::state,
                 idem::response_status,
                 idem::response_body,
                 idem::created_at,
                 idem::updated_at,
-            ))
-            .first::<(String, String, Option<i32>, Option<String>, i64, i64)>(conn)
-            .optional()?;
+            )),
+            conn,
+        )?;
         let row = scoped(scope);
         match found {
             Some((_, _, _, _, created_at, _)) if created_at + RETENTION_MILLIS <= now => {
@@ -166,15 +162,15 @@ pub fn finish(
 /// What a key holds now, for a request that lost it to a takeover: the
 /// answer of the request that finished it, or `InProgress`.
 pub fn current(conn: &mut DbConn, scope: &IdempotencyScope) -> QueryResult<Begin> {
-    let found = scoped(scope)
-        .select((
+    let found = super::one_row::<_, (String, String, Option<i32>, Option<String>)>(
+        scoped(scope).select((
             idem::request_sha256,
             idem::state,
             idem::response_status,
             idem::response_body,
-        ))
-        .first::<(String, String, Option<i32>, Option<String>)>(conn)
-        .optional()?;
+        )),
+        conn,
+    )?;
     Ok(match found {
         Some((hash, _, _, _)) if hash != scope.request_sha256 => Begin::Reused,
         Some((_, state, Some(status), Some(body))) if state == "done" => Begin::Replay {

@@ -19,12 +19,14 @@ impl Nodes for DbNodes<'_> {
     type Error = diesel::result::Error;
 
     fn node(&mut self, level: u32, index: u64) -> Result<Hash, Self::Error> {
-        let bytes: Vec<u8> = merkle_nodes::table
-            .filter(merkle_nodes::tenant_id.eq(self.tenant))
-            .filter(merkle_nodes::level.eq(level as i32))
-            .filter(merkle_nodes::idx.eq(index as i64))
-            .select(merkle_nodes::hash)
-            .first(self.conn)?;
+        let bytes: Vec<u8> = crate::store::the_row(
+            merkle_nodes::table
+                .filter(merkle_nodes::tenant_id.eq(self.tenant))
+                .filter(merkle_nodes::level.eq(level as i32))
+                .filter(merkle_nodes::idx.eq(index as i64))
+                .select(merkle_nodes::hash),
+            self.conn,
+        )?;
         bytes.try_into().map_err(|_| {
             diesel::result::Error::DeserializationError("a Merkle node is not 32 bytes".into())
         })
@@ -159,10 +161,23 @@ pub fn store_leaf(conn: &mut DbConn, tenant: &str, index: u64, leaf: Hash) -> Qu
             )
         })
         .collect();
-    crate::on_backend!(conn, |c| diesel::insert_into(merkle_nodes::table)
-        .values(&rows)
-        .execute(c))
-    .map(|_| ())
+    match conn {
+        // Row by row on SQLite: one statement that stays prepared (a
+        // multi-row insert is prepared anew for each count of rows), and
+        // in-process statements cost no round trip.
+        DbConn::Sqlite(c) => {
+            for row in &rows {
+                diesel::insert_into(merkle_nodes::table)
+                    .values(row)
+                    .execute(c)?;
+            }
+            Ok(())
+        }
+        DbConn::Pg(c) => diesel::insert_into(merkle_nodes::table)
+            .values(&rows)
+            .execute(c)
+            .map(|_| ()),
+    }
 }
 
 /// The root of the tenant's first `size` leaves.

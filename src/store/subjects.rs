@@ -28,14 +28,15 @@ pub fn current_subject(
     tenant: &str,
     identity: &str,
 ) -> QueryResult<Option<SubjectRow>> {
-    subjects::table
-        .filter(subjects::tenant_id.eq(tenant))
-        .filter(subjects::identity.eq(identity))
-        .filter(subjects::erased_at.is_null())
-        .filter(subjects::closed_at.is_null())
-        .select(SubjectRow::as_select())
-        .first(conn)
-        .optional()
+    crate::store::one_row(
+        subjects::table
+            .filter(subjects::tenant_id.eq(tenant))
+            .filter(subjects::identity.eq(identity))
+            .filter(subjects::erased_at.is_null())
+            .filter(subjects::closed_at.is_null())
+            .select(SubjectRow::as_select()),
+        conn,
+    )
 }
 
 /// An identity's newest subject that is not erased, open or closed: the
@@ -45,14 +46,15 @@ pub fn newest_subject(
     tenant: &str,
     identity: &str,
 ) -> QueryResult<Option<SubjectRow>> {
-    subjects::table
-        .filter(subjects::tenant_id.eq(tenant))
-        .filter(subjects::identity.eq(identity))
-        .filter(subjects::erased_at.is_null())
-        .order(subjects::id.desc())
-        .select(SubjectRow::as_select())
-        .first(conn)
-        .optional()
+    crate::store::one_row(
+        subjects::table
+            .filter(subjects::tenant_id.eq(tenant))
+            .filter(subjects::identity.eq(identity))
+            .filter(subjects::erased_at.is_null())
+            .order(subjects::id.desc())
+            .select(SubjectRow::as_select()),
+        conn,
+    )
 }
 
 /// The identity's open subject, or a new one with a fresh random salt in

@@ -15,12 +15,13 @@ pub fn suppressed_at(
     tenant: &str,
     identity_hash: &str,
 ) -> QueryResult<Option<i64>> {
-    suppressions::table
-        .filter(suppressions::tenant_id.eq(tenant))
-        .filter(suppressions::identity_hash.eq(identity_hash))
-        .select(suppressions::erased_at)
-        .first(conn)
-        .optional()
+    crate::store::one_row(
+        suppressions::table
+            .filter(suppressions::tenant_id.eq(tenant))
+            .filter(suppressions::identity_hash.eq(identity_hash))
+            .select(suppressions::erased_at),
+        conn,
+    )
 }
 
 /// The latest erasure on request of each of many identities, by their
@@ -34,12 +35,13 @@ pub fn suppressed_many(
     if let [only] = identity_hashes {
         // One statement diesel keeps prepared (an `IN` list is prepared
         // anew on each call on SQLite): a single check asks this.
-        let found: Option<i64> = suppressions::table
-            .filter(suppressions::tenant_id.eq(tenant))
-            .filter(suppressions::identity_hash.eq(only))
-            .select(suppressions::erased_at)
-            .first(conn)
-            .optional()?;
+        let found: Option<i64> = crate::store::one_row(
+            suppressions::table
+                .filter(suppressions::tenant_id.eq(tenant))
+                .filter(suppressions::identity_hash.eq(only))
+                .select(suppressions::erased_at),
+            conn,
+        )?;
         out.extend(found.map(|at| (only.clone(), at)));
         return Ok(out);
     }

@@ -237,12 +237,13 @@ pub fn find_brand(conn: &mut DbConn, tenant: &str, name: &str) -> QueryResult<Op
     if !can_name_a_row(name) {
         return Ok(None);
     }
-    brands::table
-        .filter(brands::tenant_id.eq(tenant))
-        .filter(brands::name_key.eq(fold_key(name)))
-        .select(BrandRow::as_select())
-        .first(conn)
-        .optional()
+    crate::store::one_row(
+        brands::table
+            .filter(brands::tenant_id.eq(tenant))
+            .filter(brands::name_key.eq(fold_key(name)))
+            .select(BrandRow::as_select()),
+        conn,
+    )
 }
 
 pub fn active_brands(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<BrandRow>> {
@@ -371,12 +372,13 @@ pub fn find_api_key(conn: &mut DbConn, id: &str) -> QueryResult<Option<(ApiKeyRo
     if !can_name_a_row(id) {
         return Ok(None);
     }
-    api_keys::table
-        .inner_join(tenants::table)
-        .filter(api_keys::id.eq(id))
-        .select((ApiKeyRow::as_select(), TenantRow::as_select()))
-        .first(conn)
-        .optional()
+    crate::store::one_row(
+        api_keys::table
+            .inner_join(tenants::table)
+            .filter(api_keys::id.eq(id))
+            .select((ApiKeyRow::as_select(), TenantRow::as_select())),
+        conn,
+    )
 }
 
 /// `last_used_at` moves at most this often per key.

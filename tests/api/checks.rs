@@ -248,3 +248,67 @@ async fn every_batch_item_answers_what_a_single_check_answers() {
     );
     assert!(decisions.iter().any(|d| d["window"]["open"] == true));
 }
+
+/// A number sent in canonical E.164 is looked up as it is, and still
+/// checked against the numbering plan when the tenant holds nothing of it.
+#[tokio::test]
+async fn canonical_numbers_the_tenant_does_not_hold_are_still_validated() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    let known = app
+        .check(&t, json!({"number": NUMBER, "purpose": "marketing"}))
+        .await;
+    assert_eq!(known.body["reason"], "allowed", "{}", known.body);
+    for invalid in ["+4912", "+999123456789", "+1000"] {
+        let answer = app
+            .check(&t, json!({"number": invalid, "purpose": "marketing"}))
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{invalid}: {}",
+            answer.body
+        );
+        assert_eq!(answer.code(), "invalid_number", "{invalid}");
+    }
+    let valid_unknown = app
+        .check(
+            &t,
+            json!({"number": "+4915199999998", "purpose": "marketing"}),
+        )
+        .await;
+    assert_eq!(
+        valid_unknown.body["reason"], "no_opt_in",
+        "{}",
+        valid_unknown.body
+    );
+}
+
+/// A batch item's error echoes what was sent: a `user_id` that is present
+/// even as null, else the `number` (null when missing or when the item is
+/// not an object).
+#[tokio::test]
+async fn batch_errors_echo_the_item_as_sent() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let checks = json!({"checks": [
+        {"user_id": null, "purpose": "marketing"},
+        {"number": 4915112345678u64, "purpose": "marketing"},
+        5,
+        {"user_id": "DE.1", "number": NUMBER, "purpose": "marketing"}
+    ]});
+    let answer = app.post("/v1/checks/batch", &t.sender, &checks).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let d = answer.body["decisions"].as_array().unwrap();
+    assert_eq!(d.len(), 4);
+    assert!(d[0].get("user_id").is_some_and(Value::is_null), "{}", d[0]);
+    assert!(d[0].get("number").is_none(), "{}", d[0]);
+    assert_eq!(d[1]["number"], 4915112345678u64);
+    assert!(d[2].get("number").is_some_and(Value::is_null), "{}", d[2]);
+    assert_eq!(d[3]["user_id"], "DE.1");
+    for item in d {
+        assert!(item["error"]["code"].is_string(), "{item}");
+    }
+}
