@@ -385,8 +385,20 @@ pub async fn check(
     let request = body.value;
     let now = state.now();
     let master = state.master.clone();
+    // On SQLite the check's reads share one read transaction: they take the
+    // database's read lock once instead of once each (single checks 10,600
+    // -> 14,400/s in the service benchmark), and see one snapshot. On
+    // PostgreSQL a transaction would be two more round trips; each
+    // statement reads committed state, as before.
     let decision = state
-        .read(move |conn| evaluate(conn, &master, &caller, &request, now, &mut Cache::default()))
+        .read(move |conn| {
+            let mut cache = Cache::default();
+            if conn.is_postgres() {
+                evaluate(conn, &master, &caller, &request, now, &mut cache)
+            } else {
+                conn.snapshot(|conn| evaluate(conn, &master, &caller, &request, now, &mut cache))
+            }
+        })
         .await?;
     Ok(HttpResponse::Ok().json(decision))
 }
