@@ -126,6 +126,18 @@ impl Server {
     }
 }
 
+/// One HTTP row of a table: rate, latencies and the share of the trivial
+/// route measured in the same run.
+fn print_row(what: &str, l: &Load, trivial: &Load) {
+    println!(
+        "| {what} | {:.0} | {:.2} ms | {:.2} ms | {:.1}% |",
+        l.per_second,
+        l.p50_ms,
+        l.p99_ms,
+        100.0 * l.per_second / trivial.per_second
+    );
+}
+
 /// Waits until the server answers `/readyz` (at most a minute).
 async fn until_ready(http: &reqwest::Client, base: &str) {
     let ready = Instant::now();
@@ -317,15 +329,7 @@ async fn measure(name: &str, url: Option<String>, phase: Duration) {
     );
     println!("| what | per second | p50 | p99 | ratio to /healthz |");
     println!("|---|---|---|---|---|");
-    let row = |what: &str, l: &Load| {
-        println!(
-            "| {what} | {:.0} | {:.2} ms | {:.2} ms | {:.1}% |",
-            l.per_second,
-            l.p50_ms,
-            l.p99_ms,
-            100.0 * l.per_second / trivial.per_second
-        );
-    };
+    let row = |what: &str, l: &Load| print_row(what, l, &trivial);
     row("`GET /healthz` (no database)", &trivial);
     row("`POST /v1/checks`", &checks);
     row("`POST /v1/opt-ins`, durable", &appends);
@@ -424,15 +428,7 @@ async fn at_scale(entries: u64, phase: Duration) {
     let (export_seconds, verify_rates) = export_and_verify(&data_dir, &built.verifier_key);
     println!("| what (log of {entries} entries) | per second | p50 | p99 | ratio to /healthz |");
     println!("|---|---|---|---|---|");
-    let row = |what: &str, l: &Load| {
-        println!(
-            "| {what} | {:.0} | {:.2} ms | {:.2} ms | {:.1}% |",
-            l.per_second,
-            l.p50_ms,
-            l.p99_ms,
-            100.0 * l.per_second / trivial.per_second
-        );
-    };
+    let row = |what: &str, l: &Load| print_row(what, l, &trivial);
     row("`GET /healthz` (no database)", &trivial);
     row("`GET /v1/log/proof/inclusion`", &inclusion);
     row("`GET /v1/log/proof/consistency`", &consistency);

@@ -62,13 +62,13 @@ where
         + 'static,
 {
     let replay = |body| body;
-    let write = Write::Alone;
+    let via = Via::Alone;
     run_in(
         state,
         req,
         caller,
         (route, request_sha256),
-        (replay, write),
+        (replay, via),
         work,
     )
     .await
@@ -89,22 +89,12 @@ where
         + Send
         + 'static,
 {
-    let replay = |body| body;
-    let write = Write::Grouped;
-    run_in(
-        state,
-        req,
-        caller,
-        (route, request_sha256),
-        (replay, write),
-        work,
-    )
-    .await
+    run_grouped_with_replay(state, req, caller, route, request_sha256, |body| body, work).await
 }
 
 /// How the work of an idempotent request reaches the database.
 #[derive(Debug, Clone, Copy)]
-enum Write {
+enum Via {
     /// On its own connection, in its own transactions.
     Alone,
     /// In its log's next group commit.
@@ -128,13 +118,13 @@ where
         + Send
         + 'static,
 {
-    let write = Write::Grouped;
+    let via = Via::Grouped;
     run_in(
         state,
         req,
         caller,
         (route, request_sha256),
-        (replay, write),
+        (replay, via),
         work,
     )
     .await
@@ -145,7 +135,7 @@ async fn run_in<F>(
     req: &HttpRequest,
     caller: &Caller,
     (route, request_sha256): (&'static str, &str),
-    (replay, write): (impl Fn(String) -> String, Write),
+    (replay, via): (impl Fn(String) -> String, Via),
     work: F,
 ) -> Result<HttpResponse, ApiError>
 where
@@ -169,9 +159,9 @@ where
     }
     let scope_for_work = scope.clone();
     let work = move |conn: &mut DbConn| work(conn, scope_for_work.as_ref());
-    let outcome = match write {
-        Write::Alone => state.db(work).await,
-        Write::Grouped => state.write(&caller.tenant.id, work).await,
+    let outcome = match via {
+        Via::Alone => state.db(work).await,
+        Via::Grouped => state.write(&caller.tenant.id, work).await,
     };
     match (outcome, scope) {
         (Ok((status, body)), _) => Ok(json_response(status, body)),

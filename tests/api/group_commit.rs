@@ -41,6 +41,16 @@ fn stored_counts(app: &TestApp) -> (i64, i64) {
     (subjects, entries)
 }
 
+/// Sends an opt-in without waiting for its answer.
+fn send_opt_in(app: &TestApp, t: &Tenant, body: &Value) -> tokio::task::JoinHandle<Answer> {
+    let request = app
+        .client
+        .post(app.url("/v1/opt-ins"))
+        .bearer_auth(&t.collector)
+        .json(body);
+    tokio::spawn(async move { TestApp::answer(request.send().await.unwrap()).await })
+}
+
 async fn until_queued(gate: &Gate, n: usize) {
     for _ in 0..400 {
         if gate.queued() >= n {
@@ -68,14 +78,7 @@ async fn queued_appends_commit_together_and_a_failing_one_fails_alone() {
     bodies.insert(1, paper_opt_in_naming_no_document(UNKNOWN_DOCUMENT_NUMBER));
     let sent: Vec<_> = bodies
         .into_iter()
-        .map(|body| {
-            let request = app
-                .client
-                .post(app.url("/v1/opt-ins"))
-                .bearer_auth(&t.collector)
-                .json(&body);
-            tokio::spawn(async move { TestApp::answer(request.send().await.unwrap()).await })
-        })
+        .map(|body| send_opt_in(&app, &t, &body))
         .collect();
     // All four wait in the log's queue while the gate is shut; nothing is
     // answered and nothing is stored.
@@ -140,12 +143,7 @@ async fn many_concurrent_appends_each_get_their_own_entry() {
                 "Makro",
                 &["marketing"],
             );
-            let request = app
-                .client
-                .post(app.url("/v1/opt-ins"))
-                .bearer_auth(&t.collector)
-                .json(&body);
-            tokio::spawn(async move { TestApp::answer(request.send().await.unwrap()).await })
+            send_opt_in(&app, &t, &body)
         })
         .collect();
     let mut seqs = Vec::new();
