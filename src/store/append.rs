@@ -117,11 +117,11 @@ impl ErasureReason {
 /// What an append's `recorded_at` will be: max(now, the head's), read under
 /// the log's lock.
 pub fn next_recorded_at(conn: &mut DbConn, tenant: &str, now: Timestamp) -> QueryResult<Timestamp> {
-    let head: Option<i64> = crate::store::the_row(
+    let head: Option<i64> = crate::the_row!(
+        conn,
         tenants::table
             .find(tenant)
-            .select(tenants::head_recorded_at),
-        conn,
+            .select(tenants::head_recorded_at)
     )?;
     Ok(later_of(now, head))
 }
@@ -173,24 +173,23 @@ pub(super) fn lock_head(
     now: Timestamp,
 ) -> StoreResult<Head> {
     super::connection::lock_log(conn, tenant)?;
-    let (origin, size, hash, head_recorded_at) =
-        crate::store::the_row::<_, (String, i64, String, Option<i64>)>(
-            tenants::table.find(tenant).select((
-                tenants::origin,
-                tenants::tree_size,
-                tenants::head_hash,
-                tenants::head_recorded_at,
-            )),
-            conn,
-        )?;
+    let (origin, size, hash, head_recorded_at): (String, i64, String, Option<i64>) = crate::the_row!(
+        conn,
+        tenants::table.find(tenant).select((
+            tenants::origin,
+            tenants::tree_size,
+            tenants::head_hash,
+            tenants::head_recorded_at,
+        ))
+    )?;
     let recorded_at = later_of(now, head_recorded_at);
     if record.is_some_and(|r| r.captured_at() > recorded_at.plus_millis(CAPTURE_SKEW_MILLIS)) {
         return Err(StoreError::Rejected(Rejection::CapturedInFuture));
     }
     if let Some(Record::OptIn(r)) = record {
-        let retired: Option<i64> = crate::store::the_row(
-            brands::table.find(r.brand_id.0).select(brands::retired_at),
+        let retired: Option<i64> = crate::the_row!(
             conn,
+            brands::table.find(r.brand_id.0).select(brands::retired_at)
         )?;
         if retired.is_some() {
             return Err(StoreError::Rejected(Rejection::BrandRetired));

@@ -12,11 +12,11 @@ use diesel::prelude::*;
 
 /// The tenant's channel settings (empty when never set).
 pub fn settings_of(conn: &mut DbConn, tenant: &str) -> StoreResult<StoredSettings> {
-    let stored: Option<String> = crate::store::one_row(
+    let stored: Option<String> = crate::one_row!(
+        conn,
         channel_settings::table
             .find(tenant)
-            .select(channel_settings::settings),
-        conn,
+            .select(channel_settings::settings)
     )?;
     match stored {
         None => Ok(StoredSettings::default()),

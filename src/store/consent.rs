@@ -107,10 +107,12 @@ pub fn identities_of_group(
 
 /// The opt-ins and opt-outs of a group, by its id.
 pub fn group_events(conn: &mut DbConn, group_id: i64) -> QueryResult<Vec<ConsentEvent>> {
-    let rows: Vec<ConsentEventRow> = consent_events::table
-        .filter(consent_events::group_id.eq(group_id))
-        .select(ConsentEventRow::as_select())
-        .load(conn)?;
+    let rows: Vec<ConsentEventRow> = crate::all_rows!(
+        conn,
+        consent_events::table
+            .filter(consent_events::group_id.eq(group_id))
+            .select(ConsentEventRow::as_select())
+    )?;
     Ok(rows.into_iter().map(ConsentEventRow::into_event).collect())
 }
 
@@ -243,10 +245,13 @@ fn inbound_rows(
     let in_tenant = windows::table.filter(windows::tenant_id.eq(tenant));
     let rows: Vec<(String, String, i64)> = match identities {
         // One statement diesel keeps prepared, for a single check.
-        [only] => in_tenant
-            .filter(windows::identity.eq(only))
-            .select(columns)
-            .load(conn)?,
+        [only] => crate::all_rows!(
+            conn,
+            windows::table
+                .filter(windows::tenant_id.eq(tenant))
+                .filter(windows::identity.eq(only))
+                .select(columns)
+        )?,
         _ => in_tenant
             .filter(windows::identity.eq_any(identities))
             .select(columns)

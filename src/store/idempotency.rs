@@ -60,7 +60,9 @@ pub fn begin(conn: &mut DbConn, scope: &IdempotencyScope, now: i64) -> QueryResu
     conn.immediate_transaction(|conn| {
         // Two requests with one key on two instances: one waits for the other.
         super::connection::lock_log(conn, &scope.tenant_id)?;
-        let found = super::one_row::<_, (String, String, Option<i32>, Option<String>, i64, i64)>(
+        type Found = (String, String, Option<i32>, Option<String>, i64, i64);
+        let found: Option<Found> = crate::one_row!(
+            conn,
             scoped(scope).select((
                 idem::request_sha256,
                 idem::state,
@@ -68,8 +70,7 @@ pub fn begin(conn: &mut DbConn, scope: &IdempotencyScope, now: i64) -> QueryResu
                 idem::response_body,
                 idem::created_at,
                 idem::updated_at,
-            )),
-            conn,
+            ))
         )?;
         let row = scoped(scope);
         match found {
@@ -162,14 +163,14 @@ pub fn finish(
 /// What a key holds now, for a request that lost it to a takeover: the
 /// answer of the request that finished it, or `InProgress`.
 pub fn current(conn: &mut DbConn, scope: &IdempotencyScope) -> QueryResult<Begin> {
-    let found = super::one_row::<_, (String, String, Option<i32>, Option<String>)>(
+    let found: Option<(String, String, Option<i32>, Option<String>)> = crate::one_row!(
+        conn,
         scoped(scope).select((
             idem::request_sha256,
             idem::state,
             idem::response_status,
             idem::response_body,
-        )),
-        conn,
+        ))
     )?;
     Ok(match found {
         Some((hash, _, _, _)) if hash != scope.request_sha256 => Begin::Reused,

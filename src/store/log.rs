@@ -19,13 +19,13 @@ impl Nodes for DbNodes<'_> {
     type Error = diesel::result::Error;
 
     fn node(&mut self, level: u32, index: u64) -> Result<Hash, Self::Error> {
-        let bytes: Vec<u8> = crate::store::the_row(
+        let bytes: Vec<u8> = crate::the_row!(
+            self.conn,
             merkle_nodes::table
                 .filter(merkle_nodes::tenant_id.eq(self.tenant))
                 .filter(merkle_nodes::level.eq(level as i32))
                 .filter(merkle_nodes::idx.eq(index as i64))
-                .select(merkle_nodes::hash),
-            self.conn,
+                .select(merkle_nodes::hash)
         )?;
         bytes.try_into().map_err(|_| {
             diesel::result::Error::DeserializationError("a Merkle node is not 32 bytes".into())

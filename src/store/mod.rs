@@ -80,27 +80,51 @@ pub fn can_name_a_row(key: &str) -> bool {
 }
 
 /// The first row a query finds, if any: `.first(conn).optional()` without
-/// its `LIMIT ?`. SQLite plans a statement with the value bound to its
-/// `LIMIT`, so every run that binds it again prepares the statement anew
-/// (`sqlite3Reprepare`: in a profile of single checks, a third of the
-/// server's time); this steps the cached statement once instead. For
-/// queries by a unique key, or ordered so that the first row is the one.
-pub fn one_row<'q, Q, U>(query: Q, conn: &mut DbConn) -> diesel::QueryResult<Option<U>>
+/// its `LIMIT ?`, run on the backend's own connection:
+/// `one_row!(conn, query)`. For queries by a unique key, or ordered so that
+/// the first row is the one.
+///
+/// - SQLite plans a statement with the value bound to its `LIMIT`, so every
+///   run that binds it again prepares the statement anew
+///   (`sqlite3Reprepare`: in a profile of single checks, a third of the
+///   server's time); this steps the cached statement once instead.
+/// - Through diesel's `MultiConnection` every run renders the statement's
+///   SQL text again, even when the statement is cached (29% of the same
+///   profile); on the backend's own connection a cached statement is found
+///   by its type. The query is written once and compiled for each backend.
+#[macro_export]
+macro_rules! one_row {
+    ($conn:expr, $query:expr) => {
+        $crate::on_backend!($conn, |c| $crate::store::first_of(c, $query))
+    };
+}
+
+/// [`one_row!`] of a row that must exist (`NotFound` otherwise).
+#[macro_export]
+macro_rules! the_row {
+    ($conn:expr, $query:expr) => {
+        $crate::one_row!($conn, $query).and_then(|row| row.ok_or(diesel::result::Error::NotFound))
+    };
+}
+
+/// Every row a query finds, `.load(conn)` on the backend's own connection
+/// (see [`one_row!`]): `all_rows!(conn, query)`. For the hot paths.
+#[macro_export]
+macro_rules! all_rows {
+    ($conn:expr, $query:expr) => {
+        $crate::on_backend!($conn, |c| diesel::RunQueryDsl::load($query, c))
+    };
+}
+
+/// The first row of `query` on `conn`, stepping the statement once.
+pub fn first_of<'q, C, Q, U>(conn: &mut C, query: Q) -> diesel::QueryResult<Option<U>>
 where
-    Q: diesel::query_dsl::LoadQuery<'q, DbConn, U> + 'q,
+    C: diesel::connection::LoadConnection,
+    Q: diesel::query_dsl::LoadQuery<'q, C, U> + 'q,
     U: 'q,
 {
     let mut rows = query.load_iter::<U, diesel::connection::DefaultLoadingMode>(conn)?;
     rows.next().transpose()
-}
-
-/// [`one_row`] of a row that must exist (`NotFound` otherwise).
-pub fn the_row<'q, Q, U>(query: Q, conn: &mut DbConn) -> diesel::QueryResult<U>
-where
-    Q: diesel::query_dsl::LoadQuery<'q, DbConn, U> + 'q,
-    U: 'q,
-{
-    one_row(query, conn)?.ok_or(diesel::result::Error::NotFound)
 }
 
 /// Milliseconds since the epoch, now.

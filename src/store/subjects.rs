@@ -28,14 +28,14 @@ pub fn current_subject(
     tenant: &str,
     identity: &str,
 ) -> QueryResult<Option<SubjectRow>> {
-    crate::store::one_row(
+    crate::one_row!(
+        conn,
         subjects::table
             .filter(subjects::tenant_id.eq(tenant))
             .filter(subjects::identity.eq(identity))
             .filter(subjects::erased_at.is_null())
             .filter(subjects::closed_at.is_null())
-            .select(SubjectRow::as_select()),
-        conn,
+            .select(SubjectRow::as_select())
     )
 }
 
@@ -46,14 +46,14 @@ pub fn newest_subject(
     tenant: &str,
     identity: &str,
 ) -> QueryResult<Option<SubjectRow>> {
-    crate::store::one_row(
+    crate::one_row!(
+        conn,
         subjects::table
             .filter(subjects::tenant_id.eq(tenant))
             .filter(subjects::identity.eq(identity))
             .filter(subjects::erased_at.is_null())
             .order(subjects::id.desc())
-            .select(SubjectRow::as_select()),
-        conn,
+            .select(SubjectRow::as_select())
     )
 }
 
@@ -117,12 +117,14 @@ pub struct Member {
 
 /// The subjects of a group that are not erased, oldest first.
 pub fn group_members(conn: &mut DbConn, group_id: i64) -> QueryResult<Vec<Member>> {
-    subjects::table
-        .filter(subjects::group_id.eq(group_id))
-        .filter(subjects::erased_at.is_null())
-        .order(subjects::id.asc())
-        .select((subjects::id, subjects::commitment, subjects::identity))
-        .load(conn)
+    crate::all_rows!(
+        conn,
+        subjects::table
+            .filter(subjects::group_id.eq(group_id))
+            .filter(subjects::erased_at.is_null())
+            .order(subjects::id.asc())
+            .select((subjects::id, subjects::commitment, subjects::identity))
+    )
 }
 
 /// The identities of a group (not erased).

@@ -15,12 +15,12 @@ pub fn suppressed_at(
     tenant: &str,
     identity_hash: &str,
 ) -> QueryResult<Option<i64>> {
-    crate::store::one_row(
+    crate::one_row!(
+        conn,
         suppressions::table
             .filter(suppressions::tenant_id.eq(tenant))
             .filter(suppressions::identity_hash.eq(identity_hash))
-            .select(suppressions::erased_at),
-        conn,
+            .select(suppressions::erased_at)
     )
 }
 
@@ -35,12 +35,12 @@ pub fn suppressed_many(
     if let [only] = identity_hashes {
         // One statement diesel keeps prepared (an `IN` list is prepared
         // anew on each call on SQLite): a single check asks this.
-        let found: Option<i64> = crate::store::one_row(
+        let found: Option<i64> = crate::one_row!(
+            conn,
             suppressions::table
                 .filter(suppressions::tenant_id.eq(tenant))
                 .filter(suppressions::identity_hash.eq(only))
-                .select(suppressions::erased_at),
-            conn,
+                .select(suppressions::erased_at)
         )?;
         out.extend(found.map(|at| (only.clone(), at)));
         return Ok(out);

@@ -237,12 +237,12 @@ pub fn find_brand(conn: &mut DbConn, tenant: &str, name: &str) -> QueryResult<Op
     if !can_name_a_row(name) {
         return Ok(None);
     }
-    crate::store::one_row(
+    crate::one_row!(
+        conn,
         brands::table
             .filter(brands::tenant_id.eq(tenant))
             .filter(brands::name_key.eq(fold_key(name)))
-            .select(BrandRow::as_select()),
-        conn,
+            .select(BrandRow::as_select())
     )
 }
 
@@ -372,12 +372,12 @@ pub fn find_api_key(conn: &mut DbConn, id: &str) -> QueryResult<Option<(ApiKeyRo
     if !can_name_a_row(id) {
         return Ok(None);
     }
-    crate::store::one_row(
+    crate::one_row!(
+        conn,
         api_keys::table
             .inner_join(tenants::table)
             .filter(api_keys::id.eq(id))
-            .select((ApiKeyRow::as_select(), TenantRow::as_select())),
-        conn,
+            .select((ApiKeyRow::as_select(), TenantRow::as_select()))
     )
 }
 
