@@ -278,8 +278,9 @@ pub(super) fn write_entry(
     let canonical = entry.canonical_json();
     let leaf = leaf_hash(canonical.as_bytes());
     let leaf_hex = hex::encode(leaf);
-    diesel::insert_into(entries::table)
-        .values((
+    crate::execute!(
+        conn,
+        diesel::insert_into(entries::table).values((
             entries::tenant_id.eq(tenant),
             entries::seq.eq(seq as i64),
             entries::leaf_hash.eq(&leaf_hex),
@@ -289,20 +290,21 @@ pub(super) fn write_entry(
             entries::evidence_jcs.eq(evidence.map(|e| &e.jcs)),
             entries::consent_text_sha256.eq(&entry.consent_text_sha256),
         ))
-        .execute(conn)?;
+    )?;
     crate::metrics::append_pending(entry.kind.as_str());
     if let Some((record, group_id)) = record {
         let at = (seq as i64, subject_id, group_id);
         insert_consent_event(conn, tenant, at, record)?;
     }
     log::store_leaf(conn, tenant, seq, leaf)?;
-    diesel::update(tenants::table.find(tenant))
-        .set((
+    crate::execute!(
+        conn,
+        diesel::update(tenants::table.find(tenant)).set((
             tenants::tree_size.eq(seq as i64 + 1),
             tenants::head_hash.eq(&leaf_hex),
             tenants::head_recorded_at.eq(entry.recorded_at.millis()),
         ))
-        .execute(conn)?;
+    )?;
     Ok((leaf, leaf_hex))
 }
 
@@ -410,8 +412,9 @@ fn insert_consent_event(
         consent_events::group_id.eq(group_id),
     );
     match record {
-        Record::OptIn(r) => diesel::insert_into(consent_events::table)
-            .values((
+        Record::OptIn(r) => crate::execute!(
+            conn,
+            diesel::insert_into(consent_events::table).values((
                 base,
                 consent_events::kind.eq("opt_in"),
                 consent_events::captured_at.eq(r.captured_at.millis()),
@@ -426,9 +429,10 @@ fn insert_consent_event(
                 consent_events::confirmation_expires_at
                     .eq(r.confirmation.as_ref().map(|c| c.expires_at.millis())),
             ))
-            .execute(conn)?,
-        Record::OptOut(r) => diesel::insert_into(consent_events::table)
-            .values((
+        )?,
+        Record::OptOut(r) => crate::execute!(
+            conn,
+            diesel::insert_into(consent_events::table).values((
                 base,
                 consent_events::kind.eq("opt_out"),
                 consent_events::captured_at.eq(r.captured_at.millis()),
@@ -437,34 +441,38 @@ fn insert_consent_event(
                 consent_events::message_channels.eq(r.message_channels.bits()),
                 consent_events::lift_class.eq(r.lift_class.map(LiftClass::as_str)),
             ))
-            .execute(conn)?,
-        Record::Lift(r) => diesel::update(
-            consent_events::table
-                .filter(consent_events::tenant_id.eq(tenant))
-                .filter(consent_events::seq.eq(r.lifts as i64))
-                .filter(consent_events::group_id.eq(group_id))
-                .filter(consent_events::kind.eq("opt_out"))
-                .filter(consent_events::lifted_by.is_null()),
+        )?,
+        Record::Lift(r) => crate::execute!(
+            conn,
+            diesel::update(
+                consent_events::table
+                    .filter(consent_events::tenant_id.eq(tenant))
+                    .filter(consent_events::seq.eq(r.lifts as i64))
+                    .filter(consent_events::group_id.eq(group_id))
+                    .filter(consent_events::kind.eq("opt_out"))
+                    .filter(consent_events::lifted_by.is_null()),
+            )
+            .set(consent_events::lifted_by.eq(seq))
         )
-        .set(consent_events::lifted_by.eq(seq))
-        .execute(conn)
         .and_then(|lifted| match lifted {
             1 => Ok(1),
             // Never an entry that lifts nothing: roll the append back.
             _ => Err(diesel::result::Error::NotFound),
         })?,
         // Only the opt-in's own subject confirms it (SPEC section 9).
-        Record::Confirm(r) => diesel::update(
-            consent_events::table
-                .filter(consent_events::tenant_id.eq(tenant))
-                .filter(consent_events::seq.eq(r.confirms as i64))
-                .filter(consent_events::subject_id.eq(subject_id))
-                .filter(consent_events::kind.eq("opt_in"))
-                .filter(consent_events::confirmation_required.eq(true))
-                .filter(consent_events::confirmed_by.is_null()),
+        Record::Confirm(r) => crate::execute!(
+            conn,
+            diesel::update(
+                consent_events::table
+                    .filter(consent_events::tenant_id.eq(tenant))
+                    .filter(consent_events::seq.eq(r.confirms as i64))
+                    .filter(consent_events::subject_id.eq(subject_id))
+                    .filter(consent_events::kind.eq("opt_in"))
+                    .filter(consent_events::confirmation_required.eq(true))
+                    .filter(consent_events::confirmed_by.is_null()),
+            )
+            .set(consent_events::confirmed_by.eq(seq))
         )
-        .set(consent_events::confirmed_by.eq(seq))
-        .execute(conn)
         .and_then(|confirmed| match confirmed {
             1 => Ok(1),
             _ => Err(diesel::result::Error::NotFound),

@@ -75,7 +75,7 @@ pub fn begin(conn: &mut DbConn, scope: &IdempotencyScope, now: i64) -> QueryResu
         let row = scoped(scope);
         match found {
             Some((_, _, _, _, created_at, _)) if created_at + RETENTION_MILLIS <= now => {
-                diesel::delete(row).execute(conn)?;
+                crate::execute!(conn, diesel::delete(row))?;
             }
             Some((hash, _, _, _, _, _)) if hash != scope.request_sha256 => {
                 return Ok(Begin::Reused)
@@ -90,15 +90,18 @@ pub fn begin(conn: &mut DbConn, scope: &IdempotencyScope, now: i64) -> QueryResu
                 if updated_at + TAKEOVER_MILLIS > now {
                     return Ok(Begin::InProgress);
                 }
-                diesel::update(row)
-                    .set((idem::updated_at.eq(now), idem::owner.eq(&scope.owner)))
-                    .execute(conn)?;
+                crate::execute!(
+                    conn,
+                    diesel::update(row)
+                        .set((idem::updated_at.eq(now), idem::owner.eq(&scope.owner)))
+                )?;
                 return Ok(Begin::Proceed);
             }
             None => {}
         }
-        diesel::insert_into(idem::table)
-            .values((
+        crate::execute!(
+            conn,
+            diesel::insert_into(idem::table).values((
                 idem::tenant_id.eq(&scope.tenant_id),
                 idem::key_id.eq(&scope.key_id),
                 idem::route.eq(scope.route),
@@ -109,7 +112,7 @@ pub fn begin(conn: &mut DbConn, scope: &IdempotencyScope, now: i64) -> QueryResu
                 idem::created_at.eq(now),
                 idem::updated_at.eq(now),
             ))
-            .execute(conn)?;
+        )?;
         Ok(Begin::Proceed)
     })
 }
@@ -144,19 +147,21 @@ pub fn finish(
     subject_id: Option<i64>,
     now: i64,
 ) -> QueryResult<bool> {
-    diesel::update(
-        scoped(scope)
-            .filter(idem::owner.eq(&scope.owner))
-            .filter(idem::state.eq("in_progress")),
+    crate::execute!(
+        conn,
+        diesel::update(
+            scoped(scope)
+                .filter(idem::owner.eq(&scope.owner))
+                .filter(idem::state.eq("in_progress")),
+        )
+        .set((
+            idem::state.eq("done"),
+            idem::response_status.eq(i32::from(status)),
+            idem::response_body.eq(body),
+            idem::subject_id.eq(subject_id),
+            idem::updated_at.eq(now),
+        ))
     )
-    .set((
-        idem::state.eq("done"),
-        idem::response_status.eq(i32::from(status)),
-        idem::response_body.eq(body),
-        idem::subject_id.eq(subject_id),
-        idem::updated_at.eq(now),
-    ))
-    .execute(conn)
     .map(|n| n == 1)
 }
 
@@ -200,14 +205,16 @@ pub fn purge_expired(conn: &mut DbConn, now: i64, limit: i64) -> QueryResult<usi
             ))
             .load(conn)?;
         for (tenant_id, key_id, route, key) in &expired {
-            diesel::delete(
-                idem::table
-                    .filter(idem::tenant_id.eq(tenant_id))
-                    .filter(idem::key_id.eq(key_id))
-                    .filter(idem::route.eq(route))
-                    .filter(idem::idempotency_key.eq(key)),
-            )
-            .execute(conn)?;
+            crate::execute!(
+                conn,
+                diesel::delete(
+                    idem::table
+                        .filter(idem::tenant_id.eq(tenant_id))
+                        .filter(idem::key_id.eq(key_id))
+                        .filter(idem::route.eq(route))
+                        .filter(idem::idempotency_key.eq(key)),
+                )
+            )?;
         }
         Ok(expired.len())
     })
@@ -215,12 +222,14 @@ pub fn purge_expired(conn: &mut DbConn, now: i64, limit: i64) -> QueryResult<usi
 
 /// Forgets an `in_progress` key whose request failed, so it can be retried.
 pub fn abandon(conn: &mut DbConn, scope: &IdempotencyScope) -> QueryResult<()> {
-    diesel::delete(
-        scoped(scope)
-            .filter(idem::owner.eq(&scope.owner))
-            .filter(idem::state.eq("in_progress")),
+    crate::execute!(
+        conn,
+        diesel::delete(
+            scoped(scope)
+                .filter(idem::owner.eq(&scope.owner))
+                .filter(idem::state.eq("in_progress")),
+        )
     )
-    .execute(conn)
     .map(|_| ())
 }
 

@@ -116,6 +116,24 @@ macro_rules! all_rows {
     };
 }
 
+/// A write statement run on the backend's own connection (see
+/// [`one_row!`]): `execute!(conn, diesel::insert_into(…)…)`. For the append
+/// path.
+#[macro_export]
+macro_rules! execute {
+    ($conn:expr, $query:expr) => {
+        $crate::on_backend!($conn, |c| diesel::RunQueryDsl::execute($query, c))
+    };
+}
+
+/// `.get_result(conn)` on the backend's own connection (see [`one_row!`]).
+#[macro_export]
+macro_rules! get_result {
+    ($conn:expr, $query:expr) => {
+        $crate::on_backend!($conn, |c| diesel::RunQueryDsl::get_result($query, c))
+    };
+}
+
 /// The first row of `query` on `conn`, stepping the statement once.
 pub fn first_of<'q, C, Q, U>(conn: &mut C, query: Q) -> diesel::QueryResult<Option<U>>
 where

@@ -89,21 +89,24 @@ pub fn insert_subject(
     opened: Option<(&str, &str)>,
     (created_at, erased_at): (i64, Option<i64>),
 ) -> QueryResult<i64> {
-    let id: i64 = diesel::insert_into(subjects::table)
-        .values((
-            subjects::tenant_id.eq(tenant),
-            subjects::commitment.eq(commitment),
-            subjects::identity.eq(opened.map(|(identity, _)| identity)),
-            subjects::salt.eq(opened.map(|(_, salt)| salt)),
-            subjects::created_at.eq(created_at),
-            subjects::erased_at.eq(erased_at),
-            subjects::group_id.eq(0),
-        ))
-        .returning(subjects::id)
-        .get_result(conn)?;
-    diesel::update(subjects::table.find(id))
-        .set(subjects::group_id.eq(id))
-        .execute(conn)?;
+    let id: i64 = crate::get_result!(
+        conn,
+        diesel::insert_into(subjects::table)
+            .values((
+                subjects::tenant_id.eq(tenant),
+                subjects::commitment.eq(commitment),
+                subjects::identity.eq(opened.map(|(identity, _)| identity)),
+                subjects::salt.eq(opened.map(|(_, salt)| salt)),
+                subjects::created_at.eq(created_at),
+                subjects::erased_at.eq(erased_at),
+                subjects::group_id.eq(0),
+            ))
+            .returning(subjects::id)
+    )?;
+    crate::execute!(
+        conn,
+        diesel::update(subjects::table.find(id)).set(subjects::group_id.eq(id))
+    )?;
     Ok(id)
 }
 
