@@ -224,6 +224,14 @@ const CACHE_KIB: u32 = 4096;
 /// How long a writer waits for SQLite's lock before giving up.
 const BUSY_TIMEOUT_MS: u32 = 10_000;
 
+/// The settings of every connection.
+///
+/// Temporary storage is in memory (`temp_store = MEMORY`): above all the
+/// sub-journal, where SQLite keeps what each write of a group commit
+/// changed under its savepoint, so that it can roll back alone. On a file
+/// (past 64 KiB, the default) it was written with `pwrite` on every append:
+/// a third of the group leader's time in a profile of opt-ins. It is emptied
+/// when each write's savepoint is released, so it holds one write's pages.
 pub(super) fn apply_pragmas(conn: &mut DbConn) -> QueryResult<()> {
     match conn {
         DbConn::Sqlite(c) => c.batch_execute(&format!(
@@ -233,7 +241,8 @@ pub(super) fn apply_pragmas(conn: &mut DbConn) -> QueryResult<()> {
              PRAGMA foreign_keys = ON;
              PRAGMA secure_delete = ON;
              PRAGMA cache_size = -{CACHE_KIB};
-             PRAGMA mmap_size = 0;"
+             PRAGMA mmap_size = 0;
+             PRAGMA temp_store = MEMORY;"
         )),
         // Reads see committed state; a stuck statement does not hold locks forever.
         DbConn::Pg(c) => c.batch_execute(
