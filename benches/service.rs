@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 const CONNECTIONS: usize = 32;
 const OPERATOR: &str = "clo_bench-operator-token-0123456789abcdefghijklmn";
 const BATCH: usize = 10_000;
+/// A command the server is started under, for profiling (its peak memory
+/// is then the wrapper's).
+const WRAP_VAR: &str = "CONSENT_LEDGER_BENCH_WRAP";
 
 fn main() {
     let numbers: Vec<u64> = std::env::args()
@@ -70,7 +73,11 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The whole process group: a wrapper's server too.
+        // SAFETY: kill(2) with the group this process made for the server.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
         let _ = self.child.wait();
     }
 }
@@ -89,7 +96,19 @@ impl Server {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_consent-ledger"));
+        let binary = env!("CARGO_BIN_EXE_consent-ledger");
+        // A profiler may wrap the server: WRAP_VAR="heaptrack -o /tmp/h".
+        let wrapper = std::env::var(WRAP_VAR).unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(words).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         command
             .arg("serve")
             .env_clear()

@@ -561,6 +561,12 @@ impl Application {
                 }))
         })
         .workers(workers)
+        // Database work runs on each worker's blocking threads, as many in
+        // all as the pool has connections: more could only wait for one,
+        // and each thread keeps its own allocator heap and stack (under 32
+        // connections of opt-ins the defaults, 256 per worker, made 40
+        // threads, and the resident memory grew with them).
+        .worker_max_blocking_threads(blocking_threads(workers))
         .max_connections(per_worker)
         .on_connect(move |connection, data| {
             let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() else {
@@ -590,6 +596,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Blocking threads per HTTP worker: together, one per pooled connection.
+fn blocking_threads(workers: usize) -> usize {
+    (crate::store::pool::POOL_SIZE as usize).div_ceil(workers.max(1))
 }
 
 /// Raises this process's soft limit of open files to its hard limit, and

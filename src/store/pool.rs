@@ -97,6 +97,9 @@ impl CustomizeConnection<Pooled, diesel::r2d2::Error> for Pragmas {
     }
 }
 
+/// Connections per pool: the most database work that runs at once.
+pub const POOL_SIZE: u32 = 8;
+
 /// Opens the database: migrations, the canary, then the pool.
 pub fn open(target: &DatabaseTarget, master: &MasterKey) -> Result<DbPool, OpenError> {
     let mut conn = establish(target)?;
@@ -114,7 +117,7 @@ pub fn open(target: &DatabaseTarget, master: &MasterKey) -> Result<DbPool, OpenE
         inner: ConnectionManager::<DbConn>::new(url),
     };
     Pool::builder()
-        .max_size(8)
+        .max_size(POOL_SIZE)
         .connection_timeout(Duration::from_secs(10))
         .connection_customizer(Box::new(Pragmas))
         .build(manager)
