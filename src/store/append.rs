@@ -297,14 +297,13 @@ pub(super) fn write_entry(
         insert_consent_event(conn, tenant, at, record)?;
     }
     log::store_leaf(conn, tenant, seq, leaf)?;
-    crate::execute!(
-        conn,
-        diesel::update(tenants::table.find(tenant)).set((
-            tenants::tree_size.eq(seq as i64 + 1),
-            tenants::head_hash.eq(&leaf_hex),
-            tenants::head_recorded_at.eq(entry.recorded_at.millis()),
-        ))
-    )?;
+    let head = super::prepared::SetHead {
+        tenant,
+        size: seq as i64 + 1,
+        hash: &leaf_hex,
+        recorded_at: entry.recorded_at.millis(),
+    };
+    crate::execute!(conn, head)?;
     Ok((leaf, leaf_hex))
 }
 

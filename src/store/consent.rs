@@ -140,13 +140,15 @@ pub fn many_identities(
     let mut out = ManyIdentities::default();
     for chunk in asked.chunks(MANY) {
         // Each identity's newest subject that is not erased.
-        let found: Vec<(Option<String>, i64, i64)> = subjects::table
-            .filter(subjects::tenant_id.eq(tenant))
-            .filter(subjects::identity.eq_any(chunk))
-            .filter(subjects::erased_at.is_null())
-            .order(subjects::id.asc())
-            .select((subjects::identity, subjects::id, subjects::group_id))
-            .load(conn)?;
+        let found: Vec<(Option<String>, i64, i64)> = crate::all_rows!(
+            conn,
+            subjects::table
+                .filter(subjects::tenant_id.eq(tenant))
+                .filter(subjects::identity.eq_any(chunk))
+                .filter(subjects::erased_at.is_null())
+                .order(subjects::id.asc())
+                .select((subjects::identity, subjects::id, subjects::group_id))
+        )?;
         let mut group_of: HashMap<String, i64> = HashMap::new();
         for (identity, _, group) in found {
             if let Some(identity) = identity {
@@ -159,18 +161,22 @@ pub fn many_identities(
         let mut events_of: HashMap<i64, Vec<ConsentEvent>> = HashMap::new();
         let mut members_of: HashMap<i64, Vec<String>> = HashMap::new();
         for part in groups.chunks(MANY) {
-            let rows: Vec<(i64, ConsentEventRow)> = consent_events::table
-                .filter(consent_events::group_id.eq_any(part))
-                .select((consent_events::group_id, ConsentEventRow::as_select()))
-                .load(conn)?;
+            let rows: Vec<(i64, ConsentEventRow)> = crate::all_rows!(
+                conn,
+                consent_events::table
+                    .filter(consent_events::group_id.eq_any(part))
+                    .select((consent_events::group_id, ConsentEventRow::as_select()))
+            )?;
             for (group, row) in rows {
                 events_of.entry(group).or_default().push(row.into_event());
             }
-            let members: Vec<(i64, Option<String>)> = subjects::table
-                .filter(subjects::group_id.eq_any(part))
-                .filter(subjects::erased_at.is_null())
-                .select((subjects::group_id, subjects::identity))
-                .load(conn)?;
+            let members: Vec<(i64, Option<String>)> = crate::all_rows!(
+                conn,
+                subjects::table
+                    .filter(subjects::group_id.eq_any(part))
+                    .filter(subjects::erased_at.is_null())
+                    .select((subjects::group_id, subjects::identity))
+            )?;
             for (group, identity) in members {
                 members_of.entry(group).or_default().extend(identity);
             }
@@ -242,7 +248,6 @@ fn inbound_rows(
         windows::phone_number_id,
         windows::last_inbound_at,
     );
-    let in_tenant = windows::table.filter(windows::tenant_id.eq(tenant));
     let rows: Vec<(String, String, i64)> = match identities {
         // One statement diesel keeps prepared, for a single check.
         [only] => crate::all_rows!(
@@ -252,10 +257,13 @@ fn inbound_rows(
                 .filter(windows::identity.eq(only))
                 .select(columns)
         )?,
-        _ => in_tenant
-            .filter(windows::identity.eq_any(identities))
-            .select(columns)
-            .load(conn)?,
+        _ => crate::all_rows!(
+            conn,
+            windows::table
+                .filter(windows::tenant_id.eq(tenant))
+                .filter(windows::identity.eq_any(identities))
+                .select(columns)
+        )?,
     };
     Ok(rows
         .into_iter()

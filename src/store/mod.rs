@@ -18,6 +18,7 @@ pub mod links;
 pub mod log;
 pub mod notification;
 pub mod pool;
+pub mod prepared;
 pub mod restore;
 pub mod retention;
 pub mod schema;

@@ -103,10 +103,7 @@ pub fn insert_subject(
             ))
             .returning(subjects::id)
     )?;
-    crate::execute!(
-        conn,
-        diesel::update(subjects::table.find(id)).set(subjects::group_id.eq(id))
-    )?;
+    crate::execute!(conn, super::prepared::OwnGroup { subject: id })?;
     Ok(id)
 }
 

@@ -46,11 +46,13 @@ pub fn suppressed_many(
         return Ok(out);
     }
     for chunk in identity_hashes.chunks(900) {
-        let rows: Vec<(String, i64)> = suppressions::table
-            .filter(suppressions::tenant_id.eq(tenant))
-            .filter(suppressions::identity_hash.eq_any(chunk))
-            .select((suppressions::identity_hash, suppressions::erased_at))
-            .load(conn)?;
+        let rows: Vec<(String, i64)> = crate::all_rows!(
+            conn,
+            suppressions::table
+                .filter(suppressions::tenant_id.eq(tenant))
+                .filter(suppressions::identity_hash.eq_any(chunk))
+                .select((suppressions::identity_hash, suppressions::erased_at))
+        )?;
         out.extend(rows);
     }
     Ok(out)
