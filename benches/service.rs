@@ -1,9 +1,10 @@
 //! The service as a user runs it, measured over loopback (issue "Performance"):
 //!
-//!     cargo bench --bench service -- [SECONDS] [ENTRIES]    # defaults: 8 s per phase, 1,000,000
+//!     cargo bench --bench service -- [SECONDS] [ENTRIES] [CONNECTIONS]
 //!
-//! Starts the release binary (`consent-ledger serve`) on a fresh data dir
-//! (SQLite, every commit synced), drives it with 32 keep-alive connections
+//! (defaults: 8 s per phase, 1,000,000 entries, 32 connections). Starts the
+//! release binary (`consent-ledger serve`) on a fresh data dir (SQLite,
+//! every commit synced), drives it with that many keep-alive connections
 //! from this process and prints one table: the trivial route (`/healthz`,
 //! no database), durable opt-ins, single checks, batch checks of 10,000
 //! numbers, and the server's peak resident memory; each HTTP figure also as
@@ -29,7 +30,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const CONNECTIONS: usize = 32;
+/// Keep-alive connections the load comes from (the third argument; 32).
+static CONNECTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(32);
+
+fn connections() -> usize {
+    CONNECTIONS.load(Ordering::Relaxed)
+}
 const OPERATOR: &str = "clo_bench-operator-token-0123456789abcdefghijklmn";
 const BATCH: usize = 10_000;
 /// A command the server is started under, for profiling (its peak memory
@@ -44,6 +50,9 @@ fn main() {
         .collect();
     let phase = Duration::from_secs(numbers.first().copied().unwrap_or(8));
     let entries = numbers.get(1).copied().unwrap_or(1_000_000);
+    if let Some(&n) = numbers.get(2) {
+        CONNECTIONS.store(n.max(1) as usize, Ordering::Relaxed);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -119,6 +128,11 @@ impl Server {
             .env("CONSENT_LEDGER_OPERATOR_TOKEN", OPERATOR)
             .env("CONSENT_LEDGER_RATE_LIMIT_PER_ADDRESS", "0")
             .env("CONSENT_LEDGER_RATE_LIMIT_PER_KEY", "0")
+            // All the load comes from one address.
+            .env(
+                "CONSENT_LEDGER_MAX_CONNECTIONS_PER_ADDRESS",
+                (2 * connections()).max(128).to_string(),
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -181,7 +195,7 @@ struct Load {
     p99_ms: f64,
 }
 
-/// Runs `request` from `CONNECTIONS` tasks for `phase`; each call gets a
+/// Runs `request` from [`connections`] tasks for `phase`; each call gets a
 /// fresh sequence number and says whether it succeeded.
 async fn drive<F, Fut>(phase: Duration, request: F) -> Load
 where
@@ -191,7 +205,7 @@ where
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + phase;
-    let tasks: Vec<_> = (0..CONNECTIONS)
+    let tasks: Vec<_> = (0..connections())
         .map(|_| {
             let (request, next) = (request.clone(), next.clone());
             tokio::spawn(async move {
@@ -250,7 +264,7 @@ async fn measure(name: &str, url: Option<String>, phase: Duration) {
     let server = Server::start(url.as_deref());
     let base = server.base.clone();
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONNECTIONS)
+        .pool_max_idle_per_host(connections())
         .build()
         .expect("client");
     until_ready(&http, &base).await;
@@ -343,7 +357,8 @@ async fn measure(name: &str, url: Option<String>, phase: Duration) {
     let rss = server.peak_rss_mib();
 
     println!(
-        "\n{name}, {CONNECTIONS} connections, {}s per phase\n",
+        "\n{name}, {} connections, {}s per phase\n",
+        connections(),
         phase.as_secs()
     );
     println!("| what | per second | p50 | p99 | ratio to /healthz |");
@@ -364,16 +379,17 @@ async fn at_scale(entries: u64, phase: Duration) {
     let dir = tempfile::tempdir().expect("dir");
     let built = million::build(dir.path(), OPERATOR, entries);
     println!(
-        "\nSQLite, a log of {entries} opt-ins (built in {:.0} s by the library's appender, database {:.0} MiB), {CONNECTIONS} connections, {}s per phase\n",
+        "\nSQLite, a log of {entries} opt-ins (built in {:.0} s by the library's appender, database {:.0} MiB), {} connections, {}s per phase\n",
         built.seconds,
         built.database_mib,
+        connections(),
         phase.as_secs()
     );
     let data_dir = built.data_dir.clone();
     let server = Server::start_on(&data_dir, None);
     let base = server.base.clone();
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONNECTIONS)
+        .pool_max_idle_per_host(connections())
         .build()
         .expect("client");
     until_ready(&http, &base).await;
