@@ -8,7 +8,7 @@ use std::process::ExitCode;
 /// memory back after 10 ms): the same throughput (verify 531,000 entries/s
 /// against 461,000), and a smaller peak resident memory, 103 against 131
 /// MiB on a log of 1,000,000 entries (mimalloc kept what startup's number
-/// metadata freed: 19 MiB against 7.5); with the limits, 85-87 MiB. The
+/// metadata freed: 19 MiB against 7.5); with the limits, 85-95 MiB. The
 /// command-line tools go without them (an export of a million entries took
 /// a third longer with them: its large buffers were mapped and unmapped
 /// each time). The limits:
@@ -16,7 +16,7 @@ use std::process::ExitCode;
 ///   what its threads freed);
 /// - a fixed threshold of 256 KiB above which an allocation is its own
 ///   mapping, given back when freed (glibc raises the threshold after each
-///   large free, so a batch's answer would otherwise stay in the heap).
+///   large free, so a batch's answer could otherwise stay in the heap).
 fn limit_the_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called once at start.

@@ -564,8 +564,8 @@ impl Application {
         // Database work runs on each worker's blocking threads, as many in
         // all as the pool has connections: more could only wait for one,
         // and each thread keeps its own allocator heap and stack (under 32
-        // connections of opt-ins the defaults, 256 per worker, made 40
-        // threads, and the resident memory grew with them).
+        // connections of opt-ins the defaults, 256 per worker, made 53
+        // threads in all, and the resident memory grew with them).
         .worker_max_blocking_threads(blocking_threads(workers))
         .max_connections(per_worker)
         .on_connect(move |connection, data| {
