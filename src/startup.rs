@@ -360,8 +360,9 @@ pub fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         }
     }
     let now = crate::domain::time::Timestamp::now();
-    crate::store::links::migrate_aliases(&mut conn, now)
+    crate::store::links::migrate_aliases(&mut conn, &master, now)
         .context("cannot migrate the wave-1 aliases into identity links")?;
+    upgrade_stored_state(&mut conn, &master, now)?;
     crate::store::dead_letters::apply_letters_waiting_for_user_ids(&mut conn, &master, now)
         .context("cannot apply the opt-outs kept for user ids")?;
     crate::domain::number::warm_metadata();
@@ -371,6 +372,26 @@ pub fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         configured_operator_sha256: configured,
         operator_token_written: written,
     })
+}
+
+/// What the migrations cannot do without the master key, once, at start:
+/// each subject's keyed identity hash, the windows an older version kept by
+/// identity, and the dead letters' canonical identities.
+fn upgrade_stored_state(
+    conn: &mut crate::store::DbConn,
+    master: &MasterKey,
+    now: crate::domain::time::Timestamp,
+) -> anyhow::Result<()> {
+    let hashed = crate::store::subjects::fill_identity_hashes(conn, master)
+        .context("cannot store the subjects' identity hashes")?;
+    let moved = crate::store::consent::move_legacy_windows(conn, master, now)
+        .context("cannot move the windows kept by identity onto subjects")?;
+    let rewritten = crate::store::dead_letters::canonicalise_letters(conn, master)
+        .context("cannot rewrite the dead letters' identities in canonical form")?;
+    if hashed + moved + rewritten > 0 {
+        tracing::info!(hashed, moved, rewritten, "stored state upgraded");
+    }
+    Ok(())
 }
 
 /// Signs a checkpoint for every log that grew, every `interval`. A refusal

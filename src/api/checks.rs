@@ -5,7 +5,7 @@ use super::auth::{self, Caller};
 use super::json::{self, ApiJson, BATCH_LIMIT};
 use super::AppState;
 use crate::domain::decision::{
-    self, ConsentEvent, EventKind, InboundRecord, Question, Reason, Window,
+    self, Closure, ConsentEvent, EventKind, InboundRecord, Question, Reason, Standing, Window,
 };
 use crate::domain::identity::Identity;
 use crate::domain::ids::BrandId;
@@ -131,6 +131,7 @@ impl Prefetched {
     /// Whether the tenant holds any state of this identity.
     fn knows(&self, identity: &str) -> bool {
         self.state.events.contains_key(identity)
+            || self.state.closed.contains_key(identity)
             || self.state.inbound.contains_key(identity)
             || self.suppressed.contains_key(identity)
     }
@@ -141,7 +142,7 @@ impl Prefetched {
         tenant: &str,
         asked: &[&str],
     ) -> Result<Self, ApiError> {
-        let state = many_identities(conn, tenant, asked)?;
+        let state = many_identities(conn, master, tenant, asked)?;
         let group_of = |identity: &str| -> Vec<String> {
             match state.members.get(identity) {
                 Some(members) => members.clone(),
@@ -267,6 +268,8 @@ fn parse_identity_of(caller: &Caller, request: &CheckRequest) -> Result<Identity
 struct GroupRead {
     events: Vec<ConsentEvent>,
     suppressed_at: Option<Timestamp>,
+    /// The group is closed (rule 2).
+    closure: Option<Closure>,
     inbound: Vec<InboundRecord>,
     /// Whether the tenant holds anything of the identity (a subject, a
     /// window, a suppression).
@@ -287,16 +290,18 @@ fn read_group(
         Some(many) => GroupRead {
             events: many.state.events.get(id).cloned().unwrap_or_default(),
             suppressed_at: many.suppressed.get(id).copied(),
+            closure: many.state.closed.get(id).copied(),
             inbound: many.state.inbound.get(id).cloned().unwrap_or_default(),
             known: many.knows(id),
         },
         None => {
-            let state = identity_state(conn, tenant, id)?;
+            let state = identity_state(conn, master, tenant, id)?;
             let suppressed_at = group_suppression(conn, master, tenant, &state.identities)?;
-            let inbound = inbound_records(conn, tenant, &state.identities)?;
+            let inbound = inbound_records(conn, &state.window_subjects)?;
             GroupRead {
-                known: state.subject.is_some() || suppressed_at.is_some() || !inbound.is_empty(),
+                known: state.live_subject().is_some() || suppressed_at.is_some(),
                 suppressed_at,
+                closure: state.closure(),
                 inbound,
                 events: state.events,
             }
@@ -331,11 +336,15 @@ fn evaluate_identity(
         brand_id: BrandId(brand.id),
         channel: request.channel,
     };
+    let standing = Standing {
+        suppressed_at: read.suppressed_at,
+        closed: read.closure,
+    };
     let outcome = decision::decide(
         &read.events,
         question,
         tenant.max_consent_age_days,
-        read.suppressed_at,
+        standing,
         now,
     );
     let (window, certain) = match request.channel {

@@ -9,7 +9,7 @@ use crate::error::{ApiError, Problem};
 use crate::services::export::{write_dossier, ExportError, ExportPieces, ExportSpec};
 use crate::store::audit::AuditKind;
 use crate::store::log::{self, CheckpointRow};
-use crate::store::subjects::newest_subject;
+use crate::store::subjects::newest_live_subject;
 use crate::store::DbConn;
 use actix_web::middleware::from_fn;
 use actix_web::web::Bytes;
@@ -220,10 +220,12 @@ pub async fn dossier(
     let spec = spec_for(&state, &caller, None, true).await?;
     tracing::info!(tenant = %spec.tenant, key_id = %caller.key_id, "dossier");
     let (tenant, asked) = (caller.tenant.id.clone(), identity.clone());
+    let master = state.master.clone();
     let subject = state
-        .db(move |conn| Ok(newest_subject(conn, &tenant, asked.as_str())?))
+        .db(move |conn| Ok(newest_live_subject(conn, &master, &tenant, asked.as_str())?))
         .await?
         .map(|s| s.commitment);
+    let master = state.master.clone();
     let details = serde_json::json!({"tree_size": spec.tree_size, "subject": subject});
     caller.note(&state, AuditKind::DossierRead, details).await;
     // One group's history: read whole in one snapshot, then streamed.
@@ -234,7 +236,8 @@ pub async fn dossier(
         };
         let mut out = Vec::new();
         conn.snapshot(|conn| {
-            let group = newest_subject(conn, &spec.tenant, identity.as_str())?.map(|s| s.group_id);
+            let group = newest_live_subject(conn, &master, &spec.tenant, identity.as_str())?
+                .map(|s| s.group_id);
             write_dossier(conn, &spec, group, &mut out)
         })?;
         Ok(Some(out))

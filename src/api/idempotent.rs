@@ -11,6 +11,7 @@ use actix_web::{HttpRequest, HttpResponse};
 pub const HEADER: &str = "Idempotency-Key";
 
 fn scope_of(
+    state: &AppState,
     req: &HttpRequest,
     caller: &Caller,
     route: &'static str,
@@ -31,12 +32,18 @@ fn scope_of(
                 "an Idempotency-Key is 1 to 255 visible ASCII characters",
             )
         })?;
+    // Kept is the tenant's keyed hash of the body, never its plain hash: a
+    // body names a person, and a plain hash is recovered by guessing.
+    let tenant = &caller.tenant.id;
+    let keyed = state
+        .master
+        .keyed_hash(tenant, &["idempotency", request_sha256]);
     Ok(Some(IdempotencyScope::new(
-        &caller.tenant.id,
+        tenant,
         &caller.key_id,
         route,
         key,
-        request_sha256,
+        (&keyed, request_sha256),
     )))
 }
 
@@ -143,7 +150,7 @@ where
         + Send
         + 'static,
 {
-    let scope = scope_of(req, caller, route, request_sha256)?;
+    let scope = scope_of(state, req, caller, route, request_sha256)?;
     if let Some(scope) = scope.clone() {
         let now = state.now().millis();
         let begun = state

@@ -22,7 +22,7 @@ use crate::keys::{confirmation_code_hash, random_code, MasterKey};
 use crate::store::append::{self, Answer, Appended};
 use crate::store::channels::settings_of;
 use crate::store::connection::lock_log;
-use crate::store::consent::{identities_of_group, record_inbound, window_of};
+use crate::store::consent::{record_interaction, window_of};
 use crate::store::idempotency;
 use crate::store::tenants::find_brand;
 use crate::store::{Rejection, StoreError};
@@ -337,6 +337,7 @@ pub async fn create_interaction(
     let interaction = body.value.parse(rules_of(&caller))?;
     let tenant = caller.tenant.id.clone();
     let clock = state.clock.clone();
+    let master = state.master.clone();
     let asked = interaction.identity.clone();
     // A replay answers the stored window with the number of this request
     // (the same body, so the same number).
@@ -358,8 +359,9 @@ pub async fn create_interaction(
                 // the tenant, and taking that share lock first could
                 // deadlock with a webhook on PostgreSQL.
                 lock_log(conn, &tenant)?;
-                record_inbound(conn, &tenant, identity.as_str(), id, received_at)?;
-                let group = identities_of_group(conn, &tenant, identity.as_str())?;
+                let times = (received_at, now);
+                let group =
+                    record_interaction(conn, &master, &tenant, identity.as_str(), id, times)?;
                 let (window, _) = window_of(conn, &tenant, &group, id, now, &mut None)?;
                 let stored =
                     serde_json::to_string(&StoredInteraction { window }).expect("serialisable");

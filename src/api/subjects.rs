@@ -8,7 +8,7 @@ use super::idempotent;
 use super::json::ApiJson;
 use super::records::{created, Recorded};
 use super::AppState;
-use crate::domain::decision::{self, Question, Reason};
+use crate::domain::decision::{self, Question, Reason, Standing};
 use crate::domain::ids::BrandId;
 use crate::domain::purpose::{MessageChannel, Purpose};
 use crate::domain::time::Timestamp;
@@ -16,8 +16,8 @@ use crate::error::{ApiError, Problem};
 use crate::store::append::Answer;
 use crate::store::audit::AuditKind;
 use crate::store::consent::{group_history, identity_state};
-use crate::store::erasure::{self, ErasureRequest};
-use crate::store::subjects::group_members;
+use crate::store::erasure::{self, Erased, ErasureRequest, ALREADY_ERASED_BODY};
+use crate::store::subjects::{group_holds_entries, group_members};
 use crate::store::suppression::group_suppression;
 use crate::store::tenants::list_brands;
 use crate::store::{Rejection, StoreError};
@@ -100,11 +100,17 @@ pub async fn query_subject(
         .db(move |conn| {
             // One snapshot: the consents and the history agree.
             conn.snapshot(|conn| {
-                let state = identity_state(conn, &tenant.id, identity.as_str())?;
-                let found = state.subject.as_ref().ok_or_else(|| {
-                    ApiError::not_found("this number or user id has no subject in this tenant")
-                })?;
+                let state = identity_state(conn, &master, &tenant.id, identity.as_str())?;
+                // Its newest group only: erased, or holding no entry, it
+                // answers as an unknown identity (never an older group).
+                let unknown =
+                    || ApiError::not_found("this number or user id has no subject in this tenant");
+                let found = state.live_subject().ok_or_else(unknown)?;
                 let (group_id, subject) = (found.group_id, found.commitment.clone());
+                if !group_holds_entries(conn, group_id)? {
+                    return Err(unknown());
+                }
+                let closure = state.closure();
                 let group = group_members(conn, group_id)?
                     .into_iter()
                     .map(|m| m.commitment)
@@ -128,11 +134,15 @@ pub async fn query_subject(
                                 brand_id: BrandId(brand.id),
                                 channel,
                             };
+                            let standing = Standing {
+                                suppressed_at,
+                                closed: closure,
+                            };
                             let outcome = decision::decide(
                                 &events,
                                 question,
                                 tenant.max_consent_age_days,
-                                suppressed_at,
+                                standing,
                                 now,
                             );
                             consents.push(ConsentStatus {
@@ -187,6 +197,16 @@ pub struct EraseRequest {
     pub reason: Option<String>,
 }
 
+/// The answer to an erasure of an identity whose groups were all erased
+/// already.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlreadyErased {
+    /// Always true.
+    pub erased: bool,
+    /// Always false: nothing was recorded.
+    pub recorded: bool,
+}
+
 /// The longest `reason` an erasure takes.
 const MAX_REASON_CHARS: usize = 500;
 
@@ -195,7 +215,8 @@ const MAX_REASON_CHARS: usize = 500;
     request_body = EraseRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h")),
     responses(
-        (status = 201, description = "Erased: the `erasure` entry (after an opt-out of everything, unless already); the number is suppressed", body = Recorded),
+        (status = 201, description = "Erased, every group that holds the identity, open or closed: the last `erasure` entry (after an opt-out of everything, unless already); the identity is suppressed", body = Recorded),
+        (status = 200, description = "Every group of the identity was already erased: nothing recorded, `{\"erased\":true,\"recorded\":false}`", body = AlreadyErased),
         (status = "4XX", description = "Problem (404: the number has no subject)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -251,7 +272,10 @@ pub async fn erase_subject(
                         other => other.into(),
                     }
                 })?;
-            Ok((201, created(&erased)))
+            Ok(match erased {
+                Erased::Recorded(appended) => (201, created(&appended)),
+                Erased::Already => (200, ALREADY_ERASED_BODY.to_owned()),
+            })
         },
     )
     .await

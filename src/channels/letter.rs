@@ -3,6 +3,7 @@
 //! service can apply a kept opt-out with its own `captured_at` once it can
 //! (the business number is configured, or the user id resolves). Pure.
 
+use super::wa_id::wa_id_to_e164;
 use super::whatsapp_payload::Content;
 use crate::domain::purpose::Purpose;
 use crate::domain::time::Timestamp;
@@ -47,6 +48,10 @@ pub struct MessageLetter {
     /// arrived (the person's words mean what they meant then).
     #[serde(default)]
     pub opt_out: Option<Vec<Purpose>>,
+    /// A system message (`user_changed_number`, `user_changed_user_id`):
+    /// it closes the sender's group once it can be applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
 }
 
 /// A `user_preferences` change as it arrived.
@@ -65,7 +70,7 @@ impl LetterPayload {
     /// Whether this letter holds an opt-out that applies once it can.
     pub fn holds_opt_out(&self) -> bool {
         match self {
-            LetterPayload::Message(m) => m.opt_out.is_some(),
+            LetterPayload::Message(m) => m.opt_out.is_some() || m.system.is_some(),
             LetterPayload::Preference(p) => p.value == "stop",
             LetterPayload::Unrecorded { .. } => false,
         }
@@ -79,6 +84,25 @@ impl LetterPayload {
             LetterPayload::Preference(p) => p.user_id.as_deref(),
             LetterPayload::Unrecorded { .. } => None,
         }
+    }
+}
+
+/// Whether a dead letter's payload (any JSON: letters kept by older
+/// versions have other shapes) names an identity: a string value equal to
+/// it, or (for a number) to it without its `+`, or a `wa_id` in a legacy
+/// Brazilian or Mexican form whose canonical number it is.
+pub fn letter_names(payload: &serde_json::Value, identity: &str) -> bool {
+    use serde_json::Value;
+    match payload {
+        Value::String(value) => {
+            value == identity
+                || (identity.starts_with('+')
+                    && (identity[1..] == *value
+                        || wa_id_to_e164(value).is_ok_and(|n| n.as_str() == identity)))
+        }
+        Value::Array(items) => items.iter().any(|v| letter_names(v, identity)),
+        Value::Object(fields) => fields.values().any(|v| letter_names(v, identity)),
+        _ => false,
     }
 }
 
@@ -102,6 +126,7 @@ mod tests {
                 reply_to: Some("wamid.prompt".into()),
             },
             opt_out: Some(vec![Purpose::Marketing, Purpose::Utility]),
+            system: None,
         });
         let json = serde_json::to_value(&letter).unwrap();
         assert_eq!(json["kind"], "message");
@@ -113,5 +138,24 @@ mod tests {
         );
         assert!(letter.holds_opt_out());
         assert_eq!(letter.user_id(), Some("US.13491208655302741918"));
+    }
+
+    /// A letter is found by the canonical identity whatever form the
+    /// provider sent: a Brazilian mobile without its ninth digit, a Mexican
+    /// one with the legacy `1`, with or without `+`; a longer number that
+    /// merely contains it is not it.
+    #[test]
+    fn a_letter_names_the_canonical_identity_in_any_form() {
+        let letter = |from: &str| serde_json::json!({"kind": "message", "from": from, "detail": {"n": [1, "x"]}});
+        for form in ["551199887766", "5511999887766", "+5511999887766"] {
+            assert!(letter_names(&letter(form), "+5511999887766"), "{form}");
+        }
+        assert!(letter_names(&letter("5215512345678"), "+525512345678"));
+        assert!(letter_names(&letter("525512345678"), "+525512345678"));
+        assert!(!letter_names(&letter("15511999887766"), "+5511999887766"));
+        assert!(!letter_names(&letter("5511999887766"), "+551199988776"));
+        let user = serde_json::json!({"user_id": "US.13491208655302741918"});
+        assert!(letter_names(&user, "US.13491208655302741918"));
+        assert!(!letter_names(&user, "US.1349120865530274191"));
     }
 }

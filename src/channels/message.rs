@@ -119,6 +119,17 @@ impl Sender {
         out
     }
 
+    /// Every identity the sender carries: the number, the user id, the
+    /// parent id (those that parse).
+    pub fn identities(&self) -> Vec<Identity> {
+        let number = self.number.iter().map(|n| Identity::Number(n.clone()));
+        let users = [&self.user_id, &self.parent]
+            .into_iter()
+            .flatten()
+            .map(|u| Identity::User(u.clone()));
+        number.chain(users).collect()
+    }
+
     /// The user id that came with the sender, if any (as kept in letters).
     pub fn user_id(&self) -> Option<&str> {
         self.user_id.as_ref().map(UserId::as_str)
@@ -135,8 +146,9 @@ impl Sender {
 pub struct InboundMessage {
     pub provider: Provider,
     pub sender: Sender,
-    /// The sender as the provider wrote it (`wa_id` or `From`), kept in
-    /// dead letters so that later rules can read it again.
+    /// The sender as the provider wrote it (`wa_id` or `From`). A dead
+    /// letter keeps its canonical form when it parses (SPEC section 3), else
+    /// this, so that later rules can read it again.
     pub from: Option<String>,
     /// The provider's message id (`wamid.…`, `SM…`).
     pub message_id: String,
@@ -263,7 +275,7 @@ pub fn message_letter(message: &InboundMessage, opt_out: Option<PurposeSet>) -> 
         provider: message.provider.as_str().to_owned(),
         message_id: message.message_id.clone(),
         business: Some(message.business.clone()).filter(|b| !b.is_empty()),
-        from: message.from.clone(),
+        from: canonical_from(message.provider, &message.sender, message.from.as_deref()),
         user_id: message.sender.user_id().map(str::to_owned),
         parent_user_id: message.sender.parent().map(str::to_owned),
         waba: message.waba.clone(),
@@ -275,7 +287,29 @@ pub fn message_letter(message: &InboundMessage, opt_out: Option<PurposeSet>) -> 
                 .filter(|p| set.contains(*p))
                 .collect()
         }),
+        system: None,
     })
+}
+
+/// What a dead letter keeps of a system message saying the person changed
+/// their number or user id (`system` its type): it closes the sender's
+/// group once its business number is configured.
+pub fn system_letter(message: &InboundMessage, system: &str) -> LetterPayload {
+    let mut payload = message_letter(message, None);
+    if let LetterPayload::Message(letter) = &mut payload {
+        letter.system = Some(system.to_owned());
+    }
+    payload
+}
+
+/// The sender as a dead letter keeps it: its canonical number when it
+/// parses (a WhatsApp `wa_id` is digits without `+`), else as sent.
+pub fn canonical_from(provider: Provider, sender: &Sender, from: Option<&str>) -> Option<String> {
+    match (&sender.number, provider) {
+        (Some(number), Provider::WhatsApp) => Some(number.as_str()[1..].to_owned()),
+        (Some(number), Provider::Twilio) => Some(number.as_str().to_owned()),
+        (None, _) => from.map(str::to_owned),
+    }
 }
 
 /// The message a dead letter kept, read under today's rules (a `wa_id`
@@ -305,7 +339,7 @@ pub fn preference_letter(
 ) -> LetterPayload {
     LetterPayload::Preference(PreferenceLetter {
         business: Some(change.business.clone()).filter(|b| !b.is_empty()),
-        from: change.from.clone(),
+        from: canonical_from(Provider::WhatsApp, &change.sender, change.from.as_deref()),
         user_id: change.sender.user_id().map(str::to_owned),
         value: if change.stop { "stop" } else { "resume" }.to_owned(),
         captured_at,

@@ -117,16 +117,44 @@ pub struct Outcome<'a> {
     pub consent: Option<&'a ConsentEvent>,
 }
 
-/// Decides from a subject's events (any order). `max_consent_age_days` is the
-/// tenant's setting; `suppressed_at` the latest erasure of the identity on
-/// request, if any (rule 1: opt-ins captured at or before it are ignored,
-/// and without a later one the answer is `opted_out`). A number without a
-/// current subject is `no_opt_in` unless suppressed: pass no events.
+/// A closed group (SPEC section 2 rule 2): the opt-out that closed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closure {
+    /// The closing opt-out's seq (`None` only for a group closed by an
+    /// older version whose closing opt-out cannot be told).
+    pub by: Option<u64>,
+}
+
+/// What stands above a group's events: the latest erasure on request of
+/// any of its identities (rule 1), and whether the group is closed (rule 2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Standing {
+    pub suppressed_at: Option<Timestamp>,
+    pub closed: Option<Closure>,
+}
+
+impl Standing {
+    /// Only an erasure (or none).
+    pub fn suppressed(suppressed_at: Option<Timestamp>) -> Self {
+        Self {
+            suppressed_at,
+            closed: None,
+        }
+    }
+}
+
+/// Decides from a group's events (any order). `max_consent_age_days` is
+/// the tenant's setting; `standing` what rules 1 and 2 look at: opt-ins
+/// captured at or before the latest erasure on request are ignored, and
+/// without a counting one after it the answer is `opted_out`; a closed
+/// group answers `opted_out`, resting on the opt-out that closed it. An
+/// identity without a subject, or whose newest subject is erased, is
+/// `no_opt_in` unless suppressed: pass no events.
 pub fn decide<'a>(
     events: &'a [ConsentEvent],
     question: Question,
     max_consent_age_days: Option<i64>,
-    suppressed_at: Option<Timestamp>,
+    standing: Standing,
     now: Timestamp,
 ) -> Outcome<'a> {
     let Question {
@@ -134,18 +162,28 @@ pub fn decide<'a>(
         brand_id,
         channel,
     } = question;
+    let suppressed_at = standing.suppressed_at;
     // Rule 1: opt-ins captured at or before the erasure never count.
     let erased_before = |e: &ConsentEvent| {
         e.kind == EventKind::OptIn && suppressed_at.is_some_and(|at| e.captured_at <= at)
     };
     let events = || events.iter().filter(move |e| !erased_before(e));
-    if suppressed_at.is_some() && !events().any(|e| e.kind == EventKind::OptIn) {
+    if suppressed_at.is_some() && !events().any(|e| e.is_counting_opt_in()) {
         let opt_out = events()
             .filter(|e| e.is_effective_opt_out() && e.covers(purpose, channel))
             .max_by_key(|e| e.order_key());
         return Outcome {
             reason: Reason::OptedOut,
             consent: opt_out,
+        };
+    }
+    // Rule 2: a closed group rests on the opt-out that closed it, whatever
+    // the order of its other events.
+    if let Some(closure) = standing.closed {
+        let closing = closure.by.and_then(|seq| events().find(|e| e.seq == seq));
+        return Outcome {
+            reason: Reason::OptedOut,
+            consent: closing,
         };
     }
     let governing = events()
@@ -379,7 +417,7 @@ mod tests {
             brand_id: brand,
             channel,
         };
-        let out = decide(events, q, None, None, t(NOW));
+        let out = decide(events, q, None, Standing::default(), t(NOW));
         (out.reason, out.consent.map(|e| e.seq))
     }
 
@@ -580,24 +618,31 @@ mod tests {
             channel: Whatsapp,
         };
         assert_eq!(
-            decide(&events, q, Some(10), None, t(NOW)).reason,
+            decide(&events, q, Some(10), Standing::default(), t(NOW)).reason,
             Reason::Expired
         );
         assert_eq!(
-            decide(&events, q, Some(10), None, t("2026-11-22T11:59:59.999Z")).reason,
+            decide(
+                &events,
+                q,
+                Some(10),
+                Standing::default(),
+                t("2026-11-22T11:59:59.999Z")
+            )
+            .reason,
             Reason::Allowed
         );
         assert_eq!(
-            decide(&events, q, Some(11), None, t(NOW)).reason,
+            decide(&events, q, Some(11), Standing::default(), t(NOW)).reason,
             Reason::Allowed
         );
         assert_eq!(
-            decide(&events, q, None, None, t(NOW)).reason,
+            decide(&events, q, None, Standing::default(), t(NOW)).reason,
             Reason::Allowed
         );
         // Expired still names the governing opt-in.
         assert_eq!(
-            decide(&events, q, Some(10), None, t(NOW))
+            decide(&events, q, Some(10), Standing::default(), t(NOW))
                 .consent
                 .map(|e| e.seq),
             Some(0)
@@ -749,10 +794,13 @@ mod tests {
         let erased = Some(t("2026-11-21T00:00:00Z"));
         // No subject at all: suppressed, so opted out (not no_opt_in).
         assert_eq!(
-            decide(&[], q, None, erased, t(NOW)).reason,
+            decide(&[], q, None, Standing::suppressed(erased), t(NOW)).reason,
             Reason::OptedOut
         );
-        assert_eq!(decide(&[], q, None, None, t(NOW)).reason, Reason::NoOptIn);
+        assert_eq!(
+            decide(&[], q, None, Standing::default(), t(NOW)).reason,
+            Reason::NoOptIn
+        );
         // An opt-in captured before (or at) the erasure is ignored.
         let before = [opt_in(
             1,
@@ -761,7 +809,7 @@ mod tests {
             &[Whatsapp],
             MAKRO,
         )];
-        let out = decide(&before, q, None, erased, t(NOW));
+        let out = decide(&before, q, None, Standing::suppressed(erased), t(NOW));
         assert_eq!(
             (out.reason, out.consent.map(|e| e.seq)),
             (Reason::OptedOut, None)
@@ -775,7 +823,7 @@ mod tests {
             MAKRO,
         )];
         assert_eq!(
-            decide(&after, q, None, erased, t(NOW)).reason,
+            decide(&after, q, None, Standing::suppressed(erased), t(NOW)).reason,
             Reason::Allowed
         );
         // Only opt-outs after it: opted out, resting on the opt-out.
@@ -785,11 +833,88 @@ mod tests {
             &[Marketing],
             &[Whatsapp],
         )];
-        let out = decide(&outs, q, None, erased, t(NOW));
+        let out = decide(&outs, q, None, Standing::suppressed(erased), t(NOW));
         assert_eq!(
             (out.reason, out.consent.map(|e| e.seq)),
             (Reason::OptedOut, Some(3))
         );
+    }
+
+    /// Rule 1 counts only opt-ins that count: one awaiting confirmation, or
+    /// whose code expired unconfirmed, does not end the suppression.
+    #[test]
+    fn after_an_erasure_only_a_counting_opt_in_ends_the_suppression() {
+        let q = Question {
+            purpose: Marketing,
+            brand_id: MAKRO,
+            channel: Whatsapp,
+        };
+        let erased = Standing::suppressed(Some(t("2026-11-21T00:00:00Z")));
+        let mut pending = opt_in(4, "2026-11-21T10:00:00Z", &[Marketing], &[Whatsapp], MAKRO);
+        pending.confirmation = Confirmation::Pending {
+            expires_at: t("2026-11-22T10:00:00Z"),
+        };
+        let mut expired = pending.clone();
+        expired.confirmation = Confirmation::Pending {
+            expires_at: t("2026-11-21T11:00:00Z"),
+        };
+        for events in [[pending.clone()], [expired]] {
+            assert_eq!(
+                decide(&events, q, None, erased, t(NOW)).reason,
+                Reason::OptedOut,
+                "{events:?}"
+            );
+        }
+        let mut confirmed = pending;
+        confirmed.confirmation = Confirmation::Confirmed;
+        assert_eq!(
+            decide(&[confirmed], q, None, erased, t(NOW)).reason,
+            Reason::Allowed
+        );
+    }
+
+    /// Rule 2: a closed group answers `opted_out` on the opt-out that closed
+    /// it, even when an opt-in was captured after the closing message.
+    #[test]
+    fn a_closed_group_rests_on_its_closing_opt_out_whatever_the_order() {
+        let q = Question {
+            purpose: Marketing,
+            brand_id: MAKRO,
+            channel: Whatsapp,
+        };
+        let events = [
+            opt_in(1, "2026-11-20T10:00:00Z", &[Marketing], &[Whatsapp], MAKRO),
+            opt_out(
+                2,
+                "2026-11-21T10:00:00Z",
+                &Purpose::ALL,
+                &MessageChannel::ALL,
+            ),
+            opt_in(3, "2026-11-21T10:00:01Z", &[Marketing], &[Whatsapp], MAKRO),
+        ];
+        let open = decide(&events, q, None, Standing::default(), t(NOW));
+        assert_eq!(
+            (open.reason, open.consent.map(|e| e.seq)),
+            (Reason::Allowed, Some(3))
+        );
+        let closed = Standing {
+            suppressed_at: None,
+            closed: Some(Closure { by: Some(2) }),
+        };
+        for purpose in Purpose::ALL {
+            for channel in MessageChannel::ALL {
+                let q = Question {
+                    purpose,
+                    brand_id: METRO,
+                    channel,
+                };
+                let out = decide(&events, q, None, closed, t(NOW));
+                assert_eq!(
+                    (out.reason, out.consent.map(|e| e.seq)),
+                    (Reason::OptedOut, Some(2))
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! effective opt-out and the expiry of the last opt-in, and only once no
 //! consent is current.
 
-use super::decision::{decide, Confirmation, ConsentEvent, EventKind, Question, Reason};
+use super::decision::{decide, Confirmation, ConsentEvent, EventKind, Question, Reason, Standing};
 use super::ids::BrandId;
 use super::purpose::{MessageChannel, Purpose};
 use super::time::Timestamp;
@@ -27,7 +27,15 @@ pub fn consent_is_current(
                 return false;
             };
             asked_by(e, brand_id).any(|question| {
-                decide(events, question, max_consent_age_days, None, now).reason == Reason::Allowed
+                decide(
+                    events,
+                    question,
+                    max_consent_age_days,
+                    Standing::default(),
+                    now,
+                )
+                .reason
+                    == Reason::Allowed
             })
         })
 }

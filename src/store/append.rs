@@ -6,7 +6,7 @@ use super::audit::{self, AuditEvent, AuditKind};
 use super::idempotency::{self, IdempotencyScope};
 use super::log;
 use super::schema::{brands, consent_events, consent_texts, entries, tenants};
-use super::subjects::{current_or_new_subject, current_subject};
+use super::subjects::{current_or_new_subject, current_subject, subject_holds_entries};
 use super::{DbConn, Rejection, StoreError, StoreResult};
 pub use crate::domain::record::{
     LiftClass, LiftRecord, OptInRecord, OptOutRecord, PendingConfirmation, Record,
@@ -39,7 +39,8 @@ pub struct Answer<'a> {
 
 /// An erased identity (SPEC sections 4 and 11): an opt-in captured at or
 /// before its latest erasure is refused, and while it has no newer subject
-/// an opt-out or a lift records nothing.
+/// (an open one that holds an entry: one an arrival made, holding only a
+/// window, does not count) an opt-out or a lift records nothing.
 fn check_suppression(
     conn: &mut DbConn,
     master: &MasterKey,
@@ -57,13 +58,38 @@ fn check_suppression(
         }
         Record::OptIn(_) => Ok(()),
         Record::OptOut(_) | Record::Lift(_) | Record::Confirm(_) => {
-            if current_subject(conn, tenant, identity)?.is_some() {
+            if has_newer_subject(conn, tenant, identity)? {
                 Ok(())
             } else {
                 Err(StoreError::Rejected(Rejection::SuppressedNothingToRecord))
             }
         }
     }
+}
+
+/// Whether an erased identity has a subject newer than its erasure: an
+/// open one that holds an entry (one an arrival made, holding only a
+/// window, does not count).
+fn has_newer_subject(conn: &mut DbConn, tenant: &str, identity: &str) -> QueryResult<bool> {
+    match current_subject(conn, tenant, identity)? {
+        Some(subject) => subject_holds_entries(conn, subject.id),
+        None => Ok(false),
+    }
+}
+
+/// Whether an opt-out of `identity` would record nothing (SPEC section 4):
+/// it is erased on request and has no newer subject, so it is opted out
+/// already.
+pub fn opt_out_records_nothing(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    identity: &str,
+) -> QueryResult<bool> {
+    if super::suppression::suppression_of(conn, master, tenant, identity)?.is_none() {
+        return Ok(false);
+    }
+    Ok(!has_newer_subject(conn, tenant, identity)?)
 }
 
 /// Appends an `erasure` entry (no channel, time or evidence) for a subject,
@@ -322,7 +348,8 @@ pub fn append_locked(
 ) -> StoreResult<Appended> {
     let head = lock_head(conn, tenant, Some(record), now)?;
     check_suppression(conn, master, tenant, record)?;
-    let found = current_or_new_subject(conn, tenant, record.identity().as_str(), now.millis())?;
+    let identity = record.identity().as_str();
+    let found = current_or_new_subject(conn, master, tenant, identity, now.millis())?;
     let (subject_id, subject) = (found.id, found.commitment);
     super::documents::attach_named(conn, tenant, record, subject_id)?;
     let fields = record.evidence().fields();

@@ -336,6 +336,22 @@ pub fn revert_migrations(conn: &mut DbConn) -> Result<(), OpenError> {
     }
 }
 
+/// Reverts the newest migration (tests: a database as the version before
+/// it left it).
+pub fn revert_last_migration(conn: &mut DbConn) -> Result<(), OpenError> {
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| OpenError::Migrate(e.to_string());
+    match conn {
+        DbConn::Sqlite(c) => c
+            .revert_last_migration(SQLITE_MIGRATIONS)
+            .map(|_| ())
+            .map_err(failed),
+        DbConn::Pg(c) => c
+            .revert_last_migration(PG_MIGRATIONS)
+            .map(|_| ())
+            .map_err(failed),
+    }
+}
+
 /// One round trip: whether the database answers on this connection.
 pub fn ping(conn: &mut DbConn) -> QueryResult<()> {
     conn.batch_execute("SELECT 1")

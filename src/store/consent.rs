@@ -2,13 +2,18 @@
 //! windows, subjects' histories and entries with their openings.
 
 use super::channels::whatsapp_phone_number_ids;
-use super::schema::{consent_events, consent_texts, entries, identity_links, subjects, windows};
-use super::subjects::{group_identities, newest_subject, SubjectRow};
-use super::DbConn;
-use crate::domain::decision::{self, Confirmation, ConsentEvent, EventKind, InboundRecord, Window};
+use super::schema::{
+    consent_events, consent_texts, entries, identity_links, legacy_windows, subjects, windows,
+};
+use super::subjects::{current_or_new_subject, group_members, newest_subject, SubjectRow};
+use super::{DbConn, StoreError, StoreResult};
+use crate::domain::decision::{
+    self, Closure, Confirmation, ConsentEvent, EventKind, InboundRecord, Window,
+};
 use crate::domain::ids::BrandId;
 use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
 use crate::domain::time::Timestamp;
+use crate::keys::MasterKey;
 use crate::ledger::entry::{EvidenceOpening, Openings, SubjectOpening};
 use diesel::prelude::*;
 use std::collections::HashMap;
@@ -59,50 +64,87 @@ impl ConsentEventRow {
 }
 
 /// What a decision about one identity reads (SPEC section 2): the group
-/// that answers for it (its newest subject that is not erased, open or
-/// closed), the group's identities and the group's opt-ins and opt-outs.
+/// that answers for it (its newest subject, open, closed or erased), the
+/// group's identities, its subjects and its opt-ins and opt-outs.
 #[derive(Debug, Default)]
 pub struct IdentityState {
+    /// The identity's newest subject, whatever its state.
     pub subject: Option<SubjectRow>,
-    /// Every identity of the group (the one asked when it has no subject).
+    /// Every identity of the group (the one asked when it has no subject
+    /// or its newest subject is erased).
     pub identities: Vec<String>,
+    /// The subjects of the group whose windows count: none while the
+    /// group is closed or erased.
+    pub window_subjects: Vec<i64>,
+    /// The group's events; none once erased.
     pub events: Vec<ConsentEvent>,
 }
 
-/// Reads [`IdentityState`]: three indexed lookups, no walk over links.
+impl IdentityState {
+    /// Rule 2 of the decision: the group is closed, resting on this opt-out.
+    pub fn closure(&self) -> Option<Closure> {
+        self.subject
+            .as_ref()
+            .filter(|s| s.is_closed())
+            .map(|s| closure_of(s.closed_seq, &self.events))
+    }
+
+    /// The group that answers for the identity, unless its newest subject
+    /// is erased (then it answers as an unknown identity).
+    pub fn live_subject(&self) -> Option<&SubjectRow> {
+        self.subject.as_ref().filter(|s| !s.is_erased())
+    }
+}
+
+/// The closure of a closed group: its stored closing opt-out, or (for a
+/// group an older version closed without saying which) its latest opt-out
+/// of everything.
+fn closure_of(closed_seq: Option<i64>, events: &[ConsentEvent]) -> Closure {
+    let by = closed_seq.map(|seq| seq as u64).or_else(|| {
+        events
+            .iter()
+            .filter(|e| {
+                e.kind == EventKind::OptOut
+                    && e.purposes == PurposeSet::all()
+                    && e.message_channels == MessageChannelSet::all()
+            })
+            .map(|e| e.seq)
+            .max()
+    });
+    Closure { by }
+}
+
+/// Reads [`IdentityState`]: a few indexed lookups, no walk over links.
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn identity_state(
     conn: &mut DbConn,
+    master: &MasterKey,
     tenant: &str,
     identity: &str,
 ) -> QueryResult<IdentityState> {
-    let Some(subject) = newest_subject(conn, tenant, identity)? else {
-        return Ok(IdentityState {
-            subject: None,
-            identities: vec![identity.to_owned()],
-            events: Vec::new(),
-        });
+    let subject = match newest_subject(conn, master, tenant, identity)? {
+        Some(live) if !live.is_erased() => live,
+        erased_or_none => {
+            return Ok(IdentityState {
+                subject: erased_or_none,
+                identities: vec![identity.to_owned()],
+                window_subjects: Vec::new(),
+                events: Vec::new(),
+            })
+        }
     };
-    let identities = group_identities(conn, subject.group_id)?;
+    let members = group_members(conn, subject.group_id)?;
     let events = group_events(conn, subject.group_id)?;
+    let window_subjects = match subject.is_closed() {
+        true => Vec::new(),
+        false => members.iter().map(|m| m.id).collect(),
+    };
     Ok(IdentityState {
         subject: Some(subject),
-        identities,
+        identities: members.into_iter().filter_map(|m| m.identity).collect(),
+        window_subjects,
         events,
     })
-}
-
-/// The identities of the group that answers for `identity` (only itself
-/// when it has no subject): whose windows count for it.
-pub fn identities_of_group(
-    conn: &mut DbConn,
-    tenant: &str,
-    identity: &str,
-) -> QueryResult<Vec<String>> {
-    match newest_subject(conn, tenant, identity)? {
-        Some(subject) => group_identities(conn, subject.group_id),
-        None => Ok(vec![identity.to_owned()]),
-    }
 }
 
 /// The opt-ins and opt-outs of a group, by its id.
@@ -116,50 +158,49 @@ pub fn group_events(conn: &mut DbConn, group_id: i64) -> QueryResult<Vec<Consent
     Ok(rows.into_iter().map(ConsentEventRow::into_event).collect())
 }
 
-/// How many identities one `IN (…)` list names (well under SQLite's limit
-/// of bound parameters).
+/// How many values one `IN (…)` list names (well under SQLite's limit of
+/// bound parameters).
 const MANY: usize = 900;
 
 /// The consent state of many identities at once (a batch check), keyed by
-/// the identity asked: its group's events, its group's inbound records and
-/// its group's identities. A few queries per 900 identities.
+/// the identity asked: its group's events, its group's inbound records, its
+/// group's identities and whether the group is closed. A few queries per
+/// 900 identities.
 #[derive(Debug, Default)]
 pub struct ManyIdentities {
     pub events: HashMap<String, Vec<ConsentEvent>>,
     pub inbound: HashMap<String, Vec<InboundRecord>>,
     /// The identities of each asked identity's group (absent: only itself).
     pub members: HashMap<String, Vec<String>>,
+    /// The asked identities whose group is closed.
+    pub closed: HashMap<String, Closure>,
+}
+
+/// An identity's newest subject, as a batch reads it.
+struct Newest {
+    group_id: i64,
+    closed: Option<Option<i64>>,
 }
 
 /// Reads [`ManyIdentities`] for `asked` (de-duplicated by the caller or not).
 pub fn many_identities(
     conn: &mut DbConn,
+    master: &MasterKey,
     tenant: &str,
     asked: &[&str],
 ) -> QueryResult<ManyIdentities> {
     let mut out = ManyIdentities::default();
     for chunk in asked.chunks(MANY) {
-        // Each identity's newest subject that is not erased.
-        let found: Vec<(Option<String>, i64, i64)> = crate::all_rows!(
-            conn,
-            subjects::table
-                .filter(subjects::tenant_id.eq(tenant))
-                .filter(subjects::identity.eq_any(chunk))
-                .filter(subjects::erased_at.is_null())
-                .order(subjects::id.asc())
-                .select((subjects::identity, subjects::id, subjects::group_id))
-        )?;
-        let mut group_of: HashMap<String, i64> = HashMap::new();
-        for (identity, _, group) in found {
-            if let Some(identity) = identity {
-                group_of.insert(identity, group);
-            }
-        }
-        let mut groups: Vec<i64> = group_of.values().copied().collect();
+        let hashes: Vec<String> = chunk
+            .iter()
+            .map(|i| master.identity_hash(tenant, i))
+            .collect();
+        let newest = newest_of_hashes(conn, tenant, &hashes)?;
+        let mut groups: Vec<i64> = newest.values().map(|n| n.group_id).collect();
         groups.sort_unstable();
         groups.dedup();
         let mut events_of: HashMap<i64, Vec<ConsentEvent>> = HashMap::new();
-        let mut members_of: HashMap<i64, Vec<String>> = HashMap::new();
+        let mut members_of: HashMap<i64, Vec<(i64, Option<String>)>> = HashMap::new();
         for part in groups.chunks(MANY) {
             let rows: Vec<(i64, ConsentEventRow)> = crate::all_rows!(
                 conn,
@@ -170,52 +211,103 @@ pub fn many_identities(
             for (group, row) in rows {
                 events_of.entry(group).or_default().push(row.into_event());
             }
-            let members: Vec<(i64, Option<String>)> = crate::all_rows!(
+            let members: Vec<(i64, i64, Option<String>)> = crate::all_rows!(
                 conn,
                 subjects::table
                     .filter(subjects::group_id.eq_any(part))
                     .filter(subjects::erased_at.is_null())
-                    .select((subjects::group_id, subjects::identity))
+                    .select((subjects::group_id, subjects::id, subjects::identity))
             )?;
-            for (group, identity) in members {
-                members_of.entry(group).or_default().extend(identity);
+            for (group, id, identity) in members {
+                members_of.entry(group).or_default().push((id, identity));
             }
         }
-        let mut wanted: Vec<&str> = chunk.to_vec();
-        wanted.extend(members_of.values().flatten().map(String::as_str));
-        wanted.sort_unstable();
-        wanted.dedup();
-        let mut inbound_of: HashMap<String, Vec<InboundRecord>> = HashMap::new();
-        for part in wanted.chunks(MANY) {
-            for (identity, record) in inbound_rows(conn, tenant, part)? {
-                inbound_of.entry(identity).or_default().push(record);
+        // Windows count only for open groups.
+        let mut window_subjects: Vec<i64> = newest
+            .values()
+            .filter(|n| n.closed.is_none())
+            .filter_map(|n| members_of.get(&n.group_id))
+            .flatten()
+            .map(|(id, _)| *id)
+            .collect();
+        window_subjects.sort_unstable();
+        window_subjects.dedup();
+        let mut inbound_of: HashMap<i64, Vec<InboundRecord>> = HashMap::new();
+        for part in window_subjects.chunks(MANY) {
+            for (subject, record) in window_rows(conn, part)? {
+                inbound_of.entry(subject).or_default().push(record);
             }
         }
-        for identity in chunk {
-            let members = match group_of.get(*identity) {
-                Some(group) => {
-                    if let Some(events) = events_of.get(group) {
-                        out.events.insert((*identity).to_owned(), events.clone());
-                    }
-                    members_of.get(group).cloned().unwrap_or_default()
-                }
-                None => vec![(*identity).to_owned()],
+        for (identity, hash) in chunk.iter().zip(&hashes) {
+            let Some(found) = newest.get(hash) else {
+                continue;
             };
-            let records: Vec<InboundRecord> = members
-                .iter()
-                .filter_map(|m| inbound_of.get(m))
-                .flatten()
-                .cloned()
-                .collect();
-            if !records.is_empty() {
-                out.inbound.insert((*identity).to_owned(), records);
+            let events = events_of.get(&found.group_id).cloned().unwrap_or_default();
+            let members = members_of.get(&found.group_id).cloned().unwrap_or_default();
+            if let Some(closed_seq) = found.closed {
+                out.closed
+                    .insert((*identity).to_owned(), closure_of(closed_seq, &events));
+            } else {
+                let records: Vec<InboundRecord> = members
+                    .iter()
+                    .filter_map(|(id, _)| inbound_of.get(id))
+                    .flatten()
+                    .cloned()
+                    .collect();
+                if !records.is_empty() {
+                    out.inbound.insert((*identity).to_owned(), records);
+                }
             }
-            if members.len() > 1 || members.first().is_some_and(|m| m != identity) {
-                out.members.insert((*identity).to_owned(), members);
+            if !events.is_empty() {
+                out.events.insert((*identity).to_owned(), events);
+            }
+            let identities: Vec<String> = members.into_iter().filter_map(|(_, i)| i).collect();
+            if identities.len() > 1 || identities.first().is_some_and(|m| m != identity) {
+                out.members.insert((*identity).to_owned(), identities);
             }
         }
     }
     Ok(out)
+}
+
+/// The newest subject of each keyed hash that is not erased (an erased
+/// newest subject answers as an unknown identity): hash → its group.
+fn newest_of_hashes(
+    conn: &mut DbConn,
+    tenant: &str,
+    hashes: &[String],
+) -> QueryResult<HashMap<String, Newest>> {
+    type Row = (Option<String>, i64, Option<i64>, Option<i64>, Option<i64>);
+    let rows: Vec<Row> = crate::all_rows!(
+        conn,
+        subjects::table
+            .filter(subjects::tenant_id.eq(tenant))
+            .filter(subjects::identity_hash.eq_any(hashes))
+            .order(subjects::id.asc())
+            .select((
+                subjects::identity_hash,
+                subjects::group_id,
+                subjects::closed_at,
+                subjects::closed_seq,
+                subjects::erased_at,
+            ))
+    )?;
+    let mut newest: HashMap<String, Option<Newest>> = HashMap::new();
+    for (hash, group_id, closed_at, closed_seq, erased_at) in rows {
+        let Some(hash) = hash else { continue };
+        let found = match erased_at {
+            Some(_) => None,
+            None => Some(Newest {
+                group_id,
+                closed: closed_at.map(|_| closed_seq),
+            }),
+        };
+        newest.insert(hash, found);
+    }
+    Ok(newest
+        .into_iter()
+        .filter_map(|(hash, found)| found.map(|f| (hash, f)))
+        .collect())
 }
 
 /// The window of an identity from its group's inbound records (as
@@ -237,101 +329,87 @@ pub fn window_from(
     Ok(decision::window_for(records, named, ids, now))
 }
 
-/// The latest inbound message per identity and business phone number id.
-fn inbound_rows(
-    conn: &mut DbConn,
-    tenant: &str,
-    identities: &[&str],
-) -> QueryResult<Vec<(String, InboundRecord)>> {
+/// The latest inbound message per subject and business phone number id.
+fn window_rows(conn: &mut DbConn, subject_ids: &[i64]) -> QueryResult<Vec<(i64, InboundRecord)>> {
     let columns = (
-        windows::identity,
+        windows::subject_id,
         windows::phone_number_id,
         windows::last_inbound_at,
     );
-    let rows: Vec<(String, String, i64)> = match identities {
+    let rows: Vec<(i64, String, i64)> = match subject_ids {
+        [] => Vec::new(),
         // One statement diesel keeps prepared, for a single check.
         [only] => crate::all_rows!(
             conn,
             windows::table
-                .filter(windows::tenant_id.eq(tenant))
-                .filter(windows::identity.eq(only))
+                .filter(windows::subject_id.eq(only))
                 .select(columns)
         )?,
         _ => crate::all_rows!(
             conn,
             windows::table
-                .filter(windows::tenant_id.eq(tenant))
-                .filter(windows::identity.eq_any(identities))
+                .filter(windows::subject_id.eq_any(subject_ids))
                 .select(columns)
         )?,
     };
     Ok(rows
         .into_iter()
-        .map(|(identity, id, at)| {
+        .map(|(subject, id, at)| {
             let record = InboundRecord {
                 phone_number_id: (!id.is_empty()).then_some(id),
                 last_inbound_at: Timestamp::from_millis(at),
             };
-            (identity, record)
+            (subject, record)
         })
         .collect())
 }
 
-/// The latest inbound message of any of a group's identities, per business
+/// The latest inbound message of any of a group's subjects, per business
 /// phone number id.
-pub fn inbound_records(
-    conn: &mut DbConn,
-    tenant: &str,
-    identities: &[String],
-) -> QueryResult<Vec<InboundRecord>> {
-    let refs: Vec<&str> = identities.iter().map(String::as_str).collect();
-    Ok(inbound_rows(conn, tenant, &refs)?
+pub fn inbound_records(conn: &mut DbConn, subject_ids: &[i64]) -> QueryResult<Vec<InboundRecord>> {
+    Ok(window_rows(conn, subject_ids)?
         .into_iter()
         .map(|(_, record)| record)
         .collect())
 }
 
-/// The window of a group (its identities) for a business number id, and
+/// The window of a group (its subjects) for a business number id, and
 /// whether that id is certain. `configured` caches the tenant's WhatsApp
 /// phone number ids (read only when the check names no id).
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn window_of(
     conn: &mut DbConn,
     tenant: &str,
-    identities: &[String],
+    subject_ids: &[i64],
     named: Option<&str>,
     now: Timestamp,
     configured: &mut Option<Vec<String>>,
 ) -> QueryResult<(Window, bool)> {
-    let records = inbound_records(conn, tenant, identities)?;
+    let records = inbound_records(conn, subject_ids)?;
     window_from(conn, tenant, &records, named, now, configured)
 }
 
-/// Records an inbound message of an identity: the window of that id
-/// reopens from `at` unless a later message is already known. One upsert,
-/// so two first messages at once both count and a late one never moves
-/// the window back.
+/// Records an inbound message of a subject (the one the message was
+/// recorded on): the window of that id reopens from `at` unless a later
+/// message is already known. One upsert, so two first messages at once
+/// both count and a late one never moves the window back.
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn record_inbound(
     conn: &mut DbConn,
     tenant: &str,
-    identity: &str,
+    subject_id: i64,
     phone_number_id: Option<&str>,
     at: Timestamp,
 ) -> QueryResult<()> {
     use diesel::dsl::sql;
     use diesel::sql_types::BigInt;
     let row = (
-        windows::tenant_id.eq(tenant),
-        windows::identity.eq(identity),
+        windows::subject_id.eq(subject_id),
         windows::phone_number_id.eq(phone_number_id.unwrap_or("")),
+        windows::tenant_id.eq(tenant),
         windows::last_inbound_at.eq(at.millis()),
     );
-    let key = (
-        windows::tenant_id,
-        windows::identity,
-        windows::phone_number_id,
-    );
+    let key = (windows::subject_id, windows::phone_number_id);
     let later = |max: &str| {
         windows::last_inbound_at.eq(sql::<BigInt>(&format!(
             "{max}(windows.last_inbound_at, excluded.last_inbound_at)"
@@ -352,6 +430,78 @@ pub fn record_inbound(
             .execute(c),
     }
     .map(|_| ())
+}
+
+/// Records an interaction (SPEC section 4): the window of the identity's
+/// open subject (a new subject when it has none, as for any arrival)
+/// reopens from `at`. Returns the subjects of its group, whose windows
+/// count for it.
+pub fn record_interaction(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    identity: &str,
+    phone_number_id: Option<&str>,
+    (at, now): (Timestamp, Timestamp),
+) -> QueryResult<Vec<i64>> {
+    let subject = current_or_new_subject(conn, master, tenant, identity, now.millis())?;
+    record_inbound(conn, tenant, subject.id, phone_number_id, at)?;
+    Ok(group_members(conn, subject.group_id)?
+        .into_iter()
+        .map(|m| m.id)
+        .collect())
+}
+
+/// Moves, once, the windows an older version kept by identity for an
+/// identity that holds no open subject (it wrote, but nothing was recorded
+/// of it, or its group was closed or erased since): each one still open
+/// goes to the identity's open subject, a new one if need be, as a
+/// message arriving now would. The rest were moved by the migration.
+/// Returns how many moved.
+pub fn move_legacy_windows(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    now: Timestamp,
+) -> StoreResult<usize> {
+    let tenants: Vec<String> = legacy_windows::table
+        .select(legacy_windows::tenant_id)
+        .distinct()
+        .order(legacy_windows::tenant_id)
+        .load(conn)?;
+    let mut moved = 0;
+    for tenant in tenants {
+        moved += conn.immediate_transaction(|conn| {
+            super::connection::lock_log(conn, &tenant)?;
+            let rows: Vec<(String, String, i64)> = legacy_windows::table
+                .filter(legacy_windows::tenant_id.eq(&tenant))
+                .select((
+                    legacy_windows::identity,
+                    legacy_windows::phone_number_id,
+                    legacy_windows::last_inbound_at,
+                ))
+                .load(conn)?;
+            let mut moved = 0;
+            for (identity, id, at) in rows {
+                let at = Timestamp::from_millis(at);
+                if decision::window_still_open(at, now) {
+                    let subject =
+                        current_or_new_subject(conn, master, &tenant, &identity, now.millis())?;
+                    let id = Some(id.as_str()).filter(|id| !id.is_empty());
+                    record_inbound(conn, &tenant, subject.id, id, at)?;
+                    moved += 1;
+                }
+            }
+            diesel::delete(legacy_windows::table.filter(legacy_windows::tenant_id.eq(&tenant)))
+                .execute(conn)?;
+            Ok::<_, StoreError>(moved)
+        })?;
+    }
+    Ok(moved)
+}
+
+/// Forgets the windows of these subjects (a closed or erased group's).
+pub fn forget_windows(conn: &mut DbConn, subject_ids: &[i64]) -> QueryResult<usize> {
+    diesel::delete(windows::table.filter(windows::subject_id.eq_any(subject_ids))).execute(conn)
 }
 
 /// An entry as stored, with what opens it.

@@ -4,15 +4,17 @@
 //! with a number, or its business number is configured), and the letter is
 //! marked resolved.
 
-use super::append::append_locked;
+use super::append::{append_locked, opt_out_records_nothing};
 use super::channels;
 use super::connection::lock_log;
+use super::links::{close_group, Source};
 use super::schema::dead_letters;
 use super::{DbConn, Rejection, StoreError, StoreResult};
-use crate::channels::letter::{LetterPayload, MessageLetter, PreferenceLetter};
+use crate::channels::letter::{letter_names, LetterPayload, MessageLetter, PreferenceLetter};
 use crate::channels::message::{
-    intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, message_of_letter,
-    preference_evidence, InboundMessage, Outcome, Provider, Sender, PROVIDER_CLOCK_SKEW_MILLIS,
+    canonical_from, intent, keyword_opt_out, marketing_stop, message_evidence, message_letter,
+    message_of_letter, preference_evidence, InboundMessage, Outcome, Provider, Sender,
+    PROVIDER_CLOCK_SKEW_MILLIS,
 };
 use crate::channels::settings::StoredSettings;
 use crate::domain::purpose::Purpose;
@@ -30,6 +32,12 @@ fn letter_aad(tenant: &str) -> Vec<u8> {
 pub fn open_letter(master: &MasterKey, tenant: &str, sealed: &str) -> Option<serde_json::Value> {
     let plain = master.kek().open(sealed, &letter_aad(tenant))?;
     serde_json::from_slice(&plain).ok()
+}
+
+/// Seals a dead letter's payload for its tenant.
+pub fn seal_letter(master: &MasterKey, tenant: &str, payload: &LetterPayload) -> String {
+    let json = serde_json::to_vec(payload).expect("a letter serialises");
+    master.kek().seal(&json, &letter_aad(tenant))
 }
 
 /// Something a webhook could not apply.
@@ -53,8 +61,7 @@ pub fn keep(
     letter: Letter<'_>,
     now: Timestamp,
 ) -> StoreResult<Outcome> {
-    let json = serde_json::to_vec(&letter.payload).expect("a letter serialises");
-    let sealed = master.kek().seal(&json, &letter_aad(tenant));
+    let sealed = seal_letter(master, tenant, &letter.payload);
     let user_id_hash = letter
         .waits_for
         .map(|user_id| master.keyed_hash(tenant, &["user_id", user_id]));
@@ -115,6 +122,13 @@ pub fn keep_for_unknown_business(
     now: Timestamp,
 ) -> StoreResult<Outcome> {
     let withdrawn = intent(message.provider, &message.content, settings).withdrawn(settings);
+    if let (Some(_), Some(identity)) = (withdrawn, message.sender.recorded_on()) {
+        // An opt-out of an erased identity records nothing (it is opted out
+        // already), and keeps nothing that names it again.
+        if opt_out_records_nothing(conn, master, tenant, identity.as_str())? {
+            return Ok(Outcome::Recorded { seqs: Vec::new() });
+        }
+    }
     let letter = Letter {
         provider: message.provider,
         reason: "unknown_phone_number_id",
@@ -223,6 +237,14 @@ fn apply_letter(
             .unwrap_or(kept_at)
     };
     let (record, collector) = match payload {
+        Some(LetterPayload::Message(letter)) if letter.system.is_some() => {
+            let letter = KeptLetter {
+                id: &letter_id,
+                kept_at,
+                letter: &letter,
+            };
+            return close_by_letter(conn, master, tenant, settings, &letter, now);
+        }
         Some(LetterPayload::Message(letter)) => {
             let Some((message, purposes)) = applicable_message(&letter, settings) else {
                 return Ok(None);
@@ -257,6 +279,52 @@ fn apply_letter(
         Err(StoreError::Rejected(Rejection::SuppressedNothingToRecord)) => Ok(None),
         Err(other) => Err(other),
     }
+}
+
+/// A kept letter, its id and when it was kept.
+struct KeptLetter<'a> {
+    id: &'a str,
+    kept_at: Timestamp,
+    letter: &'a MessageLetter,
+}
+
+/// Applies a kept system message saying the person changed their number
+/// or user id, once its business number is the tenant's: the sender's
+/// group is closed (SPEC section 3), the letter named in the evidence. A
+/// group closed late this way may hold a new holder's opt-in recorded
+/// meanwhile: it ends opted out, the safe side.
+fn close_by_letter(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    settings: &StoredSettings,
+    kept: &KeptLetter<'_>,
+    now: Timestamp,
+) -> StoreResult<Option<u64>> {
+    let Some(message) = message_of_letter(kept.letter) else {
+        return Ok(None);
+    };
+    if message.provider != Provider::WhatsApp || !is_whatsapp_number(settings, &message.business) {
+        return Ok(None);
+    }
+    let Some(identity) = message.sender.recorded_on() else {
+        return Ok(None);
+    };
+    let system = kept.letter.system.as_deref().unwrap_or_default();
+    let evidence = message_evidence(&message)
+        .with("system", system)
+        .with("dead_letter_id", kept.id);
+    let captured_at = message
+        .captured_at
+        .filter(|t| *t <= kept.kept_at.plus_millis(PROVIDER_CLOCK_SKEW_MILLIS))
+        .unwrap_or(kept.kept_at);
+    let source = Source {
+        waba: message.waba.as_deref().unwrap_or(""),
+        captured_at,
+        evidence: &evidence,
+        collector: Provider::WhatsApp.collector(),
+    };
+    close_group(conn, master, tenant, &identity, &source, now)
 }
 
 /// The kept message and the purposes it withdrew, when it holds an
@@ -336,6 +404,7 @@ pub fn insert_dead_letter(
             dead_letters::payload_sealed.eq(letter.payload_sealed),
             dead_letters::opt_out.eq(letter.opt_out),
             dead_letters::user_id_hash.eq(letter.user_id_hash),
+            dead_letters::canonical.eq(true),
         ))
         .returning(dead_letters::id)
         .get_result(c))
@@ -411,10 +480,11 @@ pub fn list_dead_letters(
         .load(conn)
 }
 
-/// Deletes the tenant's dead letters with a value that is the number (with
-/// or without its `+`), for an erasure: payloads are sealed, so each is
-/// opened to look. Whole JSON strings only, so a longer number that merely
-/// contains this one keeps its letter.
+/// Deletes the tenant's dead letters that name the identity, for an
+/// erasure: payloads are sealed, so each is opened to look, and matched on
+/// the canonical identity whatever form the provider sent
+/// (`letter::letter_names`: whole values only, so a longer number that
+/// merely contains this one keeps its letter).
 pub fn delete_letters_naming(
     conn: &mut DbConn,
     master: &MasterKey,
@@ -425,19 +495,89 @@ pub fn delete_letters_naming(
         .filter(dead_letters::tenant_id.eq(tenant))
         .select((dead_letters::id, dead_letters::payload_sealed))
         .load(conn)?;
-    let with_plus = format!("\"{identity}\"");
-    let without = format!("\"{}\"", identity.trim_start_matches('+'));
     let naming: Vec<i64> = sealed
         .into_iter()
         .filter(|(_, payload)| {
-            open_letter(master, tenant, payload).is_some_and(|p| {
-                let json = p.to_string();
-                json.contains(&with_plus) || json.contains(&without)
-            })
+            open_letter(master, tenant, payload).is_some_and(|p| letter_names(&p, identity))
         })
         .map(|(id, _)| id)
         .collect();
     diesel::delete(dead_letters::table.filter(dead_letters::id.eq_any(&naming))).execute(conn)
+}
+
+/// Rewrites, once, the letters an older version kept with the sender as
+/// the provider wrote it: the canonical form of a number that parses is
+/// what is kept (SPEC section 3: only it is stored). Each letter is opened,
+/// rewritten when it changes, sealed again and marked. Returns how many
+/// were rewritten.
+pub fn canonicalise_letters(conn: &mut DbConn, master: &MasterKey) -> QueryResult<usize> {
+    let mut rewritten = 0;
+    loop {
+        let batch: Vec<(i64, String, String)> = dead_letters::table
+            .filter(dead_letters::canonical.eq(false))
+            .order(dead_letters::id)
+            .limit(500)
+            .select((
+                dead_letters::id,
+                dead_letters::tenant_id,
+                dead_letters::payload_sealed,
+            ))
+            .load(conn)?;
+        if batch.is_empty() {
+            return Ok(rewritten);
+        }
+        conn.immediate_transaction(|conn| {
+            for (id, tenant, sealed) in &batch {
+                let payload = open_letter(master, tenant, sealed)
+                    .and_then(|json| serde_json::from_value::<LetterPayload>(json).ok());
+                let resealed = payload
+                    .and_then(canonical_payload)
+                    .map(|payload| seal_letter(master, tenant, &payload));
+                let row = dead_letters::table.find(id);
+                match resealed {
+                    Some(sealed) => {
+                        diesel::update(row)
+                            .set((
+                                dead_letters::payload_sealed.eq(sealed),
+                                dead_letters::canonical.eq(true),
+                            ))
+                            .execute(conn)?;
+                        rewritten += 1;
+                    }
+                    None => {
+                        diesel::update(row)
+                            .set(dead_letters::canonical.eq(true))
+                            .execute(conn)?;
+                    }
+                }
+            }
+            Ok::<_, diesel::result::Error>(())
+        })?;
+    }
+}
+
+/// A letter with its sender in canonical form, if that changes it.
+fn canonical_payload(payload: LetterPayload) -> Option<LetterPayload> {
+    match payload {
+        LetterPayload::Message(mut m) => {
+            let provider = Provider::parse(&m.provider)?;
+            let sender = provider.sender(m.from.as_deref(), None, None);
+            let canonical = canonical_from(provider, &sender, m.from.as_deref());
+            (canonical != m.from).then(|| {
+                m.from = canonical;
+                LetterPayload::Message(m)
+            })
+        }
+        LetterPayload::Preference(mut p) => {
+            let sender = Provider::WhatsApp.sender(p.from.as_deref(), None, None);
+            let canonical = canonical_from(Provider::WhatsApp, &sender, p.from.as_deref());
+            (canonical != p.from).then(|| {
+                p.from = canonical;
+                LetterPayload::Preference(p)
+            })
+        }
+        LetterPayload::Unrecorded { .. } => None,
+    }
 }
 
 /// Dead letters not applied, of every tenant (for the metrics).

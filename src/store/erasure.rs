@@ -1,17 +1,19 @@
 //! Erasure on request (SPEC section 11): in one transaction under the log's
-//! lock, the opt-out of everything (unless already), the `erasure` entry,
-//! the suppression record (the tenant's keyed hash of the identity), then
-//! the deletion of everything that names or opens the identity. The entries
-//! and their commitments stay, so every proof and checkpoint stays valid.
+//! lock, for every group that holds the identity (open or closed: a
+//! number's earlier groups name it too), the opt-out of everything (unless
+//! already), one `erasure` entry per subject, the suppression records, then
+//! the deletion of everything that names or opens those subjects. The
+//! entries and their commitments stay, so every proof and checkpoint stays
+//! valid. What belongs to another group (a number's new holder) is left.
 
 use super::append::{self, Answer, Appended, ErasureReason};
 use super::audit::{self, AuditEvent, AuditKind};
 use super::connection::lock_log;
-use super::consent::group_events;
+use super::consent::{forget_windows, group_events};
 use super::dead_letters;
 use super::idempotency;
-use super::schema::{entries, idempotency_keys, subject_aliases, subjects, windows};
-use super::subjects::{group_members, newest_subject, Member};
+use super::schema::{entries, idempotency_keys, subject_aliases, subjects};
+use super::subjects::{current_subject, group_members, newest_subject_by_hash, Member};
 use super::suppression::suppress;
 use super::{DbConn, Rejection, StoreError, StoreResult};
 use crate::domain::decision::opted_out_of_everything;
@@ -28,14 +30,27 @@ pub struct ErasureRequest<'a> {
     pub tenant: &'a str,
     /// The erasing key's id (the opt-out's and the entry's collector).
     pub collector: &'a str,
-    /// Any identity of the group to erase.
+    /// The identity whose groups to erase.
     pub identity: &'a Identity,
     /// Why, as the admin wrote it: kept in the audit trail only.
     pub reason: Option<&'a str>,
 }
 
-/// Erases the newest group of an identity; the last `erasure` entry
-/// appended. `Rejected(NotFound)` when the identity has no subject.
+/// What an erasure did.
+#[derive(Debug, Clone)]
+pub enum Erased {
+    /// The last `erasure` entry appended.
+    Recorded(Appended),
+    /// Every group of the identity was already erased: nothing recorded.
+    Already,
+}
+
+/// The answer to an erasure that found nothing left to erase (SPEC
+/// section 11), stored for its idempotency key too.
+pub const ALREADY_ERASED_BODY: &str = r#"{"erased":true,"recorded":false}"#;
+
+/// Erases every group of an identity. `Rejected(NotFound)` when the
+/// identity never had a subject.
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %request.tenant))]
 pub fn erase(
     conn: &mut DbConn,
@@ -43,10 +58,12 @@ pub fn erase(
     request: &ErasureRequest<'_>,
     answer: Option<Answer<'_>>,
     now: Timestamp,
-) -> StoreResult<Appended> {
+) -> StoreResult<Erased> {
     let erased =
         conn.immediate_transaction(|conn| erase_locked(conn, master, request, answer, now))?;
-    compact(conn);
+    if matches!(erased, Erased::Recorded(_)) {
+        compact(conn);
+    }
     Ok(erased)
 }
 
@@ -56,7 +73,7 @@ fn erase_locked(
     request: &ErasureRequest<'_>,
     answer: Option<Answer<'_>>,
     now: Timestamp,
-) -> StoreResult<Appended> {
+) -> StoreResult<Erased> {
     let ErasureRequest {
         tenant,
         collector,
@@ -64,31 +81,25 @@ fn erase_locked(
         reason,
     } = *request;
     lock_log(conn, tenant)?;
-    let Some(subject) = newest_subject(conn, tenant, identity.as_str())? else {
+    let hash = master.identity_hash(tenant, identity.as_str());
+    if newest_subject_by_hash(conn, tenant, &hash)?.is_none() {
         return Err(StoreError::Rejected(Rejection::NotFound));
-    };
-    let events = group_events(conn, subject.group_id)?;
-    if !opted_out_of_everything(&events) && subject.closed_at.is_none() {
-        let at = append::next_recorded_at(conn, tenant, now)?;
-        let opt_out = Record::OptOut(OptOutRecord {
-            identity: identity.clone(),
-            channel: CaptureChannel::Api,
-            purposes: PurposeSet::all(),
-            message_channels: MessageChannelSet::all(),
-            captured_at: at,
-            backfill: false,
-            evidence: Evidence::from_pairs([("reason", "erasure")]),
-            lift_class: None,
-        });
-        append::append_locked(conn, master, tenant, collector, &opt_out, None, now)?;
     }
-    let members = group_members(conn, subject.group_id)?;
+    let members = members_of_every_group(conn, tenant, identity.as_str())?;
+    if members.is_empty() {
+        if let Some(answer) = answer {
+            finish_answer(conn, answer.scope, 200, ALREADY_ERASED_BODY, now)?;
+        }
+        return Ok(Erased::Already);
+    }
+    opt_out_before_erasure(conn, master, request, now)?;
+    let asked = Some(identity.as_str());
     let erased = erase_members(
         conn,
         master,
         tenant,
         collector,
-        &members,
+        (&members, asked),
         ErasureReason::Request,
         now,
     )?;
@@ -106,27 +117,95 @@ fn erase_locked(
     audit::record_within(conn, tenant, &event, now)?;
     if let Some(answer) = answer {
         let body = (answer.render)(&erased);
-        if !idempotency::finish(conn, answer.scope, 201, &body, None, now.millis())? {
-            return Err(StoreError::Rejected(Rejection::IdempotencyLost));
-        }
+        finish_answer(conn, answer.scope, 201, &body, now)?;
     }
     tracing::info!(seq = erased.seq, subject = %erased.subject, "erased");
-    Ok(erased)
+    Ok(Erased::Recorded(erased))
 }
 
-/// Erases every subject of a group, inside the caller's transaction under
+fn finish_answer(
+    conn: &mut DbConn,
+    scope: &idempotency::IdempotencyScope,
+    status: u16,
+    body: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
+    if !idempotency::finish(conn, scope, status, body, None, now.millis())? {
+        return Err(StoreError::Rejected(Rejection::IdempotencyLost));
+    }
+    Ok(())
+}
+
+/// The subjects (not erased) of every group that holds the identity,
+/// open or closed, oldest first.
+fn members_of_every_group(
+    conn: &mut DbConn,
+    tenant: &str,
+    identity: &str,
+) -> QueryResult<Vec<Member>> {
+    let mut groups: Vec<i64> = subjects::table
+        .filter(subjects::tenant_id.eq(tenant))
+        .filter(subjects::identity.eq(identity))
+        .filter(subjects::erased_at.is_null())
+        .select(subjects::group_id)
+        .load(conn)?;
+    groups.sort_unstable();
+    groups.dedup();
+    let mut members = Vec::new();
+    for group in groups {
+        members.extend(group_members(conn, group)?);
+    }
+    members.sort_by_key(|m| m.id);
+    Ok(members)
+}
+
+/// The opt-out of everything an erasure records first, on the identity's
+/// open subject, unless its group is opted out of everything already (a
+/// closed group is: its closing opt-out covers everything).
+fn opt_out_before_erasure(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    request: &ErasureRequest<'_>,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let tenant = request.tenant;
+    let Some(open) = current_subject(conn, tenant, request.identity.as_str())? else {
+        return Ok(());
+    };
+    if opted_out_of_everything(&group_events(conn, open.group_id)?) {
+        return Ok(());
+    }
+    let at = append::next_recorded_at(conn, tenant, now)?;
+    let opt_out = Record::OptOut(OptOutRecord {
+        identity: request.identity.clone(),
+        channel: CaptureChannel::Api,
+        purposes: PurposeSet::all(),
+        message_channels: MessageChannelSet::all(),
+        captured_at: at,
+        backfill: false,
+        evidence: Evidence::from_pairs([("reason", "erasure")]),
+        lift_class: None,
+    });
+    append::append_locked(conn, master, tenant, request.collector, &opt_out, None, now)?;
+    Ok(())
+}
+
+/// Erases subjects (whole groups), inside the caller's transaction under
 /// the log's lock: one `erasure` entry each, then (on request) a
-/// suppression record per identity, then the deletion of what names or
-/// opens them. Returns the last `erasure` entry.
+/// suppression record for the identity `asked` and for each identity whose
+/// newest subject is among them (never for one that has since started a
+/// newer group: that is someone else now), then the deletion of what names
+/// or opens them. Returns the last `erasure` entry.
 pub(super) fn erase_members(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
     collector: &str,
-    members: &[Member],
+    (members, asked): (&[Member], Option<&str>),
     reason: ErasureReason,
     now: Timestamp,
 ) -> StoreResult<Appended> {
+    let ended = identities_ending_here(conn, master, tenant, members, asked)?;
     let mut last = None;
     for member in members {
         let subject = (member.id, member.commitment.as_str());
@@ -136,32 +215,76 @@ pub(super) fn erase_members(
     }
     let erased = last.ok_or(StoreError::Rejected(Rejection::NotFound))?;
     let at = erased.recorded_at.millis();
-    for member in members {
-        if let (Some(identity), ErasureReason::Request) = (&member.identity, reason) {
+    for identity in &ended {
+        if reason == ErasureReason::Request {
             suppress(conn, tenant, &master.identity_hash(tenant, identity), at)?;
         }
-        forget_subject(
-            conn,
-            master,
-            tenant,
-            member.id,
-            member.identity.as_deref(),
-            at,
-        )?;
+        forget_identity(conn, master, tenant, identity)?;
+    }
+    let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
+    forget_windows(conn, &ids)?;
+    for member in members {
+        forget_subject(conn, tenant, member.id, at)?;
     }
     Ok(erased)
 }
 
-/// Deletes what names or opens the subject: its identity and salt, every
-/// evidence body and salt of its entries, its documents, windows, dead
-/// letters and idempotency records. Consent texts are the tenant's, not the person's,
-/// and stay.
-pub(super) fn forget_subject(
+/// The identities whose newest subject is among `members` (their story
+/// ends with this erasure), and `asked` in any case.
+fn identities_ending_here(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
+    members: &[Member],
+    asked: Option<&str>,
+) -> QueryResult<Vec<String>> {
+    let mut ended: Vec<String> = asked.map(str::to_owned).into_iter().collect();
+    for member in members {
+        let Some(identity) = &member.identity else {
+            continue;
+        };
+        let hash = master.identity_hash(tenant, identity);
+        let newest = newest_subject_by_hash(conn, tenant, &hash)?;
+        if newest.is_some_and(|n| members.iter().any(|m| m.id == n.id)) {
+            ended.push(identity.clone());
+        }
+    }
+    ended.sort_unstable();
+    ended.dedup();
+    Ok(ended)
+}
+
+/// Deletes what names an identity outside its subjects: wave-1 aliases and
+/// dead letters (matched on the canonical identity).
+pub(super) fn forget_identity(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    identity: &str,
+) -> StoreResult<()> {
+    diesel::delete(
+        subject_aliases::table
+            .filter(subject_aliases::tenant_id.eq(tenant))
+            .filter(
+                subject_aliases::e164
+                    .eq(identity)
+                    .or(subject_aliases::user_id.eq(identity)),
+            ),
+    )
+    .execute(conn)?;
+    dead_letters::delete_letters_naming(conn, master, tenant, identity)?;
+    Ok(())
+}
+
+/// Deletes what opens the subject: its identity and salt, every evidence
+/// body and salt of its entries, its documents and idempotency records.
+/// Its keyed identity hash stays, so that its identity's newest subject is
+/// still known to be erased. Consent texts are the tenant's, not the
+/// person's, and stay.
+pub(super) fn forget_subject(
+    conn: &mut DbConn,
+    tenant: &str,
     subject_id: i64,
-    identity: Option<&str>,
     at: i64,
 ) -> StoreResult<()> {
     diesel::update(subjects::table.find(subject_id))
@@ -184,26 +307,6 @@ pub(super) fn forget_subject(
     )
     .execute(conn)?;
     super::documents::delete_of_subject(conn, tenant, subject_id)?;
-    let Some(identity) = identity else {
-        return Ok(());
-    };
-    diesel::delete(
-        windows::table
-            .filter(windows::tenant_id.eq(tenant))
-            .filter(windows::identity.eq(identity)),
-    )
-    .execute(conn)?;
-    diesel::delete(
-        subject_aliases::table
-            .filter(subject_aliases::tenant_id.eq(tenant))
-            .filter(
-                subject_aliases::e164
-                    .eq(identity)
-                    .or(subject_aliases::user_id.eq(identity)),
-            ),
-    )
-    .execute(conn)?;
-    dead_letters::delete_letters_naming(conn, master, tenant, identity)?;
     Ok(())
 }
 

@@ -11,6 +11,10 @@ pub const RETENTION_MILLIS: i64 = 24 * 3600 * 1000;
 /// After this long an `in_progress` row is taken over (its request died).
 pub const TAKEOVER_MILLIS: i64 = 60 * 1000;
 
+/// How a record stored before the upgrade to keyed hashes marks its plain
+/// SHA-256 of the body (the migration adds it).
+const LEGACY_PREFIX: &str = "sha256:";
+
 /// Where an idempotency key applies.
 #[derive(Debug, Clone)]
 pub struct IdempotencyScope {
@@ -18,7 +22,12 @@ pub struct IdempotencyScope {
     pub key_id: String,
     pub route: &'static str,
     pub key: String,
+    /// The tenant's keyed hash of the body (what is stored).
     pub request_sha256: String,
+    /// What a record stored before keyed hashes holds for the same body
+    /// (`sha256:` and its plain hash): it still matches its retry until
+    /// it expires.
+    legacy_hash: String,
     /// Random per request: only the request that holds the key may finish or abandon it.
     pub owner: String,
 }
@@ -29,14 +38,15 @@ impl IdempotencyScope {
         key_id: &str,
         route: &'static str,
         key: &str,
-        request_sha256: &str,
+        (keyed_hash, plain_sha256): (&str, &str),
     ) -> Self {
         Self {
             tenant_id: tenant_id.to_owned(),
             key_id: key_id.to_owned(),
             route,
             key: key.to_owned(),
-            request_sha256: request_sha256.to_owned(),
+            request_sha256: keyed_hash.to_owned(),
+            legacy_hash: format!("{LEGACY_PREFIX}{plain_sha256}"),
             owner: hex::encode(crate::keys::random_bytes::<16>()),
         }
     }
@@ -77,7 +87,9 @@ pub fn begin(conn: &mut DbConn, scope: &IdempotencyScope, now: i64) -> QueryResu
             Some((_, _, _, _, created_at, _)) if created_at + RETENTION_MILLIS <= now => {
                 crate::execute!(conn, diesel::delete(row))?;
             }
-            Some((hash, _, _, _, _, _)) if hash != scope.request_sha256 => {
+            Some((hash, _, _, _, _, _))
+                if hash != scope.request_sha256 && hash != scope.legacy_hash =>
+            {
                 return Ok(Begin::Reused)
             }
             Some((_, state, Some(status), Some(body), _, _)) if state == "done" => {
@@ -243,7 +255,37 @@ mod tests {
     }
 
     fn scope(body: &str) -> IdempotencyScope {
-        IdempotencyScope::new("t", "key_1", "opt-ins", "k", body)
+        IdempotencyScope::new(
+            "t",
+            "key_1",
+            "opt-ins",
+            "k",
+            (&format!("keyed-{body}"), body),
+        )
+    }
+
+    /// A record stored before the upgrade (its plain hash, marked by the
+    /// migration) still matches its retry, which replays it; another body
+    /// is still refused.
+    #[test]
+    fn a_plain_hash_stored_before_the_upgrade_still_matches_its_retry() {
+        let (_dir, mut conn) = db();
+        let old = IdempotencyScope::new("t", "key_1", "opt-ins", "k", ("sha256:a", "unused"));
+        assert_eq!(begin(&mut conn, &old, 1_000).unwrap(), Begin::Proceed);
+        assert!(finish(&mut conn, &old, 201, "{}", None, 1_001).unwrap());
+        assert_eq!(
+            begin(&mut conn, &scope("a"), 2_000).unwrap(),
+            Begin::Replay {
+                status: 201,
+                body: "{}".into()
+            }
+        );
+        assert_eq!(begin(&mut conn, &scope("b"), 2_000).unwrap(), Begin::Reused);
+        let stored: String = idem::table
+            .select(idem::request_sha256)
+            .first(&mut conn)
+            .unwrap();
+        assert_eq!(stored, "sha256:a");
     }
 
     #[test]
@@ -299,7 +341,8 @@ mod tests {
     fn keys_older_than_a_day_are_purged_in_batches() {
         let (_dir, mut conn) = db();
         for (i, at) in [0, 1, 2, RETENTION_MILLIS].into_iter().enumerate() {
-            let scope = IdempotencyScope::new("t", "key_1", "opt-ins", &format!("k{i}"), "a");
+            let key = format!("k{i}");
+            let scope = IdempotencyScope::new("t", "key_1", "opt-ins", &key, ("h", "a"));
             assert_eq!(begin(&mut conn, &scope, at).unwrap(), Begin::Proceed);
         }
         let now = RETENTION_MILLIS + 2;

@@ -9,7 +9,7 @@ use super::connection::lock_log;
 use super::consent::record_inbound;
 use super::dead_letters::{keep, Letter};
 use super::links::{close_group, contradicts_link, link, Source};
-use super::subjects::current_subject;
+use super::subjects::{current_or_new_subject, current_subject, newest_subject, SubjectRow};
 use super::tenants::find_brand;
 use super::{DbConn, Rejection, StoreError, StoreResult};
 use crate::channels::message::{
@@ -67,14 +67,15 @@ fn link_sender(
         }
     }
     for (a, b) in &pairs {
-        seqs.extend(link(conn, tenant, (a, b), &source, now)?);
+        seqs.extend(link(conn, master, tenant, (a, b), &source, now)?);
     }
     Ok(seqs)
 }
 
 /// What every message from a known identity does before what it asks
-/// for: on WhatsApp, its pairs link and its window opens; then it confirms
-/// what its codes confirm.
+/// for: on WhatsApp, its pairs link; it arrives on its subject (a new one
+/// when its group is closed, SPEC section 3) and, on WhatsApp, opens that
+/// subject's window; then it confirms what its codes confirm.
 fn arrive(
     conn: &mut DbConn,
     master: &MasterKey,
@@ -93,21 +94,64 @@ fn arrive(
             captured_at,
             now,
         )?);
-        let business = Some(message.business.as_str());
-        record_inbound(conn, tenant, identity.as_str(), business, captured_at)?;
     }
-    seqs.extend(confirm_codes(conn, master, tenant, carrier, now)?);
+    let subject = arrival_subject(conn, master, tenant, message.provider, identity, now)?;
+    if let (Provider::WhatsApp, Some(subject)) = (message.provider, subject) {
+        let business = Some(message.business.as_str());
+        record_inbound(conn, tenant, subject.id, business, captured_at)?;
+    }
+    seqs.extend(confirm_codes(
+        conn,
+        master,
+        tenant,
+        (message, captured_at),
+        now,
+    )?);
     Ok(seqs)
 }
 
-/// Confirms the opt-ins of the message's identity that wait for a code the
-/// message carries (SPEC section 9): one `confirmation` entry each, the
-/// message as evidence. A message by another identity confirms nothing.
+/// The subject an arriving identity's message is recorded on: its open
+/// subject; a new one when its newest subject's group is closed (any
+/// arrival starts a new subject, SPEC section 3) or, on WhatsApp, when it
+/// has none (the window it opens belongs to a subject). `None`: an SMS
+/// from an identity the tenant does not hold.
+fn arrival_subject(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    provider: Provider,
+    identity: &Identity,
+    now: Timestamp,
+) -> StoreResult<Option<SubjectRow>> {
+    let identity = identity.as_str();
+    if let Some(open) = current_subject(conn, tenant, identity)? {
+        return Ok(Some(open));
+    }
+    let starts = provider == Provider::WhatsApp
+        || newest_subject(conn, master, tenant, identity)?.is_some_and(|s| s.is_closed());
+    if !starts {
+        return Ok(None);
+    }
+    Ok(Some(current_or_new_subject(
+        conn,
+        master,
+        tenant,
+        identity,
+        now.millis(),
+    )?))
+}
+
+/// Confirms the opt-ins that wait for a code the message carries (SPEC
+/// section 9), of each identity the message carries (its number, its user
+/// id, its parent id): one `confirmation` entry each, the message as
+/// evidence. An opt-in is confirmed only by a message that carries its own
+/// identity: by number, never by a message with only a linked user id; by
+/// user id, by a message with that user id, with or without a number.
 fn confirm_codes(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
-    (message, identity, captured_at): (&InboundMessage, &Identity, Timestamp),
+    (message, captured_at): (&InboundMessage, Timestamp),
     now: Timestamp,
 ) -> StoreResult<Vec<u64>> {
     let text = match &message.content {
@@ -119,27 +163,29 @@ fn confirm_codes(
     if codes.is_empty() {
         return Ok(Vec::new());
     }
-    let Some(subject) = current_subject(conn, tenant, identity.as_str())? else {
-        return Ok(Vec::new());
-    };
     let hashes: Vec<String> = codes
         .iter()
         .map(|code| confirmation_code_hash(master, tenant, code))
         .collect();
-    let waiting = channels::confirmable_opt_ins(conn, subject.id, &hashes, captured_at.millis())?;
     let mut seqs = Vec::new();
-    for confirms in waiting {
-        let record = Record::Confirm(ConfirmRecord {
-            identity: identity.clone(),
-            channel: message.provider.capture_channel(),
-            captured_at,
-            evidence: message_evidence(message),
-            confirms,
-        });
-        let collector = message.provider.collector();
-        seqs.extend(append_unless_suppressed(
-            conn, master, tenant, collector, &record, now,
-        )?);
+    for identity in message.sender.identities() {
+        let Some(subject) = current_subject(conn, tenant, identity.as_str())? else {
+            continue;
+        };
+        let at = captured_at.millis();
+        for confirms in channels::confirmable_opt_ins(conn, subject.id, &hashes, at)? {
+            let record = Record::Confirm(ConfirmRecord {
+                identity: identity.clone(),
+                channel: message.provider.capture_channel(),
+                captured_at,
+                evidence: message_evidence(message),
+                confirms,
+            });
+            let collector = message.provider.collector();
+            seqs.extend(append_unless_suppressed(
+                conn, master, tenant, collector, &record, now,
+            )?);
+        }
     }
     Ok(seqs)
 }

@@ -4,8 +4,9 @@
 //! message's transaction, under the log's lock.
 
 use super::append::{append_locked, lock_head, write_entry, SaltedEvidence};
-use super::schema::{consent_events, identity_links, subject_aliases, subjects, windows};
-use super::subjects::{current_or_new_subject, current_subject, group_identities};
+use super::consent::forget_windows;
+use super::schema::{consent_events, identity_links, subject_aliases, subjects};
+use super::subjects::{current_or_new_subject, current_subject};
 use super::{DbConn, StoreResult};
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::{Identity, UserId};
@@ -39,13 +40,14 @@ pub struct Source<'a> {
 /// either subject if needed. Returns the entry's seq, if one was appended.
 pub fn link(
     conn: &mut DbConn,
+    master: &MasterKey,
     tenant: &str,
     (subject, linked): (&Identity, &Identity),
     source: &Source<'_>,
     now: Timestamp,
 ) -> StoreResult<Option<u64>> {
-    let a = current_or_new_subject(conn, tenant, subject.as_str(), now.millis())?;
-    let b = current_or_new_subject(conn, tenant, linked.as_str(), now.millis())?;
+    let a = current_or_new_subject(conn, master, tenant, subject.as_str(), now.millis())?;
+    let b = current_or_new_subject(conn, master, tenant, linked.as_str(), now.millis())?;
     if a.group_id == b.group_id {
         return Ok(None);
     }
@@ -116,15 +118,30 @@ pub fn keep_link(conn: &mut DbConn, tenant: &str, seq: u64, link: Link) -> Query
     Ok(())
 }
 
-/// Closes every open subject of a group at `at` (milliseconds).
-pub fn close_subjects(conn: &mut DbConn, group_id: i64, at: i64) -> QueryResult<()> {
+/// Closes every open subject of a group at `at` (milliseconds), by the
+/// opt-out `closed_by`, and forgets the group's windows: they are never
+/// read across to a later subject of its identities.
+pub fn close_subjects(
+    conn: &mut DbConn,
+    group_id: i64,
+    closed_by: u64,
+    at: i64,
+) -> QueryResult<()> {
     diesel::update(
         subjects::table
             .filter(subjects::group_id.eq(group_id))
             .filter(subjects::closed_at.is_null()),
     )
-    .set(subjects::closed_at.eq(Some(at)))
+    .set((
+        subjects::closed_at.eq(Some(at)),
+        subjects::closed_seq.eq(Some(closed_by as i64)),
+    ))
     .execute(conn)?;
+    let members: Vec<i64> = subjects::table
+        .filter(subjects::group_id.eq(group_id))
+        .select(subjects::id)
+        .load(conn)?;
+    forget_windows(conn, &members)?;
     Ok(())
 }
 
@@ -212,14 +229,7 @@ pub fn close_group(
         lift_class: None,
     });
     let appended = append_locked(conn, master, tenant, COLLECTOR, &record, None, now)?;
-    let identities = group_identities(conn, subject.group_id)?;
-    close_subjects(conn, subject.group_id, now.millis())?;
-    diesel::delete(
-        windows::table
-            .filter(windows::tenant_id.eq(tenant))
-            .filter(windows::identity.eq_any(&identities)),
-    )
-    .execute(conn)?;
+    close_subjects(conn, subject.group_id, appended.seq, now.millis())?;
     tracing::info!(seq = appended.seq, subject = %appended.subject, "group closed: a changed number");
     Ok(Some(appended.seq))
 }
@@ -230,7 +240,11 @@ pub fn close_group(
 /// `{"reason":"migrated alias"}`. Each tenant's aliases move in one
 /// transaction under its log's lock and are deleted as they move, so a
 /// restart in between migrates each alias once. Returns the links appended.
-pub fn migrate_aliases(conn: &mut DbConn, now: Timestamp) -> StoreResult<usize> {
+pub fn migrate_aliases(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    now: Timestamp,
+) -> StoreResult<usize> {
     let tenants: Vec<String> = subject_aliases::table
         .select(subject_aliases::tenant_id)
         .distinct()
@@ -238,7 +252,8 @@ pub fn migrate_aliases(conn: &mut DbConn, now: Timestamp) -> StoreResult<usize> 
         .load(conn)?;
     let mut linked = 0;
     for tenant in tenants {
-        linked += conn.immediate_transaction(|conn| migrate_tenant_aliases(conn, &tenant, now))?;
+        linked +=
+            conn.immediate_transaction(|conn| migrate_tenant_aliases(conn, master, &tenant, now))?;
     }
     if linked > 0 {
         tracing::info!(linked, "wave-1 aliases migrated into identity links");
@@ -246,7 +261,12 @@ pub fn migrate_aliases(conn: &mut DbConn, now: Timestamp) -> StoreResult<usize> 
     Ok(linked)
 }
 
-fn migrate_tenant_aliases(conn: &mut DbConn, tenant: &str, now: Timestamp) -> StoreResult<usize> {
+fn migrate_tenant_aliases(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    now: Timestamp,
+) -> StoreResult<usize> {
     super::connection::lock_log(conn, tenant)?;
     let aliases: Vec<(String, String, i64)> = subject_aliases::table
         .filter(subject_aliases::tenant_id.eq(tenant))
@@ -269,7 +289,8 @@ fn migrate_tenant_aliases(conn: &mut DbConn, tenant: &str, now: Timestamp) -> St
                 evidence: &evidence,
                 collector: MIGRATION_COLLECTOR,
             };
-            linked += usize::from(link(conn, tenant, (&number, &user), &source, now)?.is_some());
+            let pair = (&number, &user);
+            linked += usize::from(link(conn, master, tenant, pair, &source, now)?.is_some());
         } else {
             tracing::warn!("a wave-1 alias that is not a number and a user id: dropped");
         }

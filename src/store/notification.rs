@@ -6,7 +6,9 @@ use super::dead_letters::{self, Letter};
 use super::inbound;
 use super::{DbConn, StoreError};
 use crate::channels::letter::LetterPayload;
-use crate::channels::message::{preference_letter, Outcome, PreferenceChange, Provider};
+use crate::channels::message::{
+    preference_letter, system_letter, Outcome, PreferenceChange, Provider,
+};
 use crate::channels::settings::StoredSettings;
 use crate::channels::whatsapp::{changed_message, inbound_message, preference_key, timestamp};
 use crate::channels::whatsapp_payload::{self as payload, Event, Notification};
@@ -92,14 +94,19 @@ pub fn record_notification(
                 inbound::record_change(conn, master, tenant, &message, &system, now)?
             }
             Event::Changed(c) => {
+                // Kept whole: it closes the sender's group once the
+                // business number is configured.
+                let business = c.phone_number_id.clone();
+                let system = c.system.clone();
+                let message = changed_message(c);
                 let letter = Letter {
                     provider: Provider::WhatsApp,
                     reason: "unknown_phone_number_id",
-                    business: c.phone_number_id.as_deref(),
-                    payload: LetterPayload::Unrecorded { detail: c.detail },
+                    business: business.as_deref(),
+                    payload: system_letter(&message, &system),
                     waits_for: None,
                 };
-                let dedup = ["whatsapp", c.message_id.as_str()];
+                let dedup = ["whatsapp", message.message_id.as_str()];
                 dead_letters::keep_unapplied(conn, master, tenant, &dedup, letter, now)?
             }
             Event::Preference(p) => {

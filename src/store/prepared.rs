@@ -132,8 +132,10 @@ mod tests {
         for subject in [41, 42] {
             assert_eq!(crate::execute!(&mut conn, OwnGroup { subject }).unwrap(), 0);
         }
+        let master = crate::keys::MasterKey::from_bytes([7; 32]);
         let id =
-            crate::store::subjects::insert_subject(&mut conn, "t", "c", None, (1, None)).unwrap();
+            crate::store::subjects::insert_subject(&mut conn, &master, "t", "c", None, (1, None))
+                .unwrap();
         // This statement once, and the subject's insert.
         assert_eq!(
             cached.load(Ordering::SeqCst),

@@ -6,10 +6,11 @@
 //! without a fork.
 
 use super::append::{lock_head, store_consent_text, write_entry, SaltedEvidence};
-use super::erasure::forget_subject;
+use super::consent::forget_windows;
+use super::erasure::{forget_identity, forget_subject};
 use super::links::{close_subjects, keep_link};
 use super::schema::subjects;
-use super::subjects::insert_subject;
+use super::subjects::{insert_subject, newest_subject_by_hash};
 use super::suppression::suppress;
 use super::tenants::{find_brand, insert_brand};
 use super::{DbConn, StoreError, StoreResult};
@@ -74,7 +75,8 @@ pub fn restore_entry(
             ));
         }
         let at = entry.recorded_at.millis();
-        let subject_id = subject_of(conn, tenant, &entry.subject, openings.subject.as_ref(), at)?;
+        let opening = openings.subject.as_ref();
+        let subject_id = subject_of(conn, master, tenant, &entry.subject, opening, at)?;
         let record = match &openings.subject {
             Some(subject) => {
                 let identity = subject
@@ -108,9 +110,11 @@ pub fn restore_entry(
         }
         match entry.kind {
             EntryType::Erasure => erase(conn, master, tenant, entry, subject_id)?,
-            EntryType::IdentityLinked => restore_link(conn, tenant, entry, &openings, subject_id)?,
+            EntryType::IdentityLinked => {
+                restore_link(conn, master, tenant, entry, &openings, subject_id)?
+            }
             EntryType::OptOut if closes_group(&openings) => {
-                close_subjects(conn, group_id, entry.recorded_at.millis())?;
+                close_subjects(conn, group_id, entry.seq, entry.recorded_at.millis())?;
             }
             _ => {}
         }
@@ -132,6 +136,7 @@ fn closes_group(openings: &Openings) -> bool {
 /// messages cannot contradict it), and the two groups merged.
 fn restore_link(
     conn: &mut DbConn,
+    master: &MasterKey,
     tenant: &str,
     entry: &Entry,
     openings: &Openings,
@@ -143,7 +148,7 @@ fn restore_link(
         .ok_or_else(|| refuse(entry.seq, "a link without `linked`"))?;
     let opening = openings.linked.as_ref().and_then(Option::as_ref);
     let at = entry.recorded_at.millis();
-    let linked_id = subject_of(conn, tenant, linked, opening, at)?;
+    let linked_id = subject_of(conn, master, tenant, linked, opening, at)?;
     let captured_at = entry.captured_at.unwrap_or(entry.recorded_at);
     let link = (subject_id, linked_id, captured_at);
     keep_link(conn, tenant, entry.seq, link)?;
@@ -154,6 +159,7 @@ fn restore_link(
 /// its identity and salt when opened, as erased when not.
 fn subject_of(
     conn: &mut DbConn,
+    master: &MasterKey,
     tenant: &str,
     commitment: &str,
     opening: Option<&SubjectOpening>,
@@ -172,6 +178,7 @@ fn subject_of(
     let erased_at = opening.is_none().then_some(at);
     Ok(insert_subject(
         conn,
+        master,
         tenant,
         commitment,
         opened,
@@ -295,8 +302,8 @@ fn lift_class_of(entry: &Entry, openings: &Openings) -> Option<LiftClass> {
 }
 
 /// An erasure forgets the subject again; one on request suppresses its
-/// number when the database still knows it (else a warning says it could
-/// not).
+/// identity when the database still knows it and the subject is the
+/// identity's newest (else a warning says it could not).
 fn erase(
     conn: &mut DbConn,
     master: &MasterKey,
@@ -311,10 +318,16 @@ fn erase(
     let at = entry.recorded_at.millis();
     match identity.as_deref() {
         Some(identity) => {
-            if entry.reason.as_deref() == Some("request") {
-                suppress(conn, tenant, &master.identity_hash(tenant, identity), at)?;
+            let hash = master.identity_hash(tenant, identity);
+            let newest = newest_subject_by_hash(conn, tenant, &hash)?.map(|s| s.id);
+            if newest == Some(subject_id) {
+                if entry.reason.as_deref() == Some("request") {
+                    suppress(conn, tenant, &hash, at)?;
+                }
+                forget_identity(conn, master, tenant, identity)?;
             }
-            forget_subject(conn, master, tenant, subject_id, Some(identity), at)?;
+            forget_windows(conn, &[subject_id])?;
+            forget_subject(conn, tenant, subject_id, at)?;
         }
         None if entry.reason.as_deref() == Some("request") => {
             tracing::warn!(

@@ -9,7 +9,7 @@ use super::consent::group_events;
 use super::erasure::erase_members;
 use super::links::last_link_at;
 use super::schema::{consent_events, subjects, tenants, windows};
-use super::subjects::group_members;
+use super::subjects::{delete_if_empty, group_holds_entries, group_members};
 use super::{DbConn, StoreResult};
 use crate::domain::decision::WINDOW_MILLIS;
 use crate::domain::retention::group_retention_due;
@@ -100,6 +100,11 @@ pub fn erase_if_due(
         let Some(group) = group else {
             return Ok(None);
         };
+        if !group_holds_entries(conn, group)? {
+            // An arrival that recorded nothing: no entry to erase; it goes
+            // with its windows (`purge_closed_windows`).
+            return Ok(None);
+        }
         let events = group_events(conn, group)?;
         let members = group_members(conn, group)?;
         let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
@@ -112,7 +117,7 @@ pub fn erase_if_due(
             master,
             tenant,
             RETENTION_COLLECTOR,
-            &members,
+            (&members, None),
             ErasureReason::Retention,
             now,
         )?;
@@ -133,30 +138,33 @@ pub fn erase_if_due(
 
 /// Deletes up to `limit` windows that closed (their last inbound message
 /// is more than 24 hours old), the oldest first: a closed window changes no
-/// decision. A window reopened meanwhile is kept. Returns how many.
+/// decision. A window reopened meanwhile is kept. A subject left holding
+/// nothing (an arrival that recorded nothing) goes with its last window.
+/// Returns how many windows were deleted.
 pub fn purge_closed_windows(conn: &mut DbConn, now: i64, limit: i64) -> QueryResult<usize> {
     let cutoff = now - WINDOW_MILLIS;
     conn.immediate_transaction(|conn| {
-        let closed: Vec<(String, String, String)> = windows::table
+        let closed: Vec<(i64, String)> = windows::table
             .filter(windows::last_inbound_at.le(cutoff))
             .order(windows::last_inbound_at)
             .limit(limit)
-            .select((
-                windows::tenant_id,
-                windows::identity,
-                windows::phone_number_id,
-            ))
+            .select((windows::subject_id, windows::phone_number_id))
             .load(conn)?;
         let mut purged = 0;
-        for (tenant, identity, id) in &closed {
+        for (subject, id) in &closed {
             purged += diesel::delete(
                 windows::table
-                    .filter(windows::tenant_id.eq(tenant))
-                    .filter(windows::identity.eq(identity))
+                    .filter(windows::subject_id.eq(subject))
                     .filter(windows::phone_number_id.eq(id))
                     .filter(windows::last_inbound_at.le(cutoff)),
             )
             .execute(conn)?;
+        }
+        let mut subjects: Vec<i64> = closed.iter().map(|(subject, _)| *subject).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        for subject in subjects {
+            delete_if_empty(conn, subject)?;
         }
         Ok(purged)
     })

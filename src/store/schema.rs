@@ -58,6 +58,8 @@ diesel::table! {
         erased_at -> Nullable<BigInt>,
         group_id -> BigInt,
         closed_at -> Nullable<BigInt>,
+        identity_hash -> Nullable<Text>,
+        closed_seq -> Nullable<BigInt>,
     }
 }
 
@@ -105,7 +107,16 @@ diesel::table! {
 }
 
 diesel::table! {
-    windows (tenant_id, identity, phone_number_id) {
+    windows (subject_id, phone_number_id) {
+        subject_id -> BigInt,
+        phone_number_id -> Text,
+        tenant_id -> Text,
+        last_inbound_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    legacy_windows (tenant_id, identity, phone_number_id) {
         tenant_id -> Text,
         identity -> Text,
         phone_number_id -> Text,
@@ -209,11 +220,13 @@ diesel::table! {
         user_id_hash -> Nullable<Text>,
         resolved_at -> Nullable<BigInt>,
         resolved_seq -> Nullable<BigInt>,
+        canonical -> Bool,
     }
 }
 
 diesel::joinable!(consent_events -> subjects (subject_id));
 diesel::joinable!(entries -> subjects (subject_id));
+diesel::joinable!(windows -> subjects (subject_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::table! {
     suppressions (tenant_id, identity_hash) {
@@ -302,6 +315,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     entries,
     consent_events,
     windows,
+    legacy_windows,
     idempotency_keys,
     merkle_nodes,
     signing_keys,

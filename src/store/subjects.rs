@@ -2,12 +2,14 @@
 //! number or a user id) with its salt; subjects joined by `identity_linked`
 //! entries share a `group_id` (the id of one of them), kept on the consent
 //! state too so that a check reads a group's events in one indexed query.
-//! A closed group (a changed number) keeps answering until an identity of
-//! it starts a new subject.
+//! A closed group (a changed number) answers `opted_out` until an identity
+//! of it arrives again and starts a new subject. Each subject keeps the
+//! tenant's keyed hash of its identity, also once erased, so that an
+//! identity's newest subject is found whatever became of it.
 
 use super::schema::subjects;
 use super::DbConn;
-use crate::keys::random_salt_hex;
+use crate::keys::{random_salt_hex, MasterKey};
 use crate::ledger::commitment::subject_commitment;
 use diesel::prelude::*;
 
@@ -19,6 +21,20 @@ pub struct SubjectRow {
     pub commitment: String,
     pub group_id: i64,
     pub closed_at: Option<i64>,
+    /// The opt-out that closed the group, while it is closed.
+    pub closed_seq: Option<i64>,
+    pub erased_at: Option<i64>,
+}
+
+impl SubjectRow {
+    /// Whether the subject is in a closed group (and not erased).
+    pub fn is_closed(&self) -> bool {
+        self.closed_at.is_some() && self.erased_at.is_none()
+    }
+
+    pub fn is_erased(&self) -> bool {
+        self.erased_at.is_some()
+    }
 }
 
 /// An identity's open subject (not erased, its group not closed): the one
@@ -39,28 +55,52 @@ pub fn current_subject(
     )
 }
 
-/// An identity's newest subject that is not erased, open or closed: the
-/// group that answers for it (SPEC section 2 rule 2).
-pub fn newest_subject(
+/// An identity's newest subject, by the keyed hash of the identity
+/// (`MasterKey::identity_hash`), whatever its state: open, closed or
+/// erased. The group that answers for the identity (SPEC section 2 rule
+/// 2): never an older one.
+pub fn newest_subject_by_hash(
     conn: &mut DbConn,
     tenant: &str,
-    identity: &str,
+    identity_hash: &str,
 ) -> QueryResult<Option<SubjectRow>> {
     crate::one_row!(
         conn,
         subjects::table
             .filter(subjects::tenant_id.eq(tenant))
-            .filter(subjects::identity.eq(identity))
-            .filter(subjects::erased_at.is_null())
+            .filter(subjects::identity_hash.eq(identity_hash))
             .order(subjects::id.desc())
             .select(SubjectRow::as_select())
     )
+}
+
+/// [`newest_subject_by_hash`] of an identity.
+pub fn newest_subject(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    identity: &str,
+) -> QueryResult<Option<SubjectRow>> {
+    newest_subject_by_hash(conn, tenant, &master.identity_hash(tenant, identity))
+}
+
+/// The identity's newest subject unless it is erased: the group that
+/// answers for it; `None` answers as for an unknown identity (never an
+/// older group).
+pub fn newest_live_subject(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &str,
+    identity: &str,
+) -> QueryResult<Option<SubjectRow>> {
+    Ok(newest_subject(conn, master, tenant, identity)?.filter(|s| !s.is_erased()))
 }
 
 /// The identity's open subject, or a new one with a fresh random salt in
 /// a group of its own.
 pub fn current_or_new_subject(
     conn: &mut DbConn,
+    master: &MasterKey,
     tenant: &str,
     identity: &str,
     now: i64,
@@ -71,24 +111,29 @@ pub fn current_or_new_subject(
     let salt = random_salt_hex();
     let commitment = subject_commitment(&salt, identity);
     let opened = Some((identity, salt.as_str()));
-    let id = insert_subject(conn, tenant, &commitment, opened, (now, None))?;
+    let id = insert_subject(conn, master, tenant, &commitment, opened, (now, None))?;
     Ok(SubjectRow {
         id,
         commitment,
         group_id: id,
         closed_at: None,
+        closed_seq: None,
+        erased_at: None,
     })
 }
 
-/// Inserts a subject in a group of its own: with its identity and salt
-/// when `opened`, and at (`created_at`, `erased_at`). Returns its id.
+/// Inserts a subject in a group of its own: with its identity, salt and
+/// the identity's keyed hash when `opened`, and at (`created_at`,
+/// `erased_at`). Returns its id.
 pub fn insert_subject(
     conn: &mut DbConn,
+    master: &MasterKey,
     tenant: &str,
     commitment: &str,
     opened: Option<(&str, &str)>,
     (created_at, erased_at): (i64, Option<i64>),
 ) -> QueryResult<i64> {
+    let identity_hash = opened.map(|(identity, _)| master.identity_hash(tenant, identity));
     let id: i64 = crate::get_result!(
         conn,
         diesel::insert_into(subjects::table)
@@ -100,6 +145,7 @@ pub fn insert_subject(
                 subjects::created_at.eq(created_at),
                 subjects::erased_at.eq(erased_at),
                 subjects::group_id.eq(0),
+                subjects::identity_hash.eq(identity_hash),
             ))
             .returning(subjects::id)
     )?;
@@ -133,4 +179,110 @@ pub fn group_identities(conn: &mut DbConn, group_id: i64) -> QueryResult<Vec<Str
         .into_iter()
         .filter_map(|m| m.identity)
         .collect())
+}
+
+/// Every subject of an identity that is not erased, open or closed (a
+/// number's earlier groups name it too), oldest first.
+pub fn subjects_of_identity(
+    conn: &mut DbConn,
+    tenant: &str,
+    identity: &str,
+) -> QueryResult<Vec<SubjectRow>> {
+    subjects::table
+        .filter(subjects::tenant_id.eq(tenant))
+        .filter(subjects::identity.eq(identity))
+        .filter(subjects::erased_at.is_null())
+        .order(subjects::id.asc())
+        .select(SubjectRow::as_select())
+        .load(conn)
+}
+
+/// Whether a subject holds an entry.
+pub fn subject_holds_entries(conn: &mut DbConn, subject_id: i64) -> QueryResult<bool> {
+    use super::schema::entries;
+    diesel::select(diesel::dsl::exists(
+        entries::table.filter(entries::subject_id.eq(subject_id)),
+    ))
+    .get_result(conn)
+}
+
+/// Whether any subject of a group holds an entry (a subject made by an
+/// arrival that recorded nothing holds none).
+pub fn group_holds_entries(conn: &mut DbConn, group_id: i64) -> QueryResult<bool> {
+    use super::schema::entries;
+    let members = subjects::table
+        .filter(subjects::group_id.eq(group_id))
+        .select(subjects::id);
+    diesel::select(diesel::dsl::exists(
+        entries::table.filter(entries::subject_id.eq_any(members)),
+    ))
+    .get_result(conn)
+}
+
+/// Fills, once, the keyed identity hash of the subjects stored before
+/// subjects kept one (the hash needs the master key, so the migration
+/// cannot). Returns how many were filled.
+pub fn fill_identity_hashes(conn: &mut DbConn, master: &MasterKey) -> QueryResult<usize> {
+    let mut filled = 0;
+    loop {
+        let batch: Vec<(i64, String, Option<String>)> = subjects::table
+            .filter(subjects::identity_hash.is_null())
+            .filter(subjects::identity.is_not_null())
+            .order(subjects::id)
+            .limit(1000)
+            .select((subjects::id, subjects::tenant_id, subjects::identity))
+            .load(conn)?;
+        if batch.is_empty() {
+            return Ok(filled);
+        }
+        conn.immediate_transaction(|conn| {
+            for (id, tenant, identity) in &batch {
+                let hash = identity.as_deref().map(|i| master.identity_hash(tenant, i));
+                diesel::update(subjects::table.find(id))
+                    .set(subjects::identity_hash.eq(hash))
+                    .execute(conn)?;
+            }
+            Ok::<_, diesel::result::Error>(())
+        })?;
+        filled += batch.len();
+    }
+}
+
+/// Deletes a subject that holds nothing (made by an arrival that recorded
+/// nothing: no entry, no link, no window, no document): SPEC section 3.
+/// Returns whether it was deleted.
+pub fn delete_if_empty(conn: &mut DbConn, subject_id: i64) -> QueryResult<bool> {
+    use super::schema::{
+        consent_events, document_subjects, entries, idempotency_keys, identity_links, windows,
+    };
+    use diesel::dsl::{exists, not};
+    let deleted = diesel::delete(
+        subjects::table
+            .filter(subjects::id.eq(subject_id))
+            .filter(subjects::erased_at.is_null())
+            .filter(not(exists(
+                entries::table.filter(entries::subject_id.eq(subject_id)),
+            )))
+            .filter(not(exists(
+                identity_links::table.filter(
+                    identity_links::subject_id
+                        .eq(subject_id)
+                        .or(identity_links::linked_subject_id.eq(subject_id)),
+                ),
+            )))
+            .filter(not(exists(
+                windows::table.filter(windows::subject_id.eq(subject_id)),
+            )))
+            .filter(not(exists(
+                consent_events::table.filter(consent_events::subject_id.eq(subject_id)),
+            )))
+            .filter(not(exists(
+                document_subjects::table.filter(document_subjects::subject_id.eq(subject_id)),
+            )))
+            .filter(not(exists(
+                idempotency_keys::table.filter(idempotency_keys::subject_id.eq(subject_id)),
+            ))),
+    )
+    .execute(conn)?;
+    Ok(deleted == 1)
 }

@@ -161,27 +161,49 @@ async fn a_code_expires_after_a_day_and_its_opt_in_never_counts() {
     assert_eq!(app.reason(&t, check(NUMBER, "whatsapp")).await, "no_opt_in");
 }
 
+/// An opt-in by user id is confirmed by a message that carries that user
+/// id, with or without a number; never by a linked number alone (SPEC
+/// section 9).
 #[tokio::test]
-async fn an_opt_in_by_user_id_is_confirmed_by_that_user_id_only() {
+async fn an_opt_in_by_user_id_is_confirmed_by_a_message_that_carries_it() {
     let app = spawn_app().await;
     let t = configured(&app).await;
     require_confirmation(&app, &t, json!(["web"])).await;
+    let by_user_id = |user: &str| {
+        let mut body = web_opt_in(NUMBER, "Makro", &["marketing"]);
+        body.as_object_mut().unwrap().remove("number");
+        body["user_id"] = json!(user);
+        body
+    };
     let user = "DE.5550001112223334";
-    let mut body = web_opt_in(NUMBER, "Makro", &["marketing"]);
-    body.as_object_mut().unwrap().remove("number");
-    body["user_id"] = json!(user);
-    let (_, code) = unconfirmed_opt_in(&app, &t, body).await;
-    // The number, linked to the user id in this very message, does not
-    // confirm an opt-in made by the user id.
-    let mut linked = text(&NUMBER[1..], "wamid.u1", &code, false, now_secs() - 5);
-    linked["entry"][0]["changes"][0]["value"]["contacts"][0]["user_id"] = json!(user);
-    whatsapp(&app, &linked).await;
-    let by_user = json!({"user_id": user, "purpose": "marketing", "brand": "Makro"});
-    assert_eq!(app.reason(&t, by_user.clone()).await, "unconfirmed");
-    let mut own = text(&NUMBER[1..], "wamid.u2", &code, false, now_secs() - 2);
+    let (_, code) = unconfirmed_opt_in(&app, &t, by_user_id(user)).await;
+    // The number and the user id are one person from this message on.
+    let mut hello = text(&NUMBER[1..], "wamid.u0", "hello", false, now_secs() - 9);
+    hello["entry"][0]["changes"][0]["value"]["contacts"][0]["user_id"] = json!(user);
+    whatsapp(&app, &hello).await;
+    // The linked number alone does not confirm an opt-in made by the user id.
+    let alone = text(&NUMBER[1..], "wamid.u1", &code, false, now_secs() - 5);
+    whatsapp(&app, &alone).await;
+    let asked = |user: &str| json!({"user_id": user, "purpose": "marketing", "brand": "Makro"});
+    assert_eq!(app.reason(&t, asked(user)).await, "unconfirmed");
+    // The user id with the number confirms it.
+    let mut both = text(&NUMBER[1..], "wamid.u2", &code, false, now_secs() - 2);
+    both["entry"][0]["changes"][0]["value"]["contacts"][0]["user_id"] = json!(user);
+    whatsapp(&app, &both).await;
+    assert_eq!(app.reason(&t, asked(user)).await, "allowed");
+    let opt_in = entry(&app, &t, 0).await;
+    let size = log_size(&app, &t).await;
+    let confirmation = entry(&app, &t, size - 1).await;
+    assert_eq!(confirmation["entry"]["type"], "confirmation");
+    assert_eq!(confirmation["entry"]["confirms"], 0);
+    assert_eq!(confirmation["entry"]["subject"], opt_in["entry"]["subject"]);
+    // And a user id with no number at all confirms its own opt-in.
+    let other = "DE.7770001112223334";
+    let (_, code) = unconfirmed_opt_in(&app, &t, by_user_id(other)).await;
+    let mut own = text(&NUMBER[1..], "wamid.u3", &code, false, now_secs() - 1);
     let value = &mut own["entry"][0]["changes"][0]["value"];
-    value["contacts"][0] = json!({"profile": {"name": "Ana"}, "user_id": user});
+    value["contacts"][0] = json!({"profile": {"name": "Ana"}, "user_id": other});
     value["messages"][0].as_object_mut().unwrap().remove("from");
     whatsapp(&app, &own).await;
-    assert_eq!(app.reason(&t, by_user).await, "allowed");
+    assert_eq!(app.reason(&t, asked(other)).await, "allowed");
 }

@@ -213,25 +213,52 @@ async fn a_paper_opt_in_names_its_document_by_hash() {
     assert_eq!(app.reason(&t, check).await, "allowed");
 }
 
+/// Erasure deletes the documents of every subject of the group: here a
+/// number and a user id, each with its own paper form, joined by a signed
+/// message; another person's document stays.
 #[tokio::test]
 async fn erasure_deletes_the_documents_of_the_group() {
+    use crate::channels::{configured, whatsapp};
+    use crate::identities::{number_and_user, said};
     let app = spawn_app().await;
-    let t = app.tenant("makro", "Makro").await;
+    let t = configured(&app).await;
     let (erased_doc, erased_sha) = uploaded(&app, &t, pdf("erased")).await;
+    let (linked_doc, linked_sha) = uploaded(&app, &t, pdf("linked")).await;
     let (kept_doc, kept_sha) = uploaded(&app, &t, pdf("kept")).await;
     let other_number = "+4915199990000";
+    let user_id = "DE.4242424242";
     app.recorded_opt_in(&t, paper_opt_in(NUMBER, &erased_doc, &erased_sha))
         .await;
+    let mut by_user = paper_opt_in(NUMBER, &linked_doc, &linked_sha);
+    by_user.as_object_mut().unwrap().remove("number");
+    by_user["user_id"] = json!(user_id);
+    app.recorded_opt_in(&t, by_user).await;
     app.recorded_opt_in(&t, paper_opt_in(other_number, &kept_doc, &kept_sha))
         .await;
+    whatsapp(
+        &app,
+        &said(number_and_user(&NUMBER[1..], user_id), "wamid.doc", "hi", 5),
+    )
+    .await;
+    let query = app
+        .post("/v1/subjects/query", &t.auditor, &json!({"number": NUMBER}))
+        .await;
+    assert_eq!(
+        query.body["group"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        query.body
+    );
     let erased = app
         .post("/v1/subjects/erase", &t.admin, &json!({"number": NUMBER}))
         .await;
     assert_eq!(erased.status, StatusCode::CREATED, "{}", erased.body);
-    assert_eq!(
-        fetch(&app, &t.auditor, &erased_doc).await.status(),
-        StatusCode::NOT_FOUND
-    );
+    for doc in [&erased_doc, &linked_doc] {
+        assert_eq!(
+            fetch(&app, &t.auditor, doc).await.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
     assert_eq!(
         fetch(&app, &t.auditor, &kept_doc).await.status(),
         StatusCode::OK

@@ -224,7 +224,8 @@ async fn erasure_forgets_the_number_and_every_artefact_still_verifies() {
     let (code, out, err) = run_cli(&["verify", &path, "--key", &vkey], None);
     assert_eq!(code, 0, "{out}{err}");
 
-    // The number answers opted out, and has no subject to query or erase.
+    // The number answers opted out, has no subject to query, and a second
+    // erasure records nothing.
     let check = app.check(&t, marketing_check(ERASED)).await;
     assert_eq!(check.body["reason"], "opted_out", "{}", check.body);
     assert_eq!(check.body["window"]["open"], false);
@@ -232,8 +233,13 @@ async fn erasure_forgets_the_number_and_every_artefact_still_verifies() {
         .post("/v1/subjects/query", &t.auditor, &json!({"number": ERASED}))
         .await;
     assert_eq!(query.status, StatusCode::NOT_FOUND);
+    let size = crate::channels::log_size(&app, &t).await;
     let again = erase(&app, &t, ERASED).await;
-    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body, json!({"erased": true, "recorded": false}));
+    assert_eq!(crate::channels::log_size(&app, &t).await, size);
+    let never = erase(&app, &t, "+4915112345699").await;
+    assert_eq!(never.status, StatusCode::NOT_FOUND, "{}", never.body);
     assert_eq!(app.reason(&t, marketing_check(KEPT)).await, "allowed");
 }
 
@@ -329,7 +335,8 @@ async fn erasure_input_is_checked() {
 
 /// Webhooks follow the same rules: a STOP from an erased number records
 /// nothing (the number is opted out already), while its message still
-/// counts as a message; a START lifts nothing.
+/// counts as a message; a START lifts nothing; a STOP sent to a business
+/// number the tenant does not have keeps no dead letter that names it.
 #[tokio::test]
 async fn webhooks_from_an_erased_number_record_nothing() {
     use crate::channels::{configured, log_size, now_secs, text, whatsapp};
@@ -352,13 +359,267 @@ async fn webhooks_from_an_erased_number_record_nothing() {
         &text(wa_id, "wamid.erased.start", "START", false, now_secs()),
     )
     .await;
+    let mut elsewhere = text(wa_id, "wamid.erased.elsewhere", "STOP", false, now_secs());
+    elsewhere["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
+        json!("999888777666555");
+    whatsapp(&app, &elsewhere).await;
     assert_eq!(log_size(&app, &t).await, size);
     assert_eq!(app.reason(&t, marketing_check(number)).await, "opted_out");
     let letters = app.get("/v1/dead-letters", &t.admin).await;
     assert_eq!(letters.status, StatusCode::OK);
-    assert!(
-        !letters.body.to_string().contains(wa_id),
+    assert_eq!(letters.body["dead_letters"], json!([]), "{}", letters.body);
+}
+
+/// The number's history in one tenant: an old owner (with user id
+/// `OLD_USER`) whose group was closed when the number arrived with the
+/// new holder's user id `NEW_USER`.
+const REASSIGNED: &str = "+5511987650000";
+const OLD_USER: &str = "BR.1111111111";
+const NEW_USER: &str = "BR.2222222222";
+
+/// The old owner opted in by JOIN; the new holder wrote 300 s ago (their
+/// window is open); returns the tenant.
+async fn reassigned_number(app: &TestApp) -> Tenant {
+    use crate::channels::{configured, whatsapp};
+    use crate::identities::{number_and_user, said};
+    let t = configured(app).await;
+    let wa_id = &REASSIGNED[1..];
+    let old = said(
+        number_and_user(wa_id, OLD_USER),
+        "wamid.r1",
+        "JOIN MAKRO",
+        600,
+    );
+    whatsapp(app, &old).await;
+    let new = said(number_and_user(wa_id, NEW_USER), "wamid.r2", "hello", 300);
+    whatsapp(app, &new).await;
+    t
+}
+
+async fn query_status(app: &TestApp, t: &Tenant, field: &str, identity: &str) -> StatusCode {
+    let body = json!({field: identity});
+    app.post("/v1/subjects/query", &t.auditor, &body)
+        .await
+        .status
+}
+
+/// Erasing the previous owner's user id erases the old group only: the
+/// number's new holder is not suppressed, keeps their window and their
+/// waiting dead letter (SPEC section 11).
+#[tokio::test]
+async fn erasing_a_previous_owner_leaves_the_numbers_new_holder_alone() {
+    use crate::channels::{now_secs, text, whatsapp};
+    let app = spawn_app().await;
+    let t = reassigned_number(&app).await;
+    // The new holder's STOP to a business number not configured: kept.
+    let mut stop = text(
+        &REASSIGNED[1..],
+        "wamid.r3",
+        "STOP",
+        false,
+        now_secs() - 200,
+    );
+    stop["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
+        json!("999888777666555");
+    whatsapp(&app, &stop).await;
+    let mut opt_in = web_opt_in(REASSIGNED, "Makro", &["marketing"]);
+    opt_in["captured_at"] = json!(at(-100));
+    app.recorded_opt_in(&t, opt_in).await;
+    assert_eq!(app.reason(&t, marketing_check(REASSIGNED)).await, "allowed");
+
+    let erased = app
+        .post(
+            "/v1/subjects/erase",
+            &t.admin,
+            &json!({"user_id": OLD_USER}),
+        )
+        .await;
+    assert_eq!(erased.status, StatusCode::CREATED, "{}", erased.body);
+    let decision = app.check(&t, marketing_check(REASSIGNED)).await;
+    assert_eq!(
+        decision.body["reason"], "allowed",
+        "not suppressed: {}",
+        decision.body
+    );
+    assert_eq!(decision.body["window"]["open"], true, "{}", decision.body);
+    let letters = app.get("/v1/dead-letters", &t.admin).await;
+    assert_eq!(
+        letters.body["dead_letters"].as_array().map(Vec::len),
+        Some(1),
         "{}",
         letters.body
     );
+    assert_eq!(
+        query_status(&app, &t, "user_id", OLD_USER).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        query_status(&app, &t, "number", REASSIGNED).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        query_status(&app, &t, "user_id", NEW_USER).await,
+        StatusCode::OK
+    );
+    verify_db_passes(&app).await;
+}
+
+/// Erasing by a number erases every group that holds it, the previous
+/// owner's closed one too; every identity whose newest subject was erased
+/// answers as erased.
+#[tokio::test]
+async fn erasing_a_number_erases_every_group_that_holds_it() {
+    let app = spawn_app().await;
+    let t = reassigned_number(&app).await;
+    let erased = erase(&app, &t, REASSIGNED).await;
+    assert_eq!(erased.status, StatusCode::CREATED, "{}", erased.body);
+    for (field, identity) in [
+        ("number", REASSIGNED),
+        ("user_id", OLD_USER),
+        ("user_id", NEW_USER),
+    ] {
+        assert_eq!(
+            query_status(&app, &t, field, identity).await,
+            StatusCode::NOT_FOUND,
+            "{identity}"
+        );
+        let asked = json!({field: identity, "purpose": "marketing", "brand": "Makro"});
+        assert_eq!(app.reason(&t, asked).await, "opted_out", "{identity}");
+    }
+    // The old owner's JOIN (seq 1) is erased with the rest.
+    let join = app.get("/v1/entries/1", &t.auditor).await;
+    assert_eq!(join.body["entry"]["type"], "opt_in");
+    assert_eq!(join.body["openings"]["erased"], true, "{}", join.body);
+    let export = app.get_text("/v1/export", &t.auditor).await.1;
+    let erasures = export
+        .lines()
+        .filter(|l| l.contains(r#""type":"erasure""#))
+        .count();
+    assert_eq!(
+        erasures, 4,
+        "the old number, the old user id, the new number, the new user id"
+    );
+    verify_db_passes(&app).await;
+}
+
+/// Once an identity's newest group is erased, `subjects/query` answers 404
+/// and a dossier holds no entry: neither falls back to an older group.
+#[tokio::test]
+async fn after_the_newest_group_is_erased_nothing_falls_back_to_an_older_one() {
+    let app = spawn_app().await;
+    let t = reassigned_number(&app).await;
+    let erased = app
+        .post(
+            "/v1/subjects/erase",
+            &t.admin,
+            &json!({"user_id": NEW_USER}),
+        )
+        .await;
+    assert_eq!(erased.status, StatusCode::CREATED, "{}", erased.body);
+    assert_eq!(
+        query_status(&app, &t, "number", REASSIGNED).await,
+        StatusCode::NOT_FOUND
+    );
+    let (status, dossier) = app
+        .post_text(
+            "/v1/export/dossier",
+            &t.auditor,
+            &json!({"number": REASSIGNED}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let lines: Vec<Value> = dossier
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 2, "the header and the checkpoint: {dossier}");
+    assert_eq!(
+        app.reason(&t, marketing_check(REASSIGNED)).await,
+        "opted_out"
+    );
+    // The old owner's group is still the old owner's.
+    assert_eq!(
+        query_status(&app, &t, "user_id", OLD_USER).await,
+        StatusCode::OK
+    );
+}
+
+/// A dead letter is matched on the canonical identity: one a Brazilian
+/// mobile sent in its legacy form (no ninth digit) is erased with the
+/// number, and letters keep the canonical form.
+#[tokio::test]
+async fn a_letter_from_a_legacy_wa_id_is_erased_with_the_number() {
+    use crate::channels::{configured, now_secs, text, whatsapp};
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let number = "+5511987654321";
+    let legacy = "551187654321";
+    let mut stop = text(legacy, "wamid.legacy", "STOP", false, now_secs() - 60);
+    stop["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
+        json!("999888777666555");
+    whatsapp(&app, &stop).await;
+    let letters = app.get("/v1/dead-letters", &t.admin).await;
+    let id = letters.body["dead_letters"][0]["id"]
+        .as_i64()
+        .expect("a letter");
+    let detail = app.get(&format!("/v1/dead-letters/{id}"), &t.admin).await;
+    assert_eq!(
+        detail.body["payload"]["from"],
+        &number[1..],
+        "{}",
+        detail.body
+    );
+    app.recorded_opt_in(&t, web_opt_in(number, "Makro", &["marketing"]))
+        .await;
+    let erased = erase(&app, &t, number).await;
+    assert_eq!(erased.status, StatusCode::CREATED, "{}", erased.body);
+    let letters = app.get("/v1/dead-letters", &t.admin).await;
+    assert_eq!(letters.body["dead_letters"], json!([]), "{}", letters.body);
+}
+
+/// Idempotency records keep the tenant's keyed hash of the body, never its
+/// plain SHA-256, which a search over phone numbers would recover.
+#[tokio::test]
+async fn idempotency_records_keep_no_plain_hash_of_the_body() {
+    use consent_ledger::store::connection::establish;
+    use consent_ledger::store::schema::idempotency_keys;
+    use diesel::{QueryDsl, RunQueryDsl};
+    use sha2::Digest;
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let opt_in = probe_opt_in(ERASED, &at(-60));
+    let erasure = json!({"number": ERASED});
+    for (path, key, body) in [
+        ("/v1/opt-ins", &t.collector, &opt_in),
+        ("/v1/subjects/erase", &t.admin, &erasure),
+    ] {
+        let answer = app
+            .post_with(path, key, body, &[("Idempotency-Key", "retry-1")])
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    }
+    let plain: Vec<String> = [&opt_in, &erasure]
+        .iter()
+        .map(|body| hex::encode(sha2::Sha256::digest(serde_json::to_vec(body).unwrap())))
+        .collect();
+    let mut conn = establish(&app.database_target()).expect("connect");
+    let stored: Vec<String> = idempotency_keys::table
+        .select(idempotency_keys::request_sha256)
+        .load(&mut conn)
+        .expect("read");
+    assert!(!stored.is_empty());
+    for hash in &stored {
+        assert!(!plain.contains(hash), "a plain hash of a body is stored");
+    }
+    // A retry of the erasure still replays its answer.
+    let again = app
+        .post_with(
+            "/v1/subjects/erase",
+            &t.admin,
+            &erasure,
+            &[("Idempotency-Key", "retry-1")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
 }

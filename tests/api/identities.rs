@@ -511,12 +511,12 @@ async fn erasing_one_identity_erases_its_whole_group() {
 }
 
 /// Wave-1 aliases (a user id stored beside a number) become one
-/// `identity_linked` entry each at upgrade, once (SPEC section 3).
+/// `identity_linked` entry each at upgrade, once: what a start finds in
+/// the database is migrated before the service answers (SPEC section 3).
 #[tokio::test]
 async fn wave_one_aliases_become_links_once() {
     use consent_ledger::domain::time::Timestamp;
     use consent_ledger::store::connection::establish;
-    use consent_ledger::store::links::migrate_aliases;
     use consent_ledger::store::schema::subject_aliases;
     use diesel::{ExpressionMethods, RunQueryDsl};
     let app = spawn_app().await;
@@ -527,7 +527,7 @@ async fn wave_one_aliases_become_links_once() {
     assert_eq!(decided(&app, &t, USER).await, "no_opt_in");
     let stored_at = Timestamp::now().plus_millis(-90_000);
     let target = app.database_target();
-    let migrated = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let mut conn = establish(&target).expect("connect");
         for (user_id, e164) in [(USER, PHONE), ("not an id", PHONE)] {
             diesel::insert_into(subject_aliases::table)
@@ -540,14 +540,27 @@ async fn wave_one_aliases_become_links_once() {
                 .execute(&mut conn)
                 .expect("a wave-1 alias");
         }
-        let first = migrate_aliases(&mut conn, Timestamp::now()).expect("migrated");
-        let again = migrate_aliases(&mut conn, Timestamp::now()).expect("nothing left");
-        (first, again)
     })
     .await
-    .expect("the migration ran");
+    .expect("aliases stored");
+    // A restart (a second instance on the same database) migrates them;
+    // another one finds nothing left to migrate.
+    let restarted = app.second_instance().await;
+    let after_first = log_size(&restarted, &t).await;
+    let again = app.second_instance().await;
+    let migrated = (after_first - 1, log_size(&again, &t).await - after_first);
     assert_eq!(migrated, (1, 0), "one link, once");
     assert_eq!(log_size(&app, &t).await, 2);
+    let stored: i64 = {
+        use consent_ledger::store::schema::subject_aliases;
+        use diesel::{QueryDsl, RunQueryDsl};
+        let mut conn = establish(&app.database_target()).expect("connect");
+        subject_aliases::table
+            .count()
+            .get_result(&mut conn)
+            .expect("count")
+    };
+    assert_eq!(stored, 0, "every alias moved (the malformed one dropped)");
     let link = entry(&app, &t, 1).await;
     assert_eq!(link["entry"]["type"], "identity_linked");
     assert_eq!(link["entry"]["collector"], "system:migration");
@@ -679,6 +692,7 @@ async fn opt_outs_kept_for_a_user_id_apply_at_start() {
                     reply_to: None,
                 },
                 opt_out: Some(Purpose::ALL.to_vec()),
+                system: None,
             }),
             waits_for: Some(USER),
         };
@@ -741,9 +755,11 @@ async fn a_changed_user_id_closes_its_group() {
     )
     .await;
     assert_eq!(log_size(&app, &t).await, 2);
-    // A plain message from it records nothing and leaves it opted out.
+    // Any arrival starts a new subject, a plain message too (SPEC section
+    // 3): nothing carried over, so no opt-in, and nothing in the log.
     whatsapp(&app, &said(user(USER), "wamid.c3", "hello", 100)).await;
-    assert_eq!(decided(&app, &t, USER).await, "opted_out");
+    assert_eq!(decided(&app, &t, USER).await, "no_opt_in");
+    assert_eq!(log_size(&app, &t).await, 2);
     whatsapp(&app, &said(user(USER), "wamid.c4", "JOIN MAKRO", 50)).await;
     assert_eq!(decided(&app, &t, USER).await, "allowed", "a new subject");
     let fresh = entry(&app, &t, 2).await;

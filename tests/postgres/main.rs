@@ -16,6 +16,8 @@ mod channels;
 mod checks;
 #[path = "../api/cli.rs"]
 mod cli;
+#[path = "../api/closed_groups.rs"]
+mod closed_groups;
 #[path = "../api/confirmation.rs"]
 mod confirmation;
 #[path = "../api/contract.rs"]
@@ -65,6 +67,8 @@ mod retention;
 mod tamper;
 #[path = "../api/tenants.rs"]
 mod tenants;
+#[path = "../api/upgrade.rs"]
+mod upgrade;
 
 /// The suite's apps really keep their data in PostgreSQL.
 #[tokio::test]
