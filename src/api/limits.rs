@@ -97,27 +97,38 @@ impl Guards {
         gates.entry(tenant.to_owned()).or_default().clone()
     }
 
+    /// Whether `ip` is a trusted proxy, whichever form (IPv4, or IPv4
+    /// mapped into IPv6) the address or the configured network has.
     fn trusted(&self, ip: IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|net| net.contains(ip))
+        let ip = ip.to_canonical();
+        let mapped = match ip {
+            IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+            IpAddr::V6(_) => None,
+        };
+        self.trusted_proxies
+            .iter()
+            .any(|net| net.contains(ip) || mapped.is_some_and(|m| net.contains(m)))
     }
 
-    /// The client behind `peer`: `X-Forwarded-For` is read right to left
-    /// while its hops are trusted proxies; the first other address is the
-    /// client. From anyone else the header is ignored.
-    pub fn client_of(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+    /// The client behind `peer`: the `X-Forwarded-For` lines (in the order
+    /// received: a proxy appends its own line after what the client sent)
+    /// are read as one list, right to left, while its hops are trusted
+    /// proxies; the first other address is the client. From anyone else
+    /// the header is ignored. IPv4-mapped IPv6 addresses are taken as the
+    /// IPv4 address they carry, so that a limit sees one address.
+    pub fn client_of(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
+        let peer = peer.to_canonical();
         if !self.trusted(peer) {
             return peer;
         }
-        let Some(list) = forwarded_for else {
-            return peer;
-        };
+        let hops = forwarded_for.iter().rev().flat_map(|line| line.rsplit(','));
         let mut client = peer;
-        for hop in list.rsplit(',') {
+        for hop in hops {
             let Ok(ip) = hop.trim().parse::<IpAddr>() else {
                 break;
             };
-            client = ip;
-            if !self.trusted(ip) {
+            client = ip.to_canonical();
+            if !self.trusted(client) {
                 break;
             }
         }
@@ -127,6 +138,7 @@ impl Guards {
     /// A slot for a new connection from `peer`; `None` for a trusted proxy
     /// (its clients are counted by address per request instead).
     pub fn open_connection(&self, peer: IpAddr) -> Option<ConnectionSlot> {
+        let peer = peer.to_canonical();
         (!self.trusted(peer)).then(|| self.connections.open(peer))
     }
 
@@ -326,11 +338,14 @@ pub async fn guard(
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let client = req.peer_addr().map(|peer| {
-        let forwarded = req
+        // Every line, in order; a line that is not text stops the reading
+        // there, as a hop that is not an address does.
+        let forwarded: Vec<&str> = req
             .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        guards.client_of(peer.ip(), forwarded)
+            .get_all("x-forwarded-for")
+            .map(|v| v.to_str().unwrap_or(""))
+            .collect();
+        guards.client_of(peer.ip(), &forwarded)
     });
     if let Some(ip) = client {
         req.extensions_mut().insert(ClientAddr(ip));
@@ -372,24 +387,90 @@ mod tests {
         let g = guards(&["10.0.0.0/8"]);
         // From a client directly: the header is whatever it claims, ignored.
         assert_eq!(
-            g.client_of(ip("203.0.113.9"), Some("198.51.100.1")),
+            g.client_of(ip("203.0.113.9"), &["198.51.100.1"]),
             ip("203.0.113.9")
         );
         // From a proxy: the last hop that is not a trusted proxy.
         assert_eq!(
-            g.client_of(ip("10.0.0.2"), Some("198.51.100.1, 203.0.113.9, 10.0.0.5")),
+            g.client_of(ip("10.0.0.2"), &["198.51.100.1, 203.0.113.9, 10.0.0.5"]),
             ip("203.0.113.9")
         );
         // A proxy that forwards nothing, or garbage, is the client itself.
-        assert_eq!(g.client_of(ip("10.0.0.2"), None), ip("10.0.0.2"));
+        assert_eq!(g.client_of(ip("10.0.0.2"), &[]), ip("10.0.0.2"));
         assert_eq!(
-            g.client_of(ip("10.0.0.2"), Some("not-an-address")),
+            g.client_of(ip("10.0.0.2"), &["not-an-address"]),
             ip("10.0.0.2")
         );
         // Nothing trusted: never believed.
         assert_eq!(
-            guards(&[]).client_of(ip("10.0.0.2"), Some("198.51.100.1")),
+            guards(&[]).client_of(ip("10.0.0.2"), &["198.51.100.1"]),
             ip("10.0.0.2")
+        );
+    }
+
+    #[test]
+    fn every_forwarded_for_line_is_read_in_order_from_the_right() {
+        let g = guards(&["10.0.0.0/8"]);
+        // The client sent a line of its own; the proxy appended the one
+        // with the address it saw: that one is the client.
+        assert_eq!(
+            g.client_of(ip("10.0.0.2"), &["203.0.113.66", "198.51.100.7"]),
+            ip("198.51.100.7")
+        );
+        // Two proxies, each with its own line: the trusted hop is skipped.
+        assert_eq!(
+            g.client_of(
+                ip("10.0.0.2"),
+                &["203.0.113.66", "198.51.100.7, 10.0.0.9", "10.0.0.5"]
+            ),
+            ip("198.51.100.7")
+        );
+        // A line that is not text stops the reading where it stands.
+        assert_eq!(
+            g.client_of(ip("10.0.0.2"), &["203.0.113.66", "", "10.0.0.5"]),
+            ip("10.0.0.5")
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_one_address() {
+        let g = guards(&["10.0.0.0/8"]);
+        // A mapped peer is the trusted proxy it carries.
+        assert_eq!(
+            g.client_of(ip("::ffff:10.0.0.2"), &["198.51.100.7"]),
+            ip("198.51.100.7")
+        );
+        // A mapped hop is its IPv4 address, and trusted as one.
+        assert_eq!(
+            g.client_of(ip("10.0.0.2"), &["::ffff:198.51.100.7"]),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            g.client_of(ip("10.0.0.2"), &["198.51.100.7, ::ffff:10.0.0.5"]),
+            ip("198.51.100.7")
+        );
+        // A peer that is no proxy is still shown as its IPv4 address.
+        assert_eq!(
+            g.client_of(ip("::ffff:203.0.113.9"), &["198.51.100.7"]),
+            ip("203.0.113.9")
+        );
+        // A network configured in the mapped form trusts the IPv4 peer.
+        let mapped = guards(&["::ffff:10.0.0.0/104"]);
+        assert_eq!(
+            mapped.client_of(ip("10.0.0.2"), &["198.51.100.7"]),
+            ip("198.51.100.7")
+        );
+        // One connection count for both forms of one address.
+        let limits = Limits {
+            max_connections_per_address: 1,
+            ..Limits::default()
+        };
+        let g = Guards::new(&limits, &[]);
+        let _first = g.open_connection(ip("203.0.113.9")).unwrap();
+        assert!(
+            g.open_connection(ip("::ffff:203.0.113.9"))
+                .unwrap()
+                .over_limit
         );
     }
 

@@ -28,7 +28,7 @@ pub(crate) async fn form(app: &TestApp, t: &Tenant, body: Value) -> Value {
 }
 
 /// A browser-like client of its own: it keeps cookies.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .user_agent("PagesTest/1.0 (phone)")
@@ -37,7 +37,7 @@ fn browser() -> reqwest::Client {
 }
 
 /// The token field of a served page.
-fn token_of(page: &str) -> String {
+pub(crate) fn token_of(page: &str) -> String {
     let marker = "name=\"token\" value=\"";
     let start = page.find(marker).expect("a token field") + marker.len();
     page[start..]
@@ -47,7 +47,7 @@ fn token_of(page: &str) -> String {
         .to_owned()
 }
 
-async fn get_page(
+pub(crate) async fn get_page(
     client: &reqwest::Client,
     app: &TestApp,
     path: &str,
@@ -58,7 +58,7 @@ async fn get_page(
     (headers, response.text().await.expect("html"))
 }
 
-async fn post_page(
+pub(crate) async fn post_page(
     client: &reqwest::Client,
     app: &TestApp,
     path: &str,
