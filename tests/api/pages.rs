@@ -409,6 +409,99 @@ async fn the_opt_out_page_answers_the_same_for_any_number() {
     assert_eq!(log_size(&app, &t).await, before, "nothing recorded");
 }
 
+/// A page open while its form is changed: the post records nothing and
+/// shows the current page (422, `form_changed`) with a token for it;
+/// sent again, it records what the person was then shown. Before, the
+/// post recorded the new wording as what the person agreed to.
+#[tokio::test]
+async fn a_post_for_a_form_that_changed_records_nothing_and_shows_the_current_page() {
+    let app = spawn_app_at_manual_clock().await;
+    let t = app.tenant("makro", "Makro").await;
+    form(&app, &t, form_body("newsletter")).await;
+    let client = browser();
+    let path = "/forms/makro/newsletter";
+    let (_, page) = get_page(&client, &app, path).await;
+    let old_text = "Yes, I want offers and order updates from Makro on WhatsApp.";
+    assert!(page.contains(old_text));
+    let mut changed = form_body("newsletter");
+    let new_text = "Yes, Makro may send me offers, order updates and partner deals on WhatsApp.";
+    changed["consent_text"] = json!(new_text);
+    let put = app.put("/v1/forms/newsletter", &t.admin, &changed).await;
+    assert_eq!(put.body["version"], 2, "{}", put.body);
+    app.clock.advance(5_000);
+    let fields = [
+        ("token", token_of(&page)),
+        ("region", "DE".to_owned()),
+        ("number", "015112345678".to_owned()),
+        ("purpose", "marketing".to_owned()),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, current) = post_page(&client, &app, path, &fields).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{current}");
+    assert!(current.contains("data-code=\"form_changed\""), "{current}");
+    assert!(current.contains("This form has changed since you opened it."));
+    assert!(current.contains(new_text) && !current.contains(old_text));
+    assert!(
+        !current.contains("checked"),
+        "the boxes are to be ticked again"
+    );
+    assert!(
+        current.contains("value=\"015112345678\""),
+        "the number typed stays"
+    );
+    assert_eq!(log_size(&app, &t).await, 0, "nothing recorded");
+    // The old token stays refused; the new page's token records version 2.
+    let (status, _) = post_page(&client, &app, path, &fields).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    app.clock.advance(5_000);
+    let token = token_of(&current);
+    let mut again = fields.clone();
+    again[0] = ("token", token.as_str());
+    let (status, done) = post_page(&client, &app, path, &again).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let e = entry(&app, &t, 0).await;
+    assert_eq!(e["openings"]["consent_text"], new_text);
+    assert_eq!(e["openings"]["evidence"]["body"]["form_version"], "2");
+}
+
+/// Every field of a form changes what its page shows or what its opt-ins
+/// record, so every change makes a new version; an unchanged definition
+/// (whatever the order of its lists) makes none.
+#[tokio::test]
+async fn every_change_to_a_form_makes_a_new_version() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    app.add_brand(&t, "Metro").await;
+    let mut body = form_body("newsletter");
+    form(&app, &t, body.clone()).await;
+    let changes: [(&str, Value); 8] = [
+        ("consent_text", json!("Yes, offers from Makro on WhatsApp.")),
+        ("purposes", json!(["marketing"])),
+        ("message_channels", json!(["whatsapp", "sms"])),
+        ("language", json!("de")),
+        ("default_region", json!("AT")),
+        ("privacy_url", json!("https://makro.example/privacy-2")),
+        ("embed_origins", json!(["https://shop.makro.example"])),
+        ("brand", json!("Metro")),
+    ];
+    let mut version = 1;
+    for (field, value) in changes {
+        body[field] = value;
+        if field == "brand" {
+            body["consent_text"] = json!("Yes, offers from Metro on WhatsApp.");
+        }
+        let put = app.put("/v1/forms/newsletter", &t.admin, &body).await;
+        version += 1;
+        assert_eq!(put.body["version"], version, "{field}: {}", put.body);
+    }
+    body["message_channels"] = json!(["sms", "whatsapp"]);
+    let same = app.put("/v1/forms/newsletter", &t.admin, &body).await;
+    assert_eq!(
+        same.body["version"], version,
+        "the same lists in another order"
+    );
+}
+
 #[tokio::test]
 async fn posts_for_one_number_are_limited() {
     let app = spawn_app_at_manual_clock().await;
