@@ -39,12 +39,15 @@ pub struct Guards {
     pub pages: PageLimits,
 }
 
-/// Posts to the hosted pages: per client address, per number and per page
-/// (tenant and form), counted before anything is recorded.
+/// Posts to the hosted pages (SPEC section 9): per client address (IPv6
+/// per /64), and for an opt-in form per (tenant, number) and per page,
+/// the last two counted only for posts that passed the token, the fill
+/// time and the number's parsing. The opt-out page has only the first:
+/// no count another client can fill ever refuses an opt-out.
 pub struct PageLimits {
-    pub per_address: RateLimiter<IpAddr>,
-    pub per_number: RateLimiter<String>,
-    pub per_page: RateLimiter<(String, String)>,
+    per_address: RateLimiter<IpAddr>,
+    per_number: RateLimiter<(String, String)>,
+    per_page: RateLimiter<(String, String)>,
 }
 
 impl PageLimits {
@@ -57,6 +60,35 @@ impl PageLimits {
             per_number: RateLimiter::new(5, hour, 5).expect("a rate"),
             per_page: RateLimiter::new(120, minute, 120).expect("a rate"),
         }
+    }
+
+    /// Counts a post from `client`; false when its address (its /64 for
+    /// IPv6) is over its limit.
+    pub fn address_allowed(&self, client: IpAddr) -> bool {
+        let block = address_block(client);
+        self.per_address.check(&block, Instant::now()).is_ok()
+    }
+
+    /// Counts an opt-in form's post for `number` (E.164) on `tenant`'s
+    /// page `form`; false when the page or the number on this tenant is
+    /// over its limit.
+    pub fn form_post_allowed(&self, tenant: &str, form: &str, number: &str) -> bool {
+        let now = Instant::now();
+        let page = (tenant.to_owned(), form.to_owned());
+        let number = (tenant.to_owned(), number.to_owned());
+        self.per_page.check(&page, now).is_ok() && self.per_number.check(&number, now).is_ok()
+    }
+}
+
+/// What a per-address page limit counts: an IPv4 address, or the /64 an
+/// IPv6 address is in (one host usually has a whole /64 to pick from).
+pub fn address_block(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !u128::from(u64::MAX);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -472,6 +504,36 @@ mod tests {
                 .unwrap()
                 .over_limit
         );
+    }
+
+    #[test]
+    fn page_posts_are_counted_per_ipv6_64_and_per_tenant_number() {
+        let limits = Limits {
+            page_posts_per_minute: 2,
+            ..Limits::default()
+        };
+        let pages = Guards::new(&limits, &[]).pages;
+        assert!(pages.address_allowed(ip("2001:db8:1:2::1")));
+        assert!(pages.address_allowed(ip("2001:db8:1:2:ffff::9")));
+        assert!(
+            !pages.address_allowed(ip("2001:db8:1:2:abcd::3")),
+            "one /64"
+        );
+        assert!(pages.address_allowed(ip("2001:db8:1:3::1")), "another /64");
+        assert!(pages.address_allowed(ip("203.0.113.1")));
+        assert!(
+            pages.address_allowed(ip("203.0.113.2")),
+            "IPv4: each address"
+        );
+        assert_eq!(address_block(ip("::ffff:203.0.113.1")), ip("203.0.113.1"));
+        // Five posts for a number on one tenant's form fill only that
+        // tenant's count for it.
+        let number = "+4915112345678";
+        for _ in 0..5 {
+            assert!(pages.form_post_allowed("other", "junk", number));
+        }
+        assert!(!pages.form_post_allowed("other", "junk", number));
+        assert!(pages.form_post_allowed("makro", "newsletter", number));
     }
 
     #[test]

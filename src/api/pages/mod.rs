@@ -1,9 +1,10 @@
 //! `GET`/`POST /forms/{tenant}/{form}` and `/forms/{tenant}/opt-out`: the
 //! hosted pages (SPEC section 9). No login: a signed token in the page
 //! (bound to the form version it shows) and a SameSite=Strict cookie
-//! (valid 2 h), a honeypot field, a minimum fill time and rate limits per
-//! address, number and page keep bots and other sites out. The server
-//! captures the evidence itself.
+//! (valid 2 h), a honeypot field, a minimum fill time and rate limits keep
+//! bots and other sites out: per address for every page, and for an
+//! opt-in form per (tenant, number) and per page too. The server captures
+//! the evidence itself.
 
 pub mod html;
 pub mod words;
@@ -406,9 +407,9 @@ struct Shown {
     version: i64,
 }
 
-/// The checks every post passes first: its cookie and token, and the
-/// address and page limits. Returns what the token says was shown, and
-/// the cookie's nonce.
+/// The checks every post passes first: its cookie and token, and its
+/// address's limit (the only one that counts a post before its fields are
+/// read). Returns what the token says was shown, and the cookie's nonce.
 fn admitted(
     state: &AppState,
     req: &HttpRequest,
@@ -420,28 +421,12 @@ fn admitted(
     let nonce = cookie_of(req).ok_or(Refusal::Expired)?;
     let shown =
         token_shown(state, tenant, (page, &nonce), token_text, now).ok_or(Refusal::Expired)?;
-    let limits = &state.guards.pages;
-    let instant = std::time::Instant::now();
     if let Some(ClientAddr(ip)) = client_addr(req) {
-        limits
-            .per_address
-            .check(&ip, instant)
-            .map_err(|_| Refusal::Limited)?;
+        if !state.guards.pages.address_allowed(ip) {
+            return Err(Refusal::Limited);
+        }
     }
-    let key = (tenant.to_owned(), page.to_owned());
-    limits
-        .per_page
-        .check(&key, instant)
-        .map_err(|_| Refusal::Limited)?;
     Ok((shown, nonce))
-}
-
-/// Whether one more post for this number is over its limit (counting it
-/// when it is not).
-fn number_limited(state: &AppState, number: &E164) -> bool {
-    let key = number.as_str().to_owned();
-    let now = std::time::Instant::now();
-    state.guards.pages.per_number.check(&key, now).is_err()
 }
 
 fn refused(refusal: Refusal, w: &Words) -> HttpResponse {
@@ -473,7 +458,7 @@ fn number_of(posted: &Posted, fallback: Option<&str>) -> Option<E164> {
         (status = 200, description = "Recorded (or, for a bot, nothing): the thank-you page, with the code to send back when the opt-in must be confirmed", content_type = "text/html", body = String),
         (status = 403, description = "No cookie, or an expired or foreign token: nothing recorded", content_type = "text/html", body = String),
         (status = 422, description = "The page again with what is wrong: nothing recorded. A post for a form version changed since its page was served gets the current page with a new token (`data-code=\"form_changed\"`)", content_type = "text/html", body = String),
-        (status = 429, description = "Too many posts from this address, for this number or this page", content_type = "text/html", body = String),
+        (status = 429, description = "Too many posts from this address (IPv6: its /64); on an opt-in form also for this number on this tenant, or for this page, counted only for posts with a valid token, after the fill time and with a number. The opt-out page is limited per address only", content_type = "text/html", body = String),
         (status = "4XX", description = "Problem (404: no such tenant or form)", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -554,7 +539,10 @@ async fn opt_in_post(
         };
         return Ok(again(&form, &tenant, &posted, (None, Some(notice))));
     }
-    if number_limited(state, &number) {
+    // Only now, with the token, the fill time and the number passed, does
+    // the post count against the page and the number on this tenant.
+    let pages = &state.guards.pages;
+    if !pages.form_post_allowed(&tenant, &form.id, number.as_str()) {
         return Ok(refused(Refusal::Limited, w));
     }
     let mut evidence = browser_evidence(state, req);
@@ -702,6 +690,8 @@ async fn opt_out_post(
     posted: Posted,
 ) -> Result<HttpResponse, ApiError> {
     let (brands, w) = opt_out_words(state, tenant, lang).await?;
+    // The address's limit is the only one: no count another client could
+    // fill (per number, per page) ever refuses an opt-out.
     let issued = match admitted(state, req, tenant, OPT_OUT, &posted.token) {
         Ok((shown, _)) => shown.issued,
         Err(refusal) => return Ok(refused(refusal, w)),
@@ -740,9 +730,6 @@ async fn opt_out_post(
         let again = page(field, false);
         return Ok(html(StatusCode::UNPROCESSABLE_ENTITY, again, &[]));
     };
-    if number_limited(state, &number) {
-        return Ok(refused(Refusal::Limited, w));
-    }
     let mut evidence = browser_evidence(state, req);
     evidence.push(("reason", "opt-out page".to_owned()));
     let pairs: Vec<(&str, &str)> = evidence.iter().map(|(k, v)| (*k, v.as_str())).collect();
