@@ -231,6 +231,10 @@ pub fn openapi_json() -> String {
     text
 }
 
+/// The paths served that the OpenAPI document does not list (Swagger UI
+/// and the document itself): GET only.
+const UNDOCUMENTED_GETS: &[&str] = &["/docs", "/docs/{_:.*}", "/openapi.json"];
+
 /// The documented paths with their methods, to tell a wrong method (405
 /// with `Allow`) from a path that does not exist (404).
 struct KnownRoutes(Vec<(actix_web::dev::ResourceDef, String)>);
@@ -256,6 +260,10 @@ impl KnownRoutes {
                     methods.join(", "),
                 ));
             }
+        }
+        // Served beside the document, not in it.
+        for path in UNDOCUMENTED_GETS {
+            routes.push((actix_web::dev::ResourceDef::new(*path), "GET".to_owned()));
         }
         Self(routes)
     }
@@ -575,7 +583,12 @@ impl Application {
                 .configure(api_routes)
                 .into_app()
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
-                .service(web::redirect("/docs", "/docs/"))
+                // GET only: any other method falls to the 405 below.
+                .service(
+                    web::resource("/docs")
+                        .guard(actix_web::guard::Get())
+                        .to(|| async { web::Redirect::to("/docs/") }),
+                )
                 .default_service(web::to(move |req: actix_web::HttpRequest| {
                     let answer = unrouted(&routes, &req);
                     async move { answer }

@@ -39,12 +39,15 @@ pub struct Guards {
     pub pages: PageLimits,
 }
 
-/// Posts to the hosted pages: per client address, per number and per page
-/// (tenant and form), counted before anything is recorded.
+/// Posts to the hosted pages (SPEC section 9): per client address (IPv6
+/// per /64), and for an opt-in form per (tenant, number) and per page,
+/// the last two counted only for posts that passed the token, the fill
+/// time and the number's parsing. The opt-out page has only the first:
+/// no count another client can fill ever refuses an opt-out.
 pub struct PageLimits {
-    pub per_address: RateLimiter<IpAddr>,
-    pub per_number: RateLimiter<String>,
-    pub per_page: RateLimiter<(String, String)>,
+    per_address: RateLimiter<IpAddr>,
+    per_number: RateLimiter<(String, String)>,
+    per_page: RateLimiter<(String, String)>,
 }
 
 impl PageLimits {
@@ -57,6 +60,35 @@ impl PageLimits {
             per_number: RateLimiter::new(5, hour, 5).expect("a rate"),
             per_page: RateLimiter::new(120, minute, 120).expect("a rate"),
         }
+    }
+
+    /// Counts a post from `client`; false when its address (its /64 for
+    /// IPv6) is over its limit.
+    pub fn address_allowed(&self, client: IpAddr) -> bool {
+        let block = address_block(client);
+        self.per_address.check(&block, Instant::now()).is_ok()
+    }
+
+    /// Counts an opt-in form's post for `number` (E.164) on `tenant`'s
+    /// page `form`; false when the page or the number on this tenant is
+    /// over its limit.
+    pub fn form_post_allowed(&self, tenant: &str, form: &str, number: &str) -> bool {
+        let now = Instant::now();
+        let page = (tenant.to_owned(), form.to_owned());
+        let number = (tenant.to_owned(), number.to_owned());
+        self.per_page.check(&page, now).is_ok() && self.per_number.check(&number, now).is_ok()
+    }
+}
+
+/// What a per-address page limit counts: an IPv4 address, or the /64 an
+/// IPv6 address is in (one host usually has a whole /64 to pick from).
+pub fn address_block(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !u128::from(u64::MAX);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -97,27 +129,38 @@ impl Guards {
         gates.entry(tenant.to_owned()).or_default().clone()
     }
 
+    /// Whether `ip` is a trusted proxy, whichever form (IPv4, or IPv4
+    /// mapped into IPv6) the address or the configured network has.
     fn trusted(&self, ip: IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|net| net.contains(ip))
+        let ip = ip.to_canonical();
+        let mapped = match ip {
+            IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+            IpAddr::V6(_) => None,
+        };
+        self.trusted_proxies
+            .iter()
+            .any(|net| net.contains(ip) || mapped.is_some_and(|m| net.contains(m)))
     }
 
-    /// The client behind `peer`: `X-Forwarded-For` is read right to left
-    /// while its hops are trusted proxies; the first other address is the
-    /// client. From anyone else the header is ignored.
-    pub fn client_of(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+    /// The client behind `peer`: the `X-Forwarded-For` lines (in the order
+    /// received: a proxy appends its own line after what the client sent)
+    /// are read as one list, right to left, while its hops are trusted
+    /// proxies; the first other address is the client. From anyone else
+    /// the header is ignored. IPv4-mapped IPv6 addresses are taken as the
+    /// IPv4 address they carry, so that a limit sees one address.
+    pub fn client_of(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
+        let peer = peer.to_canonical();
         if !self.trusted(peer) {
             return peer;
         }
-        let Some(list) = forwarded_for else {
-            return peer;
-        };
+        let hops = forwarded_for.iter().rev().flat_map(|line| line.rsplit(','));
         let mut client = peer;
-        for hop in list.rsplit(',') {
+        for hop in hops {
             let Ok(ip) = hop.trim().parse::<IpAddr>() else {
                 break;
             };
-            client = ip;
-            if !self.trusted(ip) {
+            client = ip.to_canonical();
+            if !self.trusted(client) {
                 break;
             }
         }
@@ -127,6 +170,7 @@ impl Guards {
     /// A slot for a new connection from `peer`; `None` for a trusted proxy
     /// (its clients are counted by address per request instead).
     pub fn open_connection(&self, peer: IpAddr) -> Option<ConnectionSlot> {
+        let peer = peer.to_canonical();
         (!self.trusted(peer)).then(|| self.connections.open(peer))
     }
 
@@ -326,11 +370,14 @@ pub async fn guard(
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let client = req.peer_addr().map(|peer| {
-        let forwarded = req
+        // Every line, in order; a line that is not text stops the reading
+        // there, as a hop that is not an address does.
+        let forwarded: Vec<&str> = req
             .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        guards.client_of(peer.ip(), forwarded)
+            .get_all("x-forwarded-for")
+            .map(|v| v.to_str().unwrap_or(""))
+            .collect();
+        guards.client_of(peer.ip(), &forwarded)
     });
     if let Some(ip) = client {
         req.extensions_mut().insert(ClientAddr(ip));
@@ -372,25 +419,121 @@ mod tests {
         let g = guards(&["10.0.0.0/8"]);
         // From a client directly: the header is whatever it claims, ignored.
         assert_eq!(
-            g.client_of(ip("203.0.113.9"), Some("198.51.100.1")),
+            g.client_of(ip("203.0.113.9"), &["198.51.100.1"]),
             ip("203.0.113.9")
         );
         // From a proxy: the last hop that is not a trusted proxy.
         assert_eq!(
-            g.client_of(ip("10.0.0.2"), Some("198.51.100.1, 203.0.113.9, 10.0.0.5")),
+            g.client_of(ip("10.0.0.2"), &["198.51.100.1, 203.0.113.9, 10.0.0.5"]),
             ip("203.0.113.9")
         );
         // A proxy that forwards nothing, or garbage, is the client itself.
-        assert_eq!(g.client_of(ip("10.0.0.2"), None), ip("10.0.0.2"));
+        assert_eq!(g.client_of(ip("10.0.0.2"), &[]), ip("10.0.0.2"));
         assert_eq!(
-            g.client_of(ip("10.0.0.2"), Some("not-an-address")),
+            g.client_of(ip("10.0.0.2"), &["not-an-address"]),
             ip("10.0.0.2")
         );
         // Nothing trusted: never believed.
         assert_eq!(
-            guards(&[]).client_of(ip("10.0.0.2"), Some("198.51.100.1")),
+            guards(&[]).client_of(ip("10.0.0.2"), &["198.51.100.1"]),
             ip("10.0.0.2")
         );
+    }
+
+    #[test]
+    fn every_forwarded_for_line_is_read_in_order_from_the_right() {
+        let g = guards(&["10.0.0.0/8"]);
+        // The client sent a line of its own; the proxy appended the one
+        // with the address it saw: that one is the client.
+        assert_eq!(
+            g.client_of(ip("10.0.0.2"), &["203.0.113.66", "198.51.100.7"]),
+            ip("198.51.100.7")
+        );
+        // Two proxies, each with its own line: the trusted hop is skipped.
+        assert_eq!(
+            g.client_of(
+                ip("10.0.0.2"),
+                &["203.0.113.66", "198.51.100.7, 10.0.0.9", "10.0.0.5"]
+            ),
+            ip("198.51.100.7")
+        );
+        // A line that is not text stops the reading where it stands.
+        assert_eq!(
+            g.client_of(ip("10.0.0.2"), &["203.0.113.66", "", "10.0.0.5"]),
+            ip("10.0.0.5")
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_one_address() {
+        let g = guards(&["10.0.0.0/8"]);
+        // A mapped peer is the trusted proxy it carries.
+        assert_eq!(
+            g.client_of(ip("::ffff:10.0.0.2"), &["198.51.100.7"]),
+            ip("198.51.100.7")
+        );
+        // A mapped hop is its IPv4 address, and trusted as one.
+        assert_eq!(
+            g.client_of(ip("10.0.0.2"), &["::ffff:198.51.100.7"]),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            g.client_of(ip("10.0.0.2"), &["198.51.100.7, ::ffff:10.0.0.5"]),
+            ip("198.51.100.7")
+        );
+        // A peer that is no proxy is still shown as its IPv4 address.
+        assert_eq!(
+            g.client_of(ip("::ffff:203.0.113.9"), &["198.51.100.7"]),
+            ip("203.0.113.9")
+        );
+        // A network configured in the mapped form trusts the IPv4 peer.
+        let mapped = guards(&["::ffff:10.0.0.0/104"]);
+        assert_eq!(
+            mapped.client_of(ip("10.0.0.2"), &["198.51.100.7"]),
+            ip("198.51.100.7")
+        );
+        // One connection count for both forms of one address.
+        let limits = Limits {
+            max_connections_per_address: 1,
+            ..Limits::default()
+        };
+        let g = Guards::new(&limits, &[]);
+        let _first = g.open_connection(ip("203.0.113.9")).unwrap();
+        assert!(
+            g.open_connection(ip("::ffff:203.0.113.9"))
+                .unwrap()
+                .over_limit
+        );
+    }
+
+    #[test]
+    fn page_posts_are_counted_per_ipv6_64_and_per_tenant_number() {
+        let limits = Limits {
+            page_posts_per_minute: 2,
+            ..Limits::default()
+        };
+        let pages = Guards::new(&limits, &[]).pages;
+        assert!(pages.address_allowed(ip("2001:db8:1:2::1")));
+        assert!(pages.address_allowed(ip("2001:db8:1:2:ffff::9")));
+        assert!(
+            !pages.address_allowed(ip("2001:db8:1:2:abcd::3")),
+            "one /64"
+        );
+        assert!(pages.address_allowed(ip("2001:db8:1:3::1")), "another /64");
+        assert!(pages.address_allowed(ip("203.0.113.1")));
+        assert!(
+            pages.address_allowed(ip("203.0.113.2")),
+            "IPv4: each address"
+        );
+        assert_eq!(address_block(ip("::ffff:203.0.113.1")), ip("203.0.113.1"));
+        // Five posts for a number on one tenant's form fill only that
+        // tenant's count for it.
+        let number = "+4915112345678";
+        for _ in 0..5 {
+            assert!(pages.form_post_allowed("other", "junk", number));
+        }
+        assert!(!pages.form_post_allowed("other", "junk", number));
+        assert!(pages.form_post_allowed("makro", "newsletter", number));
     }
 
     #[test]

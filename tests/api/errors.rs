@@ -167,6 +167,12 @@ async fn a_wrong_method_answers_405_with_allow() {
             "GET, POST",
         ),
         (reqwest::Method::GET, "/v1/dead-letters/7", "GET"),
+        // Swagger UI and the document: GET only (they answered 404).
+        (reqwest::Method::POST, "/docs", "GET"),
+        (reqwest::Method::DELETE, "/docs/", "GET"),
+        (reqwest::Method::PUT, "/docs/index.html", "GET"),
+        (reqwest::Method::POST, "/openapi.json", "GET"),
+        (reqwest::Method::DELETE, "/openapi.json", "GET"),
     ];
     for (method, path, allow) in cases {
         let response = app

@@ -434,3 +434,74 @@ async fn a_concurrent_settings_write_never_restores_a_replaced_secret() {
         assert_eq!(old.status, StatusCode::UNAUTHORIZED, "round {round}");
     }
 }
+
+/// What the opt-out page recorded as the address of a post sent with
+/// these `X-Forwarded-For` lines (in this order), or its status when it
+/// recorded nothing.
+async fn address_recorded(
+    app: &TestApp,
+    t: &Tenant,
+    forwarded_for: &[&str],
+) -> Result<String, StatusCode> {
+    use crate::pages::{browser, get_page, token_of};
+    let client = browser();
+    let path = "/forms/makro/opt-out";
+    let (_, page) = get_page(&client, app, path).await;
+    app.clock.advance(5_000);
+    let mut request = client
+        .post(app.url(path))
+        .form(&[("token", token_of(&page).as_str()), ("number", NUMBER)]);
+    for line in forwarded_for {
+        // Each its own header line, as a client and then a proxy send them.
+        request = request.header("x-forwarded-for", *line);
+    }
+    let answer = request.send().await.expect("request");
+    if answer.status() != StatusCode::OK {
+        return Err(answer.status());
+    }
+    let seq = log_size(app, t).await - 1;
+    let e = crate::channels::entry(app, t, seq).await;
+    Ok(e["openings"]["evidence"]["body"]["ip"]
+        .as_str()
+        .expect("an ip")
+        .to_owned())
+}
+
+/// SPEC section 9 and `CONSENT_LEDGER_TRUSTED_PROXIES`: every
+/// `X-Forwarded-For` line is read, as one list from the right, and an
+/// IPv4-mapped IPv6 address is its IPv4 address, for the proxy and for
+/// the hops. Before, only the first line (the one the client wrote) was
+/// read, and a mapped hop or peer was an address of its own.
+#[tokio::test]
+async fn the_client_is_read_from_every_forwarded_for_line_and_mapped_addresses_are_ipv4() {
+    let app = spawn_app_at_manual_clock_with(|a| {
+        a.trusted_proxies = Some("127.0.0.1/32".into());
+        a.limits.page_posts_per_minute = Some(1);
+    })
+    .await;
+    let t = app.tenant("makro", "Makro").await;
+    // The client wrote a line of its own; the proxy appended the one it saw.
+    let seen = address_recorded(&app, &t, &["203.0.113.66", "198.51.100.7"]).await;
+    assert_eq!(seen.as_deref(), Ok("198.51.100.7"));
+    let seen = address_recorded(&app, &t, &["203.0.113.66", "198.51.100.8, 127.0.0.1"]).await;
+    assert_eq!(seen.as_deref(), Ok("198.51.100.8"), "a trusted hop skipped");
+    // A mapped hop is its IPv4 address, and its limit is that address's.
+    let seen = address_recorded(&app, &t, &["::ffff:198.51.100.9"]).await;
+    assert_eq!(seen.as_deref(), Ok("198.51.100.9"));
+    let again = address_recorded(&app, &t, &["198.51.100.9"]).await;
+    assert_eq!(
+        again,
+        Err(StatusCode::TOO_MANY_REQUESTS),
+        "one address, one post a minute"
+    );
+    // A listener on both stacks sees the loopback proxy as ::ffff:127.0.0.1:
+    // it is still the trusted 127.0.0.1.
+    let dual = spawn_app_at_manual_clock_with(|a| {
+        a.bind = Some("[::]:0".into());
+        a.trusted_proxies = Some("127.0.0.1/32".into());
+    })
+    .await;
+    let t = dual.tenant("makro", "Makro").await;
+    let seen = address_recorded(&dual, &t, &["198.51.100.10"]).await;
+    assert_eq!(seen.as_deref(), Ok("198.51.100.10"));
+}

@@ -28,7 +28,7 @@ pub(crate) async fn form(app: &TestApp, t: &Tenant, body: Value) -> Value {
 }
 
 /// A browser-like client of its own: it keeps cookies.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .user_agent("PagesTest/1.0 (phone)")
@@ -37,7 +37,7 @@ fn browser() -> reqwest::Client {
 }
 
 /// The token field of a served page.
-fn token_of(page: &str) -> String {
+pub(crate) fn token_of(page: &str) -> String {
     let marker = "name=\"token\" value=\"";
     let start = page.find(marker).expect("a token field") + marker.len();
     page[start..]
@@ -47,7 +47,7 @@ fn token_of(page: &str) -> String {
         .to_owned()
 }
 
-async fn get_page(
+pub(crate) async fn get_page(
     client: &reqwest::Client,
     app: &TestApp,
     path: &str,
@@ -58,7 +58,7 @@ async fn get_page(
     (headers, response.text().await.expect("html"))
 }
 
-async fn post_page(
+pub(crate) async fn post_page(
     client: &reqwest::Client,
     app: &TestApp,
     path: &str,
@@ -409,26 +409,274 @@ async fn the_opt_out_page_answers_the_same_for_any_number() {
     assert_eq!(log_size(&app, &t).await, before, "nothing recorded");
 }
 
-#[tokio::test]
-async fn posts_for_one_number_are_limited() {
-    let app = spawn_app_at_manual_clock().await;
-    app.tenant("makro", "Makro").await;
+/// A client that keeps cookies and comes, through the test app's trusted
+/// proxy (127.0.0.1), from `address`.
+fn browser_at(address: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", address.parse().expect("a header value"));
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .user_agent("PagesTest/1.0 (phone)")
+        .default_headers(headers)
+        .build()
+        .expect("a client")
+}
+
+/// An app on a manual clock that believes `X-Forwarded-For` from the
+/// loopback address, so a test's clients can come from many addresses.
+async fn app_behind_proxy(page_posts_per_minute: Option<u32>) -> TestApp {
+    spawn_app_at_manual_clock_with(|a| {
+        a.trusted_proxies = Some("127.0.0.1/32".into());
+        a.limits.page_posts_per_minute = page_posts_per_minute;
+    })
+    .await
+}
+
+/// Serves `path` to `client`, lets `wait_millis` pass on the app's clock,
+/// then posts `fields` with the page's token.
+async fn serve_and_post(
+    client: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    wait_millis: i64,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let (_, page) = get_page(client, app, path).await;
+    let token = token_of(&page);
+    app.clock.advance(wait_millis);
+    let mut all = vec![("token", token.as_str())];
+    all.extend_from_slice(fields);
+    post_page(client, app, path, &all).await
+}
+
+/// The opt-out page from the victim's own address: 200, and opted out.
+async fn victim_opts_out(app: &TestApp, t: &Tenant, address: &str) {
     let path = "/forms/makro/opt-out";
-    let mut statuses = Vec::new();
-    for _ in 0..7 {
-        let client = browser();
-        let (_, page) = get_page(&client, &app, path).await;
-        let token = token_of(&page);
-        app.clock.advance(5_000);
-        let (status, _) = post_page(
-            &client,
-            &app,
-            path,
-            &[("token", &token), ("number", NUMBER)],
-        )
+    let fields = [("number", NUMBER)];
+    let (status, done) = serve_and_post(&browser_at(address), app, path, 5_000, &fields).await;
+    assert_eq!(status, StatusCode::OK, "the victim's opt-out: {done}");
+    let check = json!({"number": NUMBER, "purpose": "marketing", "brand": "Makro"});
+    assert_eq!(app.reason(t, check).await, "opted_out");
+}
+
+/// SPEC section 9: the opt-out page is limited per address only; the
+/// forms' limits per page and per (tenant, number) cannot be filled by
+/// junk or by another tenant's form. Before, 200 junk posts from as many
+/// addresses filled the opt-out page's per-page count, and five posts of
+/// the victim's number to another tenant's form its global per-number
+/// count: the victim's own opt-out then answered 429.
+#[tokio::test]
+async fn one_hostile_client_cannot_stop_a_victims_opt_out() {
+    let app = app_behind_proxy(None).await;
+    let t = app.tenant("makro", "Makro").await;
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
         .await;
+    let path = "/forms/makro/opt-out";
+    // Junk from 200 addresses: too fast, a bad number, the trap field.
+    let mut junk = Vec::new();
+    for i in 0..200 {
+        let client = browser_at(&format!("198.51.100.{}", 1 + i));
+        let (status, _) = match i % 3 {
+            0 => serve_and_post(&client, &app, path, 0, &[("number", NUMBER)]).await,
+            1 => serve_and_post(&client, &app, path, 5_000, &[("number", "12")]).await,
+            _ => {
+                let trap = [("number", "+4915100001111"), ("website", "x")];
+                serve_and_post(&client, &app, path, 5_000, &trap).await
+            }
+        };
+        junk.push(status.as_u16());
+    }
+    victim_opts_out(&app, &t, "203.0.113.10").await;
+    let expected: Vec<u16> = (0..200).map(|i| [422, 422, 200][i % 3]).collect();
+    assert_eq!(junk, expected, "each junk post answered as itself");
+    // The victim's number, posted to another tenant's own form.
+    let evil = app.tenant("evil", "Evil").await;
+    let mut body = form_body("grab");
+    body["brand"] = json!("Evil");
+    body["consent_text"] = json!("Yes, offers from Evil.");
+    form(&app, &evil, body).await;
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        let client = browser_at(&format!("192.0.2.{}", 1 + i));
+        let fields = [("number", NUMBER), ("purpose", "marketing")];
+        let (status, _) = serve_and_post(&client, &app, "/forms/evil/grab", 5_000, &fields).await;
         statuses.push(status.as_u16());
     }
-    assert_eq!(statuses[..5], [200; 5]);
-    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 429, 429],
+        "evil's own count"
+    );
+    victim_opts_out(&app, &t, "203.0.113.11").await;
+    // And a person opting in on makro's own form is not refused either.
+    form(&app, &t, form_body("newsletter")).await;
+    let fields = [("number", NUMBER), ("purpose", "marketing")];
+    let client = browser_at("203.0.113.12");
+    let (status, done) =
+        serve_and_post(&client, &app, "/forms/makro/newsletter", 5_000, &fields).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+}
+
+/// An opt-in form's per-page limit counts only posts that passed the token,
+/// the fill time and the number's parsing: junk from many addresses does
+/// not close the page (before, 200 junk posts filled its 120 a minute).
+#[tokio::test]
+async fn junk_from_many_addresses_does_not_close_a_form() {
+    let app = app_behind_proxy(None).await;
+    let t = app.tenant("makro", "Makro").await;
+    form(&app, &t, form_body("newsletter")).await;
+    let path = "/forms/makro/newsletter";
+    let mut junk = Vec::new();
+    for i in 0..200 {
+        let client = browser_at(&format!("198.51.100.{}", 1 + i));
+        let (wait, number) = if i % 2 == 0 {
+            (0, NUMBER)
+        } else {
+            (5_000, "12")
+        };
+        let fields = [("number", number), ("purpose", "marketing")];
+        let (status, _) = serve_and_post(&client, &app, path, wait, &fields).await;
+        junk.push(status.as_u16());
+    }
+    assert_eq!(log_size(&app, &t).await, 0);
+    let fields = [("number", NUMBER), ("purpose", "marketing")];
+    let client = browser_at("203.0.113.10");
+    let (status, done) = serve_and_post(&client, &app, path, 5_000, &fields).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(log_size(&app, &t).await, 1);
+    assert!(junk.iter().all(|s| *s == 422), "{junk:?}");
+}
+
+/// Posts for one number on one tenant's form are limited (5 an hour); the
+/// same number on the opt-out page never is.
+#[tokio::test]
+async fn posts_for_one_number_are_limited_on_the_forms_only() {
+    let app = app_behind_proxy(None).await;
+    let t = app.tenant("makro", "Makro").await;
+    form(&app, &t, form_body("newsletter")).await;
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        let client = browser_at(&format!("192.0.2.{}", 1 + i));
+        let fields = [("number", NUMBER), ("purpose", "marketing")];
+        let path = "/forms/makro/newsletter";
+        let (status, _) = serve_and_post(&client, &app, path, 5_000, &fields).await;
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
+    for i in 0..7 {
+        victim_opts_out(&app, &t, &format!("192.0.2.{}", 101 + i)).await;
+    }
+}
+
+/// The pages' per-address limit counts an IPv6 client by its /64 (one
+/// host usually has the whole /64 to pick addresses from); before, each
+/// address had its own count.
+#[tokio::test]
+async fn the_opt_out_page_is_limited_per_address_and_ipv6_per_64() {
+    let app = app_behind_proxy(Some(2)).await;
+    app.tenant("makro", "Makro").await;
+    let path = "/forms/makro/opt-out";
+    let fields = [("number", NUMBER)];
+    let mut statuses = Vec::new();
+    for address in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"] {
+        let (status, _) = serve_and_post(&browser_at(address), &app, path, 5_000, &fields).await;
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429], "one /64, two posts a minute");
+    let (status, _) =
+        serve_and_post(&browser_at("2001:db8:1:3::1"), &app, path, 5_000, &fields).await;
+    assert_eq!(status, StatusCode::OK, "another /64");
+}
+
+/// A page open while its form is changed: the post records nothing and
+/// shows the current page (422, `form_changed`) with a token for it;
+/// sent again, it records what the person was then shown. Before, the
+/// post recorded the new wording as what the person agreed to.
+#[tokio::test]
+async fn a_post_for_a_form_that_changed_records_nothing_and_shows_the_current_page() {
+    let app = spawn_app_at_manual_clock().await;
+    let t = app.tenant("makro", "Makro").await;
+    form(&app, &t, form_body("newsletter")).await;
+    let client = browser();
+    let path = "/forms/makro/newsletter";
+    let (_, page) = get_page(&client, &app, path).await;
+    let old_text = "Yes, I want offers and order updates from Makro on WhatsApp.";
+    assert!(page.contains(old_text));
+    let mut changed = form_body("newsletter");
+    let new_text = "Yes, Makro may send me offers, order updates and partner deals on WhatsApp.";
+    changed["consent_text"] = json!(new_text);
+    let put = app.put("/v1/forms/newsletter", &t.admin, &changed).await;
+    assert_eq!(put.body["version"], 2, "{}", put.body);
+    app.clock.advance(5_000);
+    let fields = [
+        ("token", token_of(&page)),
+        ("region", "DE".to_owned()),
+        ("number", "015112345678".to_owned()),
+        ("purpose", "marketing".to_owned()),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, current) = post_page(&client, &app, path, &fields).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{current}");
+    assert!(current.contains("data-code=\"form_changed\""), "{current}");
+    assert!(current.contains("This form has changed since you opened it."));
+    assert!(current.contains(new_text) && !current.contains(old_text));
+    assert!(
+        !current.contains("checked"),
+        "the boxes are to be ticked again"
+    );
+    assert!(
+        current.contains("value=\"015112345678\""),
+        "the number typed stays"
+    );
+    assert_eq!(log_size(&app, &t).await, 0, "nothing recorded");
+    // The old token stays refused; the new page's token records version 2.
+    let (status, _) = post_page(&client, &app, path, &fields).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    app.clock.advance(5_000);
+    let token = token_of(&current);
+    let mut again = fields.clone();
+    again[0] = ("token", token.as_str());
+    let (status, done) = post_page(&client, &app, path, &again).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let e = entry(&app, &t, 0).await;
+    assert_eq!(e["openings"]["consent_text"], new_text);
+    assert_eq!(e["openings"]["evidence"]["body"]["form_version"], "2");
+}
+
+/// Every field of a form changes what its page shows or what its opt-ins
+/// record, so every change makes a new version; an unchanged definition
+/// (whatever the order of its lists) makes none.
+#[tokio::test]
+async fn every_change_to_a_form_makes_a_new_version() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    app.add_brand(&t, "Metro").await;
+    let mut body = form_body("newsletter");
+    form(&app, &t, body.clone()).await;
+    let changes: [(&str, Value); 8] = [
+        ("consent_text", json!("Yes, offers from Makro on WhatsApp.")),
+        ("purposes", json!(["marketing"])),
+        ("message_channels", json!(["whatsapp", "sms"])),
+        ("language", json!("de")),
+        ("default_region", json!("AT")),
+        ("privacy_url", json!("https://makro.example/privacy-2")),
+        ("embed_origins", json!(["https://shop.makro.example"])),
+        ("brand", json!("Metro")),
+    ];
+    let mut version = 1;
+    for (field, value) in changes {
+        body[field] = value;
+        if field == "brand" {
+            body["consent_text"] = json!("Yes, offers from Metro on WhatsApp.");
+        }
+        let put = app.put("/v1/forms/newsletter", &t.admin, &body).await;
+        version += 1;
+        assert_eq!(put.body["version"], version, "{field}: {}", put.body);
+    }
+    body["message_channels"] = json!(["sms", "whatsapp"]);
+    let same = app.put("/v1/forms/newsletter", &t.admin, &body).await;
+    assert_eq!(
+        same.body["version"], version,
+        "the same lists in another order"
+    );
 }

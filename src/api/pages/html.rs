@@ -117,6 +117,18 @@ fn number_field(words: &Words, field: &NumberField<'_>) -> String {
     )
 }
 
+/// The marker of the page shown again because the form changed since the
+/// post's page was served (SPEC section 9).
+pub const FORM_CHANGED: &str = "form_changed";
+
+/// An error of an opt-in page that is not the number field's: its code
+/// (`too_fast`, `no_purpose`, `form_changed`, in `data-code`) and its text.
+#[derive(Debug, Clone, Copy)]
+pub struct Notice<'a> {
+    pub code: &'a str,
+    pub text: &'a str,
+}
+
 /// An opt-in page as a person sees it.
 pub struct OptInPage<'a> {
     pub words: &'static Words,
@@ -127,8 +139,9 @@ pub struct OptInPage<'a> {
     pub token: &'a str,
     pub number: NumberField<'a>,
     pub ticked: &'a [Purpose],
-    /// An error not of the number field (no box ticked, too fast).
-    pub error: Option<&'a str>,
+    /// An error not of the number field (no box ticked, too fast, the
+    /// form changed).
+    pub error: Option<Notice<'a>>,
 }
 
 pub fn opt_in_page(p: &OptInPage<'_>) -> String {
@@ -148,7 +161,11 @@ pub fn opt_in_page(p: &OptInPage<'_>) -> String {
         ));
     }
     let error = p.error.map_or(String::new(), |e| {
-        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))
+        format!(
+            "<p class=\"error\" role=\"alert\" data-code=\"{}\">{}</p>",
+            escape(e.code),
+            escape(e.text)
+        )
     });
     let body = format!(
         "<h1>{title} {brand}</h1>\

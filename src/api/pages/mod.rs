@@ -1,8 +1,10 @@
 //! `GET`/`POST /forms/{tenant}/{form}` and `/forms/{tenant}/opt-out`: the
-//! hosted pages (SPEC section 9). No login: a signed token in the page and
-//! a SameSite=Strict cookie (valid 2 h), a honeypot field, a minimum fill
-//! time and rate limits per address, number and page keep bots and other
-//! sites out. The server captures the evidence itself.
+//! hosted pages (SPEC section 9). No login: a signed token in the page
+//! (bound to the form version it shows) and a SameSite=Strict cookie
+//! (valid 2 h), a honeypot field, a minimum fill time and rate limits keep
+//! bots and other sites out: per address for every page, and for an
+//! opt-in form per (tenant, number) and per page too. The server captures
+//! the evidence itself.
 
 pub mod html;
 pub mod words;
@@ -25,7 +27,7 @@ use crate::store::tenants::{active_brands, find_brand, find_tenant, TenantRow};
 use crate::store::{append, forms, DbConn, Rejection, StoreError};
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use html::{NumberField, OptInPage, OptOutPage};
+use html::{Notice, NumberField, OptInPage, OptOutPage, FORM_CHANGED};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use words::{words, Words};
@@ -45,31 +47,46 @@ pub struct PageQuery {
     pub lang: Option<String>,
 }
 
-/// The page's token: when it was served, and the tenant's keyed hash of
-/// the page and the cookie's nonce at that time.
-fn token(state: &AppState, tenant: &str, page: &str, nonce: &str, issued: i64) -> String {
-    let issued = issued.to_string();
-    let mac = state
-        .master
-        .keyed_hash(tenant, &["form-token", page, nonce, &issued]);
-    format!("{issued}.{mac}")
+/// What a page's token says was served: the page, which version of it
+/// (0 for the opt-out page), to which cookie, and when.
+struct Served<'a> {
+    page: &'a str,
+    version: i64,
+    nonce: &'a str,
+    issued: i64,
 }
 
-/// When a post's token was issued, if it is this page's, for this cookie,
-/// and not expired.
-fn token_issued(
+/// The page's token: when it was served and which version it showed, and
+/// the tenant's keyed hash of those, the page and the cookie's nonce.
+fn token(state: &AppState, tenant: &str, served: &Served<'_>) -> String {
+    let (issued, version) = (served.issued.to_string(), served.version.to_string());
+    let parts = ["form-token", served.page, &version, served.nonce, &issued];
+    let mac = state.master.keyed_hash(tenant, &parts);
+    format!("{issued}.{version}.{mac}")
+}
+
+/// When a post's token was issued and the version it showed, if it is
+/// this page's, for this cookie, and not expired.
+fn token_shown(
     state: &AppState,
     tenant: &str,
-    page: &str,
-    nonce: &str,
+    (page, nonce): (&str, &str),
     token_text: &str,
     now: i64,
-) -> Option<i64> {
-    let (issued, _) = token_text.split_once('.')?;
-    let issued: i64 = issued.parse().ok()?;
-    let expected = token(state, tenant, page, nonce, issued);
+) -> Option<Shown> {
+    let mut parts = token_text.splitn(3, '.');
+    let issued: i64 = parts.next()?.parse().ok()?;
+    let version: i64 = parts.next()?.parse().ok()?;
+    let served = Served {
+        page,
+        version,
+        nonce,
+        issued,
+    };
+    let expected = token(state, tenant, &served);
     let same = subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), token_text.as_bytes());
-    (bool::from(same) && issued <= now && now - issued <= TOKEN_TTL_MILLIS).then_some(issued)
+    let fresh = issued <= now && now - issued <= TOKEN_TTL_MILLIS;
+    (bool::from(same) && fresh).then_some(Shown { issued, version })
 }
 
 fn cookie_of(req: &HttpRequest) -> Option<String> {
@@ -102,16 +119,23 @@ fn html(status: StatusCode, body: String, embed_origins: &[String]) -> HttpRespo
     answer.body(body)
 }
 
-/// A page with a fresh cookie and the token bound to it.
+/// A page with a fresh cookie and the token bound to it and to the
+/// version of the page shown (0 for the opt-out page).
 fn served(
     state: &AppState,
     tenant: &str,
-    page: &str,
+    (page, version): (&str, i64),
     render: impl FnOnce(&str) -> String,
     embed_origins: &[String],
 ) -> HttpResponse {
     let nonce = crate::keys::random_salt_hex();
-    let token = token(state, tenant, page, &nonce, state.now().millis());
+    let served = Served {
+        page,
+        version,
+        nonce: &nonce,
+        issued: state.now().millis(),
+    };
+    let token = token(state, tenant, &served);
     let mut answer = html(StatusCode::OK, render(&token), embed_origins);
     let secure = if state.settings.public_url.starts_with("https://") {
         "; Secure"
@@ -182,7 +206,7 @@ fn opt_in_render<'a>(
     tenant: &'a str,
     number: NumberField<'a>,
     ticked: &'a [Purpose],
-    error: Option<&'a str>,
+    error: Option<Notice<'a>>,
 ) -> impl Fn(&str) -> String + 'a {
     move |token: &str| {
         html::opt_in_page(&OptInPage {
@@ -250,7 +274,7 @@ pub async fn show_page(
                 done: false,
             })
         };
-        return Ok(served(&state, &tenant, OPT_OUT, render, &[]));
+        return Ok(served(&state, &tenant, (OPT_OUT, 0), render, &[]));
     };
     let region = form.definition.default_region.as_deref();
     let blank = NumberField {
@@ -262,7 +286,7 @@ pub async fn show_page(
     Ok(served(
         &state,
         &tenant,
-        &form.id,
+        (&form.id, form.version),
         render,
         &form.definition.embed_origins,
     ))
@@ -318,7 +342,7 @@ fn again(
     form: &forms::StoredForm,
     tenant: &str,
     posted: &Posted,
-    (number_error, error): (Option<&str>, Option<&str>),
+    (number_error, error): (Option<&str>, Option<Notice<'_>>),
 ) -> HttpResponse {
     let number = NumberField {
         number: &posted.number,
@@ -326,6 +350,42 @@ fn again(
         error: number_error,
     };
     let page = opt_in_render(form, tenant, number, &posted.purposes, error)(&posted.token);
+    html(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        page,
+        &form.definition.embed_origins,
+    )
+}
+
+/// A post for a version of the form that has since changed: nothing is
+/// recorded and the current page is shown (422, `form_changed`), with a
+/// token for it under the same cookie; the number typed stays, no box is
+/// ticked (what they stand for may have changed).
+fn form_changed(
+    state: &AppState,
+    tenant: &str,
+    form: &forms::StoredForm,
+    posted: &Posted,
+    nonce: &str,
+) -> HttpResponse {
+    let w = words(form.definition.page_language());
+    let served = Served {
+        page: &form.id,
+        version: form.version,
+        nonce,
+        issued: state.now().millis(),
+    };
+    let token = token(state, tenant, &served);
+    let number = NumberField {
+        number: &posted.number,
+        region: posted.region.as_deref(),
+        error: None,
+    };
+    let notice = Notice {
+        code: FORM_CHANGED,
+        text: w.form_changed,
+    };
+    let page = opt_in_render(form, tenant, number, &[], Some(notice))(&token);
     html(
         StatusCode::UNPROCESSABLE_ENTITY,
         page,
@@ -341,33 +401,32 @@ enum Refusal {
     Limited,
 }
 
-/// The checks every post passes first: its cookie and token, and the
-/// address and page limits. Returns when the token was issued.
+/// What a valid token says: when the page was served, and which version.
+struct Shown {
+    issued: i64,
+    version: i64,
+}
+
+/// The checks every post passes first: its cookie and token, and its
+/// address's limit (the only one that counts a post before its fields are
+/// read). Returns what the token says was shown, and the cookie's nonce.
 fn admitted(
     state: &AppState,
     req: &HttpRequest,
     tenant: &str,
     page: &str,
     token_text: &str,
-) -> Result<i64, Refusal> {
+) -> Result<(Shown, String), Refusal> {
     let now = state.now().millis();
     let nonce = cookie_of(req).ok_or(Refusal::Expired)?;
-    let issued =
-        token_issued(state, tenant, page, &nonce, token_text, now).ok_or(Refusal::Expired)?;
-    let limits = &state.guards.pages;
-    let instant = std::time::Instant::now();
+    let shown =
+        token_shown(state, tenant, (page, &nonce), token_text, now).ok_or(Refusal::Expired)?;
     if let Some(ClientAddr(ip)) = client_addr(req) {
-        limits
-            .per_address
-            .check(&ip, instant)
-            .map_err(|_| Refusal::Limited)?;
+        if !state.guards.pages.address_allowed(ip) {
+            return Err(Refusal::Limited);
+        }
     }
-    let key = (tenant.to_owned(), page.to_owned());
-    limits
-        .per_page
-        .check(&key, instant)
-        .map_err(|_| Refusal::Limited)?;
-    Ok(issued)
+    Ok((shown, nonce))
 }
 
 fn refused(refusal: Refusal, w: &Words) -> HttpResponse {
@@ -379,14 +438,6 @@ fn refused(refusal: Refusal, w: &Words) -> HttpResponse {
             &[],
         ),
     }
-}
-
-/// Whether one more post for this number is over its limit (counting it
-/// when it is not).
-fn number_limited(state: &AppState, number: &E164) -> bool {
-    let key = number.as_str().to_owned();
-    let now = std::time::Instant::now();
-    state.guards.pages.per_number.check(&key, now).is_err()
 }
 
 /// The number of a post, in the chosen country (or the form's).
@@ -406,8 +457,8 @@ fn number_of(posted: &Posted, fallback: Option<&str>) -> Option<E164> {
     responses(
         (status = 200, description = "Recorded (or, for a bot, nothing): the thank-you page, with the code to send back when the opt-in must be confirmed", content_type = "text/html", body = String),
         (status = 403, description = "No cookie, or an expired or foreign token: nothing recorded", content_type = "text/html", body = String),
-        (status = 422, description = "The page again with what is wrong: nothing recorded", content_type = "text/html", body = String),
-        (status = 429, description = "Too many posts from this address, for this number or this page", content_type = "text/html", body = String),
+        (status = 422, description = "The page again with what is wrong: nothing recorded. A post for a form version changed since its page was served gets the current page with a new token (`data-code=\"form_changed\"`)", content_type = "text/html", body = String),
+        (status = 429, description = "Too many posts from this address (IPv6: its /64); on an opt-in form also for this number on this tenant, or for this page, counted only for posts with a valid token, after the fill time and with a number. The opt-out page is limited per address only", content_type = "text/html", body = String),
         (status = "4XX", description = "Problem (404: no such tenant or form)", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -446,23 +497,26 @@ async fn opt_in_post(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = row.id.clone();
     let w = words(form.definition.page_language());
-    let issued = match admitted(state, req, &tenant, &form.id, &posted.token) {
-        Ok(issued) => issued,
+    let (shown, nonce) = match admitted(state, req, &tenant, &form.id, &posted.token) {
+        Ok(admitted) => admitted,
         Err(refusal) => return Ok(refused(refusal, w)),
     };
-    let lang = form
-        .definition
-        .language
-        .clone()
-        .unwrap_or_else(|| w.lang.to_owned());
+    if shown.version != form.version {
+        tracing::info!(tenant = %tenant, form = %form.id, shown = shown.version, current = form.version, "a post for a form version that has since changed: nothing recorded");
+        return Ok(form_changed(state, &tenant, &form, &posted, &nonce));
+    }
     if posted.honeypot {
         tracing::info!(tenant = %tenant, form = %form.id, "a post that filled the trap field: nothing recorded");
-        let page = html::success_page(w, &lang, &form.definition.brand, None);
+        let page = html::success_page(w, &page_lang(&form, w), &form.definition.brand, None);
         return Ok(html(StatusCode::OK, page, &form.definition.embed_origins));
     }
-    if state.now().millis() - issued < MIN_FILL_MILLIS {
+    if state.now().millis() - shown.issued < MIN_FILL_MILLIS {
         tracing::info!(tenant = %tenant, form = %form.id, "a post faster than a person: nothing recorded");
-        return Ok(again(&form, &tenant, &posted, (None, Some(w.too_fast))));
+        let notice = Notice {
+            code: "too_fast",
+            text: w.too_fast,
+        };
+        return Ok(again(&form, &tenant, &posted, (None, Some(notice))));
     }
     let ticked: PurposeSet = posted
         .purposes
@@ -479,9 +533,16 @@ async fn opt_in_post(
         ));
     };
     if ticked.is_empty() {
-        return Ok(again(&form, &tenant, &posted, (None, Some(w.no_purpose))));
+        let notice = Notice {
+            code: "no_purpose",
+            text: w.no_purpose,
+        };
+        return Ok(again(&form, &tenant, &posted, (None, Some(notice))));
     }
-    if number_limited(state, &number) {
+    // Only now, with the token, the fill time and the number passed, does
+    // the post count against the page and the number on this tenant.
+    let pages = &state.guards.pages;
+    if !pages.form_post_allowed(&tenant, &form.id, number.as_str()) {
         return Ok(refused(Refusal::Limited, w));
     }
     let mut evidence = browser_evidence(state, req);
@@ -489,26 +550,35 @@ async fn opt_in_post(
     evidence.push(("form_version", form.version.to_string()));
     evidence.push(("rendered_html_sha256", canonical_sha256(&form, &tenant)));
     let pairs: Vec<(&str, &str)> = evidence.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let evidence = Evidence::from_list(&pairs);
     let recording = FormOptIn {
         row,
         definition: form.definition.clone(),
         form_id: form.id.clone(),
+        version: form.version,
         number,
         purposes: ticked,
-        evidence,
+        evidence: Evidence::from_list(&pairs),
     };
-    let confirm = record_form_opt_in(state, recording).await?;
-    let page = html::success_page(
-        w,
-        &lang,
-        &form.definition.brand,
-        confirm.as_ref().map(|(code, link)| html::Confirm {
-            code,
-            link: link.as_deref(),
-        }),
-    );
+    let confirm = match record_form_opt_in(state, recording).await? {
+        FormOutcome::Recorded(confirm) => confirm,
+        FormOutcome::Changed(current) => {
+            return Ok(form_changed(state, &tenant, &current, &posted, &nonce));
+        }
+    };
+    let confirm = confirm.as_ref().map(|(code, link)| html::Confirm {
+        code,
+        link: link.as_deref(),
+    });
+    let page = html::success_page(w, &page_lang(&form, w), &form.definition.brand, confirm);
     Ok(html(StatusCode::OK, page, &form.definition.embed_origins))
+}
+
+/// The language tag of a form's pages: its own, or that of its words.
+fn page_lang(form: &forms::StoredForm, w: &Words) -> String {
+    form.definition
+        .language
+        .clone()
+        .unwrap_or_else(|| w.lang.to_owned())
 }
 
 /// An opt-in given on a form, ready to record.
@@ -516,18 +586,30 @@ struct FormOptIn {
     row: TenantRow,
     definition: FormDefinition,
     form_id: String,
+    /// The version shown, which `definition` is.
+    version: i64,
     number: E164,
     purposes: PurposeSet,
     evidence: Evidence,
 }
 
+/// What became of a form's opt-in.
+enum FormOutcome {
+    /// Recorded; with the code and click-to-chat link when it must be
+    /// confirmed.
+    Recorded(Option<(String, Option<String>)>),
+    /// The form changed after the post was checked: nothing recorded; the
+    /// form as it now stands.
+    Changed(forms::StoredForm),
+}
+
 /// Records a form's opt-in (collector `form:<id>`, channel `web`, captured
-/// now), with a code when the tenant requires confirmation for `web`.
-/// Returns the code and click-to-chat link, if one is needed.
+/// now), with a code when the tenant requires confirmation for `web`,
+/// unless the form has meanwhile changed from the version shown.
 async fn record_form_opt_in(
     state: &web::Data<AppState>,
     opt_in: FormOptIn,
-) -> Result<Option<(String, Option<String>)>, ApiError> {
+) -> Result<FormOutcome, ApiError> {
     let master = state.master.clone();
     let clock = state.clock.clone();
     let log = opt_in.row.id.clone();
@@ -535,6 +617,11 @@ async fn record_form_opt_in(
         .write(&log, move |conn| {
             let now = clock.now();
             let tenant = opt_in.row.id.clone();
+            let current = forms::find(conn, &tenant, &opt_in.form_id)?
+                .ok_or_else(|| ApiError::not_found("no such page"))?;
+            if current.version != opt_in.version {
+                return Ok(FormOutcome::Changed(current));
+            }
             let brand = find_brand(conn, &tenant, &opt_in.definition.brand)?
                 .ok_or_else(|| ApiError::not_found("no such page"))?;
             let requires: Vec<CaptureChannel> =
@@ -562,7 +649,9 @@ async fn record_form_opt_in(
             });
             let collector = format!("form:{}", opt_in.form_id);
             append_quietly(conn, &master, &tenant, &collector, &record, now)?;
-            Ok(view.map(|v| (v.code, v.whatsapp_link)))
+            Ok(FormOutcome::Recorded(
+                view.map(|v| (v.code, v.whatsapp_link)),
+            ))
         })
         .await
 }
@@ -601,8 +690,10 @@ async fn opt_out_post(
     posted: Posted,
 ) -> Result<HttpResponse, ApiError> {
     let (brands, w) = opt_out_words(state, tenant, lang).await?;
+    // The address's limit is the only one: no count another client could
+    // fill (per number, per page) ever refuses an opt-out.
     let issued = match admitted(state, req, tenant, OPT_OUT, &posted.token) {
-        Ok(issued) => issued,
+        Ok((shown, _)) => shown.issued,
         Err(refusal) => return Ok(refused(refusal, w)),
     };
     let page = |number: NumberField<'_>, done: bool| {
@@ -639,9 +730,6 @@ async fn opt_out_post(
         let again = page(field, false);
         return Ok(html(StatusCode::UNPROCESSABLE_ENTITY, again, &[]));
     };
-    if number_limited(state, &number) {
-        return Ok(refused(Refusal::Limited, w));
-    }
     let mut evidence = browser_evidence(state, req);
     evidence.push(("reason", "opt-out page".to_owned()));
     let pairs: Vec<(&str, &str)> = evidence.iter().map(|(k, v)| (*k, v.as_str())).collect();
