@@ -49,6 +49,9 @@ pub struct SettingsArgs {
     /// Listen address [default: 127.0.0.1:8080]
     #[arg(long, env = "CONSENT_LEDGER_BIND", global = true)]
     pub bind: Option<String>,
+    /// Listen address of /metrics, apart from the API; `off` serves no metrics [default: 127.0.0.1:9464]
+    #[arg(long, env = "CONSENT_LEDGER_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<String>,
     /// Data directory, created 0700 if missing [default: ./data]
     #[arg(long, env = "CONSENT_LEDGER_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
@@ -93,6 +96,7 @@ pub struct SettingsArgs {
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     bind: Option<String>,
+    metrics_bind: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<Secret>,
     master_key_file: Option<PathBuf>,
@@ -174,6 +178,8 @@ impl std::fmt::Debug for PostgresUrl {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub bind: SocketAddr,
+    /// Where `/metrics` is served, on a listener of its own; `None`: nowhere.
+    pub metrics_bind: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub database: DatabaseTarget,
     pub master_key_file: PathBuf,
@@ -254,6 +260,19 @@ fn parse_trusted_proxies(
         .collect()
 }
 
+/// The metrics listener: an address, or `off` for none.
+fn parse_metrics_bind(given: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    let text = given.unwrap_or("127.0.0.1:9464");
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        invalid(format!(
+            "CONSENT_LEDGER_METRICS_BIND {text:?} is not an address like 127.0.0.1:9464, nor off"
+        ))
+    })
+}
+
 fn parse_log_format(given: Option<&str>) -> Result<LogFormat, ConfigError> {
     match given.unwrap_or("text") {
         "text" => Ok(LogFormat::Text),
@@ -276,6 +295,8 @@ impl Settings {
                 "CONSENT_LEDGER_BIND {bind_text:?} is not an address like 127.0.0.1:8080"
             ))
         })?;
+        let metrics_bind =
+            parse_metrics_bind(args.metrics_bind.clone().or(file.metrics_bind).as_deref())?;
         let data_dir = args
             .data_dir
             .clone()
@@ -331,6 +352,7 @@ impl Settings {
             .map_err(ConfigError::Invalid)?;
         Ok(Self {
             bind,
+            metrics_bind,
             data_dir,
             database,
             master_key_file,
@@ -407,6 +429,7 @@ mod tests {
     fn defaults() {
         let s = Settings::resolve(&SettingsArgs::default()).unwrap();
         assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.metrics_bind, Some("127.0.0.1:9464".parse().unwrap()));
         assert_eq!(
             s.database,
             DatabaseTarget::Sqlite(PathBuf::from("./data/consent-ledger.db"))
@@ -535,6 +558,23 @@ mod tests {
             let err = Settings::resolve(&args).unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn metrics_have_their_own_address_or_none() {
+        let with = |text: &str| {
+            Settings::resolve(&SettingsArgs {
+                metrics_bind: Some(text.into()),
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            with("0.0.0.0:9100").unwrap().metrics_bind,
+            Some("0.0.0.0:9100".parse().unwrap())
+        );
+        assert_eq!(with("off").unwrap().metrics_bind, None);
+        let err = with("9464").unwrap_err().to_string();
+        assert!(err.contains("CONSENT_LEDGER_METRICS_BIND"), "{err}");
     }
 
     #[test]
