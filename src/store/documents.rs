@@ -37,28 +37,41 @@ pub fn insert(
     Ok(())
 }
 
-/// A stored document: its kind and its bytes.
-pub struct StoredDocument {
+/// What is known of a stored document without reading its bytes.
+pub struct DocumentInfo {
     pub media_type: String,
     pub sha256: String,
-    pub body: Vec<u8>,
+    /// Its length in bytes.
+    pub size: i64,
 }
 
-/// One of the tenant's documents.
-pub fn find(conn: &mut DbConn, tenant: &str, id: &str) -> QueryResult<Option<StoredDocument>> {
+/// One of the tenant's documents, without its bytes.
+pub fn info(conn: &mut DbConn, tenant: &str, id: &str) -> QueryResult<Option<DocumentInfo>> {
     if !can_name_a_row(id) {
         return Ok(None);
     }
-    let found: Option<(String, String, Vec<u8>)> = documents::table
+    let found: Option<(String, String, i64)> = documents::table
         .find((tenant, id))
-        .select((documents::media_type, documents::sha256, documents::body))
+        .select((documents::media_type, documents::sha256, documents::size))
         .first(conn)
         .optional()?;
-    Ok(found.map(|(media_type, sha256, body)| StoredDocument {
+    Ok(found.map(|(media_type, sha256, size)| DocumentInfo {
         media_type,
         sha256,
-        body,
+        size,
     }))
+}
+
+/// The bytes of one of the tenant's documents (`None` once it is deleted).
+pub fn body(conn: &mut DbConn, tenant: &str, id: &str) -> QueryResult<Option<Vec<u8>>> {
+    if !can_name_a_row(id) {
+        return Ok(None);
+    }
+    documents::table
+        .find((tenant, id))
+        .select(documents::body)
+        .first(conn)
+        .optional()
 }
 
 /// Checks the document an opt-in's or opt-out's evidence names (it must be

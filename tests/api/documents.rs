@@ -247,3 +247,121 @@ async fn erasure_deletes_the_documents_of_the_group() {
         "the erased scan's bytes remain in the database file"
     );
 }
+
+/// A read of `id` on a raw connection with a small receive buffer that
+/// takes nothing after the answer's head (returned with the connection):
+/// what the server sends stays on its side.
+async fn stalled_read(app: &TestApp, key: &str, id: &str) -> (String, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let address = app.address.trim_start_matches("http://").parse().unwrap();
+    let mut stream = socket.connect(address).await.expect("connect");
+    let request = format!(
+        "GET /v1/documents/{id} HTTP/1.1\r\nHost: ledger.test\r\nAuthorization: Bearer {key}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut byte))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert_eq!(
+            n,
+            1,
+            "closed before the head: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    (String::from_utf8_lossy(&head).into_owned(), stream)
+}
+
+/// The upper bound of any wait here.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads `id` until it answers 200 (the memory it needs is free again),
+/// for at most [`PATIENCE`]; returns the body.
+async fn read_once_free(app: &TestApp, key: &str, id: &str) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let response = fetch(app, key, id).await;
+        if response.status() == StatusCode::OK {
+            return response.bytes().await.expect("body").to_vec();
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the memory was never given back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// 24 auditors reading one 20 MiB document at once do not cost 24 copies
+/// of it: a read holds its document against the memory budget of bodies
+/// (`CONSENT_LEDGER_BODY_MEMORY_MIB`, here 24 MiB) until it is sent, and a
+/// read beyond the budget is refused, 503 `overloaded` with `Retry-After`,
+/// before anything is loaded. The memory comes back when the reader goes.
+/// Before, every read loaded the whole document (24 readers: 480 MiB).
+#[tokio::test]
+async fn reads_of_a_large_document_stay_within_the_memory_budget() {
+    let app = spawn_app_with(|a| a.limits.body_memory_mib = Some(24)).await;
+    let t = app.tenant("makro", "Makro").await;
+    let mut scan = pdf("large");
+    scan.resize(20 << 20, b' ');
+    let (id, _) = uploaded(&app, &t, scan.clone()).await;
+    // One reader that takes nothing: its answer began, so it holds 20 MiB.
+    let (head, stalled) = stalled_read(&app, &t.auditor, &id).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("content-length: 20971520"), "{head}");
+    // 23 more at once: each is refused, none loaded.
+    let reads =
+        (0..23).map(|_| async { TestApp::answer(fetch(&app, &t.auditor, &id).await).await });
+    for answer in futures_util::future::join_all(reads).await {
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a 24th copy was loaded"
+        );
+        assert_eq!(answer.code(), "overloaded");
+        assert_eq!(answer.headers["retry-after"], "1");
+    }
+    drop(stalled);
+    assert_eq!(read_once_free(&app, &t.auditor, &id).await, scan);
+}
+
+/// A reader that stops taking a document is cut off after the drain
+/// timeout (`CONSENT_LEDGER_EXPORT_DRAIN_TIMEOUT`, as for exports): its
+/// connection ends short of the document and the memory is free again,
+/// while the reader still holds its connection open.
+#[tokio::test]
+async fn a_reader_that_stops_reading_is_cut_off() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_app_with(|a| {
+        a.limits.body_memory_mib = Some(24);
+        a.limits.export_drain_timeout = Some("1s".into());
+    })
+    .await;
+    let t = app.tenant("makro", "Makro").await;
+    let mut scan = pdf("stalled");
+    scan.resize(20 << 20, b' ');
+    let (id, _) = uploaded(&app, &t, scan.clone()).await;
+    let (head, mut stalled) = stalled_read(&app, &t.auditor, &id).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(read_once_free(&app, &t.auditor, &id).await, scan);
+    let mut got = 0usize;
+    let mut buffer = vec![0u8; 1 << 16];
+    let read_all = tokio::time::timeout(PATIENCE, async {
+        while let Ok(n @ 1..) = stalled.read(&mut buffer).await {
+            got += n;
+        }
+    });
+    assert!(read_all.await.is_ok(), "the connection was never ended");
+    assert!(
+        got < scan.len(),
+        "the stalled reader got it all ({got} bytes)"
+    );
+}
