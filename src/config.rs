@@ -87,6 +87,9 @@ pub struct SettingsArgs {
     /// Log format: text or json [default: text]
     #[arg(long, env = "CONSENT_LEDGER_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
+    /// Storage for one tenant's evidence documents, in MiB [default: 1024]
+    #[arg(long, env = "CONSENT_LEDGER_DOCUMENT_QUOTA_MIB", global = true)]
+    pub document_quota_mib: Option<u32>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -107,6 +110,7 @@ struct FileSettings {
     checkpoint_interval: Option<String>,
     signer_state_file: Option<PathBuf>,
     log_format: Option<String>,
+    document_quota_mib: Option<u32>,
     /// The `[limits]` table.
     limits: Option<limits::FileLimits>,
 }
@@ -190,6 +194,8 @@ pub struct Settings {
     pub checkpoint_interval: Duration,
     pub signer_state_file: PathBuf,
     pub log_format: LogFormat,
+    /// The most one tenant's documents may take together, in bytes.
+    pub document_quota_bytes: i64,
     pub limits: Limits,
 }
 
@@ -273,6 +279,16 @@ fn parse_metrics_bind(given: Option<&str>) -> Result<Option<SocketAddr>, ConfigE
     })
 }
 
+/// One tenant's storage for documents: at least 1 MiB, 1 GiB unless set.
+fn parse_document_quota(mib: Option<u32>) -> Result<i64, ConfigError> {
+    match mib.unwrap_or(1024) {
+        0 => Err(invalid(
+            "CONSENT_LEDGER_DOCUMENT_QUOTA_MIB must be at least 1",
+        )),
+        mib => Ok(i64::from(mib) << 20),
+    }
+}
+
 fn parse_log_format(given: Option<&str>) -> Result<LogFormat, ConfigError> {
     match given.unwrap_or("text") {
         "text" => Ok(LogFormat::Text),
@@ -348,6 +364,8 @@ impl Settings {
                 "CONSENT_LEDGER_OPERATOR_TOKEN must be at least {MIN_OPERATOR_TOKEN_LEN} characters (e.g. from `openssl rand -base64 32`)"
             )));
         }
+        let document_quota_bytes =
+            parse_document_quota(args.document_quota_mib.or(file.document_quota_mib))?;
         let limits = Limits::resolve(&args.limits, file.limits.unwrap_or_default())
             .map_err(ConfigError::Invalid)?;
         Ok(Self {
@@ -363,6 +381,7 @@ impl Settings {
             checkpoint_interval,
             signer_state_file,
             log_format,
+            document_quota_bytes,
             limits,
         })
     }
@@ -439,6 +458,7 @@ mod tests {
         assert_eq!(s.origin, "localhost");
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
         assert_eq!(s.checkpoint_interval, Duration::from_secs(5));
+        assert_eq!(s.document_quota_bytes, 1 << 30);
         assert_eq!(s.limits, Limits::default());
         assert_eq!(s.limits.body_timeout, Duration::from_secs(15));
     }
@@ -553,6 +573,13 @@ mod tests {
                     ..Default::default()
                 },
                 "TRUSTED_PROXIES",
+            ),
+            (
+                SettingsArgs {
+                    document_quota_mib: Some(0),
+                    ..Default::default()
+                },
+                "CONSENT_LEDGER_DOCUMENT_QUOTA_MIB must be at least 1",
             ),
         ] {
             let err = Settings::resolve(&args).unwrap_err().to_string();

@@ -37,6 +37,16 @@ pub struct DocumentCreated {
     pub sha256: String,
 }
 
+fn quota_exceeded(quota: i64) -> ApiError {
+    ApiError::new(
+        ErrorCode::DocumentQuotaExceeded,
+        format!(
+            "this document would take the tenant's documents past their quota of {} MiB",
+            quota >> 20
+        ),
+    )
+}
+
 fn not_a_document() -> ApiError {
     ApiError::new(
         ErrorCode::UnsupportedMediaType,
@@ -53,6 +63,8 @@ fn not_a_document() -> ApiError {
         (status = 413, description = "Larger than 20 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not a PDF, JPEG or PNG", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "`document_quota_exceeded`: the tenant's documents would take more than its storage quota; nothing kept", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "Problem on our side: `internal`, or `not_ready`/`busy`/`overloaded` (retry)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -76,6 +88,7 @@ pub async fn upload_document(
     let sha256 = sha256_hex(&body);
     let tenant = caller.tenant.id.clone();
     let clock = state.clock.clone();
+    let quota = state.settings.document_quota_bytes;
     let digest = sha256.clone();
     idempotent::run(
         &state,
@@ -98,7 +111,9 @@ pub async fn upload_document(
                     media_type,
                     body: &body,
                 };
-                documents::insert(conn, &tenant, &document, now)?;
+                if !documents::insert(conn, &tenant, &document, quota, now)? {
+                    return Err(quota_exceeded(quota));
+                }
                 if let Some(scope) = scope {
                     if !idempotency::finish(conn, scope, 201, &created, None, now)? {
                         return Err(StoreError::Rejected(Rejection::IdempotencyLost).into());

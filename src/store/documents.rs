@@ -16,25 +16,56 @@ pub struct NewDocument<'a> {
     pub body: &'a [u8],
 }
 
-/// Keeps a document (inside the caller's transaction).
+/// Keeps a document (inside the caller's transaction) unless the tenant's
+/// documents would then take more than `quota` bytes: `false`, and nothing
+/// kept. Uploads to one tenant take turns here (SQLite: the write lock;
+/// PostgreSQL: a transaction-scoped advisory lock per tenant, the
+/// transaction's first statement), so two cannot both fit the last space.
 pub fn insert(
     conn: &mut DbConn,
     tenant: &str,
     document: &NewDocument<'_>,
+    quota: i64,
     now: i64,
-) -> QueryResult<()> {
+) -> QueryResult<bool> {
+    if let DbConn::Pg(c) = conn {
+        use diesel::sql_types::{Integer, Text};
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind::<Integer, _>(QUOTA_LOCK)
+            .bind::<Text, _>(tenant)
+            .execute(c)?;
+    }
+    let size = document.body.len() as i64;
+    if used(conn, tenant)?.saturating_add(size) > quota {
+        return Ok(false);
+    }
     diesel::insert_into(documents::table)
         .values((
             documents::tenant_id.eq(tenant),
             documents::id.eq(document.id),
             documents::sha256.eq(document.sha256),
             documents::media_type.eq(document.media_type.as_str()),
-            documents::size.eq(document.body.len() as i64),
+            documents::size.eq(size),
             documents::body.eq(document.body),
             documents::created_at.eq(now),
         ))
         .execute(conn)?;
-    Ok(())
+    Ok(true)
+}
+
+/// The first key of the advisory locks of tenants' document quotas (the
+/// second is the tenant id's `hashtext`); two-key locks never meet the
+/// one-key locks of `connection.rs`.
+const QUOTA_LOCK: i32 = 0x646f_6373;
+
+/// The bytes a tenant's documents take.
+pub fn used(conn: &mut DbConn, tenant: &str) -> QueryResult<i64> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    documents::table
+        .filter(documents::tenant_id.eq(tenant))
+        .select(sql::<BigInt>("CAST(COALESCE(SUM(size), 0) AS BIGINT)"))
+        .first(conn)
 }
 
 /// What is known of a stored document without reading its bytes.

@@ -365,3 +365,93 @@ async fn a_reader_that_stops_reading_is_cut_off() {
         "the stalled reader got it all ({got} bytes)"
     );
 }
+
+/// A PDF of `bytes` bytes.
+fn pdf_of(marker: &str, bytes: usize) -> Vec<u8> {
+    let mut scan = pdf(marker);
+    scan.resize(bytes, b' ');
+    scan
+}
+
+/// How many idempotency keys are taken (in progress or answered).
+fn keys_taken(app: &TestApp) -> i64 {
+    use consent_ledger::store::connection::establish;
+    use consent_ledger::store::schema::idempotency_keys as idem;
+    use diesel::{QueryDsl, RunQueryDsl};
+    let mut conn = establish(&app.database_target()).unwrap();
+    idem::table.count().get_result(&mut conn).unwrap()
+}
+
+/// Each tenant's documents share a storage quota
+/// (`CONSENT_LEDGER_DOCUMENT_QUOTA_MIB`, here 1 MiB): an upload that would
+/// pass it is 507 `document_quota_exceeded` and keeps nothing, also when
+/// uploads race for the last space (held at the write gate until all six
+/// are read, then let go together); what still fits is kept, and another
+/// tenant has its own quota. Before, there was no quota.
+#[tokio::test]
+async fn each_tenant_has_a_storage_quota_for_documents() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let hooks = consent_ledger::startup::Hooks {
+        write_gate: Some(gate.clone()),
+        ..Default::default()
+    };
+    let app = spawn_app_hooked(|a| a.document_quota_mib = Some(1), hooks).await;
+    let t = app.tenant("makro", "Makro").await;
+    let other = app.tenant("metro", "Metro").await;
+    const KIB: usize = 1024;
+    uploaded(&app, &t, pdf_of("first", 400 * KIB)).await;
+    // Six at once for the 624 KiB left: one fits.
+    let racing: Vec<_> = (0..6)
+        .map(|n| {
+            let request = app
+                .client
+                .post(app.url("/v1/documents"))
+                .bearer_auth(&t.collector)
+                .header("idempotency-key", format!("race-{n}"))
+                .body(pdf_of(&format!("race {n}"), 400 * KIB));
+            tokio::spawn(async move { TestApp::answer(request.send().await.unwrap()).await })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while keys_taken(&app) < 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the uploads never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    gate.add_permits(6);
+    let mut kept = 0;
+    for answer in racing {
+        let answer = answer.await.unwrap();
+        if answer.status == StatusCode::CREATED {
+            kept += 1;
+            continue;
+        }
+        assert_eq!(
+            answer.status,
+            StatusCode::INSUFFICIENT_STORAGE,
+            "{}",
+            answer.body
+        );
+        assert_eq!(answer.content_type(), "application/problem+json");
+        assert_eq!(answer.code(), "document_quota_exceeded");
+    }
+    assert_eq!(kept, 1, "uploads past the quota were kept");
+    // 224 KiB left: 225 KiB does not fit, 224 KiB does, then nothing.
+    let refused = upload(&app, &t.collector, pdf_of("just over", 225 * KIB)).await;
+    assert_eq!(
+        refused.code(),
+        "document_quota_exceeded",
+        "{}",
+        refused.body
+    );
+    uploaded(&app, &t, pdf_of("exactly", 224 * KIB)).await;
+    let refused = upload(&app, &t.collector, pdf("one more")).await;
+    assert_eq!(refused.status, StatusCode::INSUFFICIENT_STORAGE);
+    // Another tenant's quota is its own.
+    uploaded(&app, &other, pdf_of("metro", 1024 * KIB)).await;
+    let described = app.get("/problems/document_quota_exceeded", "").await;
+    assert_eq!(described.status, StatusCode::OK);
+    assert_eq!(described.body["status"], 507);
+}
