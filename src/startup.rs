@@ -448,14 +448,22 @@ fn spawn_housekeeping(state: web::Data<AppState>, interval: std::time::Duration)
                 })
                 .await;
             match done {
-                Ok(report) if report.erased + report.windows + report.idempotency_keys > 0 => {
+                Ok(report)
+                    if report.erased
+                        + report.windows
+                        + report.idempotency_keys
+                        + report.documents
+                        > 0 =>
+                {
                     crate::metrics::housekeeping("retention_erasures", report.erased);
                     crate::metrics::housekeeping("windows", report.windows);
                     crate::metrics::housekeeping("idempotency_keys", report.idempotency_keys);
+                    crate::metrics::housekeeping("documents", report.documents);
                     tracing::info!(
                         erased = report.erased,
                         windows = report.windows,
                         idempotency_keys = report.idempotency_keys,
+                        documents = report.documents,
                         "housekeeping"
                     );
                 }

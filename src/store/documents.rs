@@ -1,6 +1,7 @@
 //! Evidence documents (SPEC section 8): stored whole in the database, tied
 //! to the subjects whose paper opt-ins or opt-outs name them, deleted with
-//! their group on erasure.
+//! their group on erasure, and a day after their upload when no entry
+//! names them (housekeeping).
 
 use super::schema::{document_subjects, documents};
 use super::{can_name_a_row, DbConn, Rejection, StoreError, StoreResult};
@@ -165,4 +166,48 @@ pub fn delete_of_subject(conn: &mut DbConn, tenant: &str, subject_id: i64) -> Qu
             .filter(documents::id.eq_any(&ids)),
     )
     .execute(conn)
+}
+
+/// An uploaded document that no entry names is kept this long (a day), for
+/// the paper opt-in that will name it.
+pub const UNNAMED_KEPT_MILLIS: i64 = 86_400_000;
+
+/// No entry names the document: no subject is tied to it.
+const UNNAMED: &str = "NOT EXISTS (SELECT 1 FROM document_subjects s \
+     WHERE s.tenant_id = documents.tenant_id AND s.document_id = documents.id)";
+
+/// Deletes up to `limit` of the documents uploaded before `before` that no
+/// entry names, oldest first; returns how many. Each tenant's are deleted
+/// in one transaction under its log's lock and checked again there, so an
+/// append that names one either committed first (and the document stays)
+/// or finds it gone (`unknown_document`).
+pub fn purge_unnamed(conn: &mut DbConn, before: i64, limit: i64) -> QueryResult<usize> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Bool;
+    let found: Vec<(String, String)> = documents::table
+        .filter(documents::created_at.lt(before))
+        .filter(sql::<Bool>(UNNAMED))
+        .order(documents::created_at)
+        .select((documents::tenant_id, documents::id))
+        .limit(limit)
+        .load(conn)?;
+    let mut by_tenant: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (tenant, id) in found {
+        by_tenant.entry(tenant).or_default().push(id);
+    }
+    let mut deleted = 0;
+    for (tenant, ids) in by_tenant {
+        deleted += conn.immediate_transaction(|conn| {
+            super::connection::lock_log(conn, &tenant)?;
+            diesel::delete(
+                documents::table
+                    .filter(documents::tenant_id.eq(&tenant))
+                    .filter(documents::id.eq_any(&ids))
+                    .filter(documents::created_at.lt(before))
+                    .filter(sql::<Bool>(UNNAMED)),
+            )
+            .execute(conn)
+        })?;
+    }
+    Ok(deleted)
 }

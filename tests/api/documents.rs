@@ -455,3 +455,54 @@ async fn each_tenant_has_a_storage_quota_for_documents() {
     assert_eq!(described.status, StatusCode::OK);
     assert_eq!(described.body["status"], 507);
 }
+
+/// A document no entry names is deleted by housekeeping a day after its
+/// upload (SPEC section 8): the one a paper opt-in names stays, an unnamed
+/// one stays for its first 24 hours and is gone after them, and a paper
+/// opt-in that names it then is refused as `unknown_document`. Run on the
+/// app's clock, as the background job runs. Before, unnamed uploads were
+/// kept for ever.
+#[tokio::test]
+async fn documents_no_entry_names_are_purged_after_a_day() {
+    use crate::retention::run_housekeeping;
+    use consent_ledger::services::housekeeping::Budget;
+    const HOUR: i64 = 3_600_000;
+    let app = spawn_app_at_manual_clock().await;
+    let t = app.tenant("makro", "Makro").await;
+    let (named, named_sha) = uploaded(&app, &t, pdf("named")).await;
+    let (unnamed, unnamed_sha) = uploaded(&app, &t, pdf("unnamed")).await;
+    let mut paper = paper_opt_in(NUMBER, &named, &named_sha);
+    paper["captured_at"] = json!(app.at(-10));
+    app.recorded_opt_in(&t, paper).await;
+    app.clock.advance(12 * HOUR);
+    let (younger, _) = uploaded(&app, &t, pdf("younger")).await;
+    let status = |id: String| {
+        let app = &app;
+        let auditor = t.auditor.clone();
+        async move { fetch(app, &auditor, &id).await.status() }
+    };
+
+    // A second short of a day: everything is kept.
+    app.clock.advance(12 * HOUR - 1_000);
+    assert_eq!(run_housekeeping(&app, Budget::default()).documents, 0);
+    for id in [&named, &unnamed, &younger] {
+        assert_eq!(status(id.clone()).await, StatusCode::OK);
+    }
+    // A day and a second: the unnamed upload is gone, nothing else.
+    app.clock.advance(2_000);
+    assert_eq!(run_housekeeping(&app, Budget::default()).documents, 1);
+    assert_eq!(status(unnamed.clone()).await, StatusCode::NOT_FOUND);
+    assert_eq!(status(named.clone()).await, StatusCode::OK);
+    assert_eq!(status(younger.clone()).await, StatusCode::OK);
+    let mut late = paper_opt_in("+4915199990000", &unnamed, &unnamed_sha);
+    late["captured_at"] = json!(app.at(-10));
+    let refused = app.opt_in(&t, late).await;
+    assert_eq!(refused.code(), "unknown_document", "{}", refused.body);
+    // The younger one a day after its own upload; the named one for ever.
+    app.clock.advance(12 * HOUR);
+    assert_eq!(run_housekeeping(&app, Budget::default()).documents, 1);
+    assert_eq!(status(younger).await, StatusCode::NOT_FOUND);
+    app.clock.advance(1_000 * HOUR);
+    assert_eq!(run_housekeeping(&app, Budget::default()).documents, 0);
+    assert_eq!(status(named).await, StatusCode::OK);
+}
