@@ -313,7 +313,8 @@ async fn reads_of_a_large_document_stay_within_the_memory_budget() {
     let mut scan = pdf("large");
     scan.resize(20 << 20, b' ');
     let (id, _) = uploaded(&app, &t, scan.clone()).await;
-    // One reader that takes nothing: its answer began, so it holds 20 MiB.
+    // One reader that takes nothing: its answer began, so it holds 20 MiB
+    // (the kernel takes at most its send buffer, 4 MiB by default, of it).
     let (head, stalled) = stalled_read(&app, &t.auditor, &id).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("content-length: 20971520"), "{head}");
