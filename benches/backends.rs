@@ -56,6 +56,7 @@ async fn run(name: &str, url: Option<String>, appends: usize, checks: usize) {
     let args = SettingsArgs {
         data_dir: Some(dir.path().join("data")),
         bind: Some("127.0.0.1:0".into()),
+        metrics_bind: Some("off".into()),
         origin: Some("bench.example".into()),
         operator_token: Some(Secret::new(OPERATOR.into())),
         database_url: url.map(Secret::new),

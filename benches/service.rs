@@ -124,6 +124,7 @@ impl Server {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("CONSENT_LEDGER_DATA_DIR", data_dir)
             .env("CONSENT_LEDGER_BIND", format!("127.0.0.1:{port}"))
+            .env("CONSENT_LEDGER_METRICS_BIND", "off")
             .env("CONSENT_LEDGER_ORIGIN", "bench.example")
             .env("CONSENT_LEDGER_OPERATOR_TOKEN", OPERATOR)
             .env("CONSENT_LEDGER_RATE_LIMIT_PER_ADDRESS", "0")

@@ -88,6 +88,7 @@ operator=${FUZZ_OPERATOR_TOKEN:-$(python3 -c 'import secrets; print(secrets.toke
 
 export CONSENT_LEDGER_DATA_DIR=$data
 export CONSENT_LEDGER_BIND=127.0.0.1:$port
+export CONSENT_LEDGER_METRICS_BIND=off
 export CONSENT_LEDGER_OPERATOR_TOKEN=$operator
 export CONSENT_LEDGER_CHECKPOINT_INTERVAL=1s
 # Every generated webhook carries a wrong signature: without this, the

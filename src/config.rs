@@ -49,6 +49,9 @@ pub struct SettingsArgs {
     /// Listen address [default: 127.0.0.1:8080]
     #[arg(long, env = "CONSENT_LEDGER_BIND", global = true)]
     pub bind: Option<String>,
+    /// Listen address of /metrics, apart from the API; `off` serves no metrics [default: 127.0.0.1:9464]
+    #[arg(long, env = "CONSENT_LEDGER_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<String>,
     /// Data directory, created 0700 if missing [default: ./data]
     #[arg(long, env = "CONSENT_LEDGER_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
@@ -84,6 +87,9 @@ pub struct SettingsArgs {
     /// Log format: text or json [default: text]
     #[arg(long, env = "CONSENT_LEDGER_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
+    /// Storage for one tenant's evidence documents, in MiB [default: 1024]
+    #[arg(long, env = "CONSENT_LEDGER_DOCUMENT_QUOTA_MIB", global = true)]
+    pub document_quota_mib: Option<u32>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -93,6 +99,7 @@ pub struct SettingsArgs {
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     bind: Option<String>,
+    metrics_bind: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<Secret>,
     master_key_file: Option<PathBuf>,
@@ -103,6 +110,7 @@ struct FileSettings {
     checkpoint_interval: Option<String>,
     signer_state_file: Option<PathBuf>,
     log_format: Option<String>,
+    document_quota_mib: Option<u32>,
     /// The `[limits]` table.
     limits: Option<limits::FileLimits>,
 }
@@ -174,6 +182,8 @@ impl std::fmt::Debug for PostgresUrl {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub bind: SocketAddr,
+    /// Where `/metrics` is served, on a listener of its own; `None`: nowhere.
+    pub metrics_bind: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub database: DatabaseTarget,
     pub master_key_file: PathBuf,
@@ -184,6 +194,8 @@ pub struct Settings {
     pub checkpoint_interval: Duration,
     pub signer_state_file: PathBuf,
     pub log_format: LogFormat,
+    /// The most one tenant's documents may take together, in bytes.
+    pub document_quota_bytes: i64,
     pub limits: Limits,
 }
 
@@ -254,6 +266,29 @@ fn parse_trusted_proxies(
         .collect()
 }
 
+/// The metrics listener: an address, or `off` for none.
+fn parse_metrics_bind(given: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    let text = given.unwrap_or("127.0.0.1:9464");
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        invalid(format!(
+            "CONSENT_LEDGER_METRICS_BIND {text:?} is not an address like 127.0.0.1:9464, nor off"
+        ))
+    })
+}
+
+/// One tenant's storage for documents: at least 1 MiB, 1 GiB unless set.
+fn parse_document_quota(mib: Option<u32>) -> Result<i64, ConfigError> {
+    match mib.unwrap_or(1024) {
+        0 => Err(invalid(
+            "CONSENT_LEDGER_DOCUMENT_QUOTA_MIB must be at least 1",
+        )),
+        mib => Ok(i64::from(mib) << 20),
+    }
+}
+
 fn parse_log_format(given: Option<&str>) -> Result<LogFormat, ConfigError> {
     match given.unwrap_or("text") {
         "text" => Ok(LogFormat::Text),
@@ -276,6 +311,8 @@ impl Settings {
                 "CONSENT_LEDGER_BIND {bind_text:?} is not an address like 127.0.0.1:8080"
             ))
         })?;
+        let metrics_bind =
+            parse_metrics_bind(args.metrics_bind.clone().or(file.metrics_bind).as_deref())?;
         let data_dir = args
             .data_dir
             .clone()
@@ -327,10 +364,13 @@ impl Settings {
                 "CONSENT_LEDGER_OPERATOR_TOKEN must be at least {MIN_OPERATOR_TOKEN_LEN} characters (e.g. from `openssl rand -base64 32`)"
             )));
         }
+        let document_quota_bytes =
+            parse_document_quota(args.document_quota_mib.or(file.document_quota_mib))?;
         let limits = Limits::resolve(&args.limits, file.limits.unwrap_or_default())
             .map_err(ConfigError::Invalid)?;
         Ok(Self {
             bind,
+            metrics_bind,
             data_dir,
             database,
             master_key_file,
@@ -341,6 +381,7 @@ impl Settings {
             checkpoint_interval,
             signer_state_file,
             log_format,
+            document_quota_bytes,
             limits,
         })
     }
@@ -407,6 +448,7 @@ mod tests {
     fn defaults() {
         let s = Settings::resolve(&SettingsArgs::default()).unwrap();
         assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.metrics_bind, Some("127.0.0.1:9464".parse().unwrap()));
         assert_eq!(
             s.database,
             DatabaseTarget::Sqlite(PathBuf::from("./data/consent-ledger.db"))
@@ -416,6 +458,7 @@ mod tests {
         assert_eq!(s.origin, "localhost");
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
         assert_eq!(s.checkpoint_interval, Duration::from_secs(5));
+        assert_eq!(s.document_quota_bytes, 1 << 30);
         assert_eq!(s.limits, Limits::default());
         assert_eq!(s.limits.body_timeout, Duration::from_secs(15));
     }
@@ -531,10 +574,34 @@ mod tests {
                 },
                 "TRUSTED_PROXIES",
             ),
+            (
+                SettingsArgs {
+                    document_quota_mib: Some(0),
+                    ..Default::default()
+                },
+                "CONSENT_LEDGER_DOCUMENT_QUOTA_MIB must be at least 1",
+            ),
         ] {
             let err = Settings::resolve(&args).unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn metrics_have_their_own_address_or_none() {
+        let with = |text: &str| {
+            Settings::resolve(&SettingsArgs {
+                metrics_bind: Some(text.into()),
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            with("0.0.0.0:9100").unwrap().metrics_bind,
+            Some("0.0.0.0:9100".parse().unwrap())
+        );
+        assert_eq!(with("off").unwrap().metrics_bind, None);
+        let err = with("9464").unwrap_err().to_string();
+        assert!(err.contains("CONSENT_LEDGER_METRICS_BIND"), "{err}");
     }
 
     #[test]

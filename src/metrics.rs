@@ -105,7 +105,7 @@ impl Metrics {
         let housekeeping = Family::<Labels, Counter>::default();
         registry.register(
             "housekeeping_rows",
-            "What the housekeeping job deleted: subjects erased for retention, windows, idempotency records",
+            "What the housekeeping job deleted: subjects erased for retention, windows, idempotency records, documents no entry names",
             housekeeping.clone(),
         );
         let dead_letters_waiting = Gauge::default();

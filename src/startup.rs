@@ -204,7 +204,6 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(api::pages::post_page)
         .service(api::health::healthz)
         .service(api::health::readyz)
-        .service(api::health::metrics)
         .service(api::health::problem_type);
 }
 
@@ -478,14 +477,22 @@ fn spawn_housekeeping(state: web::Data<AppState>, interval: std::time::Duration)
                 })
                 .await;
             match done {
-                Ok(report) if report.erased + report.windows + report.idempotency_keys > 0 => {
+                Ok(report)
+                    if report.erased
+                        + report.windows
+                        + report.idempotency_keys
+                        + report.documents
+                        > 0 =>
+                {
                     crate::metrics::housekeeping("retention_erasures", report.erased);
                     crate::metrics::housekeeping("windows", report.windows);
                     crate::metrics::housekeeping("idempotency_keys", report.idempotency_keys);
+                    crate::metrics::housekeeping("documents", report.documents);
                     tracing::info!(
                         erased = report.erased,
                         windows = report.windows,
                         idempotency_keys = report.idempotency_keys,
+                        documents = report.documents,
                         "housekeeping"
                     );
                 }
@@ -510,10 +517,44 @@ pub struct Hooks {
     pub group_gate: Option<Arc<crate::store::group_commit::Gate>>,
 }
 
-/// A bound, not yet running server.
+/// A bound, not yet running server, and its metrics listener.
 pub struct Application {
     port: u16,
     server: Server,
+    /// The metrics listener's port and server (none when it is `off`).
+    metrics: Option<(u16, Server)>,
+}
+
+/// `GET /metrics` on a listener of its own (`CONSENT_LEDGER_METRICS_BIND`):
+/// the live activity it shows is for the operator's network, never for
+/// whoever reaches the API. Anything else there is 404. It stops when the
+/// API's server does (it handles no signals itself).
+fn metrics_server(
+    state: web::Data<AppState>,
+    bind: std::net::SocketAddr,
+) -> anyhow::Result<(u16, Server)> {
+    let listener = TcpListener::bind(bind).with_context(|| {
+        format!("cannot listen on {bind} for the metrics (CONSENT_LEDGER_METRICS_BIND; off turns them off)")
+    })?;
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .service(api::health::metrics)
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(ApiError::not_found(
+                    "no such route: this listener serves GET /metrics only",
+                ))
+            }))
+    })
+    .workers(1)
+    .worker_max_blocking_threads(1)
+    .max_connections(64)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    Ok((port, server))
 }
 
 impl Application {
@@ -550,6 +591,8 @@ impl Application {
             groups: Arc::new(crate::store::group_commit::Groups::gated(hooks.group_gate)),
             inline_reads,
         });
+        let metrics_bind = state.settings.metrics_bind;
+        let metrics = metrics_bind.map(|bind| metrics_server(state.clone(), bind));
         spawn_checkpointer(state.clone(), state.settings.checkpoint_interval);
         spawn_housekeeping(
             state.clone(),
@@ -619,16 +662,36 @@ impl Application {
         .shutdown_timeout(30)
         .listen(listener)?
         .run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            metrics: metrics.transpose()?,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Runs until SIGINT or SIGTERM; in-flight requests finish first.
+    /// The metrics listener's port (`None` when it is `off`).
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
+    }
+
+    /// Runs until SIGINT or SIGTERM; in-flight requests finish first, then
+    /// the metrics listener stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Some((_, metrics)) = self.metrics else {
+            return self.server.await;
+        };
+        let stop_metrics = metrics.handle();
+        let api = async move {
+            let done = self.server.await;
+            stop_metrics.stop(true).await;
+            done
+        };
+        let (api, metrics) = tokio::join!(api, metrics);
+        api.and(metrics)
     }
 }
 
@@ -683,7 +746,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let app = Application::build(settings.clone(), prepared)?;
-    tracing::info!(bind = %settings.bind, port = app.port(), origin = %settings.origin, "consent-ledger listening");
+    let metrics = match (settings.metrics_bind, app.metrics_port()) {
+        (Some(bind), Some(port)) => std::net::SocketAddr::new(bind.ip(), port).to_string(),
+        _ => "off".to_owned(),
+    };
+    tracing::info!(bind = %settings.bind, port = app.port(), origin = %settings.origin, metrics = %metrics, "consent-ledger listening");
     app.run_until_stopped().await?;
     tracing::info!("stopped");
     Ok(())

@@ -1,5 +1,6 @@
 //! `/healthz` (alive), `/readyz` (database reachable, migrations current,
-//! master key loaded) and `/problems/{code}`.
+//! master key loaded), `/problems/{code}`, and `/metrics` (on its own
+//! listener).
 
 use super::AppState;
 use crate::error::{ApiError, ErrorCode, Problem};
@@ -20,16 +21,11 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
-/// The Prometheus metrics of this instance (OpenMetrics text). The gauges
-/// of the logs and dead letters are read from the database at each scrape
-/// and cover every tenant together: no label names a tenant.
-#[utoipa::path(
-    tag = "operations",
-    responses(
-        (status = 200, description = "Metrics in the OpenMetrics text format", content_type = "application/openmetrics-text", body = String),
-        (status = 503, description = "The database is unreachable", body = Problem, content_type = "application/problem+json"),
-    )
-)]
+/// The Prometheus metrics of this instance (OpenMetrics text), served on
+/// the metrics listener only (`startup.rs`; 404 on the API's, and not in
+/// its OpenAPI document). The gauges of the logs and dead letters are read
+/// from the database at each scrape and cover every tenant together: no
+/// label names a tenant.
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (logs, waiting) = state

@@ -23,7 +23,7 @@ pub struct LimitArgs {
     /// Time a request body may take to arrive, e.g. 15s [default: 15s]
     #[arg(long, env = "CONSENT_LEDGER_BODY_TIMEOUT", global = true)]
     pub body_timeout: Option<String>,
-    /// Memory for request bodies being read, over all requests, in MiB [default: 256]
+    /// Memory for request bodies being read and documents being sent, over all requests, in MiB [default: 256]
     #[arg(long, env = "CONSENT_LEDGER_BODY_MEMORY_MIB", global = true)]
     pub body_memory_mib: Option<u32>,
     /// Requests per second from one client address; 0 disables [default: 1000]
@@ -44,7 +44,7 @@ pub struct LimitArgs {
     /// Exports and dossiers streaming at once for one tenant [default: 2]
     #[arg(long, env = "CONSENT_LEDGER_MAX_EXPORTS_PER_TENANT", global = true)]
     pub max_exports_per_tenant: Option<u32>,
-    /// How long an export waits for a client that stopped reading, e.g. 30s [default: 30s]
+    /// How long an export or a document read waits for a client that stopped reading, e.g. 30s [default: 30s]
     #[arg(long, env = "CONSENT_LEDGER_EXPORT_DRAIN_TIMEOUT", global = true)]
     pub export_drain_timeout: Option<String>,
 }

@@ -1,13 +1,14 @@
-//! The housekeeping job (SPEC sections 10 and 11): evidence retention, and
-//! the purge of what is kept no longer than it serves (closed windows and
-//! interaction records, idempotency answers after 24 hours). One instance
+//! The housekeeping job (SPEC sections 8, 10 and 11): evidence retention,
+//! and the purge of what is kept no longer than it serves (closed windows
+//! and interaction records, idempotency answers after 24 hours, documents
+//! no entry names a day after their upload). One instance
 //! at a time (PostgreSQL: an advisory lock), bounded per run, so writers
 //! wait at most one short transaction.
 
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::store::connection::exclusively;
-use crate::store::{erasure, idempotency, retention, DbConn, StoreError, StoreResult};
+use crate::store::{documents, erasure, idempotency, retention, DbConn, StoreError, StoreResult};
 
 /// How much one run may do.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +42,13 @@ pub struct Report {
     pub windows: usize,
     /// Idempotency records deleted.
     pub idempotency_keys: usize,
+    /// Documents deleted that no entry named a day after their upload.
+    pub documents: usize,
 }
+
+/// Documents one purge transaction deletes at most: each may be 20 MiB,
+/// and on SQLite freeing one reads every page of it under the write lock.
+const DOCUMENTS_PER_BATCH: i64 = 16;
 
 /// Candidates read per query while looking for due subjects.
 const PAGE: i64 = 500;
@@ -64,12 +71,20 @@ pub fn run(
         report.idempotency_keys = in_batches(budget, |limit| {
             idempotency::purge_expired(conn, now.millis(), limit)
         })?;
+        let unnamed_before = now.millis() - documents::UNNAMED_KEPT_MILLIS;
+        let few = Budget {
+            batch: budget.batch.min(DOCUMENTS_PER_BATCH),
+            ..budget
+        };
+        report.documents = in_batches(few, |limit| {
+            documents::purge_unnamed(conn, unnamed_before, limit)
+        })?;
         for tenant in retention::tenants_with_retention(conn)? {
             report.erased += erase_due(conn, master, &tenant, now, budget)?;
         }
         // What was deleted leaves the WAL (SQLite) or the tables' dead rows
         // (PostgreSQL), as after an erasure on request.
-        if report.erased + report.windows > 0 {
+        if report.erased + report.windows + report.documents > 0 {
             erasure::compact(conn);
         }
         Ok(report)

@@ -30,6 +30,7 @@ pub(crate) fn serve(env: &[(&str, &str)]) -> Served {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_consent-ledger"))
         .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("CONSENT_LEDGER_METRICS_BIND", "off")
         .env("CONSENT_LEDGER_DATA_DIR", dir.path().join("data"))
         .env("CONSENT_LEDGER_OPERATOR_TOKEN", OPERATOR_TOKEN)
         .env("CONSENT_LEDGER_ORIGIN", "ledger.test")

@@ -41,7 +41,6 @@ const AUDITOR: Access = Roles(&["auditor"]);
 const TABLE: &[(&str, &str, Access)] = &[
     ("GET", "/healthz", Public),
     ("GET", "/readyz", Public),
-    ("GET", "/metrics", Public),
     ("GET", "/problems/{code}", Public),
     ("POST", "/v1/tenants", Operator),
     ("GET", "/v1/tenant", ADMIN),
@@ -722,7 +721,7 @@ async fn input(
             ),
         (
             "GET",
-            path @ ("/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/docs" | "/v1/tenant"
+            path @ ("/healthz" | "/readyz" | "/openapi.json" | "/docs" | "/v1/tenant"
             | "/v1/brands" | "/v1/keys" | "/v1/channels" | "/v1/export"
             | "/v1/log/checkpoint" | "/v1/log/keys" | "/v1/dead-letters" | "/v1/forms"
             | "/v1/audit-events"),

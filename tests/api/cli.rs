@@ -130,6 +130,7 @@ fn serve_writes_the_operator_token_once() {
     let data = dir.path().join("data");
     let mut child = bin()
         .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(["--metrics-bind", "127.0.0.1:0"])
         .env("CONSENT_LEDGER_DATA_DIR", &data)
         .env_remove("CONSENT_LEDGER_OPERATOR_TOKEN")
         .env_remove("DATABASE_URL")
@@ -147,8 +148,25 @@ fn serve_writes_the_operator_token_once() {
             break;
         }
     }
+    // The metrics listener it names serves them.
+    let metrics = said
+        .split("metrics=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no metrics address in {said}"))
+        .to_owned();
+    let scraped = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&metrics).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
     child.kill().unwrap();
     child.wait().unwrap();
+    assert!(scraped.starts_with("HTTP/1.0 200"), "{scraped}");
+    assert!(scraped.contains("consent_ledger_logs "), "{scraped}");
     let path = data.join("operator.token");
     assert!(said.contains(&path.display().to_string()), "{said}");
     let token = std::fs::read_to_string(&path).unwrap();

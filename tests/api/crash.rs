@@ -102,6 +102,7 @@ async fn serve(app: &mut TestApp, start: usize) -> Server {
     let mut command = Command::new(env!("CARGO_BIN_EXE_consent-ledger"));
     command
         .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("CONSENT_LEDGER_METRICS_BIND", "off")
         .env("CONSENT_LEDGER_DATA_DIR", app.data_dir())
         .env("CONSENT_LEDGER_ORIGIN", "ledger.test")
         .env("CONSENT_LEDGER_OPERATOR_TOKEN", OPERATOR_TOKEN)

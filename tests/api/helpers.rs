@@ -23,6 +23,9 @@ const DATABASE_URL_FILE: &str = "database-url";
 
 pub struct TestApp {
     pub address: String,
+    /// The metrics listener's `http://host:port` (`None`: off, or a
+    /// service in another process).
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     /// The app's clock: the system's, or the manual one the test set.
     pub clock: Clock,
@@ -100,6 +103,7 @@ pub async fn spawn_app_hooked(adjust: impl FnOnce(&mut SettingsArgs), hooks: Hoo
     let mut args = SettingsArgs {
         data_dir: Some(dir.path().join("data")),
         bind: Some("127.0.0.1:0".into()),
+        metrics_bind: Some("127.0.0.1:0".into()),
         origin: Some("ledger.test".into()),
         operator_token: Some(Secret::new(OPERATOR_TOKEN.into())),
         ..Default::default()
@@ -117,9 +121,13 @@ pub async fn spawn_app_hooked(adjust: impl FnOnce(&mut SettingsArgs), hooks: Hoo
     let clock = hooks.clock.clone();
     let app = Application::build_with(settings, prepared, hooks).expect("build");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = app
+        .metrics_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        metrics_address,
         client: reqwest::Client::new(),
         clock,
         _dir: dir,
@@ -163,6 +171,7 @@ impl TestApp {
     pub fn external(address: String, dir: TempDir) -> Self {
         TestApp {
             address,
+            metrics_address: None,
             client: reqwest::Client::new(),
             clock: Clock::system(),
             _dir: dir,
@@ -230,6 +239,12 @@ impl TestApp {
             .expect("request");
         let status = response.status();
         (status, response.text().await.expect("body"))
+    }
+
+    /// `path` on the metrics listener.
+    pub fn metrics_url(&self, path: &str) -> String {
+        let base = self.metrics_address.as_deref().expect("a metrics listener");
+        format!("{base}{path}")
     }
 
     pub fn url(&self, path: &str) -> String {

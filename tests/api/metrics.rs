@@ -1,5 +1,6 @@
-//! `/metrics` (SPEC section 12): after traffic every series is there with
-//! values that follow from it, and no label names a tenant or a number.
+//! `/metrics` (SPEC sections 10 and 12), on its own listener and 404 on the
+//! API's: after traffic every series is there with values that follow from
+//! it, and no label names a tenant or a number.
 //! The counters belong to the test process, which other tests share, so
 //! they are read before and after and their growth is checked.
 
@@ -12,7 +13,12 @@ const NUMBER: &str = "+4915155501234";
 const WA_ID: &str = "4915155509876";
 
 async fn scrape(app: &TestApp) -> String {
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.metrics_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let kind = response.headers()["content-type"]
         .to_str()
@@ -204,4 +210,41 @@ async fn clients_cannot_grow_the_label_sets() {
             &[("route", "unmatched"), ("method", "other")]
         ) >= 5.0
     );
+}
+
+/// Whoever reaches the API cannot read the metrics: `/metrics` is 404 there
+/// (whatever the method), and served only on the metrics listener
+/// (`CONSENT_LEDGER_METRICS_BIND`), which serves nothing else; `off` opens
+/// no listener at all. Before, the API's port answered 200 with the live
+/// counts to anyone.
+#[tokio::test]
+async fn metrics_are_served_on_their_own_listener_only() {
+    let app = spawn_app().await;
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let answer = TestApp::answer(
+            app.client
+                .request(method.clone(), app.url("/metrics"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{method} /metrics");
+        assert_eq!(answer.content_type(), "application/problem+json");
+        assert_eq!(answer.code(), "not_found");
+    }
+    let text = scrape(&app).await;
+    assert!(
+        text.contains("consent_ledger_http_requests_total"),
+        "{text}"
+    );
+    // The metrics listener serves nothing of the API.
+    for path in ["/healthz", "/v1/tenant", "/metrics/x"] {
+        let response = app.client.get(app.metrics_url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let off = spawn_app_with(|args| args.metrics_bind = Some("off".into())).await;
+    assert!(off.metrics_address.is_none());
+    let answer = off.get("/metrics", "").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
 }

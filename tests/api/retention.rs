@@ -117,7 +117,8 @@ async fn retention_erases_what_is_due_and_nothing_else() {
             ran: true,
             erased: 0,
             windows: 0,
-            idempotency_keys: 1
+            idempotency_keys: 1,
+            documents: 0
         }
     );
     let size = tree_size(&app, &t).await;
@@ -132,7 +133,8 @@ async fn retention_erases_what_is_due_and_nothing_else() {
             ran: true,
             erased: 1,
             windows: 1,
-            idempotency_keys: 0
+            idempotency_keys: 0,
+            documents: 0
         }
     );
     // A closed window answers the same once purged.

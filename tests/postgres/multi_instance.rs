@@ -37,6 +37,7 @@ fn serve_with(url: &str, data_dir: &std::path::Path, port: u16, stderr: Stdio) -
         .env("DATABASE_URL", url)
         .env("CONSENT_LEDGER_DATA_DIR", data_dir)
         .env("CONSENT_LEDGER_BIND", format!("127.0.0.1:{port}"))
+        .env("CONSENT_LEDGER_METRICS_BIND", "off")
         .env("CONSENT_LEDGER_ORIGIN", "ledger.test")
         .env("CONSENT_LEDGER_OPERATOR_TOKEN", OPERATOR_TOKEN)
         .env("CONSENT_LEDGER_CHECKPOINT_INTERVAL", "200ms")
