@@ -336,19 +336,21 @@ pub fn revert_migrations(conn: &mut DbConn) -> Result<(), OpenError> {
     }
 }
 
-/// Reverts the newest migration (tests: a database as the version before
-/// it left it).
-pub fn revert_last_migration(conn: &mut DbConn) -> Result<(), OpenError> {
+/// Reverts migrations, newest first, up to and including `version` (tests:
+/// a database as the version before it left it).
+pub fn revert_through(conn: &mut DbConn, version: &str) -> Result<(), OpenError> {
     let failed = |e: Box<dyn std::error::Error + Send + Sync>| OpenError::Migrate(e.to_string());
-    match conn {
-        DbConn::Sqlite(c) => c
-            .revert_last_migration(SQLITE_MIGRATIONS)
-            .map(|_| ())
-            .map_err(failed),
-        DbConn::Pg(c) => c
-            .revert_last_migration(PG_MIGRATIONS)
-            .map(|_| ())
-            .map_err(failed),
+    loop {
+        let reverted = match conn {
+            DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+            DbConn::Pg(c) => c.revert_last_migration(PG_MIGRATIONS),
+        }
+        .map_err(failed)?;
+        // Diesel keeps a version's digits only.
+        let digits = |v: &str| v.chars().filter(char::is_ascii_digit).collect::<String>();
+        if digits(&reverted.to_string()) == digits(version) {
+            return Ok(());
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::channels::{configured, now_secs, text, whatsapp};
 use crate::helpers::*;
 use consent_ledger::channels::letter::LetterPayload;
 use consent_ledger::keys::MasterKey;
-use consent_ledger::store::connection::{establish, revert_last_migration};
+use consent_ledger::store::connection::{establish, revert_through};
 use consent_ledger::store::dead_letters::{open_letter, seal_letter};
 use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use reqwest::StatusCode;
@@ -31,7 +31,8 @@ fn marketing(number: &str) -> Value {
 }
 
 /// Writes, behind the app's back, what the version before this upgrade
-/// kept: its schema (the newest migration reverted) and its rows.
+/// kept: its schema (the migrations from `2026-12-07-000009` on reverted)
+/// and its rows.
 fn downgrade(
     target: &consent_ledger::config::DatabaseTarget,
     master: &MasterKey,
@@ -39,7 +40,7 @@ fn downgrade(
 ) {
     use consent_ledger::store::schema::{dead_letters, idempotency_keys};
     let mut conn = establish(target).expect("connect");
-    revert_last_migration(&mut conn).expect("reverted");
+    revert_through(&mut conn, "2026-12-07-000009").expect("reverted");
     let hour = 3_600_000;
     let now = now_secs() * 1000;
     for (identity, at) in [
