@@ -81,11 +81,9 @@ pub const NO_CONTROL_PATTERN: &str = concat!("^[^", control!(), "]*$");
 pub const PHONE_NUMBER_ID_PATTERN: &str = "^[!-~]{1,64}$";
 /// `document::is_document_id`.
 pub const DOCUMENT_ID_PATTERN: &str = "^doc_[0-9a-f]{12}$";
-/// An API key's id, as `DELETE /v1/keys/{id}` takes it.
-pub const KEY_ID_PATTERN: &str = "^key_[0-9a-f]{12}$";
 /// `evidence::is_lower_hex_sha256`.
 pub const SHA256_PATTERN: &str = "^[0-9a-f]{64}$";
-/// `signed_on` and other evidence dates: `YYYY-MM-DD` (a real date).
+/// An evidence `signed_on`: `YYYY-MM-DD` (a real date).
 pub const DATE_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
 /// An evidence `page_url`: `http(s)://`, a host first, no whitespace.
 pub const PAGE_URL_PATTERN: &str = concat!(
@@ -124,7 +122,7 @@ pub const KEYWORD_PATTERN: &str = r"[^\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]";
 pub const BRAND_NAME_MAX_CODE_POINTS: usize = 400;
 
 /// `Region::parse`: the ISO 3166 alpha-2 codes the numbering plan knows,
-/// in any case (`^(?:[Aa][CDc-d…]|…)$`).
+/// in any case (`^(?:[Aa][CDEF…cdef…]|[Bb][…]|…)$`).
 pub fn region_pattern() -> String {
     let mut alternatives = Vec::new();
     for first in b'A'..=b'Z' {
@@ -209,7 +207,7 @@ pub fn user_id() -> Object {
         .build()
 }
 
-/// A request's `region`, and the `default_region` of a tenant or a form.
+/// A request's `region` (of a national `number`).
 pub fn region() -> Object {
     nullable_string()
         .pattern(Some(region_pattern()))
