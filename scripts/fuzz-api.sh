@@ -195,6 +195,33 @@ print(sum(n for s, n in counts.items() if s >= 500))
 PY
 )
 echo "5xx answers: $server_errors"
+
+# How far generated requests get: of those the fuzzing phase drew as valid
+# from the document, the share refused with 422 (docs/operations.md).
+echo "--- 422 among the requests generated as valid (fuzzing phase)"
+python3 - "$report" <<'PY' || true
+import collections, glob, sys
+import json
+drawn, refused = collections.Counter(), collections.Counter()
+for path in glob.glob(sys.argv[1] + "/ndjson-*.ndjson"):
+    with open(path) as lines:
+        for line in lines:
+            finished = json.loads(line).get("ScenarioFinished")
+            if not finished or finished.get("phase") != "fuzzing":
+                continue
+            recorder = finished["recorder"]
+            for case_id, interaction in recorder.get("interactions", {}).items():
+                case = recorder["cases"].get(case_id, {}).get("value", {})
+                if case.get("meta", {}).get("generation", {}).get("mode") != "positive":
+                    continue
+                drawn[recorder["label"]] += 1
+                refused[recorder["label"]] += (interaction.get("response") or {}).get("status_code") == 422
+for label in sorted(drawn, key=lambda l: (l.split(" ", 1)[-1], l)):
+    if refused[label]:
+        print(f"{label}: {refused[label]}/{drawn[label]} ({refused[label] / drawn[label]:.0%})")
+total, total_refused = sum(drawn.values()), sum(refused.values())
+print(f"all: {total_refused}/{total} ({total_refused / max(total, 1):.0%})")
+PY
 panics=$(grep -c "panicked" "$report/server.log" || true)
 echo "panics in the service's log: $panics"
 

@@ -4,6 +4,7 @@
 use crate::api::limits::{ConnectionSocket, Guards};
 use crate::api::{self, AppState};
 use crate::config::Settings;
+use crate::domain::evidence::EvidenceFor;
 use crate::error::{ApiError, ErrorCode, Problem, ProblemField};
 use crate::keys::{self, MasterKey};
 use crate::ledger::entry::{Entry, EntryType, EvidenceOpening, Openings, SubjectOpening};
@@ -125,12 +126,16 @@ impl Modify for ServerErrors {
 }
 
 /// Everything that names a person takes `number` or `user_id`, exactly one
-/// (SPEC section 3): each request schema with both says so with a `oneOf`.
+/// (SPEC section 3), and `region` only with a number: each request schema
+/// with both says so with a `oneOf` of two branches that exclude each other
+/// (a user id is WhatsApp's: no `sms` on opt-ins and checks). Opt-ins and
+/// opt-outs add a `oneOf` of their capture channels, each with its evidence
+/// row (SPEC section 4).
 struct IdentityAlternatives;
 
 impl Modify for IdentityAlternatives {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema};
+        use utoipa::openapi::schema::{AllOfBuilder, OneOfBuilder, Schema};
         use utoipa::openapi::RefOr;
         let Some(components) = openapi.components.as_mut() else {
             return;
@@ -141,22 +146,65 @@ impl Modify for IdentityAlternatives {
             };
             let names_a_person = object.properties.contains_key("number")
                 && object.properties.contains_key("user_id");
-            if !names_a_person || !(name.ends_with("Request") || name.ends_with("Query")) {
+            let request = name.ends_with("Request") || name.ends_with("Query");
+            let mut alternatives = Vec::new();
+            if names_a_person && request {
+                alternatives.push(identity_branches(name));
+            }
+            let evidence = match name.as_str() {
+                "OptInRequest" => Some(EvidenceFor::OptIn),
+                "OptOutRequest" => Some(EvidenceFor::OptOut),
+                _ => None,
+            };
+            if let Some(kind) = evidence {
+                let mut rows = OneOfBuilder::new();
+                for branch in crate::domain::openapi::evidence_by_channel(kind) {
+                    rows = rows.item(branch);
+                }
+                alternatives.push(Schema::OneOf(rows.build()));
+            }
+            if alternatives.is_empty() {
                 continue;
             }
-            let one_of = OneOfBuilder::new()
-                .item(ObjectBuilder::new().required("number"))
-                .item(ObjectBuilder::new().required("user_id"))
-                .build();
             let description = object.description.take();
-            let whole = AllOfBuilder::new()
-                .item(Schema::Object(object.clone()))
-                .item(Schema::OneOf(one_of))
-                .description(description)
-                .build();
-            *schema = RefOr::T(Schema::AllOf(whole));
+            let mut whole = AllOfBuilder::new().item(Schema::Object(object.clone()));
+            for alternative in alternatives {
+                whole = whole.item(alternative);
+            }
+            *schema = RefOr::T(Schema::AllOf(whole.description(description).build()));
         }
     }
+}
+
+/// By `number` (a string; no `user_id`), or by `user_id` (a string; no
+/// `number`, no `region`, and on opt-ins and checks no `sms`).
+fn identity_branches(request: &str) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{
+        ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+    };
+    let null = || ObjectBuilder::new().schema_type(Type::Null);
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let whatsapp = || string().enum_values(Some(["whatsapp"]));
+    let by_number = ObjectBuilder::new()
+        .required("number")
+        .property("number", string())
+        .property("user_id", null());
+    let by_user_id = ObjectBuilder::new()
+        .required("user_id")
+        .property("user_id", string())
+        .property("number", null())
+        .property("region", null());
+    let by_user_id = match request {
+        "OptInRequest" => by_user_id.property(
+            "message_channels",
+            ArrayBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+                .items(whatsapp()),
+        ),
+        "CheckRequest" => by_user_id.property("channel", whatsapp()),
+        _ => by_user_id,
+    };
+    Schema::OneOf(OneOfBuilder::new().item(by_number).item(by_user_id).build())
 }
 
 /// Every documented route.

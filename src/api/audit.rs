@@ -18,6 +18,7 @@ pub struct AuditQuery {
     /// Only events numbered above this (the previous page's `next_after`).
     pub after: Option<i64>,
     /// At most this many (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

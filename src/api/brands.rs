@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBrandRequest {
-    #[schema(example = "Makro Cash & Carry")]
+    #[schema(schema_with = crate::domain::openapi::brand_name)]
     pub name: String,
 }
 

@@ -33,26 +33,27 @@ pub const MAX_BATCH_ITEMS: usize = 10_000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
-    /// The person's number; or `user_id` instead (exactly one of the two).
     #[serde(default)]
-    #[schema(example = "+4915112345678")]
+    #[schema(schema_with = crate::domain::openapi::number)]
     pub number: Option<String>,
-    /// A WhatsApp business-scoped user id, instead of `number` (WhatsApp only).
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::user_id)]
     pub user_id: Option<String>,
-    /// ISO 3166 alpha-2 (a national `number` only).
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::region)]
     pub region: Option<String>,
     pub purpose: Purpose,
-    /// Matched after NFC and case folding against all brands; may be omitted
-    /// while the tenant has exactly one active brand.
+    /// Matched after NFC and case folding against all brands, active or
+    /// retired (else 422 `unknown_brand`); may be omitted while the tenant
+    /// has exactly one active brand (else 422 `brand_required`).
     #[serde(default)]
-    #[schema(example = "Makro")]
+    #[schema(example = "Makro", min_length = 1)]
     pub brand: Option<String>,
-    /// The messaging channel (default whatsapp).
+    /// The messaging channel (default whatsapp); `sms` needs a `number`.
     #[serde(default)]
     pub channel: MessageChannel,
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::phone_number_id)]
     pub business_phone_number_id: Option<String>,
 }
 
@@ -415,8 +416,9 @@ pub async fn check(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// Up to 10,000 checks.
-    #[schema(value_type = Vec<CheckRequest>)]
+    /// Up to 10,000 checks. An item that is not a valid check is answered
+    /// in its place with an error, not refused with the batch.
+    #[schema(value_type = Vec<CheckRequest>, max_items = 10_000)]
     pub checks: Vec<Box<serde_json::value::RawValue>>,
 }
 

@@ -57,7 +57,7 @@ fn not_a_document() -> ApiError {
 #[utoipa::path(
     tag = "documents",
     request_body(content = String, description = "The scan itself, its bytes as they are (PDF, JPEG or PNG, told by its content; at most 20 MiB)", content_type = "application/octet-stream"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h; 1 to 255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Kept", body = DocumentCreated),
         (status = 413, description = "Larger than 20 MiB", body = Problem, content_type = "application/problem+json"),
@@ -130,7 +130,7 @@ pub async fn upload_document(
 
 #[utoipa::path(
     tag = "documents",
-    params(("id" = String, Path, description = "The document id, `doc_<12 hex>`")),
+    params(("id" = String, Path, description = "The document id, `doc_<12 hex>`", pattern = "^doc_[0-9a-f]{12}$")),
     responses(
         (status = 200, description = "The document as uploaded, with its media type", content(
             (String = "application/pdf"),

@@ -182,15 +182,14 @@ pub async fn export(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DossierRequest {
-    /// The person's number; or `user_id` instead (exactly one of the two).
     #[serde(default)]
-    #[schema(example = "+4915112345678")]
+    #[schema(schema_with = crate::domain::openapi::number)]
     pub number: Option<String>,
-    /// A WhatsApp business-scoped user id, instead of `number`.
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::user_id)]
     pub user_id: Option<String>,
-    /// ISO 3166 alpha-2 (a national `number` only).
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::region)]
     pub region: Option<String>,
 }
 

@@ -20,12 +20,12 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
-    /// What the key is for, 1-100 characters.
-    #[schema(example = "campaign tool")]
+    #[schema(schema_with = crate::domain::openapi::key_name)]
     pub name: String,
-    #[schema(example = json!(["sender"]))]
+    /// At least one; repeats count once.
+    #[schema(example = json!(["sender"]), min_items = 1)]
     pub roles: Vec<Role>,
-    /// When the key stops working; in the future.
+    /// When the key stops working; in the future (else 422).
     #[serde(default)]
     pub expires_at: Option<Timestamp>,
 }
@@ -156,7 +156,7 @@ pub async fn create_key(
 
 #[utoipa::path(
     tag = "keys",
-    params(("id" = String, Path, description = "key_<12 hex>")),
+    params(("id" = String, Path, description = "key_<12 hex>", pattern = "^key_[0-9a-f]{12}$")),
     responses(
         (status = 204, description = "Revoked; it stops working at once"),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),

@@ -169,7 +169,7 @@ fn append_confirmable(
 #[utoipa::path(
     tag = "recording",
     request_body = OptInRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h; 1 to 255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Recorded in the ledger", body = Recorded),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
@@ -262,7 +262,7 @@ pub(super) fn confirmation_for(
 #[utoipa::path(
     tag = "recording",
     request_body = OptOutRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h; 1 to 255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Recorded in the ledger; counts from the next request", body = Recorded),
         (status = 200, description = "The number was erased and has no newer subject: nothing recorded, it stays opted out", body = SuppressedAnswer),
@@ -320,7 +320,7 @@ fn interaction_answer(identity: &Identity, stored: &str) -> Option<String> {
 #[utoipa::path(
     tag = "recording",
     request_body = InteractionRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h; 1 to 255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 200, description = "The customer-service window after this message", body = InteractionRecorded),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),

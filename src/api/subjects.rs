@@ -29,15 +29,14 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectQuery {
-    /// The person's number; or `user_id` instead (exactly one of the two).
     #[serde(default)]
-    #[schema(example = "+4915112345678")]
+    #[schema(schema_with = crate::domain::openapi::number)]
     pub number: Option<String>,
-    /// A WhatsApp business-scoped user id, instead of `number`.
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::user_id)]
     pub user_id: Option<String>,
-    /// ISO 3166 alpha-2 (a national `number` only).
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::region)]
     pub region: Option<String>,
 }
 
@@ -181,19 +180,17 @@ pub async fn query_subject(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EraseRequest {
-    /// The person's number; or `user_id` instead (exactly one of the two).
     #[serde(default)]
-    #[schema(example = "+4915112345678")]
+    #[schema(schema_with = crate::domain::openapi::number)]
     pub number: Option<String>,
-    /// A WhatsApp business-scoped user id, instead of `number`.
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::user_id)]
     pub user_id: Option<String>,
-    /// ISO 3166 alpha-2 (a national `number` only).
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::region)]
     pub region: Option<String>,
-    /// Why (at most 500 characters, no control characters); for the audit
-    /// trail, never in the ledger, which records `reason: request`.
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::erase_reason)]
     pub reason: Option<String>,
 }
 
@@ -213,7 +210,7 @@ const MAX_REASON_CHARS: usize = 500;
 #[utoipa::path(
     tag = "ledger",
     request_body = EraseRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h; 1 to 255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Erased, every group that holds the identity, open or closed: the last `erasure` entry (after an opt-out of everything, unless already); the identity is suppressed", body = Recorded),
         (status = 200, description = "Every group of the identity was already erased: nothing recorded, `{\"erased\":true,\"recorded\":false}`", body = AlreadyErased),

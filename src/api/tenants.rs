@@ -22,11 +22,10 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
-    /// `^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$`; never reused.
-    #[schema(example = "makro")]
+    #[schema(schema_with = crate::domain::openapi::tenant_id)]
     pub id: String,
-    /// The first brand (company name shown to people).
-    #[schema(example = "Makro")]
+    /// The first brand (the company name shown to people).
+    #[schema(schema_with = crate::domain::openapi::brand_name)]
     pub brand: String,
 }
 
@@ -144,7 +143,10 @@ pub struct TenantSettings {
     pub max_consent_age_days: Option<i64>,
     /// Region (ISO 3166 alpha-2) for national numbers given without one.
     pub default_region: Option<String>,
-    /// Capture channels whose opt-ins need double opt-in.
+    /// Capture channels whose opt-ins wait for the person's confirmation
+    /// (double opt-in): those recorded through `POST /v1/opt-ins` and the
+    /// hosted pages. Opt-ins that a provider's signed webhook delivers from
+    /// the identity itself never wait.
     pub require_confirmation_for: Vec<CaptureChannel>,
     pub evidence_retention_days: Option<i64>,
 }
@@ -200,16 +202,21 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
+    /// Opt-ins older than this many days (1 to 36,500) answer `expired`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 36_500)]
     pub max_consent_age_days: Option<Option<i64>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::domain::openapi::default_region)]
     pub default_region: Option<Option<String>>,
+    // Described by `opt_in_channels`: which opt-ins wait, which never do.
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::opt_in_channels)]
     pub require_confirmation_for: Option<Vec<CaptureChannel>>,
+    /// Days (1 to 36,500) after which a group whose consent has ended is
+    /// erased by retention.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 36_500)]
     pub evidence_retention_days: Option<Option<i64>>,
 }
 

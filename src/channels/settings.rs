@@ -26,25 +26,33 @@ pub const TWILIO_NUMBER: &str = "twilio_number";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptInMatch {
-    /// A text (compared after normalisation) or a button payload (byte-equal).
     #[serde(rename = "match")]
+    #[schema(schema_with = crate::domain::openapi::keyword_match)]
     pub match_text: String,
-    /// An active brand of the tenant; it becomes `company_name_shown`.
+    /// An active brand of the tenant (after NFC and case folding); it
+    /// becomes `company_name_shown`.
+    #[schema(min_length = 1)]
     pub brand: String,
+    /// At least one.
+    #[schema(min_items = 1)]
     pub purposes: Vec<Purpose>,
-    /// Default: the channel the message arrives on.
+    /// Default: the channel the message arrives on; else at least one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1)]
     pub message_channels: Option<Vec<MessageChannel>>,
-    /// What the person was shown; it becomes `consent_text` and must name the brand.
+    #[schema(schema_with = crate::domain::openapi::prompt)]
     pub prompt: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PhoneNumber {
-    /// The WhatsApp Cloud API phone number id.
+    /// The WhatsApp Cloud API phone number id: 1 to 64 digits, unique.
+    #[schema(pattern = "^[0-9]{1,64}$")]
     pub id: String,
+    /// How the number reads (at most 64 bytes).
     #[serde(default)]
+    #[schema(max_length = 64)]
     pub display: Option<String>,
 }
 
@@ -52,16 +60,21 @@ pub struct PhoneNumber {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WhatsAppInput {
-    /// Omitted or null: keep the stored one.
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::secret)]
     pub app_secret: Option<String>,
-    /// During rotation; `""` clears it.
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::rotating_secret)]
     pub previous_app_secret: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::secret)]
     pub verify_token: Option<String>,
+    /// 1 to 100.
+    #[schema(min_items = 1, max_items = 100)]
     pub phone_numbers: Vec<PhoneNumber>,
+    /// At most 100.
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub opt_in: Vec<OptInMatch>,
 }
 
@@ -70,16 +83,21 @@ pub struct WhatsAppInput {
 #[serde(deny_unknown_fields)]
 pub struct TwilioInput {
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::secret)]
     pub auth_token: Option<String>,
-    /// `""` clears it.
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::rotating_secret)]
     pub secondary_auth_token: Option<String>,
+    /// `AC` and 32 hex digits.
+    #[schema(pattern = "^AC[0-9A-Fa-f]{32}$")]
     pub account_sid: String,
-    /// The public URL Twilio posts to, exactly as configured there.
+    #[schema(schema_with = crate::domain::openapi::webhook_url)]
     pub webhook_url: String,
-    /// The tenant's Twilio numbers (E.164).
+    #[schema(schema_with = crate::domain::openapi::twilio_numbers)]
     pub numbers: Vec<String>,
+    /// At most 100.
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub opt_in: Vec<OptInMatch>,
 }
 
@@ -91,11 +109,13 @@ pub struct ChannelSettingsInput {
     pub whatsapp: Option<WhatsAppInput>,
     #[serde(default)]
     pub twilio: Option<TwilioInput>,
-    /// Opt-out keywords besides the standard ones.
     #[serde(default)]
+    #[schema(schema_with = crate::domain::openapi::opt_out_keywords)]
     pub opt_out_keywords: Vec<String>,
-    /// What a partial opt-out ("please stop texting me") withdraws; default `["marketing"]`.
+    /// What a partial opt-out ("please stop texting me") withdraws; default
+    /// `["marketing"]`; else at least one.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub partial_opt_out: Option<Vec<Purpose>>,
 }
 

@@ -150,6 +150,54 @@ fn opt_in_row(channel: CaptureChannel) -> Option<&'static Row> {
     }
 }
 
+/// One shape an evidence object may take: groups of keys of which at
+/// least one is required ("a or b"), and the optional keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    pub required: &'static [&'static [&'static str]],
+    pub optional: Vec<&'static str>,
+}
+
+impl Row {
+    fn shape(&self) -> Shape {
+        Shape {
+            required: self.required,
+            optional: self.optional.to_vec(),
+        }
+    }
+}
+
+/// The shapes the evidence of a record of `kind` captured on `channel`
+/// may take (SPEC section 4): none for an opt-in on `api`; two for an
+/// opt-out on `whatsapp`, a message or WhatsApp's own marketing stop (the
+/// second, told by its `preference` key). `validate` and the OpenAPI
+/// document both read them here.
+pub fn shapes(kind: EvidenceFor, channel: CaptureChannel) -> Vec<Shape> {
+    match (kind, channel) {
+        (EvidenceFor::OptIn, c) => opt_in_row(c).map(Row::shape).into_iter().collect(),
+        (EvidenceFor::OptOut, CaptureChannel::Sms) => vec![OPT_OUT_SMS.shape()],
+        (EvidenceFor::OptOut, CaptureChannel::Whatsapp) => vec![
+            OPT_OUT_WHATSAPP.shape(),
+            OPT_OUT_WHATSAPP_PREFERENCE.shape(),
+        ],
+        (EvidenceFor::OptOut, c) => {
+            let optional = opt_in_row(c)
+                .map(|row| {
+                    row.required
+                        .iter()
+                        .flat_map(|group| group.iter().copied())
+                        .chain(row.optional.iter().copied())
+                        .collect()
+                })
+                .unwrap_or_default();
+            vec![Shape {
+                required: REASON_ONLY,
+                optional,
+            }]
+        }
+    }
+}
+
 /// Validates an evidence object for a record of `kind` captured on `channel`.
 pub fn validate(
     kind: EvidenceFor,
@@ -174,37 +222,11 @@ pub fn validate(
         }
     }
     let keys: Vec<&str> = object.keys().map(String::as_str).collect();
-    let (required, optional): (&[&[&str]], Vec<&str>) = match (kind, channel) {
-        (EvidenceFor::OptIn, CaptureChannel::Api) => {
-            return Err(vec![FieldError::new("channel", "not_a_capture_channel")]);
-        }
-        (EvidenceFor::OptIn, c) => {
-            let row = opt_in_row(c).expect("capture channels have rows");
-            (row.required, row.optional.to_vec())
-        }
-        (EvidenceFor::OptOut, CaptureChannel::Sms) => {
-            (OPT_OUT_SMS.required, OPT_OUT_SMS.optional.to_vec())
-        }
-        (EvidenceFor::OptOut, CaptureChannel::Whatsapp) => {
-            let row = if keys.contains(&"preference") {
-                &OPT_OUT_WHATSAPP_PREFERENCE
-            } else {
-                &OPT_OUT_WHATSAPP
-            };
-            (row.required, row.optional.to_vec())
-        }
-        (EvidenceFor::OptOut, c) => {
-            let optional = opt_in_row(c)
-                .map(|row| {
-                    row.required
-                        .iter()
-                        .flat_map(|group| group.iter().copied())
-                        .chain(row.optional.iter().copied())
-                        .collect()
-                })
-                .unwrap_or_default();
-            (REASON_ONLY, optional)
-        }
+    let shapes = shapes(kind, channel);
+    // WhatsApp's own marketing stop is told from a message by its key.
+    let preference = shapes.len() > 1 && keys.contains(&"preference");
+    let Some(Shape { required, optional }) = shapes.into_iter().nth(usize::from(preference)) else {
+        return Err(vec![FieldError::new("channel", "not_a_capture_channel")]);
     };
     for key in &keys {
         let known = optional.contains(key) || required.iter().any(|group| group.contains(key));

@@ -3,6 +3,7 @@
 
 use super::access::is_tenant_id;
 use super::number::Region;
+use super::openapi;
 use super::problem::{ErrorCode, Invalid};
 use super::purpose::{MessageChannel, MessageChannelSet, Purpose};
 use super::recording::{channel_set, check_consent_text, purpose_set};
@@ -17,33 +18,30 @@ pub const OPT_OUT: &str = "opt-out";
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FormInput {
-    /// Like a tenant id (`^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$`); not `opt-out`.
-    #[schema(example = "newsletter")]
+    #[schema(schema_with = openapi::form_id)]
     pub id: String,
-    /// An active brand of the tenant, shown on the page.
-    #[schema(example = "Makro")]
+    #[schema(schema_with = openapi::active_brand)]
     pub brand: String,
-    /// The exact consent text shown; must name the brand.
-    #[schema(example = "Yes, I want offers from Makro on WhatsApp. Reply STOP to end.")]
+    #[schema(schema_with = openapi::consent_text)]
     pub consent_text: String,
-    /// One unticked checkbox each.
+    /// One unticked checkbox each; at least one.
+    #[schema(min_items = 1)]
     pub purposes: Vec<Purpose>,
-    /// Default `["whatsapp"]`.
+    /// Default `["whatsapp"]`; at least one.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub message_channels: Option<Vec<MessageChannel>>,
-    /// BCP 47; the page's own words are in English, French, Spanish,
-    /// Portuguese or German by its primary language (default English).
     #[serde(default)]
+    #[schema(schema_with = openapi::form_language)]
     pub language: Option<String>,
-    /// The country chosen first (ISO 3166 alpha-2).
+    /// The country chosen first.
     #[serde(default)]
+    #[schema(schema_with = openapi::default_region)]
     pub default_region: Option<String>,
-    /// Where the page links to for privacy (https).
-    #[schema(example = "https://shop.example/privacy")]
+    #[schema(schema_with = openapi::privacy_url)]
     pub privacy_url: String,
-    /// Origins that may show the page in a frame (`https://shop.example`);
-    /// default none.
     #[serde(default)]
+    #[schema(schema_with = openapi::embed_origins)]
     pub embed_origins: Option<Vec<String>>,
 }
 

@@ -11,6 +11,7 @@ pub mod identity;
 pub mod ids;
 pub mod keywords;
 pub mod number;
+pub mod openapi;
 pub mod problem;
 pub mod purpose;
 pub mod record;

@@ -10,6 +10,7 @@ use super::evidence::{self, Evidence, EvidenceFor, FieldError};
 use super::identity::{exactly_one, parse_user_id, Identity};
 use super::ids::BrandId;
 use super::number::E164;
+use super::openapi;
 use super::problem::{ErrorCode, Invalid};
 use super::purpose::{CaptureChannel, MessageChannel, MessageChannelSet, Purpose, PurposeSet};
 use super::record::{OptInRecord, OptOutRecord};
@@ -30,37 +31,41 @@ const MAX_CONSENT_TEXT_CHARS: usize = 10_000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptInRequest {
-    /// E.164, or a national number with `region` (or the tenant's `default_region`); or name the person by `user_id` instead (exactly one of the two).
     #[serde(default)]
-    #[schema(example = "+4915112345678")]
+    #[schema(schema_with = openapi::number)]
     pub number: Option<String>,
-    /// A WhatsApp business-scoped user id (`US.13491208655302741918`), instead of `number`.
     #[serde(default)]
+    #[schema(schema_with = openapi::user_id)]
     pub user_id: Option<String>,
-    /// ISO 3166 alpha-2, any case (a national `number` only).
     #[serde(default)]
+    #[schema(schema_with = openapi::region)]
     pub region: Option<String>,
-    /// Where the person opted in: sms, web, whatsapp, ivr or paper.
+    #[schema(schema_with = openapi::opt_in_channel)]
     pub channel: CaptureChannel,
-    /// Exactly (after NFC) an active brand of the tenant.
-    #[schema(example = "Makro")]
+    #[schema(schema_with = openapi::active_brand)]
     pub company_name_shown: String,
-    /// The exact wording the person saw, heard or signed (1-10,000 characters); must name the brand.
-    #[schema(example = "Yes, I want offers from Makro on WhatsApp. Reply STOP to end.")]
+    #[schema(schema_with = openapi::consent_text)]
     pub consent_text: String,
+    /// At least one; repeats count once.
+    #[schema(min_items = 1)]
     pub purposes: Vec<Purpose>,
-    /// Default `["whatsapp"]`.
+    /// Default `["whatsapp"]`; at least one. Not `sms` with a `user_id`.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub message_channels: Option<Vec<MessageChannel>>,
-    /// When the person acted.
+    /// When the person acted: at most 60 s after the server's clock, and
+    /// not older than 30 days unless `backfill` (422 `captured_at_in_future`,
+    /// `captured_at_too_old`).
     pub captured_at: Timestamp,
-    /// BCP 47 tag of the consent text.
     #[serde(default)]
+    #[schema(schema_with = openapi::language_tag)]
     pub language: Option<String>,
-    /// Importing an older record (admin only).
+    /// Importing an older record (admin only, else 403).
     #[serde(default)]
     pub backfill: bool,
-    /// A flat object of strings; keys per capture channel (SPEC section 4).
+    /// A flat object of strings (each 1-10,000 characters, no control
+    /// characters but tabs and line breaks) whose keys come only from its
+    /// `channel`'s row (SPEC section 4); the request's `oneOf` gives each row.
     #[schema(value_type = Object, example = json!({"page_url":"https://shop.example/newsletter","ip":"203.0.113.7","user_agent":"Mozilla/5.0"}))]
     pub evidence: serde_json::Value,
 }
@@ -68,27 +73,33 @@ pub struct OptInRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptOutRequest {
-    /// The person's number; or name them by `user_id` instead (exactly one of the two).
     #[serde(default)]
-    #[schema(example = "+4915112345678")]
+    #[schema(schema_with = openapi::number)]
     pub number: Option<String>,
-    /// A WhatsApp business-scoped user id (`US.13491208655302741918`), instead of `number`.
     #[serde(default)]
+    #[schema(schema_with = openapi::user_id)]
     pub user_id: Option<String>,
-    /// ISO 3166 alpha-2, any case (a national `number` only).
     #[serde(default)]
+    #[schema(schema_with = openapi::region)]
     pub region: Option<String>,
     /// A capture channel, or `api`.
     pub channel: CaptureChannel,
-    /// Default: all three.
+    /// Default: all three; else at least one.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub purposes: Option<Vec<Purpose>>,
-    /// Default: both.
+    /// Default: both; else at least one.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub message_channels: Option<Vec<MessageChannel>>,
+    /// When the person withdrew: at most 60 s after the server's clock
+    /// (never refused for age).
     pub captured_at: Timestamp,
+    /// Importing an older record (admin only, else 403).
     #[serde(default)]
     pub backfill: bool,
+    /// A flat object of strings whose keys come only from its `channel`'s
+    /// row (SPEC section 4); the request's `oneOf` gives each row.
     #[schema(value_type = Object, example = json!({"reason":"asked the call centre"}))]
     pub evidence: serde_json::Value,
 }
@@ -96,20 +107,22 @@ pub struct OptOutRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InteractionRequest {
-    /// The person's number; or name them by `user_id` instead (exactly one of the two).
     #[serde(default)]
-    #[schema(example = "+4915112345678")]
+    #[schema(schema_with = openapi::number)]
     pub number: Option<String>,
-    /// A WhatsApp business-scoped user id (`US.13491208655302741918`), instead of `number`.
     #[serde(default)]
+    #[schema(schema_with = openapi::user_id)]
     pub user_id: Option<String>,
-    /// ISO 3166 alpha-2, any case (a national `number` only).
     #[serde(default)]
+    #[schema(schema_with = openapi::region)]
     pub region: Option<String>,
-    /// The business number the person wrote to; without it the window counts for every id.
+    /// Without it, the window counts for every business number.
     #[serde(default)]
+    #[schema(schema_with = openapi::phone_number_id)]
     pub business_phone_number_id: Option<String>,
-    /// When the person's message arrived (default now); at most 24 h old.
+    /// When the person's message arrived (default now); not after the
+    /// server's clock and at most 24 h old (422 `received_at_in_future`,
+    /// `received_at_too_old`).
     #[serde(default)]
     pub received_at: Option<Timestamp>,
 }

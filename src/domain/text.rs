@@ -47,7 +47,7 @@ pub fn contains_whole_word(text: &str, name: &str) -> bool {
 }
 
 /// Irregular grandfathered tags of RFC 5646 that do not follow its grammar.
-const IRREGULAR_TAGS: [&str; 17] = [
+pub const IRREGULAR_TAGS: [&str; 17] = [
     "en-gb-oed",
     "i-ami",
     "i-bnn",

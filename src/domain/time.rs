@@ -234,6 +234,10 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
     }
 }
 
+/// What `Timestamp::parse` takes, as an OpenAPI pattern (the calendar and
+/// the ranges of its fields are checked besides).
+pub const TIMESTAMP_PATTERN: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$";
+
 impl utoipa::PartialSchema for Timestamp {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
@@ -241,8 +245,11 @@ impl utoipa::PartialSchema for Timestamp {
             .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
                 utoipa::openapi::KnownFormat::DateTime,
             )))
+            .pattern(Some(TIMESTAMP_PATTERN))
             .description(Some(
-                "RFC 3339; the service answers in UTC with milliseconds: YYYY-MM-DDTHH:MM:SS.mmmZ",
+                "RFC 3339 with seconds, at most 9 fraction digits and `Z` or an offset, years \
+                 0001 to 9999, no leap second; the service answers in UTC with milliseconds: \
+                 YYYY-MM-DDTHH:MM:SS.mmmZ",
             ))
             .examples(["2026-11-20T10:00:00.000Z"])
             .into()

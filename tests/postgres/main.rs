@@ -1,7 +1,7 @@
 //! The integration suite again, on PostgreSQL: the same test files, each
 //! test on its own database of a throwaway cluster (`tests/api/postgres.rs`).
 //! Left out: `restore.rs`, which copies the SQLite file, and the files that
-//! start no app (`merkle`, `openapi`, `vectors`, `verify_files`).
+//! start no app (`merkle`, `vectors`, `verify_files`).
 
 /// The database this binary's tests run on.
 pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
@@ -51,6 +51,8 @@ mod log;
 #[path = "../api/metrics.rs"]
 mod metrics;
 mod multi_instance;
+#[path = "../api/openapi.rs"]
+mod openapi;
 #[path = "../api/operations.rs"]
 mod operations;
 #[path = "../api/pages.rs"]
