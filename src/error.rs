@@ -235,11 +235,82 @@ fn gave_up_waiting(message: &str) -> bool {
 }
 
 impl From<crate::store::StoreError> for ApiError {
-    /// A store failure that no caller turned into a precise answer.
+    /// A store failure: a refusal decided on stored state answers its
+    /// precise problem; anything else is a 500 with its cause in the log.
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::Database(e) => e.into(),
+            crate::store::StoreError::Rejected(refusal) => refusal.into(),
             other => Self::internal(other),
+        }
+    }
+}
+
+impl From<crate::store::Rejection> for ApiError {
+    /// Every refusal decided on stored state, answered in one place.
+    fn from(refusal: crate::store::Rejection) -> Self {
+        use crate::domain::recording;
+        use crate::store::Rejection;
+        match refusal {
+            Rejection::TenantExists => {
+                ApiError::new(ErrorCode::TenantExists, "a tenant with this id exists or existed")
+            }
+            Rejection::BrandExists => ApiError::new(
+                ErrorCode::BrandExists,
+                "the tenant already has a brand with this name (compared case-insensitively)",
+            ),
+            Rejection::NotFound(what) => ApiError::not_found(what),
+            Rejection::LastAdminKey => ApiError::new(
+                ErrorCode::LastAdminKey,
+                "this is the tenant's last active admin key; create another admin key first",
+            ),
+            Rejection::BrandRetired => recording::brand_retired().into(),
+            Rejection::CapturedInFuture => ApiError::for_field(
+                ErrorCode::CapturedAtInFuture,
+                "captured_at",
+                "in_future",
+                "`captured_at` is more than 60 seconds after the server's clock",
+            ),
+            Rejection::IdempotencyLost => ApiError::new(
+                ErrorCode::IdempotencyInProgress,
+                "a newer request with this Idempotency-Key took it over; nothing was recorded by this one",
+            ),
+            Rejection::Suppressed => ApiError::for_field(
+                ErrorCode::Suppressed,
+                "captured_at",
+                "before_erasure",
+                "this number or user id was erased after `captured_at`: only an opt-in captured after the erasure starts a new subject",
+            ),
+            // Every caller answers it (200 `{"suppressed":true}`, or nothing
+            // recorded); reaching here is a bug.
+            Rejection::SuppressedNothingToRecord => ApiError::internal(refusal),
+            Rejection::FormExists => ApiError::new(
+                ErrorCode::FormExists,
+                "the tenant already has a form with this id: PUT /v1/forms/{id} changes it",
+            ),
+            Rejection::UnknownDocument => recording::unknown_document().into(),
+            Rejection::DocumentMismatch => recording::document_mismatch().into(),
+        }
+    }
+}
+
+impl From<crate::services::error::ServiceError> for ApiError {
+    fn from(e: crate::services::error::ServiceError) -> Self {
+        use crate::services::error::ServiceError;
+        match e {
+            ServiceError::Invalid(invalid) => invalid.into(),
+            ServiceError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::services::tenants::TenantError> for ApiError {
+    fn from(e: crate::services::tenants::TenantError) -> Self {
+        use crate::services::tenants::TenantError;
+        match e {
+            TenantError::Exists => crate::store::Rejection::TenantExists.into(),
+            TenantError::Store(e) => e.into(),
+            TenantError::Signing(e) => e.into(),
         }
     }
 }

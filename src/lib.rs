@@ -26,13 +26,15 @@ pub mod keys;
 pub mod ledger;
 /// Prometheus metrics: one registry, no tenant labels.
 pub mod metrics;
-/// What composes store calls with files and signing: the signer, tenant
-/// creation, exports, verify-db.
+/// The application layer: one module per use case (recording an opt-in
+/// from any door, a provider's message), and what composes store calls
+/// with files and signing (the signer, tenant creation, exports,
+/// verify-db).
 pub mod services;
 /// Building the actix application and its OpenAPI document.
 pub mod startup;
-/// Diesel: schema, connections, migrations, the appender, recording inbound
-/// messages and dead letters, the signer's reads and writes.
+/// Diesel: schema, connections, migrations, the appender, dead letters,
+/// the signer's reads and writes.
 pub mod store;
 /// The tracing subscriber.
 pub mod telemetry;

@@ -507,7 +507,10 @@ const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_sec
 /// instance at a time and bounded per run.
 fn spawn_housekeeping(state: web::Data<AppState>, interval: std::time::Duration) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
+        // The first run one interval after start, not at once: a test that
+        // drives the job itself then never races a run of its own.
+        let first = tokio::time::Instant::now() + interval;
+        let mut tick = tokio::time::interval_at(first, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -605,6 +608,30 @@ fn metrics_server(
     Ok((port, server))
 }
 
+/// What every handler reaches: the pool, the keys, the signer, the
+/// guards, the group commit, and a test's clock and gates.
+fn app_state(
+    settings: Settings,
+    prepared: Prepared,
+    (signer, guards): (Arc<Signer>, Arc<Guards>),
+    hooks: Hooks,
+) -> web::Data<AppState> {
+    let inline_reads = matches!(settings.database, crate::config::DatabaseTarget::Sqlite(_));
+    web::Data::new(AppState {
+        pool: prepared.pool,
+        master: prepared.master,
+        signer,
+        nodes: Default::default(),
+        settings: Arc::new(settings),
+        configured_operator_sha256: prepared.configured_operator_sha256,
+        clock: hooks.clock,
+        write_gate: hooks.write_gate,
+        guards,
+        groups: Arc::new(crate::store::group_commit::Groups::gated(hooks.group_gate)),
+        inline_reads,
+    })
+}
+
 impl Application {
     /// Binds `settings.bind` (port 0 picks a free port) and builds the server.
     pub fn build(settings: Settings, prepared: Prepared) -> anyhow::Result<Self> {
@@ -625,26 +652,14 @@ impl Application {
         let connection_guards = guards.clone();
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let per_worker = (settings.limits.max_connections as usize).div_ceil(workers);
-        let inline_reads = matches!(settings.database, crate::config::DatabaseTarget::Sqlite(_));
-        let state = web::Data::new(AppState {
-            pool: prepared.pool,
-            master: prepared.master,
-            signer,
-            nodes: Default::default(),
-            settings: Arc::new(settings),
-            configured_operator_sha256: prepared.configured_operator_sha256,
-            clock: hooks.clock,
-            write_gate: hooks.write_gate,
-            guards,
-            groups: Arc::new(crate::store::group_commit::Groups::gated(hooks.group_gate)),
-            inline_reads,
-        });
+        let housekeeping_interval = hooks.housekeeping_interval;
+        let state = app_state(settings, prepared, (signer, guards), hooks);
         let metrics_bind = state.settings.metrics_bind;
         let metrics = metrics_bind.map(|bind| metrics_server(state.clone(), bind));
         spawn_checkpointer(state.clone(), state.settings.checkpoint_interval);
         spawn_housekeeping(
             state.clone(),
-            hooks.housekeeping_interval.unwrap_or(HOUSEKEEPING_INTERVAL),
+            housekeeping_interval.unwrap_or(HOUSEKEEPING_INTERVAL),
         );
         let openapi = openapi_document();
         let routes = Arc::new(KnownRoutes::of(&openapi));

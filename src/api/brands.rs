@@ -6,10 +6,9 @@ use super::json::ApiJson;
 use super::tenants::check_brand_name;
 use super::AppState;
 use crate::domain::time::Timestamp;
-use crate::error::{ApiError, ErrorCode, Problem};
+use crate::error::{ApiError, Problem};
 use crate::store::audit::AuditKind;
 use crate::store::tenants::{self as store, BrandRow};
-use crate::store::{Rejection, StoreError};
 use actix_web::middleware::from_fn;
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -100,15 +99,7 @@ pub async fn create_brand(
     let tenant = caller.tenant.id.clone();
     let now = state.now().millis();
     let row = state
-        .db(move |conn| {
-            store::create_brand(conn, &tenant, &name, now).map_err(|e| match e {
-                StoreError::Rejected(Rejection::BrandExists) => ApiError::new(
-                    ErrorCode::BrandExists,
-                    "the tenant already has a brand with this name (compared case-insensitively)",
-                ),
-                other => other.into(),
-            })
-        })
+        .db(move |conn| Ok(store::create_brand(conn, &tenant, &name, now)?))
         .await?;
     let details = json!({"name": row.name});
     caller.note(&state, AuditKind::BrandCreated, details).await;
@@ -134,12 +125,7 @@ pub async fn retire_brand(
     let name = name.into_inner();
     let now = state.now().millis();
     let row = state
-        .db(move |conn| {
-            store::retire_brand(conn, &tenant, &name, now).map_err(|e| match e {
-                StoreError::Rejected(Rejection::NotFound) => ApiError::not_found("no such brand"),
-                other => other.into(),
-            })
-        })
+        .db(move |conn| Ok(store::retire_brand(conn, &tenant, &name, now)?))
         .await?;
     let details = json!({"name": row.name});
     caller.note(&state, AuditKind::BrandRetired, details).await;

@@ -11,7 +11,7 @@ use crate::error::{ApiError, ErrorCode, Problem};
 use crate::store::audit::AuditKind;
 use crate::store::forms::{self, StoredForm};
 use crate::store::tenants::find_brand;
-use crate::store::{DbConn, Rejection, StoreError};
+use crate::store::DbConn;
 use actix_web::middleware::from_fn;
 use actix_web::{get, post, put, web, HttpResponse};
 use serde::Serialize;
@@ -68,14 +68,7 @@ fn save(
         ));
     };
     definition.brand = found.name;
-    forms::save(conn, tenant, &id, &definition, replace, now).map_err(|e| match e {
-        StoreError::Rejected(Rejection::FormExists) => ApiError::new(
-            ErrorCode::FormExists,
-            "the tenant already has a form with this id: PUT /v1/forms/{id} changes it",
-        ),
-        StoreError::Rejected(Rejection::NotFound) => ApiError::not_found("no such form"),
-        other => other.into(),
-    })
+    Ok(forms::save(conn, tenant, &id, &definition, replace, now)?)
 }
 
 #[utoipa::path(

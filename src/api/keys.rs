@@ -7,10 +7,9 @@ use super::tenants::NewKey;
 use super::AppState;
 use crate::domain::access::normalised_roles;
 use crate::domain::time::Timestamp;
-use crate::error::{ApiError, ErrorCode, Problem};
+use crate::error::{ApiError, Problem};
 use crate::store::audit::AuditKind;
 use crate::store::tenants::{self as store, ApiKeyRow};
-use crate::store::{Rejection, StoreError};
 use actix_web::middleware::from_fn;
 use actix_web::{delete, get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -174,16 +173,7 @@ pub async fn revoke_key(
     let revoked = id.clone();
     let now = state.now().millis();
     state
-        .db(move |conn| {
-            store::revoke_api_key(conn, &tenant, &id, now).map_err(|e| match e {
-                StoreError::Rejected(Rejection::NotFound) => ApiError::not_found("no such key"),
-                StoreError::Rejected(Rejection::LastAdminKey) => ApiError::new(
-                    ErrorCode::LastAdminKey,
-                    "this is the tenant's last active admin key; create another admin key first",
-                ),
-                other => other.into(),
-            })
-        })
+        .db(move |conn| Ok(store::revoke_api_key(conn, &tenant, &id, now)?))
         .await?;
     tracing::info!(key_id = %revoked, by = %caller.key_id, "api key revoked");
     let details = json!({"key_id": revoked});

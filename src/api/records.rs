@@ -6,25 +6,20 @@ use super::auth::{self, Caller, Role};
 use super::idempotent;
 use super::json::ApiJson;
 use super::AppState;
-use crate::domain::confirmation;
 use crate::domain::decision::Window;
 use crate::domain::identity::Identity;
-use crate::domain::ids::BrandId;
-use crate::domain::purpose::CaptureChannel;
-use crate::domain::record::{PendingConfirmation, Record};
+use crate::domain::record::Record;
 use crate::domain::recording::{
-    self, brand_retired, check_not_future, FoundBrand, InteractionRecorded, InteractionRequest,
-    OptInRequest, OptOutRequest,
+    self, check_not_future, InteractionRecorded, InteractionRequest, OptInRequest, OptOutRequest,
 };
 use crate::domain::time::Timestamp;
-use crate::error::{ApiError, ErrorCode, Problem};
-use crate::keys::{confirmation_code_hash, random_code, MasterKey};
+use crate::error::{ApiError, Problem};
+use crate::keys::MasterKey;
+use crate::services::recording::{record_opt_in, Door, IssuedCode, Reply};
 use crate::store::append::{self, Answer, Appended};
-use crate::store::channels::settings_of;
 use crate::store::connection::lock_log;
 use crate::store::consent::{record_interaction, window_of};
 use crate::store::idempotency;
-use crate::store::tenants::find_brand;
 use crate::store::{Rejection, StoreError};
 use actix_web::middleware::from_fn;
 use actix_web::{post, web, HttpRequest, HttpResponse};
@@ -77,33 +72,6 @@ fn rules_of(caller: &Caller) -> recording::Caller<'_> {
     recording::Caller {
         default_region: caller.tenant.default_region.as_deref(),
         may_backfill: caller.has(Role::Admin),
-    }
-}
-
-/// Refusals the appender decided under the log's lock.
-fn append_error(error: StoreError) -> ApiError {
-    match error {
-        StoreError::Rejected(Rejection::BrandRetired) => brand_retired().into(),
-        StoreError::Rejected(Rejection::CapturedInFuture) => ApiError::for_field(
-            ErrorCode::CapturedAtInFuture,
-            "captured_at",
-            "in_future",
-            "`captured_at` is more than 60 seconds after the server's clock",
-        ),
-        StoreError::Rejected(Rejection::Suppressed) => ApiError::for_field(
-            ErrorCode::Suppressed,
-            "captured_at",
-            "before_erasure",
-            "this number or user id was erased after `captured_at`: only an opt-in captured after the erasure starts a new subject",
-        ),
-        StoreError::Rejected(Rejection::UnknownDocument) => recording::unknown_document().into(),
-        StoreError::Rejected(Rejection::DocumentMismatch) => {
-            recording::document_mismatch().into()
-        }
-        StoreError::Rejected(Rejection::IdempotencyLost) => ApiError::new(ErrorCode::IdempotencyInProgress,
-            "a newer request with this Idempotency-Key took it over; nothing was recorded by this one",
-        ),
-        other => other.into(),
     }
 }
 
@@ -160,7 +128,7 @@ fn append_confirmable(
             }
             return Ok((200, body));
         }
-        other => other.map_err(append_error)?,
+        other => other?,
     };
     tracing::info!(tenant = %tenant, seq = appended.seq, subject = %appended.subject, "recorded");
     Ok((201, render(&appended)))
@@ -195,68 +163,35 @@ pub async fn create_opt_in(
         &body.body_sha256,
         move |conn, scope| {
             // Clock rules run after the idempotency lookup: a retry replays.
-            let now = clock.now();
-            draft.check_clock(now)?;
-            let brand =
-                find_brand(conn, &work_caller.tenant.id, &draft.company_name_shown)?.map(|b| {
-                    FoundBrand {
-                        id: BrandId(b.id),
-                        retired: b.retired_at.is_some(),
-                        name: b.name,
-                    }
-                });
-            let mut opt_in = draft.into_record(brand)?;
-            let confirmation = match needs_confirmation(&work_caller, opt_in.channel) {
-                true => {
-                    let (pending, view) =
-                        confirmation_for(conn, &master, &work_caller.tenant.id, now)?;
-                    opt_in.confirmation = Some(pending);
-                    Some(view)
-                }
-                false => None,
+            let render =
+                |appended: &Appended, code: Option<&IssuedCode>| recorded_json(appended, code);
+            let reply = scope.map(|scope| Reply {
+                scope,
+                render: &render,
+            });
+            let door = Door::Api {
+                key_id: &work_caller.key_id,
             };
-            let record = Record::OptIn(opt_in);
-            let confirmable = (&record, confirmation.as_ref());
-            append_confirmable(conn, &master, &work_caller, confirmable, scope, now)
+            let tenant = &work_caller.tenant;
+            let now = clock.now();
+            let recorded = record_opt_in(conn, &master, tenant, (draft, door), reply, now)?;
+            let body = recorded_json(&recorded.appended, recorded.confirmation.as_ref());
+            Ok((201, body))
         },
     )
     .await
 }
 
-/// Whether the tenant's `require_confirmation_for` (as it is now) lists the
-/// opt-in's capture channel.
-fn needs_confirmation(caller: &Caller, channel: CaptureChannel) -> bool {
-    serde_json::from_str::<Vec<CaptureChannel>>(&caller.tenant.require_confirmation_for)
-        .unwrap_or_default()
-        .contains(&channel)
-}
-
-/// A new code for an opt-in that waits for confirmation: what is stored
-/// (its keyed hash, when it expires) and what the answer shows.
-pub(super) fn confirmation_for(
-    conn: &mut crate::store::DbConn,
-    master: &MasterKey,
-    tenant: &str,
-    now: Timestamp,
-) -> Result<(PendingConfirmation, ConfirmationView), ApiError> {
-    let code = random_code(confirmation::CODE_ALPHABET, confirmation::CODE_LEN);
-    let expires_at = confirmation::expires_at(now);
-    let settings = settings_of(conn, tenant)?;
-    let display = settings
-        .whatsapp
-        .as_ref()
-        .and_then(|w| w.phone_numbers.first())
-        .and_then(|p| p.display.clone());
-    let view = ConfirmationView {
-        whatsapp_link: display.and_then(|d| confirmation::whatsapp_link(&d, &code)),
-        expires_at,
-        code: code.clone(),
-    };
-    let pending = PendingConfirmation {
-        code_sha256: confirmation_code_hash(master, tenant, &code),
-        expires_at,
-    };
-    Ok((pending, view))
+/// The 201 answer to an opt-in: what was appended, and the code when it
+/// waits for confirmation.
+fn recorded_json(appended: &Appended, code: Option<&IssuedCode>) -> String {
+    let mut answer = Recorded::from(appended);
+    answer.confirmation = code.map(|c| ConfirmationView {
+        code: c.code.clone(),
+        expires_at: c.expires_at,
+        whatsapp_link: c.whatsapp_link.clone(),
+    });
+    serde_json::to_string(&answer).expect("serialisable")
 }
 
 #[utoipa::path(
@@ -367,9 +302,7 @@ pub async fn create_interaction(
                     serde_json::to_string(&StoredInteraction { window }).expect("serialisable");
                 if let Some(scope) = scope {
                     if !idempotency::finish(conn, scope, 200, &stored, None, now.millis())? {
-                        return Err(append_error(StoreError::Rejected(
-                            Rejection::IdempotencyLost,
-                        )));
+                        return Err(StoreError::Rejected(Rejection::IdempotencyLost).into());
                     }
                 }
                 let body = interaction_answer(identity, &stored).expect("it was just written");

@@ -20,7 +20,6 @@ use crate::store::erasure::{self, Erased, ErasureRequest, ALREADY_ERASED_BODY};
 use crate::store::subjects::{group_holds_entries, group_members};
 use crate::store::suppression::group_suppression;
 use crate::store::tenants::list_brands;
-use crate::store::{Rejection, StoreError};
 use actix_web::middleware::from_fn;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -260,15 +259,7 @@ pub async fn erase_subject(
                 identity: &identity,
                 reason: request.reason.as_deref(),
             };
-            let erased =
-                erasure::erase(conn, &master, &erasure, answer, clock.now()).map_err(|error| {
-                    match error {
-                        StoreError::Rejected(Rejection::NotFound) => ApiError::not_found(
-                            "this number or user id has no subject in this tenant",
-                        ),
-                        other => other.into(),
-                    }
-                })?;
+            let erased = erasure::erase(conn, &master, &erasure, answer, clock.now())?;
             Ok(match erased {
                 Erased::Recorded(appended) => (201, created(&appended)),
                 Erased::Already => (200, ALREADY_ERASED_BODY.to_owned()),

@@ -8,8 +8,8 @@ use crate::domain::access::{self, BRAND_NAME_RULE};
 use crate::domain::number::Region;
 use crate::domain::purpose::CaptureChannel;
 use crate::domain::time::Timestamp;
-use crate::error::{ApiError, ErrorCode, Problem};
-use crate::services::tenants::{self as service, TenantError};
+use crate::error::{ApiError, Problem};
+use crate::services::tenants::{self as service};
 use crate::store::audit::AuditKind;
 use crate::store::log::current_signing_key;
 use crate::store::tenants::{self as store, SettingsChange, TenantRow};
@@ -95,14 +95,7 @@ pub async fn create_tenant(
                 &request.brand,
                 now,
             )
-            .map_err(|e| match e {
-                TenantError::Exists => ApiError::new(
-                    ErrorCode::TenantExists,
-                    "a tenant with this id exists or existed",
-                ),
-                TenantError::Store(e) => e.into(),
-                TenantError::Signing(e) => e.into(),
-            })
+            .map_err(ApiError::from)
         })
         .await?;
     tracing::info!(tenant = %created.tenant, key_id = %created.admin_key_id, "tenant created");

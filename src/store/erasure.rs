@@ -36,6 +36,9 @@ pub struct ErasureRequest<'a> {
     pub reason: Option<&'a str>,
 }
 
+/// What an identity that never had a subject answers.
+const NO_SUBJECT: &str = "this number or user id has no subject in this tenant";
+
 /// What an erasure did.
 #[derive(Debug, Clone)]
 pub enum Erased {
@@ -83,7 +86,7 @@ fn erase_locked(
     lock_log(conn, tenant)?;
     let hash = master.identity_hash(tenant, identity.as_str());
     if newest_subject_by_hash(conn, tenant, &hash)?.is_none() {
-        return Err(StoreError::Rejected(Rejection::NotFound));
+        return Err(StoreError::Rejected(Rejection::NotFound(NO_SUBJECT)));
     }
     let members = members_of_every_group(conn, tenant, identity.as_str())?;
     if members.is_empty() {
@@ -213,7 +216,7 @@ pub(super) fn erase_members(
             conn, tenant, collector, subject, reason, now,
         )?);
     }
-    let erased = last.ok_or(StoreError::Rejected(Rejection::NotFound))?;
+    let erased = last.ok_or(StoreError::Rejected(Rejection::NotFound(NO_SUBJECT)))?;
     let at = erased.recorded_at.millis();
     for identity in &ended {
         if reason == ErasureReason::Request {

@@ -36,7 +36,7 @@ pub fn save(
         let current = find(conn, tenant, id)?;
         let version = match (&current, replace) {
             (Some(_), false) => return Err(StoreError::Rejected(Rejection::FormExists)),
-            (None, true) => return Err(StoreError::Rejected(Rejection::NotFound)),
+            (None, true) => return Err(StoreError::Rejected(Rejection::NotFound("no such form"))),
             (Some(form), true) if form.definition == *definition => return Ok(form.clone()),
             (Some(form), true) => form.version + 1,
             (None, false) => 1,

@@ -13,10 +13,8 @@ pub mod erasure;
 pub mod forms;
 pub mod group_commit;
 pub mod idempotency;
-pub mod inbound;
 pub mod links;
 pub mod log;
-pub mod notification;
 pub mod pool;
 pub mod prepared;
 pub mod restore;
@@ -49,8 +47,10 @@ pub enum Rejection {
     TenantExists,
     #[error("the brand exists")]
     BrandExists,
-    #[error("not found")]
-    NotFound,
+    /// What the caller asked for does not exist (or is another tenant's):
+    /// the answer's detail.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
     #[error("this is the tenant's last active admin key (or the last that does not expire)")]
     LastAdminKey,
     #[error("the brand was retired")]

@@ -4,6 +4,7 @@ use super::connection::{lock_log, lock_shared_rule, SharedRule};
 use super::log;
 use super::schema::{api_keys, brands, tenants};
 use super::{can_name_a_row, DbConn, Rejection, StoreError, StoreResult};
+use crate::domain::purpose::CaptureChannel;
 use crate::domain::text::{fold_key, nfc};
 use crate::keys::{self, MasterKey};
 use crate::ledger::entry::ZERO_HASH;
@@ -24,6 +25,16 @@ pub struct TenantRow {
     pub head_hash: String,
     pub head_recorded_at: Option<i64>,
     pub created_at: i64,
+}
+
+impl TenantRow {
+    /// Whether the tenant's `require_confirmation_for` (stored as a JSON
+    /// list of capture channels) lists this one.
+    pub fn requires_confirmation(&self, channel: CaptureChannel) -> bool {
+        serde_json::from_str::<Vec<CaptureChannel>>(&self.require_confirmation_for)
+            .unwrap_or_default()
+            .contains(&channel)
+    }
 }
 
 /// A brand as stored.
@@ -264,8 +275,8 @@ pub fn retire_brand(
     conn.immediate_transaction(|conn| {
         // Under the log's lock, so no opt-in for the brand commits after it.
         lock_log(conn, tenant)?;
-        let brand =
-            find_brand(conn, tenant, name)?.ok_or(StoreError::Rejected(Rejection::NotFound))?;
+        let brand = find_brand(conn, tenant, name)?
+            .ok_or(StoreError::Rejected(Rejection::NotFound("no such brand")))?;
         if brand.retired_at.is_some() {
             return Ok(brand);
         }
@@ -333,7 +344,7 @@ pub fn list_api_keys(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<ApiKeyR
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn revoke_api_key(conn: &mut DbConn, tenant: &str, id: &str, now: i64) -> StoreResult<()> {
     if !can_name_a_row(id) {
-        return Err(StoreError::Rejected(Rejection::NotFound));
+        return Err(StoreError::Rejected(Rejection::NotFound("no such key")));
     }
     conn.immediate_transaction(|conn| {
         lock_log(conn, tenant)?;
@@ -343,7 +354,7 @@ pub fn revoke_api_key(conn: &mut DbConn, tenant: &str, id: &str, now: i64) -> St
             .select(ApiKeyRow::as_select())
             .first(conn)
             .optional()?
-            .ok_or(StoreError::Rejected(Rejection::NotFound))?;
+            .ok_or(StoreError::Rejected(Rejection::NotFound("no such key")))?;
         if key.revoked_at.is_some() {
             return Ok(());
         }

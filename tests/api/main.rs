@@ -17,6 +17,7 @@ mod contract;
 mod crash;
 mod decisions;
 mod documents;
+mod doors;
 mod erasure;
 mod errors;
 mod group_commit;

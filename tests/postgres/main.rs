@@ -28,6 +28,8 @@ mod crash;
 mod decisions;
 #[path = "../api/documents.rs"]
 mod documents;
+#[path = "../api/doors.rs"]
+mod doors;
 #[path = "../api/erasure.rs"]
 mod erasure;
 #[path = "../api/errors.rs"]

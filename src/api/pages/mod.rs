@@ -11,18 +11,19 @@ pub mod words;
 
 use super::body::{declared_length, read_body};
 use super::limits::{client_addr, ClientAddr};
-use super::records::confirmation_for;
 use super::AppState;
 use crate::domain::evidence::Evidence;
 use crate::domain::form::{FormDefinition, OPT_OUT};
 use crate::domain::identity::Identity;
-use crate::domain::ids::BrandId;
 use crate::domain::number::E164;
 use crate::domain::purpose::{CaptureChannel, MessageChannelSet, Purpose, PurposeSet};
-use crate::domain::record::{OptInRecord, OptOutRecord, Record};
+use crate::domain::record::{OptOutRecord, Record};
+use crate::domain::recording::OptInDraft;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode};
 use crate::ledger::hash::sha256_hex;
+use crate::services::error::ServiceError;
+use crate::services::recording::{record_opt_in, Door};
 use crate::store::tenants::{active_brands, find_brand, find_tenant, TenantRow};
 use crate::store::{append, forms, DbConn, Rejection, StoreError};
 use actix_web::http::StatusCode;
@@ -622,36 +623,36 @@ async fn record_form_opt_in(
             if current.version != opt_in.version {
                 return Ok(FormOutcome::Changed(current));
             }
-            let brand = find_brand(conn, &tenant, &opt_in.definition.brand)?
-                .ok_or_else(|| ApiError::not_found("no such page"))?;
-            let requires: Vec<CaptureChannel> =
-                serde_json::from_str(&opt_in.row.require_confirmation_for).unwrap_or_default();
-            let (pending, view) = match requires.contains(&CaptureChannel::Web) {
-                true => {
-                    let (pending, view) = confirmation_for(conn, &master, &tenant, now)?;
-                    (Some(pending), Some(view))
-                }
-                false => (None, None),
-            };
-            let record = Record::OptIn(OptInRecord {
+            let definition = &opt_in.definition;
+            let draft = OptInDraft {
                 identity: Identity::Number(opt_in.number),
                 channel: CaptureChannel::Web,
-                brand_id: BrandId(brand.id),
-                company_name_shown: brand.name,
-                consent_text: opt_in.definition.consent_text.clone(),
+                company_name_shown: definition.brand.clone(),
+                consent_text: definition.consent_text.clone(),
                 purposes: opt_in.purposes,
-                message_channels: opt_in.definition.message_channels.iter().copied().collect(),
+                message_channels: definition.message_channels.iter().copied().collect(),
                 captured_at: now,
-                language: opt_in.definition.language.clone(),
+                language: definition.language.clone(),
                 backfill: false,
-                confirmation: pending,
                 evidence: opt_in.evidence,
-            });
-            let collector = format!("form:{}", opt_in.form_id);
-            append_quietly(conn, &master, &tenant, &collector, &record, now)?;
-            Ok(FormOutcome::Recorded(
-                view.map(|v| (v.code, v.whatsapp_link)),
-            ))
+            };
+            let door = Door::Page {
+                form_id: &opt_in.form_id,
+            };
+            match record_opt_in(conn, &master, &opt_in.row, (draft, door), None, now) {
+                Ok(recorded) => Ok(FormOutcome::Recorded(
+                    recorded.confirmation.map(|c| (c.code, c.whatsapp_link)),
+                )),
+                // An erased number's opt-in captured before the erasure: the
+                // page answers the same (it never tells whether a number
+                // is known).
+                Err(ServiceError::Store(StoreError::Rejected(Rejection::Suppressed))) => {
+                    Ok(FormOutcome::Recorded(None))
+                }
+                // The form's brand is no longer one the tenant shows.
+                Err(refused) if refused.is_refusal() => Err(ApiError::not_found("no such page")),
+                Err(failed) => Err(failed.into()),
+            }
         })
         .await
 }

@@ -8,7 +8,7 @@ use crate::channels::message::Outcome;
 use crate::channels::signature::twilio_signature_valid;
 use crate::channels::twilio::{read_delivery, Delivery};
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::store::inbound;
+use crate::services::inbound;
 use actix_web::http::header;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 

@@ -7,7 +7,7 @@ use crate::channels::settings::{open_secret, StoredSettings, StoredWhatsApp};
 use crate::channels::signature::whatsapp_signature_valid;
 use crate::channels::whatsapp_payload::Notification;
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::store::notification::record_notification;
+use crate::services::notification::record_notification;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;

@@ -2,9 +2,8 @@
 //! in its own transaction (a retry after a failure skips what was done),
 //! kept as a dead letter when its business number is not the tenant's.
 
-use super::dead_letters::{self, Letter};
+use super::error::ServiceError;
 use super::inbound;
-use super::{DbConn, StoreError};
 use crate::channels::letter::LetterPayload;
 use crate::channels::message::{
     preference_letter, system_letter, Outcome, PreferenceChange, Provider,
@@ -14,6 +13,8 @@ use crate::channels::whatsapp::{changed_message, inbound_message, preference_key
 use crate::channels::whatsapp_payload::{self as payload, Event, Notification};
 use crate::domain::time::{Clock, Timestamp};
 use crate::keys::MasterKey;
+use crate::store::dead_letters::{self, Letter};
+use crate::store::DbConn;
 
 /// Counts of a notification's events, for the log line and the metrics.
 #[derive(Debug, Default)]
@@ -45,7 +46,7 @@ pub fn record_notification(
     settings: &StoredSettings,
     notification: &Notification,
     clock: &Clock,
-) -> Result<Applied, StoreError> {
+) -> Result<Applied, ServiceError> {
     let mut applied = Applied::default();
     let known = |id: Option<&str>| {
         settings
@@ -132,7 +133,7 @@ fn apply_preference(
     p: &payload::PreferenceEvent,
     known: impl Fn(Option<&str>) -> bool,
     now: Timestamp,
-) -> Result<Option<Outcome>, StoreError> {
+) -> Result<Option<Outcome>, ServiceError> {
     let stop = match p.value.as_str() {
         "stop" => true,
         "resume" => false,

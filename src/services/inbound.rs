@@ -3,15 +3,8 @@
 //! log's lock, or none do. What cannot be applied is kept as a dead letter
 //! (`dead_letters.rs`). What a message means: `channels/message.rs`.
 
-use super::append::append_locked;
-use super::channels;
-use super::connection::lock_log;
-use super::consent::record_inbound;
-use super::dead_letters::{keep, Letter};
-use super::links::{close_group, contradicts_link, link, Source};
-use super::subjects::{current_or_new_subject, current_subject, newest_subject, SubjectRow};
-use super::tenants::find_brand;
-use super::{DbConn, Rejection, StoreError, StoreResult};
+use super::error::ServiceResult;
+use super::recording::{record_opt_in, Door};
 use crate::channels::message::{
     intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, opt_out_purposes,
     preference_evidence, preference_letter, InboundMessage, Intent, Outcome, PreferenceChange,
@@ -22,17 +15,22 @@ use crate::channels::whatsapp_payload::Content;
 use crate::domain::confirmation;
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::Identity;
-use crate::domain::ids::BrandId;
 use crate::domain::purpose::CaptureChannel;
-use crate::domain::record::{ConfirmRecord, LiftClass, LiftRecord, OptInRecord, Record};
+use crate::domain::record::{ConfirmRecord, LiftClass, LiftRecord, Record};
+use crate::domain::recording::OptInDraft;
 use crate::domain::text::is_readable_text;
 use crate::domain::time::Timestamp;
 use crate::keys::confirmation_code_hash;
 use crate::keys::MasterKey;
-
-/// Opt-ins older than this are not recorded from a message (as for the API
-/// without `backfill`).
-const MAX_OPT_IN_AGE_MILLIS: i64 = 30 * 24 * 3600 * 1000;
+use crate::store::append::append_locked;
+use crate::store::channels;
+use crate::store::connection::lock_log;
+use crate::store::consent::record_inbound;
+use crate::store::dead_letters::{keep, Letter};
+use crate::store::links::{close_group, contradicts_link, link, Source};
+use crate::store::subjects::{current_or_new_subject, current_subject, newest_subject, SubjectRow};
+use crate::store::tenants::find_tenant;
+use crate::store::{DbConn, Rejection, StoreError};
 
 /// Links the identities a signed WhatsApp message pairs (SPEC section 3),
 /// first closing every group the pairing shows changed hands: a number or
@@ -45,7 +43,7 @@ fn link_sender(
     message: &InboundMessage,
     captured_at: Timestamp,
     now: Timestamp,
-) -> StoreResult<Vec<u64>> {
+) -> ServiceResult<Vec<u64>> {
     let pairs = message.sender.pairs();
     if pairs.is_empty() {
         return Ok(Vec::new());
@@ -82,7 +80,7 @@ fn arrive(
     tenant: &str,
     carrier: (&InboundMessage, &Identity, Timestamp),
     now: Timestamp,
-) -> StoreResult<Vec<u64>> {
+) -> ServiceResult<Vec<u64>> {
     let (message, identity, captured_at) = carrier;
     let mut seqs = Vec::new();
     if message.provider == Provider::WhatsApp {
@@ -122,7 +120,7 @@ fn arrival_subject(
     provider: Provider,
     identity: &Identity,
     now: Timestamp,
-) -> StoreResult<Option<SubjectRow>> {
+) -> ServiceResult<Option<SubjectRow>> {
     let identity = identity.as_str();
     if let Some(open) = current_subject(conn, tenant, identity)? {
         return Ok(Some(open));
@@ -153,7 +151,7 @@ fn confirm_codes(
     tenant: &str,
     (message, captured_at): (&InboundMessage, Timestamp),
     now: Timestamp,
-) -> StoreResult<Vec<u64>> {
+) -> ServiceResult<Vec<u64>> {
     let text = match &message.content {
         Content::Text { body, .. } => body,
         Content::Button { payload, .. } => payload,
@@ -201,8 +199,8 @@ pub fn record_change(
     message: &InboundMessage,
     system: &str,
     now: Timestamp,
-) -> StoreResult<Outcome> {
-    conn.immediate_transaction(|conn| {
+) -> ServiceResult<Outcome> {
+    conn.immediate_transaction(|conn| -> ServiceResult<Outcome> {
         lock_log(conn, tenant)?;
         let key = master.keyed_hash(tenant, &[message.provider.as_str(), &message.message_id]);
         if !channels::first_delivery(conn, tenant, &key, now.millis())? {
@@ -239,10 +237,10 @@ pub fn record_message(
     settings: &StoredSettings,
     message: &InboundMessage,
     now: Timestamp,
-) -> StoreResult<Outcome> {
+) -> ServiceResult<Outcome> {
     let intent = intent(message.provider, &message.content, settings);
     let withdrawn = intent.withdrawn(settings);
-    conn.immediate_transaction(|conn| {
+    conn.immediate_transaction(|conn| -> ServiceResult<Outcome> {
         // The log first: the rows written below reference the tenant, and
         // on PostgreSQL that share lock taken before the log's would
         // deadlock with another writer of this log.
@@ -269,14 +267,14 @@ pub fn record_message(
                         Some(_) => "timestamp_in_future",
                         None => "invalid_timestamp",
                     };
-                    return keep(conn, master, tenant, letter(reason), now);
+                    return Ok(keep(conn, master, tenant, letter(reason), now)?);
                 }
                 now
             }
         };
         let Some(identity) = message.sender.recorded_on() else {
             if withdrawn.is_some() {
-                return keep(conn, master, tenant, letter("unknown_sender"), now);
+                return Ok(keep(conn, master, tenant, letter("unknown_sender"), now)?);
             }
             return Ok(Outcome::Recorded { seqs: Vec::new() });
         };
@@ -292,7 +290,7 @@ pub fn record_message(
                 seqs.extend(more);
                 Ok(Outcome::Recorded { seqs })
             }
-            Err(reason) => keep(conn, master, tenant, letter(reason), now),
+            Err(reason) => Ok(keep(conn, master, tenant, letter(reason), now)?),
         }
     })
 }
@@ -314,7 +312,7 @@ fn record_intent(
     arrival: &Arrival<'_>,
     intent: &Intent<'_>,
     now: Timestamp,
-) -> StoreResult<Result<Vec<u64>, &'static str>> {
+) -> ServiceResult<Result<Vec<u64>, &'static str>> {
     let provider = arrival.message.provider;
     let collector = provider.collector();
     let evidence = message_evidence(arrival.message);
@@ -347,7 +345,7 @@ fn record_intent(
                 captured_at: arrival.captured_at,
                 evidence,
             };
-            record_opt_in(conn, master, tenant, &opt_in, now)?
+            record_message_opt_in(conn, master, tenant, &opt_in, now)?
         }
         Intent::Nothing => Vec::new(),
     };
@@ -364,13 +362,13 @@ fn append_unless_suppressed(
     collector: &str,
     record: &Record,
     now: Timestamp,
-) -> StoreResult<Vec<u64>> {
+) -> ServiceResult<Vec<u64>> {
     match append_locked(conn, master, tenant, collector, record, None, now) {
         Ok(appended) => Ok(vec![appended.seq]),
         Err(StoreError::Rejected(Rejection::Suppressed | Rejection::SuppressedNothingToRecord)) => {
             Ok(Vec::new())
         }
-        Err(other) => Err(other),
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -392,7 +390,7 @@ fn lift_opt_outs(
     identity: &Identity,
     lift: &Lift,
     now: Timestamp,
-) -> StoreResult<Vec<u64>> {
+) -> ServiceResult<Vec<u64>> {
     let mut seqs = Vec::new();
     let liftable = channels::liftable_opt_outs(
         conn,
@@ -426,41 +424,49 @@ struct OptInFromMessage<'a> {
     evidence: Evidence,
 }
 
-/// Records a matched opt-in unless its brand was retired or it is older
-/// than an API opt-in may be without `backfill`.
-fn record_opt_in(
+/// Records a matched opt-in through the one recording path
+/// (`recording::record_opt_in`): a message that the rules refuse (a brand
+/// retired since the match was saved, a message older than 30 days, an
+/// identity erased after it was written) records nothing.
+fn record_message_opt_in(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
     opt_in: &OptInFromMessage<'_>,
     now: Timestamp,
-) -> StoreResult<Vec<u64>> {
+) -> ServiceResult<Vec<u64>> {
     let m = opt_in.matched;
-    let brand = find_brand(conn, tenant, &m.brand)?.filter(|b| b.retired_at.is_none());
-    let fresh = opt_in.captured_at.millis() + MAX_OPT_IN_AGE_MILLIS >= now.millis();
-    let (Some(brand), true) = (brand, fresh) else {
+    let Some(row) = find_tenant(conn, tenant)? else {
         return Ok(Vec::new());
     };
     let message_channels = match &m.message_channels {
         Some(list) => list.iter().copied().collect(),
         None => [opt_in.provider.message_channel()].into_iter().collect(),
     };
-    let record = Record::OptIn(OptInRecord {
+    let draft = OptInDraft {
         identity: opt_in.identity.clone(),
         channel: opt_in.provider.capture_channel(),
-        brand_id: BrandId(brand.id),
-        company_name_shown: brand.name,
+        company_name_shown: m.brand.clone(),
         consent_text: m.prompt.clone(),
         purposes: m.purposes.iter().copied().collect(),
         message_channels,
         captured_at: opt_in.captured_at,
         language: None,
         backfill: false,
-        confirmation: None,
         evidence: opt_in.evidence.clone(),
-    });
-    let collector = opt_in.provider.collector();
-    append_unless_suppressed(conn, master, tenant, collector, &record, now)
+    };
+    let door = Door::Message {
+        provider: opt_in.provider,
+    };
+    match record_opt_in(conn, master, &row, (draft, door), None, now) {
+        Ok(recorded) => Ok(vec![recorded.appended.seq]),
+        Err(refused) if refused.is_refusal() => {
+            let code = refused.refusal_code().unwrap_or_default();
+            tracing::info!(tenant = %tenant, refused = %code, "an opt-in by message the rules refuse: nothing recorded");
+            Ok(Vec::new())
+        }
+        Err(failed) => Err(failed),
+    }
 }
 
 /// Records WhatsApp's marketing stop (an opt-out of marketing on WhatsApp)
@@ -473,9 +479,9 @@ pub fn record_preference(
     dedup: &[&str],
     change: &PreferenceChange,
     now: Timestamp,
-) -> StoreResult<Outcome> {
+) -> ServiceResult<Outcome> {
     let value = if change.stop { "stop" } else { "resume" };
-    conn.immediate_transaction(|conn| {
+    conn.immediate_transaction(|conn| -> ServiceResult<Outcome> {
         lock_log(conn, tenant)?; // first, as in record_message
         let key = master.keyed_hash(tenant, dedup);
         if !channels::first_delivery(conn, tenant, &key, now.millis())? {
@@ -491,13 +497,19 @@ pub fn record_preference(
         let mut captured_at = change.captured_at;
         if captured_at > now.plus_millis(PROVIDER_CLOCK_SKEW_MILLIS) {
             if !change.stop {
-                return keep(conn, master, tenant, letter("timestamp_in_future"), now);
+                return Ok(keep(
+                    conn,
+                    master,
+                    tenant,
+                    letter("timestamp_in_future"),
+                    now,
+                )?);
             }
             captured_at = now;
         }
         let Some(identity) = change.sender.recorded_on() else {
             if change.stop {
-                return keep(conn, master, tenant, letter("unknown_sender"), now);
+                return Ok(keep(conn, master, tenant, letter("unknown_sender"), now)?);
             }
             return Ok(Outcome::Recorded { seqs: Vec::new() });
         };
