@@ -5,6 +5,7 @@
 //! at a time (PostgreSQL: an advisory lock), bounded per run, so writers
 //! wait at most one short transaction.
 
+use super::error::ServiceError;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::store::connection::exclusively;
@@ -109,10 +110,10 @@ fn erase_due(
                 return Ok(erased);
             }
             after = subject_id;
-            match retention::erase_if_due(conn, master, tenant, subject_id, now) {
+            match super::retention::erase_if_due(conn, master, tenant, subject_id, now) {
                 Ok(Some(_)) => erased += 1,
                 Ok(None) => {}
-                Err(StoreError::Database(e)) => return Err(e.into()),
+                Err(ServiceError::Store(StoreError::Database(e))) => return Err(e.into()),
                 Err(other) => {
                     tracing::warn!(%tenant, subject_id, error = %other, "retention skipped a subject");
                 }

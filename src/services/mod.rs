@@ -6,6 +6,7 @@
 //! dossiers, `verify-db`, housekeeping, and the rate limiters. Knows
 //! nothing of HTTP.
 
+pub mod erasure;
 pub mod error;
 pub mod export;
 pub mod housekeeping;
@@ -14,6 +15,7 @@ pub mod notification;
 pub mod rate_limit;
 pub mod recording;
 pub mod restore;
+pub mod retention;
 pub mod signer;
 pub mod tenants;
 pub mod verify_db;

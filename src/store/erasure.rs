@@ -1,147 +1,20 @@
-//! Erasure on request (SPEC section 11): in one transaction under the log's
-//! lock, for every group that holds the identity (open or closed: a
-//! number's earlier groups name it too), the opt-out of everything (unless
-//! already), one `erasure` entry per subject, the suppression records, then
-//! the deletion of everything that names or opens those subjects. The
+//! What erasure deletes (SPEC section 11), for the erasure and retention
+//! use cases (`services/erasure.rs`) and `restore-tail`: the groups that
+//! hold an identity, what names an identity outside its subjects, what
+//! opens a subject, and the compaction after an erasure commits. The
 //! entries and their commitments stay, so every proof and checkpoint stays
-//! valid. What belongs to another group (a number's new holder) is left.
+//! valid.
 
-use super::append::{self, Answer, Appended, ErasureReason};
-use super::audit::{self, AuditEvent, AuditKind};
-use super::connection::lock_log;
-use super::consent::{forget_windows, group_events};
 use super::dead_letters;
-use super::idempotency;
 use super::schema::{entries, idempotency_keys, subject_aliases, subjects};
-use super::subjects::{current_subject, group_members, newest_subject_by_hash, Member};
-use super::suppression::suppress;
-use super::{DbConn, Rejection, StoreError, StoreResult};
-use crate::domain::decision::opted_out_of_everything;
-use crate::domain::evidence::Evidence;
-use crate::domain::identity::Identity;
-use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
-use crate::domain::record::{OptOutRecord, Record};
-use crate::domain::time::Timestamp;
+use super::subjects::{group_members, Member};
+use super::{DbConn, StoreResult};
 use crate::keys::MasterKey;
 use diesel::prelude::*;
 
-/// What erasing needs to know of the request.
-pub struct ErasureRequest<'a> {
-    pub tenant: &'a str,
-    /// The erasing key's id (the opt-out's and the entry's collector).
-    pub collector: &'a str,
-    /// The identity whose groups to erase.
-    pub identity: &'a Identity,
-    /// Why, as the admin wrote it: kept in the audit trail only.
-    pub reason: Option<&'a str>,
-}
-
-/// What an identity that never had a subject answers.
-const NO_SUBJECT: &str = "this number or user id has no subject in this tenant";
-
-/// What an erasure did.
-#[derive(Debug, Clone)]
-pub enum Erased {
-    /// The last `erasure` entry appended.
-    Recorded(Appended),
-    /// Every group of the identity was already erased: nothing recorded.
-    Already,
-}
-
-/// The answer to an erasure that found nothing left to erase (SPEC
-/// section 11), stored for its idempotency key too.
-pub const ALREADY_ERASED_BODY: &str = r#"{"erased":true,"recorded":false}"#;
-
-/// Erases every group of an identity. `Rejected(NotFound)` when the
-/// identity never had a subject.
-#[tracing::instrument(level = "debug", skip_all, fields(tenant = %request.tenant))]
-pub fn erase(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    request: &ErasureRequest<'_>,
-    answer: Option<Answer<'_>>,
-    now: Timestamp,
-) -> StoreResult<Erased> {
-    let erased =
-        conn.immediate_transaction(|conn| erase_locked(conn, master, request, answer, now))?;
-    if matches!(erased, Erased::Recorded(_)) {
-        compact(conn);
-    }
-    Ok(erased)
-}
-
-fn erase_locked(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    request: &ErasureRequest<'_>,
-    answer: Option<Answer<'_>>,
-    now: Timestamp,
-) -> StoreResult<Erased> {
-    let ErasureRequest {
-        tenant,
-        collector,
-        identity,
-        reason,
-    } = *request;
-    lock_log(conn, tenant)?;
-    let hash = master.identity_hash(tenant, identity.as_str());
-    if newest_subject_by_hash(conn, tenant, &hash)?.is_none() {
-        return Err(StoreError::Rejected(Rejection::NotFound(NO_SUBJECT)));
-    }
-    let members = members_of_every_group(conn, tenant, identity.as_str())?;
-    if members.is_empty() {
-        if let Some(answer) = answer {
-            finish_answer(conn, answer.scope, 200, ALREADY_ERASED_BODY, now)?;
-        }
-        return Ok(Erased::Already);
-    }
-    opt_out_before_erasure(conn, master, request, now)?;
-    let asked = Some(identity.as_str());
-    let erased = erase_members(
-        conn,
-        master,
-        tenant,
-        collector,
-        (&members, asked),
-        ErasureReason::Request,
-        now,
-    )?;
-    let event = AuditEvent {
-        actor: collector,
-        kind: AuditKind::SubjectErased,
-        details: serde_json::json!({
-            "seq": erased.seq,
-            "subject": erased.subject,
-            "subjects": members.len(),
-            "reason": "request",
-            "note": reason,
-        }),
-    };
-    audit::record_within(conn, tenant, &event, now)?;
-    if let Some(answer) = answer {
-        let body = (answer.render)(&erased);
-        finish_answer(conn, answer.scope, 201, &body, now)?;
-    }
-    tracing::info!(seq = erased.seq, subject = %erased.subject, "erased");
-    Ok(Erased::Recorded(erased))
-}
-
-fn finish_answer(
-    conn: &mut DbConn,
-    scope: &idempotency::IdempotencyScope,
-    status: u16,
-    body: &str,
-    now: Timestamp,
-) -> StoreResult<()> {
-    if !idempotency::finish(conn, scope, status, body, None, now.millis())? {
-        return Err(StoreError::Rejected(Rejection::IdempotencyLost));
-    }
-    Ok(())
-}
-
 /// The subjects (not erased) of every group that holds the identity,
 /// open or closed, oldest first.
-fn members_of_every_group(
+pub fn members_of_every_group(
     conn: &mut DbConn,
     tenant: &str,
     identity: &str,
@@ -162,104 +35,9 @@ fn members_of_every_group(
     Ok(members)
 }
 
-/// The opt-out of everything an erasure records first, on the identity's
-/// open subject, unless its group is opted out of everything already (a
-/// closed group is: its closing opt-out covers everything).
-fn opt_out_before_erasure(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    request: &ErasureRequest<'_>,
-    now: Timestamp,
-) -> StoreResult<()> {
-    let tenant = request.tenant;
-    let Some(open) = current_subject(conn, tenant, request.identity.as_str())? else {
-        return Ok(());
-    };
-    if opted_out_of_everything(&group_events(conn, open.group_id)?) {
-        return Ok(());
-    }
-    let at = append::next_recorded_at(conn, tenant, now)?;
-    let opt_out = Record::OptOut(OptOutRecord {
-        identity: request.identity.clone(),
-        channel: CaptureChannel::Api,
-        purposes: PurposeSet::all(),
-        message_channels: MessageChannelSet::all(),
-        captured_at: at,
-        backfill: false,
-        evidence: Evidence::from_pairs([("reason", "erasure")]),
-        lift_class: None,
-    });
-    append::append_locked(conn, master, tenant, request.collector, &opt_out, None, now)?;
-    Ok(())
-}
-
-/// Erases subjects (whole groups), inside the caller's transaction under
-/// the log's lock: one `erasure` entry each, then (on request) a
-/// suppression record for the identity `asked` and for each identity whose
-/// newest subject is among them (never for one that has since started a
-/// newer group: that is someone else now), then the deletion of what names
-/// or opens them. Returns the last `erasure` entry.
-pub(super) fn erase_members(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &str,
-    collector: &str,
-    (members, asked): (&[Member], Option<&str>),
-    reason: ErasureReason,
-    now: Timestamp,
-) -> StoreResult<Appended> {
-    let ended = identities_ending_here(conn, master, tenant, members, asked)?;
-    let mut last = None;
-    for member in members {
-        let subject = (member.id, member.commitment.as_str());
-        last = Some(append::append_erasure_locked(
-            conn, tenant, collector, subject, reason, now,
-        )?);
-    }
-    let erased = last.ok_or(StoreError::Rejected(Rejection::NotFound(NO_SUBJECT)))?;
-    let at = erased.recorded_at.millis();
-    for identity in &ended {
-        if reason == ErasureReason::Request {
-            suppress(conn, tenant, &master.identity_hash(tenant, identity), at)?;
-        }
-        forget_identity(conn, master, tenant, identity)?;
-    }
-    let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
-    forget_windows(conn, &ids)?;
-    for member in members {
-        forget_subject(conn, tenant, member.id, at)?;
-    }
-    Ok(erased)
-}
-
-/// The identities whose newest subject is among `members` (their story
-/// ends with this erasure), and `asked` in any case.
-fn identities_ending_here(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &str,
-    members: &[Member],
-    asked: Option<&str>,
-) -> QueryResult<Vec<String>> {
-    let mut ended: Vec<String> = asked.map(str::to_owned).into_iter().collect();
-    for member in members {
-        let Some(identity) = &member.identity else {
-            continue;
-        };
-        let hash = master.identity_hash(tenant, identity);
-        let newest = newest_subject_by_hash(conn, tenant, &hash)?;
-        if newest.is_some_and(|n| members.iter().any(|m| m.id == n.id)) {
-            ended.push(identity.clone());
-        }
-    }
-    ended.sort_unstable();
-    ended.dedup();
-    Ok(ended)
-}
-
 /// Deletes what names an identity outside its subjects: wave-1 aliases and
 /// dead letters (matched on the canonical identity).
-pub(super) fn forget_identity(
+pub fn forget_identity(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &str,
@@ -284,7 +62,7 @@ pub(super) fn forget_identity(
 /// Its keyed identity hash stays, so that its identity's newest subject is
 /// still known to be erased. Consent texts are the tenant's, not the
 /// person's, and stay.
-pub(super) fn forget_subject(
+pub fn forget_subject(
     conn: &mut DbConn,
     tenant: &str,
     subject_id: i64,

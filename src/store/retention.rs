@@ -1,20 +1,12 @@
 //! Evidence retention and the purges (SPEC section 11): the subjects whose
-//! evidence is due, their erasure with reason `retention` (no opt-out, no
-//! suppression), and the windows that closed more than a day ago.
+//! evidence may be due (`services/retention.rs` decides and erases), and
+//! the windows that closed more than a day ago.
 
-use super::append::{Appended, ErasureReason};
-use super::audit::{self, AuditEvent, AuditKind};
-use super::connection::lock_log;
-use super::consent::group_events;
-use super::erasure::erase_members;
-use super::links::last_link_at;
 use super::schema::{consent_events, subjects, tenants, windows};
-use super::subjects::{delete_if_empty, group_holds_entries, group_members};
-use super::{DbConn, StoreResult};
+use super::subjects::delete_if_empty;
+use super::DbConn;
 use crate::domain::decision::WINDOW_MILLIS;
-use crate::domain::retention::group_retention_due;
 use crate::domain::time::Timestamp;
-use crate::keys::MasterKey;
 use diesel::prelude::*;
 
 /// The collector of the `erasure` entries retention appends.
@@ -62,78 +54,6 @@ pub fn candidates(
         .limit(limit)
         .select(subjects::id)
         .load(conn)
-}
-
-/// Erases a subject's group for retention if it is due now, deciding under
-/// the log's lock (an opt-in recorded since it was listed keeps it): an
-/// `erasure` entry of reason `retention` per subject, then the deletion of
-/// their identities, salts, evidence, windows, dead letters and
-/// idempotency records.
-/// `None` when it is not due (or no longer current).
-#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-pub fn erase_if_due(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &str,
-    subject_id: i64,
-    now: Timestamp,
-) -> StoreResult<Option<Appended>> {
-    conn.immediate_transaction(|conn| {
-        lock_log(conn, tenant)?;
-        let (retention, max_age): (Option<i64>, Option<i64>) = tenants::table
-            .find(tenant)
-            .select((
-                tenants::evidence_retention_days,
-                tenants::max_consent_age_days,
-            ))
-            .first(conn)?;
-        let Some(retention) = retention else {
-            return Ok(None);
-        };
-        let group: Option<i64> = subjects::table
-            .find(subject_id)
-            .filter(subjects::tenant_id.eq(tenant))
-            .filter(subjects::erased_at.is_null())
-            .select(subjects::group_id)
-            .first(conn)
-            .optional()?;
-        let Some(group) = group else {
-            return Ok(None);
-        };
-        if !group_holds_entries(conn, group)? {
-            // An arrival that recorded nothing: no entry to erase; it goes
-            // with its windows (`purge_closed_windows`).
-            return Ok(None);
-        }
-        let events = group_events(conn, group)?;
-        let members = group_members(conn, group)?;
-        let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
-        let last_link = last_link_at(conn, &ids)?;
-        if !group_retention_due(&events, last_link, max_age, retention, now) {
-            return Ok(None);
-        }
-        let erased = erase_members(
-            conn,
-            master,
-            tenant,
-            RETENTION_COLLECTOR,
-            (&members, None),
-            ErasureReason::Retention,
-            now,
-        )?;
-        let event = AuditEvent {
-            actor: RETENTION_COLLECTOR,
-            kind: AuditKind::SubjectErased,
-            details: serde_json::json!({
-                "seq": erased.seq,
-                "subject": erased.subject,
-                "reason": "retention",
-            }),
-        };
-        audit::record_within(conn, tenant, &event, now)?;
-        tracing::info!(seq = erased.seq, subject = %erased.subject, "erased for retention");
-        Ok(Some(erased))
-    })
 }
 
 /// Deletes up to `limit` windows that closed (their last inbound message
