@@ -415,10 +415,10 @@ pub fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         }
     }
     let now = crate::domain::time::Timestamp::now();
-    crate::store::links::migrate_aliases(&mut conn, &master, now)
+    crate::services::links::migrate_aliases(&mut conn, &master, now)
         .context("cannot migrate the wave-1 aliases into identity links")?;
     upgrade_stored_state(&mut conn, &master, now)?;
-    crate::store::dead_letters::apply_letters_waiting_for_user_ids(&mut conn, &master, now)
+    crate::services::dead_letters::apply_letters_waiting_for_user_ids(&mut conn, &master, now)
         .context("cannot apply the opt-outs kept for user ids")?;
     crate::domain::number::warm_metadata();
     Ok(Prepared {

@@ -13,7 +13,6 @@ use crate::error::{ApiError, ErrorCode, Problem};
 use crate::store::audit::AuditKind;
 use crate::store::channels as store;
 use crate::store::connection::lock_log;
-use crate::store::dead_letters;
 use crate::store::tenants::find_brand;
 use actix_web::middleware::from_fn;
 use actix_web::{get, put, web, HttpResponse};
@@ -116,8 +115,9 @@ pub async fn put_channels(
                     .with_errors(vec![FieldError::new(field, "number_taken")]));
                 }
                 // Opt-outs kept while a number was not configured apply now.
-                let applied =
-                    dead_letters::apply_letters_for_business(conn, &master, &tenant, &stored, now)?;
+                let applied = crate::services::dead_letters::apply_letters_for_business(
+                    conn, &master, &tenant, &stored, now,
+                )?;
                 tracing::info!(
                     kept_opt_outs_applied = applied.len(),
                     "channel settings replaced"

@@ -4,6 +4,7 @@
 //! (`dead_letters.rs`). What a message means: `channels/message.rs`.
 
 use super::error::ServiceResult;
+use super::links::{close_group, link};
 use super::recording::{record_opt_in, Door};
 use crate::channels::message::{
     intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, opt_out_purposes,
@@ -27,7 +28,7 @@ use crate::store::channels;
 use crate::store::connection::lock_log;
 use crate::store::consent::record_inbound;
 use crate::store::dead_letters::{keep, Letter};
-use crate::store::links::{close_group, contradicts_link, link, Source};
+use crate::store::links::{contradicts_link, Source};
 use crate::store::subjects::{current_or_new_subject, current_subject, newest_subject, SubjectRow};
 use crate::store::tenants::find_tenant;
 use crate::store::{DbConn, Rejection, StoreError};

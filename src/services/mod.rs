@@ -6,11 +6,13 @@
 //! dossiers, `verify-db`, housekeeping, and the rate limiters. Knows
 //! nothing of HTTP.
 
+pub mod dead_letters;
 pub mod erasure;
 pub mod error;
 pub mod export;
 pub mod housekeeping;
 pub mod inbound;
+pub mod links;
 pub mod notification;
 pub mod rate_limit;
 pub mod recording;

@@ -84,7 +84,7 @@ pub fn record_notification(
                     inbound::record_message(conn, master, tenant, settings, &message, now)?
                 } else {
                     // Sealed whole: the admin may need the sender and the words.
-                    dead_letters::keep_for_unknown_business(
+                    super::dead_letters::keep_for_unknown_business(
                         conn, master, tenant, settings, &message, now,
                     )?
                 }

@@ -13,11 +13,9 @@ use crate::store::audit::{self, AuditEvent, AuditKind};
 use crate::store::connection::lock_log;
 use crate::store::consent::group_events;
 use crate::store::links::last_link_at;
-use crate::store::retention::RETENTION_COLLECTOR;
-use crate::store::schema::{subjects, tenants};
-use crate::store::subjects::{group_holds_entries, group_members};
+use crate::store::retention::{retention_settings, RETENTION_COLLECTOR};
+use crate::store::subjects::{group_holds_entries, group_members, live_group_of};
 use crate::store::DbConn;
-use diesel::prelude::*;
 
 /// Erases a subject's group for retention if it is due now, deciding under
 /// the log's lock (an opt-in recorded since it was listed keeps it): an
@@ -35,24 +33,11 @@ pub fn erase_if_due(
 ) -> ServiceResult<Option<Appended>> {
     conn.immediate_transaction(|conn| {
         lock_log(conn, tenant)?;
-        let (retention, max_age): (Option<i64>, Option<i64>) = tenants::table
-            .find(tenant)
-            .select((
-                tenants::evidence_retention_days,
-                tenants::max_consent_age_days,
-            ))
-            .first(conn)?;
+        let (retention, max_age) = retention_settings(conn, tenant)?;
         let Some(retention) = retention else {
             return Ok(None);
         };
-        let group: Option<i64> = subjects::table
-            .find(subject_id)
-            .filter(subjects::tenant_id.eq(tenant))
-            .filter(subjects::erased_at.is_null())
-            .select(subjects::group_id)
-            .first(conn)
-            .optional()?;
-        let Some(group) = group else {
+        let Some(group) = live_group_of(conn, tenant, subject_id)? else {
             return Ok(None);
         };
         if !group_holds_entries(conn, group)? {

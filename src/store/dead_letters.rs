@@ -1,23 +1,13 @@
 //! Dead letters (SPEC section 3): what a webhook could not apply is kept,
-//! sealed, never dropped; an admin can read it; a kept opt-out is applied,
-//! with its own `captured_at`, as soon as it can be (its user id arrives
-//! with a number, or its business number is configured), and the letter is
-//! marked resolved.
+//! sealed, never dropped; an admin can read it; the letters waiting to be
+//! applied, and marking one resolved. Applying them: `services/dead_letters.rs`.
 
-use super::append::{append_locked, opt_out_records_nothing};
 use super::channels;
 use super::connection::lock_log;
-use super::links::{close_group, Source};
 use super::schema::dead_letters;
-use super::{DbConn, Rejection, StoreError, StoreResult};
-use crate::channels::letter::{letter_names, LetterPayload, MessageLetter, PreferenceLetter};
-use crate::channels::message::{
-    canonical_from, intent, keyword_opt_out, marketing_stop, message_evidence, message_letter,
-    message_of_letter, preference_evidence, InboundMessage, Outcome, Provider, Sender,
-    PROVIDER_CLOCK_SKEW_MILLIS,
-};
-use crate::channels::settings::StoredSettings;
-use crate::domain::purpose::Purpose;
+use super::{DbConn, StoreResult};
+use crate::channels::letter::{letter_names, LetterPayload};
+use crate::channels::message::{canonical_from, Outcome, Provider};
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use diesel::prelude::*;
@@ -110,255 +100,6 @@ pub fn keep_unapplied(
     })
 }
 
-/// Keeps a message sent to a business number the tenant does not have
-/// (yet): its opt-out applies once the number is configured.
-#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-pub fn keep_for_unknown_business(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &str,
-    settings: &StoredSettings,
-    message: &InboundMessage,
-    now: Timestamp,
-) -> StoreResult<Outcome> {
-    let withdrawn = intent(message.provider, &message.content, settings).withdrawn(settings);
-    if let (Some(_), Some(identity)) = (withdrawn, message.sender.recorded_on()) {
-        // An opt-out of an erased identity records nothing (it is opted out
-        // already), and keeps nothing that names it again.
-        if opt_out_records_nothing(conn, master, tenant, identity.as_str())? {
-            return Ok(Outcome::Recorded { seqs: Vec::new() });
-        }
-    }
-    let letter = Letter {
-        provider: message.provider,
-        reason: "unknown_phone_number_id",
-        business: Some(message.business.as_str()).filter(|b| !b.is_empty()),
-        payload: message_letter(message, withdrawn),
-        waits_for: None,
-    };
-    let dedup = [message.provider.as_str(), message.message_id.as_str()];
-    keep_unapplied(conn, master, tenant, &dedup, letter, now)
-}
-
-/// Applies, at start, the opt-outs that older versions kept while they
-/// waited for a user id to arrive with a number: under today's rules they
-/// are readable (recorded on the user id itself, SPEC section 3). Each
-/// tenant's letters apply in one transaction under its log's lock, with
-/// their own `captured_at`. Returns the seqs appended.
-#[tracing::instrument(level = "debug", skip_all)]
-pub fn apply_letters_waiting_for_user_ids(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    now: Timestamp,
-) -> StoreResult<Vec<u64>> {
-    let tenants: Vec<String> = dead_letters::table
-        .filter(dead_letters::user_id_hash.is_not_null())
-        .filter(dead_letters::opt_out.eq(true))
-        .filter(dead_letters::resolved_at.is_null())
-        .select(dead_letters::tenant_id)
-        .distinct()
-        .order(dead_letters::tenant_id)
-        .load(conn)?;
-    let mut seqs = Vec::new();
-    for tenant in tenants {
-        seqs.extend(conn.immediate_transaction(|conn| {
-            lock_log(conn, &tenant)?;
-            let settings = channels::settings_of(conn, &tenant)?;
-            let waiting = letters_waiting_for_user_ids(conn, &tenant)?;
-            apply_letters(conn, master, &tenant, &settings, &waiting, now)
-        })?);
-    }
-    if !seqs.is_empty() {
-        tracing::info!(applied = seqs.len(), "kept opt-outs by user id applied");
-    }
-    Ok(seqs)
-}
-
-/// Applies the kept opt-outs that arrived for business numbers the tenant
-/// has now (call inside a transaction that holds the log's lock, after the
-/// settings are saved). Returns the seqs appended.
-#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-pub fn apply_letters_for_business(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &str,
-    settings: &StoredSettings,
-    now: Timestamp,
-) -> StoreResult<Vec<u64>> {
-    let business: Vec<String> = settings
-        .whatsapp
-        .iter()
-        .flat_map(|w| w.phone_numbers.iter().map(|p| p.id.clone()))
-        .collect();
-    if business.is_empty() {
-        return Ok(Vec::new());
-    }
-    let waiting = letters_for_business(conn, tenant, &business)?;
-    apply_letters(conn, master, tenant, settings, &waiting, now)
-}
-
-fn apply_letters(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &str,
-    settings: &StoredSettings,
-    rows: &[DeadLetterRow],
-    now: Timestamp,
-) -> StoreResult<Vec<u64>> {
-    let mut seqs = Vec::new();
-    for row in rows {
-        if let Some(seq) = apply_letter(conn, master, tenant, settings, row, now)? {
-            resolve_dead_letter(conn, row.id, seq, now.millis())?;
-            tracing::info!(dead_letter = row.id, seq, "kept opt-out applied");
-            seqs.push(seq);
-        }
-    }
-    Ok(seqs)
-}
-
-/// Appends a kept opt-out if it can be applied now: its business number is
-/// the tenant's and its sender resolves to a number. Its `captured_at` is
-/// its own (the time it was kept, when it had none or one in the future);
-/// its evidence names the dead letter.
-fn apply_letter(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &str,
-    settings: &StoredSettings,
-    row: &DeadLetterRow,
-    now: Timestamp,
-) -> StoreResult<Option<u64>> {
-    let payload = open_letter(master, tenant, &row.payload_sealed)
-        .and_then(|json| serde_json::from_value::<LetterPayload>(json).ok());
-    let letter_id = row.id.to_string();
-    let kept_at = Timestamp::from_millis(row.received_at);
-    let own_time = |at: Option<Timestamp>| {
-        at.filter(|t| *t <= kept_at.plus_millis(PROVIDER_CLOCK_SKEW_MILLIS))
-            .unwrap_or(kept_at)
-    };
-    let (record, collector) = match payload {
-        Some(LetterPayload::Message(letter)) if letter.system.is_some() => {
-            let letter = KeptLetter {
-                id: &letter_id,
-                kept_at,
-                letter: &letter,
-            };
-            return close_by_letter(conn, master, tenant, settings, &letter, now);
-        }
-        Some(LetterPayload::Message(letter)) => {
-            let Some((message, purposes)) = applicable_message(&letter, settings) else {
-                return Ok(None);
-            };
-            let Some(identity) = message.sender.recorded_on() else {
-                return Ok(None);
-            };
-            let evidence = message_evidence(&message).with("dead_letter_id", &letter_id);
-            let at = own_time(message.captured_at);
-            let purposes = purposes.into_iter().collect();
-            let record = keyword_opt_out(message.provider, identity, purposes, at, evidence);
-            (record, message.provider.collector())
-        }
-        Some(LetterPayload::Preference(letter)) => {
-            let Some(sender) = applicable_stop(&letter, settings) else {
-                return Ok(None);
-            };
-            let Some(identity) = sender.recorded_on() else {
-                return Ok(None);
-            };
-            let business = letter.business.unwrap_or_default();
-            let evidence =
-                preference_evidence(&business, "stop").with("dead_letter_id", &letter_id);
-            let record = marketing_stop(identity, own_time(letter.captured_at), evidence);
-            (record, Provider::WhatsApp.collector())
-        }
-        _ => return Ok(None),
-    };
-    match append_locked(conn, master, tenant, collector, &record, None, now) {
-        Ok(appended) => Ok(Some(appended.seq)),
-        // An erased number without a newer subject: already opted out.
-        Err(StoreError::Rejected(Rejection::SuppressedNothingToRecord)) => Ok(None),
-        Err(other) => Err(other),
-    }
-}
-
-/// A kept letter, its id and when it was kept.
-struct KeptLetter<'a> {
-    id: &'a str,
-    kept_at: Timestamp,
-    letter: &'a MessageLetter,
-}
-
-/// Applies a kept system message saying the person changed their number
-/// or user id, once its business number is the tenant's: the sender's
-/// group is closed (SPEC section 3), the letter named in the evidence. A
-/// group closed late this way may hold a new holder's opt-in recorded
-/// meanwhile: it ends opted out, the safe side.
-fn close_by_letter(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &str,
-    settings: &StoredSettings,
-    kept: &KeptLetter<'_>,
-    now: Timestamp,
-) -> StoreResult<Option<u64>> {
-    let Some(message) = message_of_letter(kept.letter) else {
-        return Ok(None);
-    };
-    if message.provider != Provider::WhatsApp || !is_whatsapp_number(settings, &message.business) {
-        return Ok(None);
-    }
-    let Some(identity) = message.sender.recorded_on() else {
-        return Ok(None);
-    };
-    let system = kept.letter.system.as_deref().unwrap_or_default();
-    let evidence = message_evidence(&message)
-        .with("system", system)
-        .with("dead_letter_id", kept.id);
-    let captured_at = message
-        .captured_at
-        .filter(|t| *t <= kept.kept_at.plus_millis(PROVIDER_CLOCK_SKEW_MILLIS))
-        .unwrap_or(kept.kept_at);
-    let source = Source {
-        waba: message.waba.as_deref().unwrap_or(""),
-        captured_at,
-        evidence: &evidence,
-        collector: Provider::WhatsApp.collector(),
-    };
-    close_group(conn, master, tenant, &identity, &source, now)
-}
-
-/// The kept message and the purposes it withdrew, when it holds an
-/// opt-out to a business number the tenant has.
-fn applicable_message(
-    letter: &MessageLetter,
-    settings: &StoredSettings,
-) -> Option<(InboundMessage, Vec<Purpose>)> {
-    let purposes = letter.opt_out.clone()?;
-    let message = message_of_letter(letter)?;
-    let known = match message.provider {
-        Provider::WhatsApp => is_whatsapp_number(settings, &message.business),
-        Provider::Twilio => settings
-            .twilio
-            .iter()
-            .any(|t| t.numbers.contains(&message.business)),
-    };
-    known.then_some((message, purposes))
-}
-
-/// The sender of a kept marketing stop to a business number the tenant has.
-fn applicable_stop(letter: &PreferenceLetter, settings: &StoredSettings) -> Option<Sender> {
-    let business = letter.business.as_deref()?;
-    (letter.value == "stop" && is_whatsapp_number(settings, business))
-        .then(|| Provider::WhatsApp.sender(letter.from.as_deref(), letter.user_id.as_deref(), None))
-}
-
-fn is_whatsapp_number(settings: &StoredSettings, id: &str) -> bool {
-    settings
-        .whatsapp
-        .iter()
-        .any(|w| w.phone_numbers.iter().any(|p| p.id == id))
-}
-
 /// A dead letter as stored (the payload stays sealed).
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = dead_letters)]
@@ -418,6 +159,18 @@ pub fn dead_letter(conn: &mut DbConn, tenant: &str, id: i64) -> QueryResult<Opti
         .select(DeadLetterRow::as_select())
         .first(conn)
         .optional()
+}
+
+/// The tenants with opt-outs an older version kept waiting for a user id.
+pub fn tenants_with_letters_waiting_for_user_ids(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+    dead_letters::table
+        .filter(dead_letters::user_id_hash.is_not_null())
+        .filter(dead_letters::opt_out.eq(true))
+        .filter(dead_letters::resolved_at.is_null())
+        .select(dead_letters::tenant_id)
+        .distinct()
+        .order(dead_letters::tenant_id)
+        .load(conn)
 }
 
 /// The unapplied opt-outs waiting for a user id (by its keyed hash).

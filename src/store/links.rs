@@ -1,30 +1,23 @@
-//! Linking identities into one person, and closing a group when a number
-//! or user id changes hands (SPEC section 3). Only a signature-checked
-//! WhatsApp message links or closes; everything here runs inside the
-//! message's transaction, under the log's lock.
+//! The mechanics of links between identities (SPEC section 3): the
+//! `identity_linked` entry and its row, merging and closing groups, whether
+//! a pairing contradicts a link, the wave-1 aliases. What links and closes,
+//! and when: `services/links.rs`. Everything here runs inside the caller's
+//! transaction, under the log's lock.
 
-use super::append::{append_locked, lock_head, write_entry, SaltedEvidence};
+use super::append::{lock_head, write_entry, SaltedEvidence};
 use super::consent::forget_windows;
 use super::schema::{consent_events, identity_links, subject_aliases, subjects};
-use super::subjects::{current_or_new_subject, current_subject};
+use super::subjects::{current_subject, SubjectRow};
 use super::{DbConn, StoreResult};
 use crate::domain::evidence::Evidence;
-use crate::domain::identity::{Identity, UserId};
-use crate::domain::number::E164;
-use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
-use crate::domain::record::{OptOutRecord, Record};
+use crate::domain::identity::Identity;
+use crate::domain::purpose::CaptureChannel;
 use crate::domain::time::Timestamp;
-use crate::keys::{random_salt_hex, MasterKey};
+use crate::keys::random_salt_hex;
 use crate::ledger::commitment::evidence_commitment;
 use crate::ledger::entry::{Entry, EntryType};
 use crate::ledger::jcs::jcs_string_map;
 use diesel::prelude::*;
-
-/// The collector of links and closures: WhatsApp's webhook.
-const COLLECTOR: &str = "webhook:whatsapp";
-
-/// The collector of the links migrated from wave-1 aliases.
-pub const MIGRATION_COLLECTOR: &str = "system:migration";
 
 /// Where a link or a closure came from: the message's WhatsApp Business
 /// Account, its time and its evidence, and who recorded it.
@@ -35,22 +28,17 @@ pub struct Source<'a> {
     pub collector: &'a str,
 }
 
-/// Joins `subject` and `linked` into one group unless they already are:
-/// one `identity_linked` entry (`subject` = the first identity), creating
-/// either subject if needed. Returns the entry's seq, if one was appended.
-pub fn link(
+/// Appends the `identity_linked` entry that joins subject `a` (its
+/// `subject`) and `b` (its `linked`), inside the caller's transaction under
+/// the log's lock, keeps the link with its business account, and merges
+/// the two groups. Returns the entry's seq.
+pub fn append_link_locked(
     conn: &mut DbConn,
-    master: &MasterKey,
     tenant: &str,
-    (subject, linked): (&Identity, &Identity),
+    (a, b): (&SubjectRow, &SubjectRow),
     source: &Source<'_>,
     now: Timestamp,
-) -> StoreResult<Option<u64>> {
-    let a = current_or_new_subject(conn, master, tenant, subject.as_str(), now.millis())?;
-    let b = current_or_new_subject(conn, master, tenant, linked.as_str(), now.millis())?;
-    if a.group_id == b.group_id {
-        return Ok(None);
-    }
+) -> StoreResult<u64> {
     let head = lock_head(conn, tenant, None, now)?;
     let fields = source.evidence.fields();
     let evidence = SaltedEvidence {
@@ -75,7 +63,40 @@ pub fn link(
     insert_link(conn, tenant, head.size, link, source.waba)?;
     merge_groups(conn, a.group_id, b.group_id)?;
     tracing::debug!(seq = head.size, "identities linked");
-    Ok(Some(head.size))
+    Ok(head.size)
+}
+
+/// The tenants that hold wave-1 aliases (a user id stored beside a number).
+pub fn alias_tenants(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+    subject_aliases::table
+        .select(subject_aliases::tenant_id)
+        .distinct()
+        .order(subject_aliases::tenant_id)
+        .load(conn)
+}
+
+/// A tenant's wave-1 aliases, oldest first: (user id, number, when stored).
+pub fn aliases_of(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<(String, String, i64)>> {
+    subject_aliases::table
+        .filter(subject_aliases::tenant_id.eq(tenant))
+        .order((subject_aliases::updated_at, subject_aliases::user_id))
+        .select((
+            subject_aliases::user_id,
+            subject_aliases::e164,
+            subject_aliases::updated_at,
+        ))
+        .load(conn)
+}
+
+/// Deletes a wave-1 alias (it moved, or cannot).
+pub fn delete_alias(conn: &mut DbConn, tenant: &str, user_id: &str) -> QueryResult<()> {
+    diesel::delete(
+        subject_aliases::table
+            .filter(subject_aliases::tenant_id.eq(tenant))
+            .filter(subject_aliases::user_id.eq(user_id)),
+    )
+    .execute(conn)?;
+    Ok(())
 }
 
 /// A link between two subjects, when it was captured.
@@ -200,108 +221,6 @@ pub fn contradicts_link(
         .filter_map(|stored| Identity::from_stored(stored))
         .any(|partner| partner.kind() == other.kind() && partner != *other);
     Ok(contradicted)
-}
-
-/// Closes the group of `identity`'s open subject: an opt-out of every
-/// purpose and message channel on that subject (the message as evidence),
-/// then the whole group is closed, its windows forgotten. Nothing carries
-/// over to a later subject of any of its identities. Returns the opt-out's
-/// seq, if the identity had an open subject.
-pub fn close_group(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &str,
-    identity: &Identity,
-    source: &Source<'_>,
-    now: Timestamp,
-) -> StoreResult<Option<u64>> {
-    let Some(subject) = current_subject(conn, tenant, identity.as_str())? else {
-        return Ok(None);
-    };
-    let record = Record::OptOut(OptOutRecord {
-        identity: identity.clone(),
-        channel: CaptureChannel::Whatsapp,
-        purposes: PurposeSet::all(),
-        message_channels: MessageChannelSet::all(),
-        captured_at: source.captured_at,
-        backfill: false,
-        evidence: source.evidence.clone().with("reason", "number changed"),
-        lift_class: None,
-    });
-    let appended = append_locked(conn, master, tenant, COLLECTOR, &record, None, now)?;
-    close_subjects(conn, subject.group_id, appended.seq, now.millis())?;
-    tracing::info!(seq = appended.seq, subject = %appended.subject, "group closed: a changed number");
-    Ok(Some(appended.seq))
-}
-
-/// Migrates the wave-1 aliases (a user id stored beside a number) into
-/// `identity_linked` entries, once, at upgrade (SPEC section 3): collector
-/// `system:migration`, `captured_at` = when the alias was stored, evidence
-/// `{"reason":"migrated alias"}`. Each tenant's aliases move in one
-/// transaction under its log's lock and are deleted as they move, so a
-/// restart in between migrates each alias once. Returns the links appended.
-pub fn migrate_aliases(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    now: Timestamp,
-) -> StoreResult<usize> {
-    let tenants: Vec<String> = subject_aliases::table
-        .select(subject_aliases::tenant_id)
-        .distinct()
-        .order(subject_aliases::tenant_id)
-        .load(conn)?;
-    let mut linked = 0;
-    for tenant in tenants {
-        linked +=
-            conn.immediate_transaction(|conn| migrate_tenant_aliases(conn, master, &tenant, now))?;
-    }
-    if linked > 0 {
-        tracing::info!(linked, "wave-1 aliases migrated into identity links");
-    }
-    Ok(linked)
-}
-
-fn migrate_tenant_aliases(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &str,
-    now: Timestamp,
-) -> StoreResult<usize> {
-    super::connection::lock_log(conn, tenant)?;
-    let aliases: Vec<(String, String, i64)> = subject_aliases::table
-        .filter(subject_aliases::tenant_id.eq(tenant))
-        .order((subject_aliases::updated_at, subject_aliases::user_id))
-        .select((
-            subject_aliases::user_id,
-            subject_aliases::e164,
-            subject_aliases::updated_at,
-        ))
-        .load(conn)?;
-    let evidence = Evidence::from_pairs([("reason", "migrated alias")]);
-    let mut linked = 0;
-    for (user_id, e164, stored_at) in aliases {
-        let number = E164::from_canonical(&e164).map(Identity::Number);
-        let user = UserId::parse(&user_id).map(Identity::User);
-        if let (Some(number), Some(user)) = (number, user) {
-            let source = Source {
-                waba: "",
-                captured_at: Timestamp::from_millis(stored_at),
-                evidence: &evidence,
-                collector: MIGRATION_COLLECTOR,
-            };
-            let pair = (&number, &user);
-            linked += usize::from(link(conn, master, tenant, pair, &source, now)?.is_some());
-        } else {
-            tracing::warn!("a wave-1 alias that is not a number and a user id: dropped");
-        }
-        diesel::delete(
-            subject_aliases::table
-                .filter(subject_aliases::tenant_id.eq(tenant))
-                .filter(subject_aliases::user_id.eq(&user_id)),
-        )
-        .execute(conn)?;
-    }
-    Ok(linked)
 }
 
 /// The latest `captured_at` of the links of a group's subjects (a group of

@@ -23,6 +23,20 @@ pub fn tenants_with_retention(conn: &mut DbConn) -> QueryResult<Vec<String>> {
         .load(conn)
 }
 
+/// A tenant's `evidence_retention_days` and `max_consent_age_days`.
+pub fn retention_settings(
+    conn: &mut DbConn,
+    tenant: &str,
+) -> QueryResult<(Option<i64>, Option<i64>)> {
+    tenants::table
+        .find(tenant)
+        .select((
+            tenants::evidence_retention_days,
+            tenants::max_consent_age_days,
+        ))
+        .first(conn)
+}
+
 /// Up to `limit` current subjects of a tenant with an id above `after`
 /// that may be due: none of their opt-ins or opt-outs was captured after
 /// the tenant's retention period began (the start of retention is never

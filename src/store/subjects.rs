@@ -197,6 +197,17 @@ pub fn subjects_of_identity(
         .load(conn)
 }
 
+/// The group of a subject of the tenant that is not erased.
+pub fn live_group_of(conn: &mut DbConn, tenant: &str, subject_id: i64) -> QueryResult<Option<i64>> {
+    subjects::table
+        .find(subject_id)
+        .filter(subjects::tenant_id.eq(tenant))
+        .filter(subjects::erased_at.is_null())
+        .select(subjects::group_id)
+        .first(conn)
+        .optional()
+}
+
 /// Whether a subject holds an entry.
 pub fn subject_holds_entries(conn: &mut DbConn, subject_id: i64) -> QueryResult<bool> {
     use super::schema::entries;

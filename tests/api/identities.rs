@@ -661,8 +661,9 @@ async fn opt_outs_kept_for_a_user_id_apply_at_start() {
     use consent_ledger::domain::purpose::Purpose;
     use consent_ledger::domain::time::Timestamp;
     use consent_ledger::keys::MasterKey;
+    use consent_ledger::services::dead_letters::apply_letters_waiting_for_user_ids;
     use consent_ledger::store::connection::establish;
-    use consent_ledger::store::dead_letters::{apply_letters_waiting_for_user_ids, keep, Letter};
+    use consent_ledger::store::dead_letters::{keep, Letter};
     let app = spawn_app().await;
     let t = configured(&app).await;
     whatsapp(&app, &said(user(USER), "wamid.k1", "JOIN MAKRO", 600)).await;
