@@ -22,7 +22,7 @@ use crate::store::erasure::{compact, forget_identity, forget_subject, members_of
 use crate::store::idempotency;
 use crate::store::subjects::{current_subject, newest_subject_by_hash, Member};
 use crate::store::suppression::suppress;
-use crate::store::{DbConn, Rejection};
+use crate::store::{DbConn, Rejection, StoreError};
 
 /// What erasing needs to know of the request.
 pub struct ErasureRequest<'a> {
@@ -165,8 +165,13 @@ fn opt_out_before_erasure(
         evidence: Evidence::from_pairs([("reason", "erasure")]),
         lift_class: None,
     });
-    append::append_locked(conn, master, tenant, request.collector, &opt_out, None, now)?;
-    Ok(())
+    match append::append_locked(conn, master, tenant, request.collector, &opt_out, None, now) {
+        // Erased before, and since then only a window (an interaction, a
+        // message that recorded nothing): the suppression keeps it opted
+        // out; the new subject is erased all the same.
+        Err(StoreError::Rejected(Rejection::SuppressedNothingToRecord)) | Ok(_) => Ok(()),
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// Erases subjects (whole groups), inside the caller's transaction under

@@ -6,7 +6,7 @@ use super::audit::{self, AuditEvent, AuditKind};
 use super::idempotency::{self, IdempotencyScope};
 use super::log;
 use super::schema::{brands, consent_events, consent_texts, entries, tenants};
-use super::subjects::{current_or_new_subject, current_subject, subject_holds_entries};
+use super::subjects::{current_or_new_subject, current_subject, group_holds_entries};
 use super::{DbConn, Rejection, StoreError, StoreResult};
 pub use crate::domain::record::{
     LiftClass, LiftRecord, OptInRecord, OptOutRecord, PendingConfirmation, Record,
@@ -68,11 +68,11 @@ fn check_suppression(
 }
 
 /// Whether an erased identity has a subject newer than its erasure: an
-/// open one that holds an entry (one an arrival made, holding only a
-/// window, does not count).
+/// open one whose group holds an entry (a link counts; one an arrival
+/// made, holding only a window, does not).
 fn has_newer_subject(conn: &mut DbConn, tenant: &str, identity: &str) -> QueryResult<bool> {
     match current_subject(conn, tenant, identity)? {
-        Some(subject) => subject_holds_entries(conn, subject.id),
+        Some(subject) => group_holds_entries(conn, subject.group_id),
         None => Ok(false),
     }
 }

@@ -208,15 +208,6 @@ pub fn live_group_of(conn: &mut DbConn, tenant: &str, subject_id: i64) -> QueryR
         .optional()
 }
 
-/// Whether a subject holds an entry.
-pub fn subject_holds_entries(conn: &mut DbConn, subject_id: i64) -> QueryResult<bool> {
-    use super::schema::entries;
-    diesel::select(diesel::dsl::exists(
-        entries::table.filter(entries::subject_id.eq(subject_id)),
-    ))
-    .get_result(conn)
-}
-
 /// Whether any subject of a group holds an entry (a subject made by an
 /// arrival that recorded nothing holds none).
 pub fn group_holds_entries(conn: &mut DbConn, group_id: i64) -> QueryResult<bool> {

@@ -623,3 +623,67 @@ async fn idempotency_records_keep_no_plain_hash_of_the_body() {
     assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
     assert_eq!(again.headers["idempotent-replayed"], "true");
 }
+
+/// An identity erased, then seen again by an interaction only (a new
+/// subject holding a window and no entry), is erased again: 201, still
+/// opted out (the second opt-out is the suppression's to keep), never a
+/// 500. Found by the API fuzzer.
+#[tokio::test]
+async fn an_erased_number_seen_again_is_erased_again() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    app.recorded_opt_in(&t, probe_opt_in(ERASED, &at(-60)))
+        .await;
+    assert_eq!(erase(&app, &t, ERASED).await.status, StatusCode::CREATED);
+    let interaction = app
+        .post("/v1/interactions", &t.collector, &json!({"number": ERASED}))
+        .await;
+    assert_eq!(interaction.status, StatusCode::OK, "{}", interaction.body);
+    let again = erase(&app, &t, ERASED).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+    let decision = app.check(&t, marketing_check(ERASED)).await;
+    assert_eq!(decision.body["reason"], "opted_out", "{}", decision.body);
+    assert_eq!(decision.body["window"]["open"], false, "{}", decision.body);
+    let third = erase(&app, &t, ERASED).await;
+    assert_eq!(third.status, StatusCode::OK, "{}", third.body);
+    verify_db_passes(&app).await;
+}
+
+/// An erased user id linked again to a number after its erasure has a
+/// newer subject (its group holds the link): its STOP records an opt-out,
+/// and a later change of number closes that group without a 500.
+#[tokio::test]
+async fn an_erased_user_id_linked_again_records_its_opt_outs() {
+    use crate::channels::{configured, log_size, whatsapp};
+    use crate::identities::{number_and_user, said, user};
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    let user_id = "BR.5151515151";
+    whatsapp(&app, &said(user(user_id), "wamid.e1", "JOIN MAKRO", 600)).await;
+    let erased = app
+        .post("/v1/subjects/erase", &t.admin, &json!({"user_id": user_id}))
+        .await;
+    assert_eq!(erased.status, StatusCode::CREATED, "{}", erased.body);
+    whatsapp(
+        &app,
+        &said(
+            number_and_user("5511933334444", user_id),
+            "wamid.e2",
+            "hi",
+            300,
+        ),
+    )
+    .await;
+    let size = log_size(&app, &t).await;
+    whatsapp(&app, &said(user(user_id), "wamid.e3", "STOP", 200)).await;
+    assert_eq!(log_size(&app, &t).await, size + 1, "the STOP is recorded");
+    let moved = said(
+        number_and_user("5511955556666", user_id),
+        "wamid.e4",
+        "hi",
+        100,
+    );
+    whatsapp(&app, &moved).await;
+    let asked = json!({"number": "+5511933334444", "purpose": "marketing", "brand": "Makro"});
+    assert_eq!(app.reason(&t, asked).await, "opted_out");
+}
