@@ -153,10 +153,8 @@ impl Prefetched {
         let mut all: Vec<String> = asked.iter().flat_map(|i| group_of(i)).collect();
         all.sort_unstable();
         all.dedup();
-        let hashes: Vec<String> = all
-            .iter()
-            .map(|i| master.identity_hash(tenant, i))
-            .collect();
+        let hasher = master.identity_hasher(tenant);
+        let hashes: Vec<String> = all.iter().map(|i| hasher.hash(i)).collect();
         let found = suppressed_many(conn, tenant, &hashes)?;
         let erased: HashMap<&str, i64> = all
             .iter()

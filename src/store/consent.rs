@@ -190,11 +190,9 @@ pub fn many_identities(
     asked: &[&str],
 ) -> QueryResult<ManyIdentities> {
     let mut out = ManyIdentities::default();
+    let hasher = master.identity_hasher(tenant);
     for chunk in asked.chunks(MANY) {
-        let hashes: Vec<String> = chunk
-            .iter()
-            .map(|i| master.identity_hash(tenant, i))
-            .collect();
+        let hashes: Vec<String> = chunk.iter().map(|i| hasher.hash(i)).collect();
         let newest = newest_of_hashes(conn, tenant, &hashes)?;
         let mut groups: Vec<i64> = newest.values().map(|n| n.group_id).collect();
         groups.sort_unstable();

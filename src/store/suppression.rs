@@ -78,10 +78,8 @@ pub fn group_suppression(
     tenant: &str,
     identities: &[String],
 ) -> QueryResult<Option<Timestamp>> {
-    let hashes: Vec<String> = identities
-        .iter()
-        .map(|i| master.identity_hash(tenant, i))
-        .collect();
+    let hasher = master.identity_hasher(tenant);
+    let hashes: Vec<String> = identities.iter().map(|i| hasher.hash(i)).collect();
     let found = suppressed_many(conn, tenant, &hashes)?;
     Ok(found.values().max().copied().map(Timestamp::from_millis))
 }
