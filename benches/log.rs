@@ -89,14 +89,14 @@ fn proofs(entries: u64) {
         &prepared.master,
         &signer,
         "bench.example",
-        "bench",
+        &bench_tenant(),
         "Bench",
         Timestamp::now().millis(),
     )
     .unwrap();
     let (_, auditor) = tenant_store::create_api_key(
         &mut conn,
-        "bench",
+        &bench_tenant(),
         "bench",
         &["auditor".into()],
         None,
@@ -115,7 +115,7 @@ fn proofs(entries: u64) {
         conn.immediate_transaction(|conn| {
             for i in start..(start + batch as u64).min(entries) {
                 last = merkle::hash_leaf(&i.to_be_bytes());
-                log::store_leaf(conn, "bench", i, last)?;
+                log::store_leaf(conn, &bench_tenant(), i, last)?;
             }
             Ok::<_, diesel::result::Error>(())
         })
@@ -132,7 +132,7 @@ fn proofs(entries: u64) {
         .execute(&mut **conn)
         .unwrap();
     signer
-        .ensure_checkpoint(&mut conn, &prepared.master, "bench")
+        .ensure_checkpoint(&mut conn, &prepared.master, &bench_tenant())
         .unwrap();
     let db_size = std::fs::metadata(dir.path().join("data/consent-ledger.db"))
         .map(|m| m.len())
@@ -151,12 +151,12 @@ fn proofs(entries: u64) {
     for _ in 0..5_000 {
         let seq = rng.next() % entries;
         let t = Instant::now();
-        let proof = log::inclusion_proof(&mut conn, "bench", seq, entries).unwrap();
+        let proof = log::inclusion_proof(&mut conn, &bench_tenant(), seq, entries).unwrap();
         inclusion.push(t.elapsed());
         assert!(!proof.is_empty() || entries == 1);
         let from = 1 + rng.next() % entries;
         let t = Instant::now();
-        log::consistency_proof(&mut conn, "bench", from, entries).unwrap();
+        log::consistency_proof(&mut conn, &bench_tenant(), from, entries).unwrap();
         consistency.push(t.elapsed());
     }
     println!("proofs: store inclusion   {}", percentiles(inclusion));
@@ -366,4 +366,9 @@ fn verify_export(entries: u64) {
         rates[rates.len() - 1],
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+}
+
+/// The benchmark's tenant.
+fn bench_tenant() -> consent_ledger::domain::access::TenantId {
+    consent_ledger::domain::access::TenantId::parse("bench").expect("a tenant id")
 }

@@ -249,7 +249,7 @@ impl From<crate::store::StoreError> for ApiError {
 impl From<crate::store::Rejection> for ApiError {
     /// Every refusal decided on stored state, answered in one place.
     fn from(refusal: crate::store::Rejection) -> Self {
-        use crate::domain::recording;
+        use crate::domain::request;
         use crate::store::Rejection;
         match refusal {
             Rejection::TenantExists => {
@@ -264,7 +264,7 @@ impl From<crate::store::Rejection> for ApiError {
                 ErrorCode::LastAdminKey,
                 "this is the tenant's last active admin key; create another admin key first",
             ),
-            Rejection::BrandRetired => recording::brand_retired().into(),
+            Rejection::BrandRetired => request::brand_retired().into(),
             Rejection::CapturedInFuture => ApiError::for_field(
                 ErrorCode::CapturedAtInFuture,
                 "captured_at",
@@ -288,8 +288,8 @@ impl From<crate::store::Rejection> for ApiError {
                 ErrorCode::FormExists,
                 "the tenant already has a form with this id: PUT /v1/forms/{id} changes it",
             ),
-            Rejection::UnknownDocument => recording::unknown_document().into(),
-            Rejection::DocumentMismatch => recording::document_mismatch().into(),
+            Rejection::UnknownDocument => request::unknown_document().into(),
+            Rejection::DocumentMismatch => request::document_mismatch().into(),
         }
     }
 }

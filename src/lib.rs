@@ -1,15 +1,12 @@
 //! consent-ledger: an opt-in consent ledger for business messaging.
 //!
 //! The crate's map. Dependencies point one way, `cli → startup → api →
-//! services → store → domain, channels, ledger` (see `docs/architecture.md`;
+//! services → store → domain, providers, ledger` (see `docs/architecture.md`;
 //! `tests/architecture.rs` holds it).
 
 /// HTTP only: extract, authorize, call, render; one file per resource, the
 /// webhooks in `api/webhooks/`.
 pub mod api;
-/// Pure: what the providers' messages mean (payloads, signatures, `wa_id`s,
-/// intent, channel settings, what a dead letter keeps).
-pub mod channels;
 /// The command line, one file per command.
 pub mod cli;
 /// Typed settings from flags, environment and an optional TOML file.
@@ -26,6 +23,9 @@ pub mod keys;
 pub mod ledger;
 /// Prometheus metrics: one registry, no tenant labels.
 pub mod metrics;
+/// Pure: what the providers' messages mean (payloads, signatures, `wa_id`s,
+/// intent, channel settings, what a dead letter keeps).
+pub mod providers;
 /// The application layer: one module per use case (recording an opt-in
 /// from any door, a provider's message), and what composes store calls
 /// with files and signing (the signer, tenant creation, exports,

@@ -20,29 +20,42 @@ use std::sync::OnceLock;
 /// may always refer to itself); `main` is the binary, `src/main.rs`.
 /// Dependencies point inward: `api` handles HTTP only; `services` compose
 /// store calls with files and signing; `store` is diesel; `domain`,
-/// `channels` (what a provider's message means) and `ledger` are pure.
+/// `providers` (what a provider's message means) and `ledger` are pure.
 const LAYERS: &[(&str, &[&str])] = &[
     ("domain", &[]),
     ("ledger", &["domain"]),
     ("keys", &[]),
     ("metrics", &[]),
     ("config", &[]),
-    ("channels", &["domain", "keys"]),
+    ("providers", &["domain", "keys"]),
     (
         "store",
-        &["domain", "ledger", "channels", "keys", "config", "metrics"],
+        &["domain", "ledger", "providers", "keys", "config", "metrics"],
     ),
     (
         "services",
         &[
-            "store", "domain", "ledger", "channels", "keys", "config", "metrics",
+            "store",
+            "domain",
+            "ledger",
+            "providers",
+            "keys",
+            "config",
+            "metrics",
         ],
     ),
     ("error", &["domain", "store", "services"]),
     (
         "api",
         &[
-            "services", "store", "domain", "ledger", "channels", "keys", "config", "error",
+            "services",
+            "store",
+            "domain",
+            "ledger",
+            "providers",
+            "keys",
+            "config",
+            "error",
             "metrics",
         ],
     ),
@@ -55,7 +68,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "domain",
             "ledger",
-            "channels",
+            "providers",
             "keys",
             "config",
             "error",
@@ -71,7 +84,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "domain",
             "ledger",
-            "channels",
+            "providers",
             "keys",
             "config",
             "error",
@@ -83,7 +96,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 
 /// Modules that must stay free of I/O frameworks, so they run anywhere
 /// (an auditor's tool, a benchmark) and test in microseconds.
-const PURE_MODULES: &[&str] = &["domain", "ledger", "channels"];
+const PURE_MODULES: &[&str] = &["domain", "ledger", "providers"];
 
 /// The crates the pure modules may not name.
 const FRAMEWORK_CRATES: &[&str] = &[
@@ -97,6 +110,85 @@ const FRAMEWORK_CRATES: &[&str] = &[
 
 /// Longest allowed `fn`, from its `fn` line to its closing brace.
 const MAX_FN_LINES: usize = 100;
+
+/// What of `store` the HTTP layer (`src/api/`, webhooks and hosted pages
+/// too) may name itself, as (file, or folder ending in `/`; item; why):
+/// plain reads (one query, or a few read together, that decide nothing),
+/// the HTTP layer's own plumbing, and types. Everything else that writes,
+/// decides or composes store calls is a use case in `services/`. Rule 5
+/// fails on a store item not listed here, and on an entry naming nothing.
+const STORE_FROM_API: &[(&str, &str, &str)] = &[
+    // Types: names, rows and plumbing; naming one runs no query.
+    ("src/api/", "store::audit::AuditKind", "the trail's vocabulary, an enum: handlers name what they note"),
+    ("src/api/mod.rs", "store::DbConn", "AppState hands a connection to the work it runs"),
+    ("src/api/mod.rs", "store::DbPool", "AppState holds the pool"),
+    ("src/api/mod.rs", "store::pool::PooledConn", "AppState runs work on a pooled connection and drops a lost one"),
+    ("src/api/mod.rs", "store::group_commit::Write", "AppState::write queues a request's work into its log's group commit"),
+    ("src/api/mod.rs", "store::group_commit::Groups", "AppState holds the group-commit queues"),
+    ("src/api/mod.rs", "store::log::NodeCache", "AppState holds the cache of upper Merkle nodes proofs read"),
+    ("src/api/idempotent.rs", "store::DbConn", "the work run under an Idempotency-Key gets the connection"),
+    ("src/api/idempotent.rs", "store::idempotency::IdempotencyScope", "the key's scope, handed to the service that stores the answer"),
+    ("src/api/idempotent.rs", "store::idempotency::Begin", "what taking a key found: run, replay or wait"),
+    ("src/api/idempotent.rs", "store::idempotency::begin", "takes the Idempotency-Key before the work (SPEC section 10), whatever the service"),
+    ("src/api/idempotent.rs", "store::idempotency::current", "reads the key's state while a first request runs"),
+    ("src/api/idempotent.rs", "store::idempotency::abandon", "gives back a key whose work failed, so a retry runs"),
+    ("src/api/log.rs", "store::DbConn", "its read helpers take the connection"),
+    ("src/api/log.rs", "store::log::CheckpointRow", "a checkpoint read, rendered"),
+    ("src/api/export.rs", "store::DbConn", "the export's pieces are read on the connection the stream holds"),
+    ("src/api/export.rs", "store::log::CheckpointRow", "a checkpoint read, rendered"),
+    ("src/api/entries.rs", "store::consent::StoredEntry", "an entry read, rendered"),
+    ("src/api/records.rs", "store::append::Appended", "what a service appended, rendered"),
+    ("src/api/brands.rs", "store::tenants::BrandRow", "a brand read or written by services/brands.rs, rendered"),
+    ("src/api/keys.rs", "store::tenants::ApiKeyRow", "a key read or written by services/keys.rs, rendered"),
+    ("src/api/forms.rs", "store::forms::StoredForm", "a form read or saved by services/forms.rs, rendered"),
+    ("src/api/dead_letters.rs", "store::dead_letters::DeadLetterRow", "a letter read, rendered"),
+    ("src/api/documents.rs", "store::documents::NewDocument", "the upload handed to services/documents.rs"),
+    ("src/api/tenants.rs", "store::tenants::TenantRow", "the tenant's settings, rendered"),
+    ("src/api/tenants.rs", "store::tenants::SettingsChange", "a PATCH parsed, handed to services/tenants.rs"),
+    ("src/api/auth.rs", "store::tenants::TenantRow", "the caller's tenant, read with its key"),
+    ("src/api/auth.rs", "store::tenants::TOUCH_INTERVAL_MILLIS", "how often a key's last use is noted"),
+    ("src/api/auth.rs", "store::connection::OPERATOR_TOKEN_META", "where the operator token's hash is kept, for the CLI"),
+    // Plain reads: one query, or a few read together, deciding nothing.
+    ("src/api/auth.rs", "store::tenants::find_api_key", "authentication: the key by id, before any input is read (a short read on the HTTP worker)"),
+    ("src/api/auth.rs", "store::connection::meta_get", "authentication: the operator token's hash"),
+    ("src/api/audit.rs", "store::audit::list", "a page of the audit trail"),
+    ("src/api/health.rs", "store::connection::ping", "/readyz: the database answers"),
+    ("src/api/health.rs", "store::connection::migrations_current", "/readyz: the schema is current"),
+    ("src/api/health.rs", "store::log::overview", "/metrics: the logs' sizes, read at each scrape"),
+    ("src/api/health.rs", "store::dead_letters::waiting_count", "/metrics: letters waiting, read at each scrape"),
+    ("src/api/brands.rs", "store::tenants::list_brands", "the tenant's brands"),
+    ("src/api/keys.rs", "store::tenants::list_api_keys", "the tenant's keys"),
+    ("src/api/forms.rs", "store::forms::list", "the tenant's forms"),
+    ("src/api/forms.rs", "store::forms::find", "one form"),
+    ("src/api/channel_settings.rs", "store::channels::settings_of", "the tenant's channel settings"),
+    ("src/api/dead_letters.rs", "store::dead_letters::list_dead_letters", "a page of dead letters"),
+    ("src/api/documents.rs", "store::documents::info", "a document's size and type, before its bytes are read within the memory budget"),
+    ("src/api/documents.rs", "store::documents::body", "a document's bytes"),
+    ("src/api/entries.rs", "store::consent::entry_at", "one entry"),
+    ("src/api/tenants.rs", "store::log::current_signing_key", "the tenant's verifier key"),
+    ("src/api/log.rs", "store::consent::entry_at", "a receipt's entry, read in one snapshot with its proof"),
+    ("src/api/log.rs", "store::log::log_head", "a log's size"),
+    ("src/api/log.rs", "store::log::latest_checkpoint", "the latest checkpoint"),
+    ("src/api/log.rs", "store::log::checkpoint_of_size", "a checkpoint of one size"),
+    ("src/api/log.rs", "store::log::signing_keys_of", "the log's verifier keys"),
+    ("src/api/log.rs", "store::log::DbNodes", "Merkle nodes read for a proof"),
+    ("src/api/log.rs", "store::log::cached_inclusion_proof", "an inclusion proof"),
+    ("src/api/log.rs", "store::log::cached_consistency_proof", "a consistency proof"),
+    ("src/api/log.rs", "store::log::inclusion_proof", "a receipt's proof, in the receipt's snapshot"),
+    ("src/api/log.rs", "store::log::current_signing_key", "a receipt's verifier key, in the receipt's snapshot"),
+    ("src/api/export.rs", "store::log::checkpoint_of_size", "the checkpoint an export is verified against"),
+    ("src/api/export.rs", "store::log::key_for_size", "the verifier key of that checkpoint"),
+    ("src/api/export.rs", "store::subjects::newest_live_subject", "the identity a dossier is of"),
+    // The audit trail's note: HTTP-side, after the action and outside its
+    // transaction; a failure is logged, never answered.
+    ("src/api/trail.rs", "store::audit::record", "the trail's note, after the action and outside its transaction: a failure is logged, never answered"),
+    ("src/api/trail.rs", "store::audit::AuditEvent", "what the note records"),
+    // The erasure handler and the hosted pages: types they pass on, one plain read.
+    ("src/api/subjects.rs", "store::append::Answer", "the idempotent answer an erasure stores with its entry: HTTP plumbing"),
+    ("src/api/pages/", "store::forms::StoredForm", "a type: the form a page renders"),
+    ("src/api/pages/", "store::tenants::TenantRow", "a type: the tenant a page belongs to"),
+    ("src/api/pages/", "store::tenants::active_brands", "plain read: the brand names the opt-out page lists"),
+];
 
 /// How `src/main.rs` names the library.
 const LIBRARY_NAME: &str = "consent_ledger";
@@ -126,7 +218,7 @@ fn no_two_files_import_each_other() {
     report("no file cycles inside a module", cycle_violations(tree()));
 }
 
-/// Rule 3: `domain`, `ledger` and `channels` name no web, database or async framework, so they stay pure.
+/// Rule 3: `domain`, `ledger` and `providers` name no web, database or async framework, so they stay pure.
 #[test]
 fn pure_layers_import_no_framework() {
     report(
@@ -139,6 +231,15 @@ fn pure_layers_import_no_framework() {
 #[test]
 fn functions_stay_short() {
     report("functions stay short", long_function_violations(tree()));
+}
+
+/// Rule 5: handlers and webhooks (`src/api/`) reach `store` only through `services`, except the plain reads, the HTTP plumbing and the types named in `STORE_FROM_API`, each with why.
+#[test]
+fn api_reaches_store_only_through_services() {
+    report(
+        "api reaches store only through services (see STORE_FROM_API)",
+        store_reach_violations(tree(), STORE_FROM_API),
+    );
 }
 
 /// Fails with every violation, one per line, or passes when there is none.
@@ -462,6 +563,88 @@ fn body_start(tokens: &[Token], from: usize) -> Option<usize> {
 }
 
 // ---------------------------------------------------------------------------
+// Rule 5: the HTTP layer reaches the store through services
+// ---------------------------------------------------------------------------
+
+/// Every item of `store` a file of `src/api/` names that `allowed` does not
+/// cover (`file:line: item`), and every entry of `allowed` that covers
+/// nothing any more.
+fn store_reach_violations(tree: &Tree, allowed: &[(&str, &str, &str)]) -> Vec<String> {
+    let mut used = vec![false; allowed.len()];
+    let mut out = Vec::new();
+    let api = tree
+        .files
+        .iter()
+        .filter(|f| f.top_level().as_deref() == Some("api"));
+    for file in api {
+        for (line, item) in store_reaches(tree, file) {
+            let entry = allowed
+                .iter()
+                .position(|(at, name, _)| covers(at, &file.path) && names(name, &item));
+            match entry {
+                Some(k) => used[k] = true,
+                None => out.push(format!(
+                    "{}:{line}: {item}: the HTTP layer reaches the store; call a service, or name this plain read in STORE_FROM_API with why",
+                    file.path
+                )),
+            }
+        }
+    }
+    for ((at, name, _), used) in allowed.iter().zip(used) {
+        if !used {
+            out.push(format!(
+                "STORE_FROM_API: {at} no longer names {name}: take it off the list"
+            ));
+        }
+    }
+    out
+}
+
+/// What a file names in `store`, as (line, crate-absolute item) in source
+/// order: each path and `use` leaf, and, for a module imported whole
+/// (`use crate::store::tenants::{self as store}`), each path through it
+/// (`store::create_brand` is `store::tenants::create_brand`).
+fn store_reaches(tree: &Tree, file: &SourceFile) -> Vec<(usize, String)> {
+    let in_store = |path: &[String]| path.first().is_some_and(|m| m == "store");
+    let mut out = Vec::new();
+    for r in file.refs.iter().filter(|r| in_store(&r.path)) {
+        let glob = r.written.ends_with("::*");
+        if glob {
+            out.push((r.line, format!("{}::*", r.path.join("::"))));
+        } else if !tree.modules.contains_key(&r.path) {
+            out.push((r.line, r.path.join("::")));
+        }
+    }
+    for (i, token) in file.tokens.iter().enumerate() {
+        let Some(module) = file.imports.get(&token.text) else {
+            continue;
+        };
+        if in_store(module) && tree.modules.contains_key(module) && starts_path(&file.tokens, i) {
+            let (segments, _) = path_at(&file.tokens, i);
+            let item: Vec<String> = module.iter().chain(&segments[1..]).cloned().collect();
+            out.push((token.line, item.join("::")));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Whether an allow-list entry's file (or folder, ending in `/`) covers `path`.
+fn covers(at: &str, path: &str) -> bool {
+    match at.ends_with('/') {
+        true => path.starts_with(at),
+        false => path == at,
+    }
+}
+
+/// Whether an allowed item names `item`: itself, or something in it (an
+/// enum's variant, an associated function).
+fn names(allowed: &str, item: &str) -> bool {
+    item.strip_prefix(allowed)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+}
+
+// ---------------------------------------------------------------------------
 // The source tree
 // ---------------------------------------------------------------------------
 
@@ -651,6 +834,8 @@ struct SourceFile {
     refs: Vec<Reference>,
     /// `pub use` re-exports at file level: exported name → crate-absolute path.
     exports: BTreeMap<String, Vec<String>>,
+    /// Every `use` at file level (re-exports too): name in scope → crate-absolute path.
+    imports: BTreeMap<String, Vec<String>>,
     /// Child modules declared `#[cfg(test)] mod name;`.
     test_children: Vec<String>,
 }
@@ -682,6 +867,7 @@ impl SourceFile {
             tokens,
             refs: scan.refs,
             exports: scan.exports,
+            imports: scan.imports,
             test_children,
         }
     }
@@ -998,6 +1184,7 @@ struct UseLeaf {
 struct Scan {
     refs: Vec<Reference>,
     exports: BTreeMap<String, Vec<String>>,
+    imports: BTreeMap<String, Vec<String>>,
 }
 
 /// Walks a file's tokens, tracking inline `mod name { … }` blocks (which
@@ -1023,6 +1210,7 @@ impl<'t> Scanner<'t> {
         let scan = Scan {
             refs: Vec::new(),
             exports: BTreeMap::new(),
+            imports: BTreeMap::new(),
         };
         Scanner {
             tokens,
@@ -1086,10 +1274,13 @@ impl<'t> Scanner<'t> {
             let Some(path) = self.absolute(&leaf.segments, &here) else {
                 continue;
             };
-            if is_pub && self.inline.is_empty() && !leaf.glob {
+            if self.inline.is_empty() && !leaf.glob {
                 let name = leaf.alias.clone().or_else(|| leaf.segments.last().cloned());
                 if let Some(name) = name.filter(|n| n != "_") {
-                    self.scan.exports.insert(name, path.clone());
+                    if is_pub {
+                        self.scan.exports.insert(name.clone(), path.clone());
+                    }
+                    self.scan.imports.insert(name, path.clone());
                 }
             }
             let glob = if leaf.glob { "::*" } else { "" };
@@ -1119,17 +1310,8 @@ impl<'t> Scanner<'t> {
         false
     }
 
-    /// Whether a path `x::y…` starts at `i`: not a later segment, a method
-    /// call's field, nor `pub(in crate::x)` (a visibility, not a dependency).
     fn starts_path(&self, i: usize) -> bool {
-        let before = if i == 0 { "" } else { self.text(i - 1) };
-        let visibility = before == "in" && i >= 2 && self.text(i - 2) == "(";
-        self.tokens[i].is_ident()
-            && self.text(i + 1) == "::"
-            && self.tokens.get(i + 2).is_some_and(Token::is_ident)
-            && before != "::"
-            && before != "."
-            && !visibility
+        starts_path(self.tokens, i)
     }
 
     /// A path in code such as `crate::store::connection::lock_log(…)`.
@@ -1171,6 +1353,20 @@ impl<'t> Scanner<'t> {
         };
         Some(base.into_iter().chain(rest.iter().cloned()).collect())
     }
+}
+
+/// Whether a path `x::y…` starts at `i`: not a later segment, a method
+/// call's field, nor `pub(in crate::x)` (a visibility, not a dependency).
+fn starts_path(tokens: &[Token], i: usize) -> bool {
+    let text = |k: usize| tokens.get(k).map_or("", |t| t.text.as_str());
+    let before = if i == 0 { "" } else { text(i - 1) };
+    let visibility = before == "in" && i >= 2 && text(i - 2) == "(";
+    tokens[i].is_ident()
+        && text(i + 1) == "::"
+        && tokens.get(i + 2).is_some_and(Token::is_ident)
+        && before != "::"
+        && before != "."
+        && !visibility
 }
 
 /// The segments of the path starting at `i` (`a::b::c`, stopping before a
@@ -1492,7 +1688,7 @@ fn layer_rule_reports_forbidden_and_unknown_modules() {
     let tree = Tree::from_sources(&[
         ("src/lib.rs", ""),
         (
-            "src/channels/mod.rs",
+            "src/providers/mod.rs",
             "use crate::api::AppState;\nuse crate::domain::x;\nuse self::y::z;\n",
         ),
         ("src/signer.rs", "use crate::api::x;\n"),
@@ -1500,8 +1696,34 @@ fn layer_rule_reports_forbidden_and_unknown_modules() {
     ]);
     let expected = [
         "src/signer.rs: module signer is not in the layer table",
-        "src/channels/mod.rs:1: channels may not depend on api (crate::api::AppState)",
+        "src/providers/mod.rs:1: providers may not depend on api (crate::api::AppState)",
         "src/main.rs:1: main may not depend on store (consent_ledger::store::x)",
     ];
     assert_eq!(layer_violations(&tree), expected);
+}
+
+#[test]
+fn store_rule_follows_aliases_and_reports_lines_and_stale_entries() {
+    let tree = Tree::from_sources(&[
+        ("src/lib.rs", ""),
+        ("src/store/mod.rs", "pub mod tenants;\npub mod audit;\n"),
+        ("src/store/tenants.rs", "pub fn list_brands() {}\npub fn create_brand() {}\n"),
+        ("src/store/audit.rs", "pub enum AuditKind { BrandCreated }\n"),
+        (
+            "src/api/brands.rs",
+            "use crate::store::tenants::{self as store};\nuse crate::store::audit::AuditKind;\nfn list() { store::list_brands(); }\nfn create() {\n    store::create_brand();\n    let _ = crate::store::audit::AuditKind::BrandCreated;\n}\n",
+        ),
+        ("src/api/pages/mod.rs", "use crate::store::*;\n"),
+    ]);
+    let allowed = [
+        ("src/api/", "store::audit::AuditKind", "a type"),
+        ("src/api/brands.rs", "store::tenants::list_brands", "a read"),
+        ("src/api/keys.rs", "store::tenants::list_api_keys", "a read"),
+    ];
+    let expected = [
+        "src/api/brands.rs:5: store::tenants::create_brand: the HTTP layer reaches the store; call a service, or name this plain read in STORE_FROM_API with why",
+        "src/api/pages/mod.rs:1: store::*: the HTTP layer reaches the store; call a service, or name this plain read in STORE_FROM_API with why",
+        "STORE_FROM_API: src/api/keys.rs no longer names store::tenants::list_api_keys: take it off the list",
+    ];
+    assert_eq!(store_reach_violations(&tree, &allowed), expected);
 }

@@ -5,12 +5,13 @@
 //! synced.
 
 use consent_ledger::config::{Secret, Settings, SettingsArgs};
+use consent_ledger::domain::access::TenantId;
 use consent_ledger::domain::evidence::Evidence;
 use consent_ledger::domain::identity::Identity;
 use consent_ledger::domain::ids::BrandId;
 use consent_ledger::domain::number::E164;
 use consent_ledger::domain::purpose::{CaptureChannel, MessageChannelSet, Purpose};
-use consent_ledger::domain::record::{OptInRecord, Record};
+use consent_ledger::domain::record::{OptInDraft, OptInRecord, Record};
 use consent_ledger::domain::time::Timestamp;
 use consent_ledger::services::signer::Signer;
 use consent_ledger::startup::prepare;
@@ -40,22 +41,24 @@ fn opt_in(i: u64, brand: BrandId, now: Timestamp) -> Record {
     let number = E164::from_canonical(&number(i)).expect("canonical");
     let ip = format!("203.0.{}.{}", (i >> 8) % 256, i % 256);
     Record::OptIn(OptInRecord {
-        identity: Identity::Number(number),
-        channel: CaptureChannel::Web,
+        draft: OptInDraft {
+            identity: Identity::Number(number),
+            channel: CaptureChannel::Web,
+            company_name_shown: "Bench".into(),
+            consent_text: "Offers from Bench on WhatsApp. Reply STOP to end.".into(),
+            purposes: [Purpose::Marketing].into_iter().collect(),
+            message_channels: MessageChannelSet::all(),
+            captured_at: now,
+            language: None,
+            backfill: false,
+            evidence: Evidence::from_list(&[
+                ("page_url", "https://bench.example/"),
+                ("ip", &ip),
+                ("user_agent", "bench"),
+            ]),
+        },
         brand_id: brand,
-        company_name_shown: "Bench".into(),
-        consent_text: "Offers from Bench on WhatsApp. Reply STOP to end.".into(),
-        purposes: [Purpose::Marketing].into_iter().collect(),
-        message_channels: MessageChannelSet::all(),
-        captured_at: now,
-        language: None,
-        backfill: false,
         confirmation: None,
-        evidence: Evidence::from_list(&[
-            ("page_url", "https://bench.example/"),
-            ("ip", &ip),
-            ("user_agent", "bench"),
-        ]),
     })
 }
 
@@ -74,18 +77,19 @@ pub fn build(dir: &std::path::Path, operator: &str, entries: u64) -> BuiltLog {
     let signer = Signer::new(settings.signer_state_file.clone());
     let mut conn = prepared.pool.get().expect("connection");
     let now = Timestamp::now();
+    let bench = TenantId::parse("bench").expect("a tenant id");
     let created = consent_ledger::services::tenants::create_tenant(
         &mut conn,
         &prepared.master,
         &signer,
         "bench.example",
-        "bench",
+        &bench,
         "Bench",
         now.millis(),
     )
     .expect("tenant");
     let key = |conn: &mut _, role: &str| {
-        tenant_store::create_api_key(conn, "bench", role, &[role.into()], None, now.millis())
+        tenant_store::create_api_key(conn, &bench, role, &[role.into()], None, now.millis())
             .expect("key")
             .1
     };
@@ -94,7 +98,7 @@ pub fn build(dir: &std::path::Path, operator: &str, entries: u64) -> BuiltLog {
         key(&mut conn, "sender"),
         key(&mut conn, "auditor"),
     );
-    let brand = tenant_store::find_brand(&mut conn, "bench", "Bench")
+    let brand = tenant_store::find_brand(&mut conn, &bench, "Bench")
         .expect("brand")
         .expect("the tenant's brand");
     let started = Instant::now();
@@ -106,7 +110,7 @@ pub fn build(dir: &std::path::Path, operator: &str, entries: u64) -> BuiltLog {
         conn.immediate_transaction(|conn| {
             for i in start..(start + batch as u64).min(entries) {
                 let record = opt_in(i, BrandId(brand.id), now);
-                append_locked(conn, &prepared.master, "bench", "bench", &record, None, now)?;
+                append_locked(conn, &prepared.master, &bench, "bench", &record, None, now)?;
             }
             Ok::<_, consent_ledger::store::StoreError>(())
         })
@@ -116,7 +120,7 @@ pub fn build(dir: &std::path::Path, operator: &str, entries: u64) -> BuiltLog {
         .execute(&mut **conn)
         .expect("pragma");
     signer
-        .ensure_checkpoint(&mut conn, &prepared.master, "bench")
+        .ensure_checkpoint(&mut conn, &prepared.master, &bench)
         .expect("checkpoint");
     drop(conn);
     drop(prepared);

@@ -6,10 +6,9 @@ use super::limits::client_addr;
 use super::trail;
 use super::AppState;
 pub use crate::domain::access::Role;
-use crate::domain::identity::Identity;
-use crate::domain::number::E164;
 use crate::error::ApiError;
 use crate::keys;
+use crate::services;
 use crate::store::audit::AuditKind;
 use crate::store::connection::meta_get;
 use crate::store::tenants::{self, TenantRow};
@@ -32,34 +31,6 @@ pub struct Caller {
 impl Caller {
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&Role::Admin) || self.roles.contains(&role)
-    }
-
-    /// A number of a request body, national ones in the tenant's
-    /// `default_region` (422 `invalid_number`).
-    pub fn parse_number(&self, number: &str, region: Option<&str>) -> Result<E164, ApiError> {
-        let default_region = self.tenant.default_region.as_deref();
-        Ok(crate::domain::recording::parse_number(
-            number,
-            region,
-            default_region,
-        )?)
-    }
-
-    /// The identity a request body names: exactly one of `number` (national
-    /// ones in the tenant's `default_region`) and `user_id` (422).
-    pub fn parse_identity(
-        &self,
-        number: Option<&str>,
-        user_id: Option<&str>,
-        region: Option<&str>,
-    ) -> Result<Identity, ApiError> {
-        let default_region = self.tenant.default_region.as_deref();
-        Ok(crate::domain::recording::parse_identity(
-            number,
-            user_id,
-            region,
-            default_region,
-        )?)
     }
 
     /// Adds an event by this key to its tenant's audit trail.
@@ -161,7 +132,7 @@ fn authenticate(req: &HttpRequest) -> LocalBoxFuture<'static, Result<Caller, Api
             // Outside the request's transaction; losing an update is harmless.
             actix_web::rt::spawn(async move {
                 let _ = state
-                    .db(move |conn| Ok(tenants::touch_api_key(conn, &touch_id, now).map(|_| ())?))
+                    .db(move |conn| Ok(services::keys::touch(conn, &touch_id, now)?))
                     .await;
             });
         }

@@ -7,8 +7,9 @@ use super::tenants::check_brand_name;
 use super::AppState;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
+use crate::services::brands;
 use crate::store::audit::AuditKind;
-use crate::store::tenants::{self as store, BrandRow};
+use crate::store::tenants::{list_brands as brands_of, BrandRow};
 use actix_web::middleware::from_fn;
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -71,9 +72,7 @@ pub async fn list_brands(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant.id;
-    let rows = state
-        .db(move |conn| Ok(store::list_brands(conn, &tenant)?))
-        .await?;
+    let rows = state.db(move |conn| Ok(brands_of(conn, &tenant)?)).await?;
     Ok(HttpResponse::Ok().json(BrandList {
         brands: rows.into_iter().map(Brand::from).collect(),
     }))
@@ -99,7 +98,7 @@ pub async fn create_brand(
     let tenant = caller.tenant.id.clone();
     let now = state.now().millis();
     let row = state
-        .db(move |conn| Ok(store::create_brand(conn, &tenant, &name, now)?))
+        .db(move |conn| Ok(brands::create(conn, &tenant, &name, now)?))
         .await?;
     let details = json!({"name": row.name});
     caller.note(&state, AuditKind::BrandCreated, details).await;
@@ -125,7 +124,7 @@ pub async fn retire_brand(
     let name = name.into_inner();
     let now = state.now().millis();
     let row = state
-        .db(move |conn| Ok(store::retire_brand(conn, &tenant, &name, now)?))
+        .db(move |conn| Ok(brands::retire(conn, &tenant, &name, now)?))
         .await?;
     let details = json!({"name": row.name});
     caller.note(&state, AuditKind::BrandRetired, details).await;

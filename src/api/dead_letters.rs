@@ -6,8 +6,9 @@ use super::paging::page_limit;
 use super::AppState;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
+use crate::services::dead_letters as letters;
 use crate::store::audit::AuditKind;
-use crate::store::dead_letters as store;
+use crate::store::dead_letters::{list_dead_letters, DeadLetterRow};
 use actix_web::middleware::from_fn;
 use actix_web::{get, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -41,8 +42,8 @@ pub struct DeadLetter {
     pub resolved_seq: Option<u64>,
 }
 
-impl From<store::DeadLetterRow> for DeadLetter {
-    fn from(r: store::DeadLetterRow) -> Self {
+impl From<DeadLetterRow> for DeadLetter {
+    fn from(r: DeadLetterRow) -> Self {
         Self {
             id: r.id,
             provider: r.provider,
@@ -93,7 +94,7 @@ pub async fn dead_letters(
     let after = query.after.unwrap_or(0);
     let tenant = caller.tenant.id;
     let rows = state
-        .db(move |conn| Ok(store::list_dead_letters(conn, &tenant, after, limit + 1)?))
+        .db(move |conn| Ok(list_dead_letters(conn, &tenant, after, limit + 1)?))
         .await?;
     let more = rows.len() as i64 > limit;
     let letters: Vec<DeadLetter> = rows
@@ -128,12 +129,11 @@ pub async fn dead_letter(
     let master = state.master.clone();
     let detail = state
         .db(move |conn| {
-            let row = store::dead_letter(conn, &tenant, id)?
+            let (row, payload) = letters::open(conn, &master, &tenant, id)?
                 .ok_or_else(|| ApiError::not_found("no such dead letter"))?;
-            let payload =
-                store::open_letter(&master, &tenant, &row.payload_sealed).ok_or_else(|| {
-                    ApiError::internal("a dead letter does not open with this master key")
-                })?;
+            let payload = payload.ok_or_else(|| {
+                ApiError::internal("a dead letter does not open with this master key")
+            })?;
             Ok(DeadLetterDetail {
                 letter: DeadLetter::from(row),
                 payload,

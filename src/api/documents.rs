@@ -14,10 +14,9 @@ use crate::domain::document::{is_document_id, MediaType, MAX_DOCUMENT_BYTES};
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::keys::new_document_id;
 use crate::ledger::hash::sha256_hex;
+use crate::services::documents::{self as service, Kept};
 use crate::store::audit::AuditKind;
 use crate::store::documents::{self, NewDocument};
-use crate::store::idempotency;
-use crate::store::{Rejection, StoreError};
 use actix_web::body::SizedStream;
 use actix_web::middleware::from_fn;
 use actix_web::web::Bytes;
@@ -35,16 +34,6 @@ pub struct DocumentCreated {
     pub document_id: String,
     /// Hex SHA-256 of the bytes: the paper opt-in's `evidence.document_sha256`.
     pub sha256: String,
-}
-
-fn quota_exceeded(quota: i64) -> ApiError {
-    ApiError::new(
-        ErrorCode::DocumentQuotaExceeded,
-        format!(
-            "this document would take the tenant's documents past their quota of {} MiB",
-            quota >> 20
-        ),
-    )
 }
 
 fn not_a_document() -> ApiError {
@@ -104,23 +93,17 @@ pub async fn upload_document(
                 sha256: digest.clone(),
             })
             .expect("serialisable");
-            conn.immediate_transaction(|conn| {
-                let document = NewDocument {
-                    id: &id,
-                    sha256: &digest,
-                    media_type,
-                    body: &body,
-                };
-                if !documents::insert(conn, &tenant, &document, quota, now)? {
-                    return Err(quota_exceeded(quota));
-                }
-                if let Some(scope) = scope {
-                    if !idempotency::finish(conn, scope, 201, &created, None, now)? {
-                        return Err(StoreError::Rejected(Rejection::IdempotencyLost).into());
-                    }
-                }
-                Ok::<_, ApiError>(())
-            })?;
+            let document = NewDocument {
+                id: &id,
+                sha256: &digest,
+                media_type,
+                body: &body,
+            };
+            let reply = scope.map(|scope| Kept {
+                scope,
+                body: &created,
+            });
+            service::keep(conn, &tenant, (&document, quota), reply, now)?;
             tracing::info!(tenant = %tenant, document = %id, bytes = body.len(), "document kept");
             Ok((201, created))
         },

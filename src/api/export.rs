@@ -5,6 +5,8 @@ use super::json::ApiJson;
 use super::limits::{ConnectionSocket, ExportSlot};
 use super::log::fresh_checkpoint;
 use super::AppState;
+use crate::domain::access::TenantId;
+use crate::domain::person::names_a_person;
 use crate::error::{ApiError, Problem};
 use crate::services::export::{write_dossier, ExportError, ExportPieces, ExportSpec};
 use crate::store::audit::AuditKind;
@@ -40,7 +42,7 @@ pub struct ExportQuery {
 
 async fn checkpoint_for(
     state: &AppState,
-    tenant: &str,
+    tenant: &TenantId,
     size: Option<u64>,
 ) -> Result<CheckpointRow, ApiError> {
     match size {
@@ -179,18 +181,10 @@ pub async fn export(
     }))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DossierRequest {
-    #[serde(default)]
-    #[schema(schema_with = crate::domain::openapi::number)]
-    pub number: Option<String>,
-    #[serde(default)]
-    #[schema(schema_with = crate::domain::openapi::user_id)]
-    pub user_id: Option<String>,
-    #[serde(default)]
-    #[schema(schema_with = crate::domain::openapi::region)]
-    pub region: Option<String>,
+names_a_person! {
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct DossierRequest {}
 }
 
 #[utoipa::path(
@@ -210,11 +204,7 @@ pub async fn dossier(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let asked = &body.value;
-    let identity = caller.parse_identity(
-        asked.number.as_deref(),
-        asked.user_id.as_deref(),
-        asked.region.as_deref(),
-    )?;
+    let identity = asked.identity(caller.tenant.policy.default_region())?;
     let slot = state.guards.export_slot(&caller.tenant.id)?;
     let spec = spec_for(&state, &caller, None, true).await?;
     tracing::info!(tenant = %spec.tenant, key_id = %caller.key_id, "dossier");

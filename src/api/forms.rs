@@ -5,13 +5,13 @@
 use super::auth::{self, Caller};
 use super::json::ApiJson;
 use super::AppState;
+use crate::domain::access::TenantId;
 use crate::domain::form::{FormDefinition, FormInput};
 use crate::domain::time::Timestamp;
-use crate::error::{ApiError, ErrorCode, Problem};
+use crate::error::{ApiError, Problem};
+use crate::services::forms::save;
 use crate::store::audit::AuditKind;
 use crate::store::forms::{self, StoredForm};
-use crate::store::tenants::find_brand;
-use crate::store::DbConn;
 use actix_web::middleware::from_fn;
 use actix_web::{get, post, put, web, HttpResponse};
 use serde::Serialize;
@@ -37,7 +37,7 @@ pub struct FormList {
     pub forms: Vec<FormView>,
 }
 
-fn view(state: &AppState, tenant: &str, form: StoredForm) -> FormView {
+fn view(state: &AppState, tenant: &TenantId, form: StoredForm) -> FormView {
     FormView {
         page_url: format!("{}/forms/{tenant}/{}", state.settings.public_url, form.id),
         id: form.id,
@@ -46,29 +46,6 @@ fn view(state: &AppState, tenant: &str, form: StoredForm) -> FormView {
         created_at: Timestamp::from_millis(form.created_at),
         updated_at: Timestamp::from_millis(form.updated_at),
     }
-}
-
-/// Checks a definition and saves it (a new form, or a new version).
-fn save(
-    conn: &mut DbConn,
-    tenant: &str,
-    input: FormInput,
-    replace: bool,
-    now: i64,
-) -> Result<StoredForm, ApiError> {
-    let id = input.id.clone();
-    let (brand, mut definition) = input.parse()?;
-    let found = find_brand(conn, tenant, &brand)?.filter(|b| b.retired_at.is_none());
-    let Some(found) = found.filter(|b| b.name == brand) else {
-        return Err(ApiError::for_field(
-            ErrorCode::UnknownBrand,
-            "brand",
-            "unknown_brand",
-            "`brand` must be exactly (after NFC) an active brand of this tenant",
-        ));
-    };
-    definition.brand = found.name;
-    Ok(forms::save(conn, tenant, &id, &definition, replace, now)?)
 }
 
 #[utoipa::path(
@@ -114,7 +91,7 @@ pub async fn create_form(
     let tenant = caller.tenant.id.clone();
     let now = state.now().millis();
     let form = state
-        .db(move |conn| save(conn, &tenant, input, false, now))
+        .db(move |conn| Ok(save(conn, &tenant, input, false, now)?))
         .await?;
     let details = json!({"form": form.id, "version": form.version});
     caller.note(&state, AuditKind::FormSaved, details).await;
@@ -173,7 +150,7 @@ pub async fn replace_form(
     let tenant = caller.tenant.id.clone();
     let now = state.now().millis();
     let form = state
-        .db(move |conn| save(conn, &tenant, input, true, now))
+        .db(move |conn| Ok(save(conn, &tenant, input, true, now)?))
         .await?;
     let details = json!({"form": form.id, "version": form.version});
     caller.note(&state, AuditKind::FormSaved, details).await;

@@ -8,8 +8,9 @@ use super::AppState;
 use crate::domain::access::normalised_roles;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
+use crate::services::keys::{self, NewApiKey};
 use crate::store::audit::AuditKind;
-use crate::store::tenants::{self as store, ApiKeyRow};
+use crate::store::tenants::{list_api_keys, ApiKeyRow};
 use actix_web::middleware::from_fn;
 use actix_web::{delete, get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -79,7 +80,7 @@ pub async fn list_keys(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant.id;
     let rows = state
-        .db(move |conn| Ok(store::list_api_keys(conn, &tenant)?))
+        .db(move |conn| Ok(list_api_keys(conn, &tenant)?))
         .await?;
     Ok(HttpResponse::Ok().json(KeyList {
         keys: rows.into_iter().map(KeyInfo::from).collect(),
@@ -129,14 +130,12 @@ pub async fn create_key(
     let now = state.now().millis();
     let (row, key) = state
         .db(move |conn| {
-            Ok(store::create_api_key(
-                conn,
-                &tenant,
-                &request.name,
-                &roles,
+            let key = NewApiKey {
+                name: &request.name,
+                roles: &roles,
                 expires_at,
-                now,
-            )?)
+            };
+            Ok(keys::create(conn, &tenant, key, now)?)
         })
         .await?;
     tracing::info!(key_id = %row.id, by = %caller.key_id, "api key created");
@@ -173,7 +172,7 @@ pub async fn revoke_key(
     let revoked = id.clone();
     let now = state.now().millis();
     state
-        .db(move |conn| Ok(store::revoke_api_key(conn, &tenant, &id, now)?))
+        .db(move |conn| Ok(keys::revoke(conn, &tenant, &id, now)?))
         .await?;
     tracing::info!(key_id = %revoked, by = %caller.key_id, "api key revoked");
     let details = json!({"key_id": revoked});

@@ -4,6 +4,7 @@
 use super::auth::{self, Caller};
 use super::entries::EntryView;
 use super::AppState;
+use crate::domain::access::TenantId;
 use crate::error::{ApiError, Problem};
 use crate::ledger::entry::Openings;
 use crate::store::audit::AuditKind;
@@ -23,7 +24,10 @@ fn note_response(row: CheckpointRow) -> HttpResponse {
 }
 
 /// The latest checkpoint, signing one first when the tree grew.
-pub async fn fresh_checkpoint(state: &AppState, tenant: &str) -> Result<CheckpointRow, ApiError> {
+pub async fn fresh_checkpoint(
+    state: &AppState,
+    tenant: &TenantId,
+) -> Result<CheckpointRow, ApiError> {
     // What the checkpoint must cover: the log as this request found it.
     let wanted = match latest_covering(state, tenant, None).await? {
         Ok(current) => return Ok(current),
@@ -57,7 +61,7 @@ pub const SIGNING_SPACING: std::time::Duration = std::time::Duration::from_milli
 /// log's current size), else `Err(size)`.
 async fn latest_covering(
     state: &AppState,
-    tenant: &str,
+    tenant: &TenantId,
     size: Option<u64>,
 ) -> Result<Result<CheckpointRow, u64>, ApiError> {
     let tenant = tenant.to_owned();
@@ -189,13 +193,8 @@ fn hexes(hashes: Vec<[u8; 32]>) -> Vec<String> {
     hashes.into_iter().map(hex::encode).collect()
 }
 
-fn current_size(conn: &mut DbConn, tenant: &str) -> Result<u64, ApiError> {
-    use crate::store::schema::tenants;
-    use diesel::prelude::*;
-    Ok(tenants::table
-        .find(tenant)
-        .select(tenants::tree_size)
-        .first::<i64>(conn)? as u64)
+fn current_size(conn: &mut DbConn, tenant: &TenantId) -> Result<u64, ApiError> {
+    Ok(log::log_head(conn, tenant)?.size)
 }
 
 #[utoipa::path(
@@ -372,7 +371,7 @@ pub async fn receipt(
     Ok(HttpResponse::Ok().json(receipt))
 }
 
-async fn current_size_of(state: &AppState, tenant: &str) -> Result<u64, ApiError> {
+async fn current_size_of(state: &AppState, tenant: &TenantId) -> Result<u64, ApiError> {
     let tenant = tenant.to_owned();
     state.db(move |conn| current_size(conn, &tenant)).await
 }

@@ -27,6 +27,7 @@ pub mod trail;
 pub mod webhooks;
 
 use crate::config::Settings;
+use crate::domain::access::TenantId;
 use crate::error::ApiError;
 use crate::keys::MasterKey;
 use crate::services::signer::Signer;
@@ -69,7 +70,7 @@ impl AppState {
     /// answer comes only once that transaction has committed. `work` must
     /// not open a transaction of its own other than through
     /// `immediate_transaction` (which becomes a savepoint).
-    pub async fn write<T, F>(&self, tenant: &str, work: F) -> Result<T, ApiError>
+    pub async fn write<T, F>(&self, tenant: &TenantId, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,

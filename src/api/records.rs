@@ -1,6 +1,6 @@
 //! Recording (SPEC section 4): `POST /v1/opt-ins`, `/v1/opt-outs` (collector)
 //! and `/v1/interactions` (collector or sender). Each request is parsed
-//! once into what the store appends (`domain/recording.rs`).
+//! once into what the store appends (`domain/request.rs`).
 
 use super::auth::{self, Caller, Role};
 use super::idempotent;
@@ -8,19 +8,15 @@ use super::json::ApiJson;
 use super::AppState;
 use crate::domain::decision::Window;
 use crate::domain::identity::Identity;
-use crate::domain::record::Record;
-use crate::domain::recording::{
-    self, check_not_future, InteractionRecorded, InteractionRequest, OptInRequest, OptOutRequest,
+use crate::domain::request::{
+    self, InteractionRecorded, InteractionRequest, OptInRequest, OptOutRequest,
 };
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
-use crate::keys::MasterKey;
+use crate::services::interactions::{self, record_interaction};
+use crate::services::opt_outs::{self, record_opt_out, OptedOut};
 use crate::services::recording::{record_opt_in, Door, IssuedCode, Reply};
-use crate::store::append::{self, Answer, Appended};
-use crate::store::connection::lock_log;
-use crate::store::consent::{record_interaction, window_of};
-use crate::store::idempotency;
-use crate::store::{Rejection, StoreError};
+use crate::store::append::Appended;
 use actix_web::middleware::from_fn;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -68,9 +64,9 @@ impl From<&Appended> for Recorded {
 }
 
 /// What the rules need to know of the caller.
-fn rules_of(caller: &Caller) -> recording::Caller<'_> {
-    recording::Caller {
-        default_region: caller.tenant.default_region.as_deref(),
+fn rules_of(caller: &Caller) -> request::Requester<'_> {
+    request::Requester {
+        default_region: caller.tenant.policy.default_region(),
         may_backfill: caller.has(Role::Admin),
     }
 }
@@ -85,53 +81,6 @@ pub(super) fn created(appended: &Appended) -> String {
 pub struct SuppressedAnswer {
     /// Always `true`.
     pub suppressed: bool,
-}
-
-/// Appends `record` with its idempotent answer and logs it.
-fn append_answered(
-    conn: &mut crate::store::DbConn,
-    master: &MasterKey,
-    caller: &Caller,
-    record: &Record,
-    scope: Option<&idempotency::IdempotencyScope>,
-    now: Timestamp,
-) -> Result<(u16, String), ApiError> {
-    append_confirmable(conn, master, caller, (record, None), scope, now)
-}
-
-/// [`append_answered`] for an opt-in that may wait for confirmation: its
-/// answer carries the code.
-fn append_confirmable(
-    conn: &mut crate::store::DbConn,
-    master: &MasterKey,
-    caller: &Caller,
-    (record, confirmation): (&Record, Option<&ConfirmationView>),
-    scope: Option<&idempotency::IdempotencyScope>,
-    now: Timestamp,
-) -> Result<(u16, String), ApiError> {
-    let render = |appended: &Appended| {
-        let mut answer = Recorded::from(appended);
-        answer.confirmation = confirmation.cloned();
-        serde_json::to_string(&answer).expect("serialisable")
-    };
-    let answer = scope.map(|scope| Answer {
-        scope,
-        render: &render,
-    });
-    let tenant = &caller.tenant.id;
-    let appended = match append::append(conn, master, tenant, &caller.key_id, record, answer, now) {
-        Err(StoreError::Rejected(Rejection::SuppressedNothingToRecord)) => {
-            let body = serde_json::to_string(&SuppressedAnswer { suppressed: true })
-                .expect("serialisable");
-            if let Some(scope) = scope {
-                idempotency::finish(conn, scope, 200, &body, None, now.millis())?;
-            }
-            return Ok((200, body));
-        }
-        other => other?,
-    };
-    tracing::info!(tenant = %tenant, seq = appended.seq, subject = %appended.subject, "recorded");
-    Ok((201, render(&appended)))
 }
 
 #[utoipa::path(
@@ -224,9 +173,18 @@ pub async fn create_opt_out(
         &body.body_sha256,
         move |conn, scope| {
             let now = clock.now();
-            check_not_future(opt_out.captured_at, now)?;
-            let opt_out = Record::OptOut(opt_out);
-            append_answered(conn, &master, &work_caller, &opt_out, scope, now)
+            let suppressed = serde_json::to_string(&SuppressedAnswer { suppressed: true })
+                .expect("serialisable");
+            let reply = scope.map(|scope| opt_outs::Reply {
+                scope,
+                render: &created,
+                suppressed: &suppressed,
+            });
+            let by = (&work_caller.tenant.id, work_caller.key_id.as_str());
+            match record_opt_out(conn, &master, by, opt_out, reply, now)? {
+                OptedOut::Recorded(appended) => Ok((201, created(&appended))),
+                OptedOut::Suppressed => Ok((200, suppressed)),
+            }
         },
     )
     .await
@@ -286,28 +244,21 @@ pub async fn create_interaction(
         replay,
         move |conn, scope| {
             let now = clock.now();
-            let received_at = interaction.received_at(now)?;
-            let identity = &interaction.identity;
-            let id = interaction.business_phone_number_id.as_deref();
-            conn.immediate_transaction(|conn| {
-                // The log first, as webhooks do: the window row references
-                // the tenant, and taking that share lock first could
-                // deadlock with a webhook on PostgreSQL.
-                lock_log(conn, &tenant)?;
-                let times = (received_at, now);
-                let group =
-                    record_interaction(conn, &master, &tenant, identity.as_str(), id, times)?;
-                let (window, _) = window_of(conn, &tenant, &group, id, now, &mut None)?;
-                let stored =
-                    serde_json::to_string(&StoredInteraction { window }).expect("serialisable");
-                if let Some(scope) = scope {
-                    if !idempotency::finish(conn, scope, 200, &stored, None, now.millis())? {
-                        return Err(StoreError::Rejected(Rejection::IdempotencyLost).into());
-                    }
-                }
-                let body = interaction_answer(identity, &stored).expect("it was just written");
-                Ok((200, body))
-            })
+            let render = |window: &Window| {
+                let stored = StoredInteraction {
+                    window: window.clone(),
+                };
+                serde_json::to_string(&stored).expect("serialisable")
+            };
+            let reply = scope.map(|scope| interactions::Reply {
+                scope,
+                render: &render,
+            });
+            let window = record_interaction(conn, &master, &tenant, &interaction, reply, now)?;
+            let stored = render(&window);
+            let body =
+                interaction_answer(&interaction.identity, &stored).expect("it was just written");
+            Ok((200, body))
         },
     )
     .await

@@ -8,35 +8,24 @@ use super::idempotent;
 use super::json::ApiJson;
 use super::records::{created, Recorded};
 use super::AppState;
-use crate::domain::decision::{self, Question, Reason, Standing};
-use crate::domain::ids::BrandId;
+use crate::domain::decision::Reason;
+use crate::domain::person::{echoes_a_person, names_a_person};
 use crate::domain::purpose::{MessageChannel, Purpose};
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Problem};
+use crate::services::checking::{self, SubjectConsent};
 use crate::services::erasure::{self, Erased, ErasureRequest, ALREADY_ERASED_BODY};
 use crate::store::append::Answer;
 use crate::store::audit::AuditKind;
-use crate::store::consent::{group_history, identity_state};
-use crate::store::subjects::{group_holds_entries, group_members};
-use crate::store::suppression::group_suppression;
-use crate::store::tenants::list_brands;
 use actix_web::middleware::from_fn;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SubjectQuery {
-    #[serde(default)]
-    #[schema(schema_with = crate::domain::openapi::number)]
-    pub number: Option<String>,
-    #[serde(default)]
-    #[schema(schema_with = crate::domain::openapi::user_id)]
-    pub user_id: Option<String>,
-    #[serde(default)]
-    #[schema(schema_with = crate::domain::openapi::region)]
-    pub region: Option<String>,
+names_a_person! {
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct SubjectQuery {}
 }
 
 /// The decision reason for one combination.
@@ -51,23 +40,32 @@ pub struct ConsentStatus {
     pub captured_at: Option<Timestamp>,
 }
 
-/// The consents of the person an identity belongs to (its newest group).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SubjectReport {
-    /// The number asked (absent when asked by `user_id`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub number: Option<String>,
-    /// The user id asked (absent when asked by `number`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
-    /// The subject commitment of the identity asked.
-    pub subject: String,
-    /// The subject commitments of the whole group (every identity linked to
-    /// the one asked), oldest first.
-    pub group: Vec<String>,
-    pub consents: Vec<ConsentStatus>,
-    /// Every entry of the group's subjects, oldest first.
-    pub history: Vec<EntryView>,
+echoes_a_person! {
+    /// The consents of the person an identity belongs to (its newest group).
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct SubjectReport {
+        /// The subject commitment of the identity asked.
+        pub subject: String,
+        /// The subject commitments of the whole group (every identity linked to
+        /// the one asked), oldest first.
+        pub group: Vec<String>,
+        pub consents: Vec<ConsentStatus>,
+        /// Every entry of the group's subjects, oldest first.
+        pub history: Vec<EntryView>,
+    }
+}
+
+impl From<SubjectConsent> for ConsentStatus {
+    fn from(consent: SubjectConsent) -> Self {
+        Self {
+            purpose: consent.purpose,
+            brand: consent.brand,
+            message_channel: consent.channel,
+            status: consent.reason,
+            seq: consent.consent.as_ref().map(|e| e.seq),
+            captured_at: consent.consent.as_ref().map(|e| e.captured_at),
+        }
+    }
 }
 
 #[utoipa::path(
@@ -86,87 +84,30 @@ pub async fn query_subject(
     body: ApiJson<SubjectQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let asked = &body.value;
-    let identity = caller.parse_identity(
-        asked.number.as_deref(),
-        asked.user_id.as_deref(),
-        asked.region.as_deref(),
-    )?;
+    let identity = asked.identity(caller.tenant.policy.default_region())?;
     let tenant = caller.tenant.clone();
     let clock = state.clock.clone();
     let master = state.master.clone();
     let report = state
         .db(move |conn| {
-            // One snapshot: the consents and the history agree.
-            conn.snapshot(|conn| {
-                let state = identity_state(conn, &master, &tenant.id, identity.as_str())?;
-                // Its newest group only: erased, or holding no entry, it
-                // answers as an unknown identity (never an older group).
-                let unknown =
-                    || ApiError::not_found("this number or user id has no subject in this tenant");
-                let found = state.live_subject().ok_or_else(unknown)?;
-                let (group_id, subject) = (found.group_id, found.commitment.clone());
-                if !group_holds_entries(conn, group_id)? {
-                    return Err(unknown());
-                }
-                let closure = state.closure();
-                let group = group_members(conn, group_id)?
+            let found = checking::report_subject(conn, &master, &tenant, &identity, clock.now())?;
+            let history = found
+                .history
+                .into_iter()
+                .map(EntryView::try_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            let (number, user_id) = identity.echo();
+            Ok(SubjectReport {
+                number,
+                user_id,
+                subject: found.subject,
+                group: found.group,
+                consents: found
+                    .consents
                     .into_iter()
-                    .map(|m| m.commitment)
-                    .collect();
-                let events = state.events;
-                let suppressed_at =
-                    group_suppression(conn, &master, &tenant.id, &state.identities)?;
-                let brands = list_brands(conn, &tenant.id)?;
-                let now = clock.now();
-                let mut consents = Vec::new();
-                // Active brands, and retired ones the person opted in to.
-                let relevant = brands.iter().filter(|b| {
-                    b.retired_at.is_none()
-                        || events.iter().any(|e| e.brand_id == Some(BrandId(b.id)))
-                });
-                for brand in relevant {
-                    for purpose in Purpose::ALL {
-                        for channel in MessageChannel::ALL {
-                            let question = Question {
-                                purpose,
-                                brand_id: BrandId(brand.id),
-                                channel,
-                            };
-                            let standing = Standing {
-                                suppressed_at,
-                                closed: closure,
-                            };
-                            let outcome = decision::decide(
-                                &events,
-                                question,
-                                tenant.max_consent_age_days,
-                                standing,
-                                now,
-                            );
-                            consents.push(ConsentStatus {
-                                purpose,
-                                brand: brand.name.clone(),
-                                message_channel: channel,
-                                status: outcome.reason,
-                                seq: outcome.consent.map(|e| e.seq),
-                                captured_at: outcome.consent.map(|e| e.captured_at),
-                            });
-                        }
-                    }
-                }
-                let history = group_history(conn, &tenant.id, group_id)?
-                    .into_iter()
-                    .map(EntryView::try_from)
-                    .collect::<Result<Vec<_>, _>>()?;
-                let (number, user_id) = identity.echo();
-                Ok(SubjectReport {
-                    number,
-                    user_id,
-                    subject,
-                    group,
-                    consents,
-                    history,
-                })
+                    .map(ConsentStatus::from)
+                    .collect(),
+                history,
             })
         })
         .await?;
@@ -176,21 +117,14 @@ pub async fn query_subject(
     Ok(HttpResponse::Ok().json(report))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EraseRequest {
-    #[serde(default)]
-    #[schema(schema_with = crate::domain::openapi::number)]
-    pub number: Option<String>,
-    #[serde(default)]
-    #[schema(schema_with = crate::domain::openapi::user_id)]
-    pub user_id: Option<String>,
-    #[serde(default)]
-    #[schema(schema_with = crate::domain::openapi::region)]
-    pub region: Option<String>,
-    #[serde(default)]
-    #[schema(schema_with = crate::domain::openapi::erase_reason)]
-    pub reason: Option<String>,
+names_a_person! {
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct EraseRequest {
+        #[serde(default)]
+        #[schema(schema_with = crate::domain::openapi::erase_reason)]
+        pub reason: Option<String>,
+    }
 }
 
 /// The answer to an erasure of an identity whose groups were all erased
@@ -225,11 +159,7 @@ pub async fn erase_subject(
     body: ApiJson<EraseRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.value;
-    let identity = caller.parse_identity(
-        request.number.as_deref(),
-        request.user_id.as_deref(),
-        request.region.as_deref(),
-    )?;
+    let identity = request.identity(caller.tenant.policy.default_region())?;
     if let Some(reason) = &request.reason {
         if reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
             return Err(ApiError::invalid_field(

@@ -4,6 +4,7 @@ use super::auth::{self, Caller, Operator, Role};
 use super::json::ApiJson;
 use super::trail;
 use super::AppState;
+use crate::domain::access::TenantId;
 use crate::domain::access::{self, BRAND_NAME_RULE};
 use crate::domain::number::Region;
 use crate::domain::purpose::CaptureChannel;
@@ -12,7 +13,7 @@ use crate::error::{ApiError, Problem};
 use crate::services::tenants::{self as service};
 use crate::store::audit::AuditKind;
 use crate::store::log::current_signing_key;
-use crate::store::tenants::{self as store, SettingsChange, TenantRow};
+use crate::store::tenants::{SettingsChange, TenantRow};
 use actix_web::middleware::from_fn;
 use actix_web::{get, patch, post, web, HttpResponse};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -71,13 +72,13 @@ pub async fn create_tenant(
     body: ApiJson<CreateTenantRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.value;
-    if !access::is_tenant_id(&request.id) {
-        return Err(ApiError::invalid_field(
+    let id = TenantId::parse(&request.id).ok_or_else(|| {
+        ApiError::invalid_field(
             "id",
             "invalid_value",
             "a tenant id is 1 to 64 lowercase letters, digits and inner hyphens",
-        ));
-    }
+        )
+    })?;
     check_brand_name(&request.brand, "brand")?;
     let brand = request.brand.clone();
     let master = state.master.clone();
@@ -86,16 +87,8 @@ pub async fn create_tenant(
     let now = state.now().millis();
     let created = state
         .db(move |conn| {
-            service::create_tenant(
-                conn,
-                &master,
-                &signer,
-                &origin,
-                &request.id,
-                &request.brand,
-                now,
-            )
-            .map_err(ApiError::from)
+            service::create_tenant(conn, &master, &signer, &origin, &id, &request.brand, now)
+                .map_err(ApiError::from)
         })
         .await?;
     tracing::info!(tenant = %created.tenant, key_id = %created.admin_key_id, "tenant created");
@@ -112,7 +105,7 @@ pub async fn create_tenant(
     Ok(HttpResponse::Created()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(CreatedTenant {
-            tenant: created.tenant,
+            tenant: created.tenant.into_string(),
             log: created.log,
             verifier_key: created.verifier_key,
             admin_key: NewKey {
@@ -147,16 +140,15 @@ pub struct TenantSettings {
 impl TenantSettings {
     fn new(t: TenantRow, verifier_key: String) -> Self {
         Self {
-            id: t.id,
+            id: t.id.into_string(),
             log: t.origin,
             verifier_key,
             created_at: Timestamp::from_millis(t.created_at),
             tree_size: t.tree_size as u64,
-            max_consent_age_days: t.max_consent_age_days,
-            default_region: t.default_region,
-            require_confirmation_for: serde_json::from_str(&t.require_confirmation_for)
-                .unwrap_or_default(),
-            evidence_retention_days: t.evidence_retention_days,
+            max_consent_age_days: t.policy.max_consent_age_days,
+            default_region: t.policy.default_region,
+            require_confirmation_for: t.policy.confirmation_for,
+            evidence_retention_days: t.policy.evidence_retention_days,
         }
     }
 }
@@ -296,9 +288,8 @@ pub async fn patch_tenant(
     let tenant = caller.tenant.id.clone();
     let settings = state
         .db(move |conn| {
-            let row = store::update_settings(conn, &tenant, change)?;
-            let key = current_signing_key(conn, &tenant)?;
-            Ok(TenantSettings::new(row, key.verifier_key))
+            let (row, verifier_key) = service::update_settings(conn, &tenant, change)?;
+            Ok(TenantSettings::new(row, verifier_key))
         })
         .await?;
     tracing::info!(tenant = %settings.id, key_id = %caller.key_id, "tenant settings changed");
@@ -311,7 +302,7 @@ pub async fn patch_tenant(
     });
     trail::note(
         &state,
-        &settings.id,
+        &caller.tenant.id,
         &caller.key_id,
         AuditKind::SettingsChanged,
         details,

@@ -2,6 +2,7 @@
 //! is read at `GET /v1/audit-events` (`audit.rs`).
 
 use super::AppState;
+use crate::domain::access::TenantId;
 use crate::store::audit::{self as store, AuditEvent, AuditKind};
 
 /// Adds an event to the tenant's trail after what it tells of was done.
@@ -9,7 +10,7 @@ use crate::store::audit::{self as store, AuditEvent, AuditKind};
 /// moment is missing, and the log says so).
 pub async fn note(
     state: &AppState,
-    tenant: &str,
+    tenant: &TenantId,
     actor: &str,
     kind: AuditKind,
     details: serde_json::Value,

@@ -3,6 +3,7 @@
 
 use super::open::open;
 use crate::config::Settings;
+use crate::domain::access::TenantId;
 use crate::services::export::{write_export, ExportSpec};
 use crate::store::{log, tenants};
 use anyhow::{anyhow, Context};
@@ -18,11 +19,15 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let opened = open(settings)?;
     let (mut conn, master, signer) = (opened.conn, opened.master, opened.signer);
-    let row =
-        tenants::find_tenant(&mut conn, tenant)?.ok_or_else(|| anyhow!("no tenant {tenant:?}"))?;
+    let row = TenantId::parse(tenant)
+        .map(|id| tenants::find_tenant(&mut conn, &id))
+        .transpose()?
+        .flatten()
+        .ok_or_else(|| anyhow!("no tenant {tenant:?}"))?;
+    let tenant = &row.id;
     let checkpoint = signer.ensure_checkpoint(&mut conn, &master, tenant)?;
     let spec = ExportSpec {
-        tenant: tenant.to_owned(),
+        tenant: tenant.clone(),
         origin: row.origin,
         tree_size: checkpoint.size as u64,
         checkpoint_note: checkpoint.note,

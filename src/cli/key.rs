@@ -3,6 +3,7 @@
 
 use super::open::open;
 use crate::config::Settings;
+use crate::domain::access::TenantId;
 use crate::domain::access::{normalised_roles, Role};
 use crate::domain::time::Timestamp;
 use crate::store::audit::{self, AuditEvent, AuditKind, OPERATOR_CLI};
@@ -37,9 +38,13 @@ pub fn create(
         bail!("--expires-at must be in the future");
     }
     let mut conn = open(settings)?.conn;
-    if tenants::find_tenant(&mut conn, tenant)?.is_none() {
+    let Some(tenant) = TenantId::parse(tenant) else {
+        bail!("no tenant {tenant:?}");
+    };
+    if tenants::find_tenant(&mut conn, &tenant)?.is_none() {
         bail!("no tenant {tenant:?}");
     }
+    let tenant = &tenant;
     let (row, key) = tenants::create_api_key(
         &mut conn,
         tenant,

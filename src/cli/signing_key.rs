@@ -3,6 +3,7 @@
 
 use super::open::open;
 use crate::config::Settings;
+use crate::domain::access::TenantId;
 use crate::domain::time::Timestamp;
 use crate::store::audit::{self, AuditEvent, AuditKind, OPERATOR_CLI};
 use crate::store::tenants;
@@ -16,10 +17,13 @@ pub fn rotate(
 ) -> anyhow::Result<ExitCode> {
     let opened = open(settings)?;
     let (mut conn, master, signer) = (opened.conn, opened.master, opened.signer);
-    let ids: Vec<String> = match tenant {
+    let ids: Vec<TenantId> = match tenant {
         Some(id) => {
-            tenants::find_tenant(&mut conn, id)?.ok_or_else(|| anyhow!("no tenant {id:?}"))?;
-            vec![id.to_owned()]
+            let found = TenantId::parse(id)
+                .map(|t| tenants::find_tenant(&mut conn, &t))
+                .transpose()?
+                .flatten();
+            vec![found.ok_or_else(|| anyhow!("no tenant {id:?}"))?.id]
         }
         None => tenants::all_tenant_ids(&mut conn)?,
     };

@@ -3,7 +3,8 @@
 
 use super::open::open;
 use crate::config::Settings;
-use crate::domain::access::{check_brand_name, is_tenant_id, BRAND_NAME_RULE, TENANT_ID_RULE};
+use crate::domain::access::TenantId;
+use crate::domain::access::{check_brand_name, BRAND_NAME_RULE, TENANT_ID_RULE};
 use crate::domain::time::Timestamp;
 use crate::services::tenants::{create_tenant, TenantError};
 use crate::store::audit::{self, AuditEvent, AuditKind, OPERATOR_CLI};
@@ -12,9 +13,10 @@ use serde_json::json;
 use std::process::ExitCode;
 
 pub fn create(settings: &Settings, id: &str, brand: &str) -> anyhow::Result<ExitCode> {
-    if !is_tenant_id(id) {
+    let Some(id) = TenantId::parse(id) else {
         bail!("{TENANT_ID_RULE}");
-    }
+    };
+    let id = &id;
     check_brand_name(brand).map_err(|code| anyhow!("--brand: {BRAND_NAME_RULE} ({code})"))?;
     let mut opened = open(settings)?;
     let created = create_tenant(

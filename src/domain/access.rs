@@ -57,6 +57,77 @@ pub fn is_tenant_id(id: &str) -> bool {
         && b.iter().all(|c| inner(c) || *c == b'-')
 }
 
+/// A tenant id as it was checked or stored: the one type every store and
+/// service signature takes for "which tenant". Built by [`TenantId::parse`]
+/// from outside input, or [`TenantId::stored`] from what the database holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// An id from outside input, if it follows [`TENANT_ID_RULE`].
+    pub fn parse(text: &str) -> Option<Self> {
+        is_tenant_id(text).then(|| Self(text.to_owned()))
+    }
+
+    /// An id read back from the database (it was checked when written).
+    pub fn stored(text: String) -> Self {
+        Self(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl From<String> for TenantId {
+    /// What the database holds (rows read back through diesel).
+    fn from(text: String) -> Self {
+        Self::stored(text)
+    }
+}
+
+impl std::ops::Deref for TenantId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for TenantId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for TenantId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TenantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for TenantId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for TenantId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// What a brand name is, for error messages.
 pub const BRAND_NAME_RULE: &str =
     "a brand name is 1 to 100 characters, without control characters or surrounding spaces";

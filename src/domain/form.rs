@@ -4,10 +4,10 @@
 use super::access::is_tenant_id;
 use super::number::Region;
 use super::openapi;
-use super::problem::{ErrorCode, Invalid};
-use super::purpose::{MessageChannel, MessageChannelSet, Purpose};
-use super::recording::{channel_set, check_consent_text, purpose_set};
-use super::text::{contains_whole_word, is_well_formed_language_tag, nfc};
+use super::problem::Invalid;
+use super::purpose::{MessageChannel, Purpose};
+use super::request::Offer;
+use super::text::is_well_formed_language_tag;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -105,22 +105,12 @@ impl FormInput {
                 "a form id is 1-64 lowercase letters, digits and inner hyphens, and not `opt-out`",
             ));
         }
-        check_consent_text(&self.consent_text)?;
-        let brand = nfc(&self.brand);
-        if !contains_whole_word(&self.consent_text, &brand) {
-            return Err(Invalid::field(
-                ErrorCode::CompanyNameNotInText,
-                "consent_text",
-                "company_name_missing",
-                "the consent text must name the brand as a whole word",
-            ));
-        }
-        let purposes = purpose_set("purposes", &self.purposes)?;
-        let whatsapp: MessageChannelSet = [MessageChannel::Whatsapp].into_iter().collect();
-        let channels = channel_set(
-            "message_channels",
+        let offer = Offer::check(
+            &self.brand,
+            &self.consent_text,
+            &self.purposes,
             self.message_channels.as_deref(),
-            whatsapp,
+            "the consent text must name the brand as a whole word",
         )?;
         if let Some(tag) = &self.language {
             if !is_well_formed_language_tag(tag) {
@@ -149,22 +139,22 @@ impl FormInput {
         embed_origins.sort();
         embed_origins.dedup();
         let definition = FormDefinition {
-            brand: brand.clone(),
+            brand: offer.brand.clone(),
             consent_text: self.consent_text,
             purposes: Purpose::ALL
                 .into_iter()
-                .filter(|p| purposes.contains(*p))
+                .filter(|p| offer.purposes.contains(*p))
                 .collect(),
             message_channels: MessageChannel::ALL
                 .into_iter()
-                .filter(|c| channels.contains(*c))
+                .filter(|c| offer.message_channels.contains(*c))
                 .collect(),
             language: self.language,
             default_region,
             privacy_url: self.privacy_url,
             embed_origins,
         };
-        Ok((brand, definition))
+        Ok((offer.brand, definition))
     }
 }
 

@@ -77,7 +77,7 @@ pub const BRAND_NAME_PATTERN: &str = concat!(
 pub const READABLE_TEXT_PATTERN: &str = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$";
 /// No control character at all (`char::is_control`).
 pub const NO_CONTROL_PATTERN: &str = concat!("^[^", control!(), "]*$");
-/// `recording::check_phone_number_id`: 1 to 64 visible ASCII characters.
+/// `request::check_phone_number_id`: 1 to 64 visible ASCII characters.
 pub const PHONE_NUMBER_ID_PATTERN: &str = "^[!-~]{1,64}$";
 /// `document::is_document_id`.
 pub const DOCUMENT_ID_PATTERN: &str = "^doc_[0-9a-f]{12}$";
@@ -744,11 +744,11 @@ mod tests {
     #[test]
     fn texts_match_what_their_rules_take() {
         for text in ["Yes, Makro.\n\tOK\r\n", "x", &"é".repeat(10_000)] {
-            assert!(super::super::recording::check_consent_text(text).is_ok());
+            assert!(super::super::request::check_consent_text(text).is_ok());
             assert!(matches(consent_text(), json!(text)), "{text:.20}");
         }
         for text in ["", "a\u{7}b", "a\u{9f}", &"é".repeat(10_001)] {
-            assert!(super::super::recording::check_consent_text(text).is_err());
+            assert!(super::super::request::check_consent_text(text).is_err());
             assert!(!matches(consent_text(), json!(text)), "{text:.20}");
         }
         let tags = [

@@ -17,13 +17,13 @@ pub struct PendingConfirmation {
     pub expires_at: Timestamp,
 }
 
-/// A validated opt-in, ready to append.
+/// An opt-in whose request holds; what is left depends on the clock and
+/// on the tenant's brands.
 #[derive(Debug, Clone)]
-pub struct OptInRecord {
-    /// Whom it is about: a number or a user id.
+pub struct OptInDraft {
     pub identity: Identity,
     pub channel: CaptureChannel,
-    pub brand_id: BrandId,
+    /// After NFC: the brand's stored spelling it must equal.
     pub company_name_shown: String,
     pub consent_text: String,
     pub purposes: PurposeSet,
@@ -31,8 +31,24 @@ pub struct OptInRecord {
     pub captured_at: Timestamp,
     pub language: Option<String>,
     pub backfill: bool,
-    pub confirmation: Option<PendingConfirmation>,
     pub evidence: Evidence,
+}
+
+/// A validated opt-in, ready to append: its draft, for a brand the tenant
+/// has (`draft.company_name_shown` is that brand's stored name).
+#[derive(Debug, Clone)]
+pub struct OptInRecord {
+    pub draft: OptInDraft,
+    pub brand_id: BrandId,
+    pub confirmation: Option<PendingConfirmation>,
+}
+
+impl std::ops::Deref for OptInRecord {
+    type Target = OptInDraft;
+
+    fn deref(&self) -> &OptInDraft {
+        &self.draft
+    }
 }
 
 /// A validated opt-out, ready to append.

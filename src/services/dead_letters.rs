@@ -7,15 +7,16 @@
 
 use super::error::ServiceResult;
 use super::links::close_group;
-use crate::channels::letter::{LetterPayload, MessageLetter, PreferenceLetter};
-use crate::channels::message::{
-    intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, message_of_letter,
-    preference_evidence, InboundMessage, Outcome, Provider, Sender, PROVIDER_CLOCK_SKEW_MILLIS,
-};
-use crate::channels::settings::StoredSettings;
+use crate::domain::access::TenantId;
 use crate::domain::purpose::Purpose;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
+use crate::providers::letter::{LetterPayload, MessageLetter, PreferenceLetter};
+use crate::providers::message::{
+    intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, message_of_letter,
+    preference_evidence, InboundMessage, Outcome, Provider, Sender, PROVIDER_CLOCK_SKEW_MILLIS,
+};
+use crate::providers::settings::StoredSettings;
 use crate::store::append::{append_locked, opt_out_records_nothing};
 use crate::store::channels;
 use crate::store::connection::lock_log;
@@ -32,7 +33,7 @@ use crate::store::{DbConn, Rejection, StoreError};
 pub fn keep_for_unknown_business(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     settings: &StoredSettings,
     message: &InboundMessage,
     now: Timestamp,
@@ -90,7 +91,7 @@ pub fn apply_letters_waiting_for_user_ids(
 pub fn apply_letters_for_business(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     settings: &StoredSettings,
     now: Timestamp,
 ) -> ServiceResult<Vec<u64>> {
@@ -109,7 +110,7 @@ pub fn apply_letters_for_business(
 fn apply_letters(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     settings: &StoredSettings,
     rows: &[DeadLetterRow],
     now: Timestamp,
@@ -132,7 +133,7 @@ fn apply_letters(
 fn apply_letter(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     settings: &StoredSettings,
     row: &DeadLetterRow,
     now: Timestamp,
@@ -205,7 +206,7 @@ struct KeptLetter<'a> {
 fn close_by_letter(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     settings: &StoredSettings,
     kept: &KeptLetter<'_>,
     now: Timestamp,
@@ -266,4 +267,20 @@ fn is_whatsapp_number(settings: &StoredSettings, id: &str) -> bool {
         .whatsapp
         .iter()
         .any(|w| w.phone_numbers.iter().any(|p| p.id == id))
+}
+
+/// A dead letter with what it held, unsealed: `None` when the tenant has
+/// no letter of this id; the payload `None` when it does not open with
+/// this master key.
+pub fn open(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &TenantId,
+    id: i64,
+) -> ServiceResult<Option<(DeadLetterRow, Option<serde_json::Value>)>> {
+    let Some(row) = crate::store::dead_letters::dead_letter(conn, tenant, id)? else {
+        return Ok(None);
+    };
+    let payload = open_letter(master, tenant, &row.payload_sealed);
+    Ok(Some((row, payload)))
 }

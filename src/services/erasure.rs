@@ -7,6 +7,7 @@
 //! (a number's new holder) is left.
 
 use super::error::{ServiceError, ServiceResult};
+use crate::domain::access::TenantId;
 use crate::domain::decision::opted_out_of_everything;
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::Identity;
@@ -26,7 +27,7 @@ use crate::store::{DbConn, Rejection, StoreError};
 
 /// What erasing needs to know of the request.
 pub struct ErasureRequest<'a> {
-    pub tenant: &'a str,
+    pub tenant: &'a TenantId,
     /// The erasing key's id (the opt-out's and the entry's collector).
     pub collector: &'a str,
     /// The identity whose groups to erase.
@@ -183,7 +184,7 @@ fn opt_out_before_erasure(
 pub fn erase_members(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     collector: &str,
     (members, asked): (&[Member], Option<&str>),
     reason: ErasureReason,
@@ -218,7 +219,7 @@ pub fn erase_members(
 fn identities_ending_here(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     members: &[Member],
     asked: Option<&str>,
 ) -> diesel::QueryResult<Vec<String>> {

@@ -3,6 +3,7 @@
 //! and the signed checkpoint last. Made in pieces of bounded size, each by
 //! a short read, that the HTTP stream sends and the CLI writes to a file.
 
+use crate::domain::access::TenantId;
 use crate::ledger::entry::Openings;
 use crate::store::consent::{entry_range, group_history, StoredEntry, TextCache};
 use crate::store::log;
@@ -18,7 +19,7 @@ const PIECE_BYTES: usize = 256 * 1024;
 /// What an export covers.
 #[derive(Debug, Clone)]
 pub struct ExportSpec {
-    pub tenant: String,
+    pub tenant: TenantId,
     pub origin: String,
     pub tree_size: u64,
     pub checkpoint_note: String,

@@ -6,6 +6,7 @@
 //! wait at most one short transaction.
 
 use super::error::ServiceError;
+use crate::domain::access::TenantId;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::store::connection::exclusively;
@@ -97,7 +98,7 @@ pub fn run(
 fn erase_due(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     now: Timestamp,
     budget: Budget,
 ) -> StoreResult<usize> {

@@ -1,28 +1,29 @@
 //! Recording an inbound message (SPEC section 7): the delivery's dedup mark,
 //! the window, and every entry it causes commit in one transaction under the
 //! log's lock, or none do. What cannot be applied is kept as a dead letter
-//! (`dead_letters.rs`). What a message means: `channels/message.rs`.
+//! (`dead_letters.rs`). What a message means: `providers/message.rs`.
 
 use super::error::ServiceResult;
 use super::links::{close_group, link};
 use super::recording::{record_opt_in, Door};
-use crate::channels::message::{
-    intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, opt_out_purposes,
-    preference_evidence, preference_letter, InboundMessage, Intent, Outcome, PreferenceChange,
-    Provider, PROVIDER_CLOCK_SKEW_MILLIS,
-};
-use crate::channels::settings::{OptInMatch, StoredSettings};
-use crate::channels::whatsapp_payload::Content;
+use crate::domain::access::TenantId;
 use crate::domain::confirmation;
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::Identity;
 use crate::domain::purpose::CaptureChannel;
+use crate::domain::record::OptInDraft;
 use crate::domain::record::{ConfirmRecord, LiftClass, LiftRecord, Record};
-use crate::domain::recording::OptInDraft;
 use crate::domain::text::is_readable_text;
 use crate::domain::time::Timestamp;
 use crate::keys::confirmation_code_hash;
 use crate::keys::MasterKey;
+use crate::providers::message::{
+    intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, opt_out_purposes,
+    preference_evidence, preference_letter, InboundMessage, Intent, Outcome, PreferenceChange,
+    Provider, PROVIDER_CLOCK_SKEW_MILLIS,
+};
+use crate::providers::settings::{OptInMatch, StoredSettings};
+use crate::providers::whatsapp_payload::Content;
 use crate::store::append::append_locked;
 use crate::store::channels;
 use crate::store::connection::lock_log;
@@ -40,7 +41,7 @@ use crate::store::{DbConn, Rejection, StoreError};
 fn link_sender(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     message: &InboundMessage,
     captured_at: Timestamp,
     now: Timestamp,
@@ -78,7 +79,7 @@ fn link_sender(
 fn arrive(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     carrier: (&InboundMessage, &Identity, Timestamp),
     now: Timestamp,
 ) -> ServiceResult<Vec<u64>> {
@@ -117,7 +118,7 @@ fn arrive(
 fn arrival_subject(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     provider: Provider,
     identity: &Identity,
     now: Timestamp,
@@ -149,7 +150,7 @@ fn arrival_subject(
 fn confirm_codes(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     (message, captured_at): (&InboundMessage, Timestamp),
     now: Timestamp,
 ) -> ServiceResult<Vec<u64>> {
@@ -196,7 +197,7 @@ fn confirm_codes(
 pub fn record_change(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     message: &InboundMessage,
     system: &str,
     now: Timestamp,
@@ -234,7 +235,7 @@ pub fn record_change(
 pub fn record_message(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     settings: &StoredSettings,
     message: &InboundMessage,
     now: Timestamp,
@@ -308,7 +309,7 @@ struct Arrival<'a> {
 fn record_intent(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     settings: &StoredSettings,
     arrival: &Arrival<'_>,
     intent: &Intent<'_>,
@@ -359,7 +360,7 @@ fn record_intent(
 fn append_unless_suppressed(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     collector: &str,
     record: &Record,
     now: Timestamp,
@@ -386,7 +387,7 @@ struct Lift {
 fn lift_opt_outs(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     collector: &str,
     identity: &Identity,
     lift: &Lift,
@@ -432,7 +433,7 @@ struct OptInFromMessage<'a> {
 fn record_message_opt_in(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     opt_in: &OptInFromMessage<'_>,
     now: Timestamp,
 ) -> ServiceResult<Vec<u64>> {
@@ -476,7 +477,7 @@ fn record_message_opt_in(
 pub fn record_preference(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     dedup: &[&str],
     change: &PreferenceChange,
     now: Timestamp,

@@ -5,6 +5,7 @@
 //! lock. The entries' mechanics: `store/links.rs`.
 
 use super::error::ServiceResult;
+use crate::domain::access::TenantId;
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::{Identity, UserId};
 use crate::domain::number::E164;
@@ -32,7 +33,7 @@ pub const MIGRATION_COLLECTOR: &str = "system:migration";
 pub fn link(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     (subject, linked): (&Identity, &Identity),
     source: &Source<'_>,
     now: Timestamp,
@@ -59,7 +60,7 @@ pub fn link(
 pub fn close_group(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     identity: &Identity,
     source: &Source<'_>,
     now: Timestamp,
@@ -109,7 +110,7 @@ pub fn migrate_aliases(
 fn migrate_tenant_aliases(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     now: Timestamp,
 ) -> ServiceResult<usize> {
     lock_log(conn, tenant)?;

@@ -4,15 +4,16 @@
 
 use super::error::ServiceError;
 use super::inbound;
-use crate::channels::letter::LetterPayload;
-use crate::channels::message::{
-    preference_letter, system_letter, Outcome, PreferenceChange, Provider,
-};
-use crate::channels::settings::StoredSettings;
-use crate::channels::whatsapp::{changed_message, inbound_message, preference_key, timestamp};
-use crate::channels::whatsapp_payload::{self as payload, Event, Notification};
+use crate::domain::access::TenantId;
 use crate::domain::time::{Clock, Timestamp};
 use crate::keys::MasterKey;
+use crate::providers::letter::LetterPayload;
+use crate::providers::message::{
+    preference_letter, system_letter, Outcome, PreferenceChange, Provider,
+};
+use crate::providers::settings::StoredSettings;
+use crate::providers::whatsapp::{changed_message, inbound_message, preference_key, timestamp};
+use crate::providers::whatsapp_payload::{self as payload, Event, Notification};
 use crate::store::dead_letters::{self, Letter};
 use crate::store::DbConn;
 
@@ -42,7 +43,7 @@ impl Applied {
 pub fn record_notification(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     settings: &StoredSettings,
     notification: &Notification,
     clock: &Clock,
@@ -129,7 +130,7 @@ pub fn record_notification(
 fn apply_preference(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     p: &payload::PreferenceEvent,
     known: impl Fn(Option<&str>) -> bool,
     now: Timestamp,

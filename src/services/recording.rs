@@ -8,13 +8,15 @@
 //! builds its `OptInDraft` and decides what a refusal means to it.
 
 use super::error::ServiceResult;
-use crate::channels::message::Provider;
+use crate::domain::access::TenantId;
 use crate::domain::confirmation;
 use crate::domain::ids::BrandId;
+use crate::domain::record::OptInDraft;
 use crate::domain::record::{PendingConfirmation, Record};
-use crate::domain::recording::{FoundBrand, OptInDraft};
+use crate::domain::request::FoundBrand;
 use crate::domain::time::Timestamp;
 use crate::keys::{confirmation_code_hash, random_code, MasterKey};
+use crate::providers::message::Provider;
 use crate::store::append::{self, Answer, Appended};
 use crate::store::channels::settings_of;
 use crate::store::idempotency::IdempotencyScope;
@@ -95,7 +97,7 @@ pub fn record_opt_in(
         name: b.name,
     });
     let mut opt_in = draft.into_record(brand)?;
-    let issued = match door.may_wait() && tenant.requires_confirmation(opt_in.channel) {
+    let issued = match door.may_wait() && tenant.policy.requires_confirmation(opt_in.channel) {
         true => {
             let (pending, issued) = new_code(conn, master, &tenant.id, now)?;
             opt_in.confirmation = Some(pending);
@@ -128,7 +130,7 @@ pub fn record_opt_in(
 fn new_code(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     now: Timestamp,
 ) -> ServiceResult<(PendingConfirmation, IssuedCode)> {
     let code = random_code(confirmation::CODE_ALPHABET, confirmation::CODE_LEN);

@@ -4,6 +4,7 @@
 //! verify with one of the tenant's own signing keys, and the database must
 //! be a prefix of it (the same leaf hash at every seq it holds).
 
+use crate::domain::access::TenantId;
 use crate::keys::MasterKey;
 use crate::ledger::note::Verifier;
 use crate::ledger::verify::{self, DocumentKind, VerifyError};
@@ -17,7 +18,7 @@ use std::path::Path;
 /// What a restore did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restored {
-    pub tenant: String,
+    pub tenant: TenantId,
     /// The log's size before and after.
     pub from: u64,
     pub to: u64,

@@ -5,6 +5,7 @@
 
 use super::erasure::erase_members;
 use super::error::ServiceResult;
+use crate::domain::access::TenantId;
 use crate::domain::retention::group_retention_due;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
@@ -27,7 +28,7 @@ use crate::store::DbConn;
 pub fn erase_if_due(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     subject_id: i64,
     now: Timestamp,
 ) -> ServiceResult<Option<Appended>> {

@@ -4,6 +4,7 @@
 //! signed before (kept in the signer state file, outside the database), so a
 //! restored or forked database is caught instead of signed.
 
+use crate::domain::access::TenantId;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::ledger::merkle::Hash;
@@ -114,7 +115,7 @@ impl Signer {
     pub fn sign_locked(
         &self,
         conn: &mut DbConn,
-        tenant: &str,
+        tenant: &TenantId,
         origin: &str,
         size: u64,
         keys: &[&SigningKey],
@@ -177,7 +178,7 @@ impl Signer {
         &self,
         conn: &mut DbConn,
         master: &MasterKey,
-        tenant: &str,
+        tenant: &TenantId,
     ) -> Result<CheckpointRow, SignError> {
         conn.immediate_transaction(|conn| {
             crate::store::connection::lock_log(conn, tenant)?;
@@ -203,7 +204,7 @@ impl Signer {
         &self,
         conn: &mut DbConn,
         master: &MasterKey,
-        tenant: &str,
+        tenant: &TenantId,
         revoke_old: bool,
     ) -> Result<(String, CheckpointRow), SignError> {
         conn.immediate_transaction(|conn| {
@@ -233,7 +234,7 @@ impl Signer {
         conn: &mut DbConn,
         master: &MasterKey,
     ) -> Vec<(String, Result<u64, SignError>)> {
-        let grown: Vec<String> = match log::grown_logs(conn) {
+        let grown: Vec<TenantId> = match log::grown_logs(conn) {
             Ok(list) => list,
             Err(e) => return vec![(String::new(), Err(e.into()))],
         };
@@ -243,7 +244,7 @@ impl Signer {
                 let result = self
                     .ensure_checkpoint(conn, master, &tenant)
                     .map(|c| c.size as u64);
-                (tenant, result)
+                (tenant.into_string(), result)
             })
             .collect()
     }

@@ -1,9 +1,13 @@
 //! Creating a tenant (SPEC section 5): its rows and its size-0 checkpoint,
-//! signed with its new key, commit together or not at all.
+//! signed with its new key, commit together or not at all; changing its
+//! settings.
 
+use super::error::ServiceResult;
 use super::signer::{SignError, Signer};
+use crate::domain::access::TenantId;
 use crate::keys::MasterKey;
-use crate::store::tenants::{self, NewTenant};
+use crate::store::log::current_signing_key;
+use crate::store::tenants::{self, NewTenant, SettingsChange, TenantRow};
 use crate::store::{DbConn, Rejection, StoreError};
 
 /// Why a tenant was not created.
@@ -40,7 +44,7 @@ pub fn create_tenant(
     master: &MasterKey,
     signer: &Signer,
     base_origin: &str,
-    id: &str,
+    id: &TenantId,
     brand: &str,
     now: i64,
 ) -> Result<NewTenant, TenantError> {
@@ -49,4 +53,16 @@ pub fn create_tenant(
         signer.sign_locked(conn, id, &created.log, 0, &[&key])?;
         Ok(created)
     })
+}
+
+/// Changes a tenant's settings; answers its row after the change and its
+/// current verifier key.
+pub fn update_settings(
+    conn: &mut DbConn,
+    id: &TenantId,
+    change: SettingsChange,
+) -> ServiceResult<(TenantRow, String)> {
+    let row = tenants::update_settings(conn, id, change)?;
+    let key = current_signing_key(conn, id)?;
+    Ok((row, key.verifier_key))
 }

@@ -2,6 +2,7 @@
 //! checks every stored checkpoint's signature and root, and names the first
 //! row that was altered, deleted, inserted or reordered.
 
+use crate::domain::access::TenantId;
 use crate::keys::MasterKey;
 use crate::ledger::entry::EntryRef;
 use crate::ledger::merkle::{self, MemoryTree, Nodes};
@@ -16,7 +17,7 @@ use crate::store::DbConn;
 /// What a clean scan covered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scanned {
-    pub tenant: String,
+    pub tenant: TenantId,
     pub entries: u64,
     pub checkpoints: u64,
     /// Checkpoints signed only by a key later revoked as compromised: their
@@ -29,10 +30,10 @@ pub enum ScanError {
     #[error("database: {0}")]
     Database(#[from] diesel::result::Error),
     #[error("{tenant}: {failure}")]
-    Failed { tenant: String, failure: Failure },
+    Failed { tenant: TenantId, failure: Failure },
 }
 
-fn failure(tenant: &str, place: Place, what: impl Into<String>) -> ScanError {
+fn failure(tenant: &TenantId, place: Place, what: impl Into<String>) -> ScanError {
     ScanError::Failed {
         tenant: tenant.to_owned(),
         failure: Failure {
@@ -69,7 +70,7 @@ pub fn verify_db(
 
 fn scan_tenant(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     master: &MasterKey,
     signer: &Signer,
 ) -> Result<Scanned, ScanError> {
@@ -118,7 +119,7 @@ fn scan_tenant(
 /// does; returns the tree of their leaves and the last leaf.
 fn scan_entries(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     origin: &str,
 ) -> Result<(MemoryTree, [u8; 32]), ScanError> {
     let mut tree = MemoryTree::new();
@@ -188,7 +189,7 @@ fn scan_entries(
 
 /// The log extends what this instance's signer state file records as signed.
 fn check_signer_state(
-    tenant: &str,
+    tenant: &TenantId,
     origin: &str,
     tree: &mut MemoryTree,
     signer: &Signer,
@@ -219,7 +220,11 @@ fn check_signer_state(
 }
 
 /// Every stored Merkle node equals the one recomputed from the entries.
-fn check_nodes(conn: &mut DbConn, tenant: &str, tree: &mut MemoryTree) -> Result<(), ScanError> {
+fn check_nodes(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    tree: &mut MemoryTree,
+) -> Result<(), ScanError> {
     let mut after: (i32, i64) = (-1, -1);
     let mut count: u64 = 0;
     loop {
@@ -269,7 +274,7 @@ fn check_nodes(conn: &mut DbConn, tenant: &str, tree: &mut MemoryTree) -> Result
 /// are not a failure, but their signatures prove nothing.
 fn check_checkpoints(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     origin: &str,
     tree: &mut MemoryTree,
     master: &MasterKey,

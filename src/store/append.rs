@@ -8,6 +8,7 @@ use super::log;
 use super::schema::{brands, consent_events, consent_texts, entries, tenants};
 use super::subjects::{current_or_new_subject, current_subject, group_holds_entries};
 use super::{DbConn, Rejection, StoreError, StoreResult};
+use crate::domain::access::TenantId;
 pub use crate::domain::record::{
     LiftClass, LiftRecord, OptInRecord, OptOutRecord, PendingConfirmation, Record,
 };
@@ -44,7 +45,7 @@ pub struct Answer<'a> {
 fn check_suppression(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     record: &Record,
 ) -> StoreResult<()> {
     let identity = record.identity().as_str();
@@ -70,7 +71,7 @@ fn check_suppression(
 /// Whether an erased identity has a subject newer than its erasure: an
 /// open one whose group holds an entry (a link counts; one an arrival
 /// made, holding only a window, does not).
-fn has_newer_subject(conn: &mut DbConn, tenant: &str, identity: &str) -> QueryResult<bool> {
+fn has_newer_subject(conn: &mut DbConn, tenant: &TenantId, identity: &str) -> QueryResult<bool> {
     match current_subject(conn, tenant, identity)? {
         Some(subject) => group_holds_entries(conn, subject.group_id),
         None => Ok(false),
@@ -83,7 +84,7 @@ fn has_newer_subject(conn: &mut DbConn, tenant: &str, identity: &str) -> QueryRe
 pub fn opt_out_records_nothing(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     identity: &str,
 ) -> QueryResult<bool> {
     if super::suppression::suppression_of(conn, master, tenant, identity)?.is_none() {
@@ -96,7 +97,7 @@ pub fn opt_out_records_nothing(
 /// inside a transaction the caller holds with the log's lock.
 pub fn append_erasure_locked(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     collector: &str,
     subject: (i64, &str),
     reason: ErasureReason,
@@ -142,7 +143,11 @@ impl ErasureReason {
 
 /// What an append's `recorded_at` will be: max(now, the head's), read under
 /// the log's lock.
-pub fn next_recorded_at(conn: &mut DbConn, tenant: &str, now: Timestamp) -> QueryResult<Timestamp> {
+pub fn next_recorded_at(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    now: Timestamp,
+) -> QueryResult<Timestamp> {
     let head: Option<i64> = crate::the_row!(
         conn,
         tenants::table
@@ -170,7 +175,7 @@ const CAPTURE_SKEW_MILLIS: i64 = 60_000;
 pub fn append(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     collector: &str,
     record: &Record,
     answer: Option<Answer<'_>>,
@@ -194,7 +199,7 @@ pub(super) struct Head {
 /// (a capture time past the clock skew, a brand retired meanwhile).
 pub(super) fn lock_head(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     record: Option<&Record>,
     now: Timestamp,
 ) -> StoreResult<Head> {
@@ -266,7 +271,7 @@ fn fill_entry(entry: &mut Entry, record: &Record, consent_text_sha256: Option<&s
 /// Stores an opt-in's consent text once per tenant; its SHA-256 (hex).
 pub(super) fn store_consent_text(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     record: &Record,
 ) -> QueryResult<Option<String>> {
     let Record::OptIn(r) = record else {
@@ -294,7 +299,7 @@ pub(super) struct SaltedEvidence {
 /// leaf, and moves the head.
 pub(super) fn write_entry(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     record: Option<(&Record, i64)>,
     subject_id: i64,
     evidence: Option<&SaltedEvidence>,
@@ -340,7 +345,7 @@ pub(super) fn write_entry(
 pub fn append_locked(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     collector: &str,
     record: &Record,
     answer: Option<Answer<'_>>,
@@ -427,7 +432,7 @@ fn names(list: Vec<&'static str>) -> Vec<String> {
 /// opt-in or opt-out row, or a lift of an opt-out of the group.
 fn insert_consent_event(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     (seq, subject_id, group_id): (i64, i64, i64),
     record: &Record,
 ) -> QueryResult<()> {

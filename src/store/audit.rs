@@ -6,6 +6,7 @@
 
 use super::schema::{audit_events, audit_heads};
 use super::DbConn;
+use crate::domain::access::TenantId;
 use crate::domain::time::Timestamp;
 use diesel::prelude::*;
 
@@ -84,7 +85,7 @@ pub struct AuditRow {
 /// Records an event in its own transaction; returns its number.
 pub fn record(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     event: &AuditEvent<'_>,
     now: Timestamp,
 ) -> QueryResult<i64> {
@@ -95,7 +96,7 @@ pub fn record(
 /// commits (or not) with what it tells of.
 pub fn record_within(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     event: &AuditEvent<'_>,
     now: Timestamp,
 ) -> QueryResult<i64> {
@@ -126,7 +127,12 @@ pub fn record_within(
 }
 
 /// Up to `limit` events of a tenant numbered above `after`, in order.
-pub fn list(conn: &mut DbConn, tenant: &str, after: i64, limit: i64) -> QueryResult<Vec<AuditRow>> {
+pub fn list(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    after: i64,
+    limit: i64,
+) -> QueryResult<Vec<AuditRow>> {
     audit_events::table
         .filter(audit_events::tenant_id.eq(tenant))
         .filter(audit_events::seq.gt(after))
@@ -145,6 +151,7 @@ pub fn list(conn: &mut DbConn, tenant: &str, after: i64, limit: i64) -> QueryRes
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tenant_t;
 
     #[test]
     fn events_are_numbered_per_tenant_without_gaps() {
@@ -156,24 +163,24 @@ mod tests {
         };
         let now = Timestamp::from_millis(1_000);
         assert_eq!(
-            record(&mut conn, "t", &event(AuditKind::KeyCreated), now).unwrap(),
+            record(&mut conn, &tenant_t(), &event(AuditKind::KeyCreated), now).unwrap(),
             1
         );
         assert_eq!(
-            record(&mut conn, "t", &event(AuditKind::KeyRevoked), now).unwrap(),
+            record(&mut conn, &tenant_t(), &event(AuditKind::KeyRevoked), now).unwrap(),
             2
         );
         // A write that fails with its transaction leaves no gap.
         let failed: QueryResult<()> = conn.immediate_transaction(|conn| {
-            record_within(conn, "t", &event(AuditKind::BrandCreated), now)?;
+            record_within(conn, &tenant_t(), &event(AuditKind::BrandCreated), now)?;
             Err(diesel::result::Error::RollbackTransaction)
         });
         assert!(failed.is_err());
         assert_eq!(
-            record(&mut conn, "t", &event(AuditKind::BrandRetired), now).unwrap(),
+            record(&mut conn, &tenant_t(), &event(AuditKind::BrandRetired), now).unwrap(),
             3
         );
-        let rows = list(&mut conn, "t", 1, 10).unwrap();
+        let rows = list(&mut conn, &tenant_t(), 1, 10).unwrap();
         let kinds: Vec<(i64, &str)> = rows.iter().map(|r| (r.seq, r.kind.as_str())).collect();
         assert_eq!(kinds, [(2, "key.revoked"), (3, "brand.retired")]);
         assert_eq!(rows[0].details, r#"{"name":"x"}"#);

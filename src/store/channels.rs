@@ -6,12 +6,13 @@ use super::append::LiftClass;
 use super::connection::{lock_shared_rule, SharedRule};
 use super::schema::{channel_numbers, channel_settings, consent_events, subjects, webhook_dedup};
 use super::{DbConn, StoreError, StoreResult};
-use crate::channels::settings::{ChannelNumber, StoredSettings, WHATSAPP_PHONE_NUMBER_ID};
+use crate::domain::access::TenantId;
 use crate::domain::purpose::CaptureChannel;
+use crate::providers::settings::{ChannelNumber, StoredSettings, WHATSAPP_PHONE_NUMBER_ID};
 use diesel::prelude::*;
 
 /// The tenant's channel settings (empty when never set).
-pub fn settings_of(conn: &mut DbConn, tenant: &str) -> StoreResult<StoredSettings> {
+pub fn settings_of(conn: &mut DbConn, tenant: &TenantId) -> StoreResult<StoredSettings> {
     let stored: Option<String> = crate::one_row!(
         conn,
         channel_settings::table
@@ -31,7 +32,7 @@ pub fn settings_of(conn: &mut DbConn, tenant: &str) -> StoreResult<StoredSetting
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn replace_settings(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     settings: &str,
     numbers: &[ChannelNumber],
     now: i64,
@@ -44,7 +45,7 @@ pub fn replace_settings(
                 .select(channel_numbers::tenant_id)
                 .first(conn)
                 .optional()?;
-            if holder.is_some_and(|h| h != tenant) {
+            if holder.is_some_and(|h| h != tenant.as_str()) {
                 return Ok(Some(number.clone()));
             }
         }
@@ -81,7 +82,7 @@ pub fn replace_settings(
 }
 
 /// The tenant's configured WhatsApp phone number ids, in order.
-pub fn whatsapp_phone_number_ids(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<String>> {
+pub fn whatsapp_phone_number_ids(conn: &mut DbConn, tenant: &TenantId) -> QueryResult<Vec<String>> {
     channel_numbers::table
         .filter(channel_numbers::tenant_id.eq(tenant))
         .filter(channel_numbers::kind.eq(WHATSAPP_PHONE_NUMBER_ID))
@@ -94,7 +95,7 @@ pub fn whatsapp_phone_number_ids(conn: &mut DbConn, tenant: &str) -> QueryResult
 /// retry). Call it inside the transaction that records what it means.
 pub fn first_delivery(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     key_hash: &str,
     now: i64,
 ) -> QueryResult<bool> {
@@ -115,7 +116,7 @@ pub fn first_delivery(
 /// and an opt-out wins a tie), in seq order.
 pub fn liftable_opt_outs(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     identity: &str,
     class: LiftClass,
     channel: CaptureChannel,

@@ -4,6 +4,7 @@
 //! pooled connection.
 
 use crate::config::DatabaseTarget;
+use crate::domain::access::TenantId;
 use crate::keys::MasterKey;
 use crate::store::schema::meta;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -145,7 +146,7 @@ impl DbConn {
 /// brand, a webhook, an interaction) takes it too, and as its first
 /// statement: a row referencing the tenant written before it takes a share
 /// lock on the tenant that could deadlock with another writer.
-pub fn lock_log(conn: &mut DbConn, tenant: &str) -> QueryResult<()> {
+pub fn lock_log(conn: &mut DbConn, tenant: &TenantId) -> QueryResult<()> {
     if let DbConn::Pg(c) = conn {
         use crate::store::schema::tenants;
         tenants::table

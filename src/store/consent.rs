@@ -7,6 +7,7 @@ use super::schema::{
 };
 use super::subjects::{current_or_new_subject, group_members, newest_subject, SubjectRow};
 use super::{DbConn, StoreError, StoreResult};
+use crate::domain::access::TenantId;
 use crate::domain::decision::{
     self, Closure, Confirmation, ConsentEvent, EventKind, InboundRecord, Window,
 };
@@ -119,7 +120,7 @@ fn closure_of(closed_seq: Option<i64>, events: &[ConsentEvent]) -> Closure {
 pub fn identity_state(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     identity: &str,
 ) -> QueryResult<IdentityState> {
     let subject = match newest_subject(conn, master, tenant, identity)? {
@@ -182,18 +183,19 @@ struct Newest {
     closed: Option<Option<i64>>,
 }
 
-/// Reads [`ManyIdentities`] for `asked` (de-duplicated by the caller or not).
+/// Reads [`ManyIdentities`] for `asked` (de-duplicated by the caller or
+/// not), `hashes` their keyed hashes in the same order
+/// (`MasterKey::identity_hasher`: the caller hashes each identity once).
 pub fn many_identities(
     conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     asked: &[&str],
+    hashes: &[String],
 ) -> QueryResult<ManyIdentities> {
+    assert_eq!(asked.len(), hashes.len(), "one hash per identity asked");
     let mut out = ManyIdentities::default();
-    let hasher = master.identity_hasher(tenant);
-    for chunk in asked.chunks(MANY) {
-        let hashes: Vec<String> = chunk.iter().map(|i| hasher.hash(i)).collect();
-        let newest = newest_of_hashes(conn, tenant, &hashes)?;
+    for (chunk, hashes) in asked.chunks(MANY).zip(hashes.chunks(MANY)) {
+        let newest = newest_of_hashes(conn, tenant, hashes)?;
         let mut groups: Vec<i64> = newest.values().map(|n| n.group_id).collect();
         groups.sort_unstable();
         groups.dedup();
@@ -236,7 +238,7 @@ pub fn many_identities(
                 inbound_of.entry(subject).or_default().push(record);
             }
         }
-        for (identity, hash) in chunk.iter().zip(&hashes) {
+        for (identity, hash) in chunk.iter().zip(hashes) {
             let Some(found) = newest.get(hash) else {
                 continue;
             };
@@ -272,7 +274,7 @@ pub fn many_identities(
 /// newest subject answers as an unknown identity): hash → its group.
 fn newest_of_hashes(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     hashes: &[String],
 ) -> QueryResult<HashMap<String, Newest>> {
     type Row = (Option<String>, i64, Option<i64>, Option<i64>, Option<i64>);
@@ -306,25 +308,6 @@ fn newest_of_hashes(
         .into_iter()
         .filter_map(|(hash, found)| found.map(|f| (hash, f)))
         .collect())
-}
-
-/// The window of an identity from its group's inbound records (as
-/// [`window_of`] reads them), for a business number id, and whether that
-/// id is certain.
-pub fn window_from(
-    conn: &mut DbConn,
-    tenant: &str,
-    records: &[InboundRecord],
-    named: Option<&str>,
-    now: Timestamp,
-    configured: &mut Option<Vec<String>>,
-) -> QueryResult<(Window, bool)> {
-    let ids: &[String] = match (named, &*configured) {
-        (Some(_), _) => &[],
-        (None, Some(ids)) => ids,
-        (None, None) => configured.insert(whatsapp_phone_number_ids(conn, tenant)?),
-    };
-    Ok(decision::window_for(records, named, ids, now))
 }
 
 /// The latest inbound message per subject and business phone number id.
@@ -377,14 +360,19 @@ pub fn inbound_records(conn: &mut DbConn, subject_ids: &[i64]) -> QueryResult<Ve
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn window_of(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     subject_ids: &[i64],
     named: Option<&str>,
     now: Timestamp,
     configured: &mut Option<Vec<String>>,
 ) -> QueryResult<(Window, bool)> {
     let records = inbound_records(conn, subject_ids)?;
-    window_from(conn, tenant, &records, named, now, configured)
+    let ids: &[String] = match (named, &*configured) {
+        (Some(_), _) => &[],
+        (None, Some(ids)) => ids,
+        (None, None) => configured.insert(whatsapp_phone_number_ids(conn, tenant)?),
+    };
+    Ok(decision::window_for(&records, named, ids, now))
 }
 
 /// Records an inbound message of a subject (the one the message was
@@ -394,7 +382,7 @@ pub fn window_of(
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn record_inbound(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     subject_id: i64,
     phone_number_id: Option<&str>,
     at: Timestamp,
@@ -408,25 +396,20 @@ pub fn record_inbound(
         windows::last_inbound_at.eq(at.millis()),
     );
     let key = (windows::subject_id, windows::phone_number_id);
-    let later = |max: &str| {
-        windows::last_inbound_at.eq(sql::<BigInt>(&format!(
-            "{max}(windows.last_inbound_at, excluded.last_inbound_at)"
-        )))
+    let max = if conn.is_postgres() {
+        "GREATEST"
+    } else {
+        "max"
     };
-    match conn {
-        DbConn::Sqlite(c) => diesel::insert_into(windows::table)
-            .values(row)
-            .on_conflict(key)
-            .do_update()
-            .set(later("max"))
-            .execute(c),
-        DbConn::Pg(c) => diesel::insert_into(windows::table)
-            .values(row)
-            .on_conflict(key)
-            .do_update()
-            .set(later("GREATEST"))
-            .execute(c),
-    }
+    let later = windows::last_inbound_at.eq(sql::<BigInt>(&format!(
+        "{max}(windows.last_inbound_at, excluded.last_inbound_at)"
+    )));
+    crate::on_backend!(conn, |c| diesel::insert_into(windows::table)
+        .values(row)
+        .on_conflict(key)
+        .do_update()
+        .set(later)
+        .execute(c))
     .map(|_| ())
 }
 
@@ -437,7 +420,7 @@ pub fn record_inbound(
 pub fn record_interaction(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     identity: &str,
     phone_number_id: Option<&str>,
     (at, now): (Timestamp, Timestamp),
@@ -461,7 +444,7 @@ pub fn move_legacy_windows(
     master: &MasterKey,
     now: Timestamp,
 ) -> StoreResult<usize> {
-    let tenants: Vec<String> = legacy_windows::table
+    let tenants: Vec<TenantId> = legacy_windows::table
         .select(legacy_windows::tenant_id)
         .distinct()
         .order(legacy_windows::tenant_id)
@@ -528,7 +511,7 @@ pub type TextCache = std::collections::HashMap<String, String>;
 
 fn load_entries(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     filter: EntryFilter,
     texts: &mut TextCache,
 ) -> QueryResult<Vec<StoredEntry>> {
@@ -613,7 +596,7 @@ fn load_entries(
 /// once that subject is erased.
 fn linked_opening(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     seq: i64,
 ) -> QueryResult<Option<SubjectOpening>> {
     let found: Option<(Option<String>, Option<String>, Option<i64>)> = identity_links::table
@@ -636,7 +619,11 @@ enum EntryFilter {
 }
 
 /// One entry of the tenant's log.
-pub fn entry_at(conn: &mut DbConn, tenant: &str, seq: u64) -> QueryResult<Option<StoredEntry>> {
+pub fn entry_at(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    seq: u64,
+) -> QueryResult<Option<StoredEntry>> {
     let seq = i64::try_from(seq).unwrap_or(i64::MAX);
     Ok(load_entries(conn, tenant, EntryFilter::Seq(seq), &mut TextCache::new())?.pop())
 }
@@ -645,7 +632,7 @@ pub fn entry_at(conn: &mut DbConn, tenant: &str, seq: u64) -> QueryResult<Option
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn entry_range(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     from: u64,
     to: u64,
     texts: &mut TextCache,
@@ -665,7 +652,7 @@ pub fn entry_range(
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn group_history(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     group_id: i64,
 ) -> QueryResult<Vec<StoredEntry>> {
     load_entries(

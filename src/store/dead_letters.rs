@@ -6,26 +6,31 @@ use super::channels;
 use super::connection::lock_log;
 use super::schema::dead_letters;
 use super::{DbConn, StoreResult};
-use crate::channels::letter::{letter_names, LetterPayload};
-use crate::channels::message::{canonical_from, Outcome, Provider};
+use crate::domain::access::TenantId;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
+use crate::providers::letter::{letter_names, LetterPayload};
+use crate::providers::message::{canonical_from, Outcome, Provider};
 use diesel::prelude::*;
 
 /// Where a dead letter's payload is sealed (the associated data).
-fn letter_aad(tenant: &str) -> Vec<u8> {
+fn letter_aad(tenant: &TenantId) -> Vec<u8> {
     format!("consent-ledger/dead-letter/v1\n{tenant}").into_bytes()
 }
 
 /// Opens a dead letter's sealed payload (any JSON: letters kept by older
 /// versions have another shape).
-pub fn open_letter(master: &MasterKey, tenant: &str, sealed: &str) -> Option<serde_json::Value> {
+pub fn open_letter(
+    master: &MasterKey,
+    tenant: &TenantId,
+    sealed: &str,
+) -> Option<serde_json::Value> {
     let plain = master.kek().open(sealed, &letter_aad(tenant))?;
     serde_json::from_slice(&plain).ok()
 }
 
 /// Seals a dead letter's payload for its tenant.
-pub fn seal_letter(master: &MasterKey, tenant: &str, payload: &LetterPayload) -> String {
+pub fn seal_letter(master: &MasterKey, tenant: &TenantId, payload: &LetterPayload) -> String {
     let json = serde_json::to_vec(payload).expect("a letter serialises");
     master.kek().seal(&json, &letter_aad(tenant))
 }
@@ -47,7 +52,7 @@ pub struct Letter<'a> {
 pub fn keep(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     letter: Letter<'_>,
     now: Timestamp,
 ) -> StoreResult<Outcome> {
@@ -85,7 +90,7 @@ pub fn keep(
 pub fn keep_unapplied(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     dedup: &[&str],
     letter: Letter<'_>,
     now: Timestamp,
@@ -131,7 +136,7 @@ pub struct NewDeadLetter<'a> {
 
 pub fn insert_dead_letter(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     letter: &NewDeadLetter<'_>,
     now: i64,
 ) -> QueryResult<i64> {
@@ -152,7 +157,11 @@ pub fn insert_dead_letter(
 }
 
 /// One dead letter of the tenant.
-pub fn dead_letter(conn: &mut DbConn, tenant: &str, id: i64) -> QueryResult<Option<DeadLetterRow>> {
+pub fn dead_letter(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    id: i64,
+) -> QueryResult<Option<DeadLetterRow>> {
     dead_letters::table
         .filter(dead_letters::tenant_id.eq(tenant))
         .filter(dead_letters::id.eq(id))
@@ -162,7 +171,7 @@ pub fn dead_letter(conn: &mut DbConn, tenant: &str, id: i64) -> QueryResult<Opti
 }
 
 /// The tenants with opt-outs an older version kept waiting for a user id.
-pub fn tenants_with_letters_waiting_for_user_ids(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+pub fn tenants_with_letters_waiting_for_user_ids(conn: &mut DbConn) -> QueryResult<Vec<TenantId>> {
     dead_letters::table
         .filter(dead_letters::user_id_hash.is_not_null())
         .filter(dead_letters::opt_out.eq(true))
@@ -176,7 +185,7 @@ pub fn tenants_with_letters_waiting_for_user_ids(conn: &mut DbConn) -> QueryResu
 /// The unapplied opt-outs waiting for a user id (by its keyed hash).
 pub fn letters_waiting_for_user_ids(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
 ) -> QueryResult<Vec<DeadLetterRow>> {
     dead_letters::table
         .filter(dead_letters::tenant_id.eq(tenant))
@@ -192,7 +201,7 @@ pub fn letters_waiting_for_user_ids(
 /// while the tenant did not have it.
 pub fn letters_for_business(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     business: &[String],
 ) -> QueryResult<Vec<DeadLetterRow>> {
     dead_letters::table
@@ -220,7 +229,7 @@ pub fn resolve_dead_letter(conn: &mut DbConn, id: i64, seq: u64, now: i64) -> Qu
 /// A page of dead letters, oldest first, after the id `after`.
 pub fn list_dead_letters(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     after: i64,
     limit: i64,
 ) -> QueryResult<Vec<DeadLetterRow>> {
@@ -241,7 +250,7 @@ pub fn list_dead_letters(
 pub fn delete_letters_naming(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     identity: &str,
 ) -> QueryResult<usize> {
     let sealed: Vec<(i64, String)> = dead_letters::table
@@ -266,7 +275,7 @@ pub fn delete_letters_naming(
 pub fn canonicalise_letters(conn: &mut DbConn, master: &MasterKey) -> QueryResult<usize> {
     let mut rewritten = 0;
     loop {
-        let batch: Vec<(i64, String, String)> = dead_letters::table
+        let batch: Vec<(i64, TenantId, String)> = dead_letters::table
             .filter(dead_letters::canonical.eq(false))
             .order(dead_letters::id)
             .limit(500)

@@ -5,6 +5,7 @@
 
 use super::schema::{document_subjects, documents};
 use super::{can_name_a_row, DbConn, Rejection, StoreError, StoreResult};
+use crate::domain::access::TenantId;
 use crate::domain::document::MediaType;
 use crate::domain::record::Record;
 use diesel::prelude::*;
@@ -24,7 +25,7 @@ pub struct NewDocument<'a> {
 /// transaction's first statement), so two cannot both fit the last space.
 pub fn insert(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     document: &NewDocument<'_>,
     quota: i64,
     now: i64,
@@ -33,7 +34,7 @@ pub fn insert(
         use diesel::sql_types::{Integer, Text};
         diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind::<Integer, _>(QUOTA_LOCK)
-            .bind::<Text, _>(tenant)
+            .bind::<Text, _>(tenant.as_str())
             .execute(c)?;
     }
     let size = document.body.len() as i64;
@@ -60,7 +61,7 @@ pub fn insert(
 const QUOTA_LOCK: i32 = 0x646f_6373;
 
 /// The bytes a tenant's documents take.
-pub fn used(conn: &mut DbConn, tenant: &str) -> QueryResult<i64> {
+pub fn used(conn: &mut DbConn, tenant: &TenantId) -> QueryResult<i64> {
     use diesel::dsl::sql;
     use diesel::sql_types::BigInt;
     documents::table
@@ -78,7 +79,7 @@ pub struct DocumentInfo {
 }
 
 /// One of the tenant's documents, without its bytes.
-pub fn info(conn: &mut DbConn, tenant: &str, id: &str) -> QueryResult<Option<DocumentInfo>> {
+pub fn info(conn: &mut DbConn, tenant: &TenantId, id: &str) -> QueryResult<Option<DocumentInfo>> {
     if !can_name_a_row(id) {
         return Ok(None);
     }
@@ -95,7 +96,7 @@ pub fn info(conn: &mut DbConn, tenant: &str, id: &str) -> QueryResult<Option<Doc
 }
 
 /// The bytes of one of the tenant's documents (`None` once it is deleted).
-pub fn body(conn: &mut DbConn, tenant: &str, id: &str) -> QueryResult<Option<Vec<u8>>> {
+pub fn body(conn: &mut DbConn, tenant: &TenantId, id: &str) -> QueryResult<Option<Vec<u8>>> {
     if !can_name_a_row(id) {
         return Ok(None);
     }
@@ -111,7 +112,7 @@ pub fn body(conn: &mut DbConn, tenant: &str, id: &str) -> QueryResult<Option<Vec
 /// given) and ties it to the subject (inside the append's transaction).
 pub fn attach_named(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     record: &Record,
     subject_id: i64,
 ) -> StoreResult<()> {
@@ -148,7 +149,11 @@ pub fn attach_named(
 }
 
 /// Deletes the documents tied to a subject (erasure), and the ties.
-pub fn delete_of_subject(conn: &mut DbConn, tenant: &str, subject_id: i64) -> QueryResult<usize> {
+pub fn delete_of_subject(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    subject_id: i64,
+) -> QueryResult<usize> {
     let ids: Vec<String> = document_subjects::table
         .filter(document_subjects::tenant_id.eq(tenant))
         .filter(document_subjects::subject_id.eq(subject_id))
@@ -184,14 +189,14 @@ const UNNAMED: &str = "NOT EXISTS (SELECT 1 FROM document_subjects s \
 pub fn purge_unnamed(conn: &mut DbConn, before: i64, limit: i64) -> QueryResult<usize> {
     use diesel::dsl::sql;
     use diesel::sql_types::Bool;
-    let found: Vec<(String, String)> = documents::table
+    let found: Vec<(TenantId, String)> = documents::table
         .filter(documents::created_at.lt(before))
         .filter(sql::<Bool>(UNNAMED))
         .order(documents::created_at)
         .select((documents::tenant_id, documents::id))
         .limit(limit)
         .load(conn)?;
-    let mut by_tenant: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut by_tenant: std::collections::BTreeMap<TenantId, Vec<String>> = Default::default();
     for (tenant, id) in found {
         by_tenant.entry(tenant).or_default().push(id);
     }

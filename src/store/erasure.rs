@@ -9,6 +9,7 @@ use super::dead_letters;
 use super::schema::{entries, idempotency_keys, subject_aliases, subjects};
 use super::subjects::{group_members, Member};
 use super::{DbConn, StoreResult};
+use crate::domain::access::TenantId;
 use crate::keys::MasterKey;
 use diesel::prelude::*;
 
@@ -16,7 +17,7 @@ use diesel::prelude::*;
 /// open or closed, oldest first.
 pub fn members_of_every_group(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     identity: &str,
 ) -> QueryResult<Vec<Member>> {
     let mut groups: Vec<i64> = subjects::table
@@ -40,7 +41,7 @@ pub fn members_of_every_group(
 pub fn forget_identity(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     identity: &str,
 ) -> StoreResult<()> {
     diesel::delete(
@@ -64,7 +65,7 @@ pub fn forget_identity(
 /// person's, and stay.
 pub fn forget_subject(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     subject_id: i64,
     at: i64,
 ) -> StoreResult<()> {

@@ -3,6 +3,7 @@
 
 use super::schema::{form_versions, forms};
 use super::{can_name_a_row, DbConn, Rejection, StoreError, StoreResult};
+use crate::domain::access::TenantId;
 use crate::domain::form::FormDefinition;
 use diesel::prelude::*;
 
@@ -26,7 +27,7 @@ fn read_definition(text: &str) -> StoreResult<FormDefinition> {
 /// current one makes no new version. Returns the form as it stands.
 pub fn save(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     id: &str,
     definition: &FormDefinition,
     replace: bool,
@@ -71,7 +72,7 @@ pub fn save(
 }
 
 /// A tenant's form, at its current version.
-pub fn find(conn: &mut DbConn, tenant: &str, id: &str) -> StoreResult<Option<StoredForm>> {
+pub fn find(conn: &mut DbConn, tenant: &TenantId, id: &str) -> StoreResult<Option<StoredForm>> {
     if !can_name_a_row(id) {
         return Ok(None);
     }
@@ -106,7 +107,7 @@ pub fn find(conn: &mut DbConn, tenant: &str, id: &str) -> StoreResult<Option<Sto
 }
 
 /// A tenant's forms, by id.
-pub fn list(conn: &mut DbConn, tenant: &str) -> StoreResult<Vec<StoredForm>> {
+pub fn list(conn: &mut DbConn, tenant: &TenantId) -> StoreResult<Vec<StoredForm>> {
     let ids: Vec<String> = forms::table
         .filter(forms::tenant_id.eq(tenant))
         .order(forms::id)

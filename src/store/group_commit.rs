@@ -16,6 +16,7 @@
 use super::connection::lock_log;
 use super::pool::DbPool;
 use super::DbConn;
+use crate::domain::access::TenantId;
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,7 +38,7 @@ pub trait Write: Send {
 /// The queued writes of every tenant.
 #[derive(Default)]
 pub struct Groups {
-    queues: Mutex<HashMap<String, VecDeque<Box<dyn Write>>>>,
+    queues: Mutex<HashMap<TenantId, VecDeque<Box<dyn Write>>>>,
     gate: Option<Arc<Gate>>,
 }
 
@@ -82,7 +83,7 @@ impl Groups {
 
     /// Queues a write for `tenant`. Returns `true` when the caller must
     /// lead: call [`Groups::lead`] on a blocking thread.
-    pub fn submit(&self, tenant: &str, write: Box<dyn Write>) -> bool {
+    pub fn submit(&self, tenant: &TenantId, write: Box<dyn Write>) -> bool {
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(gate) = &self.gate {
             gate.queued.fetch_add(1, Ordering::SeqCst);
@@ -93,7 +94,7 @@ impl Groups {
                 false
             }
             None => {
-                queues.insert(tenant.to_owned(), VecDeque::from([write]));
+                queues.insert(tenant.clone(), VecDeque::from([write]));
                 true
             }
         }
@@ -101,7 +102,7 @@ impl Groups {
 
     /// Takes up to [`MAX_GROUP`] queued writes of `tenant`; when none is
     /// left, the tenant's queue is removed (the next writer leads).
-    fn take(&self, tenant: &str) -> VecDeque<Box<dyn Write>> {
+    fn take(&self, tenant: &TenantId) -> VecDeque<Box<dyn Write>> {
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         let Some(queue) = queues.get_mut(tenant) else {
             return VecDeque::new();
@@ -116,7 +117,7 @@ impl Groups {
 
     /// Runs `tenant`'s queued writes, group after group, until none is
     /// left. Blocks: call it on a blocking thread.
-    pub fn lead(&self, tenant: &str, pool: &DbPool) {
+    pub fn lead(&self, tenant: &TenantId, pool: &DbPool) {
         if let Some(gate) = &self.gate {
             gate.pass();
         }
@@ -153,7 +154,7 @@ impl Groups {
 /// write after the commit (or the transaction's failure).
 fn run_group(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     mut writes: VecDeque<Box<dyn Write>>,
 ) -> Result<(), ()> {
     let size = writes.len();

@@ -4,6 +4,7 @@
 
 use super::schema::idempotency_keys as idem;
 use super::DbConn;
+use crate::domain::access::TenantId;
 use diesel::prelude::*;
 
 /// How long a key is remembered.
@@ -18,7 +19,7 @@ const LEGACY_PREFIX: &str = "sha256:";
 /// Where an idempotency key applies.
 #[derive(Debug, Clone)]
 pub struct IdempotencyScope {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub key_id: String,
     pub route: &'static str,
     pub key: String,
@@ -34,7 +35,7 @@ pub struct IdempotencyScope {
 
 impl IdempotencyScope {
     pub fn new(
-        tenant_id: &str,
+        tenant_id: &TenantId,
         key_id: &str,
         route: &'static str,
         key: &str,
@@ -132,7 +133,7 @@ pub fn begin(conn: &mut DbConn, scope: &IdempotencyScope, now: i64) -> QueryResu
 type ScopedRow<'a> = diesel::dsl::Filter<
     diesel::dsl::Filter<
         diesel::dsl::Filter<
-            diesel::dsl::Filter<idem::table, diesel::dsl::Eq<idem::tenant_id, &'a String>>,
+            diesel::dsl::Filter<idem::table, diesel::dsl::Eq<idem::tenant_id, &'a TenantId>>,
             diesel::dsl::Eq<idem::key_id, &'a String>,
         >,
         diesel::dsl::Eq<idem::route, &'static str>,
@@ -249,6 +250,7 @@ pub fn abandon(conn: &mut DbConn, scope: &IdempotencyScope) -> QueryResult<()> {
 mod tests {
     use super::*;
     use crate::store::schema::tenants;
+    use crate::store::tenant_t;
 
     fn db() -> (tempfile::TempDir, DbConn) {
         crate::store::test_db_with_tenant()
@@ -256,7 +258,7 @@ mod tests {
 
     fn scope(body: &str) -> IdempotencyScope {
         IdempotencyScope::new(
-            "t",
+            &tenant_t(),
             "key_1",
             "opt-ins",
             "k",
@@ -270,7 +272,8 @@ mod tests {
     #[test]
     fn a_plain_hash_stored_before_the_upgrade_still_matches_its_retry() {
         let (_dir, mut conn) = db();
-        let old = IdempotencyScope::new("t", "key_1", "opt-ins", "k", ("sha256:a", "unused"));
+        let old =
+            IdempotencyScope::new(&tenant_t(), "key_1", "opt-ins", "k", ("sha256:a", "unused"));
         assert_eq!(begin(&mut conn, &old, 1_000).unwrap(), Begin::Proceed);
         assert!(finish(&mut conn, &old, 201, "{}", None, 1_001).unwrap());
         assert_eq!(
@@ -342,7 +345,7 @@ mod tests {
         let (_dir, mut conn) = db();
         for (i, at) in [0, 1, 2, RETENTION_MILLIS].into_iter().enumerate() {
             let key = format!("k{i}");
-            let scope = IdempotencyScope::new("t", "key_1", "opt-ins", &key, ("h", "a"));
+            let scope = IdempotencyScope::new(&tenant_t(), "key_1", "opt-ins", &key, ("h", "a"));
             assert_eq!(begin(&mut conn, &scope, at).unwrap(), Begin::Proceed);
         }
         let now = RETENTION_MILLIS + 2;
@@ -388,7 +391,7 @@ mod tests {
         let lost = append::append(
             &mut conn,
             &crate::keys::MasterKey::from_bytes([7; 32]),
-            "t",
+            &tenant_t(),
             "key_1",
             &record,
             Some(Answer {
@@ -415,7 +418,7 @@ mod tests {
         let done = append::append(
             &mut conn,
             &crate::keys::MasterKey::from_bytes([7; 32]),
-            "t",
+            &tenant_t(),
             "key_1",
             &record,
             Some(Answer {

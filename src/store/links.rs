@@ -9,6 +9,7 @@ use super::consent::forget_windows;
 use super::schema::{consent_events, identity_links, subject_aliases, subjects};
 use super::subjects::{current_subject, SubjectRow};
 use super::{DbConn, StoreResult};
+use crate::domain::access::TenantId;
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::Identity;
 use crate::domain::purpose::CaptureChannel;
@@ -34,7 +35,7 @@ pub struct Source<'a> {
 /// the two groups. Returns the entry's seq.
 pub fn append_link_locked(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     (a, b): (&SubjectRow, &SubjectRow),
     source: &Source<'_>,
     now: Timestamp,
@@ -67,7 +68,7 @@ pub fn append_link_locked(
 }
 
 /// The tenants that hold wave-1 aliases (a user id stored beside a number).
-pub fn alias_tenants(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+pub fn alias_tenants(conn: &mut DbConn) -> QueryResult<Vec<TenantId>> {
     subject_aliases::table
         .select(subject_aliases::tenant_id)
         .distinct()
@@ -76,7 +77,7 @@ pub fn alias_tenants(conn: &mut DbConn) -> QueryResult<Vec<String>> {
 }
 
 /// A tenant's wave-1 aliases, oldest first: (user id, number, when stored).
-pub fn aliases_of(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<(String, String, i64)>> {
+pub fn aliases_of(conn: &mut DbConn, tenant: &TenantId) -> QueryResult<Vec<(String, String, i64)>> {
     subject_aliases::table
         .filter(subject_aliases::tenant_id.eq(tenant))
         .order((subject_aliases::updated_at, subject_aliases::user_id))
@@ -89,7 +90,7 @@ pub fn aliases_of(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<(String, S
 }
 
 /// Deletes a wave-1 alias (it moved, or cannot).
-pub fn delete_alias(conn: &mut DbConn, tenant: &str, user_id: &str) -> QueryResult<()> {
+pub fn delete_alias(conn: &mut DbConn, tenant: &TenantId, user_id: &str) -> QueryResult<()> {
     diesel::delete(
         subject_aliases::table
             .filter(subject_aliases::tenant_id.eq(tenant))
@@ -104,7 +105,7 @@ type Link = (i64, i64, Timestamp);
 
 fn insert_link(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     seq: u64,
     (subject_id, linked_id, captured_at): Link,
     waba: &str,
@@ -124,7 +125,7 @@ fn insert_link(
 
 /// Keeps a re-appended link (`restore-tail`: its business account is not
 /// in the export) and merges the two subjects' groups.
-pub fn keep_link(conn: &mut DbConn, tenant: &str, seq: u64, link: Link) -> QueryResult<()> {
+pub fn keep_link(conn: &mut DbConn, tenant: &TenantId, seq: u64, link: Link) -> QueryResult<()> {
     insert_link(conn, tenant, seq, link, "")?;
     let group = |conn: &mut DbConn, id: i64| -> QueryResult<i64> {
         subjects::table
@@ -185,7 +186,7 @@ fn merge_groups(conn: &mut DbConn, a: i64, b: i64) -> QueryResult<()> {
 /// (SPEC section 3, a changed or reassigned number).
 pub fn contradicts_link(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     arrived: &Identity,
     other: &Identity,
     waba: &str,

@@ -3,6 +3,7 @@
 
 use super::schema::{checkpoints, entries, merkle_nodes, signing_keys, tenants};
 use super::DbConn;
+use crate::domain::access::TenantId;
 use crate::keys::MasterKey;
 use crate::ledger::merkle::{self, Hash, Nodes};
 use crate::ledger::note;
@@ -12,7 +13,7 @@ use ed25519_dalek::SigningKey;
 /// Reads complete-subtree hashes of one tenant's tree.
 pub struct DbNodes<'a> {
     pub conn: &'a mut DbConn,
-    pub tenant: &'a str,
+    pub tenant: &'a TenantId,
 }
 
 impl Nodes for DbNodes<'_> {
@@ -49,7 +50,7 @@ pub struct NodeCache(std::sync::RwLock<NodeMaps>);
 
 #[derive(Debug, Default)]
 pub struct NodeMaps {
-    by_tenant: std::collections::HashMap<String, std::collections::HashMap<(u32, u64), Hash>>,
+    by_tenant: std::collections::HashMap<TenantId, std::collections::HashMap<(u32, u64), Hash>>,
     len: usize,
 }
 
@@ -59,12 +60,12 @@ const CACHED_FROM_LEVEL: u32 = 4;
 const CACHE_LIMIT: usize = 1_000_000;
 
 impl NodeCache {
-    fn get(&self, tenant: &str, level: u32, index: u64) -> Option<Hash> {
+    fn get(&self, tenant: &TenantId, level: u32, index: u64) -> Option<Hash> {
         let maps = self.0.read().unwrap_or_else(|p| p.into_inner());
         maps.by_tenant.get(tenant)?.get(&(level, index)).copied()
     }
 
-    fn put(&self, tenant: &str, level: u32, index: u64, hash: Hash) {
+    fn put(&self, tenant: &TenantId, level: u32, index: u64, hash: Hash) {
         let mut maps = self.0.write().unwrap_or_else(|p| p.into_inner());
         if maps.len >= CACHE_LIMIT {
             maps.by_tenant.clear();
@@ -74,7 +75,7 @@ impl NodeCache {
             Some(map) => map.insert((level, index), hash).is_none(),
             None => {
                 let map = std::collections::HashMap::from([((level, index), hash)]);
-                maps.by_tenant.insert(tenant.to_owned(), map);
+                maps.by_tenant.insert(tenant.clone(), map);
                 true
             }
         };
@@ -85,7 +86,7 @@ impl NodeCache {
 /// Database reads through the cache.
 pub struct CachedNodes<'a> {
     pub conn: &'a mut DbConn,
-    pub tenant: &'a str,
+    pub tenant: &'a TenantId,
     pub cache: &'a NodeCache,
 }
 
@@ -113,7 +114,7 @@ impl Nodes for CachedNodes<'_> {
 pub fn cached_inclusion_proof(
     conn: &mut DbConn,
     cache: &NodeCache,
-    tenant: &str,
+    tenant: &TenantId,
     index: u64,
     size: u64,
 ) -> QueryResult<Vec<Hash>> {
@@ -132,7 +133,7 @@ pub fn cached_inclusion_proof(
 pub fn cached_consistency_proof(
     conn: &mut DbConn,
     cache: &NodeCache,
-    tenant: &str,
+    tenant: &TenantId,
     from: u64,
     to: u64,
 ) -> QueryResult<Vec<Hash>> {
@@ -148,7 +149,7 @@ pub fn cached_consistency_proof(
 }
 
 /// Stores the nodes that appending leaf `index` completes (inside the append transaction).
-pub fn store_leaf(conn: &mut DbConn, tenant: &str, index: u64, leaf: Hash) -> QueryResult<()> {
+pub fn store_leaf(conn: &mut DbConn, tenant: &TenantId, index: u64, leaf: Hash) -> QueryResult<()> {
     let completed = merkle::nodes_completed_by(&mut DbNodes { conn, tenant }, index, leaf)?;
     let rows: Vec<_> = completed
         .into_iter()
@@ -181,13 +182,13 @@ pub fn store_leaf(conn: &mut DbConn, tenant: &str, index: u64, leaf: Hash) -> Qu
 }
 
 /// The root of the tenant's first `size` leaves.
-pub fn root_at(conn: &mut DbConn, tenant: &str, size: u64) -> QueryResult<Hash> {
+pub fn root_at(conn: &mut DbConn, tenant: &TenantId, size: u64) -> QueryResult<Hash> {
     merkle::root(&mut DbNodes { conn, tenant }, size)
 }
 
 pub fn inclusion_proof(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     index: u64,
     size: u64,
 ) -> QueryResult<Vec<Hash>> {
@@ -196,7 +197,7 @@ pub fn inclusion_proof(
 
 pub fn consistency_proof(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     from: u64,
     to: u64,
 ) -> QueryResult<Vec<Hash>> {
@@ -218,16 +219,17 @@ pub struct SigningKeyRow {
 }
 
 /// The associated data that binds a sealed signing seed to its tenant.
-fn seed_aad(tenant: &str) -> Vec<u8> {
+fn seed_aad(tenant: &TenantId) -> Vec<u8> {
     format!("consent-ledger/tenant-seed/v1\n{tenant}").into_bytes()
 }
 
 impl SigningKeyRow {
     /// Opens the Ed25519 key; `None` if the master key does not fit.
     pub fn open(&self, master: &MasterKey) -> Option<SigningKey> {
-        let seed = master
-            .kek()
-            .open(&self.seed_sealed, &seed_aad(&self.tenant_id))?;
+        let seed = master.kek().open(
+            &self.seed_sealed,
+            &seed_aad(&TenantId::stored(self.tenant_id.clone())),
+        )?;
         let seed: [u8; 32] = seed.try_into().ok()?;
         Some(SigningKey::from_bytes(&seed))
     }
@@ -237,7 +239,7 @@ impl SigningKeyRow {
 pub fn insert_signing_key(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     origin: &str,
     first_size: u64,
     now: i64,
@@ -260,7 +262,7 @@ pub fn insert_signing_key(
     Ok((row, key))
 }
 
-pub fn current_signing_key(conn: &mut DbConn, tenant: &str) -> QueryResult<SigningKeyRow> {
+pub fn current_signing_key(conn: &mut DbConn, tenant: &TenantId) -> QueryResult<SigningKeyRow> {
     signing_keys::table
         .filter(signing_keys::tenant_id.eq(tenant))
         .filter(signing_keys::status.eq("current"))
@@ -269,7 +271,7 @@ pub fn current_signing_key(conn: &mut DbConn, tenant: &str) -> QueryResult<Signi
 }
 
 /// Every key of the tenant, current first, then newest first.
-pub fn signing_keys_of(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<SigningKeyRow>> {
+pub fn signing_keys_of(conn: &mut DbConn, tenant: &TenantId) -> QueryResult<Vec<SigningKeyRow>> {
     let mut rows: Vec<SigningKeyRow> = signing_keys::table
         .filter(signing_keys::tenant_id.eq(tenant))
         .order(signing_keys::id.desc())
@@ -281,7 +283,7 @@ pub fn signing_keys_of(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<Signi
 
 /// The key that signs checkpoints of `size`: the current one when its range
 /// covers it, else the retired key whose range does (never a revoked one).
-pub fn key_for_size(conn: &mut DbConn, tenant: &str, size: u64) -> QueryResult<SigningKeyRow> {
+pub fn key_for_size(conn: &mut DbConn, tenant: &TenantId, size: u64) -> QueryResult<SigningKeyRow> {
     let keys = signing_keys_of(conn, tenant)?;
     let covers = |k: &SigningKeyRow| {
         k.status != "revoked"
@@ -323,7 +325,10 @@ pub struct CheckpointRow {
 }
 
 /// The newest checkpoint (the largest size; the latest note of that size).
-pub fn latest_checkpoint(conn: &mut DbConn, tenant: &str) -> QueryResult<Option<CheckpointRow>> {
+pub fn latest_checkpoint(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+) -> QueryResult<Option<CheckpointRow>> {
     checkpoints::table
         .filter(checkpoints::tenant_id.eq(tenant))
         .order((checkpoints::size.desc(), checkpoints::id.desc()))
@@ -335,7 +340,7 @@ pub fn latest_checkpoint(conn: &mut DbConn, tenant: &str) -> QueryResult<Option<
 /// The latest note of one size.
 pub fn checkpoint_of_size(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     size: u64,
 ) -> QueryResult<Option<CheckpointRow>> {
     checkpoints::table
@@ -348,7 +353,7 @@ pub fn checkpoint_of_size(
 }
 
 /// Every stored checkpoint of the tenant, in signing order.
-pub fn all_checkpoints(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<CheckpointRow>> {
+pub fn all_checkpoints(conn: &mut DbConn, tenant: &TenantId) -> QueryResult<Vec<CheckpointRow>> {
     checkpoints::table
         .filter(checkpoints::tenant_id.eq(tenant))
         .order(checkpoints::id.asc())
@@ -358,7 +363,7 @@ pub fn all_checkpoints(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<Check
 
 pub fn insert_checkpoint(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     size: u64,
     root: &Hash,
     note: &str,
@@ -385,7 +390,7 @@ pub struct LogHead {
 }
 
 /// The head of the tenant's log.
-pub fn log_head(conn: &mut DbConn, tenant: &str) -> QueryResult<LogHead> {
+pub fn log_head(conn: &mut DbConn, tenant: &TenantId) -> QueryResult<LogHead> {
     let (origin, size, head_hash) = tenants::table
         .find(tenant)
         .select((tenants::origin, tenants::tree_size, tenants::head_hash))
@@ -399,8 +404,8 @@ pub fn log_head(conn: &mut DbConn, tenant: &str) -> QueryResult<LogHead> {
 
 /// The tenants whose log grew past its latest checkpoint (two queries,
 /// whatever the number of tenants).
-pub fn grown_logs(conn: &mut DbConn) -> QueryResult<Vec<String>> {
-    let sizes: Vec<(String, i64)> = tenants::table
+pub fn grown_logs(conn: &mut DbConn) -> QueryResult<Vec<TenantId>> {
+    let sizes: Vec<(TenantId, i64)> = tenants::table
         .select((tenants::id, tenants::tree_size))
         .order(tenants::id)
         .load(conn)?;
@@ -414,7 +419,7 @@ pub fn grown_logs(conn: &mut DbConn) -> QueryResult<Vec<String>> {
         .into_iter()
         .filter(|(tenant, size)| {
             signed
-                .get(tenant)
+                .get(tenant.as_str())
                 .copied()
                 .flatten()
                 .is_none_or(|s| s < *size)
@@ -425,7 +430,7 @@ pub fn grown_logs(conn: &mut DbConn) -> QueryResult<Vec<String>> {
 
 /// How many entry rows lie at or beyond `from`, or below 0: rows a scan
 /// that stopped at `from` did not read (inserted behind the log's back).
-pub fn entries_beyond(conn: &mut DbConn, tenant: &str, from: u64) -> QueryResult<i64> {
+pub fn entries_beyond(conn: &mut DbConn, tenant: &TenantId, from: u64) -> QueryResult<i64> {
     entries::table
         .filter(entries::tenant_id.eq(tenant))
         .filter(entries::seq.ge(from as i64).or(entries::seq.lt(0)))
@@ -437,7 +442,7 @@ pub fn entries_beyond(conn: &mut DbConn, tenant: &str, from: u64) -> QueryResult
 /// (level, index) order.
 pub fn node_page(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     after: (i32, i64),
     limit: i64,
 ) -> QueryResult<Vec<(i32, i64, Vec<u8>)>> {

@@ -20,6 +20,7 @@ pub mod prepared;
 pub mod restore;
 pub mod retention;
 pub mod schema;
+mod sql_types;
 pub mod subjects;
 pub mod suppression;
 pub mod tenants;
@@ -173,4 +174,10 @@ pub(crate) fn test_db_with_tenant() -> (tempfile::TempDir, DbConn) {
         .execute(&mut conn)
         .unwrap();
     (dir, conn)
+}
+
+/// The tenant `t` the store's unit tests write to.
+#[cfg(test)]
+pub(crate) fn tenant_t() -> crate::domain::access::TenantId {
+    crate::domain::access::TenantId::parse("t").expect("a tenant id")
 }

@@ -5,6 +5,7 @@
 //! most of it these two, which every new subject and every entry run. Both
 //! backends: binds are written with diesel's placeholders (`?`, `$n`).
 
+use crate::domain::access::TenantId;
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
@@ -15,7 +16,7 @@ use diesel::QueryResult;
 /// the log's new head.
 #[derive(Debug, Clone, Copy)]
 pub struct SetHead<'a> {
-    pub tenant: &'a str,
+    pub tenant: &'a TenantId,
     pub size: i64,
     pub hash: &'a str,
     pub recorded_at: i64,
@@ -42,7 +43,7 @@ where
         out.push_sql(", head_recorded_at = ");
         out.push_bind_param::<BigInt, _>(&self.recorded_at)?;
         out.push_sql(" WHERE id = ");
-        out.push_bind_param::<Text, _>(self.tenant)?;
+        out.push_bind_param::<Text, _>(self.tenant.as_str())?;
         Ok(())
     }
 }
@@ -77,6 +78,7 @@ impl<Conn> diesel::RunQueryDsl<Conn> for OwnGroup {}
 mod tests {
     use super::*;
     use crate::store::schema::{subjects, tenants};
+    use crate::store::tenant_t;
     use diesel::connection::{Connection, InstrumentationEvent};
     use diesel::prelude::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -98,7 +100,7 @@ mod tests {
     fn the_head_and_a_subjects_group_are_written_as_diesels_own_updates_would() {
         let (_dir, mut conn) = crate::store::test_db_with_tenant();
         let set = SetHead {
-            tenant: "t",
+            tenant: &tenant_t(),
             size: 7,
             hash: "ab",
             recorded_at: 1_700_000_000_123,
@@ -123,7 +125,7 @@ mod tests {
             .unwrap();
         assert_eq!(head, (7, "ab".to_owned(), Some(1_700_000_000_123)));
         let other = SetHead {
-            tenant: "nobody",
+            tenant: &TenantId::parse("nobody").expect("a tenant id"),
             ..set
         };
         assert_eq!(crate::execute!(&mut conn, other).unwrap(), 0);
@@ -133,9 +135,15 @@ mod tests {
             assert_eq!(crate::execute!(&mut conn, OwnGroup { subject }).unwrap(), 0);
         }
         let master = crate::keys::MasterKey::from_bytes([7; 32]);
-        let id =
-            crate::store::subjects::insert_subject(&mut conn, &master, "t", "c", None, (1, None))
-                .unwrap();
+        let id = crate::store::subjects::insert_subject(
+            &mut conn,
+            &master,
+            &tenant_t(),
+            "c",
+            None,
+            (1, None),
+        )
+        .unwrap();
         // This statement once, and the subject's insert.
         assert_eq!(
             cached.load(Ordering::SeqCst),

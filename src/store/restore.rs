@@ -14,13 +14,15 @@ use super::subjects::{insert_subject, newest_subject_by_hash};
 use super::suppression::suppress;
 use super::tenants::{find_brand, insert_brand};
 use super::{DbConn, StoreError, StoreResult};
+use crate::domain::access::TenantId;
 use crate::domain::confirmation;
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::Identity;
 use crate::domain::ids::BrandId;
 use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
 use crate::domain::record::{
-    ConfirmRecord, LiftClass, LiftRecord, OptInRecord, OptOutRecord, PendingConfirmation, Record,
+    ConfirmRecord, LiftClass, LiftRecord, OptInDraft, OptInRecord, OptOutRecord,
+    PendingConfirmation, Record,
 };
 use crate::keys::MasterKey;
 use crate::ledger::entry::{Entry, EntryType, Openings, SubjectOpening};
@@ -46,7 +48,7 @@ fn refuse(seq: u64, why: impl std::fmt::Display) -> StoreError {
 pub fn restore_entry(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     line: &ExportedEntry,
 ) -> StoreResult<()> {
     conn.immediate_transaction(|conn| {
@@ -137,7 +139,7 @@ fn closes_group(openings: &Openings) -> bool {
 fn restore_link(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     entry: &Entry,
     openings: &Openings,
     subject_id: i64,
@@ -160,7 +162,7 @@ fn restore_link(
 fn subject_of(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     commitment: &str,
     opening: Option<&SubjectOpening>,
     at: i64,
@@ -189,7 +191,7 @@ fn subject_of(
 /// What the entry records, for the consent state a check reads.
 fn record_of(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     entry: &Entry,
     openings: &Openings,
     identity: &str,
@@ -223,18 +225,20 @@ fn record_of(
                 });
             let (brand_id, shown) = brand_of(conn, tenant, entry)?;
             Some(Record::OptIn(OptInRecord {
-                identity,
-                channel,
+                draft: OptInDraft {
+                    identity,
+                    channel,
+                    company_name_shown: shown,
+                    consent_text: openings.consent_text.clone().unwrap_or_default(),
+                    purposes,
+                    message_channels,
+                    captured_at,
+                    language: entry.language.clone(),
+                    backfill: entry.backfill == Some(true),
+                    evidence: Evidence::from_pairs([]),
+                },
                 brand_id,
-                company_name_shown: shown,
-                consent_text: openings.consent_text.clone().unwrap_or_default(),
-                purposes,
-                message_channels,
-                captured_at,
-                language: entry.language.clone(),
-                backfill: entry.backfill == Some(true),
                 confirmation,
-                evidence: Evidence::from_pairs([]),
             }))
         }
         EntryType::OptOut => {
@@ -274,7 +278,7 @@ fn record_of(
 
 /// The brand an opt-in was given to, by the name it showed; added if the
 /// restored database does not have it yet.
-fn brand_of(conn: &mut DbConn, tenant: &str, entry: &Entry) -> StoreResult<(BrandId, String)> {
+fn brand_of(conn: &mut DbConn, tenant: &TenantId, entry: &Entry) -> StoreResult<(BrandId, String)> {
     let shown = entry.company_name_shown.clone().unwrap_or_default();
     let brand = match find_brand(conn, tenant, &shown)? {
         Some(brand) => brand,
@@ -307,7 +311,7 @@ fn lift_class_of(entry: &Entry, openings: &Openings) -> Option<LiftClass> {
 fn erase(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     entry: &Entry,
     subject_id: i64,
 ) -> StoreResult<()> {
@@ -345,7 +349,7 @@ fn erase(
 }
 
 /// The tenant whose log has this origin.
-pub fn tenant_of_log(conn: &mut DbConn, origin: &str) -> QueryResult<Option<String>> {
+pub fn tenant_of_log(conn: &mut DbConn, origin: &str) -> QueryResult<Option<TenantId>> {
     use super::schema::tenants;
     tenants::table
         .filter(tenants::origin.eq(origin))
@@ -355,7 +359,7 @@ pub fn tenant_of_log(conn: &mut DbConn, origin: &str) -> QueryResult<Option<Stri
 }
 
 /// The leaf hash stored at `seq`, if the log has it.
-pub fn leaf_hash_at(conn: &mut DbConn, tenant: &str, seq: u64) -> QueryResult<Option<String>> {
+pub fn leaf_hash_at(conn: &mut DbConn, tenant: &TenantId, seq: u64) -> QueryResult<Option<String>> {
     use super::schema::entries;
     entries::table
         .filter(entries::tenant_id.eq(tenant))

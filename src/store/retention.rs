@@ -5,6 +5,7 @@
 use super::schema::{consent_events, subjects, tenants, windows};
 use super::subjects::delete_if_empty;
 use super::DbConn;
+use crate::domain::access::TenantId;
 use crate::domain::decision::WINDOW_MILLIS;
 use crate::domain::time::Timestamp;
 use diesel::prelude::*;
@@ -15,7 +16,7 @@ pub const RETENTION_COLLECTOR: &str = "system:retention";
 const DAY_MILLIS: i64 = 24 * 3600 * 1000;
 
 /// The tenants whose `evidence_retention_days` is set.
-pub fn tenants_with_retention(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+pub fn tenants_with_retention(conn: &mut DbConn) -> QueryResult<Vec<TenantId>> {
     tenants::table
         .filter(tenants::evidence_retention_days.is_not_null())
         .order(tenants::id)
@@ -26,7 +27,7 @@ pub fn tenants_with_retention(conn: &mut DbConn) -> QueryResult<Vec<String>> {
 /// A tenant's `evidence_retention_days` and `max_consent_age_days`.
 pub fn retention_settings(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
 ) -> QueryResult<(Option<i64>, Option<i64>)> {
     tenants::table
         .find(tenant)
@@ -43,7 +44,7 @@ pub fn retention_settings(
 /// before a subject's last event, so the others cannot be). Oldest first.
 pub fn candidates(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     after: i64,
     limit: i64,
     now: Timestamp,

@@ -9,6 +9,7 @@
 
 use super::schema::subjects;
 use super::DbConn;
+use crate::domain::access::TenantId;
 use crate::keys::{random_salt_hex, MasterKey};
 use crate::ledger::commitment::subject_commitment;
 use diesel::prelude::*;
@@ -41,7 +42,7 @@ impl SubjectRow {
 /// new entries of that identity go to.
 pub fn current_subject(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     identity: &str,
 ) -> QueryResult<Option<SubjectRow>> {
     crate::one_row!(
@@ -61,7 +62,7 @@ pub fn current_subject(
 /// 2): never an older one.
 pub fn newest_subject_by_hash(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     identity_hash: &str,
 ) -> QueryResult<Option<SubjectRow>> {
     crate::one_row!(
@@ -78,7 +79,7 @@ pub fn newest_subject_by_hash(
 pub fn newest_subject(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     identity: &str,
 ) -> QueryResult<Option<SubjectRow>> {
     newest_subject_by_hash(conn, tenant, &master.identity_hash(tenant, identity))
@@ -90,7 +91,7 @@ pub fn newest_subject(
 pub fn newest_live_subject(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     identity: &str,
 ) -> QueryResult<Option<SubjectRow>> {
     Ok(newest_subject(conn, master, tenant, identity)?.filter(|s| !s.is_erased()))
@@ -101,7 +102,7 @@ pub fn newest_live_subject(
 pub fn current_or_new_subject(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     identity: &str,
     now: i64,
 ) -> QueryResult<SubjectRow> {
@@ -128,7 +129,7 @@ pub fn current_or_new_subject(
 pub fn insert_subject(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     commitment: &str,
     opened: Option<(&str, &str)>,
     (created_at, erased_at): (i64, Option<i64>),
@@ -185,7 +186,7 @@ pub fn group_identities(conn: &mut DbConn, group_id: i64) -> QueryResult<Vec<Str
 /// number's earlier groups name it too), oldest first.
 pub fn subjects_of_identity(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     identity: &str,
 ) -> QueryResult<Vec<SubjectRow>> {
     subjects::table
@@ -198,7 +199,11 @@ pub fn subjects_of_identity(
 }
 
 /// The group of a subject of the tenant that is not erased.
-pub fn live_group_of(conn: &mut DbConn, tenant: &str, subject_id: i64) -> QueryResult<Option<i64>> {
+pub fn live_group_of(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    subject_id: i64,
+) -> QueryResult<Option<i64>> {
     subjects::table
         .find(subject_id)
         .filter(subjects::tenant_id.eq(tenant))

@@ -4,6 +4,7 @@
 
 use super::schema::suppressions;
 use super::DbConn;
+use crate::domain::access::TenantId;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use diesel::prelude::*;
@@ -12,7 +13,7 @@ use diesel::prelude::*;
 /// (milliseconds), if it was ever erased.
 pub fn suppressed_at(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     identity_hash: &str,
 ) -> QueryResult<Option<i64>> {
     crate::one_row!(
@@ -28,20 +29,14 @@ pub fn suppressed_at(
 /// keyed hashes (a batch check): hash → milliseconds.
 pub fn suppressed_many(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     identity_hashes: &[String],
 ) -> QueryResult<std::collections::HashMap<String, i64>> {
     let mut out = std::collections::HashMap::new();
     if let [only] = identity_hashes {
         // One statement diesel keeps prepared (an `IN` list is prepared
         // anew on each call on SQLite): a single check asks this.
-        let found: Option<i64> = crate::one_row!(
-            conn,
-            suppressions::table
-                .filter(suppressions::tenant_id.eq(tenant))
-                .filter(suppressions::identity_hash.eq(only))
-                .select(suppressions::erased_at)
-        )?;
+        let found = suppressed_at(conn, tenant, only)?;
         out.extend(found.map(|at| (only.clone(), at)));
         return Ok(out);
     }
@@ -63,7 +58,7 @@ pub fn suppressed_many(
 pub fn suppression_of(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     identity: &str,
 ) -> QueryResult<Option<Timestamp>> {
     let hash = master.identity_hash(tenant, identity);
@@ -75,7 +70,7 @@ pub fn suppression_of(
 pub fn group_suppression(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &str,
+    tenant: &TenantId,
     identities: &[String],
 ) -> QueryResult<Option<Timestamp>> {
     let hasher = master.identity_hasher(tenant);
@@ -85,7 +80,12 @@ pub fn group_suppression(
 }
 
 /// Records (or moves forward) the suppression of an identity.
-pub fn suppress(conn: &mut DbConn, tenant: &str, identity_hash: &str, at: i64) -> QueryResult<()> {
+pub fn suppress(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    identity_hash: &str,
+    at: i64,
+) -> QueryResult<()> {
     let row = (
         suppressions::tenant_id.eq(tenant),
         suppressions::identity_hash.eq(identity_hash),

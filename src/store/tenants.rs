@@ -4,6 +4,8 @@ use super::connection::{lock_log, lock_shared_rule, SharedRule};
 use super::log;
 use super::schema::{api_keys, brands, tenants};
 use super::{can_name_a_row, DbConn, Rejection, StoreError, StoreResult};
+use crate::domain::access::TenantId;
+use crate::domain::policy::TenantPolicy;
 use crate::domain::purpose::CaptureChannel;
 use crate::domain::text::{fold_key, nfc};
 use crate::keys::{self, MasterKey};
@@ -11,29 +13,55 @@ use crate::ledger::entry::ZERO_HASH;
 use diesel::prelude::*;
 use ed25519_dalek::SigningKey;
 
-/// A tenant as stored.
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = tenants)]
+/// A tenant, its settings read once as its [`TenantPolicy`].
+#[derive(Debug, Clone)]
 pub struct TenantRow {
-    pub id: String,
+    pub id: TenantId,
     pub origin: String,
-    pub max_consent_age_days: Option<i64>,
-    pub default_region: Option<String>,
-    pub require_confirmation_for: String,
-    pub evidence_retention_days: Option<i64>,
+    pub policy: TenantPolicy,
     pub tree_size: i64,
     pub head_hash: String,
     pub head_recorded_at: Option<i64>,
     pub created_at: i64,
 }
 
-impl TenantRow {
-    /// Whether the tenant's `require_confirmation_for` (stored as a JSON
-    /// list of capture channels) lists this one.
-    pub fn requires_confirmation(&self, channel: CaptureChannel) -> bool {
-        serde_json::from_str::<Vec<CaptureChannel>>(&self.require_confirmation_for)
-            .unwrap_or_default()
-            .contains(&channel)
+/// A tenant's row as the table holds it.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = tenants)]
+struct StoredTenant {
+    id: TenantId,
+    origin: String,
+    max_consent_age_days: Option<i64>,
+    default_region: Option<String>,
+    /// A JSON list of capture channels.
+    require_confirmation_for: String,
+    evidence_retention_days: Option<i64>,
+    tree_size: i64,
+    head_hash: String,
+    head_recorded_at: Option<i64>,
+    created_at: i64,
+}
+
+impl From<StoredTenant> for TenantRow {
+    fn from(t: StoredTenant) -> Self {
+        let confirmation_for = match t.require_confirmation_for.as_str() {
+            "[]" => Vec::new(),
+            listed => serde_json::from_str::<Vec<CaptureChannel>>(listed).unwrap_or_default(),
+        };
+        Self {
+            id: t.id,
+            origin: t.origin,
+            policy: TenantPolicy {
+                max_consent_age_days: t.max_consent_age_days,
+                default_region: t.default_region,
+                confirmation_for,
+                evidence_retention_days: t.evidence_retention_days,
+            },
+            tree_size: t.tree_size,
+            head_hash: t.head_hash,
+            head_recorded_at: t.head_recorded_at,
+            created_at: t.created_at,
+        }
     }
 }
 
@@ -81,7 +109,7 @@ impl ApiKeyRow {
 /// What tenant creation hands out once.
 #[derive(Debug)]
 pub struct NewTenant {
-    pub tenant: String,
+    pub tenant: TenantId,
     pub log: String,
     pub verifier_key: String,
     pub admin_key_id: String,
@@ -96,7 +124,7 @@ pub fn insert_tenant(
     conn: &mut DbConn,
     master: &MasterKey,
     base_origin: &str,
-    id: &str,
+    id: &TenantId,
     brand: &str,
     now: i64,
 ) -> StoreResult<(NewTenant, SigningKey)> {
@@ -123,7 +151,7 @@ pub fn insert_tenant(
         insert_brand(conn, id, brand, now)?;
         let (key_id, key) = insert_api_key(conn, id, "admin", &["admin".to_owned()], None, now)?;
         let created = NewTenant {
-            tenant: id.to_owned(),
+            tenant: id.clone(),
             log: origin,
             verifier_key: verifier,
             admin_key_id: key_id,
@@ -133,22 +161,20 @@ pub fn insert_tenant(
     }
 }
 
-pub fn all_tenant_ids(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+pub fn all_tenant_ids(conn: &mut DbConn) -> QueryResult<Vec<TenantId>> {
     tenants::table
         .select(tenants::id)
         .order(tenants::id)
         .load(conn)
 }
 
-pub fn find_tenant(conn: &mut DbConn, id: &str) -> QueryResult<Option<TenantRow>> {
-    if !can_name_a_row(id) {
-        return Ok(None);
-    }
+pub fn find_tenant(conn: &mut DbConn, id: &TenantId) -> QueryResult<Option<TenantRow>> {
     tenants::table
         .find(id)
-        .select(TenantRow::as_select())
+        .select(StoredTenant::as_select())
         .first(conn)
         .optional()
+        .map(|found| found.map(TenantRow::from))
 }
 
 /// The settings an admin may change; `None` leaves a value as it is.
@@ -162,7 +188,7 @@ pub struct SettingsChange {
 
 pub fn update_settings(
     conn: &mut DbConn,
-    id: &str,
+    id: &TenantId,
     change: SettingsChange,
 ) -> QueryResult<TenantRow> {
     conn.immediate_transaction(|conn| {
@@ -188,14 +214,15 @@ pub fn update_settings(
         }
         tenants::table
             .find(id)
-            .select(TenantRow::as_select())
+            .select(StoredTenant::as_select())
             .first(conn)
+            .map(TenantRow::from)
     })
 }
 
 pub(super) fn insert_brand(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     name: &str,
     now: i64,
 ) -> StoreResult<BrandRow> {
@@ -225,7 +252,7 @@ pub(super) fn insert_brand(
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn create_brand(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     name: &str,
     now: i64,
 ) -> StoreResult<BrandRow> {
@@ -235,7 +262,7 @@ pub fn create_brand(
     })
 }
 
-pub fn list_brands(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<BrandRow>> {
+pub fn list_brands(conn: &mut DbConn, tenant: &TenantId) -> QueryResult<Vec<BrandRow>> {
     brands::table
         .filter(brands::tenant_id.eq(tenant))
         .order(brands::id.asc())
@@ -244,7 +271,11 @@ pub fn list_brands(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<BrandRow>
 }
 
 /// A brand by name, compared after NFC and full case folding.
-pub fn find_brand(conn: &mut DbConn, tenant: &str, name: &str) -> QueryResult<Option<BrandRow>> {
+pub fn find_brand(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    name: &str,
+) -> QueryResult<Option<BrandRow>> {
     if !can_name_a_row(name) {
         return Ok(None);
     }
@@ -257,7 +288,7 @@ pub fn find_brand(conn: &mut DbConn, tenant: &str, name: &str) -> QueryResult<Op
     )
 }
 
-pub fn active_brands(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<BrandRow>> {
+pub fn active_brands(conn: &mut DbConn, tenant: &TenantId) -> QueryResult<Vec<BrandRow>> {
     brands::table
         .filter(brands::tenant_id.eq(tenant))
         .filter(brands::retired_at.is_null())
@@ -268,7 +299,7 @@ pub fn active_brands(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<BrandRo
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn retire_brand(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     name: &str,
     now: i64,
 ) -> StoreResult<BrandRow> {
@@ -291,7 +322,7 @@ pub fn retire_brand(
 
 fn insert_api_key(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     name: &str,
     roles: &[String],
     expires_at: Option<i64>,
@@ -316,7 +347,7 @@ fn insert_api_key(
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn create_api_key(
     conn: &mut DbConn,
-    tenant: &str,
+    tenant: &TenantId,
     name: &str,
     roles: &[String],
     expires_at: Option<i64>,
@@ -332,7 +363,7 @@ pub fn create_api_key(
     })
 }
 
-pub fn list_api_keys(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<ApiKeyRow>> {
+pub fn list_api_keys(conn: &mut DbConn, tenant: &TenantId) -> QueryResult<Vec<ApiKeyRow>> {
     api_keys::table
         .filter(api_keys::tenant_id.eq(tenant))
         .order(api_keys::created_at.asc())
@@ -342,7 +373,7 @@ pub fn list_api_keys(conn: &mut DbConn, tenant: &str) -> QueryResult<Vec<ApiKeyR
 
 /// Revokes a key at once; refuses the tenant's last active admin key.
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-pub fn revoke_api_key(conn: &mut DbConn, tenant: &str, id: &str, now: i64) -> StoreResult<()> {
+pub fn revoke_api_key(conn: &mut DbConn, tenant: &TenantId, id: &str, now: i64) -> StoreResult<()> {
     if !can_name_a_row(id) {
         return Err(StoreError::Rejected(Rejection::NotFound("no such key")));
     }
@@ -388,8 +419,9 @@ pub fn find_api_key(conn: &mut DbConn, id: &str) -> QueryResult<Option<(ApiKeyRo
         api_keys::table
             .inner_join(tenants::table)
             .filter(api_keys::id.eq(id))
-            .select((ApiKeyRow::as_select(), TenantRow::as_select()))
+            .select((ApiKeyRow::as_select(), StoredTenant::as_select()))
     )
+    .map(|found: Option<(ApiKeyRow, StoredTenant)>| found.map(|(key, tenant)| (key, tenant.into())))
 }
 
 /// `last_used_at` moves at most this often per key.
@@ -414,11 +446,13 @@ pub fn touch_api_key(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<bool>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tenant_t;
 
     #[test]
     fn a_key_is_touched_at_most_once_a_minute() {
         let (_dir, mut conn) = crate::store::test_db_with_tenant();
-        let (id, _) = insert_api_key(&mut conn, "t", "k", &["sender".into()], None, 0).unwrap();
+        let (id, _) =
+            insert_api_key(&mut conn, &tenant_t(), "k", &["sender".into()], None, 0).unwrap();
         let last_used = |conn: &mut DbConn| -> Option<i64> {
             api_keys::table
                 .find(&id)

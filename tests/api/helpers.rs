@@ -516,3 +516,8 @@ pub async fn verify_db_passes(app: &TestApp) {
             .expect("verify-db ran");
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// A tenant id, for tests that call the store directly.
+pub fn tenant_id(id: &str) -> consent_ledger::domain::access::TenantId {
+    consent_ledger::domain::access::TenantId::parse(id).expect("a tenant id")
+}

@@ -655,12 +655,12 @@ async fn a_marketing_stop_by_user_id_alone_is_recorded() {
 /// on the user id, with its own time, naming the dead letter.
 #[tokio::test]
 async fn opt_outs_kept_for_a_user_id_apply_at_start() {
-    use consent_ledger::channels::letter::{LetterPayload, MessageLetter};
-    use consent_ledger::channels::message::Provider;
-    use consent_ledger::channels::whatsapp_payload::Content;
     use consent_ledger::domain::purpose::Purpose;
     use consent_ledger::domain::time::Timestamp;
     use consent_ledger::keys::MasterKey;
+    use consent_ledger::providers::letter::{LetterPayload, MessageLetter};
+    use consent_ledger::providers::message::Provider;
+    use consent_ledger::providers::whatsapp_payload::Content;
     use consent_ledger::services::dead_letters::apply_letters_waiting_for_user_ids;
     use consent_ledger::store::connection::establish;
     use consent_ledger::store::dead_letters::{keep, Letter};
@@ -697,7 +697,14 @@ async fn opt_outs_kept_for_a_user_id_apply_at_start() {
             }),
             waits_for: Some(USER),
         };
-        keep(&mut conn, &master, "makro", letter, Timestamp::now()).expect("kept");
+        keep(
+            &mut conn,
+            &master,
+            &tenant_id("makro"),
+            letter,
+            Timestamp::now(),
+        )
+        .expect("kept");
         let first = apply_letters_waiting_for_user_ids(&mut conn, &master, Timestamp::now());
         let again = apply_letters_waiting_for_user_ids(&mut conn, &master, Timestamp::now());
         (first.expect("applied"), again.expect("nothing left"))

@@ -350,18 +350,18 @@ fn store_checkpoint_signed_by(app: &TestApp, status: &str, size: u64) {
     use consent_ledger::store::log;
     let (master, _) = MasterKey::load_or_generate(&app.data_dir().join("master.key")).unwrap();
     let mut conn = establish(&app.database_target()).unwrap();
-    let key = log::signing_keys_of(&mut conn, "makro")
+    let key = log::signing_keys_of(&mut conn, &tenant_id("makro"))
         .unwrap()
         .into_iter()
         .find(|k| k.status == status)
         .expect("a key of that status")
         .open(&master)
         .expect("it opens");
-    let root = log::root_at(&mut conn, "makro", size).unwrap();
+    let root = log::root_at(&mut conn, &tenant_id("makro"), size).unwrap();
     let origin = "ledger.test/makro";
     let body = note::checkpoint_body(origin, size, &root);
     let signed = format!("{body}\n{}", note::signature_line(&body, origin, &key));
-    log::insert_checkpoint(&mut conn, "makro", size, &root, &signed, 0).unwrap();
+    log::insert_checkpoint(&mut conn, &tenant_id("makro"), size, &root, &signed, 0).unwrap();
 }
 
 /// SPEC section 5: a checkpoint signed only by a retired key is valid only

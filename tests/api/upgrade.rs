@@ -6,8 +6,8 @@
 
 use crate::channels::{configured, now_secs, text, whatsapp};
 use crate::helpers::*;
-use consent_ledger::channels::letter::LetterPayload;
 use consent_ledger::keys::MasterKey;
+use consent_ledger::providers::letter::LetterPayload;
 use consent_ledger::store::connection::{establish, revert_through};
 use consent_ledger::store::dead_letters::{open_letter, seal_letter};
 use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
@@ -69,14 +69,14 @@ fn downgrade(
         .select((dead_letters::id, dead_letters::payload_sealed))
         .first(&mut conn)
         .expect("the letter");
-    let json = open_letter(master, "makro", &sealed).expect("opens");
+    let json = open_letter(master, &tenant_id("makro"), &sealed).expect("opens");
     let mut payload: LetterPayload = serde_json::from_value(json).expect("a letter");
     let LetterPayload::Message(message) = &mut payload else {
         panic!("a message letter");
     };
     message.from = Some(BRAZIL_LEGACY.to_owned());
     diesel::update(dead_letters::table.find(id))
-        .set(dead_letters::payload_sealed.eq(seal_letter(master, "makro", &payload)))
+        .set(dead_letters::payload_sealed.eq(seal_letter(master, &tenant_id("makro"), &payload)))
         .execute(&mut conn)
         .expect("a legacy letter");
 }

@@ -7,8 +7,10 @@ pub mod whatsapp;
 use crate::api::body::{declared_length, read_body as read_body_within, Body};
 use crate::api::limits::client_addr;
 use crate::api::AppState;
-use crate::channels::settings::{self, StoredSettings};
+use crate::domain::access::TenantId;
 use crate::error::{ApiError, ErrorCode};
+use crate::providers::settings::{self, StoredSettings};
+use crate::services::channel_settings;
 use crate::store::audit::AuditKind;
 use actix_web::{web, HttpRequest};
 
@@ -35,7 +37,12 @@ fn failed(state: &AppState, request: &HttpRequest, what: &str, refusal: ApiError
 
 /// Records in a tenant's trail a signed request whose signature does not
 /// match its configured secrets.
-async fn signature_failed(state: &AppState, request: &HttpRequest, tenant: &str, provider: &str) {
+async fn signature_failed(
+    state: &AppState,
+    request: &HttpRequest,
+    tenant: &TenantId,
+    provider: &str,
+) {
     let details = serde_json::json!({
         "provider": provider,
         "client": client_addr(request).map(|c| c.0.to_string()),
@@ -49,20 +56,21 @@ fn may_authenticate(state: &AppState, request: &HttpRequest) -> Result<(), ApiEr
     state.guards.authentication_allowed(client_addr(request))
 }
 
-/// A tenant's channel settings; `None` for an unknown tenant, which each
-/// webhook answers exactly as a bad signature (tenant ids cannot be listed
-/// without credentials).
+/// The tenant a webhook's path names, with its channel settings; `None` for
+/// an unknown tenant (or a path that is no tenant id), which each webhook
+/// answers exactly as a bad signature (tenant ids cannot be listed without
+/// credentials).
 async fn tenant_settings(
     state: &AppState,
-    tenant: &str,
-) -> Result<Option<StoredSettings>, ApiError> {
-    let tenant = tenant.to_owned();
+    named: &str,
+) -> Result<Option<(TenantId, StoredSettings)>, ApiError> {
+    let Some(tenant) = TenantId::parse(named) else {
+        return Ok(None);
+    };
     state
         .db(move |conn| {
-            if crate::store::tenants::find_tenant(conn, &tenant)?.is_none() {
-                return Ok(None);
-            }
-            Ok(Some(crate::store::channels::settings_of(conn, &tenant)?))
+            let settings = channel_settings::of_tenant(conn, &tenant)?;
+            Ok(settings.map(|settings| (tenant, settings)))
         })
         .await
 }
@@ -70,7 +78,7 @@ async fn tenant_settings(
 /// Opens a channel's sealed secrets, skipping unset ones.
 fn open_secrets(
     state: &AppState,
-    tenant: &str,
+    tenant: &TenantId,
     sealed: &[(&str, Option<&String>)],
 ) -> Result<Vec<String>, ApiError> {
     let kek = state.master.kek();

@@ -4,10 +4,10 @@
 
 use super::{failed, may_authenticate, open_secrets, read_body, signature_failed, tenant_settings};
 use crate::api::AppState;
-use crate::channels::message::Outcome;
-use crate::channels::signature::twilio_signature_valid;
-use crate::channels::twilio::{read_delivery, Delivery};
 use crate::error::{ApiError, ErrorCode, Problem};
+use crate::providers::message::Outcome;
+use crate::providers::signature::twilio_signature_valid;
+use crate::providers::twilio::{read_delivery, Delivery};
 use crate::services::inbound;
 use actix_web::http::header;
 use actix_web::{post, web, HttpRequest, HttpResponse};
@@ -80,9 +80,9 @@ pub async fn twilio_message(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(bad_signature)?
         .to_owned();
-    let settings = tenant_settings(&state, &tenant)
+    let (tenant, settings) = tenant_settings(&state, &tenant)
         .await?
-        .filter(|s| s.twilio.is_some())
+        .filter(|(_, s)| s.twilio.is_some())
         .ok_or_else(bad_signature)?;
     let body = read_body(&state, &request, body, BODY_LIMIT).await?;
     let params: Vec<(String, String)> =

@@ -3,10 +3,10 @@
 
 use super::{failed, may_authenticate, open_secrets, read_body, signature_failed, tenant_settings};
 use crate::api::AppState;
-use crate::channels::settings::{open_secret, StoredSettings, StoredWhatsApp};
-use crate::channels::signature::whatsapp_signature_valid;
-use crate::channels::whatsapp_payload::Notification;
 use crate::error::{ApiError, ErrorCode, Problem};
+use crate::providers::settings::{open_secret, StoredSettings, StoredWhatsApp};
+use crate::providers::signature::whatsapp_signature_valid;
+use crate::providers::whatsapp_payload::Notification;
 use crate::services::notification::record_notification;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -45,8 +45,8 @@ fn signature_refused() -> ApiError {
 }
 
 /// The tenant's WhatsApp settings, when it has them.
-fn whatsapp_of(settings: Option<&StoredSettings>) -> Option<&StoredWhatsApp> {
-    settings.and_then(|s| s.whatsapp.as_ref())
+fn whatsapp_of(settings: &StoredSettings) -> Option<&StoredWhatsApp> {
+    settings.whatsapp.as_ref()
 }
 
 #[utoipa::path(
@@ -75,8 +75,10 @@ pub async fn whatsapp_handshake(
             handshake_refused(),
         )
     };
-    let settings = tenant_settings(&state, &tenant).await?;
-    let whatsapp = whatsapp_of(settings.as_ref()).ok_or_else(refused)?;
+    let (tenant, settings) = tenant_settings(&state, &tenant)
+        .await?
+        .ok_or_else(refused)?;
+    let whatsapp = whatsapp_of(&settings).ok_or_else(refused)?;
     let expected = open_secret(
         &state.master.kek(),
         &tenant,
@@ -124,8 +126,10 @@ pub async fn whatsapp_notification(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(refused)?
         .to_owned();
-    let settings = tenant_settings(&state, &tenant).await?;
-    let whatsapp = whatsapp_of(settings.as_ref()).ok_or_else(refused)?;
+    let (tenant, settings) = tenant_settings(&state, &tenant)
+        .await?
+        .ok_or_else(refused)?;
+    let whatsapp = whatsapp_of(&settings).ok_or_else(refused)?;
     let secrets = open_secrets(
         &state,
         &tenant,
@@ -143,7 +147,6 @@ pub async fn whatsapp_notification(
         signature_failed(&state, &request, &tenant, "whatsapp").await;
         return Err(refused());
     }
-    let settings = settings.unwrap_or_default();
     let notification: Notification = match serde_json::from_slice(&body) {
         Ok(n) => n,
         Err(_) => {

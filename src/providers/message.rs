@@ -402,7 +402,7 @@ pub fn preference_evidence(business: &str, value: &str) -> Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channels::settings::StoredTwilio;
+    use crate::providers::settings::StoredTwilio;
 
     fn settings() -> StoredSettings {
         let opt_in = |m: &str| OptInMatch {
@@ -413,7 +413,7 @@ mod tests {
             prompt: "Makro".into(),
         };
         StoredSettings {
-            whatsapp: Some(crate::channels::settings::StoredWhatsApp {
+            whatsapp: Some(crate::providers::settings::StoredWhatsApp {
                 app_secret: String::new(),
                 previous_app_secret: None,
                 verify_token: String::new(),

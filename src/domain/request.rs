@@ -11,9 +11,10 @@ use super::identity::{exactly_one, parse_user_id, Identity};
 use super::ids::BrandId;
 use super::number::E164;
 use super::openapi;
+use super::person::names_a_person;
 use super::problem::{ErrorCode, Invalid};
 use super::purpose::{CaptureChannel, MessageChannel, MessageChannelSet, Purpose, PurposeSet};
-use super::record::{OptInRecord, OptOutRecord};
+use super::record::{OptInDraft, OptInRecord, OptOutRecord};
 use super::text::{contains_whole_word, is_readable_text, is_well_formed_language_tag, nfc};
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -28,103 +29,82 @@ const INTERACTION_MAX_AGE_MILLIS: i64 = 24 * 3600 * 1000;
 /// Longest consent text, in characters.
 const MAX_CONSENT_TEXT_CHARS: usize = 10_000;
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OptInRequest {
-    #[serde(default)]
-    #[schema(schema_with = openapi::number)]
-    pub number: Option<String>,
-    #[serde(default)]
-    #[schema(schema_with = openapi::user_id)]
-    pub user_id: Option<String>,
-    #[serde(default)]
-    #[schema(schema_with = openapi::region)]
-    pub region: Option<String>,
-    #[schema(schema_with = openapi::opt_in_channel)]
-    pub channel: CaptureChannel,
-    #[schema(schema_with = openapi::active_brand)]
-    pub company_name_shown: String,
-    #[schema(schema_with = openapi::consent_text)]
-    pub consent_text: String,
-    /// At least one; repeats count once.
-    #[schema(min_items = 1)]
-    pub purposes: Vec<Purpose>,
-    /// Default `["whatsapp"]`; at least one. Not `sms` with a `user_id`.
-    #[serde(default)]
-    #[schema(min_items = 1)]
-    pub message_channels: Option<Vec<MessageChannel>>,
-    /// When the person acted: at most 60 s after the server's clock, and
-    /// not older than 30 days unless `backfill` (422 `captured_at_in_future`,
-    /// `captured_at_too_old`).
-    pub captured_at: Timestamp,
-    #[serde(default)]
-    #[schema(schema_with = openapi::language_tag)]
-    pub language: Option<String>,
-    /// Importing an older record (admin only, else 403).
-    #[serde(default)]
-    pub backfill: bool,
-    /// A flat object of strings (each 1-10,000 characters, no control
-    /// characters but tabs and line breaks) whose keys come only from its
-    /// `channel`'s row (SPEC section 4); the request's `oneOf` gives each row.
-    #[schema(value_type = Object, example = json!({"page_url":"https://shop.example/newsletter","ip":"203.0.113.7","user_agent":"Mozilla/5.0"}))]
-    pub evidence: serde_json::Value,
+names_a_person! {
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct OptInRequest {
+        #[schema(schema_with = openapi::opt_in_channel)]
+        pub channel: CaptureChannel,
+        #[schema(schema_with = openapi::active_brand)]
+        pub company_name_shown: String,
+        #[schema(schema_with = openapi::consent_text)]
+        pub consent_text: String,
+        /// At least one; repeats count once.
+        #[schema(min_items = 1)]
+        pub purposes: Vec<Purpose>,
+        /// Default `["whatsapp"]`; at least one. Not `sms` with a `user_id`.
+        #[serde(default)]
+        #[schema(min_items = 1)]
+        pub message_channels: Option<Vec<MessageChannel>>,
+        /// When the person acted: at most 60 s after the server's clock, and
+        /// not older than 30 days unless `backfill` (422 `captured_at_in_future`,
+        /// `captured_at_too_old`).
+        pub captured_at: Timestamp,
+        #[serde(default)]
+        #[schema(schema_with = openapi::language_tag)]
+        pub language: Option<String>,
+        /// Importing an older record (admin only, else 403).
+        #[serde(default)]
+        pub backfill: bool,
+        /// A flat object of strings (each 1-10,000 characters, no control
+        /// characters but tabs and line breaks) whose keys come only from its
+        /// `channel`'s row (SPEC section 4); the request's `oneOf` gives each row.
+        #[schema(value_type = Object, example = json!({"page_url":"https://shop.example/newsletter","ip":"203.0.113.7","user_agent":"Mozilla/5.0"}))]
+        pub evidence: serde_json::Value,
+    }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OptOutRequest {
-    #[serde(default)]
-    #[schema(schema_with = openapi::number)]
-    pub number: Option<String>,
-    #[serde(default)]
-    #[schema(schema_with = openapi::user_id)]
-    pub user_id: Option<String>,
-    #[serde(default)]
-    #[schema(schema_with = openapi::region)]
-    pub region: Option<String>,
-    /// A capture channel, or `api`.
-    pub channel: CaptureChannel,
-    /// Default: all three; else at least one.
-    #[serde(default)]
-    #[schema(min_items = 1)]
-    pub purposes: Option<Vec<Purpose>>,
-    /// Default: both; else at least one.
-    #[serde(default)]
-    #[schema(min_items = 1)]
-    pub message_channels: Option<Vec<MessageChannel>>,
-    /// When the person withdrew: at most 60 s after the server's clock
-    /// (never refused for age).
-    pub captured_at: Timestamp,
-    /// Importing an older record (admin only, else 403).
-    #[serde(default)]
-    pub backfill: bool,
-    /// A flat object of strings whose keys come only from its `channel`'s
-    /// row (SPEC section 4); the request's `oneOf` gives each row.
-    #[schema(value_type = Object, example = json!({"reason":"asked the call centre"}))]
-    pub evidence: serde_json::Value,
+names_a_person! {
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct OptOutRequest {
+        /// A capture channel, or `api`.
+        pub channel: CaptureChannel,
+        /// Default: all three; else at least one.
+        #[serde(default)]
+        #[schema(min_items = 1)]
+        pub purposes: Option<Vec<Purpose>>,
+        /// Default: both; else at least one.
+        #[serde(default)]
+        #[schema(min_items = 1)]
+        pub message_channels: Option<Vec<MessageChannel>>,
+        /// When the person withdrew: at most 60 s after the server's clock
+        /// (never refused for age).
+        pub captured_at: Timestamp,
+        /// Importing an older record (admin only, else 403).
+        #[serde(default)]
+        pub backfill: bool,
+        /// A flat object of strings whose keys come only from its `channel`'s
+        /// row (SPEC section 4); the request's `oneOf` gives each row.
+        #[schema(value_type = Object, example = json!({"reason":"asked the call centre"}))]
+        pub evidence: serde_json::Value,
+    }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InteractionRequest {
-    #[serde(default)]
-    #[schema(schema_with = openapi::number)]
-    pub number: Option<String>,
-    #[serde(default)]
-    #[schema(schema_with = openapi::user_id)]
-    pub user_id: Option<String>,
-    #[serde(default)]
-    #[schema(schema_with = openapi::region)]
-    pub region: Option<String>,
-    /// Without it, the window counts for every business number.
-    #[serde(default)]
-    #[schema(schema_with = openapi::phone_number_id)]
-    pub business_phone_number_id: Option<String>,
-    /// When the person's message arrived (default now); not after the
-    /// server's clock and at most 24 h old (422 `received_at_in_future`,
-    /// `received_at_too_old`).
-    #[serde(default)]
-    pub received_at: Option<Timestamp>,
+names_a_person! {
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct InteractionRequest {
+        /// Without it, the window counts for every business number.
+        #[serde(default)]
+        #[schema(schema_with = openapi::phone_number_id)]
+        pub business_phone_number_id: Option<String>,
+        /// When the person's message arrived (default now); not after the
+        /// server's clock and at most 24 h old (422 `received_at_in_future`,
+        /// `received_at_too_old`).
+        #[serde(default)]
+        pub received_at: Option<Timestamp>,
+    }
 }
 
 /// The window after an interaction; `user_id` in place of `number` when
@@ -138,9 +118,9 @@ pub struct InteractionRecorded {
     pub window: Window,
 }
 
-/// What the caller brings that the rules depend on.
+/// What the one who sends a request brings that the rules depend on.
 #[derive(Debug, Clone, Copy)]
-pub struct Caller<'a> {
+pub struct Requester<'a> {
     /// The tenant's `default_region`, for national numbers.
     pub default_region: Option<&'a str>,
     /// Admins may import older records (`backfill`).
@@ -211,23 +191,6 @@ pub fn check_phone_number_id(id: Option<&str>) -> Result<(), Invalid> {
     }
 }
 
-/// An opt-in whose request holds; what is left depends on the clock and
-/// on the tenant's brands.
-#[derive(Debug, Clone)]
-pub struct OptInDraft {
-    pub identity: Identity,
-    pub channel: CaptureChannel,
-    /// After NFC: the brand's stored spelling it must equal.
-    pub company_name_shown: String,
-    pub consent_text: String,
-    pub purposes: PurposeSet,
-    pub message_channels: MessageChannelSet,
-    pub captured_at: Timestamp,
-    pub language: Option<String>,
-    pub backfill: bool,
-    pub evidence: Evidence,
-}
-
 /// The brand the store found for `company_name_shown`.
 #[derive(Debug, Clone)]
 pub struct FoundBrand {
@@ -236,15 +199,53 @@ pub struct FoundBrand {
     pub retired: bool,
 }
 
+/// What an opt-in offers, written the same way in an opt-in request and
+/// in a hosted form: the brand (after NFC), named as a whole word in a
+/// readable consent text, at least one purpose and one message channel
+/// (default WhatsApp).
+#[derive(Debug, Clone)]
+pub struct Offer {
+    pub brand: String,
+    pub purposes: PurposeSet,
+    pub message_channels: MessageChannelSet,
+}
+
+impl Offer {
+    /// Checks what an opt-in offers; `unnamed` says, in the request's own
+    /// words, that the text does not name the brand (422
+    /// `company_name_not_in_text`).
+    pub fn check(
+        brand: &str,
+        consent_text: &str,
+        purposes: &[Purpose],
+        message_channels: Option<&[MessageChannel]>,
+        unnamed: &str,
+    ) -> Result<Offer, Invalid> {
+        check_consent_text(consent_text)?;
+        let purposes = purpose_set("purposes", purposes)?;
+        let whatsapp = [MessageChannel::Whatsapp].into_iter().collect();
+        let message_channels = channel_set("message_channels", message_channels, whatsapp)?;
+        let brand = nfc(brand);
+        if !contains_whole_word(consent_text, &brand) {
+            return Err(Invalid::field(
+                ErrorCode::CompanyNameNotInText,
+                "consent_text",
+                "company_name_missing",
+                unnamed,
+            ));
+        }
+        Ok(Offer {
+            brand,
+            purposes,
+            message_channels,
+        })
+    }
+}
+
 impl OptInRequest {
     /// Every rule that needs no stored state (SPEC section 4).
-    pub fn parse(self, caller: Caller<'_>) -> Result<OptInDraft, Invalid> {
-        let identity = parse_identity(
-            self.number.as_deref(),
-            self.user_id.as_deref(),
-            self.region.as_deref(),
-            caller.default_region,
-        )?;
+    pub fn parse(self, requester: Requester<'_>) -> Result<OptInDraft, Invalid> {
+        let identity = self.identity(requester.default_region)?;
         if !self.channel.can_capture_opt_in() {
             return Err(Invalid::request_field(
                 "channel",
@@ -252,37 +253,27 @@ impl OptInRequest {
                 "an opt-in's channel is sms, web, whatsapp, ivr or paper",
             ));
         }
-        let purposes = purpose_set("purposes", &self.purposes)?;
-        let whatsapp = [MessageChannel::Whatsapp].into_iter().collect();
-        let message_channels = channel_set(
-            "message_channels",
+        let offer = Offer::check(
+            &self.company_name_shown,
+            &self.consent_text,
+            &self.purposes,
             self.message_channels.as_deref(),
-            whatsapp,
+            "the consent text must contain `company_name_shown` as a whole word",
         )?;
-        let sms = message_channels.contains(MessageChannel::Sms);
+        let sms = offer.message_channels.contains(MessageChannel::Sms);
         check_user_id_channels(&identity, "message_channels", sms)?;
-        check_consent_text(&self.consent_text)?;
         check_language(self.language.as_deref())?;
-        check_backfill(caller, self.backfill)?;
+        check_backfill(requester, self.backfill)?;
         let evidence = check_evidence(EvidenceFor::OptIn, self.channel, &self.evidence)?;
         check_signed_on(&evidence, self.captured_at)?;
         check_document_id(&evidence)?;
-        let shown = nfc(&self.company_name_shown);
-        if !contains_whole_word(&self.consent_text, &shown) {
-            return Err(Invalid::field(
-                ErrorCode::CompanyNameNotInText,
-                "consent_text",
-                "company_name_missing",
-                "the consent text must contain `company_name_shown` as a whole word",
-            ));
-        }
         Ok(OptInDraft {
             identity,
             channel: self.channel,
-            company_name_shown: shown,
+            company_name_shown: offer.brand,
             consent_text: self.consent_text,
-            purposes,
-            message_channels,
+            purposes: offer.purposes,
+            message_channels: offer.message_channels,
             captured_at: self.captured_at,
             language: self.language,
             backfill: self.backfill,
@@ -324,18 +315,9 @@ impl OptInDraft {
             return Err(brand_retired());
         }
         Ok(OptInRecord {
-            identity: self.identity,
-            channel: self.channel,
+            draft: self,
             brand_id: brand.id,
-            company_name_shown: brand.name,
-            consent_text: self.consent_text,
-            purposes: self.purposes,
-            message_channels: self.message_channels,
-            captured_at: self.captured_at,
-            language: self.language,
-            backfill: self.backfill,
             confirmation: None,
-            evidence: self.evidence,
         })
     }
 }
@@ -353,13 +335,8 @@ pub fn brand_retired() -> Invalid {
 impl OptOutRequest {
     /// Every rule that needs no stored state; opt-outs are never refused
     /// for age. The clock rule: [`check_not_future`].
-    pub fn parse(self, caller: Caller<'_>) -> Result<OptOutRecord, Invalid> {
-        let identity = parse_identity(
-            self.number.as_deref(),
-            self.user_id.as_deref(),
-            self.region.as_deref(),
-            caller.default_region,
-        )?;
+    pub fn parse(self, requester: Requester<'_>) -> Result<OptOutRecord, Invalid> {
+        let identity = self.identity(requester.default_region)?;
         let purposes = match &self.purposes {
             Some(list) => purpose_set("purposes", list)?,
             None => PurposeSet::all(),
@@ -369,7 +346,7 @@ impl OptOutRequest {
             self.message_channels.as_deref(),
             MessageChannelSet::all(),
         )?;
-        check_backfill(caller, self.backfill)?;
+        check_backfill(requester, self.backfill)?;
         let evidence = check_evidence(EvidenceFor::OptOut, self.channel, &self.evidence)?;
         check_signed_on(&evidence, self.captured_at)?;
         check_document_id(&evidence)?;
@@ -395,13 +372,8 @@ pub struct Interaction {
 }
 
 impl InteractionRequest {
-    pub fn parse(self, caller: Caller<'_>) -> Result<Interaction, Invalid> {
-        let identity = parse_identity(
-            self.number.as_deref(),
-            self.user_id.as_deref(),
-            self.region.as_deref(),
-            caller.default_region,
-        )?;
+    pub fn parse(self, requester: Requester<'_>) -> Result<Interaction, Invalid> {
+        let identity = self.identity(requester.default_region)?;
         check_phone_number_id(self.business_phone_number_id.as_deref())?;
         Ok(Interaction {
             identity,
@@ -480,8 +452,8 @@ fn check_language(tag: Option<&str>) -> Result<(), Invalid> {
     }
 }
 
-fn check_backfill(caller: Caller<'_>, backfill: bool) -> Result<(), Invalid> {
-    if backfill && !caller.may_backfill {
+fn check_backfill(requester: Requester<'_>, backfill: bool) -> Result<(), Invalid> {
+    if backfill && !requester.may_backfill {
         return Err(Invalid::new(
             ErrorCode::Forbidden,
             "`backfill: true` needs a key with the admin role",

@@ -1,0 +1,46 @@
+//! What a tenant's settings ask of every door and every check (SPEC
+//! section 1): read once with the tenant, so no handler or service parses
+//! a setting again.
+
+use super::purpose::CaptureChannel;
+
+/// A tenant's settings as rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantPolicy {
+    /// Opt-ins older than this many days no longer allow (SPEC section 2).
+    pub max_consent_age_days: Option<i64>,
+    /// The region of national numbers that name none (ISO 3166 alpha-2).
+    pub default_region: Option<String>,
+    /// The capture channels whose opt-ins wait for confirmation.
+    pub confirmation_for: Vec<CaptureChannel>,
+    /// Days evidence is kept after consent ends (SPEC section 11).
+    pub evidence_retention_days: Option<i64>,
+}
+
+impl TenantPolicy {
+    /// Whether an opt-in captured through `channel` waits for confirmation.
+    pub fn requires_confirmation(&self, channel: CaptureChannel) -> bool {
+        self.confirmation_for.contains(&channel)
+    }
+
+    /// The region national numbers are read in, when they name none.
+    pub fn default_region(&self) -> Option<&str> {
+        self.default_region.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_listed_channels_wait_for_confirmation() {
+        let policy = TenantPolicy {
+            confirmation_for: vec![CaptureChannel::Web],
+            ..TenantPolicy::default()
+        };
+        assert!(policy.requires_confirmation(CaptureChannel::Web));
+        assert!(!policy.requires_confirmation(CaptureChannel::Sms));
+        assert!(!TenantPolicy::default().requires_confirmation(CaptureChannel::Web));
+    }
+}

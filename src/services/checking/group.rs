@@ -1,0 +1,159 @@
+//! What a decision reads of an identity's group: with its own few reads
+//! (a single check, a subject's report), or from a batch's state read
+//! together beforehand.
+
+use crate::domain::access::TenantId;
+use crate::domain::decision::{
+    self, Closure, ConsentEvent, InboundRecord, Outcome, Question, Standing,
+};
+use crate::domain::time::Timestamp;
+use crate::keys::MasterKey;
+use crate::services::error::ServiceResult;
+use crate::store::consent::{identity_state, inbound_records, many_identities, ManyIdentities};
+use crate::store::suppression::{group_suppression, suppressed_many};
+use crate::store::tenants::TenantRow;
+use crate::store::DbConn;
+use std::collections::HashMap;
+
+/// What a decision reads of an identity's group.
+pub struct GroupRead {
+    pub events: Vec<ConsentEvent>,
+    pub suppressed_at: Option<Timestamp>,
+    /// The group is closed (rule 2).
+    pub closure: Option<Closure>,
+    pub inbound: Vec<InboundRecord>,
+    /// Whether the tenant holds anything of the identity (a subject, a
+    /// window, a suppression).
+    pub known: bool,
+}
+
+impl GroupRead {
+    /// Reads an identity's group with its own reads.
+    pub fn read(
+        conn: &mut DbConn,
+        master: &MasterKey,
+        tenant: &TenantId,
+        identity: &str,
+    ) -> ServiceResult<Self> {
+        let state = identity_state(conn, master, tenant, identity)?;
+        let suppressed_at = group_suppression(conn, master, tenant, &state.identities)?;
+        let inbound = inbound_records(conn, &state.window_subjects)?;
+        Ok(GroupRead {
+            known: state.live_subject().is_some() || suppressed_at.is_some(),
+            suppressed_at,
+            closure: state.closure(),
+            inbound,
+            events: state.events,
+        })
+    }
+
+    /// The decision for one question about this group.
+    pub fn decide(&self, question: Question, tenant: &TenantRow, now: Timestamp) -> Outcome<'_> {
+        decide(&self.events, question, tenant, self.standing(), now)
+    }
+
+    fn standing(&self) -> Standing {
+        Standing {
+            suppressed_at: self.suppressed_at,
+            closed: self.closure,
+        }
+    }
+}
+
+/// SPEC section 2's decision, under the tenant's age limit.
+pub fn decide<'a>(
+    events: &'a [ConsentEvent],
+    question: Question,
+    tenant: &TenantRow,
+    standing: Standing,
+    now: Timestamp,
+) -> Outcome<'a> {
+    decision::decide(
+        events,
+        question,
+        tenant.policy.max_consent_age_days,
+        standing,
+        now,
+    )
+}
+
+/// The consent state of a batch's identities, read in a few queries.
+pub struct Prefetched {
+    state: ManyIdentities,
+    /// Identity asked → the latest erasure on request of its group.
+    suppressed: HashMap<String, Timestamp>,
+}
+
+impl Prefetched {
+    /// Whether the tenant holds any state of this identity.
+    pub fn knows(&self, identity: &str) -> bool {
+        self.state.events.contains_key(identity)
+            || self.state.closed.contains_key(identity)
+            || self.state.inbound.contains_key(identity)
+            || self.suppressed.contains_key(identity)
+    }
+
+    /// The group of an asked identity.
+    pub fn group(&self, identity: &str) -> GroupRead {
+        GroupRead {
+            events: self.state.events.get(identity).cloned().unwrap_or_default(),
+            suppressed_at: self.suppressed.get(identity).copied(),
+            closure: self.state.closed.get(identity).copied(),
+            inbound: self
+                .state
+                .inbound
+                .get(identity)
+                .cloned()
+                .unwrap_or_default(),
+            known: self.knows(identity),
+        }
+    }
+
+    /// Reads the state of `asked` (sorted, without duplicates): each
+    /// identity is hashed once, for its subjects and its suppression.
+    pub fn read(
+        conn: &mut DbConn,
+        master: &MasterKey,
+        tenant: &TenantId,
+        asked: &[&str],
+    ) -> ServiceResult<Self> {
+        let hasher = master.identity_hasher(tenant);
+        let asked_hashes: Vec<String> = asked.iter().map(|i| hasher.hash(i)).collect();
+        let state = many_identities(conn, tenant, asked, &asked_hashes)?;
+        let group_of = |identity: &str| -> Vec<String> {
+            match state.members.get(identity) {
+                Some(members) => members.clone(),
+                None => vec![identity.to_owned()],
+            }
+        };
+        let mut all: Vec<String> = asked.iter().flat_map(|i| group_of(i)).collect();
+        all.sort_unstable();
+        all.dedup();
+        // A member asked too was hashed already.
+        let hashes: Vec<String> = all
+            .iter()
+            .map(|m| match asked.binary_search(&m.as_str()) {
+                Ok(at) => asked_hashes[at].clone(),
+                Err(_) => hasher.hash(m),
+            })
+            .collect();
+        let found = suppressed_many(conn, tenant, &hashes)?;
+        let erased: HashMap<&str, i64> = all
+            .iter()
+            .zip(&hashes)
+            .filter_map(|(i, h)| found.get(h).map(|&at| (i.as_str(), at)))
+            .collect();
+        let suppressed = asked
+            .iter()
+            .filter_map(|i| {
+                let latest = group_of(i)
+                    .iter()
+                    .filter_map(|m| erased.get(m.as_str()))
+                    .max()
+                    .copied();
+                latest.map(|at| ((*i).to_owned(), Timestamp::from_millis(at)))
+            })
+            .collect();
+        Ok(Self { state, suppressed })
+    }
+}
