@@ -7,7 +7,7 @@
 
 use super::auth::{self, Caller};
 use super::body::{declared_length, read_body};
-use super::idempotent;
+use super::idempotent::{self, IdempotencyKeyHeader};
 use super::limits::ConnectionSocket;
 use super::AppState;
 use crate::domain::document::{is_document_id, MediaType, MAX_DOCUMENT_BYTES};
@@ -46,7 +46,7 @@ fn not_a_document() -> ApiError {
 #[utoipa::path(
     tag = "documents",
     request_body(content = String, description = "The scan itself, its bytes as they are (PDF, JPEG or PNG, told by its content; at most 20 MiB)", content_type = "application/octet-stream"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h; 1 to 255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
+    params(IdempotencyKeyHeader),
     responses(
         (status = 201, description = "Kept", body = DocumentCreated),
         (status = 413, description = "Larger than 20 MiB", body = Problem, content_type = "application/problem+json"),

@@ -7,6 +7,18 @@ use crate::store::idempotency::{self, Begin, IdempotencyScope};
 use crate::store::DbConn;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
+use utoipa::IntoParams;
+
+/// The `Idempotency-Key` header as the OpenAPI document declares it (the
+/// handlers read it through [`run_grouped`]; only its shape is used).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyKeyHeader {
+    /// Retry safely: the first answer is replayed for 24 h; 1 to 255 visible ASCII characters
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
+    idempotency_key: Option<String>,
+}
 
 pub const HEADER: &str = "Idempotency-Key";
 

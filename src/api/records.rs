@@ -3,7 +3,7 @@
 //! once into what the store appends (`domain/request.rs`).
 
 use super::auth::{self, Caller, Role};
-use super::idempotent;
+use super::idempotent::{self, IdempotencyKeyHeader};
 use super::json::ApiJson;
 use super::AppState;
 use crate::domain::decision::Window;
@@ -86,7 +86,7 @@ pub struct SuppressedAnswer {
 #[utoipa::path(
     tag = "recording",
     request_body = OptInRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h; 1 to 255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
+    params(IdempotencyKeyHeader),
     responses(
         (status = 201, description = "Recorded in the ledger", body = Recorded),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
@@ -146,7 +146,7 @@ fn recorded_json(appended: &Appended, code: Option<&IssuedCode>) -> String {
 #[utoipa::path(
     tag = "recording",
     request_body = OptOutRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h; 1 to 255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
+    params(IdempotencyKeyHeader),
     responses(
         (status = 201, description = "Recorded in the ledger; counts from the next request", body = Recorded),
         (status = 200, description = "The number was erased and has no newer subject: nothing recorded, it stays opted out", body = SuppressedAnswer),
@@ -213,7 +213,7 @@ fn interaction_answer(identity: &Identity, stored: &str) -> Option<String> {
 #[utoipa::path(
     tag = "recording",
     request_body = InteractionRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h; 1 to 255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
+    params(IdempotencyKeyHeader),
     responses(
         (status = 200, description = "The customer-service window after this message", body = InteractionRecorded),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),

@@ -4,7 +4,7 @@
 
 use super::auth::{self, Caller};
 use super::entries::EntryView;
-use super::idempotent;
+use super::idempotent::{self, IdempotencyKeyHeader};
 use super::json::ApiJson;
 use super::records::{created, Recorded};
 use super::AppState;
@@ -143,7 +143,7 @@ const MAX_REASON_CHARS: usize = 500;
 #[utoipa::path(
     tag = "ledger",
     request_body = EraseRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the first answer is replayed for 24 h; 1 to 255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
+    params(IdempotencyKeyHeader),
     responses(
         (status = 201, description = "Erased, every group that holds the identity, open or closed: the last `erasure` entry (after an opt-out of everything, unless already); the identity is suppressed", body = Recorded),
         (status = 200, description = "Every group of the identity was already erased: nothing recorded, `{\"erased\":true,\"recorded\":false}`", body = AlreadyErased),

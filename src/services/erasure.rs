@@ -62,39 +62,60 @@ pub fn erase(
     answer: Option<Answer<'_>>,
     now: Timestamp,
 ) -> ServiceResult<Erased> {
-    let erased =
-        conn.immediate_transaction(|conn| erase_locked(conn, master, request, answer, now))?;
+    let erased = conn.immediate_transaction(|conn| -> ServiceResult<Erased> {
+        let members = members_to_erase(conn, master, request)?;
+        if members.is_empty() {
+            if let Some(answer) = answer {
+                finish_answer(conn, answer.scope, 200, ALREADY_ERASED_BODY, now)?;
+            }
+            return Ok(Erased::Already);
+        }
+        let erased = erase_on_request(conn, master, request, &members, now)?;
+        if let Some(answer) = answer {
+            let body = (answer.render)(&erased);
+            finish_answer(conn, answer.scope, 201, &body, now)?;
+        }
+        tracing::info!(seq = erased.seq, subject = %erased.subject, "erased");
+        Ok(Erased::Recorded(erased))
+    })?;
     if matches!(erased, Erased::Recorded(_)) {
         compact(conn);
     }
     Ok(erased)
 }
 
-fn erase_locked(
+/// Under the log's lock: the members of every group of the identity
+/// (none when they are erased already); `Rejected(NotFound)` when it
+/// never had a subject.
+fn members_to_erase(
     conn: &mut DbConn,
     master: &MasterKey,
     request: &ErasureRequest<'_>,
-    answer: Option<Answer<'_>>,
+) -> ServiceResult<Vec<Member>> {
+    let (tenant, identity) = (request.tenant, request.identity.as_str());
+    lock_log(conn, tenant)?;
+    let hash = master.identity_hash(tenant, identity);
+    if newest_subject_by_hash(conn, tenant, &hash)?.is_none() {
+        return Err(Rejection::NotFound(NO_SUBJECT).into());
+    }
+    Ok(members_of_every_group(conn, tenant, identity)?)
+}
+
+/// The opt-out first, then one `erasure` entry a member and the audit
+/// event; returns the last `erasure` entry.
+fn erase_on_request(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    request: &ErasureRequest<'_>,
+    members: &[Member],
     now: Timestamp,
-) -> ServiceResult<Erased> {
+) -> ServiceResult<Appended> {
     let ErasureRequest {
         tenant,
         collector,
         identity,
         reason,
     } = *request;
-    lock_log(conn, tenant)?;
-    let hash = master.identity_hash(tenant, identity.as_str());
-    if newest_subject_by_hash(conn, tenant, &hash)?.is_none() {
-        return Err(Rejection::NotFound(NO_SUBJECT).into());
-    }
-    let members = members_of_every_group(conn, tenant, identity.as_str())?;
-    if members.is_empty() {
-        if let Some(answer) = answer {
-            finish_answer(conn, answer.scope, 200, ALREADY_ERASED_BODY, now)?;
-        }
-        return Ok(Erased::Already);
-    }
     opt_out_before_erasure(conn, master, request, now)?;
     let asked = Some(identity.as_str());
     let erased = erase_members(
@@ -102,7 +123,7 @@ fn erase_locked(
         master,
         tenant,
         collector,
-        (&members, asked),
+        (members, asked),
         ErasureReason::Request,
         now,
     )?;
@@ -118,12 +139,7 @@ fn erase_locked(
         }),
     };
     audit::record_within(conn, tenant, &event, now)?;
-    if let Some(answer) = answer {
-        let body = (answer.render)(&erased);
-        finish_answer(conn, answer.scope, 201, &body, now)?;
-    }
-    tracing::info!(seq = erased.seq, subject = %erased.subject, "erased");
-    Ok(Erased::Recorded(erased))
+    Ok(erased)
 }
 
 fn finish_answer(

@@ -9,6 +9,7 @@ use super::schema::{brands, consent_events, consent_texts, entries, tenants};
 use super::subjects::{current_or_new_subject, current_subject, group_holds_entries};
 use super::{DbConn, Rejection, StoreError, StoreResult};
 use crate::domain::access::TenantId;
+use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
 pub use crate::domain::record::{
     LiftClass, LiftRecord, OptInRecord, OptOutRecord, PendingConfirmation, Record,
 };
@@ -442,16 +443,29 @@ fn insert_consent_event(
         consent_events::subject_id.eq(subject_id),
         consent_events::group_id.eq(group_id),
     );
+    // What an opt-in's and an opt-out's rows have alike (one of the two is
+    // written).
+    let event = |kind: &'static str, at: Timestamp, channel: CaptureChannel, sets| {
+        let (purposes, message_channels): (PurposeSet, MessageChannelSet) = sets;
+        (
+            base,
+            consent_events::kind.eq(kind),
+            consent_events::captured_at.eq(at.millis()),
+            consent_events::channel.eq(channel.as_str()),
+            consent_events::purposes.eq(purposes.bits()),
+            consent_events::message_channels.eq(message_channels.bits()),
+        )
+    };
     match record {
         Record::OptIn(r) => crate::execute!(
             conn,
             diesel::insert_into(consent_events::table).values((
-                base,
-                consent_events::kind.eq("opt_in"),
-                consent_events::captured_at.eq(r.captured_at.millis()),
-                consent_events::channel.eq(r.channel.as_str()),
-                consent_events::purposes.eq(r.purposes.bits()),
-                consent_events::message_channels.eq(r.message_channels.bits()),
+                event(
+                    "opt_in",
+                    r.captured_at,
+                    r.channel,
+                    (r.purposes, r.message_channels)
+                ),
                 consent_events::brand_id.eq(Some(r.brand_id.0)),
                 consent_events::company_name_shown.eq(Some(&r.company_name_shown)),
                 consent_events::confirmation_required.eq(r.confirmation.is_some()),
@@ -464,12 +478,12 @@ fn insert_consent_event(
         Record::OptOut(r) => crate::execute!(
             conn,
             diesel::insert_into(consent_events::table).values((
-                base,
-                consent_events::kind.eq("opt_out"),
-                consent_events::captured_at.eq(r.captured_at.millis()),
-                consent_events::channel.eq(r.channel.as_str()),
-                consent_events::purposes.eq(r.purposes.bits()),
-                consent_events::message_channels.eq(r.message_channels.bits()),
+                event(
+                    "opt_out",
+                    r.captured_at,
+                    r.channel,
+                    (r.purposes, r.message_channels)
+                ),
                 consent_events::lift_class.eq(r.lift_class.map(LiftClass::as_str)),
             ))
         )?,

@@ -67,6 +67,16 @@ async fn page_of(
     found.ok_or_else(missing)
 }
 
+/// A hosted page's path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct PagePath {
+    /// The tenant id
+    tenant: String,
+    /// A form id, or `opt-out`
+    form: String,
+}
+
 /// The opt-out page's brands and words.
 async fn opt_out_words(
     state: &AppState,
@@ -86,8 +96,7 @@ async fn opt_out_words(
 #[utoipa::path(
     tag = "pages",
     params(
-        ("tenant" = String, Path, description = "The tenant id"),
-        ("form" = String, Path, description = "A form id, or `opt-out`"),
+        PagePath,
         PageQuery,
     ),
     responses(
@@ -98,10 +107,10 @@ async fn opt_out_words(
 #[get("/forms/{tenant}/{form}")]
 pub async fn show_page(
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
+    path: web::Path<PagePath>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (tenant, form_id) = path.into_inner();
+    let PagePath { tenant, form: form_id } = path.into_inner();
     let (row, form) = page_of(&state, &tenant, &form_id).await?;
     let tenant = row.id;
     let Some(form) = form else {
@@ -141,8 +150,7 @@ pub async fn show_page(
 #[utoipa::path(
     tag = "pages",
     params(
-        ("tenant" = String, Path, description = "The tenant id"),
-        ("form" = String, Path, description = "A form id, or `opt-out`"),
+        PagePath,
         PageQuery,
     ),
     request_body(content = String, description = "The page's form fields: token, region, number, purpose (one per ticked box)", content_type = "application/x-www-form-urlencoded"),
@@ -158,11 +166,11 @@ pub async fn show_page(
 pub async fn post_page(
     state: web::Data<AppState>,
     req: HttpRequest,
-    path: web::Path<(String, String)>,
+    path: web::Path<PagePath>,
     query: web::Query<PageQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (tenant, form_id) = path.into_inner();
+    let PagePath { tenant, form: form_id } = path.into_inner();
     let (row, form) = page_of(&state, &tenant, &form_id).await?;
     let declared = declared_length(&req);
     let body = read_body(
