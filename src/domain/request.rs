@@ -7,9 +7,8 @@
 use super::decision::Window;
 use super::document::is_document_id;
 use super::evidence::{self, Evidence, EvidenceFor, FieldError};
-use super::identity::{exactly_one, parse_user_id, Identity};
+use super::identity::Identity;
 use super::ids::BrandId;
-use super::number::E164;
 use super::openapi;
 use super::person::names_a_person;
 use super::problem::{ErrorCode, Invalid};
@@ -125,39 +124,6 @@ pub struct Requester<'a> {
     pub default_region: Option<&'a str>,
     /// Admins may import older records (`backfill`).
     pub may_backfill: bool,
-}
-
-/// A request's number (422 `invalid_number` with the reason).
-pub fn parse_number(
-    number: &str,
-    region: Option<&str>,
-    default_region: Option<&str>,
-) -> Result<E164, Invalid> {
-    E164::parse(number, region, default_region)
-        .map_err(|e| Invalid::field(ErrorCode::InvalidNumber, "number", e.code(), e.to_string()))
-}
-
-/// A request's identity: exactly one of `number` (with `region`, or the
-/// tenant's `default_region`) and `user_id` (SPEC section 3).
-pub fn parse_identity(
-    number: Option<&str>,
-    user_id: Option<&str>,
-    region: Option<&str>,
-    default_region: Option<&str>,
-) -> Result<Identity, Invalid> {
-    match exactly_one(number, user_id)? {
-        Ok(number) => Ok(Identity::Number(parse_number(
-            number,
-            region,
-            default_region,
-        )?)),
-        Err(_) if region.is_some() => Err(Invalid::request_field(
-            "region",
-            "invalid_value",
-            "`region` applies to a national `number` only, not to a `user_id`",
-        )),
-        Err(user_id) => Ok(Identity::User(parse_user_id(user_id)?)),
-    }
 }
 
 /// User ids are WhatsApp's: an opt-in or a check by `user_id` may not name

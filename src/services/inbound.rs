@@ -27,7 +27,7 @@ use crate::providers::whatsapp_payload::Content;
 use crate::store::append::append_locked;
 use crate::store::channels;
 use crate::store::connection::lock_log;
-use crate::store::consent::record_inbound;
+use crate::store::consent::{confirmable_opt_ins, liftable_opt_outs, record_inbound};
 use crate::store::dead_letters::{keep, Letter};
 use crate::store::links::{contradicts_link, Source};
 use crate::store::subjects::{current_or_new_subject, current_subject, newest_subject, SubjectRow};
@@ -173,7 +173,7 @@ fn confirm_codes(
             continue;
         };
         let at = captured_at.millis();
-        for confirms in channels::confirmable_opt_ins(conn, subject.id, &hashes, at)? {
+        for confirms in confirmable_opt_ins(conn, subject.id, &hashes, at)? {
             let record = Record::Confirm(ConfirmRecord {
                 identity: identity.clone(),
                 channel: message.provider.capture_channel(),
@@ -394,7 +394,7 @@ fn lift_opt_outs(
     now: Timestamp,
 ) -> ServiceResult<Vec<u64>> {
     let mut seqs = Vec::new();
-    let liftable = channels::liftable_opt_outs(
+    let liftable = liftable_opt_outs(
         conn,
         tenant,
         identity.as_str(),

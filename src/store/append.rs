@@ -429,6 +429,31 @@ fn names(list: Vec<&'static str>) -> Vec<String> {
     list.into_iter().map(str::to_owned).collect()
 }
 
+/// Marks the consent event at `target` (this tenant's, of `kind`, that
+/// `filter` holds for, not marked yet) with the entry that lifts or
+/// confirms it: exactly one row, else the append rolls back (an entry
+/// never lifts or confirms nothing).
+macro_rules! mark_event {
+    ($conn:expr, ($tenant:expr, $target:expr, $kind:literal), $filter:expr, $mark:ident = $by:expr) => {
+        crate::execute!(
+            $conn,
+            diesel::update(
+                consent_events::table
+                    .filter(consent_events::tenant_id.eq($tenant))
+                    .filter(consent_events::seq.eq($target as i64))
+                    .filter($filter)
+                    .filter(consent_events::kind.eq($kind))
+                    .filter(consent_events::$mark.is_null()),
+            )
+            .set(consent_events::$mark.eq($by))
+        )
+        .and_then(|marked| match marked {
+            1 => Ok(1),
+            _ => Err(diesel::result::Error::NotFound),
+        })
+    };
+}
+
 /// Writes the consent state of an entry at (seq, subject, group): a new
 /// opt-in or opt-out row, or a lift of an opt-out of the group.
 fn insert_consent_event(
@@ -487,41 +512,21 @@ fn insert_consent_event(
                 consent_events::lift_class.eq(r.lift_class.map(LiftClass::as_str)),
             ))
         )?,
-        Record::Lift(r) => crate::execute!(
+        Record::Lift(r) => mark_event!(
             conn,
-            diesel::update(
-                consent_events::table
-                    .filter(consent_events::tenant_id.eq(tenant))
-                    .filter(consent_events::seq.eq(r.lifts as i64))
-                    .filter(consent_events::group_id.eq(group_id))
-                    .filter(consent_events::kind.eq("opt_out"))
-                    .filter(consent_events::lifted_by.is_null()),
-            )
-            .set(consent_events::lifted_by.eq(seq))
-        )
-        .and_then(|lifted| match lifted {
-            1 => Ok(1),
-            // Never an entry that lifts nothing: roll the append back.
-            _ => Err(diesel::result::Error::NotFound),
-        })?,
+            (tenant, r.lifts, "opt_out"),
+            consent_events::group_id.eq(group_id),
+            lifted_by = seq
+        )?,
         // Only the opt-in's own subject confirms it (SPEC section 9).
-        Record::Confirm(r) => crate::execute!(
+        Record::Confirm(r) => mark_event!(
             conn,
-            diesel::update(
-                consent_events::table
-                    .filter(consent_events::tenant_id.eq(tenant))
-                    .filter(consent_events::seq.eq(r.confirms as i64))
-                    .filter(consent_events::subject_id.eq(subject_id))
-                    .filter(consent_events::kind.eq("opt_in"))
-                    .filter(consent_events::confirmation_required.eq(true))
-                    .filter(consent_events::confirmed_by.is_null()),
-            )
-            .set(consent_events::confirmed_by.eq(seq))
-        )
-        .and_then(|confirmed| match confirmed {
-            1 => Ok(1),
-            _ => Err(diesel::result::Error::NotFound),
-        })?,
+            (tenant, r.confirms, "opt_in"),
+            consent_events::subject_id
+                .eq(subject_id)
+                .and(consent_events::confirmation_required.eq(true)),
+            confirmed_by = seq
+        )?,
     };
     Ok(())
 }

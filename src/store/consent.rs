@@ -13,6 +13,7 @@ use crate::domain::decision::{
 };
 use crate::domain::ids::BrandId;
 use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
+use crate::domain::record::LiftClass;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::ledger::entry::{EvidenceOpening, Openings, SubjectOpening};
@@ -661,4 +662,56 @@ pub fn group_history(
         EntryFilter::Group(group_id),
         &mut TextCache::new(),
     )
+}
+
+/// The effective opt-outs of the group of the identity's open subject that a message
+/// captured at `before` may lift: of that class, recorded on that capture
+/// channel, captured strictly earlier (a START never undoes a later STOP,
+/// and an opt-out wins a tie), in seq order.
+pub fn liftable_opt_outs(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    identity: &str,
+    class: LiftClass,
+    channel: CaptureChannel,
+    before: i64,
+) -> QueryResult<Vec<u64>> {
+    let seqs: Vec<i64> = consent_events::table
+        .inner_join(subjects::table.on(subjects::group_id.eq(consent_events::group_id)))
+        .filter(subjects::tenant_id.eq(tenant))
+        .filter(subjects::identity.eq(identity))
+        .filter(subjects::erased_at.is_null())
+        .filter(subjects::closed_at.is_null())
+        .filter(consent_events::kind.eq("opt_out"))
+        .filter(consent_events::lift_class.eq(class.as_str()))
+        .filter(consent_events::channel.eq(channel.as_str()))
+        .filter(consent_events::lifted_by.is_null())
+        .filter(consent_events::captured_at.lt(before))
+        .order(consent_events::seq)
+        .select(consent_events::seq)
+        .load(conn)?;
+    Ok(seqs.into_iter().map(|s| s as u64).collect())
+}
+
+/// The opt-ins of an identity's open subject that wait for one of these
+/// codes (by their keyed hashes) and whose code has not expired at `at`,
+/// in seq order. Only the opt-in's own subject: a linked identity never
+/// confirms (SPEC section 9).
+pub fn confirmable_opt_ins(
+    conn: &mut DbConn,
+    subject_id: i64,
+    code_hashes: &[String],
+    at: i64,
+) -> QueryResult<Vec<u64>> {
+    let seqs: Vec<i64> = consent_events::table
+        .filter(consent_events::subject_id.eq(subject_id))
+        .filter(consent_events::kind.eq("opt_in"))
+        .filter(consent_events::confirmation_required.eq(true))
+        .filter(consent_events::confirmed_by.is_null())
+        .filter(consent_events::confirmation_code_sha256.eq_any(code_hashes))
+        .filter(consent_events::confirmation_expires_at.gt(at))
+        .order(consent_events::seq)
+        .select(consent_events::seq)
+        .load(conn)?;
+    Ok(seqs.into_iter().map(|s| s as u64).collect())
 }

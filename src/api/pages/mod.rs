@@ -110,7 +110,10 @@ pub async fn show_page(
     path: web::Path<PagePath>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let PagePath { tenant, form: form_id } = path.into_inner();
+    let PagePath {
+        tenant,
+        form: form_id,
+    } = path.into_inner();
     let (row, form) = page_of(&state, &tenant, &form_id).await?;
     let tenant = row.id;
     let Some(form) = form else {
@@ -170,7 +173,10 @@ pub async fn post_page(
     query: web::Query<PageQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let PagePath { tenant, form: form_id } = path.into_inner();
+    let PagePath {
+        tenant,
+        form: form_id,
+    } = path.into_inner();
     let (row, form) = page_of(&state, &tenant, &form_id).await?;
     let declared = declared_length(&req);
     let body = read_body(
