@@ -11,6 +11,7 @@ use crate::domain::access::TenantId;
 use crate::domain::decision::opted_out_of_everything;
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::Identity;
+use crate::domain::ids::SubjectId;
 use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
 use crate::domain::record::{OptOutRecord, Record};
 use crate::domain::time::Timestamp;
@@ -222,7 +223,7 @@ pub fn erase_members(
         }
         forget_identity(conn, master, tenant, identity)?;
     }
-    let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
+    let ids: Vec<SubjectId> = members.iter().map(|m| m.id).collect();
     forget_windows(conn, &ids)?;
     for member in members {
         forget_subject(conn, tenant, member.id, at)?;

@@ -4,6 +4,7 @@
 //! a short read, that the HTTP stream sends and the CLI writes to a file.
 
 use crate::domain::access::TenantId;
+use crate::domain::ids::GroupId;
 use crate::ledger::entry::Openings;
 use crate::store::consent::{entry_range, group_history, StoredEntry, TextCache};
 use crate::store::log;
@@ -171,7 +172,7 @@ impl ExportPieces {
 pub fn write_dossier(
     conn: &mut DbConn,
     spec: &ExportSpec,
-    group_id: Option<i64>,
+    group_id: Option<GroupId>,
     out: &mut impl Write,
 ) -> Result<(), ExportError> {
     header(out, spec, true)?;

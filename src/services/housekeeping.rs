@@ -7,6 +7,7 @@
 
 use super::error::ServiceError;
 use crate::domain::access::TenantId;
+use crate::domain::ids::SubjectId;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::store::connection::exclusively;
@@ -103,7 +104,7 @@ fn erase_due(
     budget: Budget,
 ) -> StoreResult<usize> {
     let mut erased = 0;
-    let mut after = 0;
+    let mut after = SubjectId(0);
     loop {
         let page = retention::candidates(conn, tenant, after, PAGE, now)?;
         for &subject_id in &page {
@@ -116,7 +117,7 @@ fn erase_due(
                 Ok(None) => {}
                 Err(ServiceError::Store(StoreError::Database(e))) => return Err(e.into()),
                 Err(other) => {
-                    tracing::warn!(%tenant, subject_id, error = %other, "retention skipped a subject");
+                    tracing::warn!(%tenant, subject_id = subject_id.0, error = %other, "retention skipped a subject");
                 }
             }
         }

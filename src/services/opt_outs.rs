@@ -45,7 +45,10 @@ pub fn record_opt_out(
         scope: r.scope,
         render: r.render,
     });
-    let appended = match append::append(conn, master, tenant, key_id, &record, answer, now) {
+    let appended = conn.immediate_transaction(|conn| {
+        append::append_locked(conn, master, tenant, key_id, &record, answer, now)
+    });
+    let appended = match appended {
         Err(StoreError::Rejected(Rejection::SuppressedNothingToRecord)) => {
             if let Some(reply) = reply {
                 idempotency::finish(conn, reply.scope, 200, reply.suppressed, None, now.millis())?;

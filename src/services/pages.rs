@@ -140,7 +140,10 @@ pub fn record_page_opt_out(
         evidence,
         lift_class: None,
     });
-    match append::append(conn, master, tenant, collector, &record, None, now) {
+    let appended = conn.immediate_transaction(|conn| {
+        append::append_locked(conn, master, tenant, collector, &record, None, now)
+    });
+    match appended {
         Ok(appended) => {
             tracing::info!(tenant = %tenant, seq = appended.seq, subject = %appended.subject, collector = %collector, "recorded from a page");
             Ok(PageOptOut::Recorded)

@@ -117,7 +117,9 @@ pub fn record_opt_in(
         render: &render,
     });
     let collector = door.collector();
-    let appended = append::append(conn, master, &tenant.id, &collector, &record, answer, now)?;
+    let appended = conn.immediate_transaction(|conn| {
+        append::append_locked(conn, master, &tenant.id, &collector, &record, answer, now)
+    })?;
     tracing::info!(tenant = %tenant.id, seq = appended.seq, subject = %appended.subject, collector = %collector, "opt-in recorded");
     Ok(OptInRecorded {
         appended,

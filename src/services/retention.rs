@@ -6,6 +6,7 @@
 use super::erasure::erase_members;
 use super::error::ServiceResult;
 use crate::domain::access::TenantId;
+use crate::domain::ids::SubjectId;
 use crate::domain::retention::group_retention_due;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
@@ -29,7 +30,7 @@ pub fn erase_if_due(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &TenantId,
-    subject_id: i64,
+    subject_id: SubjectId,
     now: Timestamp,
 ) -> ServiceResult<Option<Appended>> {
     conn.immediate_transaction(|conn| {
@@ -48,7 +49,7 @@ pub fn erase_if_due(
         }
         let events = group_events(conn, group)?;
         let members = group_members(conn, group)?;
-        let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
+        let ids: Vec<SubjectId> = members.iter().map(|m| m.id).collect();
         let last_link = last_link_at(conn, &ids)?;
         if !group_retention_due(&events, last_link, max_age, retention, now) {
             return Ok(None);

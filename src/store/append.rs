@@ -9,6 +9,7 @@ use super::schema::{brands, consent_events, consent_texts, entries, tenants};
 use super::subjects::{current_or_new_subject, current_subject, group_holds_entries};
 use super::{DbConn, Rejection, StoreError, StoreResult};
 use crate::domain::access::TenantId;
+use crate::domain::ids::{GroupId, SubjectId};
 use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
 pub use crate::domain::record::{
     LiftClass, LiftRecord, OptInRecord, OptOutRecord, PendingConfirmation, Record,
@@ -28,7 +29,7 @@ pub struct Appended {
     pub seq: u64,
     pub leaf_hash: String,
     pub subject: String,
-    pub subject_id: i64,
+    pub subject_id: SubjectId,
     pub recorded_at: Timestamp,
 }
 
@@ -100,7 +101,7 @@ pub fn append_erasure_locked(
     conn: &mut DbConn,
     tenant: &TenantId,
     collector: &str,
-    subject: (i64, &str),
+    subject: (SubjectId, &str),
     reason: ErasureReason,
     now: Timestamp,
 ) -> StoreResult<Appended> {
@@ -168,24 +169,6 @@ fn later_of(now: Timestamp, head_recorded_at: Option<i64>) -> Timestamp {
 
 /// How far `captured_at` may be after `recorded_at` (clock skew).
 const CAPTURE_SKEW_MILLIS: i64 = 60_000;
-
-/// Appends one opt-in or opt-out to the tenant's log. Refusals decided
-/// under the lock (a brand retired meanwhile, a clock that stepped back, a
-/// lost idempotency key) roll everything back. `now` is the server's clock.
-#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-pub fn append(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &TenantId,
-    collector: &str,
-    record: &Record,
-    answer: Option<Answer<'_>>,
-    now: Timestamp,
-) -> StoreResult<Appended> {
-    conn.immediate_transaction(|conn| {
-        append_locked(conn, master, tenant, collector, record, answer, now)
-    })
-}
 
 /// The log's head as an append finds it, under the log's lock.
 pub(super) struct Head {
@@ -301,8 +284,8 @@ pub(super) struct SaltedEvidence {
 pub(super) fn write_entry(
     conn: &mut DbConn,
     tenant: &TenantId,
-    record: Option<(&Record, i64)>,
-    subject_id: i64,
+    record: Option<(&Record, GroupId)>,
+    subject_id: SubjectId,
     evidence: Option<&SaltedEvidence>,
     entry: &Entry,
 ) -> StoreResult<(Hash, String)> {
@@ -339,9 +322,12 @@ pub(super) fn write_entry(
     Ok((leaf, leaf_hex))
 }
 
-/// Appends inside a transaction the caller holds with the log's lock
-/// (`immediate_transaction`), so several entries and other writes commit
-/// or roll back together.
+/// Appends one entry inside a transaction the caller (a service) holds
+/// with the log's lock (`immediate_transaction`), so several entries and
+/// other writes commit or roll back together. A refusal decided under the
+/// lock (a brand retired meanwhile, a clock that stepped back, a lost
+/// idempotency key) fails that transaction, which rolls everything back.
+/// `now` is the server's clock.
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, collector = %collector))]
 pub fn append_locked(
     conn: &mut DbConn,
@@ -459,7 +445,7 @@ macro_rules! mark_event {
 fn insert_consent_event(
     conn: &mut DbConn,
     tenant: &TenantId,
-    (seq, subject_id, group_id): (i64, i64, i64),
+    (seq, subject_id, group_id): (i64, SubjectId, GroupId),
     record: &Record,
 ) -> QueryResult<()> {
     let base = (

@@ -11,7 +11,7 @@ use crate::domain::access::TenantId;
 use crate::domain::decision::{
     self, Closure, Confirmation, ConsentEvent, EventKind, InboundRecord, Window,
 };
-use crate::domain::ids::BrandId;
+use crate::domain::ids::{BrandId, GroupId, SubjectId};
 use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
 use crate::domain::record::LiftClass;
 use crate::domain::time::Timestamp;
@@ -77,7 +77,7 @@ pub struct IdentityState {
     pub identities: Vec<String>,
     /// The subjects of the group whose windows count: none while the
     /// group is closed or erased.
-    pub window_subjects: Vec<i64>,
+    pub window_subjects: Vec<SubjectId>,
     /// The group's events; none once erased.
     pub events: Vec<ConsentEvent>,
 }
@@ -150,7 +150,7 @@ pub fn identity_state(
 }
 
 /// The opt-ins and opt-outs of a group, by its id.
-pub fn group_events(conn: &mut DbConn, group_id: i64) -> QueryResult<Vec<ConsentEvent>> {
+pub fn group_events(conn: &mut DbConn, group_id: GroupId) -> QueryResult<Vec<ConsentEvent>> {
     let rows: Vec<ConsentEventRow> = crate::all_rows!(
         conn,
         consent_events::table
@@ -180,7 +180,7 @@ pub struct ManyIdentities {
 
 /// An identity's newest subject, as a batch reads it.
 struct Newest {
-    group_id: i64,
+    group_id: GroupId,
     closed: Option<Option<i64>>,
 }
 
@@ -197,13 +197,13 @@ pub fn many_identities(
     let mut out = ManyIdentities::default();
     for (chunk, hashes) in asked.chunks(MANY).zip(hashes.chunks(MANY)) {
         let newest = newest_of_hashes(conn, tenant, hashes)?;
-        let mut groups: Vec<i64> = newest.values().map(|n| n.group_id).collect();
+        let mut groups: Vec<GroupId> = newest.values().map(|n| n.group_id).collect();
         groups.sort_unstable();
         groups.dedup();
-        let mut events_of: HashMap<i64, Vec<ConsentEvent>> = HashMap::new();
-        let mut members_of: HashMap<i64, Vec<(i64, Option<String>)>> = HashMap::new();
+        let mut events_of: HashMap<GroupId, Vec<ConsentEvent>> = HashMap::new();
+        let mut members_of: HashMap<GroupId, Vec<(SubjectId, Option<String>)>> = HashMap::new();
         for part in groups.chunks(MANY) {
-            let rows: Vec<(i64, ConsentEventRow)> = crate::all_rows!(
+            let rows: Vec<(GroupId, ConsentEventRow)> = crate::all_rows!(
                 conn,
                 consent_events::table
                     .filter(consent_events::group_id.eq_any(part))
@@ -212,7 +212,7 @@ pub fn many_identities(
             for (group, row) in rows {
                 events_of.entry(group).or_default().push(row.into_event());
             }
-            let members: Vec<(i64, i64, Option<String>)> = crate::all_rows!(
+            let members: Vec<(GroupId, SubjectId, Option<String>)> = crate::all_rows!(
                 conn,
                 subjects::table
                     .filter(subjects::group_id.eq_any(part))
@@ -224,7 +224,7 @@ pub fn many_identities(
             }
         }
         // Windows count only for open groups.
-        let mut window_subjects: Vec<i64> = newest
+        let mut window_subjects: Vec<SubjectId> = newest
             .values()
             .filter(|n| n.closed.is_none())
             .filter_map(|n| members_of.get(&n.group_id))
@@ -233,7 +233,7 @@ pub fn many_identities(
             .collect();
         window_subjects.sort_unstable();
         window_subjects.dedup();
-        let mut inbound_of: HashMap<i64, Vec<InboundRecord>> = HashMap::new();
+        let mut inbound_of: HashMap<SubjectId, Vec<InboundRecord>> = HashMap::new();
         for part in window_subjects.chunks(MANY) {
             for (subject, record) in window_rows(conn, part)? {
                 inbound_of.entry(subject).or_default().push(record);
@@ -278,7 +278,13 @@ fn newest_of_hashes(
     tenant: &TenantId,
     hashes: &[String],
 ) -> QueryResult<HashMap<String, Newest>> {
-    type Row = (Option<String>, i64, Option<i64>, Option<i64>, Option<i64>);
+    type Row = (
+        Option<String>,
+        GroupId,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
     let rows: Vec<Row> = crate::all_rows!(
         conn,
         subjects::table
@@ -312,13 +318,16 @@ fn newest_of_hashes(
 }
 
 /// The latest inbound message per subject and business phone number id.
-fn window_rows(conn: &mut DbConn, subject_ids: &[i64]) -> QueryResult<Vec<(i64, InboundRecord)>> {
+fn window_rows(
+    conn: &mut DbConn,
+    subject_ids: &[SubjectId],
+) -> QueryResult<Vec<(SubjectId, InboundRecord)>> {
     let columns = (
         windows::subject_id,
         windows::phone_number_id,
         windows::last_inbound_at,
     );
-    let rows: Vec<(i64, String, i64)> = match subject_ids {
+    let rows: Vec<(SubjectId, String, i64)> = match subject_ids {
         [] => Vec::new(),
         // One statement diesel keeps prepared, for a single check.
         [only] => crate::all_rows!(
@@ -348,7 +357,10 @@ fn window_rows(conn: &mut DbConn, subject_ids: &[i64]) -> QueryResult<Vec<(i64, 
 
 /// The latest inbound message of any of a group's subjects, per business
 /// phone number id.
-pub fn inbound_records(conn: &mut DbConn, subject_ids: &[i64]) -> QueryResult<Vec<InboundRecord>> {
+pub fn inbound_records(
+    conn: &mut DbConn,
+    subject_ids: &[SubjectId],
+) -> QueryResult<Vec<InboundRecord>> {
     Ok(window_rows(conn, subject_ids)?
         .into_iter()
         .map(|(_, record)| record)
@@ -362,7 +374,7 @@ pub fn inbound_records(conn: &mut DbConn, subject_ids: &[i64]) -> QueryResult<Ve
 pub fn window_of(
     conn: &mut DbConn,
     tenant: &TenantId,
-    subject_ids: &[i64],
+    subject_ids: &[SubjectId],
     named: Option<&str>,
     now: Timestamp,
     configured: &mut Option<Vec<String>>,
@@ -384,7 +396,7 @@ pub fn window_of(
 pub fn record_inbound(
     conn: &mut DbConn,
     tenant: &TenantId,
-    subject_id: i64,
+    subject_id: SubjectId,
     phone_number_id: Option<&str>,
     at: Timestamp,
 ) -> QueryResult<()> {
@@ -425,7 +437,7 @@ pub fn record_interaction(
     identity: &str,
     phone_number_id: Option<&str>,
     (at, now): (Timestamp, Timestamp),
-) -> QueryResult<Vec<i64>> {
+) -> QueryResult<Vec<SubjectId>> {
     let subject = current_or_new_subject(conn, master, tenant, identity, now.millis())?;
     record_inbound(conn, tenant, subject.id, phone_number_id, at)?;
     Ok(group_members(conn, subject.group_id)?
@@ -482,7 +494,7 @@ pub fn move_legacy_windows(
 }
 
 /// Forgets the windows of these subjects (a closed or erased group's).
-pub fn forget_windows(conn: &mut DbConn, subject_ids: &[i64]) -> QueryResult<usize> {
+pub fn forget_windows(conn: &mut DbConn, subject_ids: &[SubjectId]) -> QueryResult<usize> {
     diesel::delete(windows::table.filter(windows::subject_id.eq_any(subject_ids))).execute(conn)
 }
 
@@ -615,7 +627,7 @@ fn linked_opening(
 
 enum EntryFilter {
     Seq(i64),
-    Group(i64),
+    Group(GroupId),
     Range { from: i64, to: i64 },
 }
 
@@ -654,7 +666,7 @@ pub fn entry_range(
 pub fn group_history(
     conn: &mut DbConn,
     tenant: &TenantId,
-    group_id: i64,
+    group_id: GroupId,
 ) -> QueryResult<Vec<StoredEntry>> {
     load_entries(
         conn,
@@ -699,7 +711,7 @@ pub fn liftable_opt_outs(
 /// confirms (SPEC section 9).
 pub fn confirmable_opt_ins(
     conn: &mut DbConn,
-    subject_id: i64,
+    subject_id: SubjectId,
     code_hashes: &[String],
     at: i64,
 ) -> QueryResult<Vec<u64>> {

@@ -7,6 +7,7 @@ use super::schema::{document_subjects, documents};
 use super::{can_name_a_row, DbConn, Rejection, StoreError, StoreResult};
 use crate::domain::access::TenantId;
 use crate::domain::document::MediaType;
+use crate::domain::ids::SubjectId;
 use crate::domain::record::Record;
 use diesel::prelude::*;
 
@@ -114,7 +115,7 @@ pub fn attach_named(
     conn: &mut DbConn,
     tenant: &TenantId,
     record: &Record,
-    subject_id: i64,
+    subject_id: SubjectId,
 ) -> StoreResult<()> {
     let evidence = record.evidence();
     let Some(id) = evidence.get("document_id") else {
@@ -152,7 +153,7 @@ pub fn attach_named(
 pub fn delete_of_subject(
     conn: &mut DbConn,
     tenant: &TenantId,
-    subject_id: i64,
+    subject_id: SubjectId,
 ) -> QueryResult<usize> {
     let ids: Vec<String> = document_subjects::table
         .filter(document_subjects::tenant_id.eq(tenant))

@@ -10,6 +10,7 @@ use super::schema::{entries, idempotency_keys, subject_aliases, subjects};
 use super::subjects::{group_members, Member};
 use super::{DbConn, StoreResult};
 use crate::domain::access::TenantId;
+use crate::domain::ids::{GroupId, SubjectId};
 use crate::keys::MasterKey;
 use diesel::prelude::*;
 
@@ -20,7 +21,7 @@ pub fn members_of_every_group(
     tenant: &TenantId,
     identity: &str,
 ) -> QueryResult<Vec<Member>> {
-    let mut groups: Vec<i64> = subjects::table
+    let mut groups: Vec<GroupId> = subjects::table
         .filter(subjects::tenant_id.eq(tenant))
         .filter(subjects::identity.eq(identity))
         .filter(subjects::erased_at.is_null())
@@ -66,7 +67,7 @@ pub fn forget_identity(
 pub fn forget_subject(
     conn: &mut DbConn,
     tenant: &TenantId,
-    subject_id: i64,
+    subject_id: SubjectId,
     at: i64,
 ) -> StoreResult<()> {
     diesel::update(subjects::table.find(subject_id))

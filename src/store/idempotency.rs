@@ -5,6 +5,7 @@
 use super::schema::idempotency_keys as idem;
 use super::DbConn;
 use crate::domain::access::TenantId;
+use crate::domain::ids::SubjectId;
 use diesel::prelude::*;
 
 /// How long a key is remembered.
@@ -157,7 +158,7 @@ pub fn finish(
     scope: &IdempotencyScope,
     status: u16,
     body: &str,
-    subject_id: Option<i64>,
+    subject_id: Option<SubjectId>,
     now: i64,
 ) -> QueryResult<bool> {
     crate::execute!(
@@ -171,7 +172,7 @@ pub fn finish(
             idem::state.eq("done"),
             idem::response_status.eq(i32::from(status)),
             idem::response_body.eq(body),
-            idem::subject_id.eq(subject_id),
+            idem::subject_id.eq(subject_id.map(|s| s.0)),
             idem::updated_at.eq(now),
         ))
     )
@@ -388,18 +389,20 @@ mod tests {
             Begin::Proceed
         );
         let at = Timestamp::from_millis(TAKEOVER_MILLIS + 1);
-        let lost = append::append(
-            &mut conn,
-            &crate::keys::MasterKey::from_bytes([7; 32]),
-            &tenant_t(),
-            "key_1",
-            &record,
-            Some(Answer {
-                scope: &stalled,
-                render: &render,
-            }),
-            at,
-        );
+        let lost = conn.immediate_transaction(|conn| {
+            append::append_locked(
+                conn,
+                &crate::keys::MasterKey::from_bytes([7; 32]),
+                &tenant_t(),
+                "key_1",
+                &record,
+                Some(Answer {
+                    scope: &stalled,
+                    render: &render,
+                }),
+                at,
+            )
+        });
         assert!(matches!(
             lost,
             Err(crate::store::StoreError::Rejected(
@@ -415,18 +418,20 @@ mod tests {
         };
         assert_eq!(size(&mut conn), 0, "the stalled append rolled back");
         assert_eq!(current(&mut conn, &stalled).unwrap(), Begin::InProgress);
-        let done = append::append(
-            &mut conn,
-            &crate::keys::MasterKey::from_bytes([7; 32]),
-            &tenant_t(),
-            "key_1",
-            &record,
-            Some(Answer {
-                scope: &retry,
-                render: &render,
-            }),
-            at,
-        );
+        let done = conn.immediate_transaction(|conn| {
+            append::append_locked(
+                conn,
+                &crate::keys::MasterKey::from_bytes([7; 32]),
+                &tenant_t(),
+                "key_1",
+                &record,
+                Some(Answer {
+                    scope: &retry,
+                    render: &render,
+                }),
+                at,
+            )
+        });
         assert_eq!(done.unwrap().seq, 0);
         assert_eq!(size(&mut conn), 1);
         assert_eq!(

@@ -12,6 +12,7 @@ use super::{DbConn, StoreResult};
 use crate::domain::access::TenantId;
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::Identity;
+use crate::domain::ids::{GroupId, SubjectId};
 use crate::domain::purpose::CaptureChannel;
 use crate::domain::time::Timestamp;
 use crate::keys::random_salt_hex;
@@ -101,7 +102,7 @@ pub fn delete_alias(conn: &mut DbConn, tenant: &TenantId, user_id: &str) -> Quer
 }
 
 /// A link between two subjects, when it was captured.
-type Link = (i64, i64, Timestamp);
+type Link = (SubjectId, SubjectId, Timestamp);
 
 fn insert_link(
     conn: &mut DbConn,
@@ -127,7 +128,7 @@ fn insert_link(
 /// in the export) and merges the two subjects' groups.
 pub fn keep_link(conn: &mut DbConn, tenant: &TenantId, seq: u64, link: Link) -> QueryResult<()> {
     insert_link(conn, tenant, seq, link, "")?;
-    let group = |conn: &mut DbConn, id: i64| -> QueryResult<i64> {
+    let group = |conn: &mut DbConn, id: SubjectId| -> QueryResult<GroupId> {
         subjects::table
             .find(id)
             .select(subjects::group_id)
@@ -145,7 +146,7 @@ pub fn keep_link(conn: &mut DbConn, tenant: &TenantId, seq: u64, link: Link) -> 
 /// read across to a later subject of its identities.
 pub fn close_subjects(
     conn: &mut DbConn,
-    group_id: i64,
+    group_id: GroupId,
     closed_by: u64,
     at: i64,
 ) -> QueryResult<()> {
@@ -159,7 +160,7 @@ pub fn close_subjects(
         subjects::closed_seq.eq(Some(closed_by as i64)),
     ))
     .execute(conn)?;
-    let members: Vec<i64> = subjects::table
+    let members: Vec<SubjectId> = subjects::table
         .filter(subjects::group_id.eq(group_id))
         .select(subjects::id)
         .load(conn)?;
@@ -169,7 +170,7 @@ pub fn close_subjects(
 
 /// Moves the larger group id onto the smaller, on the subjects and on the
 /// consent state a check reads.
-fn merge_groups(conn: &mut DbConn, a: i64, b: i64) -> QueryResult<()> {
+fn merge_groups(conn: &mut DbConn, a: GroupId, b: GroupId) -> QueryResult<()> {
     let (keep, drop) = if a < b { (a, b) } else { (b, a) };
     diesel::update(subjects::table.filter(subjects::group_id.eq(drop)))
         .set(subjects::group_id.eq(keep))
@@ -194,7 +195,7 @@ pub fn contradicts_link(
     let Some(subject) = current_subject(conn, tenant, arrived.as_str())? else {
         return Ok(false);
     };
-    let links: Vec<(i64, i64)> = identity_links::table
+    let links: Vec<(SubjectId, SubjectId)> = identity_links::table
         .filter(identity_links::tenant_id.eq(tenant))
         .filter(identity_links::waba.eq(waba))
         .filter(
@@ -207,7 +208,7 @@ pub fn contradicts_link(
             identity_links::linked_subject_id,
         ))
         .load(conn)?;
-    let partners: Vec<i64> = links
+    let partners: Vec<SubjectId> = links
         .into_iter()
         .map(|(a, b)| if a == subject.id { b } else { a })
         .collect();
@@ -226,7 +227,7 @@ pub fn contradicts_link(
 
 /// The latest `captured_at` of the links of a group's subjects (a group of
 /// links alone counts for retention from it).
-pub fn last_link_at(conn: &mut DbConn, members: &[i64]) -> QueryResult<Option<Timestamp>> {
+pub fn last_link_at(conn: &mut DbConn, members: &[SubjectId]) -> QueryResult<Option<Timestamp>> {
     let latest: Option<i64> = identity_links::table
         .filter(
             identity_links::subject_id

@@ -155,6 +155,6 @@ mod tests {
             .select(subjects::group_id)
             .first(&mut conn)
             .unwrap();
-        assert_eq!(group, id);
+        assert_eq!(group, id.0);
     }
 }

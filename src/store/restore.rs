@@ -18,7 +18,7 @@ use crate::domain::access::TenantId;
 use crate::domain::confirmation;
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::Identity;
-use crate::domain::ids::BrandId;
+use crate::domain::ids::{BrandId, GroupId, SubjectId};
 use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
 use crate::domain::record::{
     ConfirmRecord, LiftClass, LiftRecord, OptInDraft, OptInRecord, OptOutRecord,
@@ -95,7 +95,7 @@ pub fn restore_entry(
             salt: e.salt.clone(),
             jcs: evidence_jcs_of_map(&e.body),
         });
-        let group_id: i64 = subjects::table
+        let group_id: GroupId = subjects::table
             .find(subject_id)
             .select(subjects::group_id)
             .first(conn)?;
@@ -142,7 +142,7 @@ fn restore_link(
     tenant: &TenantId,
     entry: &Entry,
     openings: &Openings,
-    subject_id: i64,
+    subject_id: SubjectId,
 ) -> StoreResult<()> {
     let linked = entry
         .linked
@@ -166,8 +166,8 @@ fn subject_of(
     commitment: &str,
     opening: Option<&SubjectOpening>,
     at: i64,
-) -> StoreResult<i64> {
-    let found: Option<i64> = subjects::table
+) -> StoreResult<SubjectId> {
+    let found: Option<SubjectId> = subjects::table
         .filter(subjects::tenant_id.eq(tenant))
         .filter(subjects::commitment.eq(commitment))
         .select(subjects::id)
@@ -313,7 +313,7 @@ fn erase(
     master: &MasterKey,
     tenant: &TenantId,
     entry: &Entry,
-    subject_id: i64,
+    subject_id: SubjectId,
 ) -> StoreResult<()> {
     let identity: Option<String> = subjects::table
         .find(subject_id)

@@ -7,6 +7,7 @@ use super::subjects::delete_if_empty;
 use super::DbConn;
 use crate::domain::access::TenantId;
 use crate::domain::decision::WINDOW_MILLIS;
+use crate::domain::ids::SubjectId;
 use crate::domain::time::Timestamp;
 use diesel::prelude::*;
 
@@ -45,10 +46,10 @@ pub fn retention_settings(
 pub fn candidates(
     conn: &mut DbConn,
     tenant: &TenantId,
-    after: i64,
+    after: SubjectId,
     limit: i64,
     now: Timestamp,
-) -> QueryResult<Vec<i64>> {
+) -> QueryResult<Vec<SubjectId>> {
     let days: Option<i64> = tenants::table
         .find(tenant)
         .select(tenants::evidence_retention_days)
@@ -79,7 +80,7 @@ pub fn candidates(
 pub fn purge_closed_windows(conn: &mut DbConn, now: i64, limit: i64) -> QueryResult<usize> {
     let cutoff = now - WINDOW_MILLIS;
     conn.immediate_transaction(|conn| {
-        let closed: Vec<(i64, String)> = windows::table
+        let closed: Vec<(SubjectId, String)> = windows::table
             .filter(windows::last_inbound_at.le(cutoff))
             .order(windows::last_inbound_at)
             .limit(limit)
@@ -95,7 +96,7 @@ pub fn purge_closed_windows(conn: &mut DbConn, now: i64, limit: i64) -> QueryRes
             )
             .execute(conn)?;
         }
-        let mut subjects: Vec<i64> = closed.iter().map(|(subject, _)| *subject).collect();
+        let mut subjects: Vec<SubjectId> = closed.iter().map(|(subject, _)| *subject).collect();
         subjects.sort_unstable();
         subjects.dedup();
         for subject in subjects {

@@ -10,6 +10,7 @@
 use super::schema::subjects;
 use super::DbConn;
 use crate::domain::access::TenantId;
+use crate::domain::ids::{GroupId, SubjectId};
 use crate::keys::{random_salt_hex, MasterKey};
 use crate::ledger::commitment::subject_commitment;
 use diesel::prelude::*;
@@ -18,9 +19,9 @@ use diesel::prelude::*;
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = subjects)]
 pub struct SubjectRow {
-    pub id: i64,
+    pub id: SubjectId,
     pub commitment: String,
-    pub group_id: i64,
+    pub group_id: GroupId,
     pub closed_at: Option<i64>,
     /// The opt-out that closed the group, while it is closed.
     pub closed_seq: Option<i64>,
@@ -116,7 +117,7 @@ pub fn current_or_new_subject(
     Ok(SubjectRow {
         id,
         commitment,
-        group_id: id,
+        group_id: id.own_group(),
         closed_at: None,
         closed_seq: None,
         erased_at: None,
@@ -133,9 +134,9 @@ pub fn insert_subject(
     commitment: &str,
     opened: Option<(&str, &str)>,
     (created_at, erased_at): (i64, Option<i64>),
-) -> QueryResult<i64> {
+) -> QueryResult<SubjectId> {
     let identity_hash = opened.map(|(identity, _)| master.identity_hash(tenant, identity));
-    let id: i64 = crate::get_result!(
+    let id: SubjectId = crate::get_result!(
         conn,
         diesel::insert_into(subjects::table)
             .values((
@@ -150,20 +151,20 @@ pub fn insert_subject(
             ))
             .returning(subjects::id)
     )?;
-    crate::execute!(conn, super::prepared::OwnGroup { subject: id })?;
+    crate::execute!(conn, super::prepared::OwnGroup { subject: id.0 })?;
     Ok(id)
 }
 
 /// A subject of a group, with its identity (none once erased).
 #[derive(Debug, Clone, Queryable)]
 pub struct Member {
-    pub id: i64,
+    pub id: SubjectId,
     pub commitment: String,
     pub identity: Option<String>,
 }
 
 /// The subjects of a group that are not erased, oldest first.
-pub fn group_members(conn: &mut DbConn, group_id: i64) -> QueryResult<Vec<Member>> {
+pub fn group_members(conn: &mut DbConn, group_id: GroupId) -> QueryResult<Vec<Member>> {
     crate::all_rows!(
         conn,
         subjects::table
@@ -175,7 +176,7 @@ pub fn group_members(conn: &mut DbConn, group_id: i64) -> QueryResult<Vec<Member
 }
 
 /// The identities of a group (not erased).
-pub fn group_identities(conn: &mut DbConn, group_id: i64) -> QueryResult<Vec<String>> {
+pub fn group_identities(conn: &mut DbConn, group_id: GroupId) -> QueryResult<Vec<String>> {
     Ok(group_members(conn, group_id)?
         .into_iter()
         .filter_map(|m| m.identity)
@@ -202,8 +203,8 @@ pub fn subjects_of_identity(
 pub fn live_group_of(
     conn: &mut DbConn,
     tenant: &TenantId,
-    subject_id: i64,
-) -> QueryResult<Option<i64>> {
+    subject_id: SubjectId,
+) -> QueryResult<Option<GroupId>> {
     subjects::table
         .find(subject_id)
         .filter(subjects::tenant_id.eq(tenant))
@@ -215,7 +216,7 @@ pub fn live_group_of(
 
 /// Whether any subject of a group holds an entry (a subject made by an
 /// arrival that recorded nothing holds none).
-pub fn group_holds_entries(conn: &mut DbConn, group_id: i64) -> QueryResult<bool> {
+pub fn group_holds_entries(conn: &mut DbConn, group_id: GroupId) -> QueryResult<bool> {
     use super::schema::entries;
     let members = subjects::table
         .filter(subjects::group_id.eq(group_id))
@@ -258,7 +259,7 @@ pub fn fill_identity_hashes(conn: &mut DbConn, master: &MasterKey) -> QueryResul
 /// Deletes a subject that holds nothing (made by an arrival that recorded
 /// nothing: no entry, no link, no window, no document): SPEC section 3.
 /// Returns whether it was deleted.
-pub fn delete_if_empty(conn: &mut DbConn, subject_id: i64) -> QueryResult<bool> {
+pub fn delete_if_empty(conn: &mut DbConn, subject_id: SubjectId) -> QueryResult<bool> {
     use super::schema::{
         consent_events, document_subjects, entries, idempotency_keys, identity_links, windows,
     };
