@@ -55,7 +55,7 @@ impl From<&Appended> for Recorded {
     fn from(a: &Appended) -> Self {
         Self {
             seq: a.seq,
-            leaf_hash: a.leaf_hash.clone(),
+            leaf_hash: hex::encode(a.leaf_hash),
             subject: a.subject.clone(),
             recorded_at: a.recorded_at,
             confirmation: None,

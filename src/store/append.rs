@@ -27,7 +27,8 @@ use diesel::prelude::*;
 #[derive(Debug, Clone)]
 pub struct Appended {
     pub seq: u64,
-    pub leaf_hash: String,
+    /// Written as hex only where it is answered.
+    pub leaf_hash: Hash,
     pub subject: String,
     pub subject_id: SubjectId,
     pub recorded_at: Timestamp,
@@ -117,7 +118,7 @@ pub fn append_erasure_locked(
         collector,
     );
     entry.reason = Some(reason.as_str().to_owned());
-    let (_, leaf_hash) = write_entry(conn, tenant, None, subject_id, None, &entry)?;
+    let (leaf_hash, _) = write_entry(conn, tenant, None, subject_id, None, &entry)?;
     Ok(Appended {
         seq: head.size,
         leaf_hash,
@@ -368,7 +369,7 @@ pub fn append_locked(
     entry.evidence_sha256 = Some(evidence_commitment(&evidence.salt, &evidence.jcs));
     let text_hash = store_consent_text(conn, tenant, record)?;
     fill_entry(&mut entry, record, text_hash.as_deref());
-    let (_, leaf_hash) = write_entry(
+    let (leaf_hash, _) = write_entry(
         conn,
         tenant,
         Some((record, found.group_id)),
