@@ -389,20 +389,18 @@ mod tests {
             Begin::Proceed
         );
         let at = Timestamp::from_millis(TAKEOVER_MILLIS + 1);
-        let lost = conn.immediate_transaction(|conn| {
-            append::append_locked(
-                conn,
-                &crate::keys::MasterKey::from_bytes([7; 32]),
-                &tenant_t(),
-                "key_1",
-                &record,
-                Some(Answer {
-                    scope: &stalled,
-                    render: &render,
-                }),
-                at,
-            )
-        });
+        // An append under `scope`, in its own transaction.
+        let master = crate::keys::MasterKey::from_bytes([7; 32]);
+        let append_under = |conn: &mut DbConn, scope: &IdempotencyScope| {
+            let answer = Some(Answer {
+                scope,
+                render: &render,
+            });
+            conn.immediate_transaction(|conn| {
+                append::append_locked(conn, &master, &tenant_t(), "key_1", &record, answer, at)
+            })
+        };
+        let lost = append_under(&mut conn, &stalled);
         assert!(matches!(
             lost,
             Err(crate::store::StoreError::Rejected(
@@ -418,20 +416,7 @@ mod tests {
         };
         assert_eq!(size(&mut conn), 0, "the stalled append rolled back");
         assert_eq!(current(&mut conn, &stalled).unwrap(), Begin::InProgress);
-        let done = conn.immediate_transaction(|conn| {
-            append::append_locked(
-                conn,
-                &crate::keys::MasterKey::from_bytes([7; 32]),
-                &tenant_t(),
-                "key_1",
-                &record,
-                Some(Answer {
-                    scope: &retry,
-                    render: &render,
-                }),
-                at,
-            )
-        });
+        let done = append_under(&mut conn, &retry);
         assert_eq!(done.unwrap().seq, 0);
         assert_eq!(size(&mut conn), 1);
         assert_eq!(
