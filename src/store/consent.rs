@@ -5,7 +5,7 @@ use super::channels::whatsapp_phone_number_ids;
 use super::schema::{
     consent_events, consent_texts, entries, identity_links, legacy_windows, subjects, windows,
 };
-use super::subjects::{current_or_new_subject, group_members, newest_subject, SubjectRow};
+use super::subjects::{current_or_new_subject, group_members, newest_subject_by_hash, SubjectRow};
 use super::{DbConn, StoreError, StoreResult};
 use crate::domain::access::TenantId;
 use crate::domain::decision::{
@@ -117,14 +117,15 @@ fn closure_of(closed_seq: Option<i64>, events: &[ConsentEvent]) -> Closure {
 }
 
 /// Reads [`IdentityState`]: a few indexed lookups, no walk over links.
+/// `identity_hash` is the identity's keyed hash (`MasterKey::identity_hasher`).
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn identity_state(
     conn: &mut DbConn,
-    master: &MasterKey,
     tenant: &TenantId,
     identity: &str,
+    identity_hash: &str,
 ) -> QueryResult<IdentityState> {
-    let subject = match newest_subject(conn, master, tenant, identity)? {
+    let subject = match newest_subject_by_hash(conn, tenant, identity_hash)? {
         Some(live) if !live.is_erased() => live,
         erased_or_none => {
             return Ok(IdentityState {

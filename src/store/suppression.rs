@@ -65,17 +65,14 @@ pub fn suppression_of(
     Ok(suppressed_at(conn, tenant, &hash)?.map(Timestamp::from_millis))
 }
 
-/// The latest erasure on request of any of a group's identities (SPEC
-/// section 2 rule 1).
+/// The latest erasure on request of any of a group's identities, by their
+/// keyed hashes (SPEC section 2 rule 1).
 pub fn group_suppression(
     conn: &mut DbConn,
-    master: &MasterKey,
     tenant: &TenantId,
-    identities: &[String],
+    identity_hashes: &[String],
 ) -> QueryResult<Option<Timestamp>> {
-    let hasher = master.identity_hasher(tenant);
-    let hashes: Vec<String> = identities.iter().map(|i| hasher.hash(i)).collect();
-    let found = suppressed_many(conn, tenant, &hashes)?;
+    let found = suppressed_many(conn, tenant, identity_hashes)?;
     Ok(found.values().max().copied().map(Timestamp::from_millis))
 }
 

@@ -9,7 +9,9 @@ use crate::domain::decision::{
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::services::error::ServiceResult;
-use crate::store::consent::{identity_state, inbound_records, many_identities, ManyIdentities};
+use crate::store::consent::{
+    identity_state, inbound_records, many_identities, IdentityState, ManyIdentities,
+};
 use crate::store::suppression::{group_suppression, suppressed_many};
 use crate::store::tenants::TenantRow;
 use crate::store::DbConn;
@@ -35,8 +37,7 @@ impl GroupRead {
         tenant: &TenantId,
         identity: &str,
     ) -> ServiceResult<Self> {
-        let state = identity_state(conn, master, tenant, identity)?;
-        let suppressed_at = group_suppression(conn, master, tenant, &state.identities)?;
+        let (state, suppressed_at) = read_own(conn, master, tenant, identity)?;
         let inbound = inbound_records(conn, &state.window_subjects)?;
         Ok(GroupRead {
             known: state.live_subject().is_some() || suppressed_at.is_some(),
@@ -58,6 +59,30 @@ impl GroupRead {
             closed: self.closure,
         }
     }
+}
+
+/// An identity's group and its latest suppression with their own reads
+/// (a single check, a subject's report): the tenant's key derived once,
+/// each identity hashed once.
+pub fn read_own(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &TenantId,
+    identity: &str,
+) -> ServiceResult<(IdentityState, Option<Timestamp>)> {
+    let hasher = master.identity_hasher(tenant);
+    let asked = hasher.hash(identity);
+    let state = identity_state(conn, tenant, identity, &asked)?;
+    let hashes: Vec<String> = state
+        .identities
+        .iter()
+        .map(|i| match i == identity {
+            true => asked.clone(),
+            false => hasher.hash(i),
+        })
+        .collect();
+    let suppressed_at = group_suppression(conn, tenant, &hashes)?;
+    Ok((state, suppressed_at))
 }
 
 /// SPEC section 2's decision, under the tenant's age limit.

@@ -2,7 +2,7 @@
 //! purpose and message channel of the group an identity belongs to, its
 //! subjects and its whole history, from one snapshot.
 
-use super::group::decide;
+use super::group::{decide, read_own};
 use crate::domain::decision::{ConsentEvent, Question, Reason, Standing};
 use crate::domain::identity::Identity;
 use crate::domain::ids::BrandId;
@@ -10,9 +10,8 @@ use crate::domain::purpose::{MessageChannel, Purpose};
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::services::error::ServiceResult;
-use crate::store::consent::{group_history, identity_state, StoredEntry};
+use crate::store::consent::{group_history, StoredEntry};
 use crate::store::subjects::{group_holds_entries, group_members};
-use crate::store::suppression::group_suppression;
 use crate::store::tenants::{list_brands, BrandRow, TenantRow};
 use crate::store::{DbConn, Rejection};
 
@@ -51,7 +50,7 @@ pub fn report_subject(
     let unknown = || Rejection::NotFound("this number or user id has no subject in this tenant");
     // One snapshot: the consents and the history agree.
     conn.snapshot(|conn| {
-        let state = identity_state(conn, master, &tenant.id, identity.as_str())?;
+        let (state, suppressed_at) = read_own(conn, master, &tenant.id, identity.as_str())?;
         let found = state.live_subject().ok_or_else(unknown)?;
         let (group_id, subject) = (found.group_id, found.commitment.clone());
         if !group_holds_entries(conn, group_id)? {
@@ -62,7 +61,7 @@ pub fn report_subject(
             .map(|m| m.commitment)
             .collect();
         let standing = Standing {
-            suppressed_at: group_suppression(conn, master, &tenant.id, &state.identities)?,
+            suppressed_at,
             closed: state.closure(),
         };
         let brands = list_brands(conn, &tenant.id)?;
