@@ -127,6 +127,7 @@ const STORE_FROM_API: &[(&str, &str, &str)] = &[
     ("src/api/mod.rs", "store::group_commit::Groups", "AppState holds the group-commit queues"),
     ("src/api/mod.rs", "store::log::NodeCache", "AppState holds the cache of upper Merkle nodes proofs read"),
     ("src/api/idempotent.rs", "store::DbConn", "the work run under an Idempotency-Key gets the connection"),
+    ("src/api/webhooks/mod.rs", "store::DbConn", "a verified request's recording runs on the connection of its log's group commit"),
     ("src/api/idempotent.rs", "store::idempotency::IdempotencyScope", "the key's scope, handed to the service that stores the answer"),
     ("src/api/idempotent.rs", "store::idempotency::Begin", "what taking a key found: run, replay or wait"),
     ("src/api/idempotent.rs", "store::idempotency::begin", "takes the Idempotency-Key before the work (SPEC section 10), whatever the service"),

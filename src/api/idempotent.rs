@@ -2,7 +2,9 @@
 
 use super::auth::Caller;
 use super::AppState;
+use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode};
+use crate::keys::MasterKey;
 use crate::store::idempotency::{self, Begin, IdempotencyScope};
 use crate::store::DbConn;
 use actix_web::http::{header, StatusCode};
@@ -93,6 +95,16 @@ where
     .await
 }
 
+/// What an append to the caller's log is given beside its connection:
+/// the request's idempotency scope (when it has a key), the master key,
+/// the caller and the server's clock read when the work runs.
+pub struct Append<'a> {
+    pub scope: Option<&'a IdempotencyScope>,
+    pub master: &'a MasterKey,
+    pub caller: &'a Caller,
+    pub now: Timestamp,
+}
+
 /// [`run`] for an append to the caller's log: the work joins the log's
 /// next group commit (`AppState::write`).
 pub async fn run_grouped<F>(
@@ -104,9 +116,7 @@ pub async fn run_grouped<F>(
     work: F,
 ) -> Result<HttpResponse, ApiError>
 where
-    F: FnOnce(&mut DbConn, Option<&IdempotencyScope>) -> Result<(u16, String), ApiError>
-        + Send
-        + 'static,
+    F: FnOnce(&mut DbConn, Append<'_>) -> Result<(u16, String), ApiError> + Send + 'static,
 {
     run_grouped_with_replay(state, req, caller, route, request_sha256, |body| body, work).await
 }
@@ -133,10 +143,20 @@ pub async fn run_grouped_with_replay<F>(
     work: F,
 ) -> Result<HttpResponse, ApiError>
 where
-    F: FnOnce(&mut DbConn, Option<&IdempotencyScope>) -> Result<(u16, String), ApiError>
-        + Send
-        + 'static,
+    F: FnOnce(&mut DbConn, Append<'_>) -> Result<(u16, String), ApiError> + Send + 'static,
 {
+    let master = state.master.clone();
+    let clock = state.clock.clone();
+    let appender = caller.clone();
+    let work = move |conn: &mut DbConn, scope: Option<&IdempotencyScope>| {
+        let append = Append {
+            scope,
+            master: &master,
+            caller: &appender,
+            now: clock.now(),
+        };
+        work(conn, append)
+    };
     let via = Via::Grouped;
     run_in(
         state,

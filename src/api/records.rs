@@ -101,29 +101,25 @@ pub async fn create_opt_in(
     body: ApiJson<OptInRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let draft = body.value.parse(rules_of(&caller))?;
-    let clock = state.clock.clone();
-    let master = state.master.clone();
-    let work_caller = caller.clone();
     idempotent::run_grouped(
         &state,
         &req,
         &caller,
         "opt-ins",
         &body.body_sha256,
-        move |conn, scope| {
+        move |conn, w| {
             // Clock rules run after the idempotency lookup: a retry replays.
             let render =
                 |appended: &Appended, code: Option<&IssuedCode>| recorded_json(appended, code);
-            let reply = scope.map(|scope| Reply {
+            let reply = w.scope.map(|scope| Reply {
                 scope,
                 render: &render,
             });
             let door = Door::Api {
-                key_id: &work_caller.key_id,
+                key_id: &w.caller.key_id,
             };
-            let tenant = &work_caller.tenant;
-            let now = clock.now();
-            let recorded = record_opt_in(conn, &master, tenant, (draft, door), reply, now)?;
+            let tenant = &w.caller.tenant;
+            let recorded = record_opt_in(conn, w.master, tenant, (draft, door), reply, w.now)?;
             let body = recorded_json(&recorded.appended, recorded.confirmation.as_ref());
             Ok((201, body))
         },
@@ -162,26 +158,22 @@ pub async fn create_opt_out(
     body: ApiJson<OptOutRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let opt_out = body.value.parse(rules_of(&caller))?;
-    let clock = state.clock.clone();
-    let master = state.master.clone();
-    let work_caller = caller.clone();
     idempotent::run_grouped(
         &state,
         &req,
         &caller,
         "opt-outs",
         &body.body_sha256,
-        move |conn, scope| {
-            let now = clock.now();
+        move |conn, w| {
             let suppressed = serde_json::to_string(&SuppressedAnswer { suppressed: true })
                 .expect("serialisable");
-            let reply = scope.map(|scope| opt_outs::Reply {
+            let reply = w.scope.map(|scope| opt_outs::Reply {
                 scope,
                 render: &created,
                 suppressed: &suppressed,
             });
-            let by = (&work_caller.tenant.id, work_caller.key_id.as_str());
-            match record_opt_out(conn, &master, by, opt_out, reply, now)? {
+            let by = (&w.caller.tenant.id, w.caller.key_id.as_str());
+            match record_opt_out(conn, w.master, by, opt_out, reply, w.now)? {
                 OptedOut::Recorded(appended) => Ok((201, created(&appended))),
                 OptedOut::Suppressed => Ok((200, suppressed)),
             }
@@ -228,9 +220,6 @@ pub async fn create_interaction(
     body: ApiJson<InteractionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let interaction = body.value.parse(rules_of(&caller))?;
-    let tenant = caller.tenant.id.clone();
-    let clock = state.clock.clone();
-    let master = state.master.clone();
     let asked = interaction.identity.clone();
     // A replay answers the stored window with the number of this request
     // (the same body, so the same number).
@@ -242,23 +231,26 @@ pub async fn create_interaction(
         "interactions",
         &body.body_sha256,
         replay,
-        move |conn, scope| {
-            let now = clock.now();
-            let render = |window: &Window| {
-                let stored = StoredInteraction {
-                    window: window.clone(),
+        {
+            move |conn, w| {
+                let render = |window: &Window| {
+                    let stored = StoredInteraction {
+                        window: window.clone(),
+                    };
+                    serde_json::to_string(&stored).expect("serialisable")
                 };
-                serde_json::to_string(&stored).expect("serialisable")
-            };
-            let reply = scope.map(|scope| interactions::Reply {
-                scope,
-                render: &render,
-            });
-            let window = record_interaction(conn, &master, &tenant, &interaction, reply, now)?;
-            let stored = render(&window);
-            let body =
-                interaction_answer(&interaction.identity, &stored).expect("it was just written");
-            Ok((200, body))
+                let reply = w.scope.map(|scope| interactions::Reply {
+                    scope,
+                    render: &render,
+                });
+                let tenant = &w.caller.tenant.id;
+                let window =
+                    record_interaction(conn, w.master, tenant, &interaction, reply, w.now)?;
+                let stored = render(&window);
+                let body = interaction_answer(&interaction.identity, &stored)
+                    .expect("it was just written");
+                Ok((200, body))
+            }
         },
     )
     .await

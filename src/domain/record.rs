@@ -135,6 +135,16 @@ impl Record {
         }
     }
 
+    /// The channel the person used.
+    pub fn channel(&self) -> CaptureChannel {
+        match self {
+            Record::OptIn(r) => r.channel,
+            Record::OptOut(r) => r.channel,
+            Record::Lift(r) => r.channel,
+            Record::Confirm(r) => r.channel,
+        }
+    }
+
     /// Recorded as a backfill (an opt-in or opt-out of another system's past).
     pub fn is_backfill(&self) -> bool {
         match self {

@@ -8,12 +8,12 @@
 use super::error::ServiceResult;
 use super::links::close_group;
 use crate::domain::access::TenantId;
-use crate::domain::purpose::Purpose;
+use crate::domain::purpose::{Purpose, PurposeSet};
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::providers::letter::{LetterPayload, MessageLetter, PreferenceLetter};
 use crate::providers::message::{
-    intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, message_of_letter,
+    keyword_opt_out, marketing_stop, message_evidence, message_letter, message_of_letter,
     preference_evidence, InboundMessage, Outcome, Provider, Sender, PROVIDER_CLOCK_SKEW_MILLIS,
 };
 use crate::providers::settings::StoredSettings;
@@ -28,17 +28,16 @@ use crate::store::links::Source;
 use crate::store::{DbConn, Rejection, StoreError};
 
 /// Keeps a message sent to a business number the tenant does not have
-/// (yet): its opt-out applies once the number is configured.
+/// (yet): its opt-out (`withdrawn`: the purposes it withdraws, when it is
+/// one) applies once the number is configured.
 #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
 pub fn keep_for_unknown_business(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &TenantId,
-    settings: &StoredSettings,
-    message: &InboundMessage,
+    (message, withdrawn): (&InboundMessage, Option<PurposeSet>),
     now: Timestamp,
 ) -> ServiceResult<Outcome> {
-    let withdrawn = intent(message.provider, &message.content, settings).withdrawn(settings);
     if let (Some(_), Some(identity)) = (withdrawn, message.sender.recorded_on()) {
         // An opt-out of an erased identity records nothing (it is opted out
         // already), and keeps nothing that names it again.

@@ -9,7 +9,7 @@ use crate::domain::time::{Clock, Timestamp};
 use crate::keys::MasterKey;
 use crate::providers::letter::LetterPayload;
 use crate::providers::message::{
-    preference_letter, system_letter, Outcome, PreferenceChange, Provider,
+    intent, preference_letter, system_letter, Outcome, PreferenceChange, Provider,
 };
 use crate::providers::settings::StoredSettings;
 use crate::providers::whatsapp::{changed_message, inbound_message, preference_key, timestamp};
@@ -85,9 +85,10 @@ pub fn record_notification(
                     inbound::record_message(conn, master, tenant, settings, &message, now)?
                 } else {
                     // Sealed whole: the admin may need the sender and the words.
-                    super::dead_letters::keep_for_unknown_business(
-                        conn, master, tenant, settings, &message, now,
-                    )?
+                    let withdrawn =
+                        intent(message.provider, &message.content, settings).withdrawn(settings);
+                    let kept = (&message, withdrawn);
+                    super::dead_letters::keep_for_unknown_business(conn, master, tenant, kept, now)?
                 }
             }
             Event::Changed(c) if known(c.phone_number_id.as_deref()) => {

@@ -10,7 +10,7 @@ use super::subjects::{current_or_new_subject, current_subject, group_holds_entri
 use super::{DbConn, Rejection, StoreError, StoreResult};
 use crate::domain::access::TenantId;
 use crate::domain::ids::{GroupId, SubjectId};
-use crate::domain::purpose::{CaptureChannel, MessageChannelSet, PurposeSet};
+use crate::domain::purpose::{MessageChannelSet, PurposeSet};
 pub use crate::domain::record::{
     LiftClass, LiftRecord, OptInRecord, OptOutRecord, PendingConfirmation, Record,
 };
@@ -456,49 +456,41 @@ fn insert_consent_event(
         consent_events::group_id.eq(group_id),
     );
     // What an opt-in's and an opt-out's rows have alike (one of the two is
-    // written).
-    let event = |kind: &'static str, at: Timestamp, channel: CaptureChannel, sets| {
-        let (purposes, message_channels): (PurposeSet, MessageChannelSet) = sets;
+    // written): the kind, the time, the channel and what it covers.
+    let event = |kind: &'static str,
+                 (purposes, message_channels): (PurposeSet, MessageChannelSet)| {
         (
             base,
             consent_events::kind.eq(kind),
-            consent_events::captured_at.eq(at.millis()),
-            consent_events::channel.eq(channel.as_str()),
+            consent_events::captured_at.eq(record.captured_at().millis()),
+            consent_events::channel.eq(record.channel().as_str()),
             consent_events::purposes.eq(purposes.bits()),
             consent_events::message_channels.eq(message_channels.bits()),
         )
     };
     match record {
-        Record::OptIn(r) => crate::execute!(
-            conn,
-            diesel::insert_into(consent_events::table).values((
-                event(
-                    "opt_in",
-                    r.captured_at,
-                    r.channel,
-                    (r.purposes, r.message_channels)
-                ),
+        Record::OptIn(r) => {
+            let confirmation = r.confirmation.as_ref();
+            let row = (
+                event("opt_in", (r.purposes, r.message_channels)),
                 consent_events::brand_id.eq(Some(r.brand_id.0)),
                 consent_events::company_name_shown.eq(Some(&r.company_name_shown)),
-                consent_events::confirmation_required.eq(r.confirmation.is_some()),
+                consent_events::confirmation_required.eq(confirmation.is_some()),
                 consent_events::confirmation_code_sha256
-                    .eq(r.confirmation.as_ref().map(|c| c.code_sha256.clone())),
+                    .eq(confirmation.map(|c| c.code_sha256.clone())),
                 consent_events::confirmation_expires_at
-                    .eq(r.confirmation.as_ref().map(|c| c.expires_at.millis())),
-            ))
-        )?,
-        Record::OptOut(r) => crate::execute!(
-            conn,
-            diesel::insert_into(consent_events::table).values((
-                event(
-                    "opt_out",
-                    r.captured_at,
-                    r.channel,
-                    (r.purposes, r.message_channels)
-                ),
-                consent_events::lift_class.eq(r.lift_class.map(LiftClass::as_str)),
-            ))
-        )?,
+                    .eq(confirmation.map(|c| c.expires_at.millis())),
+            );
+            crate::execute!(conn, diesel::insert_into(consent_events::table).values(row))?
+        }
+        Record::OptOut(r) => {
+            let lift_class = r.lift_class.map(LiftClass::as_str);
+            let row = (
+                event("opt_out", (r.purposes, r.message_channels)),
+                consent_events::lift_class.eq(lift_class),
+            );
+            crate::execute!(conn, diesel::insert_into(consent_events::table).values(row))?
+        }
         Record::Lift(r) => mark_event!(
             conn,
             (tenant, r.lifts, "opt_out"),

@@ -53,14 +53,13 @@ pub struct PageQuery {
 /// unknown or its brand is retired.
 async fn page_of(
     state: &AppState,
-    tenant: &str,
-    form: &str,
+    path: web::Path<PagePath>,
 ) -> Result<(TenantRow, Option<StoredForm>), ApiError> {
     let missing = || ApiError::not_found("no such page");
-    let Some(tenant) = TenantId::parse(tenant) else {
+    let PagePath { tenant, form } = path.into_inner();
+    let Some(tenant) = TenantId::parse(&tenant) else {
         return Err(missing());
     };
-    let form = form.to_owned();
     let found = state
         .db(move |conn| Ok(pages::find_page(conn, &tenant, &form)?))
         .await?;
@@ -110,11 +109,7 @@ pub async fn show_page(
     path: web::Path<PagePath>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let PagePath {
-        tenant,
-        form: form_id,
-    } = path.into_inner();
-    let (row, form) = page_of(&state, &tenant, &form_id).await?;
+    let (row, form) = page_of(&state, path).await?;
     let tenant = row.id;
     let Some(form) = form else {
         let (brands, w) = opt_out_words(&state, &tenant, query.lang.as_deref()).await?;
@@ -173,11 +168,7 @@ pub async fn post_page(
     query: web::Query<PageQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let PagePath {
-        tenant,
-        form: form_id,
-    } = path.into_inner();
-    let (row, form) = page_of(&state, &tenant, &form_id).await?;
+    let (row, form) = page_of(&state, path).await?;
     let declared = declared_length(&req);
     let body = read_body(
         &state,

@@ -8,10 +8,14 @@ use crate::api::body::{declared_length, read_body as read_body_within, Body};
 use crate::api::limits::client_addr;
 use crate::api::AppState;
 use crate::domain::access::TenantId;
+use crate::domain::time::Clock;
 use crate::error::{ApiError, ErrorCode};
+use crate::keys::MasterKey;
 use crate::providers::settings::{self, StoredSettings};
 use crate::services::channel_settings;
+use crate::services::error::ServiceError;
 use crate::store::audit::AuditKind;
+use crate::store::DbConn;
 use actix_web::{web, HttpRequest};
 
 /// The raw body, at most `limit` bytes (signatures are over the exact
@@ -93,4 +97,107 @@ fn open_secrets(
         }
     }
     Ok(secrets)
+}
+
+/// How one provider signs its webhook requests.
+struct Signing {
+    /// The provider's name in the trail and the metrics.
+    provider: &'static str,
+    /// The header that carries the signature.
+    header: &'static str,
+    /// What a failed authentication counts as.
+    what: &'static str,
+    /// The one answer to a missing or bad signature and to an unknown
+    /// tenant or one without the provider.
+    refusal: fn() -> ApiError,
+    /// The provider's sealed secrets (current and previous), when the
+    /// tenant has the provider.
+    sealed: for<'s> fn(&'s StoredSettings) -> Option<[(&'static str, Option<&'s String>); 2]>,
+}
+
+/// A provider's request: its tenant, settings and opened secrets, the
+/// signature presented and the body, not yet checked against each other.
+struct Signed {
+    tenant: TenantId,
+    settings: StoredSettings,
+    secrets: Vec<String>,
+    signature: String,
+    body: Body,
+}
+
+impl Signed {
+    /// Reads a signed request. No body is read for an unknown tenant, one
+    /// without the provider, or a request without a signature.
+    async fn read(
+        state: &AppState,
+        request: &HttpRequest,
+        named: &str,
+        payload: web::Payload,
+        signing: &Signing,
+    ) -> Result<Self, ApiError> {
+        may_authenticate(state, request)?;
+        let refused = || failed(state, request, signing.what, (signing.refusal)());
+        let signature = request
+            .headers()
+            .get(signing.header)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(refused)?
+            .to_owned();
+        let (tenant, settings) = tenant_settings(state, named).await?.ok_or_else(refused)?;
+        let secrets = {
+            let sealed = (signing.sealed)(&settings).ok_or_else(refused)?;
+            open_secrets(state, &tenant, &sealed)?
+        };
+        let body = read_body(state, request, payload, BODY_LIMIT).await?;
+        Ok(Self {
+            tenant,
+            settings,
+            secrets,
+            signature,
+            body,
+        })
+    }
+
+    /// The secrets, as the signature checks take them.
+    fn secrets(&self) -> Vec<&str> {
+        self.secrets.iter().map(String::as_str).collect()
+    }
+
+    /// Passes a request whose signature `valid` says matched; otherwise
+    /// notes the failure in the tenant's trail and refuses it.
+    async fn verified(
+        &self,
+        state: &AppState,
+        request: &HttpRequest,
+        signing: &Signing,
+        valid: bool,
+    ) -> Result<(), ApiError> {
+        if valid {
+            return Ok(());
+        }
+        signature_failed(state, request, &self.tenant, signing.provider).await;
+        Err(failed(state, request, signing.what, (signing.refusal)()))
+    }
+}
+
+/// Webhook bodies are at most 3 MiB (SPEC section 10), Twilio's as Meta's.
+const BODY_LIMIT: usize = 3 * 1024 * 1024;
+
+/// Runs a verified request's recording in its tenant's write group, with
+/// the master key and the clock.
+async fn record<T, F>(state: &AppState, tenant: TenantId, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConn, &MasterKey, &TenantId, &Clock) -> Result<T, ServiceError>
+        + Send
+        + 'static,
+{
+    let master = state.master.clone();
+    let clock = state.clock.clone();
+    let log = tenant.clone();
+    state
+        .write(&log, move |conn| {
+            work(conn, &master, &tenant, &clock).map_err(ApiError::from)
+        })
+        .await
 }

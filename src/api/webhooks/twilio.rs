@@ -2,7 +2,7 @@
 //! configured URL, turned into opt-ins, opt-outs and lifts. Answers an
 //! empty TwiML `<Response/>`: never an automatic reply.
 
-use super::{failed, may_authenticate, open_secrets, read_body, signature_failed, tenant_settings};
+use super::{record, Signed, Signing};
 use crate::api::AppState;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::providers::message::Outcome;
@@ -11,9 +11,6 @@ use crate::providers::twilio::{read_delivery, Delivery};
 use crate::services::inbound;
 use actix_web::http::header;
 use actix_web::{post, web, HttpRequest, HttpResponse};
-
-/// Webhook bodies are at most 3 MiB (SPEC section 10), Twilio's as Meta's.
-const BODY_LIMIT: usize = 3 * 1024 * 1024;
 
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
 
@@ -45,6 +42,24 @@ fn refused(detail: &str) -> ApiError {
 const BAD_SIGNATURE: &str =
     "X-Twilio-Signature is missing or does not match the configured URL and auth tokens";
 
+/// Twilio signs with the account's auth token (or its secondary one).
+const TWILIO: Signing = Signing {
+    provider: "twilio",
+    header: "x-twilio-signature",
+    what: "twilio signature",
+    refusal: || refused(BAD_SIGNATURE),
+    sealed: |settings| {
+        let twilio = settings.twilio.as_ref()?;
+        Some([
+            ("twilio.auth_token", Some(&twilio.auth_token)),
+            (
+                "twilio.secondary_auth_token",
+                twilio.secondary_auth_token.as_ref(),
+            ),
+        ])
+    },
+};
+
 #[utoipa::path(
     tag = "webhooks",
     params(("tenant" = String, Path, description = "The tenant id")),
@@ -71,39 +86,21 @@ pub async fn twilio_message(
             "Twilio posts Content-Type: application/x-www-form-urlencoded",
         ));
     }
-    may_authenticate(&state, &request)?;
-    let bad_signature = || failed(&state, &request, "twilio signature", refused(BAD_SIGNATURE));
-    // No tenant with Twilio or no signature: no body read.
-    let signature = request
-        .headers()
-        .get("x-twilio-signature")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(bad_signature)?
-        .to_owned();
-    let (tenant, settings) = tenant_settings(&state, &tenant)
-        .await?
-        .filter(|(_, s)| s.twilio.is_some())
-        .ok_or_else(bad_signature)?;
-    let body = read_body(&state, &request, body, BODY_LIMIT).await?;
-    let params: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(&body).map_err(|_| refused("the body is not a valid form"))?;
-    let twilio = settings.twilio.as_ref().expect("filtered on it");
-    let tokens = open_secrets(
-        &state,
-        &tenant,
-        &[
-            ("twilio.auth_token", Some(&twilio.auth_token)),
-            (
-                "twilio.secondary_auth_token",
-                twilio.secondary_auth_token.as_ref(),
-            ),
-        ],
-    )?;
-    let token_refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
-    if !twilio_signature_valid(&token_refs, &twilio.webhook_url, &params, Some(&signature)) {
-        signature_failed(&state, &request, &tenant, "twilio").await;
-        return Err(bad_signature());
-    }
+    let signed = Signed::read(&state, &request, &tenant, body, &TWILIO).await?;
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&signed.body)
+        .map_err(|_| refused("the body is not a valid form"))?;
+    let twilio = signed
+        .settings
+        .twilio
+        .as_ref()
+        .expect("signed with its token");
+    let valid = twilio_signature_valid(
+        &signed.secrets(),
+        &twilio.webhook_url,
+        &params,
+        Some(&signed.signature),
+    );
+    signed.verified(&state, &request, &TWILIO, valid).await?;
     let message = match read_delivery(&params, twilio, state.now()).map_err(refused)? {
         Delivery::Message(message) => message,
         Delivery::Ignored(why) => {
@@ -112,15 +109,13 @@ pub async fn twilio_message(
             return Ok(twiml());
         }
     };
-    let master = state.master.clone();
-    let clock = state.clock.clone();
-    let log = tenant.clone();
-    let outcome = state
-        .write(&log, move |conn| {
-            inbound::record_message(conn, &master, &tenant, &settings, &message, clock.now())
-                .map_err(ApiError::from)
-        })
-        .await?;
+    let Signed {
+        tenant, settings, ..
+    } = signed;
+    let outcome = record(&state, tenant, move |conn, master, tenant, clock| {
+        inbound::record_message(conn, master, tenant, &settings, &message, clock.now())
+    })
+    .await?;
     tracing::info!(outcome = ?outcome, "Twilio message handled");
     let counted = match outcome {
         Outcome::Recorded { .. } => "recorded",

@@ -1,7 +1,7 @@
 //! `GET`/`POST /webhooks/whatsapp/{tenant}`: Meta's handshake, then signed
 //! notifications turned into windows, opt-ins, opt-outs and lifts.
 
-use super::{failed, may_authenticate, open_secrets, read_body, signature_failed, tenant_settings};
+use super::{failed, may_authenticate, record, tenant_settings, Signed, Signing};
 use crate::api::AppState;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::providers::settings::{open_secret, StoredSettings, StoredWhatsApp};
@@ -12,9 +12,6 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use utoipa::IntoParams;
-
-/// Meta sends at most this much in one notification.
-const BODY_LIMIT: usize = 3 * 1024 * 1024;
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct Handshake {
@@ -43,6 +40,24 @@ fn handshake_refused() -> ApiError {
 fn signature_refused() -> ApiError {
     ApiError::unauthorized("X-Hub-Signature-256 is missing or does not match the app secret")
 }
+
+/// Meta signs with the app secret (or the previous one, while it rotates).
+const WHATSAPP: Signing = Signing {
+    provider: "whatsapp",
+    header: "x-hub-signature-256",
+    what: "whatsapp signature",
+    refusal: signature_refused,
+    sealed: |settings| {
+        let whatsapp = whatsapp_of(settings)?;
+        Some([
+            ("whatsapp.app_secret", Some(&whatsapp.app_secret)),
+            (
+                "whatsapp.previous_app_secret",
+                whatsapp.previous_app_secret.as_ref(),
+            ),
+        ])
+    },
+};
 
 /// The tenant's WhatsApp settings, when it has them.
 fn whatsapp_of(settings: &StoredSettings) -> Option<&StoredWhatsApp> {
@@ -117,52 +132,23 @@ pub async fn whatsapp_notification(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = tenant.into_inner();
-    may_authenticate(&state, &request)?;
-    let refused = || failed(&state, &request, "whatsapp signature", signature_refused());
-    // No tenant with WhatsApp or no signature: no body read.
-    let header = request
-        .headers()
-        .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(refused)?
-        .to_owned();
-    let (tenant, settings) = tenant_settings(&state, &tenant)
-        .await?
-        .ok_or_else(refused)?;
-    let whatsapp = whatsapp_of(&settings).ok_or_else(refused)?;
-    let secrets = open_secrets(
-        &state,
-        &tenant,
-        &[
-            ("whatsapp.app_secret", Some(&whatsapp.app_secret)),
-            (
-                "whatsapp.previous_app_secret",
-                whatsapp.previous_app_secret.as_ref(),
-            ),
-        ],
-    )?;
-    let body = read_body(&state, &request, body, BODY_LIMIT).await?;
-    let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    if !whatsapp_signature_valid(&secret_refs, &body, Some(&header)) {
-        signature_failed(&state, &request, &tenant, "whatsapp").await;
-        return Err(refused());
-    }
-    let notification: Notification = match serde_json::from_slice(&body) {
+    let signed = Signed::read(&state, &request, &tenant, body, &WHATSAPP).await?;
+    let valid = whatsapp_signature_valid(&signed.secrets(), &signed.body, Some(&signed.signature));
+    signed.verified(&state, &request, &WHATSAPP, valid).await?;
+    let notification: Notification = match serde_json::from_slice(&signed.body) {
         Ok(n) => n,
         Err(_) => {
             tracing::warn!("a signed WhatsApp notification is not JSON; ignored");
             return Ok(HttpResponse::Ok().finish());
         }
     };
-    let master = state.master.clone();
-    let clock = state.clock.clone();
-    let log = tenant.clone();
-    let applied = state
-        .write(&log, move |conn| {
-            record_notification(conn, &master, &tenant, &settings, &notification, &clock)
-                .map_err(ApiError::from)
-        })
-        .await?;
+    let Signed {
+        tenant, settings, ..
+    } = signed;
+    let applied = record(&state, tenant, move |conn, master, tenant, clock| {
+        record_notification(conn, master, tenant, &settings, &notification, clock)
+    })
+    .await?;
     tracing::info!(
         recorded = applied.recorded,
         duplicates = applied.duplicates,
