@@ -29,6 +29,7 @@ pub struct Metrics {
     housekeeping: Family<Labels, Counter>,
     /// Set at each scrape from the database and the pool.
     pub dead_letters_waiting: Gauge,
+    pub reviews_waiting: Gauge,
     pub log_entries: Gauge,
     pub logs: Gauge,
     pub unsigned_entries: Gauge,
@@ -114,6 +115,12 @@ impl Metrics {
             "Dead letters not applied (all tenants)",
             dead_letters_waiting.clone(),
         );
+        let reviews_waiting = Gauge::default();
+        registry.register(
+            "reviews_waiting",
+            "Ambiguous messages waiting for review (all tenants)",
+            reviews_waiting.clone(),
+        );
         let log_entries = Gauge::default();
         registry.register("log_entries", "Entries in all logs", log_entries.clone());
         let logs = Gauge::default();
@@ -148,6 +155,7 @@ impl Metrics {
             write_groups,
             housekeeping,
             dead_letters_waiting,
+            reviews_waiting,
             log_entries,
             logs,
             unsigned_entries,

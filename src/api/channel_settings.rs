@@ -47,7 +47,7 @@ pub async fn put_channels(
     caller: Caller,
     body: ApiJson<ChannelSettingsInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = caller.tenant.id.clone();
+    let tenant = caller.tenant.clone();
     let master = state.master.clone();
     let now = state.now();
     let input = body.value;

@@ -28,11 +28,12 @@ pub async fn healthz() -> HttpResponse {
 /// label names a tenant.
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (logs, waiting) = state
+    let (logs, waiting, reviews) = state
         .db(|conn| {
             Ok((
                 crate::store::log::overview(conn)?,
                 crate::store::dead_letters::waiting_count(conn)?,
+                crate::store::reviews::count_waiting(conn)?,
             ))
         })
         .await?;
@@ -50,6 +51,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         .map_or(0.0, |at| (state.now().millis() - at).max(0) as f64 / 1000.0);
     m.oldest_unsigned_seconds.set(lag);
     m.dead_letters_waiting.set(waiting);
+    m.reviews_waiting.set(reviews);
     let pool = state.pool.state();
     let connections = |state: &str| vec![("state", state.to_owned())];
     m.pool_connections

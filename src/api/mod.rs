@@ -21,6 +21,7 @@ pub mod observe;
 pub mod pages;
 pub mod paging;
 pub mod records;
+pub mod reviews;
 pub mod subjects;
 pub mod tenants;
 pub mod trail;

@@ -7,8 +7,10 @@ use super::AppState;
 use crate::domain::access::TenantId;
 use crate::domain::access::{self, BRAND_NAME_RULE};
 use crate::domain::number::Region;
+use crate::domain::policy::AmbiguousMode;
 use crate::domain::purpose::CaptureChannel;
 use crate::domain::time::Timestamp;
+use crate::domain::vocabulary::{Language, LanguageSet};
 use crate::error::{ApiError, Problem};
 use crate::services::tenants::{self as service};
 use crate::store::audit::AuditKind;
@@ -135,6 +137,14 @@ pub struct TenantSettings {
     /// the identity itself never wait.
     pub require_confirmation_for: Vec<CaptureChannel>,
     pub evidence_retention_days: Option<i64>,
+    /// The languages whose opt-out vocabularies read inbound messages
+    /// (SPEC section 7), in the shipped order; English is always one.
+    pub languages: Vec<Language>,
+    /// What a message that holds an opt-out keyword among other words, and
+    /// no phrase, does: `opt_out` (an opt-out of `partial_opt_out`, listed
+    /// in `GET /v1/reviews`) or `review` (nothing until reviewed; checks
+    /// answer `under_review`).
+    pub ambiguous_messages: AmbiguousMode,
 }
 
 impl TenantSettings {
@@ -149,6 +159,8 @@ impl TenantSettings {
             default_region: t.policy.default_region,
             require_confirmation_for: t.policy.confirmation_for,
             evidence_retention_days: t.policy.evidence_retention_days,
+            languages: t.policy.languages.to_vec(),
+            ambiguous_messages: t.policy.ambiguous,
         }
     }
 }
@@ -203,6 +215,13 @@ pub struct TenantPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 36_500)]
     pub evidence_retention_days: Option<Option<i64>>,
+    /// The languages whose opt-out vocabularies are read (English always
+    /// is); null: every shipped language.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<Language>>)]
+    pub languages: Option<Option<Vec<Language>>>,
+    #[serde(default)]
+    pub ambiguous_messages: Option<AmbiguousMode>,
 }
 
 fn check_days(field: &str, value: Option<Option<i64>>) -> Result<(), ApiError> {
@@ -216,22 +235,9 @@ fn check_days(field: &str, value: Option<Option<i64>>) -> Result<(), ApiError> {
     }
 }
 
-#[utoipa::path(
-    tag = "tenants",
-    request_body = TenantPatch,
-    responses(
-        (status = 200, description = "The tenant's settings after the change", body = TenantSettings),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = []))
-)]
-#[patch("/v1/tenant", wrap = "from_fn(auth::admin)")]
-pub async fn patch_tenant(
-    state: web::Data<AppState>,
-    caller: Caller,
-    body: ApiJson<TenantPatch>,
-) -> Result<HttpResponse, ApiError> {
-    let patch = body.value;
+/// A PATCH checked and turned into the change it makes, with the names of
+/// the settings it changes.
+fn parse_patch(patch: TenantPatch) -> Result<(SettingsChange, Vec<&'static str>), ApiError> {
     check_days("max_consent_age_days", patch.max_consent_age_days)?;
     check_days("evidence_retention_days", patch.evidence_retention_days)?;
     let default_region = match patch.default_region {
@@ -275,6 +281,8 @@ pub async fn patch_tenant(
             "evidence_retention_days",
             patch.evidence_retention_days.is_some(),
         ),
+        ("languages", patch.languages.is_some()),
+        ("ambiguous_messages", patch.ambiguous_messages.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, given)| given.then_some(name))
@@ -284,7 +292,33 @@ pub async fn patch_tenant(
         default_region,
         require_confirmation_for,
         evidence_retention_days: patch.evidence_retention_days,
+        languages: patch.languages.map(|listed| {
+            listed.map(|listed| {
+                let set = LanguageSet::of(&listed);
+                serde_json::to_string(&set.to_vec()).expect("serialisable")
+            })
+        }),
+        ambiguous_messages: patch.ambiguous_messages,
     };
+    Ok((change, changed))
+}
+
+#[utoipa::path(
+    tag = "tenants",
+    request_body = TenantPatch,
+    responses(
+        (status = 200, description = "The tenant's settings after the change", body = TenantSettings),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[patch("/v1/tenant", wrap = "from_fn(auth::admin)")]
+pub async fn patch_tenant(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<TenantPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let (change, changed) = parse_patch(body.value)?;
     let tenant = caller.tenant.id.clone();
     let settings = state
         .db(move |conn| {
@@ -299,6 +333,8 @@ pub async fn patch_tenant(
         "default_region": settings.default_region,
         "require_confirmation_for": settings.require_confirmation_for,
         "evidence_retention_days": settings.evidence_retention_days,
+        "languages": settings.languages,
+        "ambiguous_messages": settings.ambiguous_messages,
     });
     trail::note(
         &state,

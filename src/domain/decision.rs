@@ -85,6 +85,7 @@ pub enum Reason {
     ChannelNotCovered,
     BrandMismatch,
     Unconfirmed,
+    UnderReview,
 }
 
 impl Reason {
@@ -98,6 +99,7 @@ impl Reason {
             Reason::ChannelNotCovered => "channel_not_covered",
             Reason::BrandMismatch => "brand_mismatch",
             Reason::Unconfirmed => "unconfirmed",
+            Reason::UnderReview => "under_review",
         }
     }
 }
@@ -125,20 +127,32 @@ pub struct Closure {
     pub by: Option<u64>,
 }
 
-/// What stands above a group's events: the latest erasure on request of
-/// any of its identities (rule 1), and whether the group is closed (rule 2).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Standing {
-    pub suppressed_at: Option<Timestamp>,
-    pub closed: Option<Closure>,
+/// An ambiguous message of the group held for review (SPEC section 7, mode
+/// `review`), not yet settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingReview {
+    /// What it would withdraw.
+    pub purposes: PurposeSet,
+    pub captured_at: Timestamp,
 }
 
-impl Standing {
+/// What stands above a group's events: the latest erasure on request of
+/// any of its identities (rule 1), whether the group is closed (rule 2),
+/// and its messages held for review (rule 3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Standing<'r> {
+    pub suppressed_at: Option<Timestamp>,
+    pub closed: Option<Closure>,
+    pub under_review: &'r [PendingReview],
+}
+
+impl Standing<'_> {
     /// Only an erasure (or none).
     pub fn suppressed(suppressed_at: Option<Timestamp>) -> Self {
         Self {
             suppressed_at,
             closed: None,
+            under_review: &[],
         }
     }
 }
@@ -154,7 +168,7 @@ pub fn decide<'a>(
     events: &'a [ConsentEvent],
     question: Question,
     max_consent_age_days: Option<i64>,
-    standing: Standing,
+    standing: Standing<'_>,
     now: Timestamp,
 ) -> Outcome<'a> {
     let Question {
@@ -197,6 +211,9 @@ pub fn decide<'a>(
     if let Some(event) = governing {
         let reason = match event.kind {
             EventKind::OptOut => Reason::OptedOut,
+            EventKind::OptIn if reviewed_later(standing.under_review, event, purpose) => {
+                Reason::UnderReview
+            }
             EventKind::OptIn => match max_consent_age_days {
                 Some(days) if now >= event.captured_at.plus_days(days) => Reason::Expired,
                 _ => Reason::Allowed,
@@ -207,12 +224,26 @@ pub fn decide<'a>(
             consent: Some(event),
         };
     }
-    let awaiting = events().any(|e| {
+    without_governing(events(), question, now)
+}
+
+/// Rule 4: no opt-out or counting opt-in governs the question.
+fn without_governing<'a>(
+    events: impl Iterator<Item = &'a ConsentEvent> + Clone,
+    question: Question,
+    now: Timestamp,
+) -> Outcome<'a> {
+    let Question {
+        purpose,
+        brand_id,
+        channel,
+    } = question;
+    let awaiting = events.clone().any(|e| {
         e.is_awaiting_confirmation(now)
             && e.covers(purpose, channel)
             && e.brand_id == Some(brand_id)
     });
-    let counting: Vec<&ConsentEvent> = events().filter(|e| e.is_counting_opt_in()).collect();
+    let counting: Vec<&ConsentEvent> = events.filter(|e| e.is_counting_opt_in()).collect();
     let (reason, consent) = if awaiting {
         (Reason::Unconfirmed, None)
     } else if counting.is_empty() {
@@ -230,6 +261,14 @@ pub fn decide<'a>(
         (Reason::BrandMismatch, other_brand)
     };
     Outcome { reason, consent }
+}
+
+/// Rule 3: a message held for review, captured after the governing opt-in,
+/// that would withdraw the purpose.
+fn reviewed_later(pending: &[PendingReview], opt_in: &ConsentEvent, purpose: Purpose) -> bool {
+    pending
+        .iter()
+        .any(|p| p.purposes.contains(purpose) && p.captured_at > opt_in.captured_at)
 }
 
 /// Whether every purpose on every message channel is governed by an
@@ -900,6 +939,7 @@ mod tests {
         let closed = Standing {
             suppressed_at: None,
             closed: Some(Closure { by: Some(2) }),
+            under_review: &[],
         };
         for purpose in Purpose::ALL {
             for channel in MessageChannel::ALL {

@@ -112,7 +112,7 @@ pub const WEBHOOK_URL_PATTERN: &str = concat!(
     "]*$"
 );
 
-/// `keywords::normalize` keeps letters and digits only: a keyword or a
+/// `vocabulary::normalize` keeps letters and digits only: a keyword or a
 /// match holds an ASCII letter or digit, or a character beyond ASCII
 /// (unanchored: somewhere).
 pub const KEYWORD_PATTERN: &str = r"[^\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]";
@@ -663,7 +663,7 @@ mod tests {
                 "{keyword}"
             );
             assert_eq!(
-                !super::super::keywords::normalize(keyword).is_empty(),
+                !super::super::vocabulary::normalize(keyword).is_empty(),
                 taken
             );
         }

@@ -3,6 +3,35 @@
 //! a setting again.
 
 use super::purpose::CaptureChannel;
+use super::vocabulary::LanguageSet;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What an ambiguous message does (SPEC section 7): an opt-out of the
+/// partial purposes listed for review (the default), or nothing until a
+/// person reviews it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AmbiguousMode {
+    #[default]
+    OptOut,
+    Review,
+}
+
+impl AmbiguousMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AmbiguousMode::OptOut => "opt_out",
+            AmbiguousMode::Review => "review",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<AmbiguousMode> {
+        [AmbiguousMode::OptOut, AmbiguousMode::Review]
+            .into_iter()
+            .find(|m| m.as_str() == value)
+    }
+}
 
 /// A tenant's settings as rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,6 +44,10 @@ pub struct TenantPolicy {
     pub confirmation_for: Vec<CaptureChannel>,
     /// Days evidence is kept after consent ends (SPEC section 11).
     pub evidence_retention_days: Option<i64>,
+    /// The languages whose opt-out vocabularies are read (SPEC section 7).
+    pub languages: LanguageSet,
+    /// What an ambiguous message does.
+    pub ambiguous: AmbiguousMode,
 }
 
 impl TenantPolicy {

@@ -8,6 +8,7 @@ use super::whatsapp_payload::Content;
 use crate::domain::purpose::Purpose;
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The sealed content of a dead letter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +49,10 @@ pub struct MessageLetter {
     /// arrived (the person's words mean what they meant then).
     #[serde(default)]
     pub opt_out: Option<Vec<Purpose>>,
+    /// For an opt-out: how it was heard (`rule`, `language`,
+    /// `vocabulary_version`), added to its evidence when it applies.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub heard: BTreeMap<String, String>,
     /// A system message (`user_changed_number`, `user_changed_user_id`):
     /// it closes the sender's group once it can be applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +131,7 @@ mod tests {
                 reply_to: Some("wamid.prompt".into()),
             },
             opt_out: Some(vec![Purpose::Marketing, Purpose::Utility]),
+            heard: [("rule".to_owned(), "keyword".to_owned())].into(),
             system: None,
         });
         let json = serde_json::to_value(&letter).unwrap();

@@ -8,13 +8,13 @@ use super::wa_id::wa_id_to_e164;
 use super::whatsapp_payload::Content;
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::{Identity, UserId};
-use crate::domain::keywords::{classify, normalize, Meaning};
 use crate::domain::number::E164;
 use crate::domain::purpose::{
     CaptureChannel, MessageChannel, MessageChannelSet, Purpose, PurposeSet,
 };
 use crate::domain::record::{LiftClass, OptOutRecord, Record};
 use crate::domain::time::Timestamp;
+use crate::domain::vocabulary::{hear_normalized, normalize, Heard, LanguageSet, Meaning};
 
 /// Where a message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +175,15 @@ pub struct PreferenceChange {
 /// What a message asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intent<'a> {
-    OptOut { full: bool },
+    /// A keyword (`full`: every purpose) or a phrase.
+    OptOut {
+        full: bool,
+        heard: Heard,
+    },
+    /// A keyword among other words and no phrase: an opt-out of the
+    /// partial purposes listed for review, or (the tenant's
+    /// `ambiguous_messages: review`) nothing until reviewed.
+    Ambiguous(Heard),
     Lift,
     OptIn(&'a OptInMatch),
     Nothing,
@@ -185,17 +193,17 @@ fn words(normalized: &str) -> usize {
     normalized.split(' ').filter(|w| !w.is_empty()).count()
 }
 
-/// What a message asks for under the tenant's settings.
+/// What a message asks for under the tenant's settings and languages.
 pub fn intent<'a>(
     provider: Provider,
     content: &Content,
     settings: &'a StoredSettings,
+    languages: LanguageSet,
 ) -> Intent<'a> {
     let matches: &[OptInMatch] = match provider {
         Provider::WhatsApp => settings.whatsapp.as_ref().map_or(&[], |w| &w.opt_in),
         Provider::Twilio => settings.twilio.as_ref().map_or(&[], |t| &t.opt_in),
     };
-    let extra = settings.normalized_keywords();
     let (text, is_button, is_reply) = match content {
         Content::Button { payload, .. } => {
             if let Some(m) = matches.iter().find(|m| m.match_text == *payload) {
@@ -207,10 +215,11 @@ pub fn intent<'a>(
         Content::Other => return Intent::Nothing,
     };
     let normalized = normalize(text);
-    match classify(&normalized, &extra) {
-        Meaning::FullOptOut => Intent::OptOut { full: true },
-        Meaning::PartialOptOut => Intent::OptOut { full: false },
+    match hear_normalized(&normalized, languages, &settings.own_keywords()) {
+        Meaning::FullOptOut(heard) => Intent::OptOut { full: true, heard },
+        Meaning::PartialOptOut(heard) => Intent::OptOut { full: false, heard },
         Meaning::Lift => Intent::Lift,
+        Meaning::Ambiguous(heard) => Intent::Ambiguous(heard),
         // A button opts in only by its exact payload (above).
         Meaning::Other if is_button => Intent::Nothing,
         Meaning::Other => matches
@@ -225,10 +234,19 @@ pub fn intent<'a>(
 }
 
 impl Intent<'_> {
-    /// The purposes an opt-out withdraws; `None` for anything else.
-    pub fn withdrawn(&self, settings: &StoredSettings) -> Option<PurposeSet> {
+    /// The purposes an opt-out withdraws, and how it was heard; `None` for
+    /// anything else. An ambiguous message withdraws the partial purposes
+    /// unless the tenant reviews such messages first (`review_first`).
+    pub fn withdrawn(
+        &self,
+        settings: &StoredSettings,
+        review_first: bool,
+    ) -> Option<(PurposeSet, Heard)> {
         match self {
-            Intent::OptOut { full } => Some(opt_out_purposes(*full, settings)),
+            Intent::OptOut { full, heard } => Some((opt_out_purposes(*full, settings), *heard)),
+            Intent::Ambiguous(heard) if !review_first => {
+                Some((opt_out_purposes(false, settings), *heard))
+            }
             _ => None,
         }
     }
@@ -270,7 +288,12 @@ pub fn message_evidence(message: &InboundMessage) -> Evidence {
 
 /// What a dead letter keeps of a message; `opt_out` names the purposes it
 /// withdrew when it arrived, if it was an opt-out.
-pub fn message_letter(message: &InboundMessage, opt_out: Option<PurposeSet>) -> LetterPayload {
+pub fn message_letter(
+    message: &InboundMessage,
+    opt_out: Option<(PurposeSet, Heard)>,
+) -> LetterPayload {
+    let heard = opt_out.iter().flat_map(|(_, heard)| heard.evidence());
+    let heard = heard.map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
     LetterPayload::Message(MessageLetter {
         provider: message.provider.as_str().to_owned(),
         message_id: message.message_id.clone(),
@@ -281,7 +304,8 @@ pub fn message_letter(message: &InboundMessage, opt_out: Option<PurposeSet>) -> 
         waba: message.waba.clone(),
         captured_at: message.captured_at,
         content: message.content.clone(),
-        opt_out: opt_out.map(|set| {
+        heard,
+        opt_out: opt_out.map(|(set, _)| {
             Purpose::ALL
                 .into_iter()
                 .filter(|p| set.contains(*p))
@@ -402,6 +426,7 @@ pub fn preference_evidence(business: &str, value: &str) -> Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::vocabulary::{Language, Rule};
     use crate::providers::settings::StoredTwilio;
 
     fn settings() -> StoredSettings {
@@ -448,34 +473,48 @@ mod tests {
     fn what_messages_ask_for() {
         let s = settings();
         let wa = Provider::WhatsApp;
+        let all = LanguageSet::default();
+        let heard = |rule, language| Heard { rule, language };
         assert_eq!(
-            intent(wa, &text("STOP", false), &s),
-            Intent::OptOut { full: true }
+            intent(wa, &text("STOP", false), &s, all),
+            Intent::OptOut {
+                full: true,
+                heard: heard(Rule::Keyword, Some(Language::En))
+            }
         );
         assert_eq!(
-            intent(wa, &text("stop.", false), &s),
-            Intent::OptOut { full: true }
+            intent(wa, &text("stop.", false), &s, all),
+            Intent::OptOut {
+                full: true,
+                heard: heard(Rule::Keyword, Some(Language::En))
+            }
         );
         assert_eq!(
-            intent(wa, &text("baja", false), &s),
-            Intent::OptOut { full: true }
+            intent(wa, &text("baja", false), &s, all),
+            Intent::OptOut {
+                full: true,
+                heard: heard(Rule::Keyword, Some(Language::Es))
+            }
         );
         assert_eq!(
-            intent(wa, &text("please stop texting me", false), &s),
-            Intent::OptOut { full: false }
+            intent(wa, &text("please stop texting me", false), &s, all),
+            Intent::OptOut {
+                full: false,
+                heard: heard(Rule::Phrase, Some(Language::En))
+            }
         );
-        assert_eq!(intent(wa, &text("Start", false), &s), Intent::Lift);
+        assert_eq!(intent(wa, &text("Start", false), &s, all), Intent::Lift);
         // One word opts in on WhatsApp only as a reply; two words always.
-        assert_eq!(intent(wa, &text("join", false), &s), Intent::Nothing);
+        assert_eq!(intent(wa, &text("join", false), &s, all), Intent::Nothing);
         assert!(
-            matches!(intent(wa, &text("join", true), &s), Intent::OptIn(m) if m.match_text == "JOIN")
+            matches!(intent(wa, &text("join", true), &s, all), Intent::OptIn(m) if m.match_text == "JOIN")
         );
         assert!(
-            matches!(intent(wa, &text("Join Makro!", false), &s), Intent::OptIn(m) if m.match_text == "JOIN MAKRO")
+            matches!(intent(wa, &text("Join Makro!", false), &s, all), Intent::OptIn(m) if m.match_text == "JOIN MAKRO")
         );
         // On SMS a configured keyword counts.
         assert!(matches!(
-            intent(Provider::Twilio, &text("join", false), &s),
+            intent(Provider::Twilio, &text("join", false), &s, all),
             Intent::OptIn(_)
         ));
         // Button payloads are byte-equal.
@@ -484,15 +523,44 @@ mod tests {
             reply_to: None,
         };
         assert!(matches!(
-            intent(wa, &button("OPTIN_UTILITY"), &s),
+            intent(wa, &button("OPTIN_UTILITY"), &s, all),
             Intent::OptIn(_)
         ));
-        assert_eq!(intent(wa, &button("optin_utility"), &s), Intent::Nothing);
         assert_eq!(
-            intent(wa, &button("STOP"), &s),
-            Intent::OptOut { full: true }
+            intent(wa, &button("optin_utility"), &s, all),
+            Intent::Nothing
         );
-        assert_eq!(intent(wa, &Content::Other, &s), Intent::Nothing);
+        assert_eq!(
+            intent(wa, &button("STOP"), &s, all),
+            Intent::OptOut {
+                full: true,
+                heard: heard(Rule::Keyword, Some(Language::En))
+            }
+        );
+        assert_eq!(intent(wa, &Content::Other, &s, all), Intent::Nothing);
+    }
+
+    #[test]
+    fn ambiguous_messages_and_languages() {
+        let s = settings();
+        let wa = Provider::WhatsApp;
+        let all = LanguageSet::default();
+        let heard = |rule, language| Heard { rule, language };
+        // A keyword among other words and no phrase is ambiguous.
+        assert_eq!(
+            intent(wa, &text("can I cancel my order?", false), &s, all),
+            Intent::Ambiguous(heard(Rule::Ambiguous, Some(Language::En)))
+        );
+        // Baja is the tenant's own keyword too; with Spanish off it is heard
+        // as the tenant's.
+        let english = LanguageSet::of(&[]);
+        assert_eq!(
+            intent(wa, &text("baja", false), &s, english),
+            Intent::OptOut {
+                full: true,
+                heard: heard(Rule::Keyword, None)
+            }
+        );
     }
 
     #[test]
@@ -571,8 +639,16 @@ mod tests {
             captured_at: None,
             content: text("STOP", true),
         };
-        let LetterPayload::Message(letter) = message_letter(&message, Some(PurposeSet::all()))
-        else {
+        let LetterPayload::Message(letter) = message_letter(
+            &message,
+            Some((
+                PurposeSet::all(),
+                crate::domain::vocabulary::Heard {
+                    rule: crate::domain::vocabulary::Rule::Keyword,
+                    language: None,
+                },
+            )),
+        ) else {
             panic!("a message letter");
         };
         assert_eq!(

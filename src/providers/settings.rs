@@ -3,10 +3,10 @@
 //! key-encryption key, and the view `GET` shows (secrets as null).
 
 use crate::domain::evidence::FieldError;
-use crate::domain::keywords::{self, normalize};
 use crate::domain::number::E164;
 use crate::domain::purpose::{MessageChannel, Purpose};
 use crate::domain::text::{contains_whole_word, is_readable_text};
+use crate::domain::vocabulary::{self, normalize, LanguageSet, OwnKeywords};
 use crate::keys::Sealer;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -226,9 +226,9 @@ impl StoredSettings {
         whatsapp.chain(twilio).collect()
     }
 
-    /// The tenant's extra keywords, normalised.
-    pub fn normalized_keywords(&self) -> Vec<String> {
-        self.opt_out_keywords.iter().map(|k| normalize(k)).collect()
+    /// The tenant's own opt-out keywords, indexed.
+    pub fn own_keywords(&self) -> OwnKeywords {
+        OwnKeywords::new(self.opt_out_keywords.iter().map(String::as_str))
     }
 }
 
@@ -330,7 +330,7 @@ fn check_matches(
     errors: &mut Vec<FieldError>,
     prefix: &str,
     matches: &[OptInMatch],
-    extra_keywords: &[String],
+    hearing: (LanguageSet, &OwnKeywords),
     brand: &dyn Fn(&str) -> BrandLookup,
 ) -> Vec<OptInMatch> {
     if matches.len() > MAX_LIST {
@@ -343,9 +343,7 @@ fn check_matches(
         let normalized = normalize(&m.match_text);
         if m.match_text.is_empty() || m.match_text.len() > MAX_MATCH || normalized.is_empty() {
             errors.push(FieldError::new(field("match"), "invalid_value"));
-        } else if keywords::is_reserved(&m.match_text, extra_keywords)
-            || keywords::classify(&normalized, extra_keywords) != keywords::Meaning::Other
-        {
+        } else if vocabulary::collides(&m.match_text, hearing.0, hearing.1) {
             // A match that reads as an opt-out or a lift would contradict itself.
             errors.push(FieldError::new(field("match"), "reserved_word"));
         } else if seen.contains(&normalized) {
@@ -392,8 +390,8 @@ fn check_matches(
 struct Applying<'a> {
     kek: &'a Sealer,
     tenant: &'a str,
-    /// The tenant's extra opt-out keywords, normalised.
-    extra: &'a [String],
+    /// The tenant's languages and its own opt-out keywords.
+    hearing: (LanguageSet, &'a OwnKeywords),
     brand: &'a dyn Fn(&str) -> BrandLookup,
 }
 
@@ -410,17 +408,17 @@ pub fn apply_input(
     input: ChannelSettingsInput,
     previous: Option<&StoredSettings>,
     kek: &Sealer,
-    tenant: &str,
+    (tenant, languages): (&str, LanguageSet),
     brand: &dyn Fn(&str) -> BrandLookup,
 ) -> Result<StoredSettings, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let keywords = check_keywords(&mut errors, &input.opt_out_keywords);
-    let extra: Vec<String> = keywords.iter().map(|k| normalize(k)).collect();
+    let keywords = check_keywords(&mut errors, &input.opt_out_keywords, languages);
+    let own = OwnKeywords::new(keywords.iter().map(String::as_str));
     let partial = check_partial(&mut errors, input.partial_opt_out);
     let at = Applying {
         kek,
         tenant,
-        extra: &extra,
+        hearing: (languages, &own),
         brand,
     };
     let whatsapp = input.whatsapp.map(|w| {
@@ -443,9 +441,13 @@ pub fn apply_input(
     }
 }
 
-/// The tenant's extra opt-out keywords, without repeats; START, UNSTOP and
-/// YES are reserved.
-fn check_keywords(errors: &mut Vec<FieldError>, given: &[String]) -> Vec<String> {
+/// The tenant's own opt-out keywords, without repeats; the lift words of
+/// its languages are reserved.
+fn check_keywords(
+    errors: &mut Vec<FieldError>,
+    given: &[String],
+    languages: LanguageSet,
+) -> Vec<String> {
     if given.len() > MAX_LIST {
         errors.push(FieldError::new("opt_out_keywords", "too_many"));
     }
@@ -457,7 +459,7 @@ fn check_keywords(errors: &mut Vec<FieldError>, given: &[String]) -> Vec<String>
                 format!("opt_out_keywords[{i}]"),
                 "invalid_value",
             ));
-        } else if keywords::LIFT_WORDS.iter().any(|w| normalize(w) == n) {
+        } else if vocabulary::is_lift_word(&n, languages) {
             errors.push(FieldError::new(
                 format!("opt_out_keywords[{i}]"),
                 "reserved_word",
@@ -539,7 +541,7 @@ fn apply_whatsapp(
             ));
         }
     }
-    let opt_in = check_matches(errors, "whatsapp.opt_in", &w.opt_in, at.extra, at.brand);
+    let opt_in = check_matches(errors, "whatsapp.opt_in", &w.opt_in, at.hearing, at.brand);
     StoredWhatsApp {
         app_secret: apply_secret(
             app_secret,
@@ -605,7 +607,7 @@ fn apply_twilio(
             Err(e) => errors.push(FieldError::new(format!("twilio.numbers[{i}]"), e.code())),
         }
     }
-    let opt_in = check_matches(errors, "twilio.opt_in", &t.opt_in, at.extra, at.brand);
+    let opt_in = check_matches(errors, "twilio.opt_in", &t.opt_in, at.hearing, at.brand);
     StoredTwilio {
         auth_token: apply_secret(
             auth_token,
@@ -657,7 +659,7 @@ mod tests {
             ),
             None,
             &kek,
-            "makro",
+            ("makro", LanguageSet::default()),
             &brands,
         )
         .expect("valid");
@@ -681,7 +683,7 @@ mod tests {
                 "phone_numbers":[{"id":"106540352242922"}]}})),
             Some(&first),
             &kek,
-            "makro",
+            ("makro", LanguageSet::default()),
             &brands,
         )
         .expect("valid");
@@ -712,7 +714,7 @@ mod tests {
                 "partial_opt_out":[]})),
             None,
             &master.kek(),
-            "makro",
+            ("makro", LanguageSet::default()),
             &brands,
         )
         .expect_err("invalid");
@@ -753,7 +755,7 @@ mod tests {
                 "partial_opt_out":["utility","marketing"]})),
             None,
             &master.kek(),
-            "makro",
+            ("makro", LanguageSet::default()),
             &brands,
         )
         .expect("valid");

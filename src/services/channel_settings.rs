@@ -16,6 +16,7 @@ use crate::providers::settings::{
 };
 use crate::store::channels::{replace_settings, settings_of};
 use crate::store::connection::lock_log;
+use crate::store::tenants::TenantRow;
 use crate::store::tenants::{find_brand, find_tenant};
 use crate::store::DbConn;
 
@@ -24,10 +25,12 @@ use crate::store::DbConn;
 pub fn replace(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &TenantId,
+    tenant_row: &TenantRow,
     input: ChannelSettingsInput,
     now: Timestamp,
 ) -> ServiceResult<StoredSettings> {
+    let tenant = &tenant_row.id;
+    let languages = tenant_row.policy.languages;
     // Brands are read first; a brand retired meanwhile only stops the
     // match from recording (the webhook checks again).
     let lookups = brand_lookups(conn, tenant, &input)?;
@@ -44,15 +47,13 @@ pub fn replace(
         // under the lock: a concurrent PUT's new secret is never replaced
         // by the one it replaced.
         let previous = settings_of(conn, tenant)?;
-        let stored =
-            apply_input(input, Some(&previous), &kek, tenant, &brand).map_err(|errors| {
-                Invalid {
-                    errors,
-                    ..Invalid::new(
-                        ErrorCode::InvalidRequest,
-                        "the channel settings are not valid; `errors` names each field",
-                    )
-                }
+        let stored = apply_input(input, Some(&previous), &kek, (tenant, languages), &brand)
+            .map_err(|errors| Invalid {
+                errors,
+                ..Invalid::new(
+                    ErrorCode::InvalidRequest,
+                    "the channel settings are not valid; `errors` names each field",
+                )
             })?;
         let json = serde_json::to_string(&stored).expect("serialisable");
         let taken = replace_settings(conn, tenant, &json, &stored.numbers(), now.millis())?;
@@ -106,11 +107,15 @@ fn brand_lookups(
     Ok(lookups)
 }
 
-/// A tenant's channel settings; `None` for an unknown tenant (a webhook
-/// answers it exactly as a bad signature).
-pub fn of_tenant(conn: &mut DbConn, tenant: &TenantId) -> ServiceResult<Option<StoredSettings>> {
-    if find_tenant(conn, tenant)?.is_none() {
+/// A tenant with its channel settings; `None` for an unknown tenant (a
+/// webhook answers it exactly as a bad signature).
+pub fn of_tenant(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+) -> ServiceResult<Option<(TenantRow, StoredSettings)>> {
+    let Some(row) = find_tenant(conn, tenant)? else {
         return Ok(None);
-    }
-    Ok(Some(settings_of(conn, tenant)?))
+    };
+    let settings = settings_of(conn, tenant)?;
+    Ok(Some((row, settings)))
 }

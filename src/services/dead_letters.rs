@@ -10,6 +10,7 @@ use super::links::close_group;
 use crate::domain::access::TenantId;
 use crate::domain::purpose::{Purpose, PurposeSet};
 use crate::domain::time::Timestamp;
+use crate::domain::vocabulary::Heard;
 use crate::keys::MasterKey;
 use crate::providers::letter::{LetterPayload, MessageLetter, PreferenceLetter};
 use crate::providers::message::{
@@ -35,7 +36,7 @@ pub fn keep_for_unknown_business(
     conn: &mut DbConn,
     master: &MasterKey,
     tenant: &TenantId,
-    (message, withdrawn): (&InboundMessage, Option<PurposeSet>),
+    (message, withdrawn): (&InboundMessage, Option<(PurposeSet, Heard)>),
     now: Timestamp,
 ) -> ServiceResult<Outcome> {
     if let (Some(_), Some(identity)) = (withdrawn, message.sender.recorded_on()) {
@@ -161,7 +162,11 @@ fn apply_letter(
             let Some(identity) = message.sender.recorded_on() else {
                 return Ok(None);
             };
-            let evidence = message_evidence(&message).with("dead_letter_id", &letter_id);
+            let evidence = letter
+                .heard
+                .iter()
+                .fold(message_evidence(&message), |e, (k, v)| e.with(k, v))
+                .with("dead_letter_id", &letter_id);
             let at = own_time(message.captured_at);
             let purposes = purposes.into_iter().collect();
             let record = keyword_opt_out(message.provider, identity, purposes, at, evidence);

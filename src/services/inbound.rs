@@ -10,12 +10,16 @@ use crate::domain::access::TenantId;
 use crate::domain::confirmation;
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::Identity;
+use crate::domain::policy::AmbiguousMode;
 use crate::domain::purpose::CaptureChannel;
+use crate::domain::purpose::PurposeSet;
 use crate::domain::record::OptInDraft;
 use crate::domain::record::{ConfirmRecord, LiftClass, LiftRecord, Record};
 use crate::domain::text::is_readable_text;
 use crate::domain::time::Timestamp;
+use crate::domain::vocabulary::Heard;
 use crate::keys::confirmation_code_hash;
+use crate::keys::random_bytes;
 use crate::keys::MasterKey;
 use crate::providers::message::{
     intent, keyword_opt_out, marketing_stop, message_evidence, message_letter, opt_out_purposes,
@@ -30,8 +34,10 @@ use crate::store::connection::lock_log;
 use crate::store::consent::{confirmable_opt_ins, liftable_opt_outs, record_inbound};
 use crate::store::dead_letters::{keep, Letter};
 use crate::store::links::{contradicts_link, Source};
+use crate::store::reviews::{self, seal_message, NewReview, ReviewMessage};
 use crate::store::subjects::{current_or_new_subject, current_subject, newest_subject, SubjectRow};
 use crate::store::tenants::find_tenant;
+use crate::store::tenants::TenantRow;
 use crate::store::{DbConn, Rejection, StoreError};
 
 /// Links the identities a signed WhatsApp message pairs (SPEC section 3),
@@ -229,19 +235,41 @@ pub fn record_change(
     })
 }
 
+/// What a message means under the tenant's languages and settings.
+fn intent_of<'s>(
+    tenant: &TenantRow,
+    settings: &'s StoredSettings,
+    message: &InboundMessage,
+) -> Intent<'s> {
+    let languages = tenant.policy.languages;
+    intent(message.provider, &message.content, settings, languages)
+}
+
+/// What a message withdraws, and how it was heard: what a dead letter
+/// keeps of an opt-out until it can be applied.
+pub fn withdrawn(
+    tenant: &TenantRow,
+    settings: &StoredSettings,
+    message: &InboundMessage,
+) -> Option<(PurposeSet, Heard)> {
+    let review_first = tenant.policy.ambiguous == AmbiguousMode::Review;
+    intent_of(tenant, settings, message).withdrawn(settings, review_first)
+}
+
 /// Records one inbound message: dedup, window, and what it means. `now`
 /// is the server's clock.
-#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant_row.id))]
 pub fn record_message(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &TenantId,
+    tenant_row: &TenantRow,
     settings: &StoredSettings,
     message: &InboundMessage,
     now: Timestamp,
 ) -> ServiceResult<Outcome> {
-    let intent = intent(message.provider, &message.content, settings);
-    let withdrawn = intent.withdrawn(settings);
+    let tenant = &tenant_row.id;
+    let intent = intent_of(tenant_row, settings, message);
+    let withdrawn = withdrawn(tenant_row, settings, message);
     conn.immediate_transaction(|conn| -> ServiceResult<Outcome> {
         // The log first: the rows written below reference the tenant, and
         // on PostgreSQL that share lock taken before the log's would
@@ -287,7 +315,7 @@ pub fn record_message(
             identity,
             captured_at,
         };
-        match record_intent(conn, master, tenant, settings, &arrival, &intent, now)? {
+        match record_intent(conn, master, (tenant_row, settings), &arrival, &intent, now)? {
             Ok(more) => {
                 seqs.extend(more);
                 Ok(Outcome::Recorded { seqs })
@@ -309,22 +337,38 @@ struct Arrival<'a> {
 fn record_intent(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &TenantId,
-    settings: &StoredSettings,
+    (tenant_row, settings): (&TenantRow, &StoredSettings),
     arrival: &Arrival<'_>,
     intent: &Intent<'_>,
     now: Timestamp,
 ) -> ServiceResult<Result<Vec<u64>, &'static str>> {
+    let tenant = &tenant_row.id;
     let provider = arrival.message.provider;
     let collector = provider.collector();
     let evidence = message_evidence(arrival.message);
     let identity = arrival.identity.clone();
     let seqs = match intent {
-        Intent::OptOut { full } => {
+        Intent::OptOut { full, heard } => {
             let purposes = opt_out_purposes(*full, settings);
+            let evidence = heard_evidence(evidence, heard);
             let opt_out =
                 keyword_opt_out(provider, identity, purposes, arrival.captured_at, evidence);
             append_unless_suppressed(conn, master, tenant, collector, &opt_out, now)?
+        }
+        Intent::Ambiguous(heard) => {
+            let purposes = opt_out_purposes(false, settings);
+            let ambiguous = Ambiguous {
+                arrival,
+                heard,
+                purposes,
+            };
+            match tenant_row.policy.ambiguous {
+                AmbiguousMode::OptOut => opt_out_for_review(conn, master, tenant, &ambiguous, now)?,
+                AmbiguousMode::Review => {
+                    hold_for_review(conn, master, tenant, &ambiguous, now)?;
+                    Vec::new()
+                }
+            }
         }
         Intent::Lift => {
             let lift = Lift {
@@ -352,6 +396,128 @@ fn record_intent(
         Intent::Nothing => Vec::new(),
     };
     Ok(Ok(seqs))
+}
+
+/// An ambiguous message: a keyword among other words, and no phrase.
+struct Ambiguous<'a> {
+    arrival: &'a Arrival<'a>,
+    heard: &'a Heard,
+    /// What it withdraws (the tenant's partial opt-out purposes).
+    purposes: PurposeSet,
+}
+
+impl Ambiguous<'_> {
+    /// The evidence an opt-out of it carries.
+    fn evidence(&self) -> Evidence {
+        heard_evidence(message_evidence(self.arrival.message), self.heard)
+    }
+
+    /// What its review item keeps sealed.
+    fn sealed(&self, master: &MasterKey, tenant: &TenantId) -> String {
+        let text = match &self.arrival.message.content {
+            Content::Text { body, .. } => body.clone(),
+            Content::Button { payload, .. } => payload.clone(),
+            Content::Other => String::new(),
+        };
+        let message = ReviewMessage {
+            text,
+            identity: self.arrival.identity.as_str().to_owned(),
+            provider: self.arrival.message.provider.as_str().to_owned(),
+            evidence: self.evidence().fields().clone(),
+        };
+        seal_message(master, tenant, &message)
+    }
+}
+
+/// The message's evidence with how its opt-out was heard (SPEC section 7:
+/// `rule`, `language`, `vocabulary_version`).
+fn heard_evidence(evidence: Evidence, heard: &Heard) -> Evidence {
+    heard
+        .evidence()
+        .into_iter()
+        .fold(evidence, |e, (key, value)| e.with(key, value))
+}
+
+/// Mode `opt_out`: an ambiguous message is an opt-out of the partial
+/// purposes, listed for review under its seq (unless its identity is
+/// erased and nothing is recorded).
+fn opt_out_for_review(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &TenantId,
+    ambiguous: &Ambiguous<'_>,
+    now: Timestamp,
+) -> ServiceResult<Vec<u64>> {
+    let arrival = ambiguous.arrival;
+    let provider = arrival.message.provider;
+    let opt_out = keyword_opt_out(
+        provider,
+        arrival.identity.clone(),
+        ambiguous.purposes,
+        arrival.captured_at,
+        ambiguous.evidence(),
+    );
+    let seqs = append_unless_suppressed(conn, master, tenant, provider.collector(), &opt_out, now)?;
+    if let Some(seq) = seqs.first() {
+        let id = seq.to_string();
+        let item = (id.as_str(), AmbiguousMode::OptOut, Some(*seq));
+        keep_review(conn, master, tenant, ambiguous, item, now)?;
+    }
+    Ok(seqs)
+}
+
+/// Mode `review`: an ambiguous message records nothing; it is listed for
+/// review under a new `rev_` id, and checks answer `under_review` until it
+/// is settled.
+fn hold_for_review(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &TenantId,
+    ambiguous: &Ambiguous<'_>,
+    now: Timestamp,
+) -> ServiceResult<()> {
+    let id = format!("rev_{}", hex::encode(random_bytes::<6>()));
+    let item = (id.as_str(), AmbiguousMode::Review, None);
+    if keep_review(conn, master, tenant, ambiguous, item, now)? {
+        reviews::mark_held(conn, tenant)?;
+    }
+    Ok(())
+}
+
+/// Keeps a review item on the sender's current subject; nothing (`false`)
+/// for an SMS from an identity the tenant does not hold (it has no consent
+/// a review could protect, and no subject is made to keep its number).
+fn keep_review(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &TenantId,
+    ambiguous: &Ambiguous<'_>,
+    (id, mode, opt_out_seq): (&str, AmbiguousMode, Option<u64>),
+    now: Timestamp,
+) -> ServiceResult<bool> {
+    let identity = ambiguous.arrival.identity.as_str();
+    let Some(subject) = current_subject(conn, tenant, identity)? else {
+        return Ok(false);
+    };
+    let sealed = ambiguous.sealed(master, tenant);
+    let item = NewReview {
+        id,
+        mode: mode.as_str(),
+        subject: subject.id,
+        group: subject.group_id,
+        opt_out_seq,
+        purposes: ambiguous.purposes.bits(),
+        captured_at: ambiguous.arrival.captured_at.millis(),
+        received_at: now.millis(),
+        message_sealed: &sealed,
+    };
+    reviews::insert(conn, tenant, item)?;
+    tracing::info!(
+        review = id,
+        mode = mode.as_str(),
+        "an ambiguous message is listed for review"
+    );
+    Ok(true)
 }
 
 /// Appends what a message records, unless its sender's identity is erased

@@ -30,6 +30,7 @@ pub mod rate_limit;
 pub mod recording;
 pub mod restore;
 pub mod retention;
+pub mod reviews;
 pub mod signer;
 pub mod tenants;
 pub mod verify_db;

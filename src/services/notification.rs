@@ -9,12 +9,13 @@ use crate::domain::time::{Clock, Timestamp};
 use crate::keys::MasterKey;
 use crate::providers::letter::LetterPayload;
 use crate::providers::message::{
-    intent, preference_letter, system_letter, Outcome, PreferenceChange, Provider,
+    preference_letter, system_letter, Outcome, PreferenceChange, Provider,
 };
 use crate::providers::settings::StoredSettings;
 use crate::providers::whatsapp::{changed_message, inbound_message, preference_key, timestamp};
 use crate::providers::whatsapp_payload::{self as payload, Event, Notification};
 use crate::store::dead_letters::{self, Letter};
+use crate::store::tenants::TenantRow;
 use crate::store::DbConn;
 
 /// Counts of a notification's events, for the log line and the metrics.
@@ -39,15 +40,16 @@ impl Applied {
 
 /// Applies every event of a verified notification, each in its own
 /// transaction (a retry after a failure skips what was done).
-#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
+#[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant_row.id))]
 pub fn record_notification(
     conn: &mut DbConn,
     master: &MasterKey,
-    tenant: &TenantId,
+    tenant_row: &TenantRow,
     settings: &StoredSettings,
     notification: &Notification,
     clock: &Clock,
 ) -> Result<Applied, ServiceError> {
+    let tenant = &tenant_row.id;
     let mut applied = Applied::default();
     let known = |id: Option<&str>| {
         settings
@@ -79,17 +81,8 @@ pub fn record_notification(
                 dead_letters::keep_unapplied(conn, master, tenant, &dedup, letter, now)?
             }
             Event::Message(m) => {
-                let business_known = known(m.phone_number_id.as_deref());
-                let message = inbound_message(m);
-                if business_known {
-                    inbound::record_message(conn, master, tenant, settings, &message, now)?
-                } else {
-                    // Sealed whole: the admin may need the sender and the words.
-                    let withdrawn =
-                        intent(message.provider, &message.content, settings).withdrawn(settings);
-                    let kept = (&message, withdrawn);
-                    super::dead_letters::keep_for_unknown_business(conn, master, tenant, kept, now)?
-                }
+                let known = known(m.phone_number_id.as_deref());
+                apply_message(conn, master, (tenant_row, settings), (m, known), now)?
             }
             Event::Changed(c) if known(c.phone_number_id.as_deref()) => {
                 let system = c.system.clone();
@@ -123,6 +116,25 @@ pub fn record_notification(
         applied.count(outcome);
     }
     Ok(applied)
+}
+
+/// A message from a person: recorded, or, when its business number is not
+/// the tenant's, kept whole (the admin may need the sender and the words)
+/// with what it withdraws.
+fn apply_message(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    (tenant, settings): (&TenantRow, &StoredSettings),
+    (m, business_known): (payload::MessageEvent, bool),
+    now: Timestamp,
+) -> Result<Outcome, ServiceError> {
+    let message = inbound_message(m);
+    if business_known {
+        return inbound::record_message(conn, master, tenant, settings, &message, now);
+    }
+    let withdrawn = inbound::withdrawn(tenant, settings, &message);
+    let kept = (&message, withdrawn);
+    super::dead_letters::keep_for_unknown_business(conn, master, &tenant.id, kept, now)
 }
 
 /// A `user_preferences` change: recorded, or kept when its business number

@@ -24,6 +24,8 @@ pub struct Prepared {
 /// Creates the data dir (0700), loads or makes the master key, opens and
 /// migrates the database and checks its canary.
 pub fn open_database(settings: &Settings) -> anyhow::Result<(DbPool, Arc<MasterKey>)> {
+    // The opt-out vocabularies are parsed and indexed now: no message pays.
+    crate::domain::vocabulary::load();
     if let Ok(meta) = std::fs::metadata(&settings.data_dir) {
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {

@@ -44,6 +44,8 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(api::channel_settings::put_channels)
         .service(api::dead_letters::dead_letters)
         .service(api::dead_letters::dead_letter)
+        .service(api::reviews::list_reviews)
+        .service(api::reviews::settle_review)
         .service(api::audit::audit_events)
         .service(api::webhooks::whatsapp::whatsapp_handshake)
         .service(api::webhooks::whatsapp::whatsapp_notification)

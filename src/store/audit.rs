@@ -32,6 +32,8 @@ pub enum AuditKind {
     RoleRefused,
     SignatureFailed,
     SigningKeyRotated,
+    ReviewsRead,
+    ReviewSettled,
 }
 
 impl AuditKind {
@@ -56,6 +58,8 @@ impl AuditKind {
             AuditKind::RoleRefused => "authorization.refused",
             AuditKind::SignatureFailed => "webhook.signature_failed",
             AuditKind::SigningKeyRotated => "signing_key.rotated",
+            AuditKind::ReviewsRead => "reviews.read",
+            AuditKind::ReviewSettled => "review.settled",
         }
     }
 }

@@ -177,6 +177,8 @@ pub struct ManyIdentities {
     pub members: HashMap<String, Vec<String>>,
     /// The asked identities whose group is closed.
     pub closed: HashMap<String, Closure>,
+    /// Each asked identity's open group.
+    pub groups: HashMap<String, GroupId>,
 }
 
 /// An identity's newest subject, as a batch reads it.
@@ -224,22 +226,7 @@ pub fn many_identities(
                 members_of.entry(group).or_default().push((id, identity));
             }
         }
-        // Windows count only for open groups.
-        let mut window_subjects: Vec<SubjectId> = newest
-            .values()
-            .filter(|n| n.closed.is_none())
-            .filter_map(|n| members_of.get(&n.group_id))
-            .flatten()
-            .map(|(id, _)| *id)
-            .collect();
-        window_subjects.sort_unstable();
-        window_subjects.dedup();
-        let mut inbound_of: HashMap<SubjectId, Vec<InboundRecord>> = HashMap::new();
-        for part in window_subjects.chunks(MANY) {
-            for (subject, record) in window_rows(conn, part)? {
-                inbound_of.entry(subject).or_default().push(record);
-            }
-        }
+        let inbound_of = windows_of_open_groups(conn, newest.values(), &members_of)?;
         for (identity, hash) in chunk.iter().zip(hashes) {
             let Some(found) = newest.get(hash) else {
                 continue;
@@ -250,6 +237,7 @@ pub fn many_identities(
                 out.closed
                     .insert((*identity).to_owned(), closure_of(closed_seq, &events));
             } else {
+                out.groups.insert((*identity).to_owned(), found.group_id);
                 let records: Vec<InboundRecord> = members
                     .iter()
                     .filter_map(|(id, _)| inbound_of.get(id))
@@ -270,6 +258,30 @@ pub fn many_identities(
         }
     }
     Ok(out)
+}
+
+/// The windows of the members of these newest subjects' groups, by
+/// subject: windows count only for open groups.
+fn windows_of_open_groups<'n>(
+    conn: &mut DbConn,
+    newest: impl Iterator<Item = &'n Newest>,
+    members_of: &HashMap<GroupId, Vec<(SubjectId, Option<String>)>>,
+) -> QueryResult<HashMap<SubjectId, Vec<InboundRecord>>> {
+    let mut window_subjects: Vec<SubjectId> = newest
+        .filter(|n| n.closed.is_none())
+        .filter_map(|n| members_of.get(&n.group_id))
+        .flatten()
+        .map(|(id, _)| *id)
+        .collect();
+    window_subjects.sort_unstable();
+    window_subjects.dedup();
+    let mut inbound_of: HashMap<SubjectId, Vec<InboundRecord>> = HashMap::new();
+    for part in window_subjects.chunks(MANY) {
+        for (subject, record) in window_rows(conn, part)? {
+            inbound_of.entry(subject).or_default().push(record);
+        }
+    }
+    Ok(inbound_of)
 }
 
 /// The newest subject of each keyed hash that is not erased (an erased
@@ -727,4 +739,23 @@ pub fn confirmable_opt_ins(
         .select(consent_events::seq)
         .load(conn)?;
     Ok(seqs.into_iter().map(|s| s as u64).collect())
+}
+
+/// Whether the opt-out at `seq` is in force in the group `group`: recorded
+/// there and not lifted.
+pub fn opt_out_is_effective(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    seq: i64,
+    group: GroupId,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        consent_events::table
+            .filter(consent_events::tenant_id.eq(tenant))
+            .filter(consent_events::seq.eq(seq))
+            .filter(consent_events::group_id.eq(group))
+            .filter(consent_events::kind.eq("opt_out"))
+            .filter(consent_events::lifted_by.is_null()),
+    ))
+    .get_result(conn)
 }

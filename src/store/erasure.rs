@@ -90,6 +90,7 @@ pub fn forget_subject(
     )
     .execute(conn)?;
     super::documents::delete_of_subject(conn, tenant, subject_id)?;
+    super::reviews::delete_of_subject(conn, tenant, subject_id)?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@ pub mod pool;
 pub mod prepared;
 pub mod restore;
 pub mod retention;
+pub mod reviews;
 pub mod schema;
 mod sql_types;
 pub mod subjects;

@@ -19,6 +19,27 @@ diesel::table! {
         head_hash -> Text,
         head_recorded_at -> Nullable<BigInt>,
         created_at -> BigInt,
+        languages -> Nullable<Text>,
+        ambiguous_messages -> Text,
+        reviews_held -> Bool,
+    }
+}
+
+diesel::table! {
+    reviews (tenant_id, id) {
+        tenant_id -> Text,
+        id -> Text,
+        mode -> Text,
+        subject_id -> BigInt,
+        group_id -> BigInt,
+        opt_out_seq -> Nullable<BigInt>,
+        purposes -> Integer,
+        captured_at -> BigInt,
+        received_at -> BigInt,
+        message_sealed -> Text,
+        settled_at -> Nullable<BigInt>,
+        decision -> Nullable<Text>,
+        settled_seq -> Nullable<BigInt>,
     }
 }
 
@@ -333,4 +354,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     document_subjects,
     forms,
     form_versions,
+    reviews,
 );

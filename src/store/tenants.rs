@@ -5,9 +5,10 @@ use super::log;
 use super::schema::{api_keys, brands, tenants};
 use super::{can_name_a_row, DbConn, Rejection, StoreError, StoreResult};
 use crate::domain::access::TenantId;
-use crate::domain::policy::TenantPolicy;
+use crate::domain::policy::{AmbiguousMode, TenantPolicy};
 use crate::domain::purpose::CaptureChannel;
 use crate::domain::text::{fold_key, nfc};
+use crate::domain::vocabulary::{Language, LanguageSet};
 use crate::keys::{self, MasterKey};
 use crate::ledger::entry::ZERO_HASH;
 use diesel::prelude::*;
@@ -19,6 +20,9 @@ pub struct TenantRow {
     pub id: TenantId,
     pub origin: String,
     pub policy: TenantPolicy,
+    /// The tenant ever held an ambiguous message for review (SPEC section
+    /// 7): its checks read review items.
+    pub reviews_held: bool,
     pub tree_size: i64,
     pub head_hash: String,
     pub head_recorded_at: Option<i64>,
@@ -40,6 +44,10 @@ struct StoredTenant {
     head_hash: String,
     head_recorded_at: Option<i64>,
     created_at: i64,
+    /// A JSON list of language codes; null: every shipped language.
+    languages: Option<String>,
+    ambiguous_messages: String,
+    reviews_held: bool,
 }
 
 impl From<StoredTenant> for TenantRow {
@@ -56,7 +64,13 @@ impl From<StoredTenant> for TenantRow {
                 default_region: t.default_region,
                 confirmation_for,
                 evidence_retention_days: t.evidence_retention_days,
+                languages: t
+                    .languages
+                    .and_then(|listed| serde_json::from_str::<Vec<Language>>(&listed).ok())
+                    .map_or_else(LanguageSet::default, |listed| LanguageSet::of(&listed)),
+                ambiguous: AmbiguousMode::parse(&t.ambiguous_messages).unwrap_or_default(),
             },
+            reviews_held: t.reviews_held,
             tree_size: t.tree_size,
             head_hash: t.head_hash,
             head_recorded_at: t.head_recorded_at,
@@ -184,6 +198,9 @@ pub struct SettingsChange {
     pub default_region: Option<Option<String>>,
     pub require_confirmation_for: Option<String>,
     pub evidence_retention_days: Option<Option<i64>>,
+    /// A JSON list of language codes, or null for every shipped language.
+    pub languages: Option<Option<String>>,
+    pub ambiguous_messages: Option<AmbiguousMode>,
 }
 
 pub fn update_settings(
@@ -210,6 +227,16 @@ pub fn update_settings(
         if let Some(v) = change.evidence_retention_days {
             diesel::update(tenants::table.find(id))
                 .set(tenants::evidence_retention_days.eq(v))
+                .execute(conn)?;
+        }
+        if let Some(v) = change.languages {
+            diesel::update(tenants::table.find(id))
+                .set(tenants::languages.eq(v))
+                .execute(conn)?;
+        }
+        if let Some(v) = change.ambiguous_messages {
+            diesel::update(tenants::table.find(id))
+                .set(tenants::ambiguous_messages.eq(v.as_str()))
                 .execute(conn)?;
         }
         tenants::table

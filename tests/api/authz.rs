@@ -80,6 +80,8 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("GET", "/v1/dead-letters", ADMIN),
     ("GET", "/v1/audit-events", ADMIN),
     ("GET", "/v1/dead-letters/{id}", ADMIN),
+    ("GET", "/v1/reviews", ADMIN),
+    ("POST", "/v1/reviews/{id}", ADMIN),
     ("GET", "/webhooks/whatsapp/{tenant}", Signature),
     ("POST", "/webhooks/whatsapp/{tenant}", Signature),
     ("POST", "/webhooks/twilio/{tenant}", Signature),
@@ -96,6 +98,7 @@ fn cross_tenant_status(template: &str) -> Option<u16> {
         "/v1/keys/{id}"
         | "/v1/brands/{name}/retire"
         | "/v1/dead-letters/{id}"
+        | "/v1/reviews/{id}"
         | "/v1/documents/{id}"
         | "/v1/forms/{id}"
         | "/v1/subjects/query"
@@ -679,6 +682,11 @@ async fn input(
         ("GET", "/v1/dead-letters/{id}") => {
             Request::new(method, format!("/v1/dead-letters/{}", w.dead_letter))
         }
+        // No such item: the right role is told 404, before any state.
+        ("POST", "/v1/reviews/{id}") => post(
+            "/v1/reviews/rev_000000000000",
+            json!({"decision": "opt_out"}),
+        ),
         ("GET", "/v1/forms/{id}") => Request::new(method, "/v1/forms/newsletter"),
         ("POST", "/v1/forms") => {
             let id = match (fresh, by_b) {
@@ -724,7 +732,7 @@ async fn input(
             path @ ("/healthz" | "/readyz" | "/openapi.json" | "/docs" | "/v1/tenant"
             | "/v1/brands" | "/v1/keys" | "/v1/channels" | "/v1/export"
             | "/v1/log/checkpoint" | "/v1/log/keys" | "/v1/dead-letters" | "/v1/forms"
-            | "/v1/audit-events"),
+            | "/v1/audit-events" | "/v1/reviews"),
         ) => Request::new(method, path),
         (m, p) => panic!("authz.rs has no request for {m} {p}: add one to `input`"),
     }
@@ -1126,6 +1134,11 @@ fn invalid_inputs(route: &Route, valid: &Request) -> Vec<(&'static str, Request)
         "/v1/dead-letters/{id}" => {
             vec![("an id that is not a number", with("/v1/dead-letters/abc"))]
         }
+        "/v1/reviews" => vec![("a limit that is not a number", with("/v1/reviews?limit=x"))],
+        "/v1/reviews/{id}" => vec![(
+            "a decision that is not one",
+            body("application/json", r#"{"decision":"maybe"}"#),
+        )],
         "/v1/entries/{seq}" => vec![("a seq that is not a number", with("/v1/entries/abc"))],
         "/v1/documents" => vec![("a body that is no document", body("text/plain", "hello"))],
         "/v1/forms/{id}" if route.method == Method::GET => {

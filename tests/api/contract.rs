@@ -389,6 +389,30 @@ async fn ledger_and_log(app: &TestApp, c: &Contract, t: &Tenant) {
     c.post(app, opt_ins, opt_ins, &t.collector, &old).await;
 }
 
+/// An ambiguous message listed, then settled once, twice and not at all.
+async fn reviews(app: &TestApp, c: &Contract, admin: &str) {
+    let message =
+        crate::vocabularies::whatsapp_text("+4915133999001", 9001, "Can I cancel my order?");
+    crate::channels::whatsapp(app, &message).await;
+    let list = "/v1/reviews";
+    let (_, page) = c.get(app, list, list, admin).await;
+    let page: Value = serde_json::from_str(&page).unwrap();
+    let id = page["reviews"][0]["id"]
+        .as_str()
+        .expect("a review item")
+        .to_owned();
+    c.get(app, list, "/v1/reviews?limit=0", admin).await;
+    let one = "/v1/reviews/{id}";
+    let settle = json!({"decision": "not_an_opt_out"});
+    for path in [
+        format!("/v1/reviews/{id}"),
+        format!("/v1/reviews/{id}"),
+        "/v1/reviews/rev_000000000000".into(),
+    ] {
+        c.post(app, one, &path, admin, &settle).await;
+    }
+}
+
 async fn channels_and_webhooks(app: &TestApp, c: &Contract, t: &Tenant) {
     let (admin, http) = (t.admin.as_str(), &app.client);
     c.get(app, "/v1/channels", "/v1/channels", admin).await;
@@ -450,6 +474,7 @@ async fn channels_and_webhooks(app: &TestApp, c: &Contract, t: &Tenant) {
     ] {
         c.get(app, one, &path, admin).await;
     }
+    reviews(app, c, admin).await;
     let uploads = "/v1/documents";
     let upload = |body: Vec<u8>| {
         app.client

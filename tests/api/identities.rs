@@ -693,6 +693,7 @@ async fn opt_outs_kept_for_a_user_id_apply_at_start() {
                     reply_to: None,
                 },
                 opt_out: Some(Purpose::ALL.to_vec()),
+                heard: Default::default(),
                 system: None,
             }),
             waits_for: Some(USER),

@@ -67,12 +67,16 @@ mod races;
 mod recording;
 #[path = "../api/retention.rs"]
 mod retention;
+#[path = "../api/reviews.rs"]
+mod reviews;
 #[path = "../api/tamper.rs"]
 mod tamper;
 #[path = "../api/tenants.rs"]
 mod tenants;
 #[path = "../api/upgrade.rs"]
 mod upgrade;
+#[path = "../api/vocabularies.rs"]
+mod vocabularies;
 
 /// The suite's apps really keep their data in PostgreSQL.
 #[tokio::test]

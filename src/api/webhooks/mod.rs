@@ -15,6 +15,7 @@ use crate::providers::settings::{self, StoredSettings};
 use crate::services::channel_settings;
 use crate::services::error::ServiceError;
 use crate::store::audit::AuditKind;
+use crate::store::tenants::TenantRow;
 use crate::store::DbConn;
 use actix_web::{web, HttpRequest};
 
@@ -67,15 +68,12 @@ fn may_authenticate(state: &AppState, request: &HttpRequest) -> Result<(), ApiEr
 async fn tenant_settings(
     state: &AppState,
     named: &str,
-) -> Result<Option<(TenantId, StoredSettings)>, ApiError> {
+) -> Result<Option<(TenantRow, StoredSettings)>, ApiError> {
     let Some(tenant) = TenantId::parse(named) else {
         return Ok(None);
     };
     state
-        .db(move |conn| {
-            let settings = channel_settings::of_tenant(conn, &tenant)?;
-            Ok(settings.map(|settings| (tenant, settings)))
-        })
+        .db(move |conn| Ok(channel_settings::of_tenant(conn, &tenant)?))
         .await
 }
 
@@ -99,6 +97,10 @@ fn open_secrets(
     Ok(secrets)
 }
 
+/// A provider's sealed secrets by name: the current one and, while it
+/// rotates, the previous one.
+type SealedSecrets<'s> = [(&'static str, Option<&'s String>); 2];
+
 /// How one provider signs its webhook requests.
 struct Signing {
     /// The provider's name in the trail and the metrics.
@@ -112,13 +114,13 @@ struct Signing {
     refusal: fn() -> ApiError,
     /// The provider's sealed secrets (current and previous), when the
     /// tenant has the provider.
-    sealed: for<'s> fn(&'s StoredSettings) -> Option<[(&'static str, Option<&'s String>); 2]>,
+    sealed: for<'s> fn(&'s StoredSettings) -> Option<SealedSecrets<'s>>,
 }
 
 /// A provider's request: its tenant, settings and opened secrets, the
 /// signature presented and the body, not yet checked against each other.
 struct Signed {
-    tenant: TenantId,
+    tenant: TenantRow,
     settings: StoredSettings,
     secrets: Vec<String>,
     signature: String,
@@ -146,7 +148,7 @@ impl Signed {
         let (tenant, settings) = tenant_settings(state, named).await?.ok_or_else(refused)?;
         let secrets = {
             let sealed = (signing.sealed)(&settings).ok_or_else(refused)?;
-            open_secrets(state, &tenant, &sealed)?
+            open_secrets(state, &tenant.id, &sealed)?
         };
         let body = read_body(state, request, payload, BODY_LIMIT).await?;
         Ok(Self {
@@ -175,7 +177,7 @@ impl Signed {
         if valid {
             return Ok(());
         }
-        signature_failed(state, request, &self.tenant, signing.provider).await;
+        signature_failed(state, request, &self.tenant.id, signing.provider).await;
         Err(failed(state, request, signing.what, (signing.refusal)()))
     }
 }
@@ -185,16 +187,16 @@ const BODY_LIMIT: usize = 3 * 1024 * 1024;
 
 /// Runs a verified request's recording in its tenant's write group, with
 /// the master key and the clock.
-async fn record<T, F>(state: &AppState, tenant: TenantId, work: F) -> Result<T, ApiError>
+async fn record<T, F>(state: &AppState, tenant: TenantRow, work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
-    F: FnOnce(&mut DbConn, &MasterKey, &TenantId, &Clock) -> Result<T, ServiceError>
+    F: FnOnce(&mut DbConn, &MasterKey, &TenantRow, &Clock) -> Result<T, ServiceError>
         + Send
         + 'static,
 {
     let master = state.master.clone();
     let clock = state.clock.clone();
-    let log = tenant.clone();
+    let log = tenant.id.clone();
     state
         .write(&log, move |conn| {
             work(conn, &master, &tenant, &clock).map_err(ApiError::from)

@@ -96,7 +96,7 @@ pub async fn whatsapp_handshake(
     let whatsapp = whatsapp_of(&settings).ok_or_else(refused)?;
     let expected = open_secret(
         &state.master.kek(),
-        &tenant,
+        &tenant.id,
         "whatsapp.verify_token",
         &whatsapp.verify_token,
     )

@@ -4,14 +4,16 @@
 
 use crate::domain::access::TenantId;
 use crate::domain::decision::{
-    self, Closure, ConsentEvent, InboundRecord, Outcome, Question, Standing,
+    self, Closure, ConsentEvent, InboundRecord, Outcome, PendingReview, Question, Standing,
 };
+use crate::domain::ids::GroupId;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::services::error::ServiceResult;
 use crate::store::consent::{
     identity_state, inbound_records, many_identities, IdentityState, ManyIdentities,
 };
+use crate::store::reviews;
 use crate::store::suppression::{group_suppression, suppressed_many};
 use crate::store::tenants::TenantRow;
 use crate::store::DbConn;
@@ -24,6 +26,8 @@ pub struct GroupRead {
     /// The group is closed (rule 2).
     pub closure: Option<Closure>,
     pub inbound: Vec<InboundRecord>,
+    /// Its messages held for review (only for a tenant that ever held one).
+    pub under_review: Vec<PendingReview>,
     /// Whether the tenant holds anything of the identity (a subject, a
     /// window, a suppression).
     pub known: bool,
@@ -34,16 +38,18 @@ impl GroupRead {
     pub fn read(
         conn: &mut DbConn,
         master: &MasterKey,
-        tenant: &TenantId,
+        tenant: &TenantRow,
         identity: &str,
     ) -> ServiceResult<Self> {
-        let (state, suppressed_at) = read_own(conn, master, tenant, identity)?;
+        let (state, suppressed_at) = read_own(conn, master, &tenant.id, identity)?;
         let inbound = inbound_records(conn, &state.window_subjects)?;
+        let under_review = pending_reviews(conn, tenant, &state)?;
         Ok(GroupRead {
             known: state.live_subject().is_some() || suppressed_at.is_some(),
             suppressed_at,
             closure: state.closure(),
             inbound,
+            under_review,
             events: state.events,
         })
     }
@@ -53,12 +59,30 @@ impl GroupRead {
         decide(&self.events, question, tenant, self.standing(), now)
     }
 
-    fn standing(&self) -> Standing {
+    fn standing(&self) -> Standing<'_> {
         Standing {
             suppressed_at: self.suppressed_at,
             closed: self.closure,
+            under_review: &self.under_review,
         }
     }
+}
+
+/// The messages of an identity's live group held for review: read only
+/// for a tenant that ever held one (no other check pays for it).
+pub fn pending_reviews(
+    conn: &mut DbConn,
+    tenant: &TenantRow,
+    state: &IdentityState,
+) -> ServiceResult<Vec<PendingReview>> {
+    let Some(group) = state.live_subject().map(|s| s.group_id) else {
+        return Ok(Vec::new());
+    };
+    if !tenant.reviews_held {
+        return Ok(Vec::new());
+    }
+    let mut found = reviews::waiting_in_groups(conn, &tenant.id, &[group])?;
+    Ok(found.remove(&group).unwrap_or_default())
 }
 
 /// An identity's group and its latest suppression with their own reads
@@ -90,7 +114,7 @@ pub fn decide<'a>(
     events: &'a [ConsentEvent],
     question: Question,
     tenant: &TenantRow,
-    standing: Standing,
+    standing: Standing<'_>,
     now: Timestamp,
 ) -> Outcome<'a> {
     decision::decide(
@@ -107,6 +131,8 @@ pub struct Prefetched {
     state: ManyIdentities,
     /// Identity asked → the latest erasure on request of its group.
     suppressed: HashMap<String, Timestamp>,
+    /// Identity asked → its group's messages held for review.
+    under_review: HashMap<String, Vec<PendingReview>>,
 }
 
 impl Prefetched {
@@ -130,6 +156,7 @@ impl Prefetched {
                 .get(identity)
                 .cloned()
                 .unwrap_or_default(),
+            under_review: self.under_review.get(identity).cloned().unwrap_or_default(),
             known: self.knows(identity),
         }
     }
@@ -139,9 +166,10 @@ impl Prefetched {
     pub fn read(
         conn: &mut DbConn,
         master: &MasterKey,
-        tenant: &TenantId,
+        tenant_row: &TenantRow,
         asked: &[&str],
     ) -> ServiceResult<Self> {
+        let tenant = &tenant_row.id;
         let hasher = master.identity_hasher(tenant);
         let asked_hashes: Vec<String> = asked.iter().map(|i| hasher.hash(i)).collect();
         let state = many_identities(conn, tenant, asked, &asked_hashes)?;
@@ -179,6 +207,34 @@ impl Prefetched {
                 latest.map(|at| ((*i).to_owned(), Timestamp::from_millis(at)))
             })
             .collect();
-        Ok(Self { state, suppressed })
+        let under_review = match tenant_row.reviews_held {
+            true => pending_in_batch(conn, tenant, &state)?,
+            false => HashMap::new(),
+        };
+        Ok(Self {
+            state,
+            suppressed,
+            under_review,
+        })
     }
+}
+
+/// The messages held for review of each asked identity's open group.
+fn pending_in_batch(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    state: &ManyIdentities,
+) -> ServiceResult<HashMap<String, Vec<PendingReview>>> {
+    let mut groups: Vec<GroupId> = state.groups.values().copied().collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let mut pending = HashMap::new();
+    for part in groups.chunks(500) {
+        pending.extend(reviews::waiting_in_groups(conn, tenant, part)?);
+    }
+    Ok(state
+        .groups
+        .iter()
+        .filter_map(|(identity, group)| Some((identity.clone(), pending.get(group)?.clone())))
+        .collect())
 }

@@ -119,7 +119,7 @@ pub fn check_many<E: From<ServiceError>>(
             .collect();
         asked.sort_unstable();
         asked.dedup();
-        let many = Prefetched::read(conn, master, &tenant.id, &asked)?;
+        let many = Prefetched::read(conn, master, tenant, &asked)?;
         let mut evaluator = Evaluator::new(master, tenant, now);
         evaluator.many = Some(many);
         for (index, item) in parsed.into_iter().enumerate() {
@@ -212,7 +212,7 @@ impl<'a> Evaluator<'a> {
     fn check(&mut self, conn: &mut DbConn, ask: &Ask) -> ServiceResult<Evaluated> {
         match Who::of(self.tenant, ask)? {
             Who::Shaped(identity) => {
-                let read = GroupRead::read(conn, self.master, &self.tenant.id, identity.as_str())?;
+                let read = GroupRead::read(conn, self.master, self.tenant, identity.as_str())?;
                 if !read.known {
                     identity_of(self.tenant, ask)?;
                 }
@@ -247,7 +247,7 @@ impl<'a> Evaluator<'a> {
         let read = match (read, &self.many) {
             (Some(read), _) => read,
             (None, Some(many)) => many.group(identity.as_str()),
-            (None, None) => GroupRead::read(conn, self.master, &self.tenant.id, identity.as_str())?,
+            (None, None) => GroupRead::read(conn, self.master, self.tenant, identity.as_str())?,
         };
         let question = Question {
             purpose: ask.purpose,

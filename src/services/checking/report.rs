@@ -2,7 +2,7 @@
 //! purpose and message channel of the group an identity belongs to, its
 //! subjects and its whole history, from one snapshot.
 
-use super::group::{decide, read_own};
+use super::group::{decide, pending_reviews, read_own};
 use crate::domain::decision::{ConsentEvent, Question, Reason, Standing};
 use crate::domain::identity::Identity;
 use crate::domain::ids::BrandId;
@@ -60,9 +60,11 @@ pub fn report_subject(
             .into_iter()
             .map(|m| m.commitment)
             .collect();
+        let under_review = pending_reviews(conn, tenant, &state)?;
         let standing = Standing {
             suppressed_at,
             closed: state.closure(),
+            under_review: &under_review,
         };
         let brands = list_brands(conn, &tenant.id)?;
         let consents = consents_of(&state.events, &brands, tenant, standing, now);
@@ -82,7 +84,7 @@ fn consents_of(
     events: &[ConsentEvent],
     brands: &[BrandRow],
     tenant: &TenantRow,
-    standing: Standing,
+    standing: Standing<'_>,
     now: Timestamp,
 ) -> Vec<SubjectConsent> {
     let relevant = brands.iter().filter(|b| {
