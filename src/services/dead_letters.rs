@@ -6,11 +6,13 @@
 //! letters: `store/dead_letters.rs`.
 
 use super::error::ServiceResult;
+use super::inbound::list_applied_ambiguous;
 use super::links::close_group;
 use crate::domain::access::TenantId;
 use crate::domain::purpose::{Purpose, PurposeSet};
+use crate::domain::record::Record;
 use crate::domain::time::Timestamp;
-use crate::domain::vocabulary::Heard;
+use crate::domain::vocabulary::{Heard, Language, Rule};
 use crate::keys::MasterKey;
 use crate::providers::letter::{LetterPayload, MessageLetter, PreferenceLetter};
 use crate::providers::message::{
@@ -168,9 +170,23 @@ fn apply_letter(
                 .fold(message_evidence(&message), |e, (k, v)| e.with(k, v))
                 .with("dead_letter_id", &letter_id);
             let at = own_time(message.captured_at);
-            let purposes = purposes.into_iter().collect();
-            let record = keyword_opt_out(message.provider, identity, purposes, at, evidence);
-            (record, message.provider.collector())
+            let purposes: PurposeSet = purposes.into_iter().collect();
+            let record =
+                keyword_opt_out(message.provider, identity.clone(), purposes, at, evidence);
+            let appended = append_kept(
+                conn,
+                master,
+                tenant,
+                message.provider.collector(),
+                &record,
+                now,
+            )?;
+            // An ambiguous message is listed for review once it opts out.
+            if let (Some(seq), Some(heard)) = (appended, heard_ambiguous(&letter)) {
+                let arrival = (&message, identity, at);
+                list_applied_ambiguous(conn, master, tenant, (arrival, heard, purposes), seq, now)?;
+            }
+            return Ok(appended);
         }
         Some(LetterPayload::Preference(letter)) => {
             let Some(sender) = applicable_stop(&letter, settings) else {
@@ -187,12 +203,37 @@ fn apply_letter(
         }
         _ => return Ok(None),
     };
-    match append_locked(conn, master, tenant, collector, &record, None, now) {
+    append_kept(conn, master, tenant, collector, &record, now)
+}
+
+/// Appends a kept letter's opt-out; `None` when there is nothing to record.
+fn append_kept(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &TenantId,
+    collector: &str,
+    record: &Record,
+    now: Timestamp,
+) -> ServiceResult<Option<u64>> {
+    match append_locked(conn, master, tenant, collector, record, None, now) {
         Ok(appended) => Ok(Some(appended.seq)),
         // An erased number without a newer subject: already opted out.
         Err(StoreError::Rejected(Rejection::SuppressedNothingToRecord)) => Ok(None),
         Err(other) => Err(other.into()),
     }
+}
+
+/// How a kept message was heard, when it was ambiguous.
+fn heard_ambiguous(letter: &MessageLetter) -> Option<Heard> {
+    (letter.heard.get("rule").map(String::as_str) == Some(Rule::Ambiguous.as_str())).then(|| {
+        Heard {
+            rule: Rule::Ambiguous,
+            language: letter
+                .heard
+                .get("language")
+                .and_then(|l| Language::parse(l)),
+        }
+    })
 }
 
 /// A kept letter, its id and when it was kept.

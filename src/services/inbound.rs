@@ -466,6 +466,36 @@ fn opt_out_for_review(
     Ok(seqs)
 }
 
+/// An ambiguous message kept as a dead letter (its business number was not
+/// the tenant's) and applied since as an opt-out at `seq`: listed for
+/// review under that seq, as if it had been recorded on arrival.
+pub fn list_applied_ambiguous(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &TenantId,
+    ((message, identity, captured_at), heard, purposes): (
+        (&InboundMessage, Identity, Timestamp),
+        Heard,
+        PurposeSet,
+    ),
+    seq: u64,
+    now: Timestamp,
+) -> ServiceResult<()> {
+    let arrival = Arrival {
+        message,
+        identity,
+        captured_at,
+    };
+    let ambiguous = Ambiguous {
+        arrival: &arrival,
+        heard: &heard,
+        purposes,
+    };
+    let id = seq.to_string();
+    let item = (id.as_str(), AmbiguousMode::OptOut, Some(seq));
+    keep_review(conn, master, tenant, &ambiguous, item, now).map(|_| ())
+}
+
 /// Mode `review`: an ambiguous message records nothing; it is listed for
 /// review under a new `rev_` id, and checks answer `under_review` until it
 /// is settled.

@@ -371,3 +371,45 @@ async fn an_ambiguous_sms_from_a_number_the_tenant_does_not_hold_keeps_nothing()
         query.body
     );
 }
+
+/// An ambiguous message to a business number the tenant did not have yet
+/// is kept; once the number is configured it opts out and is listed, as if
+/// it had arrived then.
+#[tokio::test]
+async fn a_kept_ambiguous_message_is_listed_once_it_applies() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    let mut foreign = whatsapp_text(NUMBER, 1, "Can I cancel my order?");
+    foreign["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
+        json!("999999999999999");
+    whatsapp(&app, &foreign).await;
+    assert!(waiting(&app, &t).await.is_empty());
+    assert_eq!(
+        reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
+        "allowed"
+    );
+    let mut body = settings();
+    body["whatsapp"]["phone_numbers"] = json!([
+        {"id": PHONE_NUMBER_ID, "display": "+4930123456"},
+        {"id": "999999999999999", "display": "+4930123457"}
+    ]);
+    let put = app.put("/v1/channels", &t.admin, &body).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let answer = app
+        .check(
+            &t,
+            json!({"number": NUMBER, "purpose": "marketing", "brand": "Makro"}),
+        )
+        .await;
+    assert_eq!(answer.body["reason"], "opted_out", "{}", answer.body);
+    let seq = answer.body["consent"]["seq"].as_u64().expect("seq");
+    let e = entry(&app, &t, seq).await;
+    assert_eq!(e["openings"]["evidence"]["body"]["rule"], "ambiguous");
+    assert!(e["openings"]["evidence"]["body"]["dead_letter_id"].is_string());
+    let items = waiting(&app, &t).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["id"], seq.to_string());
+    assert_eq!(items[0]["message"], "Can I cancel my order?");
+}
