@@ -8,9 +8,9 @@
 use super::error::ServiceResult;
 use super::inbound::list_applied_ambiguous;
 use super::links::close_group;
+use super::recording::append_unless_suppressed;
 use crate::domain::access::TenantId;
 use crate::domain::purpose::{Purpose, PurposeSet};
-use crate::domain::record::Record;
 use crate::domain::time::Timestamp;
 use crate::domain::vocabulary::{Heard, Language, Rule};
 use crate::keys::MasterKey;
@@ -20,7 +20,7 @@ use crate::providers::message::{
     preference_evidence, InboundMessage, Outcome, Provider, Sender, PROVIDER_CLOCK_SKEW_MILLIS,
 };
 use crate::providers::settings::StoredSettings;
-use crate::store::append::{append_locked, opt_out_records_nothing};
+use crate::store::append::opt_out_records_nothing;
 use crate::store::channels;
 use crate::store::connection::lock_log;
 use crate::store::dead_letters::{
@@ -28,7 +28,7 @@ use crate::store::dead_letters::{
     resolve_dead_letter, tenants_with_letters_waiting_for_user_ids, DeadLetterRow, Letter,
 };
 use crate::store::links::Source;
-use crate::store::{DbConn, Rejection, StoreError};
+use crate::store::DbConn;
 
 /// Keeps a message sent to a business number the tenant does not have
 /// (yet): its opt-out (`withdrawn`: the purposes it withdraws, when it is
@@ -173,14 +173,9 @@ fn apply_letter(
             let purposes: PurposeSet = purposes.into_iter().collect();
             let record =
                 keyword_opt_out(message.provider, identity.clone(), purposes, at, evidence);
-            let appended = append_kept(
-                conn,
-                master,
-                tenant,
-                message.provider.collector(),
-                &record,
-                now,
-            )?;
+            let collector = message.provider.collector();
+            let appended = append_unless_suppressed(conn, master, tenant, collector, &record, now)?
+                .map(|a| a.seq);
             // An ambiguous message is listed for review once it opts out.
             if let (Some(seq), Some(heard)) = (appended, heard_ambiguous(&letter)) {
                 let arrival = (&message, identity, at);
@@ -203,24 +198,9 @@ fn apply_letter(
         }
         _ => return Ok(None),
     };
-    append_kept(conn, master, tenant, collector, &record, now)
-}
-
-/// Appends a kept letter's opt-out; `None` when there is nothing to record.
-fn append_kept(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &TenantId,
-    collector: &str,
-    record: &Record,
-    now: Timestamp,
-) -> ServiceResult<Option<u64>> {
-    match append_locked(conn, master, tenant, collector, record, None, now) {
-        Ok(appended) => Ok(Some(appended.seq)),
-        // An erased number without a newer subject: already opted out.
-        Err(StoreError::Rejected(Rejection::SuppressedNothingToRecord)) => Ok(None),
-        Err(other) => Err(other.into()),
-    }
+    // An erased number without a newer subject: already opted out.
+    let appended = append_unless_suppressed(conn, master, tenant, collector, &record, now)?;
+    Ok(appended.map(|a| a.seq))
 }
 
 /// How a kept message was heard, when it was ambiguous.

@@ -5,7 +5,7 @@
 
 use super::error::ServiceResult;
 use super::links::{close_group, link};
-use super::recording::{record_opt_in, Door};
+use super::recording::{self, record_opt_in, Door};
 use crate::domain::access::TenantId;
 use crate::domain::confirmation;
 use crate::domain::evidence::Evidence;
@@ -28,7 +28,7 @@ use crate::providers::message::{
 };
 use crate::providers::settings::{OptInMatch, StoredSettings};
 use crate::providers::whatsapp_payload::Content;
-use crate::store::append::append_locked;
+use crate::store::append::Appended;
 use crate::store::channels;
 use crate::store::connection::lock_log;
 use crate::store::consent::{confirmable_opt_ins, liftable_opt_outs, record_inbound};
@@ -38,7 +38,7 @@ use crate::store::reviews::{self, seal_message, NewReview, ReviewMessage};
 use crate::store::subjects::{current_or_new_subject, current_subject, newest_subject, SubjectRow};
 use crate::store::tenants::find_tenant;
 use crate::store::tenants::TenantRow;
-use crate::store::{DbConn, Rejection, StoreError};
+use crate::store::DbConn;
 
 /// Links the identities a signed WhatsApp message pairs (SPEC section 3),
 /// first closing every group the pairing shows changed hands: a number or
@@ -188,9 +188,9 @@ fn confirm_codes(
                 confirms,
             });
             let collector = message.provider.collector();
-            seqs.extend(append_unless_suppressed(
+            seqs.extend(seqs_of(recording::append_unless_suppressed(
                 conn, master, tenant, collector, &record, now,
-            )?);
+            )?));
         }
     }
     Ok(seqs)
@@ -353,7 +353,9 @@ fn record_intent(
             let evidence = heard_evidence(evidence, heard);
             let opt_out =
                 keyword_opt_out(provider, identity, purposes, arrival.captured_at, evidence);
-            append_unless_suppressed(conn, master, tenant, collector, &opt_out, now)?
+            seqs_of(recording::append_unless_suppressed(
+                conn, master, tenant, collector, &opt_out, now,
+            )?)
         }
         Intent::Ambiguous(heard) => {
             let purposes = opt_out_purposes(false, settings);
@@ -457,7 +459,14 @@ fn opt_out_for_review(
         arrival.captured_at,
         ambiguous.evidence(),
     );
-    let seqs = append_unless_suppressed(conn, master, tenant, provider.collector(), &opt_out, now)?;
+    let seqs = seqs_of(recording::append_unless_suppressed(
+        conn,
+        master,
+        tenant,
+        provider.collector(),
+        &opt_out,
+        now,
+    )?);
     if let Some(seq) = seqs.first() {
         let id = seq.to_string();
         let item = (id.as_str(), AmbiguousMode::OptOut, Some(*seq));
@@ -550,24 +559,9 @@ fn keep_review(
     Ok(true)
 }
 
-/// Appends what a message records, unless its sender's identity is erased
-/// and the rules say to record nothing (an opt-in captured before the
-/// erasure; an opt-out or a lift while no newer subject exists).
-fn append_unless_suppressed(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &TenantId,
-    collector: &str,
-    record: &Record,
-    now: Timestamp,
-) -> ServiceResult<Vec<u64>> {
-    match append_locked(conn, master, tenant, collector, record, None, now) {
-        Ok(appended) => Ok(vec![appended.seq]),
-        Err(StoreError::Rejected(Rejection::Suppressed | Rejection::SuppressedNothingToRecord)) => {
-            Ok(Vec::new())
-        }
-        Err(other) => Err(other.into()),
-    }
+/// The seqs an append gave (none when it recorded nothing).
+fn seqs_of(appended: Option<Appended>) -> Vec<u64> {
+    appended.into_iter().map(|a| a.seq).collect()
 }
 
 /// What a lifting message carries.
@@ -606,9 +600,9 @@ fn lift_opt_outs(
             evidence: lift.evidence.clone(),
             lifts,
         });
-        seqs.extend(append_unless_suppressed(
+        seqs.extend(seqs_of(recording::append_unless_suppressed(
             conn, master, tenant, collector, &record, now,
-        )?);
+        )?));
     }
     Ok(seqs)
 }
@@ -715,7 +709,9 @@ pub fn record_preference(
         let evidence = preference_evidence(&change.business, value);
         let seqs = if change.stop {
             let record = marketing_stop(identity, captured_at, evidence);
-            append_unless_suppressed(conn, master, tenant, collector, &record, now)?
+            seqs_of(recording::append_unless_suppressed(
+                conn, master, tenant, collector, &record, now,
+            )?)
         } else {
             let lift = Lift {
                 class: LiftClass::MarketingPreference,

@@ -21,7 +21,7 @@ use crate::store::append::{self, Answer, Appended};
 use crate::store::channels::settings_of;
 use crate::store::idempotency::IdempotencyScope;
 use crate::store::tenants::{find_brand, TenantRow};
-use crate::store::DbConn;
+use crate::store::{DbConn, Rejection, StoreError};
 
 /// Where an opt-in comes from.
 #[derive(Debug, Clone, Copy)]
@@ -153,4 +153,25 @@ fn new_code(
         expires_at,
     };
     Ok((pending, issued))
+}
+
+/// Appends an entry a message, a kept letter or a review records, unless
+/// its identity is erased and the rules say to record nothing (an opt-in
+/// captured before the erasure; an opt-out or a lift while no newer
+/// subject exists): `None` then.
+pub fn append_unless_suppressed(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &TenantId,
+    collector: &str,
+    record: &Record,
+    now: Timestamp,
+) -> ServiceResult<Option<Appended>> {
+    match append::append_locked(conn, master, tenant, collector, record, None, now) {
+        Ok(appended) => Ok(Some(appended)),
+        Err(StoreError::Rejected(Rejection::Suppressed | Rejection::SuppressedNothingToRecord)) => {
+            Ok(None)
+        }
+        Err(other) => Err(other.into()),
+    }
 }

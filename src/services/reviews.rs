@@ -5,6 +5,7 @@
 //! Keeping an item: `inbound.rs`; its rows: `store/reviews.rs`.
 
 use super::error::ServiceResult;
+use super::recording::append_unless_suppressed;
 use crate::domain::access::TenantId;
 use crate::domain::evidence::Evidence;
 use crate::domain::identity::Identity;
@@ -15,7 +16,7 @@ use crate::domain::record::{LiftRecord, Record};
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::providers::message::{keyword_opt_out, Provider};
-use crate::store::append::{append_locked, Appended};
+use crate::store::append::Appended;
 use crate::store::connection::lock_log;
 use crate::store::consent::opt_out_is_effective;
 use crate::store::reviews::{self, open_message, ReviewMessage, ReviewRow};
@@ -141,7 +142,7 @@ pub fn settle(
         };
         let appended = match record {
             Some(record) => {
-                append_unless_erased(conn, master, tenant, settlement.key_id, &record, now)?
+                append_unless_suppressed(conn, master, tenant, settlement.key_id, &record, now)?
             }
             None => None,
         };
@@ -219,23 +220,4 @@ fn identity_of(message: &ReviewMessage) -> ServiceResult<Identity> {
     Identity::from_stored(&message.identity).ok_or_else(|| {
         StoreError::Unreadable("a review item's identity does not parse".into()).into()
     })
-}
-
-/// Appends a settlement's entry; nothing when the identity was erased and
-/// the rules say to record nothing.
-fn append_unless_erased(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &TenantId,
-    collector: &str,
-    record: &Record,
-    now: Timestamp,
-) -> ServiceResult<Option<Appended>> {
-    match append_locked(conn, master, tenant, collector, record, None, now) {
-        Ok(appended) => Ok(Some(appended)),
-        Err(StoreError::Rejected(Rejection::Suppressed | Rejection::SuppressedNothingToRecord)) => {
-            Ok(None)
-        }
-        Err(other) => Err(other.into()),
-    }
 }
