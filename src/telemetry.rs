@@ -38,16 +38,41 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
             http.target = %request.path(),
             http.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
-            exception.message = tracing::field::Empty,
-            exception.details = tracing::field::Empty,
             request_id = %request_id,
         )
     }
 
+    /// Records the status; an answer with a problem logs one short line:
+    /// its status and code, in the request's span (method, route, request
+    /// id). Never the problem's detail or a debug dump: they may echo what
+    /// the client sent. A server error's cause is logged where it is
+    /// answered (`error.rs`).
     fn on_request_end<B: actix_web::body::MessageBody>(
         span: tracing::Span,
         outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
     ) {
-        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
+        let (status, error) = match outcome {
+            Ok(response) => (response.status(), response.response().error()),
+            Err(error) => (error.as_response_error().status_code(), Some(error)),
+        };
+        span.record("http.status_code", status.as_u16());
+        let ok = if status.is_server_error() {
+            "ERROR"
+        } else {
+            "OK"
+        };
+        span.record("otel.status_code", ok);
+        let Some(error) = error else {
+            return;
+        };
+        let code = error
+            .as_error::<crate::error::ApiError>()
+            .map_or("unexpected", |e| e.code.as_str());
+        let _inside = span.enter();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), code, "server error");
+        } else {
+            tracing::info!(status = status.as_u16(), code, "client error");
+        }
     }
 }

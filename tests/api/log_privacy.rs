@@ -236,3 +236,43 @@ async fn the_log_holds_no_number_key_secret_salt_or_evidence() {
 fn at_secs() -> i64 {
     crate::channels::now_secs()
 }
+
+/// A client error logs one short line: its status and code in the
+/// request's span (method, route, request id); never the problem's detail,
+/// a debug dump, or what the client sent.
+#[tokio::test]
+async fn a_client_error_logs_one_short_line() {
+    let served = serve(&[]);
+    let app = &served.app;
+    let t = app.tenant("makro", "Makro").await;
+    let answer = app
+        .check(
+            &t,
+            json!({"number": "4915112345678", "purpose": "marketing"}),
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.body
+    );
+    let wanted = |log: &str| log.lines().any(|l| l.contains("client error"));
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = served.log.lock().unwrap().clone();
+        if wanted(&log) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("client error")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    let line = lines[0];
+    for part in ["status=422", "invalid_number", "/v1/checks", "request_id="] {
+        assert!(line.contains(part), "{part} missing: {line}");
+    }
+    assert!(line.len() < 300, "{} characters: {line}", line.len());
+    assert!(!line.contains("4915112345678"), "{line}");
+    assert!(!log.contains("Error encountered"), "{log}");
+}
