@@ -10,6 +10,9 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
 
 /// Limit of ordinary JSON bodies.
 pub const JSON_LIMIT: usize = 1024 * 1024;
@@ -31,7 +34,9 @@ fn is_json(req: &HttpRequest) -> bool {
         .unwrap_or(false)
 }
 
-impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for ApiJson<T, LIMIT> {
+impl<T: DeserializeOwned + ToSchema + 'static, const LIMIT: usize> FromRequest
+    for ApiJson<T, LIMIT>
+{
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
@@ -53,13 +58,50 @@ impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for ApiJson<
             let body =
                 super::body::read_body(&state, payload, declared, LIMIT, ErrorCode::MalformedJson)
                     .await?;
-            let value = parse_json(&body)?;
+            let value = parse_json(&body).map_err(|e| every_missing_field::<T>(e, &body))?;
             Ok(ApiJson {
                 value,
                 body_sha256: sha256_hex(&body),
             })
         })
     }
+}
+
+/// A body that misses a required field of `T`'s top level is told every
+/// field it misses at once (serde stops at the first), as `T`'s schema
+/// lists them.
+fn every_missing_field<T: ToSchema>(error: ApiError, body: &[u8]) -> ApiError {
+    let first_missing = error.errors.len() == 1 && error.errors[0].code == "required";
+    let Ok(serde_json::Value::Object(given)) = serde_json::from_slice(body) else {
+        return error;
+    };
+    let RefOr::T(Schema::Object(schema)) = T::schema() else {
+        return error;
+    };
+    let missing: Vec<&String> = schema
+        .required
+        .iter()
+        .filter(|field| !given.contains_key(field.as_str()))
+        .collect();
+    if !first_missing || missing.len() < 2 || !missing.contains(&&error.errors[0].field) {
+        return error;
+    }
+    let names: Vec<String> = missing.iter().map(|f| format!("`{f}`")).collect();
+    let detail = format!("{} are required", names.join(", "));
+    ApiError::new(ErrorCode::InvalidRequest, detail).with_errors(
+        missing
+            .into_iter()
+            .map(|field| FieldError::new(field.clone(), "required"))
+            .collect(),
+    )
+}
+
+/// What serde expected, from its message ("invalid type: integer `5`,
+/// expected a string"): never the part that echoes the value sent.
+fn expected(message: &str) -> Option<&str> {
+    message
+        .split_once(", expected ")
+        .map(|(_, wanted)| wanted.split(" at line ").next().unwrap_or(wanted))
 }
 
 /// Parses bytes into `T`, mapping errors to 400 or 422 with the field's path.
@@ -123,7 +165,20 @@ fn describe_error(path: String, error: &serde_json::Error) -> ApiError {
                     format!("`{field}` must be an RFC 3339 date-time with Z or an offset"),
                 )
             } else if message.starts_with("invalid type") {
-                ("invalid_type", format!("`{field}` has the wrong JSON type"))
+                let detail = match expected(&message) {
+                    Some(wanted) => {
+                        format!("`{field}` has the wrong JSON type: it must be {wanted}")
+                    }
+                    None => format!("`{field}` has the wrong JSON type"),
+                };
+                ("invalid_type", detail)
+            } else if message.starts_with("unknown variant") {
+                let allowed = expected(&message).map(|w| w.trim_start_matches("one of "));
+                let detail = match allowed {
+                    Some(values) => format!("`{field}` must be one of {values}"),
+                    None => format!("`{field}` has a value that is not allowed"),
+                };
+                ("invalid_value", detail)
             } else {
                 (
                     "invalid_value",

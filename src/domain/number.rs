@@ -16,7 +16,7 @@ pub struct E164(String);
 pub enum NumberError {
     #[error("the value is not a phone number")]
     NotANumber,
-    #[error("a national number needs a region (ISO 3166 alpha-2) or the tenant's default_region")]
+    #[error("a national number needs a region (ISO 3166 alpha-2) or the tenant's default_region; an international number starts with + and its country code (E.164, e.g. +4915112345678)")]
     MissingRegion,
     #[error("the country calling code does not exist")]
     InvalidCountryCode,

@@ -110,7 +110,12 @@ impl Application {
         hooks: Hooks,
     ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.bind)
-            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (is another process on that port?); choose another address with --bind or CONSENT_LEDGER_BIND, e.g. 127.0.0.1:8081",
+                    settings.bind
+                )
+            })?;
         let port = listener.local_addr()?.port();
         let signer = Arc::new(Signer::new(settings.signer_state_file.clone()));
         let guards = Arc::new(Guards::new(&settings.limits, &settings.trusted_proxies));

@@ -350,3 +350,101 @@ async fn evidence_with_control_characters_is_refused() {
     assert_eq!(app.opt_in(&t, fine).await.status, StatusCode::CREATED);
     assert_eq!(app.get("/v1/tenant", &t.admin).await.body["tree_size"], 1);
 }
+
+/// Errors say what to do: the values an enum takes, the JSON type a field
+/// must have, the `+` an international number starts with, and every
+/// missing field at once.
+#[tokio::test]
+async fn errors_say_what_to_do() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let purpose = app
+        .check(&t, json!({"number": NUMBER, "purpose": "newsletter"}))
+        .await;
+    assert_eq!(purpose.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        purpose.field_code("purpose").as_deref(),
+        Some("invalid_value")
+    );
+    let detail = purpose.body["detail"].as_str().unwrap();
+    for value in ["marketing", "utility", "authentication"] {
+        assert!(detail.contains(value), "{detail}");
+    }
+    assert!(!detail.contains("newsletter"), "never echoed: {detail}");
+
+    let typed = app
+        .check(
+            &t,
+            json!({"number": 4915112345678_u64, "purpose": "marketing"}),
+        )
+        .await;
+    assert_eq!(typed.field_code("number").as_deref(), Some("invalid_type"));
+    let detail = typed.body["detail"].as_str().unwrap();
+    assert!(detail.contains("must be a string"), "{detail}");
+    assert!(!detail.contains("4915112345678"), "never echoed: {detail}");
+
+    let plus = app
+        .check(
+            &t,
+            json!({"number": "4915112345678", "purpose": "marketing"}),
+        )
+        .await;
+    assert_eq!(plus.code(), "invalid_number");
+    let detail = plus.body["detail"].as_str().unwrap();
+    assert!(detail.contains("starts with +"), "{detail}");
+
+    let empty = app.opt_in(&t, json!({})).await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let missing: Vec<&str> = empty.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["code"] == "required")
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for field in [
+        "channel",
+        "company_name_shown",
+        "consent_text",
+        "purposes",
+        "captured_at",
+        "evidence",
+    ] {
+        assert!(
+            missing.contains(&field),
+            "{field} not named: {}",
+            empty.body
+        );
+    }
+    // One missing field is named alone, as before.
+    let mut one = web_opt_in(NUMBER, "Makro", &["marketing"]);
+    one.as_object_mut().unwrap().remove("consent_text");
+    let answer = app.opt_in(&t, one).await;
+    assert_eq!(
+        answer.body["errors"].as_array().unwrap().len(),
+        1,
+        "{}",
+        answer.body
+    );
+    assert_eq!(
+        answer.field_code("consent_text").as_deref(),
+        Some("required")
+    );
+}
+
+/// A port already taken is named with the setting that moves the service.
+#[test]
+fn a_taken_port_names_the_setting_to_change() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run_cli(
+        &["serve", "--bind", &address],
+        Some(&dir.path().join("data")),
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("--bind") && stderr.contains("CONSENT_LEDGER_BIND"),
+        "{stderr}"
+    );
+}
