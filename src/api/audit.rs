@@ -52,6 +52,11 @@ pub struct AuditPage {
     pub next_after: Option<i64>,
 }
 
+/// Read the audit trail
+///
+/// The tenant's append-only audit trail, oldest first, paged by `after` and
+/// `limit`: keys, settings, reads of openings, exports, erasures, failed
+/// authentications.
 #[utoipa::path(
     tag = "tenants",
     params(AuditQuery),

@@ -58,6 +58,9 @@ pub struct BrandList {
     pub brands: Vec<Brand>,
 }
 
+/// List brands
+///
+/// The company names the tenant may show, active and retired.
 #[utoipa::path(
     tag = "brands",
     responses(
@@ -78,6 +81,10 @@ pub async fn list_brands(
     }))
 }
 
+/// Add a brand
+///
+/// A company name opt-ins may show; compared case-insensitively with the
+/// others.
 #[utoipa::path(
     tag = "brands",
     request_body = CreateBrandRequest,
@@ -105,6 +112,10 @@ pub async fn create_brand(
     Ok(HttpResponse::Created().json(Brand::from(row)))
 }
 
+/// Retire a brand
+///
+/// Stops new opt-ins, forms and webhook matches for the brand; its recorded
+/// opt-ins keep counting for checks that name it.
 #[utoipa::path(
     tag = "brands",
     params(("name" = String, Path, description = "The brand's name, URL-encoded; compared after NFC and case folding")),

@@ -12,6 +12,9 @@ use crate::store::channels::settings_of;
 use actix_web::middleware::from_fn;
 use actix_web::{get, put, web, HttpResponse};
 
+/// Read the channel settings
+///
+/// The WhatsApp and Twilio settings, secrets shown only as `<name>_set`.
 #[utoipa::path(
     tag = "channels",
     responses(
@@ -32,6 +35,11 @@ pub async fn get_channels(
     Ok(HttpResponse::Ok().json(stored.view()))
 }
 
+/// Replace the channel settings
+///
+/// Replaces the whole object: WhatsApp and Twilio credentials and numbers,
+/// opt-in matches, extra opt-out keywords, the partial opt-out purposes. An
+/// omitted secret keeps its stored value.
 #[utoipa::path(
     tag = "channels",
     request_body = ChannelSettingsInput,

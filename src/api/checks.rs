@@ -123,6 +123,11 @@ impl From<Evaluated> for Decision {
     }
 }
 
+/// May we send this, now?
+///
+/// Decides one check: whether a template of this purpose and brand may be
+/// sent on this channel to this number or user id now, the reason, the
+/// customer-service window and the entry the answer rests on.
 #[utoipa::path(
     tag = "checks",
     request_body = CheckRequest,
@@ -259,6 +264,10 @@ fn parse_items(
         .unzip()
 }
 
+/// Check many at once
+///
+/// Up to 10,000 checks decided in one snapshot with one `now`, answered in
+/// order; an invalid item is answered with its error in its place.
 #[utoipa::path(
     tag = "checks",
     request_body = BatchRequest,

@@ -75,6 +75,10 @@ pub struct DeadLetterPage {
     pub next_after: Option<i64>,
 }
 
+/// List dead letters
+///
+/// What the webhooks could not apply, oldest first; a kept opt-out applies by
+/// itself once it can.
 #[utoipa::path(
     tag = "channels",
     params(DeadLetterQuery),
@@ -109,6 +113,10 @@ pub async fn dead_letters(
     }))
 }
 
+/// Read a dead letter
+///
+/// One dead letter with what it held, unsealed for the admin (noted in the
+/// audit trail).
 #[utoipa::path(
     tag = "channels",
     params(("id" = i64, Path, description = "The dead letter's id")),

@@ -43,6 +43,10 @@ fn not_a_document() -> ApiError {
     )
 }
 
+/// Upload a document
+///
+/// A scan of a signed paper form (PDF, JPEG or PNG, told by its content),
+/// kept for paper opt-ins' evidence to name.
 #[utoipa::path(
     tag = "documents",
     request_body(content = String, description = "The scan itself, its bytes as they are (PDF, JPEG or PNG, told by its content; at most 20 MiB)", content_type = "application/octet-stream"),
@@ -111,6 +115,9 @@ pub async fn upload_document(
     .await
 }
 
+/// Read a document
+///
+/// The document's bytes, for an auditor (noted in the audit trail).
 #[utoipa::path(
     tag = "documents",
     params(("id" = String, Path, description = "The document id, `doc_<12 hex>`", pattern = "^doc_[0-9a-f]{12}$")),

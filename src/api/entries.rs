@@ -35,6 +35,9 @@ impl TryFrom<StoredEntry> for EntryView {
     }
 }
 
+/// Read an entry
+///
+/// A ledger entry with its openings (subject and evidence) while they exist.
 #[utoipa::path(
     tag = "ledger",
     params(("seq" = u64, Path, description = "0-based index in the tenant's log")),

@@ -153,6 +153,10 @@ async fn fail(
         .await;
 }
 
+/// Export the log
+///
+/// The whole log as NDJSON with openings and checkpoints, for offline
+/// verification.
 #[utoipa::path(
     tag = "log",
     params(ExportQuery),
@@ -187,6 +191,10 @@ names_a_person! {
     pub struct DossierRequest {}
 }
 
+/// Export a person's dossier
+///
+/// Every entry of one number's or user id's groups, with openings and proofs,
+/// as NDJSON.
 #[utoipa::path(
     tag = "log",
     request_body = DossierRequest,

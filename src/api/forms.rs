@@ -48,6 +48,9 @@ fn view(state: &AppState, tenant: &TenantId, form: StoredForm) -> FormView {
     }
 }
 
+/// List forms
+///
+/// The tenant's hosted forms, each at its current version.
 #[utoipa::path(
     tag = "forms",
     responses(
@@ -72,6 +75,10 @@ pub async fn list_forms(
     Ok(HttpResponse::Ok().json(FormList { forms }))
 }
 
+/// Create a form
+///
+/// A hosted opt-in form: brand, consent text, purposes, channels, language,
+/// privacy link.
 #[utoipa::path(
     tag = "forms",
     request_body = FormInput,
@@ -98,6 +105,9 @@ pub async fn create_form(
     Ok(HttpResponse::Created().json(view(&state, &caller.tenant.id, form)))
 }
 
+/// Read a form
+///
+/// A form's current definition and its version.
 #[utoipa::path(
     tag = "forms",
     params(("id" = String, Path, description = "The form id")),
@@ -122,6 +132,10 @@ pub async fn get_form(
     Ok(HttpResponse::Ok().json(view(&state, &caller.tenant.id, form)))
 }
 
+/// Change a form
+///
+/// Saves a new immutable version of the form; pages served from the old
+/// version are told it changed.
 #[utoipa::path(
     tag = "forms",
     params(("id" = String, Path, description = "The form id; must equal the body's `id`")),

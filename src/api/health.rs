@@ -15,6 +15,9 @@ pub struct Health {
     pub status: &'static str,
 }
 
+/// Liveness
+///
+/// 200 while the process serves requests.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "The process is alive", body = Health)))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
@@ -68,6 +71,9 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         .body(m.render()))
 }
 
+/// Readiness
+///
+/// 200 when the database answers and its schema is current; 503 otherwise.
 #[utoipa::path(
     tag = "operations",
     responses(
@@ -102,6 +108,9 @@ pub struct ProblemType {
     pub description: &'static str,
 }
 
+/// Describe a problem type
+///
+/// What a problem `code` means and what to do about it.
 #[utoipa::path(
     tag = "operations",
     params(("code" = String, Path, description = "A problem code, e.g. invalid_number")),

@@ -65,6 +65,9 @@ pub struct KeyList {
     pub keys: Vec<KeyInfo>,
 }
 
+/// List API keys
+///
+/// The tenant's keys with their roles, expiry and last use; never the secret.
 #[utoipa::path(
     tag = "keys",
     responses(
@@ -93,6 +96,10 @@ fn normalise_roles(roles: &[Role]) -> Result<Vec<String>, ApiError> {
         .ok_or_else(|| ApiError::invalid_field("roles", "empty", "a key needs at least one role"))
 }
 
+/// Create an API key
+///
+/// A key with roles (admin, collector, sender, auditor); the secret is shown
+/// once.
 #[utoipa::path(
     tag = "keys",
     request_body = CreateKeyRequest,
@@ -152,6 +159,9 @@ pub async fn create_key(
         }))
 }
 
+/// Revoke an API key
+///
+/// The key stops working at once; the last admin key cannot be revoked.
 #[utoipa::path(
     tag = "keys",
     params(("id" = String, Path, description = "key_<12 hex>", pattern = "^key_[0-9a-f]{12}$")),

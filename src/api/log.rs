@@ -77,6 +77,9 @@ async fn latest_covering(
         .await
 }
 
+/// Read the latest checkpoint
+///
+/// The signed note of the log's current size and root hash.
 #[utoipa::path(
     tag = "log",
     responses(
@@ -103,6 +106,9 @@ pub struct SizeQuery {
     pub size: u64,
 }
 
+/// Read a checkpoint by size
+///
+/// The signed note of the log at an earlier size.
 #[utoipa::path(
     tag = "log",
     params(SizeQuery),
@@ -145,6 +151,10 @@ pub struct LogKeys {
     pub keys: Vec<LogKey>,
 }
 
+/// List the log's verifier keys
+///
+/// Every verifier key that ever signed the tenant's checkpoints, with when it
+/// was used.
 #[utoipa::path(
     tag = "log",
     responses(
@@ -197,6 +207,9 @@ fn current_size(conn: &mut DbConn, tenant: &TenantId) -> Result<u64, ApiError> {
     Ok(log::log_head(conn, tenant)?.size)
 }
 
+/// Prove an entry is in the log
+///
+/// An inclusion proof of one entry at a size (RFC 9162).
 #[utoipa::path(
     tag = "log",
     params(InclusionQuery),
@@ -263,6 +276,9 @@ pub struct ConsistencyProof {
     pub proof: Vec<String>,
 }
 
+/// Prove the log only grew
+///
+/// A consistency proof between two sizes (RFC 9162).
 #[utoipa::path(
     tag = "log",
     params(ConsistencyQuery),
@@ -320,6 +336,10 @@ pub struct Receipt {
     pub openings: Openings,
 }
 
+/// Get a receipt
+///
+/// A signed consent receipt: the entry, its inclusion proof and a checkpoint,
+/// verifiable offline.
 #[utoipa::path(
     tag = "log",
     params(("seq" = u64, Path, description = "0-based index in the tenant's log")),

@@ -83,6 +83,11 @@ pub struct SuppressedAnswer {
     pub suppressed: bool,
 }
 
+/// Record an opt-in
+///
+/// Appends an opt-in with its consent text, brand, purposes, channels and
+/// evidence; answers the entry (and a confirmation code when the tenant asks
+/// for double opt-in).
 #[utoipa::path(
     tag = "recording",
     request_body = OptInRequest,
@@ -139,6 +144,10 @@ fn recorded_json(appended: &Appended, code: Option<&IssuedCode>) -> String {
     serde_json::to_string(&answer).expect("serialisable")
 }
 
+/// Record an opt-out
+///
+/// Appends an opt-out of purposes and channels for every brand; it counts
+/// from the next request.
 #[utoipa::path(
     tag = "recording",
     request_body = OptOutRequest,
@@ -202,6 +211,10 @@ fn interaction_answer(identity: &Identity, stored: &str) -> Option<String> {
     .ok()
 }
 
+/// Record an inbound message
+///
+/// Opens the 24-hour customer-service window of the person's message (an SMS
+/// opens none).
 #[utoipa::path(
     tag = "recording",
     request_body = InteractionRequest,

@@ -50,6 +50,10 @@ pub struct ReviewPage {
     pub next_after: Option<String>,
 }
 
+/// List ambiguous messages to review
+///
+/// Messages that held an opt-out keyword among other words and no phrase, not
+/// yet settled, oldest first.
 #[utoipa::path(
     tag = "channels",
     params(ReviewQuery),
@@ -132,6 +136,10 @@ pub struct SettledReview {
     pub entry: Option<Recorded>,
 }
 
+/// Settle an ambiguous message
+///
+/// Decides once whether a message was an opt-out: lifts the opt-out it
+/// recorded, or records it now, as the item's mode says.
 #[utoipa::path(
     tag = "channels",
     params(("id" = String, Path, description = "The review item's id")),

@@ -68,6 +68,10 @@ impl From<SubjectConsent> for ConsentStatus {
     }
 }
 
+/// Report a person's consent
+///
+/// Every purpose, brand and channel's status for a number or user id, and its
+/// group's whole history with openings.
 #[utoipa::path(
     tag = "ledger",
     request_body = SubjectQuery,
@@ -140,6 +144,11 @@ pub struct AlreadyErased {
 /// The longest `reason` an erasure takes.
 const MAX_REASON_CHARS: usize = 500;
 
+/// Erase a person
+///
+/// Erases every group that holds the number or user id: an opt-out of
+/// everything, an erasure entry per subject, a suppression record, and the
+/// deletion of identities, salts and evidence.
 #[utoipa::path(
     tag = "ledger",
     request_body = EraseRequest,

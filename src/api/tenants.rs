@@ -58,6 +58,10 @@ pub fn check_brand_name(name: &str, field: &str) -> Result<(), ApiError> {
         .map_err(|code| ApiError::invalid_field(field, code, BRAND_NAME_RULE))
 }
 
+/// Create a tenant
+///
+/// A tenant with its log, its first brand and its first admin key (shown
+/// once); tenant ids are never reused.
 #[utoipa::path(
     tag = "tenants",
     request_body = CreateTenantRequest,
@@ -165,6 +169,10 @@ impl TenantSettings {
     }
 }
 
+/// Read the tenant's settings
+///
+/// Age limit, default region, double opt-in channels, retention, languages
+/// and what ambiguous messages do.
 #[utoipa::path(
     tag = "tenants",
     responses(
@@ -303,6 +311,9 @@ fn parse_patch(patch: TenantPatch) -> Result<(SettingsChange, Vec<&'static str>)
     Ok((change, changed))
 }
 
+/// Change the tenant's settings
+///
+/// Fields given change, absent fields stay, null clears.
 #[utoipa::path(
     tag = "tenants",
     request_body = TenantPatch,

@@ -155,6 +155,12 @@ impl Application {
                         .guard(actix_web::guard::Get())
                         .to(|| async { web::Redirect::to("/docs/") }),
                 )
+                // Someone who opens the service in a browser lands on its docs.
+                .service(
+                    web::resource("/")
+                        .guard(actix_web::guard::Get())
+                        .to(|| async { web::Redirect::to("/docs/") }),
+                )
                 .default_service(web::to(move |req: actix_web::HttpRequest| {
                     let answer = unrouted(&routes, &req);
                     async move { answer }

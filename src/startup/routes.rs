@@ -71,7 +71,7 @@ pub(super) fn query_errors() -> web::QueryConfig {
 
 /// The paths served that the OpenAPI document does not list (Swagger UI
 /// and the document itself): GET only.
-const UNDOCUMENTED_GETS: &[&str] = &["/docs", "/docs/{_:.*}", "/openapi.json"];
+const UNDOCUMENTED_GETS: &[&str] = &["/", "/docs", "/docs/{_:.*}", "/openapi.json"];
 
 /// The documented paths with their methods, to tell a wrong method (405
 /// with `Allow`) from a path that does not exist (404).

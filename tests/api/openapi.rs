@@ -394,3 +394,28 @@ async fn every_body_the_service_takes_matches_its_documented_schema() {
         );
     }
 }
+
+/// Every operation says what it does: a summary (Swagger UI's one line)
+/// and a description.
+#[test]
+fn every_operation_has_a_summary_and_a_description() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&consent_ledger::startup::openapi_json()).unwrap();
+    let mut bare = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let said = |key: &str| {
+                operation[key]
+                    .as_str()
+                    .is_some_and(|s| !s.trim().is_empty())
+            };
+            if !said("summary") || !said("description") {
+                bare.push(format!("{method} {path}"));
+            }
+        }
+    }
+    assert!(
+        bare.is_empty(),
+        "operations without a summary or description: {bare:?}"
+    );
+}

@@ -169,3 +169,18 @@ async fn tree_size(app: &TestApp, t: &Tenant) -> u64 {
         .as_u64()
         .unwrap()
 }
+
+/// Someone who opens the service in a browser lands on its documentation.
+#[tokio::test]
+async fn the_root_leads_to_the_docs() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client.get(app.url("/")).send().await.unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    assert_eq!(response.headers()["location"], "/docs/");
+    let posted = client.post(app.url("/")).send().await.unwrap();
+    assert_eq!(posted.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
+}

@@ -92,6 +92,11 @@ async fn opt_out_words(
     Ok((brands, words(lang.unwrap_or("en"))))
 }
 
+/// Show a hosted opt-in or opt-out page
+///
+/// The HTML page of a form (its current version) or of the tenant's opt-out
+/// page, with a signed token and its cookie; `?lang=` picks the opt-out
+/// page's language.
 #[utoipa::path(
     tag = "pages",
     params(
@@ -145,6 +150,11 @@ pub async fn show_page(
     ))
 }
 
+/// Submit a hosted page
+///
+/// Records the opt-in (or opt-out) a person gave on a hosted page, with the
+/// page's evidence, and answers the thank-you page; a bad post answers the
+/// page again with what is wrong.
 #[utoipa::path(
     tag = "pages",
     params(

@@ -60,6 +60,10 @@ const TWILIO: Signing = Signing {
     },
 };
 
+/// Twilio's inbound SMS
+///
+/// Twilio posts each message here, signed over the configured URL; it records
+/// opt-ins, opt-outs and lifts and answers an empty TwiML response.
 #[utoipa::path(
     tag = "webhooks",
     params(("tenant" = String, Path, description = "The tenant id")),

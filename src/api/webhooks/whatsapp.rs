@@ -64,6 +64,9 @@ fn whatsapp_of(settings: &StoredSettings) -> Option<&StoredWhatsApp> {
     settings.whatsapp.as_ref()
 }
 
+/// WhatsApp's subscription handshake
+///
+/// Meta checks the verify token when the webhook is configured.
 #[utoipa::path(
     tag = "webhooks",
     params(("tenant" = String, Path, description = "The tenant id"), Handshake),
@@ -113,6 +116,10 @@ pub async fn whatsapp_handshake(
         .body(challenge.to_owned()))
 }
 
+/// WhatsApp's notifications
+///
+/// Meta posts messages, statuses and preference changes here, signed with the
+/// app secret; they record windows, opt-ins, opt-outs and lifts.
 #[utoipa::path(
     tag = "webhooks",
     params(("tenant" = String, Path, description = "The tenant id")),
