@@ -38,9 +38,13 @@ pub fn cluster() -> Option<&'static Cluster> {
         Err(why) => {
             static SAID: OnceLock<()> = OnceLock::new();
             SAID.get_or_init(|| {
-                eprintln!(
-                    "PostgreSQL is not available ({why}); the PostgreSQL suite runs on SQLite"
-                )
+                // Past the test runner's capture of `eprintln!`: a suite
+                // that did not run as asked is never hidden.
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "NOTE: PostgreSQL is not available ({why}); the PostgreSQL suite runs on SQLite (CONSENT_LEDGER_REQUIRE_POSTGRES=1 makes this a failure)"
+                );
             });
             None
         }
