@@ -52,6 +52,30 @@ pub(crate) fn settings() -> Value {
     })
 }
 
+/// A WhatsApp business number the tenant does not have until
+/// [`configure_other_number`] adds it.
+pub(crate) const OTHER_PHONE_NUMBER_ID: &str = "999999999999999";
+
+/// The payload sent to [`OTHER_PHONE_NUMBER_ID`].
+pub(crate) fn to_other_number(mut payload: Value) -> Value {
+    payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
+        json!(OTHER_PHONE_NUMBER_ID);
+    payload
+}
+
+/// Adds [`OTHER_PHONE_NUMBER_ID`] to the tenant's WhatsApp numbers: what was
+/// kept for it applies.
+pub(crate) async fn configure_other_number(app: &TestApp, t: &Tenant) -> Value {
+    let mut body = settings();
+    body["whatsapp"]["phone_numbers"] = json!([
+        {"id": PHONE_NUMBER_ID, "display": "+4930123456"},
+        {"id": OTHER_PHONE_NUMBER_ID, "display": "+4930123457"}
+    ]);
+    let put = app.put("/v1/channels", &t.admin, &body).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    body
+}
+
 pub(crate) async fn configured(app: &TestApp) -> Tenant {
     let t = app.tenant("makro", "Makro").await;
     let answer = app.put("/v1/channels", &t.admin, &settings()).await;

@@ -425,10 +425,8 @@ async fn unresolvable_opt_outs_become_dead_letters() {
     // No identity that parses (a user id that is not one, no number): kept.
     whatsapp(&app, &unreadable_stop(now - 30)).await;
     // A business number that is not the tenant's: kept.
-    let mut foreign = text("4915112345678", "wamid.foreign", "STOP", false, now - 20);
-    foreign["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
-        json!("999999999999999");
-    whatsapp(&app, &foreign).await;
+    let foreign = text("4915112345678", "wamid.foreign", "STOP", false, now - 20);
+    whatsapp(&app, &to_other_number(foreign)).await;
     assert_eq!(
         reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
         "no_opt_in"
@@ -441,7 +439,7 @@ async fn unresolvable_opt_outs_become_dead_letters() {
         .map(|l| l["reason"].as_str().expect("reason"))
         .collect();
     assert_eq!(reasons, vec!["unknown_sender", "unknown_phone_number_id"]);
-    assert_eq!(letters[1]["phone_number_id"], "999999999999999");
+    assert_eq!(letters[1]["phone_number_id"], OTHER_PHONE_NUMBER_ID);
     assert_eq!(letters[0]["resolved_at"], Value::Null);
     assert!(
         !answer.body.to_string().contains("4915112345678"),
@@ -522,26 +520,16 @@ async fn a_kept_opt_out_applies_once_its_business_number_is_configured() {
     let now = now_secs();
     app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
         .await;
-    let mut foreign = text("4915112345678", "wamid.foreign", "STOP", false, now - 20);
-    foreign["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
-        json!("999999999999999");
-    whatsapp(&app, &foreign).await;
+    let foreign = text("4915112345678", "wamid.foreign", "STOP", false, now - 20);
+    whatsapp(&app, &to_other_number(foreign)).await;
     // A plain message to that number is kept too, but holds no opt-out.
-    let mut hello = text("4915112345679", "wamid.hello", "hello", false, now - 15);
-    hello["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
-        json!("999999999999999");
-    whatsapp(&app, &hello).await;
+    let hello = text("4915112345679", "wamid.hello", "hello", false, now - 15);
+    whatsapp(&app, &to_other_number(hello)).await;
     assert_eq!(
         reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
         "allowed"
     );
-    let mut body = settings();
-    body["whatsapp"]["phone_numbers"] = json!([
-        {"id": PHONE_NUMBER_ID, "display": "+4930123456"},
-        {"id": "999999999999999", "display": "+4930123457"}
-    ]);
-    let put = app.put("/v1/channels", &t.admin, &body).await;
-    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let body = configure_other_number(&app, &t).await;
     let answer = app
         .check(
             &t,
@@ -558,7 +546,7 @@ async fn a_kept_opt_out_applies_once_its_business_number_is_configured() {
     assert_eq!(e["entry"]["captured_at"], sent_at);
     assert_eq!(
         e["openings"]["evidence"]["body"]["business_phone_number_id"],
-        "999999999999999"
+        OTHER_PHONE_NUMBER_ID
     );
     let letters = app.get("/v1/dead-letters", &t.admin).await;
     let letters = letters.body["dead_letters"]
@@ -585,11 +573,7 @@ async fn events_for_an_unknown_business_number_are_kept() {
     let app = spawn_app().await;
     let t = configured(&app).await;
     let now = now_secs();
-    let unknown = |mut payload: Value| {
-        payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
-            json!("999999999999999");
-        payload
-    };
+    let unknown = to_other_number;
     let system = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
         "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp",
             "metadata": {"phone_number_id": PHONE_NUMBER_ID},
@@ -618,7 +602,7 @@ async fn events_for_an_unknown_business_number_are_kept() {
     let mut kinds = Vec::new();
     for letter in &kept {
         assert_eq!(letter["reason"], "unknown_phone_number_id");
-        assert_eq!(letter["phone_number_id"], "999999999999999");
+        assert_eq!(letter["phone_number_id"], OTHER_PHONE_NUMBER_ID);
         let id = letter["id"].as_i64().unwrap();
         let detail = app.get(&format!("/v1/dead-letters/{id}"), &t.admin).await;
         let payload = &detail.body["payload"];

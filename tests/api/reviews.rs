@@ -381,22 +381,14 @@ async fn a_kept_ambiguous_message_is_listed_once_it_applies() {
     let t = configured(&app).await;
     app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
         .await;
-    let mut foreign = whatsapp_text(NUMBER, 1, "Can I cancel my order?");
-    foreign["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
-        json!("999999999999999");
-    whatsapp(&app, &foreign).await;
+    let foreign = whatsapp_text(NUMBER, 1, "Can I cancel my order?");
+    whatsapp(&app, &to_other_number(foreign)).await;
     assert!(waiting(&app, &t).await.is_empty());
     assert_eq!(
         reason_for(&app, &t, NUMBER, "marketing", "whatsapp").await,
         "allowed"
     );
-    let mut body = settings();
-    body["whatsapp"]["phone_numbers"] = json!([
-        {"id": PHONE_NUMBER_ID, "display": "+4930123456"},
-        {"id": "999999999999999", "display": "+4930123457"}
-    ]);
-    let put = app.put("/v1/channels", &t.admin, &body).await;
-    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    configure_other_number(&app, &t).await;
     let answer = app
         .check(
             &t,
