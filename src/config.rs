@@ -40,6 +40,12 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// The help heading of the settings only `serve` reads: every command
+/// accepts them, the others ignore them.
+const SERVE: &str = "Server settings (read by serve only)";
+/// The help heading of the server's limits.
+const SERVE_LIMITS: &str = "Server limits (read by serve only)";
+
 /// The settings as given on the command line or in the environment.
 #[derive(Debug, Clone, Default, Args)]
 pub struct SettingsArgs {
@@ -47,10 +53,10 @@ pub struct SettingsArgs {
     #[arg(long, env = "CONSENT_LEDGER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Listen address [default: 127.0.0.1:8080]
-    #[arg(long, env = "CONSENT_LEDGER_BIND", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_BIND", global = true, help_heading = SERVE)]
     pub bind: Option<String>,
     /// Listen address of /metrics, apart from the API; `off` serves no metrics [default: 127.0.0.1:9464]
-    #[arg(long, env = "CONSENT_LEDGER_METRICS_BIND", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_METRICS_BIND", global = true, help_heading = SERVE)]
     pub metrics_bind: Option<String>,
     /// Data directory, created 0700 if missing [default: ./data]
     #[arg(long, env = "CONSENT_LEDGER_DATA_DIR", global = true)]
@@ -69,17 +75,18 @@ pub struct SettingsArgs {
         long,
         env = "CONSENT_LEDGER_OPERATOR_TOKEN",
         global = true,
+        help_heading = SERVE,
         hide_env_values = true
     )]
     pub operator_token: Option<Secret>,
     /// Public base URL of the service, for form page URLs [default: http://<bind>]
-    #[arg(long, env = "CONSENT_LEDGER_PUBLIC_URL", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_PUBLIC_URL", global = true, help_heading = SERVE)]
     pub public_url: Option<String>,
     /// Comma-separated CIDRs whose X-Forwarded-For is believed
-    #[arg(long, env = "CONSENT_LEDGER_TRUSTED_PROXIES", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_TRUSTED_PROXIES", global = true, help_heading = SERVE)]
     pub trusted_proxies: Option<String>,
     /// Background checkpoint interval, e.g. 5s, 500ms, 1m [default: 5s]
-    #[arg(long, env = "CONSENT_LEDGER_CHECKPOINT_INTERVAL", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_CHECKPOINT_INTERVAL", global = true, help_heading = SERVE)]
     pub checkpoint_interval: Option<String>,
     /// Signer state file [default: beside the master key]
     #[arg(long, env = "CONSENT_LEDGER_SIGNER_STATE_FILE", global = true)]
@@ -88,9 +95,9 @@ pub struct SettingsArgs {
     #[arg(long, env = "CONSENT_LEDGER_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
     /// Storage for one tenant's evidence documents, in MiB [default: 1024]
-    #[arg(long, env = "CONSENT_LEDGER_DOCUMENT_QUOTA_MIB", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_DOCUMENT_QUOTA_MIB", global = true, help_heading = SERVE)]
     pub document_quota_mib: Option<u32>,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = SERVE_LIMITS)]
     pub limits: LimitArgs,
 }
 

@@ -33,11 +33,12 @@ pub struct AuditEventView {
     /// `webhook:twilio`, or for failed authentications `unauthenticated`.
     pub actor: String,
     /// `tenant.created`, `key.created`, `key.revoked`, `brand.created`,
-    /// `brand.retired`, `channels.changed`, `settings.changed`,
-    /// `export.read`, `dossier.read`, `openings.read`, `dead_letter.read`,
-    /// `subject.erased`, `backfill`, `authentication.failed`,
-    /// `authorization.refused`, `webhook.signature_failed`,
-    /// `signing_key.rotated`.
+    /// `brand.retired`, `form.saved`, `channels.changed`,
+    /// `settings.changed`, `export.read`, `dossier.read`, `openings.read`,
+    /// `dead_letter.read`, `document.read`, `reviews.read`,
+    /// `review.settled`, `subject.erased`, `backfill`,
+    /// `authentication.failed`, `authorization.refused`,
+    /// `webhook.signature_failed`, `signing_key.rotated`.
     pub kind: String,
     /// What it concerned: ids, names, settings (secrets redacted), subject
     /// commitments; never a number, key, salt, secret or evidence body.

@@ -80,6 +80,7 @@ pub enum Command {
     },
     /// Scan the live database like an export; exit 0 clean, 1 tampered
     VerifyDb {
+        /// Only this tenant's log [default: every tenant's]
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -119,6 +120,7 @@ pub enum OperatorTokenCommand {
 pub enum SigningKeyCommand {
     /// New key for one tenant (or all): the current size is signed by the old and the new key
     Rotate {
+        /// Only this tenant's key [default: every tenant's]
         #[arg(long)]
         tenant: Option<String>,
         /// The old key is compromised: mark it revoked instead of retired
@@ -143,6 +145,7 @@ pub enum TenantCommand {
 pub enum KeyCommand {
     /// Create an API key; prints it once
     Create {
+        /// The tenant the key belongs to
         #[arg(long)]
         tenant: String,
         /// admin, collector, sender or auditor; repeat for several

@@ -103,7 +103,7 @@ pub fn compact(conn: &mut DbConn) {
     let done = match conn {
         DbConn::Sqlite(c) => diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").execute(c),
         DbConn::Pg(c) => diesel::sql_query(
-            "VACUUM subjects, entries, windows, subject_aliases, idempotency_keys, dead_letters, documents, document_subjects",
+            "VACUUM subjects, entries, windows, subject_aliases, idempotency_keys, dead_letters, documents, document_subjects, reviews",
         )
         .execute(c),
     };

@@ -236,3 +236,36 @@ fn files_are_private_whatever_the_data_dir_allows() {
         assert_eq!(mode(&path) & 0o077, 0, "{} is private", path.display());
     }
 }
+
+/// A command's help shows its own options first, each with a line of help,
+/// and the server's settings apart, under their own headings.
+#[test]
+fn a_commands_help_puts_its_own_options_first() {
+    let out = bin()
+        .args(["key", "create", "--help"])
+        .output()
+        .expect("runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    let options = help.find("Options:").expect(&help);
+    let server = help
+        .find("Server settings (read by serve only):")
+        .expect(&help);
+    for own in ["--tenant", "--role", "--name", "--expires-at", "--data-dir"] {
+        let at = options + help[options..].find(own).expect(own);
+        assert!(
+            at < server,
+            "{own} comes after the server settings:\n{help}"
+        );
+        let described = help[at..]
+            .lines()
+            .nth(1)
+            .is_some_and(|l| !l.trim().is_empty());
+        assert!(described, "{own} has no help text:\n{help}");
+    }
+    for theirs in ["--bind", "--trusted-proxies", "--max-connections"] {
+        assert!(
+            help.find(theirs).expect(theirs) > server,
+            "{theirs}:\n{help}"
+        );
+    }
+}
