@@ -1,4 +1,4 @@
-//! How long hearing a message takes (SPEC section 7): every message of the
+//! How long hearing a message takes (docs/messages.md): every message of the
 //! test corpus (`tests/corpus/`, both sets, all eight languages) read under
 //! every language and the tenant's own keywords, as a webhook reads it.
 //! Not a timed test: run it by hand on a quiet machine; the README records

@@ -1,4 +1,4 @@
-//! Typed settings (SPEC section 12): a flag and an environment variable for
+//! Typed settings (docs/api.md): a flag and an environment variable for
 //! each, an optional TOML file under them, then the defaults. Secrets are
 //! wrapped so that they never print.
 

@@ -1,4 +1,4 @@
-//! The master key file (SPEC section 5), the keys derived from it with
+//! The master key file (docs/ledger-format.md), the keys derived from it with
 //! HMAC-SHA256, and secrets sealed with AES-256-GCM.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -177,7 +177,7 @@ impl MasterKey {
 
     /// The tenant's keyed hash of `parts` (each followed by a newline), hex:
     /// names a delivery or a user id without revealing it, and survives
-    /// erasure (SPEC section 7).
+    /// erasure (docs/webhooks.md).
     pub fn keyed_hash(&self, tenant: &str, parts: &[&str]) -> String {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.suppress_key(tenant))
             .expect("HMAC takes any key length");

@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC section 12): one registry for the process,
+//! Prometheus metrics (docs/api.md): one registry for the process,
 //! served at `/metrics` in the OpenMetrics text format. No label names a
 //! tenant, a key or a number: routes are the matched patterns, and the
 //! other labels come from short fixed lists.

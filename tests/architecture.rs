@@ -131,7 +131,7 @@ const STORE_FROM_API: &[(&str, &str, &str)] = &[
     ("src/api/webhooks/mod.rs", "store::tenants::TenantRow", "the tenant a webhook names, read with its settings by services/channel_settings.rs"),
     ("src/api/idempotent.rs", "store::idempotency::IdempotencyScope", "the key's scope, handed to the service that stores the answer"),
     ("src/api/idempotent.rs", "store::idempotency::Begin", "what taking a key found: run, replay or wait"),
-    ("src/api/idempotent.rs", "store::idempotency::begin", "takes the Idempotency-Key before the work (SPEC section 10), whatever the service"),
+    ("src/api/idempotent.rs", "store::idempotency::begin", "takes the Idempotency-Key before the work (docs/api.md), whatever the service"),
     ("src/api/idempotent.rs", "store::idempotency::current", "reads the key's state while a first request runs"),
     ("src/api/idempotent.rs", "store::idempotency::abandon", "gives back a key whose work failed, so a retry runs"),
     ("src/api/log.rs", "store::DbConn", "its read helpers take the connection"),

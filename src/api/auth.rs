@@ -152,7 +152,7 @@ fn authenticate(req: &HttpRequest) -> LocalBoxFuture<'static, Result<Caller, Api
 /// Route middleware (`wrap = "from_fn(auth::admin)"` and its siblings): the
 /// caller is authenticated and its role checked before any of the request
 /// is read, so a caller that may not call an operation learns nothing of
-/// its input (SPEC section 10: 401, then 403). The handler takes the
+/// its input (docs/api.md: 401, then 403). The handler takes the
 /// [`Caller`] it leaves in the request.
 async fn authorize(
     req: ServiceRequest,

@@ -1,5 +1,4 @@
-//! `POST /v1/checks` and `/v1/checks/batch` (sender): the decision of SPEC
-//! section 2, read from committed state with no cache.
+//! `POST /v1/checks` and `/v1/checks/batch` (sender): the decision of docs/decisions.md, read from committed state with no cache.
 
 use super::auth::{self, Caller};
 use super::json::{self, ApiJson, BATCH_LIMIT};
@@ -54,7 +53,7 @@ pub struct ConsentRef {
 }
 
 echoes_a_person! {
-    /// The answer to "may we send this, now?" (SPEC section 2, exact fields).
+    /// The answer to "may we send this, now?" (docs/decisions.md, exact fields).
     #[derive(Debug, Serialize, ToSchema)]
     pub struct Decision {
         pub purpose: Purpose,

@@ -1,5 +1,5 @@
 //! `POST /v1/documents` (collector) and `GET /v1/documents/{id}` (auditor):
-//! scans of signed paper forms (SPEC section 8), PDF, JPEG or PNG by their
+//! scans of signed paper forms (docs/recording.md), PDF, JPEG or PNG by their
 //! content, at most 20 MiB, kept in the database so every instance serves
 //! them. Both hold the bytes in memory only within the service's budget for
 //! bodies (`api/body.rs`): an upload while it is read and written, a read

@@ -1,5 +1,5 @@
 //! `GET`/`POST /v1/forms`, `GET`/`PUT /v1/forms/{id}` (admin): the hosted
-//! opt-in forms (SPEC section 9). A changed definition makes a new
+//! opt-in forms (docs/pages.md). A changed definition makes a new
 //! version; every version stays. The pages themselves: `api/pages/`.
 
 use super::auth::{self, Caller};

@@ -1,4 +1,4 @@
-//! Runs a write under the `Idempotency-Key` header (SPEC section 10).
+//! Runs a write under the `Idempotency-Key` header (docs/api.md).
 
 use super::auth::Caller;
 use super::AppState;

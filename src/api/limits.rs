@@ -35,11 +35,11 @@ pub struct Guards {
     exports: Arc<ExportSlots>,
     /// Per log: when this instance last signed a checkpoint on request.
     checkpoint_gates: Mutex<HashMap<String, CheckpointGate>>,
-    /// What the hosted pages may be sent (SPEC section 9).
+    /// What the hosted pages may be sent (docs/pages.md).
     pub pages: PageLimits,
 }
 
-/// Posts to the hosted pages (SPEC section 9): per client address (IPv6
+/// Posts to the hosted pages (docs/pages.md): per client address (IPv6
 /// per /64), and for an opt-in form per (tenant, number) and per page,
 /// the last two counted only for posts that passed the token, the fill
 /// time and the number's parsing. The opt-out page has only the first:

@@ -1,4 +1,4 @@
-//! The verifiable log for auditors (SPEC section 6): checkpoints, keys,
+//! The verifiable log for auditors (docs/ledger-format.md): checkpoints, keys,
 //! inclusion and consistency proofs, and consent receipts.
 
 use super::auth::{self, Caller};

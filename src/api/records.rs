@@ -1,4 +1,4 @@
-//! Recording (SPEC section 4): `POST /v1/opt-ins`, `/v1/opt-outs` (collector)
+//! Recording (docs/recording.md): `POST /v1/opt-ins`, `/v1/opt-outs` (collector)
 //! and `/v1/interactions` (collector or sender). Each request is parsed
 //! once into what the store appends (`domain/request.rs`).
 
@@ -37,7 +37,7 @@ pub struct Recorded {
     pub confirmation: Option<ConfirmationView>,
 }
 
-/// How a person confirms an opt-in (SPEC section 9).
+/// How a person confirms an opt-in (docs/pages.md).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConfirmationView {
     /// Sent back from the number (or user id) that opted in, by WhatsApp
@@ -76,7 +76,7 @@ pub(super) fn created(appended: &Appended) -> String {
 }
 
 /// What an opt-out of an erased number without a newer subject answers:
-/// nothing was recorded, and the number stays opted out (SPEC section 4).
+/// nothing was recorded, and the number stays opted out (docs/recording.md).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SuppressedAnswer {
     /// Always `true`.

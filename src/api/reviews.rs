@@ -1,6 +1,5 @@
 //! `GET /v1/reviews` and `POST /v1/reviews/{id}` (admin): the ambiguous
-//! messages waiting for a person's review, and settling one (SPEC
-//! section 7).
+//! messages waiting for a person's review, and settling one (docs/messages.md).
 
 use super::auth::{self, Caller};
 use super::json::ApiJson;

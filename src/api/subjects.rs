@@ -1,6 +1,6 @@
 //! `POST /v1/subjects/query` (auditor): a number's consents per purpose,
 //! brand and message channel, and its whole history with openings;
-//! `POST /v1/subjects/erase` (admin): erasure on request (SPEC section 11).
+//! `POST /v1/subjects/erase` (admin): erasure on request (docs/privacy.md).
 
 use super::auth::{self, Caller};
 use super::entries::EntryView;

@@ -142,7 +142,7 @@ pub struct TenantSettings {
     pub require_confirmation_for: Vec<CaptureChannel>,
     pub evidence_retention_days: Option<i64>,
     /// The languages whose opt-out vocabularies read inbound messages
-    /// (SPEC section 7), in the shipped order; English is always one.
+    /// (docs/webhooks.md), in the shipped order; English is always one.
     pub languages: Vec<Language>,
     /// What a message that holds an opt-out keyword among other words, and
     /// no phrase, does: `opt_out` (an opt-out of `partial_opt_out`, listed

@@ -1,4 +1,4 @@
-//! How handlers add to a tenant's audit trail (SPEC section 11); the trail
+//! How handlers add to a tenant's audit trail (docs/privacy.md); the trail
 //! is read at `GET /v1/audit-events` (`audit.rs`).
 
 use super::AppState;

@@ -1,4 +1,4 @@
-//! The command line (SPEC section 12): `serve` (the default), `migrate`,
+//! The command line (docs/api.md): `serve` (the default), `migrate`,
 //! `tenant create`, `key create`, `export`, `verify`, `verify-db`,
 //! `signing-key rotate`, `openapi`; one file per command, and one helper
 //! that opens the database, the master key and the signer.

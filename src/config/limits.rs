@@ -1,5 +1,5 @@
 //! The limits that keep one client from taking the service down for every
-//! other (SPEC section 10): connections, body time and memory, request
+//! other (docs/api.md): connections, body time and memory, request
 //! rates, failed authentications and exports. Each has a flag, an
 //! environment variable and a TOML key, and a default fit for production.
 

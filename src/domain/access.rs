@@ -1,4 +1,4 @@
-//! Who may do what (SPEC section 1): the roles of API keys, and the rules
+//! Who may do what (docs/decisions.md): the roles of API keys, and the rules
 //! for the names an admin gives (tenant ids, brand names).
 
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,7 @@ pub fn normalised_roles(roles: &[Role]) -> Option<Vec<String>> {
 pub const TENANT_ID_RULE: &str =
     "a tenant id is 1 to 64 lowercase letters, digits and inner hyphens";
 
-/// A tenant id (SPEC section 5): `^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$`.
+/// A tenant id (docs/ledger-format.md): `^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$`.
 pub fn is_tenant_id(id: &str) -> bool {
     let b = id.as_bytes();
     let inner = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();

@@ -1,4 +1,4 @@
-//! Double opt-in (SPEC section 9): a short code the person sends back from
+//! Double opt-in (docs/pages.md): a short code the person sends back from
 //! the number (or user id) that opted in, by WhatsApp or SMS. Pure: the
 //! code's shape, how a message is searched for codes, the click-to-chat
 //! link. Codes are made in `keys.rs` and kept only as a keyed hash.

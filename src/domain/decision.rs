@@ -1,4 +1,4 @@
-//! The decision (SPEC section 2, exact): may the tenant, as a brand, send a
+//! The decision (docs/decisions.md, exact): may the tenant, as a brand, send a
 //! message of a purpose over a channel to a person, now? And the 24-hour
 //! customer-service window.
 
@@ -119,7 +119,7 @@ pub struct Outcome<'a> {
     pub consent: Option<&'a ConsentEvent>,
 }
 
-/// A closed group (SPEC section 2 rule 2): the opt-out that closed it.
+/// A closed group (docs/decisions.md rule 2): the opt-out that closed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closure {
     /// The closing opt-out's seq (`None` only for a group closed by an
@@ -127,7 +127,7 @@ pub struct Closure {
     pub by: Option<u64>,
 }
 
-/// An ambiguous message of the group held for review (SPEC section 7, mode
+/// An ambiguous message of the group held for review (docs/webhooks.md, mode
 /// `review`), not yet settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PendingReview {
@@ -219,10 +219,9 @@ pub fn decide<'a>(
                 _ => Reason::Allowed,
             },
         };
-        return Outcome {
-            reason,
-            consent: Some(event),
-        };
+        // `under_review` rests on no entry: the message it waits on is none.
+        let consent = (reason != Reason::UnderReview).then_some(event);
+        return Outcome { reason, consent };
     }
     without_governing(events(), question, now)
 }

@@ -1,4 +1,4 @@
-//! Evidence documents (SPEC section 8): scans of signed paper forms, told
+//! Evidence documents (docs/recording.md): scans of signed paper forms, told
 //! apart by their content, never by what the client says they are.
 
 /// Largest document, in bytes (20 MiB).

@@ -1,4 +1,4 @@
-//! Evidence rules (SPEC section 4): a flat object of strings whose keys come
+//! Evidence rules (docs/recording.md): a flat object of strings whose keys come
 //! only from its capture channel's row. The committed evidence is the
 //! validated object exactly as received.
 
@@ -168,7 +168,7 @@ impl Row {
 }
 
 /// The shapes the evidence of a record of `kind` captured on `channel`
-/// may take (SPEC section 4): none for an opt-in on `api`; two for an
+/// may take (docs/recording.md): none for an opt-in on `api`; two for an
 /// opt-out on `whatsapp`, a message or WhatsApp's own marketing stop (the
 /// second, told by its `preference` key). `validate` and the OpenAPI
 /// document both read them here.

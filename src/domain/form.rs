@@ -1,4 +1,4 @@
-//! Hosted opt-in forms (SPEC section 9): what an admin defines, checked
+//! Hosted opt-in forms (docs/pages.md): what an admin defines, checked
 //! once, stored as immutable versions. How a form is shown: `api/pages/`.
 
 use super::access::is_tenant_id;

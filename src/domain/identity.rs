@@ -1,4 +1,4 @@
-//! Identities (SPEC section 3): a person is known by a number (E.164) or by
+//! Identities (docs/identities.md): a person is known by a number (E.164) or by
 //! a WhatsApp business-scoped user id, `^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}\z`
 //! (a parent id has `ENT.` after the country), stored exactly as received.
 //! A number starts with `+` and a user id with two letters, so the two

@@ -13,7 +13,7 @@ impl fmt::Display for BrandId {
     }
 }
 
-/// A subject (SPEC section 3): one identity of a tenant with its salt, by
+/// A subject (docs/identities.md): one identity of a tenant with its salt, by
 /// its row id. What the ledger shows of it is its commitment, never this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubjectId(pub i64);

@@ -11,7 +11,7 @@ use std::str::FromStr;
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct E164(String);
 
-/// Why a number was refused; the `code` is the SPEC's `reason`.
+/// Why a number was refused; the `code` is the `reason` a batch item's error gives (docs/api.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NumberError {
     #[error("the value is not a phone number")]

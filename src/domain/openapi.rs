@@ -181,7 +181,7 @@ fn nullable_string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]))
 }
 
-/// A request's `number` (SPEC section 3).
+/// A request's `number` (docs/identities.md).
 pub fn number() -> Object {
     nullable_string()
         .pattern(Some(NUMBER_PATTERN))
@@ -195,7 +195,7 @@ pub fn number() -> Object {
         .build()
 }
 
-/// A request's `user_id` (SPEC section 3).
+/// A request's `user_id` (docs/identities.md).
 pub fn user_id() -> Object {
     nullable_string()
         .pattern(Some(USER_ID_PATTERN))
@@ -387,7 +387,7 @@ pub fn opt_in_channel() -> Object {
         .build()
 }
 
-/// A tenant's `require_confirmation_for` (SPEC section 9).
+/// A tenant's `require_confirmation_for` (docs/pages.md).
 pub fn opt_in_channels() -> Array {
     ArrayBuilder::new()
         .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
@@ -577,7 +577,7 @@ fn evidence_shape(shape: &Shape) -> Schema {
 }
 
 /// For a request of `kind`, one branch per capture channel: that `channel`
-/// with the evidence its row allows (SPEC section 4). A request matches
+/// with the evidence its row allows (docs/recording.md). A request matches
 /// exactly one.
 pub fn evidence_by_channel(kind: EvidenceFor) -> Vec<RefOr<Schema>> {
     let mut branches = Vec::new();

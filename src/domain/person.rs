@@ -17,7 +17,7 @@ pub fn parse_number(
 }
 
 /// A request's identity: exactly one of `number` (with `region`, or the
-/// tenant's `default_region`) and `user_id` (SPEC section 3).
+/// tenant's `default_region`) and `user_id` (docs/identities.md).
 pub fn parse_identity(
     number: Option<&str>,
     user_id: Option<&str>,

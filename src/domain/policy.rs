@@ -1,5 +1,4 @@
-//! What a tenant's settings ask of every door and every check (SPEC
-//! section 1): read once with the tenant, so no handler or service parses
+//! What a tenant's settings ask of every door and every check (docs/decisions.md): read once with the tenant, so no handler or service parses
 //! a setting again.
 
 use super::purpose::CaptureChannel;
@@ -7,7 +6,7 @@ use super::vocabulary::LanguageSet;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// What an ambiguous message does (SPEC section 7): an opt-out of the
+/// What an ambiguous message does (docs/webhooks.md): an opt-out of the
 /// partial purposes listed for review (the default), or nothing until a
 /// person reviews it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -36,15 +35,15 @@ impl AmbiguousMode {
 /// A tenant's settings as rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantPolicy {
-    /// Opt-ins older than this many days no longer allow (SPEC section 2).
+    /// Opt-ins older than this many days no longer allow (docs/decisions.md).
     pub max_consent_age_days: Option<i64>,
     /// The region of national numbers that name none (ISO 3166 alpha-2).
     pub default_region: Option<String>,
     /// The capture channels whose opt-ins wait for confirmation.
     pub confirmation_for: Vec<CaptureChannel>,
-    /// Days evidence is kept after consent ends (SPEC section 11).
+    /// Days evidence is kept after consent ends (docs/privacy.md).
     pub evidence_retention_days: Option<i64>,
-    /// The languages whose opt-out vocabularies are read (SPEC section 7).
+    /// The languages whose opt-out vocabularies are read (docs/webhooks.md).
     pub languages: LanguageSet,
     /// What an ambiguous message does.
     pub ambiguous: AmbiguousMode,

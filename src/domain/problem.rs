@@ -1,4 +1,4 @@
-//! The problems a request can meet (SPEC section 10), as one table: each
+//! The problems a request can meet (docs/api.md), as one table: each
 //! stable code with its HTTP status, title and meaning, and a refusal the
 //! domain's parsers return. `error.rs` renders them as problem+json.
 
@@ -74,7 +74,7 @@ problem_codes! {
     BrandRequired = ("brand_required", 422, "Brand required", "The tenant has more than one active brand (or none), so the check must name one."),
     CompanyNameNotInText = ("company_name_not_in_text", 422, "Company name not in consent text", "The consent text must contain `company_name_shown` as a whole word (compared after NFC and case folding)."),
     CapturedAtInFuture = ("captured_at_in_future", 422, "Captured in the future", "`captured_at` is more than 60 seconds after the server's clock (the tolerance for clock skew)."),
-    Suppressed = ("suppressed", 422, "Number erased", "The number was erased on request after this opt-in's `captured_at`; opt-ins captured before an erasure never count again (SPEC section 11)."),
+    Suppressed = ("suppressed", 422, "Number erased", "The number was erased on request after this opt-in's `captured_at`; opt-ins captured before an erasure never count again (docs/privacy.md)."),
     CapturedAtTooOld = ("captured_at_too_old", 422, "Captured too long ago", "`captured_at` is older than 30 days; an admin key may import it with `backfill: true`."),
     ReceivedAtInFuture = ("received_at_in_future", 422, "Received in the future", "An interaction's `received_at` is after the server's clock; there is no tolerance: omit it to mean now."),
     ReceivedAtTooOld = ("received_at_too_old", 422, "Received too long ago", "An interaction's `received_at` is more than 24 hours ago: that message opens no window any more."),

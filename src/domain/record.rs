@@ -1,4 +1,4 @@
-//! An event ready to append (SPEC sections 4 and 7): an opt-in, an
+//! An event ready to append (docs/recording.md and docs/webhooks.md): an opt-in, an
 //! opt-out or a lift, with everything the ledger needs and nothing left to
 //! check but what depends on stored state (the brand still active, the
 //! clock, the idempotency key). The API, the webhooks and the hosted pages
@@ -66,7 +66,7 @@ pub struct OptOutRecord {
     pub lift_class: Option<LiftClass>,
 }
 
-/// Opt-outs that a later message may lift (SPEC section 7).
+/// Opt-outs that a later message may lift (docs/webhooks.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LiftClass {
     /// Recorded from an opt-out keyword or phrase: START, UNSTOP and YES on
@@ -96,8 +96,7 @@ pub struct LiftRecord {
     pub lifts: u64,
 }
 
-/// A `confirmation` entry: the opt-in `confirms` names now counts (SPEC
-/// section 9), confirmed by a message from the opt-in's own identity.
+/// A `confirmation` entry: the opt-in `confirms` names now counts (docs/pages.md), confirmed by a message from the opt-in's own identity.
 #[derive(Debug, Clone)]
 pub struct ConfirmRecord {
     pub identity: Identity,

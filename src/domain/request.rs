@@ -1,4 +1,4 @@
-//! What a recording request must be (SPEC section 4), parsed once into
+//! What a recording request must be (docs/recording.md), parsed once into
 //! what the store appends: opt-ins, opt-outs and interactions. The rules
 //! that need no stored state run in `parse`; the clock rules run when the
 //! write runs (after an idempotent replay could have answered); the brand
@@ -57,7 +57,7 @@ names_a_person! {
         pub backfill: bool,
         /// A flat object of strings (each 1-10,000 characters, no control
         /// characters but tabs and line breaks) whose keys come only from its
-        /// `channel`'s row (SPEC section 4); the request's `oneOf` gives each row.
+        /// `channel`'s row (docs/recording.md); the request's `oneOf` gives each row.
         #[schema(value_type = Object, example = json!({"page_url":"https://shop.example/newsletter","ip":"203.0.113.7","user_agent":"Mozilla/5.0"}))]
         pub evidence: serde_json::Value,
     }
@@ -84,7 +84,7 @@ names_a_person! {
         #[serde(default)]
         pub backfill: bool,
         /// A flat object of strings whose keys come only from its `channel`'s
-        /// row (SPEC section 4); the request's `oneOf` gives each row.
+        /// row (docs/recording.md); the request's `oneOf` gives each row.
         #[schema(value_type = Object, example = json!({"reason":"asked the call centre"}))]
         pub evidence: serde_json::Value,
     }
@@ -127,7 +127,7 @@ pub struct Requester<'a> {
 }
 
 /// User ids are WhatsApp's: an opt-in or a check by `user_id` may not name
-/// the `sms` channel (SPEC section 3).
+/// the `sms` channel (docs/identities.md).
 pub fn check_user_id_channels(identity: &Identity, field: &str, sms: bool) -> Result<(), Invalid> {
     if sms && matches!(identity, Identity::User(_)) {
         return Err(Invalid::request_field(
@@ -209,7 +209,7 @@ impl Offer {
 }
 
 impl OptInRequest {
-    /// Every rule that needs no stored state (SPEC section 4).
+    /// Every rule that needs no stored state (docs/recording.md).
     pub fn parse(self, requester: Requester<'_>) -> Result<OptInDraft, Invalid> {
         let identity = self.identity(requester.default_region)?;
         if !self.channel.can_capture_opt_in() {
@@ -493,7 +493,7 @@ fn check_signed_on(evidence: &Evidence, captured_at: Timestamp) -> Result<(), In
 /// Documents are not stored yet: no `document_id` can name one.
 /// A `document_id` in the evidence must look like one (`doc_<12 hex>`);
 /// whether the tenant has it, with that hash, the store checks when it
-/// appends (SPEC sections 4 and 8).
+/// appends (docs/recording.md).
 fn check_document_id(evidence: &Evidence) -> Result<(), Invalid> {
     match evidence.get("document_id") {
         Some(id) if !is_document_id(id) => Err(unknown_document()),

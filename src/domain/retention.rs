@@ -1,4 +1,4 @@
-//! Evidence retention (SPEC section 11): when a subject's evidence may be
+//! Evidence retention (docs/privacy.md): when a subject's evidence may be
 //! deleted. `evidence_retention_days` counts from the later of the last
 //! effective opt-out and the expiry of the last opt-in, and only once no
 //! consent is current.
@@ -95,7 +95,7 @@ pub fn retention_due(
 
 /// Whether a group's evidence is due for deletion at `now`: by its events,
 /// or, for a group of links alone, `retention_days` after its last link's
-/// `captured_at` (SPEC section 11).
+/// `captured_at` (docs/privacy.md).
 pub fn group_retention_due(
     events: &[ConsentEvent],
     last_link_at: Option<Timestamp>,

@@ -1,4 +1,4 @@
-//! Canonical timestamps (SPEC section 5): any RFC 3339 date-time in, UTC
+//! Canonical timestamps (docs/ledger-format.md): any RFC 3339 date-time in, UTC
 //! truncated to milliseconds out, always written `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};

@@ -1,4 +1,4 @@
-//! Opt-outs heard in the person's own language (SPEC section 7): messages
+//! Opt-outs heard in the person's own language (docs/messages.md): messages
 //! are compared after normalisation (Unicode NFKC, full case folding,
 //! accents, punctuation and emoji removed, whitespace collapsed); one
 //! vocabulary per language, shipped as data files in `vocabularies/` (their
@@ -169,7 +169,7 @@ impl Heard {
         self.language.map(|l| vocabulary(l).version.as_str())
     }
 
-    /// The evidence keys SPEC section 7 names: `rule`, and `language` and
+    /// The evidence keys docs/messages.md names: `rule`, and `language` and
     /// `vocabulary_version` when a shipped vocabulary matched.
     pub fn evidence(&self) -> Vec<(&'static str, &'static str)> {
         let mut keys = vec![("rule", self.rule.as_str())];
@@ -181,8 +181,7 @@ impl Heard {
     }
 }
 
-/// What a message's words mean, before opt-in matches, in the order SPEC
-/// section 7 reads them.
+/// What a message's words mean, before opt-in matches, in the order docs/messages.md reads them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Meaning {
     /// Equal to a keyword: every purpose and message channel.
@@ -453,7 +452,7 @@ impl OwnKeywords {
 }
 
 /// What a message means under these languages and the tenant's own
-/// keywords, read in SPEC section 7's order: a keyword (the whole
+/// keywords, read in docs/messages.md's order: a keyword (the whole
 /// message), a phrase, a lift word, a keyword among other words.
 pub fn hear(message: &str, languages: LanguageSet, own: &OwnKeywords) -> Meaning {
     let normalized = normalize(message);

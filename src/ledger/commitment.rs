@@ -1,4 +1,4 @@
-//! The hiding commitments (SPEC section 5, exact): a subject and an
+//! The hiding commitments (docs/ledger-format.md, exact): a subject and an
 //! evidence body each committed with their own random salt, so that
 //! erasing the salt and the value leaves the log verifiable.
 

@@ -1,4 +1,4 @@
-//! Ledger entries v1 (SPEC section 5, exact): the fields of each type, their
+//! Ledger entries v1 (docs/ledger-format.md, exact): the fields of each type, their
 //! canonical (RFC 8785) form, and the openings of their commitments.
 
 use super::hash::{leaf_hash, to_hex};
@@ -20,8 +20,7 @@ pub enum EntryType {
     Confirmation,
     OptOutLifted,
     Erasure,
-    /// Two identities of one person joined by a WhatsApp message (SPEC
-    /// section 3): `linked` is the other identity's subject commitment.
+    /// Two identities of one person joined by a WhatsApp message (docs/identities.md): `linked` is the other identity's subject commitment.
     IdentityLinked,
 }
 

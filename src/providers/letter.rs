@@ -1,4 +1,4 @@
-//! What a dead letter keeps (SPEC section 3): the event as it arrived, sealed,
+//! What a dead letter keeps (docs/identities.md): the event as it arrived, sealed,
 //! so that an admin can read it (`GET /v1/dead-letters/{id}`) and the
 //! service can apply a kept opt-out with its own `captured_at` once it can
 //! (the business number is configured, or the user id resolves). Pure.

@@ -1,4 +1,4 @@
-//! What an inbound message means (SPEC section 7), pure: who sent it, what
+//! What an inbound message means (docs/messages.md), pure: who sent it, what
 //! it asks for under the tenant's settings, the evidence it carries, and
 //! what a dead letter keeps of it. Recording it: `inbound.rs`.
 
@@ -83,7 +83,7 @@ impl Provider {
     }
 }
 
-/// Who sent a message: the identities it carries (SPEC section 3).
+/// Who sent a message: the identities it carries (docs/identities.md).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Sender {
     pub number: Option<E164>,
@@ -147,7 +147,7 @@ pub struct InboundMessage {
     pub provider: Provider,
     pub sender: Sender,
     /// The sender as the provider wrote it (`wa_id` or `From`). A dead
-    /// letter keeps its canonical form when it parses (SPEC section 3), else
+    /// letter keeps its canonical form when it parses (docs/identities.md), else
     /// this, so that later rules can read it again.
     pub from: Option<String>,
     /// The provider's message id (`wamid.…`, `SM…`).
@@ -379,7 +379,7 @@ pub enum Outcome {
 }
 
 /// How far a provider's timestamp may run ahead of our clock: a later
-/// one counts as "in the future" (SPEC section 7).
+/// one counts as "in the future" (docs/messages.md).
 pub const PROVIDER_CLOCK_SKEW_MILLIS: i64 = 60_000;
 
 /// A full or partial opt-out by message, which START, UNSTOP or YES lift.

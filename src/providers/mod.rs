@@ -1,5 +1,5 @@
 //! What the providers' messages mean (WhatsApp's Cloud API, Twilio), for
-//! the channels that record by themselves (SPEC section 7), pure: the
+//! the channels that record by themselves (docs/webhooks.md), pure: the
 //! providers' payloads and signatures, `wa_id`s, what a message asks for,
 //! the channel settings and what a dead letter keeps. The handlers are in
 //! `api/webhooks/`; recording is in `services/inbound.rs`.

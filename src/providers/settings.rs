@@ -1,4 +1,4 @@
-//! Channel settings (SPEC section 7): what an admin `PUT`s, how it is
+//! Channel settings (docs/webhooks.md): what an admin `PUT`s, how it is
 //! checked, the stored form with every secret sealed under the
 //! key-encryption key, and the view `GET` shows (secrets as null).
 

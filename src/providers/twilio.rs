@@ -1,4 +1,4 @@
-//! What a verified Twilio inbound SMS carries (SPEC section 7), pure: the
+//! What a verified Twilio inbound SMS carries (docs/webhooks.md), pure: the
 //! checks of its account and number, and the message it is. The handler is
 //! `api/webhooks/twilio.rs`.
 

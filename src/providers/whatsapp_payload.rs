@@ -289,10 +289,10 @@ pub enum Event {
     Preference(PreferenceEvent),
     /// Statuses, reactions and system messages: nothing to record for a
     /// business number of the tenant; kept as a dead letter for one it
-    /// does not have (SPEC section 7).
+    /// does not have (docs/webhooks.md).
     Unrecorded(Unrecorded),
     /// The system messages `user_changed_number` and
-    /// `user_changed_user_id`: the sender's group is closed (SPEC section 3).
+    /// `user_changed_user_id`: the sender's group is closed (docs/identities.md).
     Changed(ChangedEvent),
     /// A `changes[]` entry the service does not act on (other fields, other products, items without an id) — counted, ignored.
     Ignored,

@@ -1,4 +1,4 @@
-//! A tenant's brands (SPEC section 5): adding one, retiring one. Each is
+//! A tenant's brands (docs/ledger-format.md): adding one, retiring one. Each is
 //! one transaction under the log's lock (`store/tenants.rs`); a brand is
 //! never renamed, and a retired one stops new opt-ins for it.
 

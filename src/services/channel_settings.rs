@@ -1,4 +1,4 @@
-//! A tenant's channel settings (SPEC section 7): replacing them, and
+//! A tenant's channel settings (docs/webhooks.md): replacing them, and
 //! reading them for a webhook. Replacing checks each opt-in match's brand,
 //! keeps the secrets a request omits, refuses a business number another
 //! tenant uses, and applies the opt-outs kept while a number was not

@@ -1,4 +1,4 @@
-//! Dead letters applied (SPEC section 3): a kept opt-out is applied, with
+//! Dead letters applied (docs/identities.md): a kept opt-out is applied, with
 //! its own `captured_at`, as soon as it can be (its user id arrives with a
 //! number, or its business number is configured), a kept system message
 //! closes its group then, and the letter is marked resolved; a message to a
@@ -61,7 +61,7 @@ pub fn keep_for_unknown_business(
 
 /// Applies, at start, the opt-outs that older versions kept while they
 /// waited for a user id to arrive with a number: under today's rules they
-/// are readable (recorded on the user id itself, SPEC section 3). Each
+/// are readable (recorded on the user id itself, docs/identities.md). Each
 /// tenant's letters apply in one transaction under its log's lock, with
 /// their own `captured_at`. Returns the seqs appended.
 #[tracing::instrument(level = "debug", skip_all)]
@@ -225,7 +225,7 @@ struct KeptLetter<'a> {
 
 /// Applies a kept system message saying the person changed their number
 /// or user id, once its business number is the tenant's: the sender's
-/// group is closed (SPEC section 3), the letter named in the evidence. A
+/// group is closed (docs/identities.md), the letter named in the evidence. A
 /// group closed late this way may hold a new holder's opt-in recorded
 /// meanwhile: it ends opted out, the safe side.
 fn close_by_letter(

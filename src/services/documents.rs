@@ -1,4 +1,4 @@
-//! Keeping an evidence document (SPEC section 8): within the tenant's
+//! Keeping an evidence document (docs/recording.md): within the tenant's
 //! storage quota, with the upload's idempotent answer, in one transaction.
 
 use super::error::ServiceResult;

@@ -1,4 +1,4 @@
-//! Erasure (SPEC section 11), on request and for retention: in one
+//! Erasure (docs/privacy.md), on request and for retention: in one
 //! transaction under the log's lock, for every group that holds the
 //! identity (open or closed: a number's earlier groups name it too), the
 //! opt-out of everything (unless already), one `erasure` entry per subject,
@@ -49,8 +49,7 @@ pub enum Erased {
     Already,
 }
 
-/// The answer to an erasure that found nothing left to erase (SPEC
-/// section 11), stored for its idempotency key too.
+/// The answer to an erasure that found nothing left to erase (docs/privacy.md), stored for its idempotency key too.
 pub const ALREADY_ERASED_BODY: &str = r#"{"erased":true,"recorded":false}"#;
 
 /// Erases every group of an identity. `Rejected(NotFound)` when the

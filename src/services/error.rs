@@ -1,5 +1,5 @@
 //! The one error a use case returns: a refusal by the rules (what the
-//! request asked for breaks a rule of SPEC sections 2-11, decided with or
+//! request asked for breaks a rule of the rules in docs/, decided with or
 //! without stored state), or a failure of the store. `error.rs` turns it
 //! into problem+json in one place; a door that records quietly (a webhook,
 //! a hosted page) asks `is_refusal` and answers its own way.

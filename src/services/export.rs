@@ -1,4 +1,4 @@
-//! Exports and dossiers (SPEC section 6, exact): NDJSON with a header line,
+//! Exports and dossiers (docs/ledger-format.md, exact): NDJSON with a header line,
 //! one line per entry (with openings, or `null` for integrity-only audits)
 //! and the signed checkpoint last. Made in pieces of bounded size, each by
 //! a short read, that the HTTP stream sends and the CLI writes to a file.

@@ -1,4 +1,4 @@
-//! Saving a hosted opt-in form (SPEC section 9): a new form, or a new
+//! Saving a hosted opt-in form (docs/pages.md): a new form, or a new
 //! version of one when its definition changed. The definition's brand must
 //! be exactly (after NFC) an active brand of the tenant.
 

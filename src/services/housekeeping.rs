@@ -1,4 +1,4 @@
-//! The housekeeping job (SPEC sections 8, 10 and 11): evidence retention,
+//! The housekeeping job (docs/recording.md, docs/api.md and docs/privacy.md): evidence retention,
 //! and the purge of what is kept no longer than it serves (closed windows
 //! and interaction records, idempotency answers after 24 hours, documents
 //! no entry names a day after their upload). One instance

@@ -1,4 +1,4 @@
-//! Recording an inbound message (SPEC section 7): the delivery's dedup mark,
+//! Recording an inbound message (docs/messages.md): the delivery's dedup mark,
 //! the window, and every entry it causes commit in one transaction under the
 //! log's lock, or none do. What cannot be applied is kept as a dead letter
 //! (`dead_letters.rs`). What a message means: `providers/message.rs`.
@@ -40,7 +40,7 @@ use crate::store::tenants::find_tenant;
 use crate::store::tenants::TenantRow;
 use crate::store::DbConn;
 
-/// Links the identities a signed WhatsApp message pairs (SPEC section 3),
+/// Links the identities a signed WhatsApp message pairs (docs/identities.md),
 /// first closing every group the pairing shows changed hands: a number or
 /// user id linked, through this WhatsApp Business Account, to another
 /// identity of the kind it now arrives with.
@@ -80,7 +80,7 @@ fn link_sender(
 
 /// What every message from a known identity does before what it asks
 /// for: on WhatsApp, its pairs link; it arrives on its subject (a new one
-/// when its group is closed, SPEC section 3) and, on WhatsApp, opens that
+/// when its group is closed, docs/identities.md) and, on WhatsApp, opens that
 /// subject's window; then it confirms what its codes confirm.
 fn arrive(
     conn: &mut DbConn,
@@ -118,7 +118,7 @@ fn arrive(
 
 /// The subject an arriving identity's message is recorded on: its open
 /// subject; a new one when its newest subject's group is closed (any
-/// arrival starts a new subject, SPEC section 3) or, on WhatsApp, when it
+/// arrival starts a new subject, docs/identities.md) or, on WhatsApp, when it
 /// has none (the window it opens belongs to a subject). `None`: an SMS
 /// from an identity the tenant does not hold.
 fn arrival_subject(
@@ -147,8 +147,7 @@ fn arrival_subject(
     )?))
 }
 
-/// Confirms the opt-ins that wait for a code the message carries (SPEC
-/// section 9), of each identity the message carries (its number, its user
+/// Confirms the opt-ins that wait for a code the message carries (docs/pages.md), of each identity the message carries (its number, its user
 /// id, its parent id): one `confirmation` entry each, the message as
 /// evidence. An opt-in is confirmed only by a message that carries its own
 /// identity: by number, never by a message with only a linked user id; by
@@ -431,7 +430,7 @@ impl Ambiguous<'_> {
     }
 }
 
-/// The message's evidence with how its opt-out was heard (SPEC section 7:
+/// The message's evidence with how its opt-out was heard (docs/messages.md:
 /// `rule`, `language`, `vocabulary_version`).
 fn heard_evidence(evidence: Evidence, heard: &Heard) -> Evidence {
     heard

@@ -1,4 +1,4 @@
-//! Recording an interaction through the API (SPEC section 4): a message
+//! Recording an interaction through the API (docs/recording.md): a message
 //! from the identity opens its customer-service window. The interaction is
 //! kept on the identity's current subject (one is made when it has none),
 //! and the window of its group after it is answered.

@@ -1,4 +1,4 @@
-//! A tenant's API keys (SPEC section 5): creating one (shown once, only its
+//! A tenant's API keys (docs/ledger-format.md): creating one (shown once, only its
 //! SHA-256 kept), revoking one (never the last active admin key).
 
 use super::error::ServiceResult;

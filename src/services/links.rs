@@ -1,5 +1,5 @@
 //! Linking identities into one person, and closing a group when a number
-//! or user id changes hands (SPEC section 3). Only a signature-checked
+//! or user id changes hands (docs/identities.md). Only a signature-checked
 //! WhatsApp message links or closes (and once, the wave-1 migration);
 //! everything here runs inside the message's transaction, under the log's
 //! lock. The entries' mechanics: `store/links.rs`.
@@ -85,7 +85,7 @@ pub fn close_group(
 }
 
 /// Migrates the wave-1 aliases (a user id stored beside a number) into
-/// `identity_linked` entries, once, at upgrade (SPEC section 3): collector
+/// `identity_linked` entries, once, at upgrade (docs/identities.md): collector
 /// `system:migration`, `captured_at` = when the alias was stored, evidence
 /// `{"reason":"migrated alias"}`. Each tenant's aliases move in one
 /// transaction under its log's lock and are deleted as they move, so a

@@ -1,4 +1,4 @@
-//! Recording a verified WhatsApp notification (SPEC section 7): each event
+//! Recording a verified WhatsApp notification (docs/webhooks.md): each event
 //! in its own transaction (a retry after a failure skips what was done),
 //! kept as a dead letter when its business number is not the tenant's.
 

@@ -1,4 +1,4 @@
-//! Recording an opt-out through the API (SPEC section 4): the clock rule,
+//! Recording an opt-out through the API (docs/recording.md): the clock rule,
 //! then the append. An opt-out of an erased identity without a newer
 //! subject records nothing: the identity stays opted out.
 

@@ -1,4 +1,4 @@
-//! The hosted pages' use cases (SPEC section 9): the page a visitor asks
+//! The hosted pages' use cases (docs/pages.md): the page a visitor asks
 //! for, an opt-in given on a form (through `recording.rs::record_opt_in`,
 //! unless the form changed since its page was served), and the opt-out
 //! page's opt-out. A page records quietly: an erased number is answered as

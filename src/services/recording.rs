@@ -1,5 +1,4 @@
-//! Recording an opt-in, whatever door it comes through (SPEC sections 4, 7
-//! and 9): the API (a backfill too), a hosted form, a message a provider's
+//! Recording an opt-in, whatever door it comes through (docs/recording.md, docs/webhooks.md and docs/pages.md): the API (a backfill too), a hosted form, a message a provider's
 //! signed webhook delivered. One function, so the same rules refuse the
 //! same way everywhere: the clock (not ahead of it, not older than 30 days
 //! unless backfilled), the brand (exactly an active one), an erased

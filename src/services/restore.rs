@@ -1,4 +1,4 @@
-//! `restore-tail` (SPEC section 5): after a restore from a backup older than
+//! `restore-tail` (docs/ledger-format.md): after a restore from a backup older than
 //! what was signed, re-appends from a verified export the entries the
 //! database lacks, so that signing resumes without a fork. The export must
 //! verify with one of the tenant's own signing keys, and the database must

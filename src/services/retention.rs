@@ -1,4 +1,4 @@
-//! Evidence retention (SPEC section 11): a group whose evidence is due is
+//! Evidence retention (docs/privacy.md): a group whose evidence is due is
 //! erased with reason `retention` (no opt-out, no suppression), deciding
 //! again under the log's lock. The housekeeping job lists the candidates
 //! (`store/retention.rs`) and calls this for each.

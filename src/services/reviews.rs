@@ -1,4 +1,4 @@
-//! Reviewing ambiguous messages (SPEC section 7): the items waiting, and
+//! Reviewing ambiguous messages (docs/messages.md): the items waiting, and
 //! settling one, once. Under mode `opt_out` the message was recorded as an
 //! opt-out: "not an opt-out" lifts it. Under mode `review` it recorded
 //! nothing: "opt-out" records it then, with the message's own time.

@@ -1,4 +1,4 @@
-//! Signing checkpoints (SPEC section 5): under the log's append lock, never
+//! Signing checkpoints (docs/ledger-format.md): under the log's append lock, never
 //! below the largest stored size, never another root for a stored size, and
 //! never a tree that is not a consistent extension of what this instance
 //! signed before (kept in the signer state file, outside the database), so a

@@ -1,4 +1,4 @@
-//! Creating a tenant (SPEC section 5): its rows and its size-0 checkpoint,
+//! Creating a tenant (docs/ledger-format.md): its rows and its size-0 checkpoint,
 //! signed with its new key, commit together or not at all; changing its
 //! settings.
 

@@ -112,11 +112,11 @@ impl Modify for ServerErrors {
 }
 
 /// Everything that names a person takes `number` or `user_id`, exactly one
-/// (SPEC section 3), and `region` only with a number: each request schema
+/// (docs/identities.md), and `region` only with a number: each request schema
 /// with both says so with a `oneOf` of two branches that exclude each other
 /// (a user id is WhatsApp's: no `sms` on opt-ins and checks). Opt-ins and
 /// opt-outs add a `oneOf` of their capture channels, each with its evidence
-/// row (SPEC section 4).
+/// row (docs/recording.md).
 struct IdentityAlternatives;
 
 impl Modify for IdentityAlternatives {

@@ -41,7 +41,7 @@ pub struct Answer<'a> {
     pub render: &'a dyn Fn(&Appended) -> String,
 }
 
-/// An erased identity (SPEC sections 4 and 11): an opt-in captured at or
+/// An erased identity (docs/recording.md and docs/privacy.md): an opt-in captured at or
 /// before its latest erasure is refused, and while it has no newer subject
 /// (an open one that holds an entry: one an arrival made, holding only a
 /// window, does not count) an opt-out or a lift records nothing.
@@ -81,7 +81,7 @@ fn has_newer_subject(conn: &mut DbConn, tenant: &TenantId, identity: &str) -> Qu
     }
 }
 
-/// Whether an opt-out of `identity` would record nothing (SPEC section 4):
+/// Whether an opt-out of `identity` would record nothing (docs/recording.md):
 /// it is erased on request and has no newer subject, so it is opted out
 /// already.
 pub fn opt_out_records_nothing(
@@ -219,7 +219,7 @@ pub(super) fn lock_head(
     })
 }
 
-/// The fields of the entry that depend on what is recorded (SPEC section 5).
+/// The fields of the entry that depend on what is recorded (docs/ledger-format.md).
 fn fill_entry(entry: &mut Entry, record: &Record, consent_text_sha256: Option<&str>) {
     match record {
         Record::OptIn(r) => {
@@ -497,7 +497,7 @@ fn insert_consent_event(
             consent_events::group_id.eq(group_id),
             lifted_by = seq
         )?,
-        // Only the opt-in's own subject confirms it (SPEC section 9).
+        // Only the opt-in's own subject confirms it (docs/pages.md).
         Record::Confirm(r) => mark_event!(
             conn,
             (tenant, r.confirms, "opt_in"),

@@ -1,4 +1,4 @@
-//! The audit trail (SPEC section 11): per tenant, append-only, numbered from
+//! The audit trail (docs/privacy.md): per tenant, append-only, numbered from
 //! 1 without gaps in the order events commit (the tenant's row of
 //! `audit_heads` is locked while one is written). What it says is chosen by
 //! the callers, who never put a number, key, salt, secret or evidence body

@@ -65,7 +65,7 @@ impl ConsentEventRow {
     }
 }
 
-/// What a decision about one identity reads (SPEC section 2): the group
+/// What a decision about one identity reads (docs/decisions.md): the group
 /// that answers for it (its newest subject, open, closed or erased), the
 /// group's identities, its subjects and its opt-ins and opt-outs.
 #[derive(Debug, Default)]
@@ -439,7 +439,7 @@ pub fn record_inbound(
     .map(|_| ())
 }
 
-/// Records an interaction (SPEC section 4): the window of the identity's
+/// Records an interaction (docs/recording.md): the window of the identity's
 /// open subject (a new subject when it has none, as for any arrival)
 /// reopens from `at`. Returns the subjects of its group, whose windows
 /// count for it.
@@ -721,7 +721,7 @@ pub fn liftable_opt_outs(
 /// The opt-ins of an identity's open subject that wait for one of these
 /// codes (by their keyed hashes) and whose code has not expired at `at`,
 /// in seq order. Only the opt-in's own subject: a linked identity never
-/// confirms (SPEC section 9).
+/// confirms (docs/pages.md).
 pub fn confirmable_opt_ins(
     conn: &mut DbConn,
     subject_id: SubjectId,

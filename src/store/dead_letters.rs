@@ -1,4 +1,4 @@
-//! Dead letters (SPEC section 3): what a webhook could not apply is kept,
+//! Dead letters (docs/identities.md): what a webhook could not apply is kept,
 //! sealed, never dropped; an admin can read it; the letters waiting to be
 //! applied, and marking one resolved. Applying them: `services/dead_letters.rs`.
 
@@ -269,7 +269,7 @@ pub fn delete_letters_naming(
 
 /// Rewrites, once, the letters an older version kept with the sender as
 /// the provider wrote it: the canonical form of a number that parses is
-/// what is kept (SPEC section 3: only it is stored). Each letter is opened,
+/// what is kept (docs/identities.md: only it is stored). Each letter is opened,
 /// rewritten when it changes, sealed again and marked. Returns how many
 /// were rewritten.
 pub fn canonicalise_letters(conn: &mut DbConn, master: &MasterKey) -> QueryResult<usize> {

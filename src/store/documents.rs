@@ -1,4 +1,4 @@
-//! Evidence documents (SPEC section 8): stored whole in the database, tied
+//! Evidence documents (docs/recording.md): stored whole in the database, tied
 //! to the subjects whose paper opt-ins or opt-outs name them, deleted with
 //! their group on erasure, and a day after their upload when no entry
 //! names them (housekeeping).

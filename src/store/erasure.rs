@@ -1,4 +1,4 @@
-//! What erasure deletes (SPEC section 11), for the erasure and retention
+//! What erasure deletes (docs/privacy.md), for the erasure and retention
 //! use cases (`services/erasure.rs`) and `restore-tail`: the groups that
 //! hold an identity, what names an identity outside its subjects, what
 //! opens a subject, and the compaction after an erasure commits. The

@@ -1,4 +1,4 @@
-//! Hosted forms (SPEC section 9): each form's current version and all its
+//! Hosted forms (docs/pages.md): each form's current version and all its
 //! versions, immutable.
 
 use super::schema::{form_versions, forms};

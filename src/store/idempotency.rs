@@ -1,4 +1,4 @@
-//! Idempotency keys (SPEC section 10): scoped to (tenant, key id, route),
+//! Idempotency keys (docs/api.md): scoped to (tenant, key id, route),
 //! kept 24 hours. The key is first inserted `in_progress` in its own
 //! transaction; the answer is stored with the write it belongs to.
 

@@ -1,4 +1,4 @@
-//! The mechanics of links between identities (SPEC section 3): the
+//! The mechanics of links between identities (docs/identities.md): the
 //! `identity_linked` entry and its row, merging and closing groups, whether
 //! a pairing contradicts a link, the wave-1 aliases. What links and closes,
 //! and when: `services/links.rs`. Everything here runs inside the caller's
@@ -184,7 +184,7 @@ fn merge_groups(conn: &mut DbConn, a: GroupId, b: GroupId) -> QueryResult<()> {
 /// Whether `arrived`, paired with `other` through the WhatsApp Business
 /// Account `waba`, contradicts a link of its open subject made through
 /// that account: it is linked there to another identity of `other`'s kind
-/// (SPEC section 3, a changed or reassigned number).
+/// (docs/identities.md, a changed or reassigned number).
 pub fn contradicts_link(
     conn: &mut DbConn,
     tenant: &TenantId,

@@ -1,5 +1,4 @@
-//! Re-appending entries from a verified export (`restore-tail`, SPEC
-//! section 5): after a database was restored from a backup older than what
+//! Re-appending entries from a verified export (`restore-tail`, docs/ledger-format.md): after a database was restored from a backup older than what
 //! was signed, the missing entries go back exactly as they were (same
 //! canonical JSON, so the same leaf hashes and roots), with the consent
 //! state checks read rebuilt from their openings, so signing resumes
@@ -124,7 +123,7 @@ pub fn restore_entry(
     })
 }
 
-/// An opt-out that closed its group: a changed number (SPEC section 3).
+/// An opt-out that closed its group: a changed number (docs/identities.md).
 fn closes_group(openings: &Openings) -> bool {
     openings
         .evidence

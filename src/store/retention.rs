@@ -1,4 +1,4 @@
-//! Evidence retention and the purges (SPEC section 11): the subjects whose
+//! Evidence retention and the purges (docs/privacy.md): the subjects whose
 //! evidence may be due (`services/retention.rs` decides and erases), and
 //! the windows that closed more than a day ago.
 

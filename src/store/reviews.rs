@@ -1,4 +1,4 @@
-//! Ambiguous messages kept for a person's review (SPEC section 7): the
+//! Ambiguous messages kept for a person's review (docs/messages.md): the
 //! message, the identity and the evidence stay sealed; a settled item
 //! stays (so a second settlement is refused) until its group is erased.
 //! Deciding what a review means: `services/reviews.rs`.

@@ -1,4 +1,4 @@
-//! Subjects and their groups (SPEC section 3): a subject is one identity (a
+//! Subjects and their groups (docs/identities.md): a subject is one identity (a
 //! number or a user id) with its salt; subjects joined by `identity_linked`
 //! entries share a `group_id` (the id of one of them), kept on the consent
 //! state too so that a check reads a group's events in one indexed query.
@@ -59,7 +59,7 @@ pub fn current_subject(
 
 /// An identity's newest subject, by the keyed hash of the identity
 /// (`MasterKey::identity_hash`), whatever its state: open, closed or
-/// erased. The group that answers for the identity (SPEC section 2 rule
+/// erased. The group that answers for the identity (docs/decisions.md rule
 /// 2): never an older one.
 pub fn newest_subject_by_hash(
     conn: &mut DbConn,
@@ -257,7 +257,7 @@ pub fn fill_identity_hashes(conn: &mut DbConn, master: &MasterKey) -> QueryResul
 }
 
 /// Deletes a subject that holds nothing (made by an arrival that recorded
-/// nothing: no entry, no link, no window, no document): SPEC section 3.
+/// nothing: no entry, no link, no window, no document): docs/identities.md.
 /// Returns whether it was deleted.
 pub fn delete_if_empty(conn: &mut DbConn, subject_id: SubjectId) -> QueryResult<bool> {
     use super::schema::{

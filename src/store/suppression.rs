@@ -1,4 +1,4 @@
-//! Suppression records (SPEC sections 2 rule 1 and 11): per tenant, the
+//! Suppression records (docs/decisions.md rule 1 and 11): per tenant, the
 //! keyed hash of each identity erased on request and the time of its
 //! latest erasure. Never deleted: they keep an erased number opted out.
 
@@ -53,7 +53,7 @@ pub fn suppressed_many(
     Ok(out)
 }
 
-/// When the identity was last erased on request, if ever (SPEC section 2
+/// When the identity was last erased on request, if ever (docs/decisions.md
 /// rule 1).
 pub fn suppression_of(
     conn: &mut DbConn,
@@ -66,7 +66,7 @@ pub fn suppression_of(
 }
 
 /// The latest erasure on request of any of a group's identities, by their
-/// keyed hashes (SPEC section 2 rule 1).
+/// keyed hashes (docs/decisions.md rule 1).
 pub fn group_suppression(
     conn: &mut DbConn,
     tenant: &TenantId,

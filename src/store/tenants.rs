@@ -20,8 +20,7 @@ pub struct TenantRow {
     pub id: TenantId,
     pub origin: String,
     pub policy: TenantPolicy,
-    /// The tenant ever held an ambiguous message for review (SPEC section
-    /// 7): its checks read review items.
+    /// The tenant ever held an ambiguous message for review (docs/webhooks.md): its checks read review items.
     pub reviews_held: bool,
     pub tree_size: i64,
     pub head_hash: String,

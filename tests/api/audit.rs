@@ -1,4 +1,4 @@
-//! The audit trail (SPEC section 11): `GET /v1/audit-events` (admin), per
+//! The audit trail (docs/privacy.md): `GET /v1/audit-events` (admin), per
 //! tenant, append-only and numbered without gaps, with everything the spec
 //! lists, and never a number, key, salt, secret or evidence body in it.
 

@@ -1,4 +1,4 @@
-//! The authorization matrix (SPEC sections 1 and 10): every operation of
+//! The authorization matrix (docs/decisions.md and docs/api.md): every operation of
 //! the OpenAPI document, and the pages served beside it, called with every
 //! kind of credential. No, malformed, unknown, revoked or expired
 //! credentials answer 401, a key without the role 403, a key with the role
@@ -37,7 +37,7 @@ const COLLECTOR: Access = Roles(&["collector"]);
 const SENDER: Access = Roles(&["sender"]);
 const AUDITOR: Access = Roles(&["auditor"]);
 
-/// The expected access of every operation (SPEC section 10's table).
+/// The expected access of every operation (docs/api.md's table).
 const TABLE: &[(&str, &str, Access)] = &[
     ("GET", "/healthz", Public),
     ("GET", "/readyz", Public),
@@ -92,7 +92,7 @@ const UNDOCUMENTED: &[(&str, &str, Access)] =
     &[("GET", "/openapi.json", Public), ("GET", "/docs", Public)];
 
 /// What another tenant's key with the right role must get when it names
-/// the first tenant's resources: 404, never 403 (SPEC section 1).
+/// the first tenant's resources: 404, never 403 (docs/decisions.md).
 fn cross_tenant_status(template: &str) -> Option<u16> {
     match template {
         "/v1/keys/{id}"
@@ -1174,7 +1174,7 @@ fn invalid_inputs(route: &Route, valid: &Request) -> Vec<(&'static str, Request)
     }
 }
 
-/// Credentials are judged before the input (SPEC section 10: 401 no or bad
+/// Credentials are judged before the input (docs/api.md: 401 no or bad
 /// credentials, 403 wrong role): a caller that may not call an operation
 /// learns nothing from it, not even what its body, query or path is
 /// missing, and gets the same answer whatever input it sends.

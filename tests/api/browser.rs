@@ -1,4 +1,4 @@
-//! The hosted pages in a real browser (SPEC section 9; issue "hosted
+//! The hosted pages in a real browser (docs/pages.md; issue "hosted
 //! pages"): headless Chromium, driven through ChromeDriver at a phone's
 //! width as a person would use the pages. Screenshots of each page go to
 //! `target/browser-screenshots/` (and, with

@@ -1,4 +1,4 @@
-//! Channels that record by themselves (SPEC section 7): settings, the
+//! Channels that record by themselves (docs/webhooks.md): settings, the
 //! webhooks' handshake and signatures, and the helpers that post payloads
 //! shaped like the providers' documented ones (`tests/fixtures/whatsapp/`).
 //! What the messages mean: `inbound.rs`.
@@ -93,7 +93,7 @@ pub(crate) fn now_secs() -> i64 {
 /// A documented payload shape with its times moved to `at` (unix seconds).
 /// A STOP none of whose identities parses (a user id that is not one, and
 /// no number): the only kind of opt-out kept as an `unknown_sender` dead
-/// letter (SPEC section 3).
+/// letter (docs/identities.md).
 pub(crate) fn unreadable_stop(at: i64) -> Value {
     let mut stop = fixture("bsuid_only", at);
     stop["entry"][0]["changes"][0]["value"]["contacts"][0]["user_id"] =
@@ -595,7 +595,7 @@ async fn twilio_requests_are_signed_over_the_configured_url() {
     assert_eq!(log_size(&app, &t).await, size);
 }
 
-/// Webhook bodies may be 3 MiB (SPEC section 10), Twilio's too; larger
+/// Webhook bodies may be 3 MiB (docs/api.md), Twilio's too; larger
 /// ones answer 413 and record nothing.
 #[tokio::test]
 async fn twilio_bodies_up_to_three_mebibytes_are_read() {

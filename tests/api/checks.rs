@@ -83,7 +83,7 @@ async fn a_batch_is_bounded() {
     assert_eq!(answer.code(), "payload_too_large");
 }
 
-/// SPEC section 2: the window reported is the named id's, or the tenant's
+/// docs/decisions.md: the window reported is the named id's, or the tenant's
 /// only configured id's; with several configured and none named, the
 /// latest of any, but no free-form reply is allowed.
 #[tokio::test]

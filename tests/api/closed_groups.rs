@@ -1,4 +1,4 @@
-//! Closed groups, exactly (SPEC section 2 rule 2, section 3): a closed
+//! Closed groups, exactly (docs/decisions.md rule 2, section 3): a closed
 //! group answers `opted_out` on the opt-out that closed it, whatever else
 //! it holds; windows belong to the subject whose message opened them and
 //! are read over the asked identity's own group only; a user id that

@@ -1,4 +1,4 @@
-//! Double opt-in (SPEC section 9): when the tenant's
+//! Double opt-in (docs/pages.md): when the tenant's
 //! `require_confirmation_for` lists an opt-in's capture channel, the opt-in
 //! answers `unconfirmed` until the number itself sends back its code by
 //! WhatsApp or SMS, which appends a `confirmation` entry with that message
@@ -162,8 +162,7 @@ async fn a_code_expires_after_a_day_and_its_opt_in_never_counts() {
 }
 
 /// An opt-in by user id is confirmed by a message that carries that user
-/// id, with or without a number; never by a linked number alone (SPEC
-/// section 9).
+/// id, with or without a number; never by a linked number alone (docs/pages.md).
 #[tokio::test]
 async fn an_opt_in_by_user_id_is_confirmed_by_a_message_that_carries_it() {
     let app = spawn_app().await;

@@ -8,7 +8,7 @@
 //!
 //! A request killed after its key was stored `in_progress` but before its
 //! append committed answers 409 `idempotency_in_progress` until the key is
-//! taken over (SPEC section 10, 60 s): the test shows such a request
+//! taken over (docs/api.md, 60 s): the test shows such a request
 //! recorded nothing, waits that window out once at the end, and retries.
 //! `CRASH_SEED=<n>` replays the random delays of a run (the seed is printed).
 

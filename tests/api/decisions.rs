@@ -349,7 +349,7 @@ async fn a_window_closes_24_hours_after_the_message() {
     assert_eq!(d.body["template_required"], true);
 }
 
-/// SPEC section 4: `received_at` is not in the future (no tolerance) and
+/// docs/recording.md: `received_at` is not in the future (no tolerance) and
 /// not older than 24 hours; each refusal names the field in its code.
 #[tokio::test]
 async fn an_interaction_is_neither_from_the_future_nor_older_than_a_day() {

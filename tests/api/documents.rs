@@ -1,4 +1,4 @@
-//! Evidence documents (SPEC section 8): scans of signed paper forms,
+//! Evidence documents (docs/recording.md): scans of signed paper forms,
 //! uploaded by collectors, read by auditors, named by paper opt-ins (which
 //! must carry their hash), kept per tenant, deleted with their group.
 
@@ -485,7 +485,7 @@ async fn each_tenant_has_a_storage_quota_for_documents() {
 }
 
 /// A document no entry names is deleted by housekeeping a day after its
-/// upload (SPEC section 8): the one a paper opt-in names stays, an unnamed
+/// upload (docs/recording.md): the one a paper opt-in names stays, an unnamed
 /// one stays for its first 24 hours and is gone after them, and a paper
 /// opt-in that names it then is refused as `unknown_document`. Run on the
 /// app's clock, as the background job runs. Before, unnamed uploads were

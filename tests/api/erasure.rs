@@ -1,4 +1,4 @@
-//! Erasure on request and suppression (SPEC sections 2 rule 1, 4 and 11):
+//! Erasure on request and suppression (docs/decisions.md rule 1, 4 and 11):
 //! the number, its salts and its evidence bodies are gone from the
 //! database, every artefact still verifies, and the number stays opted out
 //! (across instances) until an opt-in captured after the erasure.
@@ -405,7 +405,7 @@ async fn query_status(app: &TestApp, t: &Tenant, field: &str, identity: &str) ->
 
 /// Erasing the previous owner's user id erases the old group only: the
 /// number's new holder is not suppressed, keeps their window and their
-/// waiting dead letter (SPEC section 11).
+/// waiting dead letter (docs/privacy.md).
 #[tokio::test]
 async fn erasing_a_previous_owner_leaves_the_numbers_new_holder_alone() {
     use crate::channels::{now_secs, text, whatsapp};

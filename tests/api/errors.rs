@@ -150,8 +150,7 @@ async fn media_types_sizes_and_routes() {
     assert_eq!(app.get("/readyz", "").await.body["status"], "ready");
 }
 
-/// A known path with the wrong method answers 405 with `Allow` (SPEC
-/// section 10), an unknown path 404; neither runs the handler.
+/// A known path with the wrong method answers 405 with `Allow` (docs/api.md), an unknown path 404; neither runs the handler.
 #[tokio::test]
 async fn a_wrong_method_answers_405_with_allow() {
     let app = spawn_app().await;

@@ -163,7 +163,7 @@ async fn until_key_taken_at(app: &TestApp, key: &str, at: i64) {
     panic!("no request took the key {key} at {at}");
 }
 
-/// SPEC section 10: an `in_progress` key older than 60 s is taken over by
+/// docs/api.md: an `in_progress` key older than 60 s is taken over by
 /// a retry. The stalled original must then roll back (one entry for one
 /// key) and answer as the key stands: 409 while the retry runs.
 #[tokio::test]
@@ -229,7 +229,7 @@ fn stored_answers(app: &TestApp) -> Vec<Option<String>> {
         .unwrap()
 }
 
-/// SPEC section 10: keys are kept 24 hours, and then forgotten by the
+/// docs/api.md: keys are kept 24 hours, and then forgotten by the
 /// housekeeping job even if they never come back.
 #[tokio::test]
 async fn idempotency_keys_are_purged_after_a_day() {

@@ -1,4 +1,4 @@
-//! People known without a number (SPEC section 3): consent by WhatsApp
+//! People known without a number (docs/identities.md): consent by WhatsApp
 //! user id, identities linked into one person by signed webhooks, a
 //! changed or reassigned number closing its group, and every endpoint by
 //! `user_id`. Payloads are shaped like Meta's: `contacts[].user_id`,
@@ -512,7 +512,7 @@ async fn erasing_one_identity_erases_its_whole_group() {
 
 /// Wave-1 aliases (a user id stored beside a number) become one
 /// `identity_linked` entry each at upgrade, once: what a start finds in
-/// the database is migrated before the service answers (SPEC section 3).
+/// the database is migrated before the service answers (docs/identities.md).
 #[tokio::test]
 async fn wave_one_aliases_become_links_once() {
     use consent_ledger::domain::time::Timestamp;
@@ -576,8 +576,7 @@ async fn wave_one_aliases_become_links_once() {
 }
 
 /// A group of links alone (no consent ever given) counts for retention
-/// from its last link, and retention erases the whole group (SPEC
-/// section 11): an `erasure` entry of reason `retention` per subject.
+/// from its last link, and retention erases the whole group (docs/privacy.md): an `erasure` entry of reason `retention` per subject.
 #[tokio::test]
 async fn retention_erases_a_group_of_links_alone() {
     use consent_ledger::services::housekeeping::Budget;
@@ -764,8 +763,8 @@ async fn a_changed_user_id_closes_its_group() {
     )
     .await;
     assert_eq!(log_size(&app, &t).await, 2);
-    // Any arrival starts a new subject, a plain message too (SPEC section
-    // 3): nothing carried over, so no opt-in, and nothing in the log.
+    // Any arrival starts a new subject, a plain message too
+    // (docs/identities.md): nothing carried over, so no opt-in, and nothing in the log.
     whatsapp(&app, &said(user(USER), "wamid.c3", "hello", 100)).await;
     assert_eq!(decided(&app, &t, USER).await, "no_opt_in");
     assert_eq!(log_size(&app, &t).await, 2);

@@ -1,4 +1,4 @@
-//! What messages mean once a webhook is verified (SPEC section 7):
+//! What messages mean once a webhook is verified (docs/messages.md):
 //! keywords and phrases, opt-ins by text and button, lifts, retries, the
 //! 24-hour window, WhatsApp's own marketing preference, canonical numbers
 //! and dead letters. Settings and signatures: `channels.rs`.
@@ -462,7 +462,7 @@ async fn unresolvable_opt_outs_become_dead_letters() {
     assert_eq!(rest.body["next_after"], Value::Null);
 }
 
-/// An admin reads what a dead letter held (SPEC section 3); nobody else,
+/// An admin reads what a dead letter held (docs/identities.md); nobody else,
 /// and no other tenant, does.
 #[tokio::test]
 async fn an_admin_reads_a_dead_letter_unsealed() {
@@ -564,10 +564,10 @@ async fn a_kept_opt_out_applies_once_its_business_number_is_configured() {
 }
 
 /// Statuses, reactions and system messages for a business number the
-/// tenant does not have are kept as dead letters (SPEC section 7), once
+/// tenant does not have are kept as dead letters (docs/messages.md), once
 /// each; for its own numbers they record nothing. A system message that a
 /// number changed is kept whole, holding the opt-out that closes its group
-/// once the number is configured (SPEC section 3).
+/// once the number is configured (docs/identities.md).
 #[tokio::test]
 async fn events_for_an_unknown_business_number_are_kept() {
     let app = spawn_app().await;
@@ -824,7 +824,7 @@ async fn a_message_without_a_usable_time_is_kept_like_a_future_one() {
     assert!(captured >= at(-60) && captured <= at(1), "{captured}");
 }
 
-/// SPEC section 2: retiring a brand stops webhook matches for it (its
+/// docs/decisions.md: retiring a brand stops webhook matches for it (its
 /// recorded opt-ins keep counting); opt-outs still record.
 #[tokio::test]
 async fn a_retired_brand_takes_no_more_opt_ins_by_message() {

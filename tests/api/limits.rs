@@ -467,7 +467,7 @@ async fn address_recorded(
         .to_owned())
 }
 
-/// SPEC section 9 and `CONSENT_LEDGER_TRUSTED_PROXIES`: every
+/// docs/pages.md and `CONSENT_LEDGER_TRUSTED_PROXIES`: every
 /// `X-Forwarded-For` line is read, as one list from the right, and an
 /// IPv4-mapped IPv6 address is its IPv4 address, for the proxy and for
 /// the hops. Before, only the first line (the one the client wrote) was

@@ -364,7 +364,7 @@ fn store_checkpoint_signed_by(app: &TestApp, status: &str, size: u64) {
     log::insert_checkpoint(&mut conn, &tenant_id("makro"), size, &root, &signed, 0).unwrap();
 }
 
-/// SPEC section 5: a checkpoint signed only by a retired key is valid only
+/// docs/ledger-format.md: a checkpoint signed only by a retired key is valid only
 /// up to that key's `last_size`.
 #[tokio::test]
 async fn a_retired_key_is_valid_only_up_to_its_last_size() {

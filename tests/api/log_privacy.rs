@@ -2,7 +2,7 @@
 //! (keys, settings, opt-ins with evidence, checks, webhooks, failed
 //! authentications, reads of openings, exports, an erasure), holds no phone
 //! number, API key, operator token, channel secret, salt or evidence body
-//! (SPEC section 11).
+//! (docs/privacy.md).
 
 use crate::abuse::serve;
 use crate::channels::{hub_signature, settings, text, VERIFY_TOKEN, WA_PREVIOUS, WA_SECRET};

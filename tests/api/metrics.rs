@@ -1,4 +1,4 @@
-//! `/metrics` (SPEC sections 10 and 12), on its own listener and 404 on the
+//! `/metrics` (docs/api.md), on its own listener and 404 on the
 //! API's: after traffic every series is there with values that follow from
 //! it, and no label names a tenant or a number.
 //! The counters belong to the test process, which other tests share, so

@@ -1,4 +1,4 @@
-//! Hosted forms and pages (SPEC section 9) over plain HTTP: forms and
+//! Hosted forms and pages (docs/pages.md) over plain HTTP: forms and
 //! their versions, the opt-in page with its server-captured evidence, the
 //! bots it turns away, double opt-in from the page, and the opt-out page.
 //! The same pages in a real browser: `tests/browser/`.
@@ -459,7 +459,7 @@ async fn victim_opts_out(app: &TestApp, t: &Tenant, address: &str) {
     assert_eq!(app.reason(t, check).await, "opted_out");
 }
 
-/// SPEC section 9: the opt-out page is limited per address only; the
+/// docs/pages.md: the opt-out page is limited per address only; the
 /// forms' limits per page and per (tenant, number) cannot be filled by
 /// junk or by another tenant's form. Before, 200 junk posts from as many
 /// addresses filled the opt-out page's per-page count, and five posts of

@@ -247,8 +247,7 @@ async fn restore_tail_re_appends_what_was_signed_and_signing_resumes() {
     assert_eq!(code, 0, "{out}{err}");
 }
 
-/// `restore-tail` re-appends links and a closed group (SPEC sections 3 and
-/// 5): after the restore the linked person is one group again, and the
+/// `restore-tail` re-appends links and a closed group (docs/identities.md and docs/ledger-format.md): after the restore the linked person is one group again, and the
 /// group a changed number closed stays closed, so the number's new owner
 /// starts from nothing.
 #[tokio::test]

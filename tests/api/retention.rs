@@ -1,4 +1,4 @@
-//! Evidence retention and the purges (SPEC section 11), on a clock the
+//! Evidence retention and the purges (docs/privacy.md), on a clock the
 //! test controls: a subject is erased (reason `retention`, no opt-out, no
 //! suppression) once `evidence_retention_days` have passed since its
 //! consent ended, never while consent is current; closed windows and old

@@ -1,4 +1,4 @@
-//! Ambiguous messages and their review (SPEC sections 2 and 7): a keyword
+//! Ambiguous messages and their review (docs/decisions.md and docs/messages.md): a keyword
 //! among other words and no phrase. Under `ambiguous_messages: opt_out`
 //! (the default) it is an opt-out of the partial purposes, listed under
 //! its seq; "not an opt-out" lifts it. Under `review` it records nothing,
@@ -191,6 +191,7 @@ async fn under_review_mode_an_ambiguous_message_waits_and_the_review_decides() {
         .await;
     assert_eq!(answer.body["reason"], "under_review", "{}", answer.body);
     assert_eq!(answer.body["allowed"], false);
+    assert!(answer.body["consent"].is_null(), "{}", answer.body);
     assert_eq!(
         reason_for(&app, &t, NUMBER, "utility", "whatsapp").await,
         "allowed"

@@ -313,7 +313,7 @@ async fn keys_are_listed_without_secrets_and_revoked_at_once() {
 }
 
 /// An expiring key works until its `expires_at`, and from then on answers
-/// 401 like a revoked one (SPEC section 10).
+/// 401 like a revoked one (docs/api.md).
 #[tokio::test]
 async fn an_expiring_key_works_until_it_expires() {
     let app = spawn_app_at_manual_clock().await;

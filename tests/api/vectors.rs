@@ -364,7 +364,7 @@ fn identity_vectors() -> Value {
     serde_json::from_str(include_str!("../vectors/identities-v1.json")).unwrap()
 }
 
-/// SPEC sections 3 and 5: subjects over a number or a user id, and
+/// docs/identities.md and docs/ledger-format.md: subjects over a number or a user id, and
 /// `identity_linked` entries whose `linked` opening opens the other
 /// identity's commitment.
 #[test]

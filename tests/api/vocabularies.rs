@@ -1,4 +1,4 @@
-//! Opt-outs heard in the person's own language (SPEC section 7), measured
+//! Opt-outs heard in the person's own language (docs/messages.md), measured
 //! through both webhooks on a corpus of our own (`tests/corpus/`): at
 //! least 95% of each language's opt-out messages are recorded as opt-outs,
 //! and at most 1% of ordinary customer-service messages opt out silently

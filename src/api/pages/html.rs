@@ -1,4 +1,4 @@
-//! The hosted pages' HTML (SPEC section 9): plain, accessible, without
+//! The hosted pages' HTML (docs/pages.md): plain, accessible, without
 //! JavaScript, fitting a phone screen. Everything shown is escaped.
 
 use super::words::Words;
@@ -118,7 +118,7 @@ fn number_field(words: &Words, field: &NumberField<'_>) -> String {
 }
 
 /// The marker of the page shown again because the form changed since the
-/// post's page was served (SPEC section 9).
+/// post's page was served (docs/pages.md).
 pub const FORM_CHANGED: &str = "form_changed";
 
 /// An error of an opt-in page that is not the number field's: its code

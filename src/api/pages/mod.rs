@@ -1,5 +1,5 @@
 //! `GET`/`POST /forms/{tenant}/{form}` and `/forms/{tenant}/opt-out`: the
-//! hosted pages (SPEC section 9). No login: a signed token in the page
+//! hosted pages (docs/pages.md). No login: a signed token in the page
 //! (bound to the form version it shows, `token.rs`) and a SameSite=Strict
 //! cookie (valid 2 h, `cookie.rs`), a honeypot field, a minimum fill time
 //! and rate limits keep bots and other sites out: per address for every

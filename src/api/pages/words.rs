@@ -1,4 +1,4 @@
-//! The hosted pages' own words (SPEC section 9), in English, French,
+//! The hosted pages' own words (docs/pages.md), in English, French,
 //! Spanish, Portuguese and German; the consent text is the form's own.
 
 use crate::domain::purpose::Purpose;

@@ -1,4 +1,4 @@
-//! The WhatsApp Cloud API and Twilio webhooks (SPEC section 7):
+//! The WhatsApp Cloud API and Twilio webhooks (docs/webhooks.md):
 //! authenticated by the providers' signatures, never by API keys.
 
 pub mod twilio;
@@ -182,7 +182,7 @@ impl Signed {
     }
 }
 
-/// Webhook bodies are at most 3 MiB (SPEC section 10), Twilio's as Meta's.
+/// Webhook bodies are at most 3 MiB (docs/api.md), Twilio's as Meta's.
 const BODY_LIMIT: usize = 3 * 1024 * 1024;
 
 /// Runs a verified request's recording in its tenant's write group, with

@@ -53,7 +53,7 @@ pub(super) struct EntryHashes {
     pub(super) consent_text: Option<Hash>,
 }
 
-/// The fields each type carries (SPEC section 5), and canonical values.
+/// The fields each type carries (docs/ledger-format.md), and canonical values.
 pub(super) fn check_shape(e: &EntryRef<'_>) -> Result<EntryHashes, String> {
     check_fields_present(e)?;
     if e.v != 1 {
@@ -229,7 +229,7 @@ pub(super) fn check_openings(e: &EntryHashes, o: &OpeningView<'_>) -> Result<boo
     Ok(true)
 }
 
-/// An identity's opening: a number in E.164 or a user id (SPEC section 3),
+/// An identity's opening: a number in E.164 or a user id (docs/identities.md),
 /// a salt of 64 lowercase hex, and together the commitment.
 fn check_identity(o: IdentityOpening<'_>, commitment: &Hash, what: &str) -> Result<(), String> {
     let identity = match o.identity {

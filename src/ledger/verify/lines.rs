@@ -32,7 +32,7 @@ pub(super) struct EntryLine<'a> {
     pub(super) inclusion_proof: Option<Vec<Cow<'a, str>>>,
 }
 
-/// Openings as they arrive in a file (SPEC section 6, exact).
+/// Openings as they arrive in a file (docs/ledger-format.md, exact).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OpeningsRef<'a> {

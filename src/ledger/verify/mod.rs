@@ -1,4 +1,4 @@
-//! Offline verification (SPEC section 6) of an export, a dossier or a
+//! Offline verification (docs/ledger-format.md) of an export, a dossier or a
 //! receipt, trusting only the verifier key given: the key name, checkpoint
 //! origin and every entry's `log` agree; every opening opens its commitment;
 //! numbers are E.164; the chain and the recomputed root (exports) or the

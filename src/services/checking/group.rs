@@ -109,7 +109,7 @@ pub fn read_own(
     Ok((state, suppressed_at))
 }
 
-/// SPEC section 2's decision, under the tenant's age limit.
+/// docs/decisions.md's decision, under the tenant's age limit.
 pub fn decide<'a>(
     events: &'a [ConsentEvent],
     question: Question,

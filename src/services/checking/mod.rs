@@ -1,4 +1,4 @@
-//! Checking consent (SPEC section 2): "may we send this, now?", for one
+//! Checking consent (docs/decisions.md): "may we send this, now?", for one
 //! check, a batch, or every question a subject's report answers. One
 //! evaluator reads committed state (no cache across requests), what one
 //! request reads once it keeps (the brands, the tenant's WhatsApp numbers,

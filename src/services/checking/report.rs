@@ -1,4 +1,4 @@
-//! A subject's report (SPEC section 11): the decision for every brand,
+//! A subject's report (docs/privacy.md): the decision for every brand,
 //! purpose and message channel of the group an identity belongs to, its
 //! subjects and its whole history, from one snapshot.
 
