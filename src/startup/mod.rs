@@ -139,7 +139,7 @@ impl Application {
                     actix_web::middleware::DefaultHeaders::new()
                         .add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
                 )
-                .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
+                .wrap(TracingLogger::<crate::api::observe::RequestSpan>::new())
                 .app_data(state.clone())
                 .app_data(web::Data::from(state.guards.clone()))
                 .app_data(path_errors())
