@@ -773,3 +773,54 @@ async fn a_changed_user_id_closes_its_group() {
     let fresh = entry(&app, &t, 2).await;
     assert_ne!(fresh["entry"]["subject"], closing["entry"]["subject"]);
 }
+
+/// A dossier holds the entries of the identity's whole group, which may
+/// span several subjects (a number and its user id): `verify` accepts it,
+/// and still refuses an entry of a subject outside the group.
+#[tokio::test]
+async fn a_dossier_of_a_linked_group_verifies() {
+    let app = spawn_app().await;
+    let t = configured(&app).await;
+    whatsapp(&app, &said(user(USER), "wamid.d1", "JOIN MAKRO", 600)).await;
+    let mut opt_in = web_opt_in(PHONE, "Makro", &["marketing"]);
+    opt_in["captured_at"] = json!(at(-400));
+    app.recorded_opt_in(&t, opt_in).await;
+    whatsapp(
+        &app,
+        &said(number_and_user(WA_ID, USER), "wamid.d2", "hi", 300),
+    )
+    .await;
+    // Someone else's entry, in the same log.
+    app.recorded_opt_in(&t, web_opt_in("+4915112345670", "Makro", &["marketing"]))
+        .await;
+    let vkey = app.get("/v1/tenant", &t.admin).await.body["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let (status, dossier) = app
+        .post_text("/v1/export/dossier", &t.auditor, &json!({"number": PHONE}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{dossier}");
+    let entries = dossier.lines().filter(|l| l.contains("\"entry\"")).count();
+    assert_eq!(
+        entries, 3,
+        "the user id's opt-in, the number's and the link: {dossier}"
+    );
+    let path = write_file(dir.path(), "dossier.ndjson", &dossier);
+    let (code, out, err) = run_cli(&["verify", &path, "--key", &vkey], None);
+    assert_eq!(code, 0, "{out}{err}");
+    // An entry of another group spliced in fails.
+    let (_, export) = app.get_text("/v1/export", &t.auditor).await;
+    let stranger = export
+        .lines()
+        .rfind(|l| l.contains("\"entry\""))
+        .unwrap()
+        .to_owned();
+    let mut lines: Vec<String> = dossier.lines().map(str::to_owned).collect();
+    let at = lines.len() - 1;
+    lines.insert(at, stranger);
+    let path = write_file(dir.path(), "spliced.ndjson", &(lines.join("\n") + "\n"));
+    let (code, out, err) = run_cli(&["verify", &path, "--key", &vkey], None);
+    assert_eq!(code, 1, "{out}{err}");
+}

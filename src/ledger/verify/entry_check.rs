@@ -260,6 +260,8 @@ fn check_identity(o: IdentityOpening<'_>, commitment: &Hash, what: &str) -> Resu
 pub(super) struct CheckedLine {
     pub(super) seq: u64,
     pub(super) subject: Hash,
+    /// The other identity an `identity_linked` entry joins to `subject`.
+    pub(super) linked: Option<Hash>,
     pub(super) leaf: Hash,
     pub(super) prev: Hash,
     pub(super) recorded_at: Timestamp,
@@ -271,6 +273,8 @@ pub(super) struct CheckedLine {
 pub struct EntryChecked {
     pub leaf: Hash,
     pub subject: Hash,
+    /// The other identity an `identity_linked` entry joins to `subject`.
+    pub linked: Option<Hash>,
     pub prev: Hash,
     /// Its openings were given and open its commitments.
     pub opened: bool,
@@ -310,6 +314,7 @@ pub(super) fn check_hashed_entry(
     Ok(EntryChecked {
         leaf,
         subject: hashes.subject,
+        linked: hashes.linked,
         prev: hashes.prev,
         opened,
     })
@@ -341,6 +346,7 @@ pub(super) fn check_export_line_fast(
                 seq: entry.seq,
                 leaf: checked.leaf,
                 subject: checked.subject,
+                linked: checked.linked,
                 prev: checked.prev,
                 recorded_at: entry.recorded_at,
                 opened: checked.opened,
@@ -376,6 +382,7 @@ pub(super) fn check_line(line_no: u64, line: &str, log: &str) -> Result<CheckedL
     Ok(CheckedLine {
         seq,
         subject: checked.subject,
+        linked: checked.linked,
         leaf: checked.leaf,
         prev: checked.prev,
         recorded_at: parsed.entry.recorded_at,

@@ -69,6 +69,7 @@ pub use failure::{Failure, Place, VerifyError};
 use lines::*;
 pub use lines::{evidence_jcs_of_map, OpeningView};
 use reader::*;
+use std::collections::HashMap;
 
 /// Verifies an export, dossier or receipt read from `input`.
 pub fn verify(
@@ -173,8 +174,60 @@ struct Fold {
     entries: u64,
     opened: u64,
     proofs: Vec<(u64, Hash, Vec<Hash>)>,
-    /// A dossier is one person's: every entry has this subject.
-    subject: Option<Hash>,
+    /// A dossier is one person's group: its subjects, each with the seq of
+    /// its first entry, and the links its `identity_linked` entries make.
+    group: Group,
+}
+
+/// The subjects of a dossier and the links between them: they must form
+/// one group (every subject joined to the first by the dossier's links).
+/// A union-find over the subjects' commitments.
+#[derive(Default)]
+struct Group {
+    /// Each subject with the seq of its first entry, in the order seen.
+    first_seen: Vec<(Hash, u64)>,
+    parent: HashMap<Hash, Hash>,
+}
+
+impl Group {
+    fn root(&mut self, mut subject: Hash) -> Hash {
+        while let Some(&up) = self.parent.get(&subject) {
+            if up == subject {
+                break;
+            }
+            let grand = self.parent.get(&up).copied().unwrap_or(up);
+            self.parent.insert(subject, grand);
+            subject = up;
+        }
+        subject
+    }
+
+    fn add(&mut self, subject: Hash, seq: u64) {
+        if let std::collections::hash_map::Entry::Vacant(v) = self.parent.entry(subject) {
+            v.insert(subject);
+            self.first_seen.push((subject, seq));
+        }
+    }
+
+    fn note(&mut self, line: &CheckedLine) {
+        self.add(line.subject, line.seq);
+        if let Some(linked) = line.linked {
+            self.add(linked, line.seq);
+            let (a, b) = (self.root(line.subject), self.root(linked));
+            self.parent.insert(a, b);
+        }
+    }
+
+    /// The first entry of a subject the links do not join to the others:
+    /// another person's entry spliced in.
+    fn stranger(&mut self) -> Option<u64> {
+        let (first, _) = *self.first_seen.first()?;
+        let group = self.root(first);
+        let seen = self.first_seen.clone();
+        seen.into_iter()
+            .find(|(s, _)| self.root(*s) != group)
+            .map(|(_, seq)| seq)
+    }
 }
 
 impl Fold {
@@ -195,7 +248,7 @@ impl Fold {
             entries: 0,
             opened: 0,
             proofs: Vec::new(),
-            subject: None,
+            group: Group::default(),
         };
         fold.note_trusted_roots();
         fold
@@ -247,9 +300,7 @@ impl Fold {
                 ));
             }
             if self.dossier {
-                if *self.subject.get_or_insert(c.subject) != c.subject {
-                    return Err(failed(place, "another subject's entry in a dossier"));
-                }
+                self.group.note(&c);
                 let proof = c.proof.ok_or_else(|| Failure {
                     place: place.clone(),
                     what: "inclusion_proof missing".into(),
@@ -284,7 +335,13 @@ fn verify_lines(
     check_header_key(&header.log, &header.verifier_key, key)?;
     let dossier = header.filtered;
     let fold = Fold::new(dossier, header.tree_size, trusted);
-    let (fold, tail) = fold_entries(input, &header.log, fold)?;
+    let (mut fold, tail) = fold_entries(input, &header.log, fold)?;
+    if let Some(seq) = fold.group.stranger() {
+        return Err(failed(
+            Place::Seq(seq),
+            "another person's entry in a dossier (its subject is not linked to the others)",
+        ));
+    }
     // The tail: an optional consistency line (dossiers), then the checkpoint.
     let tail: Vec<String> = tail.into_iter().filter(|l| !l.trim().is_empty()).collect();
     let (consistency, checkpoint_line) = match tail.as_slice() {
