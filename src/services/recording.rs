@@ -96,7 +96,9 @@ pub fn record_opt_in(
         name: b.name,
     });
     let mut opt_in = draft.into_record(brand)?;
-    let issued = match door.may_wait() && tenant.policy.requires_confirmation(opt_in.channel) {
+    // A backfill imports consent as it was: it never waits.
+    let waits = door.may_wait() && !opt_in.backfill;
+    let issued = match waits && tenant.policy.requires_confirmation(opt_in.channel) {
         true => {
             let (pending, issued) = new_code(conn, master, &tenant.id, now)?;
             opt_in.confirmation = Some(pending);

@@ -206,3 +206,26 @@ async fn an_opt_in_by_user_id_is_confirmed_by_a_message_that_carries_it() {
     whatsapp(&app, &own).await;
     assert_eq!(app.reason(&t, asked(other)).await, "allowed");
 }
+
+/// A backfill imports consent as it was: it never waits for a
+/// confirmation, whatever `require_confirmation_for` says.
+#[tokio::test]
+async fn a_backfilled_opt_in_never_waits_for_confirmation() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    require_confirmation(&app, &t, json!(["web"])).await;
+    let mut opt_in = web_opt_in(OTHER, "Makro", &["marketing"]);
+    opt_in["captured_at"] = json!(days_ago(90));
+    opt_in["backfill"] = json!(true);
+    let answer = app.post("/v1/opt-ins", &t.admin, &opt_in).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert!(answer.body.get("confirmation").is_none(), "{}", answer.body);
+    let seq = answer.body["seq"].as_u64().unwrap();
+    let entry = app.get(&format!("/v1/entries/{seq}"), &t.auditor).await;
+    assert!(
+        entry.body["entry"].get("confirmation_required").is_none(),
+        "{}",
+        entry.body
+    );
+    assert_eq!(app.reason(&t, check(OTHER, "whatsapp")).await, "allowed");
+}
