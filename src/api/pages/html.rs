@@ -82,7 +82,20 @@ pub struct NumberField<'a> {
 }
 
 fn number_field(words: &Words, field: &NumberField<'_>) -> String {
-    let mut options = String::new();
+    // What the choice starts on: the page's region, even one the list does
+    // not offer, or none (an international number): never silently the
+    // list's first country, which a browser would otherwise post.
+    let listed = COUNTRIES
+        .iter()
+        .any(|(code, _, _)| field.region == Some(*code));
+    let mut options = match field.region {
+        Some(region) if !listed => {
+            let region = escape(region);
+            format!("<option value=\"{region}\" selected>{region}</option>")
+        }
+        None => "<option value=\"\" selected>+ …</option>".to_owned(),
+        Some(_) => String::new(),
+    };
     for (code, name, calling) in COUNTRIES {
         let selected = if field.region == Some(*code) {
             " selected"
@@ -302,5 +315,32 @@ mod tests {
         );
         assert!(html.contains("<option value=\"DE\" selected>"));
         assert!(html.contains("aria-invalid=\"true\""));
+    }
+
+    /// The country choice starts on the page's region, even one the list
+    /// does not offer, or on none: never on the list's first country, which
+    /// a browser would post for a national number.
+    #[test]
+    fn the_country_choice_never_defaults_to_the_first_country() {
+        let words = super::super::words::words("en");
+        let with = |region| {
+            number_field(
+                words,
+                &NumberField {
+                    number: "",
+                    region,
+                    error: None,
+                },
+            )
+        };
+        let swedish = with(Some("SE"));
+        assert_eq!(swedish.matches(" selected").count(), 1, "{swedish}");
+        assert!(swedish.contains("<option value=\"SE\" selected>SE</option>"));
+        let none = with(None);
+        assert_eq!(none.matches(" selected").count(), 1, "{none}");
+        assert!(none.contains("<option value=\"\" selected>"), "{none}");
+        let german = with(Some("DE"));
+        assert_eq!(german.matches(" selected").count(), 1, "{german}");
+        assert!(!german.contains("<option value=\"\""), "{german}");
     }
 }
