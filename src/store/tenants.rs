@@ -202,40 +202,43 @@ pub struct SettingsChange {
     pub ambiguous_messages: Option<AmbiguousMode>,
 }
 
+/// The columns a settings change writes: an absent field stays, a null
+/// one clears.
+#[derive(AsChangeset)]
+#[diesel(table_name = tenants)]
+struct SettingsColumns<'a> {
+    max_consent_age_days: Option<Option<i64>>,
+    default_region: Option<Option<&'a str>>,
+    require_confirmation_for: Option<&'a str>,
+    evidence_retention_days: Option<Option<i64>>,
+    languages: Option<Option<&'a str>>,
+    ambiguous_messages: Option<&'static str>,
+}
+
 pub fn update_settings(
     conn: &mut DbConn,
     id: &TenantId,
     change: SettingsChange,
 ) -> QueryResult<TenantRow> {
+    let columns = SettingsColumns {
+        max_consent_age_days: change.max_consent_age_days,
+        default_region: change.default_region.as_ref().map(|v| v.as_deref()),
+        require_confirmation_for: change.require_confirmation_for.as_deref(),
+        evidence_retention_days: change.evidence_retention_days,
+        languages: change.languages.as_ref().map(|v| v.as_deref()),
+        ambiguous_messages: change.ambiguous_messages.map(AmbiguousMode::as_str),
+    };
+    let changes_something = columns.max_consent_age_days.is_some()
+        || columns.default_region.is_some()
+        || columns.require_confirmation_for.is_some()
+        || columns.evidence_retention_days.is_some()
+        || columns.languages.is_some()
+        || columns.ambiguous_messages.is_some();
     conn.immediate_transaction(|conn| {
-        if let Some(v) = change.max_consent_age_days {
+        // An empty PATCH reads the settings as they stand.
+        if changes_something {
             diesel::update(tenants::table.find(id))
-                .set(tenants::max_consent_age_days.eq(v))
-                .execute(conn)?;
-        }
-        if let Some(v) = change.default_region {
-            diesel::update(tenants::table.find(id))
-                .set(tenants::default_region.eq(v))
-                .execute(conn)?;
-        }
-        if let Some(v) = change.require_confirmation_for {
-            diesel::update(tenants::table.find(id))
-                .set(tenants::require_confirmation_for.eq(v))
-                .execute(conn)?;
-        }
-        if let Some(v) = change.evidence_retention_days {
-            diesel::update(tenants::table.find(id))
-                .set(tenants::evidence_retention_days.eq(v))
-                .execute(conn)?;
-        }
-        if let Some(v) = change.languages {
-            diesel::update(tenants::table.find(id))
-                .set(tenants::languages.eq(v))
-                .execute(conn)?;
-        }
-        if let Some(v) = change.ambiguous_messages {
-            diesel::update(tenants::table.find(id))
-                .set(tenants::ambiguous_messages.eq(v.as_str()))
+                .set(&columns)
                 .execute(conn)?;
         }
         tenants::table
