@@ -55,6 +55,12 @@ impl TenantPolicy {
         self.confirmation_for.contains(&channel)
     }
 
+    /// Whether an ambiguous message waits for a review before it withdraws
+    /// anything (`ambiguous_messages: review`).
+    pub fn reviews_first(&self) -> bool {
+        self.ambiguous == AmbiguousMode::Review
+    }
+
     /// The region national numbers are read in, when they name none.
     pub fn default_region(&self) -> Option<&str> {
         self.default_region.as_deref()

@@ -251,8 +251,7 @@ pub fn withdrawn(
     settings: &StoredSettings,
     message: &InboundMessage,
 ) -> Option<(PurposeSet, Heard)> {
-    let review_first = tenant.policy.ambiguous == AmbiguousMode::Review;
-    intent_of(tenant, settings, message).withdrawn(settings, review_first)
+    intent_of(tenant, settings, message).withdrawn(settings, tenant.policy.reviews_first())
 }
 
 /// Records one inbound message: dedup, window, and what it means. `now`
@@ -268,7 +267,7 @@ pub fn record_message(
 ) -> ServiceResult<Outcome> {
     let tenant = &tenant_row.id;
     let intent = intent_of(tenant_row, settings, message);
-    let withdrawn = withdrawn(tenant_row, settings, message);
+    let withdrawn = intent.withdrawn(settings, tenant_row.policy.reviews_first());
     conn.immediate_transaction(|conn| -> ServiceResult<Outcome> {
         // The log first: the rows written below reference the tenant, and
         // on PostgreSQL that share lock taken before the log's would
