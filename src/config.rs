@@ -40,24 +40,12 @@ impl std::str::FromStr for Secret {
     }
 }
 
-/// The help heading of the settings only `serve` reads: every command
-/// accepts them, the others ignore them.
-const SERVE: &str = "Server settings (read by serve only)";
-/// The help heading of the server's limits.
-const SERVE_LIMITS: &str = "Server limits (read by serve only)";
-
-/// The settings as given on the command line or in the environment.
+/// The settings every command reads: given before or after the command.
 #[derive(Debug, Clone, Default, Args)]
-pub struct SettingsArgs {
-    /// Optional TOML file with any of the settings below (snake_case keys without the prefix)
+pub struct CommonArgs {
+    /// Optional TOML file with any of the settings (snake_case keys without the prefix)
     #[arg(long, env = "CONSENT_LEDGER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    /// Listen address [default: 127.0.0.1:8080]
-    #[arg(long, env = "CONSENT_LEDGER_BIND", global = true, help_heading = SERVE)]
-    pub bind: Option<String>,
-    /// Listen address of /metrics, apart from the API; `off` serves no metrics [default: 127.0.0.1:9464]
-    #[arg(long, env = "CONSENT_LEDGER_METRICS_BIND", global = true, help_heading = SERVE)]
-    pub metrics_bind: Option<String>,
     /// Data directory, created 0700 if missing [default: ./data]
     #[arg(long, env = "CONSENT_LEDGER_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
@@ -70,35 +58,102 @@ pub struct SettingsArgs {
     /// Base origin of the tenants' logs (no scheme) [default: localhost]
     #[arg(long, env = "CONSENT_LEDGER_ORIGIN", global = true)]
     pub origin: Option<String>,
-    /// Operator token; when unset one is generated and written once to <data dir>/operator.token
-    #[arg(
-        long,
-        env = "CONSENT_LEDGER_OPERATOR_TOKEN",
-        global = true,
-        help_heading = SERVE,
-        hide_env_values = true
-    )]
-    pub operator_token: Option<Secret>,
-    /// Public base URL of the service, for form page URLs [default: http://<bind>]
-    #[arg(long, env = "CONSENT_LEDGER_PUBLIC_URL", global = true, help_heading = SERVE)]
-    pub public_url: Option<String>,
-    /// Comma-separated CIDRs whose X-Forwarded-For is believed
-    #[arg(long, env = "CONSENT_LEDGER_TRUSTED_PROXIES", global = true, help_heading = SERVE)]
-    pub trusted_proxies: Option<String>,
-    /// Background checkpoint interval, e.g. 5s, 500ms, 1m [default: 5s]
-    #[arg(long, env = "CONSENT_LEDGER_CHECKPOINT_INTERVAL", global = true, help_heading = SERVE)]
-    pub checkpoint_interval: Option<String>,
     /// Signer state file [default: beside the master key]
     #[arg(long, env = "CONSENT_LEDGER_SIGNER_STATE_FILE", global = true)]
     pub signer_state_file: Option<PathBuf>,
     /// Log format: text or json [default: text]
     #[arg(long, env = "CONSENT_LEDGER_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
+}
+
+/// The settings only the HTTP service reads: options of `serve` (and of
+/// the bare command, which serves); the environment and the file give them
+/// to every command.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerArgs {
+    /// Listen address [default: 127.0.0.1:8080]
+    #[arg(long, env = "CONSENT_LEDGER_BIND")]
+    pub bind: Option<String>,
+    /// Listen address of /metrics, apart from the API; `off` serves no metrics [default: 127.0.0.1:9464]
+    #[arg(long, env = "CONSENT_LEDGER_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
+    /// Operator token; when unset one is generated and written once to <data dir>/operator.token
+    #[arg(long, env = "CONSENT_LEDGER_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<Secret>,
+    /// Public base URL of the service, for form page URLs [default: http://<bind>]
+    #[arg(long, env = "CONSENT_LEDGER_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Comma-separated CIDRs whose X-Forwarded-For is believed
+    #[arg(long, env = "CONSENT_LEDGER_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// Background checkpoint interval, e.g. 5s, 500ms, 1m [default: 5s]
+    #[arg(long, env = "CONSENT_LEDGER_CHECKPOINT_INTERVAL")]
+    pub checkpoint_interval: Option<String>,
     /// Storage for one tenant's evidence documents, in MiB [default: 1024]
-    #[arg(long, env = "CONSENT_LEDGER_DOCUMENT_QUOTA_MIB", global = true, help_heading = SERVE)]
+    #[arg(long, env = "CONSENT_LEDGER_DOCUMENT_QUOTA_MIB")]
     pub document_quota_mib: Option<u32>,
-    #[command(flatten, next_help_heading = SERVE_LIMITS)]
+    #[command(flatten, next_help_heading = "Limits")]
     pub limits: LimitArgs,
+}
+
+impl ServerArgs {
+    /// These settings, each taken from `other` where this one is not given.
+    pub fn or(self, other: ServerArgs) -> ServerArgs {
+        ServerArgs {
+            bind: self.bind.or(other.bind),
+            metrics_bind: self.metrics_bind.or(other.metrics_bind),
+            operator_token: self.operator_token.or(other.operator_token),
+            public_url: self.public_url.or(other.public_url),
+            trusted_proxies: self.trusted_proxies.or(other.trusted_proxies),
+            checkpoint_interval: self.checkpoint_interval.or(other.checkpoint_interval),
+            document_quota_mib: self.document_quota_mib.or(other.document_quota_mib),
+            limits: self.limits.or(other.limits),
+        }
+    }
+}
+
+/// The settings as given on the command line or in the environment.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsArgs {
+    pub config: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub metrics_bind: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<Secret>,
+    pub master_key_file: Option<PathBuf>,
+    pub origin: Option<String>,
+    pub operator_token: Option<Secret>,
+    pub public_url: Option<String>,
+    pub trusted_proxies: Option<String>,
+    pub checkpoint_interval: Option<String>,
+    pub signer_state_file: Option<PathBuf>,
+    pub log_format: Option<String>,
+    pub document_quota_mib: Option<u32>,
+    pub limits: LimitArgs,
+}
+
+impl SettingsArgs {
+    /// The settings of a command line: those every command reads and the
+    /// server's.
+    pub fn of(common: CommonArgs, server: ServerArgs) -> Self {
+        SettingsArgs {
+            config: common.config,
+            bind: server.bind,
+            metrics_bind: server.metrics_bind,
+            data_dir: common.data_dir,
+            database_url: common.database_url,
+            master_key_file: common.master_key_file,
+            origin: common.origin,
+            operator_token: server.operator_token,
+            public_url: server.public_url,
+            trusted_proxies: server.trusted_proxies,
+            checkpoint_interval: server.checkpoint_interval,
+            signer_state_file: common.signer_state_file,
+            log_format: common.log_format,
+            document_quota_mib: server.document_quota_mib,
+            limits: server.limits,
+        }
+    }
 }
 
 /// The TOML file's shape.

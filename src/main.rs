@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     let cli = consent_ledger::cli::Cli::parse();
     if matches!(
         cli.command,
-        None | Some(consent_ledger::cli::Command::Serve)
+        None | Some(consent_ledger::cli::Command::Serve(_))
     ) {
         limit_the_allocator();
     }

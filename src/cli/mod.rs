@@ -15,7 +15,7 @@ mod verify;
 mod verify_db;
 mod verify_online;
 
-use crate::config::{Settings, SettingsArgs};
+use crate::config::{CommonArgs, ServerArgs, Settings, SettingsArgs};
 use crate::startup;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -29,7 +29,10 @@ use std::process::ExitCode;
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub settings: SettingsArgs,
+    pub common: CommonArgs,
+    /// The server's settings, for the bare command (which serves).
+    #[command(flatten, next_help_heading = "Server settings")]
+    pub server: ServerArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -37,7 +40,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service (the default)
-    Serve,
+    Serve(ServerArgs),
     /// Run pending database migrations and exit
     Migrate,
     /// Manage tenants
@@ -162,7 +165,7 @@ pub enum KeyCommand {
 
 /// Runs a parsed command line; the exit code on success.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let command = cli.command.unwrap_or(Command::Serve);
+    let command = cli.command.unwrap_or(Command::Serve(ServerArgs::default()));
     match command {
         Command::Openapi => {
             print!("{}", startup::openapi_json());
@@ -180,11 +183,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         _ => {}
     }
-    let settings = Settings::resolve(&cli.settings)?;
+    // The server's settings given after `serve` win over those before it.
+    let server = match &command {
+        Command::Serve(after) => after.clone().or(cli.server),
+        _ => cli.server,
+    };
+    let settings = Settings::resolve(&SettingsArgs::of(cli.common, server))?;
     crate::telemetry::init(settings.log_format);
     match command {
         Command::Openapi | Command::Verify { .. } => unreachable!("handled above"),
-        Command::Serve => {
+        Command::Serve(_) => {
             actix_web::rt::System::new().block_on(startup::serve(settings))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -11,42 +11,61 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default, Args)]
 pub struct LimitArgs {
     /// Connections open at once, over all clients [default: 4096]
-    #[arg(long, env = "CONSENT_LEDGER_MAX_CONNECTIONS", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_MAX_CONNECTIONS")]
     pub max_connections: Option<u32>,
     /// Connections open at once from one client address (trusted proxies excepted) [default: 128]
-    #[arg(
-        long,
-        env = "CONSENT_LEDGER_MAX_CONNECTIONS_PER_ADDRESS",
-        global = true
-    )]
+    #[arg(long, env = "CONSENT_LEDGER_MAX_CONNECTIONS_PER_ADDRESS")]
     pub max_connections_per_address: Option<u32>,
     /// Time a request body may take to arrive, e.g. 15s [default: 15s]
-    #[arg(long, env = "CONSENT_LEDGER_BODY_TIMEOUT", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_BODY_TIMEOUT")]
     pub body_timeout: Option<String>,
     /// Memory for request bodies being read and documents being sent, over all requests, in MiB [default: 256]
-    #[arg(long, env = "CONSENT_LEDGER_BODY_MEMORY_MIB", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_BODY_MEMORY_MIB")]
     pub body_memory_mib: Option<u32>,
     /// Requests per second from one client address; 0 disables [default: 1000]
-    #[arg(long, env = "CONSENT_LEDGER_RATE_LIMIT_PER_ADDRESS", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_RATE_LIMIT_PER_ADDRESS")]
     pub rate_limit_per_address: Option<u32>,
     /// Requests per second with one API key; 0 disables [default: 1000]
-    #[arg(long, env = "CONSENT_LEDGER_RATE_LIMIT_PER_KEY", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_RATE_LIMIT_PER_KEY")]
     pub rate_limit_per_key: Option<u32>,
     /// Failed authentications per minute from one client address [default: 30]
-    #[arg(long, env = "CONSENT_LEDGER_AUTH_FAILURES_PER_MINUTE", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_AUTH_FAILURES_PER_MINUTE")]
     pub auth_failures_per_minute: Option<u32>,
     /// Posts to the hosted pages per minute from one client address [default: 10]
-    #[arg(long, env = "CONSENT_LEDGER_PAGE_POSTS_PER_MINUTE", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_PAGE_POSTS_PER_MINUTE")]
     pub page_posts_per_minute: Option<u32>,
     /// Exports and dossiers streaming at once, over all tenants [default: 4]
-    #[arg(long, env = "CONSENT_LEDGER_MAX_EXPORTS", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_MAX_EXPORTS")]
     pub max_exports: Option<u32>,
     /// Exports and dossiers streaming at once for one tenant [default: 2]
-    #[arg(long, env = "CONSENT_LEDGER_MAX_EXPORTS_PER_TENANT", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_MAX_EXPORTS_PER_TENANT")]
     pub max_exports_per_tenant: Option<u32>,
     /// How long an export or a document read waits for a client that stopped reading, e.g. 30s [default: 30s]
-    #[arg(long, env = "CONSENT_LEDGER_EXPORT_DRAIN_TIMEOUT", global = true)]
+    #[arg(long, env = "CONSENT_LEDGER_EXPORT_DRAIN_TIMEOUT")]
     pub export_drain_timeout: Option<String>,
+}
+
+impl LimitArgs {
+    /// These limits, each taken from `other` where this one is not given.
+    pub fn or(self, other: LimitArgs) -> LimitArgs {
+        LimitArgs {
+            max_connections: self.max_connections.or(other.max_connections),
+            max_connections_per_address: self
+                .max_connections_per_address
+                .or(other.max_connections_per_address),
+            body_timeout: self.body_timeout.or(other.body_timeout),
+            body_memory_mib: self.body_memory_mib.or(other.body_memory_mib),
+            rate_limit_per_address: self.rate_limit_per_address.or(other.rate_limit_per_address),
+            rate_limit_per_key: self.rate_limit_per_key.or(other.rate_limit_per_key),
+            auth_failures_per_minute: self
+                .auth_failures_per_minute
+                .or(other.auth_failures_per_minute),
+            page_posts_per_minute: self.page_posts_per_minute.or(other.page_posts_per_minute),
+            max_exports: self.max_exports.or(other.max_exports),
+            max_exports_per_tenant: self.max_exports_per_tenant.or(other.max_exports_per_tenant),
+            export_drain_timeout: self.export_drain_timeout.or(other.export_drain_timeout),
+        }
+    }
 }
 
 /// The limits' keys in the TOML file.
