@@ -36,6 +36,16 @@ impl Applied {
             Outcome::DeadLetter { .. } => self.dead_letters += 1,
         }
     }
+
+    /// Each count by the outcome label the webhook metrics use.
+    pub fn by_outcome(&self) -> [(&'static str, usize); 4] {
+        [
+            ("recorded", self.recorded),
+            ("deduplicated", self.duplicates),
+            ("dead_lettered", self.dead_letters),
+            ("ignored", self.ignored),
+        ]
+    }
 }
 
 /// Applies every event of a verified notification, each in its own

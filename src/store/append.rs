@@ -172,17 +172,17 @@ fn later_of(now: Timestamp, head_recorded_at: Option<i64>) -> Timestamp {
 const CAPTURE_SKEW_MILLIS: i64 = 60_000;
 
 /// The log's head as an append finds it, under the log's lock.
-pub(super) struct Head {
-    pub(super) origin: String,
-    pub(super) size: u64,
-    pub(super) hash: String,
+pub struct Head {
+    pub origin: String,
+    pub size: u64,
+    pub hash: String,
     /// max(server now, the previous entry's): it never decreases.
-    pub(super) recorded_at: Timestamp,
+    pub recorded_at: Timestamp,
 }
 
 /// Takes the log's lock and reads its head; refuses what the lock decides
 /// (a capture time past the clock skew, a brand retired meanwhile).
-pub(super) fn lock_head(
+pub fn lock_head(
     conn: &mut DbConn,
     tenant: &TenantId,
     record: Option<&Record>,
@@ -254,7 +254,7 @@ fn fill_entry(entry: &mut Entry, record: &Record, consent_text_sha256: Option<&s
 }
 
 /// Stores an opt-in's consent text once per tenant; its SHA-256 (hex).
-pub(super) fn store_consent_text(
+pub fn store_consent_text(
     conn: &mut DbConn,
     tenant: &TenantId,
     record: &Record,
@@ -275,14 +275,14 @@ pub(super) fn store_consent_text(
 }
 
 /// An evidence body committed with its own salt.
-pub(super) struct SaltedEvidence {
-    pub(super) salt: String,
-    pub(super) jcs: String,
+pub struct SaltedEvidence {
+    pub salt: String,
+    pub jcs: String,
 }
 
 /// Writes the entry row, the consent state a check reads, the Merkle
 /// leaf, and moves the head.
-pub(super) fn write_entry(
+pub fn write_entry(
     conn: &mut DbConn,
     tenant: &TenantId,
     record: Option<(&Record, GroupId)>,

@@ -1,346 +1,45 @@
-//! Re-appending entries from a verified export (`restore-tail`, docs/ledger-format.md): after a database was restored from a backup older than what
-//! was signed, the missing entries go back exactly as they were (same
-//! canonical JSON, so the same leaf hashes and roots), with the consent
-//! state checks read rebuilt from their openings, so signing resumes
-//! without a fork.
+//! The queries `restore-tail` needs beyond the append's own (docs/ledger-format.md):
+//! which tenant a log belongs to, what the database already holds, and the
+//! subjects an export names. `services::restore` decides what to re-append.
 
-use super::append::{lock_head, store_consent_text, write_entry, SaltedEvidence};
-use super::consent::forget_windows;
-use super::erasure::{forget_identity, forget_subject};
-use super::links::{close_subjects, keep_link};
 use super::schema::subjects;
-use super::subjects::{insert_subject, newest_subject_by_hash};
-use super::suppression::suppress;
-use super::tenants::{find_brand, insert_brand};
-use super::{DbConn, StoreError, StoreResult};
+use super::DbConn;
 use crate::domain::access::TenantId;
-use crate::domain::confirmation;
-use crate::domain::evidence::Evidence;
-use crate::domain::identity::Identity;
-use crate::domain::ids::{BrandId, GroupId, SubjectId};
-use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
-use crate::domain::record::{
-    ConfirmRecord, LiftClass, LiftRecord, OptInDraft, OptInRecord, OptOutRecord,
-    PendingConfirmation, Record,
-};
-use crate::keys::MasterKey;
-use crate::ledger::entry::{Entry, EntryType, Openings, SubjectOpening};
-use crate::ledger::verify::evidence_jcs_of_map;
+use crate::domain::ids::{GroupId, SubjectId};
 use diesel::prelude::*;
 
-/// What one line of an export holds.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct ExportedEntry {
-    pub entry: Entry,
-    pub leaf_hash: String,
-    pub openings: Option<Openings>,
-}
-
-/// A line that cannot be re-appended as it is.
-fn refuse(seq: u64, why: impl std::fmt::Display) -> StoreError {
-    StoreError::Unreadable(format!("seq {seq}: {why}"))
-}
-
-/// Re-appends one entry at the log's head, in one transaction. Its `seq`
-/// and `prev` must be the head's; the leaf hash written must be the one
-/// exported.
-pub fn restore_entry(
+/// The subject of the tenant with this commitment, erased or not.
+pub fn subject_by_commitment(
     conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &TenantId,
-    line: &ExportedEntry,
-) -> StoreResult<()> {
-    conn.immediate_transaction(|conn| {
-        let entry = &line.entry;
-        let head = lock_head(conn, tenant, None, entry.recorded_at)?;
-        if entry.seq != head.size || entry.prev != head.hash || entry.log != head.origin {
-            return Err(refuse(
-                entry.seq,
-                format!(
-                    "the log's head is at size {}: the export does not continue it",
-                    head.size
-                ),
-            ));
-        }
-        let openings = line.openings.clone().unwrap_or(Openings {
-            subject: None,
-            evidence: None,
-            consent_text: None,
-            erased: false,
-            linked: None,
-        });
-        if !openings.erased && openings.subject.is_none() {
-            return Err(refuse(
-                entry.seq,
-                "the export has no openings (exported with openings=none?): the consent state cannot be rebuilt",
-            ));
-        }
-        let at = entry.recorded_at.millis();
-        let opening = openings.subject.as_ref();
-        let subject_id = subject_of(conn, master, tenant, &entry.subject, opening, at)?;
-        let record = match &openings.subject {
-            Some(subject) => {
-                let identity = subject
-                    .identity()
-                    .ok_or_else(|| refuse(entry.seq, "a subject opening that names no identity"))?;
-                record_of(conn, tenant, entry, &openings, identity)?
-            }
-            None => None,
-        };
-        if let Some(record) = &record {
-            store_consent_text(conn, tenant, record)?;
-        }
-        let evidence = openings.evidence.as_ref().map(|e| SaltedEvidence {
-            salt: e.salt.clone(),
-            jcs: evidence_jcs_of_map(&e.body),
-        });
-        let group_id: GroupId = subjects::table
-            .find(subject_id)
-            .select(subjects::group_id)
-            .first(conn)?;
-        let (_, leaf_hex) = write_entry(
-            conn,
-            tenant,
-            record.as_ref().map(|r| (r, group_id)),
-            subject_id,
-            evidence.as_ref(),
-            entry,
-        )?;
-        if leaf_hex != line.leaf_hash {
-            return Err(refuse(entry.seq, "the re-appended entry has another leaf hash"));
-        }
-        match entry.kind {
-            EntryType::Erasure => erase(conn, master, tenant, entry, subject_id)?,
-            EntryType::IdentityLinked => {
-                restore_link(conn, master, tenant, entry, &openings, subject_id)?
-            }
-            EntryType::OptOut if closes_group(&openings) => {
-                close_subjects(conn, group_id, entry.seq, entry.recorded_at.millis())?;
-            }
-            _ => {}
-        }
-        Ok(())
-    })
-}
-
-/// An opt-out that closed its group: a changed number (docs/identities.md).
-fn closes_group(openings: &Openings) -> bool {
-    openings
-        .evidence
-        .as_ref()
-        .and_then(|e| e.body.get("reason"))
-        .is_some_and(|reason| reason == "number changed")
-}
-
-/// A link re-appended: the other subject found or made from its opening,
-/// the link kept (its business account is not in the export, so later
-/// messages cannot contradict it), and the two groups merged.
-fn restore_link(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &TenantId,
-    entry: &Entry,
-    openings: &Openings,
-    subject_id: SubjectId,
-) -> StoreResult<()> {
-    let linked = entry
-        .linked
-        .as_deref()
-        .ok_or_else(|| refuse(entry.seq, "a link without `linked`"))?;
-    let opening = openings.linked.as_ref().and_then(Option::as_ref);
-    let at = entry.recorded_at.millis();
-    let linked_id = subject_of(conn, master, tenant, linked, opening, at)?;
-    let captured_at = entry.captured_at.unwrap_or(entry.recorded_at);
-    let link = (subject_id, linked_id, captured_at);
-    keep_link(conn, tenant, entry.seq, link)?;
-    Ok(())
-}
-
-/// The subject of a commitment, made if the database has not seen it: with
-/// its identity and salt when opened, as erased when not.
-fn subject_of(
-    conn: &mut DbConn,
-    master: &MasterKey,
     tenant: &TenantId,
     commitment: &str,
-    opening: Option<&SubjectOpening>,
-    at: i64,
-) -> StoreResult<SubjectId> {
-    let found: Option<SubjectId> = subjects::table
+) -> QueryResult<Option<SubjectId>> {
+    subjects::table
         .filter(subjects::tenant_id.eq(tenant))
         .filter(subjects::commitment.eq(commitment))
         .select(subjects::id)
         .first(conn)
-        .optional()?;
-    if let Some(id) = found {
-        return Ok(id);
-    }
-    let opened = opening.and_then(|s| s.identity().map(|identity| (identity, s.salt.as_str())));
-    let erased_at = opening.is_none().then_some(at);
-    Ok(insert_subject(
-        conn,
-        master,
-        tenant,
-        commitment,
-        opened,
-        (at, erased_at),
-    )?)
+        .optional()
 }
 
-/// What the entry records, for the consent state a check reads.
-fn record_of(
-    conn: &mut DbConn,
-    tenant: &TenantId,
-    entry: &Entry,
-    openings: &Openings,
-    identity: &str,
-) -> StoreResult<Option<Record>> {
-    let seq = entry.seq;
-    let identity =
-        Identity::from_stored(identity).ok_or_else(|| refuse(seq, "unreadable identity"))?;
-    let channel = entry
-        .channel
-        .as_deref()
-        .and_then(CaptureChannel::parse)
-        .unwrap_or(CaptureChannel::Api);
-    let captured_at = entry.captured_at.unwrap_or(entry.recorded_at);
-    let names = |list: &Option<Vec<String>>| list.clone().unwrap_or_default();
-    let purposes = names(&entry.purposes)
-        .iter()
-        .filter_map(|n| Purpose::ALL.into_iter().find(|p| p.as_str() == n))
-        .collect();
-    let message_channels = names(&entry.message_channels)
-        .iter()
-        .filter_map(|n| MessageChannel::ALL.into_iter().find(|c| c.as_str() == n))
-        .collect();
-    Ok(match entry.kind {
-        EntryType::OptIn => {
-            // Its code is not in the export: it waits for the
-            // confirmation entry the export may hold, never for a message.
-            let confirmation =
-                (entry.confirmation_required == Some(true)).then(|| PendingConfirmation {
-                    code_sha256: String::new(),
-                    expires_at: confirmation::expires_at(entry.recorded_at),
-                });
-            let (brand_id, shown) = brand_of(conn, tenant, entry)?;
-            Some(Record::OptIn(OptInRecord {
-                draft: OptInDraft {
-                    identity,
-                    channel,
-                    company_name_shown: shown,
-                    consent_text: openings.consent_text.clone().unwrap_or_default(),
-                    purposes,
-                    message_channels,
-                    captured_at,
-                    language: entry.language.clone(),
-                    backfill: entry.backfill == Some(true),
-                    evidence: Evidence::from_pairs([]),
-                },
-                brand_id,
-                confirmation,
-            }))
-        }
-        EntryType::OptOut => {
-            let lift_class = lift_class_of(entry, openings);
-            Some(Record::OptOut(OptOutRecord {
-                identity,
-                channel,
-                purposes,
-                message_channels,
-                captured_at,
-                backfill: entry.backfill == Some(true),
-                evidence: Evidence::from_pairs([]),
-                lift_class,
-            }))
-        }
-        EntryType::OptOutLifted => Some(Record::Lift(LiftRecord {
-            identity,
-            channel,
-            captured_at,
-            evidence: Evidence::from_pairs([]),
-            lifts: entry
-                .lifts
-                .ok_or_else(|| refuse(seq, "a lift without `lifts`"))?,
-        })),
-        EntryType::Confirmation => Some(Record::Confirm(ConfirmRecord {
-            identity,
-            channel,
-            captured_at,
-            evidence: Evidence::from_pairs([]),
-            confirms: entry
-                .confirms
-                .ok_or_else(|| refuse(seq, "a confirmation without `confirms`"))?,
-        })),
-        EntryType::Erasure | EntryType::IdentityLinked => None,
-    })
+/// A subject's group.
+pub fn group_of(conn: &mut DbConn, subject_id: SubjectId) -> QueryResult<GroupId> {
+    subjects::table
+        .find(subject_id)
+        .select(subjects::group_id)
+        .first(conn)
 }
 
-/// The brand an opt-in was given to, by the name it showed; added if the
-/// restored database does not have it yet.
-fn brand_of(conn: &mut DbConn, tenant: &TenantId, entry: &Entry) -> StoreResult<(BrandId, String)> {
-    let shown = entry.company_name_shown.clone().unwrap_or_default();
-    let brand = match find_brand(conn, tenant, &shown)? {
-        Some(brand) => brand,
-        None => insert_brand(conn, tenant, &shown, entry.recorded_at.millis())?,
-    };
-    Ok((BrandId(brand.id), shown))
-}
-
-/// Which messages may lift an opt-out follows from how it was recorded: a
-/// webhook's WhatsApp marketing stop (its evidence has `preference`) or
-/// keyword; the API's and the pages' none.
-fn lift_class_of(entry: &Entry, openings: &Openings) -> Option<LiftClass> {
-    let preference = openings
-        .evidence
-        .as_ref()
-        .is_some_and(|e| e.body.contains_key("preference"));
-    entry
-        .collector
-        .starts_with("webhook:")
-        .then_some(if preference {
-            LiftClass::MarketingPreference
-        } else {
-            LiftClass::Keyword
-        })
-}
-
-/// An erasure forgets the subject again; one on request suppresses its
-/// identity when the database still knows it and the subject is the
-/// identity's newest (else a warning says it could not).
-fn erase(
-    conn: &mut DbConn,
-    master: &MasterKey,
-    tenant: &TenantId,
-    entry: &Entry,
-    subject_id: SubjectId,
-) -> StoreResult<()> {
-    let identity: Option<String> = subjects::table
+/// A subject's identity, while the database knows it.
+pub fn identity_of(conn: &mut DbConn, subject_id: SubjectId) -> QueryResult<Option<String>> {
+    subjects::table
         .find(subject_id)
         .select(subjects::identity)
-        .first(conn)?;
-    let at = entry.recorded_at.millis();
-    match identity.as_deref() {
-        Some(identity) => {
-            let hash = master.identity_hash(tenant, identity);
-            let newest = newest_subject_by_hash(conn, tenant, &hash)?.map(|s| s.id);
-            if newest == Some(subject_id) {
-                if entry.reason.as_deref() == Some("request") {
-                    suppress(conn, tenant, &hash, at)?;
-                }
-                forget_identity(conn, master, tenant, identity)?;
-            }
-            forget_windows(conn, &[subject_id])?;
-            forget_subject(conn, tenant, subject_id, at)?;
-        }
-        None if entry.reason.as_deref() == Some("request") => {
-            tracing::warn!(
-                seq = entry.seq,
-                subject = %entry.subject,
-                "an erasure on request of a subject this database never opened: its number cannot be suppressed again"
-            );
-        }
-        None => {}
-    }
+        .first(conn)
+}
+
+/// Marks a subject erased at `at`.
+pub fn mark_erased(conn: &mut DbConn, subject_id: SubjectId, at: i64) -> QueryResult<()> {
     diesel::update(subjects::table.find(subject_id))
         .set(subjects::erased_at.eq(Some(at)))
         .execute(conn)?;

@@ -249,7 +249,7 @@ pub fn update_settings(
     })
 }
 
-pub(super) fn insert_brand(
+pub fn insert_brand(
     conn: &mut DbConn,
     tenant: &TenantId,
     name: &str,

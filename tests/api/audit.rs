@@ -36,7 +36,7 @@ fn kinds(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["kind"].as_str().unwrap()).collect()
 }
 
-#[tokio::test]
+#[both]
 async fn the_trail_records_what_the_spec_lists_and_nothing_secret() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -269,7 +269,7 @@ async fn the_trail_records_what_the_spec_lists_and_nothing_secret() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn paging_is_checked() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;

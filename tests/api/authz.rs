@@ -973,7 +973,7 @@ async fn spawn_authz_app() -> TestApp {
 }
 
 /// Every route × every credential, and the webhooks × their signatures.
-#[tokio::test]
+#[both]
 async fn every_route_answers_each_credential_as_the_table_says() {
     let app = spawn_authz_app().await;
     let w = world(&app).await;
@@ -1178,7 +1178,7 @@ fn invalid_inputs(route: &Route, valid: &Request) -> Vec<(&'static str, Request)
 /// credentials, 403 wrong role): a caller that may not call an operation
 /// learns nothing from it, not even what its body, query or path is
 /// missing, and gets the same answer whatever input it sends.
-#[tokio::test]
+#[both]
 async fn credentials_are_judged_before_the_input() {
     let app = spawn_authz_app().await;
     let w = world(&app).await;

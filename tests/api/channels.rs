@@ -278,7 +278,7 @@ pub(crate) async fn twilio(app: &TestApp, params: &[(String, String)]) {
     assert!(body.ends_with("<Response/>"), "{body}");
 }
 
-#[tokio::test]
+#[both]
 async fn settings_keep_secrets_sealed_and_follow_the_rules() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -404,7 +404,7 @@ async fn settings_keep_secrets_sealed_and_follow_the_rules() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn the_whatsapp_handshake_needs_the_verify_token() {
     let app = spawn_app().await;
     configured(&app).await;
@@ -450,7 +450,7 @@ async fn the_whatsapp_handshake_needs_the_verify_token() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
 }
 
-#[tokio::test]
+#[both]
 async fn an_invalid_signature_gets_401_and_records_nothing() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -489,7 +489,7 @@ async fn an_invalid_signature_gets_401_and_records_nothing() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn twilio_requests_are_signed_over_the_configured_url() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -597,7 +597,7 @@ async fn twilio_requests_are_signed_over_the_configured_url() {
 
 /// Webhook bodies may be 3 MiB (docs/api.md), Twilio's too; larger
 /// ones answer 413 and record nothing.
-#[tokio::test]
+#[both]
 async fn twilio_bodies_up_to_three_mebibytes_are_read() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -634,7 +634,7 @@ async fn twilio_bodies_up_to_three_mebibytes_are_read() {
 /// The webhooks answer an unknown tenant, or one without that channel,
 /// exactly as they answer a bad signature or verify token: tenant ids
 /// cannot be listed without credentials (issue 13).
-#[tokio::test]
+#[both]
 async fn unknown_tenants_look_like_bad_signatures() {
     let app = spawn_app().await;
     configured(&app).await;

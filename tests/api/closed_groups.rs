@@ -40,7 +40,7 @@ fn changed_user_id(from: From<'_>, id: &str, ago: i64) -> Value {
 /// An opt-in captured after the closing message's own time (delivered
 /// before it) does not keep a closed group allowed: it answers
 /// `opted_out`, resting on the closing opt-out, for every purpose.
-#[tokio::test]
+#[both]
 async fn a_closed_group_rests_on_its_closing_opt_out_whatever_the_order() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -74,7 +74,7 @@ async fn a_closed_group_rests_on_its_closing_opt_out_whatever_the_order() {
 
 /// The old owner's user id never shows a window the number's new holder
 /// opened, and the new holder's window is theirs alone.
-#[tokio::test]
+#[both]
 async fn windows_belong_to_the_subject_whose_message_opened_them() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -107,7 +107,7 @@ async fn windows_belong_to_the_subject_whose_message_opened_them() {
 
 /// Across an open group a window counts for every identity: a message by
 /// the user id alone opens the window a check by the number sees.
-#[tokio::test]
+#[both]
 async fn a_message_by_user_id_opens_the_window_for_a_check_by_number() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -129,7 +129,7 @@ async fn a_message_by_user_id_opens_the_window_for_a_check_by_number() {
 
 /// A keyword STOP by the number is lifted by START from the linked user id
 /// alone: lifts apply to the whole group.
-#[tokio::test]
+#[both]
 async fn a_start_by_user_id_lifts_a_stop_by_the_linked_number() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -166,7 +166,7 @@ async fn a_start_by_user_id_lifts_a_stop_by_the_linked_number() {
 /// A user id that arrives, through the same business account, with
 /// another number than the one it is linked to: its group is closed (the
 /// old number answers `opted_out`), and the user id starts anew.
-#[tokio::test]
+#[both]
 async fn a_user_id_arriving_with_another_number_closes_its_group() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -200,7 +200,7 @@ async fn a_user_id_arriving_with_another_number_closes_its_group() {
 }
 
 /// The same for a user id that arrives with another parent id.
-#[tokio::test]
+#[both]
 async fn a_user_id_arriving_with_another_parent_closes_its_group() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -236,7 +236,7 @@ async fn a_user_id_arriving_with_another_parent_closes_its_group() {
 /// A `user_changed_number` that arrives through a business number the
 /// tenant has not configured yet is kept, holding an opt-out, and closes
 /// the group once the number is configured.
-#[tokio::test]
+#[both]
 async fn a_changed_number_kept_as_a_dead_letter_closes_the_group_once_configured() {
     let app = spawn_app().await;
     let t = configured(&app).await;

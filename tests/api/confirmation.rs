@@ -33,7 +33,7 @@ async fn unconfirmed_opt_in(app: &TestApp, t: &Tenant, body: Value) -> (Value, S
     (answer.body, code)
 }
 
-#[tokio::test]
+#[both]
 async fn a_web_opt_in_counts_once_the_number_sends_its_code() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -114,7 +114,7 @@ async fn a_web_opt_in_counts_once_the_number_sends_its_code() {
     verify_db_passes(&app).await;
 }
 
-#[tokio::test]
+#[both]
 async fn an_sms_carrying_the_code_confirms_too() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -141,7 +141,7 @@ async fn an_sms_carrying_the_code_confirms_too() {
     assert_eq!(confirmation["entry"]["collector"], "webhook:twilio");
 }
 
-#[tokio::test]
+#[both]
 async fn a_code_expires_after_a_day_and_its_opt_in_never_counts() {
     let app = spawn_app_at_manual_clock().await;
     let t = configured(&app).await;
@@ -163,7 +163,7 @@ async fn a_code_expires_after_a_day_and_its_opt_in_never_counts() {
 
 /// An opt-in by user id is confirmed by a message that carries that user
 /// id, with or without a number; never by a linked number alone (docs/pages.md).
-#[tokio::test]
+#[both]
 async fn an_opt_in_by_user_id_is_confirmed_by_a_message_that_carries_it() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -209,7 +209,7 @@ async fn an_opt_in_by_user_id_is_confirmed_by_a_message_that_carries_it() {
 
 /// A backfill imports consent as it was: it never waits for a
 /// confirmation, whatever `require_confirmation_for` says.
-#[tokio::test]
+#[both]
 async fn a_backfilled_opt_in_never_waits_for_confirmation() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;

@@ -184,7 +184,7 @@ impl Contract {
 
 /// A tenant with channels, an opt-in, an opt-out and a dead letter, and
 /// every operation of the document called on it, successes and refusals.
-#[tokio::test]
+#[both]
 async fn every_operation_answers_what_the_document_says() {
     let app = spawn_app().await;
     let c = Contract::load();

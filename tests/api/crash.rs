@@ -546,7 +546,7 @@ fn backend(app: &TestApp) -> &'static str {
 /// across the server's restarts.
 fn crash_app() -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    if crate::BACKEND == Backend::Postgres {
+    if crate::helpers::backend() == Backend::Postgres {
         if let Some(cluster) = crate::postgres::cluster() {
             let url = cluster.new_database();
             std::fs::write(dir.path().join("database-url"), url).expect("write url");
@@ -555,7 +555,7 @@ fn crash_app() -> TestApp {
     TestApp::external(String::new(), dir)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[both(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_under_concurrent_appends_loses_and_doubles_nothing() {
     let begun = Instant::now();
     let (mut rng, seed) = Rng::seeded();

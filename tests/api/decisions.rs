@@ -5,7 +5,7 @@ use crate::helpers::*;
 use reqwest::StatusCode;
 use serde_json::json;
 
-#[tokio::test]
+#[both]
 async fn allowed_names_the_governing_opt_in() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -38,7 +38,7 @@ async fn allowed_names_the_governing_opt_in() {
     assert_eq!(d["consent"]["company_name_shown"], "Makro");
 }
 
-#[tokio::test]
+#[both]
 async fn no_opt_in_for_an_unknown_number() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -50,7 +50,7 @@ async fn no_opt_in_for_an_unknown_number() {
     assert_eq!(d.body["consent"], serde_json::Value::Null);
 }
 
-#[tokio::test]
+#[both]
 async fn an_opt_out_counts_from_the_very_next_request_for_every_brand() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -74,7 +74,7 @@ async fn an_opt_out_counts_from_the_very_next_request_for_every_brand() {
     }
 }
 
-#[tokio::test]
+#[both]
 async fn a_backfilled_older_opt_in_never_overrides_a_newer_opt_out() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -110,7 +110,7 @@ async fn a_backfilled_older_opt_in_never_overrides_a_newer_opt_out() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn an_opt_out_wins_a_tie() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -128,7 +128,7 @@ async fn an_opt_out_wins_a_tie() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn coverage_reasons() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -158,7 +158,7 @@ async fn coverage_reasons() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn expired_after_max_consent_age_days() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -201,7 +201,7 @@ async fn expired_after_max_consent_age_days() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn brands_resolve_case_insensitively_and_retired_ones_keep_counting() {
     let app = spawn_app().await;
     let t = app.tenant("cafe", "Café Zürich").await;
@@ -255,7 +255,7 @@ async fn brands_resolve_case_insensitively_and_retired_ones_keep_counting() {
     assert_eq!(refused.code(), "brand_retired");
 }
 
-#[tokio::test]
+#[both]
 async fn the_window_opens_per_business_number_and_closes_after_24_hours() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -321,7 +321,7 @@ async fn the_window_opens_per_business_number_and_closes_after_24_hours() {
     assert_eq!(d.body["session_reply_allowed"], false);
 }
 
-#[tokio::test]
+#[both]
 async fn a_window_closes_24_hours_after_the_message() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -351,7 +351,7 @@ async fn a_window_closes_24_hours_after_the_message() {
 
 /// docs/recording.md: `received_at` is not in the future (no tolerance) and
 /// not older than 24 hours; each refusal names the field in its code.
-#[tokio::test]
+#[both]
 async fn an_interaction_is_neither_from_the_future_nor_older_than_a_day() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -398,7 +398,7 @@ async fn an_interaction_is_neither_from_the_future_nor_older_than_a_day() {
     assert_eq!(problem.status, StatusCode::OK);
 }
 
-#[tokio::test]
+#[both]
 async fn an_interaction_without_an_id_counts_for_every_business_number() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;

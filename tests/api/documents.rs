@@ -53,7 +53,7 @@ async fn fetch(app: &TestApp, key: &str, id: &str) -> reqwest::Response {
         .expect("request")
 }
 
-#[tokio::test]
+#[both]
 async fn a_scan_is_kept_and_read_back_by_auditors_only() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -115,7 +115,7 @@ async fn a_scan_is_kept_and_read_back_by_auditors_only() {
     assert_eq!(read_events, 3);
 }
 
-#[tokio::test]
+#[both]
 async fn what_is_not_a_pdf_jpeg_or_png_or_is_too_large_is_refused() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -145,7 +145,7 @@ async fn what_is_not_a_pdf_jpeg_or_png_or_is_too_large_is_refused() {
     assert_eq!(read.bytes().await.unwrap().len(), 20 * 1024 * 1024);
 }
 
-#[tokio::test]
+#[both]
 async fn a_retried_upload_keeps_one_document() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -169,7 +169,7 @@ async fn a_retried_upload_keeps_one_document() {
     assert_eq!(first, again, "the same document id");
 }
 
-#[tokio::test]
+#[both]
 async fn a_paper_opt_in_names_its_document_by_hash() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -216,7 +216,7 @@ async fn a_paper_opt_in_names_its_document_by_hash() {
 /// Erasure deletes the documents of every subject of the group: here a
 /// number and a user id, each with its own paper form, joined by a signed
 /// message; another person's document stays.
-#[tokio::test]
+#[both]
 async fn erasure_deletes_the_documents_of_the_group() {
     use crate::channels::{configured, whatsapp};
     use crate::identities::{number_and_user, said};
@@ -333,7 +333,7 @@ async fn read_once_free(app: &TestApp, key: &str, id: &str) -> Vec<u8> {
 /// read beyond the budget is refused, 503 `overloaded` with `Retry-After`,
 /// before anything is loaded. The memory comes back when the reader goes.
 /// Before, every read loaded the whole document (24 readers: 480 MiB).
-#[tokio::test]
+#[both]
 async fn reads_of_a_large_document_stay_within_the_memory_budget() {
     let app = spawn_app_with(|a| a.limits.body_memory_mib = Some(24)).await;
     let t = app.tenant("makro", "Makro").await;
@@ -365,7 +365,7 @@ async fn reads_of_a_large_document_stay_within_the_memory_budget() {
 /// timeout (`CONSENT_LEDGER_EXPORT_DRAIN_TIMEOUT`, as for exports): its
 /// connection ends short of the document and the memory is free again,
 /// while the reader still holds its connection open.
-#[tokio::test]
+#[both]
 async fn a_reader_that_stops_reading_is_cut_off() {
     use tokio::io::AsyncReadExt;
     let app = spawn_app_with(|a| {
@@ -416,7 +416,7 @@ fn keys_taken(app: &TestApp) -> i64 {
 /// uploads race for the last space (held at the write gate until all six
 /// are read, then let go together); what still fits is kept, and another
 /// tenant has its own quota. Before, there was no quota.
-#[tokio::test]
+#[both]
 async fn each_tenant_has_a_storage_quota_for_documents() {
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let hooks = consent_ledger::startup::Hooks {
@@ -490,7 +490,7 @@ async fn each_tenant_has_a_storage_quota_for_documents() {
 /// opt-in that names it then is refused as `unknown_document`. Run on the
 /// app's clock, as the background job runs. Before, unnamed uploads were
 /// kept for ever.
-#[tokio::test]
+#[both]
 async fn documents_no_entry_names_are_purged_after_a_day() {
     use crate::retention::run_housekeeping;
     use consent_ledger::services::housekeeping::Budget;

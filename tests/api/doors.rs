@@ -53,7 +53,7 @@ async fn with_metro(app: &TestApp) -> Tenant {
 
 /// A retired brand refuses an opt-in at every door, and nothing is
 /// recorded.
-#[tokio::test]
+#[both]
 async fn a_retired_brand_is_refused_at_every_door() {
     let app = spawn_app_at_manual_clock().await;
     let t = with_metro(&app).await;
@@ -103,7 +103,7 @@ async fn a_retired_brand_is_refused_at_every_door() {
 /// An opt-in captured before its identity's erasure is refused at every
 /// door that can carry an older capture time: the API, a backfill and a
 /// message written before the erasure.
-#[tokio::test]
+#[both]
 async fn an_opt_in_captured_before_an_erasure_is_refused_at_every_door() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -135,7 +135,7 @@ async fn an_opt_in_captured_before_an_erasure_is_refused_at_every_door() {
 
 /// A capture older than 30 days is refused by the API and by a message,
 /// and taken only as an admin's backfill.
-#[tokio::test]
+#[both]
 async fn a_capture_older_than_thirty_days_is_taken_only_as_a_backfill() {
     let app = spawn_app().await;
     let t = configured(&app).await;

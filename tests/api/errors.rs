@@ -5,7 +5,7 @@ use crate::helpers::*;
 use reqwest::StatusCode;
 use serde_json::json;
 
-#[tokio::test]
+#[both]
 async fn malformed_and_unknown_input_is_named() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -106,7 +106,7 @@ async fn malformed_and_unknown_input_is_named() {
     assert_eq!(app.get("/v1/tenant", &t.admin).await.body["tree_size"], 0);
 }
 
-#[tokio::test]
+#[both]
 async fn media_types_sizes_and_routes() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -151,7 +151,7 @@ async fn media_types_sizes_and_routes() {
 }
 
 /// A known path with the wrong method answers 405 with `Allow` (docs/api.md), an unknown path 404; neither runs the handler.
-#[tokio::test]
+#[both]
 async fn a_wrong_method_answers_405_with_allow() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -218,7 +218,7 @@ async fn a_wrong_method_answers_405_with_allow() {
     assert_eq!(app.get("/v1/tenant", &t.admin).await.body["tree_size"], 0);
 }
 
-#[tokio::test]
+#[both]
 async fn swagger_ui_and_the_document_are_served() {
     let app = spawn_app().await;
     let client = reqwest::Client::builder()
@@ -240,7 +240,7 @@ async fn swagger_ui_and_the_document_are_served() {
 
 /// PostgreSQL text cannot hold U+0000; JSON can. Every free text the API
 /// stores gets a precise answer on both backends, never a 500.
-#[tokio::test]
+#[both]
 async fn nul_characters_in_free_text_never_fail_the_store() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -329,7 +329,7 @@ async fn nul_characters_in_free_text_never_fail_the_store() {
 
 /// Evidence values hold no control characters but line breaks and tabs,
 /// like the consent text (issue 13).
-#[tokio::test]
+#[both]
 async fn evidence_with_control_characters_is_refused() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -353,7 +353,7 @@ async fn evidence_with_control_characters_is_refused() {
 /// Errors say what to do: the values an enum takes, the JSON type a field
 /// must have, the `+` an international number starts with, and every
 /// missing field at once.
-#[tokio::test]
+#[both]
 async fn errors_say_what_to_do() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;

@@ -5,17 +5,50 @@
 use consent_ledger::config::{Secret, Settings, SettingsArgs};
 use consent_ledger::domain::time::{Clock, Timestamp};
 use consent_ledger::startup::{prepare, Application, Hooks};
+pub use consent_ledger_test_macros::{both, postgres_only};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
 pub const OPERATOR_TOKEN: &str = "clo_test-operator-token-0123456789abcdefghijklmn";
 
-/// Which database the suite's binary runs on (`crate::BACKEND`).
+/// Which database a test's apps run on: SQLite unless the test runs
+/// under `#[both]` or `#[postgres_only]` (`tests/macros`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Sqlite) };
+}
+
+/// The database of the test running on this thread.
+pub fn backend() -> Backend {
+    BACKEND.with(|b| b.get())
+}
+
+/// Runs a test's future on its own runtime (current-thread, or with that
+/// many workers), its apps on `backend`: what `#[both]` and `#[postgres_only]`
+/// expand to.
+pub fn run_on<F: std::future::Future<Output = ()>>(
+    backend: Backend,
+    workers: Option<usize>,
+    test: F,
+) {
+    BACKEND.with(|b| b.set(backend));
+    let runtime = match workers {
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .on_thread_start(move || BACKEND.with(|b| b.set(backend)))
+            .enable_all()
+            .build(),
+    };
+    runtime.expect("a test runtime").block_on(test);
 }
 
 /// Beside the data dir: the PostgreSQL URL a test app uses, for the CLI.
@@ -108,7 +141,7 @@ pub async fn spawn_app_hooked(adjust: impl FnOnce(&mut SettingsArgs), hooks: Hoo
         operator_token: Some(Secret::new(OPERATOR_TOKEN.into())),
         ..Default::default()
     };
-    if crate::BACKEND == Backend::Postgres {
+    if backend() == Backend::Postgres {
         if let Some(cluster) = crate::postgres::cluster() {
             let url = cluster.new_database();
             std::fs::write(dir.path().join(DATABASE_URL_FILE), &url).expect("write url");

@@ -131,7 +131,7 @@ fn acceptable(status: StatusCode, content_type: &str) -> bool {
         || (status.is_client_error() && content_type.starts_with("application/problem+json"))
 }
 
-#[tokio::test]
+#[both]
 async fn no_field_of_any_json_request_can_make_a_500() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -289,7 +289,7 @@ async fn send(app: &TestApp, method: Method, path: &str, key: &str, body: &Value
     TestApp::answer(response).await
 }
 
-#[tokio::test]
+#[both]
 async fn signed_webhooks_are_answered_200_whatever_they_carry() {
     let app = spawn_app().await;
     configured(&app).await;

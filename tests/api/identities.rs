@@ -140,7 +140,7 @@ async fn export_verifies(app: &TestApp, t: &Tenant) -> Vec<Value> {
 /// The story of `identities-v1.json`, through signed webhooks and the API:
 /// an opt-in and a STOP by user id alone, a number's opt-in, the link, a
 /// parent id, then a changed number that closes the group.
-#[tokio::test]
+#[both]
 async fn a_person_by_user_id_is_linked_to_their_number_until_it_changes() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -295,7 +295,7 @@ async fn a_person_by_user_id_is_linked_to_their_number_until_it_changes() {
 /// A number that arrives through the same business account with another
 /// user id than the one it is linked to has changed hands: its group is
 /// closed before the message is processed as the new person's.
-#[tokio::test]
+#[both]
 async fn a_number_seen_with_another_user_id_is_reassigned() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -336,7 +336,7 @@ async fn a_number_seen_with_another_user_id_is_reassigned() {
 
 /// Every endpoint that names a person takes `user_id` instead of `number`
 /// (exactly one), answers echo it, and a user id is WhatsApp's only.
-#[tokio::test]
+#[both]
 async fn the_api_takes_a_user_id_in_place_of_a_number() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -459,7 +459,7 @@ async fn entry_of(app: &TestApp, t: &Tenant, seq: u64) -> Value {
 }
 
 /// Erasing any identity of a group erases and suppresses the whole group.
-#[tokio::test]
+#[both]
 async fn erasing_one_identity_erases_its_whole_group() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -513,7 +513,7 @@ async fn erasing_one_identity_erases_its_whole_group() {
 /// Wave-1 aliases (a user id stored beside a number) become one
 /// `identity_linked` entry each at upgrade, once: what a start finds in
 /// the database is migrated before the service answers (docs/identities.md).
-#[tokio::test]
+#[both]
 async fn wave_one_aliases_become_links_once() {
     use consent_ledger::domain::time::Timestamp;
     use consent_ledger::store::connection::establish;
@@ -577,7 +577,7 @@ async fn wave_one_aliases_become_links_once() {
 
 /// A group of links alone (no consent ever given) counts for retention
 /// from its last link, and retention erases the whole group (docs/privacy.md): an `erasure` entry of reason `retention` per subject.
-#[tokio::test]
+#[both]
 async fn retention_erases_a_group_of_links_alone() {
     use consent_ledger::services::housekeeping::Budget;
     let app = spawn_app().await;
@@ -623,7 +623,7 @@ async fn retention_erases_a_group_of_links_alone() {
 
 /// WhatsApp's own marketing stop from a person known only by user id is
 /// recorded on the user id, and its resume lifts it.
-#[tokio::test]
+#[both]
 async fn a_marketing_stop_by_user_id_alone_is_recorded() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -652,7 +652,7 @@ async fn a_marketing_stop_by_user_id_alone_is_recorded() {
 /// An opt-out an older version kept while it waited for its user id to
 /// arrive with a number is readable under today's rules: applied at start
 /// on the user id, with its own time, naming the dead letter.
-#[tokio::test]
+#[both]
 async fn opt_outs_kept_for_a_user_id_apply_at_start() {
     use consent_ledger::domain::purpose::Purpose;
     use consent_ledger::domain::time::Timestamp;
@@ -736,7 +736,7 @@ async fn opt_outs_kept_for_a_user_id_apply_at_start() {
 /// `user_changed_user_id` closes the group of the user id it came from:
 /// opted out of everything, and the same user id arriving again starts a
 /// new subject with nothing carried over.
-#[tokio::test]
+#[both]
 async fn a_changed_user_id_closes_its_group() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -777,7 +777,7 @@ async fn a_changed_user_id_closes_its_group() {
 /// A dossier holds the entries of the identity's whole group, which may
 /// span several subjects (a number and its user id): `verify` accepts it,
 /// and still refuses an entry of a subject outside the group.
-#[tokio::test]
+#[both]
 async fn a_dossier_of_a_linked_group_verifies() {
     let app = spawn_app().await;
     let t = configured(&app).await;

@@ -8,7 +8,7 @@ use crate::helpers::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-#[tokio::test]
+#[both]
 async fn stop_words_and_phrases_opt_out() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -81,7 +81,7 @@ async fn stop_words_and_phrases_opt_out() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn one_word_whatsapp_opt_ins_count_only_as_replies() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -144,7 +144,7 @@ async fn one_word_whatsapp_opt_ins_count_only_as_replies() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn buttons_and_interactive_replies_opt_in_by_payload() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -180,7 +180,7 @@ async fn buttons_and_interactive_replies_opt_in_by_payload() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn retries_record_once() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -216,7 +216,7 @@ async fn retries_record_once() {
     assert_eq!(log_size(&app, &t).await, size + 4);
 }
 
-#[tokio::test]
+#[both]
 async fn start_lifts_keyword_opt_outs_but_never_api_ones() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -288,7 +288,7 @@ async fn start_lifts_keyword_opt_outs_but_never_api_ones() {
     assert_eq!(code, 0, "{out}{err}");
 }
 
-#[tokio::test]
+#[both]
 async fn user_messages_open_the_window_statuses_and_reactions_do_not() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -355,7 +355,7 @@ fn stored_windows(app: &TestApp, number: &str) -> i64 {
         .unwrap()
 }
 
-#[tokio::test]
+#[both]
 async fn whatsapp_marketing_stop_and_resume() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -397,7 +397,7 @@ async fn whatsapp_marketing_stop_and_resume() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn a_brazilian_wa_id_without_the_ninth_digit_is_the_canonical_number() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -417,7 +417,7 @@ async fn a_brazilian_wa_id_without_the_ninth_digit_is_the_canonical_number() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn unresolvable_opt_outs_become_dead_letters() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -464,7 +464,7 @@ async fn unresolvable_opt_outs_become_dead_letters() {
 
 /// An admin reads what a dead letter held (docs/identities.md); nobody else,
 /// and no other tenant, does.
-#[tokio::test]
+#[both]
 async fn an_admin_reads_a_dead_letter_unsealed() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -513,7 +513,7 @@ async fn an_admin_reads_a_dead_letter_unsealed() {
 
 /// A STOP sent to a business number the tenant did not have yet is
 /// applied, with its own time, once the number is configured.
-#[tokio::test]
+#[both]
 async fn a_kept_opt_out_applies_once_its_business_number_is_configured() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -568,7 +568,7 @@ async fn a_kept_opt_out_applies_once_its_business_number_is_configured() {
 /// each; for its own numbers they record nothing. A system message that a
 /// number changed is kept whole, holding the opt-out that closes its group
 /// once the number is configured (docs/identities.md).
-#[tokio::test]
+#[both]
 async fn events_for_an_unknown_business_number_are_kept() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -622,7 +622,7 @@ async fn events_for_an_unknown_business_number_are_kept() {
     assert_eq!(log_size(&app, &t).await, 0);
 }
 
-#[tokio::test]
+#[both]
 async fn an_old_start_never_lifts_a_newer_stop_and_a_future_stop_still_counts() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -685,7 +685,7 @@ async fn an_old_start_never_lifts_a_newer_stop_and_a_future_stop_still_counts() 
 /// (a NUL) count as absent, so the change becomes a dead letter and a user
 /// id is simply not remembered; an odd message id is kept (only its hash
 /// and sealed evidence are stored).
-#[tokio::test]
+#[both]
 async fn signed_identifiers_with_control_characters_are_not_failures() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -725,7 +725,7 @@ async fn signed_identifiers_with_control_characters_are_not_failures() {
 /// A prompt with a control character saved before prompts were checked
 /// cannot become a consent text: the opt-in is kept as a dead letter and
 /// the webhook still answers 200.
-#[tokio::test]
+#[both]
 async fn an_unreadable_stored_prompt_becomes_a_dead_letter() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -761,7 +761,7 @@ async fn an_unreadable_stored_prompt_becomes_a_dead_letter() {
 /// A message whose time is missing, unreadable or beyond any date is
 /// treated like one from the future: an opt-in or a lift waits as a dead
 /// letter for an admin, an opt-out counts from now.
-#[tokio::test]
+#[both]
 async fn a_message_without_a_usable_time_is_kept_like_a_future_one() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -826,7 +826,7 @@ async fn a_message_without_a_usable_time_is_kept_like_a_future_one() {
 
 /// docs/decisions.md: retiring a brand stops webhook matches for it (its
 /// recorded opt-ins keep counting); opt-outs still record.
-#[tokio::test]
+#[both]
 async fn a_retired_brand_takes_no_more_opt_ins_by_message() {
     let app = spawn_app().await;
     let t = configured(&app).await;

@@ -51,7 +51,7 @@ async fn read_until_closed(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-#[tokio::test]
+#[both]
 async fn a_body_that_never_finishes_is_cut_off() {
     let app = spawn_app_with(|a| a.limits.body_timeout = Some("1s".into())).await;
     let t = app.tenant("makro", "Makro").await;
@@ -80,7 +80,7 @@ async fn log_size(app: &TestApp, t: &Tenant) -> u64 {
     crate::channels::log_size(app, t).await
 }
 
-#[tokio::test]
+#[both]
 async fn guesses_of_any_credential_are_refused_after_thirty_failures_a_minute() {
     let app = spawn_app_with(|a| a.limits.auth_failures_per_minute = Some(30)).await;
     let t = configured(&app).await;
@@ -163,7 +163,7 @@ fn allowed(rate: u64, elapsed: Duration) -> usize {
     (2 * rate + rate * elapsed.as_secs() + rate) as usize
 }
 
-#[tokio::test]
+#[both]
 async fn one_key_is_limited_to_its_rate_and_another_key_is_not() {
     let app = spawn_app_with(|a| a.limits.rate_limit_per_key = Some(2)).await;
     let t = app.tenant("makro", "Makro").await;
@@ -177,7 +177,7 @@ async fn one_key_is_limited_to_its_rate_and_another_key_is_not() {
     assert_eq!(other.status, StatusCode::OK, "{:?}", other.body);
 }
 
-#[tokio::test]
+#[both]
 async fn one_address_is_limited_to_its_rate() {
     let app = spawn_app_with(|a| a.limits.rate_limit_per_address = Some(2)).await;
     let (passed, elapsed, refused) = until_refused(|| app.get("/healthz", "")).await;
@@ -186,7 +186,7 @@ async fn one_address_is_limited_to_its_rate() {
     assert!(refused.headers.contains_key("retry-after"));
 }
 
-#[tokio::test]
+#[both]
 async fn connections_beyond_the_per_address_limit_are_refused_and_closed() {
     let app = spawn_app_with(|a| a.limits.max_connections_per_address = Some(4)).await;
     // Four connections that stay open (keep-alive), each counted once the
@@ -246,7 +246,7 @@ async fn fill(app: &TestApp, t: &Tenant, entries: usize) {
     }
 }
 
-#[tokio::test]
+#[both]
 async fn exports_nobody_reads_do_not_starve_other_tenants_and_are_cut_off() {
     let app = spawn_app_with(|a| {
         a.limits.max_exports = Some(8);
@@ -325,7 +325,7 @@ async fn exports_nobody_reads_do_not_starve_other_tenants_and_are_cut_off() {
     }
 }
 
-#[tokio::test]
+#[both]
 async fn auditors_polling_checkpoints_during_a_burst_share_them() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -369,7 +369,7 @@ async fn auditors_polling_checkpoints_during_a_burst_share_them() {
     assert!(signed <= bound, "{signed} checkpoints in {elapsed:?}");
 }
 
-#[tokio::test]
+#[both]
 async fn channel_secrets_and_tokens_must_not_be_guessable() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -394,7 +394,7 @@ async fn channel_secrets_and_tokens_must_not_be_guessable() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn a_concurrent_settings_write_never_restores_a_replaced_secret() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -472,7 +472,7 @@ async fn address_recorded(
 /// IPv4-mapped IPv6 address is its IPv4 address, for the proxy and for
 /// the hops. Before, only the first line (the one the client wrote) was
 /// read, and a mapped hop or peer was an address of its own.
-#[tokio::test]
+#[both]
 async fn the_client_is_read_from_every_forwarded_for_line_and_mapped_addresses_are_ipv4() {
     let app = spawn_app_at_manual_clock_with(|a| {
         a.trusted_proxies = Some("127.0.0.1/32".into());

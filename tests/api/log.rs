@@ -29,7 +29,7 @@ async fn populated(app: &TestApp) -> Tenant {
     t
 }
 
-#[tokio::test]
+#[both]
 async fn a_new_tenant_has_a_signed_size_0_checkpoint() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -46,7 +46,7 @@ async fn a_new_tenant_has_a_signed_size_0_checkpoint() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn checkpoints_are_signed_when_asked_and_the_tree_grew() {
     let app = spawn_app().await;
     let t = populated(&app).await;
@@ -84,7 +84,7 @@ async fn checkpoints_are_signed_when_asked_and_the_tree_grew() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn proofs_lead_to_signed_roots() {
     let app = spawn_app().await;
     let t = populated(&app).await;
@@ -155,7 +155,7 @@ async fn proofs_lead_to_signed_roots() {
     }
 }
 
-#[tokio::test]
+#[both]
 async fn receipts_exports_and_dossiers_verify_offline() {
     let app = spawn_app().await;
     let t = populated(&app).await;
@@ -251,7 +251,7 @@ async fn receipts_exports_and_dossiers_verify_offline() {
     assert!(out.starts_with("header: "), "{out}");
 }
 
-#[tokio::test]
+#[both]
 async fn a_kept_checkpoint_guards_against_rewritten_history() {
     let app = spawn_app().await;
     let t = populated(&app).await;
@@ -287,7 +287,7 @@ async fn a_kept_checkpoint_guards_against_rewritten_history() {
     assert_eq!(run_cli(&["verify", &junk, "--key", &vkey], None).0, 2);
 }
 
-#[tokio::test]
+#[both]
 async fn signing_keys_rotate_with_a_note_signed_by_both() {
     let app = spawn_app().await;
     let t = populated(&app).await;
@@ -366,7 +366,7 @@ fn store_checkpoint_signed_by(app: &TestApp, status: &str, size: u64) {
 
 /// docs/ledger-format.md: a checkpoint signed only by a retired key is valid only
 /// up to that key's `last_size`.
-#[tokio::test]
+#[both]
 async fn a_retired_key_is_valid_only_up_to_its_last_size() {
     let app = spawn_app_with(|a| a.checkpoint_interval = Some("1h".into())).await;
     let t = populated(&app).await;
@@ -393,7 +393,7 @@ async fn a_retired_key_is_valid_only_up_to_its_last_size() {
 /// current size, nothing is signed with it again, the checkpoints it signed
 /// before still match the entries (verify-db says they prove nothing), and
 /// a checkpoint it signs later is refused.
-#[tokio::test]
+#[both]
 async fn a_compromised_key_is_revoked() {
     let app = spawn_app_with(|a| a.checkpoint_interval = Some("1h".into())).await;
     let t = populated(&app).await;
@@ -441,7 +441,7 @@ async fn a_compromised_key_is_revoked() {
 /// Checkpoints are signed in the background every
 /// `CONSENT_LEDGER_CHECKPOINT_INTERVAL` while the log grows, without anyone
 /// asking for one.
-#[tokio::test]
+#[both]
 async fn the_background_signs_a_grown_log_every_interval() {
     let stored = |app: &TestApp, t: &Tenant, size: u64| {
         let path = format!("/v1/log/checkpoints?size={size}");

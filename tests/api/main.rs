@@ -1,8 +1,10 @@
-//! The integration suite on SQLite: one binary, one temporary data dir and
-//! port per test. `tests/postgres/main.rs` runs the same files on PostgreSQL.
-
-/// The database this binary's tests run on.
-pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
+//! The integration suite: one binary, one temporary data dir and port per
+//! test. A test marked `#[both]` runs twice, `name::sqlite` and
+//! `name::postgres` (each app of the latter on its own database of the
+//! suite's throwaway PostgreSQL cluster, `postgres.rs`); `#[postgres_only]`
+//! runs on PostgreSQL alone; the rest (files that start no app, or that
+//! copy the SQLite file) run once, on SQLite. `cargo test --test api
+//! postgres` runs the PostgreSQL half, `-- --skip postgres` the rest.
 
 mod abuse;
 mod audit;
@@ -31,6 +33,8 @@ mod log;
 mod log_privacy;
 mod merkle;
 mod metrics;
+mod multi_instance;
+mod on_postgres;
 mod openapi;
 mod operations;
 mod pages;

@@ -43,7 +43,7 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-#[tokio::test]
+#[both]
 async fn metrics_follow_the_traffic_and_name_no_tenant() {
     let app = spawn_app_with(|args| {
         args.limits.auth_failures_per_minute = Some(2);
@@ -185,7 +185,7 @@ fn now_secs() -> i64 {
 /// A client chooses the method and the path: neither may make new series
 /// without bound (methods outside the standard ones count as `other`,
 /// unknown paths as `unmatched`).
-#[tokio::test]
+#[both]
 async fn clients_cannot_grow_the_label_sets() {
     let app = spawn_app().await;
     for i in 0..5 {
@@ -217,7 +217,7 @@ async fn clients_cannot_grow_the_label_sets() {
 /// (`CONSENT_LEDGER_METRICS_BIND`), which serves nothing else; `off` opens
 /// no listener at all. Before, the API's port answered 200 with the live
 /// counts to anyone.
-#[tokio::test]
+#[both]
 async fn metrics_are_served_on_their_own_listener_only() {
     let app = spawn_app().await;
     for method in [reqwest::Method::GET, reqwest::Method::POST] {

@@ -114,7 +114,7 @@ impl Served {
 /// What the service validates is in the document a client generator or a
 /// fuzzer reads: the identity patterns, the enums, the lengths and counts,
 /// each capture channel's evidence row, and the header's limit.
-#[tokio::test]
+#[crate::helpers::both]
 async fn the_served_document_describes_what_the_service_validates() {
     let app = crate::helpers::spawn_app().await;
     let doc = Served::of(&app).await;
@@ -221,7 +221,7 @@ async fn the_served_document_describes_what_the_service_validates() {
 /// parent user id, a brand sent decomposed and longer than 100 code points,
 /// tabs and line breaks in a consent text, every evidence row), and each
 /// matches the request schema of the served document.
-#[tokio::test]
+#[crate::helpers::both]
 async fn every_body_the_service_takes_matches_its_documented_schema() {
     use crate::helpers::{at, date_at, spawn_app, OPERATOR_TOKEN};
     use serde_json::json;

@@ -14,7 +14,7 @@ async fn create_tenant(app: &TestApp, token: &str, id: &str) -> StatusCode {
 /// A rotated operator token works at once on the running service (and on
 /// another instance); the old one does not; the file that held the old
 /// one is gone.
-#[tokio::test]
+#[both]
 async fn a_rotated_operator_token_replaces_the_old_one() {
     let app = spawn_app_with(|args| args.operator_token = None).await;
     let file = app.data_dir().join("operator.token");
@@ -56,7 +56,7 @@ async fn a_rotated_operator_token_replaces_the_old_one() {
 
 /// With the token set in the settings, the stored one is not used:
 /// rotating it would change nothing, so the command refuses.
-#[tokio::test]
+#[both]
 async fn rotation_refuses_a_configured_token() {
     let app = spawn_app().await;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_consent-ledger"));
@@ -83,7 +83,7 @@ async fn rotation_refuses_a_configured_token() {
 /// every opt-in acknowledged before it began, restores into a data dir of
 /// its own and passes `verify-db`; it is private and never overwrites.
 /// On PostgreSQL the command says to use PostgreSQL's tools.
-#[tokio::test]
+#[both]
 async fn a_backup_under_concurrent_appends_restores_and_verifies() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -171,7 +171,7 @@ async fn tree_size(app: &TestApp, t: &Tenant) -> u64 {
 }
 
 /// Someone who opens the service in a browser lands on its documentation.
-#[tokio::test]
+#[both]
 async fn the_root_leads_to_the_docs() {
     let app = spawn_app().await;
     let client = reqwest::Client::builder()

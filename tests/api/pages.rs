@@ -74,7 +74,7 @@ pub(crate) async fn post_page(
     (status, response.text().await.expect("html"))
 }
 
-#[tokio::test]
+#[both]
 async fn forms_have_immutable_versions() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -118,7 +118,7 @@ async fn forms_have_immutable_versions() {
     assert_eq!(theirs.status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
+#[both]
 async fn the_opt_in_page_records_what_the_server_saw() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -208,7 +208,7 @@ async fn the_opt_in_page_records_what_the_server_saw() {
     assert_eq!(app.reason(&t, check).await, "allowed");
 }
 
-#[tokio::test]
+#[both]
 async fn bots_and_other_sites_record_nothing() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -273,7 +273,7 @@ async fn bots_and_other_sites_record_nothing() {
     }
 }
 
-#[tokio::test]
+#[both]
 async fn a_page_may_be_framed_only_by_its_embed_origins() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -289,7 +289,7 @@ async fn a_page_may_be_framed_only_by_its_embed_origins() {
     assert!(headers.get("x-frame-options").is_none());
 }
 
-#[tokio::test]
+#[both]
 async fn a_page_opt_in_waits_for_its_code_when_the_tenant_asks() {
     let app = spawn_app_at_manual_clock().await;
     let t = configured(&app).await;
@@ -349,7 +349,7 @@ async fn a_page_opt_in_waits_for_its_code_when_the_tenant_asks() {
     assert_eq!(app.reason(&t, check).await, "allowed");
 }
 
-#[tokio::test]
+#[both]
 async fn the_opt_out_page_answers_the_same_for_any_number() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -465,7 +465,7 @@ async fn victim_opts_out(app: &TestApp, t: &Tenant, address: &str) {
 /// addresses filled the opt-out page's per-page count, and five posts of
 /// the victim's number to another tenant's form its global per-number
 /// count: the victim's own opt-out then answered 429.
-#[tokio::test]
+#[both]
 async fn one_hostile_client_cannot_stop_a_victims_opt_out() {
     let app = app_behind_proxy(None).await;
     let t = app.tenant("makro", "Makro").await;
@@ -520,7 +520,7 @@ async fn one_hostile_client_cannot_stop_a_victims_opt_out() {
 /// An opt-in form's per-page limit counts only posts that passed the token,
 /// the fill time and the number's parsing: junk from many addresses does
 /// not close the page (before, 200 junk posts filled its 120 a minute).
-#[tokio::test]
+#[both]
 async fn junk_from_many_addresses_does_not_close_a_form() {
     let app = app_behind_proxy(None).await;
     let t = app.tenant("makro", "Makro").await;
@@ -549,7 +549,7 @@ async fn junk_from_many_addresses_does_not_close_a_form() {
 
 /// Posts for one number on one tenant's form are limited (5 an hour); the
 /// same number on the opt-out page never is.
-#[tokio::test]
+#[both]
 async fn posts_for_one_number_are_limited_on_the_forms_only() {
     let app = app_behind_proxy(None).await;
     let t = app.tenant("makro", "Makro").await;
@@ -571,7 +571,7 @@ async fn posts_for_one_number_are_limited_on_the_forms_only() {
 /// The pages' per-address limit counts an IPv6 client by its /64 (one
 /// host usually has the whole /64 to pick addresses from); before, each
 /// address had its own count.
-#[tokio::test]
+#[both]
 async fn the_opt_out_page_is_limited_per_address_and_ipv6_per_64() {
     let app = app_behind_proxy(Some(2)).await;
     app.tenant("makro", "Makro").await;
@@ -592,7 +592,7 @@ async fn the_opt_out_page_is_limited_per_address_and_ipv6_per_64() {
 /// shows the current page (422, `form_changed`) with a token for it;
 /// sent again, it records what the person was then shown. Before, the
 /// post recorded the new wording as what the person agreed to.
-#[tokio::test]
+#[both]
 async fn a_post_for_a_form_that_changed_records_nothing_and_shows_the_current_page() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -646,7 +646,7 @@ async fn a_post_for_a_form_that_changed_records_nothing_and_shows_the_current_pa
 /// Every field of a form changes what its page shows or what its opt-ins
 /// record, so every change makes a new version; an unchanged definition
 /// (whatever the order of its lists) makes none.
-#[tokio::test]
+#[both]
 async fn every_change_to_a_form_makes_a_new_version() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;

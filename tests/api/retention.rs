@@ -73,7 +73,7 @@ async fn entry(app: &TestApp, t: &Tenant, seq: u64) -> Value {
 /// entry of reason `retention` alone; their number, salts and evidence
 /// leave the database; the log still verifies; the number is not
 /// suppressed.
-#[tokio::test]
+#[both]
 async fn retention_erases_what_is_due_and_nothing_else() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -218,7 +218,7 @@ async fn retention_erases_what_is_due_and_nothing_else() {
 /// With `max_consent_age_days`, an opt-in that expired counts from its
 /// expiry; expiry alone deletes nothing; without the setting nothing is
 /// erased.
-#[tokio::test]
+#[both]
 async fn expiry_ends_consent_and_retention_counts_from_it() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -238,7 +238,7 @@ async fn expiry_ends_consent_and_retention_counts_from_it() {
 }
 
 /// A run erases at most its budget per tenant; the next run goes on.
-#[tokio::test]
+#[both]
 async fn each_run_is_bounded() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -259,7 +259,7 @@ async fn each_run_is_bounded() {
 }
 
 /// The background task runs the same job on the application's clock.
-#[tokio::test]
+#[both]
 async fn the_background_job_erases_on_the_app_clock() {
     let hooks = Hooks {
         clock: consent_ledger::domain::time::Clock::manual(Timestamp::now()),

@@ -32,7 +32,7 @@ async fn trail_kinds(app: &TestApp, t: &Tenant) -> Vec<Value> {
         .clone()
 }
 
-#[tokio::test]
+#[both]
 async fn under_opt_out_mode_an_ambiguous_message_opts_out_and_a_review_can_lift_it() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -124,7 +124,7 @@ async fn under_opt_out_mode_an_ambiguous_message_opts_out_and_a_review_can_lift_
     );
 }
 
-#[tokio::test]
+#[both]
 async fn under_opt_out_mode_confirming_the_opt_out_records_nothing_more() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -152,7 +152,7 @@ async fn under_opt_out_mode_confirming_the_opt_out_records_nothing_more() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn under_review_mode_an_ambiguous_message_waits_and_the_review_decides() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -282,7 +282,7 @@ async fn under_review_mode_an_ambiguous_message_waits_and_the_review_decides() {
     verify_db_passes(&app).await;
 }
 
-#[tokio::test]
+#[both]
 async fn a_change_of_mode_leaves_listed_items_as_they_are() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -309,7 +309,7 @@ async fn a_change_of_mode_leaves_listed_items_as_they_are() {
     assert_eq!(items[0]["mode"], "review");
 }
 
-#[tokio::test]
+#[both]
 async fn review_items_are_erased_with_their_group_and_counted_in_metrics() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -337,7 +337,7 @@ async fn review_items_are_erased_with_their_group_and_counted_in_metrics() {
     assert!(waiting(&app, &t).await.is_empty());
 }
 
-#[tokio::test]
+#[both]
 async fn an_ambiguous_sms_from_a_number_the_tenant_does_not_hold_keeps_nothing() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -376,7 +376,7 @@ async fn an_ambiguous_sms_from_a_number_the_tenant_does_not_hold_keeps_nothing()
 /// An ambiguous message to a business number the tenant did not have yet
 /// is kept; once the number is configured it opts out and is listed, as if
 /// it had arrived then.
-#[tokio::test]
+#[both]
 async fn a_kept_ambiguous_message_is_listed_once_it_applies() {
     let app = spawn_app().await;
     let t = configured(&app).await;

@@ -74,14 +74,14 @@ fn verify_db_fails_at(app: &TestApp, expected: &str) {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn an_altered_entry_is_named() {
     let (app, _) = signed_log().await;
     tamper(&app, &["UPDATE entries SET canonical_json = replace(canonical_json, '\"marketing\"', '\"utility\"') WHERE seq = 3"]);
     verify_db_fails_at(&app, "seq 3: ");
 }
 
-#[tokio::test]
+#[both]
 async fn an_altered_entry_with_a_recomputed_leaf_hash_breaks_the_chain() {
     let (app, _) = signed_log().await;
     // Change the entry and its stored leaf hash consistently: the next
@@ -107,7 +107,7 @@ async fn an_altered_entry_with_a_recomputed_leaf_hash_breaks_the_chain() {
     verify_db_fails_at(&app, "seq 3: prev");
 }
 
-#[tokio::test]
+#[both]
 async fn a_deleted_entry_is_named() {
     let (app, _) = signed_log().await;
     tamper(
@@ -120,7 +120,7 @@ async fn a_deleted_entry_is_named() {
     verify_db_fails_at(&app, "seq 2: the row is missing");
 }
 
-#[tokio::test]
+#[both]
 async fn an_inserted_entry_is_named() {
     let (app, _) = signed_log().await;
     // A copy of entry 5 appended as seq 6, behind the head's back.
@@ -128,7 +128,7 @@ async fn an_inserted_entry_is_named() {
     verify_db_fails_at(&app, "seq 6: ");
 }
 
-#[tokio::test]
+#[both]
 async fn an_entry_inserted_in_the_middle_is_named() {
     let (app, _) = signed_log().await;
     // Shift entries 2.. up by one and put a copy of entry 1 at seq 2.
@@ -140,7 +140,7 @@ async fn an_entry_inserted_in_the_middle_is_named() {
     verify_db_fails_at(&app, "seq 2: ");
 }
 
-#[tokio::test]
+#[both]
 async fn swapped_entries_are_named() {
     let (app, _) = signed_log().await;
     tamper(
@@ -154,7 +154,7 @@ async fn swapped_entries_are_named() {
     verify_db_fails_at(&app, "seq 1: the row holds the entry of seq 4");
 }
 
-#[tokio::test]
+#[both]
 async fn altered_evidence_and_merkle_nodes_are_named() {
     let (app, _) = signed_log().await;
     tamper(&app, &["UPDATE entries SET evidence_jcs = replace(evidence_jcs, '203.0.113.7', '203.0.113.8') WHERE seq = 4"]);
@@ -170,7 +170,7 @@ async fn altered_evidence_and_merkle_nodes_are_named() {
     verify_db_fails_at(&app, "seq 2: the stored Merkle node");
 }
 
-#[tokio::test]
+#[both]
 async fn a_forged_checkpoint_is_named() {
     let (app, _) = signed_log().await;
     // The triggers refuse to change a checkpoint; an attacker drops them first.
@@ -190,14 +190,14 @@ async fn a_forged_checkpoint_is_named() {
     assert!(out.starts_with("makro: checkpoint: "), "{out}");
 }
 
-#[tokio::test]
+#[both]
 async fn a_row_far_beyond_the_head_is_named() {
     let (app, _) = signed_log().await;
     tamper(&app, &["INSERT INTO entries SELECT tenant_id, 100000, leaf_hash, canonical_json, subject_id, evidence_salt, evidence_jcs, consent_text_sha256 FROM entries WHERE seq = 5"]);
     verify_db_fails_at(&app, "seq 6: 1 row(s) lie outside the log");
 }
 
-#[tokio::test]
+#[both]
 async fn a_forged_signing_key_row_is_named() {
     let (app, _) = signed_log().await;
     // A key row the master key never sealed (an attacker's own key).
@@ -205,7 +205,7 @@ async fn a_forged_signing_key_row_is_named() {
     verify_db_fails_at(&app, "checkpoint: signing key");
 }
 
-#[tokio::test]
+#[both]
 async fn a_rewritten_tree_is_never_signed_again() {
     let (app, t) = signed_log().await;
     // Rewrite the node over entries 0-3 below the stored checkpoint, then
@@ -237,7 +237,7 @@ async fn a_rewritten_tree_is_never_signed_again() {
 /// Another writer holds the log (here: a session outside the service) for
 /// longer than the service waits (10 s): the append answers 503 `busy`,
 /// writes nothing, and goes through once the log is free.
-#[tokio::test]
+#[both]
 async fn a_log_held_too_long_answers_busy_and_writes_nothing() {
     use diesel::connection::SimpleConnection;
     let app = spawn_app().await;

@@ -4,7 +4,7 @@ use crate::helpers::*;
 use reqwest::StatusCode;
 use serde_json::json;
 
-#[tokio::test]
+#[both]
 async fn creating_a_tenant_hands_out_its_log_verifier_key_and_admin_key() {
     let app = spawn_app().await;
     let created = app
@@ -55,7 +55,7 @@ async fn creating_a_tenant_hands_out_its_log_verifier_key_and_admin_key() {
     assert_eq!(settings.body["tree_size"], 0);
 }
 
-#[tokio::test]
+#[both]
 async fn only_the_operator_creates_tenants() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -82,7 +82,7 @@ async fn only_the_operator_creates_tenants() {
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
+#[both]
 async fn roles_gate_every_operation() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -179,7 +179,7 @@ async fn roles_gate_every_operation() {
     assert_eq!(answer.code(), "unauthorized");
 }
 
-#[tokio::test]
+#[both]
 async fn tenants_never_see_each_other() {
     let app = spawn_app().await;
     let a = app.tenant("alpha", "Alpha").await;
@@ -240,7 +240,7 @@ async fn tenants_never_see_each_other() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn keys_are_listed_without_secrets_and_revoked_at_once() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -314,7 +314,7 @@ async fn keys_are_listed_without_secrets_and_revoked_at_once() {
 
 /// An expiring key works until its `expires_at`, and from then on answers
 /// 401 like a revoked one (docs/api.md).
-#[tokio::test]
+#[both]
 async fn an_expiring_key_works_until_it_expires() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -346,7 +346,7 @@ async fn an_expiring_key_works_until_it_expires() {
 }
 
 /// `last_used_at` is set on first use and moved at most once a minute.
-#[tokio::test]
+#[both]
 async fn last_used_at_moves_at_most_once_a_minute() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -383,7 +383,7 @@ async fn last_used_at_moves_at_most_once_a_minute() {
     wait_for(app.at(0)).await;
 }
 
-#[tokio::test]
+#[both]
 async fn the_last_admin_key_cannot_be_revoked() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -414,7 +414,7 @@ async fn the_last_admin_key_cannot_be_revoked() {
 /// An expiring admin key does not count as the tenant's last admin: the
 /// last admin key without an expiry cannot be revoked (it would leave the
 /// tenant without an admin once the other expires).
-#[tokio::test]
+#[both]
 async fn the_last_admin_key_without_an_expiry_cannot_be_revoked() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -450,7 +450,7 @@ async fn the_last_admin_key_without_an_expiry_cannot_be_revoked() {
 
 /// Secrets shown once are never cached, and no answer is sniffed as
 /// another content type (issue 13).
-#[tokio::test]
+#[both]
 async fn answers_carry_no_store_and_nosniff() {
     let app = spawn_app().await;
     let created = app
@@ -486,7 +486,7 @@ async fn answers_carry_no_store_and_nosniff() {
     }
 }
 
-#[tokio::test]
+#[both]
 async fn brands_are_unique_case_insensitively_and_validated() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -518,7 +518,7 @@ async fn brands_are_unique_case_insensitively_and_validated() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn tenant_settings_are_validated() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;

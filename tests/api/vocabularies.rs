@@ -186,17 +186,17 @@ async fn measure(door: Door) {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn the_corpus_is_heard_through_the_whatsapp_webhook() {
     measure(Door::WhatsApp).await;
 }
 
-#[tokio::test]
+#[both]
 async fn the_corpus_is_heard_through_the_twilio_webhook() {
     measure(Door::Sms).await;
 }
 
-#[tokio::test]
+#[both]
 async fn a_language_the_tenant_did_not_enable_is_not_read() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -258,7 +258,7 @@ async fn a_language_the_tenant_did_not_enable_is_not_read() {
     );
 }
 
-#[tokio::test]
+#[both]
 async fn an_opt_out_names_the_rule_language_and_vocabulary_that_heard_it() {
     let app = spawn_app().await;
     let t = configured(&app).await;
@@ -313,7 +313,7 @@ async fn an_opt_out_names_the_rule_language_and_vocabulary_that_heard_it() {
     }
 }
 
-#[tokio::test]
+#[both]
 async fn an_opt_in_match_that_a_vocabulary_hears_is_refused() {
     let app = spawn_app().await;
     let t = configured(&app).await;

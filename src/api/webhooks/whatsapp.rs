@@ -156,16 +156,9 @@ pub async fn whatsapp_notification(
         record_notification(conn, master, tenant, &settings, &notification, clock)
     })
     .await?;
-    tracing::info!(
-        recorded = applied.recorded,
-        duplicates = applied.duplicates,
-        dead_letters = applied.dead_letters,
-        ignored = applied.ignored,
-        "WhatsApp notification handled"
-    );
-    crate::metrics::webhook("whatsapp", "recorded", applied.recorded);
-    crate::metrics::webhook("whatsapp", "deduplicated", applied.duplicates);
-    crate::metrics::webhook("whatsapp", "dead_lettered", applied.dead_letters);
-    crate::metrics::webhook("whatsapp", "ignored", applied.ignored);
+    tracing::info!(?applied, "WhatsApp notification handled");
+    for (outcome, count) in applied.by_outcome() {
+        crate::metrics::webhook("whatsapp", outcome, count);
+    }
     Ok(HttpResponse::Ok().finish())
 }

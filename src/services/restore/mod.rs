@@ -9,11 +9,17 @@ use crate::keys::MasterKey;
 use crate::ledger::note::Verifier;
 use crate::ledger::verify::{self, DocumentKind, VerifyError};
 use crate::store::log::{log_head, signing_keys_of};
-use crate::store::restore::{leaf_hash_at, restore_entry, tenant_of_log, ExportedEntry};
-use crate::store::{DbConn, StoreError};
+use crate::store::restore::{leaf_hash_at, tenant_of_log};
+use crate::store::DbConn;
 use serde::Deserialize;
 use std::io::BufRead;
 use std::path::Path;
+
+mod entry;
+mod error;
+
+use entry::{restore_entry, ExportedEntry};
+pub use error::RestoreError;
 
 /// What a restore did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,22 +28,6 @@ pub struct Restored {
     /// The log's size before and after.
     pub from: u64,
     pub to: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RestoreError {
-    #[error("cannot read the export: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Refused(String),
-    #[error("{0}")]
-    Store(#[from] StoreError),
-}
-
-impl From<diesel::result::Error> for RestoreError {
-    fn from(e: diesel::result::Error) -> Self {
-        RestoreError::Store(StoreError::Database(e))
-    }
 }
 
 #[derive(Deserialize)]

@@ -1,85 +1,13 @@
-//! The integration suite again, on PostgreSQL: the same test files, each
-//! test on its own database of a throwaway cluster (`tests/api/postgres.rs`).
-//! Left out: `restore.rs`, which copies the SQLite file, and the files that
-//! start no app (`merkle`, `vectors`, `verify_files`).
+//! What only PostgreSQL has: the suite's apps really keep their data
+//! there, the housekeeping job's advisory lock, and connections the server
+//! drops. Where PostgreSQL is not installed (and not required) each test
+//! returns early; the run says so (`tests/api/postgres.rs`).
 
-/// The database this binary's tests run on.
-pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
-
-#[path = "../api/audit.rs"]
-mod audit;
-#[path = "../api/authz.rs"]
-mod authz;
-#[path = "../api/channels.rs"]
-mod channels;
-#[path = "../api/checks.rs"]
-mod checks;
-#[path = "../api/cli.rs"]
-mod cli;
-#[path = "../api/closed_groups.rs"]
-mod closed_groups;
-#[path = "../api/confirmation.rs"]
-mod confirmation;
-#[path = "../api/contract.rs"]
-mod contract;
-#[path = "../api/crash.rs"]
-mod crash;
-#[path = "../api/decisions.rs"]
-mod decisions;
-#[path = "../api/documents.rs"]
-mod documents;
-#[path = "../api/doors.rs"]
-mod doors;
-#[path = "../api/erasure.rs"]
-mod erasure;
-#[path = "../api/errors.rs"]
-mod errors;
-#[path = "../api/group_commit.rs"]
-mod group_commit;
-#[path = "../api/helpers.rs"]
-mod helpers;
-#[path = "../api/hostile.rs"]
-mod hostile;
-#[path = "../api/idempotency.rs"]
-mod idempotency;
-#[path = "../api/identities.rs"]
-mod identities;
-#[path = "../api/inbound.rs"]
-mod inbound;
-#[path = "../api/limits.rs"]
-mod limits;
-#[path = "../api/log.rs"]
-mod log;
-#[path = "../api/metrics.rs"]
-mod metrics;
-mod multi_instance;
-#[path = "../api/openapi.rs"]
-mod openapi;
-#[path = "../api/operations.rs"]
-mod operations;
-#[path = "../api/pages.rs"]
-mod pages;
-#[path = "../api/postgres.rs"]
-mod postgres;
-#[path = "../api/races.rs"]
-mod races;
-#[path = "../api/recording.rs"]
-mod recording;
-#[path = "../api/retention.rs"]
-mod retention;
-#[path = "../api/reviews.rs"]
-mod reviews;
-#[path = "../api/tamper.rs"]
-mod tamper;
-#[path = "../api/tenants.rs"]
-mod tenants;
-#[path = "../api/upgrade.rs"]
-mod upgrade;
-#[path = "../api/vocabularies.rs"]
-mod vocabularies;
+use crate::helpers::{self, postgres_only};
+use crate::{postgres, retention};
 
 /// The suite's apps really keep their data in PostgreSQL.
-#[tokio::test]
+#[postgres_only]
 async fn this_suite_runs_on_postgresql() {
     use diesel::{Connection, QueryDsl, RunQueryDsl};
     let app = helpers::spawn_app().await;
@@ -99,7 +27,7 @@ async fn this_suite_runs_on_postgresql() {
 /// The housekeeping job runs on one instance at a time: while another
 /// session holds its advisory lock, a run does nothing; once released, the
 /// next run erases what is due.
-#[tokio::test]
+#[postgres_only]
 async fn housekeeping_runs_on_one_instance_at_a_time() {
     use consent_ledger::services::housekeeping::Budget;
     use diesel::{Connection, RunQueryDsl};
@@ -140,7 +68,7 @@ async fn housekeeping_runs_on_one_instance_at_a_time() {
 /// never a 500, each lost connection fails at most one request and is
 /// replaced, and once connections have idled past the trusted interval
 /// (when each is tested before use) everything answers again.
-#[tokio::test]
+#[postgres_only]
 async fn connections_the_server_drops_are_replaced() {
     use diesel::{Connection, RunQueryDsl};
     let app = helpers::spawn_app().await;

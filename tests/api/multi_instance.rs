@@ -67,7 +67,7 @@ fn number(i: usize) -> String {
     format!("+49151{:08}", 10_000_000 + i)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[postgres_only(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_on_one_database_agree() {
     let Some(cluster) = crate::postgres::cluster() else {
         return; // Not installed and not required: the run said so.
