@@ -12,6 +12,8 @@
 //! APPENDS web opt-ins into one log, then ask CHECKS single checks; then one
 //! client asks up to 5,000 checks one after the other (latency unloaded).
 
+// The pooler of the suite's cluster is not measured here (`service` does).
+#[allow(dead_code)]
 #[path = "../tests/api/postgres.rs"]
 mod postgres;
 

@@ -11,7 +11,9 @@
 //! a ratio to the trivial route measured in the same run. Then the same on
 //! PostgreSQL when it is installed (a throwaway cluster with fsync and
 //! synchronous commit on). The client shares the machine with the server,
-//! which is why the ratio is the figure to compare across machines.
+//! which is why the ratio is the figure to compare across machines. Then
+//! the same through PgBouncer in transaction mode, when it is installed
+//! (`CONSENT_LEDGER_PG_POOLER=transaction`), beside the direct figures.
 //!
 //! Then a log of ENTRIES real opt-ins (0 skips it): built by the library's
 //! appender, served by the release binary, which is measured on it (proofs,
@@ -36,6 +38,9 @@ static CONNECTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUs
 fn connections() -> usize {
     CONNECTIONS.load(Ordering::Relaxed)
 }
+/// Whether the server reaches PostgreSQL through a transaction-mode pooler.
+static POOLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 const OPERATOR: &str = "clo_bench-operator-token-0123456789abcdefghijklmn";
 const BATCH: usize = 10_000;
 /// A command the server is started under, for profiling (its peak memory
@@ -64,6 +69,13 @@ fn main() {
         Some(cluster) => {
             let url = cluster.new_database();
             runtime.block_on(measure("PostgreSQL", Some(url), phase));
+            if let Some(bouncer) = postgres::bouncer() {
+                let url = bouncer.url_for(&cluster.new_database());
+                POOLED.store(true, Ordering::Relaxed);
+                let name = "PostgreSQL through PgBouncer (transaction mode)";
+                runtime.block_on(measure(name, Some(url), phase));
+                POOLED.store(false, Ordering::Relaxed);
+            }
         }
         None => println!("\nPostgreSQL is not installed: only SQLite was measured"),
     }
@@ -139,6 +151,9 @@ impl Server {
             .stderr(Stdio::null());
         if let Some(url) = url {
             command.env("DATABASE_URL", url);
+        }
+        if POOLED.load(Ordering::Relaxed) {
+            command.env("CONSENT_LEDGER_PG_POOLER", "transaction");
         }
         let child = command.spawn().expect("the release binary starts");
         Server {

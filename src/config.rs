@@ -52,6 +52,9 @@ pub struct CommonArgs {
     /// Database URL [default: sqlite://<data dir>/consent-ledger.db]
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<Secret>,
+    /// What stands between the service and PostgreSQL: none, session or transaction (a pooler such as PgBouncer in transaction mode) [default: none]
+    #[arg(long, env = "CONSENT_LEDGER_PG_POOLER", global = true)]
+    pub pg_pooler: Option<String>,
     /// Master key file [default: <data dir>/master.key]
     #[arg(long, env = "CONSENT_LEDGER_MASTER_KEY_FILE", global = true)]
     pub master_key_file: Option<PathBuf>,
@@ -120,6 +123,7 @@ pub struct SettingsArgs {
     pub metrics_bind: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<Secret>,
+    pub pg_pooler: Option<String>,
     pub master_key_file: Option<PathBuf>,
     pub origin: Option<String>,
     pub operator_token: Option<Secret>,
@@ -142,6 +146,7 @@ impl SettingsArgs {
             metrics_bind: server.metrics_bind,
             data_dir: common.data_dir,
             database_url: common.database_url,
+            pg_pooler: common.pg_pooler,
             master_key_file: common.master_key_file,
             origin: common.origin,
             operator_token: server.operator_token,
@@ -164,6 +169,7 @@ struct FileSettings {
     metrics_bind: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<Secret>,
+    pg_pooler: Option<String>,
     master_key_file: Option<PathBuf>,
     origin: Option<String>,
     operator_token: Option<Secret>,
@@ -190,6 +196,20 @@ pub enum DatabaseTarget {
     Postgres(PostgresUrl),
 }
 
+/// What stands between the service and PostgreSQL (`CONSENT_LEDGER_PG_POOLER`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pooler {
+    /// Direct connections, or a pooler in session mode: a connection is
+    /// one server session for as long as it lives.
+    #[default]
+    None,
+    /// A pooler in transaction mode (PgBouncer's `pool_mode = transaction`,
+    /// most managed offerings): each transaction may run on another server
+    /// session, so nothing may outlive one. No named prepared statements,
+    /// locks and settings only per transaction (docs/operations.md).
+    Transaction,
+}
+
 /// A `postgres://` URL; its password is never printed.
 ///
 /// ```
@@ -198,20 +218,35 @@ pub enum DatabaseTarget {
 /// assert_eq!(url.redacted(), "postgres://ledger:***@db.internal:5432/ledger?***");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct PostgresUrl(String);
+pub struct PostgresUrl {
+    url: String,
+    pooler: Pooler,
+}
 
 impl PostgresUrl {
     pub fn new(url: &str) -> Self {
-        Self(url.to_owned())
+        Self {
+            url: url.to_owned(),
+            pooler: Pooler::None,
+        }
+    }
+
+    /// The same URL, reached through `pooler`.
+    pub fn through(self, pooler: Pooler) -> Self {
+        Self { pooler, ..self }
+    }
+
+    pub fn pooler(&self) -> Pooler {
+        self.pooler
     }
 
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.url
     }
 
     /// The URL with any password replaced by `***`.
     pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.0.split_once("://") else {
+        let Some((scheme, rest)) = self.url.split_once("://") else {
             return "***".to_owned();
         };
         let (authority, tail) = match rest.find(['/', '?']) {
@@ -382,6 +417,7 @@ impl Settings {
             .unwrap_or_else(|| PathBuf::from("./data"));
         let database_url = args.database_url.clone().or(file.database_url);
         let database = parse_database_url(database_url.as_ref().map(Secret::expose), &data_dir)?;
+        let database = with_pooler(database, args.pg_pooler.clone().or(file.pg_pooler))?;
         let master_key_file = args
             .master_key_file
             .clone()
@@ -483,6 +519,32 @@ fn validate_origin(origin: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The target reached through the pooler `CONSENT_LEDGER_PG_POOLER` names.
+fn with_pooler(
+    database: DatabaseTarget,
+    pooler: Option<String>,
+) -> Result<DatabaseTarget, ConfigError> {
+    let Some(text) = pooler else {
+        return Ok(database);
+    };
+    let pooler = match text.as_str() {
+        "none" | "session" => Pooler::None,
+        "transaction" => Pooler::Transaction,
+        _ => {
+            return Err(invalid(format!(
+                "CONSENT_LEDGER_PG_POOLER {text:?} is not one of none, session or transaction"
+            )))
+        }
+    };
+    match database {
+        DatabaseTarget::Postgres(url) => Ok(DatabaseTarget::Postgres(url.through(pooler))),
+        sqlite if pooler == Pooler::None => Ok(sqlite),
+        DatabaseTarget::Sqlite(_) => Err(invalid(
+            "CONSENT_LEDGER_PG_POOLER=transaction is for PostgreSQL: DATABASE_URL names a SQLite file",
+        )),
+    }
+}
+
 fn parse_database_url(url: Option<&str>, data_dir: &Path) -> Result<DatabaseTarget, ConfigError> {
     let Some(url) = url else {
         return Ok(DatabaseTarget::Sqlite(data_dir.join("consent-ledger.db")));
@@ -505,6 +567,35 @@ fn parse_database_url(url: Option<&str>, data_dir: &Path) -> Result<DatabaseTarg
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pooler_is_named_for_postgresql_only() {
+        let with = |url: &str, pooler: &str| {
+            Settings::resolve(&SettingsArgs {
+                database_url: Some(Secret::new(url.into())),
+                pg_pooler: Some(pooler.into()),
+                ..Default::default()
+            })
+        };
+        let pg = "postgres://ledger@db:5432/ledger";
+        let pooler = |s: Settings| match s.database {
+            DatabaseTarget::Postgres(url) => url.pooler(),
+            DatabaseTarget::Sqlite(_) => panic!("PostgreSQL expected"),
+        };
+        assert_eq!(
+            pooler(with(pg, "transaction").unwrap()),
+            Pooler::Transaction
+        );
+        assert_eq!(pooler(with(pg, "session").unwrap()), Pooler::None);
+        assert_eq!(pooler(with(pg, "none").unwrap()), Pooler::None);
+        let bad = with(pg, "statement").unwrap_err().to_string();
+        assert!(bad.contains("none, session or transaction"), "{bad}");
+        let sqlite = with("sqlite://x.db", "transaction")
+            .unwrap_err()
+            .to_string();
+        assert!(sqlite.contains("is for PostgreSQL"), "{sqlite}");
+        assert!(with("sqlite://x.db", "none").is_ok());
+    }
 
     #[test]
     fn defaults() {

@@ -56,14 +56,17 @@ const DOCUMENTS_PER_BATCH: i64 = 16;
 /// Candidates read per query while looking for due subjects.
 const PAGE: i64 = 500;
 
-/// Runs the job once at `now`.
+/// Runs the job once at `now` on `conn`, holding the job's lock on `lock`
+/// (another connection: on PostgreSQL a transaction stays open on it while
+/// the job runs).
 pub fn run(
     conn: &mut DbConn,
+    lock: &mut DbConn,
     master: &MasterKey,
     now: Timestamp,
     budget: Budget,
 ) -> StoreResult<Report> {
-    let report = exclusively(conn, |conn| -> StoreResult<Report> {
+    let report = exclusively(lock, conn, |conn| -> StoreResult<Report> {
         let mut report = Report {
             ran: true,
             ..Report::default()

@@ -80,10 +80,13 @@ fn spawn_housekeeping(state: web::Data<AppState>, interval: std::time::Duration)
             tick.tick().await;
             let now = state.now();
             let master = state.master.clone();
+            let pool = state.pool.clone();
             let done = state
                 .db(move |conn| {
+                    let mut lock = pool.get()?;
                     crate::services::housekeeping::run(
                         conn,
+                        &mut lock,
                         &master,
                         now,
                         crate::services::housekeeping::Budget::default(),

@@ -3,11 +3,11 @@
 //! with a busy timeout, foreign keys, full fsync and secure delete on every
 //! pooled connection.
 
-use crate::config::DatabaseTarget;
+use crate::config::{DatabaseTarget, Pooler};
 use crate::domain::access::TenantId;
 use crate::keys::MasterKey;
 use crate::store::schema::meta;
-use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::connection::{AnsiTransactionManager, CacheSize, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
@@ -37,6 +37,16 @@ macro_rules! on_backend {
     };
 }
 
+/// A stuck statement does not hold locks forever: the limits every
+/// PostgreSQL transaction sets for itself as it begins (in the same round
+/// trip), so that they hold behind a transaction-mode pooler too, where a
+/// session's settings do not follow the connection.
+macro_rules! pg_timeouts {
+    () => {
+        "SET LOCAL statement_timeout = '30s'; SET LOCAL lock_timeout = '10s'"
+    };
+}
+
 impl DbConn {
     /// A write transaction: on SQLite `BEGIN IMMEDIATE` takes the database's
     /// write lock up front (waiting with the busy timeout), so a transaction
@@ -48,7 +58,11 @@ impl DbConn {
         F: FnOnce(&mut Self) -> Result<T, E>,
         E: From<diesel::result::Error>,
     {
-        self.transaction_begun_with("BEGIN IMMEDIATE", "BEGIN", f)
+        self.transaction_begun_with(
+            "BEGIN IMMEDIATE",
+            concat!("BEGIN ISOLATION LEVEL READ COMMITTED; ", pg_timeouts!()),
+            f,
+        )
     }
 
     /// A read-only transaction in which every statement sees one snapshot:
@@ -62,7 +76,10 @@ impl DbConn {
     {
         self.transaction_begun_with(
             "BEGIN",
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            concat!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; ",
+                pg_timeouts!()
+            ),
             f,
         )
     }
@@ -181,10 +198,14 @@ pub fn lock_shared_rule(conn: &mut DbConn, rule: SharedRule) -> QueryResult<()> 
     Ok(())
 }
 
-/// Runs `job` only if no other instance runs it now: on PostgreSQL under a
-/// session advisory lock taken without waiting (`None` when another
-/// instance holds it), released when the job ends; SQLite has one instance.
+/// Runs `job` on `conn` only if no other instance runs it now: on
+/// PostgreSQL under an advisory lock taken without waiting (`None` when
+/// another instance holds it) in a transaction of its own on `lock`, open
+/// while the job runs, so that it holds behind a transaction-mode pooler
+/// too (a session lock there stays on whichever server session took it);
+/// SQLite has one instance.
 pub fn exclusively<T, E>(
+    lock: &mut DbConn,
     conn: &mut DbConn,
     job: impl FnOnce(&mut DbConn) -> Result<T, E>,
 ) -> Result<Option<T>, E>
@@ -196,20 +217,23 @@ where
         #[diesel(sql_type = diesel::sql_types::Bool)]
         taken: bool,
     }
-    let DbConn::Pg(c) = conn else {
+    if !lock.is_postgres() {
         return job(conn).map(Some);
-    };
-    let taken = diesel::sql_query(format!("SELECT pg_try_advisory_lock({JOB_LOCK}) AS taken"))
+    }
+    lock.immediate_transaction(|lock| {
+        let DbConn::Pg(c) = lock else {
+            unreachable!("checked above")
+        };
+        let taken = diesel::sql_query(format!(
+            "SELECT pg_try_advisory_xact_lock({JOB_LOCK}) AS taken"
+        ))
         .get_result::<Taken>(c)?
         .taken;
-    if !taken {
-        return Ok(None);
-    }
-    let done = job(conn);
-    if let DbConn::Pg(c) = conn {
-        diesel::sql_query(format!("SELECT pg_advisory_unlock({JOB_LOCK})")).execute(c)?;
-    }
-    done.map(Some)
+        if !taken {
+            return Ok(None);
+        }
+        job(conn).map(Some)
+    })
 }
 
 /// The advisory lock of the housekeeping job (PostgreSQL).
@@ -233,7 +257,10 @@ const BUSY_TIMEOUT_MS: u32 = 10_000;
 /// (past 64 KiB, the default) it was written with `pwrite` on every append:
 /// a third of the group leader's time in a profile of opt-ins. It is emptied
 /// when each write's savepoint is released, so it holds one write's pages.
-pub(super) fn apply_pragmas(conn: &mut DbConn) -> QueryResult<()> {
+///
+/// Behind a transaction-mode pooler PostgreSQL's connections set nothing
+/// for the session: each transaction sets its own limits (`pg_timeouts!`).
+pub(super) fn apply_pragmas(conn: &mut DbConn, pooler: Pooler) -> QueryResult<()> {
     match conn {
         DbConn::Sqlite(c) => c.batch_execute(&format!(
             "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
@@ -245,6 +272,7 @@ pub(super) fn apply_pragmas(conn: &mut DbConn) -> QueryResult<()> {
              PRAGMA mmap_size = 0;
              PRAGMA temp_store = MEMORY;"
         )),
+        DbConn::Pg(_) if pooler == Pooler::Transaction => Ok(()),
         // Reads see committed state; a stuck statement does not hold locks forever.
         DbConn::Pg(c) => c.batch_execute(
             "SET default_transaction_isolation = 'read committed';
@@ -260,6 +288,13 @@ pub enum OpenError {
     Open { path: String, message: String },
     #[error("cannot connect to PostgreSQL at {target}: {message}")]
     Connect { target: String, message: String },
+    #[error("PostgreSQL at {target} gave the pool no connection within {waited} s ({message}): the pool opens {size} connections; is the server's max_connections (or a pooler's pool, PgBouncer's default_pool_size and max_client_conn) too small for every instance and command?")]
+    Pool {
+        target: String,
+        size: u32,
+        waited: u64,
+        message: String,
+    },
     #[error("migrations failed: {0}")]
     Migrate(String),
     #[error("the master key does not open this database's canary: this is not the key the database was created with (check CONSENT_LEDGER_MASTER_KEY_FILE)")]
@@ -287,15 +322,36 @@ pub fn establish(target: &DatabaseTarget) -> Result<DbConn, OpenError> {
                 })?,
             )
         }
-        DatabaseTarget::Postgres(url) => DbConn::Pg(
-            PgConnection::establish(url.expose()).map_err(|e| OpenError::Connect {
-                target: url.redacted(),
-                message: e.to_string(),
-            })?,
-        ),
+        DatabaseTarget::Postgres(url) => {
+            let mut conn =
+                PgConnection::establish(url.expose()).map_err(|e| OpenError::Connect {
+                    target: url.redacted(),
+                    message: e.to_string(),
+                })?;
+            if url.pooler() == Pooler::Transaction {
+                unprepared(&mut conn);
+            }
+            DbConn::Pg(conn)
+        }
     };
-    apply_pragmas(&mut conn)?;
+    apply_pragmas(&mut conn, pooler_of(target))?;
     Ok(conn)
+}
+
+/// What stands between the service and the database.
+pub fn pooler_of(target: &DatabaseTarget) -> Pooler {
+    match target {
+        DatabaseTarget::Postgres(url) => url.pooler(),
+        DatabaseTarget::Sqlite(_) => Pooler::None,
+    }
+}
+
+/// No named prepared statements on this connection: behind a
+/// transaction-mode pooler the server session that prepared one is not the
+/// one that runs it next. Diesel then sends each statement with its
+/// parameters in one message (`PQsendQueryParams`), unnamed.
+pub(super) fn unprepared(conn: &mut PgConnection) {
+    conn.set_prepared_statement_cache_size(CacheSize::Disabled);
 }
 
 /// Any fixed number: the advisory lock that keeps two instances from
@@ -310,15 +366,16 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<usize, OpenError> {
             .run_pending_migrations(SQLITE_MIGRATIONS)
             .map(|done| done.len())
             .map_err(failed),
-        DbConn::Pg(c) => {
-            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).execute(c)?;
-            let ran = c
-                .run_pending_migrations(PG_MIGRATIONS)
+        // One transaction, its lock held to the end (each migration a
+        // savepoint of it): all or none of them, one instance at a time,
+        // and nothing left to a session a pooler may not give back.
+        DbConn::Pg(c) => c.transaction(|c| {
+            diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                .execute(c)?;
+            c.run_pending_migrations(PG_MIGRATIONS)
                 .map(|done| done.len())
-                .map_err(failed);
-            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).execute(c)?;
-            ran
-        }
+                .map_err(failed)
+        }),
     }
 }
 

@@ -2,11 +2,14 @@
 //! and the per-connection settings, and opening the database for serving.
 
 use super::connection::{
-    apply_pragmas, check_canary, establish, ping, run_migrations, DbConn, OpenError,
+    apply_pragmas, check_canary, establish, ping, pooler_of, run_migrations, unprepared, DbConn,
+    OpenError,
 };
-use crate::config::DatabaseTarget;
+use crate::config::{DatabaseTarget, Pooler};
 use crate::keys::MasterKey;
+use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::Connection;
 use std::time::{Duration, Instant};
 
 pub type DbPool = Pool<Manager>;
@@ -61,6 +64,7 @@ pub const TRUSTED_AFTER_USE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Manager {
     inner: ConnectionManager<DbConn>,
+    target: DatabaseTarget,
 }
 
 impl diesel::r2d2::ManageConnection for Manager {
@@ -68,8 +72,22 @@ impl diesel::r2d2::ManageConnection for Manager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<Pooled, Self::Error> {
+        // On the backend's own connection, so that a refusal says why
+        // (through diesel's MultiConnection it only says the URL is not one
+        // it could open).
+        let conn = match &self.target {
+            DatabaseTarget::Postgres(url) => {
+                let mut conn = PgConnection::establish(url.expose())
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                if url.pooler() == Pooler::Transaction {
+                    unprepared(&mut conn);
+                }
+                DbConn::Pg(conn)
+            }
+            DatabaseTarget::Sqlite(_) => self.inner.connect()?,
+        };
         Ok(Pooled {
-            conn: self.inner.connect()?,
+            conn,
             returned: Instant::now(),
             lost: false,
         })
@@ -89,16 +107,19 @@ impl diesel::r2d2::ManageConnection for Manager {
 }
 
 #[derive(Debug)]
-struct Pragmas;
+struct Pragmas(Pooler);
 
 impl CustomizeConnection<Pooled, diesel::r2d2::Error> for Pragmas {
     fn on_acquire(&self, pooled: &mut Pooled) -> Result<(), diesel::r2d2::Error> {
-        apply_pragmas(&mut pooled.conn).map_err(diesel::r2d2::Error::QueryError)
+        apply_pragmas(&mut pooled.conn, self.0).map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
 /// Connections per pool: the most database work that runs at once.
 pub const POOL_SIZE: u32 = 8;
+
+/// How long a request (and the pool, as it opens) waits for a connection.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens the database: migrations, the canary, then the pool.
 pub fn open(target: &DatabaseTarget, master: &MasterKey) -> Result<DbPool, OpenError> {
@@ -106,23 +127,30 @@ pub fn open(target: &DatabaseTarget, master: &MasterKey) -> Result<DbPool, OpenE
     run_migrations(&mut conn)?;
     check_canary(&mut conn, master)?;
     drop(conn);
-    let (url, shown) = match target {
-        DatabaseTarget::Sqlite(path) => (
-            path.to_string_lossy().into_owned(),
-            path.display().to_string(),
-        ),
-        DatabaseTarget::Postgres(url) => (url.expose().to_owned(), url.redacted()),
+    let url = match target {
+        DatabaseTarget::Sqlite(path) => path.to_string_lossy().into_owned(),
+        DatabaseTarget::Postgres(url) => url.expose().to_owned(),
     };
+    let pooler = pooler_of(target);
     let manager = Manager {
         inner: ConnectionManager::<DbConn>::new(url),
+        target: target.clone(),
     };
     Pool::builder()
         .max_size(POOL_SIZE)
-        .connection_timeout(Duration::from_secs(10))
-        .connection_customizer(Box::new(Pragmas))
+        .connection_timeout(CONNECTION_TIMEOUT)
+        .connection_customizer(Box::new(Pragmas(pooler)))
         .build(manager)
-        .map_err(|e| OpenError::Open {
-            path: shown,
-            message: e.to_string(),
+        .map_err(|e| match target {
+            DatabaseTarget::Sqlite(path) => OpenError::Open {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            },
+            DatabaseTarget::Postgres(url) => OpenError::Pool {
+                target: url.redacted(),
+                size: POOL_SIZE,
+                waited: CONNECTION_TIMEOUT.as_secs(),
+                message: e.to_string(),
+            },
         })
 }

@@ -4,7 +4,7 @@ use crate::helpers::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-#[both]
+#[both(pgbouncer)]
 async fn a_batch_answers_in_order_with_per_item_errors() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -50,7 +50,7 @@ async fn a_batch_answers_in_order_with_per_item_errors() {
     }
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn a_batch_is_bounded() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -86,7 +86,7 @@ async fn a_batch_is_bounded() {
 /// docs/decisions.md: the window reported is the named id's, or the tenant's
 /// only configured id's; with several configured and none named, the
 /// latest of any, but no free-form reply is allowed.
-#[both]
+#[both(pgbouncer)]
 async fn the_window_follows_the_configured_whatsapp_numbers() {
     use crate::channels::{settings, PHONE_NUMBER_ID};
     let app = spawn_app().await;
@@ -156,7 +156,7 @@ async fn the_window_follows_the_configured_whatsapp_numbers() {
 /// exactly what the same single check answers: opted in, opted out,
 /// erased (suppressed), unknown, with an open window or a window of
 /// another business number, national numbers, duplicates and errors.
-#[both]
+#[both(pgbouncer)]
 async fn every_batch_item_answers_what_a_single_check_answers() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -251,7 +251,7 @@ async fn every_batch_item_answers_what_a_single_check_answers() {
 
 /// A number sent in canonical E.164 is looked up as it is, and still
 /// checked against the numbering plan when the tenant holds nothing of it.
-#[both]
+#[both(pgbouncer)]
 async fn canonical_numbers_the_tenant_does_not_hold_are_still_validated() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -289,7 +289,7 @@ async fn canonical_numbers_the_tenant_does_not_hold_are_still_validated() {
 /// A batch item's error echoes what was sent: a `user_id` that is present
 /// even as null, else the `number` (null when missing or when the item is
 /// not an object).
-#[both]
+#[both(pgbouncer)]
 async fn batch_errors_echo_the_item_as_sent() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;

@@ -117,8 +117,11 @@ async fn serve(app: &mut TestApp, start: usize) -> Server {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"));
-    if let Ok(url) = std::fs::read_to_string(app.scratch().join("database-url")) {
+    if let Some((url, pooler)) = service_database(&app.scratch()) {
         command.env("DATABASE_URL", url);
+        if let Some(pooler) = pooler {
+            command.env("CONSENT_LEDGER_PG_POOLER", pooler);
+        }
     }
     let mut server = Server {
         child: command.spawn().expect("the server starts"),
@@ -546,16 +549,11 @@ fn backend(app: &TestApp) -> &'static str {
 /// across the server's restarts.
 fn crash_app() -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    if crate::helpers::backend() == Backend::Postgres {
-        if let Some(cluster) = crate::postgres::cluster() {
-            let url = cluster.new_database();
-            std::fs::write(dir.path().join("database-url"), url).expect("write url");
-        }
-    }
+    make_database(dir.path());
     TestApp::external(String::new(), dir)
 }
 
-#[both(flavor = "multi_thread", worker_threads = 2)]
+#[both(pgbouncer, flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_under_concurrent_appends_loses_and_doubles_nothing() {
     let begun = Instant::now();
     let (mut rng, seed) = Rng::seeded();

@@ -89,7 +89,7 @@ pub(crate) fn found(haystack: &[u8], needle: &str) -> bool {
 
 /// Erasure forgets the number, its salts and evidence; the log, its
 /// proofs and its exports still verify; the number stays opted out.
-#[both]
+#[both(pgbouncer)]
 async fn erasure_forgets_the_number_and_every_artefact_still_verifies() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -246,7 +246,7 @@ async fn erasure_forgets_the_number_and_every_artefact_still_verifies() {
 /// After an erasure: an opt-in captured before it is refused (422
 /// `suppressed`), an opt-out records nothing (200 `{"suppressed":true}`),
 /// and an opt-in captured after it starts a new subject; on every instance.
-#[both]
+#[both(pgbouncer)]
 async fn a_suppressed_number_stays_opted_out_on_every_instance_until_a_later_opt_in() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -300,7 +300,7 @@ async fn a_suppressed_number_stays_opted_out_on_every_instance_until_a_later_opt
 }
 
 /// Only an admin erases; bad input is named; an unknown number is 404.
-#[both]
+#[both(pgbouncer)]
 async fn erasure_input_is_checked() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -337,7 +337,7 @@ async fn erasure_input_is_checked() {
 /// nothing (the number is opted out already), while its message still
 /// counts as a message; a START lifts nothing; a STOP sent to a business
 /// number the tenant does not have keeps no dead letter that names it.
-#[both]
+#[both(pgbouncer)]
 async fn webhooks_from_an_erased_number_record_nothing() {
     use crate::channels::{configured, log_size, now_secs, text, whatsapp};
     let app = spawn_app().await;
@@ -406,7 +406,7 @@ async fn query_status(app: &TestApp, t: &Tenant, field: &str, identity: &str) ->
 /// Erasing the previous owner's user id erases the old group only: the
 /// number's new holder is not suppressed, keeps their window and their
 /// waiting dead letter (docs/privacy.md).
-#[both]
+#[both(pgbouncer)]
 async fn erasing_a_previous_owner_leaves_the_numbers_new_holder_alone() {
     use crate::channels::{now_secs, text, whatsapp};
     let app = spawn_app().await;
@@ -467,7 +467,7 @@ async fn erasing_a_previous_owner_leaves_the_numbers_new_holder_alone() {
 /// Erasing by a number erases every group that holds it, the previous
 /// owner's closed one too; every identity whose newest subject was erased
 /// answers as erased.
-#[both]
+#[both(pgbouncer)]
 async fn erasing_a_number_erases_every_group_that_holds_it() {
     let app = spawn_app().await;
     let t = reassigned_number(&app).await;
@@ -504,7 +504,7 @@ async fn erasing_a_number_erases_every_group_that_holds_it() {
 
 /// Once an identity's newest group is erased, `subjects/query` answers 404
 /// and a dossier holds no entry: neither falls back to an older group.
-#[both]
+#[both(pgbouncer)]
 async fn after_the_newest_group_is_erased_nothing_falls_back_to_an_older_one() {
     let app = spawn_app().await;
     let t = reassigned_number(&app).await;
@@ -547,7 +547,7 @@ async fn after_the_newest_group_is_erased_nothing_falls_back_to_an_older_one() {
 /// A dead letter is matched on the canonical identity: one a Brazilian
 /// mobile sent in its legacy form (no ninth digit) is erased with the
 /// number, and letters keep the canonical form.
-#[both]
+#[both(pgbouncer)]
 async fn a_letter_from_a_legacy_wa_id_is_erased_with_the_number() {
     use crate::channels::{configured, now_secs, text, whatsapp};
     let app = spawn_app().await;
@@ -579,7 +579,7 @@ async fn a_letter_from_a_legacy_wa_id_is_erased_with_the_number() {
 
 /// Idempotency records keep the tenant's keyed hash of the body, never its
 /// plain SHA-256, which a search over phone numbers would recover.
-#[both]
+#[both(pgbouncer)]
 async fn idempotency_records_keep_no_plain_hash_of_the_body() {
     use consent_ledger::store::connection::establish;
     use consent_ledger::store::schema::idempotency_keys;
@@ -628,7 +628,7 @@ async fn idempotency_records_keep_no_plain_hash_of_the_body() {
 /// subject holding a window and no entry), is erased again: 201, still
 /// opted out (the second opt-out is the suppression's to keep), never a
 /// 500. Found by the API fuzzer.
-#[both]
+#[both(pgbouncer)]
 async fn an_erased_number_seen_again_is_erased_again() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -652,7 +652,7 @@ async fn an_erased_number_seen_again_is_erased_again() {
 /// An erased user id linked again to a number after its erasure has a
 /// newer subject (its group holds the link): its STOP records an opt-out,
 /// and a later change of number closes that group without a 500.
-#[both]
+#[both(pgbouncer)]
 async fn an_erased_user_id_linked_again_records_its_opt_outs() {
     use crate::channels::{configured, log_size, whatsapp};
     use crate::identities::{number_and_user, said, user};

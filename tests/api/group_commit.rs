@@ -61,7 +61,7 @@ async fn until_queued(gate: &Gate, n: usize) {
     panic!("{} of {n} writes were queued", gate.queued());
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn queued_appends_commit_together_and_a_failing_one_fails_alone() {
     let gate = Arc::new(Gate::default());
     let hooks = Hooks {
@@ -132,7 +132,7 @@ async fn queued_appends_commit_together_and_a_failing_one_fails_alone() {
     verify_db_passes(&app).await;
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn many_concurrent_appends_each_get_their_own_entry() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;

@@ -18,6 +18,9 @@ pub const OPERATOR_TOKEN: &str = "clo_test-operator-token-0123456789abcdefghijkl
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// PostgreSQL through PgBouncer in transaction mode, the service set
+    /// for it (`CONSENT_LEDGER_PG_POOLER=transaction`).
+    PgBouncer,
 }
 
 thread_local! {
@@ -51,8 +54,42 @@ pub fn run_on<F: std::future::Future<Output = ()>>(
     runtime.expect("a test runtime").block_on(test);
 }
 
-/// Beside the data dir: the PostgreSQL URL a test app uses, for the CLI.
+/// Beside the data dir: the PostgreSQL URL of a test's database, direct
+/// (the test's own connections and the CLI use it).
 const DATABASE_URL_FILE: &str = "database-url";
+
+/// Beside the data dir, through a pooler: the URL the test's services use.
+const POOLED_URL_FILE: &str = "pooled-url";
+
+/// Makes a test's database on its backend (none on SQLite, or when
+/// PostgreSQL is not installed and not required) and notes beside `dir`
+/// how to reach it.
+pub fn make_database(dir: &std::path::Path) {
+    if backend() == Backend::Sqlite {
+        return;
+    }
+    let Some(cluster) = crate::postgres::cluster() else {
+        return;
+    };
+    let url = cluster.new_database();
+    std::fs::write(dir.join(DATABASE_URL_FILE), &url).expect("write url");
+    if backend() == Backend::PgBouncer {
+        if let Some(bouncer) = crate::postgres::bouncer() {
+            std::fs::write(dir.join(POOLED_URL_FILE), bouncer.url_for(&url)).expect("write url");
+        }
+    }
+}
+
+/// What a service of the test in `dir` connects with: `DATABASE_URL` and
+/// `CONSENT_LEDGER_PG_POOLER` (`None` on SQLite).
+pub fn service_database(dir: &std::path::Path) -> Option<(String, Option<&'static str>)> {
+    match std::fs::read_to_string(dir.join(POOLED_URL_FILE)) {
+        Ok(url) => Some((url, Some("transaction"))),
+        Err(_) => std::fs::read_to_string(dir.join(DATABASE_URL_FILE))
+            .ok()
+            .map(|url| (url, None)),
+    }
+}
 
 pub struct TestApp {
     pub address: String,
@@ -141,12 +178,10 @@ pub async fn spawn_app_hooked(adjust: impl FnOnce(&mut SettingsArgs), hooks: Hoo
         operator_token: Some(Secret::new(OPERATOR_TOKEN.into())),
         ..Default::default()
     };
-    if backend() == Backend::Postgres {
-        if let Some(cluster) = crate::postgres::cluster() {
-            let url = cluster.new_database();
-            std::fs::write(dir.path().join(DATABASE_URL_FILE), &url).expect("write url");
-            args.database_url = Some(Secret::new(url));
-        }
+    make_database(dir.path());
+    if let Some((url, pooler)) = service_database(dir.path()) {
+        args.database_url = Some(Secret::new(url));
+        args.pg_pooler = pooler.map(str::to_owned);
     }
     adjust(&mut args);
     let settings = Settings::resolve(&args).expect("settings");
@@ -233,11 +268,12 @@ impl TestApp {
     /// SQLite what a restart finds).
     pub async fn second_instance(&self) -> TestApp {
         let data = self.data_dir();
-        let url = self.database_url();
+        let database = service_database(self._dir.path());
         spawn_app_with(move |args| {
             args.data_dir = Some(data);
-            if let Some(url) = url {
+            if let Some((url, pooler)) = database {
                 args.database_url = Some(Secret::new(url));
+                args.pg_pooler = pooler.map(str::to_owned);
             }
         })
         .await
@@ -513,14 +549,18 @@ pub fn run_cli(args: &[&str], data_dir: Option<&std::path::Path>) -> (i32, Strin
     command
         .args(args)
         .env_remove("DATABASE_URL")
+        .env_remove("CONSENT_LEDGER_PG_POOLER")
         .env_remove("CONSENT_LEDGER_MASTER_KEY_FILE")
         .env_remove("CONSENT_LEDGER_SIGNER_STATE_FILE")
         .env("CONSENT_LEDGER_ORIGIN", "ledger.test");
     if let Some(dir) = data_dir {
         command.env("CONSENT_LEDGER_DATA_DIR", dir);
-        let url_file = dir.parent().map(|p| p.join(DATABASE_URL_FILE));
-        if let Some(url) = url_file.and_then(|f| std::fs::read_to_string(f).ok()) {
+        // As the test's services reach the database: through its pooler, if any.
+        if let Some((url, pooler)) = dir.parent().and_then(service_database) {
             command.env("DATABASE_URL", url);
+            if let Some(pooler) = pooler {
+                command.env("CONSENT_LEDGER_PG_POOLER", pooler);
+            }
         }
     }
     let out = command.output().expect("the binary runs");

@@ -4,7 +4,7 @@ use crate::helpers::*;
 use reqwest::StatusCode;
 use serde_json::json;
 
-#[both]
+#[both(pgbouncer)]
 async fn a_retried_opt_in_records_once() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -44,7 +44,7 @@ async fn a_retried_opt_in_records_once() {
     assert_eq!(app.get("/v1/tenant", &t.admin).await.body["tree_size"], 3);
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn a_failed_request_does_not_burn_its_key() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -64,7 +64,7 @@ async fn a_failed_request_does_not_burn_its_key() {
     assert!(fixed.headers.get("idempotent-replayed").is_none());
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn opt_outs_and_interactions_replay_too() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -101,7 +101,7 @@ async fn opt_outs_and_interactions_replay_too() {
     assert_eq!(refused.code(), "invalid_idempotency_key");
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn concurrent_retries_record_once() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -166,7 +166,7 @@ async fn until_key_taken_at(app: &TestApp, key: &str, at: i64) {
 /// docs/api.md: an `in_progress` key older than 60 s is taken over by
 /// a retry. The stalled original must then roll back (one entry for one
 /// key) and answer as the key stands: 409 while the retry runs.
-#[both]
+#[both(pgbouncer)]
 async fn a_request_held_past_the_takeover_records_nothing() {
     use consent_ledger::domain::time::{Clock, Timestamp};
     use consent_ledger::startup::Hooks;
@@ -231,7 +231,7 @@ fn stored_answers(app: &TestApp) -> Vec<Option<String>> {
 
 /// docs/api.md: keys are kept 24 hours, and then forgotten by the
 /// housekeeping job even if they never come back.
-#[both]
+#[both(pgbouncer)]
 async fn idempotency_keys_are_purged_after_a_day() {
     use consent_ledger::domain::time::{Clock, Timestamp};
     use consent_ledger::startup::Hooks;
@@ -266,7 +266,7 @@ async fn idempotency_keys_are_purged_after_a_day() {
 
 /// An interaction's stored answer keeps the window, not the number; its
 /// replay still answers the number asked.
-#[both]
+#[both(pgbouncer)]
 async fn an_interactions_stored_answer_keeps_no_number() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;

@@ -27,14 +27,23 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn serve(url: &str, data_dir: &std::path::Path, port: u16) -> Server {
-    serve_with(url, data_dir, port, Stdio::null())
+/// `DATABASE_URL` and `CONSENT_LEDGER_PG_POOLER` of the test's servers.
+type Database = (String, Option<&'static str>);
+
+fn serve(database: &Database, data_dir: &std::path::Path, port: u16) -> Server {
+    serve_with(database, data_dir, port, Stdio::null())
 }
 
-fn serve_with(url: &str, data_dir: &std::path::Path, port: u16, stderr: Stdio) -> Server {
+fn serve_with(
+    (url, pooler): &Database,
+    data_dir: &std::path::Path,
+    port: u16,
+    stderr: Stdio,
+) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_consent-ledger"))
         .arg("serve")
         .env("DATABASE_URL", url)
+        .env("CONSENT_LEDGER_PG_POOLER", pooler.unwrap_or("none"))
         .env("CONSENT_LEDGER_DATA_DIR", data_dir)
         .env("CONSENT_LEDGER_BIND", format!("127.0.0.1:{port}"))
         .env("CONSENT_LEDGER_METRICS_BIND", "off")
@@ -67,13 +76,13 @@ fn number(i: usize) -> String {
     format!("+49151{:08}", 10_000_000 + i)
 }
 
-#[postgres_only(flavor = "multi_thread", worker_threads = 4)]
+#[postgres_only(pgbouncer, flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_on_one_database_agree() {
-    let Some(cluster) = crate::postgres::cluster() else {
+    let dir_a = tempfile::tempdir().expect("dir");
+    make_database(dir_a.path());
+    let Some(url) = service_database(dir_a.path()) else {
         return; // Not installed and not required: the run said so.
     };
-    let url = cluster.new_database();
-    let dir_a = tempfile::tempdir().expect("dir");
     let dir_b = tempfile::tempdir().expect("dir");
     let (port_a, port_b) = (free_port(), free_port());
     let _a = serve(&url, &dir_a.path().join("data"), port_a);
@@ -202,13 +211,6 @@ async fn two_instances_on_one_database_agree() {
     let check = json!({"number": opted_out, "purpose": "marketing", "brand": "Alpha"});
     assert_eq!(b.reason(&alpha, check).await, "opted_out");
     // Every row and every checkpoint either instance signed verifies.
-    let (code, out, err) = run_cli(
-        &["verify-db"],
-        Some(&{
-            let data = a.data_dir();
-            std::fs::write(a.scratch().join("database-url"), &url).expect("url");
-            data
-        }),
-    );
+    let (code, out, err) = run_cli(&["verify-db"], Some(&a.data_dir()));
     assert_eq!(code, 0, "{out}{err}");
 }

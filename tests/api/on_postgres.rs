@@ -27,7 +27,7 @@ async fn this_suite_runs_on_postgresql() {
 /// The housekeeping job runs on one instance at a time: while another
 /// session holds its advisory lock, a run does nothing; once released, the
 /// next run erases what is due.
-#[postgres_only]
+#[postgres_only(pgbouncer)]
 async fn housekeeping_runs_on_one_instance_at_a_time() {
     use consent_ledger::services::housekeeping::Budget;
     use diesel::{Connection, RunQueryDsl};
@@ -143,4 +143,46 @@ async fn connections_the_server_drops_are_replaced() {
     app.recorded_opt_out(&t, helpers::api_opt_out(helpers::NUMBER))
         .await;
     assert_eq!(app.reason(&t, check).await, "opted_out");
+}
+
+/// A pool that cannot open its connections says so about PostgreSQL, its
+/// URL (no password), the pool's size and the settings to look at: here a
+/// role allowed one connection, which the migrations take and give back,
+/// and the pool of eight then waits for the rest.
+#[postgres_only]
+async fn a_pool_without_connections_names_postgresql_and_its_size() {
+    use diesel::{Connection, RunQueryDsl};
+    let Some(cluster) = postgres::cluster() else {
+        return; // Not installed and not required: the run said so.
+    };
+    let url = cluster.new_database();
+    let database = url.rsplit('/').next().expect("a database name").to_owned();
+    let role = format!("limited_{database}");
+    let mut admin = diesel::pg::PgConnection::establish(&url).expect("connect");
+    for statement in [
+        format!("CREATE ROLE {role} LOGIN CONNECTION LIMIT 1"),
+        format!("ALTER DATABASE {database} OWNER TO {role}"),
+    ] {
+        diesel::sql_query(statement)
+            .execute(&mut admin)
+            .expect("limit the role");
+    }
+    drop(admin);
+    let limited = url.replacen("postgres://postgres@", &format!("postgres://{role}:pw@"), 1);
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("database-url"), &limited).expect("url");
+    let (code, out, err) = helpers::run_cli(&["verify-db"], Some(&dir.path().join("data")));
+    assert_ne!(code, 0, "{out}{err}");
+    let shown = limited.replacen(":pw@", ":***@", 1);
+    assert!(
+        err.contains(&format!(
+            "PostgreSQL at {shown} gave the pool no connection within 10 s"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("the pool opens 8 connections"), "{err}");
+    // The server's own refusal, not diesel's "invalid connection url".
+    assert!(err.contains("too many connections for role"), "{err}");
+    assert!(err.contains("max_connections"), "{err}");
+    assert!(!err.contains(":pw@") && !err.contains("SQLite"), "{err}");
 }

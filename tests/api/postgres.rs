@@ -1,7 +1,8 @@
 //! A throwaway PostgreSQL cluster for the suite: `initdb` on a temporary
 //! directory, a free loopback port, run as the `postgres` user when the
 //! tests run as root, and stopped by a watchdog when the test process ends.
-//! Each test gets its own database.
+//! Each test gets its own database. `bouncer()` puts Debian's PgBouncer in
+//! transaction mode in front of it, for the tests that run through a pooler.
 
 use diesel::{Connection, RunQueryDsl};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,11 @@ use std::sync::OnceLock;
 /// Set (to anything but `0`) in CI: a cluster that cannot start fails the
 /// PostgreSQL tests instead of letting them run on SQLite.
 pub const REQUIRE_VAR: &str = "CONSENT_LEDGER_REQUIRE_POSTGRES";
+
+/// Set (to anything but `0`) in CI: a PgBouncer that cannot start fails the
+/// tests that run through it instead of letting them run on PostgreSQL
+/// directly.
+pub const REQUIRE_BOUNCER_VAR: &str = "CONSENT_LEDGER_REQUIRE_PGBOUNCER";
 
 /// `1`: the cluster keeps fsync and synchronous commits (benchmarks).
 pub const DURABLE_VAR: &str = "CONSENT_LEDGER_PG_DURABLE";
@@ -24,7 +30,20 @@ pub struct Cluster {
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
 fn required() -> bool {
-    std::env::var(REQUIRE_VAR).is_ok_and(|v| !v.is_empty() && v != "0")
+    set(REQUIRE_VAR)
+}
+
+fn set(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Says once, past the test runner's capture of `eprintln!`, what a run
+/// did instead of what was asked: never hidden.
+fn note_once(said: &'static OnceLock<()>, note: String) {
+    said.get_or_init(|| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "NOTE: {note}");
+    });
 }
 
 /// The cluster, started on first use; `None` when PostgreSQL is not
@@ -37,15 +56,7 @@ pub fn cluster() -> Option<&'static Cluster> {
         }
         Err(why) => {
             static SAID: OnceLock<()> = OnceLock::new();
-            SAID.get_or_init(|| {
-                // Past the test runner's capture of `eprintln!`: a suite
-                // that did not run as asked is never hidden.
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr().lock(),
-                    "NOTE: PostgreSQL is not available ({why}); the PostgreSQL suite runs on SQLite (CONSENT_LEDGER_REQUIRE_POSTGRES=1 makes this a failure)"
-                );
-            });
+            note_once(&SAID, format!("PostgreSQL is not available ({why}); the PostgreSQL suite runs on SQLite (CONSENT_LEDGER_REQUIRE_POSTGRES=1 makes this a failure)"));
             None
         }
     }
@@ -215,4 +226,101 @@ pub fn dump_tables(url: &str) -> String {
         .map(|d| d.dump)
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// PgBouncer in transaction mode in front of the cluster: every database
+/// of the cluster through one port, as `postgres`, without a password.
+pub struct Bouncer {
+    port: u16,
+}
+
+static BOUNCER: OnceLock<Result<Bouncer, String>> = OnceLock::new();
+
+/// The pooler, started on first use; `None` when PgBouncer (or
+/// PostgreSQL) is not installed and not required.
+pub fn bouncer() -> Option<&'static Bouncer> {
+    let cluster = cluster()?;
+    match BOUNCER.get_or_init(|| start_bouncer(cluster.port)) {
+        Ok(bouncer) => Some(bouncer),
+        Err(why) if set(REQUIRE_BOUNCER_VAR) => {
+            panic!("{REQUIRE_BOUNCER_VAR} is set but PgBouncer did not start: {why}")
+        }
+        Err(why) => {
+            static SAID: OnceLock<()> = OnceLock::new();
+            note_once(&SAID, format!("PgBouncer is not available ({why}); the tests through a pooler run on PostgreSQL directly (CONSENT_LEDGER_REQUIRE_PGBOUNCER=1 makes this a failure)"));
+            None
+        }
+    }
+}
+
+impl Bouncer {
+    /// The URL of the same database through the pooler.
+    pub fn url_for(&self, direct: &str) -> String {
+        let database = direct.rsplit('/').next().expect("a database name");
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+fn start_bouncer(cluster_port: u16) -> Result<Bouncer, String> {
+    let program = std::env::var("PGBOUNCER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/usr/sbin/pgbouncer"));
+    if !program.exists() {
+        return Err(format!(
+            "no {} (apt-get install pgbouncer, or set PGBOUNCER)",
+            program.display()
+        ));
+    }
+    let root = is_root();
+    let dir = std::env::temp_dir().join(format!("consent-ledger-pgbouncer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))?
+        .port();
+    // Pools per database of up to 40 server sessions: more than two
+    // instances' pools (8 each) and the test's own connections.
+    let config = format!(
+        "[databases]\n* = host=127.0.0.1 port={cluster_port} user=postgres\n\n\
+         [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+         auth_type = any\npool_mode = transaction\nmax_client_conn = 2000\n\
+         default_pool_size = 40\nmax_db_connections = 0\n\
+         ignore_startup_parameters = extra_float_digits,options\n\
+         logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n",
+        dir = dir.display()
+    );
+    let ini = dir.join("pgbouncer.ini");
+    std::fs::write(&ini, config).map_err(|e| format!("{}: {e}", ini.display()))?;
+    if root {
+        let mut chown = Command::new("chown");
+        chown.args(["-R", "postgres:postgres"]).arg(&dir);
+        run(chown, "chown")?;
+    }
+    let mut start = as_owner(&program, root);
+    start.arg("-d").arg(&ini);
+    run(start, "pgbouncer -d")?;
+    // Up once it answers on its port.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            let log = std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default();
+            return Err(format!("pgbouncer did not listen on {port}: {log}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Stopped (and its directory removed) once this test process has ended.
+    let stop = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill $(cat {dir}/pgbouncer.pid) 2>/dev/null; sleep 1; rm -rf {dir}",
+        pid = std::process::id(),
+        dir = dir.display(),
+    );
+    Command::new("setsid")
+        .args(["sh", "-c", &stop])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("watchdog: {e}"))?;
+    Ok(Bouncer { port })
 }

@@ -36,7 +36,7 @@ fn statuses(answers: &[Answer]) -> Vec<u16> {
     s
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn one_tenant_id_raced_is_created_once() {
     let app = spawn_app().await;
     let requests = (0..RACERS)
@@ -67,7 +67,7 @@ async fn one_tenant_id_raced_is_created_once() {
     assert_eq!(brands.body["brands"].as_array().map(Vec::len), Some(1));
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn one_brand_raced_is_added_once() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -91,7 +91,7 @@ async fn one_brand_raced_is_added_once() {
     assert_eq!(brands.body["brands"].as_array().map(Vec::len), Some(2));
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn revoking_every_admin_key_at_once_leaves_one() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -134,7 +134,7 @@ async fn revoking_every_admin_key_at_once_leaves_one() {
     }
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn one_business_number_raced_by_two_tenants_goes_to_one() {
     let app = spawn_app().await;
     let mut tenants = Vec::new();
@@ -206,7 +206,7 @@ fn key_id(key: &str) -> String {
 /// locked the log could deadlock with another, and two first messages of one
 /// number could both try to open its window. Every request is answered 2xx
 /// and recorded.
-#[both]
+#[both(pgbouncer)]
 async fn webhooks_and_appends_on_one_tenant_all_record() {
     use crate::channels::{configured, hub_signature, now_secs, text, WA_SECRET};
     let app = spawn_app().await;
@@ -276,7 +276,7 @@ async fn webhooks_and_appends_on_one_tenant_all_record() {
 /// The read transactions behind a subject report, a batch of checks, a
 /// receipt or an export see one snapshot on either backend: a write another
 /// connection commits in between is not seen until the transaction ends.
-#[both]
+#[both(pgbouncer)]
 async fn a_snapshot_read_sees_nothing_committed_meanwhile() {
     use consent_ledger::store::connection::establish;
     use consent_ledger::store::schema::tenants;

@@ -53,7 +53,7 @@ fn rows() -> Vec<(&'static str, Value, Vec<&'static str>)> {
     ]
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn each_channels_evidence_is_accepted_and_each_missing_key_refused() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -131,7 +131,7 @@ async fn each_channels_evidence_is_accepted_and_each_missing_key_refused() {
     );
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn opt_out_evidence_rows() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -171,7 +171,7 @@ async fn opt_out_evidence_rows() {
     assert_eq!(app.opt_out(&t, old).await.status, StatusCode::CREATED);
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn the_company_name_must_be_an_active_brand_named_in_the_text() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -201,7 +201,7 @@ async fn the_company_name_must_be_an_active_brand_named_in_the_text() {
     assert_eq!(other.code(), "unknown_brand");
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn national_numbers_with_a_region_and_every_invalid_reason() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -261,7 +261,7 @@ async fn national_numbers_with_a_region_and_every_invalid_reason() {
     assert_eq!(defaulted.body["number"], NUMBER);
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn timestamps_in_other_offsets_and_precisions_are_canonicalised() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -323,7 +323,7 @@ async fn timestamps_in_other_offsets_and_precisions_are_canonicalised() {
     );
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn entries_chain_commit_and_open() {
     use sha2::{Digest, Sha256};
     let app = spawn_app().await;
@@ -411,7 +411,7 @@ async fn entries_chain_commit_and_open() {
     );
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn subject_query_reports_consents_and_history() {
     let app = spawn_app().await;
     let t = app.tenant("makro", "Makro").await;
@@ -458,7 +458,7 @@ async fn subject_query_reports_consents_and_history() {
 
 /// `recorded_at` is max(server now, the previous entry's): a clock stepped
 /// back (NTP, a VM restored) never makes the log's times run backwards.
-#[both]
+#[both(pgbouncer)]
 async fn recorded_at_never_decreases_when_the_clock_steps_back() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;

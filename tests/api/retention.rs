@@ -23,12 +23,15 @@ const DAY: i64 = 86_400;
 /// Runs the housekeeping job once at the app's now, as the background
 /// task does, on a connection of the test's own.
 pub(crate) fn run_housekeeping(app: &TestApp, budget: Budget) -> Report {
-    let mut conn = consent_ledger::store::connection::establish(&app.database_target())
-        .expect("connect to the app's database");
+    let connect = || {
+        consent_ledger::store::connection::establish(&app.database_target())
+            .expect("connect to the app's database")
+    };
+    let (mut conn, mut lock) = (connect(), connect());
     let (master, created) = MasterKey::load_or_generate(&app.data_dir().join("master.key"))
         .expect("the app's master key");
     assert!(!created, "the app's master key must exist");
-    housekeeping::run(&mut conn, &master, app.clock.now(), budget).expect("housekeeping")
+    housekeeping::run(&mut conn, &mut lock, &master, app.clock.now(), budget).expect("housekeeping")
 }
 
 fn opt_in_at(app: &TestApp, number: &str, agent: &str) -> Value {
@@ -73,7 +76,7 @@ async fn entry(app: &TestApp, t: &Tenant, seq: u64) -> Value {
 /// entry of reason `retention` alone; their number, salts and evidence
 /// leave the database; the log still verifies; the number is not
 /// suppressed.
-#[both]
+#[both(pgbouncer)]
 async fn retention_erases_what_is_due_and_nothing_else() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -218,7 +221,7 @@ async fn retention_erases_what_is_due_and_nothing_else() {
 /// With `max_consent_age_days`, an opt-in that expired counts from its
 /// expiry; expiry alone deletes nothing; without the setting nothing is
 /// erased.
-#[both]
+#[both(pgbouncer)]
 async fn expiry_ends_consent_and_retention_counts_from_it() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -238,7 +241,7 @@ async fn expiry_ends_consent_and_retention_counts_from_it() {
 }
 
 /// A run erases at most its budget per tenant; the next run goes on.
-#[both]
+#[both(pgbouncer)]
 async fn each_run_is_bounded() {
     let app = spawn_app_at_manual_clock().await;
     let t = app.tenant("makro", "Makro").await;
@@ -259,7 +262,7 @@ async fn each_run_is_bounded() {
 }
 
 /// The background task runs the same job on the application's clock.
-#[both]
+#[both(pgbouncer)]
 async fn the_background_job_erases_on_the_app_clock() {
     let hooks = Hooks {
         clock: consent_ledger::domain::time::Clock::manual(Timestamp::now()),

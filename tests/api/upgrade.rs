@@ -88,7 +88,7 @@ fn master_key(app: &TestApp) -> MasterKey {
         .0
 }
 
-#[both]
+#[both(pgbouncer)]
 async fn a_database_of_the_version_before_is_upgraded_at_start() {
     let app = spawn_app().await;
     let t = configured(&app).await;

@@ -5,14 +5,15 @@
 //! `name` with two tests, `name::sqlite` and `name::postgres`, each running
 //! the function on its own runtime with the suite's helpers set to that
 //! database (`helpers::run_on`). `#[postgres_only]` adds `name::postgres` only.
-//! Either takes `flavor = "multi_thread", worker_threads = N` as
-//! `#[tokio::test]` does.
+//! Either takes `pgbouncer`, which adds `name::pgbouncer` (PostgreSQL
+//! through PgBouncer in transaction mode), and `flavor = "multi_thread",
+//! worker_threads = N` as `#[tokio::test]` does.
 
 use proc_macro::TokenStream;
 use quote::{format_ident, quote};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
-use syn::{parse_macro_input, Expr, ItemFn, Lit, MetaNameValue, Token};
+use syn::{parse_macro_input, Expr, ItemFn, Lit, Meta, Token};
 
 /// Runs the test on SQLite and on PostgreSQL.
 #[proc_macro_attribute]
@@ -28,10 +29,14 @@ pub fn postgres_only(args: TokenStream, item: TokenStream) -> TokenStream {
 
 fn expand(args: TokenStream, item: TokenStream, backends: &[&str]) -> TokenStream {
     let function = parse_macro_input!(item as ItemFn);
-    let threads = match worker_threads(args) {
-        Ok(threads) => threads,
+    let (threads, pooled) = match arguments(args) {
+        Ok(parsed) => parsed,
         Err(e) => return e.to_compile_error().into(),
     };
+    let mut backends = backends.to_vec();
+    if pooled {
+        backends.push("pgbouncer");
+    }
     if function.sig.asyncness.is_none() {
         return syn::Error::new_spanned(&function.sig, "a backend test is an async fn")
             .to_compile_error()
@@ -43,10 +48,10 @@ fn expand(args: TokenStream, item: TokenStream, backends: &[&str]) -> TokenStrea
         let test = format_ident!("{backend}");
         let variant = format_ident!(
             "{}",
-            if *backend == "sqlite" {
-                "Sqlite"
-            } else {
-                "Postgres"
+            match *backend {
+                "sqlite" => "Sqlite",
+                "postgres" => "Postgres",
+                _ => "PgBouncer",
             }
         );
         quote! {
@@ -67,35 +72,46 @@ fn expand(args: TokenStream, item: TokenStream, backends: &[&str]) -> TokenStrea
     .into()
 }
 
-/// `None` for a current-thread runtime; the worker count of a multi-thread one.
-fn worker_threads(args: TokenStream) -> syn::Result<proc_macro2::TokenStream> {
-    let pairs = Punctuated::<MetaNameValue, Token![,]>::parse_terminated.parse(args)?;
+/// The runtime (`None` for a current-thread one, else its worker count)
+/// and whether the test also runs through PgBouncer.
+fn arguments(args: TokenStream) -> syn::Result<(proc_macro2::TokenStream, bool)> {
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse(args)?;
     let mut multi = false;
     let mut workers: Option<usize> = None;
-    for pair in &pairs {
-        let Expr::Lit(literal) = &pair.value else {
-            return Err(syn::Error::new_spanned(&pair.value, "a literal"));
-        };
-        match (
-            pair.path.get_ident().map(|i| i.to_string()).as_deref(),
-            &literal.lit,
-        ) {
-            (Some("flavor"), Lit::Str(s)) if s.value() == "multi_thread" => multi = true,
-            (Some("flavor"), Lit::Str(s)) if s.value() == "current_thread" => multi = false,
-            (Some("worker_threads"), Lit::Int(n)) => workers = Some(n.base10_parse()?),
-            _ => {
+    let mut pooled = false;
+    for meta in &metas {
+        match meta {
+            Meta::Path(path) if path.is_ident("pgbouncer") => pooled = true,
+            Meta::NameValue(pair) => {
+                let Expr::Lit(literal) = &pair.value else {
+                    return Err(syn::Error::new_spanned(&pair.value, "a literal"));
+                };
+                let name = pair.path.get_ident().map(|i| i.to_string());
+                match (name.as_deref(), &literal.lit) {
+                    (Some("flavor"), Lit::Str(s)) if s.value() == "multi_thread" => multi = true,
+                    (Some("flavor"), Lit::Str(s)) if s.value() == "current_thread" => multi = false,
+                    (Some("worker_threads"), Lit::Int(n)) => workers = Some(n.base10_parse()?),
+                    _ => {
+                        return Err(syn::Error::new_spanned(
+                            pair,
+                            "expected flavor or worker_threads",
+                        ))
+                    }
+                }
+            }
+            other => {
                 return Err(syn::Error::new_spanned(
-                    pair,
-                    "expected flavor or worker_threads",
+                    other,
+                    "expected pgbouncer, flavor or worker_threads",
                 ))
             }
         }
     }
-    Ok(match (multi, workers) {
+    let threads = match (multi, workers) {
         (false, None) => quote!(None),
         (false, Some(_)) => {
             return Err(syn::Error::new_spanned(
-                &pairs,
+                &metas,
                 "worker_threads needs flavor = \"multi_thread\"",
             ))
         }
@@ -103,5 +119,6 @@ fn worker_threads(args: TokenStream) -> syn::Result<proc_macro2::TokenStream> {
             let n = n.unwrap_or(2);
             quote!(Some(#n))
         }
-    })
+    };
+    Ok((threads, pooled))
 }
