@@ -300,6 +300,7 @@ impl From<crate::services::error::ServiceError> for ApiError {
         match e {
             ServiceError::Invalid(invalid) => invalid.into(),
             ServiceError::Store(e) => e.into(),
+            ServiceError::Signing(e) => e.into(),
         }
     }
 }

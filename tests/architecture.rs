@@ -178,7 +178,7 @@ const STORE_FROM_API: &[(&str, &str, &str)] = &[
     ("src/api/log.rs", "store::log::cached_inclusion_proof", "an inclusion proof"),
     ("src/api/log.rs", "store::log::cached_consistency_proof", "a consistency proof"),
     ("src/api/log.rs", "store::log::inclusion_proof", "a receipt's proof, in the receipt's snapshot"),
-    ("src/api/log.rs", "store::log::current_signing_key", "a receipt's verifier key, in the receipt's snapshot"),
+    ("src/api/log.rs", "store::log::key_for_size", "a receipt's verifier key, in the receipt's snapshot"),
     ("src/api/export.rs", "store::log::checkpoint_of_size", "the checkpoint an export is verified against"),
     ("src/api/export.rs", "store::log::key_for_size", "the verifier key of that checkpoint"),
     ("src/api/export.rs", "store::subjects::newest_live_subject", "the identity a dossier is of"),

@@ -8,7 +8,8 @@ use crate::domain::person::{echoes_a_person, names_a_person};
 use crate::domain::purpose::{CaptureChannel, MessageChannel, Purpose};
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::services::checking::{self, Ask, Evaluated, Named};
+use crate::services::checking::{Ask, Named};
+use crate::services::statements::{self, Stated};
 use actix_web::middleware::from_fn;
 use actix_web::{post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,15 @@ names_a_person! {
         #[serde(default)]
         #[schema(schema_with = crate::domain::openapi::phone_number_id)]
         pub business_phone_number_id: Option<String>,
+        /// Also answer `statement`: the decision as a note signed by the
+        /// log's key, the sender's proof of it (docs/statements.md).
+        #[serde(default)]
+        pub statement: bool,
+        /// The sender's own name for the send (a message or campaign id),
+        /// written into the statement; only with `"statement": true`.
+        #[serde(default)]
+        #[schema(example = "campaign-42/msg-7", min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+        pub reference: Option<String>,
     }
 }
 
@@ -68,6 +78,10 @@ echoes_a_person! {
         pub session_reply_allowed: bool,
         pub window: Window,
         pub consent: Option<ConsentRef>,
+        /// With `"statement": true`: the decision as a C2SP signed note
+        /// (docs/statements.md), verifiable offline with the log's verifier key.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub statement: Option<String>,
     }
 }
 
@@ -99,12 +113,19 @@ impl From<CheckRequest> for Ask {
             brand: request.brand,
             channel: request.channel,
             business_phone_number_id: request.business_phone_number_id,
+            statement: request.statement,
+            reference: request.reference,
         }
     }
 }
 
-impl From<Evaluated> for Decision {
-    fn from(evaluated: Evaluated) -> Self {
+impl From<Stated> for Decision {
+    fn from(
+        Stated {
+            evaluated,
+            statement,
+        }: Stated,
+    ) -> Self {
         let (number, user_id) = evaluated.identity.echo();
         Self {
             number,
@@ -118,6 +139,7 @@ impl From<Evaluated> for Decision {
             session_reply_allowed: evaluated.session_reply_allowed,
             window: evaluated.window,
             consent: evaluated.consent.map(ConsentRef::from),
+            statement,
         }
     }
 }
@@ -143,21 +165,19 @@ pub async fn check(
     body: ApiJson<CheckRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ask = Ask::from(body.value);
+    let states = ask.statement;
     let now = state.now();
-    let master = state.master.clone();
-    let evaluated = state
-        .read(move |conn| {
-            Ok(checking::check_one(
-                conn,
-                &master,
-                &caller.tenant,
-                &ask,
-                now,
+    let (master, signer) = (state.master.clone(), state.signer.clone());
+    // A statement may sign a checkpoint first: a write, off the HTTP worker.
+    let stated = state
+        .read_unless(states, move |conn| {
+            let tenant = &caller.tenant;
+            Ok(statements::check(
+                conn, &master, &signer, tenant, &ask, now,
             )?)
         })
         .await?;
-    let decision = Decision::from(evaluated);
-    Ok(HttpResponse::Ok().json(decision))
+    Ok(HttpResponse::Ok().json(Decision::from(stated)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -291,18 +311,26 @@ pub async fn check_batch(
         ));
     }
     let now = state.now();
-    let master = state.master.clone();
+    let (master, signer) = (state.master.clone(), state.signer.clone());
     let decisions = state
         .db(move |conn| {
             let (mut echoes, asks) = parse_items(items);
             let mut out = BatchWriter::with_capacity(asks.len());
             let tenant = &caller.tenant;
-            checking::check_many(conn, &master, tenant, asks, now, |index, outcome| {
-                out.push(&match outcome {
-                    Ok(evaluated) => BatchItem::Decision(evaluated.into()),
-                    Err(error) => item_error(std::mem::take(&mut echoes[index]), error),
-                })
-            })?;
+            statements::check_batch(
+                conn,
+                &master,
+                &signer,
+                tenant,
+                asks,
+                now,
+                |index, outcome| {
+                    out.push(&match outcome {
+                        Ok(evaluated) => BatchItem::Decision(evaluated.into()),
+                        Err(error) => item_error(std::mem::take(&mut echoes[index]), error),
+                    })
+                },
+            )?;
             Ok(out.finish())
         })
         .await?;

@@ -342,9 +342,9 @@ pub struct Receipt {
 /// verifiable offline.
 #[utoipa::path(
     tag = "log",
-    params(("seq" = u64, Path, description = "0-based index in the tenant's log")),
+    params(("seq" = u64, Path, description = "0-based index in the tenant's log"), ReceiptQuery),
     responses(
-        (status = 200, description = "The entry with its openings, proved against the latest checkpoint (signed first if none covers it)", body = Receipt),
+        (status = 200, description = "The entry with its openings, proved against the checkpoint of `size`, or the latest (signed first if none covers it)", body = Receipt),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -354,6 +354,7 @@ pub async fn receipt(
     state: web::Data<AppState>,
     caller: Caller,
     seq: web::Path<String>,
+    query: web::Query<ReceiptQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let seq: u64 = seq
         .parse()
@@ -361,7 +362,10 @@ pub async fn receipt(
     if seq >= current_size_of(&state, &caller.tenant.id).await? {
         return Err(ApiError::not_found("no entry with this seq"));
     }
-    let checkpoint = fresh_checkpoint(&state, &caller.tenant.id).await?;
+    let checkpoint = match query.size {
+        Some(size) => signed_at(&state, &caller.tenant.id, seq, size).await?,
+        None => fresh_checkpoint(&state, &caller.tenant.id).await?,
+    };
     let tenant = caller.tenant.id.clone();
     let receipt = state
         .db(move |conn| {
@@ -370,7 +374,7 @@ pub async fn receipt(
                 let stored = entry_at(conn, &tenant, seq)?
                     .ok_or_else(|| ApiError::not_found("no entry with this seq"))?;
                 let proof = log::inclusion_proof(conn, &tenant, seq, size)?;
-                let verifier_key = log::current_signing_key(conn, &tenant)?.verifier_key;
+                let verifier_key = log::key_for_size(conn, &tenant, size)?.verifier_key;
                 let view = EntryView::try_from(stored)?;
                 Ok(Receipt {
                     format: "consent-ledger-receipt/v1",
@@ -389,6 +393,37 @@ pub async fn receipt(
     let details = serde_json::json!({"via": "receipt", "seq": seq});
     caller.note(&state, AuditKind::OpeningsRead, details).await;
     Ok(HttpResponse::Ok().json(receipt))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptQuery {
+    /// The tree size of a checkpoint the log signed that holds the entry
+    /// (a decision statement's, docs/statements.md); default: the latest.
+    pub size: Option<u64>,
+}
+
+/// The stored checkpoint of `size`, which must hold the entry at `seq`.
+async fn signed_at(
+    state: &AppState,
+    tenant: &TenantId,
+    seq: u64,
+    size: u64,
+) -> Result<CheckpointRow, ApiError> {
+    if size <= seq {
+        return Err(ApiError::invalid_field(
+            "size",
+            "invalid_value",
+            format!(
+                "the tree of size {size} does not hold the entry at seq {seq}: `size` is above it"
+            ),
+        ));
+    }
+    let tenant = tenant.to_owned();
+    state
+        .db(move |conn| Ok(log::checkpoint_of_size(conn, &tenant, size)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no checkpoint of this size was signed"))
 }
 
 async fn current_size_of(state: &AppState, tenant: &TenantId) -> Result<u64, ApiError> {

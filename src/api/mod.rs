@@ -104,7 +104,17 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
     {
-        if self.inline_reads {
+        self.read_unless(false, work).await
+    }
+
+    /// [`AppState::read`], or on the blocking pool when the work `writes`
+    /// (a read that may have to sign first, such as a stated check).
+    pub async fn read_unless<T, F>(&self, writes: bool, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+    {
+        if self.inline_reads && !writes {
             if let Some(mut conn) = self.pool.try_get() {
                 return run_on(&mut conn, work);
             }

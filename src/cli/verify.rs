@@ -1,8 +1,10 @@
-//! `verify FILE --key VKEY [--trusted CHECKPOINT]…`: an export, dossier or
-//! receipt checked offline; exit 0 verified, 1 a check failed, 2 unreadable.
+//! `verify FILE --key VKEY [--trusted CHECKPOINT]…`: an export, dossier,
+//! receipt or decision statement checked offline; exit 0 verified, 1 a
+//! check failed, 2 unreadable.
 
 use super::verify_online::{self, Online};
 use crate::ledger::note::Verifier;
+use crate::ledger::statement::{self, StatementError};
 use crate::ledger::verify::{self, trusted_checkpoint, VerifyError};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +45,9 @@ pub fn run(
                 return ExitCode::from(1);
             }
         }
+    }
+    if let Some(code) = statement_in(file, &key, !trusted.is_empty()) {
+        return code;
     }
     let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
         Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin()))
@@ -95,4 +100,56 @@ pub fn run(
             ExitCode::from(2)
         }
     }
+}
+
+/// When `file` is a decision statement (its first line says so), its
+/// verdict; `None` for any other document (and for standard input).
+fn statement_in(file: &std::path::Path, key: &Verifier, trusted: bool) -> Option<ExitCode> {
+    if file.as_os_str() == "-" {
+        return None;
+    }
+    let mut head = [0u8; statement::HEADER.len()];
+    let mut opened = std::fs::File::open(file).ok()?;
+    std::io::Read::read_exact(&mut opened, &mut head).ok()?;
+    if head != statement::HEADER.as_bytes() {
+        return None;
+    }
+    if trusted {
+        eprintln!("error: --trusted checkpoints are not compared with a statement: verify the entry's receipt as its own document");
+        return Some(ExitCode::from(2));
+    }
+    let note = match std::fs::read_to_string(file) {
+        Ok(note) => note,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return Some(ExitCode::from(2));
+        }
+    };
+    Some(match statement::verify_statement(&note, key) {
+        Ok(s) => {
+            let entry = match s.entry {
+                Some((seq, _)) => format!("the entry at seq {seq}"),
+                None => "no entry".to_owned(),
+            };
+            println!(
+                "verified: decision statement of {}: {} for {} {} {} at {}, resting on {entry}, in the signed tree of size {}",
+                s.origin,
+                s.reason,
+                s.purpose,
+                s.channel,
+                s.brand.as_deref().unwrap_or("-"),
+                s.decided_at,
+                s.tree_size
+            );
+            ExitCode::SUCCESS
+        }
+        Err(StatementError::Unreadable(why)) => {
+            eprintln!("error: unreadable input: {why}");
+            ExitCode::from(2)
+        }
+        Err(failure) => {
+            println!("statement: {failure}");
+            ExitCode::from(1)
+        }
+    })
 }

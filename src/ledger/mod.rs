@@ -8,4 +8,5 @@ pub mod hash;
 pub mod jcs;
 pub mod merkle;
 pub mod note;
+pub mod statement;
 pub mod verify;

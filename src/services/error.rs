@@ -5,6 +5,7 @@
 //! a hosted page) asks `is_refusal` and answers its own way.
 
 use crate::domain::problem::Invalid;
+use crate::services::signer::SignError;
 use crate::store::{Rejection, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +16,9 @@ pub enum ServiceError {
     /// The store's refusal, or its failure.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A checkpoint or a statement could not be signed.
+    #[error(transparent)]
+    Signing(#[from] SignError),
 }
 
 impl From<Invalid> for ServiceError {
@@ -50,7 +54,7 @@ impl ServiceError {
         match self {
             ServiceError::Invalid(invalid) => Some(invalid.code.as_str().to_owned()),
             ServiceError::Store(StoreError::Rejected(r)) => Some(format!("{r:?}")),
-            ServiceError::Store(_) => None,
+            ServiceError::Store(_) | ServiceError::Signing(_) => None,
         }
     }
 }

@@ -32,5 +32,6 @@ pub mod restore;
 pub mod retention;
 pub mod reviews;
 pub mod signer;
+pub mod statements;
 pub mod tenants;
 pub mod verify_db;

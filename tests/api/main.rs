@@ -44,6 +44,7 @@ mod recording;
 mod restore;
 mod retention;
 mod reviews;
+mod statements;
 mod tamper;
 mod tenants;
 mod upgrade;

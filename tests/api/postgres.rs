@@ -114,6 +114,19 @@ fn run(mut command: Command, what: &str) -> Result<(), String> {
     }
 }
 
+/// Runs `stop`, a shell script that waits for this test process to end and
+/// then stops what it started, in a session of its own.
+fn watchdog(stop: &str) -> Result<(), String> {
+    Command::new("setsid")
+        .args(["sh", "-c", stop])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("watchdog: {e}"))
+}
+
 fn start() -> Result<Cluster, String> {
     let bin = bin_dir().ok_or("no initdb under /usr/lib/postgresql/*/bin (set PG_BIN)")?;
     let root = is_root();
@@ -174,13 +187,7 @@ fn start() -> Result<Cluster, String> {
         data = data.display(),
         dir = dir.display(),
     );
-    Command::new("setsid")
-        .args(["sh", "-c", &stop])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("watchdog: {e}"))?;
+    watchdog(&stop)?;
     Ok(Cluster {
         port,
         databases: AtomicU32::new(0),
@@ -315,12 +322,6 @@ fn start_bouncer(cluster_port: u16) -> Result<Bouncer, String> {
         pid = std::process::id(),
         dir = dir.display(),
     );
-    Command::new("setsid")
-        .args(["sh", "-c", &stop])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("watchdog: {e}"))?;
+    watchdog(&stop)?;
     Ok(Bouncer { port })
 }

@@ -37,6 +37,10 @@ pub struct Ask {
     pub brand: Option<String>,
     pub channel: MessageChannel,
     pub business_phone_number_id: Option<String>,
+    /// The decision is to be answered with a signed statement
+    /// (`services::statements`), naming the sender's `reference`.
+    pub statement: bool,
+    pub reference: Option<String>,
 }
 
 /// The identity a check names, as sent: exactly one of `number` (national

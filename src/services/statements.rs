@@ -1,0 +1,224 @@
+//! Decision statements (docs/statements.md): a check's answer signed by the
+//! log's current key, naming a checkpoint this service signed that holds
+//! the entry the decision rests on (one is signed first when none does
+//! yet). The decision is made as any check's (`checking`), in its own read
+//! snapshot; its statement is made after it, since signing writes.
+
+use super::checking::{self, Ask, Evaluated};
+use super::error::{ServiceError, ServiceResult};
+use super::signer::Signer;
+use crate::domain::problem::Invalid;
+use crate::domain::time::Timestamp;
+use crate::keys::MasterKey;
+use crate::ledger::hash::parse_hash;
+use crate::ledger::note;
+use crate::ledger::statement::{reference_is_valid, Statement, MAX_REFERENCE_CHARS};
+use crate::store::log::{self, CheckpointRow};
+use crate::store::restore::leaf_hash_at;
+use crate::store::subjects::newest_subject;
+use crate::store::tenants::TenantRow;
+use crate::store::DbConn;
+use ed25519_dalek::SigningKey;
+
+/// A check's decision, and its statement when the check asked for one.
+#[derive(Debug, Clone)]
+pub struct Stated {
+    pub evaluated: Evaluated,
+    pub statement: Option<String>,
+}
+
+/// Decides one check and, when it asks, states the decision.
+pub fn check(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    signer: &Signer,
+    tenant: &TenantRow,
+    ask: &Ask,
+    now: Timestamp,
+) -> ServiceResult<Stated> {
+    check_reference(ask)?;
+    let evaluated = checking::check_one(conn, master, tenant, ask, now)?;
+    let statement = match ask.statement {
+        true => {
+            let mut stater = Stater::new(conn, master, signer, tenant)?;
+            Some(stater.state(conn, &evaluated, ask.reference.as_deref(), now)?)
+        }
+        false => None,
+    };
+    Ok(Stated {
+        evaluated,
+        statement,
+    })
+}
+
+/// Decides a batch as `checking::check_many` does, handing each item to
+/// `each` in order; the items that ask for a statement get one, made once
+/// the batch's snapshot has ended (the batch's decisions are then kept
+/// until all are stated).
+pub fn check_batch<E: From<ServiceError>>(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    signer: &Signer,
+    tenant: &TenantRow,
+    items: Vec<Result<Ask, E>>,
+    now: Timestamp,
+    mut each: impl FnMut(usize, Result<Stated, E>),
+) -> ServiceResult<()> {
+    let items: Vec<Result<Ask, E>> = items
+        .into_iter()
+        .map(|item| {
+            let ask = item?;
+            check_reference(&ask).map_err(|e| E::from(e.into()))?;
+            Ok(ask)
+        })
+        .collect();
+    // Each item's reference when it asks for a statement.
+    let references: Vec<Option<Option<String>>> = items
+        .iter()
+        .map(|item| match item {
+            Ok(ask) if ask.statement => Some(ask.reference.clone()),
+            _ => None,
+        })
+        .collect();
+    if references.iter().all(Option::is_none) {
+        return checking::check_many(conn, master, tenant, items, now, |index, outcome| {
+            each(index, outcome.map(unstated))
+        });
+    }
+    let mut decided: Vec<Result<Evaluated, E>> = Vec::with_capacity(items.len());
+    checking::check_many(conn, master, tenant, items, now, |_, outcome| {
+        decided.push(outcome)
+    })?;
+    let mut stater = Stater::new(conn, master, signer, tenant)?;
+    for (index, (outcome, reference)) in decided.into_iter().zip(references).enumerate() {
+        let stated = match (outcome, reference) {
+            (Ok(evaluated), Some(reference)) => {
+                let statement = stater.state(conn, &evaluated, reference.as_deref(), now)?;
+                Ok(Stated {
+                    evaluated,
+                    statement: Some(statement),
+                })
+            }
+            (outcome, _) => outcome.map(unstated),
+        };
+        each(index, stated);
+    }
+    Ok(())
+}
+
+fn unstated(evaluated: Evaluated) -> Stated {
+    Stated {
+        evaluated,
+        statement: None,
+    }
+}
+
+/// A `reference` goes with a statement, and is printable ASCII.
+fn check_reference(ask: &Ask) -> Result<(), Invalid> {
+    let Some(reference) = &ask.reference else {
+        return Ok(());
+    };
+    if !ask.statement {
+        return Err(Invalid::request_field(
+            "reference",
+            "invalid_value",
+            "`reference` names a statement: send it with `\"statement\": true`",
+        ));
+    }
+    if !reference_is_valid(reference) {
+        return Err(Invalid::request_field(
+            "reference",
+            "invalid_value",
+            format!(
+                "`reference` is 1 to {MAX_REFERENCE_CHARS} printable ASCII characters without spaces"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What statements of one request share: the log's key, opened once, and
+/// the newest checkpoint known to hold what they rest on.
+struct Stater<'a> {
+    master: &'a MasterKey,
+    signer: &'a Signer,
+    tenant: &'a TenantRow,
+    key: SigningKey,
+    checkpoint: CheckpointRow,
+}
+
+impl<'a> Stater<'a> {
+    fn new(
+        conn: &mut DbConn,
+        master: &'a MasterKey,
+        signer: &'a Signer,
+        tenant: &'a TenantRow,
+    ) -> ServiceResult<Self> {
+        let key = log::current_signing_key(conn, &tenant.id)?
+            .open(master)
+            .ok_or(super::signer::SignError::Key)?;
+        let checkpoint = match log::latest_checkpoint(conn, &tenant.id)? {
+            Some(checkpoint) => checkpoint,
+            None => signer.ensure_checkpoint(conn, master, &tenant.id)?,
+        };
+        Ok(Self {
+            master,
+            signer,
+            tenant,
+            key,
+            checkpoint,
+        })
+    }
+
+    /// The statement of one decision, as a signed note.
+    fn state(
+        &mut self,
+        conn: &mut DbConn,
+        evaluated: &Evaluated,
+        reference: Option<&str>,
+        now: Timestamp,
+    ) -> ServiceResult<String> {
+        let tenant = &self.tenant.id;
+        let entry = match &evaluated.consent {
+            Some(event) => {
+                if event.seq >= self.checkpoint.size as u64 {
+                    self.checkpoint = self.signer.ensure_checkpoint(conn, self.master, tenant)?;
+                }
+                let leaf = leaf_hash_at(conn, tenant, event.seq)?
+                    .as_deref()
+                    .and_then(parse_hash)
+                    .ok_or_else(|| missing_entry(event.seq))?;
+                Some((event.seq, leaf))
+            }
+            None => None,
+        };
+        let identity = evaluated.identity.as_str();
+        let commitment = newest_subject(conn, self.master, tenant, identity)?.map(|s| s.commitment);
+        let statement = Statement {
+            origin: self.tenant.origin.clone(),
+            tree_size: self.checkpoint.size as u64,
+            root: super::signer::root_of(&self.checkpoint),
+            commitment,
+            purpose: evaluated.purpose.as_str().to_owned(),
+            channel: evaluated.channel.as_str().to_owned(),
+            brand: Some(evaluated.brand.clone()),
+            reason: evaluated.reason.as_str().to_owned(),
+            entry,
+            decided_at: now.to_string(),
+            reference: reference.map(str::to_owned),
+        };
+        Ok(note::sign_note(
+            &statement.text(),
+            &self.tenant.origin,
+            &self.key,
+        ))
+    }
+}
+
+/// The decision rests on an entry the log does not hold: the store is
+/// inconsistent (never a client's fault).
+fn missing_entry(seq: u64) -> ServiceError {
+    ServiceError::Store(crate::store::StoreError::Unreadable(format!(
+        "the entry at seq {seq} a decision rests on is not in the log"
+    )))
+}
