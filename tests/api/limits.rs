@@ -246,6 +246,36 @@ async fn fill(app: &TestApp, t: &Tenant, entries: usize) {
     }
 }
 
+/// Waits until none of the eight export slots is held: eight new exports
+/// of `request` that nobody reads all start at once (each holds its slot
+/// while it stalls, so they cannot take turns), then lets them go.
+async fn until_all_export_slots_are_free(app: &TestApp, request: &[u8]) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut held = Vec::new();
+        let mut started = 0;
+        for _ in 0..8 {
+            let mut stream = send_raw(app, request).await;
+            let mut start = [0u8; 12];
+            tokio::time::timeout(PATIENCE, stream.read_exact(&mut start))
+                .await
+                .expect("the server answers")
+                .expect("read");
+            started += usize::from(&start == b"HTTP/1.1 200");
+            held.push(stream);
+        }
+        drop(held);
+        if started == 8 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled exports were never all cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[both]
 async fn exports_nobody_reads_do_not_starve_other_tenants_and_are_cut_off() {
     let app = spawn_app_with(|a| {
@@ -315,6 +345,9 @@ async fn exports_nobody_reads_do_not_starve_other_tenants_and_are_cut_off() {
     };
     assert_eq!(text.lines().count(), 402);
     assert!(text.lines().last().unwrap().starts_with("{\"checkpoint\":"));
+    // One slot free is not all eight: the stalled exports are cut off one
+    // by one, and reading one not yet cut off would let it finish.
+    until_all_export_slots_are_free(&app, request.as_bytes()).await;
     // What the stalled clients get is cut short: no checkpoint line.
     for mut stream in stalled {
         let rest = read_until_closed(&mut stream).await;
