@@ -22,6 +22,7 @@ pub mod pages;
 pub mod paging;
 pub mod records;
 pub mod reviews;
+pub mod statements;
 pub mod subjects;
 pub mod tenants;
 pub mod trail;

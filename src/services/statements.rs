@@ -3,19 +3,26 @@
 //! the entry the decision rests on (one is signed first when none does
 //! yet). The decision is made as any check's (`checking`), in its own read
 //! snapshot; its statement is made after it, since signing writes.
+//! Senders hand statements back for safekeeping (`keep`) and auditors list
+//! those of a person's group (`of_identity`).
 
 use super::checking::{self, Ask, Evaluated};
 use super::error::{ServiceError, ServiceResult};
 use super::signer::Signer;
+use crate::domain::identity::Identity;
 use crate::domain::problem::Invalid;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::ledger::hash::parse_hash;
 use crate::ledger::note;
-use crate::ledger::statement::{reference_is_valid, Statement, MAX_REFERENCE_CHARS};
+use crate::ledger::note::Verifier;
+use crate::ledger::statement::{
+    reference_is_valid, verify_statement, Statement, MAX_REFERENCE_CHARS,
+};
 use crate::store::log::{self, CheckpointRow};
 use crate::store::restore::leaf_hash_at;
-use crate::store::subjects::newest_subject;
+use crate::store::statements::{self as kept, NewStatement, StatementRow};
+use crate::store::subjects::{group_commitments, newest_subject};
 use crate::store::tenants::TenantRow;
 use crate::store::DbConn;
 use ed25519_dalek::SigningKey;
@@ -221,4 +228,85 @@ fn missing_entry(seq: u64) -> ServiceError {
     ServiceError::Store(crate::store::StoreError::Unreadable(format!(
         "the entry at seq {seq} a decision rests on is not in the log"
     )))
+}
+
+/// Most statements one request hands back.
+pub const MAX_KEPT: usize = 1_000;
+
+/// Keeps the statements a sender hands back, each once; all or none: each
+/// must be a statement of this tenant's log signed by one of its keys that
+/// is not revoked, and the first that is not refuses the request, named
+/// by its index. Returns how many were handed.
+pub fn keep(
+    conn: &mut DbConn,
+    tenant: &TenantRow,
+    notes: &[String],
+    now: Timestamp,
+) -> ServiceResult<usize> {
+    if notes.len() > MAX_KEPT {
+        return Err(Invalid::request_field(
+            "statements",
+            "too_many",
+            format!("at most {MAX_KEPT} statements at once"),
+        )
+        .into());
+    }
+    let keys: Vec<Verifier> = log::signing_keys_of(conn, &tenant.id)?
+        .iter()
+        .filter(|k| k.status != "revoked")
+        .filter_map(|k| Verifier::parse(&k.verifier_key).ok())
+        .collect();
+    let mut read = Vec::with_capacity(notes.len());
+    for (index, note) in notes.iter().enumerate() {
+        let checked = keys.iter().map(|key| verify_statement(note, key));
+        let mut why = String::from("the log has no key");
+        let mut found = None;
+        for outcome in checked {
+            match outcome {
+                Ok(statement) => {
+                    found = Some(statement);
+                    break;
+                }
+                Err(e) => why = e.to_string(),
+            }
+        }
+        let statement = found.ok_or_else(|| {
+            Invalid::request_field(
+                &format!("statements[{index}]"),
+                "invalid_statement",
+                format!(
+                    "`statements[{index}]` is not a decision statement of this log signed by one of its keys ({why}); nothing was kept"
+                ),
+            )
+        })?;
+        read.push((crate::ledger::hash::sha256_hex(note.as_bytes()), statement));
+    }
+    let new: Vec<NewStatement<'_>> = read
+        .iter()
+        .zip(notes)
+        .map(|((sha256, statement), note)| NewStatement {
+            sha256,
+            commitment: statement.commitment.as_deref(),
+            decided_at: &statement.decided_at,
+            note,
+        })
+        .collect();
+    conn.immediate_transaction(|conn| kept::keep(conn, &tenant.id, &new, now.millis()))?;
+    Ok(notes.len())
+}
+
+/// The kept statements of an identity's newest group (every subject of it,
+/// erased or not: a statement outlives an erasure), oldest decision first;
+/// none when the tenant holds nothing of the identity.
+pub fn of_identity(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &TenantRow,
+    identity: &Identity,
+) -> ServiceResult<Vec<StatementRow>> {
+    let Some(subject) = newest_subject(conn, master, &tenant.id, identity.as_str())? else {
+        return Ok(Vec::new());
+    };
+    let commitments = group_commitments(conn, subject.group_id)?;
+    Ok(kept::naming(conn, &tenant.id, &commitments)?)
 }

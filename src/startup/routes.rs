@@ -29,6 +29,8 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(api::documents::get_document)
         .service(api::checks::check)
         .service(api::checks::check_batch)
+        .service(api::statements::keep_statements)
+        .service(api::statements::query_statements)
         .service(api::subjects::query_subject)
         .service(api::subjects::erase_subject)
         .service(api::entries::get_entry)

@@ -34,6 +34,7 @@ pub enum AuditKind {
     SigningKeyRotated,
     ReviewsRead,
     ReviewSettled,
+    StatementsRead,
 }
 
 impl AuditKind {
@@ -60,6 +61,7 @@ impl AuditKind {
             AuditKind::SigningKeyRotated => "signing_key.rotated",
             AuditKind::ReviewsRead => "reviews.read",
             AuditKind::ReviewSettled => "review.settled",
+            AuditKind::StatementsRead => "statements.read",
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod retention;
 pub mod reviews;
 pub mod schema;
 mod sql_types;
+pub mod statements;
 pub mod subjects;
 pub mod suppression;
 pub mod tenants;

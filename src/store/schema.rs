@@ -326,6 +326,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    statements (tenant_id, sha256) {
+        tenant_id -> Text,
+        sha256 -> Text,
+        commitment -> Nullable<Text>,
+        decided_at -> Text,
+        note -> Text,
+        received_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     meta,
     tenants,
@@ -355,4 +366,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     forms,
     form_versions,
     reviews,
+    statements,
 );

@@ -175,6 +175,14 @@ pub fn group_members(conn: &mut DbConn, group_id: GroupId) -> QueryResult<Vec<Me
     )
 }
 
+/// The commitments of every subject of a group, erased or not.
+pub fn group_commitments(conn: &mut DbConn, group_id: GroupId) -> QueryResult<Vec<String>> {
+    subjects::table
+        .filter(subjects::group_id.eq(group_id))
+        .select(subjects::commitment)
+        .load(conn)
+}
+
 /// The identities of a group (not erased).
 pub fn group_identities(conn: &mut DbConn, group_id: GroupId) -> QueryResult<Vec<String>> {
     Ok(group_members(conn, group_id)?

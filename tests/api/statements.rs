@@ -367,3 +367,124 @@ async fn a_receipt_at_the_statements_size_proves_its_entry() {
         .await;
     assert_eq!(unsigned.status, StatusCode::NOT_FOUND, "{}", unsigned.body);
 }
+
+/// A sender hands its statements back; an auditor lists a person's, also
+/// after the person was erased; a forged or foreign statement refuses the
+/// whole request, and a statement handed twice is kept once.
+#[both]
+async fn statements_are_kept_for_the_sender_and_listed_for_auditors() {
+    let app = spawn_app().await;
+    let t = app.tenant("makro", "Makro").await;
+    let other = app.tenant("other", "Other").await;
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    let first = stated_check(&app, &t).await.body["statement"].clone();
+    app.recorded_opt_out(&t, api_opt_out(NUMBER)).await;
+    let second = stated_check(&app, &t).await.body["statement"].clone();
+    let unknown = app
+        .check(
+            &t,
+            json!({"number": "+4915199999999", "purpose": "marketing", "statement": true}),
+        )
+        .await
+        .body["statement"]
+        .clone();
+    let kept = app
+        .post(
+            "/v1/statements",
+            &t.sender,
+            &json!({"statements": [first, second, unknown, first]}),
+        )
+        .await;
+    assert_eq!(kept.status, StatusCode::CREATED, "{}", kept.body);
+    assert_eq!(kept.body, json!({"stored": 4}));
+    // Refused whole: a statement altered, or of another log.
+    let altered = second
+        .as_str()
+        .unwrap()
+        .replace("\nopted_out\n", "\nallowed\n");
+    let foreign = app
+        .check(
+            &other,
+            json!({"number": NUMBER, "purpose": "marketing", "statement": true}),
+        )
+        .await
+        .body["statement"]
+        .clone();
+    for (bad, at) in [(json!(altered), 1), (foreign, 1), (json!("not a note"), 1)] {
+        let refused = app
+            .post(
+                "/v1/statements",
+                &t.sender,
+                &json!({"statements": [first, bad]}),
+            )
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            refused.body
+        );
+        let field = format!("statements[{at}]");
+        assert_eq!(
+            refused.field_code(&field).as_deref(),
+            Some("invalid_statement")
+        );
+    }
+    // The person's two, oldest decision first; the unknown number's is not theirs.
+    let listed = app
+        .post(
+            "/v1/statements/query",
+            &t.auditor,
+            &json!({"number": NUMBER}),
+        )
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    let notes: Vec<&Value> = listed.body["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["statement"])
+        .collect();
+    assert_eq!(notes, vec![&first, &second]);
+    // A sender does not read them back.
+    let sender = app
+        .post(
+            "/v1/statements/query",
+            &t.sender,
+            &json!({"number": NUMBER}),
+        )
+        .await;
+    assert_eq!(sender.status, StatusCode::FORBIDDEN);
+    // Erased, the person's statements stay: they name only the commitment.
+    let erased = app
+        .post("/v1/subjects/erase", &t.admin, &json!({"number": NUMBER}))
+        .await;
+    assert_eq!(erased.status, StatusCode::CREATED, "{}", erased.body);
+    let after = app
+        .post(
+            "/v1/statements/query",
+            &t.auditor,
+            &json!({"number": NUMBER}),
+        )
+        .await;
+    assert_eq!(after.body["statements"].as_array().unwrap().len(), 2);
+    // The other tenant holds none of them.
+    let theirs = app
+        .post(
+            "/v1/statements/query",
+            &other.auditor,
+            &json!({"number": NUMBER}),
+        )
+        .await;
+    assert_eq!(theirs.body, json!({"statements": []}));
+    // Each listing is in the audit trail.
+    let trail = app.get("/v1/audit-events", &t.admin).await;
+    let reads = trail.body["audit_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "statements.read")
+        .count();
+    assert_eq!(reads, 2, "{}", trail.body);
+}
