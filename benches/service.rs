@@ -341,35 +341,10 @@ async fn measure(name: &str, url: Option<String>, phase: Duration) {
         })
         .await
     };
-    // Batches of 10,000: a few at once, for the same time.
-    let batches = {
-        let url = format!("{base}/v1/checks/batch");
-        let started = Instant::now();
-        let mut done = 0usize;
-        while started.elapsed() < phase {
-            let round: Vec<_> = (0..4)
-                .map(|r| {
-                    let (http, url, key) = (http.clone(), url.clone(), sender.clone());
-                    tokio::spawn(async move {
-                        let checks: Vec<Value> = (0..BATCH as u64)
-                            .map(|i| {
-                                json!({"number": number((r * 7_919 + i) % recorded.max(1)),
-                                       "purpose": "marketing", "brand": "Bench"})
-                            })
-                            .collect();
-                        let (status, answer) =
-                            post(&http, &url, &key, &json!({"checks": checks})).await;
-                        assert_eq!(status, 200, "{answer}");
-                        answer["decisions"].as_array().map_or(0, Vec::len)
-                    })
-                })
-                .collect();
-            for task in round {
-                done += task.await.expect("a batch");
-            }
-        }
-        done as f64 / started.elapsed().as_secs_f64()
-    };
+    // Batches of 10,000: a few at once, for the same time; then the same
+    // with a decision statement asked for every item.
+    let batches = batch_phase(&http, &base, &sender, recorded, phase, false).await;
+    let stated = batch_phase(&http, &base, &sender, recorded, phase, true).await;
     let rss = server.peak_rss_mib();
 
     println!(
@@ -385,8 +360,50 @@ async fn measure(name: &str, url: Option<String>, phase: Duration) {
     row("`POST /v1/opt-ins`, durable", &appends);
     println!("| `POST /v1/checks/batch` of {BATCH}, 4 at once | {batches:.0} numbers | | | |");
     println!(
+        "| the same, each item with `\"statement\": true` | {stated:.0} numbers ({:.1}x the time) | | | |",
+        batches / stated.max(1.0)
+    );
+    println!(
         "| peak resident memory of the server, after {recorded} entries | {rss:.0} MiB | | | |"
     );
+}
+
+/// Numbers per second of batches of 10,000 checks, 4 at once, for `phase`;
+/// each item asking for a decision statement when `stated`.
+async fn batch_phase(
+    http: &reqwest::Client,
+    base: &str,
+    sender: &str,
+    recorded: u64,
+    phase: Duration,
+    stated: bool,
+) -> f64 {
+    let url = format!("{base}/v1/checks/batch");
+    let started = Instant::now();
+    let mut done = 0usize;
+    while started.elapsed() < phase {
+        let round: Vec<_> = (0..4)
+            .map(|r| {
+                let (http, url, key) = (http.clone(), url.clone(), sender.to_owned());
+                tokio::spawn(async move {
+                    let checks: Vec<Value> = (0..BATCH as u64)
+                        .map(|i| {
+                            json!({"number": number((r * 7_919 + i) % recorded.max(1)),
+                                   "purpose": "marketing", "brand": "Bench", "statement": stated})
+                        })
+                        .collect();
+                    let (status, answer) =
+                        post(&http, &url, &key, &json!({"checks": checks})).await;
+                    assert_eq!(status, 200, "{answer}");
+                    answer["decisions"].as_array().map_or(0, Vec::len)
+                })
+            })
+            .collect();
+        for task in round {
+            done += task.await.expect("a batch");
+        }
+    }
+    done as f64 / started.elapsed().as_secs_f64()
 }
 
 /// The load phases of a server on a log of `entries` opt-ins, then its

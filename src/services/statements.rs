@@ -22,10 +22,11 @@ use crate::ledger::statement::{
 use crate::store::log::{self, CheckpointRow};
 use crate::store::restore::leaf_hash_at;
 use crate::store::statements::{self as kept, NewStatement, StatementRow};
-use crate::store::subjects::{group_commitments, newest_subject};
+use crate::store::subjects::{group_commitments, newest_commitments_by_hash, newest_subject};
 use crate::store::tenants::TenantRow;
 use crate::store::DbConn;
 use ed25519_dalek::SigningKey;
+use std::collections::HashMap;
 
 /// A check's decision, and its statement when the check asked for one.
 #[derive(Debug, Clone)]
@@ -97,6 +98,12 @@ pub fn check_batch<E: From<ServiceError>>(
         decided.push(outcome)
     })?;
     let mut stater = Stater::new(conn, master, signer, tenant)?;
+    let to_state: Vec<&Evaluated> = decided
+        .iter()
+        .zip(&references)
+        .filter_map(|(outcome, reference)| reference.as_ref().and(outcome.as_ref().ok()))
+        .collect();
+    stater.prefetch(conn, &to_state)?;
     for (index, (outcome, reference)) in decided.into_iter().zip(references).enumerate() {
         let stated = match (outcome, reference) {
             (Ok(evaluated), Some(reference)) => {
@@ -152,6 +159,10 @@ struct Stater<'a> {
     tenant: &'a TenantRow,
     key: SigningKey,
     checkpoint: CheckpointRow,
+    /// A batch's leaf hashes (hex) by seq, and its identities' newest
+    /// commitments, read together beforehand (`prefetch`).
+    leaves: Option<HashMap<u64, String>>,
+    commitments: Option<HashMap<String, String>>,
 }
 
 impl<'a> Stater<'a> {
@@ -174,6 +185,47 @@ impl<'a> Stater<'a> {
             tenant,
             key,
             checkpoint,
+            leaves: None,
+            commitments: None,
+        })
+    }
+
+    /// Reads what the statements of these decisions need in a few
+    /// queries, and signs first the checkpoint they all rest in.
+    fn prefetch(&mut self, conn: &mut DbConn, decided: &[&Evaluated]) -> ServiceResult<()> {
+        let tenant = &self.tenant.id;
+        let seqs: Vec<u64> = decided
+            .iter()
+            .filter_map(|e| e.consent.as_ref().map(|c| c.seq))
+            .collect();
+        if seqs.iter().any(|&seq| seq >= self.checkpoint.size as u64) {
+            self.checkpoint = self.signer.ensure_checkpoint(conn, self.master, tenant)?;
+        }
+        let hashes: Vec<String> = decided
+            .iter()
+            .map(|e| self.master.identity_hash(tenant, e.identity.as_str()))
+            .collect();
+        self.leaves = Some(log::leaf_hashes_at(conn, tenant, &seqs)?);
+        self.commitments = Some(newest_commitments_by_hash(conn, tenant, &hashes)?);
+        Ok(())
+    }
+
+    /// The leaf hash (hex) at `seq`, from the batch's or on its own.
+    fn leaf_at(&self, conn: &mut DbConn, seq: u64) -> ServiceResult<Option<String>> {
+        Ok(match &self.leaves {
+            Some(leaves) => leaves.get(&seq).cloned(),
+            None => leaf_hash_at(conn, &self.tenant.id, seq)?,
+        })
+    }
+
+    /// The commitment of the identity's newest subject, if it has one.
+    fn commitment_of(&self, conn: &mut DbConn, identity: &str) -> ServiceResult<Option<String>> {
+        let tenant = &self.tenant.id;
+        Ok(match &self.commitments {
+            Some(known) => known
+                .get(&self.master.identity_hash(tenant, identity))
+                .cloned(),
+            None => newest_subject(conn, self.master, tenant, identity)?.map(|s| s.commitment),
         })
     }
 
@@ -191,7 +243,8 @@ impl<'a> Stater<'a> {
                 if event.seq >= self.checkpoint.size as u64 {
                     self.checkpoint = self.signer.ensure_checkpoint(conn, self.master, tenant)?;
                 }
-                let leaf = leaf_hash_at(conn, tenant, event.seq)?
+                let leaf = self
+                    .leaf_at(conn, event.seq)?
                     .as_deref()
                     .and_then(parse_hash)
                     .ok_or_else(|| missing_entry(event.seq))?;
@@ -199,8 +252,7 @@ impl<'a> Stater<'a> {
             }
             None => None,
         };
-        let identity = evaluated.identity.as_str();
-        let commitment = newest_subject(conn, self.master, tenant, identity)?.map(|s| s.commitment);
+        let commitment = self.commitment_of(conn, evaluated.identity.as_str())?;
         let statement = Statement {
             origin: self.tenant.origin.clone(),
             tree_size: self.checkpoint.size as u64,

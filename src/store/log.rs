@@ -505,3 +505,23 @@ pub fn overview(conn: &mut DbConn) -> QueryResult<LogOverview> {
     }
     Ok(overview)
 }
+
+/// The leaf hashes (hex) stored at `seqs`, those the log has, by seq; read
+/// in chunks of a few hundred.
+pub fn leaf_hashes_at(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    seqs: &[u64],
+) -> QueryResult<std::collections::HashMap<u64, String>> {
+    let mut found = std::collections::HashMap::with_capacity(seqs.len());
+    for chunk in seqs.chunks(500) {
+        let wanted: Vec<i64> = chunk.iter().map(|&s| s as i64).collect();
+        let rows: Vec<(i64, String)> = entries::table
+            .filter(entries::tenant_id.eq(tenant))
+            .filter(entries::seq.eq_any(wanted))
+            .select((entries::seq, entries::leaf_hash))
+            .load(conn)?;
+        found.extend(rows.into_iter().map(|(seq, leaf)| (seq as u64, leaf)));
+    }
+    Ok(found)
+}

@@ -76,6 +76,28 @@ pub fn newest_subject_by_hash(
     )
 }
 
+/// The commitment of the newest subject of each of these keyed identity
+/// hashes that has one, by hash ([`newest_subject_by_hash`] for many, in
+/// chunks of a few hundred).
+pub fn newest_commitments_by_hash(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    hashes: &[String],
+) -> QueryResult<std::collections::HashMap<String, String>> {
+    let mut newest = std::collections::HashMap::with_capacity(hashes.len());
+    for chunk in hashes.chunks(500) {
+        let rows: Vec<(Option<String>, String)> = subjects::table
+            .filter(subjects::tenant_id.eq(tenant))
+            .filter(subjects::identity_hash.eq_any(chunk))
+            .order(subjects::id.asc())
+            .select((subjects::identity_hash, subjects::commitment))
+            .load(conn)?;
+        // Oldest first: a newer subject's commitment replaces an older one's.
+        newest.extend(rows.into_iter().filter_map(|(h, c)| Some((h?, c))));
+    }
+    Ok(newest)
+}
+
 /// [`newest_subject_by_hash`] of an identity.
 pub fn newest_subject(
     conn: &mut DbConn,

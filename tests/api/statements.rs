@@ -147,7 +147,13 @@ async fn batch_items_are_stated_when_they_ask() {
         (first.reason.as_str(), first.reference.as_deref()),
         ("allowed", Some("a-1"))
     );
-    assert!(first.entry.is_some());
+    // What a batch reads together is what a single check reads.
+    let (seq, leaf) = first.entry.expect("an entry");
+    let entry = app.get(&format!("/v1/entries/{seq}"), &t.auditor).await;
+    assert_eq!(entry.body["leaf_hash"], hex::encode(leaf));
+    let single = stated(&stated_check(&app, &t).await.body, &key);
+    assert_eq!(first.commitment, single.commitment);
+    assert!(first.commitment.is_some());
     assert!(items[1].get("statement").is_none(), "{}", items[1]);
     assert_eq!(stated(&items[2], &key).reason, "no_opt_in");
     assert_eq!(items[3]["error"]["code"], "invalid_request");
