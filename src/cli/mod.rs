@@ -64,7 +64,7 @@ pub enum Command {
         #[arg(long)]
         no_openings: bool,
     },
-    /// Verify an export, dossier or receipt offline; exit 0 verified, 1 failed, 2 unreadable
+    /// Verify an export, dossier, receipt or decision statement offline; exit 0 verified, 1 failed, 2 unreadable
     Verify {
         /// The file to check ("-" for standard input)
         file: PathBuf,
@@ -74,6 +74,9 @@ pub enum Command {
         /// A checkpoint kept from an earlier audit; repeatable
         #[arg(long = "trusted")]
         trusted: Vec<PathBuf>,
+        /// With a decision statement: the receipt of its entry at the statement's tree size
+        #[arg(long)]
+        receipt: Option<PathBuf>,
         /// Also ask the log at this base URL whether it is still consistent with the document
         #[arg(long, requires = "token")]
         from: Option<String>,
@@ -175,11 +178,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             key,
             trusted,
+            receipt,
             from,
             token,
         } => {
             let online = from.as_deref().zip(token.as_deref());
-            return Ok(verify::run(&file, &key, &trusted, online));
+            let kept = verify::Kept {
+                trusted: &trusted,
+                receipt: receipt.as_deref(),
+            };
+            return Ok(verify::run(&file, &key, kept, online));
         }
         _ => {}
     }

@@ -329,7 +329,9 @@ async fn a_receipt_at_the_statements_size_proves_its_entry() {
     let key = log_key(&app, &t).await;
     app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
         .await;
-    let statement = stated(&stated_check(&app, &t).await.body, &key);
+    let answer = stated_check(&app, &t).await.body;
+    let statement = stated(&answer, &key);
+    let statement_note = answer["statement"].as_str().unwrap().to_owned();
     let size = statement.tree_size;
     // The log grows and is signed again: the receipt stays at the size asked.
     app.recorded_opt_in(&t, web_opt_in("+4915199999999", "Makro", &["marketing"]))
@@ -354,6 +356,47 @@ async fn a_receipt_at_the_statements_size_proves_its_entry() {
     let (code, out, err) = run_cli(&["verify", &path, "--key", &vkey], None);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("at tree size {size}")), "{out}");
+    // The statement with its receipt, and the checkpoint of that size an
+    // auditor kept: the entry is in the tree the statement names.
+    let note = write_file(&app.scratch(), "statement.txt", &statement_note);
+    let (_, kept) = app
+        .get_text(&format!("/v1/log/checkpoints?size={size}"), &t.auditor)
+        .await;
+    let kept = write_file(&app.scratch(), "kept.txt", &kept);
+    let args = [
+        "verify",
+        &note,
+        "--key",
+        &vkey,
+        "--receipt",
+        &path,
+        "--trusted",
+        &kept,
+    ];
+    let (code, out, err) = run_cli(&args, None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("the receipt proves the entry at seq {seq} in that tree, the same as 1 trusted checkpoint")),
+        "{out}"
+    );
+    // The receipt of another entry, or at another size, does not back it.
+    app.get_text("/v1/log/checkpoint", &t.auditor).await;
+    let elsewhere = app.get("/v1/entries/1/receipt", &t.auditor).await;
+    let elsewhere = write_file(
+        &app.scratch(),
+        "elsewhere.json",
+        &serde_json::to_string(&elsewhere.body).unwrap(),
+    );
+    let (code, out, _) = run_cli(
+        &["verify", &note, "--key", &vkey, "--receipt", &elsewhere],
+        None,
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not the statement's entry"), "{out}");
+    // Trusted checkpoints without the receipt are not silently passed over.
+    let (code, _, err) = run_cli(&["verify", &note, "--key", &vkey, "--trusted", &kept], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("give --receipt"), "{err}");
     let latest = app
         .get(&format!("/v1/entries/{seq}/receipt"), &t.auditor)
         .await;
