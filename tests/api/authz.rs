@@ -66,6 +66,8 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("GET", "/v1/documents/{id}", AUDITOR),
     ("POST", "/v1/checks", SENDER),
     ("POST", "/v1/checks/batch", SENDER),
+    ("POST", "/v1/statements", SENDER),
+    ("POST", "/v1/statements/query", AUDITOR),
     ("POST", "/v1/subjects/query", AUDITOR),
     ("POST", "/v1/subjects/erase", ADMIN),
     ("GET", "/v1/entries/{seq}", AUDITOR),
@@ -652,6 +654,8 @@ async fn input(
         ),
         ("POST", "/v1/checks") => post("/v1/checks", check),
         ("POST", "/v1/checks/batch") => post("/v1/checks/batch", json!({"checks": [check]})),
+        ("POST", "/v1/statements") => post("/v1/statements", json!({"statements": []})),
+        ("POST", "/v1/statements/query") => post("/v1/statements/query", json!({"number": NUMBER})),
         ("POST", "/v1/subjects/query") => post("/v1/subjects/query", json!({"number": NUMBER})),
         ("POST", "/v1/subjects/erase") => {
             // A's admin erases a number of its own recorded for the call;

@@ -318,6 +318,27 @@ async fn recording_and_checks(app: &TestApp, c: &Contract, t: &Tenant) {
     assert_eq!(answer["decisions"][1]["number"], "not a number");
     c.post(app, batches, batches, &t.sender, &json!({"checks": 5}))
         .await;
+    // A statement, handed back and listed.
+    let stated = json!({"number": NUMBER, "purpose": "marketing", "brand": "Makro",
+                        "statement": true, "reference": "contract-1"});
+    let (_, answer) = c.post(app, checks, checks, &t.sender, &stated).await;
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    let keep = "/v1/statements";
+    let kept = json!({"statements": [answer["statement"]]});
+    c.post(app, keep, keep, &t.sender, &kept).await;
+    c.post(
+        app,
+        keep,
+        keep,
+        &t.sender,
+        &json!({"statements": ["forged"]}),
+    )
+    .await;
+    let listed = "/v1/statements/query";
+    c.post(app, listed, listed, &t.auditor, &json!({"number": NUMBER}))
+        .await;
+    c.post(app, listed, listed, &t.auditor, &json!({"number": "12"}))
+        .await;
 }
 
 async fn ledger_and_log(app: &TestApp, c: &Contract, t: &Tenant) {
