@@ -55,6 +55,9 @@ pub struct CommonArgs {
     /// What stands between the service and PostgreSQL: none, session or transaction (a pooler such as PgBouncer in transaction mode) [default: none]
     #[arg(long, env = "CONSENT_LEDGER_PG_POOLER", global = true)]
     pub pg_pooler: Option<String>,
+    /// Database connections each instance or command keeps, 1 to 256 [default: 8]
+    #[arg(long, env = "CONSENT_LEDGER_DB_POOL_SIZE", global = true)]
+    pub db_pool_size: Option<u32>,
     /// Master key file [default: <data dir>/master.key]
     #[arg(long, env = "CONSENT_LEDGER_MASTER_KEY_FILE", global = true)]
     pub master_key_file: Option<PathBuf>,
@@ -124,6 +127,7 @@ pub struct SettingsArgs {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<Secret>,
     pub pg_pooler: Option<String>,
+    pub db_pool_size: Option<u32>,
     pub master_key_file: Option<PathBuf>,
     pub origin: Option<String>,
     pub operator_token: Option<Secret>,
@@ -147,6 +151,7 @@ impl SettingsArgs {
             data_dir: common.data_dir,
             database_url: common.database_url,
             pg_pooler: common.pg_pooler,
+            db_pool_size: common.db_pool_size,
             master_key_file: common.master_key_file,
             origin: common.origin,
             operator_token: server.operator_token,
@@ -170,6 +175,7 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     database_url: Option<Secret>,
     pg_pooler: Option<String>,
+    db_pool_size: Option<u32>,
     master_key_file: Option<PathBuf>,
     origin: Option<String>,
     operator_token: Option<Secret>,
@@ -283,6 +289,8 @@ pub struct Settings {
     pub metrics_bind: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub database: DatabaseTarget,
+    /// Connections the pool keeps (`CONSENT_LEDGER_DB_POOL_SIZE`).
+    pub db_pool_size: u32,
     pub master_key_file: PathBuf,
     pub origin: String,
     pub operator_token: Option<Secret>,
@@ -377,6 +385,18 @@ fn parse_metrics_bind(given: Option<&str>) -> Result<Option<SocketAddr>, ConfigE
 }
 
 /// One tenant's storage for documents: at least 1 MiB, 1 GiB unless set.
+/// Connections a pool keeps when none is set.
+pub const DEFAULT_POOL_SIZE: u32 = 8;
+
+fn parse_pool_size(size: Option<u32>) -> Result<u32, ConfigError> {
+    match size.unwrap_or(DEFAULT_POOL_SIZE) {
+        size @ 1..=256 => Ok(size),
+        other => Err(invalid(format!(
+            "CONSENT_LEDGER_DB_POOL_SIZE {other} is not a number of connections from 1 to 256"
+        ))),
+    }
+}
+
 fn parse_document_quota(mib: Option<u32>) -> Result<i64, ConfigError> {
     match mib.unwrap_or(1024) {
         0 => Err(invalid(
@@ -418,6 +438,7 @@ impl Settings {
         let database_url = args.database_url.clone().or(file.database_url);
         let database = parse_database_url(database_url.as_ref().map(Secret::expose), &data_dir)?;
         let database = with_pooler(database, args.pg_pooler.clone().or(file.pg_pooler))?;
+        let db_pool_size = parse_pool_size(args.db_pool_size.or(file.db_pool_size))?;
         let master_key_file = args
             .master_key_file
             .clone()
@@ -471,6 +492,7 @@ impl Settings {
             metrics_bind,
             data_dir,
             database,
+            db_pool_size,
             master_key_file,
             origin,
             operator_token,
@@ -567,6 +589,22 @@ fn parse_database_url(url: Option<&str>, data_dir: &Path) -> Result<DatabaseTarg
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pool_size_is_from_1_to_256() {
+        let sized = |size: Option<u32>| {
+            Settings::resolve(&SettingsArgs {
+                db_pool_size: size,
+                ..Default::default()
+            })
+        };
+        assert_eq!(sized(None).unwrap().db_pool_size, 8);
+        assert_eq!(sized(Some(32)).unwrap().db_pool_size, 32);
+        for bad in [0, 257] {
+            let refused = sized(Some(bad)).unwrap_err().to_string();
+            assert!(refused.contains("CONSENT_LEDGER_DB_POOL_SIZE"), "{refused}");
+        }
+    }
 
     #[test]
     fn a_pooler_is_named_for_postgresql_only() {

@@ -122,6 +122,7 @@ impl Application {
         let connection_guards = guards.clone();
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let per_worker = (settings.limits.max_connections as usize).div_ceil(workers);
+        let pool_size = settings.db_pool_size;
         let housekeeping_interval = hooks.housekeeping_interval;
         let state = app_state(settings, prepared, (signer, guards), hooks);
         let metrics_bind = state.settings.metrics_bind;
@@ -172,7 +173,7 @@ impl Application {
         // and each thread keeps its own allocator heap and stack (under 32
         // connections of opt-ins the defaults, 256 per worker, made 53
         // threads in all, and the resident memory grew with them).
-        .worker_max_blocking_threads(blocking_threads(workers))
+        .worker_max_blocking_threads(blocking_threads(workers, pool_size))
         .max_connections(per_worker)
         .on_connect(move |connection, data| note_connection(&connection_guards, connection, data))
         .shutdown_timeout(30)
@@ -233,8 +234,8 @@ fn note_connection(
 }
 
 /// Blocking threads per HTTP worker: together, one per pooled connection.
-fn blocking_threads(workers: usize) -> usize {
-    (crate::store::pool::POOL_SIZE as usize).div_ceil(workers.max(1))
+fn blocking_threads(workers: usize, pool_size: u32) -> usize {
+    (pool_size as usize).div_ceil(workers.max(1))
 }
 
 /// Raises this process's soft limit of open files to its hard limit, and

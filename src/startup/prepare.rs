@@ -48,7 +48,7 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<(DbPool, Arc<MasterK
     if generated {
         tracing::warn!(path = %settings.master_key_file.display(), "generated a new master key: back it up, outside the data dir");
     }
-    let pool = crate::store::pool::open(&settings.database, &master)?;
+    let pool = crate::store::pool::open(&settings.database, &master, settings.db_pool_size)?;
     Ok((pool, Arc::new(master)))
 }
 

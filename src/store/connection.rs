@@ -288,7 +288,7 @@ pub enum OpenError {
     Open { path: String, message: String },
     #[error("cannot connect to PostgreSQL at {target}: {message}")]
     Connect { target: String, message: String },
-    #[error("PostgreSQL at {target} gave the pool no connection within {waited} s ({message}): the pool opens {size} connections; is the server's max_connections (or a pooler's pool, PgBouncer's default_pool_size and max_client_conn) too small for every instance and command?")]
+    #[error("PostgreSQL at {target} gave the pool no connection within {waited} s ({message}): the pool opens {size} connections (CONSENT_LEDGER_DB_POOL_SIZE); is the server's max_connections (or a pooler's pool, PgBouncer's default_pool_size and max_client_conn) too small for every instance and command?")]
     Pool {
         target: String,
         size: u32,
@@ -516,10 +516,10 @@ mod tests {
     fn a_different_master_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let target = DatabaseTarget::Sqlite(dir.path().join("t.db"));
-        open(&target, &MasterKey::from_bytes([1; 32])).unwrap();
-        open(&target, &MasterKey::from_bytes([1; 32])).unwrap();
+        open(&target, &MasterKey::from_bytes([1; 32]), 2).unwrap();
+        open(&target, &MasterKey::from_bytes([1; 32]), 2).unwrap();
         assert!(matches!(
-            open(&target, &MasterKey::from_bytes([2; 32])),
+            open(&target, &MasterKey::from_bytes([2; 32]), 2),
             Err(OpenError::WrongMasterKey)
         ));
     }

@@ -115,14 +115,13 @@ impl CustomizeConnection<Pooled, diesel::r2d2::Error> for Pragmas {
     }
 }
 
-/// Connections per pool: the most database work that runs at once.
-pub const POOL_SIZE: u32 = 8;
-
 /// How long a request (and the pool, as it opens) waits for a connection.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens the database: migrations, the canary, then the pool.
-pub fn open(target: &DatabaseTarget, master: &MasterKey) -> Result<DbPool, OpenError> {
+/// Opens the database: migrations, the canary, then the pool of `size`
+/// connections (`CONSENT_LEDGER_DB_POOL_SIZE`: the most database work that
+/// runs at once).
+pub fn open(target: &DatabaseTarget, master: &MasterKey, size: u32) -> Result<DbPool, OpenError> {
     let mut conn = establish(target)?;
     run_migrations(&mut conn)?;
     check_canary(&mut conn, master)?;
@@ -137,7 +136,7 @@ pub fn open(target: &DatabaseTarget, master: &MasterKey) -> Result<DbPool, OpenE
         target: target.clone(),
     };
     Pool::builder()
-        .max_size(POOL_SIZE)
+        .max_size(size)
         .connection_timeout(CONNECTION_TIMEOUT)
         .connection_customizer(Box::new(Pragmas(pooler)))
         .build(manager)
@@ -148,7 +147,7 @@ pub fn open(target: &DatabaseTarget, master: &MasterKey) -> Result<DbPool, OpenE
             },
             DatabaseTarget::Postgres(url) => OpenError::Pool {
                 target: url.redacted(),
-                size: POOL_SIZE,
+                size,
                 waited: CONNECTION_TIMEOUT.as_secs(),
                 message: e.to_string(),
             },

@@ -148,7 +148,7 @@ async fn connections_the_server_drops_are_replaced() {
 /// A pool that cannot open its connections says so about PostgreSQL, its
 /// URL (no password), the pool's size and the settings to look at: here a
 /// role allowed one connection, which the migrations take and give back,
-/// and the pool of eight then waits for the rest.
+/// and a pool of three then waits for the rest.
 #[postgres_only]
 async fn a_pool_without_connections_names_postgresql_and_its_size() {
     use diesel::{Connection, RunQueryDsl};
@@ -171,7 +171,8 @@ async fn a_pool_without_connections_names_postgresql_and_its_size() {
     let limited = url.replacen("postgres://postgres@", &format!("postgres://{role}:pw@"), 1);
     let dir = tempfile::tempdir().expect("dir");
     std::fs::write(dir.path().join("database-url"), &limited).expect("url");
-    let (code, out, err) = helpers::run_cli(&["verify-db"], Some(&dir.path().join("data")));
+    let data = dir.path().join("data");
+    let (code, out, err) = helpers::run_cli(&["--db-pool-size", "3", "verify-db"], Some(&data));
     assert_ne!(code, 0, "{out}{err}");
     let shown = limited.replacen(":pw@", ":***@", 1);
     assert!(
@@ -180,7 +181,10 @@ async fn a_pool_without_connections_names_postgresql_and_its_size() {
         )),
         "{err}"
     );
-    assert!(err.contains("the pool opens 8 connections"), "{err}");
+    assert!(
+        err.contains("the pool opens 3 connections (CONSENT_LEDGER_DB_POOL_SIZE)"),
+        "{err}"
+    );
     // The server's own refusal, not diesel's "invalid connection url".
     assert!(err.contains("too many connections for role"), "{err}");
     assert!(err.contains("max_connections"), "{err}");
