@@ -14,6 +14,8 @@ use std::path::Path;
 const KEK_LABEL: &[u8] = b"consent-ledger/kek/v1";
 /// Label prefix of a tenant's suppression and webhook-dedup key.
 const SUPPRESS_LABEL: &str = "consent-ledger/suppress/v1\n";
+/// Label prefix of a tenant's change feed key (docs/changes.md).
+const FEED_LABEL: &str = "consent-ledger/feed/v1\n";
 /// The plaintext of the database canary.
 const CANARY_PLAINTEXT: &[u8] = b"consent-ledger canary v1";
 const CANARY_AAD: &[u8] = b"consent-ledger/canary/v1";
@@ -175,6 +177,20 @@ impl MasterKey {
         self.derive(format!("{SUPPRESS_LABEL}{tenant}").as_bytes())
     }
 
+    /// A tenant's change feed key: what an admin hands to subscribers so
+    /// that they can match an erasure's `identity_hashes` to their own
+    /// contacts. Derived, so every instance and restart has the same one.
+    pub fn feed_key(&self, tenant: &str) -> [u8; 32] {
+        self.derive(format!("{FEED_LABEL}{tenant}").as_bytes())
+    }
+
+    /// What the change feed says of an erased identity: hex of
+    /// HMAC-SHA256 under the tenant's feed key of the identity's UTF-8
+    /// (an E.164 number or a user id, nothing appended).
+    pub fn feed_hash(&self, tenant: &str, identity: &str) -> String {
+        hmac_sha256_hex(&self.feed_key(tenant), identity.as_bytes())
+    }
+
     /// The tenant's keyed hash of `parts` (each followed by a newline), hex:
     /// names a delivery or a user id without revealing it, and survives
     /// erasure (docs/webhooks.md).
@@ -215,6 +231,14 @@ impl MasterKey {
             .open(sealed, CANARY_AAD)
             .is_some_and(|plain| plain == CANARY_PLAINTEXT)
     }
+}
+
+/// Hex of HMAC-SHA256 of `data` under `key`.
+fn hmac_sha256_hex(key: &[u8], data: &[u8]) -> String {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// AES-256-GCM with a random 96-bit nonce; the associated data binds a sealed
@@ -341,6 +365,28 @@ mod tests {
         assert_ne!(
             hasher.hash("+1"),
             master.identity_hasher("other").hash("+1")
+        );
+    }
+
+    /// RFC 4231, test case 2: the HMAC the feed's identity hashes use.
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        assert_eq!(
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    /// The feed key is the tenant's own, and the feed's hash is keyed by it.
+    #[test]
+    fn the_feed_hash_is_the_hmac_under_the_tenants_feed_key() {
+        let master = MasterKey::from_bytes([9; 32]);
+        let key = master.feed_key("makro");
+        assert_ne!(key, master.feed_key("other"));
+        assert_ne!(key, master.suppress_key("makro"));
+        assert_eq!(
+            master.feed_hash("makro", "+4915112345678"),
+            hmac_sha256_hex(&key, b"+4915112345678")
         );
     }
 

@@ -36,7 +36,8 @@ pub struct AuditEventView {
     /// `brand.retired`, `form.saved`, `channels.changed`,
     /// `settings.changed`, `export.read`, `dossier.read`, `openings.read`,
     /// `dead_letter.read`, `document.read`, `reviews.read`,
-    /// `review.settled`, `statements.read`, `subject.erased`, `backfill`,
+    /// `review.settled`, `statements.read`, `changes.read`,
+    /// `changes_key.read`, `subject.erased`, `backfill`,
     /// `authentication.failed`, `authorization.refused`,
     /// `webhook.signature_failed`, `signing_key.rotated`.
     pub kind: String,

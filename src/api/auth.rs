@@ -252,6 +252,14 @@ pub async fn auditor(
     authorize(req, next, &[Role::Auditor]).await
 }
 
+/// Route middleware: a key with the role `subscriber` (or `admin`).
+pub async fn subscriber(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    authorize(req, next, &[Role::Subscriber]).await
+}
+
 /// The caller that the route's middleware authenticated; a route without
 /// that middleware answers 500 (a mistake of ours, found by the
 /// authorization-matrix test), never an unauthenticated call.

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod brands;
+pub mod changes;
 pub mod channel_settings;
 pub mod checks;
 pub mod dead_letters;

@@ -12,7 +12,18 @@ pub enum Role {
     Collector,
     Sender,
     Auditor,
+    /// Reads the change feed (`GET /v1/changes`), nothing else.
+    Subscriber,
 }
+
+/// Every role, in the canonical order of a key's `roles`.
+const ALL_ROLES: [Role; 5] = [
+    Role::Admin,
+    Role::Collector,
+    Role::Sender,
+    Role::Auditor,
+    Role::Subscriber,
+];
 
 impl Role {
     pub fn as_str(self) -> &'static str {
@@ -21,20 +32,19 @@ impl Role {
             Role::Collector => "collector",
             Role::Sender => "sender",
             Role::Auditor => "auditor",
+            Role::Subscriber => "subscriber",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Role::Admin, Role::Collector, Role::Sender, Role::Auditor]
-            .into_iter()
-            .find(|r| r.as_str() == text)
+        ALL_ROLES.into_iter().find(|r| r.as_str() == text)
     }
 }
 
 /// The roles of a new key, in their canonical order without repeats;
 /// `None` when there is none.
 pub fn normalised_roles(roles: &[Role]) -> Option<Vec<String>> {
-    let ordered: Vec<String> = [Role::Admin, Role::Collector, Role::Sender, Role::Auditor]
+    let ordered: Vec<String> = ALL_ROLES
         .into_iter()
         .filter(|r| roles.contains(r))
         .map(|r| r.as_str().to_owned())

@@ -2,6 +2,7 @@
 //! in microseconds and reusable by an auditor's tool.
 
 pub mod access;
+pub mod change;
 pub mod confirmation;
 pub mod decision;
 pub mod document;

@@ -18,6 +18,7 @@ use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
 use crate::store::append::{self, Answer, Appended, ErasureReason};
 use crate::store::audit::{self, AuditEvent, AuditKind};
+use crate::store::changes::keep_erased_hash;
 use crate::store::connection::lock_log;
 use crate::store::consent::{forget_windows, group_events};
 use crate::store::erasure::{compact, forget_identity, forget_subject, members_of_every_group};
@@ -192,9 +193,10 @@ fn opt_out_before_erasure(
 }
 
 /// Erases subjects (whole groups), inside the caller's transaction under
-/// the log's lock: one `erasure` entry each, then (on request) a
-/// suppression record for the identity `asked` and for each identity whose
-/// newest subject is among them (never for one that has since started a
+/// the log's lock: one `erasure` entry each with the feed hash of the
+/// identity it erased (docs/changes.md), then (on request) a suppression
+/// record for the identity `asked` and for each identity whose newest
+/// subject is among them (never for one that has since started a
 /// newer group: that is someone else now), then the deletion of what names
 /// or opens them. Returns the last `erasure` entry.
 pub fn erase_members(
@@ -210,9 +212,13 @@ pub fn erase_members(
     let mut last = None;
     for member in members {
         let subject = (member.id, member.commitment.as_str());
-        last = Some(append::append_erasure_locked(
-            conn, tenant, collector, subject, reason, now,
-        )?);
+        let appended =
+            append::append_erasure_locked(conn, tenant, collector, subject, reason, now)?;
+        if let Some(identity) = &member.identity {
+            let hash = master.feed_hash(tenant, identity);
+            keep_erased_hash(conn, tenant, appended.seq as i64, &hash)?;
+        }
+        last = Some(appended);
     }
     let erased = last.ok_or(ServiceError::from(Rejection::NotFound(NO_SUBJECT)))?;
     let at = erased.recorded_at.millis();

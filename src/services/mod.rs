@@ -10,6 +10,7 @@
 //! nothing of HTTP.
 
 pub mod brands;
+pub mod changes;
 pub mod channel_settings;
 pub mod checking;
 pub mod dead_letters;

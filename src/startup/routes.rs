@@ -31,6 +31,8 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(api::checks::check_batch)
         .service(api::statements::keep_statements)
         .service(api::statements::query_statements)
+        .service(api::changes::read_changes)
+        .service(api::changes::feed_key)
         .service(api::subjects::query_subject)
         .service(api::subjects::erase_subject)
         .service(api::entries::get_entry)

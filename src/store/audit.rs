@@ -35,6 +35,8 @@ pub enum AuditKind {
     ReviewsRead,
     ReviewSettled,
     StatementsRead,
+    ChangesRead,
+    ChangesKeyRead,
 }
 
 impl AuditKind {
@@ -62,6 +64,8 @@ impl AuditKind {
             AuditKind::ReviewsRead => "reviews.read",
             AuditKind::ReviewSettled => "review.settled",
             AuditKind::StatementsRead => "statements.read",
+            AuditKind::ChangesRead => "changes.read",
+            AuditKind::ChangesKeyRead => "changes_key.read",
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod append;
 pub mod audit;
+pub mod changes;
 pub mod channels;
 pub mod connection;
 pub mod consent;

@@ -337,6 +337,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    erased_identity_hashes (tenant_id, seq) {
+        tenant_id -> Text,
+        seq -> BigInt,
+        identity_hash -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     meta,
     tenants,
@@ -367,4 +375,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     form_versions,
     reviews,
     statements,
+    erased_identity_hashes,
 );

@@ -36,6 +36,7 @@ const ADMIN: Access = Roles(&["admin"]);
 const COLLECTOR: Access = Roles(&["collector"]);
 const SENDER: Access = Roles(&["sender"]);
 const AUDITOR: Access = Roles(&["auditor"]);
+const SUBSCRIBER: Access = Roles(&["subscriber"]);
 
 /// The expected access of every operation (docs/api.md's table).
 const TABLE: &[(&str, &str, Access)] = &[
@@ -68,6 +69,8 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("POST", "/v1/checks/batch", SENDER),
     ("POST", "/v1/statements", SENDER),
     ("POST", "/v1/statements/query", AUDITOR),
+    ("GET", "/v1/changes", SUBSCRIBER),
+    ("GET", "/v1/changes/key", ADMIN),
     ("POST", "/v1/subjects/query", AUDITOR),
     ("POST", "/v1/subjects/erase", ADMIN),
     ("GET", "/v1/entries/{seq}", AUDITOR),
@@ -344,6 +347,8 @@ async fn send(app: &TestApp, request: &Request, authorization: Option<&str>) -> 
 struct World {
     a: Tenant,
     b: Tenant,
+    /// A's and B's keys with the role `subscriber`.
+    subscribers: [String; 2],
     a_seq: u64,
     dead_letter: i64,
     /// A document of A.
@@ -413,6 +418,10 @@ async fn world(app: &TestApp) -> World {
     assert_eq!(kept.status, StatusCode::CREATED, "{}", kept.body);
     let document = kept.body["document_id"].as_str().expect("id").to_owned();
 
+    let subscribers = [
+        app.new_key(&a.admin, &["subscriber"]).await,
+        app.new_key(&b.admin, &["subscriber"]).await,
+    ];
     let victim = key_id(&app.new_key(&a.admin, &["sender"]).await);
     let revoked = app.new_key(&a.admin, &["admin"]).await;
     assert_eq!(app.get("/v1/tenant", &revoked).await.status, StatusCode::OK);
@@ -479,6 +488,7 @@ async fn world(app: &TestApp) -> World {
     World {
         a,
         b,
+        subscribers,
         a_seq,
         dead_letter,
         document,
@@ -523,12 +533,14 @@ fn credentials(w: &World) -> Vec<Credential> {
             kind: Kind::OperatorToken,
         },
     ];
-    for (holder, t) in [(Holder::A, &w.a), (Holder::B, &w.b)] {
+    let tenants = [(Holder::A, &w.a), (Holder::B, &w.b)];
+    for ((holder, t), subscriber) in tenants.into_iter().zip(&w.subscribers) {
         for (role, key) in [
             ("admin", &t.admin),
             ("collector", &t.collector),
             ("sender", &t.sender),
             ("auditor", &t.auditor),
+            ("subscriber", subscriber),
         ] {
             all.push(Credential {
                 name: format!("{holder:?}'s {role} key"),
@@ -736,7 +748,7 @@ async fn input(
             path @ ("/healthz" | "/readyz" | "/openapi.json" | "/docs" | "/v1/tenant"
             | "/v1/brands" | "/v1/keys" | "/v1/channels" | "/v1/export"
             | "/v1/log/checkpoint" | "/v1/log/keys" | "/v1/dead-letters" | "/v1/forms"
-            | "/v1/audit-events" | "/v1/reviews"),
+            | "/v1/audit-events" | "/v1/reviews" | "/v1/changes" | "/v1/changes/key"),
         ) => Request::new(method, path),
         (m, p) => panic!("authz.rs has no request for {m} {p}: add one to `input`"),
     }

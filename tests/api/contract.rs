@@ -339,6 +339,15 @@ async fn recording_and_checks(app: &TestApp, c: &Contract, t: &Tenant) {
         .await;
     c.post(app, listed, listed, &t.auditor, &json!({"number": "12"}))
         .await;
+    // The change feed, its key, and a cursor that is not one.
+    let feed = "/v1/changes";
+    c.get(app, feed, "/v1/changes?limit=3", &t.admin).await;
+    c.get(app, feed, "/v1/changes?after=c1-1&wait=0", &t.admin)
+        .await;
+    c.get(app, feed, "/v1/changes?after=nope", &t.admin).await;
+    c.get(app, feed, "/v1/changes?wait=31", &t.admin).await;
+    c.get(app, "/v1/changes/key", "/v1/changes/key", &t.admin)
+        .await;
 }
 
 async fn ledger_and_log(app: &TestApp, c: &Contract, t: &Tenant) {

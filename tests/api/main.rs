@@ -10,6 +10,7 @@ mod abuse;
 mod audit;
 mod authz;
 mod browser;
+mod changes;
 mod channels;
 mod checks;
 mod cli;

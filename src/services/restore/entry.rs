@@ -17,6 +17,7 @@ use crate::keys::MasterKey;
 use crate::ledger::entry::{Entry, EntryType, Openings, SubjectOpening};
 use crate::ledger::verify::evidence_jcs_of_map;
 use crate::store::append::{lock_head, store_consent_text, write_entry, SaltedEvidence};
+use crate::store::changes::keep_erased_hash;
 use crate::store::consent::forget_windows;
 use crate::store::erasure::{forget_identity, forget_subject};
 use crate::store::links::{close_subjects, keep_link};
@@ -311,6 +312,8 @@ fn erase(
     let at = entry.recorded_at.millis();
     match identity.as_deref() {
         Some(identity) => {
+            let feed_hash = master.feed_hash(tenant, identity);
+            keep_erased_hash(conn, tenant, entry.seq as i64, &feed_hash)?;
             let hash = master.identity_hash(tenant, identity);
             let newest = newest_subject_by_hash(conn, tenant, &hash)?.map(|s| s.id);
             if newest == Some(subject_id) {
