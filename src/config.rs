@@ -98,6 +98,9 @@ pub struct ServerArgs {
     /// Storage for one tenant's evidence documents, in MiB [default: 1024]
     #[arg(long, env = "CONSENT_LEDGER_DOCUMENT_QUOTA_MIB")]
     pub document_quota_mib: Option<u32>,
+    /// Let event endpoints be private or loopback addresses, and http (never link-local or cloud metadata) [default: false]
+    #[arg(long, env = "CONSENT_LEDGER_EVENT_ALLOW_PRIVATE")]
+    pub event_allow_private: Option<bool>,
     #[command(flatten, next_help_heading = "Limits")]
     pub limits: LimitArgs,
 }
@@ -113,6 +116,7 @@ impl ServerArgs {
             trusted_proxies: self.trusted_proxies.or(other.trusted_proxies),
             checkpoint_interval: self.checkpoint_interval.or(other.checkpoint_interval),
             document_quota_mib: self.document_quota_mib.or(other.document_quota_mib),
+            event_allow_private: self.event_allow_private.or(other.event_allow_private),
             limits: self.limits.or(other.limits),
         }
     }
@@ -137,6 +141,7 @@ pub struct SettingsArgs {
     pub signer_state_file: Option<PathBuf>,
     pub log_format: Option<String>,
     pub document_quota_mib: Option<u32>,
+    pub event_allow_private: Option<bool>,
     pub limits: LimitArgs,
 }
 
@@ -161,6 +166,7 @@ impl SettingsArgs {
             signer_state_file: common.signer_state_file,
             log_format: common.log_format,
             document_quota_mib: server.document_quota_mib,
+            event_allow_private: server.event_allow_private,
             limits: server.limits,
         }
     }
@@ -185,6 +191,7 @@ struct FileSettings {
     signer_state_file: Option<PathBuf>,
     log_format: Option<String>,
     document_quota_mib: Option<u32>,
+    event_allow_private: Option<bool>,
     /// The `[limits]` table.
     limits: Option<limits::FileLimits>,
 }
@@ -301,6 +308,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// The most one tenant's documents may take together, in bytes.
     pub document_quota_bytes: i64,
+    /// Event endpoints may be private or loopback addresses, and http.
+    pub event_allow_private: bool,
     pub limits: Limits,
 }
 
@@ -485,6 +494,10 @@ impl Settings {
         }
         let document_quota_bytes =
             parse_document_quota(args.document_quota_mib.or(file.document_quota_mib))?;
+        let event_allow_private = args
+            .event_allow_private
+            .or(file.event_allow_private)
+            .unwrap_or(false);
         let limits = Limits::resolve(&args.limits, file.limits.unwrap_or_default())
             .map_err(ConfigError::Invalid)?;
         Ok(Self {
@@ -502,6 +515,7 @@ impl Settings {
             signer_state_file,
             log_format,
             document_quota_bytes,
+            event_allow_private,
             limits,
         })
     }

@@ -290,6 +290,14 @@ impl From<crate::store::Rejection> for ApiError {
             ),
             Rejection::UnknownDocument => request::unknown_document().into(),
             Rejection::DocumentMismatch => request::document_mismatch().into(),
+            Rejection::EndpointLimit => ApiError::new(
+                ErrorCode::EndpointLimit,
+                "the tenant has 10 event endpoints: delete one first",
+            ),
+            Rejection::DeliveryNotFailed => ApiError::new(
+                ErrorCode::DeliveryNotFailed,
+                "only a failed delivery is retried; a pending one is retried by itself",
+            ),
         }
     }
 }

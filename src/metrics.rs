@@ -27,6 +27,7 @@ pub struct Metrics {
     pool_wait: Histogram,
     write_groups: Histogram,
     housekeeping: Family<Labels, Counter>,
+    event_attempts: Family<Labels, Counter>,
     /// Set at each scrape from the database and the pool.
     pub dead_letters_waiting: Gauge,
     pub reviews_waiting: Gauge,
@@ -35,6 +36,7 @@ pub struct Metrics {
     pub unsigned_entries: Gauge,
     pub oldest_unsigned_seconds: Gauge<f64, AtomicU64>,
     pub pool_connections: Family<Labels, Gauge>,
+    pub event_deliveries: Family<Labels, Gauge>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -62,14 +64,44 @@ fn register_database_histograms(registry: &mut Registry) -> (Histogram, Histogra
     (pool_wait, write_groups)
 }
 
+/// `metric`, registered under `name` with its `help`.
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// Outbound events: attempts by outcome, deliveries by status.
+fn register_event_metrics(
+    registry: &mut Registry,
+) -> (Family<Labels, Counter>, Family<Labels, Gauge>) {
+    let event_attempts = Family::<Labels, Counter>::default();
+    registry.register(
+        "event_attempts",
+        "Attempts to deliver an outbound event, by outcome (delivered, retry, failed, refused_address)",
+        event_attempts.clone(),
+    );
+    let event_deliveries = Family::<Labels, Gauge>::default();
+    registry.register(
+        "event_deliveries",
+        "Outbound event deliveries by status (pending, delivered, failed; all tenants)",
+        event_deliveries.clone(),
+    );
+    (event_attempts, event_deliveries)
+}
+
 impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::with_prefix("consent_ledger");
-        let requests = Family::<Labels, Counter>::default();
-        registry.register(
+        let requests = registered(
+            &mut registry,
             "http_requests",
             "HTTP requests by matched route, method and status",
-            requests.clone(),
+            Family::<Labels, Counter>::default(),
         );
         let latency =
             Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
@@ -78,70 +110,51 @@ impl Metrics {
             "HTTP request latency by matched route, until the answer's head",
             latency.clone(),
         );
-        let appends = Family::<Labels, Counter>::default();
-        registry.register(
+        let appends = registered(
+            &mut registry,
             "appends",
             "Ledger entries committed, by entry type",
-            appends.clone(),
+            Family::<Labels, Counter>::default(),
         );
-        let decisions = Family::<Labels, Counter>::default();
-        registry.register(
+        let decisions = registered(
+            &mut registry,
             "decisions",
             "Decisions answered (single and batch), by reason",
-            decisions.clone(),
+            Family::<Labels, Counter>::default(),
         );
-        let webhook_events = Family::<Labels, Counter>::default();
-        registry.register(
-            "webhook_events",
-            "Webhook messages and events by provider and outcome (recorded, deduplicated, dead_lettered, ignored)",
-            webhook_events.clone(),
-        );
-        let refusals = Family::<Labels, Counter>::default();
-        registry.register(
-            "limit_refusals",
-            "Requests refused by a limit (rate per address or key, failed authentications, connections, exports, body memory)",
-            refusals.clone(),
-        );
+        let webhook_events = registered(&mut registry, "webhook_events", "Webhook messages and events by provider and outcome (recorded, deduplicated, dead_lettered, ignored)", Family::<Labels, Counter>::default());
+        let refusals = registered(&mut registry, "limit_refusals", "Requests refused by a limit (rate per address or key, failed authentications, connections, exports, body memory)", Family::<Labels, Counter>::default());
         let (pool_wait, write_groups) = register_database_histograms(&mut registry);
-        let housekeeping = Family::<Labels, Counter>::default();
-        registry.register(
-            "housekeeping_rows",
-            "What the housekeeping job deleted: subjects erased for retention, windows, idempotency records, documents no entry names",
-            housekeeping.clone(),
-        );
-        let dead_letters_waiting = Gauge::default();
-        registry.register(
+        let housekeeping = registered(&mut registry, "housekeeping_rows", "What the housekeeping job deleted: subjects erased for retention, windows, idempotency records, documents no entry names", Family::<Labels, Counter>::default());
+        let (event_attempts, event_deliveries) = register_event_metrics(&mut registry);
+        let dead_letters_waiting = registered(
+            &mut registry,
             "dead_letters_waiting",
             "Dead letters not applied (all tenants)",
-            dead_letters_waiting.clone(),
+            Gauge::default(),
         );
-        let reviews_waiting = Gauge::default();
-        registry.register(
+        let reviews_waiting = registered(
+            &mut registry,
             "reviews_waiting",
             "Ambiguous messages waiting for review (all tenants)",
-            reviews_waiting.clone(),
+            Gauge::default(),
         );
         let log_entries = Gauge::default();
         registry.register("log_entries", "Entries in all logs", log_entries.clone());
         let logs = Gauge::default();
         registry.register("logs", "Tenants' logs", logs.clone());
-        let unsigned_entries = Gauge::default();
-        registry.register(
+        let unsigned_entries = registered(
+            &mut registry,
             "unsigned_entries",
             "Entries not yet covered by a signed checkpoint (all logs)",
-            unsigned_entries.clone(),
+            Gauge::default(),
         );
-        let oldest_unsigned_seconds = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "checkpoint_lag_seconds",
-            "Age of the latest checkpoint of the log that waits longest for one (0 when every log is signed to its end)",
-            oldest_unsigned_seconds.clone(),
-        );
-        let pool_connections = Family::<Labels, Gauge>::default();
-        registry.register(
+        let oldest_unsigned_seconds = registered(&mut registry, "checkpoint_lag_seconds", "Age of the latest checkpoint of the log that waits longest for one (0 when every log is signed to its end)", Gauge::<f64, AtomicU64>::default());
+        let pool_connections = registered(
+            &mut registry,
             "db_pool_connections",
             "Database connections of this instance by state (in_use, idle, max)",
-            pool_connections.clone(),
+            Family::<Labels, Gauge>::default(),
         );
         Self {
             registry,
@@ -154,6 +167,7 @@ impl Metrics {
             pool_wait,
             write_groups,
             housekeeping,
+            event_attempts,
             dead_letters_waiting,
             reviews_waiting,
             log_entries,
@@ -161,6 +175,7 @@ impl Metrics {
             unsigned_entries,
             oldest_unsigned_seconds,
             pool_connections,
+            event_deliveries,
         }
     }
 
@@ -232,6 +247,14 @@ pub fn pool_wait(seconds: f64) {
 /// A group of writes committed in one transaction.
 pub fn write_group(size: usize) {
     metrics().write_groups.observe(size as f64);
+}
+
+/// One attempt to deliver an outbound event, by how it ended.
+pub fn event_attempt(outcome: &'static str) {
+    metrics()
+        .event_attempts
+        .get_or_create(&vec![("outcome", outcome.to_owned())])
+        .inc();
 }
 
 /// Rows the housekeeping job deleted, by what they were.

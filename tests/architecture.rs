@@ -159,6 +159,7 @@ const STORE_FROM_API: &[(&str, &str, &str)] = &[
     ("src/api/health.rs", "store::log::overview", "/metrics: the logs' sizes, read at each scrape"),
     ("src/api/health.rs", "store::dead_letters::waiting_count", "/metrics: letters waiting, read at each scrape"),
     ("src/api/health.rs", "store::reviews::count_waiting", "/metrics: ambiguous messages waiting for review, read at each scrape"),
+    ("src/api/health.rs", "store::events::counts", "/metrics: outbound event deliveries by status, read at each scrape"),
     ("src/api/brands.rs", "store::tenants::list_brands", "the tenant's brands"),
     ("src/api/keys.rs", "store::tenants::list_api_keys", "the tenant's keys"),
     ("src/api/forms.rs", "store::forms::list", "the tenant's forms"),

@@ -37,7 +37,9 @@ pub struct AuditEventView {
     /// `settings.changed`, `export.read`, `dossier.read`, `openings.read`,
     /// `dead_letter.read`, `document.read`, `reviews.read`,
     /// `review.settled`, `statements.read`, `changes.read`,
-    /// `changes_key.read`, `subject.erased`, `backfill`,
+    /// `changes_key.read`, `event_endpoint.created`,
+    /// `event_endpoint.deleted`, `event_delivery.retried`,
+    /// `subject.erased`, `backfill`,
     /// `authentication.failed`, `authorization.refused`,
     /// `webhook.signature_failed`, `signing_key.rotated`.
     pub kind: String,

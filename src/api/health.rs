@@ -31,12 +31,13 @@ pub async fn healthz() -> HttpResponse {
 /// label names a tenant.
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (logs, waiting, reviews) = state
+    let (logs, waiting, reviews, deliveries) = state
         .db(|conn| {
             Ok((
                 crate::store::log::overview(conn)?,
                 crate::store::dead_letters::waiting_count(conn)?,
                 crate::store::reviews::count_waiting(conn)?,
+                crate::store::events::counts(conn)?,
             ))
         })
         .await?;
@@ -55,6 +56,15 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     m.oldest_unsigned_seconds.set(lag);
     m.dead_letters_waiting.set(waiting);
     m.reviews_waiting.set(reviews);
+    for status in ["pending", "delivered", "failed"] {
+        let count = deliveries
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| *n);
+        m.event_deliveries
+            .get_or_create(&vec![("status", status.to_owned())])
+            .set(count);
+    }
     let pool = state.pool.state();
     let connections = |state: &str| vec![("state", state.to_owned())];
     m.pool_connections

@@ -6,6 +6,7 @@ pub mod change;
 pub mod confirmation;
 pub mod decision;
 pub mod document;
+pub mod endpoint;
 pub mod evidence;
 pub mod form;
 pub mod identity;

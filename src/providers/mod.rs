@@ -8,6 +8,7 @@ pub mod letter;
 pub mod message;
 pub mod settings;
 pub mod signature;
+pub mod standard_webhooks;
 pub mod twilio;
 pub mod wa_id;
 pub mod whatsapp;

@@ -21,6 +21,8 @@ use std::collections::HashMap;
 #[derive(Debug, Clone)]
 pub struct FeedPage {
     pub changes: Vec<Change>,
+    /// The group of each change's subject, in the same order.
+    pub groups: Vec<GroupId>,
     pub next: Cursor,
 }
 
@@ -48,8 +50,15 @@ pub fn read(
         .into_iter()
         .map(|row| Ok((parse(&row)?, row.subject_id)))
         .collect::<ServiceResult<Vec<_>>>()?;
-    let changes = Described::load(conn, tenant, &entries)?.changes(entries);
-    Ok(FeedPage { changes, next })
+    let (changes, groups) = Described::load(conn, tenant, &entries)?
+        .changes(entries)
+        .into_iter()
+        .unzip();
+    Ok(FeedPage {
+        changes,
+        groups,
+        next,
+    })
 }
 
 fn parse(row: &FeedEntry) -> Result<Entry, diesel::result::Error> {
@@ -103,15 +112,16 @@ impl Described {
         })
     }
 
-    fn changes(&self, entries: Vec<(Entry, SubjectId)>) -> Vec<Change> {
+    fn changes(&self, entries: Vec<(Entry, SubjectId)>) -> Vec<(Change, GroupId)> {
         entries
             .into_iter()
             .filter_map(|(entry, subject)| self.change(entry, subject))
             .collect()
     }
 
-    /// The entry as a change; `None` for an entry that changes no consent.
-    fn change(&self, entry: Entry, subject: SubjectId) -> Option<Change> {
+    /// The entry as a change, with its subject's group; `None` for an entry
+    /// that changes no consent.
+    fn change(&self, entry: Entry, subject: SubjectId) -> Option<(Change, GroupId)> {
         let place = self.places.get(&subject);
         let seq = entry.seq as i64;
         let kind = match entry.kind {
@@ -131,7 +141,8 @@ impl Described {
             .unwrap_or_default();
         let identity_hashes = (kind == ChangeType::Erasure)
             .then(|| self.erased.get(&seq).cloned().into_iter().collect());
-        Some(Change {
+        let group = place.map_or(subject.own_group(), |p| p.group_id);
+        let change = Change {
             cursor: Cursor(entry.seq + 1),
             seq: entry.seq,
             kind,
@@ -142,6 +153,7 @@ impl Described {
             captured_at: entry.captured_at,
             recorded_at: entry.recorded_at,
             identity_hashes,
-        })
+        };
+        Some((change, group))
     }
 }

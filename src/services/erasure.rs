@@ -7,6 +7,7 @@
 //! (a number's new holder) is left.
 
 use super::error::{ServiceError, ServiceResult};
+use super::events::seal_erased;
 use crate::domain::access::TenantId;
 use crate::domain::decision::opted_out_of_everything;
 use crate::domain::evidence::Evidence;
@@ -22,6 +23,7 @@ use crate::store::changes::keep_erased_hash;
 use crate::store::connection::lock_log;
 use crate::store::consent::{forget_windows, group_events};
 use crate::store::erasure::{compact, forget_identity, forget_subject, members_of_every_group};
+use crate::store::events::has_endpoints;
 use crate::store::idempotency;
 use crate::store::subjects::{current_subject, newest_subject_by_hash, Member};
 use crate::store::suppression::suppress;
@@ -209,14 +211,14 @@ pub fn erase_members(
     now: Timestamp,
 ) -> ServiceResult<Appended> {
     let ended = identities_ending_here(conn, master, tenant, members, asked)?;
+    let delivered = has_endpoints(conn, tenant)?;
     let mut last = None;
     for member in members {
         let subject = (member.id, member.commitment.as_str());
         let appended =
             append::append_erasure_locked(conn, tenant, collector, subject, reason, now)?;
         if let Some(identity) = &member.identity {
-            let hash = master.feed_hash(tenant, identity);
-            keep_erased_hash(conn, tenant, appended.seq as i64, &hash)?;
+            keep_for_the_feed(conn, master, tenant, (&appended, identity), delivered)?;
         }
         last = Some(appended);
     }
@@ -234,6 +236,29 @@ pub fn erase_members(
         forget_subject(conn, tenant, member.id, at)?;
     }
     Ok(erased)
+}
+
+/// What the change feed and the event endpoints will say of an `erasure`
+/// entry: the feed hash of the identity it erased, and (for a tenant with
+/// endpoints, whose deliveries carry it) the identity sealed.
+fn keep_for_the_feed(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    tenant: &TenantId,
+    (erasure, identity): (&Appended, &str),
+    delivered: bool,
+) -> ServiceResult<()> {
+    let seq = erasure.seq as i64;
+    let hash = master.feed_hash(tenant, identity);
+    let sealed = delivered.then(|| seal_erased(master, tenant, seq, identity));
+    let at = erasure.recorded_at.millis();
+    Ok(keep_erased_hash(
+        conn,
+        tenant,
+        seq,
+        (&hash, sealed.as_deref()),
+        at,
+    )?)
 }
 
 /// The identities whose newest subject is among `members` (their story

@@ -17,6 +17,7 @@ pub mod dead_letters;
 pub mod documents;
 pub mod erasure;
 pub mod error;
+pub mod events;
 pub mod export;
 pub mod forms;
 pub mod housekeeping;

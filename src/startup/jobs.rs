@@ -1,6 +1,6 @@
 //! The background jobs a running server spawns: the checkpointer (a
-//! signed checkpoint for every log that grew) and housekeeping (retention
-//! and the purges).
+//! signed checkpoint for every log that grew), housekeeping (retention
+//! and the purges) and the delivery of outbound events.
 
 use crate::api::AppState;
 use crate::error::ApiError;
@@ -11,6 +11,94 @@ use actix_web::web;
 pub(super) fn spawn_jobs(state: &web::Data<AppState>, housekeeping: Option<std::time::Duration>) {
     spawn_checkpointer(state.clone(), state.settings.checkpoint_interval);
     spawn_housekeeping(state.clone(), housekeeping.unwrap_or(HOUSEKEEPING_INTERVAL));
+    spawn_event_delivery(state.clone());
+}
+
+/// How often outbound events are queued and the due ones sent: a change
+/// goes out within about this of its commit.
+const EVENT_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+/// Deliveries one instance sends at once.
+const EVENTS_AT_ONCE: i64 = 8;
+/// Ticks between purges of erased identities kept past 7 days.
+const EVENT_PURGE_TICKS: u32 = 240;
+
+/// Queues and sends outbound events (`services/events/`), every
+/// `EVENT_TICK`; each send runs on the blocking pool, at most
+/// `EVENTS_AT_ONCE` at a time.
+fn spawn_event_delivery(state: web::Data<AppState>) {
+    use crate::domain::endpoint::AddressPolicy;
+    use crate::services::events::send::Sender;
+    let policy = AddressPolicy {
+        allow_private: state.settings.event_allow_private,
+    };
+    let sender = std::sync::Arc::new(Sender::new(policy));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EVENT_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = 0u32;
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            ticks = ticks.wrapping_add(1);
+            let purge = ticks.is_multiple_of(EVENT_PURGE_TICKS);
+            match deliver_events(&state, &sender, purge).await {
+                Ok(_) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "outbound events could not be delivered");
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}
+
+/// One round: queue what the endpoints have not taken, lease the due
+/// deliveries, send them side by side, record each outcome.
+async fn deliver_events(
+    state: &web::Data<AppState>,
+    sender: &std::sync::Arc<crate::services::events::send::Sender>,
+    purge: bool,
+) -> Result<usize, ApiError> {
+    use crate::services::events::deliveries;
+    use crate::services::events::send::Sent;
+    let now = state.now();
+    let master = state.master.clone();
+    let attempts = state
+        .db(move |conn| {
+            if purge {
+                deliveries::purge(conn, now)?;
+            }
+            if deliveries::queue(conn, now)?.is_none() {
+                return Ok(Vec::new());
+            }
+            Ok(deliveries::take_due(conn, &master, now, EVENTS_AT_ONCE)?)
+        })
+        .await?;
+    let sent = futures_util::future::join_all(attempts.into_iter().map(|attempt| {
+        let sender = sender.clone();
+        async move {
+            let (url, headers, body) = (
+                attempt.url.clone(),
+                attempt.headers.clone(),
+                attempt.body.clone(),
+            );
+            let sent = tokio::task::spawn_blocking(move || sender.send(&url, &headers, &body))
+                .await
+                .unwrap_or_else(|_| Sent::Failed("the delivery thread failed".to_owned()));
+            (attempt, sent)
+        }
+    }))
+    .await;
+    let count = sent.len();
+    for (attempt, sent) in sent {
+        let now = state.now();
+        let outcome = state
+            .db(move |conn| Ok(deliveries::finish(conn, &attempt, &sent, now)?))
+            .await?;
+        crate::metrics::event_attempt(outcome);
+    }
+    Ok(count)
 }
 
 /// Signs a checkpoint for every log that grew, every `interval`. A refusal

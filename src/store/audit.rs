@@ -37,6 +37,9 @@ pub enum AuditKind {
     StatementsRead,
     ChangesRead,
     ChangesKeyRead,
+    EventEndpointCreated,
+    EventEndpointDeleted,
+    EventDeliveryRetried,
 }
 
 impl AuditKind {
@@ -66,6 +69,9 @@ impl AuditKind {
             AuditKind::StatementsRead => "statements.read",
             AuditKind::ChangesRead => "changes.read",
             AuditKind::ChangesKeyRead => "changes_key.read",
+            AuditKind::EventEndpointCreated => "event_endpoint.created",
+            AuditKind::EventEndpointDeleted => "event_endpoint.deleted",
+            AuditKind::EventDeliveryRetried => "event_delivery.retried",
         }
     }
 }

@@ -111,12 +111,14 @@ pub fn erased_hashes_of(
 }
 
 /// Keeps what the feed will say of the erasure at `seq`: the feed hash of
-/// the identity it erased.
+/// the identity it erased, and (while the tenant has event endpoints) the
+/// identity sealed for their deliveries.
 pub fn keep_erased_hash(
     conn: &mut DbConn,
     tenant: &TenantId,
     seq: i64,
-    identity_hash: &str,
+    (identity_hash, identity_sealed): (&str, Option<&str>),
+    erased_at: i64,
 ) -> QueryResult<()> {
     crate::execute!(
         conn,
@@ -124,6 +126,8 @@ pub fn keep_erased_hash(
             erased_identity_hashes::tenant_id.eq(tenant),
             erased_identity_hashes::seq.eq(seq),
             erased_identity_hashes::identity_hash.eq(identity_hash),
+            erased_identity_hashes::identity_sealed.eq(identity_sealed),
+            erased_identity_hashes::erased_at.eq(erased_at),
         ))
     )
     .map(drop)

@@ -11,6 +11,7 @@ pub mod consent;
 pub mod dead_letters;
 pub mod documents;
 pub mod erasure;
+pub mod events;
 pub mod forms;
 pub mod group_commit;
 pub mod idempotency;
@@ -73,6 +74,10 @@ pub enum Rejection {
     UnknownDocument,
     #[error("the evidence's document_sha256 is not the named document's hash")]
     DocumentMismatch,
+    #[error("the tenant has as many event endpoints as it may")]
+    EndpointLimit,
+    #[error("only a failed delivery is retried")]
+    DeliveryNotFailed,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -342,6 +342,39 @@ diesel::table! {
         tenant_id -> Text,
         seq -> BigInt,
         identity_hash -> Text,
+        identity_sealed -> Nullable<Text>,
+        erased_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    event_endpoints (tenant_id, id) {
+        tenant_id -> Text,
+        id -> Text,
+        url -> Text,
+        types -> Nullable<Text>,
+        secret_sealed -> Text,
+        created_at -> BigInt,
+        next_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    event_deliveries (tenant_id, id) {
+        tenant_id -> Text,
+        id -> Text,
+        endpoint_id -> Text,
+        seq -> BigInt,
+        group_id -> BigInt,
+        status -> Text,
+        attempts -> Integer,
+        created_at -> BigInt,
+        next_attempt_at -> BigInt,
+        leased_until -> Nullable<BigInt>,
+        last_attempt_at -> Nullable<BigInt>,
+        last_status -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        identities_sealed -> Nullable<Text>,
     }
 }
 
@@ -376,4 +409,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     reviews,
     statements,
     erased_identity_hashes,
+    event_endpoints,
+    event_deliveries,
 );

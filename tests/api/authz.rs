@@ -71,6 +71,11 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("POST", "/v1/statements/query", AUDITOR),
     ("GET", "/v1/changes", SUBSCRIBER),
     ("GET", "/v1/changes/key", ADMIN),
+    ("POST", "/v1/event-endpoints", ADMIN),
+    ("GET", "/v1/event-endpoints", ADMIN),
+    ("DELETE", "/v1/event-endpoints/{id}", ADMIN),
+    ("GET", "/v1/event-deliveries", ADMIN),
+    ("POST", "/v1/event-deliveries/{id}/retry", ADMIN),
     ("POST", "/v1/subjects/query", AUDITOR),
     ("POST", "/v1/subjects/erase", ADMIN),
     ("GET", "/v1/entries/{seq}", AUDITOR),
@@ -107,7 +112,9 @@ fn cross_tenant_status(template: &str) -> Option<u16> {
         | "/v1/documents/{id}"
         | "/v1/forms/{id}"
         | "/v1/subjects/query"
-        | "/v1/subjects/erase" => Some(404),
+        | "/v1/subjects/erase"
+        | "/v1/event-endpoints/{id}"
+        | "/v1/event-deliveries/{id}/retry" => Some(404),
         // An unknown number's dossier is B's log's header and checkpoint.
         "/v1/export/dossier" => Some(200),
         _ => None,
@@ -704,6 +711,17 @@ async fn input(
             json!({"decision": "opt_out"}),
         ),
         ("GET", "/v1/forms/{id}") => Request::new(method, "/v1/forms/newsletter"),
+        ("POST", "/v1/event-endpoints") => post(
+            "/v1/event-endpoints",
+            json!({"url": "https://crm.example.invalid/hook"}),
+        ),
+        // No such endpoint or delivery: the right role is told 404.
+        ("DELETE", "/v1/event-endpoints/{id}") => {
+            Request::new(method, "/v1/event-endpoints/ep_000000000000")
+        }
+        ("POST", "/v1/event-deliveries/{id}/retry") => {
+            Request::new(method, "/v1/event-deliveries/evt_000000000000_0/retry")
+        }
         ("POST", "/v1/forms") => {
             let id = match (fresh, by_b) {
                 (_, true) => format!("b-form-{n}"),
@@ -745,10 +763,25 @@ async fn input(
             ),
         (
             "GET",
-            path @ ("/healthz" | "/readyz" | "/openapi.json" | "/docs" | "/v1/tenant"
-            | "/v1/brands" | "/v1/keys" | "/v1/channels" | "/v1/export"
-            | "/v1/log/checkpoint" | "/v1/log/keys" | "/v1/dead-letters" | "/v1/forms"
-            | "/v1/audit-events" | "/v1/reviews" | "/v1/changes" | "/v1/changes/key"),
+            path @ ("/healthz"
+            | "/readyz"
+            | "/openapi.json"
+            | "/docs"
+            | "/v1/tenant"
+            | "/v1/brands"
+            | "/v1/keys"
+            | "/v1/channels"
+            | "/v1/export"
+            | "/v1/log/checkpoint"
+            | "/v1/log/keys"
+            | "/v1/dead-letters"
+            | "/v1/forms"
+            | "/v1/audit-events"
+            | "/v1/reviews"
+            | "/v1/changes"
+            | "/v1/changes/key"
+            | "/v1/event-endpoints"
+            | "/v1/event-deliveries"),
         ) => Request::new(method, path),
         (m, p) => panic!("authz.rs has no request for {m} {p}: add one to `input`"),
     }

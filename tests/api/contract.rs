@@ -195,6 +195,7 @@ async fn every_operation_answers_what_the_document_says() {
     recording_and_checks(app, c, &t).await;
     ledger_and_log(app, c, &t).await;
     channels_and_webhooks(app, c, &t).await;
+    outbound_events(app, c, &t).await;
     c.all_called();
 }
 
@@ -440,6 +441,72 @@ async fn reviews(app: &TestApp, c: &Contract, admin: &str) {
         "/v1/reviews/rev_000000000000".into(),
     ] {
         c.post(app, one, &path, admin, &settle).await;
+    }
+}
+
+/// Endpoints registered, refused, listed and deleted; a delivery (to a
+/// host that does not resolve here) listed, marked failed in the database
+/// as 24 hours of failures would, and retried.
+async fn outbound_events(app: &TestApp, c: &Contract, t: &Tenant) {
+    use consent_ledger::store::schema::event_deliveries as d;
+    use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+    let admin = t.admin.as_str();
+    let endpoints = "/v1/event-endpoints";
+    let url = json!({"url": "https://crm.example.invalid/hook", "types": ["opt_out"]});
+    let (status, made) = c.post(app, endpoints, endpoints, admin, &url).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = serde_json::from_str::<Value>(&made).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.post(
+        app,
+        endpoints,
+        endpoints,
+        admin,
+        &json!({"url": "http://crm.example.com/"}),
+    )
+    .await;
+    c.get(app, endpoints, endpoints, admin).await;
+    app.recorded_opt_out(t, api_opt_out("+4915177700001")).await;
+    let deliveries = "/v1/event-deliveries";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let delivery = loop {
+        let (_, listed) = c.get(app, deliveries, deliveries, admin).await;
+        let listed: Value = serde_json::from_str(&listed).unwrap();
+        if let Some(id) = listed["event_deliveries"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no delivery queued");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    c.get(
+        app,
+        deliveries,
+        "/v1/event-deliveries?status=failed&limit=5",
+        admin,
+    )
+    .await;
+    c.get(app, deliveries, "/v1/event-deliveries?status=lost", admin)
+        .await;
+    let retry = "/v1/event-deliveries/{id}/retry";
+    let path = format!("/v1/event-deliveries/{delivery}/retry");
+    c.post(app, retry, &path, admin, &json!({})).await;
+    let mut conn = consent_ledger::store::connection::establish(&app.database_target()).unwrap();
+    diesel::update(d::table.filter(d::id.eq(&delivery)))
+        .set(d::status.eq("failed"))
+        .execute(&mut conn)
+        .unwrap();
+    let (status, _) = c.post(app, retry, &path, admin, &json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let unknown = "/v1/event-deliveries/evt_0_0/retry";
+    c.post(app, retry, unknown, admin, &json!({})).await;
+    for id in [id.as_str(), "ep_000000000000"] {
+        let delete = app
+            .client
+            .delete(app.url(&format!("/v1/event-endpoints/{id}")))
+            .bearer_auth(admin);
+        c.send("/v1/event-endpoints/{id}", delete).await;
     }
 }
 

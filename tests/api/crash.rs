@@ -65,14 +65,14 @@ impl Rng {
 
 /// The server process; killed (SIGKILL) when dropped, so a failing test
 /// leaves nothing running.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     log: PathBuf,
 }
 
 impl Server {
     /// SIGKILL; the server must still have been running.
-    fn crash(mut self) {
+    pub(crate) fn crash(mut self) {
         if let Some(status) = self.child.try_wait().expect("try_wait") {
             panic!(
                 "the server exited by itself ({status}): {}",
@@ -98,8 +98,14 @@ fn log_of(path: &Path) -> String {
 /// Starts `consent-ledger serve` on the app's data dir (and database) and a
 /// free loopback port; points `app` at it once it answers `/readyz`.
 async fn serve(app: &mut TestApp, start: usize) -> Server {
+    serve_with(app, start, &[]).await
+}
+
+/// [`serve`] with more settings in its environment.
+pub(crate) async fn serve_with(app: &mut TestApp, start: usize, env: &[(&str, &str)]) -> Server {
     let log = app.scratch().join(format!("serve-{start}.log"));
     let mut command = Command::new(env!("CARGO_BIN_EXE_consent-ledger"));
+    command.envs(env.iter().copied());
     command
         .args(["serve", "--bind", "127.0.0.1:0"])
         .env("CONSENT_LEDGER_METRICS_BIND", "off")
@@ -547,7 +553,7 @@ fn backend(app: &TestApp) -> &'static str {
 
 /// The test's own data dir (and, on PostgreSQL, its own database), kept
 /// across the server's restarts.
-fn crash_app() -> TestApp {
+pub(crate) fn crash_app() -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     make_database(dir.path());
     TestApp::external(String::new(), dir)

@@ -23,6 +23,7 @@ mod documents;
 mod doors;
 mod erasure;
 mod errors;
+mod events;
 mod group_commit;
 mod helpers;
 mod hostile;

@@ -313,7 +313,8 @@ fn erase(
     match identity.as_deref() {
         Some(identity) => {
             let feed_hash = master.feed_hash(tenant, identity);
-            keep_erased_hash(conn, tenant, entry.seq as i64, &feed_hash)?;
+            let seq = entry.seq as i64;
+            keep_erased_hash(conn, tenant, seq, (&feed_hash, None), at)?;
             let hash = master.identity_hash(tenant, identity);
             let newest = newest_subject_by_hash(conn, tenant, &hash)?.map(|s| s.id);
             if newest == Some(subject_id) {
