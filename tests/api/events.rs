@@ -8,6 +8,7 @@
 
 use crate::crash::{crash_app, serve_with};
 use crate::helpers::*;
+use crate::metrics::{scrape, value};
 use base64::Engine;
 use consent_ledger::store::events;
 use hmac::{Hmac, KeyInit, Mac};
@@ -344,6 +345,7 @@ async fn failures_are_retried_in_order_then_kept_as_failed_until_retried() {
     let receiver = Receiver::start().await;
     register(&app, &t, json!({"url": receiver.url})).await;
     receiver.script(&[500]);
+    let before = scrape(&app).await;
     let first = app
         .recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
         .await;
@@ -398,6 +400,18 @@ async fn failures_are_retried_in_order_then_kept_as_failed_until_retried() {
     assert_eq!(failed["seq"], third);
     assert_eq!(failed["attempts"], 2);
     assert!(failed["next_attempt_at"].is_null());
+    // The operator sees it too: the gauge counts this database's
+    // deliveries; the attempt counters belong to the test process.
+    let after = scrape(&app).await;
+    let status = |s| value(&after, "consent_ledger_event_deliveries", &[("status", s)]);
+    assert_eq!(status("failed"), 1.0, "{after}");
+    assert_eq!(status("pending"), 0.0, "{after}");
+    let grew = |o| {
+        let series = "consent_ledger_event_attempts_total";
+        value(&after, series, &[("outcome", o)]) - value(&before, series, &[("outcome", o)])
+    };
+    assert!(grew("retry") >= 2.0 && grew("failed") >= 1.0, "{after}");
+    assert!(grew("delivered") >= 2.0, "{after}");
     let id = failed["id"].as_str().unwrap();
     let retried = app
         .post(

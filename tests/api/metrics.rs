@@ -12,7 +12,7 @@ use serde_json::json;
 const NUMBER: &str = "+4915155501234";
 const WA_ID: &str = "4915155509876";
 
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let response = app
         .client
         .get(app.metrics_url("/metrics"))
@@ -30,7 +30,7 @@ async fn scrape(app: &TestApp) -> String {
 
 /// The value of the series `name` whose labels include every pair of
 /// `labels`, or 0 when there is none yet.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
