@@ -185,7 +185,9 @@ impl ResponseError for ApiError {
         if self.code == ErrorCode::Unauthorized {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        if let Some(seconds) = self.retry_after {
+        // A database that is away or busy is worth a retry in a moment.
+        let transient = matches!(self.code, ErrorCode::NotReady | ErrorCode::Busy).then_some(1);
+        if let Some(seconds) = self.retry_after.or(transient) {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         if self.close {
@@ -210,6 +212,11 @@ impl From<&diesel::result::Error> for ApiError {
             // refuses itself; a dead connection behind it is found by the
             // ping after a failure, see `Pooled::check_after_failure`.)
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                Self::connection_lost(format!("database: {e}"))
+            }
+            // A connection whose transaction state broke with it (diesel
+            // refuses to use it): nothing of this request committed.
+            Error::BrokenTransactionManager => {
                 Self::connection_lost(format!("database: {e}"))
             }
             Error::DatabaseError(_, info) if gave_up_waiting(info.message()) => {
@@ -406,6 +413,11 @@ mod tests {
             (closed.status().as_u16(), closed.code),
             (503, ErrorCode::NotReady)
         );
+        let broken: ApiError = Error::BrokenTransactionManager.into();
+        assert_eq!(
+            (broken.status().as_u16(), broken.code),
+            (503, ErrorCode::NotReady)
+        );
         let other = db(DatabaseErrorKind::Unknown, "syntax error at or near");
         assert_eq!(
             (other.status().as_u16(), other.code),
@@ -413,6 +425,25 @@ mod tests {
         );
         let unique = db(DatabaseErrorKind::UniqueViolation, "duplicate key");
         assert_eq!(unique.code, ErrorCode::Internal);
+    }
+
+    #[test]
+    fn a_database_away_or_busy_says_when_to_retry() {
+        use actix_web::ResponseError;
+        for e in [
+            ApiError::connection_lost("gone".into()),
+            ApiError::new(ErrorCode::Busy, "locked"),
+        ] {
+            let response = e.error_response();
+            assert_eq!(
+                response.headers().get(header::RETRY_AFTER).unwrap(),
+                "1",
+                "{}",
+                e.code
+            );
+        }
+        let internal = ApiError::internal("broken").error_response();
+        assert!(!internal.headers().contains_key(header::RETRY_AFTER));
     }
 
     #[test]

@@ -131,13 +131,30 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
     {
+        self.db_waiting(None, work).await
+    }
+
+    /// [`AppState::db`], waiting at most `patience` for a connection (the
+    /// pool's own timeout otherwise): a probe that must answer soon.
+    pub async fn db_waiting<T, F>(
+        &self,
+        patience: Option<std::time::Duration>,
+        work: F,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+    {
         let pool = self.pool.clone();
         // Keep the request's span (its request id) on the blocking thread.
         let span = tracing::Span::current();
         actix_web::web::block(move || {
             let _entered = span.enter();
             let waiting = std::time::Instant::now();
-            let conn = pool.get();
+            let conn = match patience {
+                Some(patience) => pool.get_timeout(patience),
+                None => pool.get(),
+            };
             crate::metrics::pool_wait(waiting.elapsed().as_secs_f64());
             run_on(&mut conn?, work)
         })

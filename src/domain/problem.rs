@@ -86,9 +86,9 @@ problem_codes! {
     RateLimited = ("rate_limited", 429, "Too many requests", "Too many requests from this address or with this key, too many failed authentications from this address, too many connections from this address, or too many exports at once; retry after the seconds in `Retry-After`."),
     Internal = ("internal", 500, "Internal error", "Something failed on our side; the cause is in the service's log."),
     SigningRefused = ("signing_refused", 503, "Signing refused", "The database is not a consistent extension of the tree this instance signed before (restored from an older copy, or forked); nothing is signed until the missing entries are re-appended from a verified export."),
-    NotReady = ("not_ready", 503, "Not ready", "The service cannot reach its database, or lost its connection during the request (a write may then have committed: retry with the same Idempotency-Key)."),
+    NotReady = ("not_ready", 503, "Not ready", "The service cannot reach its database, or lost its connection during the request (a write may then have committed: retry with the same Idempotency-Key). `Retry-After` says when to try again."),
     Overloaded = ("overloaded", 503, "Overloaded", "The service holds as many request bodies and documents being sent as its memory for them allows (`CONSENT_LEDGER_BODY_MEMORY_MIB`); retry after the seconds in `Retry-After`."),
-    Busy = ("busy", 503, "Busy", "The database stayed locked by other writers for 10 seconds, or a statement ran longer than 30 seconds; the request's transaction was rolled back. Retry after a moment, with the same Idempotency-Key."),
+    Busy = ("busy", 503, "Busy", "The database stayed locked by other writers for 10 seconds, or a statement ran longer than 30 seconds; the request's transaction was rolled back. Retry after the seconds in `Retry-After`, with the same Idempotency-Key."),
     DocumentQuotaExceeded = ("document_quota_exceeded", 507, "Document quota exceeded", "Keeping this document would take the tenant's documents past their storage quota (`CONSENT_LEDGER_DOCUMENT_QUOTA_MIB`, default 1024 MiB); nothing was kept. Documents that no entry names are deleted a day after their upload; erasure deletes a person's."),
 }
 

@@ -121,19 +121,24 @@ impl Groups {
         if let Some(gate) = &self.gate {
             gate.pass();
         }
-        let mut conn = match pool.get() {
-            Ok(conn) => Some(conn),
-            Err(e) => {
-                tracing::error!(error = %e, "no database connection for a group of writes");
-                None
-            }
-        };
+        // A connection for as long as groups come; after a failed group a
+        // fresh one (the pool drops the old one if its server went away or
+        // its transaction state broke).
+        let mut conn = None;
         loop {
             let writes = self.take(tenant);
             if writes.is_empty() {
                 return;
             }
-            let Some(conn) = conn.as_mut() else {
+            if conn.is_none() {
+                conn = pool
+                    .get()
+                    .inspect_err(|e| {
+                        tracing::error!(error = %e, "no database connection for a group of writes")
+                    })
+                    .ok();
+            }
+            let Some(held) = conn.as_mut() else {
                 let unavailable = diesel::result::Error::DatabaseError(
                     diesel::result::DatabaseErrorKind::ClosedConnection,
                     Box::new("no database connection".to_owned()),
@@ -143,8 +148,9 @@ impl Groups {
                 }
                 continue;
             };
-            if run_group(conn, tenant, writes).is_err() {
-                conn.check_after_failure();
+            if run_group(held, tenant, writes).is_err() {
+                held.check_after_failure();
+                conn = None;
             }
         }
     }
@@ -171,7 +177,7 @@ fn run_group(
     match &committed {
         Ok(()) => crate::metrics::write_group(size),
         Err(e) => {
-            tracing::error!(error = %e, writes = size, "a group of writes did not commit: none of them is recorded")
+            tracing::error!(error = %e, writes = size, "a group of writes failed: rolled back, or (when the connection broke during its commit) of unknown outcome; its writers were told to retry with their keys")
         }
     }
     let group = committed.as_ref().map(|_| ());

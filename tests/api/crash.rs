@@ -178,8 +178,8 @@ async fn listening_port(server: &mut Server) -> u16 {
 /// One opt-in: its number is used by no other request, its key and body
 /// never change, so a retry is the same request.
 #[derive(Clone)]
-struct Sent {
-    n: usize,
+pub(crate) struct Sent {
+    pub(crate) n: usize,
     key: String,
     body: Value,
 }
@@ -194,12 +194,12 @@ impl Sent {
     }
 }
 
-fn number(n: usize) -> String {
+pub(crate) fn number(n: usize) -> String {
     format!("+49151{:08}", 20_000_000 + n)
 }
 
 /// What a client learnt of one request.
-enum Outcome {
+pub(crate) enum Outcome {
     /// 201 with this body (`seq`, `leaf_hash`, …).
     Acknowledged(Value),
     /// No answer, or a retryable 503: recorded or not, nobody knows.
@@ -208,7 +208,7 @@ enum Outcome {
 }
 
 /// Posts new opt-ins one after the other until `stop`.
-async fn keep_posting(
+pub(crate) async fn keep_posting(
     client: reqwest::Client,
     url: String,
     collector: String,
@@ -229,12 +229,16 @@ async fn keep_posting(
             Err(_) => Outcome::Unknown,
             Ok(response) => {
                 let status = response.status();
+                let retry_after = response.headers().contains_key("retry-after");
                 match response.text().await {
                     Err(_) => Outcome::Unknown,
                     Ok(text) if status == StatusCode::CREATED => {
                         Outcome::Acknowledged(serde_json::from_str(&text).expect("a 201's JSON"))
                     }
-                    Ok(_) if status == StatusCode::SERVICE_UNAVAILABLE => Outcome::Unknown,
+                    // Retryable, and says when: anything else is a defect.
+                    Ok(_) if status == StatusCode::SERVICE_UNAVAILABLE && retry_after => {
+                        Outcome::Unknown
+                    }
                     Ok(text) => Outcome::Unexpected(status, text),
                 }
             }
@@ -246,28 +250,47 @@ async fn keep_posting(
 
 /// What the test knows of the log.
 #[derive(Default)]
-struct Book {
+pub(crate) struct Book {
     /// Number index → the 201 body that acknowledged it.
-    acknowledged: BTreeMap<usize, Value>,
+    pub(crate) acknowledged: BTreeMap<usize, Value>,
     /// Outcome unknown, to retry with the same key after the restart.
-    unknown: Vec<Sent>,
+    pub(crate) unknown: Vec<Sent>,
     /// Answered 409 `idempotency_in_progress` after a crash: retried once
     /// the key can be taken over (`TAKEOVER_MILLIS` after this instant).
-    in_progress: Vec<(Sent, Instant)>,
+    pub(crate) in_progress: Vec<(Sent, Instant)>,
     /// Signed checkpoints fetched before each crash.
-    kept: Vec<String>,
+    pub(crate) kept: Vec<String>,
     /// The 201 bodies of the last round, to replay a few after the crash.
-    last_round: Vec<(Sent, Value)>,
-    sent: usize,
-    acknowledged_at_once: usize,
-    unknown_total: usize,
-    replayed: usize,
-    recorded_on_retry: usize,
-    taken_over: usize,
+    pub(crate) last_round: Vec<(Sent, Value)>,
+    pub(crate) sent: usize,
+    pub(crate) acknowledged_at_once: usize,
+    pub(crate) unknown_total: usize,
+    pub(crate) replayed: usize,
+    pub(crate) recorded_on_retry: usize,
+    pub(crate) taken_over: usize,
 }
 
 impl Book {
-    fn acknowledge(&mut self, n: usize, body: Value) {
+    /// Files what a client learnt of one request.
+    pub(crate) fn file(&mut self, request: Sent, outcome: Outcome) {
+        self.sent += 1;
+        match outcome {
+            Outcome::Acknowledged(body) => {
+                self.acknowledged_at_once += 1;
+                self.last_round.push((request.clone(), body.clone()));
+                self.acknowledge(request.n, body);
+            }
+            Outcome::Unknown => {
+                self.unknown_total += 1;
+                self.unknown.push(request);
+            }
+            Outcome::Unexpected(status, text) => {
+                panic!("opt-in {}: {status} {text}", request.n)
+            }
+        }
+    }
+
+    pub(crate) fn acknowledge(&mut self, n: usize, body: Value) {
         assert!(body["seq"].is_u64(), "{body}");
         let before = self.acknowledged.insert(n, body);
         assert!(before.is_none(), "number {n} acknowledged twice");
@@ -312,28 +335,14 @@ async fn load_and_crash(
     book.last_round.clear();
     for client in clients {
         for (request, outcome) in client.await.expect("client task") {
-            book.sent += 1;
-            match outcome {
-                Outcome::Acknowledged(body) => {
-                    book.acknowledged_at_once += 1;
-                    book.last_round.push((request.clone(), body.clone()));
-                    book.acknowledge(request.n, body);
-                }
-                Outcome::Unknown => {
-                    book.unknown_total += 1;
-                    book.unknown.push(request);
-                }
-                Outcome::Unexpected(status, text) => {
-                    panic!("opt-in {}: {status} {text}", request.n)
-                }
-            }
+            book.file(request, outcome);
         }
     }
     killed
 }
 
 /// `verify-db` on the database as the crash left it; the entries it counted.
-fn verify_db(app: &TestApp) -> u64 {
+pub(crate) fn verify_db(app: &TestApp) -> u64 {
     let (code, out, err) = run_cli(&["verify-db"], Some(&app.data_dir()));
     assert_eq!(code, 0, "verify-db: {out}{err}");
     // "makro: N entries and M checkpoints verified"
@@ -362,7 +371,13 @@ async fn retry(app: &TestApp, t: &Tenant, request: &Sent) -> Answer {
 
 /// After a restart: nothing acknowledged went missing, answers replay, and
 /// every request of unknown outcome is retried with its key.
-async fn after_restart(app: &TestApp, t: &Tenant, book: &mut Book, entries: u64, killed: Instant) {
+pub(crate) async fn after_restart(
+    app: &TestApp,
+    t: &Tenant,
+    book: &mut Book,
+    entries: u64,
+    killed: Instant,
+) {
     let size = app.get("/v1/tenant", &t.admin).await.body["tree_size"].clone();
     assert_eq!(
         size,
@@ -419,7 +434,7 @@ async fn after_restart(app: &TestApp, t: &Tenant, book: &mut Book, entries: u64,
 
 /// Waits until the `in_progress` keys can be taken over, then retries them:
 /// each records now, for the first time.
-async fn take_over(app: &TestApp, t: &Tenant, book: &mut Book) {
+pub(crate) async fn take_over(app: &TestApp, t: &Tenant, book: &mut Book) {
     let Some(latest) = book.in_progress.iter().map(|(_, killed)| *killed).max() else {
         return;
     };
@@ -446,7 +461,7 @@ async fn take_over(app: &TestApp, t: &Tenant, book: &mut Book) {
 
 /// The export: seqs 0..n without a gap, one entry per number, each
 /// acknowledged one at its seq with its leaf hash, and nothing else.
-async fn check_export(app: &TestApp, t: &Tenant, book: &Book) -> (String, String) {
+pub(crate) async fn check_export(app: &TestApp, t: &Tenant, book: &Book) -> (String, String) {
     let (status, export) = app.get_text("/v1/export", &t.auditor).await;
     assert_eq!(status, StatusCode::OK, "{export}");
     let lines: Vec<Value> = export

@@ -170,6 +170,22 @@ pub async fn spawn_app_at_manual_clock_with(adjust: impl FnOnce(&mut SettingsArg
 /// Starts the service with settings adjusted by `adjust` and a test's hooks.
 pub async fn spawn_app_hooked(adjust: impl FnOnce(&mut SettingsArgs), hooks: Hooks) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
+    make_database(dir.path());
+    start_in(dir, adjust, hooks).await
+}
+
+/// Starts the service on the PostgreSQL database at `url` (a cluster of
+/// the test's own), with settings adjusted by `adjust`; the CLI and
+/// `database_target` reach that database too.
+#[allow(dead_code)]
+pub async fn spawn_app_on(url: &str, adjust: impl FnOnce(&mut SettingsArgs)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join(DATABASE_URL_FILE), url).expect("write url");
+    start_in(dir, adjust, Hooks::default()).await
+}
+
+/// Starts the service on the data dir and database noted in `dir`.
+async fn start_in(dir: TempDir, adjust: impl FnOnce(&mut SettingsArgs), hooks: Hooks) -> TestApp {
     let mut args = SettingsArgs {
         data_dir: Some(dir.path().join("data")),
         bind: Some("127.0.0.1:0".into()),
@@ -178,7 +194,6 @@ pub async fn spawn_app_hooked(adjust: impl FnOnce(&mut SettingsArgs), hooks: Hoo
         operator_token: Some(Secret::new(OPERATOR_TOKEN.into())),
         ..Default::default()
     };
-    make_database(dir.path());
     if let Some((url, pooler)) = service_database(dir.path()) {
         args.database_url = Some(Secret::new(url));
         args.pg_pooler = pooler.map(str::to_owned);

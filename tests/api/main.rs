@@ -24,6 +24,7 @@ mod doors;
 mod erasure;
 mod errors;
 mod events;
+mod faults;
 mod group_commit;
 mod helpers;
 mod hostile;

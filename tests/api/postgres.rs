@@ -127,10 +127,40 @@ fn watchdog(stop: &str) -> Result<(), String> {
         .map_err(|e| format!("watchdog: {e}"))
 }
 
-fn start() -> Result<Cluster, String> {
+/// A cluster initialised in `dir` and started: where it is and how it
+/// was started, so that it can be stopped and started again.
+struct Launched {
+    bin: PathBuf,
+    root: bool,
+    dir: PathBuf,
+    data: PathBuf,
+    options: String,
+    port: u16,
+}
+
+impl Launched {
+    fn pg_ctl(&self) -> Command {
+        let mut pg_ctl = as_owner(&self.bin.join("pg_ctl"), self.root);
+        pg_ctl.arg("-D").arg(&self.data);
+        pg_ctl
+    }
+
+    fn start(&self) -> Result<(), String> {
+        let mut pg_ctl = self.pg_ctl();
+        pg_ctl
+            .args(["-o", &self.options, "-l"])
+            .arg(self.dir.join("log"))
+            .args(["-w", "-t", "60", "start"]);
+        run(pg_ctl, "pg_ctl start")
+    }
+}
+
+/// `initdb` in `dir` (made anew), then a start on a free loopback port
+/// with `durability`'s settings, and a watchdog that stops the cluster
+/// and removes `dir` once this test process has ended.
+fn launch(dir: PathBuf, durability: &str) -> Result<Launched, String> {
     let bin = bin_dir().ok_or("no initdb under /usr/lib/postgresql/*/bin (set PG_BIN)")?;
     let root = is_root();
-    let dir = std::env::temp_dir().join(format!("consent-ledger-pg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     if root {
@@ -160,38 +190,132 @@ fn start() -> Result<Cluster, String> {
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port: {e}"))?
         .port();
+    let options = format!(
+        "-p {port} -c listen_addresses=127.0.0.1 -k {}{durability} -c max_connections=300",
+        dir.display()
+    );
+    let launched = Launched {
+        bin,
+        root,
+        dir,
+        data,
+        options,
+        port,
+    };
+    launched.start()?;
+    // Stops the cluster and removes it once this test process has ended.
+    let stop = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {owner}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        owner = if root { "runuser -u postgres -- " } else { "" },
+        pg_ctl = launched.bin.join("pg_ctl").display(),
+        data = launched.data.display(),
+        dir = launched.dir.display(),
+    );
+    watchdog(&stop)?;
+    Ok(launched)
+}
+
+fn start() -> Result<Cluster, String> {
+    let dir = std::env::temp_dir().join(format!("consent-ledger-pg-{}", std::process::id()));
     // Tests need no durability; a benchmark comparing backends does.
     let durability = if std::env::var(DURABLE_VAR).is_ok_and(|v| v == "1") {
         ""
     } else {
         " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     };
-    let options = format!(
-        "-p {port} -c listen_addresses=127.0.0.1 -k {}{durability} -c max_connections=300",
-        dir.display()
-    );
-    let mut pg_ctl = as_owner(&bin.join("pg_ctl"), root);
-    pg_ctl
-        .arg("-D")
-        .arg(&data)
-        .args(["-o", &options, "-l"])
-        .arg(dir.join("log"))
-        .args(["-w", "-t", "60", "start"]);
-    run(pg_ctl, "pg_ctl start")?;
-    // Stops the cluster and removes it once this test process has ended.
-    let stop = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {owner}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
-        pid = std::process::id(),
-        owner = if root { "runuser -u postgres -- " } else { "" },
-        pg_ctl = bin.join("pg_ctl").display(),
-        data = data.display(),
-        dir = dir.display(),
-    );
-    watchdog(&stop)?;
+    let launched = launch(dir, durability)?;
     Ok(Cluster {
-        port,
+        port: launched.port,
         databases: AtomicU32::new(0),
     })
+}
+
+/// A cluster of one test's own, which it stops and starts as it likes (the
+/// fault tests); stopped and removed when dropped.
+#[allow(dead_code)]
+pub struct OwnCluster(Launched);
+
+/// A cluster for one test; `None` when PostgreSQL is not installed and not
+/// required. A commit is acknowledged once its WAL is written, so an
+/// immediate stop (the server processes killed) loses nothing
+/// acknowledged; `fsync` stays off, as the machine itself does not crash.
+#[allow(dead_code)]
+pub fn own_cluster() -> Option<OwnCluster> {
+    static OWN: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "consent-ledger-pg-{}-own-{}",
+        std::process::id(),
+        OWN.fetch_add(1, Ordering::SeqCst)
+    ));
+    match launch(dir, " -c fsync=off -c full_page_writes=off") {
+        Ok(launched) => Some(OwnCluster(launched)),
+        Err(why) if required() => {
+            panic!("{REQUIRE_VAR} is set but PostgreSQL did not start: {why}")
+        }
+        Err(why) => {
+            static SAID: OnceLock<()> = OnceLock::new();
+            note_once(&SAID, format!("PostgreSQL is not available ({why}); the tests that stop the database server do not run (CONSENT_LEDGER_REQUIRE_POSTGRES=1 makes this a failure)"));
+            None
+        }
+    }
+}
+
+#[allow(dead_code)]
+impl OwnCluster {
+    /// A fresh database; its URL.
+    pub fn new_database(&self, name: &str) -> String {
+        let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", self.0.port);
+        let mut conn = diesel::pg::PgConnection::establish(&admin).expect("the cluster answers");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .expect("create database");
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.0.port)
+    }
+
+    /// `pg_ctl stop -m immediate`: every server process killed at once,
+    /// no checkpoint; the next start recovers from the WAL.
+    pub fn kill(&self) {
+        let mut pg_ctl = self.0.pg_ctl();
+        pg_ctl.args(["-m", "immediate", "-w", "stop"]);
+        run(pg_ctl, "pg_ctl stop").expect("the cluster stops");
+    }
+
+    /// Starts the cluster again on its port, waiting until it accepts
+    /// connections.
+    pub fn start(&self) {
+        self.0.start().expect("the cluster starts again");
+    }
+
+    /// Ends every session on `database` but the caller's own
+    /// (`pg_terminate_backend`); how many it ended.
+    pub fn terminate_sessions(&self, database: &str) -> usize {
+        #[derive(diesel::QueryableByName)]
+        struct Ended {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            #[allow(dead_code)]
+            ended: bool,
+        }
+        let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", self.0.port);
+        let mut conn = diesel::pg::PgConnection::establish(&admin).expect("the cluster answers");
+        diesel::sql_query(
+            "SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind::<diesel::sql_types::Text, _>(database)
+        .load::<Ended>(&mut conn)
+        .expect("terminate sessions")
+        .len()
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let mut pg_ctl = self.0.pg_ctl();
+        pg_ctl.args(["-m", "immediate", "stop"]);
+        let _ = run(pg_ctl, "pg_ctl stop");
+        let _ = std::fs::remove_dir_all(&self.0.dir);
+    }
 }
 
 impl Cluster {
