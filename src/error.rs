@@ -219,6 +219,9 @@ impl From<&diesel::result::Error> for ApiError {
             Error::BrokenTransactionManager => {
                 Self::connection_lost(format!("database: {e}"))
             }
+            Error::DatabaseError(_, info) if out_of_storage(info.message()) => {
+                Self::insufficient_storage(format!("database: {e}"))
+            }
             Error::DatabaseError(_, info) if gave_up_waiting(info.message()) => {
                 Self::new(
                     ErrorCode::Busy,
@@ -239,6 +242,18 @@ fn gave_up_waiting(message: &str) -> bool {
         || message.starts_with("deadlock detected")
         || message.starts_with("canceling statement due to lock timeout")
         || message.starts_with("canceling statement due to statement timeout")
+}
+
+/// Whether a database error says its disk took no more: SQLite's
+/// `SQLITE_FULL`, `SQLITE_READONLY` and `SQLITE_IOERR` (a write the file
+/// system refused), PostgreSQL's `disk_full` and a read-only data
+/// directory (messages in English).
+fn out_of_storage(message: &str) -> bool {
+    message.starts_with("database or disk is full")
+        || message.starts_with("attempt to write a readonly database")
+        || message.starts_with("disk I/O error")
+        || message.contains("No space left on device")
+        || message.contains("Read-only file system")
 }
 
 impl From<crate::store::StoreError> for ApiError {
@@ -339,6 +354,7 @@ impl From<SignError> for ApiError {
                 ApiError::new(ErrorCode::SigningRefused, reason)
             }
             SignError::Database(e) => e.into(),
+            SignError::Storage { .. } => ApiError::insufficient_storage(e.to_string()),
             other => ApiError::internal(other),
         }
     }
@@ -360,6 +376,9 @@ impl From<actix_web::error::BlockingError> for ApiError {
     }
 }
 
+/// When to try again after a 507: long enough for an operator's alert.
+const STORAGE_RETRY_SECS: u64 = 5;
+
 impl ApiError {
     /// The connection to the database broke (a restart, a failover); the
     /// cause goes to the log.
@@ -369,6 +388,17 @@ impl ApiError {
             "The database is not reachable right now.",
         )
         .with_cause(cause)
+    }
+
+    /// 507: the disk that keeps the log is full or read-only; the cause
+    /// goes to the log.
+    pub fn insufficient_storage(cause: String) -> Self {
+        Self::new(
+            ErrorCode::InsufficientStorage,
+            "The disk that keeps the log takes no more writes right now (full or read-only); nothing was recorded.",
+        )
+        .with_cause(cause)
+        .retry_after(STORAGE_RETRY_SECS)
     }
 
     /// Why the request failed, for the log (never shown to the client).
@@ -413,6 +443,24 @@ mod tests {
             (closed.status().as_u16(), closed.code),
             (503, ErrorCode::NotReady)
         );
+        for full in [
+            "database or disk is full",
+            "attempt to write a readonly database",
+            "disk I/O error",
+            "could not extend file \"base/16384/2619\": No space left on device",
+            "could not write to file \"pg_wal/xlogtemp.123\": No space left on device",
+        ] {
+            let e = db(DatabaseErrorKind::Unknown, full);
+            assert_eq!(
+                (e.status().as_u16(), e.code, e.retry_after),
+                (
+                    507,
+                    ErrorCode::InsufficientStorage,
+                    Some(STORAGE_RETRY_SECS)
+                ),
+                "{full}"
+            );
+        }
         let broken: ApiError = Error::BrokenTransactionManager.into();
         assert_eq!(
             (broken.status().as_u16(), broken.code),

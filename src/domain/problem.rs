@@ -89,6 +89,7 @@ problem_codes! {
     NotReady = ("not_ready", 503, "Not ready", "The service cannot reach its database, or lost its connection during the request (a write may then have committed: retry with the same Idempotency-Key). `Retry-After` says when to try again."),
     Overloaded = ("overloaded", 503, "Overloaded", "The service holds as many request bodies and documents being sent as its memory for them allows (`CONSENT_LEDGER_BODY_MEMORY_MIB`); retry after the seconds in `Retry-After`."),
     Busy = ("busy", 503, "Busy", "The database stayed locked by other writers for 10 seconds, or a statement ran longer than 30 seconds; the request's transaction was rolled back. Retry after the seconds in `Retry-After`, with the same Idempotency-Key."),
+    InsufficientStorage = ("insufficient_storage", 507, "Insufficient storage", "The disk that keeps the log (the data directory, or the PostgreSQL server's) is full or read-only; nothing of this request was kept. Checks and reads still answer; writes resume by themselves once there is room again. Retry after the seconds in `Retry-After`, with the same Idempotency-Key."),
     DocumentQuotaExceeded = ("document_quota_exceeded", 507, "Document quota exceeded", "Keeping this document would take the tenant's documents past their storage quota (`CONSENT_LEDGER_DOCUMENT_QUOTA_MIB`, default 1024 MiB); nothing was kept. Documents that no entry names are deleted a day after their upload; erasure deletes a person's."),
 }
 

@@ -26,6 +26,9 @@ pub enum SignError {
     Refused(String),
     #[error("signer state file {path}: {message}")]
     State { path: String, message: String },
+    /// The state file's disk is full or read-only: nothing was signed.
+    #[error("signer state file {path}: {message}")]
+    Storage { path: String, message: String },
     #[error("the tenant's signing key cannot be opened with this master key")]
     Key,
 }
@@ -107,7 +110,15 @@ impl Signer {
             std::fs::rename(&tmp, &self.state_file)?;
             std::fs::File::open(dir)?.sync_all()
         };
-        write().map_err(|e| self.state_error(e))
+        write().map_err(|e| match e.kind() {
+            std::io::ErrorKind::StorageFull
+            | std::io::ErrorKind::ReadOnlyFilesystem
+            | std::io::ErrorKind::QuotaExceeded => SignError::Storage {
+                path: self.state_file.display().to_string(),
+                message: e.to_string(),
+            },
+            _ => self.state_error(e),
+        })
     }
 
     /// Signs the tree at its current size, holding the log's append lock

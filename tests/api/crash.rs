@@ -185,7 +185,7 @@ pub(crate) struct Sent {
 }
 
 impl Sent {
-    fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         Self {
             n,
             key: format!("crash-{n}"),
@@ -359,7 +359,7 @@ fn replayed(answer: &Answer) -> bool {
         .is_some_and(|v| v == "true")
 }
 
-async fn retry(app: &TestApp, t: &Tenant, request: &Sent) -> Answer {
+pub(crate) async fn retry(app: &TestApp, t: &Tenant, request: &Sent) -> Answer {
     app.post_with(
         "/v1/opt-ins",
         &t.collector,

@@ -12,7 +12,9 @@
 //! of unknown outcome records once when retried with its key, and
 //! `verify-db` passes.
 
-use crate::crash::{after_restart, check_export, keep_posting, number, take_over, verify_db, Book};
+use crate::crash::{
+    after_restart, check_export, keep_posting, number, retry, take_over, verify_db, Book, Sent,
+};
 use crate::helpers::*;
 use crate::postgres::{own_cluster, OwnCluster};
 use reqwest::StatusCode;
@@ -199,5 +201,265 @@ async fn a_database_server_cut_off_and_killed_loses_nothing_acknowledged() {
         checks = checked.allowed_or_not,
         later = checked.retry_later,
         secs = begun.elapsed().as_secs_f64(),
+    );
+}
+
+/// Set (to anything but `0`) in CI: a test that cannot mount a small
+/// filesystem fails instead of being skipped.
+const REQUIRE_MOUNT_VAR: &str = "CONSENT_LEDGER_REQUIRE_MOUNT";
+
+/// A tmpfs of a few MiB mounted on a directory of its own, so that a test
+/// can fill it or turn it read-only; unmounted when dropped. Mounting
+/// needs root (or `CAP_SYS_ADMIN`).
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mib: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).expect("mount point");
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0755"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(Self { path, _dir: dir }),
+            other => {
+                let why = match other {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+                    Err(e) => e.to_string(),
+                };
+                let required =
+                    std::env::var(REQUIRE_MOUNT_VAR).is_ok_and(|v| !v.is_empty() && v != "0");
+                assert!(
+                    !required,
+                    "{REQUIRE_MOUNT_VAR} is set but no tmpfs mounts: {why}"
+                );
+                eprintln!("NOTE: no tmpfs mounts here ({why}); the full and read-only disk tests do not run ({REQUIRE_MOUNT_VAR}=1 makes this a failure)");
+                None
+            }
+        }
+    }
+
+    /// Fills the filesystem to the last byte with one file; its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        for chunk in [1 << 20, 4096, 1] {
+            let block = vec![0u8; chunk];
+            while file.write_all(&block).is_ok() {}
+        }
+        let _ = file.sync_all();
+        filler
+    }
+
+    fn remount(&self, mode: &str) {
+        let out = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.path)
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .output();
+    }
+}
+
+/// Posts new opt-ins until one is refused; each before it is acknowledged.
+/// The refused one (which must be 507 `insufficient_storage` with
+/// `Retry-After`), to retry later.
+async fn post_until_refused(app: &TestApp, t: &Tenant, next: &mut usize, book: &mut Book) -> Sent {
+    for _ in 0..5_000 {
+        let request = Sent::new(*next);
+        *next += 1;
+        let answer = retry(app, t, &request).await;
+        match answer.status {
+            StatusCode::CREATED => book.acknowledge(request.n, answer.body),
+            StatusCode::INSUFFICIENT_STORAGE => {
+                assert_eq!(answer.code(), "insufficient_storage", "{}", answer.body);
+                assert!(answer.headers.contains_key("retry-after"));
+                return request;
+            }
+            other => panic!("opt-in {}: {other} {}", request.n, answer.body),
+        }
+    }
+    panic!("5,000 opt-ins fitted on a full disk");
+}
+
+/// Retries `request` until it is recorded (the disk has room again).
+async fn until_recorded(app: &TestApp, t: &Tenant, request: &Sent, book: &mut Book) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = retry(app, t, request).await;
+        match answer.status {
+            StatusCode::CREATED => return book.acknowledge(request.n, answer.body),
+            StatusCode::INSUFFICIENT_STORAGE => {}
+            other => panic!("opt-in {}: {other} {}", request.n, answer.body),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "appends did not resume: {}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Checks and reads still answer: the first acknowledged number is allowed,
+/// and the checkpoint answers (200, or 507 when signing a new one would
+/// write to the disk).
+async fn reads_still_answer(app: &TestApp, t: &Tenant) {
+    let check = json!({"number": number(0), "channel": "whatsapp", "purpose": "marketing"});
+    let answer = app.check(t, check).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body["allowed"], true, "{}", answer.body);
+    let checkpoint = app.get("/v1/log/checkpoint", &t.auditor).await;
+    assert!(
+        checkpoint.status == StatusCode::OK
+            || (checkpoint.status == StatusCode::INSUFFICIENT_STORAGE
+                && checkpoint.code() == "insufficient_storage"),
+        "{} {}",
+        checkpoint.status,
+        checkpoint.body
+    );
+}
+
+/// The SQLite data dir on a small filesystem that fills while the service
+/// runs: appends answer 507 and resume by themselves once there is room,
+/// checks answer throughout, nothing acknowledged is lost.
+///
+/// The signer state file on a filesystem of its own that turns read-only:
+/// no checkpoint is signed (507) while it cannot be recorded there, appends
+/// and checks go on, and signing resumes once it is writable. (Linux
+/// refuses to remount read-only a filesystem with files open for writing,
+/// as the database's are: a data dir turned read-only under the service,
+/// as the kernel does after a disk error, answers SQLite's
+/// `SQLITE_READONLY`, which `src/error.rs`'s tests map to 507.)
+///
+/// And a service started on a read-only data dir refuses to start, naming
+/// the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_or_read_only_disk_refuses_writes_and_loses_nothing() {
+    let (Some(disk), Some(state_disk)) = (SmallDisk::mount(24), SmallDisk::mount(1)) else {
+        return;
+    };
+    let data = disk.path.join("data");
+    let state = state_disk.path.join("signer.state");
+    let app = spawn_app_with(|a| {
+        a.data_dir = Some(data.clone());
+        a.database_url = None;
+        a.signer_state_file = Some(state.clone());
+        // Only requests sign, so that the test knows when.
+        a.checkpoint_interval = Some("1h".into());
+    })
+    .await;
+    let t = app.tenant("makro", "Makro").await;
+    let (mut next, mut book) = (0, Book::default());
+    for _ in 0..5 {
+        let request = Sent::new(next);
+        next += 1;
+        until_recorded(&app, &t, &request, &mut book).await;
+    }
+
+    let filler = disk.fill();
+    let refused = post_until_refused(&app, &t, &mut next, &mut book).await;
+    reads_still_answer(&app, &t).await;
+    std::fs::remove_file(&filler).expect("room again");
+    until_recorded(&app, &t, &refused, &mut book).await;
+
+    signing_waits_for_its_state_file(&app, &t, &state_disk, &mut next, &mut book).await;
+    check_export(&app, &t, &book).await;
+    let (code, out, err) = tokio::task::block_in_place(|| run_cli(&["verify-db"], Some(&data)));
+    assert_eq!(code, 0, "verify-db: {out}{err}");
+    let entries = book.acknowledged.len();
+    assert!(out.contains(&format!("makro: {entries} entries")), "{out}");
+    a_read_only_data_dir_is_refused_at_start();
+}
+
+/// The state file's disk read-only: checkpoints answer 507 and none is
+/// stored for the new size, appends go on; writable again, the checkpoint
+/// is signed and recorded.
+async fn signing_waits_for_its_state_file(
+    app: &TestApp,
+    t: &Tenant,
+    state_disk: &SmallDisk,
+    next: &mut usize,
+    book: &mut Book,
+) {
+    let signed = app.get("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(signed.status, StatusCode::OK, "{}", signed.body);
+    state_disk.remount("ro");
+    let request = Sent::new(*next);
+    *next += 1;
+    until_recorded(app, t, &request, book).await;
+    let size = book.acknowledged.len();
+    let refused = app.get("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.code(), "insufficient_storage");
+    let stored = app
+        .get(&format!("/v1/log/checkpoints?size={size}"), &t.auditor)
+        .await;
+    assert_eq!(
+        stored.status,
+        StatusCode::NOT_FOUND,
+        "signed without its state file"
+    );
+    reads_still_answer(app, t).await;
+    state_disk.remount("rw");
+    let (status, note) = app.get_text("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(status, StatusCode::OK, "{note}");
+    assert!(note.contains(&format!("\n{size}\n")), "{note}");
+    let kept = std::fs::read_to_string(state_disk.path.join("signer.state")).expect("state");
+    assert!(kept.contains(&format!("\"size\": {size}")), "{kept}");
+}
+
+/// A start on a data dir whose filesystem is read-only fails, naming it.
+fn a_read_only_data_dir_is_refused_at_start() {
+    let Some(disk) = SmallDisk::mount(1) else {
+        return;
+    };
+    let data = disk.path.join("data");
+    std::fs::create_dir(&data).expect("data dir");
+    disk.remount("ro");
+    let settings =
+        consent_ledger::config::Settings::resolve(&consent_ledger::config::SettingsArgs {
+            data_dir: Some(data.clone()),
+            origin: Some("ledger.test".into()),
+            ..Default::default()
+        })
+        .expect("settings");
+    let why = match consent_ledger::startup::prepare(&settings) {
+        Ok(_) => panic!("a service started on a read-only data dir"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        why.contains(&data.display().to_string()) && why.contains("Read-only file system"),
+        "{why}"
     );
 }
