@@ -10,7 +10,8 @@
 //! append committed answers 409 `idempotency_in_progress` until the key is
 //! taken over (docs/api.md, 60 s): the test shows such a request
 //! recorded nothing, waits that window out once at the end, and retries.
-//! `CRASH_SEED=<n>` replays the random delays of a run (the seed is printed).
+//! `CRASH_SEED=<n>` replays the random delays of a run (the seed is printed);
+//! `CONSENT_LEDGER_CRASH_ROUNDS=100` is the longer run of the README.
 
 use crate::helpers::*;
 use consent_ledger::ledger::merkle;
@@ -25,7 +26,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Rounds in the suite; `CONSENT_LEDGER_CRASH_ROUNDS=<n>` runs more (the
+/// longer run of the README's figures: 100).
 const ROUNDS: usize = 6;
+
+fn rounds() -> usize {
+    std::env::var("CONSENT_LEDGER_CRASH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(ROUNDS)
+}
 const CLIENTS: usize = 16;
 /// The server is killed this long (ms) after the clients start.
 const KILL_AFTER_MS: (u64, u64) = (200, 1500);
@@ -105,7 +116,6 @@ async fn serve(app: &mut TestApp, start: usize) -> Server {
 pub(crate) async fn serve_with(app: &mut TestApp, start: usize, env: &[(&str, &str)]) -> Server {
     let log = app.scratch().join(format!("serve-{start}.log"));
     let mut command = Command::new(env!("CARGO_BIN_EXE_consent-ledger"));
-    command.envs(env.iter().copied());
     command
         .args(["serve", "--bind", "127.0.0.1:0"])
         .env("CONSENT_LEDGER_METRICS_BIND", "off")
@@ -123,6 +133,8 @@ pub(crate) async fn serve_with(app: &mut TestApp, start: usize, env: &[(&str, &s
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"));
+    // The caller's settings over the defaults above.
+    command.envs(env.iter().copied());
     if let Some((url, pooler)) = service_database(&app.scratch()) {
         command.env("DATABASE_URL", url);
         if let Some(pooler) = pooler {
@@ -584,7 +596,8 @@ async fn sigkilled_under_concurrent_appends_loses_and_doubles_nothing() {
     let t = app.tenant("makro", "Makro").await;
     let next = Arc::new(AtomicUsize::new(0));
     let mut book = Book::default();
-    for round in 1..=ROUNDS {
+    let rounds = rounds();
+    for round in 1..=rounds {
         let killed = load_and_crash(&app, &t, server, &mut rng, &next, &mut book).await;
         let entries = verify_db(&app);
         server = serve(&mut app, round).await;
@@ -597,7 +610,7 @@ async fn sigkilled_under_concurrent_appends_loses_and_doubles_nothing() {
     let entries = verify_db(&app);
     assert_eq!(entries as usize, book.acknowledged.len());
     eprintln!(
-        "crash test ({backend}): {ROUNDS} rounds of {CLIENTS} clients, {sent} requests sent, \
+        "crash test ({backend}): {rounds} rounds of {CLIENTS} clients, {sent} requests sent, \
          {at_once} acknowledged at once, {unknown} maybe (after the restart {replayed} replayed, \
          {fresh} recorded on retry, {taken} recorded after the {takeover} s takeover), \
          {kept} checkpoints kept and consistent, final log {entries} entries, lost=0, doubled=0, \

@@ -1,19 +1,22 @@
-//! Faults of the database server under load (docs/operations.md,
-//! "When the database goes away"): two instances take opt-ins and checks
-//! on a PostgreSQL cluster of the test's own while every session of their
-//! database is ended (`pg_terminate_backend`) in the middle of group
-//! commits, and then the server is killed (`pg_ctl stop -m immediate`) and
-//! started again.
+//! Faults beyond our own process (docs/operations.md, "When things fail").
 //!
-//! Meanwhile every answer is a 2xx or a 503 `not_ready`/`busy` with
-//! `Retry-After`, never another 5xx; `/readyz` answers 503 while the server
-//! is away and 200 once it is back, with no restart of the service.
-//! Afterwards every acknowledged opt-in is in the log once, every request
-//! of unknown outcome records once when retried with its key, and
-//! `verify-db` passes.
+//! The database server: two instances take opt-ins and checks on a
+//! PostgreSQL cluster of the test's own while every session of their
+//! database is ended (`pg_terminate_backend`) in the middle of group
+//! commits, then the server is killed (`pg_ctl stop -m immediate`) and
+//! started again (`CONSENT_LEDGER_FAULT_ROUNDS=<n>` repeats it). Every
+//! answer is a 2xx or a 503 `not_ready`/`busy` with `Retry-After`, never
+//! another 5xx; `/readyz` answers 503 while the server is away and 200 once
+//! it is back, with no restart of the service; every acknowledged opt-in is
+//! in the log once, every request of unknown outcome records once when
+//! retried with its key, and `verify-db` passes.
+//!
+//! The disk: full, read-only (tmpfs mounts; root). The process killed while
+//! it signs or migrates. The clock stepped back and forward.
 
 use crate::crash::{
-    after_restart, check_export, keep_posting, number, retry, take_over, verify_db, Book, Sent,
+    after_restart, check_export, crash_app, keep_posting, number, retry, serve_with, take_over,
+    verify_db, Book, Sent,
 };
 use crate::helpers::*;
 use crate::postgres::{own_cluster, OwnCluster};
@@ -26,6 +29,15 @@ use std::time::{Duration, Instant};
 const WRITERS: usize = 8;
 const CHECKERS: usize = 2;
 const DATABASE: &str = "faults";
+
+/// Rounds of faults (1; `CONSENT_LEDGER_FAULT_ROUNDS=<n>` for a longer run).
+fn rounds() -> usize {
+    std::env::var("CONSENT_LEDGER_FAULT_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
+}
 
 /// What the checking clients were answered, by status and problem code.
 #[derive(Default, Debug)]
@@ -154,7 +166,11 @@ async fn a_database_server_cut_off_and_killed_loses_nothing_acknowledged() {
             tokio::spawn(keep_checking(client, url, t.sender.clone(), stop.clone()))
         })
         .collect();
-    let (ended, back) = faults(&cluster, apps).await;
+    let (mut ended, mut back) = (0, Instant::now());
+    for _ in 0..rounds() {
+        let (more, now) = faults(&cluster, apps).await;
+        (ended, back) = (ended + more, now);
+    }
     stop.store(true, Ordering::SeqCst);
 
     let mut book = Book::default();
@@ -188,7 +204,7 @@ async fn a_database_server_cut_off_and_killed_loses_nothing_acknowledged() {
     let entries = tokio::task::block_in_place(|| verify_db(&a));
     assert_eq!(entries as usize, book.acknowledged.len());
     eprintln!(
-        "database faults: {ended} sessions ended mid-load, the server killed and restarted; \
+        "database faults: {rounds} rounds, {ended} sessions ended mid-load, the server killed and restarted each round; \
          {sent} opt-ins sent, {at_once} acknowledged at once, {unknown} maybe (then {replayed} \
          replayed, {fresh} recorded on retry, {taken} after the takeover); {checks} checks \
          answered, {later} told to retry; final log {entries} entries, lost=0, doubled=0, \
@@ -201,6 +217,7 @@ async fn a_database_server_cut_off_and_killed_loses_nothing_acknowledged() {
         checks = checked.allowed_or_not,
         later = checked.retry_later,
         secs = begun.elapsed().as_secs_f64(),
+        rounds = rounds(),
     );
 }
 
@@ -462,4 +479,258 @@ fn a_read_only_data_dir_is_refused_at_start() {
         why.contains(&data.display().to_string()) && why.contains("Read-only file system"),
         "{why}"
     );
+}
+
+/// One signed checkpoint, opened with the tenant's verifier key.
+async fn checkpoint(app: &TestApp, t: &Tenant) -> consent_ledger::ledger::note::Checkpoint {
+    use consent_ledger::ledger::note::{open_checkpoint, Verifier};
+    let key = app.get("/v1/tenant", &t.admin).await.body["verifier_key"]
+        .as_str()
+        .expect("a verifier key")
+        .to_owned();
+    let (status, note) = app.get_text("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(status, StatusCode::OK, "{note}");
+    open_checkpoint(&note, &Verifier::parse(&key).unwrap()).expect("a valid checkpoint")
+}
+
+/// Whether `later` extends `earlier`, by the log's consistency proof.
+async fn extends(
+    app: &TestApp,
+    t: &Tenant,
+    earlier: &consent_ledger::ledger::note::Checkpoint,
+    later: &consent_ledger::ledger::note::Checkpoint,
+) -> bool {
+    let path = format!(
+        "/v1/log/proof/consistency?from={}&to={}",
+        earlier.size, later.size
+    );
+    let proof = app.get(&path, &t.auditor).await;
+    assert_eq!(proof.status, StatusCode::OK, "{}", proof.body);
+    consent_ledger::ledger::merkle::verify_consistency(
+        earlier.size,
+        later.size,
+        &earlier.root,
+        &later.root,
+        &hashes_of(&proof.body["proof"]),
+    )
+}
+
+/// The server's clock stepped back an hour, then forward a day, while it
+/// serves: `recorded_at` never decreases, opt-ins captured a minute ago by
+/// the stepped clock are taken, and every checkpoint extends the one
+/// before it.
+#[both(pgbouncer)]
+async fn a_clock_stepped_back_and_forward_keeps_the_log_in_order() {
+    let app = spawn_app_at_manual_clock().await;
+    let t = app.tenant("makro", "Makro").await;
+    let mut times = Vec::new();
+    let mut checkpoints = Vec::new();
+    for (step, n) in [(0, 0), (-3_600_000, 1), (86_400_000, 2)] {
+        app.clock.advance(step);
+        for k in 0..3 {
+            let mut body = web_opt_in(&number(n * 10 + k), "Makro", &["marketing"]);
+            body["captured_at"] = json!(app.at(-60));
+            let answer = app.opt_in(&t, body).await;
+            assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+            times.push(answer.body["recorded_at"].as_str().unwrap().to_owned());
+        }
+        checkpoints.push(checkpoint(&app, &t).await);
+    }
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted, "recorded_at went back");
+    // Held at the last time while the clock was behind, then the clock's.
+    assert_eq!(times[3], times[2]);
+    assert_eq!(times[8], app.at(0));
+    for pair in checkpoints.windows(2) {
+        assert!(pair[1].size > pair[0].size);
+        assert!(extends(&app, &t, &pair[0], &pair[1]).await);
+    }
+    verify_db_passes(&app).await;
+}
+
+/// `consent-ledger serve` on a fresh data dir and database, killed
+/// (SIGKILL) `after` its start: in the middle of generating its keys or
+/// migrating its schema, or once listening.
+async fn start_and_kill(app: &TestApp, after: Duration) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_consent-ledger"));
+    command
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("CONSENT_LEDGER_METRICS_BIND", "off")
+        .env("CONSENT_LEDGER_DATA_DIR", app.data_dir())
+        .env("CONSENT_LEDGER_ORIGIN", "ledger.test")
+        .env("CONSENT_LEDGER_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .env_remove("DATABASE_URL")
+        .env_remove("CONSENT_LEDGER_CONFIG")
+        .env_remove("CONSENT_LEDGER_MASTER_KEY_FILE")
+        .env_remove("CONSENT_LEDGER_SIGNER_STATE_FILE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some((url, pooler)) = service_database(&app.scratch()) {
+        command.env("DATABASE_URL", url);
+        command.env("CONSENT_LEDGER_PG_POOLER", pooler.unwrap_or("none"));
+    }
+    let mut child = command.spawn().expect("the server starts");
+    tokio::time::sleep(after).await;
+    let _ = child.kill();
+    child.wait().expect("reaped");
+}
+
+/// The server started on what a kill left in `app`'s data dir and
+/// database: it records an opt-in and signs it, and `verify-db` passes.
+async fn comes_up_whole(app: &mut TestApp, left: &str) {
+    let server = serve_with(app, 1, &[]).await;
+    let t = app.tenant("makro", "Makro").await;
+    let answer = app
+        .opt_in(&t, web_opt_in(&number(0), "Makro", &["marketing"]))
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::CREATED,
+        "{left}: {}",
+        answer.body
+    );
+    let (status, note) = app.get_text("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(status, StatusCode::OK, "{left}: {note}");
+    server.crash();
+    let entries = tokio::task::block_in_place(|| verify_db(app));
+    assert_eq!(entries, 1, "{left}");
+}
+
+/// SIGKILL during a first start, at moments spread over the time a first
+/// start takes (keys, schema migrations, the first listening): the next
+/// start comes up on what the kill left, records, and `verify-db` passes.
+#[both(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_migrating_the_next_start_comes_up_whole() {
+    // How long a first start takes here, to the answering /readyz.
+    let mut app = crash_app();
+    let begun = Instant::now();
+    let server = serve_with(&mut app, 0, &[]).await;
+    let first_start = begun.elapsed();
+    server.crash();
+    let all = migrations_applied(&app);
+    let mut left = Vec::new();
+    for k in 0..8u32 {
+        let mut app = crash_app();
+        start_and_kill(&app, first_start * k / 8).await;
+        left.push(migrations_applied(&app));
+        comes_up_whole(&mut app, &format!("killed {k}/8 into a first start")).await;
+    }
+    eprintln!(
+        "killed during a first start of {} ms: migrations applied when killed {left:?} of {all}",
+        first_start.as_millis()
+    );
+}
+
+/// How many schema migrations the app's database holds (0: none, or no
+/// database yet).
+fn migrations_applied(app: &TestApp) -> i64 {
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let query = "SELECT COUNT(*) AS n FROM __diesel_schema_migrations";
+    let counted = match app.database_url() {
+        Some(url) => diesel::pg::PgConnection::establish(&url)
+            .ok()
+            .and_then(|mut c| diesel::sql_query(query).get_result::<Count>(&mut c).ok()),
+        None => {
+            let path = app.data_dir().join("consent-ledger.db");
+            path.exists()
+                .then(|| {
+                    diesel::sqlite::SqliteConnection::establish(&path.display().to_string()).ok()
+                })
+                .flatten()
+                .and_then(|mut c| diesel::sql_query(query).get_result::<Count>(&mut c).ok())
+        }
+    };
+    counted.map_or(0, |c| c.n)
+}
+
+/// What a SIGKILL in the middle of migrating leaves, at every point: on
+/// SQLite each migration commits by itself (so a kill inside one leaves the
+/// schema as it was before it); on PostgreSQL all of them commit together
+/// (`store/connection.rs`), so a kill leaves none or all. For each number
+/// of migrations a kill could leave applied, the next start completes the
+/// schema, records, signs, and `verify-db` passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_left_between_any_two_migrations_is_completed_at_the_next_start() {
+    use consent_ledger::store::connection::SQLITE_MIGRATIONS;
+    use diesel::Connection;
+    use diesel_migrations::MigrationHarness;
+    let total = {
+        let mut probe = diesel::sqlite::SqliteConnection::establish(":memory:").unwrap();
+        probe.pending_migrations(SQLITE_MIGRATIONS).unwrap().len()
+    };
+    assert!(total > 1);
+    for applied in 0..total {
+        let mut app = crash_app();
+        std::fs::create_dir_all(app.data_dir()).expect("data dir");
+        let path = app.data_dir().join("consent-ledger.db");
+        let mut conn =
+            diesel::sqlite::SqliteConnection::establish(&path.display().to_string()).unwrap();
+        for _ in 0..applied {
+            conn.run_next_migration(SQLITE_MIGRATIONS).unwrap();
+        }
+        drop(conn);
+        comes_up_whole(&mut app, &format!("{applied} of {total} migrations left")).await;
+    }
+}
+
+/// What a SIGKILL in the middle of signing can leave: the signer state
+/// file already records the new size (it is written before the checkpoint's
+/// transaction commits), the checkpoint row is not there, and a temporary
+/// file lies beside the state file. The next start signs that same tree,
+/// every stored checkpoint verifies, and the log is whole.
+#[both(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_signing_the_next_start_signs_the_same_tree() {
+    let mut app = crash_app();
+    let only_on_request = [("CONSENT_LEDGER_CHECKPOINT_INTERVAL", "1h")];
+    let server = serve_with(&mut app, 0, &only_on_request).await;
+    let t = app.tenant("makro", "Makro").await;
+    for n in 0..5 {
+        if n == 3 {
+            let signed = checkpoint(&app, &t).await;
+            assert_eq!(signed.size, 3);
+        }
+        let answer = app
+            .opt_in(&t, web_opt_in(&number(n), "Makro", &["marketing"]))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    }
+    // The root at size 5, from the last entry's audit path.
+    let path = "/v1/log/proof/inclusion?seq=4&size=5";
+    let inclusion = app.get(path, &t.auditor).await;
+    assert_eq!(inclusion.status, StatusCode::OK, "{}", inclusion.body);
+    let root = consent_ledger::ledger::merkle::root_from_inclusion(
+        &hash_of_hex(inclusion.body["leaf_hash"].as_str().unwrap()),
+        4,
+        5,
+        &hashes_of(&inclusion.body["proof"]),
+    )
+    .expect("a root");
+    server.crash();
+
+    // As the kill left it: size 5 recorded as signed, no checkpoint of it.
+    let state_file = app.data_dir().join("signer.state");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    let logs = state["logs"].as_object_mut().expect("the state's logs");
+    assert_eq!(logs.len(), 1);
+    for signed in logs.values_mut() {
+        assert_eq!(signed["size"], 3);
+        *signed = json!({"size": 5, "root": hex::encode(root)});
+    }
+    std::fs::write(&state_file, state.to_string()).unwrap();
+    std::fs::write(state_file.with_extension("tmp"), "{\"logs\": {\"cut off").unwrap();
+
+    let server = serve_with(&mut app, 1, &only_on_request).await;
+    let signed = checkpoint(&app, &t).await;
+    assert_eq!((signed.size, signed.root), (5, root));
+    server.crash();
+    let entries = tokio::task::block_in_place(|| verify_db(&app));
+    assert_eq!(entries, 5);
 }
