@@ -84,11 +84,7 @@ pub async fn upload_document(
     let quota = state.settings.document_quota_bytes;
     let digest = sha256.clone();
     idempotent::run(
-        &state,
-        &req,
-        &caller,
-        "documents",
-        &sha256,
+        idempotent::Request::new(&state, &req, &caller, "documents", &sha256),
         move |conn, scope| {
             let now = clock.now().millis();
             let id = new_document_id();

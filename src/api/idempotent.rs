@@ -67,32 +67,45 @@ fn json_response(status: u16, body: String) -> HttpResponse {
         .body(body)
 }
 
+/// An idempotent request as its handler read it.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    pub state: &'a AppState,
+    pub req: &'a HttpRequest,
+    pub caller: &'a Caller,
+    /// The route's name in the idempotency scope (`"opt-ins"`, …).
+    pub route: &'static str,
+    /// The SHA-256 of the body, hex.
+    pub body_sha256: &'a str,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(
+        state: &'a AppState,
+        req: &'a HttpRequest,
+        caller: &'a Caller,
+        route: &'static str,
+        body_sha256: &'a str,
+    ) -> Self {
+        Self {
+            state,
+            req,
+            caller,
+            route,
+            body_sha256,
+        }
+    }
+}
+
 /// Runs `work` once per idempotency key. `work` gets the scope to store its
 /// answer with its own write, and returns the status and JSON body.
-pub async fn run<F>(
-    state: &AppState,
-    req: &HttpRequest,
-    caller: &Caller,
-    route: &'static str,
-    request_sha256: &str,
-    work: F,
-) -> Result<HttpResponse, ApiError>
+pub async fn run<F>(request: Request<'_>, work: F) -> Result<HttpResponse, ApiError>
 where
     F: FnOnce(&mut DbConn, Option<&IdempotencyScope>) -> Result<(u16, String), ApiError>
         + Send
         + 'static,
 {
-    let replay = |body| body;
-    let via = Via::Alone;
-    run_in(
-        state,
-        req,
-        caller,
-        (route, request_sha256),
-        (replay, via),
-        work,
-    )
-    .await
+    run_in(request, (|body| body, Via::Alone), work).await
 }
 
 /// What an append to the caller's log is given beside its connection:
@@ -107,18 +120,11 @@ pub struct Append<'a> {
 
 /// [`run`] for an append to the caller's log: the work joins the log's
 /// next group commit (`AppState::write`).
-pub async fn run_grouped<F>(
-    state: &AppState,
-    req: &HttpRequest,
-    caller: &Caller,
-    route: &'static str,
-    request_sha256: &str,
-    work: F,
-) -> Result<HttpResponse, ApiError>
+pub async fn run_grouped<F>(request: Request<'_>, work: F) -> Result<HttpResponse, ApiError>
 where
     F: FnOnce(&mut DbConn, Append<'_>) -> Result<(u16, String), ApiError> + Send + 'static,
 {
-    run_grouped_with_replay(state, req, caller, route, request_sha256, |body| body, work).await
+    run_grouped_with_replay(request, |body| body, work).await
 }
 
 /// How the work of an idempotent request reaches the database.
@@ -134,20 +140,16 @@ enum Via {
 /// interaction keeps no number): `replay` turns the stored answer into the
 /// one sent.
 pub async fn run_grouped_with_replay<F>(
-    state: &AppState,
-    req: &HttpRequest,
-    caller: &Caller,
-    route: &'static str,
-    request_sha256: &str,
+    request: Request<'_>,
     replay: impl Fn(String) -> String,
     work: F,
 ) -> Result<HttpResponse, ApiError>
 where
     F: FnOnce(&mut DbConn, Append<'_>) -> Result<(u16, String), ApiError> + Send + 'static,
 {
-    let master = state.master.clone();
-    let clock = state.clock.clone();
-    let appender = caller.clone();
+    let master = request.state.master.clone();
+    let clock = request.state.clock.clone();
+    let appender = request.caller.clone();
     let work = move |conn: &mut DbConn, scope: Option<&IdempotencyScope>| {
         let append = Append {
             scope,
@@ -157,23 +159,11 @@ where
         };
         work(conn, append)
     };
-    let via = Via::Grouped;
-    run_in(
-        state,
-        req,
-        caller,
-        (route, request_sha256),
-        (replay, via),
-        work,
-    )
-    .await
+    run_in(request, (replay, Via::Grouped), work).await
 }
 
 async fn run_in<F>(
-    state: &AppState,
-    req: &HttpRequest,
-    caller: &Caller,
-    (route, request_sha256): (&'static str, &str),
+    request: Request<'_>,
     (replay, via): (impl Fn(String) -> String, Via),
     work: F,
 ) -> Result<HttpResponse, ApiError>
@@ -182,7 +172,14 @@ where
         + Send
         + 'static,
 {
-    let scope = scope_of(state, req, caller, route, request_sha256)?;
+    let Request {
+        state,
+        req,
+        caller,
+        route,
+        body_sha256,
+    } = request;
+    let scope = scope_of(state, req, caller, route, body_sha256)?;
     if let Some(scope) = scope.clone() {
         let now = state.now().millis();
         let begun = state

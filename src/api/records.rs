@@ -107,11 +107,7 @@ pub async fn create_opt_in(
 ) -> Result<HttpResponse, ApiError> {
     let draft = body.value.parse(rules_of(&caller))?;
     idempotent::run_grouped(
-        &state,
-        &req,
-        &caller,
-        "opt-ins",
-        &body.body_sha256,
+        idempotent::Request::new(&state, &req, &caller, "opt-ins", &body.body_sha256),
         move |conn, w| {
             // Clock rules run after the idempotency lookup: a retry replays.
             let render =
@@ -168,11 +164,7 @@ pub async fn create_opt_out(
 ) -> Result<HttpResponse, ApiError> {
     let opt_out = body.value.parse(rules_of(&caller))?;
     idempotent::run_grouped(
-        &state,
-        &req,
-        &caller,
-        "opt-outs",
-        &body.body_sha256,
+        idempotent::Request::new(&state, &req, &caller, "opt-outs", &body.body_sha256),
         move |conn, w| {
             let suppressed = serde_json::to_string(&SuppressedAnswer { suppressed: true })
                 .expect("serialisable");
@@ -238,11 +230,7 @@ pub async fn create_interaction(
     // (the same body, so the same number).
     let replay = move |stored: String| interaction_answer(&asked, &stored).unwrap_or(stored);
     idempotent::run_grouped_with_replay(
-        &state,
-        &req,
-        &caller,
-        "interactions",
-        &body.body_sha256,
+        idempotent::Request::new(&state, &req, &caller, "interactions", &body.body_sha256),
         replay,
         {
             move |conn, w| {

@@ -182,11 +182,7 @@ pub async fn erase_subject(
     let master = state.master.clone();
     let work_caller = caller.clone();
     idempotent::run(
-        &state,
-        &req,
-        &caller,
-        "subjects/erase",
-        &body.body_sha256,
+        idempotent::Request::new(&state, &req, &caller, "subjects/erase", &body.body_sha256),
         move |conn, scope| {
             let answer = scope.map(|scope| Answer {
                 scope,
