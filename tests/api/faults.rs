@@ -734,3 +734,51 @@ async fn killed_while_signing_the_next_start_signs_the_same_tree() {
     let entries = tokio::task::block_in_place(|| verify_db(&app));
     assert_eq!(entries, 5);
 }
+
+/// On PostgreSQL the data dir holds only the master key and the signer
+/// state, and nothing keeps a file in it open, so it can turn read-only
+/// under the running service: appends and checks go on (the log is on the
+/// database server), a checkpoint that would sign answers 507 and none is
+/// stored, and signing resumes once the data dir is writable again.
+#[postgres_only(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_turned_read_only_while_serving_stops_only_signing() {
+    let Some(disk) = SmallDisk::mount(4) else {
+        return;
+    };
+    let data = disk.path.join("data");
+    let app = spawn_app_with(|a| {
+        a.data_dir = Some(data.clone());
+        a.checkpoint_interval = Some("1h".into());
+    })
+    .await;
+    if app.database_url().is_none() && service_database(&app.scratch()).is_none() {
+        return; // PostgreSQL not installed and not required: the run said so.
+    }
+    let t = app.tenant("makro", "Makro").await;
+    let (mut next, mut book) = (0, Book::default());
+    let request = Sent::new(next);
+    next += 1;
+    until_recorded(&app, &t, &request, &mut book).await;
+    assert_eq!(checkpoint(&app, &t).await.size, 1);
+
+    disk.remount("ro");
+    let request = Sent::new(next);
+    until_recorded(&app, &t, &request, &mut book).await;
+    let refused = app.get("/v1/log/checkpoint", &t.auditor).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "{}",
+        refused.body
+    );
+    let stored = app.get("/v1/log/checkpoints?size=2", &t.auditor).await;
+    assert_eq!(
+        stored.status,
+        StatusCode::NOT_FOUND,
+        "signed without its state file"
+    );
+    reads_still_answer(&app, &t).await;
+    disk.remount("rw");
+    assert_eq!(checkpoint(&app, &t).await.size, 2);
+    check_export(&app, &t, &book).await;
+}
