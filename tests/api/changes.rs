@@ -209,20 +209,27 @@ async fn an_erasure_is_told_by_a_keyed_hash_and_its_group_loses_its_identities()
     assert_eq!(feed_read["details"]["changes"], changes.len());
 }
 
+/// A tenant with one opt-in of NUMBER, a subscriber key, and the cursor
+/// its first read ended at.
+async fn read_past_an_opt_in(app: &TestApp) -> (Tenant, String, String) {
+    let t = app.tenant("makro", "Makro").await;
+    let sub = subscriber(app, &t).await;
+    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
+        .await;
+    let cursor = read(app, &sub, "").await["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (t, sub, cursor)
+}
+
 /// A read with `wait` that finds nothing waits, and answers the change
 /// that commits meanwhile; one that finds nothing until its wait ends
 /// answers no change and the same cursor.
 #[both(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_answers_the_change_that_commits_during_it() {
     let app = spawn_app().await;
-    let t = app.tenant("makro", "Makro").await;
-    let sub = subscriber(&app, &t).await;
-    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
-        .await;
-    let cursor = read(&app, &sub, "").await["next_cursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (t, sub, cursor) = read_past_an_opt_in(&app).await;
     let quiet = read(&app, &sub, &format!("?after={cursor}&wait=1")).await;
     assert_eq!(quiet["changes"], json!([]));
     assert_eq!(quiet["next_cursor"], cursor);
@@ -246,14 +253,7 @@ async fn a_wait_answers_the_change_that_commits_during_it() {
 #[both]
 async fn a_cursor_holds_across_instances_and_restarts() {
     let app = spawn_app().await;
-    let t = app.tenant("makro", "Makro").await;
-    let sub = subscriber(&app, &t).await;
-    app.recorded_opt_in(&t, web_opt_in(NUMBER, "Makro", &["marketing"]))
-        .await;
-    let cursor = read(&app, &sub, "").await["next_cursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (t, sub, cursor) = read_past_an_opt_in(&app).await;
     let other = app.second_instance().await;
     let seq = other.recorded_opt_out(&t, api_opt_out(NUMBER)).await;
     for instance in [&other, &app] {

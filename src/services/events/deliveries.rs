@@ -74,8 +74,8 @@ fn queue_for(conn: &mut DbConn, endpoint: &EndpointRow, now: Timestamp) -> Servi
     conn.immediate_transaction(|conn| {
         let from = Cursor(endpoint.next_seq as u64);
         let page = changes::read(conn, tenant, from, QUEUE_PAGE)?;
-        let erasures: Vec<i64> = page.changes.iter().map(|c| c.seq as i64).collect();
-        let sealed: HashMap<i64, Option<String>> = events::erased_sealed(conn, tenant, &erasures)?
+        let seqs: Vec<i64> = page.changes.iter().map(|c| c.seq as i64).collect();
+        let sealed: HashMap<i64, Option<String>> = events::erased_sealed(conn, tenant, &seqs)?
             .into_iter()
             .collect();
         let mut queued = 0;
