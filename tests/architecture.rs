@@ -246,6 +246,15 @@ fn api_reaches_store_only_through_services() {
     );
 }
 
+/// Rule 6: `services` and `store` take a tenant as `TenantId`, never as `tenant: &str`, so an id is checked once, where it enters.
+#[test]
+fn services_and_store_take_a_tenant_id() {
+    report(
+        "services and store take a TenantId",
+        tenant_str_violations(tree()),
+    );
+}
+
 /// Fails with every violation, one per line, or passes when there is none.
 fn report(rule: &str, violations: Vec<String>) {
     if !violations.is_empty() {
@@ -510,6 +519,23 @@ fn long_function_violations(tree: &Tree) -> Vec<String> {
                     "{}:{} {} ({} lines)",
                     file.path, f.line, f.name, f.lines
                 ));
+            }
+        }
+    }
+    out
+}
+
+/// Every `tenant: &str` (a parameter or field) in `services` or `store`.
+fn tenant_str_violations(tree: &Tree) -> Vec<String> {
+    let mut out = Vec::new();
+    for file in &tree.files {
+        if !matches!(file.top_level().as_deref(), Some("services" | "store")) {
+            continue;
+        }
+        for w in file.tokens.windows(4) {
+            let texts: Vec<&str> = w.iter().map(|t| t.text.as_str()).collect();
+            if texts == ["tenant", ":", "&", "str"] {
+                out.push(format!("{}:{} tenant: &str", file.path, w[0].line));
             }
         }
     }

@@ -162,7 +162,7 @@ fn body_of(conn: &mut DbConn, master: &MasterKey, d: &DeliveryRow) -> ServiceRes
     let erased = d
         .identities_sealed
         .as_deref()
-        .and_then(|sealed| open_erased(master, d.tenant_id.as_str(), d.seq, sealed))
+        .and_then(|sealed| open_erased(master, &d.tenant_id, d.seq, sealed))
         .and_then(|stored| Identity::from_stored(&stored));
     if let Some(identity) = erased {
         body["erased_identities"] = serde_json::json!([FeedIdentity::from(&identity)]);

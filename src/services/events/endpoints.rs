@@ -35,17 +35,20 @@ pub struct Registered {
 }
 
 /// What binds an endpoint's sealed secret to it.
-fn secret_aad(tenant: &str, id: &str) -> Vec<u8> {
-    format!("consent-ledger/event-endpoint/v1\n{tenant}\n{id}").into_bytes()
+fn secret_aad(tenant: &TenantId, id: &str) -> Vec<u8> {
+    format!(
+        "consent-ledger/event-endpoint/v1\n{}\n{id}",
+        tenant.as_str()
+    )
+    .into_bytes()
 }
 
 /// The signing key of a stored endpoint (`None` when it cannot be opened:
 /// another master key).
 pub fn signing_key(master: &MasterKey, row: &EndpointRow) -> Option<Vec<u8>> {
-    let secret = master.kek().open(
-        &row.secret_sealed,
-        &secret_aad(row.tenant_id.as_str(), &row.id),
-    )?;
+    let secret = master
+        .kek()
+        .open(&row.secret_sealed, &secret_aad(&row.tenant_id, &row.id))?;
     standard_webhooks::key_of(std::str::from_utf8(&secret).ok()?)
 }
 
@@ -108,7 +111,7 @@ pub fn register(
                 .map(|t| serde_json::to_string(t).expect("types serialise")),
             secret_sealed: master
                 .kek()
-                .seal(secret.as_bytes(), &secret_aad(tenant.as_str(), &id)),
+                .seal(secret.as_bytes(), &secret_aad(tenant, &id)),
             created_at: now.millis(),
             next_seq: log_head(conn, tenant)?.size as i64,
         };
