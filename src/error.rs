@@ -219,6 +219,11 @@ impl From<&diesel::result::Error> for ApiError {
             Error::BrokenTransactionManager => {
                 Self::connection_lost(format!("database: {e}"))
             }
+            // The server ended the session or is going down; libpq may
+            // report it before it marks the connection bad.
+            Error::DatabaseError(_, info) if server_went_away(info.message()) => {
+                Self::connection_lost(format!("database: {e}"))
+            }
             Error::DatabaseError(_, info) if out_of_storage(info.message()) => {
                 Self::insufficient_storage(format!("database: {e}"))
             }
@@ -242,6 +247,22 @@ fn gave_up_waiting(message: &str) -> bool {
         || message.starts_with("deadlock detected")
         || message.starts_with("canceling statement due to lock timeout")
         || message.starts_with("canceling statement due to statement timeout")
+}
+
+/// Whether a database error says the server ended the session or cannot
+/// take one now: PostgreSQL's `admin_shutdown` (`pg_terminate_backend`, a
+/// fast shutdown), `crash_shutdown`, `cannot_connect_now`, and libpq's
+/// words for a connection that broke (messages in English).
+fn server_went_away(message: &str) -> bool {
+    message.starts_with("terminating connection due to administrator command")
+        || message.starts_with("terminating connection because of crash of another server process")
+        || message.starts_with("the database system is shutting down")
+        || message.starts_with("the database system is starting up")
+        || message.starts_with("the database system is in recovery mode")
+        || message.contains("server closed the connection unexpectedly")
+        || message.starts_with("no connection to the server")
+        || message.starts_with("could not receive data from server")
+        || message.starts_with("could not send data to server")
 }
 
 /// Whether a database error says its disk took no more: SQLite's
@@ -460,6 +481,18 @@ mod tests {
                 ),
                 "{full}"
             );
+        }
+        for gone in [
+            "terminating connection due to administrator command",
+            "terminating connection because of crash of another server process",
+            "the database system is shutting down",
+            "the database system is starting up",
+            "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally",
+            "no connection to the server\n",
+            "could not receive data from server: Connection reset by peer",
+        ] {
+            let e = db(DatabaseErrorKind::Unknown, gone);
+            assert_eq!((e.status().as_u16(), e.code), (503, ErrorCode::NotReady), "{gone}");
         }
         let broken: ApiError = Error::BrokenTransactionManager.into();
         assert_eq!(

@@ -206,6 +206,11 @@ impl<T: Send> Write for Grouped<T> {
 
     fn settle(self: Box<Self>, group: Result<(), &diesel::result::Error>) {
         let answer = match (self.done, group) {
+            // A server-side failure of its own in a group that failed is
+            // the group's failure (the server went away under both).
+            (Some(Err(error)), Err(e)) if error.status().is_server_error() => {
+                Err(ApiError::from(e))
+            }
             (Some(Err(error)), _) => Err(error),
             (Some(Ok(value)), Ok(())) => Ok(value),
             (None, Ok(())) => Err(ApiError::internal("the write panicked")),
@@ -217,3 +222,45 @@ impl<T: Send> Write for Grouped<T> {
 
 /// The response of `4XX` problems in the OpenAPI document.
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    fn settled(
+        done: Result<u8, ApiError>,
+        group: Result<(), &diesel::result::Error>,
+    ) -> Result<u8, ApiError> {
+        let (answer, mut received) = tokio::sync::oneshot::channel();
+        let write = Box::new(Grouped {
+            work: None,
+            done: Some(done),
+            answer,
+            span: tracing::Span::none(),
+        });
+        write.settle(group);
+        received.try_recv().expect("settled")
+    }
+
+    #[test]
+    fn a_write_that_failed_with_its_group_answers_for_the_group() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let lost = Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection,
+            Box::new("the connection to the database was lost".to_owned()),
+        );
+        let own = ApiError::internal("database: an error the statement met first");
+        let answer = settled(Err(own), Err(&lost)).unwrap_err();
+        assert_eq!(
+            (answer.status().as_u16(), answer.code),
+            (503, ErrorCode::NotReady)
+        );
+        // A refusal of its own stays what it was, whatever the group did.
+        let refused = ApiError::new(ErrorCode::InvalidRequest, "no");
+        let answer = settled(Err(refused), Err(&lost)).unwrap_err();
+        assert_eq!(answer.code, ErrorCode::InvalidRequest);
+        // A write that succeeded in a committed group answers its value.
+        assert_eq!(settled(Ok(7), Ok(())).unwrap(), 7);
+    }
+}

@@ -14,7 +14,7 @@
 //! not, is answered with that failure.
 
 use super::connection::lock_log;
-use super::pool::DbPool;
+use super::pool::{DbPool, Pooled};
 use super::DbConn;
 use crate::domain::access::TenantId;
 use std::collections::{HashMap, VecDeque};
@@ -149,7 +149,6 @@ impl Groups {
                 continue;
             };
             if run_group(held, tenant, writes).is_err() {
-                held.check_after_failure();
                 conn = None;
             }
         }
@@ -157,9 +156,10 @@ impl Groups {
 }
 
 /// One transaction for `writes`, each in its savepoint; settles every
-/// write after the commit (or the transaction's failure).
+/// write after the commit (or the transaction's failure: a lost connection
+/// when the server went away, whatever the statement that met it said).
 fn run_group(
-    conn: &mut DbConn,
+    conn: &mut Pooled,
     tenant: &TenantId,
     mut writes: VecDeque<Box<dyn Write>>,
 ) -> Result<(), ()> {
@@ -180,7 +180,18 @@ fn run_group(
             tracing::error!(error = %e, writes = size, "a group of writes failed: rolled back, or (when the connection broke during its commit) of unknown outcome; its writers were told to retry with their keys")
         }
     }
-    let group = committed.as_ref().map(|_| ());
+    let lost = match &committed {
+        Err(_) if conn.check_after_failure() => Some(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ClosedConnection,
+            Box::new("the connection to the database was lost".to_owned()),
+        )),
+        _ => None,
+    };
+    let group = match (&committed, &lost) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(lost)) => Err(lost),
+        (Err(e), None) => Err(e),
+    };
     for write in ran.into_iter().chain(writes) {
         write.settle(group);
     }
