@@ -105,3 +105,58 @@ pub fn declared_length(req: &actix_web::HttpRequest) -> Option<usize> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
 }
+
+/// Writes `payload` to a new temporary file in `dir` (an import: its size
+/// is bounded by `limit`, not by memory). The time limit applies to each
+/// wait for the next chunk, so a large body may take as long as it keeps
+/// arriving, and one that stalls is cut off.
+pub async fn spool_body<S>(
+    state: &AppState,
+    mut payload: S,
+    (declared, limit): (Option<usize>, u64),
+    dir: &std::path::Path,
+) -> Result<tempfile::NamedTempFile, ApiError>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    use std::io::Write;
+    let too_large = || too_large(usize::try_from(limit).unwrap_or(usize::MAX));
+    if declared.is_some_and(|n| n as u64 > limit) {
+        return Err(too_large());
+    }
+    let spooled = |e: std::io::Error| match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EROFS) | Some(libc::EDQUOT) => {
+            ApiError::insufficient_storage(format!("import spool: {e}"))
+        }
+        _ => ApiError::internal(format!("import spool: {e}")),
+    };
+    std::fs::create_dir_all(dir).map_err(spooled)?;
+    let mut file = tempfile::Builder::new()
+        .prefix("import-")
+        .tempfile_in(dir)
+        .map_err(spooled)?;
+    let timeout = state.guards.limits.body_timeout;
+    let mut written = 0u64;
+    loop {
+        let chunk = match tokio::time::timeout(timeout, payload.next()).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    format!("the body stalled for {} s", timeout.as_secs_f64()),
+                )
+                .closing())
+            }
+            Ok(None) => break,
+            Ok(Some(chunk)) => chunk.map_err(|_| {
+                ApiError::new(ErrorCode::MalformedBody, "the body could not be read").closing()
+            })?,
+        };
+        written += chunk.len() as u64;
+        if written > limit {
+            return Err(too_large());
+        }
+        file.write_all(&chunk).map_err(spooled)?;
+    }
+    file.flush().map_err(spooled)?;
+    Ok(file)
+}

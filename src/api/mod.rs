@@ -15,6 +15,7 @@ pub mod export;
 pub mod forms;
 pub mod health;
 pub mod idempotent;
+pub mod imports;
 pub mod json;
 pub mod keys;
 pub mod limits;

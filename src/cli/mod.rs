@@ -1,10 +1,11 @@
 //! The command line (docs/api.md): `serve` (the default), `migrate`,
-//! `tenant create`, `key create`, `export`, `verify`, `verify-db`,
+//! `tenant create`, `key create`, `import`, `export`, `verify`, `verify-db`,
 //! `signing-key rotate`, `openapi`; one file per command, and one helper
 //! that opens the database, the master key and the signer.
 
 mod backup;
 mod export;
+mod import;
 mod key;
 mod open;
 mod operator_token;
@@ -63,6 +64,22 @@ pub enum Command {
         /// Leave the openings out (integrity-only audit)
         #[arg(long)]
         no_openings: bool,
+    },
+    /// Import a file of existing consent (NDJSON, or CSV when named .csv) as backfills; exit 1 naming refused lines
+    Import {
+        #[arg(long)]
+        tenant: String,
+        /// The file: one opt-in or opt-out a line (docs/import.md)
+        file: PathBuf,
+        /// The import's id: a rerun with it records nothing twice [default: the file's SHA-256]
+        #[arg(long)]
+        id: Option<String>,
+        /// all_or_nothing (refuse the file if any line is refused) or valid_lines
+        #[arg(long, default_value = "all_or_nothing")]
+        mode: String,
+        /// Take over an import a killed process left running (without it, after a minute)
+        #[arg(long)]
+        take_over: bool,
     },
     /// Verify an export, dossier, receipt or decision statement offline; exit 0 verified, 1 failed, 2 unreadable
     Verify {
@@ -214,6 +231,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             no_openings,
         } => export::run(&settings, &tenant, out.as_deref(), no_openings),
+        Command::Import {
+            tenant,
+            file,
+            id,
+            mode,
+            take_over,
+        } => {
+            let asked = import::Asked {
+                tenant: &tenant,
+                file: &file,
+                id: id.as_deref(),
+                mode: &mode,
+                take_over,
+            };
+            import::run(&settings, &asked)
+        }
         Command::VerifyDb { tenant } => verify_db::run(&settings, tenant.as_deref()),
         Command::OperatorToken {
             command: OperatorTokenCommand::Rotate,

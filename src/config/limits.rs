@@ -43,6 +43,9 @@ pub struct LimitArgs {
     /// How long an export or a document read waits for a client that stopped reading, e.g. 30s [default: 30s]
     #[arg(long, env = "CONSENT_LEDGER_EXPORT_DRAIN_TIMEOUT")]
     pub export_drain_timeout: Option<String>,
+    /// Largest file one bulk import may send (`POST /v1/imports`), in MiB [default: 1024]
+    #[arg(long, env = "CONSENT_LEDGER_IMPORT_MAX_MIB")]
+    pub import_max_mib: Option<u32>,
 }
 
 impl LimitArgs {
@@ -64,6 +67,7 @@ impl LimitArgs {
             max_exports: self.max_exports.or(other.max_exports),
             max_exports_per_tenant: self.max_exports_per_tenant.or(other.max_exports_per_tenant),
             export_drain_timeout: self.export_drain_timeout.or(other.export_drain_timeout),
+            import_max_mib: self.import_max_mib.or(other.import_max_mib),
         }
     }
 }
@@ -83,6 +87,7 @@ pub(super) struct FileLimits {
     max_exports: Option<u32>,
     max_exports_per_tenant: Option<u32>,
     export_drain_timeout: Option<String>,
+    import_max_mib: Option<u32>,
 }
 
 /// Resolved limits.
@@ -102,6 +107,8 @@ pub struct Limits {
     pub max_exports: u32,
     pub max_exports_per_tenant: u32,
     pub export_drain_timeout: Duration,
+    /// The largest import file, in bytes.
+    pub import_max_bytes: u64,
 }
 
 impl Default for Limits {
@@ -118,6 +125,7 @@ impl Default for Limits {
             max_exports: 4,
             max_exports_per_tenant: 2,
             export_drain_timeout: Duration::from_secs(30),
+            import_max_bytes: 1 << 30,
         }
     }
 }
@@ -230,6 +238,13 @@ impl Limits {
                 file.export_drain_timeout.as_ref(),
                 d.export_drain_timeout,
             )?,
+            import_max_bytes: u64::from(count(
+                "CONSENT_LEDGER_IMPORT_MAX_MIB",
+                args.import_max_mib,
+                file.import_max_mib,
+                (d.import_max_bytes >> 20) as u32,
+                false,
+            )?) << 20,
         };
         // A body must fit the memory budget, or webhooks could never arrive.
         if limits.body_memory_bytes < 4 << 20 {

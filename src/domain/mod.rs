@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod form;
 pub mod identity;
 pub mod ids;
+pub mod import;
 pub mod number;
 pub mod openapi;
 pub mod person;

@@ -21,6 +21,7 @@ pub mod events;
 pub mod export;
 pub mod forms;
 pub mod housekeeping;
+pub mod imports;
 pub mod inbound;
 pub mod interactions;
 pub mod keys;

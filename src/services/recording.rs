@@ -32,6 +32,9 @@ pub enum Door<'a> {
     /// A message from the identity itself, delivered by a provider's signed
     /// webhook.
     Message { provider: Provider },
+    /// A line of a bulk import (always a backfill), by this collector: the
+    /// admin's key id, or `operator:cli`.
+    Import { collector: &'a str },
 }
 
 impl Door<'_> {
@@ -41,6 +44,7 @@ impl Door<'_> {
             Door::Api { key_id } => (*key_id).to_owned(),
             Door::Page { form_id } => format!("form:{form_id}"),
             Door::Message { provider } => provider.collector().to_owned(),
+            Door::Import { collector } => (*collector).to_owned(),
         }
     }
 

@@ -21,6 +21,8 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(api::records::create_opt_in)
         .service(api::records::create_opt_out)
         .service(api::records::create_interaction)
+        .service(api::imports::create_import)
+        .service(api::imports::get_import)
         .service(api::forms::list_forms)
         .service(api::forms::create_form)
         .service(api::forms::get_form)

@@ -15,6 +15,7 @@ pub mod events;
 pub mod forms;
 pub mod group_commit;
 pub mod idempotency;
+pub mod imports;
 pub mod links;
 pub mod log;
 pub mod pool;

@@ -378,6 +378,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    imports (tenant_id, id) {
+        tenant_id -> Text,
+        id -> Text,
+        mode -> Text,
+        format -> Text,
+        collector -> Text,
+        status -> Text,
+        next_line -> BigInt,
+        read_lines -> BigInt,
+        recorded -> BigInt,
+        refused -> BigInt,
+        refused_lines -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     meta,
     tenants,
@@ -411,4 +429,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     erased_identity_hashes,
     event_endpoints,
     event_deliveries,
+    imports,
 );

@@ -57,6 +57,8 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("POST", "/v1/opt-ins", COLLECTOR),
     ("POST", "/v1/opt-outs", COLLECTOR),
     ("POST", "/v1/interactions", Roles(&["collector", "sender"])),
+    ("POST", "/v1/imports", ADMIN),
+    ("GET", "/v1/imports/{id}", ADMIN),
     ("GET", "/v1/forms", ADMIN),
     ("POST", "/v1/forms", ADMIN),
     ("GET", "/v1/forms/{id}", ADMIN),
@@ -114,7 +116,8 @@ fn cross_tenant_status(template: &str) -> Option<u16> {
         | "/v1/subjects/query"
         | "/v1/subjects/erase"
         | "/v1/event-endpoints/{id}"
-        | "/v1/event-deliveries/{id}/retry" => Some(404),
+        | "/v1/event-deliveries/{id}/retry"
+        | "/v1/imports/{id}" => Some(404),
         // An unknown number's dossier is B's log's header and checkpoint.
         "/v1/export/dossier" => Some(200),
         _ => None,
@@ -671,6 +674,14 @@ async fn input(
             "/v1/interactions",
             json!({"number": number, "business_phone_number_id": phone_id, "received_at": at(-60)}),
         ),
+        ("POST", "/v1/imports") => {
+            let mut line = api_opt_out(number);
+            line["type"] = json!("opt_out");
+            Request::new(method, format!("/v1/imports?id=authz-{n}"))
+                .with_body("application/x-ndjson", format!("{line}\n"))
+        }
+        // No such import: the right role is told 404.
+        ("GET", "/v1/imports/{id}") => Request::new(method, "/v1/imports/never"),
         ("POST", "/v1/checks") => post("/v1/checks", check),
         ("POST", "/v1/checks/batch") => post("/v1/checks/batch", json!({"checks": [check]})),
         ("POST", "/v1/statements") => post("/v1/statements", json!({"statements": []})),

@@ -196,6 +196,7 @@ async fn every_operation_answers_what_the_document_says() {
     ledger_and_log(app, c, &t).await;
     channels_and_webhooks(app, c, &t).await;
     outbound_events(app, c, &t).await;
+    imports(app, c, &t).await;
     c.all_called();
 }
 
@@ -447,6 +448,35 @@ async fn reviews(app: &TestApp, c: &Contract, admin: &str) {
 /// Endpoints registered, refused, listed and deleted; a delivery (to a
 /// host that does not resolve here) listed, marked failed in the database
 /// as 24 hours of failures would, and retried.
+async fn imports(app: &TestApp, c: &Contract, t: &Tenant) {
+    let imports = "/v1/imports";
+    let send = |query: &str, kind: &str, body: String| {
+        app.client
+            .post(app.url(&format!("{imports}?{query}")))
+            .bearer_auth(&t.admin)
+            .header("content-type", kind)
+            .body(body)
+    };
+    let mut line = api_opt_out("+4915177700099");
+    line["type"] = json!("opt_out");
+    let ndjson = "application/x-ndjson";
+    c.send(imports, send("id=contract", ndjson, format!("{line}\n")))
+        .await;
+    c.send(imports, send("id=contract-bad", ndjson, "{oops\n".into()))
+        .await;
+    c.send(
+        imports,
+        send("id=contract", "application/json", "{}".into()),
+    )
+    .await;
+    c.send(imports, send("id=no%20t", "text/csv", "type\n".into()))
+        .await;
+    let one = "/v1/imports/{id}";
+    for path in ["/v1/imports/contract", "/v1/imports/never"] {
+        c.get(app, one, path, &t.admin).await;
+    }
+}
+
 async fn outbound_events(app: &TestApp, c: &Contract, t: &Tenant) {
     use consent_ledger::store::schema::event_deliveries as d;
     use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};

@@ -30,6 +30,7 @@ mod helpers;
 mod hostile;
 mod idempotency;
 mod identities;
+mod imports;
 mod inbound;
 mod limits;
 mod log;
