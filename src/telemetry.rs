@@ -1,5 +1,6 @@
 //! The tracing subscriber: text or JSON lines on stderr, filtered by
-//! `RUST_LOG` (default `info`). Request spans: `api/observe.rs`.
+//! `RUST_LOG` (default `info`; `warn` for a bulk import, whose progress bar
+//! says what a line an entry would). Request spans: `api/observe.rs`.
 
 use crate::config::LogFormat;
 use std::io::IsTerminal;
@@ -7,7 +8,12 @@ use tracing_subscriber::{fmt, EnvFilter};
 
 /// Installs the global subscriber once; later calls are ignored (tests).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_at(format, "info")
+}
+
+/// [`init`] with another level when `RUST_LOG` is not set.
+pub fn init_at(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

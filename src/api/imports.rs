@@ -8,7 +8,7 @@ use super::auth::{self, Caller};
 use super::body::{declared_length, spool_body};
 use super::AppState;
 use crate::domain::evidence::FieldError;
-use crate::domain::import::{self, is_import_id, ImportFormat, ImportMode, LineProblem};
+use crate::domain::import::{self, is_import_id, ImportFormat, ImportMode, ImportStanding};
 use crate::domain::problem::ErrorCode as Code;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::services::imports::{self as service, Import, Standing, Started};
@@ -37,33 +37,6 @@ pub struct ImportQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ImportAccepted {
     pub id: String,
-}
-
-/// Where an import stands.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ImportView {
-    pub id: String,
-    /// `running`, `done` or `refused` (`all_or_nothing`: nothing recorded).
-    pub status: String,
-    /// Lines read by the recording so far.
-    pub read: u64,
-    pub recorded: u64,
-    pub refused: u64,
-    /// The refused lines, in order (the first 1,000; `refused` counts all).
-    pub refused_lines: Vec<LineProblem>,
-}
-
-impl From<Standing> for ImportView {
-    fn from(s: Standing) -> Self {
-        Self {
-            id: s.id,
-            status: s.status,
-            read: s.read,
-            recorded: s.recorded,
-            refused: s.refused,
-            refused_lines: s.refused_lines,
-        }
-    }
 }
 
 /// The query's id and mode, checked.
@@ -285,7 +258,7 @@ fn record_in_background(
     tag = "recording",
     params(("id" = String, Path, description = "The import's id")),
     responses(
-        (status = 200, description = "The import", body = ImportView),
+        (status = 200, description = "The import", body = ImportStanding),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -302,5 +275,5 @@ pub async fn get_import(
         .read(move |conn| Ok(service::standing(conn, &tenant, &id)?))
         .await?
         .ok_or_else(|| ApiError::not_found("no import with this id"))?;
-    Ok(HttpResponse::Ok().json(ImportView::from(standing)))
+    Ok(HttpResponse::Ok().json(standing))
 }

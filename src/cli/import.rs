@@ -104,14 +104,7 @@ pub fn run(settings: &Settings, asked: &Asked<'_>) -> anyhow::Result<ExitCode> {
 /// Prints where the import stands (JSON on standard output, each refused
 /// line on standard error): exit 0 when none was refused, else 1.
 fn report(standing: &Standing) -> ExitCode {
-    let out = serde_json::json!({
-        "id": standing.id,
-        "status": standing.status,
-        "read": standing.read,
-        "recorded": standing.recorded,
-        "refused": standing.refused,
-        "refused_lines": standing.refused_lines,
-    });
+    let out = serde_json::to_string(standing).expect("a standing serialises");
     println!("{out}");
     for problem in &standing.refused_lines {
         eprintln!(

@@ -214,7 +214,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => cli.server,
     };
     let settings = Settings::resolve(&SettingsArgs::of(cli.common, server))?;
-    crate::telemetry::init(settings.log_format);
+    match command {
+        Command::Import { .. } => crate::telemetry::init_at(settings.log_format, "warn"),
+        _ => crate::telemetry::init(settings.log_format),
+    }
     match command {
         Command::Openapi | Command::Verify { .. } => unreachable!("handled above"),
         Command::Serve(_) => {

@@ -131,6 +131,20 @@ impl LineProblem {
     }
 }
 
+/// Where an import stands (`GET /v1/imports/{id}`, the CLI's last line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ImportStanding {
+    pub id: String,
+    /// `running`, `done` or `refused` (`all_or_nothing`: nothing recorded).
+    pub status: String,
+    /// Lines read by the recording so far.
+    pub read: u64,
+    pub recorded: u64,
+    pub refused: u64,
+    /// The refused lines, in order (the first 1,000; `refused` counts all).
+    pub refused_lines: Vec<LineProblem>,
+}
+
 /// A line read: its number and its JSON object, or why it cannot be read.
 pub type ReadLine = (u64, Result<Map<String, Value>, LineProblem>);
 

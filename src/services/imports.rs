@@ -8,6 +8,7 @@ use super::error::{ServiceError, ServiceResult};
 use super::opt_outs::{record_opt_out, OptedOut};
 use super::recording::{record_opt_in, Door};
 use crate::domain::ids::BrandId;
+pub use crate::domain::import::ImportStanding as Standing;
 use crate::domain::import::{self, ImportFormat, ImportItem, ImportMode, LineProblem, ReadLine};
 use crate::domain::problem::{ErrorCode, Invalid};
 use crate::domain::request::{self, check_not_future, FoundBrand};
@@ -36,27 +37,15 @@ pub struct Import<'a> {
     pub collector: &'a str,
 }
 
-/// Where an import stands, as `GET /v1/imports/{id}` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Standing {
-    pub id: String,
-    pub status: String,
-    pub read: u64,
-    pub recorded: u64,
-    pub refused: u64,
-    pub refused_lines: Vec<LineProblem>,
-}
-
-impl Standing {
-    fn of(row: &ImportRow) -> Self {
-        Self {
-            id: row.id.clone(),
-            status: row.status.clone(),
-            read: row.read_lines as u64,
-            recorded: row.recorded as u64,
-            refused: row.refused as u64,
-            refused_lines: serde_json::from_str(&row.refused_lines).unwrap_or_default(),
-        }
+/// Where a stored import stands.
+fn standing_of(row: &ImportRow) -> Standing {
+    Standing {
+        id: row.id.clone(),
+        status: row.status.clone(),
+        read: row.read_lines as u64,
+        recorded: row.recorded as u64,
+        refused: row.refused as u64,
+        refused_lines: serde_json::from_str(&row.refused_lines).unwrap_or_default(),
     }
 }
 
@@ -84,12 +73,14 @@ pub fn start<I: Iterator<Item = ReadLine>>(
     lines: impl FnOnce() -> I,
     (now, take_over): (Timestamp, bool),
 ) -> ServiceResult<Started> {
-    match begin(conn, import, now, take_over)? {
-        Begun::Run => {}
+    let fresh = match begin(conn, import, now, take_over)? {
+        Begun::Fresh => true,
+        Begun::CutShort => false,
         Begun::Done(standing) => return Ok(Started::Done(standing)),
         Begun::Running => return Ok(Started::Running),
-    }
-    if import.mode == ImportMode::AllOrNothing {
+    };
+    // An import cut short was checked before its first line was recorded.
+    if fresh && import.mode == ImportMode::AllOrNothing {
         let problems = check(conn, import, lines(), now)?;
         if !problems.is_empty() {
             return Ok(Started::Refused(refuse(conn, import, &problems, now)?));
@@ -100,7 +91,10 @@ pub fn start<I: Iterator<Item = ReadLine>>(
 
 /// What taking up an import found.
 enum Begun {
-    Run,
+    /// New, or refused before: from its first line.
+    Fresh,
+    /// Cut short: from its first line not done.
+    CutShort,
     Done(Standing),
     Running,
 }
@@ -118,7 +112,20 @@ fn begin(
         let how = (import.mode.as_str(), import.collector);
         match row {
             None => imports::insert(conn, &new_row(import, now))?,
-            Some(row) if row.status == DONE => return Ok(Begun::Done(Standing::of(&row))),
+            Some(row) if row.status == DONE => return Ok(Begun::Done(standing_of(&row))),
+            Some(row) if row.status == REFUSED => {
+                imports::resume(conn, tenant, import.id, how, now.millis())?;
+                let from_the_start = Progress {
+                    status: RUNNING,
+                    next_line: 0,
+                    read_lines: 0,
+                    recorded: 0,
+                    refused: 0,
+                    refused_lines: "[]",
+                    updated_at: now.millis(),
+                };
+                imports::save(conn, tenant, import.id, &from_the_start)?;
+            }
             Some(row)
                 if row.status == RUNNING
                     && !take_over
@@ -126,9 +133,12 @@ fn begin(
             {
                 return Ok(Begun::Running)
             }
-            Some(_) => imports::resume(conn, tenant, import.id, how, now.millis())?,
+            Some(_) => {
+                imports::resume(conn, tenant, import.id, how, now.millis())?;
+                return Ok(Begun::CutShort);
+            }
         }
-        Ok::<_, diesel::result::Error>(Begun::Run)
+        Ok::<_, diesel::result::Error>(Begun::Fresh)
     })?;
     Ok(begun)
 }
@@ -157,7 +167,7 @@ pub fn standing(
     tenant: &TenantRow,
     id: &str,
 ) -> ServiceResult<Option<Standing>> {
-    Ok(imports::find(conn, &tenant.id, id)?.map(|row| Standing::of(&row)))
+    Ok(imports::find(conn, &tenant.id, id)?.map(|row| standing_of(&row)))
 }
 
 /// The tenant's brands by name, looked up once each.
@@ -257,7 +267,7 @@ pub fn record(
         .ok_or(StoreError::Rejected(Rejection::NotFound("no such import")))?;
     let mut state = Recording {
         next_line: row.next_line as u64,
-        standing: Standing::of(&row),
+        standing: standing_of(&row),
     };
     let mut group = Vec::with_capacity(GROUP);
     let mut lines = lines

@@ -1,6 +1,6 @@
 //! One recording path (`services/recording.rs`): an opt-in is recorded the
-//! same way whatever door it comes through (the API, a backfill, a hosted
-//! page, a WhatsApp message), so the same rules refuse it everywhere: a
+//! same way whatever door it comes through (the API, a backfill, a bulk
+//! import, a hosted page, a WhatsApp message), so the same rules refuse it everywhere: a
 //! retired brand, an identity erased after the opt-in was captured, a
 //! capture older than 30 days (unless backfilled).
 
@@ -23,6 +23,36 @@ fn api_opt_in(brand: &str, ago: i64, backfill: bool) -> Value {
         body["backfill"] = json!(true);
     }
     body
+}
+
+/// The same opt-in as the one line of a bulk import: the code the line is
+/// refused with (when checked before recording, or when recorded).
+async fn imported(app: &TestApp, t: &Tenant, mut line: Value, id: &str) -> String {
+    line["type"] = json!("opt_in");
+    let path = format!("/v1/imports?id={id}");
+    let file = format!("{line}\n").into_bytes();
+    let answer = app
+        .post_raw(&path, &t.admin, "application/x-ndjson", file)
+        .await;
+    if answer.status == StatusCode::UNPROCESSABLE_ENTITY {
+        assert_eq!(answer.code(), "import_refused", "{}", answer.body);
+        return answer.body["errors"][0]["code"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    }
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    for _ in 0..600 {
+        let standing = app.get(&format!("/v1/imports/{id}"), &t.admin).await.body;
+        if standing["status"] == "done" {
+            return standing["refused_lines"][0]["code"]
+                .as_str()
+                .unwrap_or("recorded")
+                .to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("import {id} not done");
 }
 
 fn number_only() -> From<'static> {
@@ -85,6 +115,8 @@ async fn a_retired_brand_is_refused_at_every_door() {
         backfill.body
     );
     assert_eq!(backfill.code(), "brand_retired");
+    let line = api_opt_in("Metro", 40 * 86_400, false);
+    assert_eq!(imported(&app, &t, line, "retired").await, "brand_retired");
     whatsapp(&app, &said(number_only(), "wamid.metro", "JOIN METRO", 30)).await;
     app.clock.advance(5_000);
     let fields = [
@@ -101,8 +133,8 @@ async fn a_retired_brand_is_refused_at_every_door() {
 }
 
 /// An opt-in captured before its identity's erasure is refused at every
-/// door that can carry an older capture time: the API, a backfill and a
-/// message written before the erasure.
+/// door that can carry an older capture time: the API, a backfill, a bulk
+/// import and a message written before the erasure.
 #[both]
 async fn an_opt_in_captured_before_an_erasure_is_refused_at_every_door() {
     let app = spawn_app().await;
@@ -125,6 +157,8 @@ async fn an_opt_in_captured_before_an_erasure_is_refused_at_every_door() {
         )
         .await;
     assert_eq!(backfill.code(), "suppressed", "{}", backfill.body);
+    let line = api_opt_in("Makro", 40 * 86_400, false);
+    assert_eq!(imported(&app, &t, line, "erased").await, "suppressed");
     // Written before the erasure, delivered after it.
     let late = said(number_only(), "wamid.late", "JOIN MAKRO", 300);
     whatsapp(&app, &late).await;

@@ -558,8 +558,9 @@ pub fn hashes_of(list: &Value) -> Vec<consent_ledger::ledger::merkle::Hash> {
         .collect()
 }
 
-/// Runs the binary; returns its exit code, stdout and stderr.
-pub fn run_cli(args: &[&str], data_dir: Option<&std::path::Path>) -> (i32, String, String) {
+/// The binary with `args`, on the database of the app whose data dir is
+/// `data_dir` (when given), as that app reaches it.
+pub fn cli_command(args: &[&str], data_dir: Option<&std::path::Path>) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_consent-ledger"));
     command
         .args(args)
@@ -578,7 +579,14 @@ pub fn run_cli(args: &[&str], data_dir: Option<&std::path::Path>) -> (i32, Strin
             }
         }
     }
-    let out = command.output().expect("the binary runs");
+    command
+}
+
+/// Runs the binary; returns its exit code, stdout and stderr.
+pub fn run_cli(args: &[&str], data_dir: Option<&std::path::Path>) -> (i32, String, String) {
+    let out = cli_command(args, data_dir)
+        .output()
+        .expect("the binary runs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
