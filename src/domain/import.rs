@@ -237,6 +237,8 @@ impl<R: BufRead> Iterator for NdjsonLines<R> {
                 return Some((line, Err(too_long_line(line))));
             }
             let text = match std::str::from_utf8(&self.buf) {
+                // A spreadsheet's export may begin with a byte order mark.
+                Ok(text) if line == 1 => text.trim_start_matches(BOM).trim(),
                 Ok(text) => text.trim(),
                 Err(_) => return Some((line, Err(not_utf8(line)))),
             };
@@ -290,6 +292,9 @@ fn truncated(line: u64) -> LineProblem {
         "the file ends inside this line: it was cut short",
     )
 }
+
+/// UTF-8's byte order mark, which some exports begin with.
+const BOM: char = '\u{feff}';
 
 /// The columns a CSV header may name, beside `evidence.<key>`.
 const CSV_COLUMNS: &[&str] = &[
@@ -383,10 +388,14 @@ impl<R: Read> CsvLines<R> {
             Some(read) => read?,
         };
         let mut names = Vec::with_capacity(record.len());
-        for field in record.iter() {
-            let name = std::str::from_utf8(field)
-                .map_err(|_| not_utf8(line))?
-                .trim();
+        for (i, field) in record.iter().enumerate() {
+            let name = std::str::from_utf8(field).map_err(|_| not_utf8(line))?;
+            // A spreadsheet's export may begin with a byte order mark.
+            let name = match i {
+                0 => name.trim_start_matches(BOM),
+                _ => name,
+            }
+            .trim();
             let known = CSV_COLUMNS.contains(&name)
                 || name
                     .strip_prefix("evidence.")
@@ -600,6 +609,12 @@ mod tests {
     }
 
     #[test]
+    fn an_ndjson_file_may_begin_with_a_byte_order_mark() {
+        let got = read(ImportFormat::Ndjson, "\u{feff}{\"a\":1}\n".as_bytes());
+        assert_eq!(got[0].1.as_ref().unwrap()["a"], 1);
+    }
+
+    #[test]
     fn an_ndjson_file_cut_inside_its_last_line_is_truncated() {
         let got = read(ImportFormat::Ndjson, b"{\"a\":1}\n{\"b\":");
         assert_eq!(got[1], (2, Err("truncated_line".into())));
@@ -651,6 +666,15 @@ mod tests {
         assert!(got[2].1.is_ok(), "an unterminated last line that is whole");
         let cut = read(ImportFormat::Csv, b"type,number,channel\nopt_in,+4917");
         assert_eq!(cut[0], (2, Err("truncated_line".into())));
+        let bom = read(
+            ImportFormat::Csv,
+            "\u{feff}type,number\nopt_in,+4917\n".as_bytes(),
+        );
+        assert_eq!(
+            bom[0].1.as_ref().unwrap()["type"],
+            "opt_in",
+            "a byte order mark"
+        );
         let open_quote = read(ImportFormat::Csv, b"type,number\nopt_in,\"+4917");
         assert_eq!(open_quote[0], (2, Err("truncated_line".into())));
         let closed = read(ImportFormat::Csv, b"type,number\nopt_in,\"+49\"\"17\"");
