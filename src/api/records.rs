@@ -173,7 +173,12 @@ pub async fn create_opt_out(
                 render: &created,
                 suppressed: &suppressed,
             });
-            let by = (&w.caller.tenant.id, w.caller.key_id.as_str());
+            let by = (
+                &w.caller.tenant.id,
+                Door::Api {
+                    key_id: &w.caller.key_id,
+                },
+            );
             match record_opt_out(conn, w.master, by, opt_out, reply, w.now)? {
                 OptedOut::Recorded(appended) => Ok((201, created(&appended))),
                 OptedOut::Suppressed => Ok((200, suppressed)),

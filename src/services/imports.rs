@@ -14,6 +14,7 @@ use crate::domain::problem::{ErrorCode, Invalid};
 use crate::domain::request::{self, check_not_future, FoundBrand};
 use crate::domain::time::{Clock, Timestamp};
 use crate::keys::MasterKey;
+use crate::store::audit::{self, AuditEvent, AuditKind};
 use crate::store::imports::{self, ImportRow, Progress, DONE, REFUSED, RUNNING};
 use crate::store::tenants::{find_brand, TenantRow};
 use crate::store::{DbConn, Rejection, StoreError};
@@ -188,6 +189,10 @@ impl Brands {
             retired: b.retired_at.is_some(),
             name: b.name,
         });
+        // A file naming ever other brands keeps memory flat all the same.
+        if self.0.len() >= 1_000 {
+            self.0.clear();
+        }
         self.0.insert(name.to_owned(), found.clone());
         Ok(found)
     }
@@ -311,13 +316,17 @@ impl Recording {
     ) -> ServiceResult<()> {
         let before = (self.next_line, self.standing.clone());
         let done = conn.immediate_transaction(|conn| {
+            let mut noted = Noted::default();
             for (line, read) in group {
                 self.standing.read += 1;
                 self.next_line = line + 1;
                 let region = import.tenant.policy.default_region();
                 let item = read.and_then(|object| import::item_of(line, object, region));
                 match item.map(|item| record_item(conn, master, import, item, now)) {
-                    Ok(Ok(())) => self.standing.recorded += 1,
+                    Ok(Ok(seq)) => {
+                        self.standing.recorded += 1;
+                        noted.add(line, seq);
+                    }
                     Ok(Err(ServiceError::Invalid(invalid))) => {
                         self.refuse(LineProblem::refused(line, invalid))
                     }
@@ -331,6 +340,7 @@ impl Recording {
                     Err(problem) => self.refuse(problem),
                 }
             }
+            noted.write(conn, import, now)?;
             if last {
                 self.standing.status = DONE.to_owned();
             }
@@ -370,26 +380,67 @@ impl Recording {
     }
 }
 
+/// What a group of lines recorded, noted in the audit trail as one event
+/// (`import.recorded`) rather than a `backfill` event a line.
+#[derive(Default)]
+struct Noted {
+    lines: Option<(u64, u64)>,
+    seqs: Option<(u64, u64)>,
+    recorded: u64,
+}
+
+impl Noted {
+    fn add(&mut self, line: u64, seq: Option<u64>) {
+        self.recorded += 1;
+        self.lines = Some((self.lines.map_or(line, |l| l.0), line));
+        if let Some(seq) = seq {
+            self.seqs = Some((self.seqs.map_or(seq, |s| s.0), seq));
+        }
+    }
+
+    fn write(&self, conn: &mut DbConn, import: &Import<'_>, now: Timestamp) -> ServiceResult<()> {
+        if self.recorded == 0 {
+            return Ok(());
+        }
+        let event = AuditEvent {
+            actor: import.collector,
+            kind: AuditKind::ImportRecorded,
+            details: serde_json::json!({
+                "import": import.id,
+                "lines": self.lines.map(|(a, b)| [a, b]),
+                "seqs": self.seqs.map(|(a, b)| [a, b]),
+                "recorded": self.recorded,
+            }),
+        };
+        audit::record_within(conn, &import.tenant.id, &event, now)?;
+        Ok(())
+    }
+}
+
 /// Records one line through the path every door takes (in the group's
-/// transaction: a savepoint, so that a refused line leaves the others).
+/// transaction: a savepoint, so that a refused line leaves the others):
+/// the seq of its entry (none for an opt-out of an erased identity,
+/// which records nothing and stays opted out).
 fn record_item(
     conn: &mut DbConn,
     master: &MasterKey,
     import: &Import<'_>,
     item: ImportItem,
     now: Timestamp,
-) -> ServiceResult<()> {
+) -> ServiceResult<Option<u64>> {
+    let door = Door::Import {
+        collector: import.collector,
+    };
     match item {
         ImportItem::OptIn(draft) => {
-            let door = Door::Import {
-                collector: import.collector,
-            };
-            record_opt_in(conn, master, import.tenant, (draft, door), None, now).map(|_| ())
+            let recorded = record_opt_in(conn, master, import.tenant, (draft, door), None, now)?;
+            Ok(Some(recorded.appended.seq))
         }
         ImportItem::OptOut(record) => {
-            let by = (&import.tenant.id, import.collector);
+            let by = (&import.tenant.id, door);
             match record_opt_out(conn, master, by, record, None, now)? {
-                OptedOut::Recorded(_) | OptedOut::Suppressed => Ok(()),
+                OptedOut::Recorded(appended) => Ok(Some(appended.seq)),
+                OptedOut::Suppressed => Ok(None),
             }
         }
     }

@@ -1,13 +1,15 @@
-//! Recording an opt-out through the API (docs/recording.md): the clock rule,
+//! Recording an opt-out through the API or a bulk import (docs/recording.md): the clock rule,
 //! then the append. An opt-out of an erased identity without a newer
 //! subject records nothing: the identity stays opted out.
 
 use super::error::ServiceResult;
+use super::recording::{note_backfill, Door};
 use crate::domain::access::TenantId;
 use crate::domain::record::{OptOutRecord, Record};
 use crate::domain::request::check_not_future;
 use crate::domain::time::Timestamp;
 use crate::keys::MasterKey;
+use crate::ledger::entry::EntryType;
 use crate::store::append::{self, Answer, Appended};
 use crate::store::idempotency::{self, IdempotencyScope};
 use crate::store::{DbConn, Rejection, StoreError};
@@ -29,12 +31,13 @@ pub struct Reply<'a> {
     pub suppressed: &'a str,
 }
 
-/// Records an opt-out collected by the API key `key_id`, in the caller's
-/// transaction when it holds one (a savepoint).
+/// Records an opt-out that came through `door` (the API, or a line of a
+/// bulk import), in the caller's transaction when it holds one (a
+/// savepoint).
 pub fn record_opt_out(
     conn: &mut DbConn,
     master: &MasterKey,
-    (tenant, key_id): (&TenantId, &str),
+    (tenant, door): (&TenantId, Door<'_>),
     opt_out: OptOutRecord,
     reply: Option<Reply<'_>>,
     now: Timestamp,
@@ -45,8 +48,21 @@ pub fn record_opt_out(
         scope: r.scope,
         render: r.render,
     });
+    let collector = door.collector();
+    let noted = record.is_backfill() && door.notes_each_backfill();
     let appended = conn.immediate_transaction(|conn| {
-        append::append_locked(conn, master, tenant, key_id, &record, answer, now)
+        let appended =
+            append::append_locked(conn, master, tenant, &collector, &record, answer, now)?;
+        if noted {
+            note_backfill(
+                conn,
+                tenant,
+                (&collector, EntryType::OptOut),
+                &appended,
+                now,
+            )?;
+        }
+        Ok(appended)
     });
     let appended = match appended {
         Err(StoreError::Rejected(Rejection::SuppressedNothingToRecord)) => {
@@ -57,6 +73,12 @@ pub fn record_opt_out(
         }
         other => other?,
     };
-    tracing::info!(tenant = %tenant, seq = appended.seq, subject = %appended.subject, "recorded");
+    match door.notes_each_backfill() {
+        true => {
+            tracing::info!(tenant = %tenant, seq = appended.seq, subject = %appended.subject, "recorded")
+        }
+        // A bulk import logs its progress, not each line.
+        false => tracing::debug!(tenant = %tenant, seq = appended.seq, "opt-out imported"),
+    }
     Ok(OptedOut::Recorded(appended))
 }

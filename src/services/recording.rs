@@ -15,8 +15,10 @@ use crate::domain::record::{PendingConfirmation, Record};
 use crate::domain::request::FoundBrand;
 use crate::domain::time::Timestamp;
 use crate::keys::{confirmation_code_hash, random_code, MasterKey};
+use crate::ledger::entry::EntryType;
 use crate::providers::message::Provider;
 use crate::store::append::{self, Answer, Appended};
+use crate::store::audit::{self, AuditEvent, AuditKind};
 use crate::store::channels::settings_of;
 use crate::store::idempotency::IdempotencyScope;
 use crate::store::tenants::{find_brand, TenantRow};
@@ -46,6 +48,12 @@ impl Door<'_> {
             Door::Message { provider } => provider.collector().to_owned(),
             Door::Import { collector } => (*collector).to_owned(),
         }
+    }
+
+    /// Whether each backfill it records is noted in the audit trail on its
+    /// own (a bulk import notes each group of lines instead).
+    pub(super) fn notes_each_backfill(&self) -> bool {
+        !matches!(self, Door::Import { .. })
     }
 
     /// Whether the tenant's `require_confirmation_for` applies: an opt-in a
@@ -122,14 +130,49 @@ pub fn record_opt_in(
         render: &render,
     });
     let collector = door.collector();
+    let noted = record.is_backfill() && door.notes_each_backfill();
     let appended = conn.immediate_transaction(|conn| {
-        append::append_locked(conn, master, &tenant.id, &collector, &record, answer, now)
+        let appended =
+            append::append_locked(conn, master, &tenant.id, &collector, &record, answer, now)?;
+        if noted {
+            note_backfill(
+                conn,
+                &tenant.id,
+                (&collector, EntryType::OptIn),
+                &appended,
+                now,
+            )?;
+        }
+        Ok::<_, StoreError>(appended)
     })?;
-    tracing::info!(tenant = %tenant.id, seq = appended.seq, subject = %appended.subject, collector = %collector, "opt-in recorded");
+    match door.notes_each_backfill() {
+        true => {
+            tracing::info!(tenant = %tenant.id, seq = appended.seq, subject = %appended.subject, collector = %collector, "opt-in recorded")
+        }
+        // A bulk import logs its progress, not each line.
+        false => tracing::debug!(tenant = %tenant.id, seq = appended.seq, "opt-in imported"),
+    }
     Ok(OptInRecorded {
         appended,
         confirmation: issued,
     })
+}
+
+/// Notes a backfill in the audit trail, in the transaction of its append.
+pub fn note_backfill(
+    conn: &mut DbConn,
+    tenant: &TenantId,
+    (collector, kind): (&str, EntryType),
+    appended: &Appended,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let event = AuditEvent {
+        actor: collector,
+        kind: AuditKind::Backfill,
+        details: serde_json::json!({"seq": appended.seq, "type": kind.as_str(), "subject": appended.subject}),
+    };
+    audit::record_within(conn, tenant, &event, now)?;
+    Ok(())
 }
 
 /// A new code for an opt-in that waits for confirmation: what is stored

@@ -2,7 +2,6 @@
 //! log's head (`BEGIN IMMEDIATE` on SQLite), writes the entry, the consent
 //! state a check reads and the idempotent answer, then moves the head.
 
-use super::audit::{self, AuditEvent, AuditKind};
 use super::idempotency::{self, IdempotencyScope};
 use super::log;
 use super::schema::{brands, consent_events, consent_texts, entries, tenants};
@@ -384,14 +383,6 @@ pub fn append_locked(
         subject_id,
         recorded_at: head.recorded_at,
     };
-    if record.is_backfill() {
-        let event = AuditEvent {
-            actor: collector,
-            kind: AuditKind::Backfill,
-            details: serde_json::json!({"seq": seq, "type": kind.as_str(), "subject": appended.subject}),
-        };
-        audit::record_within(conn, tenant, &event, now)?;
-    }
     if let Some(answer) = answer {
         let body = (answer.render)(&appended);
         let still_ours = idempotency::finish(

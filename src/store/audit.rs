@@ -40,6 +40,7 @@ pub enum AuditKind {
     EventEndpointCreated,
     EventEndpointDeleted,
     EventDeliveryRetried,
+    ImportRecorded,
 }
 
 impl AuditKind {
@@ -72,6 +73,7 @@ impl AuditKind {
             AuditKind::EventEndpointCreated => "event_endpoint.created",
             AuditKind::EventEndpointDeleted => "event_endpoint.deleted",
             AuditKind::EventDeliveryRetried => "event_delivery.retried",
+            AuditKind::ImportRecorded => "import.recorded",
         }
     }
 }

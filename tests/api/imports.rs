@@ -100,14 +100,21 @@ async fn an_import_records_each_line_once_whatever_how_often_it_is_sent() {
         |n: usize| json!({"number": number(n), "channel": "whatsapp", "purpose": "marketing"});
     assert_eq!(app.reason(&t, check(0)).await, "allowed");
     assert_eq!(app.reason(&t, check(1)).await, "opted_out");
+    // One event in the audit trail for the group of lines, not one a line.
     let trail = app.get("/v1/audit-events?limit=1000", &t.admin).await;
-    let backfills = trail.body["audit_events"]
-        .as_array()
-        .expect("events")
+    let events = trail.body["audit_events"].as_array().expect("events");
+    let kinds: Vec<&Value> = events.iter().map(|e| &e["kind"]).collect();
+    assert!(!kinds.contains(&&json!("backfill")), "{kinds:?}");
+    let noted: Vec<&Value> = events
         .iter()
-        .filter(|e| e["kind"] == "backfill")
-        .count();
-    assert_eq!(backfills, 6, "{}", trail.body);
+        .filter(|e| e["kind"] == "import.recorded")
+        .collect();
+    assert_eq!(noted.len(), 1, "{}", trail.body);
+    assert_eq!(noted[0]["actor"], admin_key_id);
+    assert_eq!(
+        noted[0]["details"],
+        json!({"import": "crm-2024", "lines": [1, 6], "seqs": [0, 5], "recorded": 6})
+    );
 }
 
 /// CSV: a header line, one column per field, arrays space-separated,
