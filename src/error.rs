@@ -314,6 +314,10 @@ impl From<crate::store::Rejection> for ApiError {
                 "in_future",
                 "`captured_at` is more than 60 seconds after the server's clock",
             ),
+            Rejection::ImportTakenOver => ApiError::new(
+                ErrorCode::ImportRunning,
+                "another request or process took this import over and records it now",
+            ),
             Rejection::IdempotencyLost => ApiError::new(
                 ErrorCode::IdempotencyInProgress,
                 "a newer request with this Idempotency-Key took it over; nothing was recorded by this one",

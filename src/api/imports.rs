@@ -229,16 +229,21 @@ fn record_in_background(
             };
             for attempt in 1..=5u32 {
                 let lines = lines_of(file.path(), format);
-                let recorded = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+                let recorded = pool.get().map_err(|e| (e.to_string(), false)).and_then(|mut conn| {
                     service::record(&mut conn, &master, &import, lines, (&clock, &mut |_| {}))
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| (e.to_string(), e.is_refusal()))
                 });
                 match recorded {
                     Ok(standing) => {
                         tracing::info!(tenant = %tenant.id, import = %id, recorded = standing.recorded, refused = standing.refused, "import done");
                         return;
                     }
-                    Err(e) => {
+                    // Taken over by another request or process: it records the rest.
+                    Err((e, true)) => {
+                        tracing::warn!(tenant = %tenant.id, import = %id, error = %e, "import left to whoever took it over");
+                        return;
+                    }
+                    Err((e, false)) => {
                         tracing::error!(tenant = %tenant.id, import = %id, attempt, error = %e, "import interrupted; retrying from its first line not done");
                         std::thread::sleep(std::time::Duration::from_secs(u64::from(attempt) * 2));
                     }

@@ -125,7 +125,7 @@ fn begin(
                     refused_lines: "[]",
                     updated_at: now.millis(),
                 };
-                imports::save(conn, tenant, import.id, &from_the_start)?;
+                imports::save(conn, (tenant, import.id), row.next_line, &from_the_start)?;
             }
             Some(row)
                 if row.status == RUNNING
@@ -134,9 +134,13 @@ fn begin(
             {
                 return Ok(Begun::Running)
             }
-            Some(_) => {
+            Some(row) => {
                 imports::resume(conn, tenant, import.id, how, now.millis())?;
-                return Ok(Begun::CutShort);
+                // Cut short before its first group (while checked, say):
+                // from the start.
+                if row.next_line > 0 {
+                    return Ok(Begun::CutShort);
+                }
             }
         }
         Ok::<_, diesel::result::Error>(Begun::Fresh)
@@ -248,7 +252,9 @@ fn refuse(
         refused_lines: &refused_lines,
         updated_at: now.millis(),
     };
-    imports::save(conn, &import.tenant.id, import.id, &progress)?;
+    if !imports::save(conn, (&import.tenant.id, import.id), 0, &progress)? {
+        return Err(Rejection::ImportTakenOver.into());
+    }
     Ok(Standing {
         id: import.id.to_owned(),
         status: REFUSED.to_owned(),
@@ -344,7 +350,7 @@ impl Recording {
             if last {
                 self.standing.status = DONE.to_owned();
             }
-            self.save(conn, import, now)
+            self.save(conn, import, (before.0, now))
         });
         if done.is_err() {
             (self.next_line, self.standing) = before;
@@ -359,7 +365,15 @@ impl Recording {
         }
     }
 
-    fn save(&self, conn: &mut DbConn, import: &Import<'_>, now: Timestamp) -> ServiceResult<()> {
+    /// Writes the import's progress, unless another recorder took the
+    /// import over since its first line not done was `from` (then the
+    /// whole group rolls back: no line is recorded by both).
+    fn save(
+        &self,
+        conn: &mut DbConn,
+        import: &Import<'_>,
+        (from, now): (u64, Timestamp),
+    ) -> ServiceResult<()> {
         let refused_lines =
             serde_json::to_string(&self.standing.refused_lines).expect("problems serialise");
         let progress = Progress {
@@ -371,12 +385,11 @@ impl Recording {
             refused_lines: &refused_lines,
             updated_at: now.millis(),
         };
-        Ok(imports::save(
-            conn,
-            &import.tenant.id,
-            import.id,
-            &progress,
-        )?)
+        let key = (&import.tenant.id, import.id);
+        match imports::save(conn, key, from as i64, &progress)? {
+            true => Ok(()),
+            false => Err(Rejection::ImportTakenOver.into()),
+        }
     }
 }
 
@@ -462,5 +475,91 @@ fn refused_line(refusal: &Rejection) -> Option<Invalid> {
             "this number or user id was erased after `captured_at`",
         )),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{tenant_t, test_db_with_tenant};
+
+    /// `n` opt-out lines of distinct numbers, numbered from 1.
+    fn lines(n: u64) -> impl Iterator<Item = ReadLine> {
+        (1..=n).map(|line| {
+            let object = serde_json::json!({
+                "type": "opt_out", "number": format!("+4915112{line:06}"), "channel": "api",
+                "captured_at": "2025-01-01T00:00:00Z", "evidence": {"reason": "a letter"},
+            });
+            match object {
+                serde_json::Value::Object(object) => (line, Ok(object)),
+                _ => unreachable!(),
+            }
+        })
+    }
+
+    fn size(conn: &mut DbConn) -> i64 {
+        crate::store::tenants::find_tenant(conn, &tenant_t())
+            .unwrap()
+            .unwrap()
+            .tree_size
+    }
+
+    /// Two recorders of one import (a takeover while the first still
+    /// runs): the one that finds the import moved on rolls its group back,
+    /// so no line is recorded twice.
+    #[test]
+    fn a_recorder_whose_import_was_taken_over_records_nothing_more() {
+        let (dir, mut first) = test_db_with_tenant();
+        let target = crate::config::DatabaseTarget::Sqlite(dir.path().join("t.db"));
+        let mut second = crate::store::connection::establish(&target).unwrap();
+        let tenant = crate::store::tenants::find_tenant(&mut first, &tenant_t())
+            .unwrap()
+            .unwrap();
+        let master = MasterKey::from_bytes([7; 32]);
+        let clock = Clock::manual(Timestamp::from_millis(1_800_000_000_000));
+        let import = Import {
+            tenant: &tenant,
+            id: "crm",
+            mode: ImportMode::ValidLines,
+            format: ImportFormat::Ndjson,
+            collector: "operator:cli",
+        };
+        let total = 3 * GROUP as u64;
+        let started = start(&mut first, &import, || lines(total), (clock.now(), false));
+        assert!(matches!(started.unwrap(), Started::Run));
+        // After the first recorder's first group, a second takes it over
+        // and records the rest.
+        let mut groups = 0;
+        let mut took_over = |_: &Standing| {
+            groups += 1;
+            if groups == 1 {
+                let taken = start(&mut second, &import, || lines(total), (clock.now(), true));
+                assert!(matches!(taken.unwrap(), Started::Run));
+                let mut quiet = |_: &Standing| {};
+                let done = record(
+                    &mut second,
+                    &master,
+                    &import,
+                    lines(total),
+                    (&clock, &mut quiet),
+                );
+                // Its counts go on from the first recorder's group.
+                assert_eq!(done.unwrap().recorded, total);
+            }
+        };
+        let first_run = record(
+            &mut first,
+            &master,
+            &import,
+            lines(total),
+            (&clock, &mut took_over),
+        );
+        match first_run {
+            Err(ServiceError::Store(StoreError::Rejected(Rejection::ImportTakenOver))) => {}
+            other => panic!("the first recorder went on: {other:?}"),
+        }
+        assert_eq!(size(&mut first), total as i64, "each line once");
+        let standing = standing(&mut first, &tenant, "crm").unwrap().unwrap();
+        assert_eq!((standing.status.as_str(), standing.read), ("done", total));
     }
 }

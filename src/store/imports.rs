@@ -92,14 +92,17 @@ pub fn resume(
         .map(|_| ())
 }
 
+/// Writes an import's progress if its first line not done is still
+/// `from` (else another recorder moved it on): whether it did.
 pub fn save(
     conn: &mut DbConn,
-    tenant: &TenantId,
-    id: &str,
+    (tenant, id): (&TenantId, &str),
+    from: i64,
     progress: &Progress<'_>,
-) -> QueryResult<()> {
+) -> QueryResult<bool> {
     diesel::update(imports::table.find((tenant, id)))
+        .filter(imports::next_line.eq(from))
         .set(progress)
         .execute(conn)
-        .map(|_| ())
+        .map(|n| n == 1)
 }

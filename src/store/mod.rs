@@ -65,6 +65,8 @@ pub enum Rejection {
     CapturedInFuture,
     #[error("the idempotency key was taken over by a newer request")]
     IdempotencyLost,
+    #[error("another request or process took the import over")]
+    ImportTakenOver,
     #[error("the identity was erased after this opt-in was captured")]
     Suppressed,
     #[error("the identity is erased and has no newer subject: nothing to record")]
