@@ -10,6 +10,7 @@ pub mod checks;
 pub mod dead_letters;
 pub mod documents;
 pub mod entries;
+pub mod entry_points;
 pub mod events;
 pub mod export;
 pub mod forms;

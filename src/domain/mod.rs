@@ -7,6 +7,7 @@ pub mod confirmation;
 pub mod decision;
 pub mod document;
 pub mod endpoint;
+pub mod entry_point;
 pub mod evidence;
 pub mod form;
 pub mod identity;

@@ -63,6 +63,7 @@ problem_codes! {
     IdempotencyInProgress = ("idempotency_in_progress", 409, "Request in progress", "A request with this Idempotency-Key is still being processed; retry later."),
     EndpointLimit = ("endpoint_limit", 409, "Endpoint limit", "The tenant has 10 event endpoints, as many as it may; delete one before adding another."),
     DeliveryNotFailed = ("delivery_not_failed", 409, "Delivery not failed", "Only a failed delivery is retried by request; a pending one is retried by itself, a delivered one is done."),
+    EntryPointExists = ("entry_point_exists", 409, "Entry point exists", "The tenant already has a campaign entry point with this id; entry points are kept as they were printed."),
     ReviewSettled = ("review_settled", 409, "Review settled", "This review item was settled already: a settlement is final. `GET /v1/reviews` lists the items still waiting."),
     RequestTimeout = ("request_timeout", 408, "Request timeout", "The body did not arrive within the time limit (`CONSENT_LEDGER_BODY_TIMEOUT`, default 15 s); nothing was recorded and the connection is closed."),
     PayloadTooLarge = ("payload_too_large", 413, "Payload too large", "The body exceeds the limit of this endpoint (JSON 1 MiB, batch 4 MiB, webhooks 3 MiB)."),

@@ -436,6 +436,7 @@ mod tests {
             purposes: vec![Purpose::Marketing],
             message_channels: None,
             prompt: "Makro".into(),
+            entry_point: None,
         };
         StoredSettings {
             whatsapp: Some(crate::providers::settings::StoredWhatsApp {

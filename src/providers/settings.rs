@@ -42,6 +42,10 @@ pub struct OptInMatch {
     pub message_channels: Option<Vec<MessageChannel>>,
     #[schema(schema_with = crate::domain::openapi::prompt)]
     pub prompt: String,
+    /// The campaign entry point this match stands for (none for one of the
+    /// channel settings): its opt-ins name it in their evidence.
+    #[serde(skip)]
+    pub entry_point: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -383,6 +387,25 @@ fn check_matches(
         out.push(stored);
     }
     out
+}
+
+/// Checks one opt-in match by the rules of the channel settings' (an entry
+/// point's phrase): the match as stored, or each field at fault (`match`,
+/// `brand`, `purposes`, `prompt`).
+pub fn check_opt_in_match(
+    m: &OptInMatch,
+    hearing: (LanguageSet, &OwnKeywords),
+    brand: &dyn Fn(&str) -> BrandLookup,
+) -> Result<OptInMatch, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let checked = check_matches(&mut errors, "m", std::slice::from_ref(m), hearing, brand);
+    if !errors.is_empty() {
+        return Err(errors
+            .into_iter()
+            .map(|e| FieldError::new(e.field.trim_start_matches("m[0]."), e.code))
+            .collect());
+    }
+    Ok(checked.into_iter().next().expect("one match checked"))
 }
 
 /// What checking a `PUT` needs besides the input: where secrets are

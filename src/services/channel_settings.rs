@@ -116,6 +116,7 @@ pub fn of_tenant(
     let Some(row) = find_tenant(conn, tenant)? else {
         return Ok(None);
     };
-    let settings = settings_of(conn, tenant)?;
+    let mut settings = settings_of(conn, tenant)?;
+    super::entry_points::add_matches(conn, tenant, &mut settings)?;
     Ok(Some((row, settings)))
 }

@@ -384,6 +384,11 @@ fn record_intent(
                 // Saved before prompts were checked: it cannot be a consent text.
                 return Ok(Err("unreadable_prompt"));
             }
+            // An entry point's phrase names it: which poster, package or receipt.
+            let evidence = match &m.entry_point {
+                Some(id) => evidence.with("entry_point", id),
+                None => evidence,
+            };
             let opt_in = OptInFromMessage {
                 matched: m,
                 provider,

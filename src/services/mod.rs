@@ -15,6 +15,7 @@ pub mod channel_settings;
 pub mod checking;
 pub mod dead_letters;
 pub mod documents;
+pub mod entry_points;
 pub mod erasure;
 pub mod error;
 pub mod events;

@@ -31,7 +31,7 @@ use utoipa_actix_web::AppExt;
         (name = "documents", description = "Scans of signed paper forms (collector uploads, auditor reads)"),
         (name = "log", description = "Checkpoints, proofs, receipts and exports: the verifiable log (auditor)"),
         (name = "events", description = "Outbound events: endpoints that receive every change, signed as Standard Webhooks says, and their deliveries (admin)"),
-        (name = "channels", description = "Channel settings for the webhooks, and their dead letters (admin)"),
+        (name = "channels", description = "Channel settings for the webhooks, their dead letters, and campaign entry points with their QR codes (admin)"),
         (name = "webhooks", description = "WhatsApp Cloud API and Twilio SMS webhooks, authenticated by the providers' signatures"),
         (name = "pages", description = "The hosted opt-in and opt-out pages (public HTML)"),
         (name = "operations", description = "Health and problem types"),

@@ -41,6 +41,7 @@ pub enum AuditKind {
     EventEndpointDeleted,
     EventDeliveryRetried,
     ImportRecorded,
+    EntryPointCreated,
 }
 
 impl AuditKind {
@@ -74,6 +75,7 @@ impl AuditKind {
             AuditKind::EventEndpointDeleted => "event_endpoint.deleted",
             AuditKind::EventDeliveryRetried => "event_delivery.retried",
             AuditKind::ImportRecorded => "import.recorded",
+            AuditKind::EntryPointCreated => "entry_point.created",
         }
     }
 }

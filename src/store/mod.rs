@@ -10,6 +10,7 @@ pub mod connection;
 pub mod consent;
 pub mod dead_letters;
 pub mod documents;
+pub mod entry_points;
 pub mod erasure;
 pub mod events;
 pub mod forms;

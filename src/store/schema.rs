@@ -396,6 +396,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    entry_points (tenant_id, id) {
+        tenant_id -> Text,
+        id -> Text,
+        brand -> Text,
+        purposes -> Text,
+        phrase -> Text,
+        prompt -> Text,
+        phone_number_id -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     meta,
     tenants,
@@ -430,4 +443,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     event_endpoints,
     event_deliveries,
     imports,
+    entry_points,
 );

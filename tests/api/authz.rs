@@ -53,6 +53,10 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("POST", "/v1/keys", ADMIN),
     ("DELETE", "/v1/keys/{id}", ADMIN),
     ("GET", "/v1/channels", ADMIN),
+    ("POST", "/v1/entry-points", ADMIN),
+    ("GET", "/v1/entry-points", ADMIN),
+    ("GET", "/v1/entry-points/{id}/qr.svg", ADMIN),
+    ("GET", "/v1/entry-points/{id}/qr.png", ADMIN),
     ("PUT", "/v1/channels", ADMIN),
     ("POST", "/v1/opt-ins", COLLECTOR),
     ("POST", "/v1/opt-outs", COLLECTOR),
@@ -117,7 +121,9 @@ fn cross_tenant_status(template: &str) -> Option<u16> {
         | "/v1/subjects/erase"
         | "/v1/event-endpoints/{id}"
         | "/v1/event-deliveries/{id}/retry"
-        | "/v1/imports/{id}" => Some(404),
+        | "/v1/imports/{id}"
+        | "/v1/entry-points/{id}/qr.svg"
+        | "/v1/entry-points/{id}/qr.png" => Some(404),
         // An unknown number's dossier is B's log's header and checkpoint.
         "/v1/export/dossier" => Some(200),
         _ => None,
@@ -680,6 +686,19 @@ async fn input(
             Request::new(method, format!("/v1/imports?id=authz-{n}"))
                 .with_body("application/x-ndjson", format!("{line}\n"))
         }
+        ("POST", "/v1/entry-points") => post(
+            "/v1/entry-points",
+            json!({"id": format!("authz-{n}"), "brand": brand, "purposes": ["marketing"],
+                   "phrase": format!("hello poster {n}"),
+                   "prompt": format!("Scan for offers from {brand} on WhatsApp.")}),
+        ),
+        // No such entry point: the right role is told 404.
+        ("GET", "/v1/entry-points/{id}/qr.svg") => {
+            Request::new(method, "/v1/entry-points/never/qr.svg")
+        }
+        ("GET", "/v1/entry-points/{id}/qr.png") => {
+            Request::new(method, "/v1/entry-points/never/qr.png")
+        }
         // No such import: the right role is told 404.
         ("GET", "/v1/imports/{id}") => Request::new(method, "/v1/imports/never"),
         ("POST", "/v1/checks") => post("/v1/checks", check),
@@ -792,7 +811,8 @@ async fn input(
             | "/v1/changes"
             | "/v1/changes/key"
             | "/v1/event-endpoints"
-            | "/v1/event-deliveries"),
+            | "/v1/event-deliveries"
+            | "/v1/entry-points"),
         ) => Request::new(method, path),
         (m, p) => panic!("authz.rs has no request for {m} {p}: add one to `input`"),
     }

@@ -197,6 +197,7 @@ async fn every_operation_answers_what_the_document_says() {
     channels_and_webhooks(app, c, &t).await;
     outbound_events(app, c, &t).await;
     imports(app, c, &t).await;
+    entry_points(app, c, &t).await;
     c.all_called();
 }
 
@@ -448,6 +449,26 @@ async fn reviews(app: &TestApp, c: &Contract, admin: &str) {
 /// Endpoints registered, refused, listed and deleted; a delivery (to a
 /// host that does not resolve here) listed, marked failed in the database
 /// as 24 hours of failures would, and retried.
+async fn entry_points(app: &TestApp, c: &Contract, t: &Tenant) {
+    let admin = t.admin.as_str();
+    let all = "/v1/entry-points";
+    let poster = json!({"id": "contract", "brand": "Makro", "purposes": ["marketing"],
+        "phrase": "hello contract poster", "prompt": "Scan for offers from Makro."});
+    c.post(app, all, all, admin, &poster).await;
+    c.post(app, all, all, admin, &poster).await;
+    c.post(app, all, all, admin, &json!({"id": "x"})).await;
+    c.get(app, all, all, admin).await;
+    for (template, kind) in [
+        ("/v1/entry-points/{id}/qr.svg", "svg"),
+        ("/v1/entry-points/{id}/qr.png", "png"),
+    ] {
+        for id in ["contract", "never"] {
+            let path = format!("/v1/entry-points/{id}/qr.{kind}");
+            c.get(app, template, &path, admin).await;
+        }
+    }
+}
+
 async fn imports(app: &TestApp, c: &Contract, t: &Tenant) {
     let imports = "/v1/imports";
     let send = |query: &str, kind: &str, body: String| {

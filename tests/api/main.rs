@@ -21,6 +21,7 @@ mod crash;
 mod decisions;
 mod documents;
 mod doors;
+mod entry_points;
 mod erasure;
 mod errors;
 mod events;
