@@ -39,7 +39,7 @@ pub struct AuditEventView {
     /// `review.settled`, `statements.read`, `changes.read`,
     /// `changes_key.read`, `event_endpoint.created`,
     /// `event_endpoint.deleted`, `event_delivery.retried`,
-    /// `entry_point.created`, `subject.erased`, `backfill`, `import.recorded` (a group of lines
+    /// `entry_point.created`, `ivr_flow.saved`, `subject.erased`, `backfill`, `import.recorded` (a group of lines
     /// of a bulk import: its id, lines and seqs),
     /// `authentication.failed`, `authorization.refused`,
     /// `webhook.signature_failed`, `signing_key.rotated`.

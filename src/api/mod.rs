@@ -17,6 +17,7 @@ pub mod forms;
 pub mod health;
 pub mod idempotent;
 pub mod imports;
+pub mod ivr_flows;
 pub mod json;
 pub mod keys;
 pub mod limits;

@@ -13,6 +13,7 @@ pub mod form;
 pub mod identity;
 pub mod ids;
 pub mod import;
+pub mod ivr;
 pub mod number;
 pub mod openapi;
 pub mod person;

@@ -28,6 +28,44 @@ pub enum Delivery {
 /// Reads a signed request (its signature already checked). `Err` names why
 /// it is refused: not the tenant's account, or not one of its numbers.
 /// `received` is when it arrived: Twilio's request carries no timestamp.
+/// A signed request of a call to a hosted phone opt-in (docs/ivr.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub call_id: String,
+    /// The caller's number; `None` when withheld or not a number.
+    pub caller: Option<E164>,
+    /// The key pressed, once the prompt was read.
+    pub digits: Option<String>,
+    /// Twilio's caller-id attestation (`StirVerstat`), when sent.
+    pub stir_verstat: Option<String>,
+}
+
+/// Reads a call's parameters: the tenant's account, one of its numbers
+/// called, a call id.
+pub fn read_call(params: &[(String, String)], twilio: &StoredTwilio) -> Result<Call, &'static str> {
+    if param(params, "AccountSid") != Some(twilio.account_sid.as_str()) {
+        return Err("AccountSid is not the tenant's Twilio account");
+    }
+    param(params, "To")
+        .and_then(|to| E164::parse(to, None, None).ok())
+        .filter(|to| twilio.numbers.iter().any(|n| n == to.as_str()))
+        .ok_or("To is not one of the tenant's Twilio numbers")?;
+    let call_id = param(params, "CallSid")
+        .filter(|id| !id.is_empty() && id.len() <= 64)
+        .ok_or("a call without CallSid")?;
+    let short = |name: &str| {
+        param(params, name)
+            .filter(|v| !v.is_empty() && v.len() <= 64)
+            .map(str::to_owned)
+    };
+    Ok(Call {
+        call_id: call_id.to_owned(),
+        caller: param(params, "From").and_then(|from| E164::parse(from, None, None).ok()),
+        digits: short("Digits"),
+        stir_verstat: short("StirVerstat"),
+    })
+}
+
 pub fn read_delivery(
     params: &[(String, String)],
     twilio: &StoredTwilio,

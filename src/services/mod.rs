@@ -25,6 +25,7 @@ pub mod housekeeping;
 pub mod imports;
 pub mod inbound;
 pub mod interactions;
+pub mod ivr;
 pub mod keys;
 pub mod links;
 pub mod notification;

@@ -34,6 +34,8 @@ pub enum Door<'a> {
     /// A message from the identity itself, delivered by a provider's signed
     /// webhook.
     Message { provider: Provider },
+    /// A caller who pressed the key of this hosted phone flow.
+    Ivr { flow: &'a str },
     /// A line of a bulk import (always a backfill), by this collector: the
     /// admin's key id, or `operator:cli`.
     Import { collector: &'a str },
@@ -47,6 +49,7 @@ impl Door<'_> {
             Door::Page { form_id } => format!("form:{form_id}"),
             Door::Message { provider } => provider.collector().to_owned(),
             Door::Import { collector } => (*collector).to_owned(),
+            Door::Ivr { flow } => format!("ivr:{flow}"),
         }
     }
 

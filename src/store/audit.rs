@@ -42,6 +42,7 @@ pub enum AuditKind {
     EventDeliveryRetried,
     ImportRecorded,
     EntryPointCreated,
+    IvrFlowSaved,
 }
 
 impl AuditKind {
@@ -76,6 +77,7 @@ impl AuditKind {
             AuditKind::EventDeliveryRetried => "event_delivery.retried",
             AuditKind::ImportRecorded => "import.recorded",
             AuditKind::EntryPointCreated => "entry_point.created",
+            AuditKind::IvrFlowSaved => "ivr_flow.saved",
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod forms;
 pub mod group_commit;
 pub mod idempotency;
 pub mod imports;
+pub mod ivr_flows;
 pub mod links;
 pub mod log;
 pub mod pool;

@@ -409,6 +409,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    ivr_flows (tenant_id, id, version) {
+        tenant_id -> Text,
+        id -> Text,
+        version -> BigInt,
+        definition -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     meta,
     tenants,
@@ -444,4 +454,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     event_deliveries,
     imports,
     entry_points,
+    ivr_flows,
 );

@@ -54,6 +54,7 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("DELETE", "/v1/keys/{id}", ADMIN),
     ("GET", "/v1/channels", ADMIN),
     ("POST", "/v1/entry-points", ADMIN),
+    ("PUT", "/v1/ivr-flows/{flow}", ADMIN),
     ("GET", "/v1/entry-points", ADMIN),
     ("GET", "/v1/entry-points/{id}/qr.svg", ADMIN),
     ("GET", "/v1/entry-points/{id}/qr.png", ADMIN),
@@ -101,6 +102,7 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("GET", "/webhooks/whatsapp/{tenant}", Signature),
     ("POST", "/webhooks/whatsapp/{tenant}", Signature),
     ("POST", "/webhooks/twilio/{tenant}", Signature),
+    ("POST", "/webhooks/twilio-voice/{tenant}/{flow}", Signature),
 ];
 
 /// Served beside the document's operations, and public.
@@ -691,6 +693,22 @@ async fn input(
             json!({"id": format!("authz-{n}"), "brand": brand, "purposes": ["marketing"],
                    "phrase": format!("hello poster {n}"),
                    "prompt": format!("Scan for offers from {brand} on WhatsApp.")}),
+        ),
+        ("PUT", "/v1/ivr-flows/{flow}") => Request::json(
+            method,
+            "/v1/ivr-flows/main",
+            &json!({"brand": brand, "purposes": ["marketing"], "message_channels": ["whatsapp"],
+                    "language": "en-US", "prompt": format!("Press 1 for offers from {brand}.")}),
+        ),
+        ("POST", "/webhooks/twilio-voice/{tenant}/{flow}") => Request::new(
+            method,
+            "/webhooks/twilio-voice/makro/main",
+        )
+        .with_body(
+            "application/x-www-form-urlencoded",
+            format!(
+                "AccountSid={ACCOUNT_SID}&CallSid=CA{n:032}&From=%2B4915112345678&To=%2B4930123456"
+            ),
         ),
         // No such entry point: the right role is told 404.
         ("GET", "/v1/entry-points/{id}/qr.svg") => {

@@ -198,6 +198,7 @@ async fn every_operation_answers_what_the_document_says() {
     outbound_events(app, c, &t).await;
     imports(app, c, &t).await;
     entry_points(app, c, &t).await;
+    phone_flows(app, c, &t).await;
     c.all_called();
 }
 
@@ -449,6 +450,42 @@ async fn reviews(app: &TestApp, c: &Contract, admin: &str) {
 /// Endpoints registered, refused, listed and deleted; a delivery (to a
 /// host that does not resolve here) listed, marked failed in the database
 /// as 24 hours of failures would, and retried.
+async fn phone_flows(app: &TestApp, c: &Contract, t: &Tenant) {
+    let flows = "/v1/ivr-flows/{flow}";
+    let flow = json!({"brand": "Makro", "purposes": ["marketing"], "message_channels": ["whatsapp"],
+                      "language": "en-US", "prompt": "Press 1 for offers from Makro."});
+    for body in [&flow, &flow, &json!({"brand": "Makro"})] {
+        let put = app
+            .client
+            .put(app.url("/v1/ivr-flows/main"))
+            .bearer_auth(&t.admin)
+            .json(body);
+        c.send(flows, put).await;
+    }
+    // The test app's public URL is its bind address, as configured: port 0.
+    let calls = "/webhooks/twilio-voice/{tenant}/{flow}";
+    let path = "/webhooks/twilio-voice/makro/main";
+    let params: Vec<(String, String)> = [
+        ("AccountSid", crate::channels::ACCOUNT_SID),
+        ("CallSid", "CA0123456789abcdef0123456789abcdef"),
+        ("From", "+4915112345678"),
+        ("To", crate::channels::TW_NUMBER),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let url = format!("http://127.0.0.1:0{path}");
+    for token in [crate::channels::TW_TOKEN, "forged"] {
+        let signature = crate::channels::twilio_signature(token, &url, &params);
+        let call = app
+            .client
+            .post(app.url(path))
+            .header("x-twilio-signature", signature)
+            .form(&params);
+        c.send(calls, call).await;
+    }
+}
+
 async fn entry_points(app: &TestApp, c: &Contract, t: &Tenant) {
     let admin = t.admin.as_str();
     let all = "/v1/entry-points";

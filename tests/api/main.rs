@@ -33,6 +33,7 @@ mod idempotency;
 mod identities;
 mod imports;
 mod inbound;
+mod ivr;
 mod limits;
 mod log;
 mod log_privacy;

@@ -2,6 +2,7 @@
 //! authenticated by the providers' signatures, never by API keys.
 
 pub mod twilio;
+pub mod twilio_voice;
 pub mod whatsapp;
 
 use crate::api::body::{declared_length, read_body as read_body_within, Body};

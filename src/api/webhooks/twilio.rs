@@ -20,7 +20,7 @@ fn twiml() -> HttpResponse {
         .body(EMPTY_TWIML)
 }
 
-fn is_form(request: &HttpRequest) -> bool {
+pub(super) fn is_form(request: &HttpRequest) -> bool {
     request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -32,7 +32,7 @@ fn is_form(request: &HttpRequest) -> bool {
         })
 }
 
-fn refused(detail: &str) -> ApiError {
+pub(super) fn refused(detail: &str) -> ApiError {
     tracing::info!(reason = detail, "Twilio request refused");
     ApiError::unauthorized(detail.to_owned())
 }
@@ -43,7 +43,7 @@ const BAD_SIGNATURE: &str =
     "X-Twilio-Signature is missing or does not match the configured URL and auth tokens";
 
 /// Twilio signs with the account's auth token (or its secondary one).
-const TWILIO: Signing = Signing {
+pub(super) const TWILIO: Signing = Signing {
     provider: "twilio",
     header: "x-twilio-signature",
     what: "twilio signature",

@@ -1,0 +1,1 @@
+DROP TABLE ivr_flows;
