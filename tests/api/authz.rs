@@ -700,16 +700,14 @@ async fn input(
             &json!({"brand": brand, "purposes": ["marketing"], "message_channels": ["whatsapp"],
                     "language": "en-US", "prompt": format!("Press 1 for offers from {brand}.")}),
         ),
-        ("POST", "/webhooks/twilio-voice/{tenant}/{flow}") => Request::new(
-            method,
-            "/webhooks/twilio-voice/makro/main",
-        )
-        .with_body(
-            "application/x-www-form-urlencoded",
-            format!(
+        ("POST", "/webhooks/twilio-voice/{tenant}/{flow}") => {
+            Request::new(method, "/webhooks/twilio-voice/makro/main").with_body(
+                "application/x-www-form-urlencoded",
+                format!(
                 "AccountSid={ACCOUNT_SID}&CallSid=CA{n:032}&From=%2B4915112345678&To=%2B4930123456"
             ),
-        ),
+            )
+        }
         // No such entry point: the right role is told 404.
         ("GET", "/v1/entry-points/{id}/qr.svg") => {
             Request::new(method, "/v1/entry-points/never/qr.svg")

@@ -49,6 +49,80 @@ fn call(call_sid: &str, from: &str, digits: Option<&str>) -> Vec<(String, String
         .collect()
 }
 
+/// Twilio's own Python library (PyPI `twilio`), where
+/// `CONSENT_LEDGER_TWILIO_PYTHON` names a Python that has it (CI installs
+/// it and sets `CONSENT_LEDGER_REQUIRE_TWILIO=1` so that it must).
+fn twilio_python() -> Option<std::ffi::OsString> {
+    let python = std::env::var_os("CONSENT_LEDGER_TWILIO_PYTHON");
+    if python.is_none() {
+        assert!(
+            std::env::var_os("CONSENT_LEDGER_REQUIRE_TWILIO").is_none(),
+            "CONSENT_LEDGER_TWILIO_PYTHON is required"
+        );
+        eprintln!("skipped: Twilio's library (set CONSENT_LEDGER_TWILIO_PYTHON)");
+    }
+    python
+}
+
+/// Runs `script` with Twilio's library on `input` (JSON); its output.
+fn with_twilio_library(python: &std::ffi::OsStr, script: &str, input: &Value) -> String {
+    let out = std::process::Command::new(python)
+        .args(["-c", script, &input.to_string()])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned()
+}
+
+/// The request's signature: ours, and where Twilio's library is at hand
+/// its `RequestValidator`'s, which must be the same.
+fn signature(token: &str, url: &str, params: &[(String, String)]) -> String {
+    let ours = twilio_signature(token, url, params);
+    if let Some(python) = twilio_python() {
+        let script = "import json, sys\n\
+from twilio.request_validator import RequestValidator\n\
+d = json.loads(sys.argv[1])\n\
+print(RequestValidator(d['token']).compute_signature(d['url'], d['params']))\n";
+        let params: serde_json::Map<String, Value> =
+            params.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let input = json!({"token": token, "url": url, "params": params});
+        assert_eq!(with_twilio_library(&python, script, &input), ours);
+    }
+    ours
+}
+
+/// Where Twilio's library is at hand: the TwiML its `VoiceResponse` builds
+/// for the flow is, canonicalised, the one we answered.
+fn same_as_the_library_builds(ours: &str, action: &str) {
+    let Some(python) = twilio_python() else {
+        return;
+    };
+    let script = "import json, sys\n\
+from xml.etree.ElementTree import canonicalize\n\
+from twilio.twiml.voice_response import VoiceResponse, Gather\n\
+d = json.loads(sys.argv[1])\n\
+r = VoiceResponse()\n\
+g = Gather(num_digits=1, action=d['action'], method='POST', timeout=8)\n\
+g.say(d['prompt'], language='en-US')\n\
+r.append(g)\n\
+r.say('Thank you. Goodbye.', language='en-US')\n\
+strip = lambda x: x.split('?>', 1)[1]\n\
+print(canonicalize(strip(str(r))) == canonicalize(strip(d['ours'])))\n";
+    let input = json!({"action": action, "prompt": PROMPT, "ours": ours});
+    assert_eq!(
+        with_twilio_library(&python, script, &input),
+        "True",
+        "{ours}"
+    );
+}
+
 /// Posts a call's request, signed over the public URL (or with `token`).
 async fn post_call(
     app: &TestApp,
@@ -57,7 +131,7 @@ async fn post_call(
     token: &str,
 ) -> (StatusCode, String, String) {
     let path = format!("/webhooks/twilio-voice/makro/{flow}");
-    let signature = twilio_signature(token, &format!("{PUBLIC_URL}{path}"), params);
+    let signature = signature(token, &format!("{PUBLIC_URL}{path}"), params);
     let response = app
         .client
         .post(app.url(&path))
@@ -142,6 +216,7 @@ async fn a_call_is_recorded_end_to_end_through_signed_requests() {
              <Say language=\"en-US\">Thank you. Goodbye.</Say></Response>"
         )
     );
+    same_as_the_library_builds(&twiml, &action);
     assert_eq!(log_size(&app, &t).await, 0);
     // The caller presses 1: an ivr opt-in for the caller's number.
     let (status, _, goodbye) =
