@@ -4,7 +4,7 @@
 //! `<Say language>`, and `<Say>` alone to thank and hang up).
 
 use super::purpose::{MessageChannel, Purpose};
-use super::text::is_well_formed_language_tag;
+use super::text::{escape_markup as xml, is_well_formed_language_tag};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -100,22 +100,6 @@ pub fn flow_problems(input: &IvrFlowInput) -> Vec<(&'static str, &'static str)> 
         problems.push(("digit", "invalid_value"));
     }
     problems
-}
-
-/// `text` with XML's five special characters escaped.
-fn xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";

@@ -141,6 +141,23 @@ pub fn is_well_formed_language_tag(tag: &str) -> bool {
     i == subtags.len()
 }
 
+/// Escapes text for the content and quoted attributes of HTML or XML
+/// (the hosted pages, TwiML).
+pub fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

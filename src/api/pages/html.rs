@@ -31,20 +31,7 @@ pub const COUNTRIES: &[(&str, &str, &str)] = &[
 ];
 
 /// Escapes text for HTML content and quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::domain::text::escape_markup as escape;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;padding:1rem;line-height:1.5;color:#111;background:#fff}\
 main{max-width:32rem;margin:0 auto}h1{font-size:1.4rem;margin:.5rem 0 1rem}\

@@ -20,7 +20,7 @@ fn twiml() -> HttpResponse {
         .body(EMPTY_TWIML)
 }
 
-pub(super) fn is_form(request: &HttpRequest) -> bool {
+fn is_form(request: &HttpRequest) -> bool {
     request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -60,6 +60,26 @@ pub(super) const TWILIO: Signing = Signing {
     },
 };
 
+/// A request Twilio posts (SMS or voice), read with the tenant's settings
+/// and parameters before its signature is checked: form-encoded (else 415).
+pub(super) async fn read_form(
+    state: &AppState,
+    request: &HttpRequest,
+    tenant: &str,
+    body: web::Payload,
+) -> Result<(Signed, Vec<(String, String)>), ApiError> {
+    if !is_form(request) {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "Twilio posts Content-Type: application/x-www-form-urlencoded",
+        ));
+    }
+    let signed = Signed::read(state, request, tenant, body, &TWILIO).await?;
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&signed.body)
+        .map_err(|_| refused("the body is not a valid form"))?;
+    Ok((signed, params))
+}
+
 /// Twilio's inbound SMS
 ///
 /// Twilio posts each message here, signed over the configured URL; it records
@@ -83,16 +103,7 @@ pub async fn twilio_message(
     request: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = tenant.into_inner();
-    if !is_form(&request) {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            "Twilio posts Content-Type: application/x-www-form-urlencoded",
-        ));
-    }
-    let signed = Signed::read(&state, &request, &tenant, body, &TWILIO).await?;
-    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&signed.body)
-        .map_err(|_| refused("the body is not a valid form"))?;
+    let (signed, params) = read_form(&state, &request, &tenant, body).await?;
     let twilio = signed
         .settings
         .twilio

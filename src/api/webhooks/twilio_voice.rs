@@ -4,11 +4,11 @@
 //! and gathers one key, posted back here; the flow's key records an `ivr`
 //! opt-in for the caller, any other key nothing. Both end with a goodbye.
 
-use super::twilio::{is_form, refused, TWILIO};
-use super::{record, Signed};
+use super::record;
+use super::twilio::{read_form, refused, TWILIO};
 use crate::api::AppState;
 use crate::domain::ivr::{gather_twiml, goodbye_twiml};
-use crate::error::{ApiError, ErrorCode, Problem};
+use crate::error::{ApiError, Problem};
 use crate::providers::signature::twilio_signature_valid;
 use crate::providers::twilio::read_call;
 use crate::services::ivr;
@@ -46,15 +46,7 @@ pub async fn twilio_call(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, flow_id) = path.into_inner();
-    if !is_form(&request) {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            "Twilio posts Content-Type: application/x-www-form-urlencoded",
-        ));
-    }
-    let signed = Signed::read(&state, &request, &tenant, body, &TWILIO).await?;
-    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&signed.body)
-        .map_err(|_| refused("the body is not a valid form"))?;
+    let (signed, params) = read_form(&state, &request, &tenant, body).await?;
     let twilio = signed
         .settings
         .twilio
